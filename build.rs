@@ -1,0 +1,36 @@
+//! Compiles `proto/` with protox (pure Rust: no system `protoc`), generates the
+//! tonic/prost code, the proto3-JSON serde impls (pbjson) and the descriptor set
+//! served by reflection.
+
+use std::{env, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &[
+    "proto/mcphealth/v1/spec.proto",
+    "proto/mcphealth/v1/status.proto",
+    "proto/mcphealth/v1/service.proto",
+    "proto/grpc/health/v1/health.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let descriptor_bytes = fds.encode_to_vec();
+    std::fs::write(out_dir.join("descriptor.bin"), &descriptor_bytes)?;
+
+    tonic_prost_build::configure()
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .btree_map(".")
+        .compile_fds(fds)?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .btree_map(["."])
+        .build(&[".mcphealth.v1"])?;
+    Ok(())
+}
