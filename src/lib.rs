@@ -1,4 +1,9 @@
 //! mcp-health: probes MCP servers, keeps one verdict per backend and one
 //! routable phase per group, and serves them over gRPC.
 
+pub mod core;
+pub mod engine;
+pub mod health;
+pub mod probe;
 pub mod proto;
+pub mod spec;

@@ -1,0 +1,138 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from mcphealth_client._gen.mcphealth.v1 import spec_pb2 as _spec_pb2
+from mcphealth_client._gen.mcphealth.v1 import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WatchEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCH_EVENT_KIND_UNSPECIFIED: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_SNAPSHOT: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_CHANGED: _ClassVar[WatchEventKind]
+    WATCH_EVENT_KIND_DELETED: _ClassVar[WatchEventKind]
+WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
+WATCH_EVENT_KIND_SNAPSHOT: WatchEventKind
+WATCH_EVENT_KIND_CHANGED: WatchEventKind
+WATCH_EVENT_KIND_DELETED: WatchEventKind
+
+class ListGroupsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GroupOverview(_message.Message):
+    __slots__ = ("name", "phase", "summary", "message", "source")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    phase: _status_pb2.GroupPhase
+    summary: _status_pb2.Summary
+    message: str
+    source: _status_pb2.GroupSource
+    def __init__(self, name: _Optional[str] = ..., phase: _Optional[_Union[_status_pb2.GroupPhase, str]] = ..., summary: _Optional[_Union[_status_pb2.Summary, _Mapping]] = ..., message: _Optional[str] = ..., source: _Optional[_Union[_status_pb2.GroupSource, str]] = ...) -> None: ...
+
+class ListGroupsResponse(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupOverview]
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupOverview, _Mapping]]] = ...) -> None: ...
+
+class GetGroupHealthRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class GetGroupHealthResponse(_message.Message):
+    __slots__ = ("health",)
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    health: _status_pb2.GroupHealth
+    def __init__(self, health: _Optional[_Union[_status_pb2.GroupHealth, _Mapping]] = ...) -> None: ...
+
+class WatchGroupHealthRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class WatchGroupHealthResponse(_message.Message):
+    __slots__ = ("kind", "revision", "groups")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchEventKind
+    revision: int
+    groups: _containers.RepeatedCompositeFieldContainer[_status_pb2.GroupHealth]
+    def __init__(self, kind: _Optional[_Union[WatchEventKind, str]] = ..., revision: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[_status_pb2.GroupHealth, _Mapping]]] = ...) -> None: ...
+
+class ApplyGroupRequest(_message.Message):
+    __slots__ = ("spec", "validate_only")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    spec: _spec_pb2.GroupSpec
+    validate_only: bool
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class ApplyGroupResponse(_message.Message):
+    __slots__ = ("spec", "generation", "changed")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    spec: _spec_pb2.GroupSpec
+    generation: int
+    changed: bool
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., generation: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class DeleteGroupRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class DeleteGroupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProbeBackendRequest(_message.Message):
+    __slots__ = ("group", "backend")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class ProbeBackendResponse(_message.Message):
+    __slots__ = ("backend", "phase")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    backend: _status_pb2.BackendHealth
+    phase: _status_pb2.GroupPhase
+    def __init__(self, backend: _Optional[_Union[_status_pb2.BackendHealth, _Mapping]] = ..., phase: _Optional[_Union[_status_pb2.GroupPhase, str]] = ...) -> None: ...
+
+class GetConfigStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetConfigStatusResponse(_message.Message):
+    __slots__ = ("path", "last_good_load_time", "last_error", "last_error_time", "groups")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LAST_GOOD_LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    last_good_load_time: _timestamp_pb2.Timestamp
+    last_error: str
+    last_error_time: _timestamp_pb2.Timestamp
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,148 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Transport(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRANSPORT_UNSPECIFIED: _ClassVar[Transport]
+    TRANSPORT_STREAMABLE_HTTP: _ClassVar[Transport]
+    TRANSPORT_SSE: _ClassVar[Transport]
+
+class AuthMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUTH_MODE_UNSPECIFIED: _ClassVar[AuthMode]
+    AUTH_MODE_NONE: _ClassVar[AuthMode]
+    AUTH_MODE_PER_USER: _ClassVar[AuthMode]
+    AUTH_MODE_STATIC_HEADER: _ClassVar[AuthMode]
+    AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS: _ClassVar[AuthMode]
+
+class ProbeDepth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROBE_DEPTH_UNSPECIFIED: _ClassVar[ProbeDepth]
+    PROBE_DEPTH_HANDSHAKE: _ClassVar[ProbeDepth]
+    PROBE_DEPTH_TOOLS: _ClassVar[ProbeDepth]
+TRANSPORT_UNSPECIFIED: Transport
+TRANSPORT_STREAMABLE_HTTP: Transport
+TRANSPORT_SSE: Transport
+AUTH_MODE_UNSPECIFIED: AuthMode
+AUTH_MODE_NONE: AuthMode
+AUTH_MODE_PER_USER: AuthMode
+AUTH_MODE_STATIC_HEADER: AuthMode
+AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS: AuthMode
+PROBE_DEPTH_UNSPECIFIED: ProbeDepth
+PROBE_DEPTH_HANDSHAKE: ProbeDepth
+PROBE_DEPTH_TOOLS: ProbeDepth
+
+class SecretSource(_message.Message):
+    __slots__ = ("env", "file")
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    env: str
+    file: str
+    def __init__(self, env: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
+
+class StaticHeaderAuth(_message.Message):
+    __slots__ = ("header", "value", "value_prefix")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    header: str
+    value: SecretSource
+    value_prefix: str
+    def __init__(self, header: _Optional[str] = ..., value: _Optional[_Union[SecretSource, _Mapping]] = ..., value_prefix: _Optional[str] = ...) -> None: ...
+
+class OAuth2ClientCredentials(_message.Message):
+    __slots__ = ("token_url", "client_id", "client_secret", "scopes", "audience")
+    TOKEN_URL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    token_url: str
+    client_id: SecretSource
+    client_secret: SecretSource
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    audience: str
+    def __init__(self, token_url: _Optional[str] = ..., client_id: _Optional[_Union[SecretSource, _Mapping]] = ..., client_secret: _Optional[_Union[SecretSource, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ...) -> None: ...
+
+class AuthSpec(_message.Message):
+    __slots__ = ("mode", "static_header", "oauth2_client_credentials")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    STATIC_HEADER_FIELD_NUMBER: _ClassVar[int]
+    OAUTH2_CLIENT_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    mode: AuthMode
+    static_header: StaticHeaderAuth
+    oauth2_client_credentials: OAuth2ClientCredentials
+    def __init__(self, mode: _Optional[_Union[AuthMode, str]] = ..., static_header: _Optional[_Union[StaticHeaderAuth, _Mapping]] = ..., oauth2_client_credentials: _Optional[_Union[OAuth2ClientCredentials, _Mapping]] = ...) -> None: ...
+
+class TlsSpec(_message.Message):
+    __slots__ = ("ca_file", "client_cert_file", "client_key_file", "dangerous_skip_verification")
+    CA_FILE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERT_FILE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_FILE_FIELD_NUMBER: _ClassVar[int]
+    DANGEROUS_SKIP_VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    ca_file: str
+    client_cert_file: str
+    client_key_file: str
+    dangerous_skip_verification: bool
+    def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ...) -> None: ...
+
+class ProbePolicy(_message.Message):
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent")
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    JITTER_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    timeout: _duration_pb2.Duration
+    unhealthy_threshold: int
+    healthy_threshold: int
+    degraded_latency: _duration_pb2.Duration
+    jitter_percent: int
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ...) -> None: ...
+
+class BackendSpec(_message.Message):
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    transport: Transport
+    auth: AuthSpec
+    tls: TlsSpec
+    policy: ProbePolicy
+    depth: ProbeDepth
+    protocol_version: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ...) -> None: ...
+
+class GroupSpec(_message.Message):
+    __slots__ = ("name", "backends", "policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    backends: _containers.RepeatedCompositeFieldContainer[BackendSpec]
+    policy: ProbePolicy
+    def __init__(self, name: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[BackendSpec, _Mapping]]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ...) -> None: ...
+
+class HealthConfig(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupSpec]
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupSpec, _Mapping]]] = ...) -> None: ...

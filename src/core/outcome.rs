@@ -1,0 +1,93 @@
+//! What one probe concluded, before any verdict: the outcome class, its reason
+//! code and the facts the backend reported about itself.
+
+use std::time::Duration;
+
+use crate::proto::v1::{AuthMode, ReasonCode};
+
+/// The class of a probe result, as the verdict state machine sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeClass {
+    /// The handshake succeeded within `degraded_latency`.
+    Success,
+    /// The handshake succeeded, slower than `degraded_latency`.
+    Slow,
+    /// 401/403. What that means depends on the backend's auth mode.
+    AuthRequired,
+    /// Anything else.
+    Failure,
+}
+
+/// Why a probe ended the way it did. `message` is written by us, never copied
+/// from a response body, so it can carry no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub http_status: Option<u16>,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        Reason { code, http_status: None, message: message.into() }
+    }
+
+    pub fn http(code: ReasonCode, status: u16, message: impl Into<String>) -> Self {
+        Reason { code, http_status: Some(status), message: message.into() }
+    }
+}
+
+/// Facts a successful (or partly successful) probe learned about the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub protocol_version: String,
+    pub server_name: String,
+    pub server_version: String,
+    pub tool_count: Option<u32>,
+    /// RFC 9728 metadata check, for 401 answers: None when not attempted.
+    pub resource_metadata_valid: Option<bool>,
+}
+
+/// The result of one probe as the prober reports it, before latency is judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub class: OutcomeClass,
+    pub reason: Reason,
+    pub facts: ServerFacts,
+}
+
+impl ProbeOutcome {
+    pub fn success(facts: ServerFacts) -> Self {
+        ProbeOutcome { class: OutcomeClass::Success, reason: Reason::new(ReasonCode::Ok, "handshake succeeded"), facts }
+    }
+
+    pub fn failure(reason: Reason) -> Self {
+        ProbeOutcome { class: OutcomeClass::Failure, reason, facts: ServerFacts::default() }
+    }
+
+    pub fn auth_required(reason: Reason, facts: ServerFacts) -> Self {
+        ProbeOutcome { class: OutcomeClass::AuthRequired, reason, facts }
+    }
+
+    /// Turns a success slower than `degraded_latency` into a slow success.
+    pub fn judge_latency(mut self, latency: Duration, degraded_latency: Duration) -> Self {
+        if self.class == OutcomeClass::Success && latency > degraded_latency {
+            self.class = OutcomeClass::Slow;
+            self.reason = Reason::new(
+                ReasonCode::Slow,
+                format!(
+                    "handshake took {} ms, over the {} ms degraded latency",
+                    latency.as_millis(),
+                    degraded_latency.as_millis()
+                ),
+            );
+        }
+        self
+    }
+}
+
+/// Whether a 401/403 answer to this backend's probe proves it alive.
+/// Only per-user backends are probed anonymously on purpose.
+pub fn auth_required_is_liveness(auth: AuthMode) -> bool {
+    auth == AuthMode::PerUser
+}

@@ -1,0 +1,138 @@
+//! Table tests for the verdict state machine and the group phase. Every case
+//! goes through one helper per table, so a new case is one line.
+
+use super::outcome::OutcomeClass::{self, AuthRequired, Failure, Slow, Success};
+use super::phase::{BackendView, group_verdict};
+use super::verdict::{Thresholds, Verdict, is_routable, observe};
+use crate::proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P};
+
+const T3_1: Thresholds = Thresholds { unhealthy: 3, healthy: 1 };
+const T3_2: Thresholds = Thresholds { unhealthy: 3, healthy: 2 };
+const T1_1: Thresholds = Thresholds { unhealthy: 1, healthy: 1 };
+
+/// Feeds `observations` to a fresh UNKNOWN verdict and checks the status (and
+/// routability) after each one.
+#[track_caller]
+fn check_sequence(auth: AuthMode, t: Thresholds, steps: &[(OutcomeClass, S, bool)]) {
+    let mut v = Verdict::unknown();
+    for (i, (class, want_status, want_routable)) in steps.iter().enumerate() {
+        v = observe(&v, *class, auth, t);
+        assert_eq!(
+            (v.status, is_routable(v.status, auth)),
+            (*want_status, *want_routable),
+            "step {i} ({class:?}) with {auth:?} {t:?}: got {v:?}"
+        );
+    }
+}
+
+#[test]
+fn transitions() {
+    use AuthMode::{None as NoAuth, PerUser, StaticHeader};
+    // First conclusive result decides at once.
+    check_sequence(NoAuth, T3_1, &[(Success, S::Healthy, true)]);
+    check_sequence(NoAuth, T3_1, &[(Slow, S::Degraded, true)]);
+    check_sequence(NoAuth, T3_1, &[(Failure, S::Unhealthy, false)]);
+    check_sequence(PerUser, T3_1, &[(AuthRequired, S::Unauthenticated, true)]);
+    // 401 with auth NONE: a misconfiguration, not routable.
+    check_sequence(NoAuth, T3_1, &[(AuthRequired, S::Unauthenticated, false)]);
+    check_sequence(StaticHeader, T3_1, &[(AuthRequired, S::Unauthenticated, false)]);
+    // A failure blip below the threshold: DEGRADED and still routable, then back.
+    check_sequence(
+        NoAuth,
+        T3_1,
+        &[(Success, S::Healthy, true), (Failure, S::Degraded, true), (Failure, S::Degraded, true), (Success, S::Healthy, true)],
+    );
+    // The threshold-th failure makes the backend UNHEALTHY.
+    check_sequence(
+        NoAuth,
+        T3_1,
+        &[(Success, S::Healthy, true), (Failure, S::Degraded, true), (Failure, S::Degraded, true), (Failure, S::Unhealthy, false)],
+    );
+    check_sequence(NoAuth, T1_1, &[(Success, S::Healthy, true), (Failure, S::Unhealthy, false)]);
+    // Recovery after UNHEALTHY needs `healthy` consecutive successes.
+    check_sequence(NoAuth, T3_1, &[(Failure, S::Unhealthy, false), (Success, S::Healthy, true)]);
+    check_sequence(
+        NoAuth,
+        T3_2,
+        &[(Failure, S::Unhealthy, false), (Success, S::Unhealthy, false), (Failure, S::Unhealthy, false), (Success, S::Unhealthy, false), (Slow, S::Degraded, true)],
+    );
+    // A per-user backend that starts failing and then answers 401 again recovers.
+    check_sequence(PerUser, T3_1, &[(Failure, S::Unhealthy, false), (AuthRequired, S::Unauthenticated, true)]);
+    // Per-user backend blips below the threshold stay routable.
+    check_sequence(PerUser, T3_1, &[(AuthRequired, S::Unauthenticated, true), (Failure, S::Degraded, true), (AuthRequired, S::Unauthenticated, true)]);
+    // A healthy NONE backend that starts answering 401 becomes non-routable at the threshold.
+    check_sequence(
+        NoAuth,
+        T3_1,
+        &[(Success, S::Healthy, true), (AuthRequired, S::Degraded, true), (AuthRequired, S::Degraded, true), (AuthRequired, S::Unauthenticated, false)],
+    );
+    // Slow and fast alternate without ever leaving the routable set.
+    check_sequence(NoAuth, T3_1, &[(Slow, S::Degraded, true), (Success, S::Healthy, true), (Slow, S::Degraded, true)]);
+}
+
+#[test]
+fn progress_and_counters() {
+    let t = T3_2;
+    let mut v = observe(&Verdict::unknown(), Success, AuthMode::None, t);
+    v = observe(&v, Failure, AuthMode::None, t);
+    assert_eq!((v.consecutive_failures, v.consecutive_successes, v.progress.as_str()), (1, 0, "1 of 3 failed probes"));
+    v = observe(&v, Failure, AuthMode::None, t);
+    assert_eq!(v.progress, "2 of 3 failed probes");
+    v = observe(&v, Failure, AuthMode::None, t);
+    assert_eq!((v.status, v.progress.as_str()), (S::Unhealthy, ""));
+    v = observe(&v, Success, AuthMode::None, t);
+    assert_eq!((v.status, v.consecutive_failures, v.progress.as_str()), (S::Unhealthy, 0, "1 of 2 successful probes needed to recover"));
+    v = observe(&v, Success, AuthMode::None, t);
+    assert_eq!((v.status, v.consecutive_successes, v.progress.as_str()), (S::Healthy, 2, ""));
+}
+
+/// Checks the phase, the routable count and the message of a group.
+#[track_caller]
+fn check_phase(backends: &[(S, AuthMode)], want: P, want_routable: u32, want_message: &str) {
+    let verdict = group_verdict(backends.iter().map(|(status, auth)| BackendView { status: *status, routable: is_routable(*status, *auth) }));
+    assert_eq!(
+        (verdict.phase, verdict.summary.routable, verdict.message.as_str()),
+        (want, want_routable, want_message),
+        "backends {backends:?}"
+    );
+    assert_eq!(verdict.summary.total as usize, backends.len());
+}
+
+#[test]
+fn phases() {
+    use AuthMode::{None as NoAuth, PerUser};
+    // Every backend PER_USER and answering 401: READY.
+    check_phase(
+        &[(S::Unauthenticated, PerUser), (S::Unauthenticated, PerUser)],
+        P::Ready,
+        2,
+        "all 2 backends routable; 2 backends require authentication",
+    );
+    // Mixed healthy and per-user: READY.
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unauthenticated, PerUser), (S::Healthy, NoAuth)],
+        P::Ready,
+        3,
+        "all 3 backends routable; 1 backend requires authentication",
+    );
+    // All down: FAILED.
+    check_phase(&[(S::Unhealthy, NoAuth), (S::Unhealthy, NoAuth)], P::Failed, 0, "0 of 2 backends routable; 2 backends are unhealthy");
+    // All slow: DEGRADED, not FAILED.
+    check_phase(&[(S::Degraded, NoAuth), (S::Degraded, NoAuth)], P::Degraded, 2, "all 2 backends routable; 2 backends are degraded");
+    // 401 with auth NONE: not routable.
+    check_phase(&[(S::Unauthenticated, NoAuth)], P::Failed, 0, "0 of 1 backend routable; 1 backend requires authentication");
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unauthenticated, NoAuth), (S::Healthy, NoAuth)],
+        P::Degraded,
+        2,
+        "2 of 3 backends routable; 1 backend requires authentication",
+    );
+    // Some routable, some not.
+    check_phase(&[(S::Healthy, NoAuth), (S::Unhealthy, NoAuth)], P::Degraded, 1, "1 of 2 backends routable; 1 backend is unhealthy");
+    // No verdict yet: PENDING. A group with no backends: FAILED.
+    check_phase(&[(S::Unknown, NoAuth), (S::Unknown, PerUser)], P::Pending, 0, "waiting for the first verdict on 2 backends");
+    check_phase(&[], P::Failed, 0, "the group has no backends");
+    // Partly probed.
+    check_phase(&[(S::Healthy, NoAuth), (S::Unknown, NoAuth)], P::Degraded, 1, "1 of 2 backends routable; 1 backend is not probed yet");
+    check_phase(&[(S::Healthy, NoAuth)], P::Ready, 1, "the backend is routable");
+}

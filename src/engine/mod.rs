@@ -1,0 +1,218 @@
+//! The engine: one owner task holds every group's mutable state and takes
+//! commands; one scheduler task per backend probes on its own timer. Readers
+//! get values back over oneshot channels, watchers a snapshot then changes.
+
+mod owner;
+mod scheduler;
+mod view;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+
+use crate::health::HealthStatuses;
+use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
+use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
+use crate::spec::{FieldViolation, Limits, ValidGroup};
+
+pub use owner::ProbeResult;
+
+/// What changed, as watchers receive it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    pub revision: u64,
+    pub group: Arc<GroupHealth>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Changed,
+    Deleted,
+}
+
+/// Where a group's spec comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Api,
+    ConfigFile(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+    #[error("backend {backend:?} not found in group {group:?}")]
+    BackendNotFound { group: String, backend: String },
+    #[error("invalid group spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("group {group:?} is defined by the config file {path}; change it there")]
+    ReadOnly { group: String, path: String },
+    #[error("group {group:?} is already defined by {other}")]
+    NameConflict { group: String, other: String },
+    #[error("too many groups: the limit is {0}")]
+    TooManyGroups(usize),
+    #[error("backend {backend:?} was probed on demand {elapsed_ms} ms ago; the limit is one probe per {limit_ms} ms")]
+    RateLimited { backend: String, elapsed_ms: u64, limit_ms: u64 },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// The result of an apply.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub spec: GroupSpec,
+    pub generation: u64,
+    pub changed: bool,
+}
+
+/// The fresh verdict of an on-demand probe.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub backend: BackendHealth,
+    pub phase: GroupPhase,
+}
+
+/// A watcher's start: the snapshot and the change feed that follows it.
+pub struct Subscription {
+    pub revision: u64,
+    pub snapshot: Vec<Arc<GroupHealth>>,
+    pub events: broadcast::Receiver<Event>,
+}
+
+pub(crate) enum Command {
+    Apply { groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>, origin: Origin, replace_origin: bool, reply: oneshot::Sender<Result<Vec<Applied>, EngineError>> },
+    Delete { group: String, reply: oneshot::Sender<Result<(), EngineError>> },
+    ProbeResult(ProbeResult),
+    Get { group: String, reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>> },
+    List { reply: oneshot::Sender<Vec<GroupOverview>> },
+    Watch { group: Option<String>, reply: oneshot::Sender<Result<Subscription, EngineError>> },
+    ManualProbe { group: String, backend: String, reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// Probes in flight at once, across all backends.
+    pub max_concurrent_probes: usize,
+    /// Minimum time between two on-demand probes of one backend.
+    pub manual_probe_interval: Duration,
+    /// Buffered changes per watcher before it is resynchronized with a snapshot.
+    pub watch_buffer: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            max_concurrent_probes: 1024,
+            manual_probe_interval: Duration::from_secs(1),
+            watch_buffer: 4096,
+        }
+    }
+}
+
+/// A cheap, cloneable handle to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Command>,
+    clients: Arc<ClientCache>,
+    prober: SharedProbe,
+    limiter: Arc<Semaphore>,
+    limits: Limits,
+}
+
+impl Engine {
+    /// Starts the owner task. Groups start probing as soon as they are applied.
+    pub fn start(config: EngineConfig, prober: SharedProbe, health: HealthStatuses) -> Engine {
+        let (tx, rx) = mpsc::channel(1024);
+        let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health);
+        tokio::spawn(owner.run(rx));
+        Engine { tx, clients: Arc::new(ClientCache::default()), prober, limiter, limits: config.limits }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Builds probe targets (HTTP clients, TLS material) before anything changes,
+    /// so a bad CA file is reported as a field violation and changes nothing.
+    fn targets(&self, group: &ValidGroup, prefix: &str) -> Result<Vec<Arc<ProbeTarget>>, EngineError> {
+        let mut violations = Vec::new();
+        let mut targets = Vec::with_capacity(group.backends.len());
+        for (i, b) in group.backends.iter().enumerate() {
+            match self.clients.client_for(b.spec.tls.as_ref()) {
+                Ok(client) => targets.push(Arc::new(ProbeTarget { backend: b.clone(), client })),
+                Err(e) => violations.push(FieldViolation { field: format!("{prefix}backends[{i}].tls"), description: e.to_string() }),
+            }
+        }
+        if violations.is_empty() { Ok(targets) } else { Err(EngineError::Invalid(violations)) }
+    }
+
+    /// Creates or replaces one group.
+    pub async fn apply(&self, group: ValidGroup, origin: Origin) -> Result<Applied, EngineError> {
+        let targets = self.targets(&group, "spec.")?;
+        let mut applied = self
+            .call(|reply| Command::Apply { groups: vec![(group, targets)], origin, replace_origin: false, reply })
+            .await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Makes the groups of `origin` exactly `groups`, all or nothing: groups of
+    /// that origin missing from the list are deleted. Used for the config file.
+    pub async fn replace_all(&self, groups: Vec<ValidGroup>, origin: Origin) -> Result<Vec<Applied>, EngineError> {
+        let mut with_targets = Vec::with_capacity(groups.len());
+        for (i, g) in groups.into_iter().enumerate() {
+            let targets = self.targets(&g, &format!("groups[{i}]."))?;
+            with_targets.push((g, targets));
+        }
+        self.call(|reply| Command::Apply { groups: with_targets, origin, replace_origin: true, reply }).await?
+    }
+
+    pub async fn delete(&self, group: String) -> Result<(), EngineError> {
+        self.call(|reply| Command::Delete { group, reply }).await?
+    }
+
+    pub async fn get(&self, group: String) -> Result<Arc<GroupHealth>, EngineError> {
+        self.call(|reply| Command::Get { group, reply }).await?
+    }
+
+    pub async fn list(&self) -> Result<Vec<GroupOverview>, EngineError> {
+        self.call(|reply| Command::List { reply }).await
+    }
+
+    /// A snapshot of one group (or all, for None) and the changes after it.
+    pub async fn watch(&self, group: Option<String>) -> Result<Subscription, EngineError> {
+        self.call(|reply| Command::Watch { group, reply }).await?
+    }
+
+    /// Probes one backend now, within the global concurrency limit, and
+    /// returns the verdict that probe produced.
+    pub async fn probe_now(&self, group: String, backend: String) -> Result<Probed, EngineError> {
+        let ticket = self.call(|reply| Command::ManualProbe { group, backend, reply }).await??;
+        let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
+        let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ProbeResult(ProbeResult { reply: Some(reply), ..ticket.result(result) }))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Stops every probe and ends every watch stream.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}

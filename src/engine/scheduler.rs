@@ -1,0 +1,121 @@
+//! One task per backend: sleeps until its next planned probe (with jitter),
+//! takes a permit from the global limit, probes, and reports to the owner.
+//! A hanging backend holds only its own task and one permit, never another's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::Command;
+use super::owner::ProbeResult;
+use crate::core::outcome::{ProbeOutcome, Reason};
+use crate::probe::{Probe, ProbeMemory, ProbeTarget};
+use crate::proto::v1::ReasonCode;
+use crate::spec::Policy;
+
+/// Extra time past the policy timeout before the scheduler abandons a probe
+/// that ignores its own deadline; the prober normally finishes first.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// A probe's outcome with the latency already judged against the policy.
+pub struct Timed {
+    pub outcome: ProbeOutcome,
+    pub latency: Duration,
+}
+
+/// Runs one probe bounded by the policy timeout.
+pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut ProbeMemory, policy: Policy) -> Timed {
+    let start = Instant::now();
+    let deadline = start + policy.timeout;
+    match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
+        Ok(report) => Timed { outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency), latency: report.latency },
+        Err(_) => {
+            let latency = start.elapsed();
+            Timed {
+                outcome: ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", policy.timeout.as_millis()))),
+                latency,
+            }
+        }
+    }
+}
+
+/// The interval until the next probe: `interval` spread by ±jitter.
+fn jittered(interval: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Duration {
+    if jitter_percent == 0 {
+        return interval;
+    }
+    let j = f64::from(jitter_percent) / 100.0;
+    interval.mul_f64(rng.random_range((1.0 - j)..=(1.0 + j)))
+}
+
+pub struct BackendTask {
+    pub group: String,
+    pub backend: String,
+    pub epoch: u64,
+    pub target: Arc<ProbeTarget>,
+    pub policy: Policy,
+    pub prober: Arc<dyn Probe>,
+    pub limiter: Arc<Semaphore>,
+    pub owner: mpsc::Sender<Command>,
+}
+
+impl BackendTask {
+    /// Probes at once, then on a jittered timer. The second probe lands at a
+    /// random point of the first interval, so backends added together (at
+    /// start-up, say) spread out instead of probing in lockstep.
+    pub async fn run(self) {
+        let mut memory = ProbeMemory::default();
+        let mut planned = Instant::now();
+        let mut first = true;
+        loop {
+            tokio::time::sleep_until(planned).await;
+            let Ok(permit) = self.limiter.acquire().await else { return };
+            let started = Instant::now();
+            let timed = probe_once(&*self.prober, &self.target, &mut memory, self.policy).await;
+            drop(permit);
+            let result = ProbeResult {
+                group: self.group.clone(),
+                backend: self.backend.clone(),
+                epoch: self.epoch,
+                outcome: timed.outcome,
+                latency: timed.latency,
+                scheduling_lag: started.saturating_duration_since(planned),
+                reply: None,
+            };
+            if self.owner.send(Command::ProbeResult(result)).await.is_err() {
+                return;
+            }
+            let next = {
+                let mut rng = rand::rng();
+                if first {
+                    self.policy.interval.mul_f64(rng.random_range(0.5..=1.0))
+                } else {
+                    jittered(self.policy.interval, self.policy.jitter_percent, &mut rng)
+                }
+            };
+            first = false;
+            // Plan from the previous plan so jitter does not drift; if we fell
+            // behind (a long probe), plan from now instead of bursting.
+            planned = (planned + next).max(Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        let mut rng = rand::rng();
+        let interval = Duration::from_secs(10);
+        for _ in 0..1000 {
+            let d = jittered(interval, 10, &mut rng);
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+        }
+        assert_eq!(jittered(interval, 0, &mut rng), interval);
+    }
+}

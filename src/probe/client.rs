@@ -1,0 +1,143 @@
+//! HTTP clients for probes: one per distinct TLS setting, shared by every
+//! backend with that setting, none keeping idle connections.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::proto::v1::TlsSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read {field} {path:?}: {reason}")]
+    File { field: &'static str, path: String, reason: String },
+    #[error("invalid tls settings: {0}")]
+    Tls(String),
+    #[error("cannot build the http client: {0}")]
+    Build(String),
+}
+
+/// Builds and caches probe clients keyed by TLS settings, so 10,000 backends
+/// with default TLS share one root store instead of 10,000 copies.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<TlsKey, reqwest::Client>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TlsKey(String, String, String, bool);
+
+impl ClientCache {
+    pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
+        let tls = tls.cloned().unwrap_or_default();
+        let key = TlsKey(tls.ca_file.clone(), tls.client_cert_file.clone(), tls.client_key_file.clone(), tls.dangerous_skip_verification);
+        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = build_client(&tls)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+fn read_file(field: &'static str, path: &str) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::File { field, path: path.to_owned(), reason: e.to_string() })
+}
+
+fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let builder = if tls.dangerous_skip_verification {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(danger::AcceptAnyCert(provider)))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        if tls.ca_file.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        } else {
+            let pem = read_file("caFile", &tls.ca_file)?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+                roots.add(cert).map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(ClientError::Tls("caFile holds no certificate".into()));
+            }
+        }
+        builder.with_root_certificates(roots)
+    };
+    let mut config = if tls.client_cert_file.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let pem = read_file("clientCertFile", &tls.client_cert_file)?;
+        let chain = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Tls(format!("clientCertFile: {e}")))?;
+        let key_pem = read_file("clientKeyFile", &tls.client_key_file)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| ClientError::Tls(format!("clientKeyFile: {e}")))?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| ClientError::Tls(e.to_string()))?
+    };
+    // Probes speak HTTP/1.1 only: no connection multiplexing between probes.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn build_client(tls: &TlsSpec) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(tls)?)
+        // No idle connections: each probe gets a fresh TCP (and TLS) connection,
+        // so a backend probed before it was up recovers at the next probe.
+        .pool_max_idle_per_host(0)
+        .http1_only()
+        // Redirects are classified, never followed; proxies from the environment never apply.
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .tcp_nodelay(true)
+        .user_agent(concat!("mcp-health/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ClientError::Build(e.to_string()))
+}
+
+mod danger {
+    //! The verifier behind `dangerousSkipVerification`: accepts any certificate.
+
+    use std::sync::Arc;
+
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    pub struct AcceptAnyCert(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}

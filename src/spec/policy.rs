@@ -1,0 +1,112 @@
+//! Probe policy: defaults, the merge of backend over group over defaults, and
+//! range checks of every field that was set.
+
+use std::time::Duration;
+
+use super::{Violations, join};
+use crate::core::verdict::Thresholds;
+use crate::proto::v1::ProbePolicy;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
+pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(2);
+pub const DEFAULT_JITTER_PERCENT: u32 = 10;
+
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+const MAX_THRESHOLD: u32 = 100;
+const MAX_JITTER_PERCENT: u32 = 50;
+
+/// A resolved, validated policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub thresholds: Thresholds,
+    pub degraded_latency: Duration,
+    pub jitter_percent: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            thresholds: Thresholds { unhealthy: DEFAULT_UNHEALTHY_THRESHOLD, healthy: DEFAULT_HEALTHY_THRESHOLD },
+            degraded_latency: DEFAULT_DEGRADED_LATENCY,
+            jitter_percent: DEFAULT_JITTER_PERCENT,
+        }
+    }
+}
+
+/// Converts a proto duration, rejecting negative or out-of-range values.
+fn duration(d: &pbjson_types::Duration) -> Option<Duration> {
+    let seconds = u64::try_from(d.seconds).ok()?;
+    let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    Some(Duration::new(seconds, nanos))
+}
+
+/// Applies the fields `layer` sets over `base`, checking each one at `path`.
+fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violations) {
+    let mut dur = |field: &str, value: &Option<pbjson_types::Duration>, min: Duration, max: Duration, slot: &mut Duration| {
+        let Some(value) = value else { return };
+        match duration(value) {
+            Some(d) if d >= min && d <= max => *slot = d,
+            _ => v.add(join(path, field), format!("must be between {min:?} and {max:?}")),
+        }
+    };
+    dur("interval", &layer.interval, MIN_INTERVAL, MAX_INTERVAL, &mut base.interval);
+    dur("timeout", &layer.timeout, MIN_TIMEOUT, MAX_INTERVAL, &mut base.timeout);
+    dur("degradedLatency", &layer.degraded_latency, Duration::from_millis(1), MAX_INTERVAL, &mut base.degraded_latency);
+    let mut threshold = |field: &str, value: Option<u32>, slot: &mut u32| {
+        let Some(value) = value else { return };
+        if (1..=MAX_THRESHOLD).contains(&value) {
+            *slot = value;
+        } else {
+            v.add(join(path, field), format!("must be between 1 and {MAX_THRESHOLD}"));
+        }
+    };
+    threshold("unhealthyThreshold", layer.unhealthy_threshold, &mut base.thresholds.unhealthy);
+    threshold("healthyThreshold", layer.healthy_threshold, &mut base.thresholds.healthy);
+    if let Some(jitter) = layer.jitter_percent {
+        if jitter <= MAX_JITTER_PERCENT {
+            base.jitter_percent = jitter;
+        } else {
+            v.add(join(path, "jitterPercent"), format!("must be between 0 and {MAX_JITTER_PERCENT}"));
+        }
+    }
+}
+
+fn sets_timing(p: Option<&ProbePolicy>) -> bool {
+    p.is_some_and(|p| p.interval.is_some() || p.timeout.is_some())
+}
+
+/// Resolves the effective policy of one backend: its own fields over the
+/// group's over the defaults. `group_path` and `backend_path` name the
+/// `policy` fields for error messages.
+pub(crate) fn resolve(
+    group: Option<&ProbePolicy>,
+    group_path: &str,
+    backend: Option<&ProbePolicy>,
+    backend_path: &str,
+    v: &mut Violations,
+) -> Policy {
+    let mut policy = Policy::default();
+    if let Some(g) = group {
+        overlay(&mut policy, g, group_path, v);
+    }
+    if let Some(b) = backend {
+        overlay(&mut policy, b, backend_path, v);
+    }
+    if policy.timeout >= policy.interval {
+        let at = if sets_timing(backend) { backend_path } else { group_path };
+        v.add(
+            join(at, "timeout"),
+            format!("must be shorter than the interval ({:?} >= {:?})", policy.timeout, policy.interval),
+        );
+    }
+    policy
+}

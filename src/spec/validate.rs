@@ -1,0 +1,218 @@
+//! Validation of a `GroupSpec`: names, URLs, transports, auth and TLS settings,
+//! revision pins, policies and size limits. Every offending field is reported.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::{FieldViolation, Policy, Violations, join, policy};
+use crate::proto::v1::{AuthMode, AuthSpec, BackendSpec, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
+
+/// MCP protocol revisions a backend can be pinned to.
+pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+/// Configurable size limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_backends_per_group: usize,
+    pub max_groups: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_backends_per_group: 1000, max_groups: 1000 }
+    }
+}
+
+/// A backend whose spec passed validation, with its effective policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidBackend {
+    pub spec: BackendSpec,
+    pub url: Url,
+    pub transport: Transport,
+    pub auth_mode: AuthMode,
+    pub depth: ProbeDepth,
+    pub pinned_revision: Option<String>,
+    pub policy: Policy,
+}
+
+/// A group whose spec passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidGroup {
+    pub spec: GroupSpec,
+    pub backends: Vec<ValidBackend>,
+}
+
+/// Whether `name` is a DNS-1123 label of at most 63 characters.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn check_name(name: &str, field: String, v: &mut Violations) {
+    if !is_dns_label(name) {
+        v.add(field, "must be a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
+    }
+}
+
+/// Validates a group. `prefix` names the spec in error paths (`spec` for an
+/// ApplyGroup request, `groups[2]` for the config file).
+pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result<ValidGroup, Vec<FieldViolation>> {
+    let mut v = Violations::default();
+    check_name(&spec.name, join(prefix, "name"), &mut v);
+    if spec.backends.len() > limits.max_backends_per_group {
+        v.add(
+            join(prefix, "backends"),
+            format!("has {} backends; the limit is {}", spec.backends.len(), limits.max_backends_per_group),
+        );
+    }
+    let group_policy_path = join(prefix, "policy");
+    let mut seen = HashSet::new();
+    let mut backends = Vec::with_capacity(spec.backends.len());
+    for (i, b) in spec.backends.iter().enumerate() {
+        let path = join(prefix, &format!("backends[{i}]"));
+        if !seen.insert(b.name.as_str()) {
+            v.add(join(&path, "name"), format!("duplicate backend name {:?}", b.name));
+        }
+        let policy = policy::resolve(spec.policy.as_ref(), &group_policy_path, b.policy.as_ref(), &join(&path, "policy"), &mut v);
+        if let Some(backend) = validate_backend(b, &path, policy, &mut v) {
+            backends.push(backend);
+        }
+    }
+    if v.0.is_empty() {
+        Ok(ValidGroup { spec: spec.clone(), backends })
+    } else {
+        // Group-level policy errors are found once per backend; report each once.
+        let mut seen = HashSet::new();
+        v.0.retain(|fv| seen.insert((fv.field.clone(), fv.description.clone())));
+        Err(v.0)
+    }
+}
+
+fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, v: &mut Violations) -> Option<ValidBackend> {
+    let before = v.0.len();
+    check_name(&b.name, join(path, "name"), v);
+    let url = match Url::parse(&b.url) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            v.add(join(path, "url"), "scheme must be http or https");
+            None
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            v.add(join(path, "url"), "must have a host");
+            None
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            v.add(join(path, "url"), "must not embed credentials; use auth instead");
+            None
+        }
+        Ok(u) => Some(u),
+        Err(e) => {
+            v.add(join(path, "url"), format!("is not a valid URL: {e}"));
+            None
+        }
+    };
+    let transport = match Transport::try_from(b.transport) {
+        Ok(Transport::Unspecified) => Transport::StreamableHttp,
+        Ok(t) => t,
+        Err(_) => {
+            v.add(join(path, "transport"), "unknown transport");
+            Transport::StreamableHttp
+        }
+    };
+    let depth = match ProbeDepth::try_from(b.depth) {
+        Ok(ProbeDepth::Unspecified) => ProbeDepth::Handshake,
+        Ok(d) => d,
+        Err(_) => {
+            v.add(join(path, "depth"), "unknown probe depth");
+            ProbeDepth::Handshake
+        }
+    };
+    let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), v);
+    if let Some(tls) = &b.tls {
+        validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
+    }
+    let pinned_revision = (!b.protocol_version.is_empty()).then(|| b.protocol_version.clone());
+    if let Some(rev) = &pinned_revision {
+        let field = join(path, "protocolVersion");
+        if !KNOWN_REVISIONS.contains(&rev.as_str()) {
+            v.add(field, format!("unknown MCP protocol revision; known: {}", KNOWN_REVISIONS.join(", ")));
+        } else if (rev == "2024-11-05") != (transport == Transport::Sse) {
+            v.add(field, "revision 2024-11-05 goes with transport TRANSPORT_SSE, and only it");
+        }
+    }
+    (v.0.len() == before).then(|| ValidBackend {
+        spec: b.clone(),
+        url: url.expect("checked: no violation means the url parsed"),
+        transport,
+        auth_mode,
+        depth,
+        pinned_revision,
+        policy,
+    })
+}
+
+fn check_secret(source: Option<&crate::proto::v1::SecretSource>, field: String, v: &mut Violations) {
+    match source.and_then(|s| s.source.as_ref()) {
+        Some(secret_source::Source::Env(name)) if !name.is_empty() => {}
+        Some(secret_source::Source::File(path)) if !path.is_empty() => {}
+        _ => v.add(field, "must name an environment variable (env) or a file (file)"),
+    }
+}
+
+fn validate_auth(auth: Option<&AuthSpec>, path: &str, v: &mut Violations) -> AuthMode {
+    let Some(auth) = auth else { return AuthMode::None };
+    let mode = match AuthMode::try_from(auth.mode) {
+        Ok(AuthMode::Unspecified) => AuthMode::None,
+        Ok(m) => m,
+        Err(_) => {
+            v.add(join(path, "mode"), "unknown auth mode");
+            return AuthMode::None;
+        }
+    };
+    match mode {
+        AuthMode::StaticHeader => match &auth.static_header {
+            None => v.add(join(path, "staticHeader"), "is required when mode is AUTH_MODE_STATIC_HEADER"),
+            Some(h) => {
+                let field = join(path, "staticHeader");
+                if http::HeaderName::from_bytes(h.header.as_bytes()).is_err() {
+                    v.add(join(&field, "header"), "must be a valid HTTP header name");
+                }
+                if http::HeaderValue::from_str(&h.value_prefix).is_err() {
+                    v.add(join(&field, "valuePrefix"), "must be a valid HTTP header value");
+                }
+                check_secret(h.value.as_ref(), join(&field, "value"), v);
+            }
+        },
+        AuthMode::Oauth2ClientCredentials => match &auth.oauth2_client_credentials {
+            None => v.add(join(path, "oauth2ClientCredentials"), "is required when mode is AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS"),
+            Some(o) => {
+                let field = join(path, "oauth2ClientCredentials");
+                match Url::parse(&o.token_url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                    _ => v.add(join(&field, "tokenUrl"), "must be an http or https URL with a host"),
+                }
+                check_secret(o.client_id.as_ref(), join(&field, "clientId"), v);
+                check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v);
+            }
+        },
+        AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => {}
+    }
+    mode
+}
+
+fn validate_tls(tls: &TlsSpec, url: Option<&Url>, path: &str, v: &mut Violations) {
+    let configured = *tls != TlsSpec::default();
+    if configured && url.is_some_and(|u| u.scheme() == "http") {
+        v.add(path.to_owned(), "is set, but the url is plain http");
+    }
+    if tls.client_cert_file.is_empty() != tls.client_key_file.is_empty() {
+        v.add(join(path, "clientKeyFile"), "clientCertFile and clientKeyFile go together");
+    }
+    if tls.dangerous_skip_verification && !tls.ca_file.is_empty() {
+        v.add(join(path, "dangerousSkipVerification"), "contradicts caFile");
+    }
+}
