@@ -11,6 +11,8 @@ const PROTOS: &[&str] = &[
     "proto/mcphealth/v1/status.proto",
     "proto/mcphealth/v1/service.proto",
     "proto/grpc/health/v1/health.proto",
+    // Only for reflection: lets grpcurl decode google.rpc.BadRequest details.
+    "proto/google/rpc/error_details.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,7 +1,10 @@
 //! mcp-health: probes MCP servers, keeps one verdict per backend and one
 //! routable phase per group, and serves them over gRPC.
 
+pub mod api;
+pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod engine;
 pub mod health;
 pub mod probe;

@@ -18,6 +18,7 @@ use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, Gr
 use crate::spec::{FieldViolation, Limits, ValidGroup};
 
 pub use owner::ProbeResult;
+pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
 #[derive(Clone, Debug)]

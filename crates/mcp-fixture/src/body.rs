@@ -65,14 +65,22 @@ impl Body {
         // The first byte goes out at once, then one per second.
         let sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
         Body {
-            kind: Kind::Drip { data, pos: 0, sleep },
+            kind: Kind::Drip {
+                data,
+                pos: 0,
+                sleep,
+            },
         }
     }
 
     /// `total` bytes: `prefix` then `a` padding. Never allocates more than the prefix.
     pub(crate) fn huge(prefix: Bytes, total: u64) -> Body {
         let remaining = total.saturating_sub(prefix.len() as u64);
-        let prefix = if prefix.is_empty() { None } else { Some(prefix) };
+        let prefix = if prefix.is_empty() {
+            None
+        } else {
+            Some(prefix)
+        };
         Body {
             kind: Kind::Huge { prefix, remaining },
         }
@@ -119,7 +127,11 @@ impl http_body::Body for Body {
                 Some(b) => data(b),
                 None => Poll::Ready(None),
             },
-            Kind::Drip { data: d, pos, sleep } => {
+            Kind::Drip {
+                data: d,
+                pos,
+                sleep,
+            } => {
                 if *pos >= d.len() {
                     return Poll::Ready(None);
                 }

@@ -107,7 +107,9 @@ async fn open_stream(shared: &Shared, parts: Parts) -> Resp {
             Body::full("<html></html>"),
         ),
         Behavior::Drip => reply::with_type(200, sse, Body::drip(Bytes::from(endpoint))),
-        Behavior::HugeBody(n) => reply::with_type(200, sse, Body::huge(Bytes::from_static(b": "), n)),
+        Behavior::HugeBody(n) => {
+            reply::with_type(200, sse, Body::huge(Bytes::from_static(b": "), n))
+        }
         Behavior::SseWithoutResponse => {
             reply::with_type(200, sse, Body::full(endpoint + ": that is all\n\n"))
         }
@@ -125,13 +127,19 @@ async fn open_stream(shared: &Shared, parts: Parts) -> Resp {
                 },
             );
             let keepalive = b == Behavior::EndlessStream;
-            reply::with_type(200, sse, Body::channel(rx, keepalive, Some(Box::new(guard))))
+            reply::with_type(
+                200,
+                sse,
+                Body::channel(rx, keepalive, Some(Box::new(guard))),
+            )
         }
     }
 }
 
 fn session_id(query: Option<&str>) -> Option<&str> {
-    query?.split('&').find_map(|kv| kv.strip_prefix("session_id="))
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("session_id="))
 }
 
 async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
@@ -177,7 +185,9 @@ async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
         (Behavior::JsonRpcError, _) => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
         (Behavior::InvalidJson, _) => Some(Bytes::from_static(b"{not json")),
         (Behavior::InvalidUtf8, _) => Some(Bytes::from_static(NOT_UTF8)),
-        (Behavior::WrongId, Outcome::Result(r)) => Some(jsonrpc::response(&jsonrpc::wrong_id(id), &r)),
+        (Behavior::WrongId, Outcome::Result(r)) => {
+            Some(jsonrpc::response(&jsonrpc::wrong_id(id), &r))
+        }
         (Behavior::MissingProtocolVersion, Outcome::Result(r)) => {
             Some(jsonrpc::response(id, missing.unwrap_or(&r)))
         }
@@ -185,7 +195,10 @@ async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
         (
             _,
             Outcome::Error {
-                code, message, data, ..
+                code,
+                message,
+                data,
+                ..
             },
         ) => Some(jsonrpc::error(Some(id), code, message, data.as_ref())),
     };

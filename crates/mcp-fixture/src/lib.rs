@@ -8,6 +8,7 @@
 //! - `server`: the public handle, listener, accept loop, stop/resume.
 //! - `router`: per-request dispatch (methods, paths, auth, Accept, sessions).
 //! - `jsonrpc`: request parsing and pre-rendered JSON-RPC replies.
+//! - `reply`: HTTP responses and the reply-shaping behaviours.
 //! - `modern`: the 2026-07-28 stateless flavour (`server/discover`, `_meta` envelope).
 //! - `legacy`: the 2024-11-05 HTTP+SSE flavour (`GET /sse` + `POST /messages`).
 //! - `body`: the response body type (full, streamed, drip, huge, endless, channel).
@@ -187,5 +188,7 @@ pub fn reserve_port() -> SocketAddr {
     // A test helper: binding an ephemeral loopback port only fails on an exhausted or broken
     // host, where no test could run anyway.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr of a bound listener")
+    listener
+        .local_addr()
+        .expect("local_addr of a bound listener")
 }

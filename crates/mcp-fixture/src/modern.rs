@@ -10,7 +10,8 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::jsonrpc::{
-    HEADER_MISMATCH, INVALID_PARAMS, METHOD_NOT_FOUND, Outcome, Request, UNSUPPORTED_PROTOCOL_VERSION,
+    HEADER_MISMATCH, INVALID_PARAMS, METHOD_NOT_FOUND, Outcome, Request,
+    UNSUPPORTED_PROTOCOL_VERSION,
 };
 use crate::state::{Shared, inc};
 use crate::{HANDSHAKE_VERSIONS, MODERN_VERSION};
@@ -21,7 +22,10 @@ pub(crate) const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clien
 /// Python SDK routing: a request takes the stateless path when its `MCP-Protocol-Version`
 /// header is present and names no handshake-era revision.
 pub(crate) fn wants_modern(headers: &HeaderMap) -> bool {
-    match headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()) {
+    match headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(v) => v != crate::jsonrpc::LEGACY_VERSION && !HANDSHAKE_VERSIONS.contains(&v),
         None => false,
     }

@@ -58,7 +58,12 @@ pub(crate) fn unauthorized(shared: &Shared, metadata: bool) -> Resp {
 }
 
 /// HTTP-level behaviours that answer before any JSON-RPC processing. `None`: carry on.
-pub(crate) fn http_gate(shared: &Shared, b: &Behavior, path: &str, query: Option<&str>) -> Option<Resp> {
+pub(crate) fn http_gate(
+    shared: &Shared,
+    b: &Behavior,
+    path: &str,
+    query: Option<&str>,
+) -> Option<Resp> {
     Some(match b {
         Behavior::Unauthorized { resource_metadata } => unauthorized(shared, *resource_metadata),
         Behavior::InvalidResourceMetadata => unauthorized(shared, true),
@@ -70,7 +75,8 @@ pub(crate) fn http_gate(shared: &Shared, b: &Behavior, path: &str, query: Option
                 None => format!("{REDIRECT_PREFIX}{path}"),
             };
             let mut r = status(307);
-            let loc = HeaderValue::from_str(&loc).unwrap_or(HeaderValue::from_static("/redirected"));
+            let loc =
+                HeaderValue::from_str(&loc).unwrap_or(HeaderValue::from_static("/redirected"));
             r.headers_mut().insert(LOCATION, loc);
             r
         }

@@ -52,7 +52,12 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
 }
 
 /// Gates every MCP request passes before JSON-RPC: Slow, Hang, HTTP-level behaviours, bearer.
-pub(crate) async fn pre_gate(shared: &Shared, b: &Behavior, uri: &Uri, headers: &HeaderMap) -> Option<Resp> {
+pub(crate) async fn pre_gate(
+    shared: &Shared,
+    b: &Behavior,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<Resp> {
     match b {
         Behavior::Slow(d) => tokio::time::sleep(*d).await,
         Behavior::Hang => std::future::pending::<()>().await,
@@ -74,7 +79,9 @@ fn authorized(shared: &Shared, h: &HeaderMap) -> bool {
     let Some(got) = h.get(AUTHORIZATION).map(HeaderValue::as_bytes) else {
         return false;
     };
-    got.len() == expected.len() && got[..7].eq_ignore_ascii_case(&expected[..7]) && got[7..] == expected[7..]
+    got.len() == expected.len()
+        && got[..7].eq_ignore_ascii_case(&expected[..7])
+        && got[7..] == expected[7..]
 }
 
 /// True if some `Accept` value admits JSON or SSE (wildcards included).
@@ -89,7 +96,10 @@ fn accept_ok(h: &HeaderMap) -> bool {
             b"text/*",
         ]
         .iter()
-        .any(|needle| v.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle)))
+        .any(|needle| {
+            v.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        })
     })
 }
 
@@ -191,7 +201,10 @@ pub(crate) fn handshake<'s>(
         ),
         "tools/list" => (Outcome::Result(p.tools.clone()), None),
         "ping" => (Outcome::Result(p.empty.clone()), None),
-        _ => (Outcome::error(200, METHOD_NOT_FOUND, "Method not found"), None),
+        _ => (
+            Outcome::error(200, METHOD_NOT_FOUND, "Method not found"),
+            None,
+        ),
     }
 }
 

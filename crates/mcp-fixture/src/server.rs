@@ -96,7 +96,10 @@ impl FixtureServer {
     }
 
     /// Override many paths at once (one table swap instead of one per path).
-    pub fn set_path_behaviors<P: AsRef<str>>(&self, entries: impl IntoIterator<Item = (P, Behavior)>) {
+    pub fn set_path_behaviors<P: AsRef<str>>(
+        &self,
+        entries: impl IntoIterator<Item = (P, Behavior)>,
+    ) {
         let entries: Vec<(P, Behavior)> = entries.into_iter().collect();
         self.inner.shared.behaviors.rcu(|t| {
             let mut t = crate::state::BehaviorTable::clone(t);
@@ -176,7 +179,10 @@ impl FixtureServer {
     /// `MCP-Protocol-Version` of the most recent POST, if it had one.
     pub fn last_protocol_version(&self) -> Option<String> {
         let h = self.inner.shared.last_headers.load_full()?;
-        h.get("mcp-protocol-version")?.to_str().ok().map(str::to_owned)
+        h.get("mcp-protocol-version")?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
     }
 
     /// The options the server was started with.

@@ -130,7 +130,8 @@ impl Shared {
     }
 
     pub fn set_reply(&self, f: ReplyFormat) {
-        self.reply.store(matches!(f, ReplyFormat::Sse) as u8, Relaxed);
+        self.reply
+            .store(matches!(f, ReplyFormat::Sse) as u8, Relaxed);
     }
 
     /// The behaviour for `path`: an exact override, else healthy under the redirect target

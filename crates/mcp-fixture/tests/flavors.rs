@@ -224,7 +224,12 @@ async fn legacy_sse_round_trip() {
     );
 
     s.set_behavior(Behavior::ToolsListError);
-    assert_eq!(post(&c, &post_url, &request(2, "tools/list")).await.status(), 202);
+    assert_eq!(
+        post(&c, &post_url, &request(2, "tools/list"))
+            .await
+            .status(),
+        202
+    );
     let v: Value = serde_json::from_str(&ev.next().await.1).unwrap();
     assert_eq!(
         (v["id"].as_i64(), v["error"]["code"].as_i64()),
@@ -238,9 +243,13 @@ async fn legacy_sse_round_trip() {
 
     // Unknown session: 404. Once the stream is dropped, its session is gone too.
     assert_eq!(
-        post(&c, &s.url_for("/messages?session_id=nope"), &request(3, "ping"))
-            .await
-            .status(),
+        post(
+            &c,
+            &s.url_for("/messages?session_id=nope"),
+            &request(3, "ping")
+        )
+        .await
+        .status(),
         404
     );
     drop(ev);

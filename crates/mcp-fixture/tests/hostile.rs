@@ -11,7 +11,10 @@ use mcp_fixture::{Behavior, FixtureServer, reserve_port};
 async fn hang_times_out_and_frees_the_connection() {
     let s = FixtureServer::start().await.unwrap();
     s.set_path_behavior("/hang", Behavior::Hang);
-    let c = builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let c = builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let t = Instant::now();
     let err = c
         .post(s.url_for("/hang"))
@@ -38,7 +41,9 @@ async fn stop_refuses_then_resume_serves() {
     let s = FixtureServer::start().await.unwrap();
     let c = client();
     assert_eq!(
-        post(&c, &s.url(), &initialize(1, "2025-06-18")).await.status(),
+        post(&c, &s.url(), &initialize(1, "2025-06-18"))
+            .await
+            .status(),
         200
     );
     s.stop().await;
@@ -49,7 +54,9 @@ async fn stop_refuses_then_resume_serves() {
     s.stop().await; // idempotent
     s.resume().await.unwrap();
     assert_eq!(
-        post(&c, &s.url(), &initialize(2, "2025-06-18")).await.status(),
+        post(&c, &s.url(), &initialize(2, "2025-06-18"))
+            .await
+            .status(),
         200
     );
 }
@@ -62,7 +69,13 @@ async fn stop_closes_hung_connections() {
     let pending = tokio::spawn({
         let c = c.clone();
         let url = s.url();
-        async move { c.post(url).header("accept", ACCEPT_BOTH).body("{}").send().await }
+        async move {
+            c.post(url)
+                .header("accept", ACCEPT_BOTH)
+                .body("{}")
+                .send()
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.stop().await;
@@ -87,7 +100,9 @@ fn reserve_port_is_closed() {
 #[tokio::test]
 async fn start_on_reserved_port() {
     let addr = reserve_port();
-    let s = FixtureServer::start_on(addr, Default::default()).await.unwrap();
+    let s = FixtureServer::start_on(addr, Default::default())
+        .await
+        .unwrap();
     assert_eq!(s.addr(), addr);
     assert_eq!(s.url(), format!("http://{addr}/mcp"));
 }
@@ -106,7 +121,11 @@ async fn huge_body_streams_without_allocating() {
         first.get_or_insert_with(|| chunk.clone());
         read += chunk.len();
     }
-    assert!(first.unwrap().starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":1,"));
+    assert!(
+        first
+            .unwrap()
+            .starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":1,")
+    );
     drop(r);
 }
 
@@ -230,20 +249,32 @@ async fn slow_drip_endless_and_tools_hang() {
     assert_eq!(r.chunk().await.unwrap().unwrap().len(), 1);
     let t = Instant::now();
     assert_eq!(r.chunk().await.unwrap().unwrap().len(), 1);
-    assert!(t.elapsed() >= Duration::from_millis(800), "one byte per second");
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "one byte per second"
+    );
     drop(r);
 
     s.set_behavior(Behavior::EndlessStream);
     let mut r = post(&c, &s.url(), &init).await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     for _ in 0..5 {
-        assert!(r.chunk().await.unwrap().unwrap().starts_with(b": keepalive"));
+        assert!(
+            r.chunk()
+                .await
+                .unwrap()
+                .unwrap()
+                .starts_with(b": keepalive")
+        );
     }
     drop(r);
 
     s.set_behavior(Behavior::ToolsListHang);
     assert_eq!(post_json(&c, &s.url(), &init).await.0, 200);
-    let quick = builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let quick = builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let e = quick
         .post(s.url())
         .header("accept", ACCEPT_BOTH)

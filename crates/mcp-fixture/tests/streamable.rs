@@ -196,7 +196,11 @@ async fn required_bearer() {
             .unwrap()
             .contains("resource_metadata=")
     );
-    for (auth, want) in [("Bearer nope", 401), ("Bearer tok", 200), ("bearer tok", 200)] {
+    for (auth, want) in [
+        ("Bearer nope", 401),
+        ("Bearer tok", 200),
+        ("bearer tok", 200),
+    ] {
         let r = c
             .post(s.url())
             .header("accept", ACCEPT_BOTH)
@@ -207,7 +211,10 @@ async fn required_bearer() {
             .unwrap();
         assert_eq!(r.status(), want, "{auth}");
     }
-    assert_eq!(s.last_post_headers().unwrap()["authorization"], "bearer tok");
+    assert_eq!(
+        s.last_post_headers().unwrap()["authorization"],
+        "bearer tok"
+    );
 }
 
 /// `Response::json` needs reqwest's `json` feature; parse text instead.

@@ -1,0 +1,96 @@
+//! `grpc.health.v1.Health`, complete per the spec: Check, Watch and List
+//! (gRFC A90), served from the shared status map. Unlike tonic-health 0.14, a
+//! Watch of an unknown service gets SERVICE_UNKNOWN on a stream that stays open
+//! and updates when the service appears, and watchers wake only on real changes.
+
+use std::pin::Pin;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::health::HealthStatuses;
+use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
+use crate::proto::grpc_health_v1::health_server::Health;
+use crate::proto::grpc_health_v1::{HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse};
+
+/// gRFC A90: List answers RESOURCE_EXHAUSTED past this many services.
+pub const MAX_LIST_SERVICES: usize = 100;
+
+pub struct HealthService {
+    statuses: HealthStatuses,
+    shutdown: CancellationToken,
+}
+
+impl HealthService {
+    pub fn new(statuses: HealthStatuses, shutdown: CancellationToken) -> Self {
+        HealthService { statuses, shutdown }
+    }
+}
+
+fn response(status: ServingStatus) -> HealthCheckResponse {
+    HealthCheckResponse { status: status as i32 }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Health for HealthService {
+    async fn check(&self, req: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
+        let service = req.into_inner().service;
+        match self.statuses.get(&service) {
+            Some(status) => Ok(Response::new(response(status))),
+            None => Err(Status::not_found(format!("unknown service {service:?}"))),
+        }
+    }
+
+    async fn list(&self, _: Request<HealthListRequest>) -> Result<Response<HealthListResponse>, Status> {
+        let snapshot = self.statuses.snapshot();
+        if snapshot.len() > MAX_LIST_SERVICES {
+            return Err(Status::resource_exhausted(format!(
+                "{} services exceed the List limit of {MAX_LIST_SERVICES}; use Check or Watch per service",
+                snapshot.len()
+            )));
+        }
+        let statuses = snapshot.into_iter().map(|(name, s)| (name, response(s))).collect();
+        Ok(Response::new(HealthListResponse { statuses }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<HealthCheckRequest>) -> Result<Response<WatchStream>, Status> {
+        let service = req.into_inner().service;
+        let mut rx = self.statuses.subscribe();
+        let shutdown = self.shutdown.clone();
+        let (tx, out) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let current = |rx: &mut tokio::sync::watch::Receiver<_>| {
+                let map: &crate::health::StatusMap = &rx.borrow_and_update();
+                map.get(&service).copied().unwrap_or(ServingStatus::ServiceUnknown)
+            };
+            let mut last = current(&mut rx);
+            if tx.send(Ok(response(last))).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    // A change that happened before shutdown is delivered first.
+                    biased;
+                    changed = rx.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    () = shutdown.cancelled() => return,
+                }
+                let now = current(&mut rx);
+                if now != last {
+                    last = now;
+                    if tx.send(Ok(response(now))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+}

@@ -1,0 +1,39 @@
+//! Engine errors to gRPC statuses, with rich details (google.rpc.BadRequest,
+//! RetryInfo, PreconditionFailure) so clients can show every offending field.
+
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::engine::EngineError;
+use crate::spec::FieldViolation;
+
+/// An INVALID_ARGUMENT status naming every offending field.
+pub fn invalid(violations: &[FieldViolation]) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in violations {
+        details.add_bad_request_violation(v.field.clone(), v.description.clone());
+    }
+    let summary = violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    Status::with_error_details(Code::InvalidArgument, format!("invalid group spec: {summary}"), details)
+}
+
+pub fn to_status(err: EngineError) -> Status {
+    match &err {
+        EngineError::GroupNotFound(_) | EngineError::BackendNotFound { .. } => Status::not_found(err.to_string()),
+        EngineError::Invalid(violations) => invalid(violations),
+        EngineError::ReadOnly { group, path } => {
+            let mut details = ErrorDetails::new();
+            details.add_precondition_failure_violation("CONFIG_FILE", format!("{path}#{group}"), err.to_string());
+            Status::with_error_details(Code::FailedPrecondition, err.to_string(), details)
+        }
+        EngineError::NameConflict { .. } => Status::already_exists(err.to_string()),
+        EngineError::TooManyGroups(_) => Status::resource_exhausted(err.to_string()),
+        EngineError::RateLimited { elapsed_ms, limit_ms, .. } => {
+            let wait = Duration::from_millis(limit_ms.saturating_sub(*elapsed_ms));
+            Status::with_error_details(Code::ResourceExhausted, err.to_string(), ErrorDetails::with_retry_info(Some(wait)))
+        }
+        EngineError::ShuttingDown => Status::unavailable(err.to_string()),
+    }
+}

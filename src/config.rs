@@ -1,0 +1,161 @@
+//! The `--config` file: the proto3-JSON mapping of `HealthConfig`, as YAML or
+//! JSON. Loading validates every group before anything is applied; reloading
+//! (SIGHUP or a content change) keeps the last good config on any error.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::engine::{Engine, Origin};
+use crate::proto::v1::{GetConfigStatusResponse, HealthConfig};
+use crate::spec::{FieldViolation, Limits, ValidGroup, validate_group};
+
+/// How often the file's content is compared for changes. Polling content (not
+/// inotify) also sees Kubernetes ConfigMap symlink swaps.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("cannot parse {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("invalid config {path}: {}", .violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid { path: String, violations: Vec<FieldViolation> },
+    #[error("cannot apply {path}: {reason}")]
+    Apply { path: String, reason: String },
+}
+
+/// Parses a config document (YAML, of which JSON is a subset).
+pub fn parse(text: &str, path: &Path) -> Result<HealthConfig, ConfigError> {
+    serde_yaml_ng::from_str::<HealthConfig>(text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// Validates every group of a config; group names must be unique.
+pub fn validate(config: &HealthConfig, path: &Path, limits: &Limits) -> Result<Vec<ValidGroup>, ConfigError> {
+    let mut violations = Vec::new();
+    let mut groups = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, g) in config.groups.iter().enumerate() {
+        if !names.insert(g.name.as_str()) {
+            violations.push(FieldViolation { field: format!("groups[{i}].name"), description: format!("duplicate group name {:?}", g.name) });
+        }
+        match validate_group(g, &format!("groups[{i}]"), limits) {
+            Ok(v) => groups.push(v),
+            Err(v) => violations.extend(v),
+        }
+    }
+    if config.groups.len() > limits.max_groups {
+        violations.push(FieldViolation { field: "groups".into(), description: format!("has {} groups; the limit is {}", config.groups.len(), limits.max_groups) });
+    }
+    if violations.is_empty() { Ok(groups) } else { Err(ConfigError::Invalid { path: path.display().to_string(), violations }) }
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, limits: &Limits) -> Result<(String, Vec<ValidGroup>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    let groups = validate(&parse(&text, path)?, path, limits)?;
+    Ok((text, groups))
+}
+
+/// The state of the config file as `GetConfigStatus` reports it.
+#[derive(Clone, Default)]
+pub struct ConfigStatusHandle(Arc<Mutex<GetConfigStatusResponse>>);
+
+impl ConfigStatusHandle {
+    pub fn snapshot(&self) -> GetConfigStatusResponse {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GetConfigStatusResponse> {
+        // Poisoning needs a panic while holding the lock; the value is still a plain struct.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn good(&self, path: &Path, groups: Vec<String>) {
+        let mut s = self.lock();
+        s.path = path.display().to_string();
+        s.last_good_load_time = Some(crate::engine::timestamp(SystemTime::now()));
+        s.last_error.clear();
+        s.last_error_time = None;
+        s.groups = groups;
+    }
+
+    fn bad(&self, path: &Path, err: &ConfigError) {
+        let mut s = self.lock();
+        s.path = path.display().to_string();
+        s.last_error = err.to_string();
+        s.last_error_time = Some(crate::engine::timestamp(SystemTime::now()));
+    }
+}
+
+/// Applies a config file's groups to the engine, all or nothing.
+pub async fn apply(engine: &Engine, path: &Path, groups: Vec<ValidGroup>, status: &ConfigStatusHandle) -> Result<(), ConfigError> {
+    let names: Vec<String> = groups.iter().map(|g| g.spec.name.clone()).collect();
+    let backends: usize = groups.iter().map(|g| g.backends.len()).sum();
+    match engine.replace_all(groups, Origin::ConfigFile(path.to_owned())).await {
+        Ok(applied) => {
+            status.good(path, names.clone());
+            let changed = applied.iter().filter(|a| a.changed).count();
+            info!(path = %path.display(), groups = names.len(), backends, changed, "config loaded");
+            Ok(())
+        }
+        Err(e) => {
+            let err = ConfigError::Apply { path: path.display().to_string(), reason: e.to_string() };
+            status.bad(path, &err);
+            Err(err)
+        }
+    }
+}
+
+/// Reloads the file on SIGHUP and whenever its content changes. An invalid
+/// file is logged and reported through `GetConfigStatus`; the last good
+/// config stays in force.
+pub async fn watch(engine: Engine, path: PathBuf, mut last_text: String, status: ConfigStatusHandle, shutdown: CancellationToken) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        let forced = tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = hangup => true,
+            _ = poll.tick() => false,
+        };
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                let err = ConfigError::Read { path: path.display().to_string(), reason: e.to_string() };
+                if forced || status.snapshot().last_error != err.to_string() {
+                    error!(error = %err, "config reload failed; keeping the last good config");
+                }
+                status.bad(&path, &err);
+                continue;
+            }
+        };
+        if text == last_text && !forced {
+            continue;
+        }
+        let parsed = parse(&text, &path).and_then(|config| validate(&config, &path, engine.limits()));
+        let result = match parsed {
+            Ok(groups) => apply(&engine, &path, groups, &status).await,
+            Err(e) => Err(e),
+        };
+        last_text = text;
+        if let Err(err) = result {
+            error!(error = %err, "config reload failed; keeping the last good config");
+            status.bad(&path, &err);
+        }
+    }
+}
