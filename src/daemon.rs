@@ -28,6 +28,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error("cannot build reflection: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("grpc server failed: {0}")]
     Serve(String),
 }
@@ -40,6 +42,8 @@ pub struct DaemonOptions {
     pub engine: EngineConfig,
     /// The prober; None uses the real HTTP prober.
     pub prober: Option<SharedProbe>,
+    /// Where to serve Prometheus `/metrics`; None (the default) serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for DaemonOptions {
@@ -49,6 +53,7 @@ impl Default for DaemonOptions {
             config: None,
             engine: EngineConfig::default(),
             prober: None,
+            metrics_listen: None,
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct Daemon {
     statuses: HealthStatuses,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Daemon {
@@ -73,7 +79,14 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
-        let engine = Engine::start(opts.engine.clone(), prober, statuses.clone());
+        let mut engine_config = opts.engine.clone();
+        let mut metrics_addr = None;
+        if let Some(metrics_listen) = opts.metrics_listen {
+            let metrics = Arc::new(crate::metrics::Metrics::new());
+            engine_config.observer = Some(metrics.clone());
+            metrics_addr = Some(crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone()).await?.local_addr());
+        }
+        let engine = Engine::start(engine_config, prober, statuses.clone());
         let config_status = ConfigStatusHandle::default();
 
         if let Some(path) = &opts.config {
@@ -103,11 +116,16 @@ impl Daemon {
                 .map_err(|e| DaemonError::Serve(e.to_string()))
         });
         info!(%addr, "mcp-healthd serving");
-        Ok(Daemon { addr, engine, statuses, shutdown, server })
+        Ok(Daemon { addr, engine, statuses, shutdown, server, metrics_addr })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, when `metrics_listen` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn engine(&self) -> &Engine {

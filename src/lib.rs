@@ -7,6 +7,8 @@ pub mod core;
 pub mod daemon;
 pub mod engine;
 pub mod health;
+pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod spec;
+pub mod store;

@@ -108,6 +108,7 @@ async fn forward(
     tx: mpsc::Sender<Result<WatchGroupHealthResponse, Status>>,
     shutdown: CancellationToken,
 ) {
+    let _open = crate::engine::InFlight::watch_stream(engine.observer());
     let snapshot = |sub: &Subscription| message(WatchEventKind::Snapshot, sub.revision, sub.snapshot.iter().map(|g| (**g).clone()).collect());
     if tx.send(Ok(snapshot(&sub))).await.is_err() {
         return;

@@ -35,5 +35,7 @@ pub fn to_status(err: EngineError) -> Status {
             Status::with_error_details(Code::ResourceExhausted, err.to_string(), ErrorDetails::with_retry_info(Some(wait)))
         }
         EngineError::ShuttingDown => Status::unavailable(err.to_string()),
+        // Nothing changed; the client may retry.
+        EngineError::Store(_) => Status::unavailable(err.to_string()),
     }
 }

@@ -26,6 +26,9 @@ struct Args {
     /// Address of the gRPC server.
     #[arg(long, env = "MCP_HEALTH_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
+    #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -58,7 +61,7 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
-    let opts = DaemonOptions { listen: args.listen, config: args.config, engine, prober: None };
+    let opts = DaemonOptions { listen: args.listen, config: args.config, engine, prober: None, metrics_listen: args.metrics_listen };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,
         Err(e) => {

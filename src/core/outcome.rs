@@ -65,6 +65,12 @@ impl ProbeOutcome {
         ProbeOutcome { class: OutcomeClass::Failure, reason, facts: ServerFacts::default() }
     }
 
+    /// The handshake succeeded but a deeper check (tools/list) answered with an
+    /// error: the server serves MCP, so it stays routable, as DEGRADED.
+    pub fn degraded(reason: Reason, facts: ServerFacts) -> Self {
+        ProbeOutcome { class: OutcomeClass::Slow, reason, facts }
+    }
+
     pub fn auth_required(reason: Reason, facts: ServerFacts) -> Self {
         ProbeOutcome { class: OutcomeClass::AuthRequired, reason, facts }
     }

@@ -2,9 +2,13 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+mod observer;
 mod owner;
 mod scheduler;
 mod view;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +20,9 @@ use crate::health::HealthStatuses;
 use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
+use crate::store::Persist;
 
+pub use observer::InFlight;
 pub use owner::ProbeResult;
 pub use view::{duration, timestamp};
 
@@ -59,6 +65,8 @@ pub enum EngineError {
     RateLimited { backend: String, elapsed_ms: u64, limit_ms: u64 },
     #[error("the engine is shutting down")]
     ShuttingDown,
+    #[error("the change was not applied: {0}")]
+    Store(String),
 }
 
 /// The result of an apply.
@@ -86,12 +94,42 @@ pub struct Subscription {
 pub(crate) enum Command {
     Apply { groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>, origin: Origin, replace_origin: bool, reply: oneshot::Sender<Result<Vec<Applied>, EngineError>> },
     Delete { group: String, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// API groups read back from the store at start-up, with their generations; not written again.
+    Restore { groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>, reply: oneshot::Sender<Result<Vec<Applied>, EngineError>> },
     ProbeResult(ProbeResult),
     Get { group: String, reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>> },
     List { reply: oneshot::Sender<Vec<GroupOverview>> },
     Watch { group: Option<String>, reply: oneshot::Sender<Result<Subscription, EngineError>> },
     ManualProbe { group: String, backend: String, reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>> },
     Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Sees every probe result (scheduled and on demand) before the owner folds
+/// it in: for metrics and benchmarks. Runs on the owner task, so it must be
+/// quick and never block.
+pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
+    fn probe_finished(&self, result: &ProbeResult);
+
+    // The rest is for metrics; every default does nothing. They are called
+    // from the owner task (and probe tasks, API streams) as things happen, so
+    // an observer follows the engine without recomputing anything.
+
+    /// A result for a live backend, about to be folded into its verdict
+    /// (results for removed or replaced backends are not reported here).
+    fn probe_applied(&self, _result: &ProbeResult) {}
+    /// A backend's status is now `to`; `from` is None for a backend just added
+    /// or restarted at UNKNOWN (not a transition).
+    fn backend_status(&self, _group: &str, _backend: &str, _from: Option<crate::proto::v1::BackendStatus>, _to: crate::proto::v1::BackendStatus) {}
+    /// The group's verdict as the owner just published it (`core::phase`'s one computation).
+    fn group_verdict(&self, _group: &str, _verdict: &crate::core::phase::GroupVerdict) {}
+    /// A backend left its group; the group lives on.
+    fn backend_removed(&self, _group: &str, _backend: &str) {}
+    /// A group was deleted, with the backends it had.
+    fn group_deleted(&self, _group: &str, _backends: &[String]) {}
+    /// A probe started (+1) or ended (-1); see [`InFlight`].
+    fn probes_in_flight(&self, _delta: i64) {}
+    /// A watch stream opened (+1) or closed (-1); see [`InFlight`].
+    fn watch_streams(&self, _delta: i64) {}
 }
 
 /// Settings of the engine.
@@ -104,6 +142,8 @@ pub struct EngineConfig {
     pub manual_probe_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
+    /// Told of every probe result; None observes nothing.
+    pub observer: Option<Arc<dyn ProbeObserver>>,
 }
 
 impl Default for EngineConfig {
@@ -113,6 +153,7 @@ impl Default for EngineConfig {
             max_concurrent_probes: 1024,
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
+            observer: None,
         }
     }
 }
@@ -125,16 +166,28 @@ pub struct Engine {
     prober: SharedProbe,
     limiter: Arc<Semaphore>,
     limits: Limits,
+    observer: Option<Arc<dyn ProbeObserver>>,
 }
 
 impl Engine {
     /// Starts the owner task. Groups start probing as soon as they are applied.
     pub fn start(config: EngineConfig, prober: SharedProbe, health: HealthStatuses) -> Engine {
+        Self::start_with_store(config, prober, health, None)
+    }
+
+    /// Starts the owner task with a durable store for API groups: every API
+    /// apply and delete is committed to `persist` before it takes effect.
+    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
         tokio::spawn(owner.run(rx));
-        Engine { tx, clients: Arc::new(ClientCache::default()), prober, limiter, limits: config.limits }
+        Engine { tx, clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends)), prober, limiter, limits: config.limits, observer: config.observer }
+    }
+
+    /// The observer the engine reports to, for the API's watch-stream counts.
+    pub fn observer(&self) -> Option<&Arc<dyn ProbeObserver>> {
+        self.observer.as_ref()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -154,7 +207,7 @@ impl Engine {
         let mut targets = Vec::with_capacity(group.backends.len());
         for (i, b) in group.backends.iter().enumerate() {
             match self.clients.client_for(b.spec.tls.as_ref()) {
-                Ok(client) => targets.push(Arc::new(ProbeTarget { backend: b.clone(), client })),
+                Ok(client) => targets.push(Arc::new(ProbeTarget { group: group.spec.name.clone(), backend: b.clone(), client })),
                 Err(e) => violations.push(FieldViolation { field: format!("{prefix}backends[{i}].tls"), description: e.to_string() }),
             }
         }
@@ -181,6 +234,17 @@ impl Engine {
         self.call(|reply| Command::Apply { groups: with_targets, origin, replace_origin: true, reply }).await?
     }
 
+    /// Brings back API groups read from the store, keeping their generations.
+    /// They start at UNKNOWN and are probed at once, like any new group.
+    pub async fn restore(&self, groups: Vec<(ValidGroup, u64)>) -> Result<Vec<Applied>, EngineError> {
+        let mut with_targets = Vec::with_capacity(groups.len());
+        for (g, generation) in groups {
+            let targets = self.targets(&g, &format!("{}.", g.spec.name))?;
+            with_targets.push((g, targets, generation));
+        }
+        self.call(|reply| Command::Restore { groups: with_targets, reply }).await?
+    }
+
     pub async fn delete(&self, group: String) -> Result<(), EngineError> {
         self.call(|reply| Command::Delete { group, reply }).await?
     }
@@ -203,6 +267,7 @@ impl Engine {
     pub async fn probe_now(&self, group: String, backend: String) -> Result<Probed, EngineError> {
         let ticket = self.call(|reply| Command::ManualProbe { group, backend, reply }).await??;
         let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
+        let _in_flight = InFlight::probe(self.observer.as_ref());
         let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
         let (reply, rx) = oneshot::channel();
         self.tx

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{error, info};
 
 use super::scheduler::{BackendTask, Timed};
 use super::view::{self, BackendFacts, GroupFacts};
@@ -20,8 +20,9 @@ use crate::core::phase::GroupVerdict;
 use crate::core::verdict::{Verdict, observe};
 use crate::health::{HealthStatuses, serving_status};
 use crate::probe::{ProbeTarget, SharedProbe};
-use crate::proto::v1::{BackendSpec, GroupHealth, GroupPhase, GroupSource, ReasonCode};
+use crate::proto::v1::{BackendSpec, BackendStatus, GroupHealth, GroupPhase, GroupSource, ReasonCode};
 use crate::spec::{Policy, ValidGroup};
+use crate::store::{Persist, StoreError};
 
 /// A probe's result on its way to the owner.
 pub struct ProbeResult {
@@ -147,6 +148,8 @@ pub struct Owner {
     events: broadcast::Sender<Event>,
     started: Instant,
     all_verdicts_logged: bool,
+    /// Where API groups are stored; None keeps them in memory only.
+    persist: Option<Arc<dyn Persist>>,
 }
 
 impl Owner {
@@ -164,17 +167,26 @@ impl Owner {
             events,
             started: Instant::now(),
             all_verdicts_logged: false,
+            persist: None,
         }
+    }
+
+    pub fn with_persist(mut self, persist: Option<Arc<dyn Persist>>) -> Self {
+        self.persist = persist;
+        self
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Command::Apply { groups, origin, replace_origin, reply } => {
-                    let _ = reply.send(self.apply(groups, origin, replace_origin));
+                    let _ = reply.send(self.apply(groups, origin, replace_origin).await);
                 }
                 Command::Delete { group, reply } => {
-                    let _ = reply.send(self.delete(&group, None));
+                    let _ = reply.send(self.delete_api(&group).await);
+                }
+                Command::Restore { groups, reply } => {
+                    let _ = reply.send(self.restore(groups));
                 }
                 Command::ProbeResult(result) => self.probe_result(result),
                 Command::Get { group, reply } => {
@@ -213,12 +225,16 @@ impl Owner {
             prober: self.prober.clone(),
             limiter: self.limiter.clone(),
             owner: self.tx.clone(),
+            observer: self.config.observer.clone(),
         };
         (epoch, tokio::spawn(task.run()).abort_handle())
     }
 
     fn new_backend(&mut self, group: &str, target: Arc<ProbeTarget>) -> BackendState {
         let (epoch, task) = self.spawn(group, &target);
+        if let Some(o) = &self.config.observer {
+            o.backend_status(group, &target.backend.spec.name, None, BackendStatus::Unknown);
+        }
         BackendState {
             target,
             epoch,
@@ -239,14 +255,68 @@ impl Owner {
                 Err(EngineError::ReadOnly { group: name.to_owned(), path: path.display().to_string() })
             }
             Some(Origin::Api) if *origin != Origin::Api => {
-                Err(EngineError::NameConflict { group: name.to_owned(), other: "a group applied over the API".to_owned() })
+                Err(EngineError::NameConflict { group: name.to_owned(), other: "a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup or rename one of them".to_owned() })
             }
             _ => Ok(()),
         }
     }
 
-    /// Applies groups all or nothing: every check runs before the first change.
-    fn apply(&mut self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>, origin: Origin, replace_origin: bool) -> Result<Vec<Applied>, EngineError> {
+    /// Runs a store write on the blocking pool (a commit waits for the disk).
+    /// The owner waits for it: no other command is handled in between, so the
+    /// state checked before the write is still the state changed after it.
+    async fn persist(&self, write: impl FnOnce(&dyn Persist) -> Result<(), StoreError> + Send + 'static) -> Result<(), EngineError> {
+        let Some(store) = self.persist.clone() else { return Ok(()) };
+        match tokio::task::spawn_blocking(move || write(&*store)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                error!(error = %e, "store write failed; change rejected");
+                Err(EngineError::Store(e.to_string()))
+            }
+            Err(e) => Err(EngineError::Store(format!("store task failed: {e}"))),
+        }
+    }
+
+    /// Puts the API groups whose spec changes, with the generation they will get.
+    async fn persist_api_groups(&self, groups: &[(ValidGroup, Vec<Arc<ProbeTarget>>)]) -> Result<(), EngineError> {
+        for (g, _) in groups {
+            let existing = self.groups.get(&g.spec.name);
+            if existing.is_some_and(|e| e.spec == g.spec && e.origin == Origin::Api) {
+                continue;
+            }
+            let generation = existing.map_or(1, |e| e.generation + 1);
+            let spec = g.spec.clone();
+            self.persist(move |store| store.put(&spec, generation)).await?;
+        }
+        Ok(())
+    }
+
+    /// An API delete: checked, then removed from the store, then from the engine.
+    async fn delete_api(&mut self, name: &str) -> Result<(), EngineError> {
+        match self.groups.get(name).map(|g| &g.origin) {
+            None => return Err(EngineError::GroupNotFound(name.to_owned())),
+            Some(Origin::ConfigFile(path)) => return Err(EngineError::ReadOnly { group: name.to_owned(), path: path.display().to_string() }),
+            Some(Origin::Api) => {}
+        }
+        let owned = name.to_owned();
+        self.persist(move |store| store.remove(&owned)).await?;
+        self.delete(name, None)
+    }
+
+    /// Brings back stored API groups at start-up, with their stored generations.
+    fn restore(&mut self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>) -> Result<Vec<Applied>, EngineError> {
+        for (g, _, _) in &groups {
+            self.check_origin(&g.spec.name, &Origin::Api)?;
+        }
+        let added = groups.iter().filter(|(g, _, _)| !self.groups.contains_key(&g.spec.name)).count();
+        if self.groups.len() + added > self.config.limits.max_groups {
+            return Err(EngineError::TooManyGroups(self.config.limits.max_groups));
+        }
+        Ok(groups.into_iter().map(|(g, targets, generation)| self.apply_group(g, targets, Origin::Api, Some(generation))).collect())
+    }
+
+    /// Applies groups all or nothing: every check runs before the first change,
+    /// and API groups are stored after the checks and before the change.
+    async fn apply(&mut self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>, origin: Origin, replace_origin: bool) -> Result<Vec<Applied>, EngineError> {
         for (g, _) in &groups {
             self.check_origin(&g.spec.name, &origin)?;
         }
@@ -263,13 +333,17 @@ impl Owner {
         if self.groups.len() + added - stale.len() > self.config.limits.max_groups {
             return Err(EngineError::TooManyGroups(self.config.limits.max_groups));
         }
+        if origin == Origin::Api {
+            self.persist_api_groups(&groups).await?;
+        }
         for name in stale {
             let _ = self.delete(&name, Some(&origin));
         }
-        Ok(groups.into_iter().map(|(g, targets)| self.apply_group(g, targets, origin.clone())).collect())
+        Ok(groups.into_iter().map(|(g, targets)| self.apply_group(g, targets, origin.clone(), None)).collect())
     }
 
-    fn apply_group(&mut self, valid: ValidGroup, targets: Vec<Arc<ProbeTarget>>, origin: Origin) -> Applied {
+    /// `restored` is the generation of a group read back from the store.
+    fn apply_group(&mut self, valid: ValidGroup, targets: Vec<Arc<ProbeTarget>>, origin: Origin, restored: Option<u64>) -> Applied {
         let name = valid.spec.name.clone();
         if let Some(g) = self.groups.get(&name) {
             if g.spec == valid.spec && g.origin == origin {
@@ -303,9 +377,12 @@ impl Owner {
         }
         for (bname, removed) in old {
             removed.task.abort();
+            if let Some(o) = &self.config.observer {
+                o.backend_removed(&name, &bname);
+            }
             info!(group = %name, backend = %bname, "backend removed");
         }
-        let generation = self.groups.get(&name).map_or(1, |g| g.generation + 1);
+        let generation = restored.unwrap_or_else(|| self.groups.get(&name).map_or(1, |g| g.generation + 1));
         let group = GroupState {
             spec: valid.spec.clone(),
             generation,
@@ -335,6 +412,9 @@ impl Owner {
         for b in g.backends.values() {
             b.task.abort();
         }
+        if let Some(o) = &self.config.observer {
+            o.group_deleted(name, &g.backends.keys().cloned().collect::<Vec<_>>());
+        }
         self.revision += 1;
         g.revision = self.revision;
         g.cached = None;
@@ -346,6 +426,9 @@ impl Owner {
     }
 
     fn probe_result(&mut self, r: ProbeResult) {
+        if let Some(observer) = &self.config.observer {
+            observer.probe_finished(&r);
+        }
         let reply = |result: Result<Probed, EngineError>, r: Option<oneshot::Sender<_>>| {
             if let Some(tx) = r {
                 let _ = tx.send(result);
@@ -358,6 +441,9 @@ impl Owner {
             // A result for a removed or replaced backend: dropped, never resurrected.
             return reply(Err(EngineError::BackendNotFound { group: r.group, backend: r.backend }), r.reply);
         };
+        if let Some(o) = &self.config.observer {
+            o.probe_applied(&r);
+        }
         let backend = &b.target.backend;
         let prev = b.verdict.clone();
         let next = observe(&prev, r.outcome.class, backend.auth_mode, backend.policy.thresholds);
@@ -377,6 +463,9 @@ impl Owner {
         let status_changed = next.status != prev.status;
         let changed = status_changed || next.progress != prev.progress;
         if status_changed {
+            if let Some(o) = &self.config.observer {
+                o.backend_status(&r.group, &r.backend, Some(prev.status), next.status);
+            }
             b.last_transition = Some(now);
             info!(
                 group = %r.group,
@@ -408,6 +497,9 @@ impl Owner {
         g.revision = self.revision;
         let health = g.health(name);
         let phase = g.verdict.phase;
+        if let Some(o) = &self.config.observer {
+            o.group_verdict(name, &g.verdict);
+        }
         self.health.set(name, serving_status(phase));
         if previous_phase != Some(phase) {
             info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), message = %g.verdict.message, "group phase");

@@ -9,7 +9,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::Command;
+use super::{Command, InFlight, ProbeObserver};
 use super::owner::ProbeResult;
 use crate::core::outcome::{ProbeOutcome, Reason};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
@@ -60,6 +60,7 @@ pub struct BackendTask {
     pub prober: Arc<dyn Probe>,
     pub limiter: Arc<Semaphore>,
     pub owner: mpsc::Sender<Command>,
+    pub observer: Option<Arc<dyn ProbeObserver>>,
 }
 
 impl BackendTask {
@@ -74,7 +75,9 @@ impl BackendTask {
             tokio::time::sleep_until(planned).await;
             let Ok(permit) = self.limiter.acquire().await else { return };
             let started = Instant::now();
+            let in_flight = InFlight::probe(self.observer.as_ref());
             let timed = probe_once(&*self.prober, &self.target, &mut memory, self.policy).await;
+            drop(in_flight);
             drop(permit);
             let result = ProbeResult {
                 group: self.group.clone(),

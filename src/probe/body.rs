@@ -38,17 +38,23 @@ async fn next_chunk(resp: &mut reqwest::Response) -> Result<Option<bytes::Bytes>
     resp.chunk().await.map_err(|e| classify::transport_error(&e))
 }
 
+/// Reads a whole body, failing as soon as it exceeds `cap` bytes.
+pub async fn read_all(resp: &mut reqwest::Response, cap: usize) -> Result<Vec<u8>, Reason> {
+    let mut body = Vec::new();
+    while let Some(chunk) = next_chunk(resp).await? {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large(cap));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads the reply to request `id`, whichever framing it uses.
 pub async fn read_reply(resp: &mut reqwest::Response, id: u64, cap: usize) -> Result<Message, Reason> {
     match framing(resp)? {
         Framing::Json => {
-            let mut body = Vec::new();
-            while let Some(chunk) = next_chunk(resp).await? {
-                if body.len() + chunk.len() > cap {
-                    return Err(too_large(cap));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_all(resp, cap).await?;
             match jsonrpc::parse(&body, id)? {
                 Message::Unrelated => Err(Reason::new(ReasonCode::Protocol, "reply is not a response")),
                 m => Ok(m),

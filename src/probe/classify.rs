@@ -24,6 +24,9 @@ pub fn transport_error(err: &reqwest::Error) -> Reason {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Reason::new(ReasonCode::Tls, format!("tls: {tls}"));
         }
+        if let Some(refused) = e.downcast_ref::<super::ssrf::Refused>() {
+            return Reason::new(ReasonCode::Dns, refused.to_string());
+        }
         // hyper-util's resolver error type is private; its message is stable.
         if e.to_string().starts_with("dns error") {
             dns = true;

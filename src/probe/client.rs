@@ -24,12 +24,19 @@ pub enum ClientError {
 #[derive(Default)]
 pub struct ClientCache {
     clients: Mutex<HashMap<TlsKey, reqwest::Client>>,
+    /// Lets probes connect to link-local and cloud-metadata addresses (see `ssrf`).
+    allow_link_local: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct TlsKey(String, String, String, bool);
 
 impl ClientCache {
+    /// A cache whose clients refuse link-local and metadata addresses unless `allow_link_local`.
+    pub fn new(allow_link_local: bool) -> ClientCache {
+        ClientCache { allow_link_local, ..ClientCache::default() }
+    }
+
     pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
         let tls = tls.cloned().unwrap_or_default();
         let key = TlsKey(tls.ca_file.clone(), tls.client_cert_file.clone(), tls.client_key_file.clone(), tls.dangerous_skip_verification);
@@ -38,7 +45,7 @@ impl ClientCache {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = build_client(&tls)?;
+        let client = build_client(&tls, self.allow_link_local)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -87,8 +94,10 @@ fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
     Ok(config)
 }
 
-fn build_client(tls: &TlsSpec) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+fn build_client(tls: &TlsSpec, allow_link_local: bool) -> Result<reqwest::Client, ClientError> {
+    let builder = reqwest::Client::builder();
+    let builder = if allow_link_local { builder } else { builder.dns_resolver(super::ssrf::GuardedResolver) };
+    builder
         .tls_backend_preconfigured(tls_config(tls)?)
         // No idle connections: each probe gets a fresh TCP (and TLS) connection,
         // so a backend probed before it was up recovers at the next probe.

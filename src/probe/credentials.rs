@@ -1,5 +1,7 @@
 //! The probe's own credentials: read from their source at each use, so a
 //! rotated file is picked up, and never written anywhere but the request.
+//! NONE and PER_USER probes carry none (anonymous); STATIC_HEADER reads its
+//! header value here; OAUTH2_CLIENT_CREDENTIALS gets a token from `oauth2`.
 
 use http::{HeaderName, HeaderValue};
 
@@ -9,7 +11,7 @@ use crate::proto::v1::{AuthMode, AuthSpec, ReasonCode, SecretSource, secret_sour
 /// A header the probe attaches, marked sensitive so it is never logged.
 pub type AuthHeader = (HeaderName, HeaderValue);
 
-fn unavailable(message: String) -> Reason {
+pub fn unavailable(message: String) -> Reason {
     Reason::new(ReasonCode::CredentialsUnavailable, message)
 }
 
@@ -40,4 +42,13 @@ pub fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reas
         .map_err(|_| unavailable("the secret is not a valid header value".to_owned()))?;
     value.set_sensitive(true);
     Ok(Some((name, value)))
+}
+
+/// The credential one probe of `target` carries, if its auth mode has one.
+pub async fn for_probe(prober: &super::HttpProber, target: &super::ProbeTarget) -> Result<Option<AuthHeader>, Reason> {
+    match target.backend.auth_mode {
+        AuthMode::StaticHeader => static_header(target.backend.spec.auth.as_ref()),
+        AuthMode::Oauth2ClientCredentials => super::oauth2::bearer(&prober.tokens, target).await.map(Some),
+        AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => Ok(None),
+    }
 }

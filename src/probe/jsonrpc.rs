@@ -6,6 +6,20 @@ use serde_json::{Value, json};
 use crate::core::outcome::Reason;
 use crate::proto::v1::ReasonCode;
 
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh request id, unique within the process, so a reply carrying another
+/// probe's id is caught.
+pub fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Encodes a notification (no id, no reply).
+pub fn notification(method: &str) -> Vec<u8> {
+    // Serializing a `Value` built by `json!` cannot fail.
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method})).unwrap_or_default()
+}
+
 /// Encodes a request.
 pub fn request(id: u64, method: &str, params: Value) -> Vec<u8> {
     // Serializing a `Value` built by `json!` cannot fail.

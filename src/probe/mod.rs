@@ -1,11 +1,26 @@
-//! Probing one MCP backend over HTTP: the request, bounded reading of the
-//! reply, JSON-RPC checks and classification into a `ProbeOutcome`.
+//! Probing one MCP backend over HTTP: the transport and protocol revision,
+//! the probe's own credentials, bounded reading of replies, JSON-RPC checks and
+//! classification into a `ProbeOutcome`.
+//!
+//! Map: `revision` picks and remembers the revision (Streamable HTTP), which
+//! runs `streamable` (initialize, 2025 revisions) or `discover` (2026-07-28);
+//! `legacy_sse` is the HTTP+SSE transport; `exchange` sends one JSON-RPC
+//! message and reads its reply through `body`/`sse`/`jsonrpc`; `credentials`
+//! and `oauth2` supply the probe's own credentials; `resource_metadata` checks
+//! RFC 9728 metadata after a 401; `classify` turns errors into reason codes.
 
 mod body;
-pub mod client;
 mod classify;
+pub mod client;
 mod credentials;
+mod discover;
+mod exchange;
 mod jsonrpc;
+mod legacy_sse;
+mod oauth2;
+mod resource_metadata;
+mod revision;
+pub mod ssrf;
 mod sse;
 mod streamable;
 
@@ -15,18 +30,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use crate::core::outcome::ProbeOutcome;
+use crate::core::outcome::{ProbeOutcome, Reason, ServerFacts};
+use crate::proto::v1::{AuthMode, ReasonCode, Transport};
 use crate::spec::ValidBackend;
 
 pub use client::{ClientCache, ClientError};
+pub use oauth2::TokenCache;
 
-/// Default cap on the bytes one probe reads from a backend.
+/// Default cap on the bytes one probe reads from a backend, per reply.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Everything needed to probe one backend. Built once per backend spec.
 #[derive(Clone, Debug)]
 pub struct ProbeTarget {
+    /// The group the backend belongs to, for the probe's trace span.
+    pub group: String,
     pub backend: ValidBackend,
     /// A client that never keeps idle connections, so every probe opens its
     /// own connection and no pooled state survives from one probe to the next.
@@ -36,7 +56,9 @@ pub struct ProbeTarget {
 /// What a prober learns and keeps across probes of one backend.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeMemory {
-    /// The protocol revision detected on an earlier probe.
+    /// The protocol revision detected on an earlier probe: "2026-07-28" for the
+    /// stateless revision, else the version the last `initialize` negotiated.
+    /// Kept until the backend's answer refutes it.
     pub detected_revision: Option<String>,
 }
 
@@ -60,18 +82,154 @@ pub trait Probe: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct HttpProber {
     pub max_response_bytes: usize,
+    /// OAuth 2.0 client-credentials tokens, shared by every backend that uses
+    /// the same token endpoint and client.
+    pub tokens: Arc<TokenCache>,
 }
 
 impl Default for HttpProber {
     fn default() -> Self {
-        HttpProber { max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES }
+        HttpProber { max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES, tokens: Arc::default() }
+    }
+}
+
+impl HttpProber {
+    /// A prober with a different byte cap per reply.
+    pub fn with_max_response_bytes(max_response_bytes: usize) -> Self {
+        HttpProber { max_response_bytes, ..Self::default() }
     }
 }
 
 impl Probe for HttpProber {
     fn probe<'a>(&'a self, target: &'a ProbeTarget, memory: &'a mut ProbeMemory, deadline: Instant) -> ProbeFuture<'a> {
-        Box::pin(streamable::probe(self, target, memory, deadline))
+        let b = &target.backend;
+        let span = tracing::info_span!(
+            "probe",
+            group = %target.group,
+            backend = %b.spec.name,
+            transport = transport_name(b.transport),
+            probe_type = probe_type(b.auth_mode),
+            revision = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+        );
+        Box::pin(run(self, target, memory, deadline).instrument(span))
     }
+}
+
+fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Sse => "sse",
+        Transport::StreamableHttp | Transport::Unspecified => "streamable_http",
+    }
+}
+
+/// What kind of probe this is, as its trace span records it.
+fn probe_type(mode: AuthMode) -> &'static str {
+    match mode {
+        // Real traffic carries each user's token; the probe only proves liveness.
+        AuthMode::PerUser => "unauthenticated_liveness",
+        AuthMode::StaticHeader | AuthMode::Oauth2ClientCredentials => "authenticated",
+        AuthMode::None | AuthMode::Unspecified => "anonymous",
+    }
+}
+
+/// Shared by every step of one probe.
+pub(crate) struct Ctx<'a> {
+    pub prober: &'a HttpProber,
+    pub target: &'a ProbeTarget,
+    /// The probe's own credential, read once per probe.
+    pub auth: Option<credentials::AuthHeader>,
+}
+
+impl Ctx<'_> {
+    pub fn cap(&self) -> usize {
+        self.prober.max_response_bytes
+    }
+
+    pub fn backend(&self) -> &ValidBackend {
+        &self.target.backend
+    }
+}
+
+/// The handshake answered (and tools/list, at depth TOOLS).
+#[derive(Debug)]
+pub(crate) struct Ready {
+    pub facts: ServerFacts,
+    /// Set when tools/list answered with a JSON-RPC error: DEGRADED.
+    pub degraded: Option<Reason>,
+}
+
+/// Why a probe step stopped short of `Ready`.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    Failed(Reason),
+    /// 401/403. `metadata_url` is the `resource_metadata` of a 401's challenge.
+    Auth { reason: Reason, metadata_url: Option<String> },
+    /// The answer says the backend does not speak the revision we tried.
+    Refuted(Reason),
+}
+
+impl From<Reason> for Stop {
+    fn from(r: Reason) -> Self {
+        Stop::Failed(r)
+    }
+}
+
+async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory, deadline: Instant) -> ProbeReport {
+    let start = Instant::now();
+    let span = tracing::Span::current();
+    let auth = match tokio::time::timeout_at(deadline, credentials::for_probe(prober, target)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(reason)) => return finish(&span, ProbeOutcome::failure(reason), start.elapsed(), memory),
+        Err(_) => {
+            let reason = Reason::new(ReasonCode::CredentialsUnavailable, "the token endpoint did not answer within the probe timeout");
+            return finish(&span, ProbeOutcome::failure(reason), start.elapsed(), memory);
+        }
+    };
+    let credentials_sent = auth.is_some();
+    let ctx = Ctx { prober, target, auth };
+    let mut session = None;
+    let timed = match target.backend.transport {
+        Transport::Sse => tokio::time::timeout_at(deadline, legacy_sse::probe(&ctx)).await,
+        Transport::StreamableHttp | Transport::Unspecified => {
+            tokio::time::timeout_at(deadline, revision::probe(&ctx, memory, &mut session)).await
+        }
+    };
+    let latency = start.elapsed();
+    if let Some(s) = session {
+        streamable::end_session(&ctx, &s).await;
+    }
+    let outcome = match timed {
+        Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
+        Ok(Ok(Ready { facts, degraded: None })) => ProbeOutcome::success(facts),
+        Ok(Ok(Ready { facts, degraded: Some(reason) })) => ProbeOutcome::degraded(reason, facts),
+        Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
+        Ok(Err(Stop::Auth { reason, metadata_url })) => {
+            if credentials_sent {
+                oauth2::forget_token(prober, target);
+            }
+            let mut facts = ServerFacts::default();
+            if reason.http_status == Some(401) && !credentials_sent {
+                // Bounded by the same deadline; a metadata fetch that runs out of
+                // time counts as invalid metadata, not as a timeout of the server.
+                facts.resource_metadata_valid = tokio::time::timeout_at(deadline, resource_metadata::check(&ctx, metadata_url.as_deref()))
+                    .await
+                    .unwrap_or(Some(false));
+            }
+            ProbeOutcome::auth_required(reason, facts)
+        }
+    };
+    finish(&span, outcome, latency, memory)
+}
+
+fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory: &ProbeMemory) -> ProbeReport {
+    span.record("outcome", tracing::field::debug(outcome.class));
+    span.record("reason", outcome.reason.code.as_str_name());
+    let revision = if outcome.facts.protocol_version.is_empty() { memory.detected_revision.as_deref().unwrap_or("") } else { &outcome.facts.protocol_version };
+    span.record("revision", revision);
+    tracing::debug!(latency_ms = latency.as_millis() as u64, detail = %outcome.reason.message, "probe finished");
+    ProbeReport { outcome, latency }
 }
 
 /// Shared handle to a prober.

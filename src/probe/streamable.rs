@@ -1,120 +1,127 @@
-//! The Streamable HTTP probe: one POST `initialize`, the reply read as JSON or
-//! SSE, the session ended with DELETE. The GET stream is never opened.
+//! Streamable HTTP with the `initialize` handshake (revisions 2025-03-26,
+//! 2025-06-18, 2025-11-25): POST `initialize`, at depth TOOLS
+//! `notifications/initialized` and `tools/list` on the same session, then the
+//! session ended with DELETE. The GET stream is never opened.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
-use super::credentials::{self, AuthHeader};
-use super::jsonrpc::Message;
-use super::{HttpProber, ProbeMemory, ProbeReport, ProbeTarget, body, classify};
-use crate::core::outcome::{ProbeOutcome, Reason, ServerFacts};
-use crate::proto::v1::ReasonCode;
+use super::exchange::{self, Answer, Expect, SESSION_HEADER};
+use super::{Ctx, Ready, Stop, jsonrpc};
+use crate::core::outcome::{Reason, ServerFacts};
+use crate::proto::v1::{ProbeDepth, ReasonCode};
 
 /// The newest handshake revision; servers negotiate down from it.
 pub const HANDSHAKE_REVISION: &str = "2025-11-25";
-const SESSION_HEADER: &str = "mcp-session-id";
+/// The first revision whose requests after `initialize` carry `MCP-Protocol-Version`.
+const VERSION_HEADER_SINCE: &str = "2025-06-18";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long ending a session may take. The verdict is already known by then.
 const DELETE_BUDGET: Duration = Duration::from_secs(1);
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn next_id() -> u64 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+/// A session the handshake opened, to be ended with DELETE.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub version: String,
 }
 
-struct Handshake {
-    outcome: ProbeOutcome,
-    session: Option<(String, String)>,
+/// The reason for a JSON-RPC error answer to `method`.
+pub fn rpc_failure(method: &str, code: i64, http_status: u16) -> Reason {
+    if (200..300).contains(&http_status) {
+        Reason::new(ReasonCode::JsonRpcError, format!("{method} failed with JSON-RPC error {code}"))
+    } else {
+        Reason::http(ReasonCode::HttpStatus, http_status, format!("HTTP {http_status}: {method} failed with JSON-RPC error {code}"))
+    }
 }
 
-pub async fn probe(prober: &HttpProber, target: &ProbeTarget, _memory: &mut ProbeMemory, deadline: Instant) -> ProbeReport {
-    let start = Instant::now();
-    let handshake = tokio::time::timeout_at(deadline, initialize(prober, target)).await;
-    let latency = start.elapsed();
-    let outcome = match handshake {
-        Ok(h) => {
-            if let Some((session, version)) = h.session {
-                end_session(target, &session, &version).await;
-            }
-            h.outcome
-        }
-        Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
-    };
-    ProbeReport { outcome, latency }
+/// The JSON-RPC errors with which a server says it does not do `initialize`
+/// or the offered revision: method not found, unsupported protocol version.
+fn refutes_handshake(code: i64) -> bool {
+    matches!(code, -32601 | -32022)
 }
 
-fn fail(reason: Reason) -> Handshake {
-    Handshake { outcome: ProbeOutcome::failure(reason), session: None }
+fn session_headers(session: Option<&Session>, version: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(v) = session.and_then(|s| HeaderValue::from_str(&s.id).ok()) {
+        h.insert(SESSION_HEADER, v);
+    }
+    if version >= VERSION_HEADER_SINCE
+        && let Ok(v) = HeaderValue::from_str(version)
+    {
+        h.insert(VERSION_HEADER, v);
+    }
+    h
 }
 
-async fn initialize(prober: &HttpProber, target: &ProbeTarget) -> Handshake {
-    let auth_header: Option<AuthHeader> = match credentials::static_header(target.backend.spec.auth.as_ref()) {
-        Ok(h) => h,
-        Err(reason) => return fail(reason),
-    };
-    let id = next_id();
+/// Runs the handshake offering `offer`. With `pinned`, a server that
+/// negotiates another version fails the probe. Any session opened is put in
+/// `slot` at once, so it is ended even if a later step times out.
+pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<Session>) -> Result<Ready, Stop> {
+    let url = &ctx.backend().url;
+    let id = jsonrpc::next_id();
     let params = json!({
-        "protocolVersion": HANDSHAKE_REVISION,
+        "protocolVersion": offer,
         "capabilities": {},
         "clientInfo": {"name": "mcp-health", "version": env!("CARGO_PKG_VERSION")},
     });
-    let mut request = target
-        .client
-        .post(target.backend.url.clone())
-        .header(ACCEPT, "application/json, text/event-stream")
-        .header(CONTENT_TYPE, "application/json")
-        .body(super::jsonrpc::request(id, "initialize", params));
-    let credentials_sent = auth_header.is_some();
-    if let Some((name, value)) = auth_header {
-        request = request.header(name, value);
+    let reply = exchange::post(ctx, url, HeaderMap::new(), jsonrpc::request(id, "initialize", params), Expect::Body(id)).await?;
+    if let Some(sid) = reply.session {
+        *slot = Some(Session { id: sid, version: offer.to_owned() });
     }
-    let mut resp = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return fail(classify::transport_error(&e)),
-    };
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let reason = classify::http_status(status, credentials_sent);
-        let outcome = if matches!(status, 401 | 403) {
-            ProbeOutcome::auth_required(reason, ServerFacts::default())
-        } else {
-            ProbeOutcome::failure(reason)
-        };
-        return Handshake { outcome, session: None };
-    }
-    let session = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let result = match body::read_reply(&mut resp, id, prober.max_response_bytes).await {
-        Ok(Message::Result(result)) => result,
-        Ok(Message::Error(code)) => {
-            return fail(Reason::new(ReasonCode::JsonRpcError, format!("initialize failed with JSON-RPC error {code}")));
-        }
-        Ok(Message::Unrelated) => return fail(Reason::new(ReasonCode::Protocol, "reply is not a response")),
-        Err(reason) => return fail(reason),
+    let result = match reply.answer {
+        Answer::Result(r) => r,
+        Answer::Error { code, http_status } if refutes_handshake(code) => return Err(Stop::Refuted(rpc_failure("initialize", code, http_status))),
+        Answer::Error { code, http_status } => return Err(Stop::Failed(rpc_failure("initialize", code, http_status))),
+        Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize got no response"))),
     };
     let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
-        return fail(Reason::new(ReasonCode::Protocol, "initialize result has no protocolVersion"));
+        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize result has no protocolVersion")));
     };
+    let version: String = version.chars().take(32).collect();
+    if pinned && version != offer {
+        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, format!("server negotiated {version}; the backend is pinned to {offer}"))));
+    }
+    if let Some(s) = slot.as_mut() {
+        s.version.clone_from(&version);
+    }
     let info = result.get("serverInfo");
-    let text = |key: &str| info.and_then(|i| i.get(key)).and_then(Value::as_str).unwrap_or_default().chars().take(128).collect::<String>();
-    let facts = ServerFacts {
-        protocol_version: version.chars().take(32).collect(),
-        server_name: text("name"),
-        server_version: text("version"),
+    let mut facts = ServerFacts {
+        protocol_version: version.clone(),
+        server_name: exchange::short_text(info, "name"),
+        server_version: exchange::short_text(info, "version"),
         ..ServerFacts::default()
     };
-    let session = session.map(|s| (s, facts.protocol_version.clone()));
-    Handshake { outcome: ProbeOutcome::success(facts), session }
+    let mut degraded = None;
+    if ctx.backend().depth == ProbeDepth::Tools {
+        let headers = session_headers(slot.as_ref(), &version);
+        initialized(ctx, headers.clone()).await?;
+        let params = |cursor: Option<&str>| match cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        match exchange::list_tools(ctx, headers, params).await? {
+            Ok(n) => facts.tool_count = Some(n),
+            Err(reason) => degraded = Some(reason),
+        }
+    }
+    Ok(Ready { facts, degraded })
+}
+
+async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {
+    let note = jsonrpc::notification("notifications/initialized");
+    match exchange::post(ctx, &ctx.backend().url, headers, note, Expect::Nothing).await?.answer {
+        Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status))),
+        Answer::Result(_) | Answer::Accepted => Ok(()),
+    }
 }
 
 /// Ends the session the handshake opened. Any answer, 405 included, is fine.
-async fn end_session(target: &ProbeTarget, session: &str, version: &str) {
-    let mut request = target.client.delete(target.backend.url.clone()).header(SESSION_HEADER, session).header(VERSION_HEADER, version);
-    if let Ok(Some((name, value))) = credentials::static_header(target.backend.spec.auth.as_ref()) {
+pub async fn end_session(ctx: &Ctx<'_>, session: &Session) {
+    let mut request = ctx.target.client.delete(ctx.backend().url.clone()).headers(session_headers(Some(session), &session.version));
+    if let Some((name, value)) = &ctx.auth {
         request = request.header(name, value);
     }
     let _ = tokio::time::timeout(DELETE_BUDGET, request.send()).await;

@@ -11,16 +11,21 @@ use crate::proto::v1::{AuthMode, AuthSpec, BackendSpec, GroupSpec, ProbeDepth, T
 /// MCP protocol revisions a backend can be pinned to.
 pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
-/// Configurable size limits.
+/// What validation accepts: configurable size limits, and whether backend
+/// URLs may point at link-local and cloud-metadata addresses.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_backends_per_group: usize,
     pub max_groups: usize,
+    /// Off by default: a URL whose host is such an address is a field
+    /// violation, and a hostname resolving only to such addresses is refused
+    /// at connect time (`probe::ssrf`).
+    pub allow_link_local_backends: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_backends_per_group: 1000, max_groups: 1000 }
+        Limits { max_backends_per_group: 1000, max_groups: 1000, allow_link_local_backends: false }
     }
 }
 
@@ -79,7 +84,7 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
             v.add(join(&path, "name"), format!("duplicate backend name {:?}", b.name));
         }
         let policy = policy::resolve(spec.policy.as_ref(), &group_policy_path, b.policy.as_ref(), &join(&path, "policy"), &mut v);
-        if let Some(backend) = validate_backend(b, &path, policy, &mut v) {
+        if let Some(backend) = validate_backend(b, &path, policy, limits.allow_link_local_backends, &mut v) {
             backends.push(backend);
         }
     }
@@ -93,7 +98,7 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
     }
 }
 
-fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, v: &mut Violations) -> Option<ValidBackend> {
+fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_local: bool, v: &mut Violations) -> Option<ValidBackend> {
     let before = v.0.len();
     check_name(&b.name, join(path, "name"), v);
     let url = match Url::parse(&b.url) {
@@ -107,6 +112,10 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, v: &mut Violati
         }
         Ok(u) if !u.username().is_empty() || u.password().is_some() => {
             v.add(join(path, "url"), "must not embed credentials; use auth instead");
+            None
+        }
+        Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => {
+            v.add(join(path, "url"), forbidden_message(&u));
             None
         }
         Ok(u) => Some(u),
@@ -131,7 +140,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, v: &mut Violati
             ProbeDepth::Handshake
         }
     };
-    let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), v);
+    let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), allow_link_local, v);
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
@@ -155,6 +164,23 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, v: &mut Violati
     })
 }
 
+/// The literal IP host of a URL when probes must not connect to it
+/// (link-local, cloud metadata, unspecified). Hostnames are checked when they
+/// resolve, by `probe::ssrf::GuardedResolver`.
+fn forbidden_host(u: &Url) -> Option<std::net::IpAddr> {
+    let ip = match u.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    crate::probe::ssrf::is_forbidden(ip).then_some(ip)
+}
+
+fn forbidden_message(u: &Url) -> String {
+    let ip = forbidden_host(u).map(|ip| ip.to_string()).unwrap_or_default();
+    format!("host {ip} is a link-local, cloud-metadata or unspecified address; the daemon accepts it only with --allow-link-local-backends")
+}
+
 fn check_secret(source: Option<&crate::proto::v1::SecretSource>, field: String, v: &mut Violations) {
     match source.and_then(|s| s.source.as_ref()) {
         Some(secret_source::Source::Env(name)) if !name.is_empty() => {}
@@ -163,7 +189,7 @@ fn check_secret(source: Option<&crate::proto::v1::SecretSource>, field: String, 
     }
 }
 
-fn validate_auth(auth: Option<&AuthSpec>, path: &str, v: &mut Violations) -> AuthMode {
+fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v: &mut Violations) -> AuthMode {
     let Some(auth) = auth else { return AuthMode::None };
     let mode = match AuthMode::try_from(auth.mode) {
         Ok(AuthMode::Unspecified) => AuthMode::None,
@@ -192,6 +218,7 @@ fn validate_auth(auth: Option<&AuthSpec>, path: &str, v: &mut Violations) -> Aut
             Some(o) => {
                 let field = join(path, "oauth2ClientCredentials");
                 match Url::parse(&o.token_url) {
+                    Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
                     Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
                     _ => v.add(join(&field, "tokenUrl"), "must be an http or https URL with a host"),
                 }

@@ -20,6 +20,7 @@ mod body;
 mod jsonrpc;
 mod legacy;
 mod modern;
+mod oauth;
 mod reply;
 mod router;
 mod server;
@@ -28,6 +29,7 @@ mod state;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
+pub use oauth::{OAuthClient, TOKEN_PATH};
 pub use server::FixtureServer;
 
 /// Protocol revisions an `initialize` handshake may negotiate to (echoed when requested).
@@ -58,6 +60,8 @@ pub struct Stats {
     pub notifications: u64,
     /// GETs of the RFC 9728 protected-resource metadata document.
     pub metadata_requests: u64,
+    /// Requests to the OAuth token endpoint ([`TOKEN_PATH`]).
+    pub token_requests: u64,
     /// Connections currently open (gauge, not a counter).
     pub open_connections: u64,
 }
@@ -165,6 +169,9 @@ pub struct FixtureOptions {
     /// `MCP-Protocol-Version`/`Mcp-Method` headers matching the body, then a supported
     /// version). Default true. False answers any well-formed `server/discover`.
     pub strict_modern: bool,
+    /// Serve an OAuth 2.0 client-credentials token endpoint at [`TOKEN_PATH`] that issues
+    /// `required_bearer` (or `"fixture-token"`) to this client. Default none (404).
+    pub oauth_client: Option<OAuthClient>,
 }
 
 impl Default for FixtureOptions {
@@ -178,6 +185,7 @@ impl Default for FixtureOptions {
             server_name: "mcp-fixture".to_owned(),
             tools: 2,
             strict_modern: true,
+            oauth_client: None,
         }
     }
 }

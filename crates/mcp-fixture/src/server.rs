@@ -185,6 +185,16 @@ impl FixtureServer {
             .map(str::to_owned)
     }
 
+    /// The form fields (all but `client_secret`) of the latest token request.
+    pub fn last_token_form(&self) -> Option<Vec<(String, String)>> {
+        self.inner
+            .shared
+            .last_token_form
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The options the server was started with.
     pub fn options(&self) -> &FixtureOptions {
         &self.inner.shared.opts

@@ -37,6 +37,7 @@ pub(crate) struct Counters {
     pub posts: AtomicU64,
     pub notifications: AtomicU64,
     pub metadata_requests: AtomicU64,
+    pub token_requests: AtomicU64,
     pub open_connections: AtomicU64,
 }
 
@@ -57,6 +58,7 @@ impl Counters {
             posts: self.posts.load(Relaxed),
             notifications: self.notifications.load(Relaxed),
             metadata_requests: self.metadata_requests.load(Relaxed),
+            token_requests: self.token_requests.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
         }
     }
@@ -80,6 +82,8 @@ pub(crate) struct Shared {
     pub prebuilt: Prebuilt,
     pub session_counter: AtomicU64,
     pub legacy: Sessions,
+    /// The form fields (minus `client_secret`) of the latest token request.
+    pub last_token_form: std::sync::Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl Shared {
@@ -115,6 +119,7 @@ impl Shared {
             prebuilt,
             session_counter: AtomicU64::new(1),
             legacy: Sessions::default(),
+            last_token_form: std::sync::Mutex::new(None),
             opts,
         };
         shared.set_reply(reply);

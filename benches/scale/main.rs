@@ -1,0 +1,144 @@
+//! The scale benchmark: one command that measures the six scenarios of
+//! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
+//!
+//! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
+//! `-- --smoke`) runs every scenario at tiny sizes and only checks that the
+//! harness works. `BENCH_ONLY=1,3` picks scenarios; `BENCH_REPEATS=N` sets the
+//! repeats. The binary re-executes itself for its child roles (see `child`).
+
+mod check;
+mod child;
+mod fanout;
+mod probing;
+mod proc_stats;
+mod roles;
+mod table;
+mod verdict;
+
+use std::process::ExitCode;
+
+use child::Worker;
+use table::Report;
+
+/// Sizes of one harness run.
+pub struct Sizes {
+    pub repeats: usize,
+    pub backends: Vec<usize>,
+    pub intervals_ms: Vec<u64>,
+    /// Margin past the first interval before measuring.
+    pub settle_ms: u64,
+    pub min_measure_ms: u64,
+    pub peak_backends: usize,
+    pub peak_concurrency: usize,
+    pub peak_measure_ms: u64,
+    pub verdict_cycles: usize,
+    pub watch_streams: Vec<usize>,
+    pub watch_changes: usize,
+    pub check_concurrency: usize,
+    pub check_measure_ms: u64,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            repeats: 3,
+            backends: vec![1_000, 10_000],
+            intervals_ms: vec![10_000, 1_000],
+            settle_ms: 1_000,
+            min_measure_ms: 6_000,
+            peak_backends: 2_000,
+            peak_concurrency: 64,
+            peak_measure_ms: 5_000,
+            verdict_cycles: 10,
+            watch_streams: vec![1_000, 10_000],
+            watch_changes: 5,
+            check_concurrency: 64,
+            check_measure_ms: 5_000,
+        }
+    }
+
+    fn smoke() -> Sizes {
+        Sizes {
+            repeats: 1,
+            backends: vec![20],
+            intervals_ms: vec![500],
+            settle_ms: 200,
+            min_measure_ms: 1_000,
+            peak_backends: 50,
+            peak_concurrency: 8,
+            peak_measure_ms: 1_000,
+            verdict_cycles: 1,
+            watch_streams: vec![20],
+            watch_changes: 2,
+            check_concurrency: 4,
+            check_measure_ms: 500,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    if let Ok(role) = std::env::var(child::ROLE_ENV) {
+        match role.as_str() {
+            "fixture" => roles::fixture(),
+            "engine" => roles::engine_run(),
+            "bare-http" => roles::bare_http(),
+            "grpc-server" => roles::grpc_server(),
+            other => {
+                eprintln!("unknown {} {other:?}", child::ROLE_ENV);
+                return ExitCode::from(2);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    roles::install_crypto();
+    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1") || std::env::args().any(|a| a == "--smoke");
+    let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
+    if let Some(r) = std::env::var("BENCH_REPEATS").ok().and_then(|r| r.parse().ok()) {
+        sizes.repeats = r;
+    }
+    let only: Option<Vec<u32>> = std::env::var("BENCH_ONLY").ok().map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let wanted = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
+
+    let mut fixture = Worker::spawn("fixture", &serde_json::json!({}));
+    let fixture_addr = fixture.expect("ADDR");
+    let mut report = Report::default();
+    let started = std::time::Instant::now();
+    if wanted(1) || wanted(3) {
+        probing::scale(&mut report, &mut fixture, &fixture_addr, &sizes);
+    }
+    if wanted(2) {
+        probing::ceiling(&mut report, &fixture_addr, &sizes);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if wanted(4) {
+        rt.block_on(verdict::verdict(&mut report, &sizes));
+    }
+    if wanted(5) {
+        rt.block_on(fanout::fanout(&mut report, &fixture_addr, &sizes));
+    }
+    if wanted(6) {
+        rt.block_on(check::check(&mut report, &fixture_addr, &sizes));
+    }
+    let fixture_rss = fixture.command("rss");
+    drop(fixture);
+
+    println!();
+    println!(
+        "mcp-health scale benchmark ({}; {} repeats; medians; {} cores; took {:.0} s; fixture child RSS {fixture_rss} MiB)",
+        if smoke { "SMOKE sizes: timings meaningless" } else { "full sizes" },
+        sizes.repeats,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    report.print();
+    if report.broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} harness check(s) failed:", report.broken.len());
+        for b in &report.broken {
+            eprintln!("  - {b}");
+        }
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,261 @@
+//! What each child process does: serve the N simulated backends, run the
+//! probe engine at scale, run the bare HTTP baseline, or serve gRPC health
+//! (ours or bare tonic-health). Each reports in `child` protocol lines.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcp_fixture::{Behavior, FixtureOptions, FixtureServer};
+use mcp_health::core::outcome::OutcomeClass;
+use mcp_health::daemon::{Daemon, DaemonOptions};
+use mcp_health::engine::{Engine, EngineConfig, Origin, ProbeObserver, ProbeResult};
+use mcp_health::health::HealthStatuses;
+use mcp_health::probe::HttpProber;
+use mcp_health::proto::v1::{BackendSpec, GroupSpec, ProbePolicy};
+use mcp_health::spec::{Limits, validate_group};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::child::{args, say, serve_commands};
+use crate::proc_stats::{cpu_time, quantile, rss_mib};
+
+/// Backends per group: the default per-group limit.
+pub const GROUP_SIZE: usize = 1000;
+
+pub fn install_crypto() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn arg_u64(a: &serde_json::Value, key: &str) -> u64 {
+    a[key].as_u64().unwrap_or_else(|| panic!("child argument {key} missing"))
+}
+
+/// Path of backend `i`; hanging backends have their own path prefix.
+pub fn backend_path(i: usize, hanging: bool) -> String {
+    if hanging { format!("/h{i}") } else { format!("/b{i}") }
+}
+
+/// The fixture: one server answering `initialize` on every path, without
+/// session ids, so a probe is exactly one fresh-connection POST (the same
+/// request the bare baseline sends). Commands: `hang COUNT` makes /h0../h{COUNT-1}
+/// hang; `rss` answers its RSS in MiB.
+pub fn fixture() {
+    let rt = runtime();
+    let opts = FixtureOptions { session_ids: false, ..FixtureOptions::default() };
+    let server = rt.block_on(FixtureServer::start_with(opts)).expect("fixture listens");
+    say(&format!("ADDR {}", server.addr()));
+    serve_commands(|cmd| {
+        let mut words = cmd.split_whitespace();
+        match (words.next(), words.next().and_then(|n| n.parse::<usize>().ok())) {
+            (Some("hang"), Some(count)) => {
+                server.set_path_behaviors((0..count).map(|i| (backend_path(i, true), Behavior::Hang)));
+                String::new()
+            }
+            (Some("rss"), _) => format!("{:.1}", rss_mib()),
+            _ => format!("unknown command {cmd:?}"),
+        }
+    });
+}
+
+/// Records what the engine reports of each probe: the healthy backends'
+/// scheduling lags (only while recording) and every outcome.
+#[derive(Debug, Default)]
+struct Recorder {
+    recording: std::sync::atomic::AtomicBool,
+    lags_ms: Mutex<Vec<f64>>,
+    probes: AtomicU64,
+    successes: AtomicU64,
+}
+
+impl ProbeObserver for Recorder {
+    fn probe_finished(&self, r: &ProbeResult) {
+        self.probes.fetch_add(1, Relaxed);
+        if r.outcome.class == OutcomeClass::Success {
+            self.successes.fetch_add(1, Relaxed);
+        }
+        if self.recording.load(Relaxed) && r.backend.starts_with('b') {
+            // A poisoned lock means a panic elsewhere already failed the run.
+            self.lags_ms.lock().unwrap_or_else(|p| p.into_inner()).push(r.scheduling_lag.as_secs_f64() * 1e3);
+        }
+    }
+}
+
+fn duration(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+/// Group specs for `n` backends on `addr`, the first `hanging` of them hanging.
+pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -> Vec<GroupSpec> {
+    let backends: Vec<BackendSpec> = (0..n)
+        .map(|i| {
+            let hang = i < hanging;
+            let name = if hang { format!("h{i}") } else { format!("b{i}") };
+            BackendSpec { name, url: format!("http://{addr}{}", backend_path(i, hang)), ..BackendSpec::default() }
+        })
+        .collect();
+    backends
+        .chunks(GROUP_SIZE)
+        .enumerate()
+        .map(|(g, chunk)| GroupSpec { name: format!("g{g}"), backends: chunk.to_vec(), policy: Some(policy.clone()) })
+        .collect()
+}
+
+/// One engine run: N backends, measured after a warm-up of about one interval.
+/// Reports probes/s, CPU, the healthy backends' scheduling lag and RSS.
+pub fn engine_run() {
+    install_crypto();
+    let a = args();
+    let addr: SocketAddr = a["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr argument");
+    let (n, hanging) = (arg_u64(&a, "n") as usize, arg_u64(&a, "hanging") as usize);
+    let interval = Duration::from_millis(arg_u64(&a, "interval_ms"));
+    let timeout = Duration::from_millis(arg_u64(&a, "timeout_ms"));
+    let warmup = Duration::from_millis(arg_u64(&a, "warmup_ms"));
+    let measure = Duration::from_millis(arg_u64(&a, "measure_ms"));
+    let concurrency = arg_u64(&a, "concurrency") as usize;
+    let rt = runtime();
+    let result = rt.block_on(async move {
+        let recorder = Arc::new(Recorder::default());
+        let rss_before = rss_mib();
+        let config = EngineConfig {
+            limits: Limits { max_backends_per_group: GROUP_SIZE, max_groups: 1000 },
+            max_concurrent_probes: concurrency,
+            observer: Some(recorder.clone()),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(config, Arc::new(HttpProber::default()), HealthStatuses::default());
+        let policy = ProbePolicy { interval: Some(duration(interval)), timeout: Some(duration(timeout)), ..ProbePolicy::default() };
+        for spec in groups(addr, n, hanging, policy) {
+            let valid = validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
+            engine.apply(valid, Origin::Api).await.expect("apply");
+        }
+        tokio::time::sleep(warmup).await;
+        recorder.recording.store(true, Relaxed);
+        let (cpu0, probes0, ok0, t0) = (cpu_time(), recorder.probes.load(Relaxed), recorder.successes.load(Relaxed), Instant::now());
+        tokio::time::sleep(measure).await;
+        let (cpu1, probes1, ok1, elapsed) = (cpu_time(), recorder.probes.load(Relaxed), recorder.successes.load(Relaxed), t0.elapsed());
+        recorder.recording.store(false, Relaxed);
+        let rss = rss_mib();
+        let mut lags = std::mem::take(&mut *recorder.lags_ms.lock().unwrap_or_else(|p| p.into_inner()));
+        engine.shutdown().await;
+        let probes = (probes1 - probes0) as f64;
+        let cpu = (cpu1 - cpu0).as_secs_f64();
+        json!({
+            "probes": probes,
+            "probes_per_s": probes / elapsed.as_secs_f64(),
+            "success_ratio": if probes > 0.0 { (ok1 - ok0) as f64 / probes } else { 0.0 },
+            "cpu_cores": cpu / elapsed.as_secs_f64(),
+            "cpu_s_per_1000": if probes > 0.0 { cpu / probes * 1000.0 } else { f64::NAN },
+            "lag_samples": lags.len(),
+            "lag_p50_ms": quantile(&mut lags, 0.50),
+            "lag_p99_ms": quantile(&mut lags, 0.99),
+            "rss_mib": rss,
+            "rss_before_mib": rss_before,
+        })
+    });
+    say(&format!("RESULT {result}"));
+}
+
+/// The physical ceiling: `concurrency` loops of fresh-connection POST
+/// `initialize` with the prober's HTTP stack (reqwest, http1 only, no idle
+/// connections) against the same server, for `measure_ms`.
+pub fn bare_http() {
+    install_crypto();
+    let a = args();
+    let addr: SocketAddr = a["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr argument");
+    let n = arg_u64(&a, "n") as usize;
+    let concurrency = arg_u64(&a, "concurrency") as usize;
+    let measure = Duration::from_millis(arg_u64(&a, "measure_ms"));
+    let rt = runtime();
+    let result = rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .http1_only()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
+            .build()
+            .expect("reqwest client");
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"0"}}}"#;
+        let done = Arc::new(AtomicU64::new(0));
+        let ok = Arc::new(AtomicU64::new(0));
+        let stop = Instant::now() + measure;
+        let cpu0 = cpu_time();
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..concurrency {
+            let (client, done, ok) = (client.clone(), done.clone(), ok.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = w;
+                while Instant::now() < stop {
+                    let url = format!("http://{addr}{}", backend_path(i % n, false));
+                    let sent = client
+                        .post(url)
+                        .header("accept", "application/json, text/event-stream")
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    if let Ok(resp) = sent {
+                        if resp.status().is_success() && resp.bytes().await.is_ok_and(|b| b.starts_with(b"{")) {
+                            ok.fetch_add(1, Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Relaxed);
+                    i += concurrency;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu = (cpu_time() - cpu0).as_secs_f64();
+        let requests = done.load(Relaxed) as f64;
+        json!({
+            "requests_per_s": requests / elapsed,
+            "success_ratio": if requests > 0.0 { ok.load(Relaxed) as f64 / requests } else { 0.0 },
+            "cpu_s_per_1000": if requests > 0.0 { cpu / requests * 1000.0 } else { f64::NAN },
+        })
+    });
+    say(&format!("RESULT {result}"));
+}
+
+/// A gRPC server for the Check and Watch benchmarks: `kind` "daemon" is
+/// mcp-healthd (its groups come over the API), "bare" is tonic-health with one
+/// static SERVING status. Commands: `rss` answers its RSS in MiB.
+pub fn grpc_server() {
+    install_crypto();
+    let a = args();
+    let kind = a["kind"].as_str().unwrap_or("daemon").to_owned();
+    let rt = runtime();
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let _guard = rt.block_on(async {
+        match kind.as_str() {
+            "bare" => {
+                let (reporter, service) = tonic_health::server::health_reporter();
+                reporter.set_service_status("bench", tonic_health::ServingStatus::Serving).await;
+                let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
+                say(&format!("ADDR {}", listener.local_addr().expect("bound address")));
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let server = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming);
+                (None, Some(tokio::spawn(server)))
+            }
+            _ => {
+                let daemon = Daemon::start(DaemonOptions { listen, ..DaemonOptions::default() }).await.expect("daemon starts");
+                say(&format!("ADDR {}", daemon.local_addr()));
+                (Some(daemon), None)
+            }
+        }
+    });
+    serve_commands(|cmd| match cmd {
+        "rss" => format!("{:.1}", rss_mib()),
+        _ => format!("unknown command {cmd:?}"),
+    });
+}

@@ -1,0 +1,54 @@
+//! Request limits of the gRPC surface that tonic does not provide: the cap on
+//! concurrent watch streams (WatchGroupHealth and grpc.health Watch together).
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+
+/// Shared by every watch RPC; a stream holds its permit until it ends.
+#[derive(Clone, Debug)]
+pub struct WatchStreams {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Default for WatchStreams {
+    fn default() -> Self {
+        WatchStreams::new(Semaphore::MAX_PERMITS)
+    }
+}
+
+impl WatchStreams {
+    pub fn new(max: usize) -> WatchStreams {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        WatchStreams { permits: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// A permit for one more stream, or RESOURCE_EXHAUSTED past the cap.
+    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "too many concurrent watch streams: the limit is {} (--max-watch-streams); close a stream or retry later",
+                self.max
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_and_release() {
+        let w = WatchStreams::new(2);
+        let a = w.admit().unwrap();
+        let _b = w.admit().unwrap();
+        let err = w.admit().unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert!(err.message().contains("limit is 2"), "{}", err.message());
+        drop(a);
+        assert!(w.admit().is_ok());
+    }
+}

@@ -1,0 +1,219 @@
+//! Prometheus metrics (prometheus-client): an engine observer that keeps one
+//! series set per group and backend, fed by the owner task's own events, so
+//! every group value is the phase the owner computed, never a recomputation.
+
+mod server;
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+pub use server::{MetricsError, MetricsServer};
+
+use crate::core::outcome::OutcomeClass;
+use crate::core::phase::GroupVerdict;
+use crate::engine::{ProbeObserver, ProbeResult};
+use crate::proto::v1::{BackendStatus, GroupPhase};
+
+/// Every value of the backend status state set, as label values.
+const STATUSES: [BackendStatus; 5] =
+    [BackendStatus::Unknown, BackendStatus::Healthy, BackendStatus::Degraded, BackendStatus::Unhealthy, BackendStatus::Unauthenticated];
+/// Every value of the group phase state set, as label values.
+const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
+const OUTCOMES: [OutcomeClass; 4] = [OutcomeClass::Success, OutcomeClass::Slow, OutcomeClass::AuthRequired, OutcomeClass::Failure];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    group: String,
+    backend: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    group: String,
+    backend: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: &'static str,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    group: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+fn probe_histogram() -> Histogram {
+    // 5 ms to ~10 s: from a loopback handshake to a probe at its timeout.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// The label value of an outcome class: healthy, slow, auth or failure.
+pub fn outcome_label(o: OutcomeClass) -> &'static str {
+    match o {
+        OutcomeClass::Success => "healthy",
+        OutcomeClass::Slow => "slow",
+        OutcomeClass::AuthRequired => "auth",
+        OutcomeClass::Failure => "failure",
+    }
+}
+
+/// The label value of a status: its proto name without the prefix, lowercase.
+pub fn status_label(s: BackendStatus) -> &'static str {
+    match s {
+        BackendStatus::Unspecified | BackendStatus::Unknown => "unknown",
+        BackendStatus::Healthy => "healthy",
+        BackendStatus::Degraded => "degraded",
+        BackendStatus::Unhealthy => "unhealthy",
+        BackendStatus::Unauthenticated => "unauthenticated",
+    }
+}
+
+pub fn phase_label(p: GroupPhase) -> &'static str {
+    match p {
+        GroupPhase::Unspecified | GroupPhase::Pending => "pending",
+        GroupPhase::Ready => "ready",
+        GroupPhase::Degraded => "degraded",
+        GroupPhase::Failed => "failed",
+    }
+}
+
+/// The daemon's metrics. Give it to the engine as its observer, then serve
+/// it with [`MetricsServer`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    probe_duration: Family<ProbeLabels, Histogram>,
+    backend_status: Family<StatusLabels, Gauge>,
+    transitions: Family<TransitionLabels, Counter>,
+    group_phase: Family<PhaseLabels, Gauge>,
+    group_routable: Family<GroupLabels, Gauge>,
+    group_backends: Family<GroupLabels, Gauge>,
+    probes_in_flight: Gauge,
+    watch_streams: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("mcp_health"),
+            probe_duration: Family::new_with_constructor(probe_histogram),
+            backend_status: Family::default(),
+            transitions: Family::default(),
+            group_phase: Family::default(),
+            group_routable: Family::default(),
+            group_backends: Family::default(),
+            probes_in_flight: Gauge::default(),
+            watch_streams: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register_with_unit(
+            "probe_duration",
+            "Duration of probes of live backends, by group, backend and outcome (healthy, slow, auth, failure)",
+            Unit::Seconds,
+            m.probe_duration.clone(),
+        );
+        r.register("backend_status", "Backend status as a state set: 1 for the current status, 0 for the others", m.backend_status.clone());
+        r.register("backend_transitions", "Backend status transitions, by from and to status", m.transitions.clone());
+        r.register("group_phase", "Group phase as a state set: 1 for the current phase, 0 for the others", m.group_phase.clone());
+        r.register("group_routable_backends", "Routable backends per group", m.group_routable.clone());
+        r.register("group_backends", "Backends per group", m.group_backends.clone());
+        r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
+        r.register("watch_streams", "Open WatchGroupHealth streams", m.watch_streams.clone());
+        m
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    fn forget_backend(&self, group: &str, backend: &str) {
+        for s in STATUSES {
+            self.backend_status.remove(&StatusLabels { group: group.to_owned(), backend: backend.to_owned(), status: status_label(s) });
+        }
+        for o in OUTCOMES {
+            self.probe_duration.remove(&ProbeLabels { group: group.to_owned(), backend: backend.to_owned(), outcome: outcome_label(o) });
+        }
+    }
+}
+
+impl ProbeObserver for Metrics {
+    /// Every result, stale ones too; the histogram takes only live ones (`probe_applied`).
+    fn probe_finished(&self, _result: &ProbeResult) {}
+
+    fn probe_applied(&self, r: &ProbeResult) {
+        let labels = ProbeLabels { group: r.group.clone(), backend: r.backend.clone(), outcome: outcome_label(r.outcome.class) };
+        self.probe_duration.get_or_create(&labels).observe(r.latency.as_secs_f64());
+    }
+
+    fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
+        for s in STATUSES {
+            let labels = StatusLabels { group: group.to_owned(), backend: backend.to_owned(), status: status_label(s) };
+            self.backend_status.get_or_create(&labels).set(i64::from(status_label(s) == status_label(to)));
+        }
+        if let Some(from) = from {
+            self.transitions.get_or_create(&TransitionLabels { from: status_label(from), to: status_label(to) }).inc();
+        }
+    }
+
+    fn group_verdict(&self, group: &str, verdict: &GroupVerdict) {
+        for p in PHASES {
+            let labels = PhaseLabels { group: group.to_owned(), phase: phase_label(p) };
+            self.group_phase.get_or_create(&labels).set(i64::from(phase_label(p) == phase_label(verdict.phase)));
+        }
+        let g = GroupLabels { group: group.to_owned() };
+        self.group_routable.get_or_create(&g).set(i64::from(verdict.summary.routable));
+        self.group_backends.get_or_create(&g).set(i64::from(verdict.summary.total));
+    }
+
+    fn backend_removed(&self, group: &str, backend: &str) {
+        self.forget_backend(group, backend);
+    }
+
+    fn group_deleted(&self, group: &str, backends: &[String]) {
+        for b in backends {
+            self.forget_backend(group, b);
+        }
+        for p in PHASES {
+            self.group_phase.remove(&PhaseLabels { group: group.to_owned(), phase: phase_label(p) });
+        }
+        let g = GroupLabels { group: group.to_owned() };
+        self.group_routable.remove(&g);
+        self.group_backends.remove(&g);
+    }
+
+    fn probes_in_flight(&self, delta: i64) {
+        self.probes_in_flight.inc_by(delta);
+    }
+
+    fn watch_streams(&self, delta: i64) {
+        self.watch_streams.inc_by(delta);
+    }
+}
+
+/// A shared handle, as the engine and the server both hold it.
+pub type SharedMetrics = Arc<Metrics>;

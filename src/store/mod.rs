@@ -1,0 +1,44 @@
+//! The durable store of groups applied over the API (`--data-dir`): the
+//! `Persist` trait the engine writes through, and its redb implementation.
+//! Config-file groups are never stored; the file is their source of truth.
+
+mod redb_store;
+
+use crate::proto::v1::GroupSpec;
+
+pub use redb_store::RedbStore;
+
+/// File name of the database inside `--data-dir`.
+pub const DATABASE_FILE: &str = "groups.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("store write failed: {0}")]
+    Write(String),
+    #[error("store read failed: {0}")]
+    Read(String),
+    #[error("stored group {name:?} cannot be decoded: {reason}")]
+    Decode { name: String, reason: String },
+}
+
+/// A group as the store holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredGroup {
+    pub spec: GroupSpec,
+    pub generation: u64,
+}
+
+/// Durable writes of API groups. The engine's owner calls these after every
+/// check of an apply or delete has passed and before it changes any state, and
+/// only acknowledges the change once they return: so the engine never accepts a
+/// change the store did not commit, and the store never holds one the engine
+/// rejected. Both block (a commit waits for the disk); the owner runs them on
+/// the blocking pool.
+pub trait Persist: Send + Sync + 'static {
+    /// Stores (or replaces) a group with its generation, durably.
+    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError>;
+    /// Removes a group, durably. Removing a missing group is not an error.
+    fn remove(&self, name: &str) -> Result<(), StoreError>;
+}
