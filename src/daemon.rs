@@ -9,14 +9,19 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::api::auth::{AdminGuard, AdminToken, AuthError};
 use crate::api::group_service::GroupService;
+use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
+use crate::api::tls::{ServerTls, TlsError};
 use crate::api::health_service::HealthService;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
 use crate::probe::{HttpProber, SharedProbe};
+use crate::spec::{Limits, ValidGroup, validate_group};
+use crate::store::{Persist, RedbStore, StoreError};
 use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 
@@ -32,6 +37,24 @@ pub enum DaemonError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("grpc server failed: {0}")]
     Serve(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored group {group:?} is not valid under the current flags: {reason}; fix the flags or delete the group with an earlier daemon")]
+    StoredGroupInvalid { group: String, reason: String },
+    #[error("cannot restore the stored groups: {0}")]
+    Restore(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot configure tls: {0}")]
+    TlsConfig(String),
+    #[error(
+        "refusing to listen on {addr}: ApplyGroup, DeleteGroup and ProbeBackend would be open to anyone who can reach it; \
+         set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
+         or pass --insecure-allow-open-mutations to accept the risk"
+    )]
+    OpenMutations { addr: SocketAddr },
 }
 
 /// How to run the daemon.
@@ -44,7 +67,23 @@ pub struct DaemonOptions {
     pub prober: Option<SharedProbe>,
     /// Where to serve Prometheus `/metrics`; None (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where API groups are stored; None keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// File holding the bearer token that mutating RPCs must present.
+    pub admin_token_file: Option<PathBuf>,
+    /// Server TLS, and mTLS for mutations when it names a client CA.
+    pub tls: Option<ServerTls>,
+    /// Allows listening beyond loopback with mutations unprotected.
+    pub insecure_allow_open_mutations: bool,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Most concurrent WatchGroupHealth plus grpc.health Watch streams.
+    pub max_watch_streams: usize,
 }
+
+/// tonic's default decoding limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_WATCH_STREAMS: usize = 1024;
 
 impl Default for DaemonOptions {
     fn default() -> Self {
@@ -54,8 +93,73 @@ impl Default for DaemonOptions {
             engine: EngineConfig::default(),
             prober: None,
             metrics_listen: None,
+            data_dir: None,
+            admin_token_file: None,
+            tls: None,
+            insecure_allow_open_mutations: false,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
         }
     }
+}
+
+/// Who may mutate, refusing an unprotected non-loopback listener.
+fn admin_guard(opts: &DaemonOptions) -> Result<AdminGuard, DaemonError> {
+    let token = opts.admin_token_file.as_deref().map(AdminToken::from_file).transpose()?;
+    let mtls = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let guard = AdminGuard::new(token, mtls);
+    if !guard.protects() && !opts.listen.ip().is_loopback() {
+        if !opts.insecure_allow_open_mutations {
+            return Err(DaemonError::OpenMutations { addr: opts.listen });
+        }
+        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup and ProbeBackend are open to anyone who can reach this address (--insecure-allow-open-mutations)");
+    }
+    Ok(guard)
+}
+
+/// Opens the store and reads its groups back, validated under today's flags.
+fn open_store(dir: &std::path::Path, limits: &Limits) -> Result<(Arc<RedbStore>, Vec<(ValidGroup, u64)>), DaemonError> {
+    let store = RedbStore::open(dir)?;
+    let mut groups = Vec::new();
+    for stored in store.load()? {
+        let name = stored.spec.name.clone();
+        let valid = validate_group(&stored.spec, &name, limits).map_err(|v| DaemonError::StoredGroupInvalid {
+            group: name.clone(),
+            reason: v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+        })?;
+        groups.push((valid, stored.generation));
+    }
+    Ok((Arc::new(store), groups))
+}
+
+/// Restores stored groups and loads the config file; on failure the engine
+/// is stopped so nothing (the store's lock included) outlives the attempt.
+async fn load_groups(
+    engine: &Engine,
+    restored: Vec<(ValidGroup, u64)>,
+    config_path: Option<&std::path::Path>,
+    config_status: &ConfigStatusHandle,
+) -> Result<Option<String>, DaemonError> {
+    let result = async {
+        if !restored.is_empty() {
+            let count = restored.len();
+            engine.restore(restored).await.map_err(|e| DaemonError::Restore(e.to_string()))?;
+            info!(groups = count, "restored groups from the store; probing them afresh");
+        }
+        match config_path {
+            Some(path) => {
+                let (text, groups) = config::load(path, engine.limits())?;
+                config::apply(engine, path, groups, config_status).await?;
+                Ok(Some(text))
+            }
+            None => Ok(None),
+        }
+    }
+    .await;
+    if result.is_err() {
+        engine.shutdown().await;
+    }
+    result
 }
 
 /// A running daemon.
@@ -72,6 +176,19 @@ impl Daemon {
     /// Binds, loads the config (refusing to start on an invalid one), starts
     /// probing and serving.
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let admin = admin_guard(&opts)?;
+        let tls = opts.tls.as_ref().map(ServerTls::config).transpose()?;
+        let (persist, restored) = match &opts.data_dir {
+            Some(dir) => {
+                let (store, groups) = open_store(dir, &opts.engine.limits)?;
+                info!(data_dir = %dir.display(), groups = groups.len(), "store opened");
+                (Some(store as Arc<dyn Persist>), groups)
+            }
+            None => {
+                warn!("no --data-dir: groups applied over the API live in memory only and are lost on restart");
+                (None, Vec::new())
+            }
+        };
         let listener = TcpListener::bind(opts.listen)
             .await
             .map_err(|e| DaemonError::Listen { addr: opts.listen.to_string(), reason: e.to_string() })?;
@@ -86,13 +203,22 @@ impl Daemon {
             engine_config.observer = Some(metrics.clone());
             metrics_addr = Some(crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone()).await?.local_addr());
         }
-        let engine = Engine::start(engine_config, prober, statuses.clone());
+        let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
 
-        if let Some(path) = &opts.config {
-            let (text, groups) = config::load(path, engine.limits())?;
-            config::apply(&engine, path, groups, &config_status).await?;
+        let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+        if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
+        }
+        let watch_streams = WatchStreams::new(opts.max_watch_streams);
+        let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
+            .with_admin_guard(admin)
+            .with_watch_streams(watch_streams.clone());
+        let health_service = HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams);
+        let oversize = OversizeAsResourceExhausted { max_message_bytes: opts.max_message_bytes };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).map_err(|e| DaemonError::TlsConfig(e.to_string()))?;
         }
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -103,9 +229,10 @@ impl Daemon {
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| DaemonError::Reflection(e.to_string()))?;
-        let router = tonic::transport::Server::builder()
-            .add_service(GroupHealthServiceServer::new(GroupService::new(engine.clone(), shutdown.clone(), config_status)))
-            .add_service(HealthServer::new(HealthService::new(statuses.clone(), shutdown.clone())))
+        let router = builder
+            .layer(tower::util::MapResponseLayer::new(move |r| oversize.map(r)))
+            .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
+            .add_service(HealthServer::new(health_service).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let signal = shutdown.clone();

@@ -124,7 +124,7 @@ pub fn engine_run() {
         let recorder = Arc::new(Recorder::default());
         let rss_before = rss_mib();
         let config = EngineConfig {
-            limits: Limits { max_backends_per_group: GROUP_SIZE, max_groups: 1000 },
+            limits: Limits { max_backends_per_group: GROUP_SIZE, max_groups: 1000, ..Limits::default() },
             max_concurrent_probes: concurrency,
             observer: Some(recorder.clone()),
             ..EngineConfig::default()

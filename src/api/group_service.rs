@@ -9,6 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::auth::AdminGuard;
+use super::limits::WatchStreams;
 use super::status::{invalid, to_status};
 use crate::engine::{Engine, EngineError, EventKind, Origin, Subscription};
 use crate::proto::v1::group_health_service_server::GroupHealthService;
@@ -22,11 +24,26 @@ pub struct GroupService {
     engine: Engine,
     shutdown: CancellationToken,
     config_status: crate::config::ConfigStatusHandle,
+    admin: AdminGuard,
+    watch_streams: WatchStreams,
 }
 
 impl GroupService {
+    /// A service with mutations open and no cap on watch streams.
     pub fn new(engine: Engine, shutdown: CancellationToken, config_status: crate::config::ConfigStatusHandle) -> Self {
-        GroupService { engine, shutdown, config_status }
+        GroupService { engine, shutdown, config_status, admin: AdminGuard::default(), watch_streams: WatchStreams::default() }
+    }
+
+    /// Who may call ApplyGroup, DeleteGroup and ProbeBackend.
+    pub fn with_admin_guard(mut self, admin: AdminGuard) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// The cap on concurrent watch streams, shared with grpc.health Watch.
+    pub fn with_watch_streams(mut self, watch_streams: WatchStreams) -> Self {
+        self.watch_streams = watch_streams;
+        self
     }
 }
 
@@ -55,14 +72,21 @@ impl GroupHealthService for GroupService {
     type WatchGroupHealthStream = WatchStream;
 
     async fn watch_group_health(&self, req: Request<WatchGroupHealthRequest>) -> Result<Response<WatchStream>, Status> {
+        let permit = self.watch_streams.admit()?;
         let group = Some(req.into_inner().group).filter(|g| !g.is_empty());
         let sub = self.engine.watch(group.clone()).await.map_err(to_status)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(forward(self.engine.clone(), group, sub, tx, self.shutdown.clone()));
+        let forwarder = forward(self.engine.clone(), group, sub, tx, self.shutdown.clone());
+        // The permit lives as long as the forwarder, which ends with the stream.
+        tokio::spawn(async move {
+            forwarder.await;
+            drop(permit);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
+        self.admin.check(&req, "ApplyGroup")?;
         let req = req.into_inner();
         let spec = req.spec.ok_or_else(|| invalid(&[crate::spec::FieldViolation { field: "spec".into(), description: "is required".into() }]))?;
         let valid = validate_group(&spec, "spec", self.engine.limits()).map_err(|v| invalid(&v))?;
@@ -74,12 +98,14 @@ impl GroupHealthService for GroupService {
     }
 
     async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
+        self.admin.check(&req, "DeleteGroup")?;
         let group = group_arg(&req.into_inner().group)?;
         self.engine.delete(group).await.map_err(to_status)?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
 
     async fn probe_backend(&self, req: Request<ProbeBackendRequest>) -> Result<Response<ProbeBackendResponse>, Status> {
+        self.admin.check(&req, "ProbeBackend")?;
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
         if req.backend.is_empty() {

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use super::limits::WatchStreams;
 use crate::health::HealthStatuses;
 use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
 use crate::proto::grpc_health_v1::health_server::Health;
@@ -22,11 +23,18 @@ pub const MAX_LIST_SERVICES: usize = 100;
 pub struct HealthService {
     statuses: HealthStatuses,
     shutdown: CancellationToken,
+    watch_streams: WatchStreams,
 }
 
 impl HealthService {
     pub fn new(statuses: HealthStatuses, shutdown: CancellationToken) -> Self {
-        HealthService { statuses, shutdown }
+        HealthService { statuses, shutdown, watch_streams: WatchStreams::default() }
+    }
+
+    /// The cap on concurrent watch streams, shared with WatchGroupHealth.
+    pub fn with_watch_streams(mut self, watch_streams: WatchStreams) -> Self {
+        self.watch_streams = watch_streams;
+        self
     }
 }
 
@@ -61,11 +69,14 @@ impl Health for HealthService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<HealthCheckRequest>) -> Result<Response<WatchStream>, Status> {
+        let permit = self.watch_streams.admit()?;
         let service = req.into_inner().service;
         let mut rx = self.statuses.subscribe();
         let shutdown = self.shutdown.clone();
         let (tx, out) = mpsc::channel(4);
         tokio::spawn(async move {
+            // Held until this task (and so the stream) ends.
+            let _permit = permit;
             let current = |rx: &mut tokio::sync::watch::Receiver<_>| {
                 let map: &crate::health::StatusMap = &rx.borrow_and_update();
                 map.get(&service).copied().unwrap_or(ServingStatus::ServiceUnknown)

@@ -36,6 +36,33 @@ impl WatchStreams {
     }
 }
 
+/// tonic answers a request over `max_decoding_message_size` with OUT_OF_RANGE;
+/// gRPC's convention (and what clients retry on) is RESOURCE_EXHAUSTED. This
+/// response mapper rewrites exactly that answer, naming the flag.
+#[derive(Clone, Copy, Debug)]
+pub struct OversizeAsResourceExhausted {
+    pub max_message_bytes: usize,
+}
+
+/// tonic's message for an oversized request (tonic::codec::decode).
+const TONIC_TOO_LARGE: &str = "decoded message length too large";
+
+impl OversizeAsResourceExhausted {
+    pub fn map<B: Default>(self, response: http::Response<B>) -> http::Response<B> {
+        let headers = response.headers();
+        let oversized = headers.get("grpc-status").is_some_and(|s| s.as_bytes() == b"11")
+            && headers.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| m.contains("length%20too%20large") || m.contains(TONIC_TOO_LARGE));
+        if !oversized {
+            return response;
+        }
+        Status::resource_exhausted(format!(
+            "request message too large: the limit is {} bytes (--max-message-bytes)",
+            self.max_message_bytes
+        ))
+        .into_http()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use mcp_health::api::tls::ServerTls;
 use mcp_health::daemon::{Daemon, DaemonOptions};
 use mcp_health::engine::EngineConfig;
 use mcp_health::spec::Limits;
@@ -41,6 +42,38 @@ struct Args {
     /// Most groups in total.
     #[arg(long, default_value_t = 1000)]
     max_groups: usize,
+    /// Directory of the durable store of groups applied over the API. Without
+    /// it, API groups live in memory only and are lost on restart.
+    #[arg(long, env = "MCP_HEALTH_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// File holding the bearer token that ApplyGroup, DeleteGroup and
+    /// ProbeBackend require ("authorization: Bearer <token>").
+    #[arg(long, env = "MCP_HEALTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// PEM certificate chain of the gRPC server; enables TLS (with --tls-key).
+    #[arg(long, env = "MCP_HEALTH_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the gRPC server.
+    #[arg(long, env = "MCP_HEALTH_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle for client certificates (mTLS): mutating RPCs then need a
+    /// client certificate it signed. Read RPCs stay open.
+    #[arg(long, env = "MCP_HEALTH_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Start on a non-loopback address with no token and no mTLS, leaving
+    /// ApplyGroup, DeleteGroup and ProbeBackend open to anyone. Dangerous.
+    #[arg(long)]
+    insecure_allow_open_mutations: bool,
+    /// Allow backend URLs that are or resolve to link-local and cloud-metadata
+    /// addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 0.0.0.0, ::).
+    #[arg(long)]
+    allow_link_local_backends: bool,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, default_value_t = mcp_health::daemon::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Most concurrent watch streams (WatchGroupHealth and grpc.health Watch together).
+    #[arg(long, default_value_t = mcp_health::daemon::DEFAULT_MAX_WATCH_STREAMS)]
+    max_watch_streams: usize,
 }
 
 fn init_logging(format: LogFormat) {
@@ -57,11 +90,32 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_logging(args.log_format);
     let engine = EngineConfig {
-        limits: Limits { max_backends_per_group: args.max_backends_per_group, max_groups: args.max_groups },
+        limits: Limits {
+            max_backends_per_group: args.max_backends_per_group,
+            max_groups: args.max_groups,
+            allow_link_local_backends: args.allow_link_local_backends,
+        },
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
-    let opts = DaemonOptions { listen: args.listen, config: args.config, engine, prober: None, metrics_listen: args.metrics_listen };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls { cert, key, client_ca: args.tls_client_ca }),
+        // clap's `requires` makes the two go together.
+        _ => None,
+    };
+    let opts = DaemonOptions {
+        listen: args.listen,
+        config: args.config,
+        engine,
+        prober: None,
+        metrics_listen: args.metrics_listen,
+        data_dir: args.data_dir,
+        admin_token_file: args.admin_token_file,
+        tls,
+        insecure_allow_open_mutations: args.insecure_allow_open_mutations,
+        max_message_bytes: args.max_message_bytes,
+        max_watch_streams: args.max_watch_streams.max(1),
+    };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,
         Err(e) => {

@@ -552,6 +552,9 @@ impl Owner {
             }
         }
         self.limiter.close();
+        // Close the store now, before the reply: a daemon started right after
+        // `stop` returns can open it again.
+        self.persist = None;
         self.health.set_all_not_serving();
         info!(groups = self.groups.len(), "engine stopped; probes cancelled");
     }

@@ -158,10 +158,12 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     let applied = engine.apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n"), Origin::Api).await.unwrap();
     assert_eq!(applied.generation, 2);
     let after = engine.get("g".into()).await.unwrap();
-    assert_eq!(after.backends.len(), 1);
+    assert_eq!(after.backends.len(), 1, "{after:#?}");
     assert_eq!(after.backends[0].consecutive_successes, ok_successes, "unchanged backend keeps its counters");
 
-    // Change its URL: back to UNKNOWN until probed.
+    // Change its URL: back to UNKNOWN until probed (the new URL's probe hangs,
+    // so the verdict stays UNKNOWN while we look).
+    prober.set("http://moved.test/mcp", Script::Hang);
     engine.apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api).await.unwrap();
     let moved = engine.get("g".into()).await.unwrap();
     assert_eq!(moved.backends[0].status, BackendStatus::Unknown as i32);

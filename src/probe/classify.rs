@@ -6,6 +6,20 @@ use std::error::Error as _;
 use crate::core::outcome::Reason;
 use crate::proto::v1::ReasonCode;
 
+/// A rustls error wrapped in (possibly nested) io errors. `io::Error::source`
+/// skips the wrapped error itself, so the chain walk alone misses it: hyper's
+/// TLS connector wraps rustls' `InvalidData` io error in an `Other` one.
+fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    let mut inner = io.get_ref()?;
+    for _ in 0..4 {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
+}
+
 /// Classifies a failed request by walking the error's source chain.
 pub fn transport_error(err: &reqwest::Error) -> Reason {
     let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
@@ -17,7 +31,7 @@ pub fn transport_error(err: &reqwest::Error) -> Reason {
                 std::io::ErrorKind::TimedOut => return Reason::new(ReasonCode::Timeout, "connection timed out"),
                 _ => {}
             }
-            if let Some(inner) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            if let Some(inner) = rustls_inside(io) {
                 return Reason::new(ReasonCode::Tls, format!("tls: {inner}"));
             }
         }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every scenario of the scale benchmark at tiny sizes (well under a
+# minute once built) and fails only if the harness itself is broken: a
+# scenario that measured nothing, probes that failed against healthy
+# backends, watch changes that never arrived. Timings are not checked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The dev profile: it shares the test build, and timings do not matter here.
+BENCH_SMOKE=1 exec cargo test --bench scale -- --smoke "$@"

@@ -1,0 +1,174 @@
+//! `mcp-healthctl`: the command line (clap derive), its exit codes and the
+//! dispatch of each command to the gRPC API.
+
+mod apply;
+mod connect;
+mod error;
+mod render;
+mod watch;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+pub use connect::Connection;
+pub use error::CliError;
+use render::{Output, Style};
+
+use crate::proto::grpc_health_v1::HealthCheckRequest;
+use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
+use crate::proto::v1::*;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success; 1 usage or request error (invalid input, not found, refused);
+2 cannot connect. `check` follows grpc_health_probe: 0 SERVING, 2 connection
+failure, 3 RPC failure, 4 not SERVING.";
+
+/// Inspect and manage mcp-healthd: groups, backends and their health.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-healthctl", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table", env = "MCP_HEALTH_OUTPUT")]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human tables; colour on a terminal unless NO_COLOR is set.
+    Table,
+    /// The proto3 JSON mapping of the response.
+    Json,
+    /// The same, as YAML.
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every group with its phase and routable count (ListGroups).
+    Groups,
+    /// One group and each backend's verdict (GetGroupHealth).
+    Get { group: String },
+    /// Follow health live: redraws on a terminal, one line per change when piped.
+    Watch {
+        /// Watch one group; every group when omitted.
+        group: Option<String>,
+    },
+    /// Create or replace groups from a file ('-' for stdin): a document with
+    /// `groups:` (the config file format) or a single GroupSpec, YAML or JSON.
+    Apply {
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        /// Validate on the server only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete a group applied over the API.
+    Delete { group: String },
+    /// Probe one backend now and show the fresh verdict (rate-limited per backend).
+    Probe { group: String, backend: String },
+    /// grpc.health.v1 Check of a service ("" is the server, a group name is that group).
+    Check {
+        #[arg(default_value = "")]
+        service: String,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Parses arguments and runs; usage errors exit 1, like grpc_health_probe.
+pub async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let style = Style::detect();
+    match run(cli, style).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report(&style);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Deadline of each unary call (not of `watch`).
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn unary<T>(msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(RPC_TIMEOUT);
+    req
+}
+
+pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
+    let out = Output::new(cli.output, style);
+    let conn = cli.connection;
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mcp-healthctl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Groups => {
+            let mut c = conn.group_client().await?;
+            let resp = c.list_groups(unary(ListGroupsRequest {})).await?.into_inner();
+            out.print(&resp, |s| render::groups_table(&resp.groups, s))
+        }
+        Command::Get { group } => {
+            let mut c = conn.group_client().await?;
+            let resp = c.get_group_health(unary(GetGroupHealthRequest { group })).await?.into_inner();
+            let health = resp.health.clone().unwrap_or_default();
+            out.print(&resp, |s| render::group_view(&health, s))
+        }
+        Command::Watch { group } => {
+            let mut c = conn.group_client().await?;
+            let stream = c.watch_group_health(WatchGroupHealthRequest { group: group.clone().unwrap_or_default() }).await?.into_inner();
+            watch::follow(stream, group, &out).await
+        }
+        Command::Apply { file, dry_run } => {
+            let specs = apply::read_specs(&file)?;
+            let mut c = conn.group_client().await?;
+            apply::apply_all(&mut c, &conn, specs, dry_run, &out).await
+        }
+        Command::Delete { group } => {
+            let mut c = conn.group_client().await?;
+            let resp = c.delete_group(conn.authorize(unary(DeleteGroupRequest { group: group.clone() }))?).await?.into_inner();
+            out.print(&resp, |_| format!("group {group} deleted\n"))
+        }
+        Command::Probe { group, backend } => {
+            let mut c = conn.group_client().await?;
+            let resp = c.probe_backend(conn.authorize(unary(ProbeBackendRequest { group: group.clone(), backend }))?).await?.into_inner();
+            let b = resp.backend.clone().unwrap_or_default();
+            let phase = GroupPhase::try_from(resp.phase).unwrap_or_default();
+            out.print(&resp, |s| format!("{}\ngroup {group} is {}\n", render::backends_table(std::slice::from_ref(&b), s), s.phase(phase)))
+        }
+        Command::Check { service } => {
+            let mut c = conn.health_client().await?;
+            let resp = c.check(unary(HealthCheckRequest { service })).await.map_err(CliError::CheckRpc)?.into_inner();
+            let status = ServingStatus::try_from(resp.status).unwrap_or(ServingStatus::Unknown);
+            let name = status.as_str_name();
+            let doc = serde_json::json!({ "status": name });
+            out.print(&doc, |s| format!("status: {}\n", s.serving(status)))?;
+            if status == ServingStatus::Serving { Ok(()) } else { Err(CliError::NotServing(name.to_owned())) }
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`| head`) as the end, not an error.
+pub(crate) fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Output(e.to_string())),
+        _ => Ok(()),
+    }
+}

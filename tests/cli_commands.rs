@@ -1,0 +1,305 @@
+//! `mcp-healthctl` end to end: the real binary against a daemon on
+//! 127.0.0.1:0 with fixture MCP backends, in every output mode, checking
+//! exit codes (grpc_health_probe's for `check`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use mcp_fixture::FixtureServer;
+use mcp_health::proto::v1::*;
+
+const CTL: &str = env!("CARGO_BIN_EXE_mcp-healthctl");
+
+/// Runs the CLI against `server` off the async runtime (the daemon runs on it).
+async fn ctl(server: &str, args: &[&str]) -> Output {
+    ctl_with_stdin(server, args, None).await
+}
+
+async fn ctl_with_stdin(server: &str, args: &[&str], stdin: Option<String>) -> Output {
+    let mut cmd = Command::new(CTL);
+    cmd.arg("--server").arg(server).args(args).env_remove("NO_COLOR").env_remove("MCP_HEALTH_OUTPUT");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("mcp-healthctl runs");
+        if let Some(text) = stdin {
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "stdout:\n{}\nstderr:\n{}", stdout(o), stderr(o));
+}
+
+fn fast_group(name: &str, url: &str) -> String {
+    format!("name: {name}\npolicy: {{interval: 0.3s, timeout: 0.2s, unhealthyThreshold: 1}}\nbackends:\n  - name: a\n    url: {url}\n")
+}
+
+async fn daemon_with_ready_group(fixture: &FixtureServer) -> (TestDaemon, String) {
+    let mut d = TestDaemon::empty().await;
+    d.apply_yaml(&fast_group("web", &fixture.url())).await;
+    d.wait_group("web", "web READY", |h| phase(h) == GroupPhase::Ready).await;
+    let server = format!("http://{}", d.addr);
+    (d, server)
+}
+
+#[tokio::test]
+async fn groups_and_get_in_every_output_mode() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (d, server) = daemon_with_ready_group(&fixture).await;
+
+    let table = ctl(&server, &["groups"]).await;
+    assert_exit(&table, 0);
+    let text = stdout(&table);
+    assert!(text.starts_with("NAME  PHASE  ROUTABLE  SOURCE  MESSAGE\n"), "{text}");
+    assert!(text.contains("web   READY  1/1       api     the backend is routable"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when piped: {text:?}");
+
+    let json = ctl(&server, &["groups", "-o", "json"]).await;
+    assert_exit(&json, 0);
+    let list: ListGroupsResponse = serde_json::from_str(&stdout(&json)).expect("proto3 JSON");
+    assert_eq!(list.groups.len(), 1);
+    assert_eq!((list.groups[0].name.as_str(), list.groups[0].phase), ("web", GroupPhase::Ready as i32));
+    assert!(stdout(&json).contains("\"phase\": \"GROUP_PHASE_READY\""), "enum names per the JSON mapping: {}", stdout(&json));
+
+    let yaml = ctl(&server, &["groups", "-o", "yaml"]).await;
+    assert_exit(&yaml, 0);
+    let list: ListGroupsResponse = serde_yaml_ng::from_str(&stdout(&yaml)).expect("YAML of the JSON mapping");
+    assert_eq!(list.groups[0].summary.unwrap().routable, 1);
+
+    let get = ctl(&server, &["get", "web"]).await;
+    assert_exit(&get, 0);
+    let text = stdout(&get);
+    assert!(text.starts_with("group web  phase READY  routable 1/1"), "{text}");
+    assert!(text.contains("BACKEND  STATUS   ROUTABLE"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("a        HEALTHY  yes")), "{text}");
+
+    for format in ["json", "yaml"] {
+        let out = ctl(&server, &["get", "web", "-o", format]).await;
+        assert_exit(&out, 0);
+        let resp: GetGroupHealthResponse =
+            if format == "json" { serde_json::from_str(&stdout(&out)).unwrap() } else { serde_yaml_ng::from_str(&stdout(&out)).unwrap() };
+        let h = resp.health.unwrap();
+        assert_eq!((h.name.as_str(), status(backend(&h, "a"))), ("web", BackendStatus::Healthy));
+    }
+
+    let missing = ctl(&server, &["get", "nope"]).await;
+    assert_exit(&missing, 1);
+    assert!(stderr(&missing).contains("NOT_FOUND: group \"nope\" not found"), "{}", stderr(&missing));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn check_uses_grpc_health_probe_exit_codes() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (mut d, server) = daemon_with_ready_group(&fixture).await;
+
+    let server_check = ctl(&server, &["check"]).await;
+    assert_exit(&server_check, 0);
+    assert_eq!(stdout(&server_check), "status: SERVING\n");
+    let group_check = ctl(&server, &["check", "web", "-o", "json"]).await;
+    assert_exit(&group_check, 0);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&group_check)).unwrap(), serde_json::json!({"status": "SERVING"}));
+
+    fixture.stop().await;
+    d.wait_group("web", "web FAILED", |h| phase(h) == GroupPhase::Failed).await;
+    let failing = ctl(&server, &["check", "web", "-o", "yaml"]).await;
+    assert_exit(&failing, 4);
+    assert_eq!(stdout(&failing), "status: NOT_SERVING\n");
+
+    let unknown = ctl(&server, &["check", "no-such-group"]).await;
+    assert_exit(&unknown, 3);
+    assert!(stderr(&unknown).contains("NOT_FOUND"), "{}", stderr(&unknown));
+
+    // A port with nothing listening: the daemon's own port after it stopped.
+    d.apply_yaml(&fast_group("unused", &fixture.url())).await;
+    let addr = d.addr;
+    d.stop().await;
+    let refused = ctl(&format!("http://{addr}"), &["check"]).await;
+    assert_exit(&refused, 2);
+    assert!(stderr(&refused).contains("cannot connect to"), "{}", stderr(&refused));
+    let refused_groups = ctl(&format!("http://{addr}"), &["groups"]).await;
+    assert_exit(&refused_groups, 2);
+}
+
+#[tokio::test]
+async fn apply_reports_invalid_fields_one_by_one() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let mut d = TestDaemon::empty().await;
+    let server = format!("http://{}", d.addr);
+    let dir = tempfile::tempdir().unwrap();
+
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, format!("groups:\n  - {}  - {}", indent(&fast_group("one", &fixture.url())), indent(&fast_group("two", &fixture.url())))).unwrap();
+    let applied = ctl(&server, &["apply", "-f", config.to_str().unwrap()]).await;
+    assert_exit(&applied, 0);
+    assert_eq!(stdout(&applied), "group one applied (generation 1)\ngroup two applied (generation 1)\n");
+    d.wait_group("two", "two READY", |h| phase(h) == GroupPhase::Ready).await;
+
+    let again = ctl(&server, &["apply", "-f", config.to_str().unwrap(), "-o", "json"]).await;
+    assert_exit(&again, 0);
+    let lines: Vec<ApplyGroupResponse> = stdout(&again).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|r| !r.changed && r.generation == 1), "{lines:?}");
+
+    let single = fast_group("three", &fixture.url());
+    let dry = ctl_with_stdin(&server, &["apply", "-f", "-", "--dry-run"], Some(single.clone())).await;
+    assert_exit(&dry, 0);
+    assert_eq!(stdout(&dry), "group three is valid (dry run; nothing changed)\n");
+    assert_exit(&ctl(&server, &["get", "three"]).await, 1);
+    let from_stdin = ctl_with_stdin(&server, &["apply", "-f", "-", "-o", "yaml"], Some(single)).await;
+    assert_exit(&from_stdin, 0);
+    let resp: ApplyGroupResponse = serde_yaml_ng::from_str(stdout(&from_stdin).trim_start_matches("---\n")).unwrap();
+    assert_eq!((resp.spec.unwrap().name.as_str(), resp.generation, resp.changed), ("three", 1, true));
+
+    let bad = "name: Bad_Name\npolicy: {interval: 1s, timeout: 2s}\nbackends:\n  - name: x\n    url: ftp://example.invalid/mcp\n";
+    let invalid = ctl_with_stdin(&server, &["apply", "-f", "-"], Some(bad.to_owned())).await;
+    assert_exit(&invalid, 1);
+    let err = stderr(&invalid);
+    assert!(err.contains("group \"Bad_Name\": INVALID_ARGUMENT: 3 invalid fields"), "{err}");
+    for field in ["  spec.name: ", "  spec.policy.timeout: ", "  spec.backends[0].url: "] {
+        assert!(err.lines().any(|l| l.starts_with(field)), "{field} missing from:\n{err}");
+    }
+
+    let unparsable = ctl_with_stdin(&server, &["apply", "-f", "-"], Some("name: x\nbackends: 3\n".into())).await;
+    assert_exit(&unparsable, 1);
+    assert!(stderr(&unparsable).contains("cannot read stdin"), "{}", stderr(&unparsable));
+    d.stop().await;
+}
+
+fn indent(yaml: &str) -> String {
+    yaml.lines().enumerate().map(|(i, l)| if i == 0 { format!("{l}\n") } else { format!("    {l}\n") }).collect()
+}
+
+#[tokio::test]
+async fn delete_and_probe() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (d, server) = daemon_with_ready_group(&fixture).await;
+
+    let probed = ctl(&server, &["probe", "web", "a", "-o", "json"]).await;
+    assert_exit(&probed, 0);
+    let resp: ProbeBackendResponse = serde_json::from_str(&stdout(&probed)).unwrap();
+    assert_eq!((resp.backend.unwrap().status, resp.phase), (BackendStatus::Healthy as i32, GroupPhase::Ready as i32));
+    let missing_backend = ctl(&server, &["probe", "web", "zzz"]).await;
+    assert_exit(&missing_backend, 1);
+    assert!(stderr(&missing_backend).contains("backend \"zzz\" not found"), "{}", stderr(&missing_backend));
+
+    let deleted = ctl(&server, &["delete", "web"]).await;
+    assert_exit(&deleted, 0);
+    assert_eq!(stdout(&deleted), "group web deleted\n");
+    let twice = ctl(&server, &["delete", "web", "-o", "json"]).await;
+    assert_exit(&twice, 1);
+    assert!(stderr(&twice).contains("NOT_FOUND"), "{}", stderr(&twice));
+    d.stop().await;
+}
+
+/// Reads the child's stdout lines on a thread until `want` matches one.
+fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, seen: &mut Vec<String>, want: impl Fn(&str) -> bool) -> bool {
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let hit = want(&line);
+        seen.push(line);
+        if hit {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn watch_prints_one_line_per_change_when_piped() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (d, server) = daemon_with_ready_group(&fixture).await;
+    let mut child = Command::new(CTL)
+        .args(["--server", &server, "watch", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(out).lines();
+        let mut seen = Vec::new();
+        let initial = read_until(&mut lines, &mut seen, |l| l.contains("group=web backend=a status=HEALTHY"));
+        let _ = snapshot_tx.send(());
+        let transition = read_until(&mut lines, &mut seen, |l| l.contains("group=web backend=a HEALTHY -> UNHEALTHY"));
+        let deleted = read_until(&mut lines, &mut seen, |l| l.contains("group=web deleted"));
+        // The stream of a single-group watch ends with its group: EOF follows.
+        let ended = lines.next().is_none();
+        (initial, transition, deleted, ended, seen)
+    });
+    // Fail the backend once the watch printed its snapshot, so the change comes as a transition.
+    let _ = tokio::task::spawn_blocking(move || snapshot_rx.recv()).await.unwrap();
+    fixture.stop().await;
+    d.wait_group("web", "web FAILED", |h| phase(h) == GroupPhase::Failed).await;
+    let mut client = d.client.clone();
+    client.delete_group(DeleteGroupRequest { group: "web".into() }).await.unwrap();
+    let (initial, transition, deleted, ended, seen) = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(initial && transition && deleted && ended, "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("group=web phase READY -> FAILED")), "{seen:#?}");
+    assert_eq!(status.code(), Some(0));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn watch_json_is_one_message_per_line() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (mut d, server) = daemon_with_ready_group(&fixture).await;
+    let mut child = Command::new(CTL).args(["--server", &server, "watch", "-o", "json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = BufReader::new(out).lines();
+        let mut msgs = Vec::new();
+        for line in lines.by_ref() {
+            let msg: WatchGroupHealthResponse = serde_json::from_str(&line.unwrap()).expect("each line is one message");
+            let _ = snapshot_tx.send(());
+            let done = msg.kind == WatchEventKind::Changed as i32 && msg.groups.iter().any(|g| g.name == "later");
+            msgs.push(msg);
+            if done {
+                break;
+            }
+        }
+        msgs
+    });
+    // The snapshot comes first; a group applied after it arrives as a change.
+    let _ = tokio::task::spawn_blocking(move || snapshot_rx.recv()).await.unwrap();
+    d.apply_yaml(&fast_group("later", &fixture.url())).await;
+    let msgs = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(msgs[0].kind, WatchEventKind::Snapshot as i32, "{msgs:#?}");
+    assert_eq!(msgs[0].groups[0].name, "web");
+    assert!(msgs.last().unwrap().groups.iter().any(|g| g.name == "later"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn usage_errors_and_completions() {
+    let bad = ctl("http://127.0.0.1:9", &["get"]).await;
+    assert_exit(&bad, 1);
+    assert!(stderr(&bad).contains("<GROUP>"), "{}", stderr(&bad));
+    let bash = ctl("http://127.0.0.1:9", &["completions", "bash"]).await;
+    assert_exit(&bash, 0);
+    assert!(stdout(&bash).contains("complete -F _mcp__healthctl") && stdout(&bash).contains(" mcp-healthctl\n"), "{}", stdout(&bash));
+    let help = ctl("http://127.0.0.1:9", &["--help"]).await;
+    assert_exit(&help, 0);
+    assert!(stdout(&help).contains("4 not SERVING"), "{}", stdout(&help));
+}

@@ -1,0 +1,99 @@
+//! Runs the real `mcp-healthd` binary for lifecycle and security tests:
+//! spawn on 127.0.0.1:0, learn the address from its JSON log, signal it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
+use tonic::transport::Channel;
+
+/// Generous: the binary may be slow to start on a loaded machine.
+const START_PATIENCE: Duration = Duration::from_secs(60);
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"));
+    cmd.args(["--log-format", "json"]).args(args).env("MCP_HEALTH_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+impl Daemon {
+    /// Starts the binary listening on 127.0.0.1:0 and waits until it serves.
+    pub fn spawn(args: &[&str]) -> Daemon {
+        let mut full = vec!["--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        let mut child = command(&full).spawn().expect("spawn mcp-healthd");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        loop {
+            let line = lines.recv_timeout(START_PATIENCE).unwrap_or_else(|_| panic!("mcp-healthd did not start; log:\n{}", log.join("\n")));
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            log.push(line);
+            if json["message"] == "mcp-healthd serving" {
+                let addr = json["addr"].as_str().expect("addr field").parse().expect("socket address");
+                return Daemon { child, addr, lines, log };
+            }
+        }
+    }
+
+    pub async fn client(&self) -> GroupHealthServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect");
+        GroupHealthServiceClient::new(channel)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().expect("run kill").success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.child.wait().expect("wait")
+    }
+
+    /// Log lines received so far.
+    pub fn drain_log(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        &self.log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to its exit (for start-up refusals): status and stderr.
+pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let out = command(args).output().expect("run mcp-healthd");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
