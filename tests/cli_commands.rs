@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::*;
 use mcp_fixture::FixtureServer;
+use mcp_health::daemon::DaemonOptions;
 use mcp_health::proto::v1::*;
 
 const CTL: &str = env!("CARGO_BIN_EXE_mcp-healthctl");
@@ -107,7 +108,7 @@ async fn groups_and_get_in_every_output_mode() {
 #[tokio::test]
 async fn check_uses_grpc_health_probe_exit_codes() {
     let fixture = FixtureServer::start().await.unwrap();
-    let (mut d, server) = daemon_with_ready_group(&fixture).await;
+    let (d, server) = daemon_with_ready_group(&fixture).await;
 
     let server_check = ctl(&server, &["check"]).await;
     assert_exit(&server_check, 0);
@@ -127,7 +128,6 @@ async fn check_uses_grpc_health_probe_exit_codes() {
     assert!(stderr(&unknown).contains("NOT_FOUND"), "{}", stderr(&unknown));
 
     // A port with nothing listening: the daemon's own port after it stopped.
-    d.apply_yaml(&fast_group("unused", &fixture.url())).await;
     let addr = d.addr;
     d.stop().await;
     let refused = ctl(&format!("http://{addr}"), &["check"]).await;
@@ -140,7 +140,7 @@ async fn check_uses_grpc_health_probe_exit_codes() {
 #[tokio::test]
 async fn apply_reports_invalid_fields_one_by_one() {
     let fixture = FixtureServer::start().await.unwrap();
-    let mut d = TestDaemon::empty().await;
+    let d = TestDaemon::empty().await;
     let server = format!("http://{}", d.addr);
     let dir = tempfile::tempdir().unwrap();
 
@@ -225,12 +225,7 @@ fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, seen: &
 async fn watch_prints_one_line_per_change_when_piped() {
     let fixture = FixtureServer::start().await.unwrap();
     let (d, server) = daemon_with_ready_group(&fixture).await;
-    let mut child = Command::new(CTL)
-        .args(["--server", &server, "watch", "web"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(CTL).args(["--server", &server, "watch", "web"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -302,4 +297,39 @@ async fn usage_errors_and_completions() {
     let help = ctl("http://127.0.0.1:9", &["--help"]).await;
     assert_exit(&help, 0);
     assert!(stdout(&help).contains("4 not SERVING"), "{}", stdout(&help));
+}
+
+#[tokio::test]
+async fn token_file_authorizes_mutations_and_is_never_printed() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-admin-token-0123456789";
+    let admin = dir.path().join("admin-token");
+    std::fs::write(&admin, format!("{token}\n")).unwrap();
+    let d = TestDaemon::start(DaemonOptions { admin_token_file: Some(admin.clone()), ..DaemonOptions::default() }).await;
+    let server = format!("http://{}", d.addr);
+    let spec = fast_group("guarded", &fixture.url());
+
+    let refused = ctl_with_stdin(&server, &["apply", "-f", "-"], Some(spec.clone())).await;
+    assert_exit(&refused, 1);
+    assert!(stderr(&refused).contains("UNAUTHENTICATED"), "{}", stderr(&refused));
+
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-token").unwrap();
+    let rejected = ctl_with_stdin(&server, &["--token-file", wrong.to_str().unwrap(), "apply", "-f", "-"], Some(spec.clone())).await;
+    assert_exit(&rejected, 1);
+    assert!(!stderr(&rejected).contains("not-the-token"), "{}", stderr(&rejected));
+
+    let applied = ctl_with_stdin(&server, &["--token-file", admin.to_str().unwrap(), "apply", "-f", "-"], Some(spec)).await;
+    assert_exit(&applied, 0);
+    // The environment variable works like the flag; reads need no token.
+    let mut cmd = Command::new(CTL);
+    cmd.args(["--server", &server, "delete", "guarded"]).env("MCP_HEALTH_TOKEN_FILE", &admin);
+    let deleted = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_exit(&deleted, 0);
+    for o in [&refused, &rejected, &applied, &deleted] {
+        assert!(!stdout(o).contains(token) && !stderr(o).contains(token), "the token leaked");
+    }
+    assert_exit(&ctl(&server, &["groups"]).await, 0);
+    d.stop().await;
 }

@@ -22,12 +22,16 @@ pub fn parse_specs(text: &str, origin: &str) -> Result<Vec<GroupSpec>, CliError>
         if value.is_null() {
             continue;
         }
-        let bad = |e: serde_yaml_ng::Error| CliError::Usage(format!("cannot read {origin} (document {}): {e}", i + 1));
+        // serde_path_to_error names the field that failed ("backends[0].url"), which a
+        // plain Value conversion would not.
+        let bad = |e: serde_path_to_error::Error<serde_yaml_ng::Error>| {
+            CliError::Usage(format!("cannot read {origin} (document {}): {}: {}", i + 1, e.path(), e.inner()))
+        };
         if value.get("groups").is_some() {
-            let config: HealthConfig = serde_yaml_ng::from_value(value).map_err(bad)?;
+            let config: HealthConfig = serde_path_to_error::deserialize(value).map_err(bad)?;
             specs.extend(config.groups);
         } else {
-            specs.push(serde_yaml_ng::from_value(value).map_err(bad)?);
+            specs.push(serde_path_to_error::deserialize(value).map_err(bad)?);
         }
     }
     if specs.is_empty() {

@@ -144,7 +144,10 @@ mod tests {
             phase: phase as i32,
             summary: Some(Summary::default()),
             message: "m".into(),
-            backends: backends.iter().map(|(n, s)| BackendHealth { name: (*n).into(), status: *s as i32, message: "why".into(), ..Default::default() }).collect(),
+            backends: backends
+                .iter()
+                .map(|(n, s)| BackendHealth { name: (*n).into(), status: *s as i32, message: "why".into(), ..Default::default() })
+                .collect(),
             ..Default::default()
         }
     }
@@ -158,11 +161,8 @@ mod tests {
         let mut seen = Seen::default();
         let first = seen.changes(&msg(WatchEventKind::Snapshot, 1, vec![group(GroupPhase::Ready, &[("a", BackendStatus::Healthy)])]));
         assert_eq!(first, "rev=1 group=g phase=READY (m)\nrev=1 group=g backend=a status=HEALTHY (why)\n");
-        let change = seen.changes(&msg(
-            WatchEventKind::Changed,
-            2,
-            vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy), ("b", BackendStatus::Unknown)])],
-        ));
+        let change =
+            seen.changes(&msg(WatchEventKind::Changed, 2, vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy), ("b", BackendStatus::Unknown)])]));
         assert_eq!(
             change,
             "rev=2 group=g phase READY -> FAILED (m)\nrev=2 group=g backend=a HEALTHY -> UNHEALTHY (why)\nrev=2 group=g backend=b added status=UNKNOWN (why)\n"

@@ -1,0 +1,111 @@
+"""Parses the Kubernetes manifests and the Envoy config under clients/ and checks what
+mcp-health relies on: kinds, native gRPC probes (port and service), groups that exist in
+the ConfigMap, and Envoy's gRPC health check. Writes the ConfigMap's groups.yaml to the
+path given as the second argument, for a dry-run apply against a live daemon.
+Exits 1 with one line per problem."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import yaml
+
+problems: list[str] = []
+
+
+def need(cond: bool, what: str) -> None:
+    if not cond:
+        problems.append(what)
+
+
+def containers(pod_spec: dict) -> list[dict]:
+    return list(pod_spec.get("containers", [])) + list(pod_spec.get("initContainers", []))
+
+
+def grpc_probe(c: dict, kind: str) -> dict | None:
+    probe = c.get(kind)
+    return probe.get("grpc") if isinstance(probe, dict) else None
+
+
+def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
+    k8s = clients / "kubernetes"
+    docs = []
+    for f in sorted(k8s.glob("*.yaml")):
+        for d in yaml.safe_load_all(f.read_text()):
+            if d is not None:
+                need(isinstance(d, dict) and "apiVersion" in d and "kind" in d and "name" in d.get("metadata", {}), f"{f.name}: document without apiVersion/kind/metadata.name")
+                docs.append((f.name, d))
+    kinds = {(d["kind"], d["metadata"]["name"]) for _, d in docs}
+    for want in [("Namespace", "mcp-health"), ("ConfigMap", "mcp-health-groups"), ("Deployment", "mcp-healthd"), ("Service", "mcp-healthd")]:
+        need(want in kinds, f"missing {want[0]} {want[1]}")
+
+    cm = next((d for _, d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "mcp-health-groups"), {})
+    groups_text = cm.get("data", {}).get("groups.yaml", "")
+    config = yaml.safe_load(groups_text) or {}
+    groups = {g.get("name") for g in config.get("groups", [])}
+    need(len(groups) >= 2, f"ConfigMap groups.yaml should define groups, has {groups}")
+    groups_out.write_text(groups_text)
+
+    daemon = next((d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mcp-healthd"), None)
+    if daemon:
+        pod = daemon["spec"]["template"]["spec"]
+        c = next((c for c in containers(pod) if c["name"] == "mcp-healthd"), {})
+        live = grpc_probe(c, "livenessProbe")
+        need(live == {"port": 50051, "service": ""}, f"mcp-healthd livenessProbe should be grpc {{port: 50051, service: ''}}, is {live}")
+        ready = grpc_probe(c, "readinessProbe")
+        need(bool(ready) and ready.get("port") == 50051, f"mcp-healthd readinessProbe should be a grpc probe on 50051, is {ready}")
+        args = " ".join(c.get("args", []))
+        need("--config=/etc/mcp-health/groups.yaml" in args, "mcp-healthd should read the ConfigMap's groups.yaml")
+        need(any(v.get("configMap", {}).get("name") == "mcp-health-groups" for v in pod.get("volumes", [])), "mcp-healthd should mount the ConfigMap")
+        svc = next((d for _, d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "mcp-healthd"), {})
+        need(50051 in [p.get("port") for p in svc.get("spec", {}).get("ports", [])], "Service mcp-healthd should expose 50051")
+
+    gated = set()
+    for name, d in docs:
+        if d["kind"] != "Deployment" or d["metadata"]["name"] == "mcp-healthd":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in pod.get("containers", []):
+            probe = grpc_probe(c, "readinessProbe")
+            if probe:
+                need(isinstance(probe.get("port"), int), f"{name}: {d['metadata']['name']}/{c['name']} readiness grpc.port must be an integer")
+                need(probe.get("service") in groups, f"{name}: {d['metadata']['name']} gates on group {probe.get('service')!r}, not in the ConfigMap {sorted(groups)}")
+                gated.add(probe.get("service"))
+                sidecars = [s for s in pod.get("initContainers", []) if s.get("restartPolicy") == "Always"]
+                need(any(f"--listen=0.0.0.0:{probe.get('port')}" in s.get("args", []) for s in sidecars), f"{name}: {d['metadata']['name']} probes port {probe.get('port')} but no sidecar listens there on 0.0.0.0")
+    need(gated == groups, f"every group should gate a gateway; gated {sorted(gated)} of {sorted(groups)}")
+
+    envoy = yaml.safe_load((clients / "envoy" / "envoy.yaml").read_text())
+    clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
+    checked = False
+    for c in clusters.values():
+        for hc in c.get("health_checks", []):
+            g = hc.get("grpc_health_check")
+            if g is None:
+                continue
+            checked = True
+            need(g.get("service_name") in groups, f"envoy cluster {c['name']}: service_name {g.get('service_name')!r} is not a group")
+            for field in ("timeout", "interval", "unhealthy_threshold", "healthy_threshold"):
+                need(field in hc, f"envoy cluster {c['name']}: health check needs {field}")
+            opts = c.get("typed_extension_protocol_options", {}).get("envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {})
+            need("http2_protocol_options" in str(opts), f"envoy cluster {c['name']}: gRPC health checks need HTTP/2 protocol options")
+            ports = [e.get("endpoint", {}).get("health_check_config", {}).get("port_value") for l in c["load_assignment"]["endpoints"] for e in l["lb_endpoints"]]
+            need(ports and all(p == 50051 for p in ports), f"envoy cluster {c['name']}: endpoints should be checked on 50051, are {ports}")
+    need(checked, "envoy.yaml has no cluster with grpc_health_check")
+    for listener in envoy["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for flt in chain["filters"]:
+                need(flt["typed_config"].get("@type", "").startswith("type.googleapis.com/envoy."), f"envoy filter {flt['name']} needs a typed_config @type")
+                for vh in flt["typed_config"].get("route_config", {}).get("virtual_hosts", []):
+                    for r in vh["routes"]:
+                        need(r["route"]["cluster"] in clusters, f"envoy route to unknown cluster {r['route']['cluster']}")
+
+    for p in problems:
+        print(f"manifest problem: {p}")
+    print(f"manifests: {len(docs)} Kubernetes documents, envoy.yaml with {len(clusters)} cluster(s): {'FAILED' if problems else 'ok'}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])))
