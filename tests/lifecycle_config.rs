@@ -162,5 +162,5 @@ async fn sighup_forces_a_reload() {
     .await;
     assert_eq!(reloaded.groups, ["one"]);
     assert!(reloaded.last_error.is_empty());
-    assert!(daemon.stop().success());
+    assert!(daemon.stop().await.success());
 }

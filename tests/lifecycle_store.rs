@@ -199,5 +199,5 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
     }
     let listed = client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len();
     assert_eq!(listed, WRITERS);
-    assert!(restarted.stop().success(), "clean stop after recovery");
+    assert!(restarted.stop().await.success(), "clean stop after recovery");
 }

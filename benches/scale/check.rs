@@ -76,7 +76,8 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
 
 pub async fn check(report: &mut Report, fixture: &str, sizes: &Sizes) {
     let (mut ours, mut bare, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..sizes.repeats {
+    for i in 0..sizes.repeats {
+        eprintln!("check: repeat {} of {}", i + 1, sizes.repeats);
         let (b, b_ok) = load("bare", fixture, sizes).await;
         let (o, o_ok) = load("daemon", fixture, sizes).await;
         report.sanity(b_ok >= 0.999 && o_ok >= 0.999, format!("check: answered shares {b_ok:.4} (bare) and {o_ok:.4} (ours)"));

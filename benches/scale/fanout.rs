@@ -106,7 +106,8 @@ pub async fn fanout(report: &mut Report, fixture: &str, sizes: &Sizes) {
     for &streams in &sizes.watch_streams {
         let runs: Vec<(f64, f64, f64, f64)> = {
             let mut v = Vec::new();
-            for _ in 0..sizes.repeats {
+            for i in 0..sizes.repeats {
+                eprintln!("fan-out: {streams} streams, repeat {} of {}", i + 1, sizes.repeats);
                 v.push(run(report, fixture, streams, sizes.watch_changes).await);
             }
             v

@@ -22,6 +22,8 @@ use table::Report;
 
 /// Sizes of one harness run.
 pub struct Sizes {
+    /// Smoke mode: every healthy probe must succeed (tiny load, no excuse).
+    pub strict: bool,
     pub repeats: usize,
     pub backends: Vec<usize>,
     pub intervals_ms: Vec<u64>,
@@ -41,6 +43,7 @@ pub struct Sizes {
 impl Sizes {
     fn full() -> Sizes {
         Sizes {
+            strict: false,
             repeats: 3,
             backends: vec![1_000, 10_000],
             intervals_ms: vec![10_000, 1_000],
@@ -59,6 +62,7 @@ impl Sizes {
 
     fn smoke() -> Sizes {
         Sizes {
+            strict: true,
             repeats: 1,
             backends: vec![20],
             intervals_ms: vec![500],

@@ -49,8 +49,13 @@ fn steady(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes, 
     // once, then once more within [0.5, 1] interval, then every interval ±10%.
     let warmup = run.interval_ms + sizes.settle_ms;
     let measure = (2 * run.interval_ms).max(sizes.min_measure_ms);
-    let results: Vec<Value> = (0..sizes.repeats).map(|_| run_engine(addr, run, 1024, warmup, measure)).collect();
     let name = label(run);
+    let results: Vec<Value> = (0..sizes.repeats)
+        .map(|i| {
+            eprintln!("scale: {name}, repeat {} of {}", i + 1, sizes.repeats);
+            run_engine(addr, run, 1024, warmup, measure)
+        })
+        .collect();
     let healthy = (run.n - run.hanging) as f64;
     let expected = healthy * 1000.0 / run.interval_ms as f64;
     let (p50, p99) = (med(&results, "lag_p50_ms"), med(&results, "lag_p99_ms"));
@@ -62,12 +67,17 @@ fn steady(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes, 
     report.add(scenario, &format!("{name}: CPU cores"), num(cores), if ten_k_10s { "< 0.3" } else { "" }, ten_k_10s.then_some(cores < 0.3));
     report.add(scenario, &format!("{name}: healthy lag p50 / p99 ms"), format!("{} / {}", num(p50), num(p99)), if ten_k_10s { "p99 < 100" } else { "" }, ten_k_10s.then_some(p99 < 100.0));
     report.add(scenario, &format!("{name}: RSS MiB"), num(rss), if ten_k_10s { "< 150" } else { "" }, ten_k_10s.then_some(rss < 150.0));
+    // What a healthy run must show: every healthy backend answers (smoke), or
+    // at least most (full sizes, where an overloaded box may time some out,
+    // which the success row reports).
+    let healthy_share = healthy / run.n as f64;
+    report.add(scenario, &format!("{name}: successful probes % (healthy share {})", num(healthy_share * 100.0)), num(med(&results, "success_ratio") * 100.0), "", None);
     for r in &results {
         report.sanity(r["probes"].as_f64().unwrap_or(0.0) > 0.0, format!("{name}: no probes measured"));
         report.sanity(r["lag_samples"].as_u64().unwrap_or(0) > 0, format!("{name}: no scheduling lag samples"));
-        let want = if run.hanging > 0 { 0.8 } else { 0.99 };
+        let want = if sizes.strict { healthy_share * 0.99 } else { healthy_share * 0.5 };
         let ok = r["success_ratio"].as_f64().unwrap_or(0.0);
-        report.sanity(ok >= want, format!("{name}: success ratio {ok:.3} below {want}"));
+        report.sanity(ok >= want, format!("{name}: success ratio {ok:.3} below {want:.3}"));
     }
     (p50, p99)
 }
@@ -109,12 +119,14 @@ pub fn ceiling(report: &mut Report, addr: &str, sizes: &Sizes) {
     let mut peaks = Vec::new();
     let mut bares = Vec::new();
     let mut ratios = Vec::new();
-    for _ in 0..sizes.repeats {
+    for i in 0..sizes.repeats {
+        eprintln!("ceiling: repeat {} of {}", i + 1, sizes.repeats);
         let bare = Worker::spawn("bare-http", &json!({"addr": addr, "n": run.n, "concurrency": c, "measure_ms": sizes.peak_measure_ms})).result();
         let peak = run_engine(addr, run, c, 1000, sizes.peak_measure_ms);
         let (b, p) = (bare["requests_per_s"].as_f64().unwrap_or(f64::NAN), peak["probes_per_s"].as_f64().unwrap_or(f64::NAN));
         report.sanity(bare["success_ratio"].as_f64().unwrap_or(0.0) >= 0.99, "bare HTTP loop: requests failed");
-        report.sanity(peak["success_ratio"].as_f64().unwrap_or(0.0) >= 0.95, format!("saturated engine: success ratio {}", peak["success_ratio"]));
+        let want = if sizes.strict { 0.99 } else { 0.5 };
+        report.sanity(peak["success_ratio"].as_f64().unwrap_or(0.0) >= want, format!("saturated engine: success ratio {}", peak["success_ratio"]));
         report.sanity(b > 0.0 && p > 0.0, "ceiling: nothing measured");
         ratios.push(p / b);
         peaks.push(peak);
@@ -123,6 +135,7 @@ pub fn ceiling(report: &mut Report, addr: &str, sizes: &Sizes) {
     let ratio = median(&ratios);
     report.add("2 ceiling", &format!("bare fresh-connection POST/s ({c} concurrent)"), num(med(&bares, "requests_per_s")), "", None);
     report.add("2 ceiling", &format!("engine peak probes/s ({} backends @ 100 ms, {c} permits)", run.n), num(med(&peaks, "probes_per_s")), "", None);
+    report.add("2 ceiling", "engine successful probes %", num(med(&peaks, "success_ratio") * 100.0), "", None);
     report.add("2 ceiling", "CPU s per 1,000: engine / bare", format!("{} / {}", num(med(&peaks, "cpu_s_per_1000")), num(med(&bares, "cpu_s_per_1000"))), "", None);
     report.add("2 ceiling", "peak / ceiling (median of paired ratios)", num(ratio), "≥ 0.7", Some(ratio >= 0.7));
 }

@@ -248,7 +248,9 @@ pub fn grpc_server() {
                 (None, Some(tokio::spawn(server)))
             }
             _ => {
-                let daemon = Daemon::start(DaemonOptions { listen, ..DaemonOptions::default() }).await.expect("daemon starts");
+                // Room for the fan-out scenario's 10,000 streams (the default is lower).
+                let opts = DaemonOptions { listen, max_watch_streams: 20_000, ..DaemonOptions::default() };
+                let daemon = Daemon::start(opts).await.expect("daemon starts");
                 say(&format!("ADDR {}", daemon.local_addr()));
                 (Some(daemon), None)
             }

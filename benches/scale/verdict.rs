@@ -64,6 +64,7 @@ pub async fn verdict(report: &mut Report, sizes: &Sizes) {
     let mut stream = HealthClient::new(channel).watch(HealthCheckRequest { service: "verdict".into() }).await.expect("watch").into_inner();
     report.sanity(until(&mut stream, ServingStatus::Serving).await.is_some(), "verdict: the group never became SERVING");
 
+    eprintln!("verdict: {} kill/recover cycles", sizes.verdict_cycles);
     let (mut down, mut up) = (Vec::new(), Vec::new());
     for _ in 0..sizes.verdict_cycles {
         // Kill at a random phase of the probe timer.

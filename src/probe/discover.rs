@@ -86,3 +86,26 @@ fn refutes(r: &Reason) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn era_verdicts() {
+        let cases = [
+            (Reason::http(ReasonCode::HttpStatus, 400, "x"), true),
+            (Reason::http(ReasonCode::HttpStatus, 404, "x"), true),
+            (Reason::http(ReasonCode::HttpStatus, 500, "x"), false),
+            (Reason::http(ReasonCode::HttpStatus, 503, "x"), false),
+            (Reason::new(ReasonCode::Protocol, "x"), true),
+            (Reason::new(ReasonCode::Timeout, "x"), false),
+            (Reason::new(ReasonCode::ConnectionRefused, "x"), false),
+            (Reason::new(ReasonCode::ResponseTooLarge, "x"), false),
+            (Reason::http(ReasonCode::Redirect, 307, "x"), false),
+        ];
+        for (reason, want) in cases {
+            assert_eq!(refutes(&reason), want, "{reason:?}");
+        }
+    }
+}

@@ -85,6 +85,13 @@ mod tests {
         let err = GuardedResolver.resolve("169.254.169.254".parse().unwrap()).await.err().expect("refused");
         let refused = refused_in(&*err).expect("a Refused error");
         assert_eq!(refused.addrs, "169.254.169.254");
+        // Not an address to Rust's parser, so it goes to the system resolver,
+        // which reads it (inet_aton) as 169.254.169.254: a name that resolves
+        // to the metadata address, without any DNS traffic.
+        let err = GuardedResolver.resolve("169.254.43518".parse().unwrap()).await.err().expect("refused");
+        let refused = refused_in(&*err).expect("a Refused error");
+        assert_eq!((refused.host.as_str(), refused.addrs.as_str()), ("169.254.43518", "169.254.169.254"));
+        assert!(refused.to_string().contains("--allow-link-local-backends"));
         let ok: Vec<_> = GuardedResolver.resolve("127.0.0.1".parse().unwrap()).await.ok().expect("allowed").collect();
         assert_eq!(ok, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
     }

@@ -126,3 +126,28 @@ pub async fn end_session(ctx: &Ctx<'_>, session: &Session) {
     }
     let _ = tokio::time::timeout(DELETE_BUDGET, request.send()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rpc_errors() {
+        let r = rpc_failure("initialize", -32603, 200);
+        assert_eq!((r.code, r.http_status), (ReasonCode::JsonRpcError, None));
+        let r = rpc_failure("initialize", -32600, 400);
+        assert_eq!((r.code, r.http_status), (ReasonCode::HttpStatus, Some(400)));
+        assert!(refutes_handshake(-32601) && refutes_handshake(-32022));
+        assert!(!refutes_handshake(-32603) && !refutes_handshake(-32600));
+    }
+
+    #[test]
+    fn version_header_from_2025_06_18() {
+        let s = Session { id: "abc".into(), version: String::new() };
+        let h = session_headers(Some(&s), "2025-03-26");
+        assert_eq!((h.get(SESSION_HEADER).unwrap(), h.get(VERSION_HEADER)), (&HeaderValue::from_static("abc"), None));
+        let h = session_headers(None, "2025-06-18");
+        assert_eq!(h.get(VERSION_HEADER).unwrap(), "2025-06-18");
+        assert!(!h.contains_key(SESSION_HEADER));
+    }
+}

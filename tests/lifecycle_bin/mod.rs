@@ -70,10 +70,19 @@ impl Daemon {
         self.child.wait().expect("reap");
     }
 
-    /// SIGTERM, then waits for a clean exit.
-    pub fn stop(mut self) -> ExitStatus {
+    /// SIGTERM, then waits for the exit without blocking the runtime: the
+    /// daemon's graceful shutdown needs this process's client connections to
+    /// answer its GOAWAY.
+    pub async fn stop(mut self) -> ExitStatus {
         self.signal("TERM");
-        self.child.wait().expect("wait")
+        let deadline = tokio::time::Instant::now() + START_PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "mcp-healthd did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Log lines received so far.
