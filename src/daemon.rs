@@ -294,3 +294,30 @@ impl Daemon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(listen: &str) -> DaemonOptions {
+        DaemonOptions { listen: listen.parse().unwrap(), ..DaemonOptions::default() }
+    }
+
+    #[test]
+    fn open_mutations_are_refused_only_beyond_loopback() {
+        assert!(admin_guard(&opts("127.0.0.1:0")).is_ok());
+        assert!(admin_guard(&opts("[::1]:0")).is_ok());
+        for listen in ["0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051"] {
+            let err = admin_guard(&opts(listen)).unwrap_err().to_string();
+            assert!(err.contains("refusing to listen") && err.contains("--insecure-allow-open-mutations"), "{err}");
+            assert!(admin_guard(&DaemonOptions { insecure_allow_open_mutations: true, ..opts(listen) }).is_ok());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken").unwrap();
+        let guarded = admin_guard(&DaemonOptions { admin_token_file: Some(token), ..opts("0.0.0.0:50051") }).unwrap();
+        assert!(guarded.protects());
+        let tls = ServerTls { cert: "c".into(), key: "k".into(), client_ca: Some("ca".into()) };
+        assert!(admin_guard(&DaemonOptions { tls: Some(tls), ..opts("0.0.0.0:50051") }).unwrap().protects());
+    }
+}

@@ -67,7 +67,7 @@ async fn per_user_probes_are_unauthenticated_liveness_probes_on_their_span() {
     f.set_behavior(Behavior::Unauthorized { resource_metadata: true });
     let r = probe_once(&target(per_user(&f.url()))).await;
     assert_eq!((r.outcome.class, r.outcome.reason.code), (OutcomeClass::AuthRequired, ReasonCode::AuthRequired));
-    assert_eq!(r.outcome.facts.resource_metadata_valid, Some(true));
+    assert_eq!(r.outcome.facts.resource_metadata, ResourceMetadataState::Valid);
     let f2 = FixtureServer::start().await.unwrap();
     assert_success(&probe_once(&target(plain(&f2.url()))).await);
 
@@ -94,18 +94,18 @@ async fn resource_metadata_is_checked_after_a_401() {
     let t = target(per_user(&f.url()));
     // Advertised in WWW-Authenticate, valid.
     f.set_behavior(Behavior::Unauthorized { resource_metadata: true });
-    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata_valid, Some(true));
+    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata, ResourceMetadataState::Valid);
     // Advertised, but garbage.
     f.set_behavior(Behavior::InvalidResourceMetadata);
-    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata_valid, Some(false));
+    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata, ResourceMetadataState::Invalid);
     // Not in the challenge: found at the well-known URL.
     f.set_behavior(Behavior::Unauthorized { resource_metadata: false });
     let before = f.stats().metadata_requests;
-    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata_valid, Some(true));
+    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata, ResourceMetadataState::Valid);
     assert!(f.stats().metadata_requests > before);
     // 403 is not a 401: no metadata check.
     f.set_behavior(Behavior::Forbidden);
-    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata_valid, None);
+    assert_eq!(probe_once(&t).await.outcome.facts.resource_metadata, ResourceMetadataState::Unspecified);
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn resource_metadata_not_advertised_anywhere() {
     .await;
     let r = probe_once(&target(per_user(&s.url("/mcp")))).await;
     assert_eq!(r.outcome.class, OutcomeClass::AuthRequired);
-    assert_eq!(r.outcome.facts.resource_metadata_valid, None);
+    assert_eq!(r.outcome.facts.resource_metadata, ResourceMetadataState::NotAdvertised);
     let seen = s.seen();
     assert!(seen.iter().any(|l| l.starts_with("GET /.well-known/oauth-protected-resource/mcp ")), "{seen:?}");
     assert!(seen.iter().any(|l| l.starts_with("GET /.well-known/oauth-protected-resource ")), "{seen:?}");
@@ -132,7 +132,7 @@ async fn resource_metadata_on_another_host_is_never_fetched() {
     let challenge = format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"http://localhost:{port}/meta\"\r\ncontent-length: 0\r\n\r\n");
     let s = RawServer::start(move |_| RawReply::close(challenge.clone())).await;
     let r = probe_once(&target(per_user(&s.url("/mcp")))).await;
-    assert_eq!(r.outcome.facts.resource_metadata_valid, Some(false));
+    assert_eq!(r.outcome.facts.resource_metadata, ResourceMetadataState::Invalid);
     assert!(s.seen().iter().all(|l| !l.starts_with("GET")), "{:?}", s.seen());
 }
 
@@ -147,7 +147,7 @@ async fn resource_metadata_reads_are_bounded() {
         }
     })
     .await;
-    assert_eq!(probe_once(&target(per_user(&s.url("/mcp")))).await.outcome.facts.resource_metadata_valid, Some(false));
+    assert_eq!(probe_once(&target(per_user(&s.url("/mcp")))).await.outcome.facts.resource_metadata, ResourceMetadataState::Invalid);
     // A metadata URL that never answers cannot turn the 401 into a timeout.
     let s = RawServer::start(|line| {
         if line.starts_with("GET /meta") {
@@ -158,7 +158,7 @@ async fn resource_metadata_reads_are_bounded() {
     })
     .await;
     let r = probe_with(&HttpProber::default(), &target(per_user(&s.url("/mcp"))), &mut ProbeMemory::default(), Duration::from_millis(500)).await;
-    assert_eq!((r.outcome.class, r.outcome.facts.resource_metadata_valid), (OutcomeClass::AuthRequired, Some(false)));
+    assert_eq!((r.outcome.class, r.outcome.facts.resource_metadata), (OutcomeClass::AuthRequired, ResourceMetadataState::Invalid));
 }
 
 // ---- static header ------------------------------------------------------

@@ -16,9 +16,20 @@ use tonic_types::StatusExt;
 
 const GRPCURL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/grpcurl");
 
-fn limits(max_backends_per_group: usize, max_groups: usize, allow_link_local_backends: bool) -> DaemonOptions {
+fn limits(
+    max_backends_per_group: usize,
+    max_groups: usize,
+    allow_link_local_backends: bool,
+) -> DaemonOptions {
     DaemonOptions {
-        engine: EngineConfig { limits: Limits { max_backends_per_group, max_groups, allow_link_local_backends }, ..EngineConfig::default() },
+        engine: EngineConfig {
+            limits: Limits {
+                max_backends_per_group,
+                max_groups,
+                allow_link_local_backends,
+            },
+            ..EngineConfig::default()
+        },
         ..DaemonOptions::default()
     }
 }
@@ -26,12 +37,20 @@ fn limits(max_backends_per_group: usize, max_groups: usize, allow_link_local_bac
 /// The fields of the BadRequest details of an INVALID_ARGUMENT status.
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad = status.get_details_bad_request().expect("google.rpc.BadRequest details");
+    let bad = status
+        .get_details_bad_request()
+        .expect("google.rpc.BadRequest details");
     bad.field_violations.into_iter().map(|v| v.field).collect()
 }
 
 async fn apply_err(d: &mut TestDaemon, spec: GroupSpec) -> tonic::Status {
-    d.client.apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: false }).await.expect_err("apply refused")
+    d.client
+        .apply_group(ApplyGroupRequest {
+            spec: Some(spec),
+            validate_only: false,
+        })
+        .await
+        .expect_err("apply refused")
 }
 
 #[tokio::test]
@@ -54,15 +73,34 @@ async fn grpcurl_shows_every_offending_field() {
     let addr = d.addr.to_string();
     // On the blocking pool: the daemon under test shares this runtime.
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(GRPCURL).args(["-plaintext", "-format-error", "-d", request, &addr, "mcphealth.v1.GroupHealthService/ApplyGroup"]).output()
+        Command::new(GRPCURL)
+            .args([
+                "-plaintext",
+                "-format-error",
+                "-d",
+                request,
+                &addr,
+                "mcphealth.v1.GroupHealthService/ApplyGroup",
+            ])
+            .output()
     })
     .await
     .unwrap()
     .expect("run grpcurl");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
-    assert!(text.contains("InvalidArgument") || text.contains("\"code\": 3"), "{text}");
-    assert!(text.contains("google.rpc.BadRequest"), "grpcurl decodes the details: {text}");
+    assert!(
+        text.contains("InvalidArgument") || text.contains("\"code\": 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("google.rpc.BadRequest"),
+        "grpcurl decodes the details: {text}"
+    );
     for field in [
         "spec.name",
         "spec.policy.timeout",
@@ -76,48 +114,102 @@ async fn grpcurl_shows_every_offending_field() {
         "spec.backends[3].url",
         "spec.backends[4].url",
     ] {
-        let named = [format!("\"field\":\"{field}\""), format!("\"field\": \"{field}\"")].iter().any(|f| text.contains(f.as_str()));
+        let named = [
+            format!("\"field\":\"{field}\""),
+            format!("\"field\": \"{field}\""),
+        ]
+        .iter()
+        .any(|f| text.contains(f.as_str()));
         assert!(named, "grpcurl output does not name {field}:\n{text}");
     }
-    assert!(text.contains("--allow-link-local-backends"), "the SSRF violation says how to allow it: {text}");
+    assert!(
+        text.contains("--allow-link-local-backends"),
+        "the SSRF violation says how to allow it: {text}"
+    );
     // Nothing changed.
-    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
+    assert!(
+        d.client
+            .list_groups(ListGroupsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .groups
+            .is_empty()
+    );
     d.stop().await;
 }
 
 #[tokio::test]
 async fn link_local_and_metadata_urls_are_refused_unless_allowed() {
     let mut d = TestDaemon::empty().await;
-    for url in ["http://169.254.169.254/", "http://169.254.0.1:8080/mcp", "http://[fe80::1%25eth0]/mcp", "http://[::ffff:169.254.169.254]/", "http://[::]:80/", "https://[fd00:ec2::254]/"] {
-        let spec = group_yaml(&format!("name: g\nbackends:\n  - name: a\n    url: \"{url}\"\n"));
+    for url in [
+        "http://169.254.169.254/",
+        "http://169.254.0.1:8080/mcp",
+        "http://[fe80::1%25eth0]/mcp",
+        "http://[::ffff:169.254.169.254]/",
+        "http://[::]:80/",
+        "https://[fd00:ec2::254]/",
+    ] {
+        let spec = group_yaml(&format!(
+            "name: g\nbackends:\n  - name: a\n    url: \"{url}\"\n"
+        ));
         let err = apply_err(&mut d, spec).await;
         // A URL the parser rejects outright is also a url violation.
-        assert_eq!(violated_fields(&err), vec!["spec.backends[0].url"], "{url}: {err:?}");
+        assert_eq!(
+            violated_fields(&err),
+            vec!["spec.backends[0].url"],
+            "{url}: {err:?}"
+        );
     }
     let oauth = group_yaml(
         "name: g\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    auth:\n      mode: AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\n      oauth2ClientCredentials:\n        tokenUrl: http://169.254.169.254/token\n        clientId: {env: ID}\n        clientSecret: {env: SECRET}\n",
     );
-    assert_eq!(violated_fields(&apply_err(&mut d, oauth).await), vec!["spec.backends[0].auth.oauth2ClientCredentials.tokenUrl"]);
+    assert_eq!(
+        violated_fields(&apply_err(&mut d, oauth).await),
+        vec!["spec.backends[0].auth.oauth2ClientCredentials.tokenUrl"]
+    );
     d.stop().await;
 
     // With the explicit flag, the same URL validates (validate_only: nothing is probed).
     let mut d = TestDaemon::start(limits(1000, 1000, true)).await;
     let spec = group_yaml("name: g\nbackends:\n  - name: a\n    url: http://169.254.169.254/\n");
-    let ok = d.client.apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: true }).await.expect("allowed");
+    let ok = d
+        .client
+        .apply_group(ApplyGroupRequest {
+            spec: Some(spec),
+            validate_only: true,
+        })
+        .await
+        .expect("allowed");
     assert!(!ok.into_inner().changed);
-    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty(), "validate_only changed nothing");
+    assert!(
+        d.client
+            .list_groups(ListGroupsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .groups
+            .is_empty(),
+        "validate_only changed nothing"
+    );
     d.stop().await;
 }
 
 #[tokio::test]
 async fn size_limits_are_configurable() {
     let mut d = TestDaemon::start(limits(2, 2, false)).await;
-    let three = group_yaml("name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:9/a'}\n  - {name: b, url: 'http://127.0.0.1:9/b'}\n  - {name: c, url: 'http://127.0.0.1:9/c'}\n");
+    let three = group_yaml(
+        "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:9/a'}\n  - {name: b, url: 'http://127.0.0.1:9/b'}\n  - {name: c, url: 'http://127.0.0.1:9/c'}\n",
+    );
     let err = apply_err(&mut d, three).await;
     assert_eq!(violated_fields(&err), vec!["spec.backends"]);
     assert!(err.message().contains("limit is 2"), "{}", err.message());
 
-    let one = |name: &str| group_yaml(&format!("name: {name}\nbackends:\n  - {{name: a, url: 'http://127.0.0.1:9/a'}}\n"));
+    let one = |name: &str| {
+        group_yaml(&format!(
+            "name: {name}\nbackends:\n  - {{name: a, url: 'http://127.0.0.1:9/a'}}\n"
+        ))
+    };
     d.apply(one("first")).await;
     d.apply(one("second")).await;
     let err = apply_err(&mut d, one("third")).await;
@@ -125,6 +217,15 @@ async fn size_limits_are_configurable() {
     assert!(err.message().contains("limit is 2"), "{}", err.message());
     // Replacing an existing group is not a new group.
     d.apply(group_yaml("name: second\nbackends: []\n")).await;
-    assert_eq!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 2);
+    assert_eq!(
+        d.client
+            .list_groups(ListGroupsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .groups
+            .len(),
+        2
+    );
     d.stop().await;
 }

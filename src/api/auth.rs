@@ -31,13 +31,20 @@ impl std::fmt::Debug for AdminToken {
 impl AdminToken {
     /// Reads a token file; surrounding whitespace (a trailing newline) is ignored.
     pub fn from_file(path: &Path) -> Result<AdminToken, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let token = text.trim();
         if token.is_empty() {
-            return Err(AuthError::Empty { path: path.display().to_string() });
+            return Err(AuthError::Empty {
+                path: path.display().to_string(),
+            });
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(AuthError::Malformed { path: path.display().to_string() });
+            return Err(AuthError::Malformed {
+                path: path.display().to_string(),
+            });
         }
         Ok(AdminToken(token.as_bytes().to_vec()))
     }
@@ -58,7 +65,10 @@ pub struct AdminGuard {
 
 impl AdminGuard {
     pub fn new(token: Option<AdminToken>, require_client_cert: bool) -> AdminGuard {
-        AdminGuard { token, require_client_cert }
+        AdminGuard {
+            token,
+            require_client_cert,
+        }
     }
 
     /// Whether anything protects the mutating RPCs.
@@ -70,21 +80,33 @@ impl AdminGuard {
     /// Messages never echo what the caller sent.
     pub fn check<T>(&self, req: &Request<T>, rpc: &str) -> Result<(), Status> {
         if self.require_client_cert && req.peer_certs().is_none_or(|c| c.is_empty()) {
-            return Err(Status::unauthenticated(format!("{rpc} needs a client certificate signed by the daemon's --tls-client-ca")));
+            return Err(Status::unauthenticated(format!(
+                "{rpc} needs a client certificate signed by the daemon's --tls-client-ca"
+            )));
         }
-        let Some(token) = &self.token else { return Ok(()) };
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
         let Some(value) = req.metadata().get("authorization") else {
-            return Err(Status::unauthenticated(format!("{rpc} needs the admin token: send metadata \"authorization: Bearer <token>\"")));
+            return Err(Status::unauthenticated(format!(
+                "{rpc} needs the admin token: send metadata \"authorization: Bearer <token>\""
+            )));
         };
         let presented = value.as_bytes();
         let credentials = match presented.get(..7) {
             Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => presented[7..].trim_ascii(),
-            _ => return Err(Status::unauthenticated(format!("{rpc} needs the admin token as \"authorization: Bearer <token>\""))),
+            _ => {
+                return Err(Status::unauthenticated(format!(
+                    "{rpc} needs the admin token as \"authorization: Bearer <token>\""
+                )));
+            }
         };
         if token.matches(credentials) {
             Ok(())
         } else {
-            Err(Status::unauthenticated(format!("{rpc}: the admin token is not valid")))
+            Err(Status::unauthenticated(format!(
+                "{rpc}: the admin token is not valid"
+            )))
         }
     }
 }
@@ -100,7 +122,8 @@ mod tests {
     fn request(auth: Option<&str>) -> Request<()> {
         let mut req = Request::new(());
         if let Some(a) = auth {
-            req.metadata_mut().insert("authorization", a.parse().unwrap());
+            req.metadata_mut()
+                .insert("authorization", a.parse().unwrap());
         }
         req
     }
@@ -108,14 +131,35 @@ mod tests {
     #[test]
     fn token_checks() {
         let g = guard("s3cret-token");
-        assert!(g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup").is_ok());
-        assert!(g.check(&request(Some("bearer s3cret-token")), "ApplyGroup").is_ok());
-        for bad in [None, Some("Bearer wrong"), Some("Bearer s3cret-toke"), Some("Basic s3cret-token"), Some("s3cret-token"), Some("Bearer ")] {
+        assert!(
+            g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup")
+                .is_ok()
+        );
+        assert!(
+            g.check(&request(Some("bearer s3cret-token")), "ApplyGroup")
+                .is_ok()
+        );
+        for bad in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer s3cret-toke"),
+            Some("Basic s3cret-token"),
+            Some("s3cret-token"),
+            Some("Bearer "),
+        ] {
             let err = g.check(&request(bad), "ApplyGroup").unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad:?}");
-            assert!(!err.message().contains("s3cret"), "the token leaked: {}", err.message());
+            assert!(
+                !err.message().contains("s3cret"),
+                "the token leaked: {}",
+                err.message()
+            );
         }
-        assert!(AdminGuard::default().check(&request(None), "ApplyGroup").is_ok());
+        assert!(
+            AdminGuard::default()
+                .check(&request(None), "ApplyGroup")
+                .is_ok()
+        );
         assert!(!AdminGuard::default().protects());
         assert!(g.protects());
     }
@@ -125,7 +169,11 @@ mod tests {
         let g = AdminGuard::new(None, true);
         let err = g.check(&request(None), "DeleteGroup").unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        assert!(err.message().contains("client certificate"), "{}", err.message());
+        assert!(
+            err.message().contains("client certificate"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
@@ -137,7 +185,13 @@ mod tests {
         assert!(t.matches(b"abc123"));
         assert!(!format!("{t:?}").contains("abc123"));
         std::fs::write(&path, " \n").unwrap();
-        assert!(matches!(AdminToken::from_file(&path), Err(AuthError::Empty { .. })));
-        assert!(matches!(AdminToken::from_file(&dir.path().join("missing")), Err(AuthError::Read { .. })));
+        assert!(matches!(
+            AdminToken::from_file(&path),
+            Err(AuthError::Empty { .. })
+        ));
+        assert!(matches!(
+            AdminToken::from_file(&dir.path().join("missing")),
+            Err(AuthError::Read { .. })
+        ));
     }
 }

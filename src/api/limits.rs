@@ -22,7 +22,10 @@ impl Default for WatchStreams {
 impl WatchStreams {
     pub fn new(max: usize) -> WatchStreams {
         let max = max.min(Semaphore::MAX_PERMITS);
-        WatchStreams { permits: Arc::new(Semaphore::new(max)), max }
+        WatchStreams {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
     }
 
     /// A permit for one more stream, or RESOURCE_EXHAUSTED past the cap.
@@ -50,8 +53,13 @@ const TONIC_TOO_LARGE: &str = "decoded message length too large";
 impl OversizeAsResourceExhausted {
     pub fn map<B: Default>(self, response: http::Response<B>) -> http::Response<B> {
         let headers = response.headers();
-        let oversized = headers.get("grpc-status").is_some_and(|s| s.as_bytes() == b"11")
-            && headers.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| m.contains("length%20too%20large") || m.contains(TONIC_TOO_LARGE));
+        let oversized = headers
+            .get("grpc-status")
+            .is_some_and(|s| s.as_bytes() == b"11")
+            && headers
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                .is_some_and(|m| m.contains("length%20too%20large") || m.contains(TONIC_TOO_LARGE));
         if !oversized {
             return response;
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::proto::v1::{AuthMode, ReasonCode};
+use crate::proto::v1::{AuthMode, ReasonCode, ResourceMetadataState};
 
 /// The class of a probe result, as the verdict state machine sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +44,9 @@ pub struct ServerFacts {
     pub server_name: String,
     pub server_version: String,
     pub tool_count: Option<u32>,
-    /// RFC 9728 metadata check, for 401 answers: None when not attempted.
-    pub resource_metadata_valid: Option<bool>,
+    /// RFC 9728 metadata check, for 401 answers to an anonymous probe;
+    /// UNSPECIFIED when not attempted.
+    pub resource_metadata: ResourceMetadataState,
 }
 
 /// The result of one probe as the prober reports it, before latency is judged.

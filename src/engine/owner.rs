@@ -457,7 +457,7 @@ impl Owner {
             if !facts.protocol_version.is_empty() {
                 b.facts = facts;
             } else {
-                b.facts.resource_metadata_valid = facts.resource_metadata_valid;
+                b.facts.resource_metadata = facts.resource_metadata;
             }
         }
         let status_changed = next.status != prev.status;

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use crate::core::outcome::{Reason, ServerFacts};
 use crate::core::phase::{BackendView, GroupVerdict, group_verdict};
 use crate::core::verdict::{Verdict, is_routable};
-use crate::proto::v1::{self as pb, BackendHealth, GroupHealth, GroupOverview, GroupSource, ResourceMetadataState};
+use crate::proto::v1::{self as pb, BackendHealth, GroupHealth, GroupOverview, GroupSource};
 use crate::spec::ValidBackend;
 
 /// What the owner knows about one backend, as the view needs it.
@@ -41,11 +41,6 @@ pub fn verdict<'a>(backends: impl IntoIterator<Item = (&'a ValidBackend, &'a Ver
 pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
     let routable = is_routable(f.verdict.status, f.backend.auth_mode);
     let message = if f.verdict.progress.is_empty() { f.reason.message.clone() } else { format!("{}: {}", f.verdict.progress, f.reason.message) };
-    let resource_metadata = match f.facts.resource_metadata_valid {
-        None => ResourceMetadataState::Unspecified,
-        Some(true) => ResourceMetadataState::Valid,
-        Some(false) => ResourceMetadataState::Invalid,
-    };
     BackendHealth {
         name: f.backend.spec.name.clone(),
         url: f.backend.spec.url.clone(),
@@ -68,7 +63,7 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
         server_name: f.facts.server_name.clone(),
         server_version: f.facts.server_version.clone(),
         tool_count: f.facts.tool_count,
-        resource_metadata: resource_metadata as i32,
+        resource_metadata: f.facts.resource_metadata as i32,
     }
 }
 

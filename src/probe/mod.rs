@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::core::outcome::{ProbeOutcome, Reason, ServerFacts};
-use crate::proto::v1::{AuthMode, ReasonCode, Transport};
+use crate::proto::v1::{AuthMode, ReasonCode, ResourceMetadataState, Transport};
 use crate::spec::ValidBackend;
 
 pub use client::{ClientCache, ClientError};
@@ -213,9 +213,9 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             if reason.http_status == Some(401) && !credentials_sent {
                 // Bounded by the same deadline; a metadata fetch that runs out of
                 // time counts as invalid metadata, not as a timeout of the server.
-                facts.resource_metadata_valid = tokio::time::timeout_at(deadline, resource_metadata::check(&ctx, metadata_url.as_deref()))
+                facts.resource_metadata = tokio::time::timeout_at(deadline, resource_metadata::check(&ctx, metadata_url.as_deref()))
                     .await
-                    .unwrap_or(Some(false));
+                    .unwrap_or(ResourceMetadataState::Invalid);
             }
             ProbeOutcome::auth_required(reason, facts)
         }

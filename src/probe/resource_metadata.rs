@@ -10,6 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::{Ctx, body};
+use crate::proto::v1::ResourceMetadataState;
 
 /// Cap on a metadata document.
 const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -46,24 +47,28 @@ fn allowed(url: &Url, backend: &Url) -> bool {
 }
 
 /// Some(valid) when metadata was advertised, None when it was not.
-pub async fn check(ctx: &Ctx<'_>, advertised: Option<&str>) -> Option<bool> {
+pub async fn check(ctx: &Ctx<'_>, advertised: Option<&str>) -> ResourceMetadataState {
     let backend = &ctx.backend().url;
     if let Some(raw) = advertised {
-        let Ok(url) = backend.join(raw) else { return Some(false) };
+        let Ok(url) = backend.join(raw) else { return ResourceMetadataState::Invalid };
         if !allowed(&url, backend) {
             tracing::warn!("resource metadata is advertised on another host; not fetched");
-            return Some(false);
+            return ResourceMetadataState::Invalid;
         }
-        return Some(matches!(fetch(ctx, &url).await, Fetched::Doc(doc) if valid(&doc, backend)));
+        return state(matches!(fetch(ctx, &url).await, Fetched::Doc(doc) if valid(&doc, backend)));
     }
     for url in well_known(backend) {
         match fetch(ctx, &url).await {
             Fetched::NotFound => continue,
-            Fetched::Failed => return Some(false),
-            Fetched::Doc(doc) => return Some(valid(&doc, backend)),
+            Fetched::Failed => return ResourceMetadataState::Invalid,
+            Fetched::Doc(doc) => return state(valid(&doc, backend)),
         }
     }
-    None
+    ResourceMetadataState::NotAdvertised
+}
+
+fn state(valid: bool) -> ResourceMetadataState {
+    if valid { ResourceMetadataState::Valid } else { ResourceMetadataState::Invalid }
 }
 
 /// RFC 9728 §3.1: the well-known segment goes between the host and the path.

@@ -21,7 +21,10 @@ impl RedbStore {
     /// store left by a crash is repaired by redb on open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         let path = dir.join(DATABASE_FILE);
-        let open_err = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
         // Create the table up front so reads of a fresh store find it.
@@ -41,16 +44,25 @@ impl RedbStore {
             let (key, value) = entry.map_err(|e| read(&e))?;
             let name = key.value().to_owned();
             let (generation, bytes) = value.value();
-            let spec = GroupSpec::decode(bytes).map_err(|e| StoreError::Decode { name: name.clone(), reason: e.to_string() })?;
+            let spec = GroupSpec::decode(bytes).map_err(|e| StoreError::Decode {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
             if spec.name != name {
-                return Err(StoreError::Decode { name, reason: format!("the stored spec is named {:?}", spec.name) });
+                return Err(StoreError::Decode {
+                    name,
+                    reason: format!("the stored spec is named {:?}", spec.name),
+                });
             }
             groups.push(StoredGroup { spec, generation });
         }
         Ok(groups)
     }
 
-    fn write(&self, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>,
+    ) -> Result<(), StoreError> {
         let err = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
         let mut tx = self.db.begin_write().map_err(|e| err(&e))?;
         // The default, stated: the commit returns only once it is on disk.
@@ -66,7 +78,10 @@ impl RedbStore {
 impl Persist for RedbStore {
     fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
         let bytes = spec.encode_to_vec();
-        self.write(|t| t.insert(spec.name.as_str(), (generation, bytes.as_slice())).map(drop))
+        self.write(|t| {
+            t.insert(spec.name.as_str(), (generation, bytes.as_slice()))
+                .map(drop)
+        })
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
@@ -81,7 +96,11 @@ mod tests {
     fn spec(name: &str, url: &str) -> GroupSpec {
         GroupSpec {
             name: name.into(),
-            backends: vec![crate::proto::v1::BackendSpec { name: "a".into(), url: url.into(), ..Default::default() }],
+            backends: vec![crate::proto::v1::BackendSpec {
+                name: "a".into(),
+                url: url.into(),
+                ..Default::default()
+            }],
             policy: None,
         }
     }
@@ -99,14 +118,22 @@ mod tests {
             store.remove("never-stored").unwrap();
         }
         let store = RedbStore::open(dir.path()).unwrap();
-        assert_eq!(store.load().unwrap(), vec![StoredGroup { spec: spec("one", "http://127.0.0.1:1/c"), generation: 2 }]);
+        assert_eq!(
+            store.load().unwrap(),
+            vec![StoredGroup {
+                spec: spec("one", "http://127.0.0.1:1/c"),
+                generation: 2
+            }]
+        );
     }
 
     #[test]
     fn a_second_open_of_the_same_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RedbStore::open(dir.path()).unwrap();
-        let err = RedbStore::open(dir.path()).err().expect("second open fails");
+        let err = RedbStore::open(dir.path())
+            .err()
+            .expect("second open fails");
         assert!(err.to_string().contains("groups.redb"), "{err}");
     }
 }

@@ -30,11 +30,23 @@ pub struct TestDaemon {
 impl TestDaemon {
     pub async fn start(opts: DaemonOptions) -> TestDaemon {
         install_crypto();
-        let opts = DaemonOptions { listen: "127.0.0.1:0".parse().unwrap(), ..opts };
+        let opts = DaemonOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..opts
+        };
         let daemon = Daemon::start(opts).await.expect("daemon starts");
         let addr = daemon.local_addr();
-        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
-        TestDaemon { daemon: Some(daemon), addr, client: GroupHealthServiceClient::new(channel.clone()), health: HealthClient::new(channel) }
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
+        TestDaemon {
+            daemon: Some(daemon),
+            addr,
+            client: GroupHealthServiceClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        }
     }
 
     /// A daemon with no config file; groups come from `apply`.
@@ -43,7 +55,14 @@ impl TestDaemon {
     }
 
     pub async fn apply(&mut self, spec: GroupSpec) -> ApplyGroupResponse {
-        self.client.apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: false }).await.expect("apply").into_inner()
+        self.client
+            .apply_group(ApplyGroupRequest {
+                spec: Some(spec),
+                validate_only: false,
+            })
+            .await
+            .expect("apply")
+            .into_inner()
     }
 
     pub async fn apply_yaml(&mut self, yaml: &str) -> ApplyGroupResponse {
@@ -51,11 +70,24 @@ impl TestDaemon {
     }
 
     pub async fn get(&mut self, group: &str) -> GroupHealth {
-        self.client.get_group_health(GetGroupHealthRequest { group: group.into() }).await.expect("get").into_inner().health.expect("health")
+        self.client
+            .get_group_health(GetGroupHealthRequest {
+                group: group.into(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .health
+            .expect("health")
     }
 
     /// Polls the group until `pred` holds, returning the matching health.
-    pub async fn wait_group(&self, group: &str, what: &str, pred: impl Fn(&GroupHealth) -> bool) -> GroupHealth {
+    pub async fn wait_group(
+        &self,
+        group: &str,
+        what: &str,
+        pred: impl Fn(&GroupHealth) -> bool,
+    ) -> GroupHealth {
         let client = self.client.clone();
         let group = group.to_owned();
         eventually(
@@ -63,7 +95,14 @@ impl TestDaemon {
             || {
                 let mut client = client.clone();
                 let group = group.clone();
-                async move { client.get_group_health(GetGroupHealthRequest { group }).await.ok()?.into_inner().health }
+                async move {
+                    client
+                        .get_group_health(GetGroupHealthRequest { group })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .health
+                }
             },
             pred,
         )
@@ -84,7 +123,11 @@ pub fn group_yaml(yaml: &str) -> GroupSpec {
 
 /// Polls `probe` every 20 ms until `pred` holds, or fails after `PATIENCE`
 /// with the last value seen.
-pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut probe: F, pred: impl Fn(&T) -> bool) -> T
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    mut probe: F,
+    pred: impl Fn(&T) -> bool,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -106,7 +149,10 @@ where
 }
 
 pub fn backend<'a>(h: &'a GroupHealth, name: &str) -> &'a BackendHealth {
-    h.backends.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("backend {name} not in {h:#?}"))
+    h.backends
+        .iter()
+        .find(|b| b.name == name)
+        .unwrap_or_else(|| panic!("backend {name} not in {h:#?}"))
 }
 
 pub fn phase(h: &GroupHealth) -> GroupPhase {

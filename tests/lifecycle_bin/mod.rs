@@ -23,7 +23,12 @@ pub struct Daemon {
 
 fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"));
-    cmd.args(["--log-format", "json"]).args(args).env("MCP_HEALTH_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(["--log-format", "json"])
+        .args(args)
+        .env("MCP_HEALTH_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd
 }
 
@@ -44,23 +49,42 @@ impl Daemon {
         });
         let mut log = Vec::new();
         loop {
-            let line = lines.recv_timeout(START_PATIENCE).unwrap_or_else(|_| panic!("mcp-healthd did not start; log:\n{}", log.join("\n")));
+            let line = lines
+                .recv_timeout(START_PATIENCE)
+                .unwrap_or_else(|_| panic!("mcp-healthd did not start; log:\n{}", log.join("\n")));
             let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             log.push(line);
             if json["message"] == "mcp-healthd serving" {
-                let addr = json["addr"].as_str().expect("addr field").parse().expect("socket address");
-                return Daemon { child, addr, lines, log };
+                let addr = json["addr"]
+                    .as_str()
+                    .expect("addr field")
+                    .parse()
+                    .expect("socket address");
+                return Daemon {
+                    child,
+                    addr,
+                    lines,
+                    log,
+                };
             }
         }
     }
 
     pub async fn client(&self) -> GroupHealthServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect");
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect");
         GroupHealthServiceClient::new(channel)
     }
 
     pub fn signal(&self, signal: &str) {
-        let ok = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().expect("run kill").success();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
         assert!(ok, "kill -{signal} failed");
     }
 
@@ -80,7 +104,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "mcp-healthd did not exit after SIGTERM");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mcp-healthd did not exit after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -104,5 +131,8 @@ impl Drop for Daemon {
 /// Runs the binary to its exit (for start-up refusals): status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     let out = command(args).output().expect("run mcp-healthd");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
