@@ -117,8 +117,11 @@ fn admin_guard(opts: &DaemonOptions) -> Result<AdminGuard, DaemonError> {
     Ok(guard)
 }
 
+/// Groups read back from the store, with their generations.
+type Restored = Vec<(ValidGroup, u64)>;
+
 /// Opens the store and reads its groups back, validated under today's flags.
-fn open_store(dir: &std::path::Path, limits: &Limits) -> Result<(Arc<RedbStore>, Vec<(ValidGroup, u64)>), DaemonError> {
+fn open_store(dir: &std::path::Path, limits: &Limits) -> Result<(Arc<RedbStore>, Restored), DaemonError> {
     let store = RedbStore::open(dir)?;
     let mut groups = Vec::new();
     for stored in store.load()? {
@@ -136,7 +139,7 @@ fn open_store(dir: &std::path::Path, limits: &Limits) -> Result<(Arc<RedbStore>,
 /// is stopped so nothing (the store's lock included) outlives the attempt.
 async fn load_groups(
     engine: &Engine,
-    restored: Vec<(ValidGroup, u64)>,
+    restored: Restored,
     config_path: Option<&std::path::Path>,
     config_status: &ConfigStatusHandle,
 ) -> Result<Option<String>, DaemonError> {

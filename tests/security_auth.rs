@@ -472,7 +472,7 @@ async fn watch_streams_are_capped() {
     // Closing a stream frees its slot.
     drop(first);
     let client = d.client.clone();
-    eventually(
+    let _freed = eventually(
         "a slot frees up",
         || {
             let mut c = client.clone();

@@ -49,9 +49,11 @@ impl Daemon {
         });
         let mut log = Vec::new();
         loop {
-            let line = lines
-                .recv_timeout(START_PATIENCE)
-                .unwrap_or_else(|_| panic!("mcp-healthd did not start; log:\n{}", log.join("\n")));
+            let Ok(line) = lines.recv_timeout(START_PATIENCE) else {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("mcp-healthd did not start ({status:?}); log:\n{}", log.join("\n"));
+            };
             let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             log.push(line);
             if json["message"] == "mcp-healthd serving" {
