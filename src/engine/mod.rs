@@ -5,6 +5,7 @@
 mod observer;
 mod owner;
 mod scheduler;
+mod state;
 mod view;
 
 #[cfg(test)]

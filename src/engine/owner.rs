@@ -13,14 +13,14 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::scheduler::{BackendTask, Timed};
-use super::view::{self, BackendFacts, GroupFacts};
+use super::state::{BackendState, GroupState, same_identity};
+use super::view;
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, Origin, Probed, Subscription};
 use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, ServerFacts};
-use crate::core::phase::GroupVerdict;
 use crate::core::verdict::{Verdict, observe};
 use crate::health::{HealthStatuses, serving_status};
 use crate::probe::{ProbeTarget, SharedProbe};
-use crate::proto::v1::{BackendSpec, BackendStatus, GroupHealth, GroupPhase, GroupSource, ReasonCode};
+use crate::proto::v1::{BackendStatus, GroupPhase, ReasonCode};
 use crate::spec::{Policy, ValidGroup};
 use crate::store::{Persist, StoreError};
 
@@ -59,81 +59,6 @@ impl ManualTicket {
             reply: None,
         }
     }
-}
-
-struct BackendState {
-    target: Arc<ProbeTarget>,
-    epoch: u64,
-    verdict: Verdict,
-    reason: Reason,
-    facts: ServerFacts,
-    last_latency: Option<Duration>,
-    last_probe: Option<SystemTime>,
-    last_transition: Option<SystemTime>,
-    task: AbortHandle,
-    last_manual_probe: Option<Instant>,
-}
-
-impl BackendState {
-    fn facts(&self) -> BackendFacts<'_> {
-        BackendFacts {
-            backend: &self.target.backend,
-            verdict: &self.verdict,
-            reason: &self.reason,
-            facts: &self.facts,
-            last_latency: self.last_latency,
-            last_probe: self.last_probe,
-            last_transition: self.last_transition,
-        }
-    }
-}
-
-struct GroupState {
-    spec: crate::proto::v1::GroupSpec,
-    generation: u64,
-    origin: Origin,
-    revision: u64,
-    verdict: GroupVerdict,
-    backends: BTreeMap<String, BackendState>,
-    /// The last built view; None once counters moved without a published change.
-    cached: Option<Arc<GroupHealth>>,
-}
-
-impl GroupState {
-    fn source(&self) -> GroupSource {
-        match self.origin {
-            Origin::Api => GroupSource::Api,
-            Origin::ConfigFile(_) => GroupSource::ConfigFile,
-        }
-    }
-
-    fn group_facts<'a>(&'a self, name: &'a str) -> GroupFacts<'a> {
-        GroupFacts { name, verdict: &self.verdict, revision: self.revision, generation: self.generation, source: self.source() }
-    }
-
-    fn health(&mut self, name: &str) -> Arc<GroupHealth> {
-        if let Some(h) = &self.cached {
-            return h.clone();
-        }
-        let backends = self.backends.values().map(|b| view::backend_health(&b.facts())).collect();
-        let h = Arc::new(view::group_health(&self.group_facts(name), backends));
-        self.cached = Some(h.clone());
-        h
-    }
-
-    fn recompute(&mut self) -> GroupPhase {
-        let previous = self.verdict.phase;
-        self.verdict = view::verdict(self.backends.values().map(|b| (&b.target.backend, &b.verdict)));
-        self.cached = None;
-        previous
-    }
-}
-
-/// Whether two specs name the same backend endpoint and credentials, so its
-/// verdict carries over. A change of URL, transport, auth, TLS or revision pin
-/// restarts the backend at UNKNOWN.
-fn same_identity(a: &BackendSpec, b: &BackendSpec) -> bool {
-    a.url == b.url && a.transport == b.transport && a.auth == b.auth && a.tls == b.tls && a.protocol_version == b.protocol_version
 }
 
 pub struct Owner {
