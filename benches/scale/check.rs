@@ -30,15 +30,31 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
     let addr = server.expect("ADDR");
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
-        channels.push(Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect"));
+        channels.push(
+            Endpoint::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
     }
     if kind == "daemon" {
         let spec = GroupSpec {
             name: SERVICE.into(),
-            backends: vec![BackendSpec { name: "only".into(), url: format!("http://{fixture}/check"), ..BackendSpec::default() }],
+            backends: vec![BackendSpec {
+                name: "only".into(),
+                url: format!("http://{fixture}/check"),
+                ..BackendSpec::default()
+            }],
             policy: None,
         };
-        GroupHealthServiceClient::new(channels[0].clone()).apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: false }).await.expect("apply");
+        GroupHealthServiceClient::new(channels[0].clone())
+            .apply_group(ApplyGroupRequest {
+                spec: Some(spec),
+                validate_only: false,
+            })
+            .await
+            .expect("apply");
     }
     let calls = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
@@ -50,7 +66,12 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
                 let (calls, answered) = (calls.clone(), answered.clone());
                 tokio::spawn(async move {
                     while Instant::now() < stop {
-                        let ok = client.check(HealthCheckRequest { service: SERVICE.into() }).await.is_ok();
+                        let ok = client
+                            .check(HealthCheckRequest {
+                                service: SERVICE.into(),
+                            })
+                            .await
+                            .is_ok();
                         calls.fetch_add(1, Relaxed);
                         answered.fetch_add(u64::from(ok), Relaxed);
                     }
@@ -71,7 +92,14 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
     run(Duration::from_millis(sizes.check_measure_ms)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let n = calls.load(Relaxed) as f64;
-    (n / elapsed, if n > 0.0 { answered.load(Relaxed) as f64 / n } else { 0.0 })
+    (
+        n / elapsed,
+        if n > 0.0 {
+            answered.load(Relaxed) as f64 / n
+        } else {
+            0.0
+        },
+    )
 }
 
 pub async fn check(report: &mut Report, fixture: &str, sizes: &Sizes) {
@@ -80,15 +108,36 @@ pub async fn check(report: &mut Report, fixture: &str, sizes: &Sizes) {
         eprintln!("check: repeat {} of {}", i + 1, sizes.repeats);
         let (b, b_ok) = load("bare", fixture, sizes).await;
         let (o, o_ok) = load("daemon", fixture, sizes).await;
-        report.sanity(b_ok >= 0.999 && o_ok >= 0.999, format!("check: answered shares {b_ok:.4} (bare) and {o_ok:.4} (ours)"));
+        report.sanity(
+            b_ok >= 0.999 && o_ok >= 0.999,
+            format!("check: answered shares {b_ok:.4} (bare) and {o_ok:.4} (ours)"),
+        );
         report.sanity(b > 0.0 && o > 0.0, "check: nothing measured");
         ours.push(o);
         bare.push(b);
         ratios.push(o / b);
     }
     let c = sizes.check_concurrency;
-    report.add("6 Check", &format!("bare tonic-health Check/s ({c} callers, {CONNECTIONS} connections)"), num(median(&bare)), "", None);
-    report.add("6 Check", "mcp-healthd Check/s", num(median(&ours)), "", None);
+    report.add(
+        "6 Check",
+        &format!("bare tonic-health Check/s ({c} callers, {CONNECTIONS} connections)"),
+        num(median(&bare)),
+        "",
+        None,
+    );
+    report.add(
+        "6 Check",
+        "mcp-healthd Check/s",
+        num(median(&ours)),
+        "",
+        None,
+    );
     let ratio = median(&ratios);
-    report.add("6 Check", "ours / bare (median of paired ratios)", num(ratio), "≥ 0.9", Some(ratio >= 0.9));
+    report.add(
+        "6 Check",
+        "ours / bare (median of paired ratios)",
+        num(ratio),
+        "≥ 0.9",
+        Some(ratio >= 0.9),
+    );
 }

@@ -32,7 +32,12 @@ impl Worker {
             .unwrap_or_else(|e| panic!("cannot start the {role} child: {e}"));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        Worker { child, stdin, stdout, role: role.to_owned() }
+        Worker {
+            child,
+            stdin,
+            stdout,
+            role: role.to_owned(),
+        }
     }
 
     /// Reads lines until one starts with `prefix`; returns the rest of it.
@@ -53,14 +58,17 @@ impl Worker {
     /// Sends one command line and waits for its `OK` answer.
     pub fn command(&mut self, cmd: &str) -> String {
         let stdin = self.stdin.as_mut().expect("stdin open until drop");
-        writeln!(stdin, "{cmd}").and_then(|_| stdin.flush()).unwrap_or_else(|e| panic!("cannot talk to the {} child: {e}", self.role));
+        writeln!(stdin, "{cmd}")
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("cannot talk to the {} child: {e}", self.role));
         self.expect("OK")
     }
 
     /// Waits for the child's `RESULT` line and parses it.
     pub fn result(&mut self) -> serde_json::Value {
         let text = self.expect("RESULT");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad RESULT from the {} child: {e}: {text}", self.role))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("bad RESULT from the {} child: {e}: {text}", self.role))
     }
 }
 

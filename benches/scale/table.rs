@@ -19,8 +19,21 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn add(&mut self, scenario: &str, figure: &str, value: String, target: &str, met: Option<bool>) {
-        self.rows.push(Row { scenario: scenario.into(), figure: figure.into(), value, target: target.into(), met });
+    pub fn add(
+        &mut self,
+        scenario: &str,
+        figure: &str,
+        value: String,
+        target: &str,
+        met: Option<bool>,
+    ) {
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            figure: figure.into(),
+            value,
+            target: target.into(),
+            met,
+        });
     }
 
     /// Records a harness failure unless `ok`.
@@ -41,7 +54,10 @@ impl Report {
                 Some(false) => "**no**",
                 None => "",
             };
-            println!("| {} | {} | {} | {} | {} |", r.scenario, r.figure, r.value, r.target, met);
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                r.scenario, r.figure, r.value, r.target, met
+            );
         }
     }
 }

@@ -30,14 +30,23 @@ const JITTER_PERCENT: u32 = 10;
 const SLACK_MS: f64 = 50.0;
 
 fn pb(d: Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    pbjson_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// Waits for the Watch stream to report `want`; None if the stream ends or 10 s pass.
-async fn until(stream: &mut Streaming<mcp_health::proto::grpc_health_v1::HealthCheckResponse>, want: ServingStatus) -> Option<Instant> {
+async fn until(
+    stream: &mut Streaming<mcp_health::proto::grpc_health_v1::HealthCheckResponse>,
+    want: ServingStatus,
+) -> Option<Instant> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let msg = tokio::time::timeout_at(deadline, stream.message()).await.ok()?.ok()??;
+        let msg = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .ok()?
+            .ok()??;
         if msg.status == want as i32 {
             return Some(Instant::now());
         }
@@ -46,11 +55,24 @@ async fn until(stream: &mut Streaming<mcp_health::proto::grpc_health_v1::HealthC
 
 pub async fn verdict(report: &mut Report, sizes: &Sizes) {
     let fixture = FixtureServer::start().await.expect("fixture listens");
-    let daemon = Daemon::start(DaemonOptions { listen: "127.0.0.1:0".parse().expect("literal"), ..DaemonOptions::default() }).await.expect("daemon starts");
-    let channel = Channel::from_shared(format!("http://{}", daemon.local_addr())).expect("uri").connect().await.expect("connect");
+    let daemon = Daemon::start(DaemonOptions {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        ..DaemonOptions::default()
+    })
+    .await
+    .expect("daemon starts");
+    let channel = Channel::from_shared(format!("http://{}", daemon.local_addr()))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
     let spec = GroupSpec {
         name: "verdict".into(),
-        backends: vec![BackendSpec { name: "only".into(), url: fixture.url_for("/v"), ..BackendSpec::default() }],
+        backends: vec![BackendSpec {
+            name: "only".into(),
+            url: fixture.url_for("/v"),
+            ..BackendSpec::default()
+        }],
         policy: Some(ProbePolicy {
             interval: Some(pb(INTERVAL)),
             timeout: Some(pb(TIMEOUT)),
@@ -60,9 +82,24 @@ pub async fn verdict(report: &mut Report, sizes: &Sizes) {
             ..ProbePolicy::default()
         }),
     };
-    GroupHealthServiceClient::new(channel.clone()).apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: false }).await.expect("apply");
-    let mut stream = HealthClient::new(channel).watch(HealthCheckRequest { service: "verdict".into() }).await.expect("watch").into_inner();
-    report.sanity(until(&mut stream, ServingStatus::Serving).await.is_some(), "verdict: the group never became SERVING");
+    GroupHealthServiceClient::new(channel.clone())
+        .apply_group(ApplyGroupRequest {
+            spec: Some(spec),
+            validate_only: false,
+        })
+        .await
+        .expect("apply");
+    let mut stream = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "verdict".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    report.sanity(
+        until(&mut stream, ServingStatus::Serving).await.is_some(),
+        "verdict: the group never became SERVING",
+    );
 
     eprintln!("verdict: {} kill/recover cycles", sizes.verdict_cycles);
     let (mut down, mut up) = (Vec::new(), Vec::new());
@@ -90,12 +127,23 @@ pub async fn verdict(report: &mut Report, sizes: &Sizes) {
     let down_bound = ms(INTERVAL) * f64::from(UNHEALTHY_THRESHOLD) + ms(TIMEOUT);
     let up_bound = ms(INTERVAL) * f64::from(HEALTHY_THRESHOLD) + ms(TIMEOUT);
     let policy = format!("interval 200 ms ±{JITTER_PERCENT}%, timeout 100 ms");
-    for (what, samples, threshold, bound) in [("kill → NOT_SERVING", &mut down, UNHEALTHY_THRESHOLD, down_bound), ("recover → SERVING", &mut up, HEALTHY_THRESHOLD, up_bound)] {
+    for (what, samples, threshold, bound) in [
+        (
+            "kill → NOT_SERVING",
+            &mut down,
+            UNHEALTHY_THRESHOLD,
+            down_bound,
+        ),
+        ("recover → SERVING", &mut up, HEALTHY_THRESHOLD, up_bound),
+    ] {
         let p50 = median(samples);
         let max = quantile(samples, 1.0);
         report.add(
             "4 verdict",
-            &format!("{what} ms, p50 / max of {} ({policy}, threshold {threshold})", samples.len()),
+            &format!(
+                "{what} ms, p50 / max of {} ({policy}, threshold {threshold})",
+                samples.len()
+            ),
             format!("{} / {}", num(p50), num(max)),
             &format!("≤ {} (bound {} + 50)", num(bound + SLACK_MS), num(bound)),
             Some(!samples.is_empty() && max <= bound + SLACK_MS),
