@@ -83,7 +83,7 @@ pub struct DaemonOptions {
 
 /// tonic's default decoding limit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
-pub const DEFAULT_MAX_WATCH_STREAMS: usize = 1024;
+pub const DEFAULT_MAX_WATCH_STREAMS: usize = 10_000;
 
 impl Default for DaemonOptions {
     fn default() -> Self {

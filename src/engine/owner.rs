@@ -403,15 +403,18 @@ impl Owner {
             );
         }
         b.verdict = next;
-        let backend_view = view::backend_health(&b.facts());
+        // Only an on-demand probe waits for its backend's view; scheduled probes skip building it.
+        let backend_view = r.reply.is_some().then(|| view::backend_health(&b.facts()));
         if changed {
-            let previous = g.recompute();
+            let previous = g.verdict.phase;
             self.publish(&r.group, Some(previous));
         } else {
             g.cached = None;
         }
-        let phase = self.groups.get(&r.group).map_or(GroupPhase::Unspecified, |g| g.verdict.phase);
-        reply(Ok(Probed { backend: backend_view, phase }), r.reply);
+        if let (Some(tx), Some(backend)) = (r.reply, backend_view) {
+            let phase = self.groups.get(&r.group).map_or(GroupPhase::Unspecified, |g| g.verdict.phase);
+            let _ = tx.send(Ok(Probed { backend, phase }));
+        }
     }
 
     /// Recomputes a group's verdict, bumps the revision and tells everyone.
@@ -420,7 +423,6 @@ impl Owner {
         g.recompute();
         self.revision += 1;
         g.revision = self.revision;
-        let health = g.health(name);
         let phase = g.verdict.phase;
         if let Some(o) = &self.config.observer {
             o.group_verdict(name, &g.verdict);
@@ -429,8 +431,13 @@ impl Owner {
         if previous_phase != Some(phase) {
             info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), message = %g.verdict.message, "group phase");
         }
-        // No receivers is fine; a lagging receiver is resynchronized by its stream.
-        let _ = self.events.send(Event { kind: EventKind::Changed, revision: self.revision, group: health });
+        // The full view costs O(backends); build it only when someone watches.
+        // (Readers that come later build it on demand from the same state.)
+        if self.events.receiver_count() > 0 {
+            let health = g.health(name);
+            // A lagging receiver is resynchronized by its stream with a snapshot.
+            let _ = self.events.send(Event { kind: EventKind::Changed, revision: self.revision, group: health });
+        }
         self.log_first_verdicts();
     }
 
