@@ -31,7 +31,10 @@ pub enum ConfigError {
 
 /// Parses a config document (YAML, of which JSON is a subset).
 pub fn parse(text: &str, path: &Path) -> Result<HealthConfig, ConfigError> {
-    serde_yaml_ng::from_str::<HealthConfig>(text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), reason: e.to_string() })
+    serde_yaml_ng::from_str::<HealthConfig>(text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Validates every group of a config; group names must be unique.
@@ -41,7 +44,10 @@ pub fn validate(config: &HealthConfig, path: &Path, limits: &Limits) -> Result<V
     let mut names = std::collections::HashSet::new();
     for (i, g) in config.groups.iter().enumerate() {
         if !names.insert(g.name.as_str()) {
-            violations.push(FieldViolation { field: format!("groups[{i}].name"), description: format!("duplicate group name {:?}", g.name) });
+            violations.push(FieldViolation {
+                field: format!("groups[{i}].name"),
+                description: format!("duplicate group name {:?}", g.name),
+            });
         }
         match validate_group(g, &format!("groups[{i}]"), limits) {
             Ok(v) => groups.push(v),
@@ -49,14 +55,27 @@ pub fn validate(config: &HealthConfig, path: &Path, limits: &Limits) -> Result<V
         }
     }
     if config.groups.len() > limits.max_groups {
-        violations.push(FieldViolation { field: "groups".into(), description: format!("has {} groups; the limit is {}", config.groups.len(), limits.max_groups) });
+        violations.push(FieldViolation {
+            field: "groups".into(),
+            description: format!("has {} groups; the limit is {}", config.groups.len(), limits.max_groups),
+        });
     }
-    if violations.is_empty() { Ok(groups) } else { Err(ConfigError::Invalid { path: path.display().to_string(), violations }) }
+    if violations.is_empty() {
+        Ok(groups)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.display().to_string(),
+            violations,
+        })
+    }
 }
 
 /// Reads and validates a config file.
 pub fn load(path: &Path, limits: &Limits) -> Result<(String, Vec<ValidGroup>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let groups = validate(&parse(&text, path)?, path, limits)?;
     Ok((text, groups))
 }
@@ -104,7 +123,10 @@ pub async fn apply(engine: &Engine, path: &Path, groups: Vec<ValidGroup>, status
             Ok(())
         }
         Err(e) => {
-            let err = ConfigError::Apply { path: path.display().to_string(), reason: e.to_string() };
+            let err = ConfigError::Apply {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
             status.bad(path, &err);
             Err(err)
         }
@@ -136,7 +158,10 @@ pub async fn watch(engine: Engine, path: PathBuf, mut last_text: String, status:
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(t) => t,
             Err(e) => {
-                let err = ConfigError::Read { path: path.display().to_string(), reason: e.to_string() };
+                let err = ConfigError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                };
                 if forced || status.snapshot().last_error != err.to_string() {
                     error!(error = %err, "config reload failed; keeping the last good config");
                 }

@@ -13,17 +13,17 @@ use tracing::{info, warn};
 
 use crate::api::auth::{AdminGuard, AdminToken, AuthError};
 use crate::api::group_service::GroupService;
+use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
 use crate::api::tls::{ServerTls, TlsError};
-use crate::api::health_service::HealthService;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
 use crate::probe::{HttpProber, SharedProbe};
-use crate::spec::{Limits, ValidGroup, validate_group};
-use crate::store::{Persist, RedbStore, StoreError};
 use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
+use crate::spec::{Limits, ValidGroup, validate_group};
+use crate::store::{Persist, RedbStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -192,10 +192,14 @@ impl Daemon {
                 (None, Vec::new())
             }
         };
-        let listener = TcpListener::bind(opts.listen)
-            .await
-            .map_err(|e| DaemonError::Listen { addr: opts.listen.to_string(), reason: e.to_string() })?;
-        let addr = listener.local_addr().map_err(|e| DaemonError::Listen { addr: opts.listen.to_string(), reason: e.to_string() })?;
+        let listener = TcpListener::bind(opts.listen).await.map_err(|e| DaemonError::Listen {
+            addr: opts.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+        let addr = listener.local_addr().map_err(|e| DaemonError::Listen {
+            addr: opts.listen.to_string(),
+            reason: e.to_string(),
+        })?;
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
@@ -204,7 +208,11 @@ impl Daemon {
         if let Some(metrics_listen) = opts.metrics_listen {
             let metrics = Arc::new(crate::metrics::Metrics::new());
             engine_config.observer = Some(metrics.clone());
-            metrics_addr = Some(crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone()).await?.local_addr());
+            metrics_addr = Some(
+                crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone())
+                    .await?
+                    .local_addr(),
+            );
         }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
@@ -218,7 +226,9 @@ impl Daemon {
             .with_admin_guard(admin)
             .with_watch_streams(watch_streams.clone());
         let health_service = HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams);
-        let oversize = OversizeAsResourceExhausted { max_message_bytes: opts.max_message_bytes };
+        let oversize = OversizeAsResourceExhausted {
+            max_message_bytes: opts.max_message_bytes,
+        };
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).map_err(|e| DaemonError::TlsConfig(e.to_string()))?;
@@ -246,7 +256,14 @@ impl Daemon {
                 .map_err(|e| DaemonError::Serve(e.to_string()))
         });
         info!(%addr, "mcp-healthd serving");
-        Ok(Daemon { addr, engine, statuses, shutdown, server, metrics_addr })
+        Ok(Daemon {
+            addr,
+            engine,
+            statuses,
+            shutdown,
+            server,
+            metrics_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -303,7 +320,10 @@ mod tests {
     use super::*;
 
     fn opts(listen: &str) -> DaemonOptions {
-        DaemonOptions { listen: listen.parse().unwrap(), ..DaemonOptions::default() }
+        DaemonOptions {
+            listen: listen.parse().unwrap(),
+            ..DaemonOptions::default()
+        }
     }
 
     #[test]
@@ -313,14 +333,35 @@ mod tests {
         for listen in ["0.0.0.0:50051", "[::]:50051", "10.0.0.5:50051"] {
             let err = admin_guard(&opts(listen)).unwrap_err().to_string();
             assert!(err.contains("refusing to listen") && err.contains("--insecure-allow-open-mutations"), "{err}");
-            assert!(admin_guard(&DaemonOptions { insecure_allow_open_mutations: true, ..opts(listen) }).is_ok());
+            assert!(
+                admin_guard(&DaemonOptions {
+                    insecure_allow_open_mutations: true,
+                    ..opts(listen)
+                })
+                .is_ok()
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         std::fs::write(&token, "t0ken").unwrap();
-        let guarded = admin_guard(&DaemonOptions { admin_token_file: Some(token), ..opts("0.0.0.0:50051") }).unwrap();
+        let guarded = admin_guard(&DaemonOptions {
+            admin_token_file: Some(token),
+            ..opts("0.0.0.0:50051")
+        })
+        .unwrap();
         assert!(guarded.protects());
-        let tls = ServerTls { cert: "c".into(), key: "k".into(), client_ca: Some("ca".into()) };
-        assert!(admin_guard(&DaemonOptions { tls: Some(tls), ..opts("0.0.0.0:50051") }).unwrap().protects());
+        let tls = ServerTls {
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: Some("ca".into()),
+        };
+        assert!(
+            admin_guard(&DaemonOptions {
+                tls: Some(tls),
+                ..opts("0.0.0.0:50051")
+            })
+            .unwrap()
+            .protects()
+        );
     }
 }

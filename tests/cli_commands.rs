@@ -21,8 +21,14 @@ async fn ctl(server: &str, args: &[&str]) -> Output {
 
 async fn ctl_with_stdin(server: &str, args: &[&str], stdin: Option<String>) -> Output {
     let mut cmd = Command::new(CTL);
-    cmd.arg("--server").arg(server).args(args).env_remove("NO_COLOR").env_remove("MCP_HEALTH_OUTPUT");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--server")
+        .arg(server)
+        .args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("MCP_HEALTH_OUTPUT");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn().expect("mcp-healthctl runs");
         if let Some(text) = stdin {
@@ -76,7 +82,11 @@ async fn groups_and_get_in_every_output_mode() {
     let list: ListGroupsResponse = serde_json::from_str(&stdout(&json)).expect("proto3 JSON");
     assert_eq!(list.groups.len(), 1);
     assert_eq!((list.groups[0].name.as_str(), list.groups[0].phase), ("web", GroupPhase::Ready as i32));
-    assert!(stdout(&json).contains("\"phase\": \"GROUP_PHASE_READY\""), "enum names per the JSON mapping: {}", stdout(&json));
+    assert!(
+        stdout(&json).contains("\"phase\": \"GROUP_PHASE_READY\""),
+        "enum names per the JSON mapping: {}",
+        stdout(&json)
+    );
 
     let yaml = ctl(&server, &["groups", "-o", "yaml"]).await;
     assert_exit(&yaml, 0);
@@ -93,8 +103,11 @@ async fn groups_and_get_in_every_output_mode() {
     for format in ["json", "yaml"] {
         let out = ctl(&server, &["get", "web", "-o", format]).await;
         assert_exit(&out, 0);
-        let resp: GetGroupHealthResponse =
-            if format == "json" { serde_json::from_str(&stdout(&out)).unwrap() } else { serde_yaml_ng::from_str(&stdout(&out)).unwrap() };
+        let resp: GetGroupHealthResponse = if format == "json" {
+            serde_json::from_str(&stdout(&out)).unwrap()
+        } else {
+            serde_yaml_ng::from_str(&stdout(&out)).unwrap()
+        };
         let h = resp.health.unwrap();
         assert_eq!((h.name.as_str(), status(backend(&h, "a"))), ("web", BackendStatus::Healthy));
     }
@@ -115,7 +128,10 @@ async fn check_uses_grpc_health_probe_exit_codes() {
     assert_eq!(stdout(&server_check), "status: SERVING\n");
     let group_check = ctl(&server, &["check", "web", "-o", "json"]).await;
     assert_exit(&group_check, 0);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout(&group_check)).unwrap(), serde_json::json!({"status": "SERVING"}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&group_check)).unwrap(),
+        serde_json::json!({"status": "SERVING"})
+    );
 
     fixture.stop().await;
     d.wait_group("web", "web FAILED", |h| phase(h) == GroupPhase::Failed).await;
@@ -145,7 +161,15 @@ async fn apply_reports_invalid_fields_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
 
     let config = dir.path().join("groups.yaml");
-    std::fs::write(&config, format!("groups:\n  - {}  - {}", indent(&fast_group("one", &fixture.url())), indent(&fast_group("two", &fixture.url())))).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "groups:\n  - {}  - {}",
+            indent(&fast_group("one", &fixture.url())),
+            indent(&fast_group("two", &fixture.url()))
+        ),
+    )
+    .unwrap();
     let applied = ctl(&server, &["apply", "-f", config.to_str().unwrap()]).await;
     assert_exit(&applied, 0);
     assert_eq!(stdout(&applied), "group one applied (generation 1)\ngroup two applied (generation 1)\n");
@@ -183,7 +207,10 @@ async fn apply_reports_invalid_fields_one_by_one() {
 }
 
 fn indent(yaml: &str) -> String {
-    yaml.lines().enumerate().map(|(i, l)| if i == 0 { format!("{l}\n") } else { format!("    {l}\n") }).collect()
+    yaml.lines()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { format!("{l}\n") } else { format!("    {l}\n") })
+        .collect()
 }
 
 #[tokio::test]
@@ -194,7 +221,10 @@ async fn delete_and_probe() {
     let probed = ctl(&server, &["probe", "web", "a", "-o", "json"]).await;
     assert_exit(&probed, 0);
     let resp: ProbeBackendResponse = serde_json::from_str(&stdout(&probed)).unwrap();
-    assert_eq!((resp.backend.unwrap().status, resp.phase), (BackendStatus::Healthy as i32, GroupPhase::Ready as i32));
+    assert_eq!(
+        (resp.backend.unwrap().status, resp.phase),
+        (BackendStatus::Healthy as i32, GroupPhase::Ready as i32)
+    );
     let missing_backend = ctl(&server, &["probe", "web", "zzz"]).await;
     assert_exit(&missing_backend, 1);
     assert!(stderr(&missing_backend).contains("backend \"zzz\" not found"), "{}", stderr(&missing_backend));
@@ -225,7 +255,12 @@ fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, seen: &
 async fn watch_prints_one_line_per_change_when_piped() {
     let fixture = FixtureServer::start().await.unwrap();
     let (d, server) = daemon_with_ready_group(&fixture).await;
-    let mut child = Command::new(CTL).args(["--server", &server, "watch", "web"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(CTL)
+        .args(["--server", &server, "watch", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let out = child.stdout.take().unwrap();
     let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -257,7 +292,11 @@ async fn watch_prints_one_line_per_change_when_piped() {
 async fn watch_json_is_one_message_per_line() {
     let fixture = FixtureServer::start().await.unwrap();
     let (mut d, server) = daemon_with_ready_group(&fixture).await;
-    let mut child = Command::new(CTL).args(["--server", &server, "watch", "-o", "json"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(CTL)
+        .args(["--server", &server, "watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let out = child.stdout.take().unwrap();
     let (snapshot_tx, snapshot_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -293,7 +332,11 @@ async fn usage_errors_and_completions() {
     assert!(stderr(&bad).contains("<GROUP>"), "{}", stderr(&bad));
     let bash = ctl("http://127.0.0.1:9", &["completions", "bash"]).await;
     assert_exit(&bash, 0);
-    assert!(stdout(&bash).contains("complete -F _mcp__healthctl") && stdout(&bash).contains(" mcp-healthctl\n"), "{}", stdout(&bash));
+    assert!(
+        stdout(&bash).contains("complete -F _mcp__healthctl") && stdout(&bash).contains(" mcp-healthctl\n"),
+        "{}",
+        stdout(&bash)
+    );
     let help = ctl("http://127.0.0.1:9", &["--help"]).await;
     assert_exit(&help, 0);
     assert!(stdout(&help).contains("4 not SERVING"), "{}", stdout(&help));
@@ -306,7 +349,11 @@ async fn token_file_authorizes_mutations_and_is_never_printed() {
     let token = "s3cret-admin-token-0123456789";
     let admin = dir.path().join("admin-token");
     std::fs::write(&admin, format!("{token}\n")).unwrap();
-    let d = TestDaemon::start(DaemonOptions { admin_token_file: Some(admin.clone()), ..DaemonOptions::default() }).await;
+    let d = TestDaemon::start(DaemonOptions {
+        admin_token_file: Some(admin.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
     let server = format!("http://{}", d.addr);
     let spec = fast_group("guarded", &fixture.url());
 

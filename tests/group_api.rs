@@ -26,12 +26,25 @@ async fn per_user_backends_answering_401_make_the_group_ready() {
     oauth.set_behavior(Behavior::Unauthorized { resource_metadata: true });
     let healthy = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::empty().await;
-    d.apply(group("all-oauth", &[("a", &oauth.url(), "AUTH_MODE_PER_USER"), ("b", &oauth.url(), "AUTH_MODE_PER_USER")], "")).await;
-    d.apply(group("mixed", &[("api", &healthy.url(), "AUTH_MODE_NONE"), ("github", &oauth.url(), "AUTH_MODE_PER_USER")], "")).await;
+    d.apply(group(
+        "all-oauth",
+        &[("a", &oauth.url(), "AUTH_MODE_PER_USER"), ("b", &oauth.url(), "AUTH_MODE_PER_USER")],
+        "",
+    ))
+    .await;
+    d.apply(group(
+        "mixed",
+        &[("api", &healthy.url(), "AUTH_MODE_NONE"), ("github", &oauth.url(), "AUTH_MODE_PER_USER")],
+        "",
+    ))
+    .await;
 
     let h = d.wait_group("all-oauth", "all-oauth READY", |h| phase(h) == GroupPhase::Ready).await;
     for b in &h.backends {
-        assert_eq!((status(b), b.routable, reason(b)), (BackendStatus::Unauthenticated, true, ReasonCode::AuthRequired));
+        assert_eq!(
+            (status(b), b.routable, reason(b)),
+            (BackendStatus::Unauthenticated, true, ReasonCode::AuthRequired)
+        );
         assert_eq!(b.reason.as_ref().unwrap().http_status, 401);
     }
     assert_eq!(h.message, "all 2 backends routable; 2 backends require authentication");
@@ -60,9 +73,20 @@ async fn a_401_without_per_user_auth_is_not_routable() {
 #[tokio::test]
 async fn json_and_sse_replies_are_both_healthy_and_report_the_server() {
     let json = FixtureServer::start().await.unwrap();
-    let sse = FixtureServer::start_with(FixtureOptions { reply: ReplyFormat::Sse, server_name: "sse-server".into(), ..Default::default() }).await.unwrap();
+    let sse = FixtureServer::start_with(FixtureOptions {
+        reply: ReplyFormat::Sse,
+        server_name: "sse-server".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut d = TestDaemon::empty().await;
-    d.apply(group("replies", &[("json", &json.url(), "AUTH_MODE_NONE"), ("sse", &sse.url(), "AUTH_MODE_NONE")], "")).await;
+    d.apply(group(
+        "replies",
+        &[("json", &json.url(), "AUTH_MODE_NONE"), ("sse", &sse.url(), "AUTH_MODE_NONE")],
+        "",
+    ))
+    .await;
     let h = d.wait_group("replies", "READY", |h| phase(h) == GroupPhase::Ready).await;
     for name in ["json", "sse"] {
         let b = backend(&h, name);
@@ -89,7 +113,8 @@ async fn failures_below_the_threshold_degrade_then_recover() {
     let server = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::empty().await;
     // A long interval would slow the test; a high threshold keeps the blip below it.
-    d.apply(group("blip", &[("api", &server.url(), "AUTH_MODE_NONE")], "  unhealthyThreshold: 50\n")).await;
+    d.apply(group("blip", &[("api", &server.url(), "AUTH_MODE_NONE")], "  unhealthyThreshold: 50\n"))
+        .await;
     d.wait_group("blip", "READY", |h| phase(h) == GroupPhase::Ready).await;
 
     server.set_behavior(Behavior::Status(500));
@@ -109,7 +134,12 @@ async fn failures_below_the_threshold_degrade_then_recover() {
 async fn a_dead_backend_fails_at_the_threshold_and_recovers_after_healthy_threshold() {
     let server = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::empty().await;
-    d.apply(group("down", &[("api", &server.url(), "AUTH_MODE_NONE")], "  unhealthyThreshold: 2\n  healthyThreshold: 2\n")).await;
+    d.apply(group(
+        "down",
+        &[("api", &server.url(), "AUTH_MODE_NONE")],
+        "  unhealthyThreshold: 2\n  healthyThreshold: 2\n",
+    ))
+    .await;
     d.wait_group("down", "READY", |h| phase(h) == GroupPhase::Ready).await;
 
     server.stop().await;
@@ -129,8 +159,15 @@ async fn slow_backends_degrade_the_group_instead_of_failing_it() {
     let server = FixtureServer::start().await.unwrap();
     server.set_behavior(Behavior::Slow(Duration::from_millis(60)));
     let mut d = TestDaemon::empty().await;
-    d.apply(group("slow", &[("a", &server.url(), "AUTH_MODE_NONE"), ("b", &server.url(), "AUTH_MODE_NONE")], "  degradedLatency: 0.01s\n")).await;
-    let h = d.wait_group("slow", "DEGRADED", |h| phase(h) == GroupPhase::Degraded && h.summary.unwrap().degraded == 2).await;
+    d.apply(group(
+        "slow",
+        &[("a", &server.url(), "AUTH_MODE_NONE"), ("b", &server.url(), "AUTH_MODE_NONE")],
+        "  degradedLatency: 0.01s\n",
+    ))
+    .await;
+    let h = d
+        .wait_group("slow", "DEGRADED", |h| phase(h) == GroupPhase::Degraded && h.summary.unwrap().degraded == 2)
+        .await;
     assert_eq!(h.summary.unwrap().routable, 2);
     assert_eq!(reason(backend(&h, "a")), ReasonCode::Slow);
     d.stop().await;
@@ -177,12 +214,25 @@ async fn invalid_specs_name_every_offending_field_and_change_nothing() {
     let spec = group_yaml(
         "name: Bad_Name\npolicy:\n  interval: 1s\n  timeout: 2s\n  unhealthyThreshold: 0\nbackends:\n  - name: ok\n    url: ftp://x\n  - name: ok\n    url: http://127.0.0.1:1/mcp\n",
     );
-    let err = d.client.apply_group(ApplyGroupRequest { spec: Some(spec), validate_only: false }).await.unwrap_err();
+    let err = d
+        .client
+        .apply_group(ApplyGroupRequest {
+            spec: Some(spec),
+            validate_only: false,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let fields: Vec<String> = err.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
     assert_eq!(
         fields,
-        ["spec.name", "spec.policy.unhealthyThreshold", "spec.policy.timeout", "spec.backends[0].url", "spec.backends[1].name"],
+        [
+            "spec.name",
+            "spec.policy.unhealthyThreshold",
+            "spec.policy.timeout",
+            "spec.backends[0].url",
+            "spec.backends[1].name"
+        ],
     );
     assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
     d.stop().await;
@@ -192,11 +242,22 @@ async fn invalid_specs_name_every_offending_field_and_change_nothing() {
 async fn watch_sends_a_snapshot_then_each_change_with_rising_revisions() {
     let server = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::empty().await;
-    d.apply(group("w", &[("api", &server.url(), "AUTH_MODE_NONE")], "  unhealthyThreshold: 1\n")).await;
+    d.apply(group("w", &[("api", &server.url(), "AUTH_MODE_NONE")], "  unhealthyThreshold: 1\n"))
+        .await;
     d.wait_group("w", "READY", |h| phase(h) == GroupPhase::Ready).await;
 
-    let mut one = d.client.watch_group_health(WatchGroupHealthRequest { group: "w".into() }).await.unwrap().into_inner();
-    let mut all = d.client.watch_group_health(WatchGroupHealthRequest { group: String::new() }).await.unwrap().into_inner();
+    let mut one = d
+        .client
+        .watch_group_health(WatchGroupHealthRequest { group: "w".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut all = d
+        .client
+        .watch_group_health(WatchGroupHealthRequest { group: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     let first = one.next().await.unwrap().unwrap();
     assert_eq!(WatchEventKind::try_from(first.kind).unwrap(), WatchEventKind::Snapshot);
     assert_eq!(phase(&first.groups[0]), GroupPhase::Ready);
@@ -243,13 +304,35 @@ async fn probe_backend_returns_a_fresh_verdict_and_is_rate_limited() {
     .await;
     d.wait_group("p", "READY", |h| phase(h) == GroupPhase::Ready).await;
     server.stop().await;
-    let r = d.client.probe_backend(ProbeBackendRequest { group: "p".into(), backend: "api".into() }).await.unwrap().into_inner();
+    let r = d
+        .client
+        .probe_backend(ProbeBackendRequest {
+            group: "p".into(),
+            backend: "api".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let b = r.backend.unwrap();
     assert_eq!((status(&b), reason(&b)), (BackendStatus::Unhealthy, ReasonCode::ConnectionRefused));
     assert_eq!(GroupPhase::try_from(r.phase).unwrap(), GroupPhase::Failed);
-    let err = d.client.probe_backend(ProbeBackendRequest { group: "p".into(), backend: "api".into() }).await.unwrap_err();
+    let err = d
+        .client
+        .probe_backend(ProbeBackendRequest {
+            group: "p".into(),
+            backend: "api".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
-    let err = d.client.probe_backend(ProbeBackendRequest { group: "p".into(), backend: "nope".into() }).await.unwrap_err();
+    let err = d
+        .client
+        .probe_backend(ProbeBackendRequest {
+            group: "p".into(),
+            backend: "nope".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     d.stop().await;
 }

@@ -17,7 +17,9 @@ fn req(service: &str) -> HealthCheckRequest {
 }
 
 fn spec(name: &str, url: &str) -> GroupSpec {
-    group_yaml(&format!("name: {name}\npolicy:\n  interval: 0.3s\n  timeout: 0.2s\n  unhealthyThreshold: 1\nbackends:\n  - name: api\n    url: {url}\n"))
+    group_yaml(&format!(
+        "name: {name}\npolicy:\n  interval: 0.3s\n  timeout: 0.2s\n  unhealthyThreshold: 1\nbackends:\n  - name: api\n    url: {url}\n"
+    ))
 }
 
 #[tokio::test]
@@ -67,7 +69,8 @@ async fn watch_of_an_unknown_service_stays_open_and_sends_only_real_changes() {
         seen.push(watch.next().await.unwrap().unwrap().status);
     }
     assert_eq!(seen.last(), Some(&(ServingStatus::Serving as i32)), "{seen:?}");
-    d.wait_group("later", "several more probes", |h| backend(h, "api").consecutive_successes >= 4).await;
+    d.wait_group("later", "several more probes", |h| backend(h, "api").consecutive_successes >= 4)
+        .await;
 
     // The next message is the real change (down), not a repeat of SERVING.
     server.stop().await;
@@ -87,7 +90,12 @@ async fn shutdown_serves_not_serving_then_ends_streams_cleanly() {
     let mut health = d.health.watch(req("")).await.unwrap().into_inner();
     assert_eq!(health.next().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
     d.apply(group_yaml("name: empty\nbackends: []\n")).await;
-    let mut groups = d.client.watch_group_health(WatchGroupHealthRequest { group: String::new() }).await.unwrap().into_inner();
+    let mut groups = d
+        .client
+        .watch_group_health(WatchGroupHealthRequest { group: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(groups.next().await.unwrap().is_ok());
 
     d.daemon.take().unwrap().stop().await.expect("clean stop");

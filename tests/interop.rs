@@ -37,7 +37,11 @@ impl Drop for PythonServers {
 impl PythonServers {
     fn start(args: &[&str]) -> PythonServers {
         let python = repo().join(".venv/bin/python");
-        assert!(python.exists(), "{} is missing: run scripts/setup-python.sh (scripts/interop.sh does)", python.display());
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/setup-python.sh (scripts/interop.sh does)",
+            python.display()
+        );
         let mut child = Command::new(&python)
             .arg(repo().join("tests/interop/mcp_servers.py"))
             .args(args)
@@ -68,7 +72,12 @@ impl PythonServers {
             }
         };
         let urls: HashMap<String, String> = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad URL line {line:?}: {e}"));
-        PythonServers { child, urls, _stdin: stdin, _stdout: stdout }
+        PythonServers {
+            child,
+            urls,
+            _stdin: stdin,
+            _stdout: stdout,
+        }
     }
 
     fn url(&self, key: &str) -> &str {
@@ -126,32 +135,68 @@ async fn official_sdk_servers_get_the_expected_verdicts() {
     let mut d = TestDaemon::empty().await;
     let spec = json!({"name": "interop", "policy": {"interval": "2s", "timeout": "1.5s"}, "backends": backends});
     d.apply(serde_json::from_value(spec).unwrap()).await;
-    let h = d.wait_group("interop", "a verdict on every backend", |h| h.backends.iter().all(|b| status(b) != BackendStatus::Unknown)).await;
+    let h = d
+        .wait_group("interop", "a verdict on every backend", |h| {
+            h.backends.iter().all(|b| status(b) != BackendStatus::Unknown)
+        })
+        .await;
     print_group("official MCP Python SDK servers", &h);
 
     for name in ["streamable-sse", "json-response", "stateless", "modern-2026", "modern-2026-pinned"] {
         let b = backend(&h, name);
-        assert_eq!((status(b), b.protocol_version.as_str()), (BackendStatus::Healthy, "2026-07-28"), "{name}: {b:#?}");
-        assert_eq!(b.server_name, format!("interop-{}", if name.starts_with("modern") { "modern_2026".to_owned() } else { name.replace('-', "_") }));
+        assert_eq!(
+            (status(b), b.protocol_version.as_str()),
+            (BackendStatus::Healthy, "2026-07-28"),
+            "{name}: {b:#?}"
+        );
+        assert_eq!(
+            b.server_name,
+            format!(
+                "interop-{}",
+                if name.starts_with("modern") {
+                    "modern_2026".to_owned()
+                } else {
+                    name.replace('-', "_")
+                }
+            )
+        );
     }
-    for (name, version) in [("streamable-sse-2025", "2025-11-25"), ("json-response-2025", "2025-06-18"), ("stateless-2025", "2025-03-26")] {
+    for (name, version) in [
+        ("streamable-sse-2025", "2025-11-25"),
+        ("json-response-2025", "2025-06-18"),
+        ("stateless-2025", "2025-03-26"),
+    ] {
         let b = backend(&h, name);
-        assert_eq!((status(b), b.protocol_version.as_str(), b.tool_count), (BackendStatus::Healthy, version, Some(2)), "{name}: {b:#?}");
+        assert_eq!(
+            (status(b), b.protocol_version.as_str(), b.tool_count),
+            (BackendStatus::Healthy, version, Some(2)),
+            "{name}: {b:#?}"
+        );
     }
     assert_eq!(backend(&h, "modern-2026").tool_count, Some(2));
     let legacy = backend(&h, "legacy-sse");
-    assert_eq!((status(legacy), legacy.server_name.as_str(), legacy.tool_count), (BackendStatus::Healthy, "interop-legacy_sse", Some(2)), "{legacy:#?}");
+    assert_eq!(
+        (status(legacy), legacy.server_name.as_str(), legacy.tool_count),
+        (BackendStatus::Healthy, "interop-legacy_sse", Some(2)),
+        "{legacy:#?}"
+    );
     assert_eq!(legacy.protocol_version, "2024-11-05");
 
     let per_user = backend(&h, "auth-per-user");
-    assert_eq!((status(per_user), per_user.routable, reason(per_user)), (BackendStatus::Unauthenticated, true, ReasonCode::AuthRequired));
+    assert_eq!(
+        (status(per_user), per_user.routable, reason(per_user)),
+        (BackendStatus::Unauthenticated, true, ReasonCode::AuthRequired)
+    );
     assert_eq!(per_user.resource_metadata, ResourceMetadataState::Valid as i32);
     let none = backend(&h, "auth-none");
     assert_eq!((status(none), none.routable), (BackendStatus::Unauthenticated, false));
     let valid = backend(&h, "auth-static-valid");
     assert_eq!((status(valid), valid.server_name.as_str()), (BackendStatus::Healthy, "interop-auth"));
     let invalid = backend(&h, "auth-static-invalid");
-    assert_eq!((status(invalid), invalid.routable, reason(invalid)), (BackendStatus::Unauthenticated, false, ReasonCode::CredentialsRejected));
+    assert_eq!(
+        (status(invalid), invalid.routable, reason(invalid)),
+        (BackendStatus::Unauthenticated, false, ReasonCode::CredentialsRejected)
+    );
     d.stop().await;
 }
 
@@ -165,11 +210,17 @@ async fn a_killed_server_goes_unhealthy_and_recovers_when_restarted() {
     let spec = json!({"name": "killable", "policy": {"interval": "0.5s", "timeout": "0.4s", "unhealthyThreshold": 2, "healthyThreshold": 1},
         "backends": [{"name": "killable", "url": url}]});
     d.apply(serde_json::from_value(spec).unwrap()).await;
-    let h = d.wait_group("killable", "HEALTHY", |h| status(backend(h, "killable")) == BackendStatus::Healthy).await;
+    let h = d
+        .wait_group("killable", "HEALTHY", |h| status(backend(h, "killable")) == BackendStatus::Healthy)
+        .await;
     print_group("killable, running", &h);
 
     drop(py); // kills the process
-    let h = d.wait_group("killable", "UNHEALTHY after the threshold", |h| status(backend(h, "killable")) == BackendStatus::Unhealthy).await;
+    let h = d
+        .wait_group("killable", "UNHEALTHY after the threshold", |h| {
+            status(backend(h, "killable")) == BackendStatus::Unhealthy
+        })
+        .await;
     print_group("killable, killed", &h);
     let b = backend(&h, "killable");
     assert!(b.consecutive_failures >= 2, "{b:#?}");
@@ -177,7 +228,9 @@ async fn a_killed_server_goes_unhealthy_and_recovers_when_restarted() {
     assert_eq!(reason(b), ReasonCode::ConnectionRefused);
 
     let _py = PythonServers::start(&args);
-    let h = d.wait_group("killable", "recovered", |h| status(backend(h, "killable")) == BackendStatus::Healthy).await;
+    let h = d
+        .wait_group("killable", "recovered", |h| status(backend(h, "killable")) == BackendStatus::Healthy)
+        .await;
     print_group("killable, restarted", &h);
     assert!(backend(&h, "killable").routable);
     d.stop().await;

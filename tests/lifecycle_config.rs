@@ -15,9 +15,7 @@ use mcp_health::proto::v1::*;
 use tonic::Code;
 
 fn group(name: &str, url: &str) -> String {
-    format!(
-        "  - name: {name}\n    policy:\n      interval: 3600s\n    backends:\n      - name: a\n        url: {url}\n"
-    )
+    format!("  - name: {name}\n    policy:\n      interval: 3600s\n    backends:\n      - name: a\n        url: {url}\n")
 }
 
 fn write_config(path: &Path, groups: &[String]) {
@@ -41,32 +39,16 @@ async fn names(d: &mut TestDaemon) -> Vec<String> {
 }
 
 async fn config_status(d: &TestDaemon) -> GetConfigStatusResponse {
-    d.client
-        .clone()
-        .get_config_status(GetConfigStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
+    d.client.clone().get_config_status(GetConfigStatusRequest {}).await.unwrap().into_inner()
 }
 
-async fn wait_config(
-    d: &TestDaemon,
-    what: &str,
-    pred: impl Fn(&GetConfigStatusResponse) -> bool,
-) -> GetConfigStatusResponse {
+async fn wait_config(d: &TestDaemon, what: &str, pred: impl Fn(&GetConfigStatusResponse) -> bool) -> GetConfigStatusResponse {
     let client = d.client.clone();
     eventually(
         what,
         || {
             let mut c = client.clone();
-            async move {
-                Some(
-                    c.get_config_status(GetConfigStatusRequest {})
-                        .await
-                        .ok()?
-                        .into_inner(),
-                )
-            }
+            async move { Some(c.get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner()) }
         },
         pred,
     )
@@ -87,30 +69,16 @@ async fn file_changes_reload_and_an_invalid_file_keeps_the_last_good_config() {
     assert_eq!(names(&mut d).await, vec!["one"]);
     let initial = config_status(&d).await;
     assert_eq!(
-        (
-            initial.path.as_str(),
-            initial.groups.clone(),
-            initial.last_error.as_str()
-        ),
+        (initial.path.as_str(), initial.groups.clone(), initial.last_error.as_str()),
         (path.to_str().unwrap(), vec!["one".to_owned()], "")
     );
 
     // A valid change is picked up without a signal.
-    write_config(
-        &path,
-        &[
-            group("one", &fixture.url_for("/one")),
-            group("two", &fixture.url_for("/two")),
-        ],
-    );
+    write_config(&path, &[group("one", &fixture.url_for("/one")), group("two", &fixture.url_for("/two"))]);
     wait_config(&d, "two loaded", |s| s.groups == ["one", "two"]).await;
     assert_eq!(names(&mut d).await, vec!["one", "two"]);
     assert_eq!(d.get("two").await.source, GroupSource::ConfigFile as i32);
-    let one_before = d
-        .wait_group("one", "one healthy", |h| {
-            status(&h.backends[0]) == BackendStatus::Healthy
-        })
-        .await;
+    let one_before = d.wait_group("one", "one healthy", |h| status(&h.backends[0]) == BackendStatus::Healthy).await;
 
     // An invalid file: one changed group, one valid new group, two invalid
     // ones. Nothing of it applies; the error names every offending field.
@@ -125,45 +93,26 @@ async fn file_changes_reload_and_an_invalid_file_keeps_the_last_good_config() {
     );
     let bad = wait_config(&d, "the reload error", |s| !s.last_error.is_empty()).await;
     assert!(
-        bad.last_error.contains("groups[2].name")
-            && bad.last_error.contains("groups[3].backends[0].url"),
+        bad.last_error.contains("groups[2].name") && bad.last_error.contains("groups[3].backends[0].url"),
         "{}",
         bad.last_error
     );
-    assert!(
-        bad.last_error.contains(path.to_str().unwrap()),
-        "the error names the file: {}",
-        bad.last_error
-    );
+    assert!(bad.last_error.contains(path.to_str().unwrap()), "the error names the file: {}", bad.last_error);
     assert!(bad.last_error_time.is_some());
-    assert_eq!(
-        bad.groups,
-        ["one", "two"],
-        "the last good config stays in force"
-    );
-    assert_eq!(
-        names(&mut d).await,
-        vec!["one", "two"],
-        "nothing half-applied"
-    );
+    assert_eq!(bad.groups, ["one", "two"], "the last good config stays in force");
+    assert_eq!(names(&mut d).await, vec!["one", "two"], "nothing half-applied");
     let one_after = d.get("one").await;
     assert_eq!(one_after.backends[0].url, fixture.url_for("/one"));
     assert_eq!(one_after.generation, one_before.generation);
 
     // Unparseable YAML is reported too.
     std::fs::write(&path, "groups: [ {name: one").unwrap();
-    wait_config(&d, "the parse error", |s| {
-        s.last_error.contains("cannot parse")
-    })
-    .await;
+    wait_config(&d, "the parse error", |s| s.last_error.contains("cannot parse")).await;
     assert_eq!(names(&mut d).await, vec!["one", "two"]);
 
     // A good file again clears the error and applies, deleting `two`.
     write_config(&path, &[group("one", &fixture.url_for("/one"))]);
-    let good = wait_config(&d, "recovery", |s| {
-        s.last_error.is_empty() && s.groups == ["one"]
-    })
-    .await;
+    let good = wait_config(&d, "recovery", |s| s.last_error.is_empty() && s.groups == ["one"]).await;
     assert!(good.last_good_load_time.is_some());
     assert_eq!(names(&mut d).await, vec!["one"]);
     d.stop().await;
@@ -181,8 +130,7 @@ async fn config_groups_are_read_only_over_the_api() {
     .await;
     let file = path.to_str().unwrap();
 
-    let spec =
-        group_yaml("name: filed\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/other\n");
+    let spec = group_yaml("name: filed\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/other\n");
     let err = d
         .client
         .apply_group(ApplyGroupRequest {
@@ -192,24 +140,11 @@ async fn config_groups_are_read_only_over_the_api() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message().contains(file) && err.message().contains("filed"),
-        "{}",
-        err.message()
-    );
-    let err = d
-        .client
-        .delete_group(DeleteGroupRequest {
-            group: "filed".into(),
-        })
-        .await
-        .unwrap_err();
+    assert!(err.message().contains(file) && err.message().contains("filed"), "{}", err.message());
+    let err = d.client.delete_group(DeleteGroupRequest { group: "filed".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains(file), "{}", err.message());
-    assert_eq!(
-        d.get("filed").await.backends[0].url,
-        "http://127.0.0.1:9/mcp"
-    );
+    assert_eq!(d.get("filed").await.backends[0].url, "http://127.0.0.1:9/mcp");
     d.stop().await;
 }
 
@@ -223,10 +158,8 @@ async fn a_name_in_both_the_file_and_the_store_is_rejected_at_start_and_at_reloa
         ..DaemonOptions::default()
     })
     .await;
-    d.apply(group_yaml(
-        "name: shared\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/api\n",
-    ))
-    .await;
+    d.apply(group_yaml("name: shared\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/api\n"))
+        .await;
     d.stop().await;
 
     // At start-up: the daemon refuses, naming the group, the file and the store.
@@ -238,11 +171,7 @@ async fn a_name_in_both_the_file_and_the_store_is_rejected_at_start_and_at_reloa
         data_dir: Some(data_dir.clone()),
         ..DaemonOptions::default()
     };
-    let err = Daemon::start(opts)
-        .await
-        .err()
-        .expect("start refused")
-        .to_string();
+    let err = Daemon::start(opts).await.err().expect("start refused").to_string();
     assert!(
         err.contains("\"shared\"") && err.contains(path.to_str().unwrap()) && err.contains("API"),
         "{err}"
@@ -266,17 +195,9 @@ async fn a_name_in_both_the_file_and_the_store_is_rejected_at_start_and_at_reloa
         ],
     );
     let bad = wait_config(&d, "the conflict", |s| !s.last_error.is_empty()).await;
-    assert!(
-        bad.last_error.contains("\"shared\"") && bad.last_error.contains("API"),
-        "{}",
-        bad.last_error
-    );
+    assert!(bad.last_error.contains("\"shared\"") && bad.last_error.contains("API"), "{}", bad.last_error);
     assert_eq!(bad.groups, ["filed"]);
-    assert_eq!(
-        names(&mut d).await,
-        vec!["filed", "shared"],
-        "nothing half-applied: `new` is absent"
-    );
+    assert_eq!(names(&mut d).await, vec!["filed", "shared"], "nothing half-applied: `new` is absent");
     let shared = d.get("shared").await;
     assert_eq!(
         (shared.source, shared.backends[0].url.as_str()),
@@ -293,11 +214,7 @@ async fn a_name_in_both_the_file_and_the_store_is_rejected_at_start_and_at_reloa
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert!(
-        err.message().contains(path.to_str().unwrap()),
-        "{}",
-        err.message()
-    );
+    assert!(err.message().contains(path.to_str().unwrap()), "{}", err.message());
     d.stop().await;
 }
 
@@ -308,25 +225,14 @@ async fn sighup_forces_a_reload() {
     write_config(&path, &[group("one", "http://127.0.0.1:9/mcp")]);
     let daemon = lifecycle_bin::Daemon::spawn(&["--config", path.to_str().unwrap()]);
     let mut client = daemon.client().await;
-    let first = client
-        .get_config_status(GetConfigStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let first = client.get_config_status(GetConfigStatusRequest {}).await.unwrap().into_inner();
     let t0 = first.last_good_load_time.expect("loaded at start");
     // Unchanged content is never reloaded by the poller; only SIGHUP forces it.
     // Wait for the clock to move past t0 so a reload is visible in the time.
     let t0_ns = t0.seconds as i128 * 1_000_000_000 + t0.nanos as i128;
     eventually(
         "the clock passes t0",
-        || async {
-            Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as i128,
-            )
-        },
+        || async { Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i128) },
         |now| *now > t0_ns,
     )
     .await;
@@ -335,14 +241,7 @@ async fn sighup_forces_a_reload() {
         "a reload after SIGHUP",
         || {
             let mut c = client.clone();
-            async move {
-                Some(
-                    c.get_config_status(GetConfigStatusRequest {})
-                        .await
-                        .ok()?
-                        .into_inner(),
-                )
-            }
+            async move { Some(c.get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner()) }
         },
         |s| {
             s.last_good_load_time

@@ -38,26 +38,14 @@ async fn api_groups_survive_a_restart_with_generations_and_are_probed_afresh() {
     let (a, b) = (fixture.url_for("/a"), fixture.url_for("/b"));
 
     let mut d = TestDaemon::start(with_data_dir(dir.path())).await;
-    assert_eq!(
-        d.apply(two_backends("keep", &a, &fixture.url_for("/old")))
-            .await
-            .generation,
-        1
-    );
+    assert_eq!(d.apply(two_backends("keep", &a, &fixture.url_for("/old"))).await.generation, 1);
     let second = d.apply(two_backends("keep", &a, &b)).await;
     assert_eq!(second.generation, 2);
     d.apply(two_backends("gone", &a, &b)).await;
-    d.client
-        .delete_group(DeleteGroupRequest {
-            group: "gone".into(),
-        })
-        .await
-        .expect("delete");
+    d.client.delete_group(DeleteGroupRequest { group: "gone".into() }).await.expect("delete");
     let before = d
         .wait_group("keep", "both backends healthy", |h| {
-            h.backends
-                .iter()
-                .all(|b| status(b) == BackendStatus::Healthy)
+            h.backends.iter().all(|b| status(b) == BackendStatus::Healthy)
         })
         .await;
     assert_eq!(before.generation, 2);
@@ -67,13 +55,7 @@ async fn api_groups_survive_a_restart_with_generations_and_are_probed_afresh() {
     // be probed afresh (UNKNOWN, never probed), not carry over its HEALTHY.
     fixture.set_path_behavior("/b", Behavior::Hang);
     let mut d = TestDaemon::start(with_data_dir(dir.path())).await;
-    let groups = d
-        .client
-        .list_groups(ListGroupsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .groups;
+    let groups = d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups;
     assert_eq!(
         groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
         vec!["keep"],
@@ -81,22 +63,16 @@ async fn api_groups_survive_a_restart_with_generations_and_are_probed_afresh() {
     );
     assert_eq!(groups[0].source, GroupSource::Api as i32);
     let after = d
-        .wait_group("keep", "a probed afresh", |h| {
-            status(backend(h, "a")) == BackendStatus::Healthy
-        })
+        .wait_group("keep", "a probed afresh", |h| status(backend(h, "a")) == BackendStatus::Healthy)
         .await;
     assert_eq!(after.generation, 2, "the generation survives the restart");
     assert_eq!(status(backend(&after, "b")), BackendStatus::Unknown);
     assert_eq!(reason(backend(&after, "b")), ReasonCode::NotProbed);
     assert_eq!(backend(&after, "b").url, b);
     // The stored spec is the one applied last, and generations keep counting.
-    let third = d
-        .apply(two_backends("keep", &a, &fixture.url_for("/c")))
-        .await;
+    let third = d.apply(two_backends("keep", &a, &fixture.url_for("/c"))).await;
     assert_eq!(third.generation, 3);
-    let unchanged = d
-        .apply(two_backends("keep", &a, &fixture.url_for("/c")))
-        .await;
+    let unchanged = d.apply(two_backends("keep", &a, &fixture.url_for("/c"))).await;
     assert!(!unchanged.changed);
     assert_eq!(unchanged.generation, 3);
     d.stop().await;
@@ -109,33 +85,11 @@ async fn api_groups_survive_a_restart_with_generations_and_are_probed_afresh() {
 #[tokio::test]
 async fn without_a_data_dir_api_groups_live_in_memory_only() {
     let mut d = TestDaemon::empty().await;
-    d.apply(two_backends(
-        "mem",
-        "http://127.0.0.1:9/a",
-        "http://127.0.0.1:9/b",
-    ))
-    .await;
-    assert_eq!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .len(),
-        1
-    );
+    d.apply(two_backends("mem", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b")).await;
+    assert_eq!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 1);
     d.stop().await;
     let mut d = TestDaemon::empty().await;
-    assert!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .is_empty()
-    );
+    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
     d.stop().await;
 }
 
@@ -152,10 +106,7 @@ impl Persist for FlakyStore {
         if *self.fail_puts.lock().unwrap() {
             return Err(StoreError::Write("disk full".into()));
         }
-        self.committed
-            .lock()
-            .unwrap()
-            .push(format!("put {} {generation}", spec.name));
+        self.committed.lock().unwrap().push(format!("put {} {generation}", spec.name));
         Ok(())
     }
 
@@ -163,10 +114,7 @@ impl Persist for FlakyStore {
         if *self.fail_removes.lock().unwrap() {
             return Err(StoreError::Write("disk full".into()));
         }
-        self.committed
-            .lock()
-            .unwrap()
-            .push(format!("remove {name}"));
+        self.committed.lock().unwrap().push(format!("remove {name}"));
         Ok(())
     }
 }
@@ -182,11 +130,7 @@ async fn the_engine_never_accepts_a_change_the_store_did_not_commit() {
     );
     let spec = |name: &str, port: u16| {
         validate_group(
-            &two_backends(
-                name,
-                &format!("http://127.0.0.1:{port}/a"),
-                "http://127.0.0.1:9/b",
-            ),
+            &two_backends(name, &format!("http://127.0.0.1:{port}/a"), "http://127.0.0.1:9/b"),
             "spec",
             &Default::default(),
         )
@@ -197,22 +141,12 @@ async fn the_engine_never_accepts_a_change_the_store_did_not_commit() {
     let err = engine.apply(spec("g", 9), Origin::Api).await.unwrap_err();
     assert!(matches!(err, EngineError::Store(_)), "{err}");
     assert!(
-        matches!(
-            engine.get("g".into()).await,
-            Err(EngineError::GroupNotFound(_))
-        ),
+        matches!(engine.get("g".into()).await, Err(EngineError::GroupNotFound(_))),
         "a failed commit created the group"
     );
 
     *store.fail_puts.lock().unwrap() = false;
-    assert_eq!(
-        engine
-            .apply(spec("g", 9), Origin::Api)
-            .await
-            .unwrap()
-            .generation,
-        1
-    );
+    assert_eq!(engine.apply(spec("g", 9), Origin::Api).await.unwrap().generation, 1);
     *store.fail_puts.lock().unwrap() = true;
     assert!(engine.apply(spec("g", 10), Origin::Api).await.is_err());
     let g = engine.get("g".into()).await.unwrap();
@@ -222,48 +156,27 @@ async fn the_engine_never_accepts_a_change_the_store_did_not_commit() {
         "a failed commit changed the group"
     );
     // An identical apply changes nothing, so it needs no write and succeeds.
-    assert!(
-        !engine
-            .apply(spec("g", 9), Origin::Api)
-            .await
-            .unwrap()
-            .changed
-    );
+    assert!(!engine.apply(spec("g", 9), Origin::Api).await.unwrap().changed);
 
     *store.fail_removes.lock().unwrap() = true;
-    assert!(matches!(
-        engine.delete("g".into()).await,
-        Err(EngineError::Store(_))
-    ));
-    assert!(
-        engine.get("g".into()).await.is_ok(),
-        "a failed commit deleted the group"
-    );
+    assert!(matches!(engine.delete("g".into()).await, Err(EngineError::Store(_))));
+    assert!(engine.get("g".into()).await.is_ok(), "a failed commit deleted the group");
 
     // A rejected change never reaches the store: config-file groups are never
     // stored, and an API apply over a config group is refused before any write.
     *store.fail_removes.lock().unwrap() = false;
     *store.fail_puts.lock().unwrap() = false;
     engine
-        .replace_all(
-            vec![spec("from-file", 9)],
-            Origin::ConfigFile("/etc/groups.yaml".into()),
-        )
+        .replace_all(vec![spec("from-file", 9)], Origin::ConfigFile("/etc/groups.yaml".into()))
         .await
         .unwrap();
     assert!(matches!(
         engine.apply(spec("from-file", 11), Origin::Api).await,
         Err(EngineError::ReadOnly { .. })
     ));
-    assert!(matches!(
-        engine.delete("from-file".into()).await,
-        Err(EngineError::ReadOnly { .. })
-    ));
+    assert!(matches!(engine.delete("from-file".into()).await, Err(EngineError::ReadOnly { .. })));
     engine.delete("g".into()).await.unwrap();
-    assert_eq!(
-        *store.committed.lock().unwrap(),
-        vec!["put g 1".to_owned(), "remove g".to_owned()]
-    );
+    assert_eq!(*store.committed.lock().unwrap(), vec!["put g 1".to_owned(), "remove g".to_owned()]);
     engine.shutdown().await;
 }
 
@@ -322,11 +235,7 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
         w.await.expect("writer task");
     }
     let acked = acked.lock().unwrap().clone();
-    assert_eq!(
-        acked.len(),
-        WRITERS,
-        "every writer had a write acknowledged: {acked:?}"
-    );
+    assert_eq!(acked.len(), WRITERS, "every writer had a write acknowledged: {acked:?}");
 
     // The store opens (it is readable after the crash) and holds every
     // acknowledged write: the same or a later generation, with its own spec.
@@ -334,9 +243,7 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
     let mut client = restarted.client().await;
     for (w, generation) in &acked {
         let health = client
-            .get_group_health(GetGroupHealthRequest {
-                group: format!("w{w}"),
-            })
+            .get_group_health(GetGroupHealthRequest { group: format!("w{w}") })
             .await
             .expect("group survived")
             .into_inner()
@@ -354,16 +261,7 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
             "w{w}: spec and generation belong together"
         );
     }
-    let listed = client
-        .list_groups(ListGroupsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .groups
-        .len();
+    let listed = client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len();
     assert_eq!(listed, WRITERS);
-    assert!(
-        restarted.stop().await.success(),
-        "clean stop after recovery"
-    );
+    assert!(restarted.stop().await.success(), "clean stop after recovery");
 }

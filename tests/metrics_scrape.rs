@@ -11,7 +11,11 @@ use mcp_health::proto::v1::*;
 use tokio_stream::StreamExt;
 
 async fn metrics_daemon() -> (TestDaemon, String) {
-    let d = TestDaemon::start(DaemonOptions { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..DaemonOptions::default() }).await;
+    let d = TestDaemon::start(DaemonOptions {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..DaemonOptions::default()
+    })
+    .await;
     let addr = d.daemon.as_ref().unwrap().metrics_addr().expect("metrics are served");
     (d, format!("http://{addr}/metrics"))
 }
@@ -28,7 +32,8 @@ async fn scrape(url: &str) -> String {
 
 /// The value of one series, by its name and labels exactly as exposed.
 fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }
 
 /// Scrapes until every series has the wanted value (the owner task updates
@@ -113,8 +118,15 @@ async fn a_forced_transition_moves_the_right_series() {
 
     // Back to healthy: the counter counts the way back too.
     fixture.resume().await.unwrap();
-    wait_values(&url, "recovery", &[("mcp_health_backend_transitions_total{from=\"unhealthy\",to=\"healthy\"}", 1.0), (&phase_series("web", "ready"), 1.0)])
-        .await;
+    wait_values(
+        &url,
+        "recovery",
+        &[
+            ("mcp_health_backend_transitions_total{from=\"unhealthy\",to=\"healthy\"}", 1.0),
+            (&phase_series("web", "ready"), 1.0),
+        ],
+    )
+    .await;
     d.stop().await;
 }
 
@@ -123,7 +135,12 @@ async fn removed_backends_and_deleted_groups_lose_their_series() {
     let fixture = FixtureServer::start().await.unwrap();
     let (mut d, url) = metrics_daemon().await;
     d.apply_yaml(&spec("web", &[("a", &fixture.url()), ("b", &fixture.url())])).await;
-    wait_values(&url, "both backends healthy", &[(&status_series("web", "a", "healthy"), 1.0), (&status_series("web", "b", "healthy"), 1.0)]).await;
+    wait_values(
+        &url,
+        "both backends healthy",
+        &[(&status_series("web", "a", "healthy"), 1.0), (&status_series("web", "b", "healthy"), 1.0)],
+    )
+    .await;
 
     d.apply_yaml(&spec("web", &[("b", &fixture.url())])).await;
     let text = wait_values(&url, "one backend left", &[("mcp_health_group_backends{group=\"web\"}", 1.0)]).await;
@@ -134,7 +151,10 @@ async fn removed_backends_and_deleted_groups_lose_their_series() {
     let text = scrape(&url).await;
     assert!(!text.contains("group=\"web\""), "series of the deleted group remain:\n{text}");
     // Transitions are counted across groups and stay.
-    assert!(value(&text, "mcp_health_backend_transitions_total{from=\"unknown\",to=\"healthy\"}").unwrap() >= 2.0, "{text}");
+    assert!(
+        value(&text, "mcp_health_backend_transitions_total{from=\"unknown\",to=\"healthy\"}").unwrap() >= 2.0,
+        "{text}"
+    );
     d.stop().await;
 }
 
@@ -144,14 +164,29 @@ async fn probes_in_flight_and_watch_streams_go_up_and_back_down() {
     hanging.set_behavior(Behavior::Hang);
     let (mut d, url) = metrics_daemon().await;
     // A probe that hangs until its timeout stays in flight meanwhile.
-    d.apply_yaml("name: slowpoke\npolicy: {interval: 60s, timeout: 50s}\nbackends:\n  - name: h\n    url: URL\n".replace("URL", &hanging.url()).as_str()).await;
+    d.apply_yaml(
+        "name: slowpoke\npolicy: {interval: 60s, timeout: 50s}\nbackends:\n  - name: h\n    url: URL\n"
+            .replace("URL", &hanging.url())
+            .as_str(),
+    )
+    .await;
     wait_values(&url, "one probe in flight", &[("mcp_health_probes_in_flight", 1.0)]).await;
     // Deleting the group aborts the probe task; its guard still counts it out.
     d.client.delete_group(DeleteGroupRequest { group: "slowpoke".into() }).await.unwrap();
     wait_values(&url, "no probe in flight", &[("mcp_health_probes_in_flight", 0.0)]).await;
 
-    let mut first = d.client.watch_group_health(WatchGroupHealthRequest { group: String::new() }).await.unwrap().into_inner();
-    let mut second = d.client.watch_group_health(WatchGroupHealthRequest { group: String::new() }).await.unwrap().into_inner();
+    let mut first = d
+        .client
+        .watch_group_health(WatchGroupHealthRequest { group: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut second = d
+        .client
+        .watch_group_health(WatchGroupHealthRequest { group: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     first.next().await.unwrap().unwrap();
     second.next().await.unwrap().unwrap();
     wait_values(&url, "two watch streams", &[("mcp_health_watch_streams", 2.0)]).await;

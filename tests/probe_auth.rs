@@ -129,7 +129,8 @@ async fn resource_metadata_not_advertised_anywhere() {
 #[tokio::test]
 async fn resource_metadata_on_another_host_is_never_fetched() {
     let port = reserve_port().port();
-    let challenge = format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"http://localhost:{port}/meta\"\r\ncontent-length: 0\r\n\r\n");
+    let challenge =
+        format!("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"http://localhost:{port}/meta\"\r\ncontent-length: 0\r\n\r\n");
     let s = RawServer::start(move |_| RawReply::close(challenge.clone())).await;
     let r = probe_once(&target(per_user(&s.url("/mcp")))).await;
     assert_eq!(r.outcome.facts.resource_metadata, ResourceMetadataState::Invalid);
@@ -141,13 +142,19 @@ async fn resource_metadata_reads_are_bounded() {
     let huge = format!("{{\"resource\":\"{}\"}}", "a".repeat(200_000));
     let s = RawServer::start(move |line| {
         if line.starts_with("GET /meta") {
-            RawReply::close(format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{huge}", huge.len()))
+            RawReply::close(format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{huge}",
+                huge.len()
+            ))
         } else {
             RawReply::close("HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"/meta\"\r\ncontent-length: 0\r\n\r\n")
         }
     })
     .await;
-    assert_eq!(probe_once(&target(per_user(&s.url("/mcp")))).await.outcome.facts.resource_metadata, ResourceMetadataState::Invalid);
+    assert_eq!(
+        probe_once(&target(per_user(&s.url("/mcp")))).await.outcome.facts.resource_metadata,
+        ResourceMetadataState::Invalid
+    );
     // A metadata URL that never answers cannot turn the 401 into a timeout.
     let s = RawServer::start(|line| {
         if line.starts_with("GET /meta") {
@@ -157,15 +164,29 @@ async fn resource_metadata_reads_are_bounded() {
         }
     })
     .await;
-    let r = probe_with(&HttpProber::default(), &target(per_user(&s.url("/mcp"))), &mut ProbeMemory::default(), Duration::from_millis(500)).await;
-    assert_eq!((r.outcome.class, r.outcome.facts.resource_metadata), (OutcomeClass::AuthRequired, ResourceMetadataState::Invalid));
+    let r = probe_with(
+        &HttpProber::default(),
+        &target(per_user(&s.url("/mcp"))),
+        &mut ProbeMemory::default(),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(
+        (r.outcome.class, r.outcome.facts.resource_metadata),
+        (OutcomeClass::AuthRequired, ResourceMetadataState::Invalid)
+    );
 }
 
 // ---- static header ------------------------------------------------------
 
 #[tokio::test]
 async fn a_rotated_static_header_file_is_picked_up() {
-    let f = FixtureServer::start_with(FixtureOptions { required_bearer: Some("second".into()), ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        required_bearer: Some("second".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, "first\n").unwrap();
@@ -190,7 +211,11 @@ struct OAuthSetup {
 async fn oauth_fixture(expires_in: u64) -> OAuthSetup {
     let fixture = FixtureServer::start_with(FixtureOptions {
         required_bearer: Some("issued-token".into()),
-        oauth_client: Some(OAuthClient { id: "probe client".into(), secret: "s3cret:&=".into(), expires_in }),
+        oauth_client: Some(OAuthClient {
+            id: "probe client".into(),
+            secret: "s3cret:&=".into(),
+            expires_in,
+        }),
         ..Default::default()
     })
     .await
@@ -200,7 +225,12 @@ async fn oauth_fixture(expires_in: u64) -> OAuthSetup {
     let secret_file = dir.path().join("secret");
     std::fs::write(&id_file, "probe client").unwrap();
     std::fs::write(&secret_file, "s3cret:&=\n").unwrap();
-    OAuthSetup { fixture, _dir: dir, id_file, secret_file }
+    OAuthSetup {
+        fixture,
+        _dir: dir,
+        id_file,
+        secret_file,
+    }
 }
 
 fn oauth_backend(s: &OAuthSetup, token_url: &str) -> Value {
@@ -228,7 +258,10 @@ async fn oauth2_tokens_are_fetched_cached_and_dropped_when_rejected() {
     // The backend rejects the token: CREDENTIALS_REJECTED, and the cache drops it.
     s.fixture.set_behavior(Behavior::Unauthorized { resource_metadata: true });
     let r = probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await;
-    assert_eq!((r.outcome.class, r.outcome.reason.code), (OutcomeClass::AuthRequired, ReasonCode::CredentialsRejected));
+    assert_eq!(
+        (r.outcome.class, r.outcome.reason.code),
+        (OutcomeClass::AuthRequired, ReasonCode::CredentialsRejected)
+    );
     assert!(prober.tokens.is_empty());
     s.fixture.set_behavior(Behavior::Healthy);
     assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
@@ -268,7 +301,12 @@ async fn oauth2_token_endpoint_failures_are_credentials_unavailable() {
 
 #[tokio::test]
 async fn per_user_and_none_verdicts_and_an_auth_change_is_a_backend_change() {
-    let f = FixtureServer::start_with(FixtureOptions { required_bearer: Some("tok".into()), ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        required_bearer: Some("tok".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tok");
     std::fs::write(&file, "tok").unwrap();
@@ -282,7 +320,9 @@ async fn per_user_and_none_verdicts_and_an_auth_change_is_a_backend_change() {
     };
     d.apply(spec(json!({"name": "second", "url": f.url()}))).await;
     let h = d
-        .wait_group("auth", "both UNAUTHENTICATED", |h| h.backends.iter().all(|b| status(b) == BackendStatus::Unauthenticated))
+        .wait_group("auth", "both UNAUTHENTICATED", |h| {
+            h.backends.iter().all(|b| status(b) == BackendStatus::Unauthenticated)
+        })
         .await;
     let pu = backend(&h, "per-user");
     assert!(pu.routable);
@@ -293,7 +333,9 @@ async fn per_user_and_none_verdicts_and_an_auth_change_is_a_backend_change() {
     d.apply(spec(json!({"name": "second", "url": f.url(), "auth": {"mode": "AUTH_MODE_STATIC_HEADER",
         "staticHeader": {"header": "Authorization", "valuePrefix": "Bearer ", "value": {"file": file}}}})))
         .await;
-    let h = d.wait_group("auth", "second HEALTHY", |h| status(backend(h, "second")) == BackendStatus::Healthy).await;
+    let h = d
+        .wait_group("auth", "second HEALTHY", |h| status(backend(h, "second")) == BackendStatus::Healthy)
+        .await;
     assert!(backend(&h, "second").routable);
     d.stop().await;
 }
@@ -325,13 +367,26 @@ const ACCESS_TOKEN: &str = "token-SECRET-beef77";
 async fn secrets_never_reach_statuses_or_logs() {
     let logs = Captured::default();
     let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let static_fx = FixtureServer::start_with(FixtureOptions { required_bearer: Some(STATIC_SECRET.into()), ..Default::default() }).await.unwrap();
+    let static_fx = FixtureServer::start_with(FixtureOptions {
+        required_bearer: Some(STATIC_SECRET.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let oauth_fx = FixtureServer::start_with(FixtureOptions {
         required_bearer: Some(ACCESS_TOKEN.into()),
-        oauth_client: Some(OAuthClient { id: "probe".into(), secret: CLIENT_SECRET.into(), expires_in: 3600 }),
+        oauth_client: Some(OAuthClient {
+            id: "probe".into(),
+            secret: CLIENT_SECRET.into(),
+            expires_in: 3600,
+        }),
         ..Default::default()
     })
     .await
@@ -358,7 +413,11 @@ async fn secrets_never_reach_statuses_or_logs() {
     ]});
     let mut d = TestDaemon::empty().await;
     d.apply(serde_json::from_value(spec).unwrap()).await;
-    let h = d.wait_group("secrets", "verdicts on all four", |h| h.backends.iter().all(|b| status(b) != BackendStatus::Unknown)).await;
+    let h = d
+        .wait_group("secrets", "verdicts on all four", |h| {
+            h.backends.iter().all(|b| status(b) != BackendStatus::Unknown)
+        })
+        .await;
     let want = [
         ("static-ok", ReasonCode::Ok),
         ("static-bad", ReasonCode::CredentialsRejected),
@@ -368,7 +427,14 @@ async fn secrets_never_reach_statuses_or_logs() {
     for (name, code) in want {
         assert_eq!(reason(backend(&h, name)), code, "{name}: {:#?}", backend(&h, name));
     }
-    let listed = format!("{:?}", d.client.list_groups(mcp_health::proto::v1::ListGroupsRequest::default()).await.unwrap().into_inner());
+    let listed = format!(
+        "{:?}",
+        d.client
+            .list_groups(mcp_health::proto::v1::ListGroupsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    );
     let statuses = format!("{h:?}{listed}");
     d.stop().await;
     drop(_guard);

@@ -30,7 +30,13 @@ async fn ok() {
 #[tokio::test]
 async fn timeout() {
     let f = with_behavior(Behavior::Hang).await;
-    let r = probe_with(&HttpProber::default(), &target(plain(&f.url())), &mut ProbeMemory::default(), Duration::from_millis(300)).await;
+    let r = probe_with(
+        &HttpProber::default(),
+        &target(plain(&f.url())),
+        &mut ProbeMemory::default(),
+        Duration::from_millis(300),
+    )
+    .await;
     assert_failure(&r, ReasonCode::Timeout);
 }
 
@@ -76,10 +82,23 @@ async fn redirect_is_not_followed() {
 
 #[tokio::test]
 async fn protocol() {
-    for b in [Behavior::InvalidJson, Behavior::InvalidUtf8, Behavior::WrongId, Behavior::WrongContentType, Behavior::MissingProtocolVersion, Behavior::SseWithoutResponse, Behavior::EndpointOnly] {
+    for b in [
+        Behavior::InvalidJson,
+        Behavior::InvalidUtf8,
+        Behavior::WrongId,
+        Behavior::WrongContentType,
+        Behavior::MissingProtocolVersion,
+        Behavior::SseWithoutResponse,
+        Behavior::EndpointOnly,
+    ] {
         let f = with_behavior(b.clone()).await;
         let r = probe_once(&target(plain(&f.url()))).await;
-        assert_eq!((r.outcome.class, r.outcome.reason.code), (OutcomeClass::Failure, ReasonCode::Protocol), "{b:?}: {:#?}", r.outcome);
+        assert_eq!(
+            (r.outcome.class, r.outcome.reason.code),
+            (OutcomeClass::Failure, ReasonCode::Protocol),
+            "{b:?}: {:#?}",
+            r.outcome
+        );
     }
 }
 
@@ -99,27 +118,45 @@ async fn response_too_large() {
 async fn auth_required() {
     let f = with_behavior(Behavior::Unauthorized { resource_metadata: false }).await;
     let r = probe_once(&target(plain(&f.url()))).await;
-    assert_eq!((r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status), (OutcomeClass::AuthRequired, ReasonCode::AuthRequired, Some(401)));
+    assert_eq!(
+        (r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status),
+        (OutcomeClass::AuthRequired, ReasonCode::AuthRequired, Some(401))
+    );
     let f = with_behavior(Behavior::Forbidden).await;
     let r = probe_once(&target(plain(&f.url()))).await;
-    assert_eq!((r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status), (OutcomeClass::AuthRequired, ReasonCode::AuthRequired, Some(403)));
+    assert_eq!(
+        (r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status),
+        (OutcomeClass::AuthRequired, ReasonCode::AuthRequired, Some(403))
+    );
 }
 
 #[tokio::test]
 async fn credentials_rejected() {
-    let f = FixtureServer::start_with(FixtureOptions { required_bearer: Some("right".into()), ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        required_bearer: Some("right".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, "wrong\n").unwrap();
-    let t = target(json!({"name": "b", "url": f.url(), "auth": {"mode": "AUTH_MODE_STATIC_HEADER", "staticHeader": {"header": "Authorization", "valuePrefix": "Bearer ", "value": {"file": file}}}}));
+    let t = target(
+        json!({"name": "b", "url": f.url(), "auth": {"mode": "AUTH_MODE_STATIC_HEADER", "staticHeader": {"header": "Authorization", "valuePrefix": "Bearer ", "value": {"file": file}}}}),
+    );
     let r = probe_once(&t).await;
-    assert_eq!((r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status), (OutcomeClass::AuthRequired, ReasonCode::CredentialsRejected, Some(401)));
+    assert_eq!(
+        (r.outcome.class, r.outcome.reason.code, r.outcome.reason.http_status),
+        (OutcomeClass::AuthRequired, ReasonCode::CredentialsRejected, Some(401))
+    );
 }
 
 #[tokio::test]
 async fn credentials_unavailable() {
     let f = FixtureServer::start().await.unwrap();
-    let t = target(json!({"name": "b", "url": f.url(), "auth": {"mode": "AUTH_MODE_STATIC_HEADER", "staticHeader": {"header": "Authorization", "value": {"env": "MCP_HEALTH_TEST_UNSET_VARIABLE"}}}}));
+    let t = target(
+        json!({"name": "b", "url": f.url(), "auth": {"mode": "AUTH_MODE_STATIC_HEADER", "staticHeader": {"header": "Authorization", "value": {"env": "MCP_HEALTH_TEST_UNSET_VARIABLE"}}}}),
+    );
     let r = probe_once(&t).await;
     assert_failure(&r, ReasonCode::CredentialsUnavailable);
     assert_eq!(f.stats().posts, 0, "no probe without its credential");

@@ -36,7 +36,9 @@ async fn check(behavior: Behavior, want: ReasonCode, prober: Option<SharedProbe>
     // hostile one keeps failing.
     let before = last_probe(&h, "good");
     let h = d
-        .wait_group("hostile", "another probe of the healthy backend", |h| last_probe(h, "good") > before && settled(h))
+        .wait_group("hostile", "another probe of the healthy backend", |h| {
+            last_probe(h, "good") > before && settled(h)
+        })
         .await;
     assert_eq!(reason(backend(&h, "good")), ReasonCode::Ok);
     d.stop().await;

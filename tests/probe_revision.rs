@@ -13,7 +13,9 @@ use probe_support::*;
 use serde_json::json;
 
 async fn fixture(flavor: Flavor) -> FixtureServer {
-    FixtureServer::start_with(FixtureOptions { flavor, ..Default::default() }).await.expect("fixture")
+    FixtureServer::start_with(FixtureOptions { flavor, ..Default::default() })
+        .await
+        .expect("fixture")
 }
 
 async fn probe_mem(t: &mcp_health::probe::ProbeTarget, mem: &mut ProbeMemory) -> mcp_health::probe::ProbeReport {
@@ -41,7 +43,13 @@ async fn handshake_server_is_detected_once_and_remembered() {
 
 #[tokio::test]
 async fn stateless_server_is_detected_and_probed_with_server_discover() {
-    let f = FixtureServer::start_with(FixtureOptions { flavor: Flavor::Discover, server_name: "modern".into(), ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        flavor: Flavor::Discover,
+        server_name: "modern".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let t = target(plain(&f.url()));
     let mut mem = ProbeMemory::default();
     let r = probe_mem(&t, &mut mem).await;
@@ -72,7 +80,9 @@ async fn a_refuted_memory_is_detected_again() {
     // Remembered 2026, but the server now speaks only the handshake.
     let f = fixture(Flavor::default()).await;
     let t = target(plain(&f.url()));
-    let mut mem = ProbeMemory { detected_revision: Some("2026-07-28".into()) };
+    let mut mem = ProbeMemory {
+        detected_revision: Some("2026-07-28".into()),
+    };
     let r = probe_mem(&t, &mut mem).await;
     assert_success(&r);
     assert_eq!(mem.detected_revision.as_deref(), Some("2025-11-25"));
@@ -81,7 +91,9 @@ async fn a_refuted_memory_is_detected_again() {
     // initialize gets -32601 (HTTP 404), which refutes it.
     let f = fixture(Flavor::Discover).await;
     let t = target(plain(&f.url()));
-    let mut mem = ProbeMemory { detected_revision: Some("2025-06-18".into()) };
+    let mut mem = ProbeMemory {
+        detected_revision: Some("2025-06-18".into()),
+    };
     let r = probe_mem(&t, &mut mem).await;
     assert_success(&r);
     assert_eq!(r.outcome.facts.protocol_version, "2026-07-28");
@@ -127,7 +139,12 @@ async fn pinned_revisions_skip_detection() {
 
 #[tokio::test]
 async fn sse_replies_are_read() {
-    let f = FixtureServer::start_with(FixtureOptions { reply: ReplyFormat::Sse, ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        reply: ReplyFormat::Sse,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let r = probe_once(&target(plain(&f.url()))).await;
     assert_success(&r);
     assert_eq!(r.outcome.facts.protocol_version, "2025-11-25");
@@ -135,13 +152,22 @@ async fn sse_replies_are_read() {
 
 #[tokio::test]
 async fn depth_tools_on_the_handshake_path() {
-    let f = FixtureServer::start_with(FixtureOptions { tools: 5, ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        tools: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let t = target(json!({"name": "b", "url": f.url(), "depth": "PROBE_DEPTH_TOOLS", "protocolVersion": "2025-06-18"}));
     let r = probe_once(&t).await;
     assert_success(&r);
     assert_eq!(r.outcome.facts.tool_count, Some(5));
     let s = f.stats();
-    assert_eq!((s.initialize, s.notifications, s.tools_list, s.delete_requests, s.get_requests), (1, 1, 1, 1, 0), "{s:?}");
+    assert_eq!(
+        (s.initialize, s.notifications, s.tools_list, s.delete_requests, s.get_requests),
+        (1, 1, 1, 1, 0),
+        "{s:?}"
+    );
     // tools/list went on the session, with the negotiated revision's header.
     let h = f.last_post_headers().unwrap();
     assert_eq!(h.get("mcp-protocol-version").unwrap(), "2025-06-18");
@@ -154,7 +180,13 @@ async fn depth_tools_on_the_handshake_path() {
 
 #[tokio::test]
 async fn depth_tools_on_the_2026_path() {
-    let f = FixtureServer::start_with(FixtureOptions { flavor: Flavor::Discover, tools: 3, ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        flavor: Flavor::Discover,
+        tools: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let t = target(json!({"name": "b", "url": f.url(), "depth": "PROBE_DEPTH_TOOLS"}));
     let r = probe_once(&t).await;
     assert_success(&r);
@@ -171,9 +203,16 @@ async fn tools_list_error_degrades_and_tools_list_hang_fails() {
     for flavor in [Flavor::default(), Flavor::Discover, Flavor::LegacySse] {
         let f = fixture(flavor.clone()).await;
         f.set_behavior(Behavior::ToolsListError);
-        let t = target(json!({"name": "b", "url": f.url(), "depth": "PROBE_DEPTH_TOOLS", "transport": if flavor == Flavor::LegacySse { "TRANSPORT_SSE" } else { "TRANSPORT_STREAMABLE_HTTP" }}));
+        let t = target(
+            json!({"name": "b", "url": f.url(), "depth": "PROBE_DEPTH_TOOLS", "transport": if flavor == Flavor::LegacySse { "TRANSPORT_SSE" } else { "TRANSPORT_STREAMABLE_HTTP" }}),
+        );
         let r = probe_once(&t).await;
-        assert_eq!((r.outcome.class, r.outcome.reason.code), (OutcomeClass::Slow, ReasonCode::JsonRpcError), "{flavor:?}: {:#?}", r.outcome);
+        assert_eq!(
+            (r.outcome.class, r.outcome.reason.code),
+            (OutcomeClass::Slow, ReasonCode::JsonRpcError),
+            "{flavor:?}: {:#?}",
+            r.outcome
+        );
         assert!(!r.outcome.facts.protocol_version.is_empty());
 
         f.set_behavior(Behavior::ToolsListHang);
@@ -198,7 +237,13 @@ fn sse_transport(url: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn legacy_sse_handshake_and_tools() {
-    let f = FixtureServer::start_with(FixtureOptions { flavor: Flavor::LegacySse, tools: 4, ..Default::default() }).await.unwrap();
+    let f = FixtureServer::start_with(FixtureOptions {
+        flavor: Flavor::LegacySse,
+        tools: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let r = probe_once(&target(sse_transport(&f.url()))).await;
     assert_success(&r);
     assert_eq!(r.outcome.facts.protocol_version, "2024-11-05");
@@ -232,7 +277,10 @@ async fn legacy_sse_without_the_reply_is_not_healthy() {
     let r = probe_once(&t).await;
     assert_eq!(r.outcome.class, OutcomeClass::Failure, "{:#?}", r.outcome);
     let reason = (r.outcome.reason.code, r.outcome.reason.http_status);
-    assert!(matches!(reason, (ReasonCode::Protocol, None) | (ReasonCode::HttpStatus, Some(404))), "{reason:?}");
+    assert!(
+        matches!(reason, (ReasonCode::Protocol, None) | (ReasonCode::HttpStatus, Some(404))),
+        "{reason:?}"
+    );
     // The endpoint event, POSTs accepted, the reply never comes.
     f.set_behavior(Behavior::EndpointOnly);
     let r = probe_with(&HttpProber::default(), &t, &mut ProbeMemory::default(), Duration::from_millis(800)).await;
@@ -254,7 +302,13 @@ async fn a_get_that_answers_200_and_nothing_else_is_not_healthy() {
     assert_failure(&probe_once(&target(sse_transport(&s.url("/sse")))).await, ReasonCode::Protocol);
     // 200 and silence: bounded by the deadline.
     let s = RawServer::start(|_| RawReply::hold(SSE_HEAD)).await;
-    let r = probe_with(&HttpProber::default(), &target(sse_transport(&s.url("/sse"))), &mut ProbeMemory::default(), Duration::from_millis(500)).await;
+    let r = probe_with(
+        &HttpProber::default(),
+        &target(sse_transport(&s.url("/sse"))),
+        &mut ProbeMemory::default(),
+        Duration::from_millis(500),
+    )
+    .await;
     assert_failure(&r, ReasonCode::Timeout);
     // Another event first.
     let s = RawServer::start(|_| RawReply::hold(format!("{SSE_HEAD}event: message\ndata: {{}}\n\n"))).await;

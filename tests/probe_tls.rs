@@ -42,7 +42,10 @@ fn pki() -> Pki {
     let write = |name: &str, data: String| std::fs::write(dir.path().join(name), data).unwrap();
     let server_ca = ca("mcp-health test ca");
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap().signed_by(&key, &server_ca).unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &server_ca)
+        .unwrap();
     write("ca.pem", server_ca.pem());
     write("server.pem", cert.pem());
     write("server.key", key.serialize_pem());
@@ -61,7 +64,10 @@ fn pki() -> Pki {
 /// Serves TLS on 127.0.0.1 and pipes each connection to the fixture.
 async fn tls_front(pki: &Pki, fixture: &FixtureServer, client_ca: Option<&Path>) -> (String, tokio::task::JoinHandle<()>) {
     install_crypto();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.path("server.pem")).unwrap().collect::<Result<_, _>>().unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki.path("server.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let key = PrivateKeyDer::from_pem_file(pki.path("server.key")).unwrap();
     let builder = rustls::ServerConfig::builder();
     let config = match client_ca {
@@ -144,6 +150,9 @@ async fn daemon_reports_https_backends() {
         })
         .await;
     assert_eq!(status(backend(&h, "b")), BackendStatus::Healthy, "{h:#?}");
-    assert_eq!((status(backend(&h, "unknown-ca")), reason(backend(&h, "unknown-ca"))), (BackendStatus::Unhealthy, ReasonCode::Tls));
+    assert_eq!(
+        (status(backend(&h, "unknown-ca")), reason(backend(&h, "unknown-ca"))),
+        (BackendStatus::Unhealthy, ReasonCode::Tls)
+    );
     d.stop().await;
 }

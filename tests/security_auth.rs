@@ -12,9 +12,7 @@ use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
 use mcp_health::proto::grpc_health_v1::health_client::HealthClient;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -29,8 +27,7 @@ fn spec(name: &str) -> GroupSpec {
 fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
     let mut req = tonic::Request::new(msg);
     if let Some(t) = token {
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
     req
 }
@@ -58,10 +55,7 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
             ))
             .await
             .unwrap_err();
-        let delete = c
-            .delete_group(with_token(DeleteGroupRequest { group: "g".into() }, token))
-            .await
-            .unwrap_err();
+        let delete = c.delete_group(with_token(DeleteGroupRequest { group: "g".into() }, token)).await.unwrap_err();
         let probe = c
             .probe_backend(with_token(
                 ProbeBackendRequest {
@@ -72,16 +66,8 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
             ))
             .await
             .unwrap_err();
-        for (rpc, err) in [
-            ("ApplyGroup", apply),
-            ("DeleteGroup", delete),
-            ("ProbeBackend", probe),
-        ] {
-            assert_eq!(
-                err.code(),
-                Code::Unauthenticated,
-                "{rpc} with {token:?}: {err:?}"
-            );
+        for (rpc, err) in [("ApplyGroup", apply), ("DeleteGroup", delete), ("ProbeBackend", probe)] {
+            assert_eq!(err.code(), Code::Unauthenticated, "{rpc} with {token:?}: {err:?}");
             assert!(err.message().contains(rpc), "{}", err.message());
             assert!(
                 !err.message().contains(TOKEN) && !token.is_some_and(|t| err.message().contains(t)),
@@ -91,12 +77,7 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
         }
     }
     assert!(
-        c.list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .is_empty(),
+        c.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty(),
         "refused applies changed nothing"
     );
 
@@ -122,29 +103,12 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
             Some(TOKEN),
         ))
         .await;
-    assert!(
-        probed
-            .as_ref()
-            .map_or_else(|e| e.code() != Code::Unauthenticated, |_| true),
-        "{probed:?}"
-    );
+    assert!(probed.as_ref().map_or_else(|e| e.code() != Code::Unauthenticated, |_| true), "{probed:?}");
 
     // Reads and grpc.health need no token.
-    assert_eq!(
-        c.list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .len(),
-        1
-    );
-    c.get_group_health(GetGroupHealthRequest { group: "g".into() })
-        .await
-        .unwrap();
-    c.get_config_status(GetConfigStatusRequest {})
-        .await
-        .unwrap();
+    assert_eq!(c.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 1);
+    c.get_group_health(GetGroupHealthRequest { group: "g".into() }).await.unwrap();
+    c.get_config_status(GetConfigStatusRequest {}).await.unwrap();
     c.watch_group_health(WatchGroupHealthRequest { group: "g".into() })
         .await
         .unwrap()
@@ -153,19 +117,9 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
         .await
         .unwrap()
         .unwrap();
-    d.health
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap();
+    d.health.check(HealthCheckRequest { service: String::new() }).await.unwrap();
 
-    c.delete_group(with_token(
-        DeleteGroupRequest { group: "g".into() },
-        Some(TOKEN),
-    ))
-    .await
-    .unwrap();
+    c.delete_group(with_token(DeleteGroupRequest { group: "g".into() }, Some(TOKEN))).await.unwrap();
     d.stop().await;
 }
 
@@ -188,37 +142,20 @@ fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
     (cert.pem(), Issuer::new(params, key))
 }
 
-fn leaf(
-    names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-    issuer: &Issuer<'_, KeyPair>,
-) -> (String, String) {
+fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>) -> (String, String) {
     let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params.extended_key_usages = vec![usage];
     params.distinguished_name.push(DnType::CommonName, names[0]);
-    (
-        params.signed_by(&key, issuer).unwrap().pem(),
-        key.serialize_pem(),
-    )
+    (params.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
 }
 
 fn pki() -> Pki {
     let (ca_pem, issuer) = ca("mcp-health test ca");
     let (_, stranger_issuer) = ca("some other ca");
-    let (server_cert, server_key) = leaf(
-        &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        &issuer,
-    );
-    let (client_cert, client_key) =
-        leaf(&["operator"], ExtendedKeyUsagePurpose::ClientAuth, &issuer);
-    let (stranger_cert, stranger_key) = leaf(
-        &["stranger"],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        &stranger_issuer,
-    );
+    let (server_cert, server_key) = leaf(&["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &issuer);
+    let (client_cert, client_key) = leaf(&["operator"], ExtendedKeyUsagePurpose::ClientAuth, &issuer);
+    let (stranger_cert, stranger_key) = leaf(&["stranger"], ExtendedKeyUsagePurpose::ClientAuth, &stranger_issuer);
     Pki {
         ca: ca_pem,
         server_cert,
@@ -251,14 +188,8 @@ async fn tls_daemon(dir: &std::path::Path, pki: &Pki, mtls: bool) -> Daemon {
     .expect("tls daemon starts")
 }
 
-async fn tls_channel(
-    d: &Daemon,
-    pki: &Pki,
-    identity: Option<(&str, &str)>,
-) -> Result<Channel, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&pki.ca))
-        .domain_name("localhost");
+async fn tls_channel(d: &Daemon, pki: &Pki, identity: Option<(&str, &str)>) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&pki.ca)).domain_name("localhost");
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
@@ -274,8 +205,7 @@ async fn the_server_speaks_tls() {
     let dir = tempfile::tempdir().unwrap();
     let pki = pki();
     let d = tls_daemon(dir.path(), &pki, false).await;
-    let mut client =
-        GroupHealthServiceClient::new(tls_channel(&d, &pki, None).await.expect("tls connect"));
+    let mut client = GroupHealthServiceClient::new(tls_channel(&d, &pki, None).await.expect("tls connect"));
     client
         .apply_group(ApplyGroupRequest {
             spec: Some(spec("g")),
@@ -283,35 +213,14 @@ async fn the_server_speaks_tls() {
         })
         .await
         .expect("loopback, no token: open");
-    assert_eq!(
-        client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .len(),
-        1
-    );
+    assert_eq!(client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 1);
     let mut health = HealthClient::new(tls_channel(&d, &pki, None).await.unwrap());
-    health
-        .check(HealthCheckRequest {
-            service: "g".into(),
-        })
-        .await
-        .unwrap();
+    health.check(HealthCheckRequest { service: "g".into() }).await.unwrap();
 
     // Plaintext gets no gRPC answer from a TLS server.
-    let served = match Channel::from_shared(format!("http://{}", d.local_addr()))
-        .unwrap()
-        .connect()
-        .await
-    {
+    let served = match Channel::from_shared(format!("http://{}", d.local_addr())).unwrap().connect().await {
         Err(_) => false,
-        Ok(channel) => GroupHealthServiceClient::new(channel)
-            .list_groups(ListGroupsRequest {})
-            .await
-            .is_ok(),
+        Ok(channel) => GroupHealthServiceClient::new(channel).list_groups(ListGroupsRequest {}).await.is_ok(),
     };
     assert!(!served, "plaintext was served");
     d.stop().await.unwrap();
@@ -324,19 +233,10 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
     let d = tls_daemon(dir.path(), &pki, true).await;
 
     // No client certificate: reads and grpc.health work, mutations are refused.
-    let mut anonymous = GroupHealthServiceClient::new(
-        tls_channel(&d, &pki, None)
-            .await
-            .expect("connect without a client cert"),
-    );
-    anonymous
-        .list_groups(ListGroupsRequest {})
-        .await
-        .expect("reads stay open");
+    let mut anonymous = GroupHealthServiceClient::new(tls_channel(&d, &pki, None).await.expect("connect without a client cert"));
+    anonymous.list_groups(ListGroupsRequest {}).await.expect("reads stay open");
     HealthClient::new(tls_channel(&d, &pki, None).await.unwrap())
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
+        .check(HealthCheckRequest { service: String::new() })
         .await
         .unwrap();
     let err = anonymous
@@ -347,20 +247,12 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(
-        err.message().contains("client certificate"),
-        "{}",
-        err.message()
-    );
-    let err = anonymous
-        .delete_group(DeleteGroupRequest { group: "g".into() })
-        .await
-        .unwrap_err();
+    assert!(err.message().contains("client certificate"), "{}", err.message());
+    let err = anonymous.delete_group(DeleteGroupRequest { group: "g".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 
     // A certificate from another CA fails the handshake.
-    let stranger = match tls_channel(&d, &pki, Some((&pki.stranger_cert, &pki.stranger_key))).await
-    {
+    let stranger = match tls_channel(&d, &pki, Some((&pki.stranger_cert, &pki.stranger_key))).await {
         Err(_) => None,
         Ok(channel) => Some(
             GroupHealthServiceClient::new(channel)
@@ -377,11 +269,7 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
     );
 
     // The operator's certificate admits mutations.
-    let mut operator = GroupHealthServiceClient::new(
-        tls_channel(&d, &pki, Some((&pki.client_cert, &pki.client_key)))
-            .await
-            .unwrap(),
-    );
+    let mut operator = GroupHealthServiceClient::new(tls_channel(&d, &pki, Some((&pki.client_cert, &pki.client_key))).await.unwrap());
     assert_eq!(
         operator
             .apply_group(ApplyGroupRequest {
@@ -394,10 +282,7 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
             .generation,
         1
     );
-    operator
-        .delete_group(DeleteGroupRequest { group: "g".into() })
-        .await
-        .unwrap();
+    operator.delete_group(DeleteGroupRequest { group: "g".into() }).await.unwrap();
     d.stop().await.unwrap();
 }
 
@@ -415,17 +300,9 @@ fn the_daemon_refuses_to_start_with_mutations_open_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "\n").unwrap();
-    let (status, stderr) = lifecycle_bin::run_to_exit(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        token_file.to_str().unwrap(),
-    ]);
+    let (status, stderr) = lifecycle_bin::run_to_exit(&["--listen", "127.0.0.1:0", "--admin-token-file", token_file.to_str().unwrap()]);
     assert_eq!(status.code(), Some(1));
-    assert!(
-        stderr.contains("is empty"),
-        "an empty token file is refused: {stderr}"
-    );
+    assert!(stderr.contains("is empty"), "an empty token file is refused: {stderr}");
 }
 
 #[tokio::test]
@@ -435,36 +312,16 @@ async fn watch_streams_are_capped() {
         ..DaemonOptions::default()
     })
     .await;
-    let first = d
-        .client
-        .watch_group_health(WatchGroupHealthRequest::default())
-        .await
-        .expect("first watch");
-    let _second = d
-        .health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("second watch");
-    let err = d
-        .client
-        .watch_group_health(WatchGroupHealthRequest::default())
-        .await
-        .unwrap_err();
+    let first = d.client.watch_group_health(WatchGroupHealthRequest::default()).await.expect("first watch");
+    let _second = d.health.watch(HealthCheckRequest { service: String::new() }).await.expect("second watch");
+    let err = d.client.watch_group_health(WatchGroupHealthRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(
         err.message().contains("limit is 2") && err.message().contains("--max-watch-streams"),
         "{}",
         err.message()
     );
-    let err = d
-        .health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let err = d.health.watch(HealthCheckRequest { service: String::new() }).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     // Unary reads are not streams and stay available.
     d.client.list_groups(ListGroupsRequest {}).await.unwrap();
@@ -476,14 +333,7 @@ async fn watch_streams_are_capped() {
         "a slot frees up",
         || {
             let mut c = client.clone();
-            async move {
-                Some(
-                    c.watch_group_health(WatchGroupHealthRequest::default())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.code()),
-                )
-            }
+            async move { Some(c.watch_group_health(WatchGroupHealthRequest::default()).await.map(|_| ()).map_err(|e| e.code())) }
         },
         |r| r.is_ok(),
     )
@@ -520,15 +370,7 @@ async fn oversized_requests_get_resource_exhausted() {
         "{}",
         err.message()
     );
-    assert!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .is_empty()
-    );
+    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
     // A request under the limit passes.
     d.apply(spec("small")).await;
     d.stop().await;

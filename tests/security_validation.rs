@@ -16,11 +16,7 @@ use tonic_types::StatusExt;
 
 const GRPCURL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/grpcurl");
 
-fn limits(
-    max_backends_per_group: usize,
-    max_groups: usize,
-    allow_link_local_backends: bool,
-) -> DaemonOptions {
+fn limits(max_backends_per_group: usize, max_groups: usize, allow_link_local_backends: bool) -> DaemonOptions {
     DaemonOptions {
         engine: EngineConfig {
             limits: Limits {
@@ -37,9 +33,7 @@ fn limits(
 /// The fields of the BadRequest details of an INVALID_ARGUMENT status.
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let bad = status
-        .get_details_bad_request()
-        .expect("google.rpc.BadRequest details");
+    let bad = status.get_details_bad_request().expect("google.rpc.BadRequest details");
     bad.field_violations.into_iter().map(|v| v.field).collect()
 }
 
@@ -87,20 +81,10 @@ async fn grpcurl_shows_every_offending_field() {
     .await
     .unwrap()
     .expect("run grpcurl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("InvalidArgument") || text.contains("\"code\": 3"),
-        "{text}"
-    );
-    assert!(
-        text.contains("google.rpc.BadRequest"),
-        "grpcurl decodes the details: {text}"
-    );
+    assert!(text.contains("InvalidArgument") || text.contains("\"code\": 3"), "{text}");
+    assert!(text.contains("google.rpc.BadRequest"), "grpcurl decodes the details: {text}");
     for field in [
         "spec.name",
         "spec.policy.timeout",
@@ -114,28 +98,14 @@ async fn grpcurl_shows_every_offending_field() {
         "spec.backends[3].url",
         "spec.backends[4].url",
     ] {
-        let named = [
-            format!("\"field\":\"{field}\""),
-            format!("\"field\": \"{field}\""),
-        ]
-        .iter()
-        .any(|f| text.contains(f.as_str()));
+        let named = [format!("\"field\":\"{field}\""), format!("\"field\": \"{field}\"")]
+            .iter()
+            .any(|f| text.contains(f.as_str()));
         assert!(named, "grpcurl output does not name {field}:\n{text}");
     }
-    assert!(
-        text.contains("--allow-link-local-backends"),
-        "the SSRF violation says how to allow it: {text}"
-    );
+    assert!(text.contains("--allow-link-local-backends"), "the SSRF violation says how to allow it: {text}");
     // Nothing changed.
-    assert!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .is_empty()
-    );
+    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
     d.stop().await;
 }
 
@@ -150,16 +120,10 @@ async fn link_local_and_metadata_urls_are_refused_unless_allowed() {
         "http://[::]:80/",
         "https://[fd00:ec2::254]/",
     ] {
-        let spec = group_yaml(&format!(
-            "name: g\nbackends:\n  - name: a\n    url: \"{url}\"\n"
-        ));
+        let spec = group_yaml(&format!("name: g\nbackends:\n  - name: a\n    url: \"{url}\"\n"));
         let err = apply_err(&mut d, spec).await;
         // A URL the parser rejects outright is also a url violation.
-        assert_eq!(
-            violated_fields(&err),
-            vec!["spec.backends[0].url"],
-            "{url}: {err:?}"
-        );
+        assert_eq!(violated_fields(&err), vec!["spec.backends[0].url"], "{url}: {err:?}");
     }
     let oauth = group_yaml(
         "name: g\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    auth:\n      mode: AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\n      oauth2ClientCredentials:\n        tokenUrl: http://169.254.169.254/token\n        clientId: {env: ID}\n        clientSecret: {env: SECRET}\n",
@@ -183,13 +147,7 @@ async fn link_local_and_metadata_urls_are_refused_unless_allowed() {
         .expect("allowed");
     assert!(!ok.into_inner().changed);
     assert!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .is_empty(),
+        d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty(),
         "validate_only changed nothing"
     );
     d.stop().await;
@@ -205,11 +163,7 @@ async fn size_limits_are_configurable() {
     assert_eq!(violated_fields(&err), vec!["spec.backends"]);
     assert!(err.message().contains("limit is 2"), "{}", err.message());
 
-    let one = |name: &str| {
-        group_yaml(&format!(
-            "name: {name}\nbackends:\n  - {{name: a, url: 'http://127.0.0.1:9/a'}}\n"
-        ))
-    };
+    let one = |name: &str| group_yaml(&format!("name: {name}\nbackends:\n  - {{name: a, url: 'http://127.0.0.1:9/a'}}\n"));
     d.apply(one("first")).await;
     d.apply(one("second")).await;
     let err = apply_err(&mut d, one("third")).await;
@@ -217,15 +171,6 @@ async fn size_limits_are_configurable() {
     assert!(err.message().contains("limit is 2"), "{}", err.message());
     // Replacing an existing group is not a new group.
     d.apply(group_yaml("name: second\nbackends: []\n")).await;
-    assert_eq!(
-        d.client
-            .list_groups(ListGroupsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .groups
-            .len(),
-        2
-    );
+    assert_eq!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 2);
     d.stop().await;
 }

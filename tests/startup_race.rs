@@ -16,7 +16,9 @@ async fn a_backend_that_comes_up_after_the_prober_recovers() {
         "name: race\npolicy:\n  interval: 0.3s\n  timeout: 0.2s\n  unhealthyThreshold: 1\nbackends:\n  - name: late\n    url: http://{addr}/mcp\n"
     )))
     .await;
-    let h = d.wait_group("race", "FAILED while the port is closed", |h| phase(h) == GroupPhase::Failed).await;
+    let h = d
+        .wait_group("race", "FAILED while the port is closed", |h| phase(h) == GroupPhase::Failed)
+        .await;
     assert_eq!(reason(backend(&h, "late")), ReasonCode::ConnectionRefused);
 
     let server = FixtureServer::start_on(addr, FixtureOptions::default()).await.unwrap();

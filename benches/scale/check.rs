@@ -30,13 +30,7 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
     let addr = server.expect("ADDR");
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
-        channels.push(
-            Endpoint::from_shared(format!("http://{addr}"))
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
+        channels.push(Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect"));
     }
     if kind == "daemon" {
         let spec = GroupSpec {
@@ -66,12 +60,7 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
                 let (calls, answered) = (calls.clone(), answered.clone());
                 tokio::spawn(async move {
                     while Instant::now() < stop {
-                        let ok = client
-                            .check(HealthCheckRequest {
-                                service: SERVICE.into(),
-                            })
-                            .await
-                            .is_ok();
+                        let ok = client.check(HealthCheckRequest { service: SERVICE.into() }).await.is_ok();
                         calls.fetch_add(1, Relaxed);
                         answered.fetch_add(u64::from(ok), Relaxed);
                     }
@@ -92,14 +81,7 @@ async fn load(kind: &str, fixture: &str, sizes: &Sizes) -> (f64, f64) {
     run(Duration::from_millis(sizes.check_measure_ms)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let n = calls.load(Relaxed) as f64;
-    (
-        n / elapsed,
-        if n > 0.0 {
-            answered.load(Relaxed) as f64 / n
-        } else {
-            0.0
-        },
-    )
+    (n / elapsed, if n > 0.0 { answered.load(Relaxed) as f64 / n } else { 0.0 })
 }
 
 pub async fn check(report: &mut Report, fixture: &str, sizes: &Sizes) {
@@ -125,19 +107,7 @@ pub async fn check(report: &mut Report, fixture: &str, sizes: &Sizes) {
         "",
         None,
     );
-    report.add(
-        "6 Check",
-        "mcp-healthd Check/s",
-        num(median(&ours)),
-        "",
-        None,
-    );
+    report.add("6 Check", "mcp-healthd Check/s", num(median(&ours)), "", None);
     let ratio = median(&ratios);
-    report.add(
-        "6 Check",
-        "ours / bare (median of paired ratios)",
-        num(ratio),
-        "≥ 0.9",
-        Some(ratio >= 0.9),
-    );
+    report.add("6 Check", "ours / bare (median of paired ratios)", num(ratio), "≥ 0.9", Some(ratio >= 0.9));
 }

@@ -67,8 +67,7 @@ impl Worker {
     /// Waits for the child's `RESULT` line and parses it.
     pub fn result(&mut self) -> serde_json::Value {
         let text = self.expect("RESULT");
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("bad RESULT from the {} child: {e}: {text}", self.role))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad RESULT from the {} child: {e}: {text}", self.role))
     }
 }
 

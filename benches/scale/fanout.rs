@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
-use mcp_health::proto::v1::{
-    ApplyGroupRequest, BackendSpec, GroupSpec, ProbePolicy, WatchGroupHealthRequest,
-};
+use mcp_health::proto::v1::{ApplyGroupRequest, BackendSpec, GroupSpec, ProbePolicy, WatchGroupHealthRequest};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,12 +45,7 @@ async fn connect(addr: &str) -> Channel {
 }
 
 /// One streams count: returns (p50 ms, p99 ms, KiB per stream, daemon RSS MiB), medians over changes.
-async fn run(
-    report: &mut Report,
-    fixture: &str,
-    streams: usize,
-    changes: usize,
-) -> (f64, f64, f64, f64) {
+async fn run(report: &mut Report, fixture: &str, streams: usize, changes: usize) -> (f64, f64, f64, f64) {
     let mut server = Worker::spawn("grpc-server", &json!({"kind": "daemon"}));
     let addr = server.expect("ADDR");
     let mut admin = GroupHealthServiceClient::new(connect(&addr).await);
@@ -73,16 +66,10 @@ async fn run(
         channels.push(connect(&addr).await);
     }
     for i in 0..streams {
-        let mut client =
-            GroupHealthServiceClient::new(channels[i / STREAMS_PER_CONNECTION].clone());
+        let mut client = GroupHealthServiceClient::new(channels[i / STREAMS_PER_CONNECTION].clone());
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(resp) = client
-                .watch_group_health(WatchGroupHealthRequest {
-                    group: "fan".into(),
-                })
-                .await
-            else {
+            let Ok(resp) = client.watch_group_health(WatchGroupHealthRequest { group: "fan".into() }).await else {
                 return;
             };
             let mut stream = resp.into_inner();
@@ -105,10 +92,7 @@ async fn run(
             _ => break,
         }
     }
-    report.sanity(
-        snapshots == streams,
-        format!("fan-out: only {snapshots} of {streams} streams opened"),
-    );
+    report.sanity(snapshots == streams, format!("fan-out: only {snapshots} of {streams} streams opened"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_after: f64 = server.command("rss").parse().unwrap_or(f64::NAN);
 
@@ -128,19 +112,14 @@ async fn run(
         let deadline = Instant::now() + Duration::from_secs(30);
         while latencies.len() < streams {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((g, at))) if g == generation => {
-                    latencies.push((at - t0).as_secs_f64() * 1e3)
-                }
+                Ok(Some((g, at))) if g == generation => latencies.push((at - t0).as_secs_f64() * 1e3),
                 Ok(Some(_)) => {}
                 _ => break,
             }
         }
         report.sanity(
             latencies.len() == streams,
-            format!(
-                "fan-out: change {generation} reached {} of {streams} streams",
-                latencies.len()
-            ),
+            format!("fan-out: change {generation} reached {} of {streams} streams", latencies.len()),
         );
         p50s.push(quantile(&mut latencies, 0.5));
         p99s.push(quantile(&mut latencies, 0.99));
@@ -156,11 +135,7 @@ pub async fn fanout(report: &mut Report, fixture: &str, sizes: &Sizes) {
         let runs: Vec<(f64, f64, f64, f64)> = {
             let mut v = Vec::new();
             for i in 0..sizes.repeats {
-                eprintln!(
-                    "fan-out: {streams} streams, repeat {} of {}",
-                    i + 1,
-                    sizes.repeats
-                );
+                eprintln!("fan-out: {streams} streams, repeat {} of {}", i + 1, sizes.repeats);
                 v.push(run(report, fixture, streams, sizes.watch_changes).await);
             }
             v

@@ -95,13 +95,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     roles::install_crypto();
-    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
-        || std::env::args().any(|a| a == "--smoke");
+    let smoke = std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1") || std::env::args().any(|a| a == "--smoke");
     let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
-    if let Some(r) = std::env::var("BENCH_REPEATS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-    {
+    if let Some(r) = std::env::var("BENCH_REPEATS").ok().and_then(|r| r.parse().ok()) {
         sizes.repeats = r;
     }
     let only: Option<Vec<u32>> = std::env::var("BENCH_ONLY")
@@ -119,10 +115,7 @@ fn main() -> ExitCode {
     if wanted(2) {
         probing::ceiling(&mut report, &fixture_addr, &sizes);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if wanted(4) {
         rt.block_on(verdict::verdict(&mut report, &sizes));
     }
@@ -138,11 +131,7 @@ fn main() -> ExitCode {
     println!();
     println!(
         "mcp-health scale benchmark ({}; {} repeats; medians; {} cores; took {:.0} s; fixture child RSS {fixture_rss} MiB)",
-        if smoke {
-            "SMOKE sizes: timings meaningless"
-        } else {
-            "full sizes"
-        },
+        if smoke { "SMOKE sizes: timings meaningless" } else { "full sizes" },
         sizes.repeats,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         started.elapsed().as_secs_f64()

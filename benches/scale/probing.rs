@@ -29,12 +29,7 @@ fn run_engine(addr: &str, run: Run, concurrency: usize, warmup_ms: u64, measure_
 
 /// Median over repeats of one field.
 fn med(results: &[Value], key: &str) -> f64 {
-    median(
-        &results
-            .iter()
-            .map(|r| r[key].as_f64().unwrap_or(f64::NAN))
-            .collect::<Vec<_>>(),
-    )
+    median(&results.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>())
 }
 
 fn label(run: Run) -> String {
@@ -59,14 +54,7 @@ struct Steady {
 }
 
 /// Repeats a steady-state run and reports its medians.
-fn steady(
-    report: &mut Report,
-    fixture: &mut Worker,
-    addr: &str,
-    sizes: &Sizes,
-    run: Run,
-    scenario: &str,
-) -> Steady {
+fn steady(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes, run: Run, scenario: &str) -> Steady {
     fixture.command(&format!("hang {}", run.hanging));
     // Steady state starts after the first interval: every backend probes at
     // once, then once more within [0.5, 1] interval, then every interval ±10%.
@@ -126,33 +114,17 @@ fn steady(
     let healthy_share = healthy / run.n as f64;
     report.add(
         scenario,
-        &format!(
-            "{name}: successful probes % (healthy share {})",
-            num(healthy_share * 100.0)
-        ),
+        &format!("{name}: successful probes % (healthy share {})", num(healthy_share * 100.0)),
         num(med(&results, "success_ratio") * 100.0),
         "",
         None,
     );
     for r in &results {
-        report.sanity(
-            r["probes"].as_f64().unwrap_or(0.0) > 0.0,
-            format!("{name}: no probes measured"),
-        );
-        report.sanity(
-            r["lag_samples"].as_u64().unwrap_or(0) > 0,
-            format!("{name}: no scheduling lag samples"),
-        );
-        let want = if sizes.strict {
-            healthy_share * 0.99
-        } else {
-            healthy_share * 0.5
-        };
+        report.sanity(r["probes"].as_f64().unwrap_or(0.0) > 0.0, format!("{name}: no probes measured"));
+        report.sanity(r["lag_samples"].as_u64().unwrap_or(0) > 0, format!("{name}: no scheduling lag samples"));
+        let want = if sizes.strict { healthy_share * 0.99 } else { healthy_share * 0.5 };
         let ok = r["success_ratio"].as_f64().unwrap_or(0.0);
-        report.sanity(
-            ok >= want,
-            format!("{name}: success ratio {ok:.3} below {want:.3}"),
-        );
+        report.sanity(ok >= want, format!("{name}: success ratio {ok:.3} below {want:.3}"));
     }
     Steady {
         lag_p50: p50,
@@ -166,11 +138,7 @@ pub fn scale(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Size
     for &interval_ms in &sizes.intervals_ms {
         // The timeout must be shorter than the interval: the 5 s default for
         // 10 s, half the interval below that.
-        let timeout_ms = if interval_ms > 5_000 {
-            5_000
-        } else {
-            interval_ms / 2
-        };
+        let timeout_ms = if interval_ms > 5_000 { 5_000 } else { interval_ms / 2 };
         for &n in &sizes.backends {
             let base = Run {
                 n,
@@ -179,10 +147,7 @@ pub fn scale(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Size
                 hanging: 0,
             };
             let base_run = steady(report, fixture, addr, sizes, base, "1 scale");
-            let hung = Run {
-                hanging: n / 10,
-                ..base
-            };
+            let hung = Run { hanging: n / 10, ..base };
             let hung_run = steady(report, fixture, addr, sizes, hung, "3 head-of-line");
             let (p99, h99) = (base_run.lag_p99, hung_run.lag_p99);
             // "Unchanged" on a noisy 2-core box: p99 within the larger of
@@ -192,10 +157,7 @@ pub fn scale(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Size
             let target = if judged {
                 "unchanged (≤ max(1.5×, +5 ms))".to_owned()
             } else {
-                format!(
-                    "not judged: run 1 overloaded ({}% of planned probes)",
-                    num(base_run.kept_up * 100.0)
-                )
+                format!("not judged: run 1 overloaded ({}% of planned probes)", num(base_run.kept_up * 100.0))
             };
             report.add(
                 "3 head-of-line",
@@ -230,16 +192,17 @@ pub fn ceiling(report: &mut Report, addr: &str, sizes: &Sizes) {
     let mut ratios = Vec::new();
     for i in 0..sizes.repeats {
         eprintln!("ceiling: repeat {} of {}", i + 1, sizes.repeats);
-        let bare = Worker::spawn("bare-http", &json!({"addr": addr, "n": run.n, "concurrency": c, "measure_ms": sizes.peak_measure_ms})).result();
+        let bare = Worker::spawn(
+            "bare-http",
+            &json!({"addr": addr, "n": run.n, "concurrency": c, "measure_ms": sizes.peak_measure_ms}),
+        )
+        .result();
         let peak = run_engine(addr, run, c, 1000, sizes.peak_measure_ms);
         let (b, p) = (
             bare["requests_per_s"].as_f64().unwrap_or(f64::NAN),
             peak["probes_per_s"].as_f64().unwrap_or(f64::NAN),
         );
-        report.sanity(
-            bare["success_ratio"].as_f64().unwrap_or(0.0) >= 0.99,
-            "bare HTTP loop: requests failed",
-        );
+        report.sanity(bare["success_ratio"].as_f64().unwrap_or(0.0) >= 0.99, "bare HTTP loop: requests failed");
         let want = if sizes.strict { 0.99 } else { 0.5 };
         report.sanity(
             peak["success_ratio"].as_f64().unwrap_or(0.0) >= want,
@@ -260,37 +223,18 @@ pub fn ceiling(report: &mut Report, addr: &str, sizes: &Sizes) {
     );
     report.add(
         "2 ceiling",
-        &format!(
-            "engine peak probes/s ({} backends @ 100 ms, {c} permits)",
-            run.n
-        ),
+        &format!("engine peak probes/s ({} backends @ 100 ms, {c} permits)", run.n),
         num(med(&peaks, "probes_per_s")),
         "",
         None,
     );
-    report.add(
-        "2 ceiling",
-        "engine successful probes %",
-        num(med(&peaks, "success_ratio") * 100.0),
-        "",
-        None,
-    );
+    report.add("2 ceiling", "engine successful probes %", num(med(&peaks, "success_ratio") * 100.0), "", None);
     report.add(
         "2 ceiling",
         "CPU s per 1,000: engine / bare",
-        format!(
-            "{} / {}",
-            num(med(&peaks, "cpu_s_per_1000")),
-            num(med(&bares, "cpu_s_per_1000"))
-        ),
+        format!("{} / {}", num(med(&peaks, "cpu_s_per_1000")), num(med(&bares, "cpu_s_per_1000"))),
         "",
         None,
     );
-    report.add(
-        "2 ceiling",
-        "peak / ceiling (median of paired ratios)",
-        num(ratio),
-        "≥ 0.7",
-        Some(ratio >= 0.7),
-    );
+    report.add("2 ceiling", "peak / ceiling (median of paired ratios)", num(ratio), "≥ 0.7", Some(ratio >= 0.7));
 }

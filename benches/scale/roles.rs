@@ -30,25 +30,16 @@ pub fn install_crypto() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
 fn arg_u64(a: &serde_json::Value, key: &str) -> u64 {
-    a[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("child argument {key} missing"))
+    a[key].as_u64().unwrap_or_else(|| panic!("child argument {key} missing"))
 }
 
 /// Path of backend `i`; hanging backends have their own path prefix.
 pub fn backend_path(i: usize, hanging: bool) -> String {
-    if hanging {
-        format!("/h{i}")
-    } else {
-        format!("/b{i}")
-    }
+    if hanging { format!("/h{i}") } else { format!("/b{i}") }
 }
 
 /// The fixture: one server answering `initialize` on every path, without
@@ -61,20 +52,13 @@ pub fn fixture() {
         session_ids: false,
         ..FixtureOptions::default()
     };
-    let server = rt
-        .block_on(FixtureServer::start_with(opts))
-        .expect("fixture listens");
+    let server = rt.block_on(FixtureServer::start_with(opts)).expect("fixture listens");
     say(&format!("ADDR {}", server.addr()));
     serve_commands(|cmd| {
         let mut words = cmd.split_whitespace();
-        match (
-            words.next(),
-            words.next().and_then(|n| n.parse::<usize>().ok()),
-        ) {
+        match (words.next(), words.next().and_then(|n| n.parse::<usize>().ok())) {
             (Some("hang"), Some(count)) => {
-                server.set_path_behaviors(
-                    (0..count).map(|i| (backend_path(i, true), Behavior::Hang)),
-                );
+                server.set_path_behaviors((0..count).map(|i| (backend_path(i, true), Behavior::Hang)));
                 String::new()
             }
             (Some("rss"), _) => format!("{:.1}", rss_mib()),
@@ -121,11 +105,7 @@ pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -
     let backends: Vec<BackendSpec> = (0..n)
         .map(|i| {
             let hang = i < hanging;
-            let name = if hang {
-                format!("h{i}")
-            } else {
-                format!("b{i}")
-            };
+            let name = if hang { format!("h{i}") } else { format!("b{i}") };
             BackendSpec {
                 name,
                 url: format!("http://{addr}{}", backend_path(i, hang)),
@@ -139,7 +119,7 @@ pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -
         .map(|(g, chunk)| GroupSpec {
             name: format!("g{g}"),
             backends: chunk.to_vec(),
-            policy: Some(policy.clone()),
+            policy: Some(policy),
         })
         .collect()
 }
@@ -149,10 +129,7 @@ pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -
 pub fn engine_run() {
     install_crypto();
     let a = args();
-    let addr: SocketAddr = a["addr"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("addr argument");
+    let addr: SocketAddr = a["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr argument");
     let (n, hanging) = (arg_u64(&a, "n") as usize, arg_u64(&a, "hanging") as usize);
     let interval = Duration::from_millis(arg_u64(&a, "interval_ms"));
     let timeout = Duration::from_millis(arg_u64(&a, "timeout_ms"));
@@ -173,40 +150,24 @@ pub fn engine_run() {
             observer: Some(recorder.clone()),
             ..EngineConfig::default()
         };
-        let engine = Engine::start(
-            config,
-            Arc::new(HttpProber::default()),
-            HealthStatuses::default(),
-        );
+        let engine = Engine::start(config, Arc::new(HttpProber::default()), HealthStatuses::default());
         let policy = ProbePolicy {
             interval: Some(duration(interval)),
             timeout: Some(duration(timeout)),
             ..ProbePolicy::default()
         };
         for spec in groups(addr, n, hanging, policy) {
-            let valid =
-                validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
+            let valid = validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
             engine.apply(valid, Origin::Api).await.expect("apply");
         }
         tokio::time::sleep(warmup).await;
         recorder.recording.store(true, Relaxed);
-        let (cpu0, probes0, ok0, t0) = (
-            cpu_time(),
-            recorder.probes.load(Relaxed),
-            recorder.successes.load(Relaxed),
-            Instant::now(),
-        );
+        let (cpu0, probes0, ok0, t0) = (cpu_time(), recorder.probes.load(Relaxed), recorder.successes.load(Relaxed), Instant::now());
         tokio::time::sleep(measure).await;
-        let (cpu1, probes1, ok1, elapsed) = (
-            cpu_time(),
-            recorder.probes.load(Relaxed),
-            recorder.successes.load(Relaxed),
-            t0.elapsed(),
-        );
+        let (cpu1, probes1, ok1, elapsed) = (cpu_time(), recorder.probes.load(Relaxed), recorder.successes.load(Relaxed), t0.elapsed());
         recorder.recording.store(false, Relaxed);
         let rss = rss_mib();
-        let mut lags =
-            std::mem::take(&mut *recorder.lags_ms.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut lags = std::mem::take(&mut *recorder.lags_ms.lock().unwrap_or_else(|p| p.into_inner()));
         engine.shutdown().await;
         let probes = (probes1 - probes0) as f64;
         let cpu = (cpu1 - cpu0).as_secs_f64();
@@ -232,10 +193,7 @@ pub fn engine_run() {
 pub fn bare_http() {
     install_crypto();
     let a = args();
-    let addr: SocketAddr = a["addr"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("addr argument");
+    let addr: SocketAddr = a["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr argument");
     let n = arg_u64(&a, "n") as usize;
     let concurrency = arg_u64(&a, "concurrency") as usize;
     let measure = Duration::from_millis(arg_u64(&a, "measure_ms"));
@@ -307,18 +265,11 @@ pub fn grpc_server() {
         match kind.as_str() {
             "bare" => {
                 let (reporter, service) = tonic_health::server::health_reporter();
-                reporter
-                    .set_service_status("bench", tonic_health::ServingStatus::Serving)
-                    .await;
+                reporter.set_service_status("bench", tonic_health::ServingStatus::Serving).await;
                 let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
-                say(&format!(
-                    "ADDR {}",
-                    listener.local_addr().expect("bound address")
-                ));
+                say(&format!("ADDR {}", listener.local_addr().expect("bound address")));
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let server = tonic::transport::Server::builder()
-                    .add_service(service)
-                    .serve_with_incoming(incoming);
+                let server = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming);
                 (None, Some(tokio::spawn(server)))
             }
             _ => {

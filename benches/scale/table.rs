@@ -19,14 +19,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn add(
-        &mut self,
-        scenario: &str,
-        figure: &str,
-        value: String,
-        target: &str,
-        met: Option<bool>,
-    ) {
+    pub fn add(&mut self, scenario: &str, figure: &str, value: String, target: &str, met: Option<bool>) {
         self.rows.push(Row {
             scenario: scenario.into(),
             figure: figure.into(),
@@ -54,10 +47,7 @@ impl Report {
                 Some(false) => "**no**",
                 None => "",
             };
-            println!(
-                "| {} | {} | {} | {} | {} |",
-                r.scenario, r.figure, r.value, r.target, met
-            );
+            println!("| {} | {} | {} | {} | {} |", r.scenario, r.figure, r.value, r.target, met);
         }
     }
 }

@@ -37,16 +37,10 @@ fn pb(d: Duration) -> pbjson_types::Duration {
 }
 
 /// Waits for the Watch stream to report `want`; None if the stream ends or 10 s pass.
-async fn until(
-    stream: &mut Streaming<mcp_health::proto::grpc_health_v1::HealthCheckResponse>,
-    want: ServingStatus,
-) -> Option<Instant> {
+async fn until(stream: &mut Streaming<mcp_health::proto::grpc_health_v1::HealthCheckResponse>, want: ServingStatus) -> Option<Instant> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let msg = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .ok()?
-            .ok()??;
+        let msg = tokio::time::timeout_at(deadline, stream.message()).await.ok()?.ok()??;
         if msg.status == want as i32 {
             return Some(Instant::now());
         }
@@ -90,9 +84,7 @@ pub async fn verdict(report: &mut Report, sizes: &Sizes) {
         .await
         .expect("apply");
     let mut stream = HealthClient::new(channel)
-        .watch(HealthCheckRequest {
-            service: "verdict".into(),
-        })
+        .watch(HealthCheckRequest { service: "verdict".into() })
         .await
         .expect("watch")
         .into_inner();
@@ -128,22 +120,14 @@ pub async fn verdict(report: &mut Report, sizes: &Sizes) {
     let up_bound = ms(INTERVAL) * f64::from(HEALTHY_THRESHOLD) + ms(TIMEOUT);
     let policy = format!("interval 200 ms ±{JITTER_PERCENT}%, timeout 100 ms");
     for (what, samples, threshold, bound) in [
-        (
-            "kill → NOT_SERVING",
-            &mut down,
-            UNHEALTHY_THRESHOLD,
-            down_bound,
-        ),
+        ("kill → NOT_SERVING", &mut down, UNHEALTHY_THRESHOLD, down_bound),
         ("recover → SERVING", &mut up, HEALTHY_THRESHOLD, up_bound),
     ] {
         let p50 = median(samples);
         let max = quantile(samples, 1.0);
         report.add(
             "4 verdict",
-            &format!(
-                "{what} ms, p50 / max of {} ({policy}, threshold {threshold})",
-                samples.len()
-            ),
+            &format!("{what} ms, p50 / max of {} ({policy}, threshold {threshold})", samples.len()),
             format!("{} / {}", num(p50), num(max)),
             &format!("≤ {} (bound {} + 50)", num(bound + SLACK_MS), num(bound)),
             Some(!samples.is_empty() && max <= bound + SLACK_MS),

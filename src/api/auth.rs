@@ -65,10 +65,7 @@ pub struct AdminGuard {
 
 impl AdminGuard {
     pub fn new(token: Option<AdminToken>, require_client_cert: bool) -> AdminGuard {
-        AdminGuard {
-            token,
-            require_client_cert,
-        }
+        AdminGuard { token, require_client_cert }
     }
 
     /// Whether anything protects the mutating RPCs.
@@ -104,9 +101,7 @@ impl AdminGuard {
         if token.matches(credentials) {
             Ok(())
         } else {
-            Err(Status::unauthenticated(format!(
-                "{rpc}: the admin token is not valid"
-            )))
+            Err(Status::unauthenticated(format!("{rpc}: the admin token is not valid")))
         }
     }
 }
@@ -122,8 +117,7 @@ mod tests {
     fn request(auth: Option<&str>) -> Request<()> {
         let mut req = Request::new(());
         if let Some(a) = auth {
-            req.metadata_mut()
-                .insert("authorization", a.parse().unwrap());
+            req.metadata_mut().insert("authorization", a.parse().unwrap());
         }
         req
     }
@@ -131,14 +125,8 @@ mod tests {
     #[test]
     fn token_checks() {
         let g = guard("s3cret-token");
-        assert!(
-            g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup")
-                .is_ok()
-        );
-        assert!(
-            g.check(&request(Some("bearer s3cret-token")), "ApplyGroup")
-                .is_ok()
-        );
+        assert!(g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup").is_ok());
+        assert!(g.check(&request(Some("bearer s3cret-token")), "ApplyGroup").is_ok());
         for bad in [
             None,
             Some("Bearer wrong"),
@@ -149,17 +137,9 @@ mod tests {
         ] {
             let err = g.check(&request(bad), "ApplyGroup").unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad:?}");
-            assert!(
-                !err.message().contains("s3cret"),
-                "the token leaked: {}",
-                err.message()
-            );
+            assert!(!err.message().contains("s3cret"), "the token leaked: {}", err.message());
         }
-        assert!(
-            AdminGuard::default()
-                .check(&request(None), "ApplyGroup")
-                .is_ok()
-        );
+        assert!(AdminGuard::default().check(&request(None), "ApplyGroup").is_ok());
         assert!(!AdminGuard::default().protects());
         assert!(g.protects());
     }
@@ -169,11 +149,7 @@ mod tests {
         let g = AdminGuard::new(None, true);
         let err = g.check(&request(None), "DeleteGroup").unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        assert!(
-            err.message().contains("client certificate"),
-            "{}",
-            err.message()
-        );
+        assert!(err.message().contains("client certificate"), "{}", err.message());
     }
 
     #[test]
@@ -185,13 +161,7 @@ mod tests {
         assert!(t.matches(b"abc123"));
         assert!(!format!("{t:?}").contains("abc123"));
         std::fs::write(&path, " \n").unwrap();
-        assert!(matches!(
-            AdminToken::from_file(&path),
-            Err(AuthError::Empty { .. })
-        ));
-        assert!(matches!(
-            AdminToken::from_file(&dir.path().join("missing")),
-            Err(AuthError::Read { .. })
-        ));
+        assert!(matches!(AdminToken::from_file(&path), Err(AuthError::Empty { .. })));
+        assert!(matches!(AdminToken::from_file(&dir.path().join("missing")), Err(AuthError::Read { .. })));
     }
 }

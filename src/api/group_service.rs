@@ -31,7 +31,13 @@ pub struct GroupService {
 impl GroupService {
     /// A service with mutations open and no cap on watch streams.
     pub fn new(engine: Engine, shutdown: CancellationToken, config_status: crate::config::ConfigStatusHandle) -> Self {
-        GroupService { engine, shutdown, config_status, admin: AdminGuard::default(), watch_streams: WatchStreams::default() }
+        GroupService {
+            engine,
+            shutdown,
+            config_status,
+            admin: AdminGuard::default(),
+            watch_streams: WatchStreams::default(),
+        }
     }
 
     /// Who may call ApplyGroup, DeleteGroup and ProbeBackend.
@@ -49,7 +55,10 @@ impl GroupService {
 
 fn group_arg(group: &str) -> Result<String, Status> {
     if group.is_empty() {
-        return Err(invalid(&[crate::spec::FieldViolation { field: "group".into(), description: "is required".into() }]));
+        return Err(invalid(&[crate::spec::FieldViolation {
+            field: "group".into(),
+            description: "is required".into(),
+        }]));
     }
     Ok(group.to_owned())
 }
@@ -66,7 +75,9 @@ impl GroupHealthService for GroupService {
     async fn get_group_health(&self, req: Request<GetGroupHealthRequest>) -> Result<Response<GetGroupHealthResponse>, Status> {
         let group = group_arg(&req.into_inner().group)?;
         let health = self.engine.get(group).await.map_err(to_status)?;
-        Ok(Response::new(GetGroupHealthResponse { health: Some((*health).clone()) }))
+        Ok(Response::new(GetGroupHealthResponse {
+            health: Some((*health).clone()),
+        }))
     }
 
     type WatchGroupHealthStream = WatchStream;
@@ -88,13 +99,26 @@ impl GroupHealthService for GroupService {
     async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
         self.admin.check(&req, "ApplyGroup")?;
         let req = req.into_inner();
-        let spec = req.spec.ok_or_else(|| invalid(&[crate::spec::FieldViolation { field: "spec".into(), description: "is required".into() }]))?;
+        let spec = req.spec.ok_or_else(|| {
+            invalid(&[crate::spec::FieldViolation {
+                field: "spec".into(),
+                description: "is required".into(),
+            }])
+        })?;
         let valid = validate_group(&spec, "spec", self.engine.limits()).map_err(|v| invalid(&v))?;
         if req.validate_only {
-            return Ok(Response::new(ApplyGroupResponse { spec: Some(spec), generation: 0, changed: false }));
+            return Ok(Response::new(ApplyGroupResponse {
+                spec: Some(spec),
+                generation: 0,
+                changed: false,
+            }));
         }
         let applied = self.engine.apply(valid, Origin::Api).await.map_err(to_status)?;
-        Ok(Response::new(ApplyGroupResponse { spec: Some(applied.spec), generation: applied.generation, changed: applied.changed }))
+        Ok(Response::new(ApplyGroupResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+        }))
     }
 
     async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
@@ -109,10 +133,16 @@ impl GroupHealthService for GroupService {
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
         if req.backend.is_empty() {
-            return Err(invalid(&[crate::spec::FieldViolation { field: "backend".into(), description: "is required".into() }]));
+            return Err(invalid(&[crate::spec::FieldViolation {
+                field: "backend".into(),
+                description: "is required".into(),
+            }]));
         }
         let probed = self.engine.probe_now(group, req.backend).await.map_err(to_status)?;
-        Ok(Response::new(ProbeBackendResponse { backend: Some(probed.backend), phase: probed.phase as i32 }))
+        Ok(Response::new(ProbeBackendResponse {
+            backend: Some(probed.backend),
+            phase: probed.phase as i32,
+        }))
     }
 
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
@@ -121,7 +151,11 @@ impl GroupHealthService for GroupService {
 }
 
 fn message(kind: WatchEventKind, revision: u64, groups: Vec<GroupHealth>) -> WatchGroupHealthResponse {
-    WatchGroupHealthResponse { kind: kind as i32, revision, groups }
+    WatchGroupHealthResponse {
+        kind: kind as i32,
+        revision,
+        groups,
+    }
 }
 
 /// Feeds one watch stream: the snapshot, then each change of the watched

@@ -28,7 +28,11 @@ pub struct HealthService {
 
 impl HealthService {
     pub fn new(statuses: HealthStatuses, shutdown: CancellationToken) -> Self {
-        HealthService { statuses, shutdown, watch_streams: WatchStreams::default() }
+        HealthService {
+            statuses,
+            shutdown,
+            watch_streams: WatchStreams::default(),
+        }
     }
 
     /// The cap on concurrent watch streams, shared with WatchGroupHealth.

@@ -53,9 +53,7 @@ const TONIC_TOO_LARGE: &str = "decoded message length too large";
 impl OversizeAsResourceExhausted {
     pub fn map<B: Default>(self, response: http::Response<B>) -> http::Response<B> {
         let headers = response.headers();
-        let oversized = headers
-            .get("grpc-status")
-            .is_some_and(|s| s.as_bytes() == b"11")
+        let oversized = headers.get("grpc-status").is_some_and(|s| s.as_bytes() == b"11")
             && headers
                 .get("grpc-message")
                 .and_then(|m| m.to_str().ok())

@@ -20,11 +20,7 @@ pub struct ServerTls {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {flag} {path}: {reason}")]
-    Read {
-        flag: &'static str,
-        path: String,
-        reason: String,
-    },
+    Read { flag: &'static str, path: String, reason: String },
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -38,10 +34,7 @@ fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 impl ServerTls {
     /// Reads the PEM files; tonic parses them when the server is built.
     pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
-        let identity = Identity::from_pem(
-            read("--tls-cert", &self.cert)?,
-            read("--tls-key", &self.key)?,
-        );
+        let identity = Identity::from_pem(read("--tls-cert", &self.cert)?, read("--tls-key", &self.key)?);
         let mut config = ServerTlsConfig::new().identity(identity);
         if let Some(ca) = &self.client_ca {
             config = config

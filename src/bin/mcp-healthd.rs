@@ -99,7 +99,11 @@ async fn main() -> ExitCode {
         ..EngineConfig::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(ServerTls { cert, key, client_ca: args.tls_client_ca }),
+        (Some(cert), Some(key)) => Some(ServerTls {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        }),
         // clap's `requires` makes the two go together.
         _ => None,
     };

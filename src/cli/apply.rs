@@ -43,7 +43,9 @@ pub fn parse_specs(text: &str, origin: &str) -> Result<Vec<GroupSpec>, CliError>
 pub fn read_specs(file: &Path) -> Result<Vec<GroupSpec>, CliError> {
     let (text, origin) = if file == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("cannot read stdin: {e}")))?;
         (text, "stdin".to_owned())
     } else {
         let text = std::fs::read_to_string(file).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
@@ -65,7 +67,10 @@ pub async fn apply_all(
     let total = specs.len();
     for spec in specs {
         let name = spec.name.clone();
-        let req = conn.authorize(unary(ApplyGroupRequest { spec: Some(spec), validate_only: dry_run }))?;
+        let req = conn.authorize(unary(ApplyGroupRequest {
+            spec: Some(spec),
+            validate_only: dry_run,
+        }))?;
         match client.apply_group(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
@@ -88,14 +93,22 @@ pub async fn apply_all(
             }
         }
     }
-    if failed > 0 { Err(CliError::Reported(format!("{failed} of {total} groups failed"))) } else { Ok(()) }
+    if failed > 0 {
+        Err(CliError::Reported(format!("{failed} of {total} groups failed")))
+    } else {
+        Ok(())
+    }
 }
 
 /// The status message, shortened when its field violations follow one per line.
 fn headline(s: &tonic::Status) -> String {
     use tonic_types::StatusExt;
     match s.get_details_bad_request() {
-        Some(b) => format!("{} invalid field{}", b.field_violations.len(), if b.field_violations.len() == 1 { "" } else { "s" }),
+        Some(b) => format!(
+            "{} invalid field{}",
+            b.field_violations.len(),
+            if b.field_violations.len() == 1 { "" } else { "s" }
+        ),
         None => s.message().to_owned(),
     }
 }

@@ -62,7 +62,9 @@ impl Connection {
         let url = self.url();
         let timeout = Duration::try_from_secs_f64(self.connect_timeout)
             .map_err(|_| CliError::Usage(format!("--connect-timeout must be a positive number of seconds, not {}", self.connect_timeout)))?;
-        let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| CliError::Usage(format!("bad --server {url:?}: {e}")))?.connect_timeout(timeout);
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| CliError::Usage(format!("bad --server {url:?}: {e}")))?
+            .connect_timeout(timeout);
         if url.starts_with("https://") || self.tls_wanted() {
             let mut tls = ClientTlsConfig::new();
             tls = match &self.ca_cert {

@@ -100,7 +100,12 @@ impl CliError {
         };
         match status.and_then(|s| s.get_details_bad_request().map(|b| (s, b.field_violations.len()))) {
             // The message repeats every violation on one line; list them instead.
-            Some((s, n)) => eprintln!("{} {}: {n} invalid field{}:", style.error("error:"), code_name(s.code()), if n == 1 { "" } else { "s" }),
+            Some((s, n)) => eprintln!(
+                "{} {}: {n} invalid field{}:",
+                style.error("error:"),
+                code_name(s.code()),
+                if n == 1 { "" } else { "s" }
+            ),
             None => eprintln!("{} {self}", style.error("error:")),
         }
         for line in status.map(detail_lines).unwrap_or_default() {

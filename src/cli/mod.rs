@@ -132,7 +132,12 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         }
         Command::Watch { group } => {
             let mut c = conn.group_client().await?;
-            let stream = c.watch_group_health(WatchGroupHealthRequest { group: group.clone().unwrap_or_default() }).await?.into_inner();
+            let stream = c
+                .watch_group_health(WatchGroupHealthRequest {
+                    group: group.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
             watch::follow(stream, group, &out).await
         }
         Command::Apply { file, dry_run } => {
@@ -142,15 +147,23 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         }
         Command::Delete { group } => {
             let mut c = conn.group_client().await?;
-            let resp = c.delete_group(conn.authorize(unary(DeleteGroupRequest { group: group.clone() }))?).await?.into_inner();
+            let resp = c
+                .delete_group(conn.authorize(unary(DeleteGroupRequest { group: group.clone() }))?)
+                .await?
+                .into_inner();
             out.print(&resp, |_| format!("group {group} deleted\n"))
         }
         Command::Probe { group, backend } => {
             let mut c = conn.group_client().await?;
-            let resp = c.probe_backend(conn.authorize(unary(ProbeBackendRequest { group: group.clone(), backend }))?).await?.into_inner();
+            let resp = c
+                .probe_backend(conn.authorize(unary(ProbeBackendRequest { group: group.clone(), backend }))?)
+                .await?
+                .into_inner();
             let b = resp.backend.clone().unwrap_or_default();
             let phase = GroupPhase::try_from(resp.phase).unwrap_or_default();
-            out.print(&resp, |s| format!("{}\ngroup {group} is {}\n", render::backends_table(std::slice::from_ref(&b), s), s.phase(phase)))
+            out.print(&resp, |s| {
+                format!("{}\ngroup {group} is {}\n", render::backends_table(std::slice::from_ref(&b), s), s.phase(phase))
+            })
         }
         Command::Check { service } => {
             let mut c = conn.health_client().await?;
@@ -159,7 +172,11 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             let name = status.as_str_name();
             let doc = serde_json::json!({ "status": name });
             out.print(&doc, |s| format!("status: {}\n", s.serving(status)))?;
-            if status == ServingStatus::Serving { Ok(()) } else { Err(CliError::NotServing(name.to_owned())) }
+            if status == ServingStatus::Serving {
+                Ok(())
+            } else {
+                Err(CliError::NotServing(name.to_owned()))
+            }
         }
     }
 }

@@ -30,11 +30,17 @@ impl Style {
     pub fn detect() -> Style {
         let terminal = std::io::stdout().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Style { colour: terminal && !no_color, terminal }
+        Style {
+            colour: terminal && !no_color,
+            terminal,
+        }
     }
 
     pub fn plain() -> Style {
-        Style { colour: false, terminal: false }
+        Style {
+            colour: false,
+            terminal: false,
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -248,7 +254,10 @@ mod tests {
 
     #[test]
     fn colour_does_not_skew_columns() {
-        let rows = vec![vec![painted("READY", Style { colour: true, terminal: true }.phase(GroupPhase::Ready)), cell("x")]];
+        let rows = vec![vec![
+            painted("READY", Style { colour: true, terminal: true }.phase(GroupPhase::Ready)),
+            cell("x"),
+        ]];
         let plain_rows = vec![vec![cell("READY"), cell("x")]];
         let coloured = table(&["PHASE", "N"], &rows, &Style { colour: true, terminal: true });
         let plain = table(&["PHASE", "N"], &plain_rows, &Style::plain());

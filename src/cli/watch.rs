@@ -70,7 +70,13 @@ impl Seen {
                 let overviews: Vec<GroupOverview> = self
                     .groups
                     .values()
-                    .map(|g| GroupOverview { name: g.name.clone(), phase: g.phase, summary: g.summary, message: g.message.clone(), source: g.source })
+                    .map(|g| GroupOverview {
+                        name: g.name.clone(),
+                        phase: g.phase,
+                        summary: g.summary,
+                        message: g.message.clone(),
+                        source: g.source,
+                    })
                     .collect();
                 groups_table(&overviews, style)
             }
@@ -110,14 +116,31 @@ impl Seen {
                 continue;
             };
             if old.phase != g.phase {
-                line(format!("group={} phase {} -> {} ({})", g.name, phase_name(phase(&old)), phase_name(phase(g)), g.message));
+                line(format!(
+                    "group={} phase {} -> {} ({})",
+                    g.name,
+                    phase_name(phase(&old)),
+                    phase_name(phase(g)),
+                    g.message
+                ));
             }
             for b in &g.backends {
                 match old.backends.iter().find(|o| o.name == b.name) {
-                    None => line(format!("group={} backend={} added status={} ({})", g.name, b.name, status_name(status(b)), b.message)),
-                    Some(o) if o.status != b.status => {
-                        line(format!("group={} backend={} {} -> {} ({})", g.name, b.name, status_name(status(o)), status_name(status(b)), b.message))
-                    }
+                    None => line(format!(
+                        "group={} backend={} added status={} ({})",
+                        g.name,
+                        b.name,
+                        status_name(status(b)),
+                        b.message
+                    )),
+                    Some(o) if o.status != b.status => line(format!(
+                        "group={} backend={} {} -> {} ({})",
+                        g.name,
+                        b.name,
+                        status_name(status(o)),
+                        status_name(status(b)),
+                        b.message
+                    )),
                     // Same status, new progress (e.g. "2 of 3 failed probes").
                     Some(o) if o.message != b.message && o.consecutive_failures != b.consecutive_failures => {
                         line(format!("group={} backend={} status={} ({})", g.name, b.name, status_name(status(b)), b.message))
@@ -146,36 +169,63 @@ mod tests {
             message: "m".into(),
             backends: backends
                 .iter()
-                .map(|(n, s)| BackendHealth { name: (*n).into(), status: *s as i32, message: "why".into(), ..Default::default() })
+                .map(|(n, s)| BackendHealth {
+                    name: (*n).into(),
+                    status: *s as i32,
+                    message: "why".into(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
     }
 
     fn msg(kind: WatchEventKind, revision: u64, groups: Vec<GroupHealth>) -> WatchGroupHealthResponse {
-        WatchGroupHealthResponse { kind: kind as i32, revision, groups }
+        WatchGroupHealthResponse {
+            kind: kind as i32,
+            revision,
+            groups,
+        }
     }
 
     #[test]
     fn one_line_per_change() {
         let mut seen = Seen::default();
-        let first = seen.changes(&msg(WatchEventKind::Snapshot, 1, vec![group(GroupPhase::Ready, &[("a", BackendStatus::Healthy)])]));
+        let first = seen.changes(&msg(
+            WatchEventKind::Snapshot,
+            1,
+            vec![group(GroupPhase::Ready, &[("a", BackendStatus::Healthy)])],
+        ));
         assert_eq!(first, "rev=1 group=g phase=READY (m)\nrev=1 group=g backend=a status=HEALTHY (why)\n");
-        let change =
-            seen.changes(&msg(WatchEventKind::Changed, 2, vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy), ("b", BackendStatus::Unknown)])]));
+        let change = seen.changes(&msg(
+            WatchEventKind::Changed,
+            2,
+            vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy), ("b", BackendStatus::Unknown)])],
+        ));
         assert_eq!(
             change,
             "rev=2 group=g phase READY -> FAILED (m)\nrev=2 group=g backend=a HEALTHY -> UNHEALTHY (why)\nrev=2 group=g backend=b added status=UNKNOWN (why)\n"
         );
-        let removed = seen.changes(&msg(WatchEventKind::Changed, 3, vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy)])]));
+        let removed = seen.changes(&msg(
+            WatchEventKind::Changed,
+            3,
+            vec![group(GroupPhase::Failed, &[("a", BackendStatus::Unhealthy)])],
+        ));
         assert_eq!(removed, "rev=3 group=g backend=b removed\n");
-        assert_eq!(seen.changes(&msg(WatchEventKind::Deleted, 4, vec![group(GroupPhase::Failed, &[])])), "rev=4 group=g deleted\n");
+        assert_eq!(
+            seen.changes(&msg(WatchEventKind::Deleted, 4, vec![group(GroupPhase::Failed, &[])])),
+            "rev=4 group=g deleted\n"
+        );
     }
 
     #[test]
     fn screen_redraws_the_current_state() {
         let mut seen = Seen::default();
-        seen.apply(&msg(WatchEventKind::Snapshot, 1, vec![group(GroupPhase::Ready, &[("a", BackendStatus::Healthy)])]));
+        seen.apply(&msg(
+            WatchEventKind::Snapshot,
+            1,
+            vec![group(GroupPhase::Ready, &[("a", BackendStatus::Healthy)])],
+        ));
         let all = seen.screen(None, 1, &Style::plain());
         assert!(all.starts_with("watching every group (revision 1"), "{all}");
         assert!(all.contains("g     READY"), "{all}");

@@ -29,11 +29,19 @@ pub struct Reason {
 
 impl Reason {
     pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
-        Reason { code, http_status: None, message: message.into() }
+        Reason {
+            code,
+            http_status: None,
+            message: message.into(),
+        }
     }
 
     pub fn http(code: ReasonCode, status: u16, message: impl Into<String>) -> Self {
-        Reason { code, http_status: Some(status), message: message.into() }
+        Reason {
+            code,
+            http_status: Some(status),
+            message: message.into(),
+        }
     }
 }
 
@@ -59,21 +67,37 @@ pub struct ProbeOutcome {
 
 impl ProbeOutcome {
     pub fn success(facts: ServerFacts) -> Self {
-        ProbeOutcome { class: OutcomeClass::Success, reason: Reason::new(ReasonCode::Ok, "handshake succeeded"), facts }
+        ProbeOutcome {
+            class: OutcomeClass::Success,
+            reason: Reason::new(ReasonCode::Ok, "handshake succeeded"),
+            facts,
+        }
     }
 
     pub fn failure(reason: Reason) -> Self {
-        ProbeOutcome { class: OutcomeClass::Failure, reason, facts: ServerFacts::default() }
+        ProbeOutcome {
+            class: OutcomeClass::Failure,
+            reason,
+            facts: ServerFacts::default(),
+        }
     }
 
     /// The handshake succeeded but a deeper check (tools/list) answered with an
     /// error: the server serves MCP, so it stays routable, as DEGRADED.
     pub fn degraded(reason: Reason, facts: ServerFacts) -> Self {
-        ProbeOutcome { class: OutcomeClass::Slow, reason, facts }
+        ProbeOutcome {
+            class: OutcomeClass::Slow,
+            reason,
+            facts,
+        }
     }
 
     pub fn auth_required(reason: Reason, facts: ServerFacts) -> Self {
-        ProbeOutcome { class: OutcomeClass::AuthRequired, reason, facts }
+        ProbeOutcome {
+            class: OutcomeClass::AuthRequired,
+            reason,
+            facts,
+        }
     }
 
     /// Turns a success slower than `degraded_latency` into a slow success.

@@ -73,7 +73,11 @@ fn describe(phase: GroupPhase, s: &Summary) -> String {
         return format!("waiting for the first verdict on {}", backends(s.total));
     }
     let mut message = if s.routable == s.total {
-        if s.total == 1 { "the backend is routable".to_owned() } else { format!("all {} routable", backends(s.total)) }
+        if s.total == 1 {
+            "the backend is routable".to_owned()
+        } else {
+            format!("all {} routable", backends(s.total))
+        }
     } else {
         format!("{} of {} routable", s.routable, backends(s.total))
     };

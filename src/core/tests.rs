@@ -40,13 +40,23 @@ fn transitions() {
     check_sequence(
         NoAuth,
         T3_1,
-        &[(Success, S::Healthy, true), (Failure, S::Degraded, true), (Failure, S::Degraded, true), (Success, S::Healthy, true)],
+        &[
+            (Success, S::Healthy, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Degraded, true),
+            (Success, S::Healthy, true),
+        ],
     );
     // The threshold-th failure makes the backend UNHEALTHY.
     check_sequence(
         NoAuth,
         T3_1,
-        &[(Success, S::Healthy, true), (Failure, S::Degraded, true), (Failure, S::Degraded, true), (Failure, S::Unhealthy, false)],
+        &[
+            (Success, S::Healthy, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Unhealthy, false),
+        ],
     );
     check_sequence(NoAuth, T1_1, &[(Success, S::Healthy, true), (Failure, S::Unhealthy, false)]);
     // Recovery after UNHEALTHY needs `healthy` consecutive successes.
@@ -54,20 +64,43 @@ fn transitions() {
     check_sequence(
         NoAuth,
         T3_2,
-        &[(Failure, S::Unhealthy, false), (Success, S::Unhealthy, false), (Failure, S::Unhealthy, false), (Success, S::Unhealthy, false), (Slow, S::Degraded, true)],
+        &[
+            (Failure, S::Unhealthy, false),
+            (Success, S::Unhealthy, false),
+            (Failure, S::Unhealthy, false),
+            (Success, S::Unhealthy, false),
+            (Slow, S::Degraded, true),
+        ],
     );
     // A per-user backend that starts failing and then answers 401 again recovers.
     check_sequence(PerUser, T3_1, &[(Failure, S::Unhealthy, false), (AuthRequired, S::Unauthenticated, true)]);
     // Per-user backend blips below the threshold stay routable.
-    check_sequence(PerUser, T3_1, &[(AuthRequired, S::Unauthenticated, true), (Failure, S::Degraded, true), (AuthRequired, S::Unauthenticated, true)]);
+    check_sequence(
+        PerUser,
+        T3_1,
+        &[
+            (AuthRequired, S::Unauthenticated, true),
+            (Failure, S::Degraded, true),
+            (AuthRequired, S::Unauthenticated, true),
+        ],
+    );
     // A healthy NONE backend that starts answering 401 becomes non-routable at the threshold.
     check_sequence(
         NoAuth,
         T3_1,
-        &[(Success, S::Healthy, true), (AuthRequired, S::Degraded, true), (AuthRequired, S::Degraded, true), (AuthRequired, S::Unauthenticated, false)],
+        &[
+            (Success, S::Healthy, true),
+            (AuthRequired, S::Degraded, true),
+            (AuthRequired, S::Degraded, true),
+            (AuthRequired, S::Unauthenticated, false),
+        ],
     );
     // Slow and fast alternate without ever leaving the routable set.
-    check_sequence(NoAuth, T3_1, &[(Slow, S::Degraded, true), (Success, S::Healthy, true), (Slow, S::Degraded, true)]);
+    check_sequence(
+        NoAuth,
+        T3_1,
+        &[(Slow, S::Degraded, true), (Success, S::Healthy, true), (Slow, S::Degraded, true)],
+    );
 }
 
 #[test]
@@ -75,13 +108,19 @@ fn progress_and_counters() {
     let t = T3_2;
     let mut v = observe(&Verdict::unknown(), Success, AuthMode::None, t);
     v = observe(&v, Failure, AuthMode::None, t);
-    assert_eq!((v.consecutive_failures, v.consecutive_successes, v.progress.as_str()), (1, 0, "1 of 3 failed probes"));
+    assert_eq!(
+        (v.consecutive_failures, v.consecutive_successes, v.progress.as_str()),
+        (1, 0, "1 of 3 failed probes")
+    );
     v = observe(&v, Failure, AuthMode::None, t);
     assert_eq!(v.progress, "2 of 3 failed probes");
     v = observe(&v, Failure, AuthMode::None, t);
     assert_eq!((v.status, v.progress.as_str()), (S::Unhealthy, ""));
     v = observe(&v, Success, AuthMode::None, t);
-    assert_eq!((v.status, v.consecutive_failures, v.progress.as_str()), (S::Unhealthy, 0, "1 of 2 successful probes needed to recover"));
+    assert_eq!(
+        (v.status, v.consecutive_failures, v.progress.as_str()),
+        (S::Unhealthy, 0, "1 of 2 successful probes needed to recover")
+    );
     v = observe(&v, Success, AuthMode::None, t);
     assert_eq!((v.status, v.consecutive_successes, v.progress.as_str()), (S::Healthy, 2, ""));
 }
@@ -89,7 +128,10 @@ fn progress_and_counters() {
 /// Checks the phase, the routable count and the message of a group.
 #[track_caller]
 fn check_phase(backends: &[(S, AuthMode)], want: P, want_routable: u32, want_message: &str) {
-    let verdict = group_verdict(backends.iter().map(|(status, auth)| BackendView { status: *status, routable: is_routable(*status, *auth) }));
+    let verdict = group_verdict(backends.iter().map(|(status, auth)| BackendView {
+        status: *status,
+        routable: is_routable(*status, *auth),
+    }));
     assert_eq!(
         (verdict.phase, verdict.summary.routable, verdict.message.as_str()),
         (want, want_routable, want_message),
@@ -116,11 +158,26 @@ fn phases() {
         "all 3 backends routable; 1 backend requires authentication",
     );
     // All down: FAILED.
-    check_phase(&[(S::Unhealthy, NoAuth), (S::Unhealthy, NoAuth)], P::Failed, 0, "0 of 2 backends routable; 2 backends are unhealthy");
+    check_phase(
+        &[(S::Unhealthy, NoAuth), (S::Unhealthy, NoAuth)],
+        P::Failed,
+        0,
+        "0 of 2 backends routable; 2 backends are unhealthy",
+    );
     // All slow: DEGRADED, not FAILED.
-    check_phase(&[(S::Degraded, NoAuth), (S::Degraded, NoAuth)], P::Degraded, 2, "all 2 backends routable; 2 backends are degraded");
+    check_phase(
+        &[(S::Degraded, NoAuth), (S::Degraded, NoAuth)],
+        P::Degraded,
+        2,
+        "all 2 backends routable; 2 backends are degraded",
+    );
     // 401 with auth NONE: not routable.
-    check_phase(&[(S::Unauthenticated, NoAuth)], P::Failed, 0, "0 of 1 backend routable; 1 backend requires authentication");
+    check_phase(
+        &[(S::Unauthenticated, NoAuth)],
+        P::Failed,
+        0,
+        "0 of 1 backend routable; 1 backend requires authentication",
+    );
     check_phase(
         &[(S::Healthy, NoAuth), (S::Unauthenticated, NoAuth), (S::Healthy, NoAuth)],
         P::Degraded,
@@ -128,11 +185,26 @@ fn phases() {
         "2 of 3 backends routable; 1 backend requires authentication",
     );
     // Some routable, some not.
-    check_phase(&[(S::Healthy, NoAuth), (S::Unhealthy, NoAuth)], P::Degraded, 1, "1 of 2 backends routable; 1 backend is unhealthy");
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unhealthy, NoAuth)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is unhealthy",
+    );
     // No verdict yet: PENDING. A group with no backends: FAILED.
-    check_phase(&[(S::Unknown, NoAuth), (S::Unknown, PerUser)], P::Pending, 0, "waiting for the first verdict on 2 backends");
+    check_phase(
+        &[(S::Unknown, NoAuth), (S::Unknown, PerUser)],
+        P::Pending,
+        0,
+        "waiting for the first verdict on 2 backends",
+    );
     check_phase(&[], P::Failed, 0, "the group has no backends");
     // Partly probed.
-    check_phase(&[(S::Healthy, NoAuth), (S::Unknown, NoAuth)], P::Degraded, 1, "1 of 2 backends routable; 1 backend is not probed yet");
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unknown, NoAuth)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is not probed yet",
+    );
     check_phase(&[(S::Healthy, NoAuth)], P::Ready, 1, "the backend is routable");
 }

@@ -88,10 +88,7 @@ pub fn observe(prev: &Verdict, class: OutcomeClass, auth: AuthMode, thresholds: 
     match (was_routable, good) {
         (true, true) | (false, false) => next(target, String::new()),
         (true, false) if failures >= thresholds.unhealthy => next(target, String::new()),
-        (true, false) => next(
-            BackendStatus::Degraded,
-            format!("{failures} of {} failed probes", thresholds.unhealthy),
-        ),
+        (true, false) => next(BackendStatus::Degraded, format!("{failures} of {} failed probes", thresholds.unhealthy)),
         (false, true) if successes >= thresholds.healthy => next(target, String::new()),
         (false, true) => next(
             prev.status,

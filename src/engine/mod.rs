@@ -93,16 +93,41 @@ pub struct Subscription {
 }
 
 pub(crate) enum Command {
-    Apply { groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>, origin: Origin, replace_origin: bool, reply: oneshot::Sender<Result<Vec<Applied>, EngineError>> },
-    Delete { group: String, reply: oneshot::Sender<Result<(), EngineError>> },
+    Apply {
+        groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>,
+        origin: Origin,
+        replace_origin: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    Delete {
+        group: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// API groups read back from the store at start-up, with their generations; not written again.
-    Restore { groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>, reply: oneshot::Sender<Result<Vec<Applied>, EngineError>> },
+    Restore {
+        groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
     ProbeResult(ProbeResult),
-    Get { group: String, reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>> },
-    List { reply: oneshot::Sender<Vec<GroupOverview>> },
-    Watch { group: Option<String>, reply: oneshot::Sender<Result<Subscription, EngineError>> },
-    ManualProbe { group: String, backend: String, reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    Get {
+        group: String,
+        reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<GroupOverview>>,
+    },
+    Watch {
+        group: Option<String>,
+        reply: oneshot::Sender<Result<Subscription, EngineError>>,
+    },
+    ManualProbe {
+        group: String,
+        backend: String,
+        reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -183,7 +208,14 @@ impl Engine {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
         tokio::spawn(owner.run(rx));
-        Engine { tx, clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends)), prober, limiter, limits: config.limits, observer: config.observer }
+        Engine {
+            tx,
+            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends)),
+            prober,
+            limiter,
+            limits: config.limits,
+            observer: config.observer,
+        }
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.
@@ -208,18 +240,34 @@ impl Engine {
         let mut targets = Vec::with_capacity(group.backends.len());
         for (i, b) in group.backends.iter().enumerate() {
             match self.clients.client_for(b.spec.tls.as_ref()) {
-                Ok(client) => targets.push(Arc::new(ProbeTarget { group: group.spec.name.clone(), backend: b.clone(), client })),
-                Err(e) => violations.push(FieldViolation { field: format!("{prefix}backends[{i}].tls"), description: e.to_string() }),
+                Ok(client) => targets.push(Arc::new(ProbeTarget {
+                    group: group.spec.name.clone(),
+                    backend: b.clone(),
+                    client,
+                })),
+                Err(e) => violations.push(FieldViolation {
+                    field: format!("{prefix}backends[{i}].tls"),
+                    description: e.to_string(),
+                }),
             }
         }
-        if violations.is_empty() { Ok(targets) } else { Err(EngineError::Invalid(violations)) }
+        if violations.is_empty() {
+            Ok(targets)
+        } else {
+            Err(EngineError::Invalid(violations))
+        }
     }
 
     /// Creates or replaces one group.
     pub async fn apply(&self, group: ValidGroup, origin: Origin) -> Result<Applied, EngineError> {
         let targets = self.targets(&group, "spec.")?;
         let mut applied = self
-            .call(|reply| Command::Apply { groups: vec![(group, targets)], origin, replace_origin: false, reply })
+            .call(|reply| Command::Apply {
+                groups: vec![(group, targets)],
+                origin,
+                replace_origin: false,
+                reply,
+            })
             .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
     }
@@ -232,7 +280,13 @@ impl Engine {
             let targets = self.targets(&g, &format!("groups[{i}]."))?;
             with_targets.push((g, targets));
         }
-        self.call(|reply| Command::Apply { groups: with_targets, origin, replace_origin: true, reply }).await?
+        self.call(|reply| Command::Apply {
+            groups: with_targets,
+            origin,
+            replace_origin: true,
+            reply,
+        })
+        .await?
     }
 
     /// Brings back API groups read from the store, keeping their generations.
@@ -272,7 +326,10 @@ impl Engine {
         let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::ProbeResult(ProbeResult { reply: Some(reply), ..ticket.result(result) }))
+            .send(Command::ProbeResult(ProbeResult {
+                reply: Some(reply),
+                ..ticket.result(result)
+            }))
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?

@@ -26,7 +26,10 @@ impl InFlight {
         if let Some(o) = observer {
             report(&**o, 1);
         }
-        InFlight { observer: observer.cloned(), report }
+        InFlight {
+            observer: observer.cloned(),
+            report,
+        }
     }
 }
 

@@ -104,7 +104,12 @@ impl Owner {
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Apply { groups, origin, replace_origin, reply } => {
+                Command::Apply {
+                    groups,
+                    origin,
+                    replace_origin,
+                    reply,
+                } => {
                     let _ = reply.send(self.apply(groups, origin, replace_origin).await);
                 }
                 Command::Delete { group, reply } => {
@@ -176,12 +181,14 @@ impl Owner {
 
     fn check_origin(&self, name: &str, origin: &Origin) -> Result<(), EngineError> {
         match self.groups.get(name).map(|g| &g.origin) {
-            Some(Origin::ConfigFile(path)) if *origin == Origin::Api => {
-                Err(EngineError::ReadOnly { group: name.to_owned(), path: path.display().to_string() })
-            }
-            Some(Origin::Api) if *origin != Origin::Api => {
-                Err(EngineError::NameConflict { group: name.to_owned(), other: "a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup or rename one of them".to_owned() })
-            }
+            Some(Origin::ConfigFile(path)) if *origin == Origin::Api => Err(EngineError::ReadOnly {
+                group: name.to_owned(),
+                path: path.display().to_string(),
+            }),
+            Some(Origin::Api) if *origin != Origin::Api => Err(EngineError::NameConflict {
+                group: name.to_owned(),
+                other: "a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup or rename one of them".to_owned(),
+            }),
             _ => Ok(()),
         }
     }
@@ -219,7 +226,12 @@ impl Owner {
     async fn delete_api(&mut self, name: &str) -> Result<(), EngineError> {
         match self.groups.get(name).map(|g| &g.origin) {
             None => return Err(EngineError::GroupNotFound(name.to_owned())),
-            Some(Origin::ConfigFile(path)) => return Err(EngineError::ReadOnly { group: name.to_owned(), path: path.display().to_string() }),
+            Some(Origin::ConfigFile(path)) => {
+                return Err(EngineError::ReadOnly {
+                    group: name.to_owned(),
+                    path: path.display().to_string(),
+                });
+            }
             Some(Origin::Api) => {}
         }
         let owned = name.to_owned();
@@ -236,7 +248,10 @@ impl Owner {
         if self.groups.len() + added > self.config.limits.max_groups {
             return Err(EngineError::TooManyGroups(self.config.limits.max_groups));
         }
-        Ok(groups.into_iter().map(|(g, targets, generation)| self.apply_group(g, targets, Origin::Api, Some(generation))).collect())
+        Ok(groups
+            .into_iter()
+            .map(|(g, targets, generation)| self.apply_group(g, targets, Origin::Api, Some(generation)))
+            .collect())
     }
 
     /// Applies groups all or nothing: every check runs before the first change,
@@ -264,7 +279,10 @@ impl Owner {
         for name in stale {
             let _ = self.delete(&name, Some(&origin));
         }
-        Ok(groups.into_iter().map(|(g, targets)| self.apply_group(g, targets, origin.clone(), None)).collect())
+        Ok(groups
+            .into_iter()
+            .map(|(g, targets)| self.apply_group(g, targets, origin.clone(), None))
+            .collect())
     }
 
     /// `restored` is the generation of a group read back from the store.
@@ -272,7 +290,11 @@ impl Owner {
         let name = valid.spec.name.clone();
         if let Some(g) = self.groups.get(&name) {
             if g.spec == valid.spec && g.origin == origin {
-                return Applied { spec: valid.spec, generation: g.generation, changed: false };
+                return Applied {
+                    spec: valid.spec,
+                    generation: g.generation,
+                    changed: false,
+                };
             }
         }
         let mut old = self.groups.get_mut(&name).map(|g| std::mem::take(&mut g.backends)).unwrap_or_default();
@@ -320,20 +342,31 @@ impl Owner {
         let previous_phase = self.groups.insert(name.clone(), group).map(|g| g.verdict.phase);
         self.publish(&name, previous_phase);
         info!(group = %name, generation, backends = valid.backends.len(), "group applied");
-        Applied { spec: valid.spec, generation, changed: true }
+        Applied {
+            spec: valid.spec,
+            generation,
+            changed: true,
+        }
     }
 
     /// Deletes a group. `origin` restricts which groups may be deleted (None: the API's rules).
     fn delete(&mut self, name: &str, origin: Option<&Origin>) -> Result<(), EngineError> {
-        let Some(g) = self.groups.get(name) else { return Err(EngineError::GroupNotFound(name.to_owned())) };
+        let Some(g) = self.groups.get(name) else {
+            return Err(EngineError::GroupNotFound(name.to_owned()));
+        };
         match (origin, &g.origin) {
             (None, Origin::ConfigFile(path)) => {
-                return Err(EngineError::ReadOnly { group: name.to_owned(), path: path.display().to_string() });
+                return Err(EngineError::ReadOnly {
+                    group: name.to_owned(),
+                    path: path.display().to_string(),
+                });
             }
             (Some(want), have) if want != have => return Err(EngineError::GroupNotFound(name.to_owned())),
             _ => {}
         }
-        let Some(mut g) = self.groups.remove(name) else { return Err(EngineError::GroupNotFound(name.to_owned())) };
+        let Some(mut g) = self.groups.remove(name) else {
+            return Err(EngineError::GroupNotFound(name.to_owned()));
+        };
         for b in g.backends.values() {
             b.task.abort();
         }
@@ -345,7 +378,11 @@ impl Owner {
         g.cached = None;
         let last = g.health(name);
         self.health.remove(name);
-        let _ = self.events.send(Event { kind: EventKind::Deleted, revision: self.revision, group: last });
+        let _ = self.events.send(Event {
+            kind: EventKind::Deleted,
+            revision: self.revision,
+            group: last,
+        });
         info!(group = %name, "group deleted");
         Ok(())
     }
@@ -364,7 +401,13 @@ impl Owner {
         };
         let Some(b) = g.backends.get_mut(&r.backend).filter(|b| b.epoch == r.epoch) else {
             // A result for a removed or replaced backend: dropped, never resurrected.
-            return reply(Err(EngineError::BackendNotFound { group: r.group, backend: r.backend }), r.reply);
+            return reply(
+                Err(EngineError::BackendNotFound {
+                    group: r.group,
+                    backend: r.backend,
+                }),
+                r.reply,
+            );
         };
         if let Some(o) = &self.config.observer {
             o.probe_applied(&r);
@@ -436,7 +479,11 @@ impl Owner {
         if self.events.receiver_count() > 0 {
             let health = g.health(name);
             // A lagging receiver is resynchronized by its stream with a snapshot.
-            let _ = self.events.send(Event { kind: EventKind::Changed, revision: self.revision, group: health });
+            let _ = self.events.send(Event {
+                kind: EventKind::Changed,
+                revision: self.revision,
+                group: health,
+            });
         }
         self.log_first_verdicts();
     }
@@ -447,7 +494,12 @@ impl Owner {
         }
         self.all_verdicts_logged = true;
         let backends: usize = self.groups.values().map(|g| g.backends.len()).sum();
-        info!(groups = self.groups.len(), backends, elapsed_ms = self.started.elapsed().as_millis() as u64, "every group has its first verdict");
+        info!(
+            groups = self.groups.len(),
+            backends,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "every group has its first verdict"
+        );
     }
 
     fn watch(&mut self, group: Option<String>) -> Result<Subscription, EngineError> {
@@ -459,22 +511,39 @@ impl Owner {
             }
             None => self.groups.iter_mut().map(|(name, g)| g.health(name)).collect(),
         };
-        Ok(Subscription { revision: self.revision, snapshot, events })
+        Ok(Subscription {
+            revision: self.revision,
+            snapshot,
+            events,
+        })
     }
 
     fn manual_probe(&mut self, group: String, backend: String) -> Result<ManualTicket, EngineError> {
         let limit = self.config.manual_probe_interval;
         let g = self.groups.get_mut(&group).ok_or_else(|| EngineError::GroupNotFound(group.clone()))?;
-        let b = g.backends.get_mut(&backend).ok_or_else(|| EngineError::BackendNotFound { group: group.clone(), backend: backend.clone() })?;
+        let b = g.backends.get_mut(&backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.clone(),
+            backend: backend.clone(),
+        })?;
         let now = Instant::now();
         if let Some(last) = b.last_manual_probe {
             let elapsed = now.duration_since(last);
             if elapsed < limit {
-                return Err(EngineError::RateLimited { backend, elapsed_ms: elapsed.as_millis() as u64, limit_ms: limit.as_millis() as u64 });
+                return Err(EngineError::RateLimited {
+                    backend,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    limit_ms: limit.as_millis() as u64,
+                });
             }
         }
         b.last_manual_probe = Some(now);
-        Ok(ManualTicket { target: b.target.clone(), policy: b.target.backend.policy, group, backend, epoch: b.epoch })
+        Ok(ManualTicket {
+            target: b.target.clone(),
+            policy: b.target.backend.policy,
+            group,
+            backend,
+            epoch: b.epoch,
+        })
     }
 
     fn shutdown(&mut self) {

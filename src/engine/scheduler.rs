@@ -9,8 +9,8 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::{Command, InFlight, ProbeObserver};
 use super::owner::ProbeResult;
+use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{ProbeOutcome, Reason};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
 use crate::proto::v1::ReasonCode;
@@ -31,7 +31,10 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
     let start = Instant::now();
     let deadline = start + policy.timeout;
     match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
-        Ok(report) => Timed { outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency), latency: report.latency },
+        Ok(report) => Timed {
+            outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency),
+            latency: report.latency,
+        },
         Err(_) => {
             let latency = start.elapsed();
             Timed {

@@ -63,7 +63,13 @@ impl GroupState {
     }
 
     pub(super) fn group_facts<'a>(&'a self, name: &'a str) -> GroupFacts<'a> {
-        GroupFacts { name, verdict: &self.verdict, revision: self.revision, generation: self.generation, source: self.source() }
+        GroupFacts {
+            name,
+            verdict: &self.verdict,
+            revision: self.revision,
+            generation: self.generation,
+            source: self.source(),
+        }
     }
 
     pub(super) fn health(&mut self, name: &str) -> Arc<GroupHealth> {

@@ -48,11 +48,17 @@ impl Probe for Scripted {
         let script = self.scripts.lock().unwrap().get(&url).copied().unwrap_or(Script::Up);
         Box::pin(async move {
             let outcome = match script {
-                Script::Up => ProbeOutcome::success(ServerFacts { protocol_version: "2025-06-18".into(), ..Default::default() }),
+                Script::Up => ProbeOutcome::success(ServerFacts {
+                    protocol_version: "2025-06-18".into(),
+                    ..Default::default()
+                }),
                 Script::Down => ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused")),
                 Script::Hang => std::future::pending().await,
             };
-            ProbeReport { outcome, latency: Duration::from_millis(1) }
+            ProbeReport {
+                outcome,
+                latency: Duration::from_millis(1),
+            }
         })
     }
 }
@@ -63,7 +69,10 @@ fn spec(yaml: &str) -> ValidGroup {
 }
 
 fn start(prober: Arc<Scripted>, watch_buffer: usize) -> Engine {
-    let config = EngineConfig { watch_buffer, ..EngineConfig::default() };
+    let config = EngineConfig {
+        watch_buffer,
+        ..EngineConfig::default()
+    };
     Engine::start(config, prober, HealthStatuses::default())
 }
 
@@ -100,7 +109,10 @@ async fn first_probe_is_immediate_and_thresholds_follow_the_interval() {
     }
     // Three failed probes after the second one (at 5–10 s): within 10 + 3 × 11 s.
     let elapsed = t0.elapsed();
-    assert!(elapsed >= Duration::from_secs(5 + 9 + 9) && elapsed <= Duration::from_secs(10 + 11 + 11 + 11), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(5 + 9 + 9) && elapsed <= Duration::from_secs(10 + 11 + 11 + 11),
+        "{elapsed:?}"
+    );
     assert_eq!(status_of(&engine, "g", "ok").await, BackendStatus::Healthy);
     engine.shutdown().await;
 }
@@ -129,7 +141,13 @@ async fn a_hanging_backend_never_delays_another() {
 async fn a_stuck_watcher_never_stalls_the_owner() {
     let prober = Arc::new(Scripted::default());
     let engine = start(prober.clone(), 4);
-    engine.apply(spec("name: g\npolicy:\n  interval: 1s\n  timeout: 0.5s\n  unhealthyThreshold: 1\nbackends:\n  - name: flappy\n    url: http://flappy.test/mcp\n"), Origin::Api).await.unwrap();
+    engine
+        .apply(
+            spec("name: g\npolicy:\n  interval: 1s\n  timeout: 0.5s\n  unhealthyThreshold: 1\nbackends:\n  - name: flappy\n    url: http://flappy.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
     // Subscribed and never read.
     let mut stuck = engine.watch(None).await.unwrap();
     for i in 0..40 {
@@ -155,7 +173,10 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     assert!(ok_successes >= 2);
 
     // Drop "bad"; keep "ok" unchanged.
-    let applied = engine.apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n"), Origin::Api).await.unwrap();
+    let applied = engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
     assert_eq!(applied.generation, 2);
     let after = engine.get("g".into()).await.unwrap();
     assert_eq!(after.backends.len(), 1, "{after:#?}");
@@ -164,11 +185,17 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     // Change its URL: back to UNKNOWN until probed (the new URL's probe hangs,
     // so the verdict stays UNKNOWN while we look).
     prober.set("http://moved.test/mcp", Script::Hang);
-    engine.apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api).await.unwrap();
+    engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
     let moved = engine.get("g".into()).await.unwrap();
     assert_eq!(moved.backends[0].status, BackendStatus::Unknown as i32);
     // An identical apply changes nothing.
-    let same = engine.apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api).await.unwrap();
+    let same = engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
     assert!(!same.changed);
     engine.shutdown().await;
 }

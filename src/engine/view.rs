@@ -22,15 +22,24 @@ pub struct BackendFacts<'a> {
 
 pub fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    pbjson_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    pbjson_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 pub fn duration(d: Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    pbjson_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 pub fn backend_view(b: &ValidBackend, v: &Verdict) -> BackendView {
-    BackendView { status: v.status, routable: is_routable(v.status, b.auth_mode) }
+    BackendView {
+        status: v.status,
+        routable: is_routable(v.status, b.auth_mode),
+    }
 }
 
 /// The verdict every reader of a group sees.
@@ -40,7 +49,11 @@ pub fn verdict<'a>(backends: impl IntoIterator<Item = (&'a ValidBackend, &'a Ver
 
 pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
     let routable = is_routable(f.verdict.status, f.backend.auth_mode);
-    let message = if f.verdict.progress.is_empty() { f.reason.message.clone() } else { format!("{}: {}", f.verdict.progress, f.reason.message) };
+    let message = if f.verdict.progress.is_empty() {
+        f.reason.message.clone()
+    } else {
+        format!("{}: {}", f.verdict.progress, f.reason.message)
+    };
     BackendHealth {
         name: f.backend.spec.name.clone(),
         url: f.backend.spec.url.clone(),

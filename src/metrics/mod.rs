@@ -21,8 +21,13 @@ use crate::engine::{ProbeObserver, ProbeResult};
 use crate::proto::v1::{BackendStatus, GroupPhase};
 
 /// Every value of the backend status state set, as label values.
-const STATUSES: [BackendStatus; 5] =
-    [BackendStatus::Unknown, BackendStatus::Healthy, BackendStatus::Degraded, BackendStatus::Unhealthy, BackendStatus::Unauthenticated];
+const STATUSES: [BackendStatus; 5] = [
+    BackendStatus::Unknown,
+    BackendStatus::Healthy,
+    BackendStatus::Degraded,
+    BackendStatus::Unhealthy,
+    BackendStatus::Unauthenticated,
+];
 /// Every value of the group phase state set, as label values.
 const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
 const OUTCOMES: [OutcomeClass; 4] = [OutcomeClass::Success, OutcomeClass::Slow, OutcomeClass::AuthRequired, OutcomeClass::Failure];
@@ -134,9 +139,21 @@ impl Metrics {
             Unit::Seconds,
             m.probe_duration.clone(),
         );
-        r.register("backend_status", "Backend status as a state set: 1 for the current status, 0 for the others", m.backend_status.clone());
-        r.register("backend_transitions", "Backend status transitions, by from and to status", m.transitions.clone());
-        r.register("group_phase", "Group phase as a state set: 1 for the current phase, 0 for the others", m.group_phase.clone());
+        r.register(
+            "backend_status",
+            "Backend status as a state set: 1 for the current status, 0 for the others",
+            m.backend_status.clone(),
+        );
+        r.register(
+            "backend_transitions",
+            "Backend status transitions, by from and to status",
+            m.transitions.clone(),
+        );
+        r.register(
+            "group_phase",
+            "Group phase as a state set: 1 for the current phase, 0 for the others",
+            m.group_phase.clone(),
+        );
         r.register("group_routable_backends", "Routable backends per group", m.group_routable.clone());
         r.register("group_backends", "Backends per group", m.group_backends.clone());
         r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
@@ -153,10 +170,18 @@ impl Metrics {
 
     fn forget_backend(&self, group: &str, backend: &str) {
         for s in STATUSES {
-            self.backend_status.remove(&StatusLabels { group: group.to_owned(), backend: backend.to_owned(), status: status_label(s) });
+            self.backend_status.remove(&StatusLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                status: status_label(s),
+            });
         }
         for o in OUTCOMES {
-            self.probe_duration.remove(&ProbeLabels { group: group.to_owned(), backend: backend.to_owned(), outcome: outcome_label(o) });
+            self.probe_duration.remove(&ProbeLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                outcome: outcome_label(o),
+            });
         }
     }
 }
@@ -166,24 +191,42 @@ impl ProbeObserver for Metrics {
     fn probe_finished(&self, _result: &ProbeResult) {}
 
     fn probe_applied(&self, r: &ProbeResult) {
-        let labels = ProbeLabels { group: r.group.clone(), backend: r.backend.clone(), outcome: outcome_label(r.outcome.class) };
+        let labels = ProbeLabels {
+            group: r.group.clone(),
+            backend: r.backend.clone(),
+            outcome: outcome_label(r.outcome.class),
+        };
         self.probe_duration.get_or_create(&labels).observe(r.latency.as_secs_f64());
     }
 
     fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
         for s in STATUSES {
-            let labels = StatusLabels { group: group.to_owned(), backend: backend.to_owned(), status: status_label(s) };
+            let labels = StatusLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                status: status_label(s),
+            };
             self.backend_status.get_or_create(&labels).set(i64::from(status_label(s) == status_label(to)));
         }
         if let Some(from) = from {
-            self.transitions.get_or_create(&TransitionLabels { from: status_label(from), to: status_label(to) }).inc();
+            self.transitions
+                .get_or_create(&TransitionLabels {
+                    from: status_label(from),
+                    to: status_label(to),
+                })
+                .inc();
         }
     }
 
     fn group_verdict(&self, group: &str, verdict: &GroupVerdict) {
         for p in PHASES {
-            let labels = PhaseLabels { group: group.to_owned(), phase: phase_label(p) };
-            self.group_phase.get_or_create(&labels).set(i64::from(phase_label(p) == phase_label(verdict.phase)));
+            let labels = PhaseLabels {
+                group: group.to_owned(),
+                phase: phase_label(p),
+            };
+            self.group_phase
+                .get_or_create(&labels)
+                .set(i64::from(phase_label(p) == phase_label(verdict.phase)));
         }
         let g = GroupLabels { group: group.to_owned() };
         self.group_routable.get_or_create(&g).set(i64::from(verdict.summary.routable));
@@ -199,7 +242,10 @@ impl ProbeObserver for Metrics {
             self.forget_backend(group, b);
         }
         for p in PHASES {
-            self.group_phase.remove(&PhaseLabels { group: group.to_owned(), phase: phase_label(p) });
+            self.group_phase.remove(&PhaseLabels {
+                group: group.to_owned(),
+                phase: phase_label(p),
+            });
         }
         let g = GroupLabels { group: group.to_owned() };
         self.group_routable.remove(&g);

@@ -87,7 +87,12 @@ pub struct EventReader {
 
 impl EventReader {
     pub fn new(cap: usize) -> Self {
-        EventReader { parser: SseParser::default(), pending: Default::default(), read: 0, cap }
+        EventReader {
+            parser: SseParser::default(),
+            pending: Default::default(),
+            read: 0,
+            cap,
+        }
     }
 
     /// The next event, or None when the stream ends.

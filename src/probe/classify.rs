@@ -66,7 +66,11 @@ pub fn transport_error(err: &reqwest::Error) -> Reason {
 /// carried credentials of its own, which turns a 401/403 into a rejection.
 pub fn http_status(status: u16, credentials_sent: bool) -> Reason {
     match status {
-        401 | 403 if credentials_sent => Reason::http(ReasonCode::CredentialsRejected, status, format!("HTTP {status}: the probe's credentials were rejected")),
+        401 | 403 if credentials_sent => Reason::http(
+            ReasonCode::CredentialsRejected,
+            status,
+            format!("HTTP {status}: the probe's credentials were rejected"),
+        ),
         401 | 403 => Reason::http(ReasonCode::AuthRequired, status, format!("HTTP {status}: authentication required")),
         300..=399 => Reason::http(ReasonCode::Redirect, status, format!("HTTP {status}: redirect (not followed)")),
         _ => Reason::http(ReasonCode::HttpStatus, status, format!("HTTP {status}")),

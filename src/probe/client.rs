@@ -34,12 +34,20 @@ struct TlsKey(String, String, String, bool);
 impl ClientCache {
     /// A cache whose clients refuse link-local and metadata addresses unless `allow_link_local`.
     pub fn new(allow_link_local: bool) -> ClientCache {
-        ClientCache { allow_link_local, ..ClientCache::default() }
+        ClientCache {
+            allow_link_local,
+            ..ClientCache::default()
+        }
     }
 
     pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
         let tls = tls.cloned().unwrap_or_default();
-        let key = TlsKey(tls.ca_file.clone(), tls.client_cert_file.clone(), tls.client_key_file.clone(), tls.dangerous_skip_verification);
+        let key = TlsKey(
+            tls.ca_file.clone(),
+            tls.client_cert_file.clone(),
+            tls.client_key_file.clone(),
+            tls.dangerous_skip_verification,
+        );
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
@@ -52,7 +60,11 @@ impl ClientCache {
 }
 
 fn read_file(field: &'static str, path: &str) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|e| ClientError::File { field, path: path.to_owned(), reason: e.to_string() })
+    std::fs::read(path).map_err(|e| ClientError::File {
+        field,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
@@ -96,7 +108,11 @@ fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
 
 fn build_client(tls: &TlsSpec, allow_link_local: bool) -> Result<reqwest::Client, ClientError> {
     let builder = reqwest::Client::builder();
-    let builder = if allow_link_local { builder } else { builder.dns_resolver(super::ssrf::GuardedResolver) };
+    let builder = if allow_link_local {
+        builder
+    } else {
+        builder.dns_resolver(super::ssrf::GuardedResolver)
+    };
     builder
         .tls_backend_preconfigured(tls_config(tls)?)
         // No idle connections: each probe gets a fresh TCP (and TLS) connection,

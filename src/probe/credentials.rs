@@ -18,9 +18,7 @@ pub fn unavailable(message: String) -> Reason {
 /// Reads a secret. Errors name the source, never the value.
 pub fn read_secret(source: Option<&SecretSource>) -> Result<String, Reason> {
     match source.and_then(|s| s.source.as_ref()) {
-        Some(secret_source::Source::Env(name)) => {
-            std::env::var(name).map_err(|_| unavailable(format!("environment variable {name} is not set")))
-        }
+        Some(secret_source::Source::Env(name)) => std::env::var(name).map_err(|_| unavailable(format!("environment variable {name} is not set"))),
         Some(secret_source::Source::File(path)) => std::fs::read_to_string(path)
             .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
             .map_err(|e| unavailable(format!("cannot read secret file {path}: {}", e.kind()))),
@@ -35,11 +33,13 @@ pub fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reas
     if auth.mode() != AuthMode::StaticHeader {
         return Ok(None);
     }
-    let Some(h) = &auth.static_header else { return Err(unavailable("no static header configured".to_owned())) };
+    let Some(h) = &auth.static_header else {
+        return Err(unavailable("no static header configured".to_owned()));
+    };
     let secret = read_secret(h.value.as_ref())?;
     let name = HeaderName::from_bytes(h.header.as_bytes()).map_err(|_| unavailable("invalid header name".to_owned()))?;
-    let mut value = HeaderValue::from_str(&format!("{}{}", h.value_prefix, secret))
-        .map_err(|_| unavailable("the secret is not a valid header value".to_owned()))?;
+    let mut value =
+        HeaderValue::from_str(&format!("{}{}", h.value_prefix, secret)).map_err(|_| unavailable("the secret is not a valid header value".to_owned()))?;
     value.set_sensitive(true);
     Ok(Some((name, value)))
 }

@@ -53,7 +53,10 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         .and_then(Value::as_array)
         .is_some_and(|vs| vs.iter().any(|v| v.as_str() == Some(STATELESS_REVISION)));
     if !offers_stateless {
-        return Err(Stop::Refuted(Reason::new(ReasonCode::Protocol, "server/discover result does not offer 2026-07-28 in supportedVersions")));
+        return Err(Stop::Refuted(Reason::new(
+            ReasonCode::Protocol,
+            "server/discover result does not offer 2026-07-28 in supportedVersions",
+        )));
     }
     // serverInfo rides in `_meta`; early drafts had it top-level.
     let info = result.get("_meta").and_then(|m| m.get(SERVER_INFO_META)).or_else(|| result.get("serverInfo"));

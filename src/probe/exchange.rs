@@ -62,11 +62,19 @@ pub async fn post(ctx: &Ctx<'_>, url: &Url, headers: HeaderMap, payload: Vec<u8>
     if !(200..300).contains(&status) {
         // 4xx/5xx: a JSON-RPC error body tells us more than the status alone.
         return match error_body(&mut resp, ctx.cap()).await {
-            Some(code) => Ok(Reply { answer: Answer::Error { code, http_status: status }, session }),
+            Some(code) => Ok(Reply {
+                answer: Answer::Error { code, http_status: status },
+                session,
+            }),
             None => Err(Stop::Failed(classify::http_status(status, ctx.auth.is_some()))),
         };
     }
-    let Expect::Body(id) = expect else { return Ok(Reply { answer: Answer::Accepted, session }) };
+    let Expect::Body(id) = expect else {
+        return Ok(Reply {
+            answer: Answer::Accepted,
+            session,
+        });
+    };
     if status == 202 {
         return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "request accepted (202) without a response")));
     }
@@ -89,7 +97,10 @@ pub fn check_status(ctx: &Ctx<'_>, resp: &reqwest::Response) -> Result<(), Stop>
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(resource_metadata::challenge_url);
-            Err(Stop::Auth { reason: classify::http_status(status, ctx.auth.is_some()), metadata_url })
+            Err(Stop::Auth {
+                reason: classify::http_status(status, ctx.auth.is_some()),
+                metadata_url,
+            })
         }
         300..=399 => Err(Stop::Failed(classify::http_status(status, ctx.auth.is_some()))),
         _ => Ok(()),
@@ -108,7 +119,12 @@ async fn error_body(resp: &mut reqwest::Response, cap: usize) -> Option<i64> {
 
 /// A JSON-RPC result field as a short display string (server names and versions).
 pub fn short_text(v: Option<&Value>, key: &str) -> String {
-    v.and_then(|i| i.get(key)).and_then(Value::as_str).unwrap_or_default().chars().take(128).collect()
+    v.and_then(|i| i.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(128)
+        .collect()
 }
 
 /// The number of tools in one `tools/list` page, and the cursor of the next.

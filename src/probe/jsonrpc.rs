@@ -63,7 +63,10 @@ pub fn parse(bytes: &[u8], id: u64) -> Result<Message, Reason> {
         return Err(protocol("reply carries another request's id"));
     }
     if let Some(error) = obj.get("error") {
-        let code = error.get("code").and_then(Value::as_i64).ok_or_else(|| protocol("JSON-RPC error without a code"))?;
+        let code = error
+            .get("code")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| protocol("JSON-RPC error without a code"))?;
         return Ok(Message::Error(code));
     }
     match obj.get("result") {
@@ -90,7 +93,10 @@ mod tests {
     fn replies() {
         check(r#"{"jsonrpc":"2.0","id":7,"result":{"a":1}}"#, Ok(Message::Result(json!({"a":1}))));
         check(r#"{"jsonrpc":"2.0","id":"7","result":{}}"#, Ok(Message::Result(json!({}))));
-        check(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"secret detail"}}"#, Ok(Message::Error(-32601)));
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"secret detail"}}"#,
+            Ok(Message::Error(-32601)),
+        );
         check(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#, Ok(Message::Unrelated));
         check(r#"{"jsonrpc":"2.0","id":8,"result":{}}"#, Err("reply carries another request's id"));
         check(r#"{"jsonrpc":"1.0","id":7,"result":{}}"#, Err("reply is not JSON-RPC 2.0"));

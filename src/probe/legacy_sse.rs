@@ -50,7 +50,10 @@ impl Stream {
     /// POSTs a request to the endpoint and reads its reply from the stream.
     async fn call(&mut self, ctx: &Ctx<'_>, endpoint: &Url, method: &str, params: Value) -> Result<Message, Stop> {
         let id = jsonrpc::next_id();
-        match exchange::post(ctx, endpoint, HeaderMap::new(), jsonrpc::request(id, method, params), Expect::Nothing).await?.answer {
+        match exchange::post(ctx, endpoint, HeaderMap::new(), jsonrpc::request(id, method, params), Expect::Nothing)
+            .await?
+            .answer
+        {
             Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure(method, code, http_status))),
             Answer::Result(_) | Answer::Accepted => self.response(id).await,
         }
@@ -72,7 +75,10 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     if body::framing(&resp)? != Framing::EventStream {
         return Err(protocol("the SSE URL did not answer with an event stream"));
     }
-    let mut stream = Stream { resp, events: EventReader::new(ctx.cap()) };
+    let mut stream = Stream {
+        resp,
+        events: EventReader::new(ctx.cap()),
+    };
     let Some(first) = stream.events.next(&mut stream.resp).await? else {
         return Err(protocol("event stream ended before the endpoint event"));
     };
@@ -108,8 +114,15 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     };
     let mut degraded = None;
     if ctx.backend().depth == ProbeDepth::Tools {
-        if let Answer::Error { code, http_status } =
-            exchange::post(ctx, &endpoint, HeaderMap::new(), jsonrpc::notification("notifications/initialized"), Expect::Nothing).await?.answer
+        if let Answer::Error { code, http_status } = exchange::post(
+            ctx,
+            &endpoint,
+            HeaderMap::new(),
+            jsonrpc::notification("notifications/initialized"),
+            Expect::Nothing,
+        )
+        .await?
+        .answer
         {
             return Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status)));
         }

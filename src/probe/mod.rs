@@ -20,8 +20,8 @@ mod legacy_sse;
 mod oauth2;
 mod resource_metadata;
 mod revision;
-pub mod ssrf;
 mod sse;
+pub mod ssrf;
 mod streamable;
 
 use std::future::Future;
@@ -89,14 +89,20 @@ pub struct HttpProber {
 
 impl Default for HttpProber {
     fn default() -> Self {
-        HttpProber { max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES, tokens: Arc::default() }
+        HttpProber {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            tokens: Arc::default(),
+        }
     }
 }
 
 impl HttpProber {
     /// A prober with a different byte cap per reply.
     pub fn with_max_response_bytes(max_response_bytes: usize) -> Self {
-        HttpProber { max_response_bytes, ..Self::default() }
+        HttpProber {
+            max_response_bytes,
+            ..Self::default()
+        }
     }
 }
 
@@ -165,7 +171,10 @@ pub(crate) struct Ready {
 pub(crate) enum Stop {
     Failed(Reason),
     /// 401/403. `metadata_url` is the `resource_metadata` of a 401's challenge.
-    Auth { reason: Reason, metadata_url: Option<String> },
+    Auth {
+        reason: Reason,
+        metadata_url: Option<String>,
+    },
     /// The answer says the backend does not speak the revision we tried.
     Refuted(Reason),
 }
@@ -192,9 +201,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     let mut session = None;
     let timed = match target.backend.transport {
         Transport::Sse => tokio::time::timeout_at(deadline, legacy_sse::probe(&ctx)).await,
-        Transport::StreamableHttp | Transport::Unspecified => {
-            tokio::time::timeout_at(deadline, revision::probe(&ctx, memory, &mut session)).await
-        }
+        Transport::StreamableHttp | Transport::Unspecified => tokio::time::timeout_at(deadline, revision::probe(&ctx, memory, &mut session)).await,
     };
     let latency = start.elapsed();
     if let Some(s) = session {
@@ -226,7 +233,11 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
 fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory: &ProbeMemory) -> ProbeReport {
     span.record("outcome", tracing::field::debug(outcome.class));
     span.record("reason", outcome.reason.code.as_str_name());
-    let revision = if outcome.facts.protocol_version.is_empty() { memory.detected_revision.as_deref().unwrap_or("") } else { &outcome.facts.protocol_version };
+    let revision = if outcome.facts.protocol_version.is_empty() {
+        memory.detected_revision.as_deref().unwrap_or("")
+    } else {
+        &outcome.facts.protocol_version
+    };
     span.record("revision", revision);
     tracing::debug!(latency_ms = latency.as_millis() as u64, detail = %outcome.reason.message, "probe finished");
     ProbeReport { outcome, latency }

@@ -102,7 +102,13 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
     let (value, lifetime) = fetch(target, &key, &secret).await?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
-        tokens.lock().insert(key, Cached { value: value.clone(), refresh_at: Instant::now() + lifetime - margin });
+        tokens.lock().insert(
+            key,
+            Cached {
+                value: value.clone(),
+                refresh_at: Instant::now() + lifetime - margin,
+            },
+        );
     }
     Ok((AUTHORIZATION, value))
 }

@@ -68,7 +68,11 @@ pub async fn check(ctx: &Ctx<'_>, advertised: Option<&str>) -> ResourceMetadataS
 }
 
 fn state(valid: bool) -> ResourceMetadataState {
-    if valid { ResourceMetadataState::Valid } else { ResourceMetadataState::Invalid }
+    if valid {
+        ResourceMetadataState::Valid
+    } else {
+        ResourceMetadataState::Invalid
+    }
 }
 
 /// RFC 9728 §3.1: the well-known segment goes between the host and the path.
@@ -94,20 +98,26 @@ enum Fetched {
 }
 
 async fn fetch(ctx: &Ctx<'_>, url: &Url) -> Fetched {
-    let Ok(mut resp) = ctx.target.client.get(url.clone()).header(ACCEPT, "application/json").send().await else { return Fetched::Failed };
+    let Ok(mut resp) = ctx.target.client.get(url.clone()).header(ACCEPT, "application/json").send().await else {
+        return Fetched::Failed;
+    };
     match resp.status().as_u16() {
         200 => {}
         404 | 410 => return Fetched::NotFound,
         _ => return Fetched::Failed,
     }
-    let Ok(bytes) = body::read_all(&mut resp, MAX_METADATA_BYTES.min(ctx.cap())).await else { return Fetched::Failed };
+    let Ok(bytes) = body::read_all(&mut resp, MAX_METADATA_BYTES.min(ctx.cap())).await else {
+        return Fetched::Failed;
+    };
     serde_json::from_slice(&bytes).map_or(Fetched::Failed, Fetched::Doc)
 }
 
 /// A JSON object whose `resource` names this backend (its URL or its origin)
 /// and whose `authorization_servers` is a non-empty array of URLs.
 fn valid(doc: &Value, backend: &Url) -> bool {
-    let Some(resource) = doc.get("resource").and_then(Value::as_str) else { return false };
+    let Some(resource) = doc.get("resource").and_then(Value::as_str) else {
+        return false;
+    };
     let Ok(resource) = Url::parse(resource) else { return false };
     let trimmed = |u: &Url| {
         let mut u = u.clone();
@@ -131,8 +141,14 @@ mod tests {
     #[test]
     fn challenges() {
         let cases: &[(&str, Option<&str>)] = &[
-            (r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp""#, Some("http://h/.well-known/oauth-protected-resource/mcp")),
-            (r#"Bearer error="invalid_token", error_description="x", resource_metadata="http://h/m""#, Some("http://h/m")),
+            (
+                r#"Bearer resource_metadata="http://h/.well-known/oauth-protected-resource/mcp""#,
+                Some("http://h/.well-known/oauth-protected-resource/mcp"),
+            ),
+            (
+                r#"Bearer error="invalid_token", error_description="x", resource_metadata="http://h/m""#,
+                Some("http://h/m"),
+            ),
             (r#"Bearer Resource_Metadata=http://h/m, realm="r""#, Some("http://h/m")),
             (r#"Bearer realm="mcp-fixture""#, None),
             (r#"Bearer x_resource_metadata="http://evil/""#, None),
@@ -147,7 +163,13 @@ mod tests {
     fn well_known_urls() {
         let u = |s: &str| Url::parse(s).unwrap();
         let got: Vec<String> = well_known(&u("http://h:1/mcp?x=1")).iter().map(Url::to_string).collect();
-        assert_eq!(got, ["http://h:1/.well-known/oauth-protected-resource/mcp", "http://h:1/.well-known/oauth-protected-resource"]);
+        assert_eq!(
+            got,
+            [
+                "http://h:1/.well-known/oauth-protected-resource/mcp",
+                "http://h:1/.well-known/oauth-protected-resource"
+            ]
+        );
         let got: Vec<String> = well_known(&u("http://h:1/")).iter().map(Url::to_string).collect();
         assert_eq!(got, ["http://h:1/.well-known/oauth-protected-resource"]);
     }
@@ -169,11 +191,26 @@ mod tests {
     fn documents() {
         let backend = Url::parse("http://127.0.0.1:8000/mcp").unwrap();
         let cases = [
-            (json!({"resource": "http://127.0.0.1:8000/mcp", "authorization_servers": ["http://127.0.0.1:8000/issuer"]}), true),
-            (json!({"resource": "http://127.0.0.1:8000/mcp/", "authorization_servers": ["https://as.example"]}), true),
-            (json!({"resource": "http://127.0.0.1:8000", "authorization_servers": ["https://as.example"]}), true),
-            (json!({"resource": "http://127.0.0.1:8000/other", "authorization_servers": ["https://as.example"]}), false),
-            (json!({"resource": "http://evil.example/mcp", "authorization_servers": ["https://as.example"]}), false),
+            (
+                json!({"resource": "http://127.0.0.1:8000/mcp", "authorization_servers": ["http://127.0.0.1:8000/issuer"]}),
+                true,
+            ),
+            (
+                json!({"resource": "http://127.0.0.1:8000/mcp/", "authorization_servers": ["https://as.example"]}),
+                true,
+            ),
+            (
+                json!({"resource": "http://127.0.0.1:8000", "authorization_servers": ["https://as.example"]}),
+                true,
+            ),
+            (
+                json!({"resource": "http://127.0.0.1:8000/other", "authorization_servers": ["https://as.example"]}),
+                false,
+            ),
+            (
+                json!({"resource": "http://evil.example/mcp", "authorization_servers": ["https://as.example"]}),
+                false,
+            ),
             (json!({"resource": "http://127.0.0.1:8000/mcp", "authorization_servers": []}), false),
             (json!({"resource": "http://127.0.0.1:8000/mcp", "authorization_servers": [3]}), false),
             (json!({"resource": "http://127.0.0.1:8000/mcp"}), false),

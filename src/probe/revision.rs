@@ -11,7 +11,11 @@ use super::{Ctx, ProbeMemory, Ready, Stop};
 /// Probes with the pinned, remembered or detected revision; updates `memory`.
 pub async fn probe(ctx: &Ctx<'_>, memory: &mut ProbeMemory, slot: &mut Option<Session>) -> Result<Ready, Stop> {
     if let Some(pin) = ctx.backend().pinned_revision.as_deref() {
-        let result = if pin == STATELESS_REVISION { discover::probe(ctx).await } else { streamable::probe(ctx, pin, true, slot).await };
+        let result = if pin == STATELESS_REVISION {
+            discover::probe(ctx).await
+        } else {
+            streamable::probe(ctx, pin, true, slot).await
+        };
         // A pinned backend has nothing to re-detect: a refutation is its failure.
         return result.map_err(|stop| match stop {
             Stop::Refuted(reason) => Stop::Failed(reason),

@@ -27,9 +27,7 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
 
 /// Why a connection was refused; shown as the probe's reason.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "refused: {host} resolves only to link-local or cloud-metadata addresses ({addrs}); the daemon allows them only with --allow-link-local-backends"
-)]
+#[error("refused: {host} resolves only to link-local or cloud-metadata addresses ({addrs}); the daemon allows them only with --allow-link-local-backends")]
 pub struct Refused {
     pub host: String,
     pub addrs: String,
@@ -45,20 +43,10 @@ impl Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = all
-                .iter()
-                .copied()
-                .filter(|a| !is_forbidden(a.ip()))
-                .collect();
+            let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_forbidden(a.ip())).collect();
             if allowed.is_empty() && !all.is_empty() {
-                let addrs = all
-                    .iter()
-                    .map(|a| a.ip().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(
-                    Box::new(Refused { host, addrs }) as Box<dyn std::error::Error + Send + Sync>
-                );
+                let addrs = all.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+                return Err(Box::new(Refused { host, addrs }) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -95,15 +83,7 @@ mod tests {
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
-        for ip in [
-            "127.0.0.1",
-            "10.0.0.1",
-            "192.168.1.1",
-            "::1",
-            "fd00:ec2::253",
-            "fec0::1",
-            "8.8.8.8",
-        ] {
+        for ip in ["127.0.0.1", "10.0.0.1", "192.168.1.1", "::1", "fd00:ec2::253", "fec0::1", "8.8.8.8"] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
         }
     }
@@ -111,26 +91,15 @@ mod tests {
     #[tokio::test]
     async fn resolver_refuses_hosts_with_only_forbidden_addresses() {
         // Literal names resolve without DNS, so this test never leaves the host.
-        let err = GuardedResolver
-            .resolve("169.254.169.254".parse().unwrap())
-            .await
-            .err()
-            .expect("refused");
+        let err = GuardedResolver.resolve("169.254.169.254".parse().unwrap()).await.err().expect("refused");
         let refused = refused_in(&*err).expect("a Refused error");
         assert_eq!(refused.addrs, "169.254.169.254");
         // Not an address to Rust's parser, so it goes to the system resolver,
         // which reads it (inet_aton) as 169.254.169.254: a name that resolves
         // to the metadata address, without any DNS traffic.
-        let err = GuardedResolver
-            .resolve("169.254.43518".parse().unwrap())
-            .await
-            .err()
-            .expect("refused");
+        let err = GuardedResolver.resolve("169.254.43518".parse().unwrap()).await.err().expect("refused");
         let refused = refused_in(&*err).expect("a Refused error");
-        assert_eq!(
-            (refused.host.as_str(), refused.addrs.as_str()),
-            ("169.254.43518", "169.254.169.254")
-        );
+        assert_eq!((refused.host.as_str(), refused.addrs.as_str()), ("169.254.43518", "169.254.169.254"));
         assert!(refused.to_string().contains("--allow-link-local-backends"));
         let ok: Vec<_> = GuardedResolver
             .resolve("127.0.0.1".parse().unwrap())

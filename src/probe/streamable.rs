@@ -33,7 +33,11 @@ pub fn rpc_failure(method: &str, code: i64, http_status: u16) -> Reason {
     if (200..300).contains(&http_status) {
         Reason::new(ReasonCode::JsonRpcError, format!("{method} failed with JSON-RPC error {code}"))
     } else {
-        Reason::http(ReasonCode::HttpStatus, http_status, format!("HTTP {http_status}: {method} failed with JSON-RPC error {code}"))
+        Reason::http(
+            ReasonCode::HttpStatus,
+            http_status,
+            format!("HTTP {http_status}: {method} failed with JSON-RPC error {code}"),
+        )
     }
 }
 
@@ -69,7 +73,10 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
     });
     let reply = exchange::post(ctx, url, HeaderMap::new(), jsonrpc::request(id, "initialize", params), Expect::Body(id)).await?;
     if let Some(sid) = reply.session {
-        *slot = Some(Session { id: sid, version: offer.to_owned() });
+        *slot = Some(Session {
+            id: sid,
+            version: offer.to_owned(),
+        });
     }
     let result = match reply.answer {
         Answer::Result(r) => r,
@@ -82,7 +89,10 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
     };
     let version: String = version.chars().take(32).collect();
     if pinned && version != offer {
-        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, format!("server negotiated {version}; the backend is pinned to {offer}"))));
+        return Err(Stop::Failed(Reason::new(
+            ReasonCode::Protocol,
+            format!("server negotiated {version}; the backend is pinned to {offer}"),
+        )));
     }
     if let Some(s) = slot.as_mut() {
         s.version.clone_from(&version);
@@ -120,7 +130,11 @@ async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {
 
 /// Ends the session the handshake opened. Any answer, 405 included, is fine.
 pub async fn end_session(ctx: &Ctx<'_>, session: &Session) {
-    let mut request = ctx.target.client.delete(ctx.backend().url.clone()).headers(session_headers(Some(session), &session.version));
+    let mut request = ctx
+        .target
+        .client
+        .delete(ctx.backend().url.clone())
+        .headers(session_headers(Some(session), &session.version));
     if let Some((name, value)) = &ctx.auth {
         request = request.header(name, value);
     }
@@ -143,9 +157,15 @@ mod tests {
 
     #[test]
     fn version_header_from_2025_06_18() {
-        let s = Session { id: "abc".into(), version: String::new() };
+        let s = Session {
+            id: "abc".into(),
+            version: String::new(),
+        };
         let h = session_headers(Some(&s), "2025-03-26");
-        assert_eq!((h.get(SESSION_HEADER).unwrap(), h.get(VERSION_HEADER)), (&HeaderValue::from_static("abc"), None));
+        assert_eq!(
+            (h.get(SESSION_HEADER).unwrap(), h.get(VERSION_HEADER)),
+            (&HeaderValue::from_static("abc"), None)
+        );
         let h = session_headers(None, "2025-06-18");
         assert_eq!(h.get(VERSION_HEADER).unwrap(), "2025-06-18");
         assert!(!h.contains_key(SESSION_HEADER));

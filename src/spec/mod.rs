@@ -27,7 +27,10 @@ pub(crate) struct Violations(pub Vec<FieldViolation>);
 
 impl Violations {
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation { field: field.into(), description: description.into() });
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
     }
 }
 

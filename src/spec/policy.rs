@@ -35,7 +35,10 @@ impl Default for Policy {
         Policy {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
-            thresholds: Thresholds { unhealthy: DEFAULT_UNHEALTHY_THRESHOLD, healthy: DEFAULT_HEALTHY_THRESHOLD },
+            thresholds: Thresholds {
+                unhealthy: DEFAULT_UNHEALTHY_THRESHOLD,
+                healthy: DEFAULT_HEALTHY_THRESHOLD,
+            },
             degraded_latency: DEFAULT_DEGRADED_LATENCY,
             jitter_percent: DEFAULT_JITTER_PERCENT,
         }
@@ -60,7 +63,13 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
     };
     dur("interval", &layer.interval, MIN_INTERVAL, MAX_INTERVAL, &mut base.interval);
     dur("timeout", &layer.timeout, MIN_TIMEOUT, MAX_INTERVAL, &mut base.timeout);
-    dur("degradedLatency", &layer.degraded_latency, Duration::from_millis(1), MAX_INTERVAL, &mut base.degraded_latency);
+    dur(
+        "degradedLatency",
+        &layer.degraded_latency,
+        Duration::from_millis(1),
+        MAX_INTERVAL,
+        &mut base.degraded_latency,
+    );
     let mut threshold = |field: &str, value: Option<u32>, slot: &mut u32| {
         let Some(value) = value else { return };
         if (1..=MAX_THRESHOLD).contains(&value) {
@@ -87,13 +96,7 @@ fn sets_timing(p: Option<&ProbePolicy>) -> bool {
 /// Resolves the effective policy of one backend: its own fields over the
 /// group's over the defaults. `group_path` and `backend_path` name the
 /// `policy` fields for error messages.
-pub(crate) fn resolve(
-    group: Option<&ProbePolicy>,
-    group_path: &str,
-    backend: Option<&ProbePolicy>,
-    backend_path: &str,
-    v: &mut Violations,
-) -> Policy {
+pub(crate) fn resolve(group: Option<&ProbePolicy>, group_path: &str, backend: Option<&ProbePolicy>, backend_path: &str, v: &mut Violations) -> Policy {
     let mut policy = Policy::default();
     if let Some(g) = group {
         overlay(&mut policy, g, group_path, v);

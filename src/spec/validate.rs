@@ -25,7 +25,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_backends_per_group: 1000, max_groups: 1000, allow_link_local_backends: false }
+        Limits {
+            max_backends_per_group: 1000,
+            max_groups: 1000,
+            allow_link_local_backends: false,
+        }
     }
 }
 
@@ -60,7 +64,10 @@ pub fn is_dns_label(name: &str) -> bool {
 
 fn check_name(name: &str, field: String, v: &mut Violations) {
     if !is_dns_label(name) {
-        v.add(field, "must be a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit");
+        v.add(
+            field,
+            "must be a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+        );
     }
 }
 
@@ -214,7 +221,10 @@ fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v:
             }
         },
         AuthMode::Oauth2ClientCredentials => match &auth.oauth2_client_credentials {
-            None => v.add(join(path, "oauth2ClientCredentials"), "is required when mode is AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS"),
+            None => v.add(
+                join(path, "oauth2ClientCredentials"),
+                "is required when mode is AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS",
+            ),
             Some(o) => {
                 let field = join(path, "oauth2ClientCredentials");
                 match Url::parse(&o.token_url) {

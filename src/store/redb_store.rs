@@ -59,10 +59,7 @@ impl RedbStore {
         Ok(groups)
     }
 
-    fn write(
-        &self,
-        change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>,
-    ) -> Result<(), StoreError> {
+    fn write(&self, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>) -> Result<(), StoreError> {
         let err = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
         let mut tx = self.db.begin_write().map_err(|e| err(&e))?;
         // The default, stated: the commit returns only once it is on disk.
@@ -78,10 +75,7 @@ impl RedbStore {
 impl Persist for RedbStore {
     fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
         let bytes = spec.encode_to_vec();
-        self.write(|t| {
-            t.insert(spec.name.as_str(), (generation, bytes.as_slice()))
-                .map(drop)
-        })
+        self.write(|t| t.insert(spec.name.as_str(), (generation, bytes.as_slice())).map(drop))
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
@@ -131,9 +125,7 @@ mod tests {
     fn a_second_open_of_the_same_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = RedbStore::open(dir.path()).unwrap();
-        let err = RedbStore::open(dir.path())
-            .err()
-            .expect("second open fails");
+        let err = RedbStore::open(dir.path()).err().expect("second open fails");
         assert!(err.to_string().contains("groups.redb"), "{err}");
     }
 }

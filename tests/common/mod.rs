@@ -36,11 +36,7 @@ impl TestDaemon {
         };
         let daemon = Daemon::start(opts).await.expect("daemon starts");
         let addr = daemon.local_addr();
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
+        let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.expect("connect");
         TestDaemon {
             daemon: Some(daemon),
             addr,
@@ -71,9 +67,7 @@ impl TestDaemon {
 
     pub async fn get(&mut self, group: &str) -> GroupHealth {
         self.client
-            .get_group_health(GetGroupHealthRequest {
-                group: group.into(),
-            })
+            .get_group_health(GetGroupHealthRequest { group: group.into() })
             .await
             .expect("get")
             .into_inner()
@@ -82,12 +76,7 @@ impl TestDaemon {
     }
 
     /// Polls the group until `pred` holds, returning the matching health.
-    pub async fn wait_group(
-        &self,
-        group: &str,
-        what: &str,
-        pred: impl Fn(&GroupHealth) -> bool,
-    ) -> GroupHealth {
+    pub async fn wait_group(&self, group: &str, what: &str, pred: impl Fn(&GroupHealth) -> bool) -> GroupHealth {
         let client = self.client.clone();
         let group = group.to_owned();
         eventually(
@@ -95,14 +84,7 @@ impl TestDaemon {
             || {
                 let mut client = client.clone();
                 let group = group.clone();
-                async move {
-                    client
-                        .get_group_health(GetGroupHealthRequest { group })
-                        .await
-                        .ok()?
-                        .into_inner()
-                        .health
-                }
+                async move { client.get_group_health(GetGroupHealthRequest { group }).await.ok()?.into_inner().health }
             },
             pred,
         )
@@ -123,11 +105,7 @@ pub fn group_yaml(yaml: &str) -> GroupSpec {
 
 /// Polls `probe` every 20 ms until `pred` holds, or fails after `PATIENCE`
 /// with the last value seen.
-pub async fn eventually<T: std::fmt::Debug, F, Fut>(
-    what: &str,
-    mut probe: F,
-    pred: impl Fn(&T) -> bool,
-) -> T
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut probe: F, pred: impl Fn(&T) -> bool) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -57,27 +57,14 @@ impl Daemon {
             let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             log.push(line);
             if json["message"] == "mcp-healthd serving" {
-                let addr = json["addr"]
-                    .as_str()
-                    .expect("addr field")
-                    .parse()
-                    .expect("socket address");
-                return Daemon {
-                    child,
-                    addr,
-                    lines,
-                    log,
-                };
+                let addr = json["addr"].as_str().expect("addr field").parse().expect("socket address");
+                return Daemon { child, addr, lines, log };
             }
         }
     }
 
     pub async fn client(&self) -> GroupHealthServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect");
+        let channel = Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.expect("connect");
         GroupHealthServiceClient::new(channel)
     }
 
@@ -106,10 +93,7 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mcp-healthd did not exit after SIGTERM"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "mcp-healthd did not exit after SIGTERM");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -133,8 +117,5 @@ impl Drop for Daemon {
 /// Runs the binary to its exit (for start-up refusals): status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     let out = command(args).output().expect("run mcp-healthd");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
 }

@@ -26,7 +26,11 @@ pub fn target(backend: Value) -> ProbeTarget {
     let group = validate_group(&spec, "spec", &Limits::default()).unwrap_or_else(|v| panic!("invalid spec: {v:?}"));
     let backend = group.backends.into_iter().next().expect("one backend");
     let client = ClientCache::default().client_for(backend.spec.tls.as_ref()).expect("client");
-    ProbeTarget { group: "g".into(), backend, client }
+    ProbeTarget {
+        group: "g".into(),
+        backend,
+        client,
+    }
 }
 
 /// A plain backend spec: name "b" at `url`.
@@ -63,11 +67,17 @@ pub struct RawReply {
 
 impl RawReply {
     pub fn close(bytes: impl Into<Vec<u8>>) -> RawReply {
-        RawReply { bytes: bytes.into(), hold: false }
+        RawReply {
+            bytes: bytes.into(),
+            hold: false,
+        }
     }
 
     pub fn hold(bytes: impl Into<Vec<u8>>) -> RawReply {
-        RawReply { bytes: bytes.into(), hold: true }
+        RawReply {
+            bytes: bytes.into(),
+            hold: true,
+        }
     }
 }
 

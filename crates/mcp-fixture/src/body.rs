@@ -49,9 +49,7 @@ enum Kind {
 
 impl Body {
     pub(crate) fn empty() -> Body {
-        Body {
-            kind: Kind::Full(None),
-        }
+        Body { kind: Kind::Full(None) }
     }
 
     pub(crate) fn full(b: impl Into<Bytes>) -> Body {
@@ -65,22 +63,14 @@ impl Body {
         // The first byte goes out at once, then one per second.
         let sleep = Box::pin(tokio::time::sleep(Duration::ZERO));
         Body {
-            kind: Kind::Drip {
-                data,
-                pos: 0,
-                sleep,
-            },
+            kind: Kind::Drip { data, pos: 0, sleep },
         }
     }
 
     /// `total` bytes: `prefix` then `a` padding. Never allocates more than the prefix.
     pub(crate) fn huge(prefix: Bytes, total: u64) -> Body {
         let remaining = total.saturating_sub(prefix.len() as u64);
-        let prefix = if prefix.is_empty() {
-            None
-        } else {
-            Some(prefix)
-        };
+        let prefix = if prefix.is_empty() { None } else { Some(prefix) };
         Body {
             kind: Kind::Huge { prefix, remaining },
         }
@@ -94,18 +84,10 @@ impl Body {
         }
     }
 
-    pub(crate) fn channel(
-        rx: mpsc::Receiver<Bytes>,
-        keepalive: bool,
-        guard: Option<Box<dyn Any + Send + Sync>>,
-    ) -> Body {
+    pub(crate) fn channel(rx: mpsc::Receiver<Bytes>, keepalive: bool, guard: Option<Box<dyn Any + Send + Sync>>) -> Body {
         let keepalive = keepalive.then(|| Box::pin(tokio::time::sleep(KEEPALIVE_EVERY)));
         Body {
-            kind: Kind::Channel {
-                rx,
-                keepalive,
-                _guard: guard,
-            },
+            kind: Kind::Channel { rx, keepalive, _guard: guard },
         }
     }
 }
@@ -118,20 +100,13 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().kind {
             Kind::Full(b) => match b.take() {
                 Some(b) => data(b),
                 None => Poll::Ready(None),
             },
-            Kind::Drip {
-                data: d,
-                pos,
-                sleep,
-            } => {
+            Kind::Drip { data: d, pos, sleep } => {
                 if *pos >= d.len() {
                     return Poll::Ready(None);
                 }

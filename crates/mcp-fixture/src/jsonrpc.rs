@@ -147,17 +147,11 @@ impl Prebuilt {
             }
             Bytes::from(r.to_string())
         };
-        let mut init: Vec<(String, Bytes)> = echo
-            .iter()
-            .map(|v| (v.to_string(), init_body(Some(v))))
-            .collect();
+        let mut init: Vec<(String, Bytes)> = echo.iter().map(|v| (v.to_string(), init_body(Some(v)))).collect();
         let fallback = match init.iter().position(|(v, _)| v == fallback_version) {
             Some(i) => i,
             None => {
-                init.push((
-                    fallback_version.to_owned(),
-                    init_body(Some(fallback_version)),
-                ));
+                init.push((fallback_version.to_owned(), init_body(Some(fallback_version))));
                 init.len() - 1
             }
         };

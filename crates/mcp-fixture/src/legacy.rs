@@ -59,22 +59,12 @@ impl Drop for Unregister {
 
 impl Sessions {
     fn get(&self, id: &str) -> Option<Session> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     fn insert(&self, id: String, s: Session) -> Unregister {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), s);
-        Unregister {
-            map: self.map.clone(),
-            id,
-        }
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), s);
+        Unregister { map: self.map.clone(), id }
     }
 }
 
@@ -101,18 +91,10 @@ async fn open_stream(shared: &Shared, parts: Parts) -> Resp {
     let endpoint = format!("event: endpoint\ndata: /messages?session_id={sid}\n\n");
     let sse = HeaderValue::from_static("text/event-stream");
     match b {
-        Behavior::WrongContentType => reply::with_type(
-            200,
-            HeaderValue::from_static("text/html"),
-            Body::full("<html></html>"),
-        ),
+        Behavior::WrongContentType => reply::with_type(200, HeaderValue::from_static("text/html"), Body::full("<html></html>")),
         Behavior::Drip => reply::with_type(200, sse, Body::drip(Bytes::from(endpoint))),
-        Behavior::HugeBody(n) => {
-            reply::with_type(200, sse, Body::huge(Bytes::from_static(b": "), n))
-        }
-        Behavior::SseWithoutResponse => {
-            reply::with_type(200, sse, Body::full(endpoint + ": that is all\n\n"))
-        }
+        Behavior::HugeBody(n) => reply::with_type(200, sse, Body::huge(Bytes::from_static(b": "), n)),
+        Behavior::SseWithoutResponse => reply::with_type(200, sse, Body::full(endpoint + ": that is all\n\n")),
         b => {
             let (tx, rx) = mpsc::channel(64);
             // Fresh channel with capacity 64: the first send cannot find it full or closed.
@@ -127,19 +109,13 @@ async fn open_stream(shared: &Shared, parts: Parts) -> Resp {
                 },
             );
             let keepalive = b == Behavior::EndlessStream;
-            reply::with_type(
-                200,
-                sse,
-                Body::channel(rx, keepalive, Some(Box::new(guard))),
-            )
+            reply::with_type(200, sse, Body::channel(rx, keepalive, Some(Box::new(guard))))
         }
     }
 }
 
 fn session_id(query: Option<&str>) -> Option<&str> {
-    query?
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("session_id="))
+    query?.split('&').find_map(|kv| kv.strip_prefix("session_id="))
 }
 
 async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
@@ -176,31 +152,14 @@ async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
     let msg: Option<Bytes> = match (&b, outcome) {
         _ if !session.deliver => None,
         (Behavior::ToolsListHang, _) if tools => None,
-        (Behavior::ToolsListError, _) if tools => Some(jsonrpc::error(
-            Some(id),
-            INTERNAL_ERROR,
-            "tools/list failed",
-            None,
-        )),
+        (Behavior::ToolsListError, _) if tools => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
         (Behavior::JsonRpcError, _) => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
         (Behavior::InvalidJson, _) => Some(Bytes::from_static(b"{not json")),
         (Behavior::InvalidUtf8, _) => Some(Bytes::from_static(NOT_UTF8)),
-        (Behavior::WrongId, Outcome::Result(r)) => {
-            Some(jsonrpc::response(&jsonrpc::wrong_id(id), &r))
-        }
-        (Behavior::MissingProtocolVersion, Outcome::Result(r)) => {
-            Some(jsonrpc::response(id, missing.unwrap_or(&r)))
-        }
+        (Behavior::WrongId, Outcome::Result(r)) => Some(jsonrpc::response(&jsonrpc::wrong_id(id), &r)),
+        (Behavior::MissingProtocolVersion, Outcome::Result(r)) => Some(jsonrpc::response(id, missing.unwrap_or(&r))),
         (_, Outcome::Result(r)) => Some(jsonrpc::response(id, &r)),
-        (
-            _,
-            Outcome::Error {
-                code,
-                message,
-                data,
-                ..
-            },
-        ) => Some(jsonrpc::error(Some(id), code, message, data.as_ref())),
+        (_, Outcome::Error { code, message, data, .. }) => Some(jsonrpc::error(Some(id), code, message, data.as_ref())),
     };
     if let Some(m) = msg
         && session.tx.send(sse_message(&m)).await.is_err()

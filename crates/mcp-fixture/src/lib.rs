@@ -196,7 +196,5 @@ pub fn reserve_port() -> SocketAddr {
     // A test helper: binding an ephemeral loopback port only fails on an exhausted or broken
     // host, where no test could run anyway.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("local_addr of a bound listener")
+    listener.local_addr().expect("local_addr of a bound listener")
 }

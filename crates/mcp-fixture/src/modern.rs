@@ -9,10 +9,7 @@
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::jsonrpc::{
-    HEADER_MISMATCH, INVALID_PARAMS, METHOD_NOT_FOUND, Outcome, Request,
-    UNSUPPORTED_PROTOCOL_VERSION,
-};
+use crate::jsonrpc::{HEADER_MISMATCH, INVALID_PARAMS, METHOD_NOT_FOUND, Outcome, Request, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::state::{Shared, inc};
 use crate::{HANDSHAKE_VERSIONS, MODERN_VERSION};
 
@@ -22,10 +19,7 @@ pub(crate) const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clien
 /// Python SDK routing: a request takes the stateless path when its `MCP-Protocol-Version`
 /// header is present and names no handshake-era revision.
 pub(crate) fn wants_modern(headers: &HeaderMap) -> bool {
-    match headers
-        .get("mcp-protocol-version")
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()) {
         Some(v) => v != crate::jsonrpc::LEGACY_VERSION && !HANDSHAKE_VERSIONS.contains(&v),
         None => false,
     }
@@ -60,11 +54,7 @@ pub(crate) fn count(shared: &Shared, method: &str) {
 }
 
 fn ladder(headers: &HeaderMap, req: &Request<'_>) -> Option<Outcome> {
-    let meta = req
-        .params
-        .as_ref()
-        .and_then(|p| p.meta.as_ref())
-        .and_then(Value::as_object);
+    let meta = req.params.as_ref().and_then(|p| p.meta.as_ref()).and_then(Value::as_object);
     let Some(meta) = meta else {
         return Some(Outcome::error(
             400,
@@ -72,15 +62,8 @@ fn ladder(headers: &HeaderMap, req: &Request<'_>) -> Option<Outcome> {
             "params._meta must be an object carrying the required envelope keys",
         ));
     };
-    let (Some(version), Some(_caps)) = (
-        meta.get(PROTOCOL_VERSION_META),
-        meta.get(CLIENT_CAPABILITIES_META),
-    ) else {
-        return Some(Outcome::error(
-            400,
-            INVALID_PARAMS,
-            "params._meta is missing a required envelope key",
-        ));
+    let (Some(version), Some(_caps)) = (meta.get(PROTOCOL_VERSION_META), meta.get(CLIENT_CAPABILITIES_META)) else {
+        return Some(Outcome::error(400, INVALID_PARAMS, "params._meta is missing a required envelope key"));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if header("mcp-protocol-version") != version.as_str() || version.as_str().is_none() {

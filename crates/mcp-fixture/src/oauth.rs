@@ -54,12 +54,8 @@ pub(crate) async fn token(shared: &Shared, parts: Parts, body: Incoming) -> Resp
     let form: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
     let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     // Recorded without the secret, so tests can check scopes and audience.
-    let recorded: Vec<(String, String)> =
-        form.iter().filter(|(n, _)| n != "client_secret").cloned().collect();
-    *shared
-        .last_token_form
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(recorded);
+    let recorded: Vec<(String, String)> = form.iter().filter(|(n, _)| n != "client_secret").cloned().collect();
+    *shared.last_token_form.lock().unwrap_or_else(|p| p.into_inner()) = Some(recorded);
     let creds = basic(&parts).or_else(|| Some((field("client_id")?, field("client_secret")?)));
     if field("grant_type").as_deref() != Some("client_credentials") {
         return reply::json(400, r#"{"error":"unsupported_grant_type"}"#);
@@ -68,11 +64,7 @@ pub(crate) async fn token(shared: &Shared, parts: Parts, body: Incoming) -> Resp
         Some((id, secret)) if id == client.id && secret == client.secret => {}
         _ => return reply::json(401, r#"{"error":"invalid_client"}"#),
     }
-    let token = shared
-        .opts
-        .required_bearer
-        .clone()
-        .unwrap_or_else(|| "fixture-token".to_owned());
+    let token = shared.opts.required_bearer.clone().unwrap_or_else(|| "fixture-token".to_owned());
     let doc = json!({"access_token": token, "token_type": "Bearer", "expires_in": client.expires_in});
     reply::json(200, doc.to_string())
 }

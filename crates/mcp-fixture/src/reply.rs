@@ -58,12 +58,7 @@ pub(crate) fn unauthorized(shared: &Shared, metadata: bool) -> Resp {
 }
 
 /// HTTP-level behaviours that answer before any JSON-RPC processing. `None`: carry on.
-pub(crate) fn http_gate(
-    shared: &Shared,
-    b: &Behavior,
-    path: &str,
-    query: Option<&str>,
-) -> Option<Resp> {
+pub(crate) fn http_gate(shared: &Shared, b: &Behavior, path: &str, query: Option<&str>) -> Option<Resp> {
     Some(match b {
         Behavior::Unauthorized { resource_metadata } => unauthorized(shared, *resource_metadata),
         Behavior::InvalidResourceMetadata => unauthorized(shared, true),
@@ -75,8 +70,7 @@ pub(crate) fn http_gate(
                 None => format!("{REDIRECT_PREFIX}{path}"),
             };
             let mut r = status(307);
-            let loc =
-                HeaderValue::from_str(&loc).unwrap_or(HeaderValue::from_static("/redirected"));
+            let loc = HeaderValue::from_str(&loc).unwrap_or(HeaderValue::from_static("/redirected"));
             r.headers_mut().insert(LOCATION, loc);
             r
         }
@@ -95,52 +89,24 @@ pub(crate) fn deliver(shared: &Shared, http: u16, msg: Bytes) -> Resp {
 /// Render `outcome` for request `id` through the reply-shaping behaviours.
 /// `method` decides which behaviours apply (e.g. `ToolsListError` only hits `tools/list`).
 /// Returns `None` when the reply must never be sent (the caller hangs).
-pub(crate) fn shape(
-    shared: &Shared,
-    b: &Behavior,
-    method: &str,
-    id: &Value,
-    outcome: Outcome,
-    missing_version: Option<&Bytes>,
-) -> Option<Resp> {
+pub(crate) fn shape(shared: &Shared, b: &Behavior, method: &str, id: &Value, outcome: Outcome, missing_version: Option<&Bytes>) -> Option<Resp> {
     let tools = method == "tools/list";
     let msg = |o: Outcome| -> (u16, Bytes) {
         match o {
             Outcome::Result(r) => (200, jsonrpc::response(id, &r)),
-            Outcome::Error {
-                http,
-                code,
-                message,
-                data,
-            } => (http, jsonrpc::error(Some(id), code, message, data.as_ref())),
+            Outcome::Error { http, code, message, data } => (http, jsonrpc::error(Some(id), code, message, data.as_ref())),
         }
     };
     Some(match b {
         Behavior::ToolsListHang if tools => return None,
-        Behavior::ToolsListError if tools => json(
-            200,
-            jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None),
-        ),
+        Behavior::ToolsListError if tools => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
         Behavior::EndpointOnly => empty(202),
-        Behavior::JsonRpcError => deliver(
-            shared,
-            200,
-            jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None),
-        ),
+        Behavior::JsonRpcError => deliver(shared, 200, jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
         Behavior::WrongId => {
             let other = jsonrpc::wrong_id(id);
             match outcome {
                 Outcome::Result(r) => deliver(shared, 200, jsonrpc::response(&other, &r)),
-                Outcome::Error {
-                    http,
-                    code,
-                    message,
-                    data,
-                } => deliver(
-                    shared,
-                    http,
-                    jsonrpc::error(Some(&other), code, message, data.as_ref()),
-                ),
+                Outcome::Error { http, code, message, data } => deliver(shared, http, jsonrpc::error(Some(&other), code, message, data.as_ref())),
             }
         }
         Behavior::InvalidJson => json(200, Bytes::from_static(b"{not json")),

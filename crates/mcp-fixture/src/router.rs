@@ -55,12 +55,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
 }
 
 /// Gates every MCP request passes before JSON-RPC: Slow, Hang, HTTP-level behaviours, bearer.
-pub(crate) async fn pre_gate(
-    shared: &Shared,
-    b: &Behavior,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Option<Resp> {
+pub(crate) async fn pre_gate(shared: &Shared, b: &Behavior, uri: &Uri, headers: &HeaderMap) -> Option<Resp> {
     match b {
         Behavior::Slow(d) => tokio::time::sleep(*d).await,
         Behavior::Hang => std::future::pending::<()>().await,
@@ -82,27 +77,16 @@ fn authorized(shared: &Shared, h: &HeaderMap) -> bool {
     let Some(got) = h.get(AUTHORIZATION).map(HeaderValue::as_bytes) else {
         return false;
     };
-    got.len() == expected.len()
-        && got[..7].eq_ignore_ascii_case(&expected[..7])
-        && got[7..] == expected[7..]
+    got.len() == expected.len() && got[..7].eq_ignore_ascii_case(&expected[..7]) && got[7..] == expected[7..]
 }
 
 /// True if some `Accept` value admits JSON or SSE (wildcards included).
 fn accept_ok(h: &HeaderMap) -> bool {
     h.get_all(ACCEPT).iter().any(|v| {
         let v = v.as_bytes();
-        [
-            &b"application/json"[..],
-            b"text/event-stream",
-            b"*/*",
-            b"application/*",
-            b"text/*",
-        ]
-        .iter()
-        .any(|needle| {
-            v.windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle))
-        })
+        [&b"application/json"[..], b"text/event-stream", b"*/*", b"application/*", b"text/*"]
+            .iter()
+            .any(|needle| v.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle)))
     })
 }
 
@@ -137,10 +121,7 @@ async fn post(shared: &Shared, behavior: Behavior, mut parts: Parts, body: Incom
     };
     let Some(id) = &req.id else {
         if req.method.is_none() {
-            return reply::json(
-                400,
-                jsonrpc::error(None, INVALID_REQUEST, "Invalid Request", None),
-            );
+            return reply::json(400, jsonrpc::error(None, INVALID_REQUEST, "Invalid Request", None));
         }
         inc(&shared.stats.notifications);
         return reply::empty(202);
@@ -152,10 +133,7 @@ async fn post(shared: &Shared, behavior: Behavior, mut parts: Parts, body: Incom
         _ => false,
     };
     let (outcome, missing) = if use_modern {
-        (
-            modern::handle(shared, &headers, &req),
-            Some(&shared.prebuilt.discover_missing_versions),
-        )
+        (modern::handle(shared, &headers, &req), Some(&shared.prebuilt.discover_missing_versions))
     } else {
         handshake(shared, &req)
     };
@@ -164,11 +142,7 @@ async fn post(shared: &Shared, behavior: Behavior, mut parts: Parts, body: Incom
     } else {
         None
     };
-    let new_session = !use_modern
-        && shared.opts.session_ids
-        && method == "initialize"
-        && !session_hdr
-        && matches!(outcome, Outcome::Result(_));
+    let new_session = !use_modern && shared.opts.session_ids && method == "initialize" && !session_hdr && matches!(outcome, Outcome::Result(_));
     match reply::shape(shared, &behavior, method, id, outcome, missing) {
         Some(mut r) => {
             if new_session && r.status().is_success() {
@@ -192,33 +166,20 @@ pub(crate) fn count(shared: &Shared, method: &str) {
 }
 
 /// Handshake-era methods. Returns the outcome and the "missing protocolVersion" variant.
-pub(crate) fn handshake<'s>(
-    shared: &'s Shared,
-    req: &jsonrpc::Request<'_>,
-) -> (Outcome, Option<&'s bytes::Bytes>) {
+pub(crate) fn handshake<'s>(shared: &'s Shared, req: &jsonrpc::Request<'_>) -> (Outcome, Option<&'s bytes::Bytes>) {
     let p = &shared.prebuilt;
     match req.method() {
-        "initialize" => (
-            Outcome::Result(p.init_for(req.requested_version()).clone()),
-            Some(&p.init_missing_version),
-        ),
+        "initialize" => (Outcome::Result(p.init_for(req.requested_version()).clone()), Some(&p.init_missing_version)),
         "tools/list" => (Outcome::Result(p.tools.clone()), None),
         "ping" => (Outcome::Result(p.empty.clone()), None),
-        _ => (
-            Outcome::error(200, METHOD_NOT_FOUND, "Method not found"),
-            None,
-        ),
+        _ => (Outcome::error(200, METHOD_NOT_FOUND, "Method not found"), None),
     }
 }
 
 /// RFC 9728 protected-resource metadata for `suffix` (empty: the main path).
 fn metadata(shared: &Shared, suffix: &str) -> Resp {
     inc(&shared.stats.metadata_requests);
-    let resource_path = if suffix.is_empty() {
-        shared.main_path
-    } else {
-        suffix
-    };
+    let resource_path = if suffix.is_empty() { shared.main_path } else { suffix };
     if shared.behavior_for(resource_path) == Behavior::InvalidResourceMetadata {
         return reply::json(200, "<html>not metadata</html>{\"resource\":");
     }

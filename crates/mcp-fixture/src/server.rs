@@ -96,10 +96,7 @@ impl FixtureServer {
     }
 
     /// Override many paths at once (one table swap instead of one per path).
-    pub fn set_path_behaviors<P: AsRef<str>>(
-        &self,
-        entries: impl IntoIterator<Item = (P, Behavior)>,
-    ) {
+    pub fn set_path_behaviors<P: AsRef<str>>(&self, entries: impl IntoIterator<Item = (P, Behavior)>) {
         let entries: Vec<(P, Behavior)> = entries.into_iter().collect();
         self.inner.shared.behaviors.rcu(|t| {
             let mut t = crate::state::BehaviorTable::clone(t);
@@ -133,9 +130,7 @@ impl FixtureServer {
         // Awaiting the aborted task guarantees its future (and the listener) is dropped.
         let _ = r.accept.await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.inner.shared.stats.open_connections.load(Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while self.inner.shared.stats.open_connections.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -169,30 +164,18 @@ impl FixtureServer {
 
     /// Every header of the most recent POST (including `MCP-Protocol-Version`).
     pub fn last_post_headers(&self) -> Option<HeaderMap> {
-        self.inner
-            .shared
-            .last_headers
-            .load_full()
-            .map(|h| HeaderMap::clone(&h))
+        self.inner.shared.last_headers.load_full().map(|h| HeaderMap::clone(&h))
     }
 
     /// `MCP-Protocol-Version` of the most recent POST, if it had one.
     pub fn last_protocol_version(&self) -> Option<String> {
         let h = self.inner.shared.last_headers.load_full()?;
-        h.get("mcp-protocol-version")?
-            .to_str()
-            .ok()
-            .map(str::to_owned)
+        h.get("mcp-protocol-version")?.to_str().ok().map(str::to_owned)
     }
 
     /// The form fields (all but `client_secret`) of the latest token request.
     pub fn last_token_form(&self) -> Option<Vec<(String, String)>> {
-        self.inner
-            .shared
-            .last_token_form
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.shared.last_token_form.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The options the server was started with.

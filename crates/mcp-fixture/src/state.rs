@@ -89,15 +89,8 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(addr: SocketAddr, opts: FixtureOptions) -> Shared {
         let base = format!("http://{addr}");
-        let main_path = if opts.flavor == Flavor::LegacySse {
-            "/sse"
-        } else {
-            "/mcp"
-        };
-        let expected_auth = opts
-            .required_bearer
-            .as_ref()
-            .map(|t| format!("Bearer {t}").into_bytes());
+        let main_path = if opts.flavor == Flavor::LegacySse { "/sse" } else { "/mcp" };
+        let expected_auth = opts.required_bearer.as_ref().map(|t| format!("Bearer {t}").into_bytes());
         let www = format!("Bearer resource_metadata=\"{base}{METADATA_PATH}\"");
         // `base` is an IP:port rendered by Display: plain visible ASCII, always a valid header value.
         let www_authenticate = HeaderValue::from_str(&www).expect("ASCII header value");
@@ -127,16 +120,11 @@ impl Shared {
     }
 
     pub fn reply(&self) -> ReplyFormat {
-        if self.reply.load(Relaxed) == 1 {
-            ReplyFormat::Sse
-        } else {
-            ReplyFormat::Json
-        }
+        if self.reply.load(Relaxed) == 1 { ReplyFormat::Sse } else { ReplyFormat::Json }
     }
 
     pub fn set_reply(&self, f: ReplyFormat) {
-        self.reply
-            .store(matches!(f, ReplyFormat::Sse) as u8, Relaxed);
+        self.reply.store(matches!(f, ReplyFormat::Sse) as u8, Relaxed);
     }
 
     /// The behaviour for `path`: an exact override, else healthy under the redirect target

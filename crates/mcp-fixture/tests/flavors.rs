@@ -8,13 +8,7 @@ use common::*;
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer, Flavor};
 use serde_json::{Value, json};
 
-async fn discover_post(
-    c: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    version: &str,
-    method: &str,
-) -> (u16, Value) {
+async fn discover_post(c: &reqwest::Client, url: &str, body: &Value, version: &str, method: &str) -> (u16, Value) {
     let r = c
         .post(url)
         .header("accept", ACCEPT_BOTH)
@@ -38,49 +32,22 @@ async fn discover_flavor() {
     .await
     .unwrap();
     let c = client();
-    let (st, v) = discover_post(
-        &c,
-        &s.url(),
-        &discover(1, "2026-07-28"),
-        "2026-07-28",
-        "server/discover",
-    )
-    .await;
+    let (st, v) = discover_post(&c, &s.url(), &discover(1, "2026-07-28"), "2026-07-28", "server/discover").await;
     assert_eq!(st, 200);
     let r = &v["result"];
     assert_eq!(v["id"], 1);
     assert_eq!(r["supportedVersions"], json!(["2026-07-28"]));
     assert_eq!(r["resultType"], "complete");
     assert!(r["capabilities"]["tools"].is_object());
-    assert_eq!(
-        r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
-        "mcp-fixture"
-    );
-    assert_eq!(
-        (r["ttlMs"].as_u64(), r["cacheScope"].as_str()),
-        (Some(0), Some("private"))
-    );
+    assert_eq!(r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcp-fixture");
+    assert_eq!((r["ttlMs"].as_u64(), r["cacheScope"].as_str()), (Some(0), Some("private")));
     assert_eq!(s.stats().discover, 1);
     assert_eq!(s.last_protocol_version().as_deref(), Some("2026-07-28"));
 
     // Ladder: headers must match the envelope, the version must be served.
-    let (st, v) = discover_post(
-        &c,
-        &s.url(),
-        &discover(2, "2026-07-28"),
-        "2025-06-18",
-        "server/discover",
-    )
-    .await;
+    let (st, v) = discover_post(&c, &s.url(), &discover(2, "2026-07-28"), "2025-06-18", "server/discover").await;
     assert_eq!((st, v["error"]["code"].as_i64()), (400, Some(-32020)));
-    let (st, v) = discover_post(
-        &c,
-        &s.url(),
-        &discover(3, "2099-01-01"),
-        "2099-01-01",
-        "server/discover",
-    )
-    .await;
+    let (st, v) = discover_post(&c, &s.url(), &discover(3, "2099-01-01"), "2099-01-01", "server/discover").await;
     assert_eq!((st, v["error"]["code"].as_i64()), (400, Some(-32022)));
     assert_eq!(v["error"]["data"]["supported"], json!(["2026-07-28"]));
     let (st, v) = post_json(&c, &s.url(), &request(4, "server/discover")).await;
@@ -90,38 +57,17 @@ async fn discover_flavor() {
     let r = post(&c, &s.url(), &initialize(5, "2025-06-18")).await;
     assert!(!r.headers().contains_key("mcp-session-id"));
     let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-    assert_eq!(
-        (v["id"].as_i64(), v["error"]["code"].as_i64()),
-        (Some(5), Some(-32601))
-    );
+    assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(5), Some(-32601)));
     assert_eq!(c.get(s.url()).send().await.unwrap().status(), 405);
-    assert_eq!(
-        c.delete(s.url())
-            .header("mcp-session-id", "x")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
+    assert_eq!(c.delete(s.url()).header("mcp-session-id", "x").send().await.unwrap().status(), 405);
 
     let mut tl = discover(6, "2026-07-28");
     tl["method"] = json!("tools/list");
     let (st, v) = discover_post(&c, &s.url(), &tl, "2026-07-28", "tools/list").await;
-    assert_eq!(
-        (st, v["result"]["tools"].as_array().map(Vec::len)),
-        (200, Some(2))
-    );
+    assert_eq!((st, v["result"]["tools"].as_array().map(Vec::len)), (200, Some(2)));
 
     s.set_behavior(Behavior::MissingProtocolVersion);
-    let (_, v) = discover_post(
-        &c,
-        &s.url(),
-        &discover(7, "2026-07-28"),
-        "2026-07-28",
-        "server/discover",
-    )
-    .await;
+    let (_, v) = discover_post(&c, &s.url(), &discover(7, "2026-07-28"), "2026-07-28", "server/discover").await;
     assert!(v["result"].get("supportedVersions").is_none());
 }
 
@@ -135,22 +81,9 @@ async fn both_flavor_routes_by_header() {
     .unwrap();
     let c = client();
     let (st, v) = post_json(&c, &s.url(), &initialize(1, "2025-06-18")).await;
-    assert_eq!(
-        (st, v["result"]["protocolVersion"].as_str()),
-        (200, Some("2025-06-18"))
-    );
-    let (st, v) = discover_post(
-        &c,
-        &s.url(),
-        &discover(2, "2026-07-28"),
-        "2026-07-28",
-        "server/discover",
-    )
-    .await;
-    assert_eq!(
-        (st, v["result"]["supportedVersions"][0].as_str()),
-        (200, Some("2026-07-28"))
-    );
+    assert_eq!((st, v["result"]["protocolVersion"].as_str()), (200, Some("2025-06-18")));
+    let (st, v) = discover_post(&c, &s.url(), &discover(2, "2026-07-28"), "2026-07-28", "server/discover").await;
+    assert_eq!((st, v["result"]["supportedVersions"][0].as_str()), (200, Some("2026-07-28")));
     // Like the Python SDK: without the 2026 header, discover takes the handshake path.
     let (_, v) = post_json(&c, &s.url(), &discover(3, "2026-07-28")).await;
     assert_eq!(v["error"]["code"], -32601);
@@ -197,17 +130,9 @@ async fn legacy_sse_round_trip() {
     .unwrap();
     assert!(s.url().ends_with("/sse"));
     let c = builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let resp = c
-        .get(s.url())
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let resp = c.get(s.url()).header("accept", "text/event-stream").send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut ev = Events {
-        resp,
-        buf: String::new(),
-    };
+    let mut ev = Events { resp, buf: String::new() };
     let (kind, endpoint) = ev.next().await;
     assert_eq!(kind, "endpoint");
     assert!(endpoint.starts_with("/messages?session_id="), "{endpoint}");
@@ -218,40 +143,17 @@ async fn legacy_sse_round_trip() {
     let (kind, data) = ev.next().await;
     assert_eq!(kind, "message");
     let v: Value = serde_json::from_str(&data).unwrap();
-    assert_eq!(
-        (v["id"].as_i64(), v["result"]["protocolVersion"].as_str()),
-        (Some(1), Some("2024-11-05"))
-    );
+    assert_eq!((v["id"].as_i64(), v["result"]["protocolVersion"].as_str()), (Some(1), Some("2024-11-05")));
 
     s.set_behavior(Behavior::ToolsListError);
-    assert_eq!(
-        post(&c, &post_url, &request(2, "tools/list"))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(post(&c, &post_url, &request(2, "tools/list")).await.status(), 202);
     let v: Value = serde_json::from_str(&ev.next().await.1).unwrap();
-    assert_eq!(
-        (v["id"].as_i64(), v["error"]["code"].as_i64()),
-        (Some(2), Some(-32603))
-    );
+    assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(2), Some(-32603)));
     let st = s.stats();
-    assert_eq!(
-        (st.get_requests, st.posts, st.initialize, st.tools_list),
-        (1, 2, 1, 1)
-    );
+    assert_eq!((st.get_requests, st.posts, st.initialize, st.tools_list), (1, 2, 1, 1));
 
     // Unknown session: 404. Once the stream is dropped, its session is gone too.
-    assert_eq!(
-        post(
-            &c,
-            &s.url_for("/messages?session_id=nope"),
-            &request(3, "ping")
-        )
-        .await
-        .status(),
-        404
-    );
+    assert_eq!(post(&c, &s.url_for("/messages?session_id=nope"), &request(3, "ping")).await.status(), 404);
     drop(ev);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(post(&c, &post_url, &request(4, "ping")).await.status(), 404);
@@ -268,17 +170,9 @@ async fn legacy_endpoint_only_never_replies() {
     s.set_behavior(Behavior::EndpointOnly);
     let c = client();
     let resp = c.get(s.url()).send().await.unwrap();
-    let mut ev = Events {
-        resp,
-        buf: String::new(),
-    };
+    let mut ev = Events { resp, buf: String::new() };
     let (_, endpoint) = ev.next().await;
-    assert_eq!(
-        post(&c, &s.url_for(&endpoint), &initialize(1, "2024-11-05"))
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(post(&c, &s.url_for(&endpoint), &initialize(1, "2024-11-05")).await.status(), 202);
     let waited = tokio::time::timeout(Duration::from_millis(300), ev.next()).await;
     assert!(waited.is_err(), "no reply arrives");
 

@@ -11,10 +11,7 @@ use mcp_fixture::{Behavior, FixtureServer, reserve_port};
 async fn hang_times_out_and_frees_the_connection() {
     let s = FixtureServer::start().await.unwrap();
     s.set_path_behavior("/hang", Behavior::Hang);
-    let c = builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let c = builder().timeout(Duration::from_millis(300)).build().unwrap();
     let t = Instant::now();
     let err = c
         .post(s.url_for("/hang"))
@@ -40,12 +37,7 @@ async fn hang_times_out_and_frees_the_connection() {
 async fn stop_refuses_then_resume_serves() {
     let s = FixtureServer::start().await.unwrap();
     let c = client();
-    assert_eq!(
-        post(&c, &s.url(), &initialize(1, "2025-06-18"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(&c, &s.url(), &initialize(1, "2025-06-18")).await.status(), 200);
     s.stop().await;
     let e = tokio::net::TcpStream::connect(s.addr()).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -53,12 +45,7 @@ async fn stop_refuses_then_resume_serves() {
     assert!(e.is_connect() || e.is_request(), "{e}");
     s.stop().await; // idempotent
     s.resume().await.unwrap();
-    assert_eq!(
-        post(&c, &s.url(), &initialize(2, "2025-06-18"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(&c, &s.url(), &initialize(2, "2025-06-18")).await.status(), 200);
 }
 
 #[tokio::test]
@@ -69,24 +56,12 @@ async fn stop_closes_hung_connections() {
     let pending = tokio::spawn({
         let c = c.clone();
         let url = s.url();
-        async move {
-            c.post(url)
-                .header("accept", ACCEPT_BOTH)
-                .body("{}")
-                .send()
-                .await
-        }
+        async move { c.post(url).header("accept", ACCEPT_BOTH).body("{}").send().await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.stop().await;
-    let res = tokio::time::timeout(Duration::from_secs(2), pending)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        res.is_err(),
-        "the hung request fails when stop() closes its connection"
-    );
+    let res = tokio::time::timeout(Duration::from_secs(2), pending).await.unwrap().unwrap();
+    assert!(res.is_err(), "the hung request fails when stop() closes its connection");
     assert_eq!(s.stats().open_connections, 0);
 }
 
@@ -100,9 +75,7 @@ fn reserve_port_is_closed() {
 #[tokio::test]
 async fn start_on_reserved_port() {
     let addr = reserve_port();
-    let s = FixtureServer::start_on(addr, Default::default())
-        .await
-        .unwrap();
+    let s = FixtureServer::start_on(addr, Default::default()).await.unwrap();
     assert_eq!(s.addr(), addr);
     assert_eq!(s.url(), format!("http://{addr}/mcp"));
 }
@@ -121,11 +94,7 @@ async fn huge_body_streams_without_allocating() {
         first.get_or_insert_with(|| chunk.clone());
         read += chunk.len();
     }
-    assert!(
-        first
-            .unwrap()
-            .starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":1,")
-    );
+    assert!(first.unwrap().starts_with(b"{\"jsonrpc\":\"2.0\",\"id\":1,"));
     drop(r);
 }
 
@@ -134,24 +103,14 @@ async fn connection_counting() {
     let s = FixtureServer::start().await.unwrap();
     let fresh = builder().pool_max_idle_per_host(0).build().unwrap();
     for id in 0..2 {
-        assert_eq!(
-            post(&fresh, &s.url(), &initialize(id, "2025-06-18"))
-                .await
-                .status(),
-            200
-        );
+        assert_eq!(post(&fresh, &s.url(), &initialize(id, "2025-06-18")).await.status(), 200);
     }
     let st = s.stats();
     assert_eq!((st.connections, st.reused_connections), (2, 0));
 
     let pooled = client();
     for id in 0..3 {
-        let r = post(
-            &pooled,
-            &s.url_for(&format!("/p{id}")),
-            &initialize(id, "2025-06-18"),
-        )
-        .await;
+        let r = post(&pooled, &s.url_for(&format!("/p{id}")), &initialize(id, "2025-06-18")).await;
         r.text().await.unwrap();
     }
     let st = s.stats();
@@ -166,10 +125,7 @@ async fn reply_shaping_behaviors() {
 
     s.set_behavior(Behavior::JsonRpcError);
     let (st, v) = post_json(&c, &s.url(), &init).await;
-    assert_eq!(
-        (st, v["id"].as_i64(), v["error"]["code"].as_i64()),
-        (200, Some(5), Some(-32603))
-    );
+    assert_eq!((st, v["id"].as_i64(), v["error"]["code"].as_i64()), (200, Some(5), Some(-32603)));
 
     s.set_behavior(Behavior::WrongId);
     let (_, v) = post_json(&c, &s.url(), &init).await;
@@ -190,12 +146,7 @@ async fn reply_shaping_behaviors() {
 
     s.set_behavior(Behavior::WrongContentType);
     let r = post(&c, &s.url(), &init).await;
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
 
     s.set_behavior(Behavior::Status(503));
     assert_eq!(post(&c, &s.url(), &init).await.status(), 503);
@@ -217,18 +168,12 @@ async fn reply_shaping_behaviors() {
 
     // Redirect: 307 to a path that answers healthily (reqwest follows it).
     s.set_behavior(Behavior::Redirect);
-    let nofollow = builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let nofollow = builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = post(&nofollow, &s.url(), &init).await;
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "/redirected/mcp");
     let (st, v) = post_json(&c, &s.url(), &init).await;
-    assert_eq!(
-        (st, v["result"]["protocolVersion"].as_str()),
-        (200, Some("2025-06-18"))
-    );
+    assert_eq!((st, v["result"]["protocolVersion"].as_str()), (200, Some("2025-06-18")));
 }
 
 #[tokio::test]
@@ -249,35 +194,20 @@ async fn slow_drip_endless_and_tools_hang() {
     assert_eq!(r.chunk().await.unwrap().unwrap().len(), 1);
     let t = Instant::now();
     assert_eq!(r.chunk().await.unwrap().unwrap().len(), 1);
-    assert!(
-        t.elapsed() >= Duration::from_millis(800),
-        "one byte per second"
-    );
+    assert!(t.elapsed() >= Duration::from_millis(800), "one byte per second");
     drop(r);
 
     s.set_behavior(Behavior::EndlessStream);
     let mut r = post(&c, &s.url(), &init).await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     for _ in 0..5 {
-        assert!(
-            r.chunk()
-                .await
-                .unwrap()
-                .unwrap()
-                .starts_with(b": keepalive")
-        );
+        assert!(r.chunk().await.unwrap().unwrap().starts_with(b": keepalive"));
     }
     drop(r);
 
     s.set_behavior(Behavior::ToolsListHang);
     assert_eq!(post_json(&c, &s.url(), &init).await.0, 200);
-    let quick = builder()
-        .timeout(Duration::from_millis(200))
-        .build()
-        .unwrap();
-    let e = quick
-        .post(s.url())
-        .header("accept", ACCEPT_BOTH)
-        .body(request(2, "tools/list").to_string());
+    let quick = builder().timeout(Duration::from_millis(200)).build().unwrap();
+    let e = quick.post(s.url()).header("accept", ACCEPT_BOTH).body(request(2, "tools/list").to_string());
     assert!(e.send().await.unwrap_err().is_timeout());
 }

@@ -38,20 +38,12 @@ async fn healthy_json_initialize_and_tools_list() {
     assert_eq!(v["result"]["tools"][0]["name"], "t0");
 
     // Notifications: 202, empty.
-    let r = post(
-        &c,
-        &s.url(),
-        &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
-    )
-    .await;
+    let r = post(&c, &s.url(), &json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
     assert_eq!(r.status(), 202);
     assert!(r.text().await.unwrap().is_empty());
 
     let st = s.stats();
-    assert_eq!(
-        (st.initialize, st.tools_list, st.posts, st.notifications),
-        (3, 1, 5, 1)
-    );
+    assert_eq!((st.initialize, st.tools_list, st.posts, st.notifications), (3, 1, 5, 1));
 }
 
 #[tokio::test]
@@ -73,9 +65,7 @@ async fn headers_accept_get_delete() {
     let s = FixtureServer::start_with(FixtureOptions {
         server_name: "named".into(),
         tools: 5,
-        flavor: Flavor::Handshake {
-            version: "2025-11-25".into(),
-        },
+        flavor: Flavor::Handshake { version: "2025-11-25".into() },
         ..Default::default()
     })
     .await
@@ -99,22 +89,11 @@ async fn headers_accept_get_delete() {
     assert_eq!(s.last_protocol_version().as_deref(), Some("2025-11-25"));
 
     // Accept without JSON or SSE: 406.
-    let r = c
-        .post(s.url())
-        .header("accept", "text/html")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(s.url()).header("accept", "text/html").body("{}").send().await.unwrap();
     assert_eq!(r.status(), 406);
     let r = c.get(s.url()).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    let r = c
-        .delete(s.url())
-        .header("mcp-session-id", sid)
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(s.url()).header("mcp-session-id", sid).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let (_, v) = post_json(&c, &s.url(), &request(2, "tools/list")).await;
     assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 5);
@@ -129,12 +108,7 @@ async fn headers_accept_get_delete() {
     .unwrap();
     let r = post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
     assert!(!r.headers().contains_key("mcp-session-id"));
-    let r = c
-        .delete(s.url())
-        .header("mcp-session-id", "x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(s.url()).header("mcp-session-id", "x").send().await.unwrap();
     assert_eq!(r.status(), 405);
 }
 
@@ -142,34 +116,19 @@ async fn headers_accept_get_delete() {
 async fn unauthorized_with_resource_metadata() {
     let s = FixtureServer::start().await.unwrap();
     let c = client();
-    s.set_behavior(Behavior::Unauthorized {
-        resource_metadata: true,
-    });
+    s.set_behavior(Behavior::Unauthorized { resource_metadata: true });
     let r = post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
     assert_eq!(r.status(), 401);
     let meta_url = format!("http://{}/.well-known/oauth-protected-resource", s.addr());
-    assert_eq!(
-        r.headers()["www-authenticate"],
-        format!("Bearer resource_metadata=\"{meta_url}\"").as_str()
-    );
+    assert_eq!(r.headers()["www-authenticate"], format!("Bearer resource_metadata=\"{meta_url}\"").as_str());
     let doc: serde_json::Value = c.get(&meta_url).send().await.unwrap().json_text().await;
     assert_eq!(doc["resource"], s.url());
-    assert_eq!(
-        doc["authorization_servers"],
-        json!([format!("http://{}", s.addr())])
-    );
+    assert_eq!(doc["authorization_servers"], json!([format!("http://{}", s.addr())]));
 
-    s.set_behavior(Behavior::Unauthorized {
-        resource_metadata: false,
-    });
+    s.set_behavior(Behavior::Unauthorized { resource_metadata: false });
     let r = post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
     assert_eq!(r.status(), 401);
-    assert!(
-        !r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("resource_metadata")
-    );
+    assert!(!r.headers()["www-authenticate"].to_str().unwrap().contains("resource_metadata"));
 
     s.set_behavior(Behavior::InvalidResourceMetadata);
     let r = post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
@@ -190,17 +149,8 @@ async fn required_bearer() {
     let c = client();
     let r = post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
     assert_eq!(r.status(), 401);
-    assert!(
-        r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("resource_metadata=")
-    );
-    for (auth, want) in [
-        ("Bearer nope", 401),
-        ("Bearer tok", 200),
-        ("bearer tok", 200),
-    ] {
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("resource_metadata="));
+    for (auth, want) in [("Bearer nope", 401), ("Bearer tok", 200), ("bearer tok", 200)] {
         let r = c
             .post(s.url())
             .header("accept", ACCEPT_BOTH)
@@ -211,10 +161,7 @@ async fn required_bearer() {
             .unwrap();
         assert_eq!(r.status(), want, "{auth}");
     }
-    assert_eq!(
-        s.last_post_headers().unwrap()["authorization"],
-        "bearer tok"
-    );
+    assert_eq!(s.last_post_headers().unwrap()["authorization"], "bearer tok");
 }
 
 /// `Response::json` needs reqwest's `json` feature; parse text instead.

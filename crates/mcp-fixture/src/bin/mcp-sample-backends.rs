@@ -59,17 +59,10 @@ async fn main() -> ExitCode {
         (
             base + 1,
             "oauth",
-            Behavior::Unauthorized {
-                resource_metadata: true,
-            },
+            Behavior::Unauthorized { resource_metadata: true },
             "401 + OAuth resource metadata",
         ),
-        (
-            base + 2,
-            "slow",
-            Behavior::Slow(Duration::from_secs(3)),
-            "slow (3s per answer)",
-        ),
+        (base + 2, "slow", Behavior::Slow(Duration::from_secs(3)), "slow (3s per answer)"),
     ];
     let mut servers = Vec::new();
     for (port, name, behavior, what) in specs {
@@ -84,11 +77,7 @@ async fn main() -> ExitCode {
             }
         }
     }
-    println!(
-        "{:<32} http://127.0.0.1:{}/mcp (not started: connection refused)",
-        "down",
-        base + 3
-    );
+    println!("{:<32} http://127.0.0.1:{}/mcp (not started: connection refused)", "down", base + 3);
     println!("Ctrl-C to stop.");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("mcp-sample-backends: waiting for Ctrl-C failed: {e}");

@@ -15,9 +15,7 @@ pub fn builder() -> reqwest::ClientBuilder {
     // reqwest is built with `rustls-no-provider`: a provider must exist even for plain http.
     // Err only means another test installed it first.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(3))
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3))
 }
 
 pub fn initialize(id: i64, version: &str) -> Value {
@@ -66,9 +64,6 @@ pub async fn post_json(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Va
 
 /// The JSON of the first `data:` line of an SSE body.
 pub fn first_sse_data(body: &str) -> Value {
-    let line = body
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .expect("a data line");
+    let line = body.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
     serde_json::from_str(line).expect("json data")
 }
