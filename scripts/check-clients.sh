@@ -41,6 +41,8 @@ step "manifests (clients/kubernetes, clients/envoy)"
 [[ -x "$py" ]] || fail "$py missing; run scripts/setup-python.sh"
 cm_groups="$(mktemp)"
 "$py" scripts/check_manifests.py clients "$cm_groups"
+# Envoy's own API schema (no Envoy binary can be installed here; see clients/envoy/README.md).
+"$py" scripts/check_envoy_config.py clients/envoy/envoy.yaml
 
 step "live daemon"
 live_start

@@ -489,7 +489,9 @@ impl Owner {
     }
 
     fn log_first_verdicts(&mut self) {
-        if self.all_verdicts_logged || self.groups.values().any(|g| g.verdict.phase == GroupPhase::Pending) {
+        // "First verdict" means every backend of every group, not just every
+        // group's phase: a group can leave PENDING with backends still unprobed.
+        if self.all_verdicts_logged || self.groups.values().any(|g| g.verdict.summary.unknown > 0) {
             return;
         }
         self.all_verdicts_logged = true;
