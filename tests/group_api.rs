@@ -214,14 +214,7 @@ async fn invalid_specs_name_every_offending_field_and_change_nothing() {
     let spec = group_yaml(
         "name: Bad_Name\npolicy:\n  interval: 1s\n  timeout: 2s\n  unhealthyThreshold: 0\nbackends:\n  - name: ok\n    url: ftp://x\n  - name: ok\n    url: http://127.0.0.1:1/mcp\n",
     );
-    let err = d
-        .client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(spec),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = d.apply_err(spec).await;
     assert_eq!(err.code(), Code::InvalidArgument);
     let fields: Vec<String> = err.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
     assert_eq!(

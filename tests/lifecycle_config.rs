@@ -131,14 +131,7 @@ async fn config_groups_are_read_only_over_the_api() {
     let file = path.to_str().unwrap();
 
     let spec = group_yaml("name: filed\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/other\n");
-    let err = d
-        .client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(spec),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = d.apply_err(spec).await;
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains(file) && err.message().contains("filed"), "{}", err.message());
     let err = d.client.delete_group(DeleteGroupRequest { group: "filed".into() }).await.unwrap_err();
@@ -205,14 +198,7 @@ async fn a_name_in_both_the_file_and_the_store_is_rejected_at_start_and_at_reloa
     );
 
     // At apply: a name the file holds is refused, naming the file.
-    let err = d
-        .client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(group_yaml("name: filed\nbackends: []\n")),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = d.apply_err(group_yaml("name: filed\nbackends: []\n")).await;
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(err.message().contains(path.to_str().unwrap()), "{}", err.message());
     d.stop().await;

@@ -206,13 +206,7 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
         let (mut client, acked, enough_tx) = (client.clone(), acked.clone(), enough_tx.clone());
         writers.push(tokio::spawn(async move {
             for k in 1.. {
-                let Ok(reply) = client
-                    .apply_group(ApplyGroupRequest {
-                        spec: Some(numbered(w, k)),
-                        validate_only: false,
-                    })
-                    .await
-                else {
+                let Ok(reply) = client.apply_group(apply_request(numbered(w, k))).await else {
                     return;
                 };
                 let generation = reply.into_inner().generation;

@@ -45,16 +45,7 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
     let c = &mut d.client;
 
     for token in [None, Some("wrong"), Some(&TOKEN[..TOKEN.len() - 1])] {
-        let apply = c
-            .apply_group(with_token(
-                ApplyGroupRequest {
-                    spec: Some(spec("g")),
-                    validate_only: false,
-                },
-                token,
-            ))
-            .await
-            .unwrap_err();
+        let apply = c.apply_group(with_token(apply_request(spec("g")), token)).await.unwrap_err();
         let delete = c.delete_group(with_token(DeleteGroupRequest { group: "g".into() }, token)).await.unwrap_err();
         let probe = c
             .probe_backend(with_token(
@@ -81,17 +72,7 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
         "refused applies changed nothing"
     );
 
-    let applied = c
-        .apply_group(with_token(
-            ApplyGroupRequest {
-                spec: Some(spec("g")),
-                validate_only: false,
-            },
-            Some(TOKEN),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let applied = c.apply_group(with_token(apply_request(spec("g")), Some(TOKEN))).await.unwrap().into_inner();
     assert_eq!(applied.generation, 1);
     // ProbeBackend passes the guard (its answer is whatever the probe says).
     let probed = c
@@ -206,13 +187,7 @@ async fn the_server_speaks_tls() {
     let pki = pki();
     let d = tls_daemon(dir.path(), &pki, false).await;
     let mut client = GroupHealthServiceClient::new(tls_channel(&d, &pki, None).await.expect("tls connect"));
-    client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(spec("g")),
-            validate_only: false,
-        })
-        .await
-        .expect("loopback, no token: open");
+    client.apply_group(apply_request(spec("g"))).await.expect("loopback, no token: open");
     assert_eq!(client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 1);
     let mut health = HealthClient::new(tls_channel(&d, &pki, None).await.unwrap());
     health.check(HealthCheckRequest { service: "g".into() }).await.unwrap();
@@ -239,13 +214,7 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
         .check(HealthCheckRequest { service: String::new() })
         .await
         .unwrap();
-    let err = anonymous
-        .apply_group(ApplyGroupRequest {
-            spec: Some(spec("g")),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = anonymous.apply_group(apply_request(spec("g"))).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("client certificate"), "{}", err.message());
     let err = anonymous.delete_group(DeleteGroupRequest { group: "g".into() }).await.unwrap_err();
@@ -254,14 +223,7 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
     // A certificate from another CA fails the handshake.
     let stranger = match tls_channel(&d, &pki, Some((&pki.stranger_cert, &pki.stranger_key))).await {
         Err(_) => None,
-        Ok(channel) => Some(
-            GroupHealthServiceClient::new(channel)
-                .apply_group(ApplyGroupRequest {
-                    spec: Some(spec("g")),
-                    validate_only: false,
-                })
-                .await,
-        ),
+        Ok(channel) => Some(GroupHealthServiceClient::new(channel).apply_group(apply_request(spec("g"))).await),
     };
     assert!(
         stranger.as_ref().is_none_or(|r| r.is_err()),
@@ -270,18 +232,7 @@ async fn mtls_guards_mutations_and_leaves_reads_open() {
 
     // The operator's certificate admits mutations.
     let mut operator = GroupHealthServiceClient::new(tls_channel(&d, &pki, Some((&pki.client_cert, &pki.client_key))).await.unwrap());
-    assert_eq!(
-        operator
-            .apply_group(ApplyGroupRequest {
-                spec: Some(spec("g")),
-                validate_only: false
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .generation,
-        1
-    );
+    assert_eq!(operator.apply_group(apply_request(spec("g"))).await.unwrap().into_inner().generation, 1);
     operator.delete_group(DeleteGroupRequest { group: "g".into() }).await.unwrap();
     d.stop().await.unwrap();
 }
@@ -356,14 +307,7 @@ async fn oversized_requests_get_resource_exhausted() {
             ..Default::default()
         });
     }
-    let err = d
-        .client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(big),
-            validate_only: false,
-        })
-        .await
-        .unwrap_err();
+    let err = d.apply_err(big).await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(
         err.message().contains("2048") && err.message().contains("--max-message-bytes"),

@@ -37,16 +37,6 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
     bad.field_violations.into_iter().map(|v| v.field).collect()
 }
 
-async fn apply_err(d: &mut TestDaemon, spec: GroupSpec) -> tonic::Status {
-    d.client
-        .apply_group(ApplyGroupRequest {
-            spec: Some(spec),
-            validate_only: false,
-        })
-        .await
-        .expect_err("apply refused")
-}
-
 #[tokio::test]
 async fn grpcurl_shows_every_offending_field() {
     assert!(
@@ -121,7 +111,7 @@ async fn link_local_and_metadata_urls_are_refused_unless_allowed() {
         "https://[fd00:ec2::254]/",
     ] {
         let spec = group_yaml(&format!("name: g\nbackends:\n  - name: a\n    url: \"{url}\"\n"));
-        let err = apply_err(&mut d, spec).await;
+        let err = d.apply_err(spec).await;
         // A URL the parser rejects outright is also a url violation.
         assert_eq!(violated_fields(&err), vec!["spec.backends[0].url"], "{url}: {err:?}");
     }
@@ -129,7 +119,7 @@ async fn link_local_and_metadata_urls_are_refused_unless_allowed() {
         "name: g\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    auth:\n      mode: AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\n      oauth2ClientCredentials:\n        tokenUrl: http://169.254.169.254/token\n        clientId: {env: ID}\n        clientSecret: {env: SECRET}\n",
     );
     assert_eq!(
-        violated_fields(&apply_err(&mut d, oauth).await),
+        violated_fields(&d.apply_err(oauth).await),
         vec!["spec.backends[0].auth.oauth2ClientCredentials.tokenUrl"]
     );
     d.stop().await;
@@ -159,14 +149,14 @@ async fn size_limits_are_configurable() {
     let three = group_yaml(
         "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:9/a'}\n  - {name: b, url: 'http://127.0.0.1:9/b'}\n  - {name: c, url: 'http://127.0.0.1:9/c'}\n",
     );
-    let err = apply_err(&mut d, three).await;
+    let err = d.apply_err(three).await;
     assert_eq!(violated_fields(&err), vec!["spec.backends"]);
     assert!(err.message().contains("limit is 2"), "{}", err.message());
 
     let one = |name: &str| group_yaml(&format!("name: {name}\nbackends:\n  - {{name: a, url: 'http://127.0.0.1:9/a'}}\n"));
     d.apply(one("first")).await;
     d.apply(one("second")).await;
-    let err = apply_err(&mut d, one("third")).await;
+    let err = d.apply_err(one("third")).await;
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("limit is 2"), "{}", err.message());
     // Replacing an existing group is not a new group.

@@ -51,14 +51,12 @@ impl TestDaemon {
     }
 
     pub async fn apply(&mut self, spec: GroupSpec) -> ApplyGroupResponse {
-        self.client
-            .apply_group(ApplyGroupRequest {
-                spec: Some(spec),
-                validate_only: false,
-            })
-            .await
-            .expect("apply")
-            .into_inner()
+        self.client.apply_group(apply_request(spec)).await.expect("apply").into_inner()
+    }
+
+    /// Applies a spec that must be refused, returning the refusal.
+    pub async fn apply_err(&mut self, spec: GroupSpec) -> tonic::Status {
+        self.client.apply_group(apply_request(spec)).await.expect_err("apply refused")
     }
 
     pub async fn apply_yaml(&mut self, yaml: &str) -> ApplyGroupResponse {
@@ -95,6 +93,14 @@ impl TestDaemon {
         if let Some(d) = self.daemon.take() {
             d.stop().await.expect("clean stop");
         }
+    }
+}
+
+/// An ApplyGroup request that really applies (not `validate_only`).
+pub fn apply_request(spec: GroupSpec) -> ApplyGroupRequest {
+    ApplyGroupRequest {
+        spec: Some(spec),
+        validate_only: false,
     }
 }
 
