@@ -67,6 +67,9 @@ pub struct DaemonOptions {
     pub prober: Option<SharedProbe>,
     /// Where to serve Prometheus `/metrics`; None (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// A second, plaintext listener serving only grpc.health.v1, for probes
+    /// (Kubernetes, Envoy) that cannot speak the main listener's TLS.
+    pub health_listen: Option<SocketAddr>,
     /// Where API groups are stored; None keeps them in memory only.
     pub data_dir: Option<PathBuf>,
     /// File holding the bearer token that mutating RPCs must present.
@@ -93,6 +96,7 @@ impl Default for DaemonOptions {
             engine: EngineConfig::default(),
             prober: None,
             metrics_listen: None,
+            health_listen: None,
             data_dir: None,
             admin_token_file: None,
             tls: None,
@@ -173,6 +177,17 @@ pub struct Daemon {
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
     metrics_addr: Option<SocketAddr>,
+    health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listen_error = |e: std::io::Error| DaemonError::Listen {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, local))
 }
 
 impl Daemon {
@@ -192,14 +207,11 @@ impl Daemon {
                 (None, Vec::new())
             }
         };
-        let listener = TcpListener::bind(opts.listen).await.map_err(|e| DaemonError::Listen {
-            addr: opts.listen.to_string(),
-            reason: e.to_string(),
-        })?;
-        let addr = listener.local_addr().map_err(|e| DaemonError::Listen {
-            addr: opts.listen.to_string(),
-            reason: e.to_string(),
-        })?;
+        let (listener, addr) = bind(opts.listen).await?;
+        let health_listener = match opts.health_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
@@ -225,7 +237,20 @@ impl Daemon {
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
             .with_watch_streams(watch_streams.clone());
-        let health_service = HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams);
+        let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
+        let health_only = health_listener.map(|(listener, health_addr)| {
+            // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.
+            let router = tonic::transport::Server::builder().add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes));
+            let signal = shutdown.clone();
+            let task = tokio::spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.cancelled_owned())
+                    .await
+                    .map_err(|e| DaemonError::Serve(e.to_string()))
+            });
+            info!(addr = %health_addr, "grpc.health.v1 also served in plaintext (--health-listen)");
+            (health_addr, task)
+        });
         let oversize = OversizeAsResourceExhausted {
             max_message_bytes: opts.max_message_bytes,
         };
@@ -245,7 +270,7 @@ impl Daemon {
         let router = builder
             .layer(tower::util::MapResponseLayer::new(move |r| oversize.map(r)))
             .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
-            .add_service(HealthServer::new(health_service).max_decoding_message_size(opts.max_message_bytes))
+            .add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let signal = shutdown.clone();
@@ -263,11 +288,17 @@ impl Daemon {
             shutdown,
             server,
             metrics_addr,
+            health_only,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the plaintext health-only listener is, when `health_listen` was set.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_only.as_ref().map(|(a, _)| *a)
     }
 
     /// Where `/metrics` is served, when `metrics_listen` was set.
@@ -285,10 +316,13 @@ impl Daemon {
         self.statuses.set_all_not_serving();
         self.engine.shutdown().await;
         self.shutdown.cancel();
-        match self.server.await {
-            Ok(result) => result,
-            Err(e) => Err(DaemonError::Serve(e.to_string())),
-        }
+        let joined = |r: Result<Result<(), DaemonError>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(DaemonError::Serve(e.to_string())));
+        let main = joined(self.server.await);
+        let health = match self.health_only {
+            Some((_, task)) => joined(task.await),
+            None => Ok(()),
+        };
+        main.and(health)
     }
 
     /// Runs until the server stops on its own (an error) or `stop` is called.

@@ -9,6 +9,7 @@ use common::*;
 use mcp_health::api::tls::ServerTls;
 use mcp_health::daemon::{Daemon, DaemonOptions};
 use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
+use mcp_health::proto::grpc_health_v1::health_check_response::ServingStatus;
 use mcp_health::proto::grpc_health_v1::health_client::HealthClient;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
@@ -318,4 +319,47 @@ async fn oversized_requests_get_resource_exhausted() {
     // A request under the limit passes.
     d.apply(spec("small")).await;
     d.stop().await;
+}
+
+#[tokio::test]
+async fn a_plaintext_health_listener_serves_only_grpc_health_beside_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let d = Daemon::start(DaemonOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        health_listen: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(ServerTls {
+            cert: write("server.pem", &pki.server_cert),
+            key: write("server.key", &pki.server_key),
+            client_ca: None,
+        }),
+        ..DaemonOptions::default()
+    })
+    .await
+    .expect("daemon starts");
+    let health_addr = d.health_addr().expect("health listener");
+    let plain = Channel::from_shared(format!("http://{health_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("plaintext connect");
+
+    // Kubernetes-style plaintext Check works on the health port.
+    let mut health = HealthClient::new(plain.clone());
+    let status = health.check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    // The API is not served there: mutations and reads stay behind TLS.
+    let err = GroupHealthServiceClient::new(plain).list_groups(ListGroupsRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+
+    // Both listeners stop with the daemon, and a health watch sees NOT_SERVING first.
+    let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::Serving as i32);
+    d.stop().await.unwrap();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, ServingStatus::NotServing as i32);
 }

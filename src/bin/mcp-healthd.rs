@@ -36,6 +36,10 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
     #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Also serve grpc.health.v1 (only) in plaintext on ADDR, for Kubernetes
+    /// and Envoy probes when the main listener uses TLS (off by default).
+    #[arg(long, env = "MCP_HEALTH_HEALTH_LISTEN", value_name = "ADDR")]
+    health_listen: Option<SocketAddr>,
     /// Log format.
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -119,6 +123,7 @@ async fn main() -> ExitCode {
         engine,
         prober: None,
         metrics_listen: args.metrics_listen,
+        health_listen: args.health_listen,
         data_dir: args.data_dir,
         admin_token_file: args.admin_token_file,
         tls,
