@@ -108,13 +108,12 @@ fn steady(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes, 
         if ten_k_10s { "< 150" } else { "" },
         ten_k_10s.then_some(rss < 150.0),
     );
-    // What a healthy run must show: every healthy backend answers (smoke), or
-    // at least most (full sizes, where an overloaded box may time some out,
-    // which the success row reports).
-    let healthy_share = healthy / run.n as f64;
+    // What a healthy run must show: nearly every healthy backend's probe
+    // succeeds (smoke), or at least most (full sizes, where an overloaded box may time
+    // some out, which the success row reports); no hanging backend ever does.
     report.add(
         scenario,
-        &format!("{name}: successful probes % (healthy share {})", num(healthy_share * 100.0)),
+        &format!("{name}: healthy backends' probes successful %"),
         num(med(&results, "success_ratio") * 100.0),
         "",
         None,
@@ -122,9 +121,11 @@ fn steady(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes, 
     for r in &results {
         report.sanity(r["probes"].as_f64().unwrap_or(0.0) > 0.0, format!("{name}: no probes measured"));
         report.sanity(r["lag_samples"].as_u64().unwrap_or(0) > 0, format!("{name}: no scheduling lag samples"));
-        let want = if sizes.strict { healthy_share * 0.99 } else { healthy_share * 0.5 };
+        let want = if sizes.strict { 0.95 } else { 0.5 };
         let ok = r["success_ratio"].as_f64().unwrap_or(0.0);
-        report.sanity(ok >= want, format!("{name}: success ratio {ok:.3} below {want:.3}"));
+        report.sanity(ok >= want, format!("{name}: healthy success ratio {ok:.3} below {want:.3}"));
+        let hung_ok = r["hanging_successes"].as_u64().unwrap_or(u64::MAX);
+        report.sanity(hung_ok == 0, format!("{name}: {hung_ok} probes of hanging backends succeeded"));
     }
     Steady {
         lag_p50: p50,
@@ -203,7 +204,7 @@ pub fn ceiling(report: &mut Report, addr: &str, sizes: &Sizes) {
             peak["probes_per_s"].as_f64().unwrap_or(f64::NAN),
         );
         report.sanity(bare["success_ratio"].as_f64().unwrap_or(0.0) >= 0.99, "bare HTTP loop: requests failed");
-        let want = if sizes.strict { 0.99 } else { 0.5 };
+        let want = if sizes.strict { 0.95 } else { 0.5 };
         report.sanity(
             peak["success_ratio"].as_f64().unwrap_or(0.0) >= want,
             format!("saturated engine: success ratio {}", peak["success_ratio"]),
