@@ -233,7 +233,7 @@ impl Daemon {
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
-        let watch_streams = WatchStreams::new(opts.max_watch_streams);
+        let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
             .with_watch_streams(watch_streams.clone());

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use mcp_fixture::{Behavior, FixtureServer};
 use mcp_health::daemon::DaemonOptions;
+use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
 use mcp_health::proto::v1::*;
 use tokio_stream::StreamExt;
 
@@ -52,6 +53,9 @@ async fn wait_values(url: &str, what: &str, want: &[(&str, f64)]) -> String {
     .await
 }
 
+const GROUP_WATCHES: &str = "mcp_health_watch_streams{api=\"group_health\"}";
+const HEALTH_WATCHES: &str = "mcp_health_watch_streams{api=\"grpc_health\"}";
+
 fn status_series(group: &str, backend: &str, status: &str) -> String {
     format!("mcp_health_backend_status{{group=\"{group}\",backend=\"{backend}\",status=\"{status}\"}}")
 }
@@ -91,7 +95,8 @@ async fn a_forced_transition_moves_the_right_series() {
             ("mcp_health_group_routable_backends{group=\"web\"}", 1.0),
             ("mcp_health_group_backends{group=\"web\"}", 1.0),
             ("mcp_health_backend_transitions_total{from=\"unknown\",to=\"healthy\"}", 1.0),
-            ("mcp_health_watch_streams", 0.0),
+            (GROUP_WATCHES, 0.0),
+            (HEALTH_WATCHES, 0.0),
         ],
     )
     .await;
@@ -189,12 +194,27 @@ async fn probes_in_flight_and_watch_streams_go_up_and_back_down() {
         .into_inner();
     first.next().await.unwrap().unwrap();
     second.next().await.unwrap().unwrap();
-    wait_values(&url, "two watch streams", &[("mcp_health_watch_streams", 2.0)]).await;
+    wait_values(&url, "two watch streams", &[(GROUP_WATCHES, 2.0), (HEALTH_WATCHES, 0.0)]).await;
     drop(first);
     // The forwarder notices the closed stream and ends; the gauge follows.
-    wait_values(&url, "one watch stream", &[("mcp_health_watch_streams", 1.0)]).await;
+    wait_values(&url, "one watch stream", &[(GROUP_WATCHES, 1.0)]).await;
     drop(second);
-    wait_values(&url, "no watch stream", &[("mcp_health_watch_streams", 0.0)]).await;
+    wait_values(&url, "no watch stream", &[(GROUP_WATCHES, 0.0)]).await;
+
+    // grpc.health.v1 Watch streams (what Envoy and grpc_health_probe hold
+    // open) count too, under their own label.
+    let mut health = d.health.clone();
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "no-such-group".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.next().await.unwrap().unwrap();
+    wait_values(&url, "one health watch", &[(HEALTH_WATCHES, 1.0), (GROUP_WATCHES, 0.0)]).await;
+    drop(watch);
+    wait_values(&url, "no health watch", &[(HEALTH_WATCHES, 0.0)]).await;
     d.stop().await;
 }
 

@@ -83,7 +83,7 @@ impl GroupHealthService for GroupService {
     type WatchGroupHealthStream = WatchStream;
 
     async fn watch_group_health(&self, req: Request<WatchGroupHealthRequest>) -> Result<Response<WatchStream>, Status> {
-        let permit = self.watch_streams.admit()?;
+        let permit = self.watch_streams.admit(crate::engine::WatchApi::GroupHealth)?;
         let group = Some(req.into_inner().group).filter(|g| !g.is_empty());
         let sub = self.engine.watch(group.clone()).await.map_err(to_status)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -168,7 +168,6 @@ async fn forward(
     tx: mpsc::Sender<Result<WatchGroupHealthResponse, Status>>,
     shutdown: CancellationToken,
 ) {
-    let _open = crate::engine::InFlight::watch_stream(engine.observer());
     let snapshot = |sub: &Subscription| message(WatchEventKind::Snapshot, sub.revision, sub.snapshot.iter().map(|g| (**g).clone()).collect());
     if tx.send(Ok(snapshot(&sub))).await.is_err() {
         return;

@@ -73,7 +73,7 @@ impl Health for HealthService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<HealthCheckRequest>) -> Result<Response<WatchStream>, Status> {
-        let permit = self.watch_streams.admit()?;
+        let permit = self.watch_streams.admit(crate::engine::WatchApi::GrpcHealth)?;
         let service = req.into_inner().service;
         let mut rx = self.statuses.subscribe();
         let shutdown = self.shutdown.clone();

@@ -6,11 +6,24 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
-/// Shared by every watch RPC; a stream holds its permit until it ends.
+use crate::engine::{InFlight, ProbeObserver, WatchApi};
+
+/// Shared by every watch RPC; a stream holds its permit until it ends. The
+/// observer (metrics) counts the open streams here, in the one place every
+/// stream passes, so no watch RPC can be left out of the gauge.
 #[derive(Clone, Debug)]
 pub struct WatchStreams {
     permits: Arc<Semaphore>,
     max: usize,
+    observer: Option<Arc<dyn ProbeObserver>>,
+}
+
+/// One admitted stream: its slot under the cap and its count in the gauge,
+/// both released on drop.
+#[derive(Debug)]
+pub struct WatchPermit {
+    _slot: OwnedSemaphorePermit,
+    _open: InFlight,
 }
 
 impl Default for WatchStreams {
@@ -25,16 +38,27 @@ impl WatchStreams {
         WatchStreams {
             permits: Arc::new(Semaphore::new(max)),
             max,
+            observer: None,
         }
     }
 
-    /// A permit for one more stream, or RESOURCE_EXHAUSTED past the cap.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.permits.clone().try_acquire_owned().map_err(|_| {
+    /// Reports open streams to `observer` (the daemon's metrics).
+    pub fn with_observer(mut self, observer: Option<Arc<dyn ProbeObserver>>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// A permit for one more stream of `api`, or RESOURCE_EXHAUSTED past the cap.
+    pub fn admit(&self, api: WatchApi) -> Result<WatchPermit, Status> {
+        let slot = self.permits.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "too many concurrent watch streams: the limit is {} (--max-watch-streams); close a stream or retry later",
                 self.max
             ))
+        })?;
+        Ok(WatchPermit {
+            _slot: slot,
+            _open: InFlight::watch_stream(self.observer.as_ref(), api),
         })
     }
 }
@@ -73,15 +97,48 @@ impl OversizeAsResourceExhausted {
 mod tests {
     use super::*;
 
+    use std::sync::Mutex;
+
+    /// Records the open-stream count per RPC as the observer sees it.
+    #[derive(Debug, Default)]
+    struct Counts(Mutex<Vec<(WatchApi, i64)>>);
+
+    impl ProbeObserver for Counts {
+        fn probe_finished(&self, _: &crate::engine::ProbeResult) {}
+        fn watch_streams(&self, api: WatchApi, delta: i64) {
+            self.0.lock().unwrap().push((api, delta));
+        }
+    }
+
+    impl Counts {
+        fn open(&self, api: WatchApi) -> i64 {
+            self.0.lock().unwrap().iter().filter(|(a, _)| *a == api).map(|(_, d)| d).sum()
+        }
+    }
+
     #[test]
-    fn cap_and_release() {
+    fn one_cap_across_both_watch_rpcs_and_release_on_drop() {
         let w = WatchStreams::new(2);
-        let a = w.admit().unwrap();
-        let _b = w.admit().unwrap();
-        let err = w.admit().unwrap_err();
+        let a = w.admit(WatchApi::GroupHealth).unwrap();
+        let _b = w.admit(WatchApi::GrpcHealth).unwrap();
+        let err = w.admit(WatchApi::GroupHealth).unwrap_err();
         assert_eq!(err.code(), tonic::Code::ResourceExhausted);
         assert!(err.message().contains("limit is 2"), "{}", err.message());
         drop(a);
-        assert!(w.admit().is_ok());
+        assert!(w.admit(WatchApi::GrpcHealth).is_ok());
+    }
+
+    #[test]
+    fn open_streams_are_counted_per_rpc_and_refusals_are_not() {
+        let counts = Arc::new(Counts::default());
+        let w = WatchStreams::new(2).with_observer(Some(counts.clone()));
+        let group = w.admit(WatchApi::GroupHealth).unwrap();
+        let health = w.admit(WatchApi::GrpcHealth).unwrap();
+        assert!(w.admit(WatchApi::GrpcHealth).is_err());
+        assert_eq!((counts.open(WatchApi::GroupHealth), counts.open(WatchApi::GrpcHealth)), (1, 1));
+        drop(health);
+        assert_eq!((counts.open(WatchApi::GroupHealth), counts.open(WatchApi::GrpcHealth)), (1, 0));
+        drop(group);
+        assert_eq!((counts.open(WatchApi::GroupHealth), counts.open(WatchApi::GrpcHealth)), (0, 0));
     }
 }

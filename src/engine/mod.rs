@@ -23,7 +23,7 @@ use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, Gr
 use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
 
-pub use observer::InFlight;
+pub use observer::{InFlight, WatchApi};
 pub use owner::ProbeResult;
 pub use view::{duration, timestamp};
 
@@ -154,8 +154,8 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     fn group_deleted(&self, _group: &str, _backends: &[String]) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
     fn probes_in_flight(&self, _delta: i64) {}
-    /// A watch stream opened (+1) or closed (-1); see [`InFlight`].
-    fn watch_streams(&self, _delta: i64) {}
+    /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].
+    fn watch_streams(&self, _api: WatchApi, _delta: i64) {}
 }
 
 /// Settings of the engine.

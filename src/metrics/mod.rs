@@ -17,7 +17,7 @@ pub use server::{MetricsError, MetricsServer};
 
 use crate::core::outcome::OutcomeClass;
 use crate::core::phase::GroupVerdict;
-use crate::engine::{ProbeObserver, ProbeResult};
+use crate::engine::{ProbeObserver, ProbeResult, WatchApi};
 use crate::proto::v1::{BackendStatus, GroupPhase};
 
 /// Every value of the backend status state set, as label values.
@@ -31,6 +31,11 @@ const STATUSES: [BackendStatus; 5] = [
 /// Every value of the group phase state set, as label values.
 const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
 const OUTCOMES: [OutcomeClass; 4] = [OutcomeClass::Success, OutcomeClass::Slow, OutcomeClass::AuthRequired, OutcomeClass::Failure];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    api: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
@@ -110,7 +115,7 @@ pub struct Metrics {
     group_routable: Family<GroupLabels, Gauge>,
     group_backends: Family<GroupLabels, Gauge>,
     probes_in_flight: Gauge,
-    watch_streams: Gauge,
+    watch_streams: Family<WatchLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -130,7 +135,7 @@ impl Metrics {
             group_routable: Family::default(),
             group_backends: Family::default(),
             probes_in_flight: Gauge::default(),
-            watch_streams: Gauge::default(),
+            watch_streams: Family::default(),
         };
         let r = &mut m.registry;
         r.register_with_unit(
@@ -157,7 +162,15 @@ impl Metrics {
         r.register("group_routable_backends", "Routable backends per group", m.group_routable.clone());
         r.register("group_backends", "Backends per group", m.group_backends.clone());
         r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
-        r.register("watch_streams", "Open WatchGroupHealth streams", m.watch_streams.clone());
+        r.register(
+            "watch_streams",
+            "Open watch streams, by RPC: group_health (WatchGroupHealth) or grpc_health (grpc.health.v1 Watch)",
+            m.watch_streams.clone(),
+        );
+        // Both series exist from the start, at 0, so dashboards need no absent().
+        for api in WatchApi::ALL {
+            let _series = m.watch_streams.get_or_create(&WatchLabels { api: api.label() });
+        }
         m
     }
 
@@ -256,8 +269,8 @@ impl ProbeObserver for Metrics {
         self.probes_in_flight.inc_by(delta);
     }
 
-    fn watch_streams(&self, delta: i64) {
-        self.watch_streams.inc_by(delta);
+    fn watch_streams(&self, api: WatchApi, delta: i64) {
+        self.watch_streams.get_or_create(&WatchLabels { api: api.label() }).inc_by(delta);
     }
 }
 
