@@ -11,7 +11,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::auth::{AdminGuard, AdminToken, AuthError};
+use crate::api::auth::{AdminGuard, AdminTokenFile, AuthError};
 use crate::api::group_service::GroupService;
 use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
@@ -109,7 +109,7 @@ impl Default for DaemonOptions {
 
 /// Who may mutate, refusing an unprotected non-loopback listener.
 fn admin_guard(opts: &DaemonOptions) -> Result<AdminGuard, DaemonError> {
-    let token = opts.admin_token_file.as_deref().map(AdminToken::from_file).transpose()?;
+    let token = opts.admin_token_file.as_deref().map(AdminTokenFile::open).transpose()?;
     let mtls = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let guard = AdminGuard::new(token, mtls);
     if !guard.protects() && !opts.listen.ip().is_loopback() {

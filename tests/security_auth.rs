@@ -105,6 +105,47 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn a_rotated_admin_token_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let mut d = TestDaemon::start(DaemonOptions {
+        admin_token_file: Some(token_file.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let c = &mut d.client;
+    c.apply_group(with_token(apply_request(spec("g")), Some(TOKEN))).await.unwrap();
+
+    // Rotation the way Kubernetes does it: a new file renamed over the old.
+    const ROTATED: &str = "rotated-admin-token-0123456789";
+    let staged = dir.path().join("token.new");
+    std::fs::write(&staged, ROTATED).unwrap();
+    std::fs::rename(&staged, &token_file).unwrap();
+    let old = c
+        .delete_group(with_token(DeleteGroupRequest { group: "g".into() }, Some(TOKEN)))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::Unauthenticated, "the old token stops working: {old:?}");
+    c.delete_group(with_token(DeleteGroupRequest { group: "g".into() }, Some(ROTATED)))
+        .await
+        .unwrap();
+
+    // A token file gone bad mid-run refuses mutations (UNAVAILABLE) instead
+    // of opening them or accepting a stale token; reads carry on.
+    std::fs::write(&token_file, "").unwrap();
+    let err = c.apply_group(with_token(apply_request(spec("g")), Some(ROTATED))).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("admin token file") && !err.message().contains(ROTATED),
+        "{}",
+        err.message()
+    );
+    assert!(c.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
+    d.stop().await;
+}
+
 struct Pki {
     ca: String,
     server_cert: String,

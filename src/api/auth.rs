@@ -3,10 +3,16 @@
 //! constant time) and/or a client certificate verified against
 //! `--tls-client-ca`. Read RPCs and grpc.health never pass through it.
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
+use tracing::warn;
+
+/// A token file larger than this is refused: tokens are short, and the read
+/// happens on every mutating call.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -16,6 +22,8 @@ pub enum AuthError {
     Empty { path: String },
     #[error("the admin token in {path} is not a valid header value (printable ASCII, no spaces)")]
     Malformed { path: String },
+    #[error("the admin token file {path} is larger than {MAX_TOKEN_FILE_BYTES} bytes")]
+    TooLarge { path: String },
 }
 
 /// The admin token. Its Debug output never shows the secret.
@@ -31,22 +39,28 @@ impl std::fmt::Debug for AdminToken {
 impl AdminToken {
     /// Reads a token file; surrounding whitespace (a trailing newline) is ignored.
     pub fn from_file(path: &Path) -> Result<AdminToken, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|e| AuthError::Read {
-            path: path.display().to_string(),
+        let shown = || path.display().to_string();
+        let read_err = |e: std::io::Error| AuthError::Read {
+            path: shown(),
             reason: e.to_string(),
-        })?;
-        let token = text.trim();
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(read_err)?
+            .take(MAX_TOKEN_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+            return Err(AuthError::TooLarge { path: shown() });
+        }
+        let token = bytes.trim_ascii();
         if token.is_empty() {
-            return Err(AuthError::Empty {
-                path: path.display().to_string(),
-            });
+            return Err(AuthError::Empty { path: shown() });
         }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(AuthError::Malformed {
-                path: path.display().to_string(),
-            });
+        if !token.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(AuthError::Malformed { path: shown() });
         }
-        Ok(AdminToken(token.as_bytes().to_vec()))
+        Ok(AdminToken(token.to_vec()))
     }
 
     /// Whether `candidate` is the token. Constant time in the content; only
@@ -56,15 +70,36 @@ impl AdminToken {
     }
 }
 
+/// `--admin-token-file`, read afresh at every mutating call: a rotated token
+/// (a rewritten file, or a Kubernetes Secret's symlink swap) takes effect at
+/// the next call and the old one stops working, with no restart and no
+/// watcher to fall behind. Mutating calls are rare, so the read is cheap.
+#[derive(Clone, Debug)]
+pub struct AdminTokenFile {
+    path: PathBuf,
+}
+
+impl AdminTokenFile {
+    /// Checks the file once, so a daemon with an unusable token never starts.
+    pub fn open(path: &Path) -> Result<AdminTokenFile, AuthError> {
+        AdminToken::from_file(path)?;
+        Ok(AdminTokenFile { path: path.to_owned() })
+    }
+
+    fn current(&self) -> Result<AdminToken, AuthError> {
+        AdminToken::from_file(&self.path)
+    }
+}
+
 /// What a caller of a mutating RPC must present.
 #[derive(Clone, Debug, Default)]
 pub struct AdminGuard {
-    token: Option<AdminToken>,
+    token: Option<AdminTokenFile>,
     require_client_cert: bool,
 }
 
 impl AdminGuard {
-    pub fn new(token: Option<AdminToken>, require_client_cert: bool) -> AdminGuard {
+    pub fn new(token: Option<AdminTokenFile>, require_client_cert: bool) -> AdminGuard {
         AdminGuard { token, require_client_cert }
     }
 
@@ -81,9 +116,15 @@ impl AdminGuard {
                 "{rpc} needs a client certificate signed by the daemon's --tls-client-ca"
             )));
         }
-        let Some(token) = &self.token else {
+        let Some(token_file) = &self.token else {
             return Ok(());
         };
+        // Fail closed: a token file that went missing or bad mid-run refuses
+        // every mutation rather than falling back to an old token.
+        let token = token_file.current().map_err(|e| {
+            warn!(rpc, error = %e, "refusing a mutating call: the admin token file is unusable");
+            Status::unavailable(format!("{rpc}: the daemon cannot read its admin token file; see the daemon's log"))
+        })?;
         let Some(value) = req.metadata().get("authorization") else {
             return Err(Status::unauthenticated(format!(
                 "{rpc} needs the admin token: send metadata \"authorization: Bearer <token>\""
@@ -110,8 +151,13 @@ impl AdminGuard {
 mod tests {
     use super::*;
 
-    fn guard(token: &str) -> AdminGuard {
-        AdminGuard::new(Some(AdminToken(token.as_bytes().to_vec())), false)
+    /// A guard over a token file holding `token`; the directory lives as long as the guard is used.
+    fn guard(token: &str) -> (tempfile::TempDir, PathBuf, AdminGuard) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, token).unwrap();
+        let file = AdminTokenFile::open(&path).unwrap();
+        (dir, path, AdminGuard::new(Some(file), false))
     }
 
     fn request(auth: Option<&str>) -> Request<()> {
@@ -124,7 +170,7 @@ mod tests {
 
     #[test]
     fn token_checks() {
-        let g = guard("s3cret-token");
+        let (_dir, _, g) = guard("s3cret-token");
         assert!(g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup").is_ok());
         assert!(g.check(&request(Some("bearer s3cret-token")), "ApplyGroup").is_ok());
         for bad in [
@@ -163,5 +209,39 @@ mod tests {
         std::fs::write(&path, " \n").unwrap();
         assert!(matches!(AdminToken::from_file(&path), Err(AuthError::Empty { .. })));
         assert!(matches!(AdminToken::from_file(&dir.path().join("missing")), Err(AuthError::Read { .. })));
+        std::fs::write(&path, "a b").unwrap();
+        assert!(matches!(AdminToken::from_file(&path), Err(AuthError::Malformed { .. })));
+        std::fs::write(&path, "x".repeat(5000)).unwrap();
+        assert!(matches!(AdminToken::from_file(&path), Err(AuthError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_rotated_token_takes_effect_at_the_next_call() {
+        let (_dir, path, g) = guard("old-token");
+        assert!(g.check(&request(Some("Bearer old-token")), "ApplyGroup").is_ok());
+        std::fs::write(&path, "new-token\n").unwrap();
+        let err = g.check(&request(Some("Bearer old-token")), "ApplyGroup").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        assert!(g.check(&request(Some("Bearer new-token")), "ApplyGroup").is_ok());
+    }
+
+    #[test]
+    fn an_unusable_token_file_fails_closed() {
+        let (_dir, path, g) = guard("the-token");
+        for broken in ["", "two words"] {
+            std::fs::write(&path, broken).unwrap();
+            let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Unavailable, "{broken:?}");
+            assert!(
+                err.message().contains("DeleteGroup") && !err.message().contains("the-token"),
+                "{}",
+                err.message()
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        std::fs::write(&path, "the-token").unwrap();
+        assert!(g.check(&request(Some("Bearer the-token")), "DeleteGroup").is_ok());
     }
 }

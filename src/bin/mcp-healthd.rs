@@ -57,7 +57,8 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// File holding the bearer token that ApplyGroup, DeleteGroup and
-    /// ProbeBackend require ("authorization: Bearer <token>").
+    /// ProbeBackend require ("authorization: Bearer <token>"). Read at every
+    /// such call, so a rotated token takes effect without a restart.
     #[arg(long, env = "MCP_HEALTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
     /// PEM certificate chain of the gRPC server; enables TLS (with --tls-key).
