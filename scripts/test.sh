@@ -2,7 +2,8 @@
 # The whole test suite: Rust unit and integration tests (including the MCP
 # Python SDK interop suite, tests/interop.rs), the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl) against the real
-# binary, the client/recipe checks, and a smoke run of the benchmark harness.
+# binary, the OTLP export of the `otel` feature, the client/recipe checks,
+# and a smoke run of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -15,6 +16,9 @@ cargo build --workspace --all-targets
 
 step "rust tests"
 cargo test --workspace
+
+step "OpenTelemetry export (feature otel) to a fake OTLP collector"
+cargo test --features otel --test otel_export
 
 step "python client and interop-server tests"
 .venv/bin/python -m pytest -q clients/python/tests tests/interop

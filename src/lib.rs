@@ -13,3 +13,4 @@ pub mod probe;
 pub mod proto;
 pub mod spec;
 pub mod store;
+pub mod telemetry;

@@ -78,12 +78,12 @@ async fn per_user_probes_are_unauthenticated_liveness_probes_on_their_span() {
     assert_eq!(field(liveness[0], "backend"), "b");
     assert_eq!(field(liveness[0], "group"), "g");
     assert_eq!(field(liveness[0], "transport"), "streamable_http");
-    assert_eq!(field(liveness[0], "outcome"), "AuthRequired");
+    assert_eq!(field(liveness[0], "outcome"), "auth");
     assert_eq!(field(liveness[0], "reason"), "REASON_CODE_AUTH_REQUIRED");
     let anonymous: Vec<_> = spans.iter().filter(|s| field(s, "probe_type") == "anonymous").collect();
     assert_eq!(anonymous.len(), 1, "{spans:#?}");
     assert_eq!(field(anonymous[0], "revision"), "2025-11-25");
-    assert_eq!(field(anonymous[0], "outcome"), "Success");
+    assert_eq!(field(anonymous[0], "outcome"), "healthy");
 }
 
 // ---- RFC 9728 resource metadata -----------------------------------------

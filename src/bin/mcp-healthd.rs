@@ -4,24 +4,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use mcp_health::api::tls::ServerTls;
 use mcp_health::daemon::{Daemon, DaemonOptions};
 use mcp_health::engine::EngineConfig;
 use mcp_health::spec::Limits;
-use tracing_subscriber::EnvFilter;
+use mcp_health::telemetry::{self, LogFormat, TraceExport};
 
 /// Every probe allocates short-lived buffers on many threads; mimalloc's
 /// thread-local free lists cost measurably less CPU than glibc malloc there
 /// (see BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Probes groups of MCP servers and serves their routable health over gRPC.
 #[derive(Debug, Parser)]
@@ -43,6 +37,14 @@ struct Args {
     /// Log format.
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Export a span per probe to this OTLP/gRPC collector, e.g.
+    /// http://127.0.0.1:4317 (needs a build with `--features otel`).
+    /// Sampling follows OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+    #[arg(long, env = "MCP_HEALTH_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// The service.name of exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "mcp-healthd")]
+    otel_service_name: String,
     /// Probes in flight at once, across all backends.
     #[arg(long, default_value_t = 1024)]
     max_concurrent_probes: usize,
@@ -87,19 +89,21 @@ struct Args {
     max_watch_streams: usize,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("MCP_HEALTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    let export = TraceExport {
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        service_name: args.otel_service_name.clone(),
+    };
+    let telemetry = match telemetry::init(args.log_format, &export) {
+        Ok(t) => t,
+        Err(e) => {
+            // No subscriber yet (or a broken one): stderr is all there is.
+            eprintln!("mcp-healthd cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let engine = EngineConfig {
         limits: Limits {
             max_backends_per_group: args.max_backends_per_group,
@@ -136,11 +140,12 @@ async fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
             return ExitCode::FAILURE;
         }
     };
     Daemon::wait_for_signal().await;
-    match daemon.stop().await {
+    let code = match daemon.stop().await {
         Ok(()) => {
             tracing::info!("mcp-healthd stopped");
             ExitCode::SUCCESS
@@ -149,5 +154,7 @@ async fn main() -> ExitCode {
             tracing::error!(error = %e, "mcp-healthd stopped with an error");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }

@@ -18,6 +18,18 @@ pub enum OutcomeClass {
     Failure,
 }
 
+impl OutcomeClass {
+    /// Its name in metrics labels and trace spans: healthy, slow, auth or failure.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutcomeClass::Success => "healthy",
+            OutcomeClass::Slow => "slow",
+            OutcomeClass::AuthRequired => "auth",
+            OutcomeClass::Failure => "failure",
+        }
+    }
+}
+
 /// Why a probe ended the way it did. `message` is written by us, never copied
 /// from a response body, so it can carry no secret.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -73,16 +73,6 @@ fn probe_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
 
-/// The label value of an outcome class: healthy, slow, auth or failure.
-pub fn outcome_label(o: OutcomeClass) -> &'static str {
-    match o {
-        OutcomeClass::Success => "healthy",
-        OutcomeClass::Slow => "slow",
-        OutcomeClass::AuthRequired => "auth",
-        OutcomeClass::Failure => "failure",
-    }
-}
-
 /// The label value of a status: its proto name without the prefix, lowercase.
 pub fn status_label(s: BackendStatus) -> &'static str {
     match s {
@@ -193,7 +183,7 @@ impl Metrics {
             self.probe_duration.remove(&ProbeLabels {
                 group: group.to_owned(),
                 backend: backend.to_owned(),
-                outcome: outcome_label(o),
+                outcome: o.label(),
             });
         }
     }
@@ -207,7 +197,7 @@ impl ProbeObserver for Metrics {
         let labels = ProbeLabels {
             group: r.group.clone(),
             backend: r.backend.clone(),
-            outcome: outcome_label(r.outcome.class),
+            outcome: r.outcome.class.label(),
         };
         self.probe_duration.get_or_create(&labels).observe(r.latency.as_secs_f64());
     }

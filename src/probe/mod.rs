@@ -231,7 +231,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
 }
 
 fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory: &ProbeMemory) -> ProbeReport {
-    span.record("outcome", tracing::field::debug(outcome.class));
+    span.record("outcome", outcome.class.label());
     span.record("reason", outcome.reason.code.as_str_name());
     let revision = if outcome.facts.protocol_version.is_empty() {
         memory.detected_revision.as_deref().unwrap_or("")

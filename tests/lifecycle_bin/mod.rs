@@ -35,9 +35,14 @@ fn command(args: &[&str]) -> Command {
 impl Daemon {
     /// Starts the binary listening on 127.0.0.1:0 and waits until it serves.
     pub fn spawn(args: &[&str]) -> Daemon {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// [`Daemon::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut full = vec!["--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
-        let mut child = command(&full).spawn().expect("spawn mcp-healthd");
+        let mut child = command(&full).envs(env.iter().copied()).spawn().expect("spawn mcp-healthd");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -1,0 +1,155 @@
+//! The daemon's logs and traces: the tracing subscriber (text or JSON logs on
+//! stderr) and, with the `otel` feature, OTLP/gRPC export of the spans (one
+//! `probe` span per probe).
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Trace export settings.
+#[derive(Clone, Debug, Default)]
+pub struct TraceExport {
+    /// OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`. None: no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("--otlp-endpoint needs a build with the `otel` feature: cargo build --release --features otel")]
+    NotBuiltIn,
+    #[error("--otlp-endpoint {endpoint}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("cannot install the log subscriber: {0}")]
+    Install(String),
+}
+
+/// Flushes exported spans when the daemon stops; a no-op without export.
+#[must_use = "dropping the guard without shutdown() may lose the last spans"]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Exports what is still buffered and stops the exporter.
+    pub async fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider {
+            // The SDK's shutdown blocks until the batch is exported.
+            let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+            if let Ok(Err(e)) = flushed {
+                tracing::warn!(error = %e, "trace export did not shut down cleanly");
+            }
+        }
+    }
+}
+
+/// Installs the global subscriber: `MCP_HEALTH_LOG` (default `info`) filters
+/// both the log lines and the exported spans. Call inside the tokio runtime
+/// (the OTLP exporter's channel runs on it).
+pub fn init(format: LogFormat, export: &TraceExport) -> Result<TelemetryGuard, TelemetryError> {
+    let filter = EnvFilter::try_from_env("MCP_HEALTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    match &export.otlp_endpoint {
+        None => {
+            registry.try_init().map_err(|e| TelemetryError::Install(e.to_string()))?;
+            Ok(TelemetryGuard {
+                #[cfg(feature = "otel")]
+                provider: None,
+            })
+        }
+        #[cfg(feature = "otel")]
+        Some(endpoint) => {
+            let (layer, provider) = otel::layer(endpoint, &export.service_name)?;
+            registry.with(layer).try_init().map_err(|e| TelemetryError::Install(e.to_string()))?;
+            tracing::info!(endpoint = %endpoint, "exporting spans over OTLP/gRPC");
+            Ok(TelemetryGuard { provider: Some(provider) })
+        }
+        #[cfg(not(feature = "otel"))]
+        Some(_) => Err(TelemetryError::NotBuiltIn),
+    }
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::TelemetryError;
+
+    /// The tracing layer that turns spans into OTLP spans, and its provider.
+    /// Sampling follows the standard `OTEL_TRACES_SAMPLER`/`_ARG` variables
+    /// (every probe is a root span, so `traceidratio` thins them evenly).
+    pub fn layer<S>(
+        endpoint: &str,
+        service_name: &str,
+    ) -> Result<
+        (
+            tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+            SdkTracerProvider,
+        ),
+        TelemetryError,
+    >
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let bad = |reason: String| TelemetryError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        };
+        let url = url::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
+        if url.scheme() != "http" {
+            // TLS to the collector is not built in: run a collector or agent
+            // beside the daemon (the usual deployment) and export to it.
+            return Err(bad("only http:// (a local collector or agent) is supported".into()));
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build())
+            .build();
+        let tracer = provider.tracer("mcp-health");
+        Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the feature the flag is still accepted by the parser, so the
+    /// operator gets this error rather than "unexpected argument".
+    #[cfg(not(feature = "otel"))]
+    #[test]
+    fn export_without_the_otel_feature_is_refused_with_the_fix() {
+        let export = TraceExport {
+            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+            service_name: "mcp-healthd".into(),
+        };
+        let Err(err) = init(LogFormat::Text, &export) else {
+            panic!("export without the otel feature was accepted");
+        };
+        assert!(matches!(err, TelemetryError::NotBuiltIn));
+        assert!(err.to_string().contains("--features otel"), "{err}");
+    }
+}
