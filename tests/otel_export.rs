@@ -114,21 +114,47 @@ fn write_config(dir: &tempfile::TempDir, healthy: &FixtureServer, oauth: &Fixtur
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probe_spans_reach_an_otlp_collector_without_secrets() {
+/// A collector, two fixture backends and the daemon exporting to the collector.
+struct Setup {
+    collector: Collector,
+    healthy: FixtureServer,
+    oauth: FixtureServer,
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(oauth_behavior: Behavior, env: &[(&str, &str)]) -> Setup {
     let collector = Collector::default();
     let endpoint = collector.start().await;
     let healthy = FixtureServer::start().await.unwrap();
     let oauth = FixtureServer::start().await.unwrap();
-    oauth.set_behavior(Behavior::Unauthorized { resource_metadata: false });
-
+    oauth.set_behavior(oauth_behavior);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, &healthy, &oauth);
-    let daemon = Daemon::spawn_with_env(
-        &["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint],
+    let daemon = Daemon::spawn_with_env(&["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint], env);
+    Setup {
+        collector,
+        healthy,
+        oauth,
+        daemon,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_spans_reach_an_otlp_collector_without_secrets() {
+    let Setup {
+        collector,
+        healthy,
+        daemon,
+        _dir,
+        ..
+    } = setup(
+        Behavior::Unauthorized { resource_metadata: false },
         // Export every 100 ms rather than the SDK's 5 s default, to keep the test short.
         &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_SERVICE_NAME", "mcp-healthd-under-test")],
-    );
+    )
+    .await;
 
     // Spans arrive while the daemon runs, one per probe, with their fields.
     let spans = eventually(
@@ -171,17 +197,14 @@ async fn probe_spans_reach_an_otlp_collector_without_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_still_buffered_at_sigterm_are_flushed_before_exit() {
-    let collector = Collector::default();
-    let endpoint = collector.start().await;
-    let healthy = FixtureServer::start().await.unwrap();
-    let oauth = FixtureServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &healthy, &oauth);
     // A batch delay far longer than the test: only the shutdown flush can export.
-    let daemon = Daemon::spawn_with_env(
-        &["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint],
-        &[("OTEL_BSP_SCHEDULE_DELAY", "600000")],
-    );
+    let Setup {
+        collector,
+        healthy,
+        oauth,
+        daemon,
+        _dir,
+    } = setup(Behavior::Healthy, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]).await;
     eventually(
         "a probe of each backend",
         || async { Some((healthy.stats().initialize, oauth.stats().initialize)) },
