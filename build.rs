@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("descriptor.bin"), &descriptor_bytes)?;
 
     tonic_prost_build::configure()
+        // tonic-prost's codec with a 1 KiB initial encode buffer (src/api/codec.rs).
+        .codec_path("crate::api::codec::SmallBufferCodec")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .btree_map(".")

@@ -329,3 +329,65 @@ async fn probe_backend_returns_a_fresh_verdict_and_is_rate_limited() {
     assert_eq!(err.code(), Code::NotFound);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_watcher_that_stops_reading_is_resynced_with_a_snapshot_and_stalls_nobody() {
+    let server = FixtureServer::start().await.unwrap();
+    let mut d = TestDaemon::start(mcp_health::daemon::DaemonOptions {
+        // A short broadcast buffer, so a stalled watcher falls behind quickly.
+        engine: mcp_health::engine::EngineConfig {
+            watch_buffer: 8,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let spec = |jitter: u32| group("lag", &[("api", &server.url(), "AUTH_MODE_NONE")], &format!("  jitterPercent: {jitter}\n"));
+    d.apply(spec(0)).await;
+    // A client whose HTTP/2 window holds only a few messages: once it stops
+    // reading, the daemon cannot send it more.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", d.addr))
+        .unwrap()
+        .initial_stream_window_size(2048)
+        .connect()
+        .await
+        .unwrap();
+    let mut slow = group_health_service_client::GroupHealthServiceClient::new(channel);
+    let mut stalled = slow
+        .watch_group_health(WatchGroupHealthRequest { group: "lag".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stalled.next().await.unwrap().unwrap();
+    assert_eq!(WatchEventKind::try_from(first.kind).unwrap(), WatchEventKind::Snapshot);
+
+    // 200 new generations while it does not read: far past the window and the buffer.
+    let mut last_generation = 0;
+    for jitter in 1..=50 {
+        for _ in 0..4 {
+            last_generation = d.apply(spec(jitter)).await.generation;
+        }
+    }
+    // The daemon still answers everyone else at once.
+    assert_eq!(d.get("lag").await.generation, last_generation);
+
+    // Reading again: what was in flight, then a fresh SNAPSHOT (the resync),
+    // then nothing older; revisions only rise and the latest generation arrives.
+    let mut revision = first.revision;
+    let mut resynced = false;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(30), stalled.next())
+            .await
+            .expect("the stream goes on")
+            .unwrap()
+            .unwrap();
+        assert!(m.revision > revision, "revisions rise: {} after {revision}", m.revision);
+        revision = m.revision;
+        resynced |= WatchEventKind::try_from(m.kind).unwrap() == WatchEventKind::Snapshot;
+        if m.groups[0].generation == last_generation {
+            break;
+        }
+    }
+    assert!(resynced, "a watcher that fell behind gets a fresh snapshot");
+    d.stop().await;
+}

@@ -3,22 +3,18 @@
 
 use std::pin::Pin;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::auth::AdminGuard;
-use super::limits::WatchStreams;
+use super::limits::{WatchPermit, WatchStreams};
 use super::status::{invalid, to_status};
 use crate::engine::{Engine, EngineError, EventKind, Origin, Subscription};
 use crate::proto::v1::group_health_service_server::GroupHealthService;
 use crate::proto::v1::*;
 use crate::spec::validate_group;
-
-/// Messages buffered per watch stream between its forwarder and the client.
-const STREAM_BUFFER: usize = 16;
 
 pub struct GroupService {
     engine: Engine,
@@ -86,14 +82,16 @@ impl GroupHealthService for GroupService {
         let permit = self.watch_streams.admit(crate::engine::WatchApi::GroupHealth)?;
         let group = Some(req.into_inner().group).filter(|g| !g.is_empty());
         let sub = self.engine.watch(group.clone()).await.map_err(to_status)?;
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let forwarder = forward(self.engine.clone(), group, sub, tx, self.shutdown.clone());
-        // The permit lives as long as the forwarder, which ends with the stream.
-        tokio::spawn(async move {
-            forwarder.await;
-            drop(permit);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let feed = Feed {
+            engine: self.engine.clone(),
+            group,
+            last_revision: sub.revision,
+            sub,
+            shutdown: self.shutdown.clone(),
+            step: Step::Snapshot,
+            _permit: permit,
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::unfold(feed, Feed::next))))
     }
 
     async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
@@ -158,58 +156,89 @@ fn message(kind: WatchEventKind, revision: u64, groups: Vec<GroupHealth>) -> Wat
     }
 }
 
-/// Feeds one watch stream: the snapshot, then each change of the watched
-/// group(s). Only this task waits on the client; if it falls behind the
-/// broadcast buffer, it resynchronizes with a fresh snapshot.
-async fn forward(
+/// One watch stream's state: the snapshot, then each change of the watched
+/// group(s). The stream is polled only as fast as the client reads (HTTP/2
+/// flow control), so a slow client holds nothing but its broadcast cursor; if
+/// it falls behind the broadcast buffer, it resynchronizes with a fresh
+/// snapshot. No task and no channel per stream: dropping the stream (client
+/// gone) drops the subscription and the permit with it.
+struct Feed {
     engine: Engine,
     group: Option<String>,
-    mut sub: Subscription,
-    tx: mpsc::Sender<Result<WatchGroupHealthResponse, Status>>,
+    sub: Subscription,
+    last_revision: u64,
     shutdown: CancellationToken,
-) {
-    let snapshot = |sub: &Subscription| message(WatchEventKind::Snapshot, sub.revision, sub.snapshot.iter().map(|g| (**g).clone()).collect());
-    if tx.send(Ok(snapshot(&sub))).await.is_err() {
-        return;
+    step: Step,
+    _permit: WatchPermit,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Send the subscription's snapshot next.
+    Snapshot,
+    /// Wait for changes.
+    Changes,
+    /// The last message went out; end the stream.
+    Done,
+}
+
+type Item = Result<WatchGroupHealthResponse, Status>;
+
+impl Feed {
+    fn snapshot(&self) -> WatchGroupHealthResponse {
+        let groups = self.sub.snapshot.iter().map(|g| (**g).clone()).collect();
+        message(WatchEventKind::Snapshot, self.sub.revision, groups)
     }
-    let mut last_revision = sub.revision;
-    loop {
-        let event = tokio::select! {
-            biased;
-            event = sub.events.recv() => event,
-            () = tx.closed() => return,
-            () = shutdown.cancelled() => return,
-        };
-        match event {
-            Ok(e) => {
-                if e.revision <= last_revision || group.as_ref().is_some_and(|g| *g != e.group.name) {
-                    continue;
+
+    /// The next message, or None to end the stream.
+    async fn next(mut self) -> Option<(Item, Feed)> {
+        loop {
+            match self.step {
+                Step::Done => return None,
+                Step::Snapshot => {
+                    self.step = Step::Changes;
+                    self.last_revision = self.sub.revision;
+                    return Some((Ok(self.snapshot()), self));
                 }
-                last_revision = e.revision;
-                let (kind, end) = match e.kind {
-                    EventKind::Changed => (WatchEventKind::Changed, false),
-                    EventKind::Deleted => (WatchEventKind::Deleted, group.is_some()),
-                };
-                if tx.send(Ok(message(kind, e.revision, vec![(*e.group).clone()]))).await.is_err() || end {
-                    return;
-                }
+                Step::Changes => {}
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                sub = match engine.watch(group.clone()).await {
-                    Ok(s) => s,
-                    Err(EngineError::GroupNotFound(g)) => {
-                        let _ = tx.send(Err(Status::not_found(format!("group {g:?} was deleted")))).await;
-                        return;
+            let event = tokio::select! {
+                biased;
+                event = self.sub.events.recv() => event,
+                () = self.shutdown.cancelled() => return None,
+            };
+            match event {
+                Ok(e) => {
+                    if e.revision <= self.last_revision || self.group.as_ref().is_some_and(|g| *g != e.group.name) {
+                        continue;
                     }
-                    Err(_) => return,
-                };
-                last_revision = sub.revision;
-                if tx.send(Ok(snapshot(&sub))).await.is_err() {
-                    return;
+                    self.last_revision = e.revision;
+                    let kind = match e.kind {
+                        EventKind::Changed => WatchEventKind::Changed,
+                        EventKind::Deleted => {
+                            // A deleted group ends a watch of that one group.
+                            if self.group.is_some() {
+                                self.step = Step::Done;
+                            }
+                            WatchEventKind::Deleted
+                        }
+                    };
+                    return Some((Ok(message(kind, e.revision, vec![(*e.group).clone()])), self));
                 }
+                Err(broadcast::error::RecvError::Lagged(_)) => match self.engine.watch(self.group.clone()).await {
+                    Ok(sub) => {
+                        self.sub = sub;
+                        self.step = Step::Snapshot;
+                    }
+                    Err(EngineError::GroupNotFound(g)) => {
+                        self.step = Step::Done;
+                        return Some((Err(Status::not_found(format!("group {g:?} was deleted"))), self));
+                    }
+                    Err(_) => return None,
+                },
+                // The engine stopped: end the stream cleanly.
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
-            // The engine stopped: end the stream cleanly.
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

@@ -5,13 +5,12 @@
 
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::limits::WatchStreams;
+use super::limits::{WatchPermit, WatchStreams};
 use crate::health::HealthStatuses;
 use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
 use crate::proto::grpc_health_v1::health_server::Health;
@@ -74,38 +73,51 @@ impl Health for HealthService {
 
     async fn watch(&self, req: Request<HealthCheckRequest>) -> Result<Response<WatchStream>, Status> {
         let permit = self.watch_streams.admit(crate::engine::WatchApi::GrpcHealth)?;
-        let service = req.into_inner().service;
-        let mut rx = self.statuses.subscribe();
-        let shutdown = self.shutdown.clone();
-        let (tx, out) = mpsc::channel(4);
-        tokio::spawn(async move {
-            // Held until this task (and so the stream) ends.
-            let _permit = permit;
-            let current = |rx: &mut tokio::sync::watch::Receiver<_>| {
-                let map: &crate::health::StatusMap = &rx.borrow_and_update();
-                map.get(&service).copied().unwrap_or(ServingStatus::ServiceUnknown)
-            };
-            let mut last = current(&mut rx);
-            if tx.send(Ok(response(last))).await.is_err() {
-                return;
-            }
-            loop {
+        let watch = ServiceWatch {
+            service: req.into_inner().service,
+            rx: self.statuses.subscribe(),
+            shutdown: self.shutdown.clone(),
+            last: None,
+            _permit: permit,
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::unfold(watch, ServiceWatch::next))))
+    }
+}
+
+/// One health Watch stream: the service's current status, then each real
+/// change. Polled only as fast as the client reads; a client that reads late
+/// gets the latest status, never a backlog. No task and no channel per stream.
+struct ServiceWatch {
+    service: String,
+    rx: watch::Receiver<crate::health::StatusMap>,
+    shutdown: CancellationToken,
+    /// What this stream last sent; None before the first message.
+    last: Option<ServingStatus>,
+    _permit: WatchPermit,
+}
+
+impl ServiceWatch {
+    fn current(&mut self) -> ServingStatus {
+        let map: &crate::health::StatusMap = &self.rx.borrow_and_update();
+        map.get(&self.service).copied().unwrap_or(ServingStatus::ServiceUnknown)
+    }
+
+    /// The next status to send, or None to end the stream.
+    async fn next(mut self) -> Option<(Result<HealthCheckResponse, Status>, ServiceWatch)> {
+        loop {
+            if self.last.is_some() {
                 tokio::select! {
                     // A change that happened before shutdown is delivered first.
                     biased;
-                    changed = rx.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                    () = shutdown.cancelled() => return,
-                }
-                let now = current(&mut rx);
-                if now != last {
-                    last = now;
-                    if tx.send(Ok(response(now))).await.is_err() {
-                        return;
-                    }
+                    changed = self.rx.changed() => changed.ok()?,
+                    () = self.shutdown.cancelled() => return None,
                 }
             }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+            let now = self.current();
+            if self.last != Some(now) {
+                self.last = Some(now);
+                return Some((Ok(response(now)), self));
+            }
+        }
     }
 }

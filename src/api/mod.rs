@@ -2,6 +2,7 @@
 //! and the mapping of engine errors to `tonic::Status`, which happens only here.
 
 pub mod auth;
+pub mod codec;
 pub mod group_service;
 pub mod health_service;
 pub mod limits;
