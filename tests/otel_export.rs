@@ -143,12 +143,13 @@ async fn setup(oauth_behavior: Behavior, env: &[(&str, &str)]) -> Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_spans_reach_an_otlp_collector_without_secrets() {
+    // Every part is bound: a dropped fixture server would stop answering.
     let Setup {
         collector,
         healthy,
+        oauth: _oauth,
         daemon,
         _dir,
-        ..
     } = setup(
         Behavior::Unauthorized { resource_metadata: false },
         // Export every 100 ms rather than the SDK's 5 s default, to keep the test short.
