@@ -16,8 +16,12 @@ pub enum LogFormat {
 /// Trace export settings.
 #[derive(Clone, Debug, Default)]
 pub struct TraceExport {
-    /// OTLP/gRPC collector, e.g. `http://127.0.0.1:4317`. None: no export.
+    /// OTLP/gRPC collector, e.g. `http://127.0.0.1:4317` or
+    /// `https://collector:4317`. None: no export.
     pub otlp_endpoint: Option<String>,
+    /// PEM CA bundle to verify an `https` collector with, instead of the
+    /// webpki roots.
+    pub otlp_ca_cert: Option<std::path::PathBuf>,
     /// The `service.name` resource attribute.
     pub service_name: String,
 }
@@ -74,7 +78,7 @@ pub fn init(format: LogFormat, export: &TraceExport) -> Result<TelemetryGuard, T
         }
         #[cfg(feature = "otel")]
         Some(endpoint) => {
-            let (layer, provider) = otel::layer(endpoint, &export.service_name)?;
+            let (layer, provider) = otel::layer(endpoint, export.otlp_ca_cert.as_deref(), &export.service_name)?;
             registry.with(layer).try_init().map_err(|e| TelemetryError::Install(e.to_string()))?;
             tracing::info!(endpoint = %endpoint, "exporting spans over OTLP/gRPC");
             Ok(TelemetryGuard { provider: Some(provider) })
@@ -86,10 +90,13 @@ pub fn init(format: LogFormat, export: &TraceExport) -> Result<TelemetryGuard, T
 
 #[cfg(feature = "otel")]
 mod otel {
+    use std::path::Path;
+
     use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
     use opentelemetry_sdk::Resource;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tonic::transport::{Certificate, ClientTlsConfig};
 
     use super::TelemetryError;
 
@@ -98,6 +105,7 @@ mod otel {
     /// (every probe is a root span, so `traceidratio` thins them evenly).
     pub fn layer<S>(
         endpoint: &str,
+        ca_cert: Option<&Path>,
         service_name: &str,
     ) -> Result<
         (
@@ -114,22 +122,33 @@ mod otel {
             reason,
         };
         let url = url::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
-        if url.scheme() != "http" {
-            // TLS to the collector is not built in: run a collector or agent
-            // beside the daemon (the usual deployment) and export to it.
-            return Err(bad("only http:// (a local collector or agent) is supported".into()));
-        }
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint);
+        let builder = match url.scheme() {
+            "http" => builder,
+            "https" => builder.with_tls_config(tls(&url, ca_cert).map_err(bad)?),
+            other => return Err(bad(format!("scheme {other:?}: use http:// or https://"))),
+        };
+        let exporter = builder.build().map_err(|e| bad(e.to_string()))?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build())
             .build();
         let tracer = provider.tracer("mcp-health");
         Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+    }
+
+    /// TLS to the collector: rustls (ring), verified against `ca_cert` or the
+    /// webpki roots, for the URL's host name.
+    fn tls(url: &url::Url, ca_cert: Option<&Path>) -> Result<ClientTlsConfig, String> {
+        let host = url.host_str().ok_or("the URL has no host")?;
+        let config = ClientTlsConfig::new().domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+        Ok(match ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| format!("cannot read --otlp-ca-cert {}: {e}", path.display()))?;
+                config.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => config.with_webpki_roots(),
+        })
     }
 }
 
@@ -144,6 +163,7 @@ mod tests {
     fn export_without_the_otel_feature_is_refused_with_the_fix() {
         let export = TraceExport {
             otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+            otlp_ca_cert: None,
             service_name: "mcp-healthd".into(),
         };
         let Err(err) = init(LogFormat::Text, &export) else {

@@ -16,7 +16,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{Tra
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use rcgen::ExtendedKeyUsagePurpose;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 const SECRET: &str = "otel-export-secret-5f2a9c";
@@ -33,17 +35,25 @@ impl TraceService for Collector {
     }
 }
 
+/// The collector's TLS identity: certificate and key PEM.
+struct ServerIdentity {
+    cert: String,
+    key: String,
+}
+
 impl Collector {
-    async fn start(&self) -> String {
+    /// Serves on 127.0.0.1:0, over TLS with `tls`; returns the endpoint URL.
+    async fn start(&self, tls: Option<&ServerIdentity>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let service = TraceServiceServer::new(self.clone());
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        format!("http://{addr}")
+        let mut server = tonic::transport::Server::builder();
+        if let Some(id) = tls {
+            let config = ServerTlsConfig::new().identity(Identity::from_pem(&id.cert, &id.key));
+            server = server.tls_config(config).unwrap();
+        }
+        tokio::spawn(server.add_service(service).serve_with_incoming(TcpListenerStream::new(listener)));
+        format!("{}://{addr}", if tls.is_some() { "https" } else { "http" })
     }
 
     /// The `probe` spans received so far, as attribute maps, with their service.name.
@@ -123,15 +133,29 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup(oauth_behavior: Behavior, env: &[(&str, &str)]) -> Setup {
+/// With `tls`, the collector serves https with a certificate from a test CA
+/// that the daemon gets as `--otlp-ca-cert`.
+async fn setup(oauth_behavior: Behavior, tls: bool, env: &[(&str, &str)]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
     let collector = Collector::default();
-    let endpoint = collector.start().await;
+    let mut args = Vec::new();
+    let endpoint = if tls {
+        let (ca_pem, issuer) = common::pki::ca("otlp test ca");
+        let (cert, key) = common::pki::leaf(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth, &issuer);
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        args.extend(["--otlp-ca-cert".to_owned(), ca_file.display().to_string()]);
+        collector.start(Some(&ServerIdentity { cert, key })).await
+    } else {
+        collector.start(None).await
+    };
     let healthy = FixtureServer::start().await.unwrap();
     let oauth = FixtureServer::start().await.unwrap();
     oauth.set_behavior(oauth_behavior);
-    let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, &healthy, &oauth);
-    let daemon = Daemon::spawn_with_env(&["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint], env);
+    args.extend(["--config".to_owned(), config.display().to_string(), "--otlp-endpoint".to_owned(), endpoint]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let daemon = Daemon::spawn_with_env(&args, env);
     Setup {
         collector,
         healthy,
@@ -152,6 +176,7 @@ async fn probe_spans_reach_an_otlp_collector_without_secrets() {
         _dir,
     } = setup(
         Behavior::Unauthorized { resource_metadata: false },
+        false,
         // Export every 100 ms rather than the SDK's 5 s default, to keep the test short.
         &[("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_SERVICE_NAME", "mcp-healthd-under-test")],
     )
@@ -205,7 +230,7 @@ async fn spans_still_buffered_at_sigterm_are_flushed_before_exit() {
         oauth,
         daemon,
         _dir,
-    } = setup(Behavior::Healthy, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]).await;
+    } = setup(Behavior::Healthy, false, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]).await;
     eventually(
         "a probe of each backend",
         || async { Some((healthy.stats().initialize, oauth.stats().initialize)) },
@@ -223,8 +248,42 @@ async fn spans_still_buffered_at_sigterm_are_flushed_before_exit() {
     assert!(spans.iter().all(|s| s["service.name"] == "mcp-healthd"), "the default service.name: {spans:#?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_verified_with_a_ca_file() {
+    let Setup {
+        collector,
+        healthy: _healthy,
+        oauth: _oauth,
+        daemon,
+        _dir,
+    } = setup(Behavior::Healthy, true, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]).await;
+    let spans = eventually(
+        "probe spans at the https collector",
+        || async { Some(collector.probe_spans()) },
+        |spans| !spans_of(spans, "with-secret").is_empty(),
+    )
+    .await;
+    assert_eq!(spans_of(&spans, "with-secret")[0]["outcome"], "healthy");
+    let status = daemon.stop().await;
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
-fn an_otlp_endpoint_that_is_not_http_is_refused_at_start() {
+fn an_unreadable_otlp_ca_file_is_refused_at_start() {
+    let (status, stderr) = lifecycle_bin::run_to_exit(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--otlp-endpoint",
+        "https://127.0.0.1:4317",
+        "--otlp-ca-cert",
+        "/nonexistent/otlp-ca.pem",
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot read --otlp-ca-cert /nonexistent/otlp-ca.pem"), "{stderr}");
+}
+
+#[test]
+fn an_otlp_endpoint_that_is_not_http_or_https_is_refused_at_start() {
     let (status, stderr) = lifecycle_bin::run_to_exit(&["--listen", "127.0.0.1:0", "--otlp-endpoint", "grpcs://collector.invalid:4317"]);
     assert!(!status.success());
     assert!(

@@ -5,6 +5,7 @@
 mod common;
 mod lifecycle_bin;
 
+use common::pki::{ca, leaf};
 use common::*;
 use mcp_health::api::tls::ServerTls;
 use mcp_health::daemon::{Daemon, DaemonOptions};
@@ -13,7 +14,7 @@ use mcp_health::proto::grpc_health_v1::health_check_response::ServingStatus;
 use mcp_health::proto::grpc_health_v1::health_client::HealthClient;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+use rcgen::ExtendedKeyUsagePurpose;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -154,23 +155,6 @@ struct Pki {
     client_key: String,
     stranger_cert: String,
     stranger_key: String,
-}
-
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), Issuer::new(params, key))
-}
-
-fn leaf(names: &[&str], usage: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.extended_key_usages = vec![usage];
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    (params.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
 }
 
 fn pki() -> Pki {

@@ -38,10 +38,15 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Export a span per probe to this OTLP/gRPC collector, e.g.
-    /// http://127.0.0.1:4317 (needs a build with `--features otel`).
-    /// Sampling follows OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
+    /// http://127.0.0.1:4317 or https://collector:4317 (needs a build with
+    /// `--features otel`). Sampling follows OTEL_TRACES_SAMPLER and
+    /// OTEL_TRACES_SAMPLER_ARG.
     #[arg(long, env = "MCP_HEALTH_OTLP_ENDPOINT", value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// PEM CA bundle to verify an https OTLP collector with (default: the
+    /// webpki roots).
+    #[arg(long, env = "MCP_HEALTH_OTLP_CA_CERT", value_name = "FILE", requires = "otlp_endpoint")]
+    otlp_ca_cert: Option<PathBuf>,
     /// The service.name of exported spans.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "mcp-healthd")]
     otel_service_name: String,
@@ -94,6 +99,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let export = TraceExport {
         otlp_endpoint: args.otlp_endpoint.clone(),
+        otlp_ca_cert: args.otlp_ca_cert.clone(),
         service_name: args.otel_service_name.clone(),
     };
     let telemetry = match telemetry::init(args.log_format, &export) {

@@ -11,6 +11,8 @@ use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient
 use mcp_health::proto::v1::*;
 use tonic::transport::Channel;
 
+pub mod pki;
+
 /// Generous bound for conditions that depend on real probes; tests assert on
 /// outcomes, never on how long they took.
 pub const PATIENCE: Duration = Duration::from_secs(20);
