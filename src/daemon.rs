@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::future::{BoxFuture, select_all};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::auth::{AdminGuard, AdminTokenFile, AuthError};
 use crate::api::group_service::GroupService;
@@ -19,6 +19,8 @@ use crate::api::tls::{ServerTls, TlsError};
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
+use crate::listener;
+use crate::metrics::MetricsListener;
 use crate::probe::{HttpProber, SharedProbe};
 use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
@@ -31,12 +33,25 @@ pub enum DaemonError {
     Listen { addr: String, reason: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot build reflection: {0}")]
-    Reflection(String),
+    #[error("cannot build reflection")]
+    Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
-    #[error("grpc server failed: {0}")]
-    Serve(String),
+    #[error("grpc server failed")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("the listener failed")]
+    Accept(#[source] std::io::Error),
+    #[error(transparent)]
+    MetricsServe(#[from] crate::metrics::ServeError),
+    #[error("server task failed")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("the {server} server on {addr} stopped on its own")]
+    ServerEnded {
+        server: &'static str,
+        addr: SocketAddr,
+        #[source]
+        cause: Option<Box<DaemonError>>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored group {group:?} is not valid under the current flags: {reason}; fix the flags or delete the group with an earlier daemon")]
@@ -47,8 +62,13 @@ pub enum DaemonError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("cannot configure tls: {0}")]
-    TlsConfig(String),
+    #[error("cannot use --tls-cert {cert} with --tls-key {key}")]
+    TlsConfig {
+        cert: String,
+        key: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
     #[error(
         "refusing to listen on {addr}: ApplyGroup, DeleteGroup and ProbeBackend would be open to anyone who can reach it; \
          set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
@@ -169,15 +189,37 @@ async fn load_groups(
     result
 }
 
+/// One server task of the daemon (gRPC, health-only, metrics).
+struct ServerTask {
+    name: &'static str,
+    addr: SocketAddr,
+    done: BoxFuture<'static, Result<(), DaemonError>>,
+}
+
+impl ServerTask {
+    fn new<E: Into<DaemonError> + Send + 'static>(name: &'static str, addr: SocketAddr, task: JoinHandle<Result<(), E>>) -> ServerTask {
+        ServerTask {
+            name,
+            addr,
+            done: Box::pin(async move {
+                match task.await {
+                    Ok(r) => r.map_err(Into::into),
+                    Err(e) => Err(DaemonError::Task(e)),
+                }
+            }),
+        }
+    }
+}
+
 /// A running daemon.
 pub struct Daemon {
     addr: SocketAddr,
     engine: Engine,
     statuses: HealthStatuses,
     shutdown: CancellationToken,
-    server: JoinHandle<Result<(), DaemonError>>,
+    servers: Vec<ServerTask>,
     metrics_addr: Option<SocketAddr>,
-    health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
+    health_addr: Option<SocketAddr>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
@@ -190,12 +232,60 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError
     Ok((listener, local))
 }
 
+/// Serves `router` on `listener` until the shutdown token, a serve error, or a
+/// listener that died.
+fn serve<L>(router: tonic::transport::server::Router<L>, listener: TcpListener, signal: CancellationToken) -> JoinHandle<Result<(), DaemonError>>
+where
+    L: tower::Layer<tonic::service::Routes> + Send + 'static,
+    L::Service: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let (accept, failed) = listener::watch(listener);
+    tokio::spawn(async move {
+        tokio::select! {
+            r = router.serve_with_incoming_shutdown(accept.into_stream(), signal.cancelled_owned()) => r.map_err(DaemonError::Serve),
+            e = failed.wait() => Err(DaemonError::Accept(e)),
+        }
+    })
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 impl Daemon {
-    /// Binds, loads the config (refusing to start on an invalid one), starts
-    /// probing and serving.
+    /// Checks every flag and file, binds, loads the config (refusing to start
+    /// on an invalid one), then starts probing and serving. Everything that
+    /// can fail is built before anything starts; the one step that can fail
+    /// after the engine started (restoring and loading groups) stops it, so a
+    /// failed start leaves nothing running: no task, no listener, no store lock.
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let admin = admin_guard(&opts)?;
-        let tls = opts.tls.as_ref().map(ServerTls::config).transpose()?;
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &opts.tls {
+            builder = builder.tls_config(tls.config()?).map_err(|e| DaemonError::TlsConfig {
+                cert: tls.cert.display().to_string(),
+                key: tls.key.display().to_string(),
+                source: e,
+            })?;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(DaemonError::Reflection)?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(DaemonError::Reflection)?;
         let (persist, restored) = match &opts.data_dir {
             Some(dir) => {
                 let (store, groups) = open_store(dir, &opts.engine.limits)?;
@@ -212,83 +302,73 @@ impl Daemon {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let metrics_listener = match opts.metrics_listen {
+            Some(a) => Some(MetricsListener::bind(a).await?),
+            None => None,
+        };
+
+        // From here on things run. Nothing below fails but `load_groups`,
+        // which stops the engine on failure; the listeners close as they drop.
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
         let mut engine_config = opts.engine.clone();
-        let mut metrics_addr = None;
-        if let Some(metrics_listen) = opts.metrics_listen {
-            let metrics = Arc::new(crate::metrics::Metrics::new());
-            engine_config.observer = Some(metrics.clone());
-            metrics_addr = Some(
-                crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone())
-                    .await?
-                    .local_addr(),
-            );
+        let metrics = metrics_listener.as_ref().map(|_| Arc::new(crate::metrics::Metrics::new()));
+        if let Some(m) = &metrics {
+            engine_config.observer = Some(m.clone());
         }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
-
         let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
+        }
+        let mut servers = Vec::new();
+        let metrics_addr = metrics_listener.as_ref().map(MetricsListener::local_addr);
+        if let (Some(listener), Some(metrics)) = (metrics_listener, metrics) {
+            let addr = listener.local_addr();
+            servers.push(ServerTask::new(
+                "metrics (--metrics-listen)",
+                addr,
+                listener.serve(metrics, shutdown.clone()).into_task(),
+            ));
         }
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
             .with_watch_streams(watch_streams.clone());
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
-        let health_only = health_listener.map(|(listener, health_addr)| {
+        let health_addr = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.
             let router = tonic::transport::Server::builder().add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes));
-            let signal = shutdown.clone();
-            let task = tokio::spawn(async move {
-                router
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.cancelled_owned())
-                    .await
-                    .map_err(|e| DaemonError::Serve(e.to_string()))
-            });
+            servers.push(ServerTask::new(
+                "grpc.health.v1 (--health-listen)",
+                health_addr,
+                serve(router, listener, shutdown.clone()),
+            ));
             info!(addr = %health_addr, "grpc.health.v1 also served in plaintext (--health-listen)");
-            (health_addr, task)
+            health_addr
         });
         let oversize = OversizeAsResourceExhausted {
             max_message_bytes: opts.max_message_bytes,
         };
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls).map_err(|e| DaemonError::TlsConfig(e.to_string()))?;
-        }
-
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| DaemonError::Reflection(e.to_string()))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| DaemonError::Reflection(e.to_string()))?;
         let router = builder
             .layer(tower::util::MapResponseLayer::new(move |r| oversize.map(r)))
             .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
             .add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-        let signal = shutdown.clone();
-        let server = tokio::spawn(async move {
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.cancelled_owned())
-                .await
-                .map_err(|e| DaemonError::Serve(e.to_string()))
-        });
+        servers.push(ServerTask::new("grpc", addr, serve(router, listener, shutdown.clone())));
         info!(%addr, "mcp-healthd serving");
         Ok(Daemon {
             addr,
             engine,
             statuses,
             shutdown,
-            server,
+            servers,
             metrics_addr,
-            health_only,
+            health_addr,
         })
     }
 
@@ -298,7 +378,7 @@ impl Daemon {
 
     /// Where the plaintext health-only listener is, when `health_listen` was set.
     pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health_only.as_ref().map(|(a, _)| *a)
+        self.health_addr
     }
 
     /// Where `/metrics` is served, when `metrics_listen` was set.
@@ -310,22 +390,51 @@ impl Daemon {
         &self.engine
     }
 
-    /// Health goes NOT_SERVING, probes stop, streams end, then the server stops.
+    /// Health goes NOT_SERVING, probes stop, streams end, then the servers stop.
     pub async fn stop(self) -> Result<(), DaemonError> {
         info!("shutting down: health NOT_SERVING, stopping probes and streams");
         self.statuses.set_all_not_serving();
         self.engine.shutdown().await;
         self.shutdown.cancel();
-        let joined = |r: Result<Result<(), DaemonError>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(DaemonError::Serve(e.to_string())));
-        let main = joined(self.server.await);
-        let health = match self.health_only {
-            Some((_, task)) => joined(task.await),
-            None => Ok(()),
-        };
-        main.and(health)
+        let mut result = Ok(());
+        for server in self.servers {
+            let r = server.done.await;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 
-    /// Runs until the server stops on its own (an error) or `stop` is called.
+    /// Serves until `stop` resolves (then stops, Ok) or a server ends on its
+    /// own (then logs why, stops everything and returns the error naming it).
+    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), DaemonError> {
+        let ended = tokio::select! {
+            () = stop => None,
+            (result, i, _) = select_all(self.servers.iter_mut().map(|s| &mut s.done)) => Some((i, result)),
+        };
+        let Some((i, result)) = ended else {
+            return self.stop().await;
+        };
+        let server = self.servers.remove(i);
+        let err = DaemonError::ServerEnded {
+            server: server.name,
+            addr: server.addr,
+            cause: result.err().map(Box::new),
+        };
+        error!(server = server.name, addr = %server.addr, error = %chain(&err), "a server stopped on its own; shutting down");
+        if let Err(e) = self.stop().await {
+            warn!(error = %chain(&e), "while shutting down");
+        }
+        Err(err)
+    }
+
+    /// Serves until SIGTERM or SIGINT (Ok) or until a server ends on its own (Err).
+    pub async fn run(self) -> Result<(), DaemonError> {
+        self.serve_until(Self::wait_for_signal()).await
+    }
+
+    /// Waits for SIGTERM or SIGINT.
     pub async fn wait_for_signal() {
         #[cfg(unix)]
         {

@@ -8,6 +8,7 @@ pub mod core;
 pub mod daemon;
 pub mod engine;
 pub mod health;
+pub mod listener;
 pub mod metrics;
 pub mod probe;
 pub mod proto;

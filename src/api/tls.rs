@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// Files of the server's TLS setup.
@@ -21,6 +23,13 @@ pub struct ServerTls {
 pub enum TlsError {
     #[error("cannot read {flag} {path}: {reason}")]
     Read { flag: &'static str, path: String, reason: String },
+    #[error("{flag} {path} is not a usable PEM {what}: {reason}")]
+    Parse {
+        flag: &'static str,
+        path: String,
+        what: &'static str,
+        reason: String,
+    },
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -31,15 +40,44 @@ fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Checks that `pem` holds at least one certificate, naming the file if not.
+fn certificates(flag: &'static str, path: &Path, pem: &[u8]) -> Result<(), TlsError> {
+    let parse = |reason: String| TlsError::Parse {
+        flag,
+        path: path.display().to_string(),
+        what: "certificate",
+        reason,
+    };
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|e| parse(e.to_string()))?;
+        count += 1;
+    }
+    if count == 0 {
+        Err(parse("no CERTIFICATE block found".to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
 impl ServerTls {
-    /// Reads the PEM files; tonic parses them when the server is built.
+    /// Reads and parses the PEM files, naming the file that is unusable. tonic
+    /// parses them again when the server is built.
     pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
-        let identity = Identity::from_pem(read("--tls-cert", &self.cert)?, read("--tls-key", &self.key)?);
-        let mut config = ServerTlsConfig::new().identity(identity);
+        let cert = read("--tls-cert", &self.cert)?;
+        certificates("--tls-cert", &self.cert, &cert)?;
+        let key = read("--tls-key", &self.key)?;
+        PrivateKeyDer::from_pem_slice(&key).map_err(|e| TlsError::Parse {
+            flag: "--tls-key",
+            path: self.key.display().to_string(),
+            what: "private key",
+            reason: e.to_string(),
+        })?;
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
         if let Some(ca) = &self.client_ca {
-            config = config
-                .client_ca_root(Certificate::from_pem(read("--tls-client-ca", ca)?))
-                .client_auth_optional(true);
+            let pem = read("--tls-client-ca", ca)?;
+            certificates("--tls-client-ca", ca, &pem)?;
+            config = config.client_ca_root(Certificate::from_pem(pem)).client_auth_optional(true);
         }
         Ok(config)
     }

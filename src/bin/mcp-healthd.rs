@@ -145,19 +145,19 @@ async fn main() -> ExitCode {
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(error = %e, "mcp-healthd cannot start");
+            tracing::error!(error = %mcp_health::daemon::chain(&e), "mcp-healthd cannot start");
             telemetry.shutdown().await;
             return ExitCode::FAILURE;
         }
     };
-    Daemon::wait_for_signal().await;
-    let code = match daemon.stop().await {
+    // Until a signal (exit 0) or a server that stops on its own (exit 1, logged).
+    let code = match daemon.run().await {
         Ok(()) => {
             tracing::info!("mcp-healthd stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(error = %e, "mcp-healthd stopped with an error");
+            tracing::error!(error = %mcp_health::daemon::chain(&e), "mcp-healthd stopped with an error");
             ExitCode::FAILURE
         }
     };

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-pub use server::{MetricsError, MetricsServer};
+pub use server::{MetricsError, MetricsListener, MetricsServer, ServeError};
 
 use crate::core::outcome::OutcomeClass;
 use crate::core::phase::GroupVerdict;

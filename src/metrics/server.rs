@@ -24,10 +24,26 @@ pub enum MetricsError {
     Listen { addr: SocketAddr, reason: String },
 }
 
+/// The bound metrics listener: binding can fail, serving cannot, so the
+/// daemon binds before it starts anything.
+pub struct MetricsListener {
+    addr: SocketAddr,
+    listener: TcpListener,
+}
+
 /// A running metrics endpoint; it stops when the shutdown token is cancelled.
 pub struct MetricsServer {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+/// Why the metrics server stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("metrics server failed")]
+    Serve(#[source] std::io::Error),
+    #[error("metrics listener failed")]
+    Listener(#[source] std::io::Error),
 }
 
 async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -37,27 +53,43 @@ async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     }
 }
 
-impl MetricsServer {
-    pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Result<MetricsServer, MetricsError> {
+impl MetricsListener {
+    pub async fn bind(addr: SocketAddr) -> Result<MetricsListener, MetricsError> {
         let err = |e: std::io::Error| MetricsError::Listen { addr, reason: e.to_string() };
         let listener = TcpListener::bind(addr).await.map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
-        let app = Router::new().route("/metrics", get(scrape)).with_state(metrics);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
-                tracing::error!(error = %e, "metrics server failed");
-            }
-        });
-        tracing::info!(%addr, "metrics serving on /metrics");
-        Ok(MetricsServer { addr, task })
+        Ok(MetricsListener { addr, listener })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Waits for the server to finish after the shutdown token was cancelled.
-    pub async fn join(self) {
-        let _ = self.task.await;
+    pub fn serve(self, metrics: Arc<Metrics>, shutdown: CancellationToken) -> MetricsServer {
+        let app = Router::new().route("/metrics", get(scrape)).with_state(metrics);
+        let (accept, failed) = crate::listener::watch(self.listener);
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                r = axum::serve(accept, app).with_graceful_shutdown(shutdown.cancelled_owned()) => r.map_err(ServeError::Serve),
+                e = failed.wait() => Err(ServeError::Listener(e)),
+            }
+        });
+        tracing::info!(addr = %self.addr, "metrics serving on /metrics");
+        MetricsServer { addr: self.addr, task }
+    }
+}
+
+impl MetricsServer {
+    pub async fn start(addr: SocketAddr, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Result<MetricsServer, MetricsError> {
+        Ok(MetricsListener::bind(addr).await?.serve(metrics, shutdown))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server task: it ends after the shutdown token was cancelled, or on its own (an error).
+    pub fn into_task(self) -> JoinHandle<Result<(), ServeError>> {
+        self.task
     }
 }
