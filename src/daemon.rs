@@ -29,8 +29,12 @@ use crate::store::{Persist, RedbStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: String, reason: String },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot build reflection")]
@@ -56,8 +60,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("stored group {group:?} is not valid under the current flags: {reason}; fix the flags or delete the group with an earlier daemon")]
     StoredGroupInvalid { group: String, reason: String },
-    #[error("cannot restore the stored groups: {0}")]
-    Restore(String),
+    #[error("cannot restore the stored groups")]
+    Restore(#[source] crate::engine::EngineError),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -170,7 +174,7 @@ async fn load_groups(
     let result = async {
         if !restored.is_empty() {
             let count = restored.len();
-            engine.restore(restored).await.map_err(|e| DaemonError::Restore(e.to_string()))?;
+            engine.restore(restored).await.map_err(DaemonError::Restore)?;
             info!(groups = count, "restored groups from the store; probing them afresh");
         }
         match config_path {
@@ -223,10 +227,7 @@ pub struct Daemon {
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
-    let listen_error = |e: std::io::Error| DaemonError::Listen {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    };
+    let listen_error = |e: std::io::Error| DaemonError::Listen { addr, source: e };
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
     Ok((listener, local))
@@ -250,17 +251,7 @@ where
     })
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
+pub use crate::errors::chain;
 
 impl Daemon {
     /// Checks every flag and file, binds, loads the config (refusing to start

@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod engine;
+pub mod errors;
 pub mod health;
 pub mod listener;
 pub mod metrics;

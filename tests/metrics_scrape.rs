@@ -224,3 +224,22 @@ async fn metrics_are_off_by_default() {
     assert_eq!(d.daemon.as_ref().unwrap().metrics_addr(), None);
     d.stop().await;
 }
+
+/// Failing tools (a JSON-RPC error to tools/list) leave the backend DEGRADED
+/// and are counted under their own outcome, never as slowness.
+#[tokio::test]
+async fn failing_tools_have_their_own_outcome_label() {
+    let fixture = FixtureServer::start().await.unwrap();
+    fixture.set_behavior(Behavior::ToolsListError);
+    let (mut d, url) = metrics_daemon().await;
+    d.apply_yaml(&format!(
+        "name: tools\nbackends:\n  - name: a\n    url: {}\n    depth: PROBE_DEPTH_TOOLS\n",
+        fixture.url()
+    ))
+    .await;
+    d.wait_group("tools", "tools DEGRADED", |h| phase(h) == GroupPhase::Degraded).await;
+    let text = wait_values(&url, "a DEGRADED backend", &[(&status_series("tools", "a", "degraded"), 1.0)]).await;
+    assert!(value(&text, &probe_count("tools", "a", "tools_failing")).unwrap() >= 1.0, "{text}");
+    assert_eq!(value(&text, &probe_count("tools", "a", "slow")), None, "{text}");
+    d.stop().await;
+}

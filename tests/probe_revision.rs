@@ -197,7 +197,7 @@ async fn depth_tools_on_the_2026_path() {
 }
 
 /// A tools/list JSON-RPC error: the server serves MCP, its tools do not.
-/// Reported as DEGRADED-worthy (class Slow) with reason JSON_RPC_ERROR.
+/// Reported as DEGRADED-worthy (class ToolsFailing, not Slow) with reason JSON_RPC_ERROR.
 #[tokio::test]
 async fn tools_list_error_degrades_and_tools_list_hang_fails() {
     for flavor in [Flavor::default(), Flavor::Discover, Flavor::LegacySse] {
@@ -209,7 +209,7 @@ async fn tools_list_error_degrades_and_tools_list_hang_fails() {
         let r = probe_once(&t).await;
         assert_eq!(
             (r.outcome.class, r.outcome.reason.code),
-            (OutcomeClass::Slow, ReasonCode::JsonRpcError),
+            (OutcomeClass::ToolsFailing, ReasonCode::JsonRpcError),
             "{flavor:?}: {:#?}",
             r.outcome
         );

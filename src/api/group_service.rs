@@ -85,7 +85,7 @@ impl GroupHealthService for GroupService {
         let feed = Feed {
             engine: self.engine.clone(),
             group,
-            last_revision: sub.revision,
+            last_sequence: sub.sequence,
             sub,
             shutdown: self.shutdown.clone(),
             step: Step::Snapshot,
@@ -136,7 +136,7 @@ impl GroupHealthService for GroupService {
                 description: "is required".into(),
             }]));
         }
-        let probed = self.engine.probe_now(group, req.backend).await.map_err(to_status)?;
+        let probed = self.engine.probe_backend(group, req.backend).await.map_err(to_status)?;
         Ok(Response::new(ProbeBackendResponse {
             backend: Some(probed.backend),
             phase: probed.phase as i32,
@@ -148,10 +148,11 @@ impl GroupHealthService for GroupService {
     }
 }
 
-fn message(kind: WatchEventKind, revision: u64, groups: Vec<GroupHealth>) -> WatchGroupHealthResponse {
+fn message(kind: WatchEventKind, sequence: u64, groups: Vec<GroupHealth>) -> WatchGroupHealthResponse {
     WatchGroupHealthResponse {
         kind: kind as i32,
-        revision,
+        // The proto's `revision` is the engine's change sequence number.
+        revision: sequence,
         groups,
     }
 }
@@ -166,7 +167,7 @@ struct Feed {
     engine: Engine,
     group: Option<String>,
     sub: Subscription,
-    last_revision: u64,
+    last_sequence: u64,
     shutdown: CancellationToken,
     step: Step,
     _permit: WatchPermit,
@@ -187,7 +188,7 @@ type Item = Result<WatchGroupHealthResponse, Status>;
 impl Feed {
     fn snapshot(&self) -> WatchGroupHealthResponse {
         let groups = self.sub.snapshot.iter().map(|g| (**g).clone()).collect();
-        message(WatchEventKind::Snapshot, self.sub.revision, groups)
+        message(WatchEventKind::Snapshot, self.sub.sequence, groups)
     }
 
     /// The next message, or None to end the stream.
@@ -197,7 +198,7 @@ impl Feed {
                 Step::Done => return None,
                 Step::Snapshot => {
                     self.step = Step::Changes;
-                    self.last_revision = self.sub.revision;
+                    self.last_sequence = self.sub.sequence;
                     return Some((Ok(self.snapshot()), self));
                 }
                 Step::Changes => {}
@@ -209,10 +210,10 @@ impl Feed {
             };
             match event {
                 Ok(e) => {
-                    if e.revision <= self.last_revision || self.group.as_ref().is_some_and(|g| *g != e.group.name) {
+                    if e.sequence <= self.last_sequence || self.group.as_ref().is_some_and(|g| *g != e.group.name) {
                         continue;
                     }
-                    self.last_revision = e.revision;
+                    self.last_sequence = e.sequence;
                     let kind = match e.kind {
                         EventKind::Changed => WatchEventKind::Changed,
                         EventKind::Deleted => {
@@ -223,7 +224,7 @@ impl Feed {
                             WatchEventKind::Deleted
                         }
                     };
-                    return Some((Ok(message(kind, e.revision, vec![(*e.group).clone()])), self));
+                    return Some((Ok(message(kind, e.sequence, vec![(*e.group).clone()])), self));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => match self.engine.watch(self.group.clone()).await {
                     Ok(sub) => {

@@ -104,7 +104,6 @@ mod tests {
     struct Counts(Mutex<Vec<(WatchApi, i64)>>);
 
     impl ProbeObserver for Counts {
-        fn probe_finished(&self, _: &crate::engine::ProbeResult) {}
         fn watch_streams(&self, api: WatchApi, delta: i64) {
             self.0.lock().unwrap().push((api, delta));
         }

@@ -36,6 +36,6 @@ pub fn to_status(err: EngineError) -> Status {
         }
         EngineError::ShuttingDown => Status::unavailable(err.to_string()),
         // Nothing changed; the client may retry.
-        EngineError::Store(_) => Status::unavailable(err.to_string()),
+        EngineError::Store(_) => Status::unavailable(crate::errors::chain(&err)),
     }
 }

@@ -12,6 +12,9 @@ pub enum OutcomeClass {
     Success,
     /// The handshake succeeded, slower than `degraded_latency`.
     Slow,
+    /// The handshake succeeded, but `tools/list` answered with a JSON-RPC
+    /// error: the server serves MCP, its tools fail.
+    ToolsFailing,
     /// 401/403. What that means depends on the backend's auth mode.
     AuthRequired,
     /// Anything else.
@@ -19,11 +22,12 @@ pub enum OutcomeClass {
 }
 
 impl OutcomeClass {
-    /// Its name in metrics labels and trace spans: healthy, slow, auth or failure.
+    /// Its name in metrics labels and trace spans: healthy, slow, tools_failing, auth or failure.
     pub fn label(self) -> &'static str {
         match self {
             OutcomeClass::Success => "healthy",
             OutcomeClass::Slow => "slow",
+            OutcomeClass::ToolsFailing => "tools_failing",
             OutcomeClass::AuthRequired => "auth",
             OutcomeClass::Failure => "failure",
         }
@@ -96,9 +100,9 @@ impl ProbeOutcome {
 
     /// The handshake succeeded but a deeper check (tools/list) answered with an
     /// error: the server serves MCP, so it stays routable, as DEGRADED.
-    pub fn degraded(reason: Reason, facts: ServerFacts) -> Self {
+    pub fn tools_failing(reason: Reason, facts: ServerFacts) -> Self {
         ProbeOutcome {
-            class: OutcomeClass::Slow,
+            class: OutcomeClass::ToolsFailing,
             reason,
             facts,
         }

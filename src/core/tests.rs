@@ -1,7 +1,7 @@
 //! Table tests for the verdict state machine and the group phase. Every case
 //! goes through one helper per table, so a new case is one line.
 
-use super::outcome::OutcomeClass::{self, AuthRequired, Failure, Slow, Success};
+use super::outcome::OutcomeClass::{self, AuthRequired, Failure, Slow, Success, ToolsFailing};
 use super::phase::{BackendView, group_verdict};
 use super::verdict::{Thresholds, Verdict, is_routable, observe};
 use crate::proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P};
@@ -31,6 +31,7 @@ fn transitions() {
     // First conclusive result decides at once.
     check_sequence(NoAuth, T3_1, &[(Success, S::Healthy, true)]);
     check_sequence(NoAuth, T3_1, &[(Slow, S::Degraded, true)]);
+    check_sequence(NoAuth, T3_1, &[(ToolsFailing, S::Degraded, true)]);
     check_sequence(NoAuth, T3_1, &[(Failure, S::Unhealthy, false)]);
     check_sequence(PerUser, T3_1, &[(AuthRequired, S::Unauthenticated, true)]);
     // 401 with auth NONE: a misconfiguration, not routable.
@@ -100,6 +101,12 @@ fn transitions() {
         NoAuth,
         T3_1,
         &[(Slow, S::Degraded, true), (Success, S::Healthy, true), (Slow, S::Degraded, true)],
+    );
+    // Failing tools are DEGRADED like slowness, and recover the same way.
+    check_sequence(
+        NoAuth,
+        T3_2,
+        &[(Success, S::Healthy, true), (ToolsFailing, S::Degraded, true), (Success, S::Healthy, true)],
     );
 }
 

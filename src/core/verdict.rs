@@ -53,7 +53,7 @@ pub fn is_routable(status: BackendStatus, auth: AuthMode) -> bool {
 fn evidence(class: OutcomeClass, auth: AuthMode) -> (bool, BackendStatus) {
     match class {
         OutcomeClass::Success => (true, BackendStatus::Healthy),
-        OutcomeClass::Slow => (true, BackendStatus::Degraded),
+        OutcomeClass::Slow | OutcomeClass::ToolsFailing => (true, BackendStatus::Degraded),
         OutcomeClass::AuthRequired => (auth_required_is_liveness(auth), BackendStatus::Unauthenticated),
         OutcomeClass::Failure => (false, BackendStatus::Unhealthy),
     }

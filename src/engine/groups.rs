@@ -24,7 +24,7 @@ pub(super) struct BackendState {
     pub(super) last_latency: Option<Duration>,
     pub(super) last_probe: Option<SystemTime>,
     pub(super) last_transition: Option<SystemTime>,
-    pub(super) last_manual_probe: Option<Instant>,
+    pub(super) last_probe_backend: Option<Instant>,
 }
 
 impl BackendState {

@@ -37,7 +37,9 @@ pub use view::{duration, timestamp};
 #[derive(Clone, Debug)]
 pub struct Event {
     pub kind: EventKind,
-    pub revision: u64,
+    /// The engine's change sequence number (the API's `revision` field; not
+    /// an MCP protocol revision). It rises with every published change.
+    pub sequence: u64,
     pub group: Arc<GroupHealth>,
 }
 
@@ -72,8 +74,8 @@ pub enum EngineError {
     RateLimited { backend: String, elapsed_ms: u64, limit_ms: u64 },
     #[error("the engine is shutting down")]
     ShuttingDown,
-    #[error("the change was not applied: {0}")]
-    Store(String),
+    #[error("the change was not applied")]
+    Store(#[source] crate::store::StoreError),
 }
 
 /// The result of an apply.
@@ -93,7 +95,8 @@ pub struct Probed {
 
 /// A watcher's start: the snapshot and the change feed that follows it.
 pub struct Subscription {
-    pub revision: u64,
+    /// The change sequence number the snapshot reflects.
+    pub sequence: u64,
     pub snapshot: Vec<Arc<GroupHealth>>,
     pub events: broadcast::Receiver<Event>,
 }
@@ -126,7 +129,7 @@ pub(crate) enum Command {
         group: Option<String>,
         reply: oneshot::Sender<Result<Subscription, EngineError>>,
     },
-    ManualProbe {
+    ProbeBackend {
         group: String,
         backend: String,
         reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
@@ -136,15 +139,14 @@ pub(crate) enum Command {
     },
 }
 
-/// Sees every probe result (scheduled and on demand) before the owner folds
-/// it in: for metrics and benchmarks. Runs on the owner task, so it must be
-/// quick and never block.
+/// Follows the engine without recomputing anything: for metrics (and, with
+/// `probe_finished`, benchmarks). Every method defaults to doing nothing. They
+/// are called from the owner task (and probe tasks, API streams) as things
+/// happen, so they must be quick and never block.
 pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
-    fn probe_finished(&self, result: &ProbeResult);
-
-    // The rest is for metrics; every default does nothing. They are called
-    // from the owner task (and probe tasks, API streams) as things happen, so
-    // an observer follows the engine without recomputing anything.
+    /// Every probe result (scheduled and on demand, for removed backends too)
+    /// before the owner folds it in; the scale benchmark reads its scheduling lag.
+    fn probe_finished(&self, _result: &ProbeResult) {}
 
     /// A result for a live backend, about to be folded into its verdict
     /// (results for removed or replaced backends are not reported here).
@@ -171,7 +173,7 @@ pub struct EngineConfig {
     /// Probes in flight at once, across all backends.
     pub max_concurrent_probes: usize,
     /// Minimum time between two on-demand probes of one backend.
-    pub manual_probe_interval: Duration,
+    pub probe_backend_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
     /// Told of every probe result; None observes nothing.
@@ -183,7 +185,7 @@ impl Default for EngineConfig {
         EngineConfig {
             limits: Limits::default(),
             max_concurrent_probes: 1024,
-            manual_probe_interval: Duration::from_secs(1),
+            probe_backend_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
         }
@@ -325,8 +327,8 @@ impl Engine {
 
     /// Probes one backend now, within the global concurrency limit, and
     /// returns the verdict that probe produced.
-    pub async fn probe_now(&self, group: String, backend: String) -> Result<Probed, EngineError> {
-        let ticket = self.call(|reply| Command::ManualProbe { group, backend, reply }).await??;
+    pub async fn probe_backend(&self, group: String, backend: String) -> Result<Probed, EngineError> {
+        let ticket = self.call(|reply| Command::ProbeBackend { group, backend, reply }).await??;
         let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
         let _in_flight = InFlight::probe(self.observer.as_ref());
         let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;

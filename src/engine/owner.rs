@@ -100,7 +100,7 @@ impl Owner {
         let (events, _) = broadcast::channel(config.watch_buffer.max(1));
         let settings = Settings {
             max_groups: config.limits.max_groups,
-            probe_backend_interval: config.manual_probe_interval,
+            probe_backend_interval: config.probe_backend_interval,
             observed: config.observer.is_some(),
             durable: persist.is_some(),
         };
@@ -189,13 +189,13 @@ impl Owner {
             Command::Watch { group, reply } => {
                 let events = self.events.subscribe();
                 let sub = self.state.snapshot(group.as_deref()).map(|snapshot| Subscription {
-                    revision: self.state.sequence(),
+                    sequence: self.state.sequence(),
                     snapshot,
                     events,
                 });
                 let _ = reply.send(sub);
             }
-            Command::ManualProbe { group, backend, reply } => {
+            Command::ProbeBackend { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_backend(group, backend, Instant::now()));
             }
             Command::Shutdown { reply } => {
@@ -237,10 +237,10 @@ impl Owner {
         let result = match done {
             Ok(Ok(())) => Ok(self.commit(w.change)),
             Ok(Err(e)) => {
-                error!(error = %e, "store write failed; change rejected");
-                Err(EngineError::Store(e.to_string()))
+                error!(error = %crate::errors::chain(&e), "store write failed; change rejected");
+                Err(EngineError::Store(e))
             }
-            Err(e) => Err(EngineError::Store(format!("store task failed: {e}"))),
+            Err(e) => Err(EngineError::Store(StoreError::Write(Box::new(e)))),
         };
         w.reply.send(result);
     }
@@ -298,7 +298,7 @@ impl Owner {
                             // A lagging receiver is resynchronized by its stream with a snapshot.
                             let _ = self.events.send(Event {
                                 kind: EventKind::Changed,
-                                revision: sequence,
+                                sequence,
                                 group: view,
                             });
                         }

@@ -253,7 +253,7 @@ impl EngineState {
             last_latency: None,
             last_probe: None,
             last_transition: None,
-            last_manual_probe: None,
+            last_probe_backend: None,
         }
     }
 
@@ -344,7 +344,7 @@ impl EngineState {
         });
         fx.push(Effect::Deleted(Event {
             kind: EventKind::Deleted,
-            revision: self.sequence,
+            sequence: self.sequence,
             group: g.health(name),
         }));
         info!(group = %name, "group deleted");
@@ -495,7 +495,7 @@ impl EngineState {
             group: group.clone(),
             backend: backend.clone(),
         })?;
-        if let Some(last) = b.last_manual_probe {
+        if let Some(last) = b.last_probe_backend {
             let elapsed = now.saturating_duration_since(last);
             if elapsed < limit {
                 return Err(EngineError::RateLimited {
@@ -505,7 +505,7 @@ impl EngineState {
                 });
             }
         }
-        b.last_manual_probe = Some(now);
+        b.last_probe_backend = Some(now);
         Ok(ProbeTicket {
             target: b.target.clone(),
             policy: b.target.backend.policy,

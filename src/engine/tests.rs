@@ -252,7 +252,7 @@ async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it(
     store.entered.notified().await;
 
     // While the write waits for the disk, g's results still fold in.
-    let probed = tokio::time::timeout(Duration::from_secs(60), engine.probe_now("g".into(), "bad".into())).await;
+    let probed = tokio::time::timeout(Duration::from_secs(60), engine.probe_backend("g".into(), "bad".into())).await;
     let probed = probed.expect("probe results stalled behind a store write").unwrap();
     assert_eq!(probed.backend.status, BackendStatus::Unhealthy as i32);
     // The change is neither acknowledged nor visible before its commit.

@@ -30,7 +30,13 @@ const STATUSES: [BackendStatus; 5] = [
 ];
 /// Every value of the group phase state set, as label values.
 const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
-const OUTCOMES: [OutcomeClass; 4] = [OutcomeClass::Success, OutcomeClass::Slow, OutcomeClass::AuthRequired, OutcomeClass::Failure];
+const OUTCOMES: [OutcomeClass; 5] = [
+    OutcomeClass::Success,
+    OutcomeClass::Slow,
+    OutcomeClass::ToolsFailing,
+    OutcomeClass::AuthRequired,
+    OutcomeClass::Failure,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WatchLabels {
@@ -190,9 +196,7 @@ impl Metrics {
 }
 
 impl ProbeObserver for Metrics {
-    /// Every result, stale ones too; the histogram takes only live ones (`probe_applied`).
-    fn probe_finished(&self, _result: &ProbeResult) {}
-
+    /// The histogram takes only results for live backends.
     fn probe_applied(&self, r: &ProbeResult) {
         let labels = ProbeLabels {
             group: r.group.clone(),

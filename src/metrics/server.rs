@@ -20,8 +20,12 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("cannot listen for metrics on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    #[error("cannot listen for metrics on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The bound metrics listener: binding can fail, serving cannot, so the
@@ -55,7 +59,7 @@ async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
 
 impl MetricsListener {
     pub async fn bind(addr: SocketAddr) -> Result<MetricsListener, MetricsError> {
-        let err = |e: std::io::Error| MetricsError::Listen { addr, reason: e.to_string() };
+        let err = |e: std::io::Error| MetricsError::Listen { addr, source: e };
         let listener = TcpListener::bind(addr).await.map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
         Ok(MetricsListener { addr, listener })

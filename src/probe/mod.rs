@@ -210,7 +210,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     let outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
         Ok(Ok(Ready { facts, degraded: None })) => ProbeOutcome::success(facts),
-        Ok(Ok(Ready { facts, degraded: Some(reason) })) => ProbeOutcome::degraded(reason, facts),
+        Ok(Ok(Ready { facts, degraded: Some(reason) })) => ProbeOutcome::tools_failing(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {

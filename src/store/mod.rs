@@ -13,12 +13,16 @@ pub const DATABASE_FILE: &str = "groups.redb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the store {path}: {reason}")]
-    Open { path: String, reason: String },
-    #[error("store write failed: {0}")]
-    Write(String),
-    #[error("store read failed: {0}")]
-    Read(String),
+    #[error("cannot open the store {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("store write failed")]
+    Write(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store read failed")]
+    Read(#[source] redb::Error),
     #[error("stored group {name:?} cannot be decoded: {reason}")]
     Decode { name: String, reason: String },
 }

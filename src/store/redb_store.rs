@@ -21,27 +21,27 @@ impl RedbStore {
     /// store left by a crash is repaired by redb on open.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         let path = dir.join(DATABASE_FILE);
-        let open_err = |reason: String| StoreError::Open {
+        let open_err = |e: redb::Error| StoreError::Open {
             path: path.display().to_string(),
-            reason,
+            source: e,
         };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| open_err(redb::Error::Io(e)))?;
+        let db = Database::create(&path).map_err(|e| open_err(e.into()))?;
         // Create the table up front so reads of a fresh store find it.
-        let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
-        tx.open_table(GROUPS).map_err(|e| open_err(e.to_string()))?;
-        tx.commit().map_err(|e| open_err(e.to_string()))?;
+        let tx = db.begin_write().map_err(|e| open_err(e.into()))?;
+        tx.open_table(GROUPS).map_err(|e| open_err(e.into()))?;
+        tx.commit().map_err(|e| open_err(e.into()))?;
         Ok(RedbStore { db })
     }
 
     /// Every stored group, in name order.
     pub fn load(&self) -> Result<Vec<StoredGroup>, StoreError> {
-        let read = |e: &dyn std::fmt::Display| StoreError::Read(e.to_string());
-        let tx = self.db.begin_read().map_err(|e| read(&e))?;
-        let table = tx.open_table(GROUPS).map_err(|e| read(&e))?;
+        let read = |e: redb::Error| StoreError::Read(e);
+        let tx = self.db.begin_read().map_err(|e| read(e.into()))?;
+        let table = tx.open_table(GROUPS).map_err(|e| read(e.into()))?;
         let mut groups = Vec::new();
-        for entry in table.iter().map_err(|e| read(&e))? {
-            let (key, value) = entry.map_err(|e| read(&e))?;
+        for entry in table.iter().map_err(|e| read(e.into()))? {
+            let (key, value) = entry.map_err(|e| read(e.into()))?;
             let name = key.value().to_owned();
             let (generation, bytes) = value.value();
             let spec = GroupSpec::decode(bytes).map_err(|e| StoreError::Decode {
@@ -60,15 +60,15 @@ impl RedbStore {
     }
 
     fn write(&self, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>) -> Result<(), StoreError> {
-        let err = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
-        let mut tx = self.db.begin_write().map_err(|e| err(&e))?;
+        let err = |e: redb::Error| StoreError::Write(Box::new(e));
+        let mut tx = self.db.begin_write().map_err(|e| err(e.into()))?;
         // The default, stated: the commit returns only once it is on disk.
         tx.set_durability(Durability::Immediate);
         {
-            let mut table = tx.open_table(GROUPS).map_err(|e| err(&e))?;
-            change(&mut table).map_err(|e| err(&e))?;
+            let mut table = tx.open_table(GROUPS).map_err(|e| err(e.into()))?;
+            change(&mut table).map_err(|e| err(e.into()))?;
         }
-        tx.commit().map_err(|e| err(&e))
+        tx.commit().map_err(|e| err(e.into()))
     }
 }
 
