@@ -17,12 +17,12 @@ pub enum StoreError {
     Open {
         path: String,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     #[error("store write failed")]
     Write(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store read failed")]
-    Read(#[source] redb::Error),
+    Read(#[source] Box<redb::Error>),
     #[error("stored group {name:?} cannot be decoded: {reason}")]
     Decode { name: String, reason: String },
 }

@@ -23,7 +23,7 @@ impl RedbStore {
         let path = dir.join(DATABASE_FILE);
         let open_err = |e: redb::Error| StoreError::Open {
             path: path.display().to_string(),
-            source: e,
+            source: Box::new(e),
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(redb::Error::Io(e)))?;
         let db = Database::create(&path).map_err(|e| open_err(e.into()))?;
@@ -36,7 +36,7 @@ impl RedbStore {
 
     /// Every stored group, in name order.
     pub fn load(&self) -> Result<Vec<StoredGroup>, StoreError> {
-        let read = |e: redb::Error| StoreError::Read(e);
+        let read = |e: redb::Error| StoreError::Read(Box::new(e));
         let tx = self.db.begin_read().map_err(|e| read(e.into()))?;
         let table = tx.open_table(GROUPS).map_err(|e| read(e.into()))?;
         let mut groups = Vec::new();
