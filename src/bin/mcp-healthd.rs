@@ -53,6 +53,16 @@ struct Args {
     /// Probes in flight at once, across all backends.
     #[arg(long, default_value_t = 1024)]
     max_concurrent_probes: usize,
+    /// First probes (after start-up or an apply) started per second at most,
+    /// across all backends; a tenth of it may start at once. Each backend's
+    /// first probe still waits no longer than min(interval, initialSpread).
+    #[arg(long, default_value_t = 1000)]
+    initial_probes_per_second: u32,
+    /// DNS server (IP:PORT, UDP then TCP) that probes resolve backend host
+    /// names with, instead of the system's configuration (/etc/resolv.conf).
+    /// Answers are cached for their TTL (at most 5 minutes) either way.
+    #[arg(long, env = "MCP_HEALTH_DNS_SERVER", value_name = "IP:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Most backends one group may have.
     #[arg(long, default_value_t = 1000)]
     max_backends_per_group: usize,
@@ -117,6 +127,8 @@ async fn main() -> ExitCode {
             allow_link_local_backends: args.allow_link_local_backends,
         },
         max_concurrent_probes: args.max_concurrent_probes.max(1),
+        initial_probes_per_second: args.initial_probes_per_second.max(1),
+        dns: mcp_health::probe::DnsSettings { server: args.dns_server },
         ..EngineConfig::default()
     };
     let tls = match (args.tls_cert, args.tls_key) {

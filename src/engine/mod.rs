@@ -5,6 +5,7 @@
 mod observer;
 mod owner;
 mod scheduler;
+mod spread;
 mod state;
 mod view;
 
@@ -18,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
-use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
+use crate::probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
@@ -170,6 +171,11 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// Told of every probe result; None observes nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Where probes resolve backend host names.
+    pub dns: DnsSettings,
+    /// First probes (after start-up or an apply) started per second at most,
+    /// across all backends, within each backend's `initialSpread` window.
+    pub initial_probes_per_second: u32,
 }
 
 impl Default for EngineConfig {
@@ -180,6 +186,8 @@ impl Default for EngineConfig {
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            dns: DnsSettings::default(),
+            initial_probes_per_second: 1000,
         }
     }
 }
@@ -210,7 +218,7 @@ impl Engine {
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
-            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends)),
+            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends, &config.dns)),
             prober,
             limiter,
             limits: config.limits,
@@ -244,6 +252,7 @@ impl Engine {
                     group: group.spec.name.clone(),
                     backend: b.clone(),
                     client,
+                    dns: self.clients.dns(),
                 })),
                 Err(e) => violations.push(FieldViolation {
                     field: format!("{prefix}backends[{i}].tls"),

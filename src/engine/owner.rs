@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tracing::{error, info};
 
 use super::scheduler::{BackendTask, Timed};
+use super::spread::StartPacer;
 use super::state::{BackendState, GroupState, same_identity};
 use super::view;
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, Origin, Probed, Subscription};
@@ -75,12 +76,16 @@ pub struct Owner {
     all_verdicts_logged: bool,
     /// Where API groups are stored; None keeps them in memory only.
     persist: Option<Arc<dyn Persist>>,
+    /// Paces first probes (the start-up spread), shared by every backend task.
+    pacer: Arc<StartPacer>,
 }
 
 impl Owner {
     pub fn new(config: EngineConfig, tx: mpsc::Sender<Command>, prober: SharedProbe, limiter: Arc<Semaphore>, health: HealthStatuses) -> Self {
         let (events, _) = broadcast::channel(config.watch_buffer.max(1));
+        let pacer = Arc::new(StartPacer::new(config.initial_probes_per_second));
         Owner {
+            pacer,
             config,
             tx,
             prober,
@@ -156,6 +161,7 @@ impl Owner {
             limiter: self.limiter.clone(),
             owner: self.tx.clone(),
             observer: self.config.observer.clone(),
+            pacer: self.pacer.clone(),
         };
         (epoch, tokio::spawn(task.run()).abort_handle())
     }

@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::owner::ProbeResult;
+use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{ProbeOutcome, Reason};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
@@ -64,15 +65,18 @@ pub struct BackendTask {
     pub limiter: Arc<Semaphore>,
     pub owner: mpsc::Sender<Command>,
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    pub pacer: Arc<StartPacer>,
 }
 
 impl BackendTask {
-    /// Probes at once, then on a jittered timer. The second probe lands at a
-    /// random point of the first interval, so backends added together (at
-    /// start-up, say) spread out instead of probing in lockstep.
+    /// Probes first when the start-up spread allows (`spread`), then on a
+    /// jittered timer. Without a spread (`initialSpread: 0s`) the first probe
+    /// is at once and the second lands at a random point of the first
+    /// interval, so backends added together still drift apart.
     pub async fn run(self) {
         let mut memory = ProbeMemory::default();
-        let mut planned = Instant::now();
+        let spread = self.policy.initial_spread.min(self.policy.interval);
+        let mut planned = self.pacer.first_start(spread);
         let mut first = true;
         loop {
             tokio::time::sleep_until(planned).await;
@@ -96,7 +100,7 @@ impl BackendTask {
             }
             let next = {
                 let mut rng = rand::rng();
-                if first {
+                if first && spread.is_zero() {
                     self.policy.interval.mul_f64(rng.random_range(0.5..=1.0))
                 } else {
                     jittered(self.policy.interval, self.policy.jitter_percent, &mut rng)
