@@ -1,4 +1,4 @@
-//! The scale benchmark: one command that measures the six scenarios of
+//! The scale benchmark: one command that measures the eight scenarios of
 //! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
 //!
 //! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
@@ -8,6 +8,7 @@
 
 mod check;
 mod child;
+mod cost;
 mod fanout;
 mod probing;
 mod proc_stats;
@@ -39,6 +40,16 @@ pub struct Sizes {
     pub watch_changes: usize,
     pub check_concurrency: usize,
     pub check_measure_ms: u64,
+    /// Scenario 7: backends per variant, their interval, the DNS records' TTL.
+    pub cost_backends: usize,
+    pub cost_interval_ms: u64,
+    pub dns_ttl_s: u32,
+    /// Scenario 8: backends applied at once, and the front's connection cap.
+    pub startup_backends: usize,
+    pub startup_cap: usize,
+    /// Scenario 8: the interval, and the first probes per second with the spread.
+    pub startup_interval_ms: u64,
+    pub startup_rate: u32,
 }
 
 impl Sizes {
@@ -58,6 +69,13 @@ impl Sizes {
             watch_changes: 5,
             check_concurrency: 64,
             check_measure_ms: 5_000,
+            cost_backends: 10_000,
+            cost_interval_ms: 10_000,
+            dns_ttl_s: 30,
+            startup_backends: 10_000,
+            startup_cap: 200,
+            startup_interval_ms: 10_000,
+            startup_rate: 1000,
         }
     }
 
@@ -77,6 +95,13 @@ impl Sizes {
             watch_changes: 2,
             check_concurrency: 4,
             check_measure_ms: 500,
+            cost_backends: 20,
+            cost_interval_ms: 500,
+            dns_ttl_s: 1,
+            startup_backends: 50,
+            startup_cap: 10,
+            startup_interval_ms: 2_000,
+            startup_rate: 50,
         }
     }
 }
@@ -94,6 +119,7 @@ fn main() -> ExitCode {
             "engine" => roles::engine_run(),
             "bare-http" => roles::bare_http(),
             "grpc-server" => roles::grpc_server(),
+            "startup" => cost::startup_run(),
             other => {
                 eprintln!("unknown {} {other:?}", child::ROLE_ENV);
                 return ExitCode::from(2);
@@ -131,6 +157,12 @@ fn main() -> ExitCode {
     }
     if wanted(6) {
         rt.block_on(check::check(&mut report, &fixture_addr, &sizes));
+    }
+    if wanted(7) {
+        cost::cost(&mut report, &mut fixture, &fixture_addr, &sizes);
+    }
+    if wanted(8) {
+        cost::startup(&mut report, &mut fixture, &sizes);
     }
     let fixture_rss = fixture.command("rss");
     drop(fixture);
