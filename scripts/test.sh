@@ -8,13 +8,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages (dnsmasq: the DNS server of the DNS tests and benchmarks)"
+bash scripts/setup-system.sh
+
 step "python environment (.venv: MCP SDK, grpcio, grpcurl)"
 bash scripts/setup-python.sh
 
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 
-step "rust tests"
+step "rust tests (tests/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
 cargo test --workspace
 
 step "OpenTelemetry export (feature otel) to a fake OTLP collector"

@@ -6,6 +6,7 @@
 //! IPv6 backends ([::1] and AAAA names).
 
 mod common;
+mod lifecycle_bin;
 mod probe_support;
 
 use std::net::SocketAddr;
@@ -265,4 +266,49 @@ async fn sessions_are_kept_for_many_servers_not_just_rustls_default_32() {
     }
     assert_eq!(handshakes(front.stats()).0, 100, "the second round resumed on every name");
     assert_eq!(clients.sessions().len(), 100);
+}
+
+#[tokio::test]
+async fn the_daemon_resolves_through_dns_server_and_resumes_sessions() {
+    // The real binary: --dns-server, and a config file with https names,
+    // `tls.resumption` and `initialSpread` in the proto3 JSON mapping.
+    let dns = Dnsmasq::start("127.0.0.1 api.daemon.test\n127.0.0.1 full.daemon.test\n", 60);
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, config) = tls_setup(&dir, &["api.daemon.test", "full.daemon.test"]);
+    let fixture = FixtureServer::start().await.unwrap();
+    let front = TlsFront::start("127.0.0.1:0".parse().unwrap(), config, fixture.addr(), None).await.unwrap();
+    let port = front.addr().port();
+    let config_file = dir.path().join("config.yaml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "groups:\n  - name: names\n    policy: {{interval: 0.3s, timeout: 0.25s, initialSpread: 1s}}\n    backends:\n      \
+             - {{name: api, url: 'https://api.daemon.test:{port}/mcp', tls: {{caFile: '{ca_file}'}}}}\n      \
+             - {{name: full, url: 'https://full.daemon.test:{port}/mcp', tls: {{caFile: '{ca_file}', resumption: false}}}}\n"
+        ),
+    )
+    .unwrap();
+    let daemon = lifecycle_bin::Daemon::spawn(&["--dns-server", &dns.addr.to_string(), "--config", config_file.to_str().unwrap()]);
+    let client = daemon.client().await;
+    let front = &front;
+    common::eventually(
+        "both backends HEALTHY, some sessions resumed, several full handshakes",
+        || {
+            let mut client = client.clone();
+            async move {
+                let h = client
+                    .get_group_health(mcp_health::proto::v1::GetGroupHealthRequest { group: "names".into() })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .health?;
+                let s = front.stats();
+                Some((common::phase(&h), s.full, s.resumed))
+            }
+        },
+        |(phase, full, resumed)| *phase == mcp_health::proto::v1::GroupPhase::Ready && *full >= 4 && *resumed >= 2,
+    )
+    .await;
+    assert!(dns.queries() >= 2, "the daemon asked the DNS server");
+    daemon.stop().await;
 }
