@@ -91,7 +91,8 @@ mod tests {
     #[test]
     fn pacing_table() {
         let ask = |n: usize, at: u64, window: u64| vec![(at, window, 0.5); n];
-        let cases: Vec<(&str, u32, Vec<(u64, u64, f64)>, Vec<u64>)> = vec![
+        type Case = (&'static str, u32, Vec<(u64, u64, f64)>, Vec<u64>);
+        let cases: Vec<Case> = vec![
             ("a burst of a tenth of the rate starts at once", 50, ask(6, 0, 10_000), vec![0, 0, 0, 0, 0, 20]),
             ("then one per step", 10, ask(4, 0, 10_000), vec![0, 100, 200, 300]),
             ("zero window: at once, unpaced", 10, ask(3, 0, 0), vec![0, 0, 0]),

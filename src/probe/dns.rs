@@ -56,7 +56,7 @@ enum Slot {
 
 #[derive(Clone)]
 enum Backend {
-    Hickory(TokioResolver),
+    Hickory(Arc<TokioResolver>),
     System,
 }
 
@@ -101,7 +101,7 @@ impl Dns {
                 // This module caches (so that one name can be forgotten); hickory's own cache would
                 // hand the forgotten answer back.
                 opts.cache_size = 0;
-                Backend::Hickory(b.build())
+                Backend::Hickory(Arc::new(b.build()))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the system DNS configuration; probes use the system resolver, answers cached for {SYSTEM_TTL:?}");
