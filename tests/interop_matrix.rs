@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use common::{backend, phase, reason, status};
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
-use mcp_health::proto::v1::{BackendHealth, BackendStatus, GetGroupHealthRequest, GroupHealth, GroupPhase, ProbeBackendRequest, ReasonCode};
+use mcp_health::proto::v1::{BackendHealth, BackendStatus, GetGroupHealthRequest, GroupHealth, GroupPhase, ReasonCode};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
@@ -112,7 +112,9 @@ impl Launch {
                     .args(["--import", "./loopback.mjs"])
                     .arg(node_script("node_modules/supergateway/dist/index.js"))
                     .args(["--stdio", &format!("node {} stdio", everything.display())])
-                    .args(["--outputTransport", mode, "--port", &port, "--logLevel", "none"]);
+                    .arg("--outputTransport")
+                    .args(mode.split(' '))
+                    .args(["--port", &port, "--logLevel", "none"]);
                 c
             }
             Launch::McpProxy => {
@@ -241,6 +243,8 @@ struct Row {
     /// Legacy HTTP+SSE (the backend's transport TRANSPORT_SSE).
     legacy: bool,
     probes: &'static [Probe],
+    /// The probe timeout in milliseconds; the interval is 100 ms longer.
+    timeout_ms: u32,
 }
 
 const fn row(name: &'static str, launch: Launch, path: &'static str, legacy: bool, probes: &'static [Probe]) -> Row {
@@ -250,6 +254,14 @@ const fn row(name: &'static str, launch: Launch, path: &'static str, legacy: boo
         path,
         legacy,
         probes,
+        timeout_ms: 1400,
+    }
+}
+
+impl Row {
+    /// A row whose every request takes long by design.
+    const fn slow(self) -> Row {
+        Row { timeout_ms: 8000, ..self }
     }
 }
 
@@ -317,7 +329,10 @@ const MATRIX: &[Row] = &[
     row("rmcp-session", Launch::Rmcp(false), "/mcp", false, TWO_TOOLS),
     row("rmcp-stateless", Launch::Rmcp(true), "/mcp", false, TWO_TOOLS),
     row("supergateway-sse", Launch::Supergateway("sse"), "/sse", true, PLAIN),
-    row("supergateway-streamable", Launch::Supergateway("streamableHttp"), "/mcp", false, PLAIN),
+    // supergateway starts a new stdio server for every session (stateful) or
+    // every request (stateless): about a second each here.
+    row("supergateway-streamable", Launch::Supergateway("streamableHttp --stateful"), "/mcp", false, PLAIN).slow(),
+    row("supergateway-streamable-stateless", Launch::Supergateway("streamableHttp"), "/mcp", false, PLAIN).slow(),
     row("mcp-proxy-sse", Launch::McpProxy, "/sse", true, TWO_TOOLS),
     row("mcp-proxy-streamable", Launch::McpProxy, "/mcp", false, TWO_TOOLS),
 ];
@@ -338,6 +353,11 @@ fn backend_spec(row: &Row, probe: &Probe, url: &str, dir: &Path) -> Value {
         }
     }
     b
+}
+
+/// Milliseconds as a proto3 JSON duration.
+fn seconds(ms: u32) -> String {
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
 }
 
 /// One backend's verdict, as a table cell.
@@ -435,7 +455,8 @@ async fn lifecycle(client: GroupHealthServiceClient<Channel>, row: Row, dir: Pat
     let log = dir.join(format!("{}.log", row.name));
     let backends: Vec<Value> = row.probes.iter().map(|p| backend_spec(&row, p, &url, &dir)).collect();
     let spec = json!({"name": row.name,
-        "policy": {"interval": "0.5s", "timeout": "5s", "unhealthyThreshold": 1, "healthyThreshold": 1},
+        "policy": {"interval": seconds(row.timeout_ms + 100), "timeout": seconds(row.timeout_ms),
+            "degradedLatency": seconds(row.timeout_ms), "unhealthyThreshold": 1, "healthyThreshold": 1},
         "backends": backends});
     let mut c = client.clone();
     c.apply_group(common::apply_request(serde_json::from_value(spec).expect("spec")))
@@ -533,31 +554,36 @@ async fn a_hundred_probes_leave_no_session_open_on_a_stateful_typescript_server(
     let _server = Running::start(Launch::Ts("eventstore"), port, &dir.path().join("ts.log"));
     let d = lifecycle_bin::Daemon::spawn(&[]);
     let mut client = d.client().await;
-    // A long interval: the probes below are the ones that count.
-    let spec = json!({"name": "leak", "policy": {"interval": "1h", "timeout": "5s"},
+    common::eventually("the TypeScript server answers", || ts_sessions(port), |_| true).await;
+    // Back-to-back probes at depth TOOLS: initialize, notifications/initialized,
+    // tools/list, DELETE, each on a session of its own.
+    let spec = json!({"name": "leak", "policy": {"interval": "0.2s", "timeout": "0.19s", "degradedLatency": "0.19s"},
         "backends": [{"name": "ts", "url": format!("http://127.0.0.1:{port}/mcp"), "depth": "PROBE_DEPTH_TOOLS"}]});
     client
         .apply_group(common::apply_request(serde_json::from_value(spec).expect("spec")))
         .await
         .expect("apply");
-    common::eventually("the TypeScript server answers", || ts_sessions(port), |_| true).await;
-    let mut healthy = 0u64;
-    for _ in 0..100 {
-        let request = ProbeBackendRequest {
-            group: "leak".into(),
-            backend: "ts".into(),
-        };
-        let b = client.probe_backend(request).await.expect("ProbeBackend").into_inner().backend;
-        if b.is_some_and(|b| status(&b) == BackendStatus::Healthy) {
-            healthy += 1;
+    // A leaked session never closes (the SDK has no idle timeout), so `open`
+    // would stay above zero from the leak on. Between two probes, none is open.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let counts = loop {
+        let counts = ts_sessions(port).await.expect("GET /sessions");
+        if counts["opened"].as_u64() >= Some(100) && counts["open"] == json!(0) {
+            break counts;
         }
-    }
-    let counts = ts_sessions(port).await.expect("GET /sessions");
-    println!("after 100 probes ({healthy} HEALTHY): {counts}");
-    assert_eq!(healthy, 100, "every probe of a live server reads HEALTHY");
-    let opened = counts["opened"].as_u64().expect("opened");
-    assert!(opened >= 100, "{counts}");
-    assert_eq!(counts["open"], json!(0), "sessions left open: {counts}");
-    assert_eq!(counts["deleted"], json!(opened), "every session ended with DELETE: {counts}");
+        assert!(tokio::time::Instant::now() < deadline, "sessions still open after 100 probes: {counts}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    println!("TypeScript SDK server (stateful, event store) after 100+ probes: {counts}");
+    assert_eq!(counts["deleted"], counts["opened"], "every session ended with DELETE: {counts}");
+    let h = client
+        .get_group_health(GetGroupHealthRequest { group: "leak".into() })
+        .await
+        .expect("get")
+        .into_inner()
+        .health
+        .expect("health");
+    let b = backend(&h, "ts");
+    assert_eq!((status(b), b.tool_count), (BackendStatus::Healthy, Some(2)), "{b:#?}");
     d.stop().await;
 }

@@ -54,11 +54,9 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let ct = tokio_util::sync::CancellationToken::new();
-    let config = StreamableHttpServerConfig {
-        legacy_session_mode: !stateless,
-        ..StreamableHttpServerConfig::default()
-    }
-    .with_cancellation_token(ct.child_token());
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(!stateless)
+        .with_cancellation_token(ct.child_token());
     let service = StreamableHttpService::new(|| Ok(Interop), LocalSessionManager::default().into(), config);
     let router = axum::Router::new().nest_service("/mcp", service);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
