@@ -331,8 +331,22 @@ const MATRIX: &[Row] = &[
     row("supergateway-sse", Launch::Supergateway("sse"), "/sse", true, PLAIN),
     // supergateway starts a new stdio server for every session (stateful) or
     // every request (stateless): about a second each here.
-    row("supergateway-streamable", Launch::Supergateway("streamableHttp --stateful"), "/mcp", false, PLAIN).slow(),
-    row("supergateway-streamable-stateless", Launch::Supergateway("streamableHttp"), "/mcp", false, PLAIN).slow(),
+    row(
+        "supergateway-streamable",
+        Launch::Supergateway("streamableHttp --stateful"),
+        "/mcp",
+        false,
+        PLAIN,
+    )
+    .slow(),
+    row(
+        "supergateway-streamable-stateless",
+        Launch::Supergateway("streamableHttp"),
+        "/mcp",
+        false,
+        PLAIN,
+    )
+    .slow(),
     row("mcp-proxy-sse", Launch::McpProxy, "/sse", true, TWO_TOOLS),
     row("mcp-proxy-streamable", Launch::McpProxy, "/mcp", false, TWO_TOOLS),
 ];
@@ -402,7 +416,10 @@ impl Step<'_> {
             if tokio::time::Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.log).unwrap_or_default();
                 let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-                panic!("{}: timed out waiting for {what}; last health: {last:#?}\nserver log tail:\n{tail}", self.row.name);
+                panic!(
+                    "{}: timed out waiting for {what}; last health: {last:#?}\nserver log tail:\n{tail}",
+                    self.row.name
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -431,7 +448,9 @@ impl Step<'_> {
 
     async fn down(&self, what: &str) -> GroupHealth {
         let h = self
-            .wait(what, |h| self.backends(h).into_iter().all(|(b, _)| status(b) == BackendStatus::Unhealthy && !b.routable))
+            .wait(what, |h| {
+                self.backends(h).into_iter().all(|(b, _)| status(b) == BackendStatus::Unhealthy && !b.routable)
+            })
             .await;
         assert_eq!(phase(&h), GroupPhase::Failed, "{}: {h:#?}", self.row.name);
         h
@@ -539,11 +558,7 @@ async fn every_server_and_mode_reads_right_through_start_kill_and_restart() {
 /// None while it does not answer yet.
 async fn ts_sessions(port: u16) -> Option<Value> {
     common::install_crypto();
-    let resp = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/sessions"))
-        .send()
-        .await
-        .ok()?;
+    let resp = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/sessions")).send().await.ok()?;
     serde_json::from_slice(&resp.bytes().await.ok()?).ok()
 }
 

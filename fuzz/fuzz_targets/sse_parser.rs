@@ -46,7 +46,11 @@ fuzz_target!(|input: &[u8]| {
     if stream.last() == Some(&b'\r') {
         stream.push(b'\n');
     }
-    let chunks: Vec<&[u8]> = if size == 0 { vec![&stream[..]] } else { stream.chunks(usize::from(size)).collect() };
+    let chunks: Vec<&[u8]> = if size == 0 {
+        vec![&stream[..]]
+    } else {
+        stream.chunks(usize::from(size)).collect()
+    };
     let got = ours(&chunks);
     if std::str::from_utf8(&stream).is_err() {
         return; // no panic is all we ask of invalid UTF-8

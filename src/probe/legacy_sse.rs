@@ -68,8 +68,14 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         resp,
         events: EventReader::new(ctx.cap()),
     };
-    let Some(first) = stream.events.next(&mut stream.resp).await? else {
-        return Err(protocol("event stream ended before the endpoint event"));
+    // The first event with data must be the endpoint; empty-data events
+    // (keep-alive or priming) before it are skipped.
+    let first = loop {
+        match stream.events.next(&mut stream.resp).await? {
+            Some(event) if event.data.is_empty() => continue,
+            Some(event) => break event,
+            None => return Err(protocol("event stream ended before the endpoint event")),
+        }
     };
     if first.event != "endpoint" {
         return Err(protocol("the first event is not the endpoint event"));

@@ -218,7 +218,9 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             }
             outcome
         }
-        Ok(Ok(Ready { facts, degraded: Some(reason), .. })) => ProbeOutcome::degraded(reason, facts),
+        Ok(Ok(Ready {
+            facts, degraded: Some(reason), ..
+        })) => ProbeOutcome::degraded(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {

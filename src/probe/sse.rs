@@ -157,11 +157,7 @@ mod tests {
     /// (event type, data, last event id) of every dispatched event.
     #[track_caller]
     fn check(chunks: &[&[u8]], want: &[(&str, &str, &str)]) {
-        let got: Vec<(String, String, String)> = run(chunks)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.event, e.data, e.id))
-            .collect();
+        let got: Vec<(String, String, String)> = run(chunks).unwrap().into_iter().map(|e| (e.event, e.data, e.id)).collect();
         let want: Vec<(String, String, String)> = want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
         assert_eq!(got, want, "chunks {chunks:?}");
         // Whatever the chunking, the same events: feed the bytes one at a time too.
@@ -191,7 +187,11 @@ mod tests {
         // event" (with a single leading space)."
         check(
             &[b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n"],
-            &[("message", "first event", "1"), ("message", "second event", ""), ("message", " third event", "")],
+            &[
+                ("message", "first event", "1"),
+                ("message", "second event", ""),
+                ("message", " third event", ""),
+            ],
         );
         // "The following stream fires two events: ... The first block fires
         // events with the data set to the empty string, as would the last
@@ -211,7 +211,12 @@ mod tests {
 
     #[test]
     fn line_endings_crlf_lf_and_cr_also_split_across_chunks() {
-        for stream in [&b"data: a\r\n\r\ndata: b\r\n\r\n"[..], b"data: a\n\ndata: b\n\n", b"data: a\r\rdata: b\r\r", b"data: a\r\n\ndata: b\r\r\n"] {
+        for stream in [
+            &b"data: a\r\n\r\ndata: b\r\n\r\n"[..],
+            b"data: a\n\ndata: b\n\n",
+            b"data: a\r\rdata: b\r\r",
+            b"data: a\r\n\ndata: b\r\r\n",
+        ] {
             check(&[stream], &[("message", "a", ""), ("message", "b", "")]);
         }
         // A CR ending one chunk and an LF starting the next are one line end.

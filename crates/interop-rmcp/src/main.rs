@@ -48,7 +48,12 @@ async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--port" => port = args.next().and_then(|p| p.parse().ok()).ok_or_else(|| std::io::Error::other("--port needs a number"))?,
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| std::io::Error::other("--port needs a number"))?
+            }
             "--stateless" => stateless = true,
             other => return Err(std::io::Error::other(format!("unknown argument {other}"))),
         }
