@@ -6,6 +6,7 @@ mod observer;
 mod owner;
 mod scheduler;
 mod state;
+mod tee;
 mod view;
 
 #[cfg(test)]
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
+use crate::history::History;
 use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
@@ -193,6 +195,7 @@ pub struct Engine {
     limiter: Arc<Semaphore>,
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
 }
 
 impl Engine {
@@ -203,7 +206,10 @@ impl Engine {
 
     /// Starts the owner task with a durable store for API groups: every API
     /// apply and delete is committed to `persist` before it takes effect.
-    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = Arc::new(History::new());
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
@@ -215,7 +221,13 @@ impl Engine {
             limiter,
             limits: config.limits,
             observer: config.observer,
+            history,
         }
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.
