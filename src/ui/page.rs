@@ -164,9 +164,10 @@ fn group_article(out: &mut String, g: &GroupView, scope: &Scope, now_ms: u64) {
         .backends
         .iter()
         .filter(|b| scope.backend.as_ref().is_none_or(|want| *want == b.name))
-        .filter(|b| scope.filter.is_empty() || matches(&scope.filter, &backend_haystack(g, b)) || matches(&scope.filter, &group_haystack(g)))
+        .filter(|b| matches(&scope.filter, &backend_haystack(g, b)))
         .collect();
-    if backends.is_empty() && !g.backends.is_empty() {
+    // A group shows when a backend matches, or its own name, phase or message does.
+    if backends.is_empty() && !matches(&scope.filter, &group_haystack(g)) {
         return;
     }
     let _ = write!(

@@ -129,16 +129,27 @@
     const hit = (text) => words.every((w) => text.toLowerCase().includes(w));
     for (const article of document.querySelectorAll('#groups article.group')) {
       const head = article.querySelector('h3').textContent + ' ' + article.dataset.phase + ' ' + article.querySelector('p.msg').textContent;
-      const groupHit = hit(head);
       let shown = 0;
       for (const row of article.querySelectorAll('tr.backend')) {
-        const show = groupHit || hit(row.textContent + ' ' + article.dataset.group);
+        const show = hit(article.dataset.group + ' ' + row.textContent);
         row.hidden = !show;
         if (show) shown += 1;
       }
-      article.hidden = !(groupHit || shown > 0);
+      article.hidden = !(shown > 0 || hit(head));
     }
   }
+
+  // Re-rendered nodes lose :target, so the deep-linked group or backend
+  // (#g-NAME, #b-GROUP/BACKEND) is marked with a class as well.
+  function markTarget(scroll) {
+    for (const e of document.querySelectorAll('.targeted')) e.classList.remove('targeted');
+    if (!location.hash) return;
+    const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+    if (!target) return;
+    target.classList.add('targeted');
+    if (scroll) target.scrollIntoView();
+  }
+  window.addEventListener('hashchange', () => markTarget(true));
 
   function tick() {
     for (const t of document.querySelectorAll('time[data-ms]')) t.textContent = ago(Number(t.dataset.ms));
@@ -160,13 +171,10 @@
     applyFilter();
     body.dataset.revision = String(u.revision);
     setLive(`Live: updated ${iso(u.now_ms)} (revision ${u.revision}).`);
+    markTarget(!rendered);
     if (!rendered) {
       rendered = true;
       body.dataset.live = '1';
-      if (location.hash) {
-        const target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
-        if (target) target.scrollIntoView();
-      }
     }
   }
 
