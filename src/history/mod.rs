@@ -41,13 +41,6 @@ pub struct BackendHistory {
     pub latency: Vec<LatencyPoint>,
 }
 
-impl BackendHistory {
-    /// When the latest transition happened, if any.
-    pub fn last_transition_ms(&self) -> Option<u64> {
-        self.transitions.last().map(|t| t.at_ms)
-    }
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HistoryError {
     #[error("group {0:?} not found")]
@@ -115,16 +108,6 @@ impl History {
             backend: backend.to_owned(),
         })?;
         Ok(snapshot(group, backend, r, now_ms))
-    }
-
-    /// Copies of every backend's history in one group, by backend name.
-    pub fn group(&self, group: &str, now_ms: u64) -> HashMap<String, BackendHistory> {
-        let inner = self.lock();
-        inner
-            .groups
-            .get(group)
-            .map(|g| g.iter().map(|(b, r)| (b.clone(), snapshot(group, b, r, now_ms))).collect())
-            .unwrap_or_default()
     }
 
     /// The latency points of every backend in one group, by backend name.
@@ -198,27 +181,37 @@ fn snapshot(group: &str, backend: &str, r: &BackendRecord, now_ms: u64) -> Backe
     }
 }
 
-impl ProbeObserver for History {
-    fn probe_finished(&self, _: &ProbeResult) {}
-
-    fn probe_applied(&self, r: &ProbeResult) {
-        let reason = &r.outcome.reason;
-        let now = now_ms();
-        self.with_record(&r.group, &r.backend, now, |rec, _| {
-            rec.probe(now, r.latency, reason.code, reason.http_status, &reason.message);
+impl History {
+    /// A probe result for a live backend at `now_ms` (the observer passes the wall clock).
+    pub fn observe_probe(&self, group: &str, backend: &str, now_ms: u64, latency: Duration, reason: &crate::core::outcome::Reason) {
+        self.with_record(group, backend, now_ms, |rec, _| {
+            rec.probe(now_ms, latency, reason.code, reason.http_status, &reason.message);
             None
         });
     }
 
-    fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
-        let now = now_ms();
-        self.with_record(group, backend, now, |rec, added| match from {
+    /// A backend's status is now `to`: added (`from` None, first time),
+    /// restarted at UNKNOWN (`from` None again) or a transition.
+    pub fn observe_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus, now_ms: u64) {
+        self.with_record(group, backend, now_ms, |rec, added| match from {
             // Added: the record just created starts at UNKNOWN; nothing happened yet.
             None if added => None,
             // Restarted at UNKNOWN by a spec change.
-            None => Some(rec.restart(now).clone()),
-            Some(_) => Some(rec.transition(now, to).clone()),
+            None => Some(rec.restart(now_ms).clone()),
+            Some(_) => Some(rec.transition(now_ms, to).clone()),
         });
+    }
+}
+
+impl ProbeObserver for History {
+    fn probe_finished(&self, _: &ProbeResult) {}
+
+    fn probe_applied(&self, r: &ProbeResult) {
+        self.observe_probe(&r.group, &r.backend, now_ms(), r.latency, &r.outcome.reason);
+    }
+
+    fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
+        self.observe_status(group, backend, from, to, now_ms());
     }
 
     fn backend_removed(&self, group: &str, backend: &str) {
@@ -231,11 +224,6 @@ impl ProbeObserver for History {
     fn group_deleted(&self, group: &str, _backends: &[String]) {
         self.lock().groups.remove(group);
     }
-}
-
-/// How long ago `at_ms` was, from `now_ms` (zero for the future).
-pub fn age(now_ms: u64, at_ms: u64) -> Duration {
-    Duration::from_millis(now_ms.saturating_sub(at_ms))
 }
 
 #[cfg(test)]
