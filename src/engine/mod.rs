@@ -170,7 +170,7 @@ pub struct EngineConfig {
     pub manual_probe_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
-    /// Told of every probe result; None observes nothing.
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
 }
 

@@ -92,9 +92,9 @@ fn ms(d: Duration) -> f64 {
 /// `scheme://host[:port]`, or empty for an unparsable URL (validation
 /// rejects those, and userinfo, before they reach the engine).
 pub fn origin(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => u.origin().ascii_serialization().replace("null", ""),
-        Err(_) => String::new(),
+    match url::Url::parse(url).map(|u| u.origin()) {
+        Ok(o) if o.is_tuple() => o.ascii_serialization(),
+        _ => String::new(),
     }
 }
 
@@ -171,6 +171,7 @@ mod tests {
             ("https://mcp.example.com/mcp?key=s3cret#frag", "https://mcp.example.com"),
             ("http://127.0.0.1:18081/t0ken/mcp", "http://127.0.0.1:18081"),
             ("https://user:pw@host.example:8443/x", "https://host.example:8443"),
+            ("https://nullable.example/x", "https://nullable.example"),
             ("not a url", ""),
         ] {
             assert_eq!(origin(url), want, "{url}");

@@ -104,7 +104,13 @@ pub fn sparkline(points: &[f64]) -> String {
     let y = |v: f64| if max > 0.0 { H - 1.0 - v / max * (H - 2.0) } else { H - 1.0 };
     let label = format!("latency per minute over the last hour, max {max:.1} ms");
     let shape = if points.len() == 1 {
-        format!("<circle cx=\"{W}\" cy=\"{:.1}\" r=\"1.5\" fill=\"currentColor\"/>", y(points[0]))
+        // One minute so far: a dot at "now" on a faint axis of the hour.
+        format!(
+            "<line x1=\"0\" y1=\"{b}\" x2=\"{W}\" y2=\"{b}\" stroke=\"currentColor\" stroke-opacity=\"0.3\"/>\
+             <circle cx=\"{W}\" cy=\"{:.1}\" r=\"2\" fill=\"currentColor\"/>",
+            y(points[0]),
+            b = H - 1.0
+        )
     } else {
         let step = W / (points.len() - 1) as f64;
         let pts: Vec<String> = points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, y(*v))).collect();
@@ -123,6 +129,10 @@ pub fn backend_haystack(g: &GroupView, b: &BackendView) -> String {
 
 fn group_haystack(g: &GroupView) -> String {
     format!("{} {} {}", g.name, g.phase, g.message).to_lowercase()
+}
+
+fn timeline_haystack(t: &TimelineView) -> String {
+    format!("{}/{} {} {} {} {}", t.group, t.backend, t.from, t.to, t.reason, t.message).to_lowercase()
 }
 
 fn matches(filter: &str, haystack: &str) -> bool {
@@ -277,7 +287,8 @@ pub fn render(u: &Update, scope: &Scope) -> String {
         .timeline
         .iter()
         .rev()
-        .filter(|t| scope.group.as_ref().is_none_or(|g| *g == t.group) && scope.backend.as_ref().is_none_or(|b| *b == t.backend));
+        .filter(|t| scope.group.as_ref().is_none_or(|g| *g == t.group) && scope.backend.as_ref().is_none_or(|b| *b == t.backend))
+        .filter(|t| matches(&scope.filter, &timeline_haystack(t)));
     let mut any = false;
     for t in shown {
         any = true;

@@ -177,6 +177,8 @@ test('status page: loads, goes red live without a reload, filters, escapes', { t
     assert.equal(await visible('web/alpha'), false);
     assert.equal(await page.locator('article[data-group="web"]').isVisible(), false);
     assert.match(page.url(), /\?q=charlie$/, 'the filter is in the URL');
+    assert.equal(await page.locator('#timeline li[data-backend="tools/charlie"]').first().isVisible(), true);
+    assert.equal(await page.locator('#timeline li[data-backend="web/bravo"]').first().isVisible(), false, 'the timeline is filtered too');
     await page.fill('#q', 'unhealthy');
     assert.equal(await visible('web/bravo'), true);
     assert.equal(await visible('web/alpha'), false);

@@ -53,10 +53,14 @@
     svg.setAttribute('aria-label', `latency per minute over the last hour, max ${max.toFixed(1)} ms`);
     let shape;
     if (points.length === 1) {
+      // One minute so far: a dot at "now" on a faint axis of the hour.
+      const axis = document.createElementNS(NS, 'line');
+      for (const [k, v] of Object.entries({ x1: 0, y1: H - 1, x2: W, y2: H - 1, stroke: 'currentColor', 'stroke-opacity': '0.3' })) axis.setAttribute(k, String(v));
+      svg.append(axis);
       shape = document.createElementNS(NS, 'circle');
       shape.setAttribute('cx', String(W));
       shape.setAttribute('cy', y(points[0]).toFixed(1));
-      shape.setAttribute('r', '1.5');
+      shape.setAttribute('r', '2');
       shape.setAttribute('fill', 'currentColor');
     } else {
       const step = W / (points.length - 1);
@@ -137,6 +141,7 @@
       }
       article.hidden = !(shown > 0 || hit(head));
     }
+    for (const li of document.querySelectorAll('#timeline li')) li.hidden = !hit(li.textContent);
   }
 
   // Re-rendered nodes lose :target, so the deep-linked group or backend
