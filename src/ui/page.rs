@@ -47,7 +47,7 @@ pub fn icon(name: &str) -> &'static str {
         "HEALTHY" | "READY" => "✔",
         "DEGRADED" => "▲",
         "UNHEALTHY" | "FAILED" => "✖",
-        "UNAUTHENTICATED" => "⚿",
+        "UNAUTHENTICATED" => "⚠",
         _ => "…",
     }
 }

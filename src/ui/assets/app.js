@@ -10,7 +10,7 @@
   let skew = 0; // server clock minus ours, in ms
   let rendered = false;
   const TIMELINE_MAX = 64;
-  const ICONS = { HEALTHY: '✔', READY: '✔', DEGRADED: '▲', UNHEALTHY: '✖', FAILED: '✖', UNAUTHENTICATED: '⚿' };
+  const ICONS = { HEALTHY: '✔', READY: '✔', DEGRADED: '▲', UNHEALTHY: '✖', FAILED: '✖', UNAUTHENTICATED: '⚠' };
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
