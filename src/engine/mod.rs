@@ -2,13 +2,19 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+mod effects;
+mod groups;
 mod observer;
 mod owner;
+mod reconcile;
+mod results;
 mod scheduler;
 mod state;
 mod tee;
 mod view;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -26,7 +32,7 @@ use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
 
 pub use observer::{InFlight, WatchApi};
-pub use owner::ProbeResult;
+pub use results::{ProbeResult, ProbeTicket};
 pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
@@ -125,7 +131,7 @@ pub(crate) enum Command {
     ManualProbe {
         group: String,
         backend: String,
-        reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>>,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -212,7 +218,7 @@ impl Engine {
         config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
