@@ -4,7 +4,7 @@
 # TypeScript, Python and Rust SDKs and stdio bridges, tests/interop_matrix.rs),
 # the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
-# binary, the OTLP export of the `otel` feature, the client/recipe checks,
+# binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
 # and a smoke run of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +33,9 @@ step "outside clients against the real daemon (grpcio health client, grpcurl, En
 
 step "clients against a live daemon: CLI, Python examples, grpcurl recipes, manifests, metrics"
 bash scripts/check-clients.sh
+
+step "the status page in a real browser (Debian chromium, playwright-core)"
+bash scripts/test-browser.sh
 
 step "benchmark harness smoke run (checks the harness works, not timings)"
 bash scripts/bench-smoke.sh

@@ -35,6 +35,8 @@ pub enum DaemonError {
     Reflection(String),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
     #[error("grpc server failed: {0}")]
     Serve(String),
     #[error(transparent)]
@@ -67,6 +69,8 @@ pub struct DaemonOptions {
     pub prober: Option<SharedProbe>,
     /// Where to serve Prometheus `/metrics`; None (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the status page; None (the default) serves none.
+    pub ui_listen: Option<SocketAddr>,
     /// A second, plaintext listener serving only grpc.health.v1, for probes
     /// (Kubernetes, Envoy) that cannot speak the main listener's TLS.
     pub health_listen: Option<SocketAddr>,
@@ -96,6 +100,7 @@ impl Default for DaemonOptions {
             engine: EngineConfig::default(),
             prober: None,
             metrics_listen: None,
+            ui_listen: None,
             health_listen: None,
             data_dir: None,
             admin_token_file: None,
@@ -177,6 +182,7 @@ pub struct Daemon {
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
     metrics_addr: Option<SocketAddr>,
+    ui_addr: Option<SocketAddr>,
     health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
 }
 
@@ -212,6 +218,10 @@ impl Daemon {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let ui_listener = match opts.ui_listen {
+            Some(a) => Some(crate::ui::UiServer::bind(a).await?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
@@ -233,6 +243,7 @@ impl Daemon {
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
+        let ui_addr = ui_listener.map(|l| crate::ui::UiServer::serve(l, engine.clone(), shutdown.clone()).local_addr());
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
@@ -288,6 +299,7 @@ impl Daemon {
             shutdown,
             server,
             metrics_addr,
+            ui_addr,
             health_only,
         })
     }
@@ -304,6 +316,11 @@ impl Daemon {
     /// Where `/metrics` is served, when `metrics_listen` was set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the status page is served, when `ui_listen` was set.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui_addr
     }
 
     pub fn engine(&self) -> &Engine {

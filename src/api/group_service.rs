@@ -59,6 +59,16 @@ fn group_arg(group: &str) -> Result<String, Status> {
     Ok(group.to_owned())
 }
 
+fn backend_arg(backend: &str) -> Result<(), Status> {
+    if backend.is_empty() {
+        return Err(invalid(&[crate::spec::FieldViolation {
+            field: "backend".into(),
+            description: "is required".into(),
+        }]));
+    }
+    Ok(())
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchGroupHealthResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -130,12 +140,7 @@ impl GroupHealthService for GroupService {
         self.admin.check(&req, "ProbeBackend")?;
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
-        if req.backend.is_empty() {
-            return Err(invalid(&[crate::spec::FieldViolation {
-                field: "backend".into(),
-                description: "is required".into(),
-            }]));
-        }
+        backend_arg(&req.backend)?;
         let probed = self.engine.probe_now(group, req.backend).await.map_err(to_status)?;
         Ok(Response::new(ProbeBackendResponse {
             backend: Some(probed.backend),
@@ -145,6 +150,21 @@ impl GroupHealthService for GroupService {
 
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
         Ok(Response::new(self.config_status.snapshot()))
+    }
+
+    async fn get_backend_history(&self, req: Request<GetBackendHistoryRequest>) -> Result<Response<GetBackendHistoryResponse>, Status> {
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        backend_arg(&req.backend)?;
+        let now = crate::history::unix_ms(std::time::SystemTime::now());
+        match self.engine.history().backend(&group, &req.backend, now) {
+            Ok(h) => Ok(Response::new(h.to_proto())),
+            Err(_) => {
+                // History holds only groups that have backends: the engine says which name is unknown.
+                self.engine.get(group.clone()).await.map_err(to_status)?;
+                Err(to_status(EngineError::BackendNotFound { group, backend: req.backend }))
+            }
+        }
     }
 }
 

@@ -30,6 +30,10 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
     #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the read-only status page on http://ADDR/ (off by default). A bare
+    /// port means 127.0.0.1:PORT; give another address to expose it beyond loopback.
+    #[arg(long, env = "MCP_HEALTH_UI_LISTEN", value_name = "ADDR", value_parser = ui_addr)]
+    ui_listen: Option<SocketAddr>,
     /// Also serve grpc.health.v1 (only) in plaintext on ADDR, for Kubernetes
     /// and Envoy probes when the main listener uses TLS (off by default).
     #[arg(long, env = "MCP_HEALTH_HEALTH_LISTEN", value_name = "ADDR")]
@@ -94,6 +98,14 @@ struct Args {
     max_watch_streams: usize,
 }
 
+/// `ADDR` or a bare `PORT` (loopback).
+fn ui_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => s.parse().map_err(|e| format!("{e}: want HOST:PORT or PORT")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -134,6 +146,7 @@ async fn main() -> ExitCode {
         engine,
         prober: None,
         metrics_listen: args.metrics_listen,
+        ui_listen: args.ui_listen,
         health_listen: args.health_listen,
         data_dir: args.data_dir,
         admin_token_file: args.admin_token_file,

@@ -4,6 +4,7 @@
 mod apply;
 mod connect;
 mod error;
+mod history;
 mod render;
 mod watch;
 
@@ -74,6 +75,9 @@ pub enum Command {
     Delete { group: String },
     /// Probe one backend now and show the fresh verdict (rate-limited per backend).
     Probe { group: String, backend: String },
+    /// One backend's recent transitions and latency over the last hour
+    /// (GetBackendHistory; kept in memory, so a daemon restart starts afresh).
+    History { group: String, backend: String },
     /// grpc.health.v1 Check of a service ("" is the server, a group name is that group).
     Check {
         #[arg(default_value = "")]
@@ -164,6 +168,11 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             out.print(&resp, |s| {
                 format!("{}\ngroup {group} is {}\n", render::backends_table(std::slice::from_ref(&b), s), s.phase(phase))
             })
+        }
+        Command::History { group, backend } => {
+            let mut c = conn.group_client().await?;
+            let resp = c.get_backend_history(unary(GetBackendHistoryRequest { group, backend })).await?.into_inner();
+            out.print(&resp, |s| history::view(&resp, s))
         }
         Command::Check { service } => {
             let mut c = conn.health_client().await?;

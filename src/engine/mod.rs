@@ -10,6 +10,7 @@ mod reconcile;
 mod results;
 mod scheduler;
 mod state;
+mod tee;
 mod view;
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
+use crate::history::History;
 use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
@@ -174,7 +176,7 @@ pub struct EngineConfig {
     pub manual_probe_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
-    /// Told of every probe result; None observes nothing.
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
 }
 
@@ -199,6 +201,7 @@ pub struct Engine {
     limiter: Arc<Semaphore>,
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
 }
 
 impl Engine {
@@ -209,7 +212,10 @@ impl Engine {
 
     /// Starts the owner task with a durable store for API groups: every API
     /// apply and delete is committed to `persist` before it takes effect.
-    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = Arc::new(History::new());
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
@@ -221,7 +227,13 @@ impl Engine {
             limiter,
             limits: config.limits,
             observer: config.observer,
+            history,
         }
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.

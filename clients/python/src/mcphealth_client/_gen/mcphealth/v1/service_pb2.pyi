@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from mcphealth_client._gen.mcphealth.v1 import spec_pb2 as _spec_pb2
 from mcphealth_client._gen.mcphealth.v1 import status_pb2 as _status_pb2
@@ -136,3 +137,55 @@ class GetConfigStatusResponse(_message.Message):
     last_error_time: _timestamp_pb2.Timestamp
     groups: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetBackendHistoryRequest(_message.Message):
+    __slots__ = ("group", "backend")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class BackendTransition(_message.Message):
+    __slots__ = ("from_status", "to_status", "reason", "time", "latency")
+    FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TO_STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    from_status: _status_pb2.BackendStatus
+    to_status: _status_pb2.BackendStatus
+    reason: _status_pb2.Reason
+    time: _timestamp_pb2.Timestamp
+    latency: _duration_pb2.Duration
+    def __init__(self, from_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., to_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., reason: _Optional[_Union[_status_pb2.Reason, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class LatencyBucket(_message.Message):
+    __slots__ = ("start", "probes", "mean", "max")
+    START_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    probes: int
+    mean: _duration_pb2.Duration
+    max: _duration_pb2.Duration
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probes: _Optional[int] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetBackendHistoryResponse(_message.Message):
+    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    since: _timestamp_pb2.Timestamp
+    transitions: _containers.RepeatedCompositeFieldContainer[BackendTransition]
+    dropped_transitions: int
+    latency: _containers.RepeatedCompositeFieldContainer[LatencyBucket]
+    status: _status_pb2.BackendStatus
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ...) -> None: ...
