@@ -14,3 +14,4 @@ pub mod proto;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod xds;

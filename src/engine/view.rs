@@ -77,6 +77,7 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
         server_version: f.facts.server_version.clone(),
         tool_count: f.facts.tool_count,
         resource_metadata: f.facts.resource_metadata as i32,
+        draining: f.backend.spec.drain,
     }
 }
 
