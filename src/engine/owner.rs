@@ -133,6 +133,9 @@ impl Owner {
                 Command::ManualProbe { group, backend, reply } => {
                     let _ = reply.send(self.manual_probe(group, backend));
                 }
+                Command::SetDrain { group, backend, drain, reply } => {
+                    let _ = reply.send(self.set_drain(&group, &backend, drain).await);
+                }
                 Command::Shutdown { reply } => {
                     self.shutdown();
                     let _ = reply.send(());
@@ -237,6 +240,50 @@ impl Owner {
         let owned = name.to_owned();
         self.persist(move |store| store.remove(&owned)).await?;
         self.delete(name, None)
+    }
+
+    /// An operator drain of one backend of an API group: the spec with that
+    /// backend's `drain` set, applied (and stored) like an API apply.
+    async fn set_drain(&mut self, group: &str, backend: &str, drain: bool) -> Result<Applied, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        if let Origin::ConfigFile(path) = &g.origin {
+            return Err(EngineError::ReadOnly {
+                group: group.to_owned(),
+                path: path.display().to_string(),
+            });
+        }
+        let not_found = || EngineError::BackendNotFound {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        };
+        let b = g.backends.get(backend).ok_or_else(not_found)?;
+        if b.target.backend.spec.drain == drain {
+            return Ok(Applied {
+                spec: g.spec.clone(),
+                generation: g.generation,
+                changed: false,
+            });
+        }
+        let mut spec = g.spec.clone();
+        spec.backends.iter_mut().filter(|s| s.name == backend).for_each(|s| s.drain = drain);
+        let targets: Vec<Arc<ProbeTarget>> = g
+            .backends
+            .values()
+            .map(|b| {
+                let mut t = (*b.target).clone();
+                if t.backend.spec.name == backend {
+                    t.backend.spec.drain = drain;
+                }
+                Arc::new(t)
+            })
+            .collect();
+        // The spec passed validation when applied and drain changes nothing it checks.
+        let valid = ValidGroup {
+            backends: targets.iter().map(|t| t.backend.clone()).collect(),
+            spec,
+        };
+        let mut applied = self.apply(vec![(valid, targets)], Origin::Api, false).await?;
+        applied.pop().ok_or(EngineError::ShuttingDown)
     }
 
     /// Brings back stored API groups at start-up, with their stored generations.

@@ -203,6 +203,19 @@ def test_envoy_routes_only_to_routable_backends_by_their_verdicts(stack):
     assert ups == {api, github, killable}, ups
     assert codes == {200, 401}, codes  # the per-user backend answers 401 without a user token
 
+    # The operator drains `api` (mcp-healthctl drain): still probed and HEALTHY, but DRAINING in Envoy.
+    ctl = lambda *a: subprocess.run([str(CTL), "--server", stack["server"], *a], capture_output=True, text=True, timeout=30)  # noqa: E731
+    out = ctl("drain", "tools", "api")
+    assert out.returncode == 0 and "is draining" in out.stdout, out.stdout + out.stderr
+    wait_for("drained api in envoy", lambda: endpoint_flags(admin).get(api) == "/eds_status_draining")
+    wait_for("traffic off api", lambda: mcp_post(listen, 0) and send_and_collect(listen, log, 20)[0] == {github, killable})
+    shown = ctl("get", "tools").stdout
+    api_row = next(line for line in shown.splitlines() if line.split()[:1] == ["api"])
+    assert "HEALTHY" in api_row and "no (draining)" in api_row, shown
+    out = ctl("undrain", "tools", "api")
+    assert out.returncode == 0 and "is no longer draining" in out.stdout, out.stdout + out.stderr
+    wait_for("api back in envoy", lambda: endpoint_flags(admin) == want)
+
     b.kill(2)
     wait_for("killed backend failed in envoy", lambda: endpoint_flags(admin).get(killable) == "/failed_eds_health")
     ups, _ = send_and_collect(listen, log)
