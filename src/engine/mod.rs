@@ -2,12 +2,18 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+mod effects;
+mod groups;
 mod observer;
 mod owner;
+mod reconcile;
+mod results;
 mod scheduler;
 mod state;
 mod view;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +30,7 @@ use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
 
 pub use observer::{InFlight, WatchApi};
-pub use owner::ProbeResult;
+pub use results::{ProbeResult, ProbeTicket};
 pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
@@ -123,7 +129,7 @@ pub(crate) enum Command {
     ManualProbe {
         group: String,
         backend: String,
-        reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>>,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -133,7 +139,7 @@ pub(crate) enum Command {
         group: String,
         backend: String,
         drain: bool,
-        reply: oneshot::Sender<Result<Applied, EngineError>>,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
 }
 
@@ -213,7 +219,7 @@ impl Engine {
     pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -346,7 +352,8 @@ impl Engine {
     /// committed to the store like an apply. The verdict and the probe timer
     /// carry over (drain is not part of a backend's identity).
     pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
-        self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await?
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.
