@@ -24,6 +24,8 @@ use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 use crate::spec::{Limits, ValidGroup, validate_group};
 use crate::store::{Persist, RedbStore, StoreError};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -86,6 +88,10 @@ pub struct DaemonOptions {
     pub max_message_bytes: usize,
     /// Most concurrent WatchGroupHealth plus grpc.health Watch streams.
     pub max_watch_streams: usize,
+    /// Serve xDS (ADS and EDS, SotW and delta) on the listener (`--xds`).
+    pub xds: bool,
+    /// How long xDS collects a burst of changes before one push.
+    pub xds_debounce: std::time::Duration,
 }
 
 /// tonic's default decoding limit.
@@ -108,6 +114,8 @@ impl Default for DaemonOptions {
             insecure_allow_open_mutations: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
+            xds: false,
+            xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
         }
     }
 }
@@ -278,12 +286,27 @@ impl Daemon {
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| DaemonError::Reflection(e.to_string()))?;
+        let xds = match opts.xds {
+            true => match crate::xds::catalog::start(engine.clone(), opts.xds_debounce, shutdown.clone()).await {
+                Ok(catalog) => Some(crate::xds::XdsService::new(catalog, shutdown.clone())),
+                Err(e) => {
+                    engine.shutdown().await;
+                    return Err(DaemonError::Serve(e.to_string()));
+                }
+            },
+            false => None,
+        };
         let router = builder
             .layer(tower::util::MapResponseLayer::new(move |r| oversize.map(r)))
             .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
             .add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection_v1alpha)
+            .add_optional_service(
+                xds.clone()
+                    .map(|x| AggregatedDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
+            )
+            .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)));
         let signal = shutdown.clone();
         let server = tokio::spawn(async move {
             router

@@ -16,3 +16,4 @@ pub mod spec;
 pub mod store;
 pub mod telemetry;
 pub mod ui;
+pub mod xds;

@@ -148,6 +148,24 @@ impl GroupHealthService for GroupService {
         }))
     }
 
+    async fn set_backend_drain(&self, req: Request<SetBackendDrainRequest>) -> Result<Response<SetBackendDrainResponse>, Status> {
+        self.admin.check(&req, "SetBackendDrain")?;
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        if req.backend.is_empty() {
+            return Err(invalid(&[crate::spec::FieldViolation {
+                field: "backend".into(),
+                description: "is required".into(),
+            }]));
+        }
+        let applied = self.engine.set_drain(group, req.backend, req.drain).await.map_err(to_status)?;
+        Ok(Response::new(SetBackendDrainResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+        }))
+    }
+
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
         Ok(Response::new(self.config_status.snapshot()))
     }

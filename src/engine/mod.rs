@@ -136,6 +136,13 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    SetDrain {
+        group: String,
+        backend: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -351,6 +358,14 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
+    /// committed to the store like an apply. The verdict and the probe timer
+    /// carry over (drain is not part of a backend's identity).
+    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

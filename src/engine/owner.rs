@@ -83,7 +83,7 @@ impl Command {
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
-            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::Shutdown { .. }
+            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::SetDrain { .. } | Command::Shutdown { .. }
         )
     }
 }
@@ -177,6 +177,10 @@ impl Owner {
             }
             Command::Restore { groups, reply } => {
                 let checked = self.state.check_restore(groups);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::SetDrain { group, backend, drain, reply } => {
+                let checked = self.state.check_drain(&group, &backend, drain);
                 return self.change(checked, Reply::Apply(reply));
             }
             Command::ProbeResult(result) => self.probe_result(result),

@@ -185,6 +185,40 @@ impl EngineState {
         })
     }
 
+    /// Checks an operator drain (or its end) of one backend of an API group:
+    /// the group's spec with that backend's `drain` set, checked like an API
+    /// apply (a config-file group is ReadOnly; the same state is "unchanged").
+    /// Drain is not part of a backend's identity, so its verdict is kept.
+    pub fn check_drain(&self, group: &str, backend: &str, drain: bool) -> Result<Checked, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        if !g.backends.contains_key(backend) {
+            return Err(EngineError::BackendNotFound {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+            });
+        }
+        let mut spec = g.spec.clone();
+        spec.backends.iter_mut().filter(|b| b.name == backend).for_each(|b| b.drain = drain);
+        let targets: Vec<Arc<ProbeTarget>> = spec
+            .backends
+            .iter()
+            .filter_map(|b| g.backends.get(&b.name))
+            .map(|b| {
+                let mut t = (*b.target).clone();
+                if t.backend.spec.name == backend {
+                    t.backend.spec.drain = drain;
+                }
+                Arc::new(t)
+            })
+            .collect();
+        // The spec passed validation when it was applied, and `drain` changes nothing validation checks.
+        let valid = ValidGroup {
+            backends: targets.iter().map(|t| t.backend.clone()).collect(),
+            spec,
+        };
+        self.check_apply(vec![(valid, targets)], Origin::Api, false)
+    }
+
     /// Checks an API delete: the group exists and was applied over the API.
     pub fn check_delete(&self, name: &str) -> Result<Checked, EngineError> {
         match self.groups.get(name).map(|g| &g.origin) {

@@ -407,3 +407,25 @@ fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limit
     assert!(state.probe_backend("g".into(), "b".into(), t0 + Duration::from_millis(400)).is_ok());
     assert!(state.probe_backend("g".into(), "a".into(), t0 + Duration::from_secs(1)).is_ok());
 }
+
+#[test]
+fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
+    let mut state = EngineState::new(settings(true));
+    let yaml = "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp'}\n";
+    apply(&mut state, yaml, Origin::Api);
+    // (drain, want: store write generation, or None for unchanged)
+    let table: &[(bool, Option<u64>)] = &[(true, Some(2)), (true, None), (false, Some(3)), (false, None)];
+    for (drain, want) in table {
+        let mut checked = state.check_drain("g", "a", *drain).unwrap();
+        let store = checked.store.take();
+        assert_eq!(store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)), want.map(|g| (*drain, g)), "drain={drain}");
+        let fx = commit(&mut state, checked);
+        assert!(!fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })), "no probe task restarted");
+        let h = state.health("g").unwrap();
+        assert_eq!((h.backends[0].draining, h.backends[1].draining), (*drain, false));
+    }
+    assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
+    apply(&mut state, "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n", Origin::ConfigFile("f.yaml".into()));
+    assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
+}

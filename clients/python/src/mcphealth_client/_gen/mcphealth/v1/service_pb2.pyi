@@ -120,6 +120,26 @@ class ProbeBackendResponse(_message.Message):
     phase: _status_pb2.GroupPhase
     def __init__(self, backend: _Optional[_Union[_status_pb2.BackendHealth, _Mapping]] = ..., phase: _Optional[_Union[_status_pb2.GroupPhase, str]] = ...) -> None: ...
 
+class SetBackendDrainRequest(_message.Message):
+    __slots__ = ("group", "backend", "drain")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    drain: bool
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+
+class SetBackendDrainResponse(_message.Message):
+    __slots__ = ("spec", "generation", "changed")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    spec: _spec_pb2.GroupSpec
+    generation: int
+    changed: bool
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., generation: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
+
 class GetConfigStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
