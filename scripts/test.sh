@@ -11,6 +11,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "python environment (.venv: MCP SDK, grpcio, grpcurl)"
 bash scripts/setup-python.sh
 
+step "etcd for the cluster tests (Debian etcd-server; the tests start their own nodes)"
+bash scripts/setup-etcd.sh
+
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 

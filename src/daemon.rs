@@ -16,6 +16,7 @@ use crate::api::group_service::GroupService;
 use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
 use crate::api::tls::{ServerTls, TlsError};
+use crate::cluster::node::ClusterNode;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
@@ -55,6 +56,10 @@ pub enum DaemonError {
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
     OpenMutations { addr: SocketAddr },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
+    #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
+    DataDirInCluster,
 }
 
 /// How to run the daemon.
@@ -82,6 +87,8 @@ pub struct DaemonOptions {
     pub max_message_bytes: usize,
     /// Most concurrent WatchGroupHealth plus grpc.health Watch streams.
     pub max_watch_streams: usize,
+    /// Cluster mode: API groups, membership and verdicts in etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// tonic's default decoding limit.
@@ -103,6 +110,7 @@ impl Default for DaemonOptions {
             insecure_allow_open_mutations: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
+            cluster: None,
         }
     }
 }
@@ -178,6 +186,7 @@ pub struct Daemon {
     server: JoinHandle<Result<(), DaemonError>>,
     metrics_addr: Option<SocketAddr>,
     health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
+    cluster: Option<ClusterNode>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
@@ -196,13 +205,22 @@ impl Daemon {
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let admin = admin_guard(&opts)?;
         let tls = opts.tls.as_ref().map(ServerTls::config).transpose()?;
-        let (persist, restored) = match &opts.data_dir {
-            Some(dir) => {
+        let mut cluster = None;
+        let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
+            (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),
+            (Some(c), None) => {
+                let (node, groups) = ClusterNode::connect(c, &opts.engine.limits).await?;
+                info!(endpoints = ?c.endpoints, prefix = %c.prefix, groups = groups.len(), "cluster mode: groups read from etcd");
+                let store = node.store.clone();
+                cluster = Some(node);
+                (Some(store as Arc<dyn Persist>), groups)
+            }
+            (None, Some(dir)) => {
                 let (store, groups) = open_store(dir, &opts.engine.limits)?;
                 info!(data_dir = %dir.display(), groups = groups.len(), "store opened");
                 (Some(store as Arc<dyn Persist>), groups)
             }
-            None => {
+            (None, None) => {
                 warn!("no --data-dir: groups applied over the API live in memory only and are lost on restart");
                 (None, Vec::new())
             }
@@ -230,6 +248,9 @@ impl Daemon {
         let config_status = ConfigStatusHandle::default();
 
         let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+        if let Some(node) = cluster.as_mut() {
+            node.start(engine.clone(), addr.to_string());
+        }
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
@@ -289,6 +310,7 @@ impl Daemon {
             server,
             metrics_addr,
             health_only,
+            cluster,
         })
     }
 
@@ -314,6 +336,10 @@ impl Daemon {
     pub async fn stop(self) -> Result<(), DaemonError> {
         info!("shutting down: health NOT_SERVING, stopping probes and streams");
         self.statuses.set_all_not_serving();
+        if let Some(mut node) = self.cluster {
+            // Revokes the lease: the others take over this replica's backends at once.
+            node.stop().await;
+        }
         self.engine.shutdown().await;
         self.shutdown.cancel();
         let joined = |r: Result<Result<(), DaemonError>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(DaemonError::Serve(e.to_string())));

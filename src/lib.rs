@@ -2,6 +2,7 @@
 //! routable phase per group, and serves them over gRPC.
 
 pub mod api;
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -92,6 +92,9 @@ struct Args {
     /// Most concurrent watch streams (WatchGroupHealth and grpc.health Watch together).
     #[arg(long, default_value_t = mcp_health::daemon::DEFAULT_MAX_WATCH_STREAMS)]
     max_watch_streams: usize,
+    /// Cluster mode (high availability on etcd); absent: a single node.
+    #[command(flatten)]
+    etcd: mcp_health::cluster::EtcdFlags,
 }
 
 #[tokio::main]
@@ -119,6 +122,14 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
+    let cluster = match args.etcd.options() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls {
             cert,
@@ -141,6 +152,7 @@ async fn main() -> ExitCode {
         insecure_allow_open_mutations: args.insecure_allow_open_mutations,
         max_message_bytes: args.max_message_bytes,
         max_watch_streams: args.max_watch_streams.max(1),
+        cluster,
     };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,

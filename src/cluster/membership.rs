@@ -1,0 +1,112 @@
+//! This replica's membership: a lease (`--etcd-lease-ttl`) with a member key
+//! under it, renewed at a third of the TTL; the member set, followed from
+//! etcd. A failed renewal makes the cluster degraded (fail-static); an
+//! expired lease is replaced by a new one, i.e. a new member id, so nothing
+//! written under the old lease can be written again.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::etcd::{Etcd, EtcdError};
+use super::follow::{Change, follow};
+use super::keys::Keys;
+use super::status::ClusterStatus;
+
+/// What a member key holds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    /// The replica's name (its advertised address, or host name).
+    pub name: String,
+}
+
+/// A member id: the lease in hex.
+pub fn member_id(lease: i64) -> String {
+    format!("{lease:016x}")
+}
+
+/// Joins (lease + member key) and keeps the membership until `cancel`, then
+/// revokes the lease so the others take over at once.
+pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: ClusterStatus, cancel: CancellationToken) {
+    let renew_every = ttl / 3;
+    let value = serde_json::to_vec(&me).unwrap_or_default();
+    let mut lease = None;
+    loop {
+        let step = async {
+            let id = match lease {
+                Some(id) => id,
+                None => {
+                    let id = etcd.lease_grant(ttl).await?;
+                    etcd.put(&keys.member(&member_id(id)), value.clone(), id).await?;
+                    info!(member = %member_id(id), name = %me.name, ttl_s = ttl.as_secs(), "joined the cluster");
+                    lease = Some(id);
+                    status.update(|v| {
+                        v.me = Some(member_id(id));
+                        v.lease = id;
+                    });
+                    id
+                }
+            };
+            etcd.lease_keep_alive(id).await?;
+            status.counters.lease_renewals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<(), EtcdError>(())
+        };
+        let result = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = step => r,
+        };
+        match result {
+            Ok(()) => {
+                if let Some(why) = status.degraded() {
+                    info!(was = %why, "etcd reachable again; cluster no longer degraded");
+                }
+                status.update(|v| v.degraded = None);
+            }
+            Err(e) => {
+                status.etcd_error();
+                if let EtcdError::LeaseExpired(_) = e {
+                    lease = None;
+                }
+                let why = match &e {
+                    EtcdError::LeaseExpired(_) => "this replica's lease expired; rejoining".to_owned(),
+                    e => format!("etcd unreachable or without quorum: {e}"),
+                };
+                if status.degraded().as_deref() != Some(why.as_str()) {
+                    warn!(reason = %why, "cluster degraded: serving the last view and probing every backend locally; mutations are refused");
+                }
+                status.update(|v| v.degraded = Some(why));
+            }
+        }
+        let wait = if status.degraded().is_some() { Duration::from_millis(500).min(renew_every) } else { renew_every };
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    if let Some(id) = lease {
+        // Best effort: without it the lease simply expires after its TTL.
+        let _ = tokio::time::timeout(Duration::from_secs(2), etcd.lease_revoke(id)).await;
+    }
+}
+
+/// Keeps `status`' member set equal to the member keys in etcd until `cancel`.
+pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, cancel: CancellationToken) {
+    let mut changes = follow(etcd, keys.members(), None, status.clone(), cancel.clone());
+    let mut members = BTreeSet::new();
+    while let Some(change) = changes.recv().await {
+        let id = |kv: &crate::proto::etcd::mvccpb::KeyValue| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned);
+        match change {
+            Change::Reset(kvs) => members = kvs.iter().filter_map(id).collect(),
+            Change::Put(kv) => members.extend(id(&kv)),
+            Change::Delete(kv) => {
+                if let Some(m) = id(&kv) {
+                    members.remove(&m);
+                }
+            }
+        }
+        let now = members.clone();
+        status.update(|v| v.members = now);
+    }
+}
