@@ -244,12 +244,16 @@ impl Daemon {
                     .local_addr(),
             );
         }
+        if let Some(node) = cluster.as_mut() {
+            node.join(addr.to_string()).await?;
+            engine_config.cluster = Some(node.seam());
+        }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
 
         let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
         if let Some(node) = cluster.as_mut() {
-            node.start(engine.clone(), addr.to_string());
+            node.start(engine.clone());
         }
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));

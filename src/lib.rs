@@ -2,8 +2,8 @@
 //! routable phase per group, and serves them over gRPC.
 
 pub mod api;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -52,7 +52,11 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
     let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
     let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
 
-    let (s1, s2, s3) = (spec("web", "http://127.0.0.1:1/1"), spec("web", "http://127.0.0.1:1/2"), spec("web", "http://127.0.0.1:1/3"));
+    let (s1, s2, s3) = (
+        spec("web", "http://127.0.0.1:1/1"),
+        spec("web", "http://127.0.0.1:1/2"),
+        spec("web", "http://127.0.0.1:1/3"),
+    );
     {
         let (a, s1) = (a.clone(), s1.clone());
         blocking(move || a.put(&s1, 1)).await.expect("first put");
@@ -68,7 +72,13 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
     };
     assert!(err.to_string().contains("changed on another replica"), "{err}");
     let (groups, revision) = a.load().await.unwrap();
-    assert_eq!(groups, vec![StoredGroup { spec: s2.clone(), generation: 2 }]);
+    assert_eq!(
+        groups,
+        vec![StoredGroup {
+            spec: s2.clone(),
+            generation: 2
+        }]
+    );
     assert!(revision > 0);
     // A creation must find the key absent.
     let err = {
@@ -101,10 +111,26 @@ async fn members_see_each_other_and_a_leaving_member_disappears() {
     let ttl = Duration::from_secs(3);
     let (sa, sb) = (ClusterStatus::default(), ClusterStatus::default());
     let (ca, cb) = (CancellationToken::new(), CancellationToken::new());
-    let a = tokio::spawn(membership::run(client.clone(), keys.clone(), ttl, Member { name: "a".into() }, sa.clone(), ca.clone()));
-    tokio::spawn(membership::run(client.clone(), keys.clone(), ttl, Member { name: "b".into() }, sb.clone(), cb.clone()));
-    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sa.clone(), ca.clone()));
-    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sb.clone(), cb.clone()));
+    let a = tokio::spawn(membership::run(
+        client.clone(),
+        keys.clone(),
+        ttl,
+        Member { name: "a".into() },
+        sa.clone(),
+        None,
+        ca.clone(),
+    ));
+    tokio::spawn(membership::run(
+        client.clone(),
+        keys.clone(),
+        ttl,
+        Member { name: "b".into() },
+        sb.clone(),
+        None,
+        cb.clone(),
+    ));
+    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sa.clone(), None, ca.clone()));
+    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sb.clone(), None, cb.clone()));
     until("both members seen by both", || sa.view().members.len() == 2 && sb.view().members.len() == 2).await;
     let (va, vb) = (sa.view(), sb.view());
     assert_eq!(va.members, vb.members);
@@ -150,7 +176,10 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     let new = client.lease_grant(Duration::from_secs(30)).await.unwrap();
     client.put(&keys.member(&member_id(new)), b"{}".to_vec(), new).await.unwrap();
 
-    let w = writer.publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy)).await.unwrap();
+    let w = writer
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .await
+        .unwrap();
     assert_eq!(w, Published::Committed, "a live lease writes");
     // The old member stops renewing (SIGSTOP): its lease expires, its key goes.
     let member_key = keys.member(&member_id(old));
@@ -161,9 +190,15 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The new owner publishes the fresh verdict; the old one's late write is refused.
-    let w = writer.publish_as(&member_id(new), new, "web", "a", &verdict("new", BackendStatus::Unhealthy)).await.unwrap();
+    let w = writer
+        .publish_as(&member_id(new), new, "web", "a", &verdict("new", BackendStatus::Unhealthy))
+        .await
+        .unwrap();
     assert_eq!(w, Published::Committed);
-    let late = writer.publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy)).await.unwrap();
+    let late = writer
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .await
+        .unwrap();
     assert_eq!(late, Published::Fenced);
     let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
     let stored = SharedVerdict::decode(&kvs[0].value).unwrap();
@@ -171,5 +206,8 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     assert_eq!(stored.health.status, BackendStatus::Unhealthy as i32);
     assert_eq!(status.counters.verdicts_fenced.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Not joined: nothing is written.
-    assert_eq!(writer.publish("web", "a", "", &verdict("x", BackendStatus::Healthy).health).await.unwrap(), Published::Skipped);
+    assert_eq!(
+        writer.publish("web", "a", "", &verdict("x", BackendStatus::Healthy).health).await.unwrap(),
+        Published::Skipped
+    );
 }

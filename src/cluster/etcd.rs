@@ -103,7 +103,10 @@ fn read(flag: &'static str, path: &std::path::Path) -> Result<Vec<u8>, EtcdError
 
 /// Whether another endpoint (or a later attempt) may succeed.
 fn retryable(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled | Code::Internal)
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled | Code::Internal
+    )
 }
 
 impl Etcd {
@@ -134,7 +137,9 @@ impl Etcd {
         }
         let user = match &opts.user {
             Some((name, file)) => {
-                let password = String::from_utf8_lossy(&read("--etcd-password-file", file)?).trim_end_matches(['\r', '\n']).to_owned();
+                let password = String::from_utf8_lossy(&read("--etcd-password-file", file)?)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned();
                 Some((name.clone(), password))
             }
             None => None,
@@ -171,7 +176,9 @@ impl Etcd {
                 let (name, password) = (name.clone(), password.clone());
                 async move {
                     let mut c = AuthClient::new(svc);
-                    c.authenticate(timed(AuthenticateRequest { name, password })).await.map(|r| r.into_inner().token)
+                    c.authenticate(timed(AuthenticateRequest { name, password }))
+                        .await
+                        .map(|r| r.into_inner().token)
                 }
             })
             .await?;
@@ -287,7 +294,8 @@ impl Etcd {
 
     pub async fn lease_revoke(&self, id: i64) -> Result<(), EtcdError> {
         let req = LeaseRevokeRequest { id };
-        self.unary(|svc| async move { LeaseClient::new(svc).lease_revoke(timed(req)).await.map(drop) }).await
+        self.unary(|svc| async move { LeaseClient::new(svc).lease_revoke(timed(req)).await.map(drop) })
+            .await
     }
 
     /// Watches every key under `prefix` from `start_revision` (inclusive).
@@ -314,7 +322,10 @@ impl Etcd {
                     // Wait for "created", so a watch that returned is in place.
                     match tokio::time::timeout(CALL_TIMEOUT, stream.message()).await {
                         Ok(Ok(Some(r))) if r.created && !r.canceled => Ok(stream),
-                        Ok(Ok(Some(r))) => Err(Status::failed_precondition(format!("watch not created: {} (compacted to {})", r.cancel_reason, r.compact_revision))),
+                        Ok(Ok(Some(r))) => Err(Status::failed_precondition(format!(
+                            "watch not created: {} (compacted to {})",
+                            r.cancel_reason, r.compact_revision
+                        ))),
                         Ok(Ok(None)) => Err(Status::unavailable("watch stream closed")),
                         Ok(Err(s)) => Err(s),
                         Err(_) => Err(Status::deadline_exceeded("watch not created in time")),

@@ -101,7 +101,9 @@ mod tests {
 
     #[test]
     fn flags_table() {
-        let cases: &[(&[&str], u32, &str, Result<Option<usize>, &str>)] = &[
+        // (endpoints, ttl, prefix, Ok(endpoint count) or Err(the flag named)).
+        type Case<'a> = (&'a [&'a str], u32, &'a str, Result<Option<usize>, &'a str>);
+        let cases: &[Case] = &[
             (&[], 5, "/p", Ok(None)),
             (&[" "], 5, "/p", Ok(None)),
             (&["http://127.0.0.1:2379", "https://e:2379"], 5, "/p", Ok(Some(2))),

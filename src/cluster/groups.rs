@@ -63,7 +63,12 @@ impl GroupFollower {
             }
         };
         match self.engine.restore(vec![(valid, stored.generation)]).await {
-            Ok(applied) if applied.iter().any(|a| a.changed) => info!(group = %name, generation = stored.generation, "group applied on another replica"),
+            Ok(applied) if applied.iter().any(|a| a.changed) => {
+                info!(group = %name, generation = stored.generation, "group applied on another replica");
+                // Its verdicts may have come through their watch before the
+                // group did (and found nothing to land on): read them now.
+                super::shared::seed_group(&self.etcd, &self.keys, &self.status, &self.engine, &name).await;
+            }
             Ok(_) => {}
             Err(e) => warn!(group = %name, error = %e, "cannot apply a group changed on another replica"),
         }

@@ -91,7 +91,9 @@ mod tests {
     #[test]
     fn layout_round_trips() {
         let k = Keys::new("/mcp-health/prod/");
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<(&str, &str)>)] = &[
+        // (key, group name, member id, verdict's (group, backend)).
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("/mcp-health/prod/groups/web", Some("web"), None, None),
             ("/mcp-health/prod/members/1a2b", None, Some("1a2b"), None),
             ("/mcp-health/prod/verdicts/web/b1", None, None, Some(("web", "b1"))),

@@ -27,25 +27,30 @@ pub fn member_id(lease: i64) -> String {
     format!("{lease:016x}")
 }
 
-/// Joins (lease + member key) and keeps the membership until `cancel`, then
-/// revokes the lease so the others take over at once.
-pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: ClusterStatus, cancel: CancellationToken) {
+/// Takes a lease and puts the member key under it; the lease.
+pub async fn join(etcd: &Etcd, keys: &Keys, ttl: Duration, me: &Member, status: &ClusterStatus) -> Result<i64, EtcdError> {
+    let value = serde_json::to_vec(me).unwrap_or_default();
+    let id = etcd.lease_grant(ttl).await?;
+    etcd.put(&keys.member(&member_id(id)), value, id).await?;
+    info!(member = %member_id(id), name = %me.name, ttl_s = ttl.as_secs(), "joined the cluster");
+    status.update(|v| {
+        v.me = Some(member_id(id));
+        v.lease = id;
+    });
+    Ok(id)
+}
+
+/// Keeps the membership (joining first unless `lease` is already held)
+/// until `cancel`, then revokes the lease so the others take over at once.
+pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: ClusterStatus, mut lease: Option<i64>, cancel: CancellationToken) {
     let renew_every = ttl / 3;
-    let value = serde_json::to_vec(&me).unwrap_or_default();
-    let mut lease = None;
     loop {
         let step = async {
             let id = match lease {
                 Some(id) => id,
                 None => {
-                    let id = etcd.lease_grant(ttl).await?;
-                    etcd.put(&keys.member(&member_id(id)), value.clone(), id).await?;
-                    info!(member = %member_id(id), name = %me.name, ttl_s = ttl.as_secs(), "joined the cluster");
+                    let id = join(&etcd, &keys, ttl, &me, &status).await?;
                     lease = Some(id);
-                    status.update(|v| {
-                        v.me = Some(member_id(id));
-                        v.lease = id;
-                    });
                     id
                 }
             };
@@ -79,7 +84,11 @@ pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: Clus
                 status.update(|v| v.degraded = Some(why));
             }
         }
-        let wait = if status.degraded().is_some() { Duration::from_millis(500).min(renew_every) } else { renew_every };
+        let wait = if status.degraded().is_some() {
+            Duration::from_millis(500).min(renew_every)
+        } else {
+            renew_every
+        };
         tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(wait) => {}
@@ -91,10 +100,26 @@ pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: Clus
     }
 }
 
-/// Keeps `status`' member set equal to the member keys in etcd until `cancel`.
-pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, cancel: CancellationToken) {
-    let mut changes = follow(etcd, keys.members(), None, status.clone(), cancel.clone());
-    let mut members = BTreeSet::new();
+/// The member ids in etcd now, and the revision they were read at.
+pub async fn load_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeSet<String>, i64), EtcdError> {
+    let (kvs, revision) = etcd.range_prefix(&keys.members()).await?;
+    Ok((
+        kvs.iter()
+            .filter_map(|kv| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned))
+            .collect(),
+        revision,
+    ))
+}
+
+/// Keeps `status`' member set equal to the member keys in etcd until
+/// `cancel`, following from `from` (a `load_members` already applied) or a
+/// fresh snapshot.
+pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, from: Option<(BTreeSet<String>, i64)>, cancel: CancellationToken) {
+    let (mut members, from) = match from {
+        Some((m, r)) => (m, Some(r)),
+        None => (BTreeSet::new(), None),
+    };
+    let mut changes = follow(etcd, keys.members(), from, status.clone(), cancel.clone());
     while let Some(change) = changes.recv().await {
         let id = |kv: &crate::proto::etcd::mvccpb::KeyValue| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned);
         match change {

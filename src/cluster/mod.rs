@@ -12,6 +12,7 @@ pub mod keys;
 pub mod membership;
 pub mod node;
 pub mod ownership;
+pub mod shared;
 pub mod status;
 pub mod store;
 pub mod verdicts;

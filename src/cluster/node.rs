@@ -1,6 +1,8 @@
 //! This replica as a cluster member: connects to etcd, reads the API groups
-//! back (validated under this replica's flags), then runs the membership,
-//! the member and group followers until stopped.
+//! back (validated under this replica's flags), joins (lease, member key,
+//! member set) before the engine probes anything, then runs the membership,
+//! the member, group and verdict followers and the verdict publisher until
+//! stopped.
 
 use std::sync::Arc;
 
@@ -12,8 +14,10 @@ use super::flags::ClusterOptions;
 use super::groups::GroupFollower;
 use super::keys::Keys;
 use super::membership::{self, Member};
+use super::shared::{self, Publisher, Seam};
 use super::status::ClusterStatus;
 use super::store::EtcdStore;
+use super::verdicts::VerdictWriter;
 use crate::engine::Engine;
 use crate::spec::{Limits, ValidGroup, validate_group};
 use crate::store::StoreError;
@@ -26,6 +30,8 @@ pub enum ClusterError {
     Load(#[source] StoreError),
     #[error("group {group:?} in etcd is not valid under this replica's flags: {reason}")]
     Invalid { group: String, reason: String },
+    #[error("cannot join the cluster: {0}")]
+    Join(#[source] EtcdError),
 }
 
 pub struct ClusterNode {
@@ -38,6 +44,10 @@ pub struct ClusterNode {
     revision: i64,
     cancel: CancellationToken,
     membership: Option<JoinHandle<()>>,
+    seam: Arc<Seam>,
+    publisher: Option<Publisher>,
+    /// The lease and member set from `join`.
+    joined: Option<(String, i64, (std::collections::BTreeSet<String>, i64))>,
 }
 
 impl ClusterNode {
@@ -57,6 +67,7 @@ impl ClusterNode {
             })?;
             groups.push((valid, g.generation));
         }
+        let (seam, publisher) = shared::seam(status.clone());
         let node = ClusterNode {
             etcd,
             keys,
@@ -66,22 +77,65 @@ impl ClusterNode {
             revision,
             cancel: CancellationToken::new(),
             membership: None,
+            seam,
+            publisher: Some(publisher),
+            joined: None,
         };
         Ok((node, groups))
     }
 
-    /// Joins and follows etcd, applying remote changes to `engine`.
-    pub fn start(&mut self, engine: Engine, name: String) {
+    /// What the engine asks and tells the cluster (`EngineConfig::cluster`).
+    pub fn seam(&self) -> Arc<Seam> {
+        self.seam.clone()
+    }
+
+    /// Takes the lease, puts the member key and reads the member set, so
+    /// the engine's first probes are already only this replica's share.
+    pub async fn join(&mut self, name: String) -> Result<(), ClusterError> {
+        let me = Member { name: name.clone() };
+        let lease = membership::join(&self.etcd, &self.keys, self.opts.lease_ttl, &me, &self.status)
+            .await
+            .map_err(ClusterError::Join)?;
+        let (members, revision) = membership::load_members(&self.etcd, &self.keys).await.map_err(ClusterError::Join)?;
+        let now = members.clone();
+        self.status.update(|v| v.members = now);
+        self.joined = Some((name, lease, (members, revision)));
+        Ok(())
+    }
+
+    /// Follows etcd, applying remote changes to `engine`; after `join`.
+    pub fn start(&mut self, engine: Engine) {
         let c = &self.cancel;
+        let (name, lease, members) = match self.joined.take() {
+            Some((name, lease, members)) => (name, Some(lease), Some(members)),
+            None => (String::new(), None, None),
+        };
         self.membership = Some(tokio::spawn(membership::run(
             self.etcd.clone(),
             self.keys.clone(),
             self.opts.lease_ttl,
             Member { name },
             self.status.clone(),
+            lease,
             c.clone(),
         )));
-        tokio::spawn(membership::follow_members(self.etcd.clone(), self.keys.clone(), self.status.clone(), c.clone()));
+        tokio::spawn(membership::follow_members(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            members,
+            c.clone(),
+        ));
+        if let Some(p) = self.publisher.take() {
+            tokio::spawn(p.run(VerdictWriter::new(self.etcd.clone(), self.keys.clone(), self.status.clone()), c.clone()));
+        }
+        tokio::spawn(shared::follow_verdicts(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            engine.clone(),
+            c.clone(),
+        ));
         let groups = GroupFollower {
             etcd: self.etcd.clone(),
             keys: self.keys.clone(),

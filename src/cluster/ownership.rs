@@ -46,7 +46,9 @@ mod tests {
     use super::*;
 
     fn owners(keys: &[String], members: &[&str]) -> BTreeMap<String, String> {
-        keys.iter().map(|k| (k.clone(), owner(k, members.iter().copied()).unwrap().to_owned())).collect()
+        keys.iter()
+            .map(|k| (k.clone(), owner(k, members.iter().copied()).unwrap().to_owned()))
+            .collect()
     }
 
     fn keys(n: usize) -> Vec<String> {

@@ -74,6 +74,11 @@ impl ClusterStatus {
         self.view.subscribe()
     }
 
+    /// Reads the view without copying it.
+    pub fn with_view<T>(&self, f: impl FnOnce(&MemberView) -> T) -> T {
+        f(&self.view.borrow())
+    }
+
     pub fn degraded(&self) -> Option<String> {
         self.view.borrow().degraded.clone()
     }

@@ -89,7 +89,9 @@ impl EtcdStore {
 
     fn refuse_if_degraded(&self) -> Result<(), StoreError> {
         match self.status.degraded() {
-            Some(why) => Err(StoreError::Write(format!("the cluster is degraded ({why}); changes are refused until etcd is reachable again"))),
+            Some(why) => Err(StoreError::Write(format!(
+                "the cluster is degraded ({why}); changes are refused until etcd is reachable again"
+            ))),
             None => Ok(()),
         }
     }

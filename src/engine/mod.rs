@@ -5,6 +5,7 @@
 mod observer;
 mod owner;
 mod scheduler;
+pub mod seam;
 mod state;
 mod view;
 
@@ -128,6 +129,12 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: seam::RemoteVerdict,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -170,6 +177,8 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// Told of every probe result; None observes nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -180,6 +189,7 @@ impl Default for EngineConfig {
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            cluster: None,
         }
     }
 }
@@ -333,6 +343,14 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict { group, backend, verdict })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

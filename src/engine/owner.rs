@@ -12,6 +12,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{error, info};
 
+mod remote;
+
 use super::scheduler::{BackendTask, Timed};
 use super::state::{BackendState, GroupState, same_identity};
 use super::view;
@@ -133,6 +135,7 @@ impl Owner {
                 Command::ManualProbe { group, backend, reply } => {
                     let _ = reply.send(self.manual_probe(group, backend));
                 }
+                Command::RemoteVerdict { group, backend, verdict } => self.remote_verdict(&group, &backend, verdict),
                 Command::Shutdown { reply } => {
                     self.shutdown();
                     let _ = reply.send(());
@@ -156,6 +159,7 @@ impl Owner {
             limiter: self.limiter.clone(),
             owner: self.tx.clone(),
             observer: self.config.observer.clone(),
+            cluster: self.config.cluster.clone(),
         };
         (epoch, tokio::spawn(task.run()).abort_handle())
     }
@@ -176,6 +180,7 @@ impl Owner {
             last_transition: None,
             task,
             last_manual_probe: None,
+            remote_since_probe: None,
         }
     }
 
@@ -418,6 +423,7 @@ impl Owner {
         let now = SystemTime::now();
         b.last_probe = Some(now);
         b.last_latency = Some(r.latency);
+        let prev_reason = b.reason.code;
         b.reason = r.outcome.reason;
         if r.outcome.class != OutcomeClass::Failure {
             // Keep what the server last said about itself through failures.
@@ -430,6 +436,7 @@ impl Owner {
         }
         let status_changed = next.status != prev.status;
         let changed = status_changed || next.progress != prev.progress;
+        let shared_changed = changed || prev_reason != b.reason.code || b.remote_since_probe.take().is_some();
         if status_changed {
             if let Some(o) = &self.config.observer {
                 o.backend_status(&r.group, &r.backend, Some(prev.status), next.status);
@@ -446,6 +453,9 @@ impl Owner {
             );
         }
         b.verdict = next;
+        if let (Some(c), true) = (&self.config.cluster, shared_changed) {
+            c.verdict_changed(&r.group, &r.backend, &b.verdict.progress, &view::backend_health(&b.facts()));
+        }
         // Only an on-demand probe waits for its backend's view; scheduled probes skip building it.
         let backend_view = r.reply.is_some().then(|| view::backend_health(&b.facts()));
         if changed {

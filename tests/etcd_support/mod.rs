@@ -55,7 +55,12 @@ impl EtcdCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let initial = self.nodes.iter().map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.peer)).collect::<Vec<_>>().join(",");
+        let initial = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}=http://127.0.0.1:{}", n.name, n.peer))
+            .collect::<Vec<_>>()
+            .join(",");
         let node = &self.nodes[i];
         let data = self.dir.path().join(&node.name);
         let log = std::fs::OpenOptions::new()
@@ -70,7 +75,14 @@ impl EtcdCluster {
             .arg(&data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &initial, "--initial-cluster-state", "new", "--initial-cluster-token", &self.token])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                &self.token,
+            ])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
