@@ -261,7 +261,8 @@ impl Daemon {
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
-            .with_watch_streams(watch_streams.clone());
+            .with_watch_streams(watch_streams.clone())
+            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())));
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
         let health_only = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.

@@ -377,3 +377,90 @@ async fn a_paused_replicas_late_verdict_is_fenced_off() {
     assert_ne!(now.writer, old_id);
     assert!(fresh.writer != old_id);
 }
+
+async fn config_status(client: &GroupHealthServiceClient<Channel>) -> Option<ClusterInfo> {
+    client.clone().get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner().cluster
+}
+
+fn acked(i: usize) -> GroupSpec {
+    group_yaml(&format!(
+        "name: acked-{i}\nbackends:\n- name: a\n  url: http://127.0.0.1:9/{i}\npolicy:\n  interval: 3600s\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
+    let mut s = Setup::start("/t5", 3, "2").await;
+    let info = config_status(&s.clients[0]).await.expect("cluster info");
+    assert_eq!(info.members.len(), 3, "{info:?}");
+    assert!(!info.degraded);
+
+    // One etcd node down: nothing changes.
+    s.etcd.kill(2);
+    s.clients[0].apply_group(apply_request(acked(1))).await.expect("apply with 2 of 3 etcd nodes");
+    for c in &s.clients {
+        eventually("acked-1 everywhere", || get(c, "acked-1"), |g| g.generation == 1).await;
+    }
+
+    // Two down: quorum lost. Every replica degrades, keeps serving its last view...
+    s.etcd.kill(1);
+    for c in &s.clients {
+        eventually("degraded", || config_status(c), |i| i.degraded).await;
+    }
+    let info = config_status(&s.clients[1]).await.unwrap();
+    assert!(info.degraded_reason.contains("etcd"), "{info:?}");
+    for i in 0..3 {
+        s.wait_serving(i, "the last view still served").await;
+    }
+    // ...refuses mutations with a reason...
+    let err = s.clients[2].apply_group(apply_request(acked(2))).await.expect_err("no quorum, no apply");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("degraded"), "{}", err.message());
+    let err = s.clients[0]
+        .delete_group(DeleteGroupRequest { group: "acked-1".into() })
+        .await
+        .expect_err("no delete");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    // ...and probes every backend itself (fail-static): about three probes per interval now.
+    let before = s.probes();
+    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
+    let after = s.probes();
+    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("degraded: probes per backend over 5 intervals: {per_backend:?}");
+    assert!(
+        per_backend.iter().all(|n| *n >= 8),
+        "every replica probes every backend while degraded: {per_backend:?}"
+    );
+    for d in s.daemons.iter_mut().flatten() {
+        assert!(d.drain_log().iter().any(|l| l.contains("cluster degraded")), "the log says degraded");
+    }
+
+    // Quorum back: everyone rejoins, nothing acknowledged is lost, applies work again.
+    s.etcd.restart(1);
+    s.etcd.restart(2);
+    for c in &s.clients {
+        eventually("no longer degraded", || config_status(c), |i| !i.degraded && i.members.len() == 3).await;
+    }
+    eventually(
+        "applies accepted again",
+        || {
+            let mut c = s.clients[2].clone();
+            async move { c.apply_group(apply_request(acked(2))).await.ok().map(|r| r.into_inner().generation) }
+        },
+        |g| *g == 1,
+    )
+    .await;
+    for c in &s.clients {
+        eventually("acked-1 kept", || get(c, "acked-1"), |g| g.generation == 1).await;
+        eventually("acked-2 everywhere", || get(c, "acked-2"), |g| g.generation == 1).await;
+    }
+    for i in 0..3 {
+        s.wait_serving(i, "READY after the outage").await;
+    }
+    // Back to one prober per backend.
+    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    let before = s.probes();
+    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
+    let per_backend: Vec<u64> = s.probes().iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(per_backend.iter().all(|n| *n <= 7), "one prober per backend again: {per_backend:?}");
+}

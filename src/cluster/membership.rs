@@ -4,7 +4,7 @@
 //! expired lease is replaced by a new one, i.e. a new member id, so nothing
 //! written under the old lease can be written again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -100,38 +100,54 @@ pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: Clus
     }
 }
 
-/// The member ids in etcd now, and the revision they were read at.
-pub async fn load_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeSet<String>, i64), EtcdError> {
+fn name(kv: &crate::proto::etcd::mvccpb::KeyValue) -> String {
+    serde_json::from_slice::<Member>(&kv.value).map(|m| m.name).unwrap_or_default()
+}
+
+/// Member id -> name in etcd now, and the revision they were read at.
+pub async fn load_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeMap<String, String>, i64), EtcdError> {
     let (kvs, revision) = etcd.range_prefix(&keys.members()).await?;
-    Ok((
-        kvs.iter()
-            .filter_map(|kv| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned))
-            .collect(),
-        revision,
-    ))
+    let members = kvs
+        .iter()
+        .filter_map(|kv| Some((keys.member_id(&String::from_utf8_lossy(&kv.key))?.to_owned(), name(kv))))
+        .collect();
+    Ok((members, revision))
 }
 
 /// Keeps `status`' member set equal to the member keys in etcd until
 /// `cancel`, following from `from` (a `load_members` already applied) or a
 /// fresh snapshot.
-pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, from: Option<(BTreeSet<String>, i64)>, cancel: CancellationToken) {
-    let (mut members, from) = match from {
+pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, from: Option<(BTreeMap<String, String>, i64)>, cancel: CancellationToken) {
+    let (mut names, from) = match from {
         Some((m, r)) => (m, Some(r)),
-        None => (BTreeSet::new(), None),
+        None => (BTreeMap::new(), None),
     };
-    let mut changes = follow(etcd, keys.members(), from, status.clone(), cancel.clone());
+    let mut members: BTreeSet<String> = names.keys().cloned().collect();
+    let mut changes = follow(etcd.clone(), keys.members(), from, status.clone(), cancel.clone());
     while let Some(change) = changes.recv().await {
         let id = |kv: &crate::proto::etcd::mvccpb::KeyValue| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned);
         match change {
-            Change::Reset(kvs) => members = kvs.iter().filter_map(id).collect(),
-            Change::Put(kv) => members.extend(id(&kv)),
+            Change::Reset(kvs) => {
+                members = kvs.iter().filter_map(id).collect();
+                names = kvs.iter().filter_map(|kv| Some((id(kv)?, name(kv)))).collect();
+            }
+            Change::Put(kv) => {
+                if let Some(m) = id(&kv) {
+                    names.insert(m.clone(), name(&kv));
+                    members.insert(m);
+                }
+            }
             Change::Delete(kv) => {
                 if let Some(m) = id(&kv) {
                     members.remove(&m);
+                    names.remove(&m);
                 }
             }
         }
-        let now = members.clone();
-        status.update(|v| v.members = now);
+        let (now, now_names) = (members.clone(), names.clone());
+        status.update(|v| {
+            v.members = now;
+            v.names = now_names;
+        });
     }
 }

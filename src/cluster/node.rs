@@ -47,7 +47,7 @@ pub struct ClusterNode {
     seam: Arc<Seam>,
     publisher: Option<Publisher>,
     /// The lease and member set from `join`.
-    joined: Option<(String, i64, (std::collections::BTreeSet<String>, i64))>,
+    joined: Option<(String, i64, (std::collections::BTreeMap<String, String>, i64))>,
 }
 
 impl ClusterNode {
@@ -84,6 +84,10 @@ impl ClusterNode {
         Ok((node, groups))
     }
 
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.opts.lease_ttl
+    }
+
     /// What the engine asks and tells the cluster (`EngineConfig::cluster`).
     pub fn seam(&self) -> Arc<Seam> {
         self.seam.clone()
@@ -97,8 +101,11 @@ impl ClusterNode {
             .await
             .map_err(ClusterError::Join)?;
         let (members, revision) = membership::load_members(&self.etcd, &self.keys).await.map_err(ClusterError::Join)?;
-        let now = members.clone();
-        self.status.update(|v| v.members = now);
+        let (ids, names) = (members.keys().cloned().collect(), members.clone());
+        self.status.update(|v| {
+            v.members = ids;
+            v.names = names;
+        });
         self.joined = Some((name, lease, (members, revision)));
         Ok(())
     }

@@ -19,6 +19,8 @@ pub struct MemberView {
     pub lease: i64,
     /// Every live member id, as the members watch last saw them.
     pub members: BTreeSet<String>,
+    /// Member id -> name (advertised address), for `GetConfigStatus`.
+    pub names: std::collections::BTreeMap<String, String>,
     /// Why the cluster is degraded; None when this replica holds its lease
     /// and follows etcd. Degraded means fail-static: keep the last view,
     /// probe every backend locally, refuse mutations.
@@ -92,6 +94,24 @@ impl ClusterStatus {
         });
     }
 
+    /// The view as `GetConfigStatus` reports it.
+    pub fn info(&self, lease_ttl: std::time::Duration) -> crate::proto::v1::ClusterInfo {
+        self.with_view(|v| crate::proto::v1::ClusterInfo {
+            member: v.me.clone().unwrap_or_default(),
+            members: v
+                .members
+                .iter()
+                .map(|id| crate::proto::v1::ClusterMember {
+                    id: id.clone(),
+                    name: v.names.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            degraded: v.degraded.is_some(),
+            degraded_reason: v.degraded.clone().unwrap_or_default(),
+            lease_ttl_seconds: lease_ttl.as_secs() as u32,
+        })
+    }
+
     pub fn etcd_error(&self) {
         self.counters.etcd_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -107,6 +127,7 @@ mod tests {
             lease: 1,
             members: members.iter().map(|m| m.to_string()).collect(),
             degraded: degraded.then(|| "quorum lost".to_owned()),
+            names: Default::default(),
         }
     }
 
