@@ -34,6 +34,10 @@ pub enum ClusterError {
     Join(#[source] EtcdError),
 }
 
+/// What `join` got: this replica's name, its lease, and the member set
+/// (id -> name) with the revision it was read at.
+type Joined = (String, i64, (std::collections::BTreeMap<String, String>, i64));
+
 pub struct ClusterNode {
     pub etcd: Etcd,
     pub keys: Keys,
@@ -47,7 +51,7 @@ pub struct ClusterNode {
     seam: Arc<Seam>,
     publisher: Option<Publisher>,
     /// The lease and member set from `join`.
-    joined: Option<(String, i64, (std::collections::BTreeMap<String, String>, i64))>,
+    joined: Option<Joined>,
 }
 
 impl ClusterNode {
