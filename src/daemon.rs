@@ -236,7 +236,11 @@ impl Daemon {
         let mut engine_config = opts.engine.clone();
         let mut metrics_addr = None;
         if let Some(metrics_listen) = opts.metrics_listen {
-            let metrics = Arc::new(crate::metrics::Metrics::new());
+            let mut metrics = crate::metrics::Metrics::new();
+            if let Some(node) = &cluster {
+                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics(node.status.clone()));
+            }
+            let metrics = Arc::new(metrics);
             engine_config.observer = Some(metrics.clone());
             metrics_addr = Some(
                 crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone())

@@ -10,6 +10,7 @@ pub mod follow;
 pub mod groups;
 pub mod keys;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod ownership;
 pub mod shared;
