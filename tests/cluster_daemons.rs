@@ -233,8 +233,52 @@ async fn each_backend_is_probed_once_per_interval_across_three_replicas() {
         s.wait_serving(i, "all replicas agree").await;
     }
     let members = s.members().await;
-    let writers: std::collections::HashSet<usize> = s.verdicts().await.values().filter_map(|v| members.get(&v.writer).copied()).collect();
+    let verdicts = s.verdicts().await;
+    let writers: std::collections::HashSet<usize> = verdicts.values().filter_map(|v| members.get(&v.writer).copied()).collect();
     assert!(writers.len() >= 2, "6 backends over 3 replicas are probed by more than one: {writers:?}");
+
+    // `mcp-healthctl cluster` shows the members, leases and owners the daemons use.
+    let server = format!("http://{}", s.daemons[1].as_ref().unwrap().addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcp-healthctl"))
+            .args(["--server", &server, "-o", "json", "cluster"])
+            .output()
+            .expect("run mcp-healthctl")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed = doc["members"].as_array().expect("members");
+    assert_eq!(listed.len(), 3, "{doc}");
+    let mut owners = HashMap::new();
+    for m in listed {
+        assert_eq!(m["lease"].as_str().unwrap(), format!("0x{}", m["id"].as_str().unwrap()));
+        for b in m["backends"].as_array().unwrap() {
+            owners.insert(b.as_str().unwrap().to_owned(), m["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(owners.len(), 6, "{doc}");
+    for (b, v) in &verdicts {
+        assert_eq!(owners[&format!("pool/{b}")], v.writer, "the CLI's owner of {b} wrote its verdict");
+    }
+    let table = tokio::task::spawn_blocking({
+        let server = format!("http://{}", s.daemons[0].as_ref().unwrap().addr);
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mcp-healthctl"))
+                .args(["--server", &server, "cluster"])
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("run mcp-healthctl")
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("MEMBER") && text.contains("(this replica)") && text.contains("ttl 5s"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
