@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The dev profile: it shares the test build, and timings do not matter here.
-BENCH_SMOKE=1 exec cargo test --bench scale -- --smoke "$@"
+BENCH_SMOKE=1 cargo test --bench scale -- --smoke "$@"
+# The cluster benchmark (etcd + 3 daemons): tiny sizes, same rule.
+cargo test --bench cluster -- --smoke
