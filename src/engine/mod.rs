@@ -2,13 +2,19 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+mod effects;
+mod groups;
 mod observer;
 mod owner;
+mod reconcile;
+mod results;
 mod scheduler;
 pub mod seam;
 mod state;
 mod view;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +31,7 @@ use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
 
 pub use observer::{InFlight, WatchApi};
-pub use owner::ProbeResult;
+pub use results::{ProbeResult, ProbeTicket};
 pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
@@ -124,7 +130,7 @@ pub(crate) enum Command {
     ManualProbe {
         group: String,
         backend: String,
-        reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>>,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -133,7 +139,7 @@ pub(crate) enum Command {
     RemoteVerdict {
         group: String,
         backend: String,
-        verdict: seam::RemoteVerdict,
+        verdict: Box<seam::RemoteVerdict>,
     },
 }
 
@@ -216,7 +222,7 @@ impl Engine {
     pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -348,7 +354,11 @@ impl Engine {
     /// Takes a verdict another replica shared as this backend's state (cluster mode).
     pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
         self.tx
-            .send(Command::RemoteVerdict { group, backend, verdict })
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
             .await
             .map_err(|_| EngineError::ShuttingDown)
     }

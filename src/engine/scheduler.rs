@@ -9,7 +9,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::owner::ProbeResult;
+use super::results::ProbeResult;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{ProbeOutcome, Reason};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};

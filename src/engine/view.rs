@@ -83,7 +83,8 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
 pub struct GroupFacts<'a> {
     pub name: &'a str,
     pub verdict: &'a GroupVerdict,
-    pub revision: u64,
+    /// The engine sequence number of the group's last change (the proto's `revision`).
+    pub sequence: u64,
     pub generation: u64,
     pub source: GroupSource,
 }
@@ -95,7 +96,7 @@ pub fn group_health(g: &GroupFacts<'_>, backends: Vec<BackendHealth>) -> GroupHe
         summary: Some(g.verdict.summary),
         message: g.verdict.message.clone(),
         backends,
-        revision: g.revision,
+        revision: g.sequence,
         generation: g.generation,
         source: g.source as i32,
     }

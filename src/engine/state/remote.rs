@@ -1,28 +1,30 @@
-//! The owner task's side of shared verdicts: a verdict another replica
-//! published replaces this replica's state of the backend, unless this
-//! replica owns the backend and has probed it itself since (its own result
-//! is at least as fresh). Until the new owner's first result, the last
-//! shared verdict stands.
+//! The state's side of shared verdicts (cluster mode): a verdict another
+//! replica published replaces this replica's state of the backend, unless
+//! this replica owns the backend and has probed it itself since (its own
+//! result is at least as fresh). Until the new owner's first result, the
+//! last shared verdict stands.
 
 use std::time::{Duration, SystemTime};
 
-use super::Owner;
+use super::EngineState;
 use crate::core::outcome::{Reason, ServerFacts};
 use crate::core::verdict::Verdict;
+use crate::engine::effects::{Effect, Effects, Observed};
 use crate::engine::seam::RemoteVerdict;
-use crate::proto::v1::{BackendStatus, GroupPhase, ReasonCode, ResourceMetadataState};
+use crate::proto::v1::{BackendStatus, ReasonCode, ResourceMetadataState};
 
 fn time(t: Option<&pbjson_types::Timestamp>) -> Option<SystemTime> {
     let t = t?;
     Some(SystemTime::UNIX_EPOCH + Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?))
 }
 
-impl Owner {
-    pub(super) fn remote_verdict(&mut self, group: &str, backend: &str, remote: RemoteVerdict) {
-        let owned = self.config.cluster.as_ref().is_some_and(|c| c.owns(group, backend));
+impl EngineState {
+    /// `owned`: whether this replica owns the backend now.
+    pub fn take_remote(&mut self, group: &str, backend: &str, remote: RemoteVerdict, owned: bool, fx: &mut Effects) {
+        let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
-        if owned && b.last_probe.is_some() && b.remote_since_probe.is_none() {
+        if owned && b.last_probe.is_some() && !b.remote_since_probe {
             return;
         }
         let h = &remote.health;
@@ -41,10 +43,13 @@ impl Owner {
             },
         );
         let changed = next.status != b.verdict.status || next.progress != b.verdict.progress || reason.code != b.reason.code;
-        if next.status != b.verdict.status {
-            if let Some(o) = &self.config.observer {
-                o.backend_status(group, backend, Some(b.verdict.status), next.status);
-            }
+        if next.status != b.verdict.status && observed {
+            fx.push(Effect::Observe(Observed::BackendStatus {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                from: Some(b.verdict.status),
+                to: next.status,
+            }));
         }
         b.verdict = next;
         b.reason = reason;
@@ -58,10 +63,10 @@ impl Owner {
         b.last_latency = h.last_latency.as_ref().map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
         b.last_probe = time(h.last_probe_time.as_ref());
         b.last_transition = time(h.last_transition_time.as_ref());
-        b.remote_since_probe = Some(());
+        b.remote_since_probe = true;
         if changed {
-            let previous: GroupPhase = g.verdict.phase;
-            self.publish(group, Some(previous));
+            let previous = g.verdict.phase;
+            self.publish(group, Some(previous), fx);
         } else {
             g.cached = None;
         }
