@@ -9,7 +9,8 @@
 //! - failover: kill -9 of a backend's owner until a survivor has probed it
 //!   and shared its verdict (p50, max), against TTL + interval.
 //!
-//! `cargo bench --bench cluster` (full) or `-- --smoke` (tiny; checks the harness).
+//! `cargo bench --bench cluster` (full) or `-- --smoke` (tiny; checks the harness);
+//! `CLUSTER_BENCH_BACKENDS=N` sizes the scale scenario.
 
 #[path = "../../tests/etcd_support/mod.rs"]
 mod etcd_support;
@@ -297,7 +298,9 @@ async fn main() {
         propagation(3).await;
         failover(2).await;
     } else {
-        scale(10_000, Duration::from_secs(20)).await;
+        // CLUSTER_BENCH_BACKENDS overrides the scale scenario's size (default 10,000).
+        let n = std::env::var("CLUSTER_BENCH_BACKENDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+        scale(n, Duration::from_secs(20)).await;
         propagation(20).await;
         failover(10).await;
     }
