@@ -15,6 +15,8 @@ bash scripts/setup-python.sh
 
 step "interop matrix environment (npm: TypeScript SDK servers and bridges; .venv-mcp1: Python SDK 1.x, mcp-proxy; rmcp)"
 bash scripts/setup-interop.sh
+step "etcd for the cluster tests (Debian etcd-server; the tests start their own nodes)"
+bash scripts/setup-etcd.sh
 
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets

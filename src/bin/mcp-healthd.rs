@@ -103,6 +103,9 @@ struct Args {
     /// Milliseconds xDS collects a burst of verdict changes before one push.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     xds_debounce_ms: u64,
+    /// Cluster mode (high availability on etcd); absent: a single node.
+    #[command(flatten)]
+    etcd: mcp_health::cluster::EtcdFlags,
 }
 
 /// `ADDR` or a bare `PORT` (loopback).
@@ -138,6 +141,14 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
+    let cluster = match args.etcd.options() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls {
             cert,
@@ -163,6 +174,7 @@ async fn main() -> ExitCode {
         max_watch_streams: args.max_watch_streams.max(1),
         xds: args.xds,
         xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
+        cluster,
     };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,

@@ -2,6 +2,7 @@
 //! dispatch of each command to the gRPC API.
 
 mod apply;
+mod cluster;
 mod connect;
 mod error;
 mod history;
@@ -88,6 +89,8 @@ pub enum Command {
         #[arg(default_value = "")]
         service: String,
     },
+    /// Cluster mode: the members, their leases and the backends each owns.
+    Cluster,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -127,6 +130,10 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mcp-healthctl", &mut std::io::stdout());
             Ok(())
+        }
+        Command::Cluster => {
+            let mut c = conn.group_client().await?;
+            cluster::show(&mut c, &out).await
         }
         Command::Groups => {
             let mut c = conn.group_client().await?;

@@ -9,6 +9,7 @@ mod owner;
 mod reconcile;
 mod results;
 mod scheduler;
+pub mod seam;
 mod state;
 mod tee;
 mod view;
@@ -143,6 +144,12 @@ pub(crate) enum Command {
         drain: bool,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -185,6 +192,8 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -195,6 +204,7 @@ impl Default for EngineConfig {
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            cluster: None,
         }
     }
 }
@@ -366,6 +376,18 @@ impl Engine {
     pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
         let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.
