@@ -1,4 +1,4 @@
-//! Scenarios 7 and 8: what a probe costs on a real fleet's terms, and
+//! Scenarios 8 and 9: what a probe costs on a real fleet's terms, and
 //! start-up. Backends are `https://` behind a TLS front (an ingress, in the
 //! fixture child) and host names served by a real DNS server on loopback
 //! (dnsmasq, `mcp_fixture::dnsmasq`); every figure is set against plain
@@ -97,7 +97,7 @@ fn tls_stats(fixture: &mut Worker, port: u16) -> [u64; 4] {
     [0, 1, 2, 3].map(|i| v.get(i).copied().unwrap_or(0))
 }
 
-/// One variant of scenario 7.
+/// One variant of scenario 8.
 struct Variant {
     label: &'static str,
     https: bool,
@@ -146,7 +146,7 @@ fn med(results: &[Value], key: &str) -> f64 {
     median(&results.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).collect::<Vec<_>>())
 }
 
-/// Scenario 7.
+/// Scenario 8.
 pub fn cost(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes) {
     let (_dir, ca_file, cert, key) = pki();
     let port: u16 = fixture.command(&format!("tls {cert} {key} 0")).parse().expect("front port");
@@ -253,7 +253,7 @@ pub fn cost(report: &mut Report, fixture: &mut Worker, addr: &str, sizes: &Sizes
     }
 }
 
-/// Scenario 8.
+/// Scenario 9.
 pub fn startup(report: &mut Report, fixture: &mut Worker, sizes: &Sizes) {
     let (_dir, ca_file, cert, key) = pki();
     let cap = sizes.startup_cap;
@@ -308,7 +308,7 @@ pub fn startup(report: &mut Report, fixture: &mut Worker, sizes: &Sizes) {
     }
 }
 
-/// Counts what scenario 8 reports: probes in flight (and their peak),
+/// Counts what scenario 9 reports: probes in flight (and their peak),
 /// backends with a first verdict, and those whose first verdict was UNHEALTHY.
 #[derive(Debug, Default)]
 struct StartWatch {

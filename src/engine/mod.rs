@@ -2,13 +2,21 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+mod effects;
+mod groups;
 mod observer;
 mod owner;
+mod reconcile;
+mod results;
 mod scheduler;
 mod spread;
+pub mod seam;
 mod state;
+mod tee;
 mod view;
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -20,12 +28,14 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
 use crate::probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
+use crate::history::History;
+use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
 
 pub use observer::{InFlight, WatchApi};
-pub use owner::ProbeResult;
+pub use results::{ProbeResult, ProbeTicket};
 pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
@@ -124,10 +134,23 @@ pub(crate) enum Command {
     ManualProbe {
         group: String,
         backend: String,
-        reply: oneshot::Sender<Result<owner::ManualTicket, EngineError>>,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    SetDrain {
+        group: String,
+        backend: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
     },
 }
 
@@ -169,13 +192,15 @@ pub struct EngineConfig {
     pub manual_probe_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
-    /// Told of every probe result; None observes nothing.
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
     /// Where probes resolve backend host names.
     pub dns: DnsSettings,
     /// First probes (after start-up or an apply) started per second at most,
     /// across all backends, within each backend's `initialSpread` window.
     pub initial_probes_per_second: u32,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -188,6 +213,7 @@ impl Default for EngineConfig {
             observer: None,
             dns: DnsSettings::default(),
             initial_probes_per_second: 1000,
+            cluster: None,
         }
     }
 }
@@ -201,6 +227,7 @@ pub struct Engine {
     limiter: Arc<Semaphore>,
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
 }
 
 impl Engine {
@@ -211,10 +238,13 @@ impl Engine {
 
     /// Starts the owner task with a durable store for API groups: every API
     /// apply and delete is committed to `persist` before it takes effect.
-    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = Arc::new(History::new());
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health).with_persist(persist);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -223,7 +253,13 @@ impl Engine {
             limiter,
             limits: config.limits,
             observer: config.observer,
+            history,
         }
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.
@@ -342,6 +378,26 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
+    /// committed to the store like an apply. The verdict and the probe timer
+    /// carry over (drain is not part of a backend's identity).
+    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

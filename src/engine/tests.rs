@@ -284,5 +284,69 @@ async fn initial_spread_zero_probes_everything_at_once() {
     engine.apply(big_group("big", 1000, "{initialSpread: 0s}"), Origin::Api).await.unwrap();
     let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
     assert_eq!((n, phase), (1000, GroupPhase::Ready));
+/// A store whose writes wait at a gate the test opens (a slow fsync).
+#[derive(Default)]
+struct GatedStore {
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    entered: tokio::sync::Notify,
+    puts: AtomicUsize,
+}
+
+impl GatedStore {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+}
+
+impl crate::store::Persist for GatedStore {
+    fn put(&self, _: &crate::proto::v1::GroupSpec, _: u64) -> Result<(), crate::store::StoreError> {
+        self.entered.notify_one();
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn remove(&self, _: &str) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+}
+
+// Real time here: tokio does not auto-advance a paused clock while a blocking
+// task (the gated write) runs. Nothing waits on a timer: the result comes from
+// an on-demand probe, and the deadline only turns a stall into a failure.
+#[tokio::test]
+async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it() {
+    let prober = Arc::new(Scripted::default());
+    prober.set("http://bad.test/mcp", Script::Down);
+    let store = Arc::new(GatedStore::default());
+    let engine = Engine::start_with_store(EngineConfig::default(), prober.clone(), HealthStatuses::default(), Some(store.clone()));
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+
+    store.set_closed(true);
+    let writer = engine.clone();
+    let pending = tokio::spawn(async move {
+        writer
+            .apply(spec("name: h\nbackends:\n  - name: x\n    url: http://x.test/mcp\n"), Origin::Api)
+            .await
+    });
+    store.entered.notified().await;
+
+    // While the write waits for the disk, g's results still fold in.
+    let probed = tokio::time::timeout(Duration::from_secs(60), engine.probe_now("g".into(), "bad".into())).await;
+    let probed = probed.expect("probe results stalled behind a store write").unwrap();
+    assert_eq!(probed.backend.status, BackendStatus::Unhealthy as i32);
+    // The change is neither acknowledged nor visible before its commit.
+    assert!(matches!(engine.get("h".into()).await, Err(EngineError::GroupNotFound(_))));
+    assert!(!pending.is_finished());
+    assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+
+    store.set_closed(false);
+    let applied = pending.await.unwrap().unwrap();
+    assert_eq!((applied.generation, store.puts.load(Ordering::SeqCst)), (1, 2));
+    assert!(engine.get("h".into()).await.is_ok());
     engine.shutdown().await;
 }

@@ -1,0 +1,50 @@
+//! What probes hand to the engine: a `ProbeResult` (scheduled or on demand)
+//! and the `ProbeTicket` that lets one backend be probed on demand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::scheduler::Timed;
+use super::{EngineError, Probed};
+use crate::core::outcome::ProbeOutcome;
+use crate::probe::ProbeTarget;
+use crate::spec::Policy;
+
+/// A probe's result on its way to the owner.
+pub struct ProbeResult {
+    pub group: String,
+    pub backend: String,
+    /// Which incarnation of the backend was probed; results for a replaced or
+    /// removed backend are dropped, so they can never bring it back.
+    pub epoch: u64,
+    pub outcome: ProbeOutcome,
+    pub latency: Duration,
+    pub scheduling_lag: Duration,
+    /// Set for on-demand probes, which wait for the verdict they produced.
+    pub reply: Option<oneshot::Sender<Result<Probed, EngineError>>>,
+}
+
+/// Permission to probe one backend on demand (`ProbeBackend`).
+pub struct ProbeTicket {
+    pub target: Arc<ProbeTarget>,
+    pub policy: Policy,
+    pub(super) group: String,
+    pub(super) backend: String,
+    pub(super) epoch: u64,
+}
+
+impl ProbeTicket {
+    pub fn result(&self, timed: Timed) -> ProbeResult {
+        ProbeResult {
+            group: self.group.clone(),
+            backend: self.backend.clone(),
+            epoch: self.epoch,
+            outcome: timed.outcome,
+            latency: timed.latency,
+            scheduling_lag: Duration::ZERO,
+            reply: None,
+        }
+    }
+}
