@@ -10,3 +10,5 @@ cd "$(dirname "$0")/.."
 BENCH_SMOKE=1 cargo test --bench scale -- --smoke "$@"
 # The xDS benchmark at tiny sizes (debug build, a real Envoy): checks its harness.
 .venv/bin/python benches/xds/bench_xds.py --smoke
+# The cluster benchmark (etcd + 3 daemons): tiny sizes, same rule.
+cargo test --bench cluster -- --smoke

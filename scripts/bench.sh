@@ -2,7 +2,7 @@
 # Runs the full scale benchmark (release profile) and prints the Markdown
 # table of BENCHMARKS.md. Takes about 10 minutes on 2 cores.
 #   BENCH_ONLY=1,3    run some scenarios only (1 scale, 2 ceiling, 3 head-of-line,
-#                     4 verdict, 5 watch fan-out, 6 Check throughput)
+#                     4 verdict, 5 watch fan-out, 6 Check throughput, 7 history memory)
 #   BENCH_REPEATS=N   repeats per figure (default 3; every figure is their median)
 set -euo pipefail
 cd "$(dirname "$0")/.."

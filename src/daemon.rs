@@ -16,6 +16,7 @@ use crate::api::group_service::GroupService;
 use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
 use crate::api::tls::{ServerTls, TlsError};
+use crate::cluster::node::ClusterNode;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Reflection(String),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
     #[error("grpc server failed: {0}")]
     Serve(String),
     #[error(transparent)]
@@ -57,6 +60,10 @@ pub enum DaemonError {
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
     OpenMutations { addr: SocketAddr },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
+    #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
+    DataDirInCluster,
 }
 
 /// How to run the daemon.
@@ -69,6 +76,8 @@ pub struct DaemonOptions {
     pub prober: Option<SharedProbe>,
     /// Where to serve Prometheus `/metrics`; None (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the status page; None (the default) serves none.
+    pub ui_listen: Option<SocketAddr>,
     /// A second, plaintext listener serving only grpc.health.v1, for probes
     /// (Kubernetes, Envoy) that cannot speak the main listener's TLS.
     pub health_listen: Option<SocketAddr>,
@@ -88,6 +97,8 @@ pub struct DaemonOptions {
     pub xds: bool,
     /// How long xDS collects a burst of changes before one push.
     pub xds_debounce: std::time::Duration,
+    /// Cluster mode: API groups, membership and verdicts in etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// tonic's default decoding limit.
@@ -102,6 +113,7 @@ impl Default for DaemonOptions {
             engine: EngineConfig::default(),
             prober: None,
             metrics_listen: None,
+            ui_listen: None,
             health_listen: None,
             data_dir: None,
             admin_token_file: None,
@@ -111,6 +123,7 @@ impl Default for DaemonOptions {
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
             xds: false,
             xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
+            cluster: None,
         }
     }
 }
@@ -185,7 +198,9 @@ pub struct Daemon {
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), DaemonError>>,
     metrics_addr: Option<SocketAddr>,
+    ui_addr: Option<SocketAddr>,
     health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
+    cluster: Option<ClusterNode>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
@@ -204,13 +219,22 @@ impl Daemon {
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let admin = admin_guard(&opts)?;
         let tls = opts.tls.as_ref().map(ServerTls::config).transpose()?;
-        let (persist, restored) = match &opts.data_dir {
-            Some(dir) => {
+        let mut cluster = None;
+        let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
+            (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),
+            (Some(c), None) => {
+                let (node, groups) = ClusterNode::connect(c, &opts.engine.limits).await?;
+                info!(endpoints = ?c.endpoints, prefix = %c.prefix, groups = groups.len(), "cluster mode: groups read from etcd");
+                let store = node.store.clone();
+                cluster = Some(node);
+                (Some(store as Arc<dyn Persist>), groups)
+            }
+            (None, Some(dir)) => {
                 let (store, groups) = open_store(dir, &opts.engine.limits)?;
                 info!(data_dir = %dir.display(), groups = groups.len(), "store opened");
                 (Some(store as Arc<dyn Persist>), groups)
             }
-            None => {
+            (None, None) => {
                 warn!("no --data-dir: groups applied over the API live in memory only and are lost on restart");
                 (None, Vec::new())
             }
@@ -220,13 +244,21 @@ impl Daemon {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
+        let ui_listener = match opts.ui_listen {
+            Some(a) => Some(crate::ui::UiServer::bind(a).await?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
         let mut engine_config = opts.engine.clone();
         let mut metrics_addr = None;
         if let Some(metrics_listen) = opts.metrics_listen {
-            let metrics = Arc::new(crate::metrics::Metrics::new());
+            let mut metrics = crate::metrics::Metrics::new();
+            if let Some(node) = &cluster {
+                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics(node.status.clone()));
+            }
+            let metrics = Arc::new(metrics);
             engine_config.observer = Some(metrics.clone());
             metrics_addr = Some(
                 crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone())
@@ -234,17 +266,26 @@ impl Daemon {
                     .local_addr(),
             );
         }
+        if let Some(node) = cluster.as_mut() {
+            node.join(addr.to_string()).await?;
+            engine_config.cluster = Some(node.seam());
+        }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
 
         let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+        if let Some(node) = cluster.as_mut() {
+            node.start(engine.clone());
+        }
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
+        let ui_addr = ui_listener.map(|l| crate::ui::UiServer::serve(l, engine.clone(), shutdown.clone()).local_addr());
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
-            .with_watch_streams(watch_streams.clone());
+            .with_watch_streams(watch_streams.clone())
+            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())));
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
         let health_only = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.
@@ -311,7 +352,9 @@ impl Daemon {
             shutdown,
             server,
             metrics_addr,
+            ui_addr,
             health_only,
+            cluster,
         })
     }
 
@@ -329,6 +372,11 @@ impl Daemon {
         self.metrics_addr
     }
 
+    /// Where the status page is served, when `ui_listen` was set.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui_addr
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -337,6 +385,10 @@ impl Daemon {
     pub async fn stop(self) -> Result<(), DaemonError> {
         info!("shutting down: health NOT_SERVING, stopping probes and streams");
         self.statuses.set_all_not_serving();
+        if let Some(mut node) = self.cluster {
+            // Revokes the lease: the others take over this replica's backends at once.
+            node.stop().await;
+        }
         self.engine.shutdown().await;
         self.shutdown.cancel();
         let joined = |r: Result<Result<(), DaemonError>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(DaemonError::Serve(e.to_string())));

@@ -3,15 +3,18 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod engine;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod xds;

@@ -1,4 +1,4 @@
-//! The scale benchmark: one command that measures the six scenarios of
+//! The scale benchmark: one command that measures the seven scenarios of
 //! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
 //!
 //! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
@@ -9,6 +9,7 @@
 mod check;
 mod child;
 mod fanout;
+mod history;
 mod probing;
 mod proc_stats;
 mod roles;
@@ -39,6 +40,8 @@ pub struct Sizes {
     pub watch_changes: usize,
     pub check_concurrency: usize,
     pub check_measure_ms: u64,
+    /// Backends whose history is filled (scenario 7).
+    pub history_backends: usize,
 }
 
 impl Sizes {
@@ -58,6 +61,7 @@ impl Sizes {
             watch_changes: 5,
             check_concurrency: 64,
             check_measure_ms: 5_000,
+            history_backends: 10_000,
         }
     }
 
@@ -77,6 +81,7 @@ impl Sizes {
             watch_changes: 2,
             check_concurrency: 4,
             check_measure_ms: 500,
+            history_backends: 200,
         }
     }
 }
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
             "engine" => roles::engine_run(),
             "bare-http" => roles::bare_http(),
             "grpc-server" => roles::grpc_server(),
+            "history" => history::history_child(),
             other => {
                 eprintln!("unknown {} {other:?}", child::ROLE_ENV);
                 return ExitCode::from(2);
@@ -131,6 +137,9 @@ fn main() -> ExitCode {
     }
     if wanted(6) {
         rt.block_on(check::check(&mut report, &fixture_addr, &sizes));
+    }
+    if wanted(7) {
+        history::history(&mut report, &sizes);
     }
     let fixture_rss = fixture.command("rss");
     drop(fixture);

@@ -30,6 +30,10 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
     #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the read-only status page on http://ADDR/ (off by default). A bare
+    /// port means 127.0.0.1:PORT; give another address to expose it beyond loopback.
+    #[arg(long, env = "MCP_HEALTH_UI_LISTEN", value_name = "ADDR", value_parser = ui_addr)]
+    ui_listen: Option<SocketAddr>,
     /// Also serve grpc.health.v1 (only) in plaintext on ADDR, for Kubernetes
     /// and Envoy probes when the main listener uses TLS (off by default).
     #[arg(long, env = "MCP_HEALTH_HEALTH_LISTEN", value_name = "ADDR")]
@@ -99,6 +103,17 @@ struct Args {
     /// Milliseconds xDS collects a burst of verdict changes before one push.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     xds_debounce_ms: u64,
+    /// Cluster mode (high availability on etcd); absent: a single node.
+    #[command(flatten)]
+    etcd: mcp_health::cluster::EtcdFlags,
+}
+
+/// `ADDR` or a bare `PORT` (loopback).
+fn ui_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => s.parse().map_err(|e| format!("{e}: want HOST:PORT or PORT")),
+    }
 }
 
 #[tokio::main]
@@ -126,6 +141,14 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
+    let cluster = match args.etcd.options() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls {
             cert,
@@ -141,6 +164,7 @@ async fn main() -> ExitCode {
         engine,
         prober: None,
         metrics_listen: args.metrics_listen,
+        ui_listen: args.ui_listen,
         health_listen: args.health_listen,
         data_dir: args.data_dir,
         admin_token_file: args.admin_token_file,
@@ -150,6 +174,7 @@ async fn main() -> ExitCode {
         max_watch_streams: args.max_watch_streams.max(1),
         xds: args.xds,
         xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
+        cluster,
     };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,

@@ -2,8 +2,10 @@
 //! dispatch of each command to the gRPC API.
 
 mod apply;
+mod cluster;
 mod connect;
 mod error;
+mod history;
 mod render;
 mod watch;
 
@@ -74,6 +76,9 @@ pub enum Command {
     Delete { group: String },
     /// Probe one backend now and show the fresh verdict (rate-limited per backend).
     Probe { group: String, backend: String },
+    /// One backend's recent transitions and latency over the last hour
+    /// (GetBackendHistory; kept in memory, so a daemon restart starts afresh).
+    History { group: String, backend: String },
     /// Drain a backend: no new traffic (DRAINING in xDS, not routable), still
     /// probed and its verdict still shown (SetBackendDrain; API groups).
     Drain { group: String, backend: String },
@@ -84,6 +89,8 @@ pub enum Command {
         #[arg(default_value = "")]
         service: String,
     },
+    /// Cluster mode: the members, their leases and the backends each owns.
+    Cluster,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -123,6 +130,10 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mcp-healthctl", &mut std::io::stdout());
             Ok(())
+        }
+        Command::Cluster => {
+            let mut c = conn.group_client().await?;
+            cluster::show(&mut c, &out).await
         }
         Command::Groups => {
             let mut c = conn.group_client().await?;
@@ -169,6 +180,11 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             out.print(&resp, |s| {
                 format!("{}\ngroup {group} is {}\n", render::backends_table(std::slice::from_ref(&b), s), s.phase(phase))
             })
+        }
+        Command::History { group, backend } => {
+            let mut c = conn.group_client().await?;
+            let resp = c.get_backend_history(unary(GetBackendHistoryRequest { group, backend })).await?.into_inner();
+            out.print(&resp, |s| history::view(&resp, s))
         }
         Command::Drain { group, backend } => set_drain(&conn, &out, group, backend, true).await,
         Command::Undrain { group, backend } => set_drain(&conn, &out, group, backend, false).await,

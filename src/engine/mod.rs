@@ -9,7 +9,9 @@ mod owner;
 mod reconcile;
 mod results;
 mod scheduler;
+pub mod seam;
 mod state;
+mod tee;
 mod view;
 
 #[cfg(test)]
@@ -24,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
+use crate::history::History;
 use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
@@ -141,6 +144,12 @@ pub(crate) enum Command {
         drain: bool,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -181,8 +190,10 @@ pub struct EngineConfig {
     pub manual_probe_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
-    /// Told of every probe result; None observes nothing.
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -193,6 +204,7 @@ impl Default for EngineConfig {
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            cluster: None,
         }
     }
 }
@@ -206,6 +218,7 @@ pub struct Engine {
     limiter: Arc<Semaphore>,
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
 }
 
 impl Engine {
@@ -216,7 +229,10 @@ impl Engine {
 
     /// Starts the owner task with a durable store for API groups: every API
     /// apply and delete is committed to `persist` before it takes effect.
-    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = Arc::new(History::new());
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
@@ -228,7 +244,13 @@ impl Engine {
             limiter,
             limits: config.limits,
             observer: config.observer,
+            history,
         }
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.
@@ -354,6 +376,18 @@ impl Engine {
     pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
         let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

@@ -17,6 +17,8 @@ use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
 use crate::core::outcome::{OutcomeClass, Reason, ServerFacts};
 use crate::core::verdict::{Verdict, observe};
+
+mod remote;
 use crate::health::serving_status;
 use crate::probe::ProbeTarget;
 use crate::proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ReasonCode};
@@ -32,6 +34,8 @@ pub struct Settings {
     pub observed: bool,
     /// Whether API groups are stored (store writes are emitted only then).
     pub durable: bool,
+    /// Cluster mode: local verdict changes are shared (`Effect::ShareVerdict`).
+    pub shared: bool,
 }
 
 /// A group to apply, with its probe targets (built outside, before any change).
@@ -287,6 +291,7 @@ impl EngineState {
             last_latency: None,
             last_probe: None,
             last_transition: None,
+            remote_since_probe: false,
             last_manual_probe: None,
         }
     }
@@ -406,6 +411,7 @@ impl EngineState {
         let next = observe(&prev, r.outcome.class, backend.auth_mode, backend.policy.thresholds);
         b.last_probe = Some(now);
         b.last_latency = Some(r.latency);
+        let prev_reason = b.reason.code;
         b.reason = r.outcome.reason.clone();
         if r.outcome.class != OutcomeClass::Failure {
             // Keep what the server last said about itself through failures.
@@ -418,6 +424,7 @@ impl EngineState {
         }
         let status_changed = next.status != prev.status;
         let changed = status_changed || next.progress != prev.progress;
+        let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
         if status_changed {
             if observed {
                 fx.push(Effect::Observe(Observed::BackendStatus {
@@ -439,6 +446,14 @@ impl EngineState {
             );
         }
         b.verdict = next;
+        if share && self.settings.shared {
+            fx.push(Effect::ShareVerdict {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+                progress: b.verdict.progress.clone(),
+                health: Box::new(view::backend_health(&b.facts())),
+            });
+        }
         if changed {
             let previous = g.verdict.phase;
             self.publish(&r.group, Some(previous), fx);

@@ -171,6 +171,12 @@ impl Metrics {
         m
     }
 
+    /// Adds series read at scrape time (the cluster's).
+    pub fn with_collector(mut self, collector: impl prometheus_client::collector::Collector) -> Metrics {
+        self.registry.register_collector(Box::new(collector));
+        self
+    }
+
     /// The exposition text (OpenMetrics).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();

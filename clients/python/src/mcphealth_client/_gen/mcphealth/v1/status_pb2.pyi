@@ -48,6 +48,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_CREDENTIALS_REJECTED: _ClassVar[ReasonCode]
     REASON_CODE_CONNECTION: _ClassVar[ReasonCode]
     REASON_CODE_CREDENTIALS_UNAVAILABLE: _ClassVar[ReasonCode]
+    REASON_CODE_NO_TOOLS: _ClassVar[ReasonCode]
 
 class ResourceMetadataState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -89,6 +90,7 @@ REASON_CODE_AUTH_REQUIRED: ReasonCode
 REASON_CODE_CREDENTIALS_REJECTED: ReasonCode
 REASON_CODE_CONNECTION: ReasonCode
 REASON_CODE_CREDENTIALS_UNAVAILABLE: ReasonCode
+REASON_CODE_NO_TOOLS: ReasonCode
 RESOURCE_METADATA_STATE_UNSPECIFIED: ResourceMetadataState
 RESOURCE_METADATA_STATE_NOT_ADVERTISED: ResourceMetadataState
 RESOURCE_METADATA_STATE_VALID: ResourceMetadataState
