@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (including the MCP
-# Python SDK interop suite, tests/interop.rs), the Python client tests, the
+# Python SDK interop suite, tests/interop.rs, and the interop matrix over the
+# TypeScript, Python and Rust SDKs and stdio bridges, tests/interop_matrix.rs),
+# the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
-# binary, the OTLP export of the `otel` feature, the client/recipe checks,
+# binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
 # and a smoke run of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
+step "system packages (dnsmasq: the DNS server of the DNS tests and benchmarks)"
+bash scripts/setup-system.sh
+
 step "python environment (.venv: MCP SDK, grpcio, grpcurl)"
 bash scripts/setup-python.sh
+
+step "interop matrix environment (npm: TypeScript SDK servers and bridges; .venv-mcp1: Python SDK 1.x, mcp-proxy; rmcp)"
+bash scripts/setup-interop.sh
+step "etcd for the cluster tests (Debian etcd-server; the tests start their own nodes)"
+bash scripts/setup-etcd.sh
 
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 
-step "rust tests"
+step "rust tests (tests/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
 cargo test --workspace
 
 step "OpenTelemetry export (feature otel) to a fake OTLP collector"
@@ -28,6 +38,9 @@ step "outside clients against the real daemon (grpcio health client, grpcurl, En
 
 step "clients against a live daemon: CLI, Python examples, grpcurl recipes, manifests, metrics"
 bash scripts/check-clients.sh
+
+step "the status page in a real browser (Debian chromium, playwright-core)"
+bash scripts/test-browser.sh
 
 step "benchmark harness smoke run (checks the harness works, not timings)"
 bash scripts/bench-smoke.sh

@@ -16,6 +16,7 @@ use crate::api::group_service::GroupService;
 use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
 use crate::api::tls::{ServerTls, TlsError};
+use crate::cluster::node::ClusterNode;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
@@ -26,6 +27,8 @@ use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 use crate::spec::{Limits, ValidGroup, validate_group};
 use crate::store::{Persist, RedbStore, StoreError};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -41,6 +44,10 @@ pub enum DaemonError {
     Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
+    #[error("cannot start the xDS server")]
+    Xds(#[source] crate::engine::EngineError),
     #[error("grpc server failed")]
     Serve(#[source] tonic::transport::Error),
     #[error("the listener failed")]
@@ -64,6 +71,10 @@ pub enum DaemonError {
     Restore(#[source] crate::engine::EngineError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
+    #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
+    DataDirInCluster,
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot use --tls-cert {cert} with --tls-key {key}")]
@@ -91,6 +102,8 @@ pub struct DaemonOptions {
     pub prober: Option<SharedProbe>,
     /// Where to serve Prometheus `/metrics`; None (the default) serves none.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the status page; None (the default) serves none.
+    pub ui_listen: Option<SocketAddr>,
     /// A second, plaintext listener serving only grpc.health.v1, for probes
     /// (Kubernetes, Envoy) that cannot speak the main listener's TLS.
     pub health_listen: Option<SocketAddr>,
@@ -106,6 +119,12 @@ pub struct DaemonOptions {
     pub max_message_bytes: usize,
     /// Most concurrent WatchGroupHealth plus grpc.health Watch streams.
     pub max_watch_streams: usize,
+    /// Serve xDS (ADS and EDS, SotW and delta) on the listener (`--xds`).
+    pub xds: bool,
+    /// How long xDS collects a burst of changes before one push.
+    pub xds_debounce: std::time::Duration,
+    /// Cluster mode: API groups, membership and verdicts in etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// tonic's default decoding limit.
@@ -120,6 +139,7 @@ impl Default for DaemonOptions {
             engine: EngineConfig::default(),
             prober: None,
             metrics_listen: None,
+            ui_listen: None,
             health_listen: None,
             data_dir: None,
             admin_token_file: None,
@@ -127,6 +147,9 @@ impl Default for DaemonOptions {
             insecure_allow_open_mutations: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
+            xds: false,
+            xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
+            cluster: None,
         }
     }
 }
@@ -224,6 +247,8 @@ pub struct Daemon {
     servers: Vec<ServerTask>,
     metrics_addr: Option<SocketAddr>,
     health_addr: Option<SocketAddr>,
+    ui_addr: Option<SocketAddr>,
+    cluster: Option<ClusterNode>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
@@ -277,13 +302,22 @@ impl Daemon {
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(DaemonError::Reflection)?;
-        let (persist, restored) = match &opts.data_dir {
-            Some(dir) => {
+        let mut cluster = None;
+        let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
+            (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),
+            (Some(c), None) => {
+                let (node, groups) = ClusterNode::connect(c, &opts.engine.limits).await?;
+                info!(endpoints = ?c.endpoints, prefix = %c.prefix, groups = groups.len(), "cluster mode: groups read from etcd");
+                let store = node.store.clone();
+                cluster = Some(node);
+                (Some(store as Arc<dyn Persist>), groups)
+            }
+            (None, Some(dir)) => {
                 let (store, groups) = open_store(dir, &opts.engine.limits)?;
                 info!(data_dir = %dir.display(), groups = groups.len(), "store opened");
                 (Some(store as Arc<dyn Persist>), groups)
             }
-            None => {
+            (None, None) => {
                 warn!("no --data-dir: groups applied over the API live in memory only and are lost on restart");
                 (None, Vec::new())
             }
@@ -297,25 +331,72 @@ impl Daemon {
             Some(a) => Some(MetricsListener::bind(a).await?),
             None => None,
         };
+        let ui_listener = match opts.ui_listen {
+            Some(a) => Some(crate::ui::UiServer::bind(a).await?),
+            None => None,
+        };
+        let mut engine_config = opts.engine.clone();
+        if let Some(node) = cluster.as_mut() {
+            // Joins before the engine's first probe, so ownership is known.
+            node.join(addr.to_string()).await?;
+            engine_config.cluster = Some(node.seam());
+        }
 
         // From here on things run. Nothing below fails but `load_groups`,
         // which stops the engine on failure; the listeners close as they drop.
         let shutdown = CancellationToken::new();
         let statuses = HealthStatuses::default();
         let prober = opts.prober.clone().unwrap_or_else(|| Arc::new(HttpProber::default()));
-        let mut engine_config = opts.engine.clone();
-        let metrics = metrics_listener.as_ref().map(|_| Arc::new(crate::metrics::Metrics::new()));
+        let metrics = metrics_listener.as_ref().map(|_| {
+            let mut metrics = crate::metrics::Metrics::new();
+            if let Some(node) = &cluster {
+                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics(node.status.clone()));
+            }
+            Arc::new(metrics)
+        });
         if let Some(m) = &metrics {
             engine_config.observer = Some(m.clone());
         }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
-        let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+        let config_text = match load_groups(&engine, restored, opts.config.as_deref(), &config_status).await {
+            Ok(text) => text,
+            Err(e) => {
+                if let Some(mut node) = cluster {
+                    node.stop().await;
+                }
+                return Err(e);
+            }
+        };
+        // xDS reads the engine's watch, so it starts after the engine.
+        let xds = if opts.xds {
+            match crate::xds::catalog::start(engine.clone(), opts.xds_debounce, shutdown.clone()).await {
+                Ok(catalog) => Some(crate::xds::XdsService::new(catalog, shutdown.clone())),
+                Err(e) => {
+                    engine.shutdown().await;
+                    if let Some(mut node) = cluster {
+                        node.stop().await;
+                    }
+                    return Err(DaemonError::Xds(e));
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(node) = cluster.as_mut() {
+            node.start(engine.clone());
+        }
 
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
         let mut servers = Vec::new();
+        let ui_addr = ui_listener.map(|listener| {
+            let ui = crate::ui::UiServer::serve(listener, engine.clone(), shutdown.clone());
+            let addr = ui.local_addr();
+            servers.push(ServerTask::new("status page (--ui-listen)", addr, ui.into_task()));
+            addr
+        });
         let metrics_addr = metrics_listener.as_ref().map(MetricsListener::local_addr);
         if let (Some(listener), Some(metrics)) = (metrics_listener, metrics) {
             let addr = listener.local_addr();
@@ -328,7 +409,8 @@ impl Daemon {
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
-            .with_watch_streams(watch_streams.clone());
+            .with_watch_streams(watch_streams.clone())
+            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())));
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
         let health_addr = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.
@@ -349,7 +431,12 @@ impl Daemon {
             .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
             .add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection_v1alpha)
+            .add_optional_service(
+                xds.clone()
+                    .map(|x| AggregatedDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
+            )
+            .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)));
         servers.push(ServerTask::new("grpc", addr, serve(router, listener, shutdown.clone())));
         info!(%addr, "mcp-healthd serving");
         Ok(Daemon {
@@ -360,6 +447,8 @@ impl Daemon {
             servers,
             metrics_addr,
             health_addr,
+            ui_addr,
+            cluster,
         })
     }
 
@@ -370,6 +459,11 @@ impl Daemon {
     /// Where the plaintext health-only listener is, when `health_listen` was set.
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.health_addr
+    }
+
+    /// Where the status page is served, when `ui_listen` was set.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui_addr
     }
 
     /// Where `/metrics` is served, when `metrics_listen` was set.
@@ -386,6 +480,10 @@ impl Daemon {
         info!("shutting down: health NOT_SERVING, stopping probes and streams");
         self.statuses.set_all_not_serving();
         self.engine.shutdown().await;
+        if let Some(mut node) = self.cluster {
+            // Revokes the lease: the others take over this replica's backends at once.
+            node.stop().await;
+        }
         self.shutdown.cancel();
         let mut result = Ok(());
         for server in self.servers {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod daemon;
@@ -10,9 +11,12 @@ pub mod engine;
 pub mod errors;
 pub mod health;
 pub mod listener;
+pub mod history;
 pub mod metrics;
 pub mod probe;
 pub mod proto;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
+pub mod xds;

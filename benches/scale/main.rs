@@ -1,4 +1,4 @@
-//! The scale benchmark: one command that measures the six scenarios of
+//! The scale benchmark: one command that measures the nine scenarios of
 //! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
 //!
 //! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
@@ -8,7 +8,9 @@
 
 mod check;
 mod child;
+mod cost;
 mod fanout;
+mod history;
 mod probing;
 mod proc_stats;
 mod roles;
@@ -39,6 +41,18 @@ pub struct Sizes {
     pub watch_changes: usize,
     pub check_concurrency: usize,
     pub check_measure_ms: u64,
+    /// Backends whose history is filled (scenario 7).
+    pub history_backends: usize,
+    /// Scenario 8: backends per variant, their interval, the DNS records' TTL.
+    pub cost_backends: usize,
+    pub cost_interval_ms: u64,
+    pub dns_ttl_s: u32,
+    /// Scenario 9: backends applied at once, and the front's connection cap.
+    pub startup_backends: usize,
+    pub startup_cap: usize,
+    /// Scenario 9: the interval, and the first probes per second with the spread.
+    pub startup_interval_ms: u64,
+    pub startup_rate: u32,
 }
 
 impl Sizes {
@@ -58,6 +72,14 @@ impl Sizes {
             watch_changes: 5,
             check_concurrency: 64,
             check_measure_ms: 5_000,
+            history_backends: 10_000,
+            cost_backends: 10_000,
+            cost_interval_ms: 10_000,
+            dns_ttl_s: 30,
+            startup_backends: 10_000,
+            startup_cap: 200,
+            startup_interval_ms: 10_000,
+            startup_rate: 1000,
         }
     }
 
@@ -77,6 +99,14 @@ impl Sizes {
             watch_changes: 2,
             check_concurrency: 4,
             check_measure_ms: 500,
+            history_backends: 200,
+            cost_backends: 20,
+            cost_interval_ms: 500,
+            dns_ttl_s: 1,
+            startup_backends: 50,
+            startup_cap: 10,
+            startup_interval_ms: 2_000,
+            startup_rate: 50,
         }
     }
 }
@@ -94,6 +124,8 @@ fn main() -> ExitCode {
             "engine" => roles::engine_run(),
             "bare-http" => roles::bare_http(),
             "grpc-server" => roles::grpc_server(),
+            "history" => history::history_child(),
+            "startup" => cost::startup_run(),
             other => {
                 eprintln!("unknown {} {other:?}", child::ROLE_ENV);
                 return ExitCode::from(2);
@@ -131,6 +163,15 @@ fn main() -> ExitCode {
     }
     if wanted(6) {
         rt.block_on(check::check(&mut report, &fixture_addr, &sizes));
+    }
+    if wanted(7) {
+        history::history(&mut report, &sizes);
+    }
+    if wanted(8) {
+        cost::cost(&mut report, &mut fixture, &fixture_addr, &sizes);
+    }
+    if wanted(9) {
+        cost::startup(&mut report, &mut fixture, &sizes);
     }
     let fixture_rss = fixture.command("rss");
     drop(fixture);

@@ -13,7 +13,7 @@ use mcp_health::daemon::{Daemon, DaemonOptions};
 use mcp_health::engine::{Engine, EngineConfig, Origin, ProbeObserver, ProbeResult};
 use mcp_health::health::HealthStatuses;
 use mcp_health::probe::HttpProber;
-use mcp_health::proto::v1::{BackendSpec, GroupSpec, ProbePolicy};
+use mcp_health::proto::v1::{BackendSpec, GroupSpec, ProbePolicy, TlsSpec};
 use mcp_health::spec::{Limits, validate_group};
 use serde_json::json;
 use tokio::time::Instant;
@@ -29,11 +29,11 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
 }
 
-fn arg_u64(a: &serde_json::Value, key: &str) -> u64 {
+pub fn arg_u64(a: &serde_json::Value, key: &str) -> u64 {
     a[key].as_u64().unwrap_or_else(|| panic!("child argument {key} missing"))
 }
 
@@ -45,7 +45,10 @@ pub fn backend_path(i: usize, hanging: bool) -> String {
 /// The fixture: one server answering `initialize` on every path, without
 /// session ids, so a probe is exactly one fresh-connection POST (the same
 /// request the bare baseline sends). Commands: `hang COUNT` makes /h0../h{COUNT-1}
-/// hang; `rss` answers its RSS in MiB.
+/// hang; `rss` answers its RSS in MiB; `tls CERT KEY MAX` starts a TLS front
+/// (an ingress, `mcp_fixture::tls`) before it, at most MAX connections open
+/// (0: no cap), and answers its port; `tlsstats PORT` answers that front's
+/// `connections full resumed refused`.
 pub fn fixture() {
     let rt = runtime();
     let opts = FixtureOptions {
@@ -54,7 +57,11 @@ pub fn fixture() {
     };
     let server = rt.block_on(FixtureServer::start_with(opts)).expect("fixture listens");
     say(&format!("ADDR {}", server.addr()));
+    let mut fronts = std::collections::HashMap::new();
     serve_commands(|cmd| {
+        if let Some(reply) = crate::cost::front_command(&rt, &mut fronts, server.addr(), cmd) {
+            return reply;
+        }
         let mut words = cmd.split_whitespace();
         match (words.next(), words.next().and_then(|n| n.parse::<usize>().ok())) {
             (Some("hang"), Some(count)) => {
@@ -101,22 +108,24 @@ impl ProbeObserver for Recorder {
     }
 }
 
-fn duration(d: Duration) -> pbjson_types::Duration {
+pub fn duration(d: Duration) -> pbjson_types::Duration {
     pbjson_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
 }
 
-/// Group specs for `n` backends on `addr`, the first `hanging` of them hanging.
-pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -> Vec<GroupSpec> {
+/// Group specs for `n` backends at `url` (`{i}` is the backend's number,
+/// `{path}` its path), with `tls`; the first `hanging` of them hanging.
+pub fn groups_with(url: &str, tls: Option<TlsSpec>, n: usize, hanging: usize, policy: ProbePolicy) -> Vec<GroupSpec> {
     let backends: Vec<BackendSpec> = (0..n)
         .map(|i| {
             let hang = i < hanging;
             let name = if hang { format!("h{i}") } else { format!("b{i}") };
             BackendSpec {
                 name,
-                url: format!("http://{addr}{}", backend_path(i, hang)),
+                url: url.replace("{i}", &i.to_string()).replace("{path}", &backend_path(i, hang)),
+                tls: tls.clone(),
                 ..BackendSpec::default()
             }
         })
@@ -134,6 +143,9 @@ pub fn groups(addr: SocketAddr, n: usize, hanging: usize, policy: ProbePolicy) -
 
 /// One engine run: N backends, measured after a warm-up of about one interval.
 /// Reports probes/s, CPU, the healthy backends' scheduling lag and RSS.
+/// Optional arguments (scenario 7): `url` (a `groups_with` template), `tls`
+/// (a TlsSpec in proto3 JSON), `dns_server`; the child says `MEASURING` as
+/// the measurement starts.
 pub fn engine_run() {
     install_crypto();
     let a = args();
@@ -144,6 +156,9 @@ pub fn engine_run() {
     let warmup = Duration::from_millis(arg_u64(&a, "warmup_ms"));
     let measure = Duration::from_millis(arg_u64(&a, "measure_ms"));
     let concurrency = arg_u64(&a, "concurrency") as usize;
+    let url = a["url"].as_str().map_or_else(|| format!("http://{addr}{{path}}"), str::to_owned);
+    let tls: Option<TlsSpec> = serde_json::from_value(a["tls"].clone()).expect("tls argument");
+    let dns_server: Option<SocketAddr> = a["dns_server"].as_str().map(|s| s.parse().expect("dns_server argument"));
     let rt = runtime();
     let result = rt.block_on(async move {
         let recorder = Arc::new(Recorder::default());
@@ -156,6 +171,7 @@ pub fn engine_run() {
             },
             max_concurrent_probes: concurrency,
             observer: Some(recorder.clone()),
+            dns: mcp_health::probe::DnsSettings { server: dns_server },
             ..EngineConfig::default()
         };
         let engine = Engine::start(config, Arc::new(HttpProber::default()), HealthStatuses::default());
@@ -164,11 +180,12 @@ pub fn engine_run() {
             timeout: Some(duration(timeout)),
             ..ProbePolicy::default()
         };
-        for spec in groups(addr, n, hanging, policy) {
+        for spec in groups_with(&url, tls, n, hanging, policy) {
             let valid = validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
             engine.apply(valid, Origin::Api).await.expect("apply");
         }
         tokio::time::sleep(warmup).await;
+        say("MEASURING");
         recorder.recording.store(true, Relaxed);
         let counts = |r: &Recorder| {
             (

@@ -30,6 +30,10 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
     #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the read-only status page on http://ADDR/ (off by default). A bare
+    /// port means 127.0.0.1:PORT; give another address to expose it beyond loopback.
+    #[arg(long, env = "MCP_HEALTH_UI_LISTEN", value_name = "ADDR", value_parser = ui_addr)]
+    ui_listen: Option<SocketAddr>,
     /// Also serve grpc.health.v1 (only) in plaintext on ADDR, for Kubernetes
     /// and Envoy probes when the main listener uses TLS (off by default).
     #[arg(long, env = "MCP_HEALTH_HEALTH_LISTEN", value_name = "ADDR")]
@@ -53,6 +57,16 @@ struct Args {
     /// Probes in flight at once, across all backends.
     #[arg(long, default_value_t = 1024)]
     max_concurrent_probes: usize,
+    /// First probes (after start-up or an apply) started per second at most,
+    /// across all backends; a tenth of it may start at once. Each backend's
+    /// first probe still waits no longer than min(interval, initialSpread).
+    #[arg(long, default_value_t = 1000)]
+    initial_probes_per_second: u32,
+    /// DNS server (IP:PORT, UDP then TCP) that probes resolve backend host
+    /// names with, instead of the system's configuration (/etc/resolv.conf).
+    /// Answers are cached for their TTL (at most 5 minutes) either way.
+    #[arg(long, env = "MCP_HEALTH_DNS_SERVER", value_name = "IP:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Most backends one group may have.
     #[arg(long, default_value_t = 1000)]
     max_backends_per_group: usize,
@@ -92,6 +106,24 @@ struct Args {
     /// Most concurrent watch streams (WatchGroupHealth and grpc.health Watch together).
     #[arg(long, default_value_t = mcp_health::daemon::DEFAULT_MAX_WATCH_STREAMS)]
     max_watch_streams: usize,
+    /// Serve Envoy's xDS (ADS and EDS, state-of-the-world and delta) on the
+    /// listener: each group is the ClusterLoadAssignment `mcp-health/<group>`.
+    #[arg(long, env = "MCP_HEALTH_XDS")]
+    xds: bool,
+    /// Milliseconds xDS collects a burst of verdict changes before one push.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    xds_debounce_ms: u64,
+    /// Cluster mode (high availability on etcd); absent: a single node.
+    #[command(flatten)]
+    etcd: mcp_health::cluster::EtcdFlags,
+}
+
+/// `ADDR` or a bare `PORT` (loopback).
+fn ui_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => s.parse().map_err(|e| format!("{e}: want HOST:PORT or PORT")),
+    }
 }
 
 #[tokio::main]
@@ -117,7 +149,17 @@ async fn main() -> ExitCode {
             allow_link_local_backends: args.allow_link_local_backends,
         },
         max_concurrent_probes: args.max_concurrent_probes.max(1),
+        initial_probes_per_second: args.initial_probes_per_second.max(1),
+        dns: mcp_health::probe::DnsSettings { server: args.dns_server },
         ..EngineConfig::default()
+    };
+    let cluster = match args.etcd.options() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
+            return ExitCode::FAILURE;
+        }
     };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls {
@@ -134,6 +176,7 @@ async fn main() -> ExitCode {
         engine,
         prober: None,
         metrics_listen: args.metrics_listen,
+        ui_listen: args.ui_listen,
         health_listen: args.health_listen,
         data_dir: args.data_dir,
         admin_token_file: args.admin_token_file,
@@ -141,6 +184,9 @@ async fn main() -> ExitCode {
         insecure_allow_open_mutations: args.insecure_allow_open_mutations,
         max_message_bytes: args.max_message_bytes,
         max_watch_streams: args.max_watch_streams.max(1),
+        xds: args.xds,
+        xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
+        cluster,
     };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,

@@ -9,7 +9,10 @@ mod owner;
 mod reconcile;
 mod results;
 mod scheduler;
+mod spread;
+pub mod seam;
 mod state;
+mod tee;
 mod view;
 
 #[cfg(test)]
@@ -24,7 +27,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::health::HealthStatuses;
-use crate::probe::{ClientCache, ProbeTarget, SharedProbe};
+use crate::probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
+use crate::history::History;
 use crate::proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 use crate::spec::{FieldViolation, Limits, ValidGroup};
 use crate::store::Persist;
@@ -137,6 +141,19 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    SetDrain {
+        group: String,
+        backend: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
+    },
 }
 
 /// Follows the engine without recomputing anything: for metrics (and, with
@@ -176,8 +193,15 @@ pub struct EngineConfig {
     pub probe_backend_interval: Duration,
     /// Buffered changes per watcher before it is resynchronized with a snapshot.
     pub watch_buffer: usize,
-    /// Told of every probe result; None observes nothing.
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Where probes resolve backend host names.
+    pub dns: DnsSettings,
+    /// First probes (after start-up or an apply) started per second at most,
+    /// across all backends, within each backend's `initialSpread` window.
+    pub initial_probes_per_second: u32,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -188,6 +212,9 @@ impl Default for EngineConfig {
             probe_backend_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            dns: DnsSettings::default(),
+            initial_probes_per_second: 1000,
+            cluster: None,
         }
     }
 }
@@ -201,6 +228,7 @@ pub struct Engine {
     limiter: Arc<Semaphore>,
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
 }
 
 impl Engine {
@@ -211,19 +239,28 @@ impl Engine {
 
     /// Starts the owner task with a durable store for API groups: every API
     /// apply and delete is committed to `persist` before it takes effect.
-    pub fn start_with_store(config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = Arc::new(History::new());
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
-            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends)),
+            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends, &config.dns)),
             prober,
             limiter,
             limits: config.limits,
             observer: config.observer,
+            history,
         }
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// The observer the engine reports to, for the API's watch-stream counts.
@@ -252,6 +289,7 @@ impl Engine {
                     group: group.spec.name.clone(),
                     backend: b.clone(),
                     client,
+                    dns: self.clients.dns(),
                 })),
                 Err(e) => violations.push(FieldViolation {
                     field: format!("{prefix}backends[{i}].tls"),
@@ -341,6 +379,26 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
+    /// committed to the store like an apply. The verdict and the probe timer
+    /// carry over (drain is not part of a backend's identity).
+    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

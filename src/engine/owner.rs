@@ -15,6 +15,7 @@ use tracing::{error, info};
 use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::results::ProbeResult;
 use super::scheduler::BackendTask;
+use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
 use crate::health::HealthStatuses;
@@ -29,11 +30,15 @@ pub struct Owner {
     prober: SharedProbe,
     limiter: Arc<Semaphore>,
     observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership (for the schedulers) and shared verdicts.
+    cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
     health: HealthStatuses,
     events: broadcast::Sender<Event>,
     /// Where API groups are stored; None keeps them in memory only.
     persist: Option<Arc<dyn Persist>>,
     started: Instant,
+    /// Paces first probes (the start-up spread), shared by every backend task.
+    pacer: Arc<StartPacer>,
 }
 
 /// Who waits for a change.
@@ -83,7 +88,7 @@ impl Command {
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
-            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::Shutdown { .. }
+            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::SetDrain { .. } | Command::Shutdown { .. }
         )
     }
 }
@@ -103,6 +108,7 @@ impl Owner {
             probe_backend_interval: config.probe_backend_interval,
             observed: config.observer.is_some(),
             durable: persist.is_some(),
+            shared: config.cluster.is_some(),
         };
         Owner {
             state: EngineState::new(settings),
@@ -111,10 +117,12 @@ impl Owner {
             prober,
             limiter,
             observer: config.observer,
+            cluster: config.cluster,
             health,
             events,
             persist,
             started: Instant::now(),
+            pacer: Arc::new(StartPacer::new(config.initial_probes_per_second)),
         }
     }
 
@@ -179,6 +187,10 @@ impl Owner {
                 let checked = self.state.check_restore(groups);
                 return self.change(checked, Reply::Apply(reply));
             }
+            Command::SetDrain { group, backend, drain, reply } => {
+                let checked = self.state.check_drain(&group, &backend, drain);
+                return self.change(checked, Reply::Apply(reply));
+            }
             Command::ProbeResult(result) => self.probe_result(result),
             Command::Get { group, reply } => {
                 let _ = reply.send(self.state.health(&group));
@@ -197,6 +209,12 @@ impl Owner {
             }
             Command::ProbeBackend { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_backend(group, backend, Instant::now()));
+            }
+            Command::RemoteVerdict { group, backend, verdict } => {
+                let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
+                let mut fx = Effects::default();
+                self.state.take_remote(&group, &backend, *verdict, owned, &mut fx);
+                self.execute(fx, None);
             }
             Command::Shutdown { reply } => {
                 self.shutdown();
@@ -280,6 +298,8 @@ impl Owner {
                         limiter: self.limiter.clone(),
                         owner: self.tx.clone(),
                         observer: self.observer.clone(),
+                        cluster: self.cluster.clone(),
+                        pacer: self.pacer.clone(),
                     };
                     self.tasks.insert(epoch, tokio::spawn(task.run()).abort_handle());
                 }
@@ -314,6 +334,16 @@ impl Owner {
                         elapsed_ms = self.started.elapsed().as_millis() as u64,
                         "every group has its first verdict"
                     );
+                }
+                Effect::ShareVerdict {
+                    group,
+                    backend,
+                    progress,
+                    health,
+                } => {
+                    if let Some(c) = &self.cluster {
+                        c.verdict_changed(&group, &backend, &progress, &health);
+                    }
                 }
                 Effect::Observe(call) => {
                     if let Some(o) = &self.observer {

@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use super::spread::StartPacer;
 use super::results::ProbeResult;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{ProbeOutcome, Reason};
@@ -64,18 +65,28 @@ pub struct BackendTask {
     pub limiter: Arc<Semaphore>,
     pub owner: mpsc::Sender<Command>,
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    pub pacer: Arc<StartPacer>,
+    /// Cluster mode: probe only while this replica owns the backend.
+    pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
 }
 
 impl BackendTask {
-    /// Probes at once, then on a jittered timer. The second probe lands at a
-    /// random point of the first interval, so backends added together (at
-    /// start-up, say) spread out instead of probing in lockstep.
+    /// Probes first when the start-up spread allows (`spread`), then on a
+    /// jittered timer. Without a spread (`initialSpread: 0s`) the first probe
+    /// is at once and the second lands at a random point of the first
+    /// interval, so backends added together still drift apart.
     pub async fn run(self) {
         let mut memory = ProbeMemory::default();
-        let mut planned = Instant::now();
+        let spread = self.policy.initial_spread.min(self.policy.interval);
+        let mut planned = self.pacer.first_start(spread);
         let mut first = true;
         loop {
             tokio::time::sleep_until(planned).await;
+            if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
+                // Another replica probes it; ask again at the next planned time.
+                planned = (planned + self.policy.interval).max(Instant::now());
+                continue;
+            }
             let Ok(permit) = self.limiter.acquire().await else { return };
             let started = Instant::now();
             let in_flight = InFlight::probe(self.observer.as_ref());
@@ -96,7 +107,7 @@ impl BackendTask {
             }
             let next = {
                 let mut rng = rand::rng();
-                if first {
+                if first && spread.is_zero() {
                     self.policy.interval.mul_f64(rng.random_range(0.5..=1.0))
                 } else {
                     jittered(self.policy.interval, self.policy.jitter_percent, &mut rng)

@@ -107,7 +107,7 @@ async fn first_probe_is_immediate_and_thresholds_follow_the_interval() {
             break;
         }
     }
-    // Three failed probes after the second one (at 5–10 s): within 10 + 3 × 11 s.
+    // Three failed probes after the first (the second at 9–11 s): within 10 + 3 × 11 s.
     let elapsed = t0.elapsed();
     assert!(
         elapsed >= Duration::from_secs(5 + 9 + 9) && elapsed <= Duration::from_secs(10 + 11 + 11 + 11),
@@ -197,6 +197,93 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
         .await
         .unwrap();
     assert!(!same.changed);
+    engine.shutdown().await;
+}
+
+/// A group of `n` backends with `policy` (a YAML flow mapping).
+fn big_group(name: &str, n: usize, policy: &str) -> ValidGroup {
+    let mut yaml = format!("name: {name}\npolicy: {policy}\nbackends:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - name: b{i}\n    url: http://{name}-{i}.test/mcp\n"));
+    }
+    let limits = crate::spec::Limits {
+        max_backends_per_group: n.max(1),
+        ..Default::default()
+    };
+    validate_group(&serde_yaml_ng::from_str(&yaml).unwrap(), "spec", &limits).unwrap()
+}
+
+/// Backends probed at least once by `at` after `t0` (timers fire on whole
+/// milliseconds: check between slots), with the group's phase then.
+async fn started_by(engine: &Engine, prober: &Scripted, t0: Instant, at: Duration, group: &str) -> (usize, GroupPhase) {
+    tokio::time::sleep_until(t0 + at).await;
+    let phase = GroupPhase::try_from(engine.get(group.into()).await.unwrap().phase).unwrap();
+    (prober.calls.lock().unwrap().len(), phase)
+}
+
+fn paced(per_second: u32, prober: Arc<Scripted>) -> Engine {
+    let config = EngineConfig {
+        initial_probes_per_second: per_second,
+        watch_buffer: 4096,
+        ..EngineConfig::default()
+    };
+    Engine::start(config, prober, HealthStatuses::default())
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn first_probes_are_paced_a_burst_at_once_then_a_steady_rate() {
+    let prober = Arc::new(Scripted::default());
+    // 400 first probes a second (one per 2.5 ms), 40 at once; the window (10 s) is never reached.
+    let engine = paced(400, prober.clone());
+    let t0 = Instant::now();
+    engine.apply(big_group("big", 1000, "{interval: 10s}"), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
+    // The burst at once. The group is routable as soon as its first backends
+    // have verdicts (DEGRADED: the rest are UNKNOWN, not routable); before any
+    // verdict it is PENDING, like any new group.
+    assert_eq!((n, phase), (40, GroupPhase::Degraded), "the burst at once");
+    let (n, _) = started_by(&engine, &prober, t0, 451 * MS, "big").await;
+    assert_eq!(n, 40 + 180, "one per 2.5 ms after the burst");
+    let (n, phase) = started_by(&engine, &prober, t0, 2401 * MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready));
+    // A small group applied after a quiet spell (the burst has refilled) is probed at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t1 = Instant::now();
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t1, MS, "g").await;
+    assert_eq!((n, phase), (1002, GroupPhase::Ready));
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_first_probe_waits_past_its_window() {
+    let prober = Arc::new(Scripted::default());
+    let engine = paced(100, prober.clone());
+    let t0 = Instant::now();
+    // Paced, 1000 first probes would take 10 s; the window is min(interval 2 s, initialSpread 5 s).
+    engine
+        .apply(big_group("big", 1000, "{interval: 2s, timeout: 1s, initialSpread: 5s}"), Origin::Api)
+        .await
+        .unwrap();
+    let (n, _) = started_by(&engine, &prober, t0, MS, "big").await;
+    assert!((10..=20).contains(&n), "a burst of 10, and the random share of the first millisecond: {n}");
+    let (n, _) = started_by(&engine, &prober, t0, 1001 * MS, "big").await;
+    assert!(n > 110 && n < 900, "spread over the window: {n}");
+    let (n, phase) = started_by(&engine, &prober, t0, 2001 * MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready), "every first probe within the window");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn initial_spread_zero_probes_everything_at_once() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 4096);
+    let t0 = Instant::now();
+    engine.apply(big_group("big", 1000, "{initialSpread: 0s}"), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready));
     engine.shutdown().await;
 }
 

@@ -41,6 +41,9 @@ pub fn transport_error(err: &reqwest::Error) -> Reason {
         if let Some(refused) = e.downcast_ref::<super::ssrf::Refused>() {
             return Reason::new(ReasonCode::Dns, refused.to_string());
         }
+        if let Some(failed) = e.downcast_ref::<super::dns::DnsFailed>() {
+            return Reason::new(ReasonCode::Dns, failed.to_string());
+        }
         // hyper-util's resolver error type is private; its message is stable.
         if e.to_string().starts_with("dns error") {
             dns = true;

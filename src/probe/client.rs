@@ -1,5 +1,7 @@
 //! HTTP clients for probes: one per distinct TLS setting, shared by every
-//! backend with that setting, none keeping idle connections.
+//! backend with that setting, none keeping idle connections. They share one
+//! caching DNS resolver (`dns`) and one TLS session store (`tls_sessions`),
+//! scoped per TLS setting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::dns::{Dns, DnsResolver, DnsSettings};
+use super::tls_sessions::{self, SessionStore};
 use crate::proto::v1::TlsSpec;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,23 +25,41 @@ pub enum ClientError {
 
 /// Builds and caches probe clients keyed by TLS settings, so 10,000 backends
 /// with default TLS share one root store instead of 10,000 copies.
-#[derive(Default)]
 pub struct ClientCache {
     clients: Mutex<HashMap<TlsKey, reqwest::Client>>,
-    /// Lets probes connect to link-local and cloud-metadata addresses (see `ssrf`).
-    allow_link_local: bool,
+    dns: Arc<Dns>,
+    sessions: Arc<SessionStore>,
+}
+
+impl Default for ClientCache {
+    /// The system's DNS configuration; link-local and metadata addresses refused.
+    fn default() -> Self {
+        ClientCache::new(false, &DnsSettings::default())
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct TlsKey(String, String, String, bool);
+struct TlsKey(String, String, String, bool, bool);
 
 impl ClientCache {
-    /// A cache whose clients refuse link-local and metadata addresses unless `allow_link_local`.
-    pub fn new(allow_link_local: bool) -> ClientCache {
+    /// A cache whose clients resolve per `dns` and refuse link-local and
+    /// metadata addresses unless `allow_link_local` (see `ssrf`).
+    pub fn new(allow_link_local: bool, dns: &DnsSettings) -> ClientCache {
         ClientCache {
-            allow_link_local,
-            ..ClientCache::default()
+            clients: Mutex::default(),
+            dns: Dns::new(dns, allow_link_local),
+            sessions: SessionStore::new(tls_sessions::DEFAULT_CAPACITY),
         }
+    }
+
+    /// The resolver every client of this cache uses.
+    pub fn dns(&self) -> Arc<Dns> {
+        self.dns.clone()
+    }
+
+    /// The TLS session store every client of this cache uses.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.sessions
     }
 
     pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
@@ -47,13 +69,22 @@ impl ClientCache {
             tls.client_cert_file.clone(),
             tls.client_key_file.clone(),
             tls.dangerous_skip_verification,
+            tls.resumption.unwrap_or(true),
         );
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = build_client(&tls, self.allow_link_local)?;
+        // Each TLS setting resumes only its own sessions. Scope ids are never
+        // reused: the map only grows (one entry per distinct setting).
+        let scope = u32::try_from(clients.len()).unwrap_or(u32::MAX);
+        let resumption = if key.4 {
+            rustls::client::Resumption::store(self.sessions.scope(scope))
+        } else {
+            rustls::client::Resumption::disabled()
+        };
+        let client = build_client(&tls, resumption, &self.dns)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -67,7 +98,7 @@ fn read_file(field: &'static str, path: &str) -> Result<Vec<u8>, ClientError> {
     })
 }
 
-fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
+fn tls_config(tls: &TlsSpec, resumption: rustls::client::Resumption) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -103,20 +134,17 @@ fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
     };
     // Probes speak HTTP/1.1 only: no connection multiplexing between probes.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = resumption;
     Ok(config)
 }
 
-fn build_client(tls: &TlsSpec, allow_link_local: bool) -> Result<reqwest::Client, ClientError> {
-    let builder = reqwest::Client::builder();
-    let builder = if allow_link_local {
-        builder
-    } else {
-        builder.dns_resolver(super::ssrf::GuardedResolver)
-    };
-    builder
-        .tls_backend_preconfigured(tls_config(tls)?)
+fn build_client(tls: &TlsSpec, resumption: rustls::client::Resumption, dns: &Arc<Dns>) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .dns_resolver(DnsResolver(dns.clone()))
+        .tls_backend_preconfigured(tls_config(tls, resumption)?)
         // No idle connections: each probe gets a fresh TCP (and TLS) connection,
         // so a backend probed before it was up recovers at the next probe.
+        // (A resumed TLS session carries keys, never a connection or HTTP state.)
         .pool_max_idle_per_host(0)
         .http1_only()
         // Redirects are classified, never followed; proxies from the environment never apply.

@@ -14,15 +14,17 @@ mod classify;
 pub mod client;
 mod credentials;
 mod discover;
+pub mod dns;
 mod exchange;
 mod jsonrpc;
 mod legacy_sse;
 mod oauth2;
 mod resource_metadata;
 mod revision;
-mod sse;
+pub mod sse;
 pub mod ssrf;
 mod streamable;
+pub mod tls_sessions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,11 +34,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::core::outcome::{ProbeOutcome, Reason, ServerFacts};
+use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, ServerFacts};
 use crate::proto::v1::{AuthMode, ReasonCode, ResourceMetadataState, Transport};
 use crate::spec::ValidBackend;
 
 pub use client::{ClientCache, ClientError};
+pub use dns::{Dns, DnsSettings};
 pub use oauth2::TokenCache;
 
 /// Default cap on the bytes one probe reads from a backend, per reply.
@@ -51,6 +54,9 @@ pub struct ProbeTarget {
     /// A client that never keeps idle connections, so every probe opens its
     /// own connection and no pooled state survives from one probe to the next.
     pub client: reqwest::Client,
+    /// The resolver `client` uses: a probe whose connection failed makes it
+    /// forget the host's answer.
+    pub dns: Arc<Dns>,
 }
 
 /// What a prober learns and keeps across probes of one backend.
@@ -164,6 +170,8 @@ pub(crate) struct Ready {
     pub facts: ServerFacts,
     /// Set when tools/list answered with a JSON-RPC error: DEGRADED.
     pub degraded: Option<Reason>,
+    /// The reason of a success other than the plain OK (a server without tools at depth TOOLS).
+    pub note: Option<Reason>,
 }
 
 /// Why a probe step stopped short of `Ready`.
@@ -209,8 +217,16 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     }
     let outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
-        Ok(Ok(Ready { facts, degraded: None })) => ProbeOutcome::success(facts),
-        Ok(Ok(Ready { facts, degraded: Some(reason) })) => ProbeOutcome::tools_failing(reason, facts),
+        Ok(Ok(Ready { facts, degraded: None, note })) => {
+            let mut outcome = ProbeOutcome::success(facts);
+            if let Some(reason) = note {
+                outcome.reason = reason;
+            }
+            outcome
+        }
+        Ok(Ok(Ready {
+            facts, degraded: Some(reason), ..
+        })) => ProbeOutcome::tools_failing(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
@@ -227,6 +243,17 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             ProbeOutcome::auth_required(reason, facts)
         }
     };
+    if outcome.class == OutcomeClass::Failure
+        && matches!(
+            outcome.reason.code,
+            ReasonCode::ConnectionRefused | ReasonCode::Connection | ReasonCode::Timeout | ReasonCode::Tls
+        )
+    {
+        // The cached address may be stale (the backend moved): ask again next time.
+        if let Some(url::Host::Domain(host)) = target.backend.url.host() {
+            target.dns.forget(host);
+        }
+    }
     finish(&span, outcome, latency, memory)
 }
 

@@ -1,12 +1,10 @@
 //! The SSRF guard of probes: backend hosts that resolve to link-local or
 //! cloud-metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, and the
-//! unspecified 0.0.0.0 and ::) are refused at connect time, by a DNS resolver
-//! installed in every probe client. Literal addresses never reach a resolver;
+//! unspecified 0.0.0.0 and ::) are refused at connect time, by the DNS resolver
+//! installed in every probe client (`dns`), which filters each answer here. Literal addresses never reach a resolver;
 //! spec validation rejects those (see `spec::validate`).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// The AWS IMDS IPv6 endpoint.
 const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
@@ -33,24 +31,15 @@ pub struct Refused {
     pub addrs: String,
 }
 
-/// Resolves with the system resolver, then drops forbidden addresses; a host
-/// with nothing left is refused.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_forbidden(a.ip())).collect();
-            if allowed.is_empty() && !all.is_empty() {
-                let addrs = all.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
-                return Err(Box::new(Refused { host, addrs }) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
+/// Drops forbidden addresses from what `host` resolved to; a host with
+/// nothing left is refused.
+pub fn guard(host: &str, all: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
+    let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| !is_forbidden(a.ip())).collect();
+    if allowed.is_empty() && !all.is_empty() {
+        let addrs = all.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(Refused { host: host.to_owned(), addrs });
     }
+    Ok(allowed)
 }
 
 /// Finds a `Refused` in an error's source chain.
@@ -88,24 +77,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn resolver_refuses_hosts_with_only_forbidden_addresses() {
-        // Literal names resolve without DNS, so this test never leaves the host.
-        let err = GuardedResolver.resolve("169.254.169.254".parse().unwrap()).await.err().expect("refused");
-        let refused = refused_in(&*err).expect("a Refused error");
-        assert_eq!(refused.addrs, "169.254.169.254");
-        // Not an address to Rust's parser, so it goes to the system resolver,
-        // which reads it (inet_aton) as 169.254.169.254: a name that resolves
-        // to the metadata address, without any DNS traffic.
-        let err = GuardedResolver.resolve("169.254.43518".parse().unwrap()).await.err().expect("refused");
-        let refused = refused_in(&*err).expect("a Refused error");
-        assert_eq!((refused.host.as_str(), refused.addrs.as_str()), ("169.254.43518", "169.254.169.254"));
+    #[test]
+    fn guard_refuses_hosts_with_only_forbidden_addresses() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let refused = guard("metadata.test", vec![a("169.254.169.254:0")]).expect_err("refused");
+        assert_eq!((refused.host.as_str(), refused.addrs.as_str()), ("metadata.test", "169.254.169.254"));
         assert!(refused.to_string().contains("--allow-link-local-backends"));
-        let ok: Vec<_> = GuardedResolver
-            .resolve("127.0.0.1".parse().unwrap())
-            .await
-            .unwrap_or_else(|e| panic!("127.0.0.1 refused: {e}"))
-            .collect();
-        assert_eq!(ok, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
+        let refused = guard("m6.test", vec![a("[fe80::1]:0"), a("[fd00:ec2::254]:0")]).expect_err("refused");
+        assert_eq!(refused.addrs, "fe80::1, fd00:ec2::254");
+        assert_eq!(
+            guard("mixed.test", vec![a("169.254.169.254:0"), a("127.0.0.1:0")]).unwrap(),
+            vec![a("127.0.0.1:0")]
+        );
+        assert_eq!(guard("v6.test", vec![a("[::1]:0")]).unwrap(), vec![a("[::1]:0")]);
     }
 }

@@ -13,6 +13,7 @@ pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
 pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
 pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(2);
 pub const DEFAULT_JITTER_PERCENT: u32 = 10;
+pub const DEFAULT_INITIAL_SPREAD: Duration = Duration::from_secs(10);
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -28,6 +29,8 @@ pub struct Policy {
     pub thresholds: Thresholds,
     pub degraded_latency: Duration,
     pub jitter_percent: u32,
+    /// The longest a first probe waits (with `interval`: the smaller of the two).
+    pub initial_spread: Duration,
 }
 
 impl Default for Policy {
@@ -41,6 +44,7 @@ impl Default for Policy {
             },
             degraded_latency: DEFAULT_DEGRADED_LATENCY,
             jitter_percent: DEFAULT_JITTER_PERCENT,
+            initial_spread: DEFAULT_INITIAL_SPREAD,
         }
     }
 }
@@ -70,6 +74,7 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
         MAX_INTERVAL,
         &mut base.degraded_latency,
     );
+    dur("initialSpread", &layer.initial_spread, Duration::ZERO, MAX_INTERVAL, &mut base.initial_spread);
     let mut threshold = |field: &str, value: Option<u32>, slot: &mut u32| {
         let Some(value) = value else { return };
         if (1..=MAX_THRESHOLD).contains(&value) {

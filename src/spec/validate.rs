@@ -173,7 +173,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
 
 /// The literal IP host of a URL when probes must not connect to it
 /// (link-local, cloud metadata, unspecified). Hostnames are checked when they
-/// resolve, by `probe::ssrf::GuardedResolver`.
+/// resolve, by the probes' resolver (`probe::dns`, through `probe::ssrf::guard`).
 fn forbidden_host(u: &Url) -> Option<std::net::IpAddr> {
     let ip = match u.host()? {
         url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),

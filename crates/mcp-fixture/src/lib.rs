@@ -13,10 +13,13 @@
 //! - `legacy`: the 2024-11-05 HTTP+SSE flavour (`GET /sse` + `POST /messages`).
 //! - `body`: the response body type (full, streamed, drip, huge, endless, channel).
 //! - `state`: shared state, behaviour table and atomic stats.
+//! - `dnsmasq`: a real DNS server (dnsmasq) on loopback, answering from a hosts file.
+//! - `tls`: a TLS front (ingress-like terminator) counting full and resumed handshakes.
 //!
 //! See `PROTOCOL_NOTES.md` next to this crate's `Cargo.toml` for the wire formats.
 
 mod body;
+pub mod dnsmasq;
 mod jsonrpc;
 mod legacy;
 mod modern;
@@ -25,6 +28,7 @@ mod reply;
 mod router;
 mod server;
 mod state;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

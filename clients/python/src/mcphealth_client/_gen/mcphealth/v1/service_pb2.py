@@ -22,50 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from mcphealth_client._gen.mcphealth.v1 import spec_pb2 as mcphealth_dot_v1_dot_spec__pb2
 from mcphealth_client._gen.mcphealth.v1 import status_pb2 as mcphealth_dot_v1_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amcphealth/v1/service.proto\x12\x0cmcphealth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17mcphealth/v1/spec.proto\x1a\x19mcphealth/v1/status.proto\"\x13\n\x11ListGroupsRequest\"\xaa\x01\n\rGroupOverview\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05phase\x18\x02 \x01(\x0e\x32\x18.mcphealth.v1.GroupPhase\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x15.mcphealth.v1.Summary\x12\x0f\n\x07message\x18\x04 \x01(\t\x12)\n\x06source\x18\x05 \x01(\x0e\x32\x19.mcphealth.v1.GroupSource\"A\n\x12ListGroupsResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.mcphealth.v1.GroupOverview\"&\n\x15GetGroupHealthRequest\x12\r\n\x05group\x18\x01 \x01(\t\"C\n\x16GetGroupHealthResponse\x12)\n\x06health\x18\x01 \x01(\x0b\x32\x19.mcphealth.v1.GroupHealth\"(\n\x17WatchGroupHealthRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x83\x01\n\x18WatchGroupHealthResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.mcphealth.v1.WatchEventKind\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12)\n\x06groups\x18\x03 \x03(\x0b\x32\x19.mcphealth.v1.GroupHealth\"Q\n\x11\x41pplyGroupRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.mcphealth.v1.GroupSpec\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"`\n\x12\x41pplyGroupResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.mcphealth.v1.GroupSpec\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"#\n\x12\x44\x65leteGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteGroupResponse\"5\n\x13ProbeBackendRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"m\n\x14ProbeBackendResponse\x12,\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1b.mcphealth.v1.BackendHealth\x12\'\n\x05phase\x18\x02 \x01(\x0e\x32\x18.mcphealth.v1.GroupPhase\"\x18\n\x16GetConfigStatusRequest\"\xb9\x01\n\x17GetConfigStatusResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x37\n\x13last_good_load_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12\x33\n\x0flast_error_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06groups\x18\x05 \x03(\t*\x8d\x01\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\x1c\n\x18WATCH_EVENT_KIND_CHANGED\x10\x02\x12\x1c\n\x18WATCH_EVENT_KIND_DELETED\x10\x03\x32\x83\x05\n\x12GroupHealthService\x12O\n\nListGroups\x12\x1f.mcphealth.v1.ListGroupsRequest\x1a .mcphealth.v1.ListGroupsResponse\x12[\n\x0eGetGroupHealth\x12#.mcphealth.v1.GetGroupHealthRequest\x1a$.mcphealth.v1.GetGroupHealthResponse\x12\x63\n\x10WatchGroupHealth\x12%.mcphealth.v1.WatchGroupHealthRequest\x1a&.mcphealth.v1.WatchGroupHealthResponse0\x01\x12O\n\nApplyGroup\x12\x1f.mcphealth.v1.ApplyGroupRequest\x1a .mcphealth.v1.ApplyGroupResponse\x12R\n\x0b\x44\x65leteGroup\x12 .mcphealth.v1.DeleteGroupRequest\x1a!.mcphealth.v1.DeleteGroupResponse\x12U\n\x0cProbeBackend\x12!.mcphealth.v1.ProbeBackendRequest\x1a\".mcphealth.v1.ProbeBackendResponse\x12^\n\x0fGetConfigStatus\x12$.mcphealth.v1.GetConfigStatusRequest\x1a%.mcphealth.v1.GetConfigStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amcphealth/v1/service.proto\x12\x0cmcphealth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17mcphealth/v1/spec.proto\x1a\x19mcphealth/v1/status.proto\"\x13\n\x11ListGroupsRequest\"\xaa\x01\n\rGroupOverview\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05phase\x18\x02 \x01(\x0e\x32\x18.mcphealth.v1.GroupPhase\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x15.mcphealth.v1.Summary\x12\x0f\n\x07message\x18\x04 \x01(\t\x12)\n\x06source\x18\x05 \x01(\x0e\x32\x19.mcphealth.v1.GroupSource\"A\n\x12ListGroupsResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.mcphealth.v1.GroupOverview\"&\n\x15GetGroupHealthRequest\x12\r\n\x05group\x18\x01 \x01(\t\"C\n\x16GetGroupHealthResponse\x12)\n\x06health\x18\x01 \x01(\x0b\x32\x19.mcphealth.v1.GroupHealth\"(\n\x17WatchGroupHealthRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x83\x01\n\x18WatchGroupHealthResponse\x12*\n\x04kind\x18\x01 \x01(\x0e\x32\x1c.mcphealth.v1.WatchEventKind\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12)\n\x06groups\x18\x03 \x03(\x0b\x32\x19.mcphealth.v1.GroupHealth\"Q\n\x11\x41pplyGroupRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.mcphealth.v1.GroupSpec\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"`\n\x12\x41pplyGroupResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.mcphealth.v1.GroupSpec\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"#\n\x12\x44\x65leteGroupRequest\x12\r\n\x05group\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteGroupResponse\"5\n\x13ProbeBackendRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"m\n\x14ProbeBackendResponse\x12,\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1b.mcphealth.v1.BackendHealth\x12\'\n\x05phase\x18\x02 \x01(\x0e\x32\x18.mcphealth.v1.GroupPhase\"G\n\x16SetBackendDrainRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05\x64rain\x18\x03 \x01(\x08\"e\n\x17SetBackendDrainResponse\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.mcphealth.v1.GroupSpec\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\x18\n\x16GetConfigStatusRequest\"\xe5\x01\n\x17GetConfigStatusResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x37\n\x13last_good_load_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12\x33\n\x0flast_error_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06groups\x18\x05 \x03(\t\x12*\n\x07\x63luster\x18\x06 \x01(\x0b\x32\x19.mcphealth.v1.ClusterInfo\")\n\rClusterMember\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x91\x01\n\x0b\x43lusterInfo\x12\x0e\n\x06member\x18\x01 \x01(\t\x12,\n\x07members\x18\x02 \x03(\x0b\x32\x1b.mcphealth.v1.ClusterMember\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x04 \x01(\t\x12\x19\n\x11lease_ttl_seconds\x18\x05 \x01(\r\":\n\x18GetBackendHistoryRequest\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"\xf1\x01\n\x11\x42\x61\x63kendTransition\x12\x30\n\x0b\x66rom_status\x18\x01 \x01(\x0e\x32\x1b.mcphealth.v1.BackendStatus\x12.\n\tto_status\x18\x02 \x01(\x0e\x32\x1b.mcphealth.v1.BackendStatus\x12$\n\x06reason\x18\x03 \x01(\x0b\x32\x14.mcphealth.v1.Reason\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9b\x01\n\rLatencyBucket\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06probes\x18\x02 \x01(\r\x12\'\n\x04mean\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03max\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x94\x02\n\x19GetBackendHistoryResponse\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x0btransitions\x18\x04 \x03(\x0b\x32\x1f.mcphealth.v1.BackendTransition\x12\x1b\n\x13\x64ropped_transitions\x18\x05 \x01(\r\x12,\n\x07latency\x18\x06 \x03(\x0b\x32\x1b.mcphealth.v1.LatencyBucket\x12+\n\x06status\x18\x07 \x01(\x0e\x32\x1b.mcphealth.v1.BackendStatus*\x8d\x01\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_SNAPSHOT\x10\x01\x12\x1c\n\x18WATCH_EVENT_KIND_CHANGED\x10\x02\x12\x1c\n\x18WATCH_EVENT_KIND_DELETED\x10\x03\x32\xc9\x06\n\x12GroupHealthService\x12O\n\nListGroups\x12\x1f.mcphealth.v1.ListGroupsRequest\x1a .mcphealth.v1.ListGroupsResponse\x12[\n\x0eGetGroupHealth\x12#.mcphealth.v1.GetGroupHealthRequest\x1a$.mcphealth.v1.GetGroupHealthResponse\x12\x63\n\x10WatchGroupHealth\x12%.mcphealth.v1.WatchGroupHealthRequest\x1a&.mcphealth.v1.WatchGroupHealthResponse0\x01\x12O\n\nApplyGroup\x12\x1f.mcphealth.v1.ApplyGroupRequest\x1a .mcphealth.v1.ApplyGroupResponse\x12R\n\x0b\x44\x65leteGroup\x12 .mcphealth.v1.DeleteGroupRequest\x1a!.mcphealth.v1.DeleteGroupResponse\x12U\n\x0cProbeBackend\x12!.mcphealth.v1.ProbeBackendRequest\x1a\".mcphealth.v1.ProbeBackendResponse\x12^\n\x0fGetConfigStatus\x12$.mcphealth.v1.GetConfigStatusRequest\x1a%.mcphealth.v1.GetConfigStatusResponse\x12\x64\n\x11GetBackendHistory\x12&.mcphealth.v1.GetBackendHistoryRequest\x1a\'.mcphealth.v1.GetBackendHistoryResponse\x12^\n\x0fSetBackendDrain\x12$.mcphealth.v1.SetBackendDrainRequest\x1a%.mcphealth.v1.SetBackendDrainResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcphealth.v1.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHEVENTKIND']._serialized_start=1297
-  _globals['_WATCHEVENTKIND']._serialized_end=1438
-  _globals['_LISTGROUPSREQUEST']._serialized_start=129
-  _globals['_LISTGROUPSREQUEST']._serialized_end=148
-  _globals['_GROUPOVERVIEW']._serialized_start=151
-  _globals['_GROUPOVERVIEW']._serialized_end=321
-  _globals['_LISTGROUPSRESPONSE']._serialized_start=323
-  _globals['_LISTGROUPSRESPONSE']._serialized_end=388
-  _globals['_GETGROUPHEALTHREQUEST']._serialized_start=390
-  _globals['_GETGROUPHEALTHREQUEST']._serialized_end=428
-  _globals['_GETGROUPHEALTHRESPONSE']._serialized_start=430
-  _globals['_GETGROUPHEALTHRESPONSE']._serialized_end=497
-  _globals['_WATCHGROUPHEALTHREQUEST']._serialized_start=499
-  _globals['_WATCHGROUPHEALTHREQUEST']._serialized_end=539
-  _globals['_WATCHGROUPHEALTHRESPONSE']._serialized_start=542
-  _globals['_WATCHGROUPHEALTHRESPONSE']._serialized_end=673
-  _globals['_APPLYGROUPREQUEST']._serialized_start=675
-  _globals['_APPLYGROUPREQUEST']._serialized_end=756
-  _globals['_APPLYGROUPRESPONSE']._serialized_start=758
-  _globals['_APPLYGROUPRESPONSE']._serialized_end=854
-  _globals['_DELETEGROUPREQUEST']._serialized_start=856
-  _globals['_DELETEGROUPREQUEST']._serialized_end=891
-  _globals['_DELETEGROUPRESPONSE']._serialized_start=893
-  _globals['_DELETEGROUPRESPONSE']._serialized_end=914
-  _globals['_PROBEBACKENDREQUEST']._serialized_start=916
-  _globals['_PROBEBACKENDREQUEST']._serialized_end=969
-  _globals['_PROBEBACKENDRESPONSE']._serialized_start=971
-  _globals['_PROBEBACKENDRESPONSE']._serialized_end=1080
-  _globals['_GETCONFIGSTATUSREQUEST']._serialized_start=1082
-  _globals['_GETCONFIGSTATUSREQUEST']._serialized_end=1106
-  _globals['_GETCONFIGSTATUSRESPONSE']._serialized_start=1109
-  _globals['_GETCONFIGSTATUSRESPONSE']._serialized_end=1294
-  _globals['_GROUPHEALTHSERVICE']._serialized_start=1441
-  _globals['_GROUPHEALTHSERVICE']._serialized_end=2084
+  _globals['_WATCHEVENTKIND']._serialized_start=2481
+  _globals['_WATCHEVENTKIND']._serialized_end=2622
+  _globals['_LISTGROUPSREQUEST']._serialized_start=161
+  _globals['_LISTGROUPSREQUEST']._serialized_end=180
+  _globals['_GROUPOVERVIEW']._serialized_start=183
+  _globals['_GROUPOVERVIEW']._serialized_end=353
+  _globals['_LISTGROUPSRESPONSE']._serialized_start=355
+  _globals['_LISTGROUPSRESPONSE']._serialized_end=420
+  _globals['_GETGROUPHEALTHREQUEST']._serialized_start=422
+  _globals['_GETGROUPHEALTHREQUEST']._serialized_end=460
+  _globals['_GETGROUPHEALTHRESPONSE']._serialized_start=462
+  _globals['_GETGROUPHEALTHRESPONSE']._serialized_end=529
+  _globals['_WATCHGROUPHEALTHREQUEST']._serialized_start=531
+  _globals['_WATCHGROUPHEALTHREQUEST']._serialized_end=571
+  _globals['_WATCHGROUPHEALTHRESPONSE']._serialized_start=574
+  _globals['_WATCHGROUPHEALTHRESPONSE']._serialized_end=705
+  _globals['_APPLYGROUPREQUEST']._serialized_start=707
+  _globals['_APPLYGROUPREQUEST']._serialized_end=788
+  _globals['_APPLYGROUPRESPONSE']._serialized_start=790
+  _globals['_APPLYGROUPRESPONSE']._serialized_end=886
+  _globals['_DELETEGROUPREQUEST']._serialized_start=888
+  _globals['_DELETEGROUPREQUEST']._serialized_end=923
+  _globals['_DELETEGROUPRESPONSE']._serialized_start=925
+  _globals['_DELETEGROUPRESPONSE']._serialized_end=946
+  _globals['_PROBEBACKENDREQUEST']._serialized_start=948
+  _globals['_PROBEBACKENDREQUEST']._serialized_end=1001
+  _globals['_PROBEBACKENDRESPONSE']._serialized_start=1003
+  _globals['_PROBEBACKENDRESPONSE']._serialized_end=1112
+  _globals['_SETBACKENDDRAINREQUEST']._serialized_start=1114
+  _globals['_SETBACKENDDRAINREQUEST']._serialized_end=1185
+  _globals['_SETBACKENDDRAINRESPONSE']._serialized_start=1187
+  _globals['_SETBACKENDDRAINRESPONSE']._serialized_end=1288
+  _globals['_GETCONFIGSTATUSREQUEST']._serialized_start=1290
+  _globals['_GETCONFIGSTATUSREQUEST']._serialized_end=1314
+  _globals['_GETCONFIGSTATUSRESPONSE']._serialized_start=1317
+  _globals['_GETCONFIGSTATUSRESPONSE']._serialized_end=1546
+  _globals['_CLUSTERMEMBER']._serialized_start=1548
+  _globals['_CLUSTERMEMBER']._serialized_end=1589
+  _globals['_CLUSTERINFO']._serialized_start=1592
+  _globals['_CLUSTERINFO']._serialized_end=1737
+  _globals['_GETBACKENDHISTORYREQUEST']._serialized_start=1739
+  _globals['_GETBACKENDHISTORYREQUEST']._serialized_end=1797
+  _globals['_BACKENDTRANSITION']._serialized_start=1800
+  _globals['_BACKENDTRANSITION']._serialized_end=2041
+  _globals['_LATENCYBUCKET']._serialized_start=2044
+  _globals['_LATENCYBUCKET']._serialized_end=2199
+  _globals['_GETBACKENDHISTORYRESPONSE']._serialized_start=2202
+  _globals['_GETBACKENDHISTORYRESPONSE']._serialized_end=2478
+  _globals['_GROUPHEALTHSERVICE']._serialized_start=2625
+  _globals['_GROUPHEALTHSERVICE']._serialized_end=3466
 # @@protoc_insertion_point(module_scope)

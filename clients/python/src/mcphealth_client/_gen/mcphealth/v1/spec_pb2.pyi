@@ -84,35 +84,39 @@ class AuthSpec(_message.Message):
     def __init__(self, mode: _Optional[_Union[AuthMode, str]] = ..., static_header: _Optional[_Union[StaticHeaderAuth, _Mapping]] = ..., oauth2_client_credentials: _Optional[_Union[OAuth2ClientCredentials, _Mapping]] = ...) -> None: ...
 
 class TlsSpec(_message.Message):
-    __slots__ = ("ca_file", "client_cert_file", "client_key_file", "dangerous_skip_verification")
+    __slots__ = ("ca_file", "client_cert_file", "client_key_file", "dangerous_skip_verification", "resumption")
     CA_FILE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_CERT_FILE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_KEY_FILE_FIELD_NUMBER: _ClassVar[int]
     DANGEROUS_SKIP_VERIFICATION_FIELD_NUMBER: _ClassVar[int]
+    RESUMPTION_FIELD_NUMBER: _ClassVar[int]
     ca_file: str
     client_cert_file: str
     client_key_file: str
     dangerous_skip_verification: bool
-    def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ...) -> None: ...
+    resumption: bool
+    def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ..., resumption: _Optional[bool] = ...) -> None: ...
 
 class ProbePolicy(_message.Message):
-    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent")
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_LATENCY_FIELD_NUMBER: _ClassVar[int]
     JITTER_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_SPREAD_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     timeout: _duration_pb2.Duration
     unhealthy_threshold: int
     healthy_threshold: int
     degraded_latency: _duration_pb2.Duration
     jitter_percent: int
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ...) -> None: ...
+    initial_spread: _duration_pb2.Duration
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +125,7 @@ class BackendSpec(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -129,7 +134,8 @@ class BackendSpec(_message.Message):
     policy: ProbePolicy
     depth: ProbeDepth
     protocol_version: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ...) -> None: ...
+    drain: bool
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class GroupSpec(_message.Message):
     __slots__ = ("name", "backends", "policy")

@@ -1,0 +1,92 @@
+//! `mcp-healthctl history GROUP BACKEND`: one backend's recent transitions
+//! and its latency over the last hour (GetBackendHistory), as a table.
+
+use std::time::Duration;
+
+use super::render::{Style, reason_name, status_name, table};
+use crate::proto::v1::{BackendStatus, GetBackendHistoryResponse, LatencyBucket};
+
+/// RFC 3339, as the proto3 JSON mapping writes timestamps.
+fn time(t: Option<&pbjson_types::Timestamp>) -> String {
+    t.and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn millis(d: Option<&pbjson_types::Duration>) -> Option<f64> {
+    d.map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32).as_secs_f64() * 1e3)
+}
+
+fn ms_text(d: Option<&pbjson_types::Duration>) -> String {
+    millis(d).map_or_else(|| "-".to_owned(), |m| format!("{m:.0}ms"))
+}
+
+fn status(code: i32) -> &'static str {
+    status_name(BackendStatus::try_from(code).unwrap_or_default())
+}
+
+/// One character per minute with probes, scaled to the hour's largest mean.
+pub fn sparkline(buckets: &[LatencyBucket]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let means: Vec<f64> = buckets.iter().map(|b| millis(b.mean.as_ref()).unwrap_or(0.0)).collect();
+    let top = means.iter().copied().fold(0.0_f64, f64::max);
+    means
+        .iter()
+        .map(|m| if top > 0.0 { BARS[((m / top) * 7.0).round() as usize] } else { BARS[0] })
+        .collect()
+}
+
+pub fn view(h: &GetBackendHistoryResponse, style: &Style) -> String {
+    let current = BackendStatus::try_from(h.status).unwrap_or_default();
+    let mut out = format!(
+        "{} {}/{}  status {}\nhistory since {} (kept in memory: a daemon restart starts a fresh history)\n",
+        style.bold("backend"),
+        h.group,
+        h.backend,
+        style.status(current),
+        time(h.since.as_ref())
+    );
+    let probes: u32 = h.latency.iter().map(|b| b.probes).sum();
+    if probes > 0 {
+        let mean = h
+            .latency
+            .iter()
+            .map(|b| millis(b.mean.as_ref()).unwrap_or(0.0) * f64::from(b.probes))
+            .sum::<f64>()
+            / f64::from(probes);
+        let max = h.latency.iter().filter_map(|b| millis(b.max.as_ref())).fold(0.0_f64, f64::max);
+        out.push_str(&format!(
+            "latency, last hour: {probes} probes in {} minutes, mean {mean:.0}ms, max {max:.0}ms  {}\n",
+            h.latency.len(),
+            sparkline(&h.latency)
+        ));
+    } else {
+        out.push_str("latency, last hour: no probes\n");
+    }
+    out.push('\n');
+    if h.transitions.is_empty() {
+        out.push_str("no transitions yet\n");
+        return out;
+    }
+    let rows: Vec<_> = h
+        .transitions
+        .iter()
+        .map(|t| {
+            let to = BackendStatus::try_from(t.to_status).unwrap_or_default();
+            let reason = t.reason.clone().unwrap_or_default();
+            vec![
+                (time(t.time.as_ref()), time(t.time.as_ref())),
+                (status(t.from_status).to_owned(), status(t.from_status).to_owned()),
+                (status_name(to).to_owned(), style.status(to)),
+                (reason_name(reason.code).to_owned(), reason_name(reason.code).to_owned()),
+                (ms_text(t.latency.as_ref()), ms_text(t.latency.as_ref())),
+                (reason.message.clone(), reason.message),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["TIME", "FROM", "TO", "REASON", "LATENCY", "MESSAGE"], &rows, style));
+    if h.dropped_transitions > 0 {
+        out.push_str(&format!("({} older transitions no longer kept)\n", h.dropped_transitions));
+    }
+    out
+}

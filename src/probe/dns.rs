@@ -1,0 +1,242 @@
+//! The probes' DNS: host names resolved through hickory-resolver, answers
+//! cached for their record TTL (capped), one query in flight per name, and
+//! the SSRF guard applied to every answer. A probe whose connection failed
+//! forgets its host's answer, so the next probe asks again and follows an
+//! address change at once instead of at the TTL.
+//!
+//! Without `--dns-server` the system's resolver configuration is read
+//! (`/etc/resolv.conf`: name servers, search list, ndots; `/etc/hosts`); if it
+//! cannot be read, the system resolver (getaddrinfo) is used, its answers
+//! cached for [`SYSTEM_TTL`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::ssrf;
+
+/// The longest an answer is trusted, whatever its TTL says.
+pub const MAX_TTL: Duration = Duration::from_secs(300);
+/// How long a getaddrinfo answer (which carries no TTL) is trusted.
+pub const SYSTEM_TTL: Duration = Duration::from_secs(5);
+/// Names cached at once; past it, expired answers are dropped, then new
+/// names are resolved without caching.
+const MAX_NAMES: usize = 65_536;
+
+/// Where probes resolve host names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// A DNS server (UDP, then TCP) to ask instead of the system's configuration.
+    pub server: Option<SocketAddr>,
+}
+
+/// Why a name did not resolve; the probe's reason is DNS.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("dns lookup of {host} failed: {detail}")]
+pub struct DnsFailed {
+    pub host: String,
+    pub detail: String,
+}
+
+type Answer = Result<(Arc<[IpAddr]>, Instant), DnsFailed>;
+
+enum Slot {
+    Ready { addrs: Arc<[IpAddr]>, until: Instant },
+    Pending(Shared<BoxFuture<'static, Answer>>),
+}
+
+#[derive(Clone)]
+enum Backend {
+    Hickory(Arc<TokioResolver>),
+    System,
+}
+
+/// The caching resolver shared by every probe client of a daemon.
+pub struct Dns {
+    backend: Backend,
+    cache: Mutex<HashMap<String, Slot>>,
+    allow_link_local: bool,
+    queries: AtomicU64,
+}
+
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let backend = match self.backend {
+            Backend::Hickory(_) => "hickory",
+            Backend::System => "system",
+        };
+        f.debug_struct("Dns")
+            .field("backend", &backend)
+            .field("allow_link_local", &self.allow_link_local)
+            .finish()
+    }
+}
+
+impl Dns {
+    /// A resolver per `settings`; answers with link-local or metadata
+    /// addresses are filtered (see `ssrf`) unless `allow_link_local`.
+    pub fn new(settings: &DnsSettings, allow_link_local: bool) -> Arc<Dns> {
+        let builder = match settings.server {
+            Some(addr) => {
+                let servers = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                Ok(TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, vec![], servers),
+                    TokioConnectionProvider::default(),
+                ))
+            }
+            None => TokioResolver::builder_tokio(),
+        };
+        let backend = match builder {
+            Ok(mut b) => {
+                let opts: &mut ResolverOpts = b.options_mut();
+                // This module caches (so that one name can be forgotten); hickory's own cache would
+                // hand the forgotten answer back.
+                opts.cache_size = 0;
+                Backend::Hickory(Arc::new(b.build()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the system DNS configuration; probes use the system resolver, answers cached for {SYSTEM_TTL:?}");
+                Backend::System
+            }
+        };
+        Arc::new(Dns {
+            backend,
+            cache: Mutex::new(HashMap::new()),
+            allow_link_local,
+            queries: AtomicU64::new(0),
+        })
+    }
+
+    /// Lookups sent (cache misses), for benchmarks and tests.
+    pub fn lookups(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Drops the cached answer for `host`: its next use asks the server again.
+    pub fn forget(&self, host: &str) {
+        let mut cache = self.lock();
+        if matches!(cache.get(host), Some(Slot::Ready { .. })) {
+            cache.remove(host);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        // A poisoned lock only means a thread panicked mid-update; the map is a cache.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The addresses of `host`, from the cache while its TTL lasts.
+    pub async fn lookup(&self, host: &str) -> Result<Arc<[IpAddr]>, DnsFailed> {
+        let pending = {
+            let mut cache = self.lock();
+            match cache.get(host) {
+                Some(Slot::Ready { addrs, until }) if Instant::now() < *until => return Ok(addrs.clone()),
+                Some(Slot::Pending(f)) => f.clone(),
+                _ => {
+                    let query = self.query(host.to_owned()).boxed().shared();
+                    if cache.len() >= MAX_NAMES && !cache.contains_key(host) {
+                        let now = Instant::now();
+                        cache.retain(|_, s| !matches!(s, Slot::Ready { until, .. } if *until <= now));
+                    }
+                    if cache.len() < MAX_NAMES || cache.contains_key(host) {
+                        cache.insert(host.to_owned(), Slot::Pending(query.clone()));
+                    }
+                    query
+                }
+            }
+        };
+        let answer = pending.await;
+        let mut cache = self.lock();
+        if matches!(cache.get(host), Some(Slot::Pending(_))) {
+            match &answer {
+                Ok((addrs, until)) => {
+                    cache.insert(
+                        host.to_owned(),
+                        Slot::Ready {
+                            addrs: addrs.clone(),
+                            until: *until,
+                        },
+                    );
+                }
+                // Failures are not cached: the next probe asks again.
+                Err(_) => {
+                    cache.remove(host);
+                }
+            }
+        }
+        answer.map(|(addrs, _)| addrs)
+    }
+
+    fn query(&self, host: String) -> impl Future<Output = Answer> + Send + 'static {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let backend = self.backend.clone();
+        async move {
+            let now = Instant::now();
+            let (addrs, until): (Vec<IpAddr>, Instant) = match backend {
+                Backend::Hickory(r) => {
+                    let lookup = r.lookup_ip(host.as_str()).await.map_err(|e| DnsFailed {
+                        host: host.clone(),
+                        detail: if e.is_no_records_found() {
+                            "no address records".to_owned()
+                        } else {
+                            e.to_string()
+                        },
+                    })?;
+                    (lookup.iter().collect(), lookup.valid_until().min(now + MAX_TTL))
+                }
+                Backend::System => {
+                    let addrs = tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| DnsFailed {
+                        host: host.clone(),
+                        detail: e.to_string(),
+                    })?;
+                    (addrs.map(|a| a.ip()).collect(), now + SYSTEM_TTL)
+                }
+            };
+            if addrs.is_empty() {
+                return Err(DnsFailed {
+                    host,
+                    detail: "no address records".to_owned(),
+                });
+            }
+            Ok((addrs.into(), until))
+        }
+    }
+}
+
+/// `Dns` as reqwest's resolver.
+#[derive(Clone, Debug)]
+pub struct DnsResolver(pub Arc<Dns>);
+
+impl Resolve for DnsResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let dns = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str();
+            let ips = dns.lookup(host).await.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+            let all: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect();
+            let addrs = if dns.allow_link_local { all } else { ssrf::guard(host, all)? };
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Finds a `DnsFailed` in an error's source chain.
+pub fn failed_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a DnsFailed> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<DnsFailed>() {
+            return Some(r);
+        }
+        source = e.source();
+    }
+    None
+}
