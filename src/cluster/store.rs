@@ -68,7 +68,7 @@ impl EtcdStore {
 
     /// Every stored group, and the etcd revision they were read at.
     pub async fn load(&self) -> Result<(Vec<StoredGroup>, i64), StoreError> {
-        let (kvs, revision) = self.etcd.range_prefix(&self.keys.groups()).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let (kvs, revision) = self.etcd.range_prefix(&self.keys.groups()).await.map_err(|e| StoreError::Read(e.into()))?;
         let groups = kvs.iter().filter_map(|kv| decode_group(&self.keys, kv)).collect::<Result<Vec<_>, _>>()?;
         Ok((groups, revision))
     }
@@ -89,9 +89,9 @@ impl EtcdStore {
 
     fn refuse_if_degraded(&self) -> Result<(), StoreError> {
         match self.status.degraded() {
-            Some(why) => Err(StoreError::Write(format!(
-                "the cluster is degraded ({why}); changes are refused until etcd is reachable again"
-            ))),
+            Some(why) => Err(StoreError::Write(
+                format!("the cluster is degraded ({why}); changes are refused until etcd is reachable again").into(),
+            )),
             None => Ok(()),
         }
     }
@@ -106,14 +106,15 @@ impl EtcdStore {
         };
         let resp = self.etcd.txn(req).await.map_err(|e| {
             self.status.etcd_error();
-            StoreError::Write(e.to_string())
+            StoreError::Write(e.into())
         })?;
         if !resp.succeeded {
             return Err(StoreError::Write(format!(
                 "group {:?} was changed on another replica meanwhile (this replica expected generation {}); read it again and retry",
                 spec.name,
                 generation - 1
-            )));
+            )
+            .into()));
         }
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(spec.name.clone(), revision);
@@ -132,7 +133,7 @@ impl EtcdStore {
         };
         let resp = self.etcd.txn(req).await.map_err(|e| {
             self.status.etcd_error();
-            StoreError::Write(e.to_string())
+            StoreError::Write(e.into())
         })?;
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(name.to_owned(), revision);

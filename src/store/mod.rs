@@ -22,7 +22,7 @@ pub enum StoreError {
     #[error("store write failed")]
     Write(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store read failed")]
-    Read(#[source] Box<redb::Error>),
+    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored group {name:?} cannot be decoded: {reason}")]
     Decode { name: String, reason: String },
 }

@@ -50,10 +50,10 @@ impl Feed {
             };
             match event {
                 Ok(e) => {
-                    if e.revision <= self.last_revision || self.scope.group.as_ref().is_some_and(|g| *g != e.group.name) {
+                    if e.sequence <= self.last_revision || self.scope.group.as_ref().is_some_and(|g| *g != e.group.name) {
                         continue;
                     }
-                    self.last_revision = e.revision;
+                    self.last_revision = e.sequence;
                     let history = self.engine.history();
                     let now = now_ms();
                     let fresh = history.timeline(self.last_seq, usize::MAX);
@@ -70,7 +70,7 @@ impl Feed {
                     };
                     let u = Update {
                         kind,
-                        revision: e.revision,
+                        revision: e.sequence,
                         now_ms: now,
                         since_ms: history.started_ms(),
                         groups,

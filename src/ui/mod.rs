@@ -231,7 +231,7 @@ pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, 
     Ok((
         Update {
             kind: "snapshot",
-            revision: sub.revision,
+            revision: sub.sequence,
             now_ms: now,
             since_ms: history.started_ms(),
             groups,

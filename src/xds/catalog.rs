@@ -111,7 +111,7 @@ impl Feeder {
     /// Starts over from a snapshot.
     async fn load(&mut self, s: &crate::engine::Subscription) {
         self.resources.clear();
-        self.version = s.revision;
+        self.version = s.sequence;
         for g in &s.snapshot {
             self.apply(EventKind::Changed, g.revision, g).await;
         }
@@ -166,14 +166,14 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        feeder.apply(event.kind, event.revision, &event.group).await;
+        feeder.apply(event.kind, event.sequence, &event.group).await;
         let deadline = Instant::now() + debounce;
         let mut lagged = false;
         while !lagged {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 r = events.recv() => match r {
-                    Ok(e) => feeder.apply(e.kind, e.revision, &e.group).await,
+                    Ok(e) => feeder.apply(e.kind, e.sequence, &e.group).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
