@@ -15,6 +15,8 @@ const PROTOS: &[&str] = &[
     "proto/google/rpc/error_details.proto",
 ];
 
+const ETCD_PROTOS: &[&str] = &["proto/etcd/api/etcdserverpb/rpc.proto"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
@@ -36,5 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .btree_map(["."])
         .build(&[".mcphealth.v1"])?;
+
+    // The etcd v3 API (vendored protos, client side only) for src/cluster/etcd.
+    let etcd = protox::compile(ETCD_PROTOS, ["proto"])?;
+    tonic_prost_build::configure().build_server(false).compile_fds(etcd)?;
     Ok(())
 }

@@ -28,6 +28,26 @@ def grpc_probe(c: dict, kind: str) -> dict | None:
     return probe.get("grpc") if isinstance(probe, dict) else None
 
 
+def check_cluster_example(path: pathlib.Path) -> None:
+    """The cluster example: 3 replicas on etcd, a PodDisruptionBudget over the same pods."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    dep = next((d for d in docs if d["kind"] == "Deployment"), None)
+    pdb = next((d for d in docs if d["kind"] == "PodDisruptionBudget"), None)
+    need(dep is not None and pdb is not None, f"{path.name}: needs a Deployment and a PodDisruptionBudget")
+    if not (dep and pdb):
+        return
+    need(dep["spec"].get("replicas") == 3, f"{path.name}: the cluster example runs 3 replicas")
+    c = next((c for c in containers(dep["spec"]["template"]["spec"]) if c["name"] == "mcp-healthd"), {})
+    args = c.get("args", [])
+    endpoints = [a.split("=", 1)[1] for a in args if a.startswith("--etcd-endpoints=")]
+    need(len(endpoints) == 1 and len(endpoints[0].split(",")) >= 3, f"{path.name}: --etcd-endpoints should list the etcd members")
+    need(any(a.startswith("--etcd-prefix=/") for a in args), f"{path.name}: set --etcd-prefix")
+    need(not any(a.startswith("--data-dir") for a in args), f"{path.name}: --data-dir and --etcd-endpoints exclude each other")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    need(pdb["spec"].get("selector", {}).get("matchLabels", {}).items() <= labels.items(), f"{path.name}: the PodDisruptionBudget must select the replicas")
+    need(pdb["spec"].get("minAvailable") == 2, f"{path.name}: keep 2 of 3 replicas through voluntary disruptions")
+
+
 def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
     k8s = clients / "kubernetes"
     docs = []
@@ -75,6 +95,8 @@ def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
                 sidecars = [s for s in pod.get("initContainers", []) if s.get("restartPolicy") == "Always"]
                 need(any(f"--listen=0.0.0.0:{probe.get('port')}" in s.get("args", []) for s in sidecars), f"{name}: {d['metadata']['name']} probes port {probe.get('port')} but no sidecar listens there on 0.0.0.0")
     need(gated == groups, f"every group should gate a gateway; gated {sorted(gated)} of {sorted(groups)}")
+
+    check_cluster_example(k8s / "cluster" / "mcp-healthd-cluster.yaml")
 
     envoy = yaml.safe_load((clients / "envoy" / "envoy.yaml").read_text())
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}

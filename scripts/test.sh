@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (including the MCP
-# Python SDK interop suite, tests/interop.rs), the Python client tests, the
+# Python SDK interop suite, tests/interop.rs, and the interop matrix over the
+# TypeScript, Python and Rust SDKs and stdio bridges, tests/interop_matrix.rs),
+# the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
 # binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
 # and a smoke run of the benchmark harness.
@@ -10,6 +12,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "python environment (.venv: MCP SDK, grpcio, grpcurl)"
 bash scripts/setup-python.sh
+
+step "interop matrix environment (npm: TypeScript SDK servers and bridges; .venv-mcp1: Python SDK 1.x, mcp-proxy; rmcp)"
+bash scripts/setup-interop.sh
+step "etcd for the cluster tests (Debian etcd-server; the tests start their own nodes)"
+bash scripts/setup-etcd.sh
 
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets

@@ -16,6 +16,7 @@ use crate::api::group_service::GroupService;
 use crate::api::health_service::HealthService;
 use crate::api::limits::{OversizeAsResourceExhausted, WatchStreams};
 use crate::api::tls::{ServerTls, TlsError};
+use crate::cluster::node::ClusterNode;
 use crate::config::{self, ConfigError, ConfigStatusHandle};
 use crate::engine::{Engine, EngineConfig};
 use crate::health::HealthStatuses;
@@ -24,6 +25,8 @@ use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 use crate::spec::{Limits, ValidGroup, validate_group};
 use crate::store::{Persist, RedbStore, StoreError};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -57,6 +60,10 @@ pub enum DaemonError {
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
     OpenMutations { addr: SocketAddr },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::node::ClusterError),
+    #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
+    DataDirInCluster,
 }
 
 /// How to run the daemon.
@@ -86,6 +93,12 @@ pub struct DaemonOptions {
     pub max_message_bytes: usize,
     /// Most concurrent WatchGroupHealth plus grpc.health Watch streams.
     pub max_watch_streams: usize,
+    /// Serve xDS (ADS and EDS, SotW and delta) on the listener (`--xds`).
+    pub xds: bool,
+    /// How long xDS collects a burst of changes before one push.
+    pub xds_debounce: std::time::Duration,
+    /// Cluster mode: API groups, membership and verdicts in etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// tonic's default decoding limit.
@@ -108,6 +121,9 @@ impl Default for DaemonOptions {
             insecure_allow_open_mutations: false,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
+            xds: false,
+            xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
+            cluster: None,
         }
     }
 }
@@ -184,6 +200,7 @@ pub struct Daemon {
     metrics_addr: Option<SocketAddr>,
     ui_addr: Option<SocketAddr>,
     health_only: Option<(SocketAddr, JoinHandle<Result<(), DaemonError>>)>,
+    cluster: Option<ClusterNode>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
@@ -202,13 +219,22 @@ impl Daemon {
     pub async fn start(opts: DaemonOptions) -> Result<Daemon, DaemonError> {
         let admin = admin_guard(&opts)?;
         let tls = opts.tls.as_ref().map(ServerTls::config).transpose()?;
-        let (persist, restored) = match &opts.data_dir {
-            Some(dir) => {
+        let mut cluster = None;
+        let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
+            (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),
+            (Some(c), None) => {
+                let (node, groups) = ClusterNode::connect(c, &opts.engine.limits).await?;
+                info!(endpoints = ?c.endpoints, prefix = %c.prefix, groups = groups.len(), "cluster mode: groups read from etcd");
+                let store = node.store.clone();
+                cluster = Some(node);
+                (Some(store as Arc<dyn Persist>), groups)
+            }
+            (None, Some(dir)) => {
                 let (store, groups) = open_store(dir, &opts.engine.limits)?;
                 info!(data_dir = %dir.display(), groups = groups.len(), "store opened");
                 (Some(store as Arc<dyn Persist>), groups)
             }
-            None => {
+            (None, None) => {
                 warn!("no --data-dir: groups applied over the API live in memory only and are lost on restart");
                 (None, Vec::new())
             }
@@ -228,7 +254,11 @@ impl Daemon {
         let mut engine_config = opts.engine.clone();
         let mut metrics_addr = None;
         if let Some(metrics_listen) = opts.metrics_listen {
-            let metrics = Arc::new(crate::metrics::Metrics::new());
+            let mut metrics = crate::metrics::Metrics::new();
+            if let Some(node) = &cluster {
+                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics(node.status.clone()));
+            }
+            let metrics = Arc::new(metrics);
             engine_config.observer = Some(metrics.clone());
             metrics_addr = Some(
                 crate::metrics::MetricsServer::start(metrics_listen, metrics, shutdown.clone())
@@ -236,10 +266,17 @@ impl Daemon {
                     .local_addr(),
             );
         }
+        if let Some(node) = cluster.as_mut() {
+            node.join(addr.to_string()).await?;
+            engine_config.cluster = Some(node.seam());
+        }
         let engine = Engine::start_with_store(engine_config, prober, statuses.clone(), persist);
         let config_status = ConfigStatusHandle::default();
 
         let config_text = load_groups(&engine, restored, opts.config.as_deref(), &config_status).await?;
+        if let Some(node) = cluster.as_mut() {
+            node.start(engine.clone());
+        }
         if let (Some(path), Some(text)) = (&opts.config, config_text) {
             tokio::spawn(config::watch(engine.clone(), path.clone(), text, config_status.clone(), shutdown.clone()));
         }
@@ -247,7 +284,8 @@ impl Daemon {
         let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
-            .with_watch_streams(watch_streams.clone());
+            .with_watch_streams(watch_streams.clone())
+            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())));
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
         let health_only = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.
@@ -278,12 +316,27 @@ impl Daemon {
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| DaemonError::Reflection(e.to_string()))?;
+        let xds = match opts.xds {
+            true => match crate::xds::catalog::start(engine.clone(), opts.xds_debounce, shutdown.clone()).await {
+                Ok(catalog) => Some(crate::xds::XdsService::new(catalog, shutdown.clone())),
+                Err(e) => {
+                    engine.shutdown().await;
+                    return Err(DaemonError::Serve(e.to_string()));
+                }
+            },
+            false => None,
+        };
         let router = builder
             .layer(tower::util::MapResponseLayer::new(move |r| oversize.map(r)))
             .add_service(GroupHealthServiceServer::new(group_service).max_decoding_message_size(opts.max_message_bytes))
             .add_service(HealthServer::new(health_service()).max_decoding_message_size(opts.max_message_bytes))
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+            .add_service(reflection_v1alpha)
+            .add_optional_service(
+                xds.clone()
+                    .map(|x| AggregatedDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
+            )
+            .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)));
         let signal = shutdown.clone();
         let server = tokio::spawn(async move {
             router
@@ -301,6 +354,7 @@ impl Daemon {
             metrics_addr,
             ui_addr,
             health_only,
+            cluster,
         })
     }
 
@@ -331,6 +385,10 @@ impl Daemon {
     pub async fn stop(self) -> Result<(), DaemonError> {
         info!("shutting down: health NOT_SERVING, stopping probes and streams");
         self.statuses.set_all_not_serving();
+        if let Some(mut node) = self.cluster {
+            // Revokes the lease: the others take over this replica's backends at once.
+            node.stop().await;
+        }
         self.engine.shutdown().await;
         self.shutdown.cancel();
         let joined = |r: Result<Result<(), DaemonError>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(DaemonError::Serve(e.to_string())));

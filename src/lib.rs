@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod daemon;
@@ -16,3 +17,4 @@ pub mod spec;
 pub mod store;
 pub mod telemetry;
 pub mod ui;
+pub mod xds;

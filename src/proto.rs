@@ -13,5 +13,19 @@ pub mod grpc_health_v1 {
     tonic::include_proto!("grpc.health.v1");
 }
 
+/// The etcd v3 API, client side (vendored protos, `proto/etcd/`), for `cluster::etcd`.
+#[allow(clippy::all, missing_docs)]
+pub mod etcd {
+    pub mod etcdserverpb {
+        tonic::include_proto!("etcdserverpb");
+    }
+    pub mod mvccpb {
+        tonic::include_proto!("mvccpb");
+    }
+    pub mod authpb {
+        tonic::include_proto!("authpb");
+    }
+}
+
 /// Descriptor set of every proto in `proto/`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -224,3 +224,29 @@ async fn metrics_are_off_by_default() {
     assert_eq!(d.daemon.as_ref().unwrap().metrics_addr(), None);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_drained_backend_is_counted_draining_and_keeps_its_status() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (mut d, url) = metrics_daemon().await;
+    d.apply_yaml(&spec("web", &[("a", &fixture.url())])).await;
+    d.wait_group("web", "web READY", |h| phase(h) == GroupPhase::Ready).await;
+    let drain = SetBackendDrainRequest {
+        group: "web".into(),
+        backend: "a".into(),
+        drain: true,
+    };
+    d.client.set_backend_drain(drain).await.unwrap();
+    wait_values(
+        &url,
+        "metrics of a drained backend",
+        &[
+            (&status_series("web", "a", "healthy"), 1.0),
+            (&phase_series("web", "failed"), 1.0),
+            ("mcp_health_group_routable_backends{group=\"web\"}", 0.0),
+            ("mcp_health_group_draining_backends{group=\"web\"}", 1.0),
+        ],
+    )
+    .await;
+    d.stop().await;
+}

@@ -59,7 +59,23 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
             ))
             .await
             .unwrap_err();
-        for (rpc, err) in [("ApplyGroup", apply), ("DeleteGroup", delete), ("ProbeBackend", probe)] {
+        let drain = c
+            .set_backend_drain(with_token(
+                SetBackendDrainRequest {
+                    group: "g".into(),
+                    backend: "a".into(),
+                    drain: true,
+                },
+                token,
+            ))
+            .await
+            .unwrap_err();
+        for (rpc, err) in [
+            ("ApplyGroup", apply),
+            ("DeleteGroup", delete),
+            ("ProbeBackend", probe),
+            ("SetBackendDrain", drain),
+        ] {
             assert_eq!(err.code(), Code::Unauthenticated, "{rpc} with {token:?}: {err:?}");
             assert!(err.message().contains(rpc), "{}", err.message());
             assert!(

@@ -22,6 +22,8 @@ pub struct GroupService {
     config_status: crate::config::ConfigStatusHandle,
     admin: AdminGuard,
     watch_streams: WatchStreams,
+    /// Cluster mode: the view `GetConfigStatus` reports, and the lease TTL.
+    cluster: Option<(crate::cluster::status::ClusterStatus, std::time::Duration)>,
 }
 
 impl GroupService {
@@ -33,7 +35,14 @@ impl GroupService {
             config_status,
             admin: AdminGuard::default(),
             watch_streams: WatchStreams::default(),
+            cluster: None,
         }
+    }
+
+    /// Cluster mode: `GetConfigStatus` reports the cluster view.
+    pub fn with_cluster(mut self, cluster: Option<(crate::cluster::status::ClusterStatus, std::time::Duration)>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Who may call ApplyGroup, DeleteGroup and ProbeBackend.
@@ -148,8 +157,28 @@ impl GroupHealthService for GroupService {
         }))
     }
 
+    async fn set_backend_drain(&self, req: Request<SetBackendDrainRequest>) -> Result<Response<SetBackendDrainResponse>, Status> {
+        self.admin.check(&req, "SetBackendDrain")?;
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        if req.backend.is_empty() {
+            return Err(invalid(&[crate::spec::FieldViolation {
+                field: "backend".into(),
+                description: "is required".into(),
+            }]));
+        }
+        let applied = self.engine.set_drain(group, req.backend, req.drain).await.map_err(to_status)?;
+        Ok(Response::new(SetBackendDrainResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+        }))
+    }
+
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
-        Ok(Response::new(self.config_status.snapshot()))
+        let mut status = self.config_status.snapshot();
+        status.cluster = self.cluster.as_ref().map(|(c, ttl)| c.info(*ttl));
+        Ok(Response::new(status))
     }
 
     async fn get_backend_history(&self, req: Request<GetBackendHistoryRequest>) -> Result<Response<GetBackendHistoryResponse>, Status> {

@@ -96,6 +96,16 @@ struct Args {
     /// Most concurrent watch streams (WatchGroupHealth and grpc.health Watch together).
     #[arg(long, default_value_t = mcp_health::daemon::DEFAULT_MAX_WATCH_STREAMS)]
     max_watch_streams: usize,
+    /// Serve Envoy's xDS (ADS and EDS, state-of-the-world and delta) on the
+    /// listener: each group is the ClusterLoadAssignment `mcp-health/<group>`.
+    #[arg(long, env = "MCP_HEALTH_XDS")]
+    xds: bool,
+    /// Milliseconds xDS collects a burst of verdict changes before one push.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    xds_debounce_ms: u64,
+    /// Cluster mode (high availability on etcd); absent: a single node.
+    #[command(flatten)]
+    etcd: mcp_health::cluster::EtcdFlags,
 }
 
 /// `ADDR` or a bare `PORT` (loopback).
@@ -131,6 +141,14 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         ..EngineConfig::default()
     };
+    let cluster = match args.etcd.options() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "mcp-healthd cannot start");
+            telemetry.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls {
             cert,
@@ -154,6 +172,9 @@ async fn main() -> ExitCode {
         insecure_allow_open_mutations: args.insecure_allow_open_mutations,
         max_message_bytes: args.max_message_bytes,
         max_watch_streams: args.max_watch_streams.max(1),
+        xds: args.xds,
+        xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
+        cluster,
     };
     let daemon = match Daemon::start(opts).await {
         Ok(d) => d,

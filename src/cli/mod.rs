@@ -2,6 +2,7 @@
 //! dispatch of each command to the gRPC API.
 
 mod apply;
+mod cluster;
 mod connect;
 mod error;
 mod history;
@@ -78,11 +79,18 @@ pub enum Command {
     /// One backend's recent transitions and latency over the last hour
     /// (GetBackendHistory; kept in memory, so a daemon restart starts afresh).
     History { group: String, backend: String },
+    /// Drain a backend: no new traffic (DRAINING in xDS, not routable), still
+    /// probed and its verdict still shown (SetBackendDrain; API groups).
+    Drain { group: String, backend: String },
+    /// End a backend's drain (SetBackendDrain).
+    Undrain { group: String, backend: String },
     /// grpc.health.v1 Check of a service ("" is the server, a group name is that group).
     Check {
         #[arg(default_value = "")]
         service: String,
     },
+    /// Cluster mode: the members, their leases and the backends each owns.
+    Cluster,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -122,6 +130,10 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mcp-healthctl", &mut std::io::stdout());
             Ok(())
+        }
+        Command::Cluster => {
+            let mut c = conn.group_client().await?;
+            cluster::show(&mut c, &out).await
         }
         Command::Groups => {
             let mut c = conn.group_client().await?;
@@ -174,6 +186,8 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             let resp = c.get_backend_history(unary(GetBackendHistoryRequest { group, backend })).await?.into_inner();
             out.print(&resp, |s| history::view(&resp, s))
         }
+        Command::Drain { group, backend } => set_drain(&conn, &out, group, backend, true).await,
+        Command::Undrain { group, backend } => set_drain(&conn, &out, group, backend, false).await,
         Command::Check { service } => {
             let mut c = conn.health_client().await?;
             let resp = c.check(unary(HealthCheckRequest { service })).await.map_err(CliError::CheckRpc)?.into_inner();
@@ -188,6 +202,26 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// `drain` / `undrain`: SetBackendDrain, admin-guarded like apply.
+async fn set_drain(conn: &Connection, out: &Output, group: String, backend: String, drain: bool) -> Result<(), CliError> {
+    let mut c = conn.group_client().await?;
+    let req = SetBackendDrainRequest {
+        group: group.clone(),
+        backend: backend.clone(),
+        drain,
+    };
+    let resp = c.set_backend_drain(conn.authorize(unary(req))?).await?.into_inner();
+    let what = match (drain, resp.changed) {
+        (true, true) => "is draining",
+        (true, false) => "was already draining",
+        (false, true) => "is no longer draining",
+        (false, false) => "was not draining",
+    };
+    out.print(&resp, |_| {
+        format!("backend {backend} of group {group} {what} (generation {})\n", resp.generation)
+    })
 }
 
 /// Writes to stdout, treating a closed pipe (`| head`) as the end, not an error.

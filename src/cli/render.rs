@@ -213,7 +213,11 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
             vec![
                 cell(&b.name),
                 painted(status_name(status), style.status(status)),
-                cell(if b.routable { "yes" } else { "no" }),
+                cell(match (b.draining, b.routable) {
+                    (true, _) => "no (draining)",
+                    (false, true) => "yes",
+                    (false, false) => "no",
+                }),
                 cell(latency(b.last_latency.as_ref())),
                 cell(if b.protocol_version.is_empty() { "-" } else { &b.protocol_version }),
                 cell(reason),

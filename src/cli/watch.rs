@@ -111,7 +111,14 @@ impl Seen {
             let Some(old) = old else {
                 line(format!("group={} phase={} ({})", g.name, phase_name(phase(g)), g.message));
                 for b in &g.backends {
-                    line(format!("group={} backend={} status={} ({})", g.name, b.name, status_name(status(b)), b.message));
+                    let drain = if b.draining { " draining" } else { "" };
+                    line(format!(
+                        "group={} backend={} status={}{drain} ({})",
+                        g.name,
+                        b.name,
+                        status_name(status(b)),
+                        b.message
+                    ));
                 }
                 continue;
             };
@@ -146,6 +153,10 @@ impl Seen {
                         line(format!("group={} backend={} status={} ({})", g.name, b.name, status_name(status(b)), b.message))
                     }
                     Some(_) => {}
+                }
+                if old.backends.iter().any(|o| o.name == b.name && o.draining != b.draining) {
+                    let what = if b.draining { "draining (operator)" } else { "no longer draining" };
+                    line(format!("group={} backend={} {what}", g.name, b.name));
                 }
             }
             for o in old.backends.iter().filter(|o| !g.backends.iter().any(|b| b.name == o.name)) {

@@ -2,7 +2,8 @@
 //! message are computed. The gRPC API, grpc.health.v1, logs and metrics all
 //! derive from `group_verdict`.
 
-use crate::proto::v1::{BackendStatus, GroupPhase, Summary};
+use crate::core::verdict::is_routable;
+use crate::proto::v1::{AuthMode, BackendStatus, GroupPhase, Summary};
 
 /// What every reader of a group sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,18 +13,29 @@ pub struct GroupVerdict {
     pub message: String,
 }
 
-/// One backend as the phase sees it: its status and whether it is routable
-/// (which depends on its auth mode, so the caller decides it with
-/// [`crate::core::verdict::is_routable`]).
+/// One backend as the phase sees it: its observed status, its auth mode
+/// (which decides whether UNAUTHENTICATED is routable) and whether the
+/// operator drains it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendView {
     pub status: BackendStatus,
-    pub routable: bool,
+    pub auth: AuthMode,
+    pub draining: bool,
+}
+
+impl BackendView {
+    /// Whether traffic may go to the backend: its verdict is routable
+    /// ([`is_routable`]) and the operator does not drain it. Every reader's
+    /// `routable` (the API, grpc.health through the phase, metrics, xDS) is this.
+    pub fn routable(&self) -> bool {
+        !self.draining && is_routable(self.status, self.auth)
+    }
 }
 
 /// Computes the group phase from its backends.
 ///
 /// - FAILED when the group has no backends, or none is routable (once any has a verdict).
+///   A drained backend is not routable, whatever its status.
 /// - PENDING while no backend has a verdict yet.
 /// - READY when every backend is routable and none is DEGRADED.
 /// - DEGRADED otherwise.
@@ -48,7 +60,8 @@ fn summarize(backends: impl IntoIterator<Item = BackendView>) -> Summary {
     let mut s = Summary::default();
     for b in backends {
         s.total += 1;
-        s.routable += u32::from(b.routable);
+        s.routable += u32::from(b.routable());
+        s.draining += u32::from(b.draining);
         match b.status {
             BackendStatus::Healthy => s.healthy += 1,
             BackendStatus::Degraded => s.degraded += 1,
@@ -87,6 +100,7 @@ fn describe(phase: GroupPhase, s: &Summary) -> String {
         (s.degraded, verb(s.degraded, "is degraded", "are degraded")),
         (s.unhealthy, verb(s.unhealthy, "is unhealthy", "are unhealthy")),
         (s.unknown, verb(s.unknown, "is not probed yet", "are not probed yet")),
+        (s.draining, verb(s.draining, "is draining", "are draining")),
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)

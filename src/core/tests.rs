@@ -128,9 +128,17 @@ fn progress_and_counters() {
 /// Checks the phase, the routable count and the message of a group.
 #[track_caller]
 fn check_phase(backends: &[(S, AuthMode)], want: P, want_routable: u32, want_message: &str) {
-    let verdict = group_verdict(backends.iter().map(|(status, auth)| BackendView {
+    let drained: Vec<(S, AuthMode, bool)> = backends.iter().map(|(s, a)| (*s, *a, false)).collect();
+    check_drained_phase(&drained, want, want_routable, want_message);
+}
+
+/// Like `check_phase`, with each backend's operator drain.
+#[track_caller]
+fn check_drained_phase(backends: &[(S, AuthMode, bool)], want: P, want_routable: u32, want_message: &str) {
+    let verdict = group_verdict(backends.iter().map(|(status, auth, draining)| BackendView {
         status: *status,
-        routable: is_routable(*status, *auth),
+        auth: *auth,
+        draining: *draining,
     }));
     assert_eq!(
         (verdict.phase, verdict.summary.routable, verdict.message.as_str()),
@@ -207,4 +215,36 @@ fn phases() {
         "1 of 2 backends routable; 1 backend is not probed yet",
     );
     check_phase(&[(S::Healthy, NoAuth)], P::Ready, 1, "the backend is routable");
+}
+
+#[test]
+fn drained_backends_are_never_routable_and_keep_their_status() {
+    use AuthMode::{None as NoAuth, PerUser};
+    check_drained_phase(
+        &[(S::Healthy, NoAuth, false), (S::Healthy, NoAuth, true)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is draining",
+    );
+    check_drained_phase(
+        &[(S::Healthy, NoAuth, true), (S::Unauthenticated, PerUser, true)],
+        P::Failed,
+        0,
+        "0 of 2 backends routable; 1 backend requires authentication, 2 backends are draining",
+    );
+    check_drained_phase(
+        &[(S::Unhealthy, NoAuth, true), (S::Healthy, NoAuth, false)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is unhealthy, 1 backend is draining",
+    );
+    check_drained_phase(&[(S::Unknown, NoAuth, true)], P::Pending, 0, "waiting for the first verdict on 1 backend");
+    // Routability table: drain overrides every status and auth mode.
+    for status in [S::Unknown, S::Healthy, S::Degraded, S::Unhealthy, S::Unauthenticated] {
+        for auth in [NoAuth, PerUser, AuthMode::StaticHeader, AuthMode::Oauth2ClientCredentials] {
+            let view = |draining| BackendView { status, auth, draining };
+            assert_eq!(view(false).routable(), is_routable(status, auth), "{status:?} {auth:?}");
+            assert!(!view(true).routable(), "{status:?} {auth:?} drained");
+        }
+    }
 }

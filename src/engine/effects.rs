@@ -28,6 +28,13 @@ pub enum Effect {
     FirstVerdicts { groups: usize, backends: usize },
     /// Tell the observer (only emitted when there is one).
     Observe(Observed),
+    /// Cluster mode: share a local verdict change (`ClusterSeam::verdict_changed`).
+    ShareVerdict {
+        group: String,
+        backend: String,
+        progress: String,
+        health: Box<crate::proto::v1::BackendHealth>,
+    },
 }
 
 /// The observer calls of `ProbeObserver`, as data.

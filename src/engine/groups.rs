@@ -25,6 +25,10 @@ pub(super) struct BackendState {
     pub(super) last_probe: Option<SystemTime>,
     pub(super) last_transition: Option<SystemTime>,
     pub(super) last_manual_probe: Option<Instant>,
+    /// Set when a shared verdict replaced this state since the last local
+    /// probe (cluster mode): the next local result is shared even if it
+    /// changes nothing here, so the cluster learns the new owner's probe.
+    pub(super) remote_since_probe: bool,
 }
 
 impl BackendState {

@@ -9,6 +9,7 @@ mod owner;
 mod reconcile;
 mod results;
 mod scheduler;
+pub mod seam;
 mod state;
 mod tee;
 mod view;
@@ -136,6 +137,19 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    SetDrain {
+        group: String,
+        backend: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
+    },
 }
 
 /// Sees every probe result (scheduled and on demand) before the owner folds
@@ -178,6 +192,8 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// Told of every probe result (after the history, which is always kept); None adds nothing.
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
 }
 
 impl Default for EngineConfig {
@@ -188,6 +204,7 @@ impl Default for EngineConfig {
             manual_probe_interval: Duration::from_secs(1),
             watch_buffer: 4096,
             observer: None,
+            cluster: None,
         }
     }
 }
@@ -351,6 +368,26 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
+    /// committed to the store like an apply. The verdict and the probe timer
+    /// carry over (drain is not part of a backend's identity).
+    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Stops every probe and ends every watch stream.

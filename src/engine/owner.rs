@@ -29,6 +29,8 @@ pub struct Owner {
     prober: SharedProbe,
     limiter: Arc<Semaphore>,
     observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership (for the schedulers) and shared verdicts.
+    cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
     health: HealthStatuses,
     events: broadcast::Sender<Event>,
     /// Where API groups are stored; None keeps them in memory only.
@@ -83,7 +85,7 @@ impl Command {
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
-            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::Shutdown { .. }
+            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::SetDrain { .. } | Command::Shutdown { .. }
         )
     }
 }
@@ -103,6 +105,7 @@ impl Owner {
             probe_backend_interval: config.manual_probe_interval,
             observed: config.observer.is_some(),
             durable: persist.is_some(),
+            shared: config.cluster.is_some(),
         };
         Owner {
             state: EngineState::new(settings),
@@ -111,6 +114,7 @@ impl Owner {
             prober,
             limiter,
             observer: config.observer,
+            cluster: config.cluster,
             health,
             events,
             persist,
@@ -179,6 +183,10 @@ impl Owner {
                 let checked = self.state.check_restore(groups);
                 return self.change(checked, Reply::Apply(reply));
             }
+            Command::SetDrain { group, backend, drain, reply } => {
+                let checked = self.state.check_drain(&group, &backend, drain);
+                return self.change(checked, Reply::Apply(reply));
+            }
             Command::ProbeResult(result) => self.probe_result(result),
             Command::Get { group, reply } => {
                 let _ = reply.send(self.state.health(&group));
@@ -197,6 +205,12 @@ impl Owner {
             }
             Command::ManualProbe { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_backend(group, backend, Instant::now()));
+            }
+            Command::RemoteVerdict { group, backend, verdict } => {
+                let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
+                let mut fx = Effects::default();
+                self.state.take_remote(&group, &backend, *verdict, owned, &mut fx);
+                self.execute(fx, None);
             }
             Command::Shutdown { reply } => {
                 self.shutdown();
@@ -280,6 +294,7 @@ impl Owner {
                         limiter: self.limiter.clone(),
                         owner: self.tx.clone(),
                         observer: self.observer.clone(),
+                        cluster: self.cluster.clone(),
                     };
                     self.tasks.insert(epoch, tokio::spawn(task.run()).abort_handle());
                 }
@@ -314,6 +329,16 @@ impl Owner {
                         elapsed_ms = self.started.elapsed().as_millis() as u64,
                         "every group has its first verdict"
                     );
+                }
+                Effect::ShareVerdict {
+                    group,
+                    backend,
+                    progress,
+                    health,
+                } => {
+                    if let Some(c) = &self.cluster {
+                        c.verdict_changed(&group, &backend, &progress, &health);
+                    }
                 }
                 Effect::Observe(call) => {
                     if let Some(o) = &self.observer {

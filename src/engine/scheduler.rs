@@ -64,6 +64,8 @@ pub struct BackendTask {
     pub limiter: Arc<Semaphore>,
     pub owner: mpsc::Sender<Command>,
     pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: probe only while this replica owns the backend.
+    pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
 }
 
 impl BackendTask {
@@ -76,6 +78,11 @@ impl BackendTask {
         let mut first = true;
         loop {
             tokio::time::sleep_until(planned).await;
+            if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
+                // Another replica probes it; ask again at the next planned time.
+                planned = (planned + self.policy.interval).max(Instant::now());
+                continue;
+            }
             let Ok(permit) = self.limiter.acquire().await else { return };
             let started = Instant::now();
             let in_flight = InFlight::probe(self.observer.as_ref());

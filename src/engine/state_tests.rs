@@ -34,6 +34,7 @@ fn settings(durable: bool) -> Settings {
         probe_backend_interval: Duration::from_secs(1),
         observed: false,
         durable,
+        shared: true,
     }
 }
 
@@ -406,4 +407,86 @@ fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limit
     );
     assert!(state.probe_backend("g".into(), "b".into(), t0 + Duration::from_millis(400)).is_ok());
     assert!(state.probe_backend("g".into(), "a".into(), t0 + Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
+    let mut state = EngineState::new(settings(true));
+    let yaml = "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp'}\n";
+    apply(&mut state, yaml, Origin::Api);
+    // (drain, want: store write generation, or None for unchanged)
+    let table: &[(bool, Option<u64>)] = &[(true, Some(2)), (true, None), (false, Some(3)), (false, None)];
+    for (drain, want) in table {
+        let mut checked = state.check_drain("g", "a", *drain).unwrap();
+        let store = checked.store.take();
+        assert_eq!(store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)), want.map(|g| (*drain, g)), "drain={drain}");
+        let fx = commit(&mut state, checked);
+        assert!(!fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })), "no probe task restarted");
+        let h = state.health("g").unwrap();
+        assert_eq!((h.backends[0].draining, h.backends[1].draining), (*drain, false));
+    }
+    assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
+    apply(&mut state, "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n", Origin::ConfigFile("f.yaml".into()));
+    assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
+}
+
+/// Cluster mode, one row per case: (owned, probed locally first, remote status)
+/// -> (status after, whether a group change was published).
+#[test]
+fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
+    use crate::engine::seam::RemoteVerdict;
+    use crate::proto::v1::{BackendHealth, Reason as PbReason, ReasonCode};
+    let remote = |s: BackendStatus| RemoteVerdict {
+        progress: String::new(),
+        health: BackendHealth {
+            name: "a".into(),
+            status: s as i32,
+            consecutive_failures: 3,
+            reason: Some(PbReason {
+                code: ReasonCode::ConnectionRefused as i32,
+                http_status: 0,
+                message: "refused".into(),
+            }),
+            ..Default::default()
+        },
+    };
+    let cases: &[(bool, bool, BackendStatus, BackendStatus, bool)] = &[
+        // Not owned: the shared verdict is the state.
+        (false, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        (false, true, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        // Owned but not probed yet (just taken over): the last shared verdict stands.
+        (true, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        // Owned and probed here since: the local result wins.
+        (true, true, BackendStatus::Unhealthy, BackendStatus::Healthy, false),
+    ];
+    for (owned, probed, incoming_status, want, published) in cases {
+        let mut state = EngineState::new(settings(false));
+        let (_, fx) = apply(&mut state, AB, Origin::Api);
+        let (_, spawned) = epochs(&fx);
+        let a_epoch = spawned.iter().find(|(_, b)| b == "a").unwrap().0;
+        if *probed {
+            let mut fx = Effects::default();
+            state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+            assert!(
+                fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { backend, .. } if backend == "a")),
+                "a local change is shared"
+            );
+        }
+        let mut fx = Effects::default();
+        state.take_remote("g", "a", remote(*incoming_status), *owned, &mut fx);
+        let status = statuses(&mut state, "g").into_iter().find(|(b, _)| b == "a").unwrap().1;
+        let case = format!("owned {owned}, probed {probed}");
+        assert_eq!(status, *want, "{case}");
+        assert_eq!(fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. })), *published, "{case}");
+        assert!(
+            !fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { .. })),
+            "{case}: a remote verdict is never shared back"
+        );
+        // Unknown groups and backends are ignored.
+        let mut fx = Effects::default();
+        state.take_remote("nope", "a", remote(*incoming_status), *owned, &mut fx);
+        state.take_remote("g", "nope", remote(*incoming_status), *owned, &mut fx);
+        assert!(fx.actions.is_empty());
+    }
 }

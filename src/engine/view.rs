@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::core::outcome::{Reason, ServerFacts};
 use crate::core::phase::{BackendView, GroupVerdict, group_verdict};
-use crate::core::verdict::{Verdict, is_routable};
+use crate::core::verdict::Verdict;
 use crate::proto::v1::{self as pb, BackendHealth, GroupHealth, GroupOverview, GroupSource};
 use crate::spec::ValidBackend;
 
@@ -38,7 +38,8 @@ pub fn duration(d: Duration) -> pbjson_types::Duration {
 pub fn backend_view(b: &ValidBackend, v: &Verdict) -> BackendView {
     BackendView {
         status: v.status,
-        routable: is_routable(v.status, b.auth_mode),
+        auth: b.auth_mode,
+        draining: b.spec.drain,
     }
 }
 
@@ -48,7 +49,7 @@ pub fn verdict<'a>(backends: impl IntoIterator<Item = (&'a ValidBackend, &'a Ver
 }
 
 pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
-    let routable = is_routable(f.verdict.status, f.backend.auth_mode);
+    let routable = backend_view(f.backend, f.verdict).routable();
     let message = if f.verdict.progress.is_empty() {
         f.reason.message.clone()
     } else {
@@ -77,6 +78,7 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
         server_version: f.facts.server_version.clone(),
         tool_count: f.facts.tool_count,
         resource_metadata: f.facts.resource_metadata as i32,
+        draining: f.backend.spec.drain,
     }
 }
 

@@ -103,6 +103,7 @@ pub struct Metrics {
     transitions: Family<TransitionLabels, Counter>,
     group_phase: Family<PhaseLabels, Gauge>,
     group_routable: Family<GroupLabels, Gauge>,
+    group_draining: Family<GroupLabels, Gauge>,
     group_backends: Family<GroupLabels, Gauge>,
     probes_in_flight: Gauge,
     watch_streams: Family<WatchLabels, Gauge>,
@@ -123,6 +124,7 @@ impl Metrics {
             transitions: Family::default(),
             group_phase: Family::default(),
             group_routable: Family::default(),
+            group_draining: Family::default(),
             group_backends: Family::default(),
             probes_in_flight: Gauge::default(),
             watch_streams: Family::default(),
@@ -150,6 +152,11 @@ impl Metrics {
             m.group_phase.clone(),
         );
         r.register("group_routable_backends", "Routable backends per group", m.group_routable.clone());
+        r.register(
+            "group_draining_backends",
+            "Backends the operator drains per group (not routable; still probed)",
+            m.group_draining.clone(),
+        );
         r.register("group_backends", "Backends per group", m.group_backends.clone());
         r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
         r.register(
@@ -162,6 +169,12 @@ impl Metrics {
             let _series = m.watch_streams.get_or_create(&WatchLabels { api: api.label() });
         }
         m
+    }
+
+    /// Adds series read at scrape time (the cluster's).
+    pub fn with_collector(mut self, collector: impl prometheus_client::collector::Collector) -> Metrics {
+        self.registry.register_collector(Box::new(collector));
+        self
     }
 
     /// The exposition text (OpenMetrics).
@@ -233,6 +246,7 @@ impl ProbeObserver for Metrics {
         }
         let g = GroupLabels { group: group.to_owned() };
         self.group_routable.get_or_create(&g).set(i64::from(verdict.summary.routable));
+        self.group_draining.get_or_create(&g).set(i64::from(verdict.summary.draining));
         self.group_backends.get_or_create(&g).set(i64::from(verdict.summary.total));
     }
 
@@ -252,6 +266,7 @@ impl ProbeObserver for Metrics {
         }
         let g = GroupLabels { group: group.to_owned() };
         self.group_routable.remove(&g);
+        self.group_draining.remove(&g);
         self.group_backends.remove(&g);
     }
 

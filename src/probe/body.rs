@@ -60,20 +60,7 @@ pub async fn read_reply(resp: &mut reqwest::Response, id: u64, cap: usize) -> Re
                 m => Ok(m),
             }
         }
-        Framing::EventStream => {
-            let mut stream = EventReader::new(cap);
-            loop {
-                let Some(event) = stream.next(resp).await? else {
-                    return Err(Reason::new(ReasonCode::Protocol, "event stream ended without the response"));
-                };
-                if event.event.is_empty() || event.event == "message" {
-                    match jsonrpc::parse(&event.data, id)? {
-                        Message::Unrelated => continue,
-                        m => return Ok(m),
-                    }
-                }
-            }
-        }
+        Framing::EventStream => EventReader::new(cap).response(resp, id).await,
     }
 }
 
@@ -107,8 +94,31 @@ impl EventReader {
                 return Err(too_large(self.cap));
             }
             let mut out = Vec::new();
-            self.parser.push(&chunk, &mut out);
+            self.parser
+                .push(&chunk, &mut out)
+                .map_err(|e| Reason::new(ReasonCode::Protocol, e.to_string()))?;
             self.pending.extend(out);
+        }
+    }
+
+    /// Reads events until the response to request `id`. Everything else is
+    /// skipped: events of other types, events with empty data (the TypeScript
+    /// SDK's resumability priming event, as its own client skips them), and
+    /// JSON-RPC requests and notifications from the server (progress, logs,
+    /// `ping`, `roots/list`, elicitation). A stream that ends first is a
+    /// protocol failure.
+    pub async fn response(&mut self, resp: &mut reqwest::Response, id: u64) -> Result<Message, Reason> {
+        loop {
+            let Some(event) = self.next(resp).await? else {
+                return Err(Reason::new(ReasonCode::Protocol, "event stream ended without the response"));
+            };
+            if event.event != "message" || event.data.is_empty() {
+                continue;
+            }
+            match jsonrpc::parse(event.data.as_bytes(), id)? {
+                Message::Unrelated => continue,
+                m => return Ok(m),
+            }
         }
     }
 }

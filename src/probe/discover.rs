@@ -67,7 +67,10 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         ..ServerFacts::default()
     };
     let mut degraded = None;
-    if ctx.backend().depth == ProbeDepth::Tools {
+    let mut note = None;
+    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+        note = Some(exchange::no_tools());
+    } else if ctx.backend().depth == ProbeDepth::Tools {
         let params = |cursor: Option<&str>| match cursor {
             Some(c) => json!({"cursor": c, "_meta": envelope()}),
             None => json!({"_meta": envelope()}),
@@ -77,7 +80,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
             Err(reason) => degraded = Some(reason),
         }
     }
-    Ok(Ready { facts, degraded })
+    Ok(Ready { facts, degraded, note })
 }
 
 /// Failures that are an era verdict rather than a broken server: a plain 4xx,

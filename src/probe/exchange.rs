@@ -163,6 +163,17 @@ pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Optio
     Ok(Ok(total))
 }
 
+/// Whether an `initialize` or `server/discover` result advertises the `tools`
+/// capability. A probe asks `tools/list` only of servers that do.
+pub fn offers_tools(result: &Value) -> bool {
+    result.get("capabilities").and_then(|c| c.get("tools")).is_some_and(|t| !t.is_null())
+}
+
+/// The reason of a healthy depth-TOOLS probe of a server without tools.
+pub fn no_tools() -> Reason {
+    Reason::new(ReasonCode::NoTools, "handshake succeeded; the server offers no tools")
+}
+
 /// Pages of tools/list a probe follows before it stops counting.
 pub const MAX_TOOL_PAGES: usize = 16;
 

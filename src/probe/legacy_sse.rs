@@ -31,20 +31,9 @@ struct Stream {
 }
 
 impl Stream {
-    /// Reads events until the response to `id`; server requests and
-    /// notifications on the stream are skipped.
+    /// Reads events until the response to `id` (see `EventReader::response`).
     async fn response(&mut self, id: u64) -> Result<Message, Stop> {
-        loop {
-            let Some(event) = self.events.next(&mut self.resp).await? else {
-                return Err(protocol("event stream ended without the response"));
-            };
-            if event.event.is_empty() || event.event == "message" {
-                match jsonrpc::parse(&event.data, id)? {
-                    Message::Unrelated => continue,
-                    m => return Ok(m),
-                }
-            }
-        }
+        Ok(self.events.response(&mut self.resp, id).await?)
     }
 
     /// POSTs a request to the endpoint and reads its reply from the stream.
@@ -79,13 +68,19 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         resp,
         events: EventReader::new(ctx.cap()),
     };
-    let Some(first) = stream.events.next(&mut stream.resp).await? else {
-        return Err(protocol("event stream ended before the endpoint event"));
+    // The first event with data must be the endpoint; empty-data events
+    // (keep-alive or priming) before it are skipped.
+    let first = loop {
+        match stream.events.next(&mut stream.resp).await? {
+            Some(event) if event.data.is_empty() => continue,
+            Some(event) => break event,
+            None => return Err(protocol("event stream ended before the endpoint event")),
+        }
     };
     if first.event != "endpoint" {
         return Err(protocol("the first event is not the endpoint event"));
     }
-    let endpoint = endpoint_url(sse_url, &first.data)?;
+    let endpoint = endpoint_url(sse_url, first.data.as_bytes())?;
 
     let pinned = ctx.backend().pinned_revision.as_deref();
     let offer = pinned.unwrap_or(LEGACY_REVISION);
@@ -113,7 +108,10 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         ..ServerFacts::default()
     };
     let mut degraded = None;
-    if ctx.backend().depth == ProbeDepth::Tools {
+    let mut note = None;
+    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+        note = Some(exchange::no_tools());
+    } else if ctx.backend().depth == ProbeDepth::Tools {
         if let Answer::Error { code, http_status } = exchange::post(
             ctx,
             &endpoint,
@@ -150,7 +148,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
             facts.tool_count = Some(total);
         }
     }
-    Ok(Ready { facts, degraded })
+    Ok(Ready { facts, degraded, note })
 }
 
 /// Resolves the endpoint event's URL against the SSE URL. An endpoint on

@@ -20,7 +20,7 @@ mod legacy_sse;
 mod oauth2;
 mod resource_metadata;
 mod revision;
-mod sse;
+pub mod sse;
 pub mod ssrf;
 mod streamable;
 
@@ -164,6 +164,8 @@ pub(crate) struct Ready {
     pub facts: ServerFacts,
     /// Set when tools/list answered with a JSON-RPC error: DEGRADED.
     pub degraded: Option<Reason>,
+    /// The reason of a success other than the plain OK (a server without tools at depth TOOLS).
+    pub note: Option<Reason>,
 }
 
 /// Why a probe step stopped short of `Ready`.
@@ -209,8 +211,16 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     }
     let outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
-        Ok(Ok(Ready { facts, degraded: None })) => ProbeOutcome::success(facts),
-        Ok(Ok(Ready { facts, degraded: Some(reason) })) => ProbeOutcome::degraded(reason, facts),
+        Ok(Ok(Ready { facts, degraded: None, note })) => {
+            let mut outcome = ProbeOutcome::success(facts);
+            if let Some(reason) = note {
+                outcome.reason = reason;
+            }
+            outcome
+        }
+        Ok(Ok(Ready {
+            facts, degraded: Some(reason), ..
+        })) => ProbeOutcome::degraded(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {

@@ -105,7 +105,10 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
         ..ServerFacts::default()
     };
     let mut degraded = None;
-    if ctx.backend().depth == ProbeDepth::Tools {
+    let mut note = None;
+    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+        note = Some(exchange::no_tools());
+    } else if ctx.backend().depth == ProbeDepth::Tools {
         let headers = session_headers(slot.as_ref(), &version);
         initialized(ctx, headers.clone()).await?;
         let params = |cursor: Option<&str>| match cursor {
@@ -117,7 +120,7 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
             Err(reason) => degraded = Some(reason),
         }
     }
-    Ok(Ready { facts, degraded })
+    Ok(Ready { facts, degraded, note })
 }
 
 async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {

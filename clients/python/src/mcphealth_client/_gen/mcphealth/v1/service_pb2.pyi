@@ -120,23 +120,67 @@ class ProbeBackendResponse(_message.Message):
     phase: _status_pb2.GroupPhase
     def __init__(self, backend: _Optional[_Union[_status_pb2.BackendHealth, _Mapping]] = ..., phase: _Optional[_Union[_status_pb2.GroupPhase, str]] = ...) -> None: ...
 
+class SetBackendDrainRequest(_message.Message):
+    __slots__ = ("group", "backend", "drain")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    drain: bool
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+
+class SetBackendDrainResponse(_message.Message):
+    __slots__ = ("spec", "generation", "changed")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    spec: _spec_pb2.GroupSpec
+    generation: int
+    changed: bool
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., generation: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
+
 class GetConfigStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetConfigStatusResponse(_message.Message):
-    __slots__ = ("path", "last_good_load_time", "last_error", "last_error_time", "groups")
+    __slots__ = ("path", "last_good_load_time", "last_error", "last_error_time", "groups", "cluster")
     PATH_FIELD_NUMBER: _ClassVar[int]
     LAST_GOOD_LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_TIME_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
     path: str
     last_good_load_time: _timestamp_pb2.Timestamp
     last_error: str
     last_error_time: _timestamp_pb2.Timestamp
     groups: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+    cluster: ClusterInfo
+    def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
+
+class ClusterMember(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ClusterInfo(_message.Message):
+    __slots__ = ("member", "members", "degraded", "degraded_reason", "lease_ttl_seconds")
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    member: str
+    members: _containers.RepeatedCompositeFieldContainer[ClusterMember]
+    degraded: bool
+    degraded_reason: str
+    lease_ttl_seconds: int
+    def __init__(self, member: _Optional[str] = ..., members: _Optional[_Iterable[_Union[ClusterMember, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., lease_ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class GetBackendHistoryRequest(_message.Message):
     __slots__ = ("group", "backend")

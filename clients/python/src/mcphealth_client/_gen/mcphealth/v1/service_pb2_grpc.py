@@ -75,6 +75,11 @@ class GroupHealthServiceStub:
                 request_serializer=mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryRequest.SerializeToString,
                 response_deserializer=mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryResponse.FromString,
                 _registered_method=True)
+        self.SetBackendDrain = channel.unary_unary(
+                '/mcphealth.v1.GroupHealthService/SetBackendDrain',
+                request_serializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.SerializeToString,
+                response_deserializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.FromString,
+                _registered_method=True)
 
 
 class GroupHealthServiceServicer:
@@ -138,6 +143,18 @@ class GroupHealthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetBackendDrain(self, request, context):
+        """Drains a backend (it keeps being probed and its verdict shown, but it is
+        not routable and gets no new traffic), or ends the drain. It sets the
+        backend's `drain` in the group's spec: for an API group the change is
+        stored like an ApplyGroup (a new generation, kept across restarts); a
+        config-file group is drained in its file (FAILED_PRECONDITION here).
+        Requires the admin token when one is configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GroupHealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +197,11 @@ def add_GroupHealthServiceServicer_to_server(servicer, server):
                     servicer.GetBackendHistory,
                     request_deserializer=mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryRequest.FromString,
                     response_serializer=mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryResponse.SerializeToString,
+            ),
+            'SetBackendDrain': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBackendDrain,
+                    request_deserializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.FromString,
+                    response_serializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -399,6 +421,33 @@ class GroupHealthService:
             '/mcphealth.v1.GroupHealthService/GetBackendHistory',
             mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryRequest.SerializeToString,
             mcphealth_dot_v1_dot_service__pb2.GetBackendHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBackendDrain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcphealth.v1.GroupHealthService/SetBackendDrain',
+            mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.SerializeToString,
+            mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.FromString,
             options,
             channel_credentials,
             insecure,

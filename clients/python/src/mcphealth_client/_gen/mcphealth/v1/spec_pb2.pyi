@@ -112,7 +112,7 @@ class ProbePolicy(_message.Message):
     def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class BackendSpec(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -129,7 +130,8 @@ class BackendSpec(_message.Message):
     policy: ProbePolicy
     depth: ProbeDepth
     protocol_version: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ...) -> None: ...
+    drain: bool
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
 
 class GroupSpec(_message.Message):
     __slots__ = ("name", "backends", "policy")

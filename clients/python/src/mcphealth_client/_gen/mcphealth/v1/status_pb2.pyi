@@ -48,6 +48,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_CREDENTIALS_REJECTED: _ClassVar[ReasonCode]
     REASON_CODE_CONNECTION: _ClassVar[ReasonCode]
     REASON_CODE_CREDENTIALS_UNAVAILABLE: _ClassVar[ReasonCode]
+    REASON_CODE_NO_TOOLS: _ClassVar[ReasonCode]
 
 class ResourceMetadataState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -89,6 +90,7 @@ REASON_CODE_AUTH_REQUIRED: ReasonCode
 REASON_CODE_CREDENTIALS_REJECTED: ReasonCode
 REASON_CODE_CONNECTION: ReasonCode
 REASON_CODE_CREDENTIALS_UNAVAILABLE: ReasonCode
+REASON_CODE_NO_TOOLS: ReasonCode
 RESOURCE_METADATA_STATE_UNSPECIFIED: ResourceMetadataState
 RESOURCE_METADATA_STATE_NOT_ADVERTISED: ResourceMetadataState
 RESOURCE_METADATA_STATE_VALID: ResourceMetadataState
@@ -108,7 +110,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[_Union[ReasonCode, str]] = ..., http_status: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BackendHealth(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata")
+    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +129,7 @@ class BackendHealth(_message.Message):
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     TOOL_COUNT_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_METADATA_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: _spec_pb2.Transport
@@ -145,10 +148,11 @@ class BackendHealth(_message.Message):
     server_version: str
     tool_count: int
     resource_metadata: ResourceMetadataState
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ...) -> None: ...
+    draining: bool
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated")
+    __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     ROUTABLE_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +160,7 @@ class Summary(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_FIELD_NUMBER: _ClassVar[int]
     UNAUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     total: int
     routable: int
     unknown: int
@@ -163,7 +168,8 @@ class Summary(_message.Message):
     degraded: int
     unhealthy: int
     unauthenticated: int
-    def __init__(self, total: _Optional[int] = ..., routable: _Optional[int] = ..., unknown: _Optional[int] = ..., healthy: _Optional[int] = ..., degraded: _Optional[int] = ..., unhealthy: _Optional[int] = ..., unauthenticated: _Optional[int] = ...) -> None: ...
+    draining: int
+    def __init__(self, total: _Optional[int] = ..., routable: _Optional[int] = ..., unknown: _Optional[int] = ..., healthy: _Optional[int] = ..., degraded: _Optional[int] = ..., unhealthy: _Optional[int] = ..., unauthenticated: _Optional[int] = ..., draining: _Optional[int] = ...) -> None: ...
 
 class GroupHealth(_message.Message):
     __slots__ = ("name", "phase", "summary", "message", "backends", "revision", "generation", "source")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs etcd (Debian's etcd-server package, 3.4) for the cluster tests,
+# which start their own etcd nodes on loopback. Quick when already installed.
+# The package's system service is not used (and not started here).
+set -euo pipefail
+if command -v etcd >/dev/null 2>&1; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+# policy-rc.d 101: the package's post-install must not start a system etcd.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+etcd --version | head -1

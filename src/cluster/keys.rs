@@ -1,0 +1,124 @@
+//! The etcd key layout of one cluster, under its `--etcd-prefix`:
+//!
+//! ```text
+//! {prefix}/groups/{group}              GroupSpec (protobuf); generation = the key's etcd version
+//! {prefix}/members/{member}            Member (JSON), attached to the member's lease
+//! {prefix}/verdicts/{group}/{backend}  SharedVerdict (BackendHealth protobuf), no lease
+//! ```
+//!
+//! Group and backend names are DNS labels (no `/`), so every key splits back
+//! into its parts unambiguously.
+
+/// The keys of one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// `prefix` without a trailing slash; empty is allowed (keys start with `/`).
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn groups(&self) -> String {
+        format!("{}/groups/", self.prefix)
+    }
+
+    pub fn group(&self, name: &str) -> String {
+        format!("{}{name}", self.groups())
+    }
+
+    pub fn members(&self) -> String {
+        format!("{}/members/", self.prefix)
+    }
+
+    pub fn member(&self, id: &str) -> String {
+        format!("{}{id}", self.members())
+    }
+
+    pub fn verdicts(&self) -> String {
+        format!("{}/verdicts/", self.prefix)
+    }
+
+    /// Every verdict of one group (a prefix).
+    pub fn group_verdicts(&self, group: &str) -> String {
+        format!("{}{group}/", self.verdicts())
+    }
+
+    pub fn verdict(&self, group: &str, backend: &str) -> String {
+        format!("{}{backend}", self.group_verdicts(group))
+    }
+
+    /// The group name of a key under `groups()`.
+    pub fn group_name<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.groups().as_str()).filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+
+    /// The member id of a key under `members()`.
+    pub fn member_id<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.members().as_str()).filter(|n| !n.is_empty() && !n.contains('/'))
+    }
+
+    /// (group, backend) of a key under `verdicts()`.
+    pub fn verdict_of<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = key.strip_prefix(self.verdicts().as_str())?;
+        let (group, backend) = rest.split_once('/')?;
+        (!group.is_empty() && !backend.is_empty() && !backend.contains('/')).then_some((group, backend))
+    }
+}
+
+/// The end of the range holding every key that starts with `prefix` (etcd's
+/// `range_end` for a prefix): the prefix with its last byte incremented.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff (or the prefix was empty): "\0" means "to the end of the keyspace".
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_round_trips() {
+        let k = Keys::new("/mcp-health/prod/");
+        // (key, group name, member id, verdict's (group, backend)).
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            ("/mcp-health/prod/groups/web", Some("web"), None, None),
+            ("/mcp-health/prod/members/1a2b", None, Some("1a2b"), None),
+            ("/mcp-health/prod/verdicts/web/b1", None, None, Some(("web", "b1"))),
+            ("/mcp-health/prod/groups/", None, None, None),
+            ("/mcp-health/prod/verdicts/web/", None, None, None),
+            ("/mcp-health/prod/verdicts/web", None, None, None),
+            ("/mcp-health/other/groups/web", None, None, None),
+            ("/mcp-health/prod/groups/web/x", None, None, None),
+        ];
+        for (key, group, member, verdict) in cases {
+            assert_eq!(k.group_name(key), *group, "{key}");
+            assert_eq!(k.member_id(key), *member, "{key}");
+            assert_eq!(k.verdict_of(key), *verdict, "{key}");
+        }
+        assert_eq!(k.group("web"), "/mcp-health/prod/groups/web");
+        assert_eq!(k.verdict("web", "b1"), "/mcp-health/prod/verdicts/web/b1");
+        assert_eq!(k.member("7"), "/mcp-health/prod/members/7");
+        assert_eq!(Keys::new("").groups(), "/groups/");
+    }
+
+    #[test]
+    fn prefix_ends() {
+        let cases: &[(&[u8], &[u8])] = &[(b"a/", b"a0"), (b"ab", b"ac"), (b"a\xff", b"b"), (b"\xff\xff", b"\0"), (b"", b"\0")];
+        for (prefix, end) in cases {
+            assert_eq!(prefix_end(prefix), end.to_vec(), "{prefix:?}");
+        }
+    }
+}

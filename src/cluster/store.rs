@@ -1,0 +1,152 @@
+//! `Persist` over etcd: API groups under `{prefix}/groups/`. An apply is one
+//! transaction comparing the key's version with the generation the engine
+//! last saw (optimistic concurrency), so the generation *is* etcd's version
+//! of the key, and the engine acknowledges only after etcd committed. A
+//! delete also removes the group's shared verdicts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use tokio::runtime::Handle;
+
+use super::etcd::{Etcd, delete_op, delete_prefix_op, put_op, version_is};
+use super::keys::Keys;
+use super::status::ClusterStatus;
+use crate::proto::etcd::mvccpb::KeyValue;
+use crate::proto::v1::GroupSpec;
+use crate::store::{Persist, StoreError, StoredGroup};
+
+pub struct EtcdStore {
+    etcd: Etcd,
+    keys: Keys,
+    status: ClusterStatus,
+    runtime: Handle,
+    /// name -> etcd revision of this replica's own last write of it, so the
+    /// groups watch skips the echo of writes the engine already holds.
+    own_writes: Mutex<HashMap<String, i64>>,
+    /// Groups being removed from the engine because etcd deleted them
+    /// elsewhere: their `remove` must not delete again (it could hit a group
+    /// re-created meanwhile).
+    remote_deletes: Mutex<HashSet<String>>,
+}
+
+/// A poisoned lock still holds a plain map.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decodes a group key-value: the spec and its generation (the key's version).
+pub fn decode_group(keys: &Keys, kv: &KeyValue) -> Option<Result<StoredGroup, StoreError>> {
+    let key = String::from_utf8_lossy(&kv.key);
+    let name = keys.group_name(&key)?.to_owned();
+    Some(match GroupSpec::decode(kv.value.as_slice()) {
+        Ok(spec) if spec.name == name => Ok(StoredGroup {
+            spec,
+            generation: kv.version as u64,
+        }),
+        Ok(spec) => Err(StoreError::Decode {
+            name,
+            reason: format!("the stored spec is named {:?}", spec.name),
+        }),
+        Err(e) => Err(StoreError::Decode { name, reason: e.to_string() }),
+    })
+}
+
+impl EtcdStore {
+    /// Must be created inside the tokio runtime whose blocking pool runs `put`/`remove`.
+    pub fn new(etcd: Etcd, keys: Keys, status: ClusterStatus) -> Arc<EtcdStore> {
+        Arc::new(EtcdStore {
+            etcd,
+            keys,
+            status,
+            runtime: Handle::current(),
+            own_writes: Mutex::default(),
+            remote_deletes: Mutex::default(),
+        })
+    }
+
+    /// Every stored group, and the etcd revision they were read at.
+    pub async fn load(&self) -> Result<(Vec<StoredGroup>, i64), StoreError> {
+        let (kvs, revision) = self.etcd.range_prefix(&self.keys.groups()).await.map_err(|e| StoreError::Read(e.to_string()))?;
+        let groups = kvs.iter().filter_map(|kv| decode_group(&self.keys, kv)).collect::<Result<Vec<_>, _>>()?;
+        Ok((groups, revision))
+    }
+
+    /// Whether a watched change of `name` at `revision` is this replica's own write.
+    pub fn is_own_write(&self, name: &str, revision: i64) -> bool {
+        lock(&self.own_writes).get(name).is_some_and(|r| revision <= *r)
+    }
+
+    /// Marks `name` as deleted elsewhere while the engine forgets it.
+    pub fn begin_remote_delete(&self, name: &str) {
+        lock(&self.remote_deletes).insert(name.to_owned());
+    }
+
+    pub fn end_remote_delete(&self, name: &str) {
+        lock(&self.remote_deletes).remove(name);
+    }
+
+    fn refuse_if_degraded(&self) -> Result<(), StoreError> {
+        match self.status.degraded() {
+            Some(why) => Err(StoreError::Write(format!(
+                "the cluster is degraded ({why}); changes are refused until etcd is reachable again"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    async fn put_async(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+        self.refuse_if_degraded()?;
+        let key = self.keys.group(&spec.name);
+        let req = crate::proto::etcd::etcdserverpb::TxnRequest {
+            compare: vec![version_is(&key, generation as i64 - 1)],
+            success: vec![put_op(&key, spec.encode_to_vec(), 0)],
+            failure: vec![],
+        };
+        let resp = self.etcd.txn(req).await.map_err(|e| {
+            self.status.etcd_error();
+            StoreError::Write(e.to_string())
+        })?;
+        if !resp.succeeded {
+            return Err(StoreError::Write(format!(
+                "group {:?} was changed on another replica meanwhile (this replica expected generation {}); read it again and retry",
+                spec.name,
+                generation - 1
+            )));
+        }
+        let revision = resp.header.map_or(0, |h| h.revision);
+        lock(&self.own_writes).insert(spec.name.clone(), revision);
+        Ok(())
+    }
+
+    async fn remove_async(&self, name: &str) -> Result<(), StoreError> {
+        if lock(&self.remote_deletes).contains(name) {
+            return Ok(());
+        }
+        self.refuse_if_degraded()?;
+        let req = crate::proto::etcd::etcdserverpb::TxnRequest {
+            compare: vec![],
+            success: vec![delete_op(&self.keys.group(name)), delete_prefix_op(&self.keys.group_verdicts(name))],
+            failure: vec![],
+        };
+        let resp = self.etcd.txn(req).await.map_err(|e| {
+            self.status.etcd_error();
+            StoreError::Write(e.to_string())
+        })?;
+        let revision = resp.header.map_or(0, |h| h.revision);
+        lock(&self.own_writes).insert(name.to_owned(), revision);
+        Ok(())
+    }
+}
+
+impl Persist for EtcdStore {
+    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+        // Runs on the blocking pool (the owner's `persist`), so blocking here is allowed.
+        self.runtime.block_on(self.put_async(spec, generation))
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.runtime.block_on(self.remove_async(name))
+    }
+}

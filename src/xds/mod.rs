@@ -1,0 +1,27 @@
+//! The xDS management server (`--xds`): Envoy's aggregated (ADS) and endpoint
+//! (EDS) discovery services, state-of-the-world and delta, on the daemon's gRPC
+//! listener. Every group is a `ClusterLoadAssignment` named
+//! `mcp-health/<group>`; every backend an `LbEndpoint` whose `health_status` is
+//! its verdict mapped by `mapping::endpoint_health`. Read only: built against
+//! the engine's public watch, it changes nothing.
+
+pub mod catalog;
+pub mod delta;
+pub mod mapping;
+pub mod service;
+pub mod sotw;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use catalog::{Catalog, CatalogRx};
+pub use service::XdsService;
+
+/// The type URL of EDS resources, the only type served.
+pub const EDS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// How long the catalog collects changes after the first of a burst before it
+/// pushes them as one update (`--xds-debounce`).
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);

@@ -1,0 +1,510 @@
+//! Cluster mode with real processes on loopback: 3 etcd nodes
+//! (tests/etcd_support) and 3 `mcp-healthd` binaries sharing them.
+
+mod common;
+mod etcd_support;
+mod lifecycle_bin;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{PATIENCE, apply_request, eventually, group_yaml};
+use etcd_support::EtcdCluster;
+use lifecycle_bin::Daemon;
+use mcp_fixture::{Behavior, FixtureServer};
+use mcp_health::cluster::keys::Keys;
+use mcp_health::cluster::membership::Member;
+use mcp_health::cluster::verdicts::SharedVerdict;
+use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
+use mcp_health::proto::v1::*;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+/// Starts `n` daemons on the cluster's etcd, under `prefix`.
+fn daemons(etcd: &EtcdCluster, prefix: &str, n: usize, ttl: &str) -> Vec<Daemon> {
+    let endpoints = etcd.endpoints_arg();
+    (0..n)
+        .map(|_| Daemon::spawn(&["--etcd-endpoints", &endpoints, "--etcd-prefix", prefix, "--etcd-lease-ttl", ttl]))
+        .collect()
+}
+
+async fn get(client: &GroupHealthServiceClient<Channel>, group: &str) -> Option<GroupHealth> {
+    client
+        .clone()
+        .get_group_health(GetGroupHealthRequest { group: group.into() })
+        .await
+        .ok()?
+        .into_inner()
+        .health
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_on_one_replica_is_seen_by_the_others_in_get_and_watch() {
+    let etcd = EtcdCluster::start(3).await;
+    let ds = daemons(&etcd, "/t1", 3, "5");
+    let mut clients = Vec::new();
+    for d in &ds {
+        clients.push(d.client().await);
+    }
+    // Open watches on B and C before the apply.
+    let mut watches = Vec::new();
+    for c in &clients[1..] {
+        let mut stream = c
+            .clone()
+            .watch_group_health(WatchGroupHealthRequest::default())
+            .await
+            .expect("watch")
+            .into_inner();
+        // The (empty) initial snapshot.
+        let first = stream.next().await.expect("snapshot").expect("ok");
+        assert!(first.groups.is_empty(), "{first:?}");
+        watches.push(stream);
+    }
+    let spec = group_yaml("name: shared\nbackends:\n- name: a\n  url: http://127.0.0.1:9/mcp\npolicy:\n  interval: 3600s\n");
+    let started = Instant::now();
+    let applied = clients[0].apply_group(apply_request(spec.clone())).await.expect("apply on A").into_inner();
+    assert_eq!(applied.generation, 1);
+    for (i, w) in watches.iter_mut().enumerate() {
+        let event = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let m = w.next().await.expect("stream open").expect("ok");
+                if let Some(g) = m.groups.into_iter().find(|g| g.name == "shared") {
+                    return g;
+                }
+            }
+        })
+        .await
+        .expect("the watch on another replica sees the apply");
+        assert_eq!(event.generation, 1, "replica {}", i + 1);
+    }
+    println!("apply on A seen in the watches of B and C after {:?}", started.elapsed());
+    for c in &clients[1..] {
+        let g = get(c, "shared").await.expect("B and C have the group");
+        assert_eq!(g.generation, 1);
+        assert_eq!(g.source, GroupSource::Api as i32);
+    }
+    // A change on C, then a delete on B, reach everyone.
+    let mut changed = spec.clone();
+    changed.backends[0].url = "http://127.0.0.1:9/other".into();
+    let r = clients[2].apply_group(apply_request(changed)).await.expect("apply on C").into_inner();
+    assert_eq!(r.generation, 2);
+    for c in &clients {
+        eventually(
+            "generation 2 everywhere",
+            || get(c, "shared"),
+            |g| g.generation == 2 && g.backends[0].url.ends_with("/other"),
+        )
+        .await;
+    }
+    clients[1]
+        .delete_group(DeleteGroupRequest { group: "shared".into() })
+        .await
+        .expect("delete on B");
+    for c in &clients {
+        eventually(
+            "deleted everywhere",
+            || {
+                let mut c = c.clone();
+                async move { Some(c.get_group_health(GetGroupHealthRequest { group: "shared".into() }).await.err()?.code()) }
+            },
+            |code| *code == tonic::Code::NotFound,
+        )
+        .await;
+    }
+    // A restarted replica reads the groups back from etcd.
+    clients[0].apply_group(apply_request(spec)).await.expect("re-create");
+    drop(ds);
+    let d = Daemon::spawn(&["--etcd-endpoints", &etcd.endpoints_arg(), "--etcd-prefix", "/t1"]);
+    let c = d.client().await;
+    let g = get(&c, "shared").await.expect("restored from etcd");
+    assert_eq!(g.generation, 1);
+}
+
+/// Three daemons on a 3-node etcd sharing one group of `n` backends, one
+/// fixture each (so a fixture's request count is its backend's probe count).
+struct Setup {
+    etcd: EtcdCluster,
+    prefix: String,
+    daemons: Vec<Option<Daemon>>,
+    clients: Vec<GroupHealthServiceClient<Channel>>,
+    fixtures: Vec<FixtureServer>,
+}
+
+const INTERVAL_MS: u64 = 1000;
+
+fn pool_spec(fixtures: &[FixtureServer]) -> GroupSpec {
+    let mut yaml = format!(
+        "name: pool\npolicy:\n  interval: {}s\n  timeout: 0.8s\n  degradedLatency: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\nbackends:\n",
+        INTERVAL_MS as f64 / 1000.0
+    );
+    for (i, f) in fixtures.iter().enumerate() {
+        yaml.push_str(&format!("- name: b{i}\n  url: {}\n  protocolVersion: \"2025-06-18\"\n", f.url_for("/mcp")));
+    }
+    group_yaml(&yaml)
+}
+
+impl Setup {
+    async fn start(prefix: &str, backends: usize, ttl: &str) -> Setup {
+        let etcd = EtcdCluster::start(3).await;
+        let mut fixtures = Vec::new();
+        for _ in 0..backends {
+            fixtures.push(FixtureServer::start().await.expect("fixture"));
+        }
+        let daemons: Vec<Option<Daemon>> = daemons(&etcd, prefix, 3, ttl).into_iter().map(Some).collect();
+        let mut clients = Vec::new();
+        for d in daemons.iter().flatten() {
+            clients.push(d.client().await);
+        }
+        let mut s = Setup {
+            etcd,
+            prefix: prefix.to_owned(),
+            daemons,
+            clients,
+            fixtures,
+        };
+        s.clients[0].apply_group(apply_request(pool_spec(&s.fixtures))).await.expect("apply");
+        for i in 0..3 {
+            s.wait_serving(i, "every replica sees the pool READY").await;
+        }
+        s
+    }
+
+    async fn wait_serving(&self, i: usize, what: &str) -> GroupHealth {
+        eventually(
+            what,
+            || get(&self.clients[i], "pool"),
+            |g| g.phase == GroupPhase::Ready as i32 && g.backends.iter().all(|b| b.status == BackendStatus::Healthy as i32),
+        )
+        .await
+    }
+
+    fn probes(&self) -> Vec<u64> {
+        self.fixtures.iter().map(|f| f.stats().initialize).collect()
+    }
+
+    /// member id -> daemon index, from the member keys' names.
+    async fn members(&self) -> HashMap<String, usize> {
+        let etcd = self.etcd.client().await;
+        let keys = Keys::new(&self.prefix);
+        let (kvs, _) = etcd.range_prefix(&keys.members()).await.expect("members");
+        let mut out = HashMap::new();
+        for kv in kvs {
+            let id = keys.member_id(&String::from_utf8_lossy(&kv.key)).unwrap().to_owned();
+            let m: Member = serde_json::from_slice(&kv.value).unwrap();
+            if let Some(i) = self.daemons.iter().position(|d| d.as_ref().is_some_and(|d| d.addr.to_string() == m.name)) {
+                out.insert(id, i);
+            }
+        }
+        out
+    }
+
+    /// backend -> shared verdict.
+    async fn verdicts(&self) -> HashMap<String, SharedVerdict> {
+        let etcd = self.etcd.client().await;
+        let keys = Keys::new(&self.prefix);
+        let (kvs, _) = etcd.range_prefix(&keys.group_verdicts("pool")).await.expect("verdicts");
+        kvs.iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                let (_, b) = keys.verdict_of(&key).unwrap();
+                (b.to_owned(), SharedVerdict::decode(&kv.value).unwrap())
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_backend_is_probed_once_per_interval_across_three_replicas() {
+    let s = Setup::start("/t2", 6, "5").await;
+    // Let start-up settle, then count over a window.
+    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    let before = s.probes();
+    let window = Duration::from_millis(8 * INTERVAL_MS);
+    tokio::time::sleep(window).await;
+    let after = s.probes();
+    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("probes per backend over {window:?} at a {INTERVAL_MS} ms interval, 3 replicas: {per_backend:?}");
+    // One prober: at most 8 intervals (+10% jitter, +1 at the edges); three would be ~24.
+    for (i, n) in per_backend.iter().enumerate() {
+        assert!((1..=10).contains(n), "backend b{i} probed {n} times in 8 intervals: {per_backend:?}");
+    }
+    // Every replica still shows every backend (shared verdicts), and the work is shared out.
+    for i in 0..3 {
+        s.wait_serving(i, "all replicas agree").await;
+    }
+    let members = s.members().await;
+    let verdicts = s.verdicts().await;
+    let writers: std::collections::HashSet<usize> = verdicts.values().filter_map(|v| members.get(&v.writer).copied()).collect();
+    assert!(writers.len() >= 2, "6 backends over 3 replicas are probed by more than one: {writers:?}");
+
+    // `mcp-healthctl cluster` shows the members, leases and owners the daemons use.
+    let server = format!("http://{}", s.daemons[1].as_ref().unwrap().addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcp-healthctl"))
+            .args(["--server", &server, "-o", "json", "cluster"])
+            .output()
+            .expect("run mcp-healthctl")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let listed = doc["members"].as_array().expect("members");
+    assert_eq!(listed.len(), 3, "{doc}");
+    let mut owners = HashMap::new();
+    for m in listed {
+        assert_eq!(m["lease"].as_str().unwrap(), format!("0x{}", m["id"].as_str().unwrap()));
+        for b in m["backends"].as_array().unwrap() {
+            owners.insert(b.as_str().unwrap().to_owned(), m["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(owners.len(), 6, "{doc}");
+    for (b, v) in &verdicts {
+        assert_eq!(owners[&format!("pool/{b}")], v.writer, "the CLI's owner of {b} wrote its verdict");
+    }
+    let table = tokio::task::spawn_blocking({
+        let server = format!("http://{}", s.daemons[0].as_ref().unwrap().addr);
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mcp-healthctl"))
+                .args(["--server", &server, "cluster"])
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("run mcp-healthctl")
+        }
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.starts_with("MEMBER") && text.contains("(this replica)") && text.contains("ttl 5s"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_backends_are_re_owned_without_any_phase_change() {
+    let mut s = Setup::start("/t3", 6, "2").await;
+    // Acknowledged applies, to check after the kill.
+    for i in 0..5 {
+        let spec = group_yaml(&format!(
+            "name: acked-{i}\nbackends:\n- name: a\n  url: http://127.0.0.1:9/{i}\npolicy:\n  interval: 3600s\n"
+        ));
+        s.clients[i % 3].apply_group(apply_request(spec)).await.expect("acknowledged apply");
+    }
+    // Wait until every backend has a shared verdict; kill the replica writing the most.
+    let verdicts = eventually("six shared verdicts", || async { Some(s.verdicts().await) }, |v| v.len() == 6).await;
+    let members = s.members().await;
+    let mut owned = [0usize; 3];
+    for v in verdicts.values() {
+        if let Some(i) = members.get(&v.writer) {
+            owned[*i] += 1;
+        }
+    }
+    let victim = (0..3).max_by_key(|i| owned[*i]).unwrap();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let victims_backends: Vec<usize> = verdicts
+        .iter()
+        .filter(|(_, v)| members.get(&v.writer) == Some(&victim))
+        .map(|(b, _)| b[1..].parse().unwrap())
+        .collect();
+    assert!(!victims_backends.is_empty());
+    // Watch the pool on the survivors through the failover.
+    let mut watches = Vec::new();
+    for i in &survivors {
+        let stream = s.clients[*i]
+            .clone()
+            .watch_group_health(WatchGroupHealthRequest { group: "pool".into() })
+            .await
+            .expect("watch")
+            .into_inner();
+        watches.push(tokio::spawn(async move {
+            let mut phases = Vec::new();
+            let mut stream = stream;
+            while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(6), stream.next()).await {
+                phases.extend(m.groups.iter().map(|g| g.phase));
+            }
+            phases
+        }));
+    }
+    let before = s.probes();
+    let killed = Instant::now();
+    s.daemons[victim].take().unwrap().kill9();
+    // Re-owned and freshly probed: each of the victim's backends gets probes again.
+    eventually(
+        "the victim's backends probed again by the survivors",
+        || async { Some(s.probes()) },
+        |now| victims_backends.iter().all(|b| now[*b] >= before[*b] + 2),
+    )
+    .await;
+    println!(
+        "victim owned {victims_backends:?}; re-owned and probed within {:?} (TTL 2 s + interval 1 s)",
+        killed.elapsed()
+    );
+    // The new owners' verdicts are shared (written by survivors).
+    let members = s.members().await;
+    eventually(
+        "survivors write the victim's verdicts",
+        || async { Some(s.verdicts().await) },
+        |v| {
+            victims_backends
+                .iter()
+                .all(|b| v.get(&format!("b{b}")).is_some_and(|sv| members.contains_key(&sv.writer)))
+        },
+    )
+    .await;
+    for w in watches {
+        let phases = w.await.unwrap();
+        assert!(!phases.is_empty());
+        assert!(
+            phases.iter().all(|p| *p == GroupPhase::Ready as i32),
+            "a survivor's pool left READY: {phases:?}"
+        );
+    }
+    for i in &survivors {
+        s.wait_serving(*i, "still serving").await;
+        for g in 0..5 {
+            let h = get(&s.clients[*i], &format!("acked-{g}")).await.expect("acknowledged apply kept");
+            assert_eq!(h.generation, 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replicas_late_verdict_is_fenced_off() {
+    let s = Setup::start("/t4", 3, "2").await;
+    let verdicts = eventually("three shared verdicts", || async { Some(s.verdicts().await) }, |v| v.len() == 3).await;
+    let members = s.members().await;
+    let (backend, v) = verdicts.iter().find(|(_, v)| members.contains_key(&v.writer)).expect("an owned backend");
+    let old_id = v.writer.clone();
+    let paused = members[&old_id];
+    let b: usize = backend[1..].parse().unwrap();
+    s.daemons[paused].as_ref().unwrap().signal("STOP");
+    // Past its TTL: its member key goes, the others take its backends.
+    let keys = Keys::new(&s.prefix);
+    let etcd = s.etcd.client().await;
+    eventually(
+        "the paused member's key expires",
+        || async { Some(etcd.range_prefix(&keys.member(&old_id)).await.ok()?.0.len()) },
+        |n| *n == 0,
+    )
+    .await;
+    // The backend turns unhealthy; the new owner shares that.
+    s.fixtures[b].set_behavior(Behavior::Status(500));
+    let fresh = eventually(
+        "a survivor shares the unhealthy verdict",
+        || async { s.verdicts().await.get(backend.as_str()).cloned() },
+        |v| v.writer != old_id && v.health.status == BackendStatus::Unhealthy as i32,
+    )
+    .await;
+    // Record every write of that verdict from now on, then resume the paused replica.
+    let (_, revision) = etcd.range_prefix(&keys.verdict("pool", backend)).await.unwrap();
+    let mut writes = std::pin::pin!(etcd.watch_prefix(&keys.verdict("pool", backend), revision + 1).await.unwrap());
+    s.fixtures[b].set_behavior(Behavior::Healthy);
+    s.daemons[paused].as_ref().unwrap().signal("CONT");
+    // It rejoins under a new lease (a new member id)...
+    eventually(
+        "the resumed replica rejoins",
+        || async { Some(s.members().await) },
+        |m| m.values().any(|i| *i == paused) && !m.contains_key(&old_id),
+    )
+    .await;
+    // ...and nothing it wrote under the old lease landed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, writes.next()).await {
+        let (_, events) = item.expect("watch");
+        for e in events {
+            let v = SharedVerdict::decode(&e.kv.unwrap().value).unwrap();
+            assert_ne!(v.writer, old_id, "a late verdict from the expired lease was written: {v:?}");
+        }
+    }
+    let now = s.verdicts().await[backend.as_str()].clone();
+    assert_ne!(now.writer, old_id);
+    assert!(fresh.writer != old_id);
+}
+
+async fn config_status(client: &GroupHealthServiceClient<Channel>) -> Option<ClusterInfo> {
+    client.clone().get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner().cluster
+}
+
+fn acked(i: usize) -> GroupSpec {
+    group_yaml(&format!(
+        "name: acked-{i}\nbackends:\n- name: a\n  url: http://127.0.0.1:9/{i}\npolicy:\n  interval: 3600s\n"
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
+    let mut s = Setup::start("/t5", 3, "2").await;
+    let info = config_status(&s.clients[0]).await.expect("cluster info");
+    assert_eq!(info.members.len(), 3, "{info:?}");
+    assert!(!info.degraded);
+
+    // One etcd node down: nothing changes.
+    s.etcd.kill(2);
+    s.clients[0].apply_group(apply_request(acked(1))).await.expect("apply with 2 of 3 etcd nodes");
+    for c in &s.clients {
+        eventually("acked-1 everywhere", || get(c, "acked-1"), |g| g.generation == 1).await;
+    }
+
+    // Two down: quorum lost. Every replica degrades, keeps serving its last view...
+    s.etcd.kill(1);
+    for c in &s.clients {
+        eventually("degraded", || config_status(c), |i| i.degraded).await;
+    }
+    let info = config_status(&s.clients[1]).await.unwrap();
+    assert!(info.degraded_reason.contains("etcd"), "{info:?}");
+    for i in 0..3 {
+        s.wait_serving(i, "the last view still served").await;
+    }
+    // ...refuses mutations with a reason...
+    let err = s.clients[2].apply_group(apply_request(acked(2))).await.expect_err("no quorum, no apply");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("degraded"), "{}", err.message());
+    let err = s.clients[0]
+        .delete_group(DeleteGroupRequest { group: "acked-1".into() })
+        .await
+        .expect_err("no delete");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    // ...and probes every backend itself (fail-static): about three probes per interval now.
+    let before = s.probes();
+    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
+    let after = s.probes();
+    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    println!("degraded: probes per backend over 5 intervals: {per_backend:?}");
+    assert!(
+        per_backend.iter().all(|n| *n >= 8),
+        "every replica probes every backend while degraded: {per_backend:?}"
+    );
+    for d in s.daemons.iter_mut().flatten() {
+        assert!(d.drain_log().iter().any(|l| l.contains("cluster degraded")), "the log says degraded");
+    }
+
+    // Quorum back: everyone rejoins, nothing acknowledged is lost, applies work again.
+    s.etcd.restart(1);
+    s.etcd.restart(2);
+    for c in &s.clients {
+        eventually("no longer degraded", || config_status(c), |i| !i.degraded && i.members.len() == 3).await;
+    }
+    eventually(
+        "applies accepted again",
+        || {
+            let mut c = s.clients[2].clone();
+            async move { c.apply_group(apply_request(acked(2))).await.ok().map(|r| r.into_inner().generation) }
+        },
+        |g| *g == 1,
+    )
+    .await;
+    for c in &s.clients {
+        eventually("acked-1 kept", || get(c, "acked-1"), |g| g.generation == 1).await;
+        eventually("acked-2 everywhere", || get(c, "acked-2"), |g| g.generation == 1).await;
+    }
+    for i in 0..3 {
+        s.wait_serving(i, "READY after the outage").await;
+    }
+    // Back to one prober per backend.
+    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    let before = s.probes();
+    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
+    let per_backend: Vec<u64> = s.probes().iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(per_backend.iter().all(|n| *n <= 7), "one prober per backend again: {per_backend:?}");
+}

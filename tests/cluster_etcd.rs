@@ -1,0 +1,213 @@
+//! The etcd side of cluster mode against real etcd (tests/etcd_support): the
+//! groups store (optimistic concurrency, generation = etcd version), the
+//! membership (lease + member key, followed by others) and the fence on
+//! shared verdicts.
+
+mod etcd_support;
+
+use std::time::Duration;
+
+use etcd_support::EtcdCluster;
+use mcp_health::cluster::keys::Keys;
+use mcp_health::cluster::membership::{self, Member, member_id};
+use mcp_health::cluster::status::ClusterStatus;
+use mcp_health::cluster::store::EtcdStore;
+use mcp_health::cluster::verdicts::{Published, SharedVerdict, VerdictWriter};
+use mcp_health::proto::v1::{BackendHealth, BackendSpec, BackendStatus, GroupSpec};
+use mcp_health::store::{Persist, StoredGroup};
+use tokio_util::sync::CancellationToken;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn spec(name: &str, url: &str) -> GroupSpec {
+    GroupSpec {
+        name: name.into(),
+        backends: vec![BackendSpec {
+            name: "a".into(),
+            url: url.into(),
+            ..Default::default()
+        }],
+        policy: None,
+    }
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs a blocking `Persist` call the way the engine does (on the blocking pool).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/store-test");
+    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+
+    let (s1, s2, s3) = (
+        spec("web", "http://127.0.0.1:1/1"),
+        spec("web", "http://127.0.0.1:1/2"),
+        spec("web", "http://127.0.0.1:1/3"),
+    );
+    {
+        let (a, s1) = (a.clone(), s1.clone());
+        blocking(move || a.put(&s1, 1)).await.expect("first put");
+    }
+    {
+        let (b, s2) = (b.clone(), s2.clone());
+        blocking(move || b.put(&s2, 2)).await.expect("b saw generation 1 and writes 2");
+    }
+    // A still believes generation 1: its write of generation 2 must be refused.
+    let err = {
+        let (a, s3) = (a.clone(), s3.clone());
+        blocking(move || a.put(&s3, 2)).await.expect_err("stale generation refused")
+    };
+    assert!(err.to_string().contains("changed on another replica"), "{err}");
+    let (groups, revision) = a.load().await.unwrap();
+    assert_eq!(
+        groups,
+        vec![StoredGroup {
+            spec: s2.clone(),
+            generation: 2
+        }]
+    );
+    assert!(revision > 0);
+    // A creation must find the key absent.
+    let err = {
+        let (a, s1) = (a.clone(), s1.clone());
+        blocking(move || a.put(&s1, 1)).await.expect_err("create over an existing group refused")
+    };
+    assert!(err.to_string().contains("changed on another replica"), "{err}");
+
+    // A delete removes the group and its shared verdicts.
+    client.put(&keys.verdict("web", "a"), b"{}".to_vec(), 0).await.unwrap();
+    {
+        let a = a.clone();
+        blocking(move || a.remove("web")).await.expect("remove");
+    }
+    assert!(a.load().await.unwrap().0.is_empty());
+    assert!(client.range_prefix(&keys.group_verdicts("web")).await.unwrap().0.is_empty());
+    // Re-created, the generation starts again at 1 (the key's version).
+    {
+        let (a, s3) = (a.clone(), s3.clone());
+        blocking(move || a.put(&s3, 1)).await.expect("re-create");
+    }
+    assert_eq!(a.load().await.unwrap().0[0].generation, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_each_other_and_a_leaving_member_disappears() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/members-test");
+    let ttl = Duration::from_secs(3);
+    let (sa, sb) = (ClusterStatus::default(), ClusterStatus::default());
+    let (ca, cb) = (CancellationToken::new(), CancellationToken::new());
+    let a = tokio::spawn(membership::run(
+        client.clone(),
+        keys.clone(),
+        ttl,
+        Member { name: "a".into() },
+        sa.clone(),
+        None,
+        ca.clone(),
+    ));
+    tokio::spawn(membership::run(
+        client.clone(),
+        keys.clone(),
+        ttl,
+        Member { name: "b".into() },
+        sb.clone(),
+        None,
+        cb.clone(),
+    ));
+    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sa.clone(), None, ca.clone()));
+    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), sb.clone(), None, cb.clone()));
+    until("both members seen by both", || sa.view().members.len() == 2 && sb.view().members.len() == 2).await;
+    let (va, vb) = (sa.view(), sb.view());
+    assert_eq!(va.members, vb.members);
+    let me_a = va.me.clone().unwrap();
+    assert_eq!(me_a, member_id(va.lease));
+    assert!(va.degraded.is_none() && vb.degraded.is_none());
+    // Each backend owned by exactly one of them.
+    for i in 0..50 {
+        let owners = [&va, &vb].iter().filter(|v| v.owns("g", &format!("b{i}"))).count();
+        assert_eq!(owners, 1);
+    }
+    // Renewals keep the lease past its TTL.
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert_eq!(sb.view().members.len(), 2, "renewed leases outlive their TTL");
+    assert!(sa.counters.lease_renewals.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    // A leaves (revoking its lease): B sees it go at once and owns everything.
+    ca.cancel();
+    a.await.unwrap();
+    until("b sees a leave", || !sb.view().members.contains(&me_a)).await;
+    assert!((0..50).all(|i| sb.view().owns("g", &format!("b{i}"))));
+    cb.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_from_an_expired_lease_is_fenced_off() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/fence-test");
+    let status = ClusterStatus::default();
+    let writer = VerdictWriter::new(client.clone(), keys.clone(), status.clone());
+    let verdict = |who: &str, s: BackendStatus| SharedVerdict {
+        writer: who.into(),
+        progress: String::new(),
+        health: BackendHealth {
+            name: "a".into(),
+            status: s as i32,
+            ..Default::default()
+        },
+    };
+    // Two members, each with its lease and member key.
+    let old = client.lease_grant(Duration::from_secs(2)).await.unwrap();
+    client.put(&keys.member(&member_id(old)), b"{}".to_vec(), old).await.unwrap();
+    let new = client.lease_grant(Duration::from_secs(30)).await.unwrap();
+    client.put(&keys.member(&member_id(new)), b"{}".to_vec(), new).await.unwrap();
+
+    let w = writer
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .await
+        .unwrap();
+    assert_eq!(w, Published::Committed, "a live lease writes");
+    // The old member stops renewing (SIGSTOP): its lease expires, its key goes.
+    let member_key = keys.member(&member_id(old));
+    let c = client.clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !c.range_prefix(&member_key).await.unwrap().0.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The new owner publishes the fresh verdict; the old one's late write is refused.
+    let w = writer
+        .publish_as(&member_id(new), new, "web", "a", &verdict("new", BackendStatus::Unhealthy))
+        .await
+        .unwrap();
+    assert_eq!(w, Published::Committed);
+    let late = writer
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .await
+        .unwrap();
+    assert_eq!(late, Published::Fenced);
+    let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
+    let stored = SharedVerdict::decode(&kvs[0].value).unwrap();
+    assert_eq!(stored.writer, "new");
+    assert_eq!(stored.health.status, BackendStatus::Unhealthy as i32);
+    assert_eq!(status.counters.verdicts_fenced.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Not joined: nothing is written.
+    assert_eq!(
+        writer.publish("web", "a", "", &verdict("x", BackendStatus::Healthy).health).await.unwrap(),
+        Published::Skipped
+    );
+}
