@@ -164,3 +164,15 @@ async fn size_limits_are_configurable() {
     assert_eq!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 2);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_group_with_an_invalid_policy_is_refused() {
+    let mut d = TestDaemon::empty().await;
+    let spec = group_yaml("name: g\npolicy: {interval: 5s, timeout: 10s, jitterPercent: 90}\nbackends: []\n");
+    assert_eq!(
+        violated_fields(&d.apply_err(spec).await),
+        vec!["spec.policy.jitterPercent", "spec.policy.timeout"]
+    );
+    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
+    d.stop().await;
+}
