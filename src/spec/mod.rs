@@ -1,6 +1,7 @@
 //! Group specs: turning a `GroupSpec` from the API or the config file into a
 //! validated, resolved form, or into the list of every offending field.
 
+pub mod duration;
 pub mod policy;
 pub mod validate;
 
