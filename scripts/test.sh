@@ -11,6 +11,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "python environment (.venv: MCP SDK, grpcio, grpcurl)"
 bash scripts/setup-python.sh
 
+step "system tools (prometheus, promtool)"
+bash scripts/setup-tools.sh
+
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 
