@@ -239,12 +239,8 @@ impl Engine {
         let mut violations = Vec::new();
         let mut targets = Vec::with_capacity(group.backends.len());
         for (i, b) in group.backends.iter().enumerate() {
-            match self.clients.client_for(b.spec.tls.as_ref()) {
-                Ok(client) => targets.push(Arc::new(ProbeTarget {
-                    group: group.spec.name.clone(),
-                    backend: b.clone(),
-                    client,
-                })),
+            match ProbeTarget::new(&group.spec.name, b.clone(), &self.clients) {
+                Ok(target) => targets.push(Arc::new(target)),
                 Err(e) => violations.push(FieldViolation {
                     field: format!("{prefix}backends[{i}].tls"),
                     description: e.to_string(),

@@ -1,5 +1,7 @@
 //! HTTP clients for probes: one per distinct TLS setting, shared by every
-//! backend with that setting, none keeping idle connections.
+//! backend with that setting, none keeping idle connections; and the verified
+//! clients of OAuth 2.0 token endpoints, which never inherit a backend's
+//! `dangerousSkipVerification` or client certificate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,14 @@ pub struct ClientCache {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct TlsKey(String, String, String, bool);
+struct TlsKey(String, String, String, bool, Purpose);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Purpose {
+    Probe,
+    /// A token endpoint: the client secret travels only over verified TLS.
+    TokenEndpoint,
+}
 
 impl ClientCache {
     /// A cache whose clients refuse link-local and metadata addresses unless `allow_link_local`.
@@ -40,6 +49,8 @@ impl ClientCache {
         }
     }
 
+    /// The probe client for a backend's TLS settings. Blocking on a cache
+    /// miss (reads the CA and key files): call it off the async workers.
     pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
         let tls = tls.cloned().unwrap_or_default();
         let key = TlsKey(
@@ -47,13 +58,28 @@ impl ClientCache {
             tls.client_cert_file.clone(),
             tls.client_key_file.clone(),
             tls.dangerous_skip_verification,
+            Purpose::Probe,
         );
+        self.cached(key, || tls_config(&tls))
+    }
+
+    /// The client for the OAuth 2.0 token endpoint of a backend with these
+    /// TLS settings: it verifies the endpoint against the webpki roots plus
+    /// the backend's `caFile`, whatever `dangerousSkipVerification` says, and
+    /// presents no client certificate. Blocking on a cache miss, like [`Self::client_for`].
+    pub fn token_client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
+        let ca_file = tls.map(|t| t.ca_file.clone()).unwrap_or_default();
+        let key = TlsKey(ca_file.clone(), String::new(), String::new(), false, Purpose::TokenEndpoint);
+        self.cached(key, || token_tls_config(&ca_file))
+    }
+
+    fn cached(&self, key: TlsKey, config: impl FnOnce() -> Result<rustls::ClientConfig, ClientError>) -> Result<reqwest::Client, ClientError> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let client = build_client(&tls, self.allow_link_local)?;
+        let client = build_client(config()?, self.allow_link_local)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -65,6 +91,37 @@ fn read_file(field: &'static str, path: &str) -> Result<Vec<u8>, ClientError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Adds the certificates of a PEM CA file to `roots`.
+fn add_ca_file(roots: &mut rustls::RootCertStore, ca_file: &str) -> Result<(), ClientError> {
+    let pem = read_file("caFile", ca_file)?;
+    let before = roots.len();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+        roots.add(cert).map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+    }
+    if roots.len() == before {
+        return Err(ClientError::Tls("caFile holds no certificate".into()));
+    }
+    Ok(())
+}
+
+/// The TLS settings of a token endpoint's client: always verified.
+fn token_tls_config(ca_file: &str) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if !ca_file.is_empty() {
+        add_ca_file(&mut roots, ca_file)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
@@ -79,14 +136,7 @@ fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
         if tls.ca_file.is_empty() {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         } else {
-            let pem = read_file("caFile", &tls.ca_file)?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
-                roots.add(cert).map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(ClientError::Tls("caFile holds no certificate".into()));
-            }
+            add_ca_file(&mut roots, &tls.ca_file)?;
         }
         builder.with_root_certificates(roots)
     };
@@ -106,7 +156,7 @@ fn tls_config(tls: &TlsSpec) -> Result<rustls::ClientConfig, ClientError> {
     Ok(config)
 }
 
-fn build_client(tls: &TlsSpec, allow_link_local: bool) -> Result<reqwest::Client, ClientError> {
+fn build_client(tls: rustls::ClientConfig, allow_link_local: bool) -> Result<reqwest::Client, ClientError> {
     let builder = reqwest::Client::builder();
     let builder = if allow_link_local {
         builder
@@ -114,7 +164,7 @@ fn build_client(tls: &TlsSpec, allow_link_local: bool) -> Result<reqwest::Client
         builder.dns_resolver(super::ssrf::GuardedResolver)
     };
     builder
-        .tls_backend_preconfigured(tls_config(tls)?)
+        .tls_backend_preconfigured(tls)
         // No idle connections: each probe gets a fresh TCP (and TLS) connection,
         // so a backend probed before it was up recovers at the next probe.
         .pool_max_idle_per_host(0)

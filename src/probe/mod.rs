@@ -51,6 +51,30 @@ pub struct ProbeTarget {
     /// A client that never keeps idle connections, so every probe opens its
     /// own connection and no pooled state survives from one probe to the next.
     pub client: reqwest::Client,
+    /// For OAuth 2.0 client-credentials backends: the verified client of the
+    /// token endpoint (see [`ClientCache::token_client_for`]); None otherwise.
+    pub token_client: Option<reqwest::Client>,
+}
+
+impl ProbeTarget {
+    /// A target with the clients its TLS settings and auth mode call for.
+    /// Blocking (it may read CA and key files): the engine calls it off the
+    /// async workers.
+    pub fn new(group: &str, backend: ValidBackend, clients: &ClientCache) -> Result<ProbeTarget, ClientError> {
+        let tls = backend.spec.tls.as_ref();
+        let client = clients.client_for(tls)?;
+        let token_client = if backend.auth_mode == AuthMode::Oauth2ClientCredentials {
+            Some(clients.token_client_for(tls)?)
+        } else {
+            None
+        };
+        Ok(ProbeTarget {
+            group: group.to_owned(),
+            backend,
+            client,
+            token_client,
+        })
+    }
 }
 
 /// What a prober learns and keeps across probes of one backend.

@@ -5,7 +5,10 @@
 //! RFC 6749 §2.3.1, which every token endpoint must support).
 //!
 //! Secrets (the client secret, the token) live only in sensitive header
-//! values; no error, log line or Debug output carries them.
+//! values; no error, log line or Debug output carries them. The client secret
+//! travels only over verified TLS (or to a loopback address): the token
+//! endpoint has its own client, never the backend's, so a backend's
+//! `dangerousSkipVerification` or client certificate never applies to it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -133,11 +136,19 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
         }
         form.finish()
     };
+    // Validation refuses these too; checked again here, where the secret leaves.
+    let url = url::Url::parse(&key.token_url).map_err(|_| unavailable("the token URL is not a valid URL".to_owned()))?;
+    if !crate::spec::secret_may_travel_to(&url) {
+        return Err(unavailable("the token URL must be https (http only to a loopback address)".to_owned()));
+    }
+    let client = target
+        .token_client
+        .as_ref()
+        .ok_or_else(|| unavailable("no verified client for the token endpoint".to_owned()))?;
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let mut resp = target
-        .client
-        .post(&key.token_url)
+    let mut resp = client
+        .post(url)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json")
         .basic_auth(enc(&key.client_id), Some(enc(secret)))

@@ -6,7 +6,7 @@ pub mod policy;
 pub mod validate;
 
 pub use policy::Policy;
-pub use validate::{Limits, ValidBackend, ValidGroup, validate_group};
+pub use validate::{Limits, ValidBackend, ValidGroup, secret_may_travel_to, validate_group};
 
 /// One offending field of a spec, named by its proto3-JSON path
 /// (e.g. `spec.backends[1].url`).

@@ -185,6 +185,23 @@ fn forbidden_message(u: &Url) -> String {
     format!("host {ip} is a link-local, cloud-metadata or unspecified address; the daemon accepts it only with --allow-link-local-backends")
 }
 
+/// Whether a client secret may be sent to `url`: https (the token client
+/// verifies the certificate), or http to a loopback host (127.0.0.0/8, ::1,
+/// localhost), which never leaves the machine.
+pub fn secret_may_travel_to(url: &Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return false,
+    };
+    match url.scheme() {
+        "https" => url.host_str().is_some_and(|h| !h.is_empty()),
+        "http" => loopback,
+        _ => false,
+    }
+}
+
 fn check_secret(source: Option<&crate::proto::v1::SecretSource>, field: String, v: &mut Violations) {
     match source.and_then(|s| s.source.as_ref()) {
         Some(secret_source::Source::Env(name)) if !name.is_empty() => {}
@@ -226,8 +243,12 @@ fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v:
                 let field = join(path, "oauth2ClientCredentials");
                 match Url::parse(&o.token_url) {
                     Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-                    _ => v.add(join(&field, "tokenUrl"), "must be an http or https URL with a host"),
+                    Ok(u) if u.scheme() == "http" && u.host_str().is_some() && !secret_may_travel_to(&u) => v.add(
+                        join(&field, "tokenUrl"),
+                        "must be an https URL: the client secret travels only over verified TLS (http is accepted only for a loopback host)",
+                    ),
+                    Ok(u) if secret_may_travel_to(&u) => {}
+                    _ => v.add(join(&field, "tokenUrl"), "must be an https URL with a host"),
                 }
                 check_secret(o.client_id.as_ref(), join(&field, "clientId"), v);
                 check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v);
@@ -305,6 +326,46 @@ mod tests {
         ];
         for (policy, backends, want) in cases {
             assert_eq!(fields(&spec(policy, backends)), want, "policy {policy:?} with {backends} backends");
+        }
+    }
+
+    #[test]
+    fn a_client_secret_goes_only_to_https_or_loopback_token_urls() {
+        let field = "spec.backends[0].auth.oauth2ClientCredentials.tokenUrl";
+        // (token URL, accepted)
+        let cases = [
+            ("https://auth.example.com/token", true),
+            ("https://10.1.2.3:8443/token", true),
+            ("http://127.0.0.1:8080/token", true),
+            ("http://127.8.9.10/token", true),
+            ("http://[::1]:9000/token", true),
+            ("http://localhost/token", true),
+            ("http://LOCALHOST:1/token", true),
+            ("http://auth.example.com/token", false),
+            ("http://10.1.2.3/token", false),
+            ("http://localhost.example.com/token", false),
+            ("http://[::2]/token", false),
+            ("ftp://127.0.0.1/token", false),
+            ("not a url", false),
+        ];
+        for (url, accepted) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].auth = Some(AuthSpec {
+                mode: AuthMode::Oauth2ClientCredentials as i32,
+                oauth2_client_credentials: Some(crate::proto::v1::OAuth2ClientCredentials {
+                    token_url: url.into(),
+                    client_id: Some(crate::proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("ID".into())),
+                    }),
+                    client_secret: Some(crate::proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("SECRET".into())),
+                    }),
+                    ..Default::default()
+                }),
+                ..AuthSpec::default()
+            });
+            let want: &[&str] = if accepted { &[] } else { &[field] };
+            assert_eq!(fields(&s), want, "{url}");
         }
     }
 
