@@ -238,7 +238,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
-                oauth2::forget_token(prober, target);
+                oauth2::forget_token(prober, target).await;
             }
             let mut facts = ServerFacts::default();
             if reason.http_status == Some(401) && !credentials_sent {

@@ -82,10 +82,10 @@ fn spec(target: &ProbeTarget) -> Option<&OAuth2ClientCredentials> {
     auth.oauth2_client_credentials.as_ref()
 }
 
-fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
+async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
     Ok(Key {
         token_url: spec.token_url.clone(),
-        client_id: read_secret(spec.client_id.as_ref())?,
+        client_id: read_secret(spec.client_id.as_ref()).await?,
         scopes: spec.scopes.join(" "),
         audience: spec.audience.clone(),
     })
@@ -95,13 +95,13 @@ fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
 /// cached, or fetched now. Failures are CREDENTIALS_UNAVAILABLE.
 pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
-    let key = key(spec)?;
+    let key = key(spec).await?;
     if let Some(c) = tokens.lock().get(&key)
         && Instant::now() < c.refresh_at
     {
         return Ok((AUTHORIZATION, c.value.clone()));
     }
-    let secret = read_secret(spec.client_secret.as_ref())?;
+    let secret = read_secret(spec.client_secret.as_ref()).await?;
     let (value, lifetime) = fetch(target, &key, &secret).await?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
@@ -118,8 +118,9 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
 
 /// Drops the cached token of a backend whose credential was rejected, so
 /// the next probe fetches a fresh one.
-pub fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
-    if let Some(key) = spec(target).and_then(|s| key(s).ok()) {
+pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
+    let Some(spec) = spec(target) else { return };
+    if let Ok(key) = key(spec).await {
         prober.tokens.lock().remove(&key);
     }
 }
