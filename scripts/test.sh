@@ -20,6 +20,8 @@ step "interop matrix environment (npm: TypeScript SDK servers and bridges; .venv
 bash scripts/setup-interop.sh
 step "etcd for the cluster tests (Debian etcd-server; the tests start their own nodes)"
 bash scripts/setup-etcd.sh
+step "system tools (prometheus, promtool)"
+bash scripts/setup-tools.sh
 
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets

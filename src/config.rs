@@ -29,12 +29,17 @@ pub enum ConfigError {
     Apply { path: String, reason: String },
 }
 
-/// Parses a config document (YAML, of which JSON is a subset).
+/// Parses a config document (YAML, of which JSON is a subset). Policy
+/// durations may be written the Go way (`500ms`, `1m30s`, `2h`) or in the
+/// proto3 JSON form (`0.5s`); errors name the field.
 pub fn parse(text: &str, path: &Path) -> Result<HealthConfig, ConfigError> {
-    serde_yaml_ng::from_str::<HealthConfig>(text).map_err(|e| ConfigError::Parse {
+    let error = |reason: String| ConfigError::Parse {
         path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| error(e.to_string()))?;
+    crate::spec::duration::normalize(&mut value, "").map_err(|e| error(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| error(format!("{}: {}", e.path(), e.inner())))
 }
 
 /// Validates every group of a config; group names must be unique.
@@ -182,5 +187,32 @@ pub async fn watch(engine: Engine, path: PathBuf, mut last_text: String, status:
             error!(error = %err, "config reload failed; keeping the last good config");
             status.bad(&path, &err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_go_form_and_errors_that_name_the_forms() {
+        let path = Path::new("health.yaml");
+        let text = "groups:\n  - name: a\n    policy:\n      interval: 1m30s\n      timeout: 500ms\n    backends: [{name: b, url: 'http://127.0.0.1:1/mcp', policy: {degradedLatency: 0.25s}}]\n";
+        let config = parse(text, path).unwrap();
+        let policy = config.groups[0].policy.as_ref().unwrap();
+        assert_eq!(policy.interval.as_ref().map(|d| (d.seconds, d.nanos)), Some((90, 0)));
+        assert_eq!(policy.timeout.as_ref().map(|d| (d.seconds, d.nanos)), Some((0, 500_000_000)));
+        let backend = config.groups[0].backends[0].policy.as_ref().unwrap();
+        assert_eq!(backend.degraded_latency.as_ref().map(|d| (d.seconds, d.nanos)), Some((0, 250_000_000)));
+        assert!(validate(&config, path, &Limits::default()).is_ok());
+
+        let err = parse("groups:\n  - name: a\n    policy: {timeout: 500 ms}\n", path).unwrap_err().to_string();
+        assert!(
+            err.contains("health.yaml") && err.contains("groups[0].policy.timeout") && err.contains("500ms, 1m30s, 2h or 0.5s"),
+            "{err}"
+        );
+        // Other errors name the field too.
+        let err = parse("groups:\n  - name: a\n    backends: 3\n", path).unwrap_err().to_string();
+        assert!(err.contains("groups[0].backends"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{TestDaemon, backend, reason, status};
-use mcp_fixture::FixtureServer;
+use mcp_fixture::{FixtureOptions, FixtureServer, OAuthClient, TOKEN_PATH};
 use mcp_health::proto::v1::{BackendStatus, ReasonCode};
 use probe_support::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -120,6 +120,45 @@ async fn server_verification() {
     assert_failure(&r, ReasonCode::Tls);
     let r = probe_once(&target(https(&url, json!({"dangerousSkipVerification": true})))).await;
     assert_success(&r);
+}
+
+/// The token endpoint has its own verified client: a backend's
+/// `dangerousSkipVerification` never carries the client secret to an
+/// unverified endpoint, and its caFile verifies the endpoint.
+#[tokio::test]
+async fn the_client_secret_goes_only_to_a_verified_token_endpoint() {
+    let pki = pki();
+    let f = FixtureServer::start_with(FixtureOptions {
+        required_bearer: Some("issued-token".into()),
+        oauth_client: Some(OAuthClient {
+            id: "probe".into(),
+            secret: "s3cret".into(),
+            expires_in: 3600,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (url, _front) = tls_front(&pki, &f, None).await;
+    let token_url = url.replace("/mcp", TOKEN_PATH);
+    assert!(token_url.starts_with("https://"), "{token_url}");
+    std::fs::write(pki.path("id"), "probe").unwrap();
+    std::fs::write(pki.path("secret"), "s3cret").unwrap();
+    let backend = |tls: serde_json::Value| {
+        json!({"name": "b", "url": url, "tls": tls, "auth": {"mode": "AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS", "oauth2ClientCredentials": {
+            "tokenUrl": token_url, "clientId": {"file": pki.path("id")}, "clientSecret": {"file": pki.path("secret")}}}})
+    };
+
+    // The backend itself would be reached without verification, but the token endpoint is verified.
+    let r = probe_once(&target(backend(json!({"dangerousSkipVerification": true})))).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(r.outcome.reason.message.contains("token endpoint"), "{}", r.outcome.reason.message);
+    assert_eq!(f.stats().token_requests, 0, "the client secret reached an unverified token endpoint");
+    assert_eq!(f.stats().posts, 0, "the backend is never probed without its token");
+
+    // The backend's caFile verifies the token endpoint too.
+    assert_success(&probe_once(&target(backend(json!({"caFile": pki.path("ca.pem")})))).await);
+    assert_eq!(f.stats().token_requests, 1);
 }
 
 #[tokio::test]

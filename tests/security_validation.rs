@@ -164,3 +164,45 @@ async fn size_limits_are_configurable() {
     assert_eq!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.len(), 2);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_group_with_an_invalid_policy_is_refused() {
+    let mut d = TestDaemon::empty().await;
+    let spec = group_yaml("name: g\npolicy: {interval: 5s, timeout: 10s, jitterPercent: 90}\nbackends: []\n");
+    assert_eq!(
+        violated_fields(&d.apply_err(spec).await),
+        vec!["spec.policy.jitterPercent", "spec.policy.timeout"]
+    );
+    assert!(d.client.list_groups(ListGroupsRequest {}).await.unwrap().into_inner().groups.is_empty());
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_secret_is_never_sent_over_plain_http_off_the_machine() {
+    let mut d = TestDaemon::empty().await;
+    let oauth = |token_url: &str| {
+        group_yaml(&format!(
+            "name: g\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/mcp\n    auth:\n      mode: AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\n      oauth2ClientCredentials:\n        tokenUrl: {token_url}\n        clientId: {{env: ID}}\n        clientSecret: {{env: SECRET}}\n"
+        ))
+    };
+    for refused in ["http://auth.example.com/token", "http://10.0.0.7:8080/token"] {
+        let err = d.apply_err(oauth(refused)).await;
+        assert_eq!(
+            violated_fields(&err),
+            vec!["spec.backends[0].auth.oauth2ClientCredentials.tokenUrl"],
+            "{refused}"
+        );
+        assert!(err.message().contains("https"), "{}", err.message());
+    }
+    for accepted in ["https://auth.example.com/token", "http://127.0.0.1:8080/token", "http://[::1]:8080/token"] {
+        let ok = d
+            .client
+            .apply_group(ApplyGroupRequest {
+                spec: Some(oauth(accepted)),
+                validate_only: true,
+            })
+            .await;
+        assert!(ok.is_ok(), "{accepted}: {ok:?}");
+    }
+    d.stop().await;
+}

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use subtle::ConstantTimeEq;
+use tokio::io::AsyncReadExt;
 use tonic::{Request, Status};
 use tracing::warn;
 
@@ -26,6 +27,13 @@ pub enum AuthError {
     TooLarge { path: String },
 }
 
+fn read_error(path: &Path, e: std::io::Error) -> AuthError {
+    AuthError::Read {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// The admin token. Its Debug output never shows the secret.
 #[derive(Clone)]
 pub struct AdminToken(Vec<u8>);
@@ -37,19 +45,29 @@ impl std::fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    /// Reads a token file; surrounding whitespace (a trailing newline) is ignored.
+    /// Reads a token file; surrounding whitespace (a trailing newline) is
+    /// ignored. Blocking: for start-up and tests; calls use [`AdminToken::read`].
     pub fn from_file(path: &Path) -> Result<AdminToken, AuthError> {
-        let shown = || path.display().to_string();
-        let read_err = |e: std::io::Error| AuthError::Read {
-            path: shown(),
-            reason: e.to_string(),
-        };
         let mut bytes = Vec::new();
         std::fs::File::open(path)
-            .map_err(read_err)?
-            .take(MAX_TOKEN_FILE_BYTES + 1)
+            .and_then(|f| f.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| read_error(path, e))?;
+        AdminToken::parse(path, &bytes)
+    }
+
+    /// [`AdminToken::from_file`] off the async worker threads (tokio::fs).
+    pub async fn read(path: &Path) -> Result<AdminToken, AuthError> {
+        let mut bytes = Vec::new();
+        let file = tokio::fs::File::open(path).await.map_err(|e| read_error(path, e))?;
+        file.take(MAX_TOKEN_FILE_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(read_err)?;
+            .await
+            .map_err(|e| read_error(path, e))?;
+        AdminToken::parse(path, &bytes)
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<AdminToken, AuthError> {
+        let shown = || path.display().to_string();
         if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
             return Err(AuthError::TooLarge { path: shown() });
         }
@@ -86,8 +104,8 @@ impl AdminTokenFile {
         Ok(AdminTokenFile { path: path.to_owned() })
     }
 
-    fn current(&self) -> Result<AdminToken, AuthError> {
-        AdminToken::from_file(&self.path)
+    async fn current(&self) -> Result<AdminToken, AuthError> {
+        AdminToken::read(&self.path).await
     }
 }
 
@@ -109,8 +127,9 @@ impl AdminGuard {
     }
 
     /// Admits or refuses a call of the mutating RPC `rpc` with UNAUTHENTICATED.
-    /// Messages never echo what the caller sent.
-    pub fn check<T>(&self, req: &Request<T>, rpc: &str) -> Result<(), Status> {
+    /// Messages never echo what the caller sent. The token file is read
+    /// with tokio::fs, never blocking the worker that serves the call.
+    pub async fn check<T>(&self, req: &Request<T>, rpc: &str) -> Result<(), Status> {
         if self.require_client_cert && req.peer_certs().is_none_or(|c| c.is_empty()) {
             return Err(Status::unauthenticated(format!(
                 "{rpc} needs a client certificate signed by the daemon's --tls-client-ca"
@@ -121,7 +140,7 @@ impl AdminGuard {
         };
         // Fail closed: a token file that went missing or bad mid-run refuses
         // every mutation rather than falling back to an old token.
-        let token = token_file.current().map_err(|e| {
+        let token = token_file.current().await.map_err(|e| {
             warn!(rpc, error = %e, "refusing a mutating call: the admin token file is unusable");
             Status::unavailable(format!("{rpc}: the daemon cannot read its admin token file; see the daemon's log"))
         })?;
@@ -168,11 +187,11 @@ mod tests {
         req
     }
 
-    #[test]
-    fn token_checks() {
+    #[tokio::test]
+    async fn token_checks() {
         let (_dir, _, g) = guard("s3cret-token");
-        assert!(g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup").is_ok());
-        assert!(g.check(&request(Some("bearer s3cret-token")), "ApplyGroup").is_ok());
+        assert!(g.check(&request(Some("Bearer s3cret-token")), "ApplyGroup").await.is_ok());
+        assert!(g.check(&request(Some("bearer s3cret-token")), "ApplyGroup").await.is_ok());
         for bad in [
             None,
             Some("Bearer wrong"),
@@ -181,19 +200,19 @@ mod tests {
             Some("s3cret-token"),
             Some("Bearer "),
         ] {
-            let err = g.check(&request(bad), "ApplyGroup").unwrap_err();
+            let err = g.check(&request(bad), "ApplyGroup").await.unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unauthenticated, "{bad:?}");
             assert!(!err.message().contains("s3cret"), "the token leaked: {}", err.message());
         }
-        assert!(AdminGuard::default().check(&request(None), "ApplyGroup").is_ok());
+        assert!(AdminGuard::default().check(&request(None), "ApplyGroup").await.is_ok());
         assert!(!AdminGuard::default().protects());
         assert!(g.protects());
     }
 
-    #[test]
-    fn client_cert_required_without_tls_is_refused() {
+    #[tokio::test]
+    async fn client_cert_required_without_tls_is_refused() {
         let g = AdminGuard::new(None, true);
-        let err = g.check(&request(None), "DeleteGroup").unwrap_err();
+        let err = g.check(&request(None), "DeleteGroup").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("client certificate"), "{}", err.message());
     }
@@ -215,22 +234,22 @@ mod tests {
         assert!(matches!(AdminToken::from_file(&path), Err(AuthError::TooLarge { .. })));
     }
 
-    #[test]
-    fn a_rotated_token_takes_effect_at_the_next_call() {
+    #[tokio::test]
+    async fn a_rotated_token_takes_effect_at_the_next_call() {
         let (_dir, path, g) = guard("old-token");
-        assert!(g.check(&request(Some("Bearer old-token")), "ApplyGroup").is_ok());
+        assert!(g.check(&request(Some("Bearer old-token")), "ApplyGroup").await.is_ok());
         std::fs::write(&path, "new-token\n").unwrap();
-        let err = g.check(&request(Some("Bearer old-token")), "ApplyGroup").unwrap_err();
+        let err = g.check(&request(Some("Bearer old-token")), "ApplyGroup").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
-        assert!(g.check(&request(Some("Bearer new-token")), "ApplyGroup").is_ok());
+        assert!(g.check(&request(Some("Bearer new-token")), "ApplyGroup").await.is_ok());
     }
 
-    #[test]
-    fn an_unusable_token_file_fails_closed() {
+    #[tokio::test]
+    async fn an_unusable_token_file_fails_closed() {
         let (_dir, path, g) = guard("the-token");
         for broken in ["", "two words"] {
             std::fs::write(&path, broken).unwrap();
-            let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").unwrap_err();
+            let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").await.unwrap_err();
             assert_eq!(err.code(), tonic::Code::Unavailable, "{broken:?}");
             assert!(
                 err.message().contains("DeleteGroup") && !err.message().contains("the-token"),
@@ -239,9 +258,9 @@ mod tests {
             );
         }
         std::fs::remove_file(&path).unwrap();
-        let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").unwrap_err();
+        let err = g.check(&request(Some("Bearer the-token")), "DeleteGroup").await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unavailable);
         std::fs::write(&path, "the-token").unwrap();
-        assert!(g.check(&request(Some("Bearer the-token")), "DeleteGroup").is_ok());
+        assert!(g.check(&request(Some("Bearer the-token")), "DeleteGroup").await.is_ok());
     }
 }

@@ -114,7 +114,7 @@ impl GroupHealthService for GroupService {
     }
 
     async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
-        self.admin.check(&req, "ApplyGroup")?;
+        self.admin.check(&req, "ApplyGroup").await?;
         let req = req.into_inner();
         let spec = req.spec.ok_or_else(|| {
             invalid(&[crate::spec::FieldViolation {
@@ -139,14 +139,14 @@ impl GroupHealthService for GroupService {
     }
 
     async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
-        self.admin.check(&req, "DeleteGroup")?;
+        self.admin.check(&req, "DeleteGroup").await?;
         let group = group_arg(&req.into_inner().group)?;
         self.engine.delete(group).await.map_err(to_status)?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
 
     async fn probe_backend(&self, req: Request<ProbeBackendRequest>) -> Result<Response<ProbeBackendResponse>, Status> {
-        self.admin.check(&req, "ProbeBackend")?;
+        self.admin.check(&req, "ProbeBackend").await?;
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
         backend_arg(&req.backend)?;

@@ -1,17 +1,17 @@
 //! `grpc.health.v1.Health`, complete per the spec: Check, Watch and List
 //! (gRFC A90), served from the shared status map. Unlike tonic-health 0.14, a
 //! Watch of an unknown service gets SERVICE_UNKNOWN on a stream that stays open
-//! and updates when the service appears, and watchers wake only on real changes.
+//! and updates when the service appears, and watchers wake only on real
+//! changes of the service they watch.
 
 use std::pin::Pin;
 
-use tokio::sync::watch;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::limits::{WatchPermit, WatchStreams};
-use crate::health::HealthStatuses;
+use crate::health::{HealthStatuses, Subscription};
 use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
 use crate::proto::grpc_health_v1::health_server::Health;
 use crate::proto::grpc_health_v1::{HealthCheckRequest, HealthCheckResponse, HealthListRequest, HealthListResponse};
@@ -74,8 +74,7 @@ impl Health for HealthService {
     async fn watch(&self, req: Request<HealthCheckRequest>) -> Result<Response<WatchStream>, Status> {
         let permit = self.watch_streams.admit(crate::engine::WatchApi::GrpcHealth)?;
         let watch = ServiceWatch {
-            service: req.into_inner().service,
-            rx: self.statuses.subscribe(),
+            sub: self.statuses.subscribe(&req.into_inner().service),
             shutdown: self.shutdown.clone(),
             last: None,
             _permit: permit,
@@ -88,8 +87,7 @@ impl Health for HealthService {
 /// change. Polled only as fast as the client reads; a client that reads late
 /// gets the latest status, never a backlog. No task and no channel per stream.
 struct ServiceWatch {
-    service: String,
-    rx: watch::Receiver<crate::health::StatusMap>,
+    sub: Subscription,
     shutdown: CancellationToken,
     /// What this stream last sent; None before the first message.
     last: Option<ServingStatus>,
@@ -98,8 +96,7 @@ struct ServiceWatch {
 
 impl ServiceWatch {
     fn current(&mut self) -> ServingStatus {
-        let map: &crate::health::StatusMap = &self.rx.borrow_and_update();
-        map.get(&self.service).copied().unwrap_or(ServingStatus::ServiceUnknown)
+        self.sub.current().unwrap_or(ServingStatus::ServiceUnknown)
     }
 
     /// The next status to send, or None to end the stream.
@@ -109,7 +106,7 @@ impl ServiceWatch {
                 tokio::select! {
                     // A change that happened before shutdown is delivered first.
                     biased;
-                    changed = self.rx.changed() => changed.ok()?,
+                    changed = self.sub.changed() => changed.ok()?,
                     () = self.shutdown.cancelled() => return None,
                 }
             }
@@ -119,5 +116,78 @@ impl ServiceWatch {
                 return Some((Ok(response(now)), self));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn watch(service: &HealthService, name: &str) -> WatchStream {
+        let req = Request::new(HealthCheckRequest { service: name.to_owned() });
+        service.watch(req).await.unwrap().into_inner()
+    }
+
+    fn status(item: Option<Result<HealthCheckResponse, Status>>) -> ServingStatus {
+        ServingStatus::try_from(item.expect("an item").expect("a status").status).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_change_wakes_only_the_watchers_of_its_service() {
+        let statuses = HealthStatuses::default();
+        statuses.set("a", ServingStatus::Serving);
+        statuses.set("b", ServingStatus::Serving);
+        let service = HealthService::new(statuses.clone(), CancellationToken::new());
+        let mut stream = watch(&service, "a").await;
+        assert_eq!(status(stream.next().await), ServingStatus::Serving);
+
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+        // Group b changes many times: a's watcher is never woken.
+        for i in 0..100 {
+            let s = if i % 2 == 0 { ServingStatus::NotServing } else { ServingStatus::Serving };
+            statuses.set("b", s);
+        }
+        statuses.set("c", ServingStatus::Serving);
+        statuses.remove("c");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "a watcher of a was woken by changes of b and c");
+        assert!(stream.as_mut().poll_next(&mut cx).is_pending());
+
+        statuses.set("a", ServingStatus::NotServing);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a change of a wakes its watcher once");
+        match stream.as_mut().poll_next(&mut cx) {
+            Poll::Ready(item) => assert_eq!(status(item), ServingStatus::NotServing),
+            Poll::Pending => panic!("woken, but nothing to read"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_watch_of_an_unknown_service_sees_it_appear_and_go() {
+        let statuses = HealthStatuses::default();
+        let service = HealthService::new(statuses.clone(), CancellationToken::new());
+        let mut stream = watch(&service, "later").await;
+        assert_eq!(status(stream.next().await), ServingStatus::ServiceUnknown);
+        statuses.set("later", ServingStatus::Serving);
+        assert_eq!(status(stream.next().await), ServingStatus::Serving);
+        statuses.remove("later");
+        assert_eq!(status(stream.next().await), ServingStatus::ServiceUnknown);
     }
 }

@@ -17,11 +17,13 @@ use crate::proto::v1::{ApplyGroupRequest, GroupSpec, HealthConfig};
 pub fn parse_specs(text: &str, origin: &str) -> Result<Vec<GroupSpec>, CliError> {
     let mut specs = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
+        let mut value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
             .map_err(|e| CliError::Usage(format!("cannot parse {origin} (document {}): {e}", i + 1)))?;
         if value.is_null() {
             continue;
         }
+        // Go-style durations (500ms, 1m30s) become the proto3 JSON form (0.5s, 90s).
+        crate::spec::duration::normalize(&mut value, "").map_err(|e| CliError::Usage(format!("cannot read {origin} (document {}): {e}", i + 1)))?;
         // serde_path_to_error names the field that failed ("backends[0].url"), which a
         // plain Value conversion would not.
         let bad = |e: serde_path_to_error::Error<serde_yaml_ng::Error>| {
@@ -126,6 +128,24 @@ mod tests {
         assert_eq!(specs[2].policy.as_ref().unwrap().interval.as_ref().unwrap().seconds, 2);
         let json = r#"{"name": "j", "backends": [{"name": "x", "url": "http://h/mcp", "transport": "TRANSPORT_SSE"}]}"#;
         assert_eq!(parse_specs(json, "t").unwrap()[0].backends[0].transport, 2);
+    }
+
+    #[test]
+    fn go_style_durations_are_accepted() {
+        let text = "name: d\npolicy: {interval: 1m30s, timeout: 500ms, degradedLatency: 2h}\n---\ngroups:\n  - name: e\n    policy: {interval: 0.5s}\n";
+        let specs = parse_specs(text, "t").unwrap();
+        let p = specs[0].policy.as_ref().unwrap();
+        let secs = |d: &Option<pbjson_types::Duration>| d.as_ref().map(|d| (d.seconds, d.nanos));
+        assert_eq!(
+            (secs(&p.interval), secs(&p.timeout), secs(&p.degraded_latency)),
+            (Some((90, 0)), Some((0, 500_000_000)), Some((7200, 0)))
+        );
+        assert_eq!(secs(&specs[1].policy.as_ref().unwrap().interval), Some((0, 500_000_000)));
+        let err = parse_specs("name: d\npolicy: {timeout: 5 sec}\n", "f.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("f.yaml") && err.contains("policy.timeout") && err.contains("500ms, 1m30s, 2h or 0.5s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -280,33 +280,37 @@ impl Engine {
 
     /// Builds probe targets (HTTP clients, TLS material) before anything changes,
     /// so a bad CA file is reported as a field violation and changes nothing.
-    fn targets(&self, group: &ValidGroup, prefix: &str) -> Result<Vec<Arc<ProbeTarget>>, EngineError> {
-        let mut violations = Vec::new();
-        let mut targets = Vec::with_capacity(group.backends.len());
-        for (i, b) in group.backends.iter().enumerate() {
-            match self.clients.client_for(b.spec.tls.as_ref()) {
-                Ok(client) => targets.push(Arc::new(ProbeTarget {
-                    group: group.spec.name.clone(),
-                    backend: b.clone(),
-                    client,
-                    dns: self.clients.dns(),
-                })),
-                Err(e) => violations.push(FieldViolation {
-                    field: format!("{prefix}backends[{i}].tls"),
-                    description: e.to_string(),
-                }),
+    /// CA and key files are read on a blocking thread, never on an async worker.
+    async fn targets(&self, group: &ValidGroup, prefix: &str) -> Result<Vec<Arc<ProbeTarget>>, EngineError> {
+        let clients = self.clients.clone();
+        let name = group.spec.name.clone();
+        let backends = group.backends.clone();
+        let prefix = prefix.to_owned();
+        let build = move || {
+            let mut violations = Vec::new();
+            let mut targets = Vec::with_capacity(backends.len());
+            for (i, b) in backends.into_iter().enumerate() {
+                match ProbeTarget::new(&name, b, &clients) {
+                    Ok(t) => targets.push(Arc::new(t)),
+                    Err(e) => violations.push(FieldViolation {
+                        field: format!("{prefix}backends[{i}].tls"),
+                        description: e.to_string(),
+                    }),
+                }
             }
-        }
-        if violations.is_empty() {
-            Ok(targets)
-        } else {
-            Err(EngineError::Invalid(violations))
-        }
+            if violations.is_empty() {
+                Ok(targets)
+            } else {
+                Err(EngineError::Invalid(violations))
+            }
+        };
+        // The closure does not panic; a join error means the runtime is shutting down.
+        tokio::task::spawn_blocking(build).await.map_err(|_| EngineError::ShuttingDown)?
     }
 
     /// Creates or replaces one group.
     pub async fn apply(&self, group: ValidGroup, origin: Origin) -> Result<Applied, EngineError> {
-        let targets = self.targets(&group, "spec.")?;
+        let targets = self.targets(&group, "spec.").await?;
         let mut applied = self
             .call(|reply| Command::Apply {
                 groups: vec![(group, targets)],
@@ -323,7 +327,7 @@ impl Engine {
     pub async fn replace_all(&self, groups: Vec<ValidGroup>, origin: Origin) -> Result<Vec<Applied>, EngineError> {
         let mut with_targets = Vec::with_capacity(groups.len());
         for (i, g) in groups.into_iter().enumerate() {
-            let targets = self.targets(&g, &format!("groups[{i}]."))?;
+            let targets = self.targets(&g, &format!("groups[{i}].")).await?;
             with_targets.push((g, targets));
         }
         self.call(|reply| Command::Apply {
@@ -340,7 +344,7 @@ impl Engine {
     pub async fn restore(&self, groups: Vec<(ValidGroup, u64)>) -> Result<Vec<Applied>, EngineError> {
         let mut with_targets = Vec::with_capacity(groups.len());
         for (g, generation) in groups {
-            let targets = self.targets(&g, &format!("{}.", g.spec.name))?;
+            let targets = self.targets(&g, &format!("{}.", g.spec.name)).await?;
             with_targets.push((g, targets, generation));
         }
         self.call(|reply| Command::Restore { groups: with_targets, reply }).await?

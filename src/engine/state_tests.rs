@@ -46,18 +46,10 @@ fn valid(yaml: &str) -> ValidGroup {
 fn incoming(yaml: &str) -> (ValidGroup, Vec<Arc<ProbeTarget>>) {
     let g = valid(yaml);
     let clients = ClientCache::new(false, &crate::probe::DnsSettings::default());
-    let client = clients.client_for(None).unwrap();
     let targets = g
         .backends
         .iter()
-        .map(|b| {
-            Arc::new(ProbeTarget {
-                group: g.spec.name.clone(),
-                backend: b.clone(),
-                client: client.clone(),
-                dns: clients.dns(),
-            })
-        })
+        .map(|b| Arc::new(ProbeTarget::new(&g.spec.name, b.clone(), &clients).unwrap()))
         .collect();
     (g, targets)
 }

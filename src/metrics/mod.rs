@@ -1,10 +1,16 @@
 //! Prometheus metrics (prometheus-client): an engine observer that keeps one
 //! series set per group and backend, fed by the owner task's own events, so
 //! every group value is the phase the owner computed, never a recomputation.
+//!
+//! Cardinality: probe-duration histograms are per group and outcome; each
+//! backend has only gauges (its last probe's duration and its status state
+//! set), so 10,000 backends cost 6 series each, not a histogram each.
 
 mod server;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,7 +21,6 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use server::{MetricsError, MetricsListener, MetricsServer, ServeError};
 
-use crate::core::outcome::OutcomeClass;
 use crate::core::phase::GroupVerdict;
 use crate::engine::{ProbeObserver, ProbeResult, WatchApi};
 use crate::proto::v1::{BackendStatus, GroupPhase};
@@ -30,13 +35,6 @@ const STATUSES: [BackendStatus; 5] = [
 ];
 /// Every value of the group phase state set, as label values.
 const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
-const OUTCOMES: [OutcomeClass; 5] = [
-    OutcomeClass::Success,
-    OutcomeClass::Slow,
-    OutcomeClass::ToolsFailing,
-    OutcomeClass::AuthRequired,
-    OutcomeClass::Failure,
-];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WatchLabels {
@@ -46,8 +44,13 @@ struct WatchLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     group: String,
-    backend: String,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    group: String,
+    backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +108,10 @@ pub fn phase_label(p: GroupPhase) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     probe_duration: Family<ProbeLabels, Histogram>,
+    /// The outcome labels each group's histogram has, so a deleted group's
+    /// series are removed without a fixed list of outcome classes.
+    outcomes_seen: Mutex<HashMap<String, Vec<&'static str>>>,
+    last_probe_duration: Family<BackendLabels, Gauge<f64, AtomicU64>>,
     backend_status: Family<StatusLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
     group_phase: Family<PhaseLabels, Gauge>,
@@ -126,6 +133,8 @@ impl Metrics {
         let mut m = Metrics {
             registry: Registry::with_prefix("mcp_health"),
             probe_duration: Family::new_with_constructor(probe_histogram),
+            outcomes_seen: Mutex::default(),
+            last_probe_duration: Family::default(),
             backend_status: Family::default(),
             transitions: Family::default(),
             group_phase: Family::default(),
@@ -138,9 +147,15 @@ impl Metrics {
         let r = &mut m.registry;
         r.register_with_unit(
             "probe_duration",
-            "Duration of probes of live backends, by group, backend and outcome (healthy, slow, auth, failure)",
+            "Duration of probes of live backends, by group and outcome (healthy, slow, auth, failure)",
             Unit::Seconds,
             m.probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "backend_last_probe_duration",
+            "Duration of the last probe of each live backend",
+            Unit::Seconds,
+            m.last_probe_duration.clone(),
         );
         r.register(
             "backend_status",
@@ -198,25 +213,41 @@ impl Metrics {
                 status: status_label(s),
             });
         }
-        for o in OUTCOMES {
-            self.probe_duration.remove(&ProbeLabels {
-                group: group.to_owned(),
-                backend: backend.to_owned(),
-                outcome: o.label(),
-            });
-        }
+        self.last_probe_duration.remove(&BackendLabels {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        });
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
+        // Poisoning needs a panic while holding the lock; the map is still whole.
+        self.outcomes_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl ProbeObserver for Metrics {
     /// The histogram takes only results for live backends.
     fn probe_applied(&self, r: &ProbeResult) {
+        let outcome = r.outcome.class.label();
+        {
+            let mut seen = self.seen();
+            let outcomes = seen.entry(r.group.clone()).or_default();
+            if !outcomes.contains(&outcome) {
+                outcomes.push(outcome);
+            }
+        }
         let labels = ProbeLabels {
             group: r.group.clone(),
-            backend: r.backend.clone(),
-            outcome: r.outcome.class.label(),
+            outcome,
         };
-        self.probe_duration.get_or_create(&labels).observe(r.latency.as_secs_f64());
+        let seconds = r.latency.as_secs_f64();
+        self.probe_duration.get_or_create(&labels).observe(seconds);
+        self.last_probe_duration
+            .get_or_create(&BackendLabels {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+            })
+            .set(seconds);
     }
 
     fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
@@ -261,6 +292,12 @@ impl ProbeObserver for Metrics {
     fn group_deleted(&self, group: &str, backends: &[String]) {
         for b in backends {
             self.forget_backend(group, b);
+        }
+        for outcome in self.seen().remove(group).unwrap_or_default() {
+            self.probe_duration.remove(&ProbeLabels {
+                group: group.to_owned(),
+                outcome,
+            });
         }
         for p in PHASES {
             self.group_phase.remove(&PhaseLabels {

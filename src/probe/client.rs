@@ -1,7 +1,9 @@
 //! HTTP clients for probes: one per distinct TLS setting, shared by every
-//! backend with that setting, none keeping idle connections. They share one
-//! caching DNS resolver (`dns`) and one TLS session store (`tls_sessions`),
-//! scoped per TLS setting.
+//! backend with that setting, none keeping idle connections; and the verified
+//! clients of OAuth 2.0 token endpoints, which never inherit a backend's
+//! `dangerousSkipVerification` or client certificate. They share one caching
+//! DNS resolver (`dns`) and one TLS session store (`tls_sessions`), scoped per
+//! TLS setting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,7 +41,14 @@ impl Default for ClientCache {
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-struct TlsKey(String, String, String, bool, bool);
+struct TlsKey(String, String, String, bool, bool, Purpose);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Purpose {
+    Probe,
+    /// A token endpoint: the client secret travels only over verified TLS.
+    TokenEndpoint,
+}
 
 impl ClientCache {
     /// A cache whose clients resolve per `dns` and refuse link-local and
@@ -62,6 +71,8 @@ impl ClientCache {
         &self.sessions
     }
 
+    /// The probe client for a backend's TLS settings. Blocking on a cache
+    /// miss (reads the CA and key files): call it off the async workers.
     pub fn client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
         let tls = tls.cloned().unwrap_or_default();
         let key = TlsKey(
@@ -70,7 +81,30 @@ impl ClientCache {
             tls.client_key_file.clone(),
             tls.dangerous_skip_verification,
             tls.resumption.unwrap_or(true),
+            Purpose::Probe,
         );
+        self.cached(key, |resumption| tls_config(&tls, resumption))
+    }
+
+    /// The client for the OAuth 2.0 token endpoint of a backend with these
+    /// TLS settings: it verifies the endpoint against the webpki roots plus
+    /// the backend's `caFile`, whatever `dangerousSkipVerification` says, and
+    /// presents no client certificate. Blocking on a cache miss, like [`Self::client_for`].
+    pub fn token_client_for(&self, tls: Option<&TlsSpec>) -> Result<reqwest::Client, ClientError> {
+        let ca_file = tls.map(|t| t.ca_file.clone()).unwrap_or_default();
+        let key = TlsKey(ca_file.clone(), String::new(), String::new(), false, true, Purpose::TokenEndpoint);
+        self.cached(key, |resumption| {
+            let mut config = token_tls_config(&ca_file)?;
+            config.resumption = resumption;
+            Ok(config)
+        })
+    }
+
+    fn cached(
+        &self,
+        key: TlsKey,
+        config: impl FnOnce(rustls::client::Resumption) -> Result<rustls::ClientConfig, ClientError>,
+    ) -> Result<reqwest::Client, ClientError> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
@@ -84,7 +118,7 @@ impl ClientCache {
         } else {
             rustls::client::Resumption::disabled()
         };
-        let client = build_client(&tls, resumption, &self.dns)?;
+        let client = build_client(config(resumption)?, &self.dns)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -96,6 +130,37 @@ fn read_file(field: &'static str, path: &str) -> Result<Vec<u8>, ClientError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// Adds the certificates of a PEM CA file to `roots`.
+fn add_ca_file(roots: &mut rustls::RootCertStore, ca_file: &str) -> Result<(), ClientError> {
+    let pem = read_file("caFile", ca_file)?;
+    let before = roots.len();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+        roots.add(cert).map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
+    }
+    if roots.len() == before {
+        return Err(ClientError::Tls("caFile holds no certificate".into()));
+    }
+    Ok(())
+}
+
+/// The TLS settings of a token endpoint's client: always verified.
+fn token_tls_config(ca_file: &str) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if !ca_file.is_empty() {
+        add_ca_file(&mut roots, ca_file)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn tls_config(tls: &TlsSpec, resumption: rustls::client::Resumption) -> Result<rustls::ClientConfig, ClientError> {
@@ -110,14 +175,7 @@ fn tls_config(tls: &TlsSpec, resumption: rustls::client::Resumption) -> Result<r
         if tls.ca_file.is_empty() {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         } else {
-            let pem = read_file("caFile", &tls.ca_file)?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
-                roots.add(cert).map_err(|e| ClientError::Tls(format!("caFile: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(ClientError::Tls("caFile holds no certificate".into()));
-            }
+            add_ca_file(&mut roots, &tls.ca_file)?;
         }
         builder.with_root_certificates(roots)
     };
@@ -138,10 +196,10 @@ fn tls_config(tls: &TlsSpec, resumption: rustls::client::Resumption) -> Result<r
     Ok(config)
 }
 
-fn build_client(tls: &TlsSpec, resumption: rustls::client::Resumption, dns: &Arc<Dns>) -> Result<reqwest::Client, ClientError> {
+fn build_client(tls: rustls::ClientConfig, dns: &Arc<Dns>) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .dns_resolver(DnsResolver(dns.clone()))
-        .tls_backend_preconfigured(tls_config(tls, resumption)?)
+        .tls_backend_preconfigured(tls)
         // No idle connections: each probe gets a fresh TCP (and TLS) connection,
         // so a backend probed before it was up recovers at the next probe.
         // (A resumed TLS session carries keys, never a connection or HTTP state.)

@@ -15,11 +15,13 @@ pub fn unavailable(message: String) -> Reason {
     Reason::new(ReasonCode::CredentialsUnavailable, message)
 }
 
-/// Reads a secret. Errors name the source, never the value.
-pub fn read_secret(source: Option<&SecretSource>) -> Result<String, Reason> {
+/// Reads a secret (files with tokio::fs, off the async workers). Errors name
+/// the source, never the value.
+pub async fn read_secret(source: Option<&SecretSource>) -> Result<String, Reason> {
     match source.and_then(|s| s.source.as_ref()) {
         Some(secret_source::Source::Env(name)) => std::env::var(name).map_err(|_| unavailable(format!("environment variable {name} is not set"))),
-        Some(secret_source::Source::File(path)) => std::fs::read_to_string(path)
+        Some(secret_source::Source::File(path)) => tokio::fs::read_to_string(path)
+            .await
             .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
             .map_err(|e| unavailable(format!("cannot read secret file {path}: {}", e.kind()))),
         None => Err(unavailable("no secret source".to_owned())),
@@ -28,7 +30,7 @@ pub fn read_secret(source: Option<&SecretSource>) -> Result<String, Reason> {
 
 /// The header for a static-header backend, or None for modes that send no
 /// credentials of their own.
-pub fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reason> {
+pub async fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reason> {
     let Some(auth) = auth else { return Ok(None) };
     if auth.mode() != AuthMode::StaticHeader {
         return Ok(None);
@@ -36,7 +38,7 @@ pub fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reas
     let Some(h) = &auth.static_header else {
         return Err(unavailable("no static header configured".to_owned()));
     };
-    let secret = read_secret(h.value.as_ref())?;
+    let secret = read_secret(h.value.as_ref()).await?;
     let name = HeaderName::from_bytes(h.header.as_bytes()).map_err(|_| unavailable("invalid header name".to_owned()))?;
     let mut value =
         HeaderValue::from_str(&format!("{}{}", h.value_prefix, secret)).map_err(|_| unavailable("the secret is not a valid header value".to_owned()))?;
@@ -47,7 +49,7 @@ pub fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>, Reas
 /// The credential one probe of `target` carries, if its auth mode has one.
 pub async fn for_probe(prober: &super::HttpProber, target: &super::ProbeTarget) -> Result<Option<AuthHeader>, Reason> {
     match target.backend.auth_mode {
-        AuthMode::StaticHeader => static_header(target.backend.spec.auth.as_ref()),
+        AuthMode::StaticHeader => static_header(target.backend.spec.auth.as_ref()).await,
         AuthMode::Oauth2ClientCredentials => super::oauth2::bearer(&prober.tokens, target).await.map(Some),
         AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => Ok(None),
     }

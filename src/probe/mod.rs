@@ -57,6 +57,31 @@ pub struct ProbeTarget {
     /// The resolver `client` uses: a probe whose connection failed makes it
     /// forget the host's answer.
     pub dns: Arc<Dns>,
+    /// For OAuth 2.0 client-credentials backends: the verified client of the
+    /// token endpoint (see [`ClientCache::token_client_for`]); None otherwise.
+    pub token_client: Option<reqwest::Client>,
+}
+
+impl ProbeTarget {
+    /// A target with the clients its TLS settings and auth mode call for.
+    /// Blocking (it may read CA and key files): the engine calls it off the
+    /// async workers.
+    pub fn new(group: &str, backend: ValidBackend, clients: &ClientCache) -> Result<ProbeTarget, ClientError> {
+        let tls = backend.spec.tls.as_ref();
+        let client = clients.client_for(tls)?;
+        let token_client = if backend.auth_mode == AuthMode::Oauth2ClientCredentials {
+            Some(clients.token_client_for(tls)?)
+        } else {
+            None
+        };
+        Ok(ProbeTarget {
+            group: group.to_owned(),
+            backend,
+            client,
+            dns: clients.dns(),
+            token_client,
+        })
+    }
 }
 
 /// What a prober learns and keeps across probes of one backend.
@@ -230,7 +255,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
-                oauth2::forget_token(prober, target);
+                oauth2::forget_token(prober, target).await;
             }
             let mut facts = ServerFacts::default();
             if reason.http_status == Some(401) && !credentials_sent {

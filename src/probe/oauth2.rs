@@ -5,7 +5,10 @@
 //! RFC 6749 §2.3.1, which every token endpoint must support).
 //!
 //! Secrets (the client secret, the token) live only in sensitive header
-//! values; no error, log line or Debug output carries them.
+//! values; no error, log line or Debug output carries them. The client secret
+//! travels only over verified TLS (or to a loopback address): the token
+//! endpoint has its own client, never the backend's, so a backend's
+//! `dangerousSkipVerification` or client certificate never applies to it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -79,10 +82,10 @@ fn spec(target: &ProbeTarget) -> Option<&OAuth2ClientCredentials> {
     auth.oauth2_client_credentials.as_ref()
 }
 
-fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
+async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
     Ok(Key {
         token_url: spec.token_url.clone(),
-        client_id: read_secret(spec.client_id.as_ref())?,
+        client_id: read_secret(spec.client_id.as_ref()).await?,
         scopes: spec.scopes.join(" "),
         audience: spec.audience.clone(),
     })
@@ -92,13 +95,13 @@ fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
 /// cached, or fetched now. Failures are CREDENTIALS_UNAVAILABLE.
 pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
-    let key = key(spec)?;
+    let key = key(spec).await?;
     if let Some(c) = tokens.lock().get(&key)
         && Instant::now() < c.refresh_at
     {
         return Ok((AUTHORIZATION, c.value.clone()));
     }
-    let secret = read_secret(spec.client_secret.as_ref())?;
+    let secret = read_secret(spec.client_secret.as_ref()).await?;
     let (value, lifetime) = fetch(target, &key, &secret).await?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
@@ -115,8 +118,9 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
 
 /// Drops the cached token of a backend whose credential was rejected, so
 /// the next probe fetches a fresh one.
-pub fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
-    if let Some(key) = spec(target).and_then(|s| key(s).ok()) {
+pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
+    let Some(spec) = spec(target) else { return };
+    if let Ok(key) = key(spec).await {
         prober.tokens.lock().remove(&key);
     }
 }
@@ -133,11 +137,19 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
         }
         form.finish()
     };
+    // Validation refuses these too; checked again here, where the secret leaves.
+    let url = url::Url::parse(&key.token_url).map_err(|_| unavailable("the token URL is not a valid URL".to_owned()))?;
+    if !crate::spec::secret_may_travel_to(&url) {
+        return Err(unavailable("the token URL must be https (http only to a loopback address)".to_owned()));
+    }
+    let client = target
+        .token_client
+        .as_ref()
+        .ok_or_else(|| unavailable("no verified client for the token endpoint".to_owned()))?;
     // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let mut resp = target
-        .client
-        .post(&key.token_url)
+    let mut resp = client
+        .post(url)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json")
         .basic_auth(enc(&key.client_id), Some(enc(secret)))

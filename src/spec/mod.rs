@@ -1,11 +1,12 @@
 //! Group specs: turning a `GroupSpec` from the API or the config file into a
 //! validated, resolved form, or into the list of every offending field.
 
+pub mod duration;
 pub mod policy;
 pub mod validate;
 
 pub use policy::Policy;
-pub use validate::{Limits, ValidBackend, ValidGroup, validate_group};
+pub use validate::{Limits, ValidBackend, ValidGroup, secret_may_travel_to, validate_group};
 
 /// One offending field of a spec, named by its proto3-JSON path
 /// (e.g. `spec.backends[1].url`).

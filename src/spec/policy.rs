@@ -98,23 +98,38 @@ fn sets_timing(p: Option<&ProbePolicy>) -> bool {
     p.is_some_and(|p| p.interval.is_some() || p.timeout.is_some())
 }
 
-/// Resolves the effective policy of one backend: its own fields over the
-/// group's over the defaults. `group_path` and `backend_path` name the
-/// `policy` fields for error messages.
-pub(crate) fn resolve(group: Option<&ProbePolicy>, group_path: &str, backend: Option<&ProbePolicy>, backend_path: &str, v: &mut Violations) -> Policy {
+/// The group's own policy: its fields over the defaults, checked once at
+/// `group_path` whether or not the group has backends.
+pub(crate) fn group(group: Option<&ProbePolicy>, group_path: &str, v: &mut Violations) -> Policy {
     let mut policy = Policy::default();
     if let Some(g) = group {
         overlay(&mut policy, g, group_path, v);
     }
+    check_timeout(&policy, group_path, v);
+    policy
+}
+
+/// Resolves the effective policy of one backend: its own fields over the
+/// group's (already checked by [`group`]). `backend_path` names the
+/// backend's `policy` field for error messages.
+pub(crate) fn resolve(group: Policy, backend: Option<&ProbePolicy>, backend_path: &str, v: &mut Violations) -> Policy {
+    let mut policy = group;
     if let Some(b) = backend {
         overlay(&mut policy, b, backend_path, v);
     }
+    // Without timing of its own, the backend inherits the group's timing,
+    // whose error (if any) was reported once for the group.
+    if sets_timing(backend) {
+        check_timeout(&policy, backend_path, v);
+    }
+    policy
+}
+
+fn check_timeout(policy: &Policy, path: &str, v: &mut Violations) {
     if policy.timeout >= policy.interval {
-        let at = if sets_timing(backend) { backend_path } else { group_path };
         v.add(
-            join(at, "timeout"),
+            join(path, "timeout"),
             format!("must be shorter than the interval ({:?} >= {:?})", policy.timeout, policy.interval),
         );
     }
-    policy
 }

@@ -82,7 +82,7 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
             format!("has {} backends; the limit is {}", spec.backends.len(), limits.max_backends_per_group),
         );
     }
-    let group_policy_path = join(prefix, "policy");
+    let group_policy = policy::group(spec.policy.as_ref(), &join(prefix, "policy"), &mut v);
     let mut seen = HashSet::new();
     let mut backends = Vec::with_capacity(spec.backends.len());
     for (i, b) in spec.backends.iter().enumerate() {
@@ -90,7 +90,7 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
         if !seen.insert(b.name.as_str()) {
             v.add(join(&path, "name"), format!("duplicate backend name {:?}", b.name));
         }
-        let policy = policy::resolve(spec.policy.as_ref(), &group_policy_path, b.policy.as_ref(), &join(&path, "policy"), &mut v);
+        let policy = policy::resolve(group_policy, b.policy.as_ref(), &join(&path, "policy"), &mut v);
         if let Some(backend) = validate_backend(b, &path, policy, limits.allow_link_local_backends, &mut v) {
             backends.push(backend);
         }
@@ -98,9 +98,6 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
     if v.0.is_empty() {
         Ok(ValidGroup { spec: spec.clone(), backends })
     } else {
-        // Group-level policy errors are found once per backend; report each once.
-        let mut seen = HashSet::new();
-        v.0.retain(|fv| seen.insert((fv.field.clone(), fv.description.clone())));
         Err(v.0)
     }
 }
@@ -188,6 +185,23 @@ fn forbidden_message(u: &Url) -> String {
     format!("host {ip} is a link-local, cloud-metadata or unspecified address; the daemon accepts it only with --allow-link-local-backends")
 }
 
+/// Whether a client secret may be sent to `url`: https (the token client
+/// verifies the certificate), or http to a loopback host (127.0.0.0/8, ::1,
+/// localhost), which never leaves the machine.
+pub fn secret_may_travel_to(url: &Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return false,
+    };
+    match url.scheme() {
+        "https" => url.host_str().is_some_and(|h| !h.is_empty()),
+        "http" => loopback,
+        _ => false,
+    }
+}
+
 fn check_secret(source: Option<&crate::proto::v1::SecretSource>, field: String, v: &mut Violations) {
     match source.and_then(|s| s.source.as_ref()) {
         Some(secret_source::Source::Env(name)) if !name.is_empty() => {}
@@ -229,8 +243,12 @@ fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v:
                 let field = join(path, "oauth2ClientCredentials");
                 match Url::parse(&o.token_url) {
                     Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-                    _ => v.add(join(&field, "tokenUrl"), "must be an http or https URL with a host"),
+                    Ok(u) if u.scheme() == "http" && u.host_str().is_some() && !secret_may_travel_to(&u) => v.add(
+                        join(&field, "tokenUrl"),
+                        "must be an https URL: the client secret travels only over verified TLS (http is accepted only for a loopback host)",
+                    ),
+                    Ok(u) if secret_may_travel_to(&u) => {}
+                    _ => v.add(join(&field, "tokenUrl"), "must be an https URL with a host"),
                 }
                 check_secret(o.client_id.as_ref(), join(&field, "clientId"), v);
                 check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v);
@@ -251,5 +269,129 @@ fn validate_tls(tls: &TlsSpec, url: Option<&Url>, path: &str, v: &mut Violations
     }
     if tls.dangerous_skip_verification && !tls.ca_file.is_empty() {
         v.add(join(path, "dangerousSkipVerification"), "contradicts caFile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::ProbePolicy;
+
+    fn dur(seconds: i64) -> Option<pbjson_types::Duration> {
+        Some(pbjson_types::Duration { seconds, nanos: 0 })
+    }
+
+    fn spec(policy: Option<ProbePolicy>, backends: usize) -> GroupSpec {
+        GroupSpec {
+            name: "g".into(),
+            policy,
+            backends: (0..backends)
+                .map(|i| BackendSpec {
+                    name: format!("b{i}"),
+                    url: format!("http://127.0.0.1:{}/mcp", 1000 + i),
+                    ..BackendSpec::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// The fields a validation reports, in order.
+    fn fields(spec: &GroupSpec) -> Vec<String> {
+        match validate_group(spec, "spec", &Limits::default()) {
+            Ok(_) => Vec::new(),
+            Err(v) => v.into_iter().map(|fv| fv.field).collect(),
+        }
+    }
+
+    #[test]
+    fn the_group_policy_is_checked_once_on_its_own() {
+        let bad_timing = ProbePolicy {
+            interval: dur(5),
+            timeout: dur(10),
+            ..ProbePolicy::default()
+        };
+        let bad_threshold = ProbePolicy {
+            unhealthy_threshold: Some(0),
+            jitter_percent: Some(99),
+            ..ProbePolicy::default()
+        };
+        // (group policy, backends, expected fields)
+        let cases: [(Option<ProbePolicy>, usize, &[&str]); 6] = [
+            (None, 0, &[]),
+            (None, 2, &[]),
+            (Some(bad_timing), 0, &["spec.policy.timeout"]),
+            (Some(bad_timing), 3, &["spec.policy.timeout"]),
+            (Some(bad_threshold), 0, &["spec.policy.unhealthyThreshold", "spec.policy.jitterPercent"]),
+            (Some(bad_threshold), 2, &["spec.policy.unhealthyThreshold", "spec.policy.jitterPercent"]),
+        ];
+        for (policy, backends, want) in cases {
+            assert_eq!(fields(&spec(policy, backends)), want, "policy {policy:?} with {backends} backends");
+        }
+    }
+
+    #[test]
+    fn a_client_secret_goes_only_to_https_or_loopback_token_urls() {
+        let field = "spec.backends[0].auth.oauth2ClientCredentials.tokenUrl";
+        // (token URL, accepted)
+        let cases = [
+            ("https://auth.example.com/token", true),
+            ("https://10.1.2.3:8443/token", true),
+            ("http://127.0.0.1:8080/token", true),
+            ("http://127.8.9.10/token", true),
+            ("http://[::1]:9000/token", true),
+            ("http://localhost/token", true),
+            ("http://LOCALHOST:1/token", true),
+            ("http://auth.example.com/token", false),
+            ("http://10.1.2.3/token", false),
+            ("http://localhost.example.com/token", false),
+            ("http://[::2]/token", false),
+            ("ftp://127.0.0.1/token", false),
+            ("not a url", false),
+        ];
+        for (url, accepted) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].auth = Some(AuthSpec {
+                mode: AuthMode::Oauth2ClientCredentials as i32,
+                oauth2_client_credentials: Some(crate::proto::v1::OAuth2ClientCredentials {
+                    token_url: url.into(),
+                    client_id: Some(crate::proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("ID".into())),
+                    }),
+                    client_secret: Some(crate::proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("SECRET".into())),
+                    }),
+                    ..Default::default()
+                }),
+                ..AuthSpec::default()
+            });
+            let want: &[&str] = if accepted { &[] } else { &[field] };
+            assert_eq!(fields(&s), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_backend_policy_is_checked_at_the_backend() {
+        let mut s = spec(
+            Some(ProbePolicy {
+                interval: dur(30),
+                ..ProbePolicy::default()
+            }),
+            2,
+        );
+        // Valid over the group's 30 s interval, invalid over its own 5 s one.
+        s.backends[1].policy = Some(ProbePolicy {
+            interval: dur(5),
+            timeout: dur(6),
+            ..ProbePolicy::default()
+        });
+        assert_eq!(fields(&s), ["spec.backends[1].policy.timeout"]);
+        // A backend that sets no timing inherits the group's, reported once for the group.
+        s.policy = Some(ProbePolicy {
+            interval: dur(5),
+            timeout: dur(6),
+            ..ProbePolicy::default()
+        });
+        s.backends[1].policy = None;
+        assert_eq!(fields(&s), ["spec.policy.timeout"]);
     }
 }

@@ -19,17 +19,13 @@ async fn hang_times_out_and_frees_the_connection() {
         .body(initialize(1, "2025-06-18").to_string());
     let err = err.send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(20), "the client timeout fired");
     // Other paths are unaffected.
     let (st, _) = post_json(&c, &s.url(), &initialize(2, "2025-06-18")).await;
     assert_eq!(st, 200);
     drop(c);
     // The hung request is dropped once the client goes away: no connection leaks.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while s.stats().open_connections > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(s.stats().open_connections, 0);
+    wait_until("the hung connection to close", || async { s.stats().open_connections == 0 }).await;
     assert_eq!(s.stats().initialize, 2);
 }
 
@@ -58,9 +54,10 @@ async fn stop_closes_hung_connections() {
         let url = s.url();
         async move { c.post(url).header("accept", ACCEPT_BOTH).body("{}").send().await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // stop() must close a connection whose request is hanging, so wait until it is.
+    wait_until("the request to reach the server", || async { s.stats().posts == 1 }).await;
     s.stop().await;
-    let res = tokio::time::timeout(Duration::from_secs(2), pending).await.unwrap().unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(20), pending).await.unwrap().unwrap();
     assert!(res.is_err(), "the hung request fails when stop() closes its connection");
     assert_eq!(s.stats().open_connections, 0);
 }

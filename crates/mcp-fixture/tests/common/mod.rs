@@ -1,7 +1,8 @@
 //! Test helpers: a loopback-only reqwest client and JSON-RPC request builders.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -66,4 +67,18 @@ pub async fn post_json(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Va
 pub fn first_sse_data(body: &str) -> Value {
     let line = body.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
     serde_json::from_str(line).expect("json data")
+}
+
+/// Polls `cond` until it holds, or fails after a generous 20 s naming `what`:
+/// synchronisation on a condition, never on a fixed sleep.
+pub async fn wait_until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
