@@ -37,12 +37,7 @@ fn target_in(clients: &ClientCache, backend: Value) -> ProbeTarget {
     let spec: mcp_health::proto::v1::GroupSpec = serde_json::from_value(json!({"name": "g", "backends": [backend]})).unwrap();
     let group = mcp_health::spec::validate_group(&spec, "spec", &Default::default()).unwrap_or_else(|v| panic!("{v:?}"));
     let backend = group.backends.into_iter().next().unwrap();
-    ProbeTarget {
-        group: "g".into(),
-        client: clients.client_for(backend.spec.tls.as_ref()).unwrap(),
-        backend,
-        dns: clients.dns(),
-    }
+    ProbeTarget::new("g", backend, clients).unwrap()
 }
 
 async fn probe_n(t: &ProbeTarget, n: usize) {

@@ -158,7 +158,7 @@ impl GroupHealthService for GroupService {
     }
 
     async fn set_backend_drain(&self, req: Request<SetBackendDrainRequest>) -> Result<Response<SetBackendDrainResponse>, Status> {
-        self.admin.check(&req, "SetBackendDrain")?;
+        self.admin.check(&req, "SetBackendDrain").await?;
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
         if req.backend.is_empty() {
