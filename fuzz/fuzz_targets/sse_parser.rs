@@ -9,6 +9,9 @@
 //! oracle's streaming line parser waits for an LF after a final CR, so a final
 //! CR never ends a line there, while the standard says it does. Inputs ending
 //! in CR get an LF appended (CRLF is the same single line end for both).
+//! And the oracle panics on a leading BOM (it slices `[1..]` inside the
+//! 3-byte U+FEFF), so the oracle gets the stream without it (and streams
+//! with a second BOM are not compared); ours gets it.
 #![no_main]
 
 use futures::StreamExt;
@@ -57,5 +60,10 @@ fuzz_target!(|input: &[u8]| {
     }
     let got = got.expect("valid UTF-8 is never an error");
     assert_eq!(Some(&got), ours(&[&stream[..]]).as_ref(), "chunking changed the events");
-    assert_eq!(Some(got), oracle(&chunks), "differs from eventsource-stream");
+    let bare = stream.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&stream);
+    if bare.starts_with("\u{feff}".as_bytes()) {
+        return; // a second BOM: the oracle would panic again
+    }
+    let bare_chunks: Vec<&[u8]> = if size == 0 { vec![bare] } else { bare.chunks(usize::from(size)).collect() };
+    assert_eq!(Some(got), oracle(&bare_chunks), "differs from eventsource-stream");
 });
