@@ -109,12 +109,14 @@ impl EtcdStore {
             StoreError::Write(e.into())
         })?;
         if !resp.succeeded {
-            return Err(StoreError::Write(format!(
-                "group {:?} was changed on another replica meanwhile (this replica expected generation {}); read it again and retry",
-                spec.name,
-                generation - 1
-            )
-            .into()));
+            return Err(StoreError::Write(
+                format!(
+                    "group {:?} was changed on another replica meanwhile (this replica expected generation {}); read it again and retry",
+                    spec.name,
+                    generation - 1
+                )
+                .into(),
+            ));
         }
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(spec.name.clone(), revision);

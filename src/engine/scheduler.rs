@@ -9,8 +9,8 @@ use rand::Rng;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::spread::StartPacer;
 use super::results::ProbeResult;
+use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{ProbeOutcome, Reason};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};

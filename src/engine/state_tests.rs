@@ -413,15 +413,26 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
     for (drain, want) in table {
         let mut checked = state.check_drain("g", "a", *drain).unwrap();
         let store = checked.store.take();
-        assert_eq!(store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)), want.map(|g| (*drain, g)), "drain={drain}");
+        assert_eq!(
+            store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)),
+            want.map(|g| (*drain, g)),
+            "drain={drain}"
+        );
         let fx = commit(&mut state, checked);
-        assert!(!fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })), "no probe task restarted");
+        assert!(
+            !fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })),
+            "no probe task restarted"
+        );
         let h = state.health("g").unwrap();
         assert_eq!((h.backends[0].draining, h.backends[1].draining), (*drain, false));
     }
     assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
     assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
-    apply(&mut state, "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n", Origin::ConfigFile("f.yaml".into()));
+    apply(
+        &mut state,
+        "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n",
+        Origin::ConfigFile("f.yaml".into()),
+    );
     assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
 }
 
