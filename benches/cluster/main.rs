@@ -205,10 +205,10 @@ async fn propagation(changes: usize) {
     apply(&ds[0].client().await, spec("p", &[fixture.url_for("/mcp")], INTERVAL_S)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let owner_name = loop {
-        if let Some(v) = verdict(&etcd, "/bench-prop").await {
-            if let Some(n) = members(&etcd, "/bench-prop").await.get(&v.writer) {
-                break n.clone();
-            }
+        if let Some(v) = verdict(&etcd, "/bench-prop").await
+            && let Some(n) = members(&etcd, "/bench-prop").await.get(&v.writer)
+        {
+            break n.clone();
         }
         assert!(Instant::now() < deadline, "no shared verdict");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -272,10 +272,11 @@ async fn failover(kills: usize) {
         ds.remove(owner).kill9();
         // A survivor took the backend over: it probed it and shared its verdict.
         loop {
-            if let Some(v) = verdict(&etcd, prefix).await {
-                if v.writer != writer && members(&etcd, prefix).await.contains_key(&v.writer) {
-                    break;
-                }
+            if let Some(v) = verdict(&etcd, prefix).await
+                && v.writer != writer
+                && members(&etcd, prefix).await.contains_key(&v.writer)
+            {
+                break;
             }
             assert!(killed.elapsed() < Duration::from_secs(60), "never re-owned");
             tokio::time::sleep(Duration::from_millis(20)).await;

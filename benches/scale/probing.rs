@@ -33,7 +33,7 @@ fn med(results: &[Value], key: &str) -> f64 {
 }
 
 fn label(run: Run) -> String {
-    let interval = if run.interval_ms % 1000 == 0 {
+    let interval = if run.interval_ms.is_multiple_of(1000) {
         format!("{} s", run.interval_ms / 1000)
     } else {
         format!("{} ms", run.interval_ms)

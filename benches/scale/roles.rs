@@ -263,11 +263,10 @@ pub fn bare_http() {
                         .body(body)
                         .send()
                         .await;
-                    if let Ok(resp) = sent {
-                        if resp.status().is_success() && resp.bytes().await.is_ok_and(|b| b.starts_with(b"{")) {
+                    if let Ok(resp) = sent
+                        && resp.status().is_success() && resp.bytes().await.is_ok_and(|b| b.starts_with(b"{")) {
                             ok.fetch_add(1, Relaxed);
                         }
-                    }
                     done.fetch_add(1, Relaxed);
                     i += concurrency;
                 }

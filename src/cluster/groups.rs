@@ -34,10 +34,10 @@ impl GroupFollower {
             match change {
                 Change::Put(kv) => self.put(&kv).await,
                 Change::Delete(kv) => {
-                    if let Some(name) = self.keys.group_name(&String::from_utf8_lossy(&kv.key)).map(str::to_owned) {
-                        if !self.store.is_own_write(&name, kv.mod_revision) {
-                            self.remote_delete(&name).await;
-                        }
+                    if let Some(name) = self.keys.group_name(&String::from_utf8_lossy(&kv.key)).map(str::to_owned)
+                        && !self.store.is_own_write(&name, kv.mod_revision)
+                    {
+                        self.remote_delete(&name).await;
                     }
                 }
                 Change::Reset(kvs) => self.reset(&kvs).await,

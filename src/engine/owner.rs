@@ -313,15 +313,15 @@ impl Owner {
                 Effect::Changed { group, sequence } => {
                     // The full view costs O(backends); build it only when someone watches.
                     // (Readers that come later build it on demand from the same state.)
-                    if self.events.receiver_count() > 0 {
-                        if let Ok(view) = self.state.health(&group) {
-                            // A lagging receiver is resynchronized by its stream with a snapshot.
-                            let _ = self.events.send(Event {
-                                kind: EventKind::Changed,
-                                sequence,
-                                group: view,
-                            });
-                        }
+                    if self.events.receiver_count() > 0
+                        && let Ok(view) = self.state.health(&group)
+                    {
+                        // A lagging receiver is resynchronized by its stream with a snapshot.
+                        let _ = self.events.send(Event {
+                            kind: EventKind::Changed,
+                            sequence,
+                            group: view,
+                        });
                     }
                 }
                 Effect::Deleted(event) => {

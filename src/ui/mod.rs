@@ -245,10 +245,10 @@ pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, 
 async fn render(ui: &Ui, scope: Scope) -> Response {
     match snapshot(&ui.engine, &scope).await {
         Ok((update, _)) => {
-            if let (Some(b), Some(g)) = (&scope.backend, update.groups.first()) {
-                if !g.backends.iter().any(|x| x.name == *b) {
-                    return not_found(&format!("backend {b:?} not found in group {:?}", g.name));
-                }
+            if let (Some(b), Some(g)) = (&scope.backend, update.groups.first())
+                && !g.backends.iter().any(|x| x.name == *b)
+            {
+                return not_found(&format!("backend {b:?} not found in group {:?}", g.name));
             }
             html(StatusCode::OK, page::render(&update, &scope))
         }

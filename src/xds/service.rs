@@ -137,12 +137,11 @@ async fn drive<V: Variant>(
                         break;
                     }
                 };
-                if node.is_none() {
-                    if let Some(n) = V::node(&req) {
+                if node.is_none()
+                    && let Some(n) = V::node(&req) {
                         info!(rpc, %peer, node = %n.id, cluster = %n.cluster, user_agent = %n.user_agent_name, "xds stream opened");
                         node = Some(n.clone());
                     }
-                }
                 let type_url = match (V::type_url(&req), ads) {
                     ("", false) => EDS_TYPE,
                     ("", true) => {

@@ -59,10 +59,10 @@ impl Sotw {
 
     /// Handles one request; returns what it was and the response to send, if any.
     pub fn on_request(&mut self, req: &DiscoveryRequest, catalog: &Catalog, nonces: &mut u64) -> (Kind, Option<DiscoveryResponse>) {
-        if let Some(last) = &self.nonce {
-            if req.response_nonce != *last {
-                return (Kind::Stale, None);
-            }
+        if let Some(last) = &self.nonce
+            && req.response_nonce != *last
+        {
+            return (Kind::Stale, None);
         }
         let kind = match (&req.error_detail, req.response_nonce.is_empty()) {
             (Some(e), _) => Kind::Nack {
