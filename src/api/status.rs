@@ -36,6 +36,7 @@ pub fn to_status(err: EngineError) -> Status {
         }
         EngineError::ShuttingDown => Status::unavailable(err.to_string()),
         // Nothing changed; the client may retry.
+        EngineError::Store(crate::store::StoreError::Conflict { .. }) => Status::aborted(crate::errors::chain(&err)),
         EngineError::Store(_) => Status::unavailable(crate::errors::chain(&err)),
     }
 }

@@ -89,9 +89,7 @@ impl EtcdStore {
 
     fn refuse_if_degraded(&self) -> Result<(), StoreError> {
         match self.status.degraded() {
-            Some(why) => Err(StoreError::Write(
-                format!("the cluster is degraded ({why}); changes are refused until etcd is reachable again").into(),
-            )),
+            Some(why) => Err(StoreError::Degraded(why)),
             None => Ok(()),
         }
     }
@@ -109,14 +107,10 @@ impl EtcdStore {
             StoreError::Write(e.into())
         })?;
         if !resp.succeeded {
-            return Err(StoreError::Write(
-                format!(
-                    "group {:?} was changed on another replica meanwhile (this replica expected generation {}); read it again and retry",
-                    spec.name,
-                    generation - 1
-                )
-                .into(),
-            ));
+            return Err(StoreError::Conflict {
+                group: spec.name.clone(),
+                expected: generation - 1,
+            });
         }
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(spec.name.clone(), revision);

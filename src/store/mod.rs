@@ -23,6 +23,10 @@ pub enum StoreError {
     Write(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store read failed")]
     Read(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("group {group:?} was changed on another replica meanwhile (this replica expected generation {expected}); read it again and retry")]
+    Conflict { group: String, expected: u64 },
+    #[error("the cluster is degraded ({0}); changes are refused until etcd is reachable again")]
+    Degraded(String),
     #[error("stored group {name:?} cannot be decoded: {reason}")]
     Decode { name: String, reason: String },
 }
