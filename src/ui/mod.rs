@@ -35,6 +35,9 @@ const SCRIPT: &str = include_str!("assets/app.js");
 /// still works as a snapshot).
 pub const MAX_EVENT_STREAMS: usize = 64;
 
+/// How long a shutdown waits for open pages to close their connections.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
     #[error("cannot listen for the status page on {addr}")]
@@ -96,9 +99,17 @@ impl UiServer {
             .with_state(ui);
         let (accept, failed) = crate::listener::watch(listener);
         let task = tokio::spawn(async move {
+            let serve = axum::serve(accept, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            // A reader that stopped reading (a full socket buffer) would hold a
+            // graceful shutdown forever: after the drain time, stop waiting.
+            let drained = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_DRAIN).await;
+            };
             tokio::select! {
-                r = axum::serve(accept, app).with_graceful_shutdown(shutdown.cancelled_owned()) => r.map_err(UiError::Serve),
+                r = serve => r.map_err(UiError::Serve),
                 e = failed.wait() => Err(UiError::Listener(e)),
+                () = drained => Ok(()),
             }
         });
         tracing::info!(%addr, "status page serving on http://{addr}/");
