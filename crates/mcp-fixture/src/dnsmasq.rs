@@ -81,6 +81,9 @@ impl Dnsmasq {
             assert!(Instant::now() < deadline, "dnsmasq did not start: {}", d.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Ready only once it has read its hosts file: a query before that
+        // would not be answered from it.
+        d.wait_reads(1);
         d
     }
 
