@@ -93,8 +93,11 @@ def ports(cla) -> list[int]:
 
 
 def settled(cla) -> bool:
-    """Every endpoint has a verdict (health_status UNKNOWN is 0)."""
-    return all(e.health_status != 0 for loc in cla.endpoints for e in loc.lb_endpoints)
+    """The group's endpoints are in (an apply is acknowledged before the
+    debounced catalog has it, so a first answer may still be empty) and every
+    one has a verdict (health_status UNKNOWN is 0)."""
+    eps = [e for loc in cla.endpoints for e in loc.lb_endpoints]
+    return bool(eps) and all(e.health_status != 0 for e in eps)
 
 
 def settle(s: Stream, r, name: str):
