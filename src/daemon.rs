@@ -25,7 +25,7 @@ use crate::metrics::MetricsListener;
 use crate::probe::{HttpProber, SharedProbe};
 use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
-use crate::spec::{Limits, ValidGroup, validate_group};
+use crate::spec::{Limits, ValidGroup};
 use crate::store::{Persist, RedbStore, StoreError};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
@@ -65,8 +65,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored group {group:?} is not valid under the current flags: {reason}; fix the flags or delete the group with an earlier daemon")]
-    StoredGroupInvalid { group: String, reason: String },
+    #[error("cannot restore a stored group (fix the flags or delete the group with an earlier daemon)")]
+    StoredGroupInvalid(#[from] crate::store::InvalidStoredGroup),
     #[error("cannot restore the stored groups")]
     Restore(#[source] crate::engine::EngineError),
     #[error(transparent)]
@@ -174,15 +174,7 @@ type Restored = Vec<(ValidGroup, u64)>;
 /// Opens the store and reads its groups back, validated under today's flags.
 fn open_store(dir: &std::path::Path, limits: &Limits) -> Result<(Arc<RedbStore>, Restored), DaemonError> {
     let store = RedbStore::open(dir)?;
-    let mut groups = Vec::new();
-    for stored in store.load()? {
-        let name = stored.spec.name.clone();
-        let valid = validate_group(&stored.spec, &name, limits).map_err(|v| DaemonError::StoredGroupInvalid {
-            group: name.clone(),
-            reason: v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-        })?;
-        groups.push((valid, stored.generation));
-    }
+    let groups = crate::store::validate_stored(store.load()?, limits)?;
     Ok((Arc::new(store), groups))
 }
 

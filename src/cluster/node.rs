@@ -19,7 +19,7 @@ use super::status::ClusterStatus;
 use super::store::EtcdStore;
 use super::verdicts::VerdictWriter;
 use crate::engine::Engine;
-use crate::spec::{Limits, ValidGroup, validate_group};
+use crate::spec::{Limits, ValidGroup};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +28,8 @@ pub enum ClusterError {
     Connect(#[source] EtcdError),
     #[error("cannot read the groups from etcd: {0}")]
     Load(#[source] StoreError),
-    #[error("group {group:?} in etcd is not valid under this replica's flags: {reason}")]
-    Invalid { group: String, reason: String },
+    #[error("a group in etcd is not valid under this replica's flags")]
+    Invalid(#[source] crate::store::InvalidStoredGroup),
     #[error("cannot join the cluster: {0}")]
     Join(#[source] EtcdError),
 }
@@ -62,15 +62,7 @@ impl ClusterNode {
         let status = ClusterStatus::default();
         let store = EtcdStore::new(etcd.clone(), keys.clone(), status.clone());
         let (stored, revision) = store.load().await.map_err(ClusterError::Load)?;
-        let mut groups = Vec::new();
-        for g in stored {
-            let name = g.spec.name.clone();
-            let valid = validate_group(&g.spec, &name, limits).map_err(|v| ClusterError::Invalid {
-                group: name.clone(),
-                reason: v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-            })?;
-            groups.push((valid, g.generation));
-        }
+        let groups = crate::store::validate_stored(stored, limits).map_err(ClusterError::Invalid)?;
         let (seam, publisher) = shared::seam(status.clone());
         let node = ClusterNode {
             etcd,

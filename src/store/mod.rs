@@ -5,6 +5,7 @@
 mod redb_store;
 
 use crate::proto::v1::GroupSpec;
+use crate::spec::{Limits, ValidGroup, validate_group};
 
 pub use redb_store::RedbStore;
 
@@ -49,4 +50,28 @@ pub trait Persist: Send + Sync + 'static {
     fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError>;
     /// Removes a group, durably. Removing a missing group is not an error.
     fn remove(&self, name: &str) -> Result<(), StoreError>;
+}
+
+/// A stored group that no longer passes validation under today's flags.
+#[derive(Debug, thiserror::Error)]
+#[error("stored group {group:?} is not valid under the current flags: {reason}")]
+pub struct InvalidStoredGroup {
+    pub group: String,
+    pub reason: String,
+}
+
+/// Validates groups read back from a store (redb or etcd) under today's
+/// flags, keeping their generations: the one check both stores share.
+pub fn validate_stored(stored: Vec<StoredGroup>, limits: &Limits) -> Result<Vec<(ValidGroup, u64)>, InvalidStoredGroup> {
+    stored
+        .into_iter()
+        .map(|g| {
+            let name = g.spec.name.clone();
+            let valid = validate_group(&g.spec, &name, limits).map_err(|v| InvalidStoredGroup {
+                group: name,
+                reason: v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            })?;
+            Ok((valid, g.generation))
+        })
+        .collect()
 }
