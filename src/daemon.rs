@@ -280,7 +280,7 @@ impl Daemon {
         let admin = admin_guard(&opts)?;
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = &opts.tls {
-            builder = builder.tls_config(tls.config()?).map_err(|e| DaemonError::TlsConfig {
+            builder = builder.tls_config(tls.config().await?).map_err(|e| DaemonError::TlsConfig {
                 cert: tls.cert.display().to_string(),
                 key: tls.key.display().to_string(),
                 source: e,

@@ -21,8 +21,13 @@ pub struct ServerTls {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {flag} {path}: {reason}")]
-    Read { flag: &'static str, path: String, reason: String },
+    #[error("cannot read {flag} {path}")]
+    Read {
+        flag: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{flag} {path} is not a usable PEM {what}: {reason}")]
     Parse {
         flag: &'static str,
@@ -32,11 +37,12 @@ pub enum TlsError {
     },
 }
 
-fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Read {
+/// Reads on tokio's blocking pool, so a slow disk never stalls the runtime.
+async fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    tokio::fs::read(path).await.map_err(|source| TlsError::Read {
         flag,
         path: path.display().to_string(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -63,10 +69,10 @@ fn certificates(flag: &'static str, path: &Path, pem: &[u8]) -> Result<(), TlsEr
 impl ServerTls {
     /// Reads and parses the PEM files, naming the file that is unusable. tonic
     /// parses them again when the server is built.
-    pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
-        let cert = read("--tls-cert", &self.cert)?;
+    pub async fn config(&self) -> Result<ServerTlsConfig, TlsError> {
+        let cert = read("--tls-cert", &self.cert).await?;
         certificates("--tls-cert", &self.cert, &cert)?;
-        let key = read("--tls-key", &self.key)?;
+        let key = read("--tls-key", &self.key).await?;
         PrivateKeyDer::from_pem_slice(&key).map_err(|e| TlsError::Parse {
             flag: "--tls-key",
             path: self.key.display().to_string(),
@@ -75,7 +81,7 @@ impl ServerTls {
         })?;
         let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
         if let Some(ca) = &self.client_ca {
-            let pem = read("--tls-client-ca", ca)?;
+            let pem = read("--tls-client-ca", ca).await?;
             certificates("--tls-client-ca", ca, &pem)?;
             config = config.client_ca_root(Certificate::from_pem(pem)).client_auth_optional(true);
         }

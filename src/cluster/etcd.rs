@@ -93,8 +93,9 @@ pub struct Etcd {
     inner: Arc<Inner>,
 }
 
-fn read(flag: &'static str, path: &std::path::Path) -> Result<Vec<u8>, EtcdError> {
-    std::fs::read(path).map_err(|source| EtcdError::ReadFile {
+/// Reads on tokio's blocking pool, so a slow disk never stalls the runtime.
+async fn read(flag: &'static str, path: &std::path::Path) -> Result<Vec<u8>, EtcdError> {
+    tokio::fs::read(path).await.map_err(|source| EtcdError::ReadFile {
         flag,
         path: path.display().to_string(),
         source,
@@ -114,9 +115,9 @@ impl Etcd {
     pub async fn connect(opts: &ClusterOptions) -> Result<Etcd, EtcdError> {
         let tls = if opts.endpoints.iter().any(|e| e.starts_with("https://")) {
             let ca = opts.ca_cert.as_deref().ok_or(EtcdError::NoCa)?;
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--etcd-ca-cert", ca)?));
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--etcd-ca-cert", ca).await?));
             if let Some((cert, key)) = &opts.client_cert {
-                tls = tls.identity(Identity::from_pem(read("--etcd-cert", cert)?, read("--etcd-key", key)?));
+                tls = tls.identity(Identity::from_pem(read("--etcd-cert", cert).await?, read("--etcd-key", key).await?));
             }
             Some(tls)
         } else {
@@ -137,7 +138,7 @@ impl Etcd {
         }
         let user = match &opts.user {
             Some((name, file)) => {
-                let password = String::from_utf8_lossy(&read("--etcd-password-file", file)?)
+                let password = String::from_utf8_lossy(&read("--etcd-password-file", file).await?)
                     .trim_end_matches(['\r', '\n'])
                     .to_owned();
                 Some((name.clone(), password))
