@@ -3,7 +3,7 @@
 #   1. parses the Kubernetes manifests and the Envoy config (scripts/check_manifests.py);
 #   2. starts sample backends + mcp-healthd (examples/demo.yaml, metrics on, JSON logs);
 #   3. checks the start-up logs are JSON lines with the load and first-verdict progress;
-#   4. mcp-healthctl smoke run (the full CLI suite is tests/cli_commands.rs) and a dry-run
+#   4. mcp-healthctl smoke run (the full CLI suite is tests/it/cli_commands.rs) and a dry-run
 #      apply of the ConfigMap's groups;
 #   5. the Python examples (list_health, wait_serving, watch_transitions);
 #   6. the grpcurl recipes of clients/grpcurl.md;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the interop matrix (tests/interop_matrix.rs) runs besides .venv
+# Installs what the interop matrix (tests/it/interop_matrix.rs) runs besides .venv
 # (idempotent; quick when nothing changed):
 #   - Node.js and npm (Debian's packages, only when `node` is missing);
 #   - tests/interop/node/node_modules from the committed package-lock.json (`npm ci`):

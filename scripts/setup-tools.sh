@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run (idempotent; quick when present):
-#   - prometheus and promtool (Debian's `prometheus`): tests/metrics_prometheus.rs
+#   - prometheus and promtool (Debian's `prometheus`): tests/it/metrics_prometheus.rs
 #     runs a real Prometheus against the daemon and lints the exposition.
 # The package's system service is never started (policy-rc.d refuses it, and
 # the tests run their own server on a free loopback port).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (including the MCP
-# Python SDK interop suite, tests/interop.rs, and the interop matrix over the
-# TypeScript, Python and Rust SDKs and stdio bridges, tests/interop_matrix.rs),
+# Python SDK interop suite, tests/it/interop.rs, and the interop matrix over the
+# TypeScript, Python and Rust SDKs and stdio bridges, tests/it/interop_matrix.rs),
 # the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
 # binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
@@ -26,7 +26,7 @@ bash scripts/setup-tools.sh
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 
-step "rust tests (tests/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
+step "rust tests (tests/it/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
 cargo test --workspace
 
 step "OpenTelemetry export (feature otel) to a fake OTLP collector"

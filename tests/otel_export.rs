@@ -3,7 +3,9 @@
 //! operators filter on and without the backend's secret; spans still buffered
 //! at SIGTERM are flushed before exit.
 
+#[path = "it/common/mod.rs"]
 mod common;
+#[path = "it/lifecycle_bin/mod.rs"]
 mod lifecycle_bin;
 
 use std::collections::BTreeMap;

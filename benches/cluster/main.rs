@@ -1,5 +1,5 @@
 //! The cluster benchmark (issue 11; BENCHMARKS.md "Cluster"): real etcd
-//! nodes and `mcp-healthd` processes on loopback, as in tests/cluster_daemons.rs.
+//! nodes and `mcp-healthd` processes on loopback, as in tests/it/cluster_daemons.rs.
 //!
 //! - scale: N backends on 3 replicas against a single node, in one run: each
 //!   replica's CPU and RSS over the single node's, and etcd writes per second
@@ -12,9 +12,9 @@
 //! `cargo bench --bench cluster` (full) or `-- --smoke` (tiny; checks the harness);
 //! `CLUSTER_BENCH_BACKENDS=N` sizes the scale scenario.
 
-#[path = "../../tests/etcd_support/mod.rs"]
+#[path = "../../tests/it/etcd_support/mod.rs"]
 mod etcd_support;
-#[path = "../../tests/lifecycle_bin/mod.rs"]
+#[path = "../../tests/it/lifecycle_bin/mod.rs"]
 mod lifecycle_bin;
 
 use std::collections::HashMap;

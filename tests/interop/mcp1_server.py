@@ -1,6 +1,6 @@
 """One MCP server built with the official Python SDK's 1.x line (mcp==1.30.0,
 the FastMCP 1.0 API: `from mcp.server.fastmcp import FastMCP`), for mcp-health's
-interop matrix (tests/interop_matrix.rs). Runs in .venv-mcp1 (scripts/setup-interop.sh).
+interop matrix (tests/it/interop_matrix.rs). Runs in .venv-mcp1 (scripts/setup-interop.sh).
 
     .venv-mcp1/bin/python tests/interop/mcp1_server.py --mode MODE [--port N]
 

@@ -1,6 +1,6 @@
 //! An MCP server built with the official Rust SDK, `rmcp`, served over
 //! Streamable HTTP the way its examples do (axum, `StreamableHttpService`,
-//! `LocalSessionManager`), for the interop matrix (tests/interop_matrix.rs).
+//! `LocalSessionManager`), for the interop matrix (tests/it/interop_matrix.rs).
 //!
 //! `interop-rmcp [--port N] [--stateless]`: binds 127.0.0.1:N (0: the OS
 //! picks), prints `{"url": "http://127.0.0.1:P/mcp"}` once listening, and

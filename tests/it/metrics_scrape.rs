@@ -2,7 +2,7 @@
 //! fixture backends, scrapes before and after a forced transition, and series
 //! removed with their backend or group.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mcp_fixture::{Behavior, FixtureServer};

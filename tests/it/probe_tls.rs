@@ -3,8 +3,8 @@
 //! built-in roots, `dangerousSkipVerification`, and mTLS with and without a
 //! client certificate.
 
-mod common;
-mod probe_support;
+use crate::common;
+use crate::probe_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! (a new generation, kept across restarts); a config-file group is drained in
 //! its file, not over the API.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mcp_fixture::FixtureServer;

@@ -2,7 +2,7 @@
 //! by scripts/setup-tools.sh) scrapes it, and as `promtool check metrics`
 //! lints it; and what each backend costs in series.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

@@ -3,7 +3,7 @@
 //! a real daemon. Fails, never skips, when the venv is missing: run
 //! `scripts/interop.sh`, which creates it first.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

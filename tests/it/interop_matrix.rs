@@ -11,8 +11,8 @@
 //! (npm) and mcp-proxy (PyPI). Installed by scripts/setup-interop.sh; a missing
 //! install fails the test, it never skips.
 
-mod common;
-mod lifecycle_bin;
+use crate::common;
+use crate::lifecycle_bin;
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;

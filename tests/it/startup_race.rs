@@ -2,7 +2,7 @@
 //! marked unhealthy, and recovers at the next probe once it comes up, because
 //! no probe reuses another's connection state.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mcp_fixture::{FixtureOptions, FixtureServer, reserve_port};

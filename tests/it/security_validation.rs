@@ -2,7 +2,7 @@
 //! naming every offending field (as grpcurl shows it), configurable limits,
 //! and the SSRF guard on literal link-local and metadata addresses.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

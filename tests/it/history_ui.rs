@@ -3,7 +3,7 @@
 //! fixture MCP backends, a real tonic client, and plain HTTP/1.1 over TCP.
 //! The page in a real browser is tests/browser.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! rather than a mock: the integration half of the classification tables
 //! (the unit tables are in src/probe/classify.rs and jsonrpc.rs).
 
-mod probe_support;
+use crate::probe_support;
 
 use std::time::Duration;
 

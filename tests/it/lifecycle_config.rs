@@ -3,8 +3,8 @@
 //! GetConfigStatus), read-only config groups, and names claimed by both the
 //! file and the store.
 
-mod common;
-mod lifecycle_bin;
+use crate::common;
+use crate::lifecycle_bin;
 
 use std::path::Path;
 

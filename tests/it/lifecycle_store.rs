@@ -2,8 +2,8 @@
 //! come back probed afresh, and `kill -9` during a stream of applies loses no
 //! acknowledged write. The engine never accepts what the store did not commit.
 
-mod common;
-mod lifecycle_bin;
+use crate::common;
+use crate::lifecycle_bin;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

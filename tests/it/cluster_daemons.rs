@@ -1,9 +1,9 @@
 //! Cluster mode with real processes on loopback: 3 etcd nodes
-//! (tests/etcd_support) and 3 `mcp-healthd` binaries sharing them.
+//! (tests/it/etcd_support) and 3 `mcp-healthd` binaries sharing them.
 
-mod common;
-mod etcd_support;
-mod lifecycle_bin;
+use crate::common;
+use crate::etcd_support;
+use crate::lifecycle_bin;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

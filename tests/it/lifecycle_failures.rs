@@ -2,8 +2,8 @@
 //! lock, listeners), and a server whose listener dies makes `mcp-healthd` exit
 //! non-zero with a log line saying why.
 
-mod common;
-mod lifecycle_bin;
+use crate::common;
+use crate::lifecycle_bin;
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! GroupHealthService end to end: a daemon on 127.0.0.1:0, fixture MCP
 //! servers switched between behaviours, and a real tonic client for every RPC.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! within the policy timeout (time bounded) and the byte cap (memory bounded),
 //! and the healthy backend keeps being probed HEALTHY meanwhile.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Revision detection, memory and pinning on Streamable HTTP; the 2026
 //! stateless path; depth TOOLS on every transport; legacy HTTP+SSE.
 
-mod probe_support;
+use crate::probe_support;
 
 use std::time::Duration;
 

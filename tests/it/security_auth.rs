@@ -2,8 +2,8 @@
 //! grpc.health stay open), server TLS and mTLS, the refusal to start with
 //! mutations open beyond loopback, and request limits (watch streams, message size).
 
-mod common;
-mod lifecycle_bin;
+use crate::common;
+use crate::lifecycle_bin;
 
 use common::pki::{ca, leaf};
 use common::*;

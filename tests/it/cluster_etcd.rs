@@ -1,9 +1,9 @@
-//! The etcd side of cluster mode against real etcd (tests/etcd_support): the
+//! The etcd side of cluster mode against real etcd (tests/it/etcd_support): the
 //! groups store (optimistic concurrency, generation = etcd version), the
 //! membership (lease + member key, followed by others) and the fence on
 //! shared verdicts.
 
-mod etcd_support;
+use crate::etcd_support;
 
 use std::time::Duration;
 

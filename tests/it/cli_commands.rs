@@ -2,7 +2,7 @@
 //! 127.0.0.1:0 with fixture MCP backends, in every output mode, checking
 //! exit codes (grpc_health_probe's for `check`).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};

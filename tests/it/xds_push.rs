@@ -2,7 +2,7 @@
 //! becomes one push, and a change that leaves an assignment as it was pushes
 //! nothing (the next push is the next real change).
 
-mod common;
+use crate::common;
 
 use common::*;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;

@@ -5,9 +5,9 @@
 //! record changed mid-test, failures keeping reason DNS, the SSRF guard), and
 //! IPv6 backends ([::1] and AAAA names).
 
-mod common;
-mod lifecycle_bin;
-mod probe_support;
+use crate::common;
+use crate::lifecycle_bin;
+use crate::probe_support;
 
 use std::net::SocketAddr;
 

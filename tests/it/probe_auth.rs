@@ -3,8 +3,8 @@
 //! credentials (token cache, rejection, endpoint failure), auth changes in the
 //! spec, and secrets kept out of statuses and logs.
 
-mod common;
-mod probe_support;
+use crate::common;
+use crate::probe_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! WatchGroupHealth (in the very next message) and grpc.health, and a probe in
 //! flight can never bring a removed backend back.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mcp_fixture::{Behavior, FixtureServer};

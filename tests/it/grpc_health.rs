@@ -2,7 +2,7 @@
 //! SERVICE_UNKNOWN on an open stream for unknown names, only real changes, and
 //! NOT_SERVING then a clean end on shutdown.
 
-mod common;
+use crate::common;
 
 use common::*;
 use mcp_fixture::FixtureServer;

@@ -1,0 +1,34 @@
+//! The integration tests, as one test crate: one binary links tonic,
+//! reqwest and redb once instead of once per file (see ARCHITECTURE.md,
+//! "Tests"). Run one file's tests with `cargo test --test it <module>::`.
+
+mod common;
+mod etcd_support;
+mod lifecycle_bin;
+mod probe_support;
+
+mod cli_commands;
+mod cluster_daemons;
+mod cluster_etcd;
+mod drain;
+mod group_api;
+mod grpc_health;
+mod history_ui;
+mod interop;
+mod interop_matrix;
+mod lifecycle_changes;
+mod lifecycle_config;
+mod lifecycle_failures;
+mod lifecycle_store;
+mod metrics_prometheus;
+mod metrics_scrape;
+mod probe_auth;
+mod probe_classify;
+mod probe_cost;
+mod probe_hostile;
+mod probe_revision;
+mod probe_tls;
+mod security_auth;
+mod security_validation;
+mod startup_race;
+mod xds_push;
