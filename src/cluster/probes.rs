@@ -41,7 +41,7 @@ pub enum ProbeError {
     /// The engine's error, this replica's or the owner's: the same status either way.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("cannot ask the owner of {backend}, {owner}, to probe it: {source}")]
+    #[error("cannot ask the owner of {backend}, {owner}, to probe it")]
     Ask {
         owner: Owner,
         backend: String,
@@ -64,6 +64,19 @@ pub struct ProbeRouter {
     status: ClusterStatus,
     /// The number of this replica's next request (ids are `{member}-{n}`).
     next: Arc<AtomicU64>,
+}
+
+/// One request to an owner.
+struct Ask {
+    id: String,
+    group: String,
+    backend: String,
+    /// The requester, and the lease its request key is put under.
+    me: String,
+    lease: i64,
+    owner: Owner,
+    /// How long to wait for the answer.
+    wait: Duration,
 }
 
 /// What the wait for an answer ended with.
@@ -103,16 +116,32 @@ impl ProbeRouter {
         // An unknown backend here may be known to the owner (a group applied
         // a moment ago elsewhere): ask anyway, for the default wait.
         let wait = answer_wait(engine.probe_timeout(group.clone(), backend.clone()).await.ok());
-        let id = request_id(&me, self.next.fetch_add(1, Ordering::Relaxed));
+        let ask = Ask {
+            id: request_id(&me, self.next.fetch_add(1, Ordering::Relaxed)),
+            group,
+            backend,
+            me,
+            lease,
+            owner,
+            wait,
+        };
         // Its own task, so a client that hangs up still leaves no keys behind.
         let router = self.clone();
-        let forward = tokio::spawn(async move { router.forward(group, backend, id, me, lease, owner, wait).await });
+        let forward = tokio::spawn(async move { router.forward(ask).await });
         // The task does not panic; a join error means the runtime is shutting down.
         forward.await.map_err(|_| ProbeError::Engine(EngineError::ShuttingDown))?
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn forward(self, group: String, backend: String, id: String, me: String, lease: i64, owner: Owner, wait: Duration) -> Result<Probed, ProbeError> {
+    async fn forward(self, ask: Ask) -> Result<Probed, ProbeError> {
+        let Ask {
+            id,
+            group,
+            backend,
+            me,
+            lease,
+            owner,
+            wait,
+        } = ask;
         let request_key = self.keys.probe_request(&group, &backend, &id);
         let answer_key = self.keys.probe_answer(&id);
         let named = format!("{group}/{backend}");
