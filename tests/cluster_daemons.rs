@@ -651,10 +651,7 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     assert!(e.get_details_retry_info().is_some(), "RetryInfo like a local refusal");
 
     // Unknown names on a non-owner: the owner says NOT_FOUND, as a local probe would.
-    let unknown = (0..100)
-        .map(|i| format!("nope-{i}"))
-        .find(|b| owner_of(&members, b) != id_of(asker))
-        .unwrap();
+    let unknown = (0..100).map(|i| format!("nope-{i}")).find(|b| owner_of(&members, b) != id_of(asker)).unwrap();
     let unknown_owner = members[&owner_of(&members, &unknown)];
     let answered1 = answered(unknown_owner).await.unwrap();
     let e = probe(&s.clients[asker], "pool", &unknown).await.expect_err("no such backend");

@@ -69,7 +69,9 @@ impl Owner {
     /// Starts the probe a request asks of this member, once per request.
     fn take(&self, kv: &KeyValue, taken: &mut HashSet<String>) {
         let key = String::from_utf8_lossy(&kv.key).into_owned();
-        let Some((group, backend, id)) = self.keys.probe_request_of(&key) else { return };
+        let Some((group, backend, id)) = self.keys.probe_request_of(&key) else {
+            return;
+        };
         let Some(request) = decode::<ProbeRequest>(&kv.value) else {
             return warn!(key, "ignoring an undecodable probe request");
         };
@@ -95,7 +97,14 @@ impl Owner {
         match self.etcd.txn(txn).await {
             Ok(r) if r.succeeded => {
                 self.status.counters.probes_answered.fetch_add(1, Ordering::Relaxed);
-                debug!(group, backend, request = id, requester = request.requester, ok = probed.is_ok(), "probe answered");
+                debug!(
+                    group,
+                    backend,
+                    request = id,
+                    requester = request.requester,
+                    ok = probed.is_ok(),
+                    "probe answered"
+                );
             }
             Ok(_) => warn!(
                 group,

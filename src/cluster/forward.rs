@@ -73,7 +73,10 @@ pub struct ProbeAnswer {
 #[serde(rename_all = "snake_case")]
 pub enum Answered {
     /// The verdict the probe produced, as a local `ProbeBackend` returns it.
-    Probed { backend: Box<BackendHealth>, phase: GroupPhase },
+    Probed {
+        backend: Box<BackendHealth>,
+        phase: GroupPhase,
+    },
     Error(OwnerError),
 }
 
@@ -81,11 +84,22 @@ pub enum Answered {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum OwnerError {
-    GroupNotFound { group: String },
-    BackendNotFound { group: String, backend: String },
-    RateLimited { backend: String, elapsed_ms: u64, limit_ms: u64 },
+    GroupNotFound {
+        group: String,
+    },
+    BackendNotFound {
+        group: String,
+        backend: String,
+    },
+    RateLimited {
+        backend: String,
+        elapsed_ms: u64,
+        limit_ms: u64,
+    },
     /// Anything else (the owner is shutting down): its message.
-    Unavailable { message: String },
+    Unavailable {
+        message: String,
+    },
 }
 
 impl From<&EngineError> for OwnerError {
@@ -96,11 +110,7 @@ impl From<&EngineError> for OwnerError {
                 group: group.clone(),
                 backend: backend.clone(),
             },
-            EngineError::RateLimited {
-                backend,
-                elapsed_ms,
-                limit_ms,
-            } => OwnerError::RateLimited {
+            EngineError::RateLimited { backend, elapsed_ms, limit_ms } => OwnerError::RateLimited {
                 backend: backend.clone(),
                 elapsed_ms: *elapsed_ms,
                 limit_ms: *limit_ms,
@@ -119,15 +129,7 @@ impl OwnerError {
         match self {
             OwnerError::GroupNotFound { group } => Ok(EngineError::GroupNotFound(group)),
             OwnerError::BackendNotFound { group, backend } => Ok(EngineError::BackendNotFound { group, backend }),
-            OwnerError::RateLimited {
-                backend,
-                elapsed_ms,
-                limit_ms,
-            } => Ok(EngineError::RateLimited {
-                backend,
-                elapsed_ms,
-                limit_ms,
-            }),
+            OwnerError::RateLimited { backend, elapsed_ms, limit_ms } => Ok(EngineError::RateLimited { backend, elapsed_ms, limit_ms }),
             OwnerError::Unavailable { message } => Err(message),
         }
     }

@@ -148,7 +148,11 @@ mod tests {
             .collect();
         let owned = |s: &ClusterStatus| {
             let text = Metrics::new().with_collector(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
-            let line = text.lines().find_map(|l| l.strip_prefix("mcp_health_cluster_owned_backends ")).unwrap().to_owned();
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("mcp_health_cluster_owned_backends "))
+                .unwrap()
+                .to_owned();
             line.parse::<u64>().unwrap()
         };
         let counts: Vec<u64> = statuses.iter().map(owned).collect();

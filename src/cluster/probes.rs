@@ -153,11 +153,7 @@ impl ProbeRouter {
             Ok(r) => r,
             Err(source) => {
                 self.status.etcd_error();
-                return Err(ProbeError::Ask {
-                    owner,
-                    backend: named,
-                    source,
-                });
+                return Err(ProbeError::Ask { owner, backend: named, source });
             }
         };
         self.status.counters.probes_forwarded.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +175,13 @@ impl ProbeRouter {
         }
         let value = match waited {
             Waited::Answer(v) => v,
-            Waited::Silent => return Err(ProbeError::Silent { owner, backend: named, waited: wait }),
+            Waited::Silent => {
+                return Err(ProbeError::Silent {
+                    owner,
+                    backend: named,
+                    waited: wait,
+                });
+            }
             Waited::OwnerLeft => return Err(ProbeError::OwnerLeft { owner, backend: named }),
         };
         let Some(answer) = decode::<ProbeAnswer>(&value) else {
