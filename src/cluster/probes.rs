@@ -257,3 +257,44 @@ async fn owner_left(mut view: watch::Receiver<MemberView>, owner: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_owner() {
+        let owner = |name: &str| Owner {
+            id: "1a2b".into(),
+            name: name.into(),
+        };
+        let cases: &[(ProbeError, &str)] = &[
+            (
+                ProbeError::Silent {
+                    owner: owner("10.0.0.7:50051"),
+                    backend: "web/a".into(),
+                    waited: Duration::from_millis(3800),
+                },
+                "the owner of web/a, member 1a2b (10.0.0.7:50051), did not answer in time (waited 3.8s for its probe)",
+            ),
+            (
+                ProbeError::OwnerLeft {
+                    owner: owner(""),
+                    backend: "web/a".into(),
+                },
+                "the owner of web/a, member 1a2b, left the cluster before answering; retry",
+            ),
+            (
+                ProbeError::Ask {
+                    owner: owner("h:1"),
+                    backend: "web/a".into(),
+                    source: EtcdError::WatchEnded("x".into()),
+                },
+                "cannot ask the owner of web/a, member 1a2b (h:1), to probe it",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(err.to_string(), *want);
+        }
+    }
+}
