@@ -583,15 +583,15 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     assert_eq!(members.len(), 3, "{members:?}");
     let id_of = |i: usize| members.iter().find(|(_, d)| **d == i).map(|(id, _)| id.clone()).unwrap();
     let owner_id = owner_of(&members, "b0");
-    let owner = members[&owner_id];
-    let asker = (owner + 1) % 3;
-    println!("b0 is owned by daemon {owner} ({owner_id}); asking daemon {asker} ({})", id_of(asker));
+    let owner_daemon = members[&owner_id];
+    let asker = (owner_daemon + 1) % 3;
+    println!("b0 is owned by daemon {owner_daemon} ({owner_id}); asking daemon {asker} ({})", id_of(asker));
     let urls: Vec<String> = (0..3).map(|i| metrics_url(s.daemons[i].as_ref().unwrap())).collect();
     let answered = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_answered_total");
     let forwarded = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_forwarded_total");
     // Every first probe is done (initialSpread 0.5 s): the counts stand still.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (answered0, forwarded0) = (answered(owner).await.unwrap(), forwarded(asker).await.unwrap());
+    let (answered0, forwarded0) = (answered(owner_daemon).await.unwrap(), forwarded(asker).await.unwrap());
     let before = s.probes()[0];
 
     // A healthy probe: one probe of the fixture, made by the owner, its verdict in the reply.
@@ -600,7 +600,7 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     assert_eq!(b.name, "b0");
     assert_eq!(b.status, BackendStatus::Healthy as i32, "{b:?}");
     assert_eq!(r.phase, GroupPhase::Ready as i32);
-    assert_eq!(answered(owner).await, Some(answered0 + 1), "the owner answered it");
+    assert_eq!(answered(owner_daemon).await, Some(answered0 + 1), "the owner answered it");
     assert_eq!(forwarded(asker).await, Some(forwarded0 + 1), "the asker forwarded it");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(s.probes()[0], before + 1, "exactly one probe of b0, by the owner; none on the asker");
