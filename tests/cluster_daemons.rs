@@ -490,6 +490,8 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     let info = config_status(&s.clients[0]).await.expect("cluster info");
     assert_eq!(info.members.len(), 3, "{info:?}");
     assert!(!info.degraded);
+    let members = s.members().await;
+    let non_owner = (0..3).find(|i| members.get(&owner_of(&members, "b0")) != Some(i)).unwrap();
 
     // One etcd node down: nothing changes.
     s.etcd.kill(2);
@@ -517,6 +519,9 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
         .await
         .expect_err("no delete");
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // ...probes on demand itself (no owner can answer through etcd now)...
+    let probed = probe(&s.clients[non_owner], "pool", "b0").await.expect("a local probe while degraded");
+    assert_eq!(probed.backend.expect("verdict").status, BackendStatus::Healthy as i32);
     // ...and probes every backend itself (fail-static): about three probes per interval now.
     let before = s.probes();
     tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
