@@ -146,7 +146,9 @@ mod tests {
     #[test]
     fn probe_keys_round_trip() {
         let k = Keys::new("/p");
-        let cases: &[(&str, Option<(&str, &str, &str)>)] = &[
+        // (key, its (group, backend, request id)).
+        type Case<'a> = (&'a str, Option<(&'a str, &'a str, &'a str)>);
+        let cases: &[Case] = &[
             ("/p/probes/web/b1/7f-3", Some(("web", "b1", "7f-3"))),
             ("/p/probes/web/b1/", None),
             ("/p/probes/web/b1", None),
