@@ -342,7 +342,9 @@ impl Daemon {
         let metrics = metrics_listener.as_ref().map(|_| {
             let mut metrics = crate::metrics::Metrics::new();
             if let Some(node) = &cluster {
-                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics(node.status.clone()));
+                // Owned backends are counted over the engine's backends, as its history has them.
+                let history = engine_config.history.get_or_insert_default().clone();
+                metrics = metrics.with_collector(crate::cluster::metrics::ClusterMetrics::new(node.status.clone(), history));
             }
             Arc::new(metrics)
         });
@@ -402,7 +404,8 @@ impl Daemon {
         let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
             .with_admin_guard(admin)
             .with_watch_streams(watch_streams.clone())
-            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())));
+            .with_cluster(cluster.as_ref().map(|n| (n.status.clone(), n.lease_ttl())))
+            .with_probe_router(cluster.as_ref().map(ClusterNode::probe_router));
         let health_service = || HealthService::new(statuses.clone(), shutdown.clone()).with_watch_streams(watch_streams.clone());
         let health_addr = health_listener.map(|(listener, health_addr)| {
             // Plaintext by design: only grpc.health.v1, which carries no secret and takes no input but a name.

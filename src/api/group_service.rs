@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::AdminGuard;
 use super::limits::{WatchPermit, WatchStreams};
-use super::status::{invalid, to_status};
+use super::status::{invalid, probe_status, to_status};
 use crate::engine::{Engine, EngineError, EventKind, Origin, Subscription};
 use crate::proto::v1::group_health_service_server::GroupHealthService;
 use crate::proto::v1::*;
@@ -24,6 +24,8 @@ pub struct GroupService {
     watch_streams: WatchStreams,
     /// Cluster mode: the view `GetConfigStatus` reports, and the lease TTL.
     cluster: Option<(crate::cluster::status::ClusterStatus, std::time::Duration)>,
+    /// Cluster mode: `ProbeBackend` is made by the backend's owner.
+    probes: Option<crate::cluster::probes::ProbeRouter>,
 }
 
 impl GroupService {
@@ -36,12 +38,20 @@ impl GroupService {
             admin: AdminGuard::default(),
             watch_streams: WatchStreams::default(),
             cluster: None,
+            probes: None,
         }
     }
 
     /// Cluster mode: `GetConfigStatus` reports the cluster view.
     pub fn with_cluster(mut self, cluster: Option<(crate::cluster::status::ClusterStatus, std::time::Duration)>) -> Self {
         self.cluster = cluster;
+        self
+    }
+
+    /// Cluster mode: `ProbeBackend` on a backend another member owns is
+    /// carried out by that owner.
+    pub fn with_probe_router(mut self, probes: Option<crate::cluster::probes::ProbeRouter>) -> Self {
+        self.probes = probes;
         self
     }
 
@@ -150,7 +160,10 @@ impl GroupHealthService for GroupService {
         let req = req.into_inner();
         let group = group_arg(&req.group)?;
         backend_arg(&req.backend)?;
-        let probed = self.engine.probe_backend(group, req.backend).await.map_err(to_status)?;
+        let probed = match &self.probes {
+            Some(router) => router.probe_backend(&self.engine, group, req.backend).await.map_err(probe_status)?,
+            None => self.engine.probe_backend(group, req.backend).await.map_err(to_status)?,
+        };
         Ok(Response::new(ProbeBackendResponse {
             backend: Some(probed.backend),
             phase: probed.phase as i32,

@@ -40,3 +40,12 @@ pub fn to_status(err: EngineError) -> Status {
         EngineError::Store(_) => Status::unavailable(crate::errors::chain(&err)),
     }
 }
+
+/// A `ProbeBackend` error in cluster mode: the engine's (this replica's or
+/// the owner's) as usual; the owner out of reach is UNAVAILABLE (retry).
+pub fn probe_status(err: crate::cluster::probes::ProbeError) -> Status {
+    match err {
+        crate::cluster::probes::ProbeError::Engine(e) => to_status(e),
+        other => Status::unavailable(crate::errors::chain(&other)),
+    }
+}

@@ -404,6 +404,17 @@ pub fn version_is(key: &str, version: i64) -> Compare {
     }
 }
 
+/// `version(key) > 0`: the key exists.
+pub fn exists(key: &str) -> Compare {
+    Compare {
+        result: compare::CompareResult::Greater as i32,
+        target: compare::CompareTarget::Version as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(compare::TargetUnion::Version(0)),
+        ..Default::default()
+    }
+}
+
 /// `lease(key) == lease`: the key exists and is attached to that lease.
 pub fn lease_is(key: &str, lease: i64) -> Compare {
     Compare {

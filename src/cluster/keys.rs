@@ -4,10 +4,13 @@
 //! {prefix}/groups/{group}              GroupSpec (protobuf); generation = the key's etcd version
 //! {prefix}/members/{member}            Member (JSON), attached to the member's lease
 //! {prefix}/verdicts/{group}/{backend}  SharedVerdict (BackendHealth protobuf), no lease
+//! {prefix}/probes/{group}/{backend}/{request}
+//!                                      ProbeRequest (JSON: requester, owner), under the requester's lease
+//! {prefix}/probe-answers/{request}     ProbeAnswer (JSON: the owner's verdict or error), under the owner's lease
 //! ```
 //!
-//! Group and backend names are DNS labels (no `/`), so every key splits back
-//! into its parts unambiguously.
+//! Group and backend names are DNS labels (no `/`), and request ids are
+//! `{member}-{n}`, so every key splits back into its parts unambiguously.
 
 /// The keys of one cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +55,23 @@ impl Keys {
         format!("{}{backend}", self.group_verdicts(group))
     }
 
+    /// Every on-demand probe request (a prefix).
+    pub fn probes(&self) -> String {
+        format!("{}/probes/", self.prefix)
+    }
+
+    pub fn probe_request(&self, group: &str, backend: &str, request: &str) -> String {
+        format!("{}{group}/{backend}/{request}", self.probes())
+    }
+
+    pub fn probe_answers(&self) -> String {
+        format!("{}/probe-answers/", self.prefix)
+    }
+
+    pub fn probe_answer(&self, request: &str) -> String {
+        format!("{}{request}", self.probe_answers())
+    }
+
     /// The group name of a key under `groups()`.
     pub fn group_name<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix(self.groups().as_str()).filter(|n| !n.is_empty() && !n.contains('/'))
@@ -67,6 +87,15 @@ impl Keys {
         let rest = key.strip_prefix(self.verdicts().as_str())?;
         let (group, backend) = rest.split_once('/')?;
         (!group.is_empty() && !backend.is_empty() && !backend.contains('/')).then_some((group, backend))
+    }
+
+    /// (group, backend, request id) of a key under `probes()`.
+    pub fn probe_request_of<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+        let rest = key.strip_prefix(self.probes().as_str())?;
+        let mut parts = rest.split('/');
+        let (group, backend, request) = (parts.next()?, parts.next()?, parts.next()?);
+        let whole = parts.next().is_none() && [group, backend, request].iter().all(|p| !p.is_empty());
+        whole.then_some((group, backend, request))
     }
 }
 
@@ -112,6 +141,31 @@ mod tests {
         assert_eq!(k.verdict("web", "b1"), "/mcp-health/prod/verdicts/web/b1");
         assert_eq!(k.member("7"), "/mcp-health/prod/members/7");
         assert_eq!(Keys::new("").groups(), "/groups/");
+    }
+
+    #[test]
+    fn probe_keys_round_trip() {
+        let k = Keys::new("/p");
+        // (key, its (group, backend, request id)).
+        type Case<'a> = (&'a str, Option<(&'a str, &'a str, &'a str)>);
+        let cases: &[Case] = &[
+            ("/p/probes/web/b1/7f-3", Some(("web", "b1", "7f-3"))),
+            ("/p/probes/web/b1/", None),
+            ("/p/probes/web/b1", None),
+            ("/p/probes/web//7f-3", None),
+            ("/p/probes/web/b1/7f-3/x", None),
+            ("/p/probe-answers/7f-3", None),
+            ("/p/verdicts/web/b1", None),
+        ];
+        for (key, want) in cases {
+            assert_eq!(k.probe_request_of(key), *want, "{key}");
+        }
+        assert_eq!(k.probe_request("web", "b1", "7f-3"), "/p/probes/web/b1/7f-3");
+        assert_eq!(k.probe_answer("7f-3"), "/p/probe-answers/7f-3");
+        // The answers are not under the requests' prefix (each follower sees only its own).
+        assert!(!k.probe_answer("7f-3").starts_with(&k.probes()));
+        // Nor is any request a verdict or a group.
+        assert_eq!(k.verdict_of("/p/probes/web/b1/7f-3"), None);
     }
 
     #[test]

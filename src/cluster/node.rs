@@ -1,8 +1,8 @@
 //! This replica as a cluster member: connects to etcd, reads the API groups
 //! back (validated under this replica's flags), joins (lease, member key,
 //! member set) before the engine probes anything, then runs the membership,
-//! the member, group and verdict followers and the verdict publisher until
-//! stopped.
+//! the member, group, verdict and probe-request followers and the verdict
+//! publisher until stopped.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use super::flags::ClusterOptions;
 use super::groups::GroupFollower;
 use super::keys::Keys;
 use super::membership::{self, Member};
+use super::probes::ProbeRouter;
 use super::shared::{self, Publisher, Seam};
 use super::status::ClusterStatus;
 use super::store::EtcdStore;
@@ -89,6 +90,11 @@ impl ClusterNode {
         self.seam.clone()
     }
 
+    /// How the API's `ProbeBackend` reaches a backend's owner.
+    pub fn probe_router(&self) -> ProbeRouter {
+        ProbeRouter::new(self.etcd.clone(), self.keys.clone(), self.status.clone())
+    }
+
     /// Takes the lease, puts the member key and reads the member set, so
     /// the engine's first probes are already only this replica's share.
     pub async fn join(&mut self, name: String) -> Result<(), ClusterError> {
@@ -133,6 +139,13 @@ impl ClusterNode {
             tokio::spawn(p.run(VerdictWriter::new(self.etcd.clone(), self.keys.clone(), self.status.clone()), c.clone()));
         }
         tokio::spawn(shared::follow_verdicts(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            engine.clone(),
+            c.clone(),
+        ));
+        tokio::spawn(super::answers::answer_probes(
             self.etcd.clone(),
             self.keys.clone(),
             self.status.clone(),

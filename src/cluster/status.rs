@@ -31,14 +31,20 @@ impl MemberView {
     /// Whether this replica probes `group/backend`: its rendezvous owner, or
     /// every backend while degraded or not joined yet.
     pub fn owns(&self, group: &str, backend: &str) -> bool {
-        let Some(me) = &self.me else { return true };
+        self.owner(group, backend).is_none_or(|o| Some(o) == self.me.as_deref())
+    }
+
+    /// The member id that probes `group/backend` now, or None while this
+    /// replica is not joined or degraded (then it probes everything itself).
+    pub fn owner(&self, group: &str, backend: &str) -> Option<&str> {
+        let me = self.me.as_ref()?;
         if self.degraded.is_some() {
-            return true;
+            return None;
         }
         let key = ownership::backend_key(group, backend);
         // Our own key may not have come back through the watch yet.
         let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
-        ownership::owner(&key, members) == Some(me.as_str())
+        ownership::owner(&key, members)
     }
 }
 
@@ -49,6 +55,10 @@ pub struct Counters {
     pub lease_renewals: AtomicU64,
     pub verdicts_published: AtomicU64,
     pub verdicts_fenced: AtomicU64,
+    /// On-demand probes this replica asked another member (the owner) to make.
+    pub probes_forwarded: AtomicU64,
+    /// On-demand probes this replica made for another member and answered.
+    pub probes_answered: AtomicU64,
 }
 
 /// Shared by the membership task, the watchers, the store and the API.

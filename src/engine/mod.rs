@@ -138,6 +138,12 @@ pub(crate) enum Command {
         backend: String,
         reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
     },
+    /// One backend's probe timeout (a read; cluster mode's forwarded probes wait on it).
+    ProbeTimeout {
+        group: String,
+        backend: String,
+        reply: oneshot::Sender<Result<Duration, EngineError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -202,6 +208,9 @@ pub struct EngineConfig {
     pub initial_probes_per_second: u32,
     /// Cluster mode: ownership and shared verdicts; None for a single node.
     pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
+    /// The history to keep (given when something outside the engine reads it
+    /// from the start, like the cluster's metrics); None: a new one.
+    pub history: Option<Arc<History>>,
 }
 
 impl Default for EngineConfig {
@@ -215,6 +224,7 @@ impl Default for EngineConfig {
             dns: DnsSettings::default(),
             initial_probes_per_second: 1000,
             cluster: None,
+            history: None,
         }
     }
 }
@@ -241,7 +251,7 @@ impl Engine {
     /// apply and delete is committed to `persist` before it takes effect.
     pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
         // History is always kept; the configured observer (metrics) follows it.
-        let history = Arc::new(History::new());
+        let history = config.history.take().unwrap_or_default();
         config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
@@ -383,6 +393,11 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// How long a probe of one backend may take (its policy's timeout).
+    pub async fn probe_timeout(&self, group: String, backend: String) -> Result<Duration, EngineError> {
+        self.call(|reply| Command::ProbeTimeout { group, backend, reply }).await?
     }
 
     /// Drains a backend of an API group, or ends its drain: the spec's `drain`,

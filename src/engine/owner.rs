@@ -210,6 +210,9 @@ impl Owner {
             Command::ProbeBackend { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_backend(group, backend, Instant::now()));
             }
+            Command::ProbeTimeout { group, backend, reply } => {
+                let _ = reply.send(self.state.probe_timeout(&group, &backend));
+            }
             Command::RemoteVerdict { group, backend, verdict } => {
                 let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
                 let mut fx = Effects::default();

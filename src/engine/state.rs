@@ -535,6 +535,16 @@ impl EngineState {
         self.groups.iter().map(|(name, g)| view::overview(&g.group_facts(name))).collect()
     }
 
+    /// How long a probe of one backend may take (its policy's timeout).
+    pub fn probe_timeout(&self, group: &str, backend: &str) -> Result<Duration, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        })?;
+        Ok(b.target.backend.policy.timeout)
+    }
+
     /// Grants an on-demand probe of one backend, at most one per
     /// `probe_backend_interval` per backend.
     pub fn probe_backend(&mut self, group: String, backend: String, now: Instant) -> Result<ProbeTicket, EngineError> {

@@ -138,6 +138,13 @@ impl History {
         self.lock().groups.values().map(HashMap::len).sum()
     }
 
+    /// The number of live backends for which `pred(group, backend)` holds
+    /// (every backend the engine has gets a record when it is added).
+    pub fn count_backends(&self, mut pred: impl FnMut(&str, &str) -> bool) -> usize {
+        let inner = self.lock();
+        inner.groups.iter().map(|(g, bs)| bs.keys().filter(|b| pred(g, b)).count()).sum()
+    }
+
     fn with_record(&self, group: &str, backend: &str, now: u64, f: impl FnOnce(&mut BackendRecord, bool) -> Option<Transition>) {
         let mut inner = self.lock();
         let g = entry(&mut inner.groups, group, HashMap::new);

@@ -14,18 +14,50 @@ use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureServer};
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::Member;
+use mcp_health::cluster::ownership::{backend_key, owner};
 use mcp_health::cluster::verdicts::SharedVerdict;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-/// Starts `n` daemons on the cluster's etcd, under `prefix`.
+/// Starts `n` daemons on the cluster's etcd, under `prefix`, with metrics.
 fn daemons(etcd: &EtcdCluster, prefix: &str, n: usize, ttl: &str) -> Vec<Daemon> {
     let endpoints = etcd.endpoints_arg();
     (0..n)
-        .map(|_| Daemon::spawn(&["--etcd-endpoints", &endpoints, "--etcd-prefix", prefix, "--etcd-lease-ttl", ttl]))
+        .map(|_| {
+            Daemon::spawn(&[
+                "--etcd-endpoints",
+                &endpoints,
+                "--etcd-prefix",
+                prefix,
+                "--etcd-lease-ttl",
+                ttl,
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+        })
         .collect()
+}
+
+/// The daemon's /metrics URL, from its start-up log.
+fn metrics_url(d: &Daemon) -> String {
+    let addr = d
+        .log
+        .iter()
+        .find_map(|l| {
+            let json: serde_json::Value = serde_json::from_str(l).ok()?;
+            (json["message"] == "metrics serving on /metrics").then(|| json["addr"].as_str().map(str::to_owned))?
+        })
+        .expect("the metrics address is logged before serving");
+    format!("http://{addr}/metrics")
+}
+
+/// One series' value in a scrape of `url` (a series without labels).
+async fn metric(url: &str, series: &str) -> Option<u64> {
+    common::install_crypto();
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn get(client: &GroupHealthServiceClient<Channel>, group: &str) -> Option<GroupHealth> {
@@ -132,10 +164,9 @@ struct Setup {
 
 const INTERVAL_MS: u64 = 1000;
 
-fn pool_spec(fixtures: &[FixtureServer]) -> GroupSpec {
+fn pool_spec(fixtures: &[FixtureServer], interval: &str) -> GroupSpec {
     let mut yaml = format!(
-        "name: pool\npolicy:\n  interval: {}s\n  timeout: 0.8s\n  degradedLatency: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\nbackends:\n",
-        INTERVAL_MS as f64 / 1000.0
+        "name: pool\npolicy:\n  interval: {interval}\n  initialSpread: 0.5s\n  timeout: 0.8s\n  degradedLatency: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\nbackends:\n"
     );
     for (i, f) in fixtures.iter().enumerate() {
         yaml.push_str(&format!("- name: b{i}\n  url: {}\n  protocolVersion: \"2025-06-18\"\n", f.url_for("/mcp")));
@@ -145,6 +176,11 @@ fn pool_spec(fixtures: &[FixtureServer]) -> GroupSpec {
 
 impl Setup {
     async fn start(prefix: &str, backends: usize, ttl: &str) -> Setup {
+        Self::start_with(prefix, backends, ttl, &format!("{}s", INTERVAL_MS as f64 / 1000.0)).await
+    }
+
+    /// [`Setup::start`] with the pool's probe interval.
+    async fn start_with(prefix: &str, backends: usize, ttl: &str, interval: &str) -> Setup {
         let etcd = EtcdCluster::start(3).await;
         let mut fixtures = Vec::new();
         for _ in 0..backends {
@@ -162,7 +198,7 @@ impl Setup {
             clients,
             fixtures,
         };
-        s.clients[0].apply_group(apply_request(pool_spec(&s.fixtures))).await.expect("apply");
+        s.clients[0].apply_group(apply_request(pool_spec(&s.fixtures, interval))).await.expect("apply");
         for i in 0..3 {
             s.wait_serving(i, "every replica sees the pool READY").await;
         }
@@ -262,6 +298,22 @@ async fn each_backend_is_probed_once_per_interval_across_three_replicas() {
     for (b, v) in &verdicts {
         assert_eq!(owners[&format!("pool/{b}")], v.writer, "the CLI's owner of {b} wrote its verdict");
     }
+    // Each replica's owned-backends gauge is its share as the CLI shows it; together, every backend once.
+    let mut gauges = Vec::new();
+    for (id, i) in &members {
+        let url = metrics_url(s.daemons[*i].as_ref().unwrap());
+        let share = owners.values().filter(|o| *o == id).count() as u64;
+        let n = eventually(
+            "the owned-backends gauge",
+            || metric(&url, "mcp_health_cluster_owned_backends"),
+            |n| *n == share,
+        )
+        .await;
+        gauges.push(n);
+    }
+    println!("owned backends per replica: {gauges:?}");
+    assert_eq!(gauges.len(), 3);
+    assert_eq!(gauges.iter().sum::<u64>(), 6, "{gauges:?}");
     let table = tokio::task::spawn_blocking({
         let server = format!("http://{}", s.daemons[0].as_ref().unwrap().addr);
         move || {
@@ -438,6 +490,8 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     let info = config_status(&s.clients[0]).await.expect("cluster info");
     assert_eq!(info.members.len(), 3, "{info:?}");
     assert!(!info.degraded);
+    let members = s.members().await;
+    let non_owner = (0..3).find(|i| members.get(&owner_of(&members, "b0")) != Some(i)).unwrap();
 
     // One etcd node down: nothing changes.
     s.etcd.kill(2);
@@ -465,6 +519,9 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
         .await
         .expect_err("no delete");
     assert_eq!(err.code(), tonic::Code::Unavailable);
+    // ...probes on demand itself (no owner can answer through etcd now)...
+    let probed = probe(&s.clients[non_owner], "pool", "b0").await.expect("a local probe while degraded");
+    assert_eq!(probed.backend.expect("verdict").status, BackendStatus::Healthy as i32);
     // ...and probes every backend itself (fail-static): about three probes per interval now.
     let before = s.probes();
     tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
@@ -507,4 +564,123 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
     let per_backend: Vec<u64> = s.probes().iter().zip(&before).map(|(a, b)| a - b).collect();
     assert!(per_backend.iter().all(|n| *n <= 7), "one prober per backend again: {per_backend:?}");
+}
+
+/// The member id of daemon `i`, and the owner of backend `b` of the pool.
+fn owner_of(members: &HashMap<String, usize>, b: &str) -> String {
+    let ids: Vec<&String> = members.keys().collect();
+    owner(&backend_key("pool", b), ids).expect("members").to_owned()
+}
+
+async fn probe(client: &GroupHealthServiceClient<Channel>, group: &str, backend: &str) -> Result<ProbeBackendResponse, tonic::Status> {
+    let req = ProbeBackendRequest {
+        group: group.into(),
+        backend: backend.into(),
+    };
+    client.clone().probe_backend(req).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
+    // An hour's interval: after the first probes, every probe is an on-demand one.
+    let s = Setup::start_with("/t6", 3, "5", "3600s").await;
+    let members = s.members().await;
+    assert_eq!(members.len(), 3, "{members:?}");
+    let id_of = |i: usize| members.iter().find(|(_, d)| **d == i).map(|(id, _)| id.clone()).unwrap();
+    let owner_id = owner_of(&members, "b0");
+    let owner_daemon = members[&owner_id];
+    let asker = (owner_daemon + 1) % 3;
+    println!("b0 is owned by daemon {owner_daemon} ({owner_id}); asking daemon {asker} ({})", id_of(asker));
+    let urls: Vec<String> = (0..3).map(|i| metrics_url(s.daemons[i].as_ref().unwrap())).collect();
+    let answered = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_answered_total");
+    let forwarded = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_forwarded_total");
+    // Every first probe is done (initialSpread 0.5 s): the counts stand still.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (answered0, forwarded0) = (answered(owner_daemon).await.unwrap(), forwarded(asker).await.unwrap());
+    let before = s.probes()[0];
+
+    // A healthy probe: one probe of the fixture, made by the owner, its verdict in the reply.
+    let r = probe(&s.clients[asker], "pool", "b0").await.expect("probe on a non-owner");
+    let b = r.backend.expect("the verdict");
+    assert_eq!(b.name, "b0");
+    assert_eq!(b.status, BackendStatus::Healthy as i32, "{b:?}");
+    assert_eq!(r.phase, GroupPhase::Ready as i32);
+    assert_eq!(answered(owner_daemon).await, Some(answered0 + 1), "the owner answered it");
+    assert_eq!(forwarded(asker).await, Some(forwarded0 + 1), "the asker forwarded it");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.probes()[0], before + 1, "exactly one probe of b0, by the owner; none on the asker");
+
+    // The backend fails: the owner's probe sees it, the reply says so, and the
+    // owner shares that verdict (the asker never probed: it wrote nothing).
+    s.fixtures[0].set_behavior(Behavior::Status(500));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = probe(&s.clients[asker], "pool", "b0").await.expect("probe on a non-owner");
+    let b = r.backend.expect("the verdict");
+    assert_eq!(b.status, BackendStatus::Unhealthy as i32, "{b:?}");
+    assert_ne!(r.phase, GroupPhase::Ready as i32);
+    let shared = eventually(
+        "the unhealthy verdict shared",
+        || async { s.verdicts().await.get("b0").cloned() },
+        |v| v.health.status == BackendStatus::Unhealthy as i32,
+    )
+    .await;
+    assert_eq!(shared.writer, owner_id, "the owner wrote the verdict its probe produced");
+    for c in &s.clients {
+        eventually(
+            "every replica sees b0 unhealthy",
+            || get(c, "pool"),
+            |g| g.backends.iter().any(|b| b.name == "b0" && b.status == BackendStatus::Unhealthy as i32),
+        )
+        .await;
+    }
+
+    // The owner's rate limit applies and comes back as locally: RESOURCE_EXHAUSTED with RetryInfo.
+    let mut limited = None;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let started = Instant::now();
+        probe(&s.clients[asker], "pool", "b0").await.expect("a probe after the limit");
+        match probe(&s.clients[asker], "pool", "b0").await {
+            Err(e) => {
+                limited = Some(e);
+                break;
+            }
+            // Only a second call more than the limit (1 s) later may pass.
+            Ok(_) => assert!(started.elapsed() >= Duration::from_secs(1), "a second probe within 1 s was not limited"),
+        }
+    }
+    let e = limited.expect("a second probe within 1 s");
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("probed on demand"), "{}", e.message());
+    use tonic_types::StatusExt;
+    assert!(e.get_details_retry_info().is_some(), "RetryInfo like a local refusal");
+
+    // Unknown names on a non-owner: the owner says NOT_FOUND, as a local probe would.
+    let unknown = (0..100).map(|i| format!("nope-{i}")).find(|b| owner_of(&members, b) != id_of(asker)).unwrap();
+    let unknown_owner = members[&owner_of(&members, &unknown)];
+    let answered1 = answered(unknown_owner).await.unwrap();
+    let e = probe(&s.clients[asker], "pool", &unknown).await.expect_err("no such backend");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert!(e.message().contains(&unknown), "{}", e.message());
+    assert_eq!(answered(unknown_owner).await, Some(answered1 + 1), "the owner gave the NOT_FOUND");
+    let group = (0..100)
+        .map(|i| format!("nogroup-{i}"))
+        .find(|g| owner(&backend_key(g, "b0"), members.keys()) != Some(id_of(asker).as_str()))
+        .unwrap();
+    let e = probe(&s.clients[asker], &group, "b0").await.expect_err("no such group");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    // Nothing is left behind in etcd.
+    let etcd = s.etcd.client().await;
+    let keys = Keys::new(&s.prefix);
+    let left = eventually(
+        "the probe keys removed",
+        || async {
+            let (requests, _) = etcd.range_prefix(&keys.probes()).await.ok()?;
+            let (answers, _) = etcd.range_prefix(&keys.probe_answers()).await.ok()?;
+            Some(requests.len() + answers.len())
+        },
+        |n| *n == 0,
+    )
+    .await;
+    assert_eq!(left, 0);
 }
