@@ -1,8 +1,9 @@
 //! TLS session resumption across probes: one bounded, lazily grown store of
 //! session tickets for all probe clients, each TLS setting in its own scope.
 //!
-//! Only the key exchange is skipped on resumption: every probe still opens a
-//! fresh TCP connection (see `client.rs`). A ticket a restarted server no
+//! Resumption skips the server's certificate and its verification, not the
+//! ephemeral key exchange (rustls resumes TLS 1.3 in `psk_dhe_ke` mode only),
+//! and every probe still opens a fresh TCP connection (see `client.rs`). A ticket a restarted server no
 //! longer accepts costs one full handshake, nothing more.
 //!
 //! rustls' own `ClientSessionMemoryCache` holds 256 tickets (32 servers) by
