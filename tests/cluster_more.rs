@@ -239,3 +239,362 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     assert!(lower.contains("tls") && lower.contains("certificate"), "names the TLS failure: {out}");
     assert!(!out.contains(&password), "{out}");
 }
+
+// ---------------------------------------------------------------------------
+// 2. A replica cut off from etcd, in a network namespace of its own.
+
+fn ip(args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip (install iproute2 with scripts/setup-system.sh): {e}"))
+}
+
+fn ip_ok(args: &[&str]) {
+    let out = ip(args);
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed (this test needs root for network namespaces): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace of this test's own, with two veth links to the host,
+/// each a /30 in 10.213.N.0/24 (a subnet no interface uses yet):
+/// - the etcd link (host .1, namespace .2): the only way to etcd, the one the test cuts;
+/// - the service link (host .5, namespace .6): clients and backends, never cut,
+///   so the cut-off replica still answers and still reaches its backends.
+///
+/// Deleted on drop, panics included.
+struct NetNs {
+    name: String,
+    etcd_link: String,
+    service_link: String,
+    subnet: u8,
+}
+
+impl NetNs {
+    fn create() -> NetNs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!("{}{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let start = std::process::id() % 250;
+        let subnet = (0..250)
+            .map(|k| ((start + k) % 250 + 1) as u8)
+            .find(|n| ip(&["-o", "addr", "show", "to", &format!("10.213.{n}.0/24")]).stdout.is_empty())
+            .expect("a free 10.213.N.0/24");
+        // Built before any command, so a failure half-way is cleaned up too.
+        let ns = NetNs {
+            name: format!("mh-ctest-{id}"),
+            etcd_link: format!("mh{id}e"),
+            service_link: format!("mh{id}s"),
+            subnet,
+        };
+        ip_ok(&["netns", "add", &ns.name]);
+        for (host, base) in [(&ns.etcd_link, 0u8), (&ns.service_link, 4)] {
+            let inside = format!("{host}1");
+            ip_ok(&["link", "add", host, "type", "veth", "peer", "name", &inside]);
+            ip_ok(&["link", "set", &inside, "netns", &ns.name]);
+            ip_ok(&["addr", "add", &format!("{}/30", ns.addr(base + 1)), "dev", host]);
+            ip_ok(&["link", "set", host, "up"]);
+            ip_ok(&["-n", &ns.name, "addr", "add", &format!("{}/30", ns.addr(base + 2)), "dev", &inside]);
+            ip_ok(&["-n", &ns.name, "link", "set", &inside, "up"]);
+        }
+        ip_ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn addr(&self, last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 213, self.subnet, last))
+    }
+
+    /// etcd's side of the etcd link.
+    fn etcd_side(&self) -> IpAddr {
+        self.addr(1)
+    }
+
+    /// The host's side of the service link (where the backends listen).
+    fn host_service_side(&self) -> IpAddr {
+        self.addr(5)
+    }
+
+    /// The namespace's side of the service link (where its replica listens).
+    fn inner_service_side(&self) -> IpAddr {
+        self.addr(6)
+    }
+
+    /// Cuts (or restores) the etcd link, as a pulled cable would.
+    fn etcd_link(&self, up: bool) {
+        ip_ok(&["link", "set", &self.etcd_link, if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace destroys its veth ends and so both pairs;
+        // the link deletes are for a namespace that was never populated.
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.etcd_link]);
+        let _ = ip(&["link", "del", &self.service_link]);
+    }
+}
+
+const INTERVAL_MS: u64 = 1000;
+const TTL_S: u64 = 2;
+
+/// `per` backends owned by each member id in `members` (rendezvous over the
+/// real member ids), so every replica owns some: names in member order.
+fn names_owned(group: &str, members: &[String], per: usize) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (m, id) in members.iter().enumerate() {
+        let mine = (0..)
+            .map(|i| format!("b{i}"))
+            .filter(|b| ownership::owner(&ownership::backend_key(group, b), members.iter()) == Some(id.as_str()));
+        out.extend(mine.take(per).map(|b| (b, m)));
+    }
+    out
+}
+
+fn probes(fixtures: &[FixtureServer]) -> Vec<u64> {
+    fixtures.iter().map(|f| f.stats().initialize).collect()
+}
+
+/// Probes per backend over `intervals` probe intervals.
+async fn probe_rate(fixtures: &[FixtureServer], intervals: u64) -> Vec<u64> {
+    let before = probes(fixtures);
+    tokio::time::sleep(Duration::from_millis(intervals * INTERVAL_MS)).await;
+    probes(fixtures).iter().zip(&before).map(|(a, b)| a - b).collect()
+}
+
+async fn scrape(addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("exposition")
+}
+
+/// What every replica must agree on: generation, phase, and each backend's
+/// status and reason.
+fn verdict_of(g: &GroupHealth) -> (u64, i32, Vec<(String, i32, i32)>) {
+    let mut b: Vec<(String, i32, i32)> = g
+        .backends
+        .iter()
+        .map(|b| (b.name.clone(), b.status, b.reason.as_ref().map_or(0, |r| r.code)))
+        .collect();
+    b.sort();
+    (g.generation, g.phase, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
+    common::install_crypto();
+    // Needs root (CAP_NET_ADMIN): without it `ip netns add` fails and says so.
+    let ns = NetNs::create();
+    let etcd = EtcdCluster::start_with(
+        3,
+        EtcdConfig {
+            tls: None,
+            also_listen: Some(ns.etcd_side()),
+        },
+    )
+    .await;
+    let prefix = "/partition";
+    let ttl = TTL_S.to_string();
+    let cluster_args = |endpoints: String| -> Vec<String> {
+        ["--etcd-endpoints", &endpoints, "--etcd-prefix", prefix, "--etcd-lease-ttl", &ttl]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let host_args = cluster_args(etcd.endpoints_arg());
+    let host_refs: Vec<&str> = host_args.iter().map(String::as_str).collect();
+    let hosts = [Daemon::spawn(&host_refs), Daemon::spawn(&host_refs)];
+    // The cut-off one reaches etcd only through the etcd link.
+    let inner_args = cluster_args(etcd.endpoints_on(ns.etcd_side()).join(","));
+    let inner_listen = SocketAddr::new(ns.inner_service_side(), 50051);
+    let inner_metrics = SocketAddr::new(ns.inner_service_side(), 9464);
+    let mut inner_refs: Vec<&str> = inner_args.iter().map(String::as_str).collect();
+    let metrics_arg = inner_metrics.to_string();
+    inner_refs.extend(["--metrics-listen", &metrics_arg]);
+    let mut inner = Daemon::spawn_in_netns(&ns.name, &inner_listen.to_string(), &inner_refs);
+    let clients = [hosts[0].client().await, hosts[1].client().await, inner.client().await];
+    const CUT: usize = 2;
+    let mut ids = Vec::new();
+    for c in &clients {
+        let info = eventually("three members", || config_status(c), |i| i.members.len() == 3 && !i.degraded).await;
+        ids.push(info.member);
+    }
+
+    // Two backends owned by each replica, each its own fixture on the
+    // host's side of the service link (reachable from everyone).
+    let owned = names_owned("pool", &ids, 2);
+    let mut fixtures = Vec::new();
+    let mut yaml = format!(
+        "name: pool\npolicy:\n  interval: {}s\n  timeout: 0.8s\n  degradedLatency: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\nbackends:\n",
+        INTERVAL_MS as f64 / 1000.0
+    );
+    for (name, _) in &owned {
+        let f = FixtureServer::start_on(SocketAddr::new(ns.host_service_side(), 0), FixtureOptions::default())
+            .await
+            .expect("fixture on the service link");
+        yaml.push_str(&format!("- name: {name}\n  url: {}\n", f.url()));
+        fixtures.push(f);
+    }
+    clients[0].clone().apply_group(apply_request(group_yaml(&yaml))).await.expect("apply");
+    for c in &clients {
+        eventually("every replica sees the pool READY", || get(c, "pool"), all_healthy).await;
+    }
+    let keys = Keys::new(prefix);
+    let etcd_client = etcd.client().await;
+    let shared = || async {
+        let (kvs, _) = etcd_client.range_prefix(&keys.group_verdicts("pool")).await.ok()?;
+        Some(
+            kvs.iter()
+                .map(|kv| {
+                    let (_, b) = keys.verdict_of(&String::from_utf8_lossy(&kv.key)).unwrap();
+                    (b.to_owned(), SharedVerdict::decode(&kv.value).unwrap().writer)
+                })
+                .collect::<HashMap<String, String>>(),
+        )
+    };
+    let writers = eventually("six verdicts, each by its owner", shared, |v| {
+        v.len() == 6 && owned.iter().all(|(b, m)| v.get(b) == Some(&ids[*m]))
+    })
+    .await;
+    let cut_backends: Vec<&str> = owned.iter().filter(|(_, m)| *m == CUT).map(|(b, _)| b.as_str()).collect();
+    println!("owners before the cut: {writers:?}; cut-off replica {} owns {cut_backends:?}", ids[CUT]);
+
+    // The survivors' view of the pool through the cut: no phase change.
+    let mut watches = Vec::new();
+    for c in &clients[..2] {
+        let stream = c
+            .clone()
+            .watch_group_health(WatchGroupHealthRequest { group: "pool".into() })
+            .await
+            .expect("watch")
+            .into_inner();
+        let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut phases = Vec::new();
+            let mut stream = stream;
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return phases,
+                    m = stream.next() => match m {
+                        Some(Ok(m)) => phases.extend(m.groups.iter().map(|g| g.phase)),
+                        other => panic!("a survivor's watch ended: {other:?}"),
+                    },
+                }
+            }
+        });
+        watches.push((stop_tx, task));
+    }
+    let (_, cut_revision) = etcd_client.range_prefix(&keys.verdicts()).await.expect("revision");
+
+    ns.etcd_link(false);
+    let cut = Instant::now();
+
+    // The cut-off replica: degraded, says why, still answers from its last view.
+    let inner_client = &clients[CUT];
+    let info = eventually("the cut-off replica degraded", || config_status(inner_client), |i| i.degraded).await;
+    println!("degraded after {:?}: {}", cut.elapsed(), info.degraded_reason);
+    assert!(info.degraded_reason.contains("etcd"), "{info:?}");
+    assert!(
+        scrape(inner_metrics).await.lines().any(|l| l == "mcp_health_cluster_degraded 1"),
+        "the metric says degraded"
+    );
+    let err = inner_client
+        .clone()
+        .apply_group(apply_request(group_yaml("name: late\nbackends:\n- name: a\n  url: http://127.0.0.1:9/mcp\n")))
+        .await
+        .expect_err("no apply while cut off");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("degraded") && err.message().contains("etcd"), "says why: {}", err.message());
+    let last_view = get(inner_client, "pool").await.expect("the last view still served");
+    assert!(all_healthy(&last_view), "{last_view:?}");
+
+    // The survivors: the cut-off member's lease expires, its backends are
+    // re-owned (their verdicts now written by a survivor), and no phase moved.
+    for c in &clients[..2] {
+        eventually("the survivors see two members", || config_status(c), |i| i.members.len() == 2).await;
+    }
+    eventually("the survivors re-own the cut-off replica's backends", shared, |v| {
+        cut_backends.iter().all(|b| v.get(*b).is_some_and(|w| w == &ids[0] || w == &ids[1]))
+    })
+    .await;
+    let reowned = cut.elapsed();
+    println!("re-owned {reowned:?} after the cut (lease TTL {TTL_S} s + interval {INTERVAL_MS} ms)");
+    // TTL + one interval, plus etcd's lease-expiry tick, the watch round-trip
+    // and the degraded detection's call timeout on a loaded 2-core machine.
+    assert!(
+        reowned <= Duration::from_secs(TTL_S) + Duration::from_millis(INTERVAL_MS) + Duration::from_secs(4),
+        "re-owned after {reowned:?}"
+    );
+    for (stop, task) in watches {
+        let _ = stop.send(());
+        let phases = task.await.expect("watch task");
+        assert!(!phases.is_empty());
+        assert!(phases.iter().all(|p| *p == GroupPhase::Ready as i32), "a survivor's pool left READY: {phases:?}");
+    }
+
+    // Fail-static: the cut-off replica probes every backend itself, so each
+    // backend now has two probers (its survivor owner and the cut-off one),
+    // including those the cut-off replica never owned.
+    let rate = probe_rate(&fixtures, 6).await;
+    println!("cut off: probes per backend over 6 intervals: {rate:?}");
+    assert!(rate.iter().all(|n| *n >= 9), "two probers per backend while cut off: {rate:?}");
+    // Its own probes keep its view live: a backend failing now shows there.
+    let (flip_name, _) = &owned[0];
+    fixtures[0].set_behavior(Behavior::Status(500));
+    let unhealthy = |g: &GroupHealth| g.backends.iter().any(|b| &b.name == flip_name && b.status == BackendStatus::Unhealthy as i32);
+    eventually("the cut-off replica's own probe sees the failure", || get(inner_client, "pool"), unhealthy).await;
+    eventually("a survivor shares it too", || get(&clients[0], "pool"), unhealthy).await;
+    fixtures[0].set_behavior(Behavior::Healthy);
+    for c in &clients {
+        eventually("healthy again everywhere", || get(c, "pool"), all_healthy).await;
+    }
+
+    // The link back: it rejoins under a new member id, no longer degraded.
+    ns.etcd_link(true);
+    let back = Instant::now();
+    let info = eventually(
+        "the cut-off replica rejoins",
+        || config_status(inner_client),
+        |i| !i.degraded && i.members.len() == 3 && !i.member.is_empty() && i.member != ids[CUT],
+    )
+    .await;
+    println!("rejoined as {} after {:?}", info.member, back.elapsed());
+    assert!(
+        scrape(inner_metrics).await.lines().any(|l| l == "mcp_health_cluster_degraded 0"),
+        "the metric says no longer degraded"
+    );
+    for c in &clients[..2] {
+        eventually("the survivors see it again", || config_status(c), |i| i.members.len() == 3).await;
+    }
+    // Fenced: nothing was written under its old member id since the cut,
+    // though its verdicts changed meanwhile (the flip above) and it is back.
+    tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
+    let mut writes = std::pin::pin!(etcd_client.watch_prefix(&keys.verdicts(), cut_revision + 1).await.expect("watch"));
+    let mut seen = 0;
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(500), writes.next()).await {
+        for e in item.expect("watch").1 {
+            let v = SharedVerdict::decode(&e.kv.expect("kv").value).expect("verdict");
+            assert_ne!(v.writer, ids[CUT], "a late verdict from the expired lease landed: {v:?}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "the survivors' writes since the cut are there ({seen})");
+    assert!(inner.drain_log().iter().any(|l| l.contains("cluster degraded")), "the log says degraded");
+
+    // Back to one prober per backend: it stopped probing what it does not own.
+    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    let rate = probe_rate(&fixtures, 6).await;
+    println!("rejoined: probes per backend over 6 intervals: {rate:?}");
+    assert!(rate.iter().all(|n| (1..=7).contains(n)), "one prober per backend again: {rate:?}");
+    // And every replica answers Get the same.
+    let mut answers = Vec::new();
+    for c in &clients {
+        answers.push(verdict_of(&eventually("READY", || get(c, "pool"), all_healthy).await));
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+}
