@@ -598,3 +598,222 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     }
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
 }
+
+// ---------------------------------------------------------------------------
+// 3. One scenario script, single node vs cluster: the same settled verdicts.
+
+/// A group's settled verdict: generation, phase, each backend's status and
+/// reason (by name). None: the group does not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Settled {
+    generation: u64,
+    phase: GroupPhase,
+    backends: BTreeMap<String, (BackendStatus, ReasonCode)>,
+}
+
+impl Settled {
+    fn of(g: &GroupHealth) -> Settled {
+        Settled {
+            generation: g.generation,
+            phase: common::phase(g),
+            backends: g
+                .backends
+                .iter()
+                .map(|b| (b.name.clone(), (common::status(b), common::reason(b))))
+                .collect(),
+        }
+    }
+}
+
+enum Step {
+    /// Apply the group with these backends: (name, fixture, path).
+    Apply(&'static [(&'static str, usize, &'static str)]),
+    /// Stop these fixtures (connections refused).
+    Kill(&'static [usize]),
+    /// Start them again on the same ports.
+    Revive(&'static [usize]),
+    /// A fixture answers every path this way.
+    Behave(usize, Behavior),
+    Delete,
+}
+
+const GROUP: &str = "scenario";
+const FIXTURES: usize = 4;
+/// Every fixture answers 404 on this path (a spec change moves a backend there).
+const GONE: &str = "/gone";
+const SCENARIO_INTERVAL_MS: u64 = 1000;
+/// Settled: every replica reports the same verdict, unchanged this long (a
+/// change shows within one interval of a step, plus jitter and etcd's round-trip).
+const SETTLE: Duration = Duration::from_millis(3 * SCENARIO_INTERVAL_MS);
+
+/// The scenario: each step, and the settled verdict expected after it.
+fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
+    use BackendStatus::{Healthy as H, Unhealthy as U};
+    use ReasonCode::{ConnectionRefused as Refused, HttpStatus, Ok};
+    let expect = |generation: u64, phase: GroupPhase, backends: &[(&str, BackendStatus, ReasonCode)]| {
+        Some(Settled {
+            generation,
+            phase,
+            backends: backends.iter().map(|(n, s, r)| (n.to_string(), (*s, *r))).collect(),
+        })
+    };
+    const FOUR: &[(&str, usize, &str)] = &[("b0", 0, "/mcp"), ("b1", 1, "/mcp"), ("b2", 2, "/mcp"), ("b3", 3, "/mcp")];
+    vec![
+        (
+            "apply four backends",
+            Step::Apply(FOUR),
+            expect(1, GroupPhase::Ready, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", H, Ok)]),
+        ),
+        (
+            "kill b1 and b2",
+            Step::Kill(&[1, 2]),
+            expect(1, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", U, Refused), ("b2", U, Refused), ("b3", H, Ok)]),
+        ),
+        (
+            "kill b0 and b3 too",
+            Step::Kill(&[0, 3]),
+            expect(1, GroupPhase::Failed, &[("b0", U, Refused), ("b1", U, Refused), ("b2", U, Refused), ("b3", U, Refused)]),
+        ),
+        (
+            "bring them all back",
+            Step::Revive(&[0, 1, 2, 3]),
+            expect(1, GroupPhase::Ready, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", H, Ok)]),
+        ),
+        (
+            "b3 answers 500",
+            Step::Behave(3, Behavior::Status(500)),
+            expect(1, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", U, HttpStatus)]),
+        ),
+        (
+            "change the spec: b3 dropped, b2 moved to a path answering 404",
+            Step::Apply(&[("b0", 0, "/mcp"), ("b1", 1, "/mcp"), ("b2", 2, GONE)]),
+            expect(2, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", H, Ok), ("b2", U, HttpStatus)]),
+        ),
+        ("delete the group", Step::Delete, None),
+    ]
+}
+
+fn scenario_spec(backends: &[(&str, usize, &str)], fixtures: &[FixtureServer]) -> GroupSpec {
+    let mut yaml = format!(
+        "name: {GROUP}\npolicy:\n  interval: {}s\n  timeout: 0.8s\n  degradedLatency: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\nbackends:\n",
+        SCENARIO_INTERVAL_MS as f64 / 1000.0
+    );
+    for (name, f, path) in backends {
+        yaml.push_str(&format!("- name: {name}\n  url: {}\n", fixtures[*f].url_for(path)));
+    }
+    group_yaml(&yaml)
+}
+
+/// What one replica reports: the verdict, None when the group is gone, or
+/// the error (which never settles).
+async fn observe(client: &Client) -> Result<Option<Settled>, String> {
+    match client.clone().get_group_health(GetGroupHealthRequest { group: GROUP.into() }).await {
+        Ok(r) => Ok(r.into_inner().health.as_ref().map(Settled::of)),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// Waits until every replica reports the same verdict and it stayed so for
+/// `SETTLE`; that verdict. Independent of what the script expects.
+async fn settle(clients: &[Client], what: &str) -> Option<Settled> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last: Option<Vec<Result<Option<Settled>, String>>> = None;
+    let mut since = Instant::now();
+    loop {
+        let mut views = Vec::new();
+        for c in clients {
+            views.push(observe(c).await);
+        }
+        let agreed = views.iter().all(|v| v.is_ok() && *v == views[0]);
+        if last.as_ref() != Some(&views) {
+            last = Some(views);
+            since = Instant::now();
+        } else if agreed && since.elapsed() >= SETTLE {
+            return views.swap_remove(0).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{what}: the replicas never settled on one verdict; last views: {last:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the scenario against `clients` (one single node, or every replica
+/// of a cluster) with fixtures of its own; the settled verdict after each
+/// step. Mutations go to each replica in turn, so a cluster takes applies and
+/// deletes on every replica.
+async fn run_scenario(label: &str, clients: &[Client]) -> Vec<Option<Settled>> {
+    let mut fixtures = Vec::new();
+    for _ in 0..FIXTURES {
+        let f = FixtureServer::start().await.expect("fixture");
+        f.set_path_behavior(GONE, Behavior::Status(404));
+        fixtures.push(f);
+    }
+    let mut observed = Vec::new();
+    for (i, (what, step, _)) in scenario().into_iter().enumerate() {
+        let target = &clients[i % clients.len()];
+        match step {
+            Step::Apply(backends) => {
+                target
+                    .clone()
+                    .apply_group(apply_request(scenario_spec(backends, &fixtures)))
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {what}: {e:?}"));
+            }
+            Step::Kill(which) => {
+                for f in which {
+                    fixtures[*f].stop().await;
+                }
+            }
+            Step::Revive(which) => {
+                for f in which {
+                    fixtures[*f].resume().await.expect("resume fixture");
+                }
+            }
+            Step::Behave(f, b) => fixtures[f].set_behavior(b),
+            Step::Delete => {
+                target
+                    .clone()
+                    .delete_group(DeleteGroupRequest { group: GROUP.into() })
+                    .await
+                    .unwrap_or_else(|e| panic!("{label}: {what}: {e:?}"));
+            }
+        }
+        let started = Instant::now();
+        let settled = settle(clients, &format!("{label}: {what}")).await;
+        println!("{label}: {what}: settled in {:?}: {settled:?}", started.elapsed());
+        observed.push(settled);
+    }
+    observed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_scenario_settles_the_same_on_a_single_node_and_on_a_cluster() {
+    // (a) A single node with its redb store, no etcd.
+    let data = tempfile::tempdir().expect("data dir");
+    let data_arg = data.path().display().to_string();
+    let single = Daemon::spawn(&["--data-dir", &data_arg]);
+    let single_run = run_scenario("single node", &[single.client().await]).await;
+    drop(single);
+
+    // (b) Three replicas on a 3-node etcd.
+    let etcd = EtcdCluster::start(3).await;
+    let endpoints = etcd.endpoints_arg();
+    let replicas: Vec<Daemon> = (0..3)
+        .map(|_| Daemon::spawn(&["--etcd-endpoints", &endpoints, "--etcd-prefix", "/scenario", "--etcd-lease-ttl", "2"]))
+        .collect();
+    let mut clients = Vec::new();
+    for r in &replicas {
+        clients.push(r.client().await);
+    }
+    for c in &clients {
+        eventually("three members", || config_status(c), |i| i.members.len() == 3).await;
+    }
+    let cluster_run = run_scenario("cluster of 3", &clients).await;
+
+    // Step by step: the cluster settled where the single node did, and both
+    // where the script says.
+    for (i, (what, _, expected)) in scenario().into_iter().enumerate() {
+        assert_eq!(cluster_run[i], single_run[i], "step {i} ({what}): the cluster and the single node differ");
+        assert_eq!(single_run[i], expected, "step {i} ({what}): not the expected verdict");
+    }
+}
