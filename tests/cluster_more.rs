@@ -451,7 +451,8 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         Some(
             kvs.iter()
                 .map(|kv| {
-                    let (_, b) = keys.verdict_of(&String::from_utf8_lossy(&kv.key)).unwrap();
+                    let key = String::from_utf8_lossy(&kv.key);
+                    let (_, b) = keys.verdict_of(&key).unwrap();
                     (b.to_owned(), SharedVerdict::decode(&kv.value).unwrap().writer)
                 })
                 .collect::<HashMap<String, String>>(),
@@ -649,7 +650,7 @@ const SETTLE: Duration = Duration::from_millis(3 * SCENARIO_INTERVAL_MS);
 /// The scenario: each step, and the settled verdict expected after it.
 fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
     use BackendStatus::{Healthy as H, Unhealthy as U};
-    use ReasonCode::{ConnectionRefused as Refused, HttpStatus, Ok};
+    use ReasonCode::{ConnectionRefused as Refused, HttpStatus, Ok as Good};
     let expect = |generation: u64, phase: GroupPhase, backends: &[(&str, BackendStatus, ReasonCode)]| {
         Some(Settled {
             generation,
@@ -662,12 +663,12 @@ fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
         (
             "apply four backends",
             Step::Apply(FOUR),
-            expect(1, GroupPhase::Ready, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", H, Ok)]),
+            expect(1, GroupPhase::Ready, &[("b0", H, Good), ("b1", H, Good), ("b2", H, Good), ("b3", H, Good)]),
         ),
         (
             "kill b1 and b2",
             Step::Kill(&[1, 2]),
-            expect(1, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", U, Refused), ("b2", U, Refused), ("b3", H, Ok)]),
+            expect(1, GroupPhase::Degraded, &[("b0", H, Good), ("b1", U, Refused), ("b2", U, Refused), ("b3", H, Good)]),
         ),
         (
             "kill b0 and b3 too",
@@ -677,17 +678,17 @@ fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
         (
             "bring them all back",
             Step::Revive(&[0, 1, 2, 3]),
-            expect(1, GroupPhase::Ready, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", H, Ok)]),
+            expect(1, GroupPhase::Ready, &[("b0", H, Good), ("b1", H, Good), ("b2", H, Good), ("b3", H, Good)]),
         ),
         (
             "b3 answers 500",
             Step::Behave(3, Behavior::Status(500)),
-            expect(1, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", H, Ok), ("b2", H, Ok), ("b3", U, HttpStatus)]),
+            expect(1, GroupPhase::Degraded, &[("b0", H, Good), ("b1", H, Good), ("b2", H, Good), ("b3", U, HttpStatus)]),
         ),
         (
             "change the spec: b3 dropped, b2 moved to a path answering 404",
             Step::Apply(&[("b0", 0, "/mcp"), ("b1", 1, "/mcp"), ("b2", 2, GONE)]),
-            expect(2, GroupPhase::Degraded, &[("b0", H, Ok), ("b1", H, Ok), ("b2", U, HttpStatus)]),
+            expect(2, GroupPhase::Degraded, &[("b0", H, Good), ("b1", H, Good), ("b2", U, HttpStatus)]),
         ),
         ("delete the group", Step::Delete, None),
     ]
