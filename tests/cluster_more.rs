@@ -227,7 +227,7 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     println!("wrong password: {status}\n{out}");
     assert!(!status.success(), "{out}");
     assert!(out.contains("mcp-healthd cannot start"), "{out}");
-    assert!(out.contains("authentication failed"), "names the cause: {out}");
+    assert_eq!(out.matches("authentication failed").count(), 1, "names the cause, once: {out}");
     assert!(!out.contains(&wrong) && !out.contains(&password), "a password was printed: {out}");
 
     // A CA that did not sign etcd's certificate: a TLS error.
@@ -236,7 +236,8 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     assert!(!status.success(), "{out}");
     assert!(out.contains("mcp-healthd cannot start"), "{out}");
     let lower = out.to_lowercase();
-    assert!(lower.contains("tls") && lower.contains("certificate"), "names the TLS failure: {out}");
+    assert!(lower.contains("tls handshake") && lower.contains("certificate"), "names the TLS failure: {out}");
+    assert!(out.contains("--etcd-ca-cert"), "points at the flag to check: {out}");
     assert!(!out.contains(&password), "{out}");
 }
 
