@@ -341,6 +341,7 @@ impl Drop for NetNs {
 
 const INTERVAL_MS: u64 = 1000;
 const TTL_S: u64 = 2;
+const ADMIN_TOKEN: &str = "partition-test-admin-token";
 
 /// `per` backends owned by each member id in `members` (rendezvous over the
 /// real member ids), so every replica owns some: names in member order.
@@ -416,7 +417,10 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     let inner_metrics = SocketAddr::new(ns.inner_service_side(), 9464);
     let mut inner_refs: Vec<&str> = inner_args.iter().map(String::as_str).collect();
     let metrics_arg = inner_metrics.to_string();
-    inner_refs.extend(["--metrics-listen", &metrics_arg]);
+    // Off loopback, mutations need the admin token (the daemon refuses to start otherwise).
+    let token_dir = tempfile::tempdir().expect("temp dir");
+    let token_arg = write(token_dir.path(), "admin-token", ADMIN_TOKEN).display().to_string();
+    inner_refs.extend(["--metrics-listen", &metrics_arg, "--admin-token-file", &token_arg]);
     let mut inner = Daemon::spawn_in_netns(&ns.name, &inner_listen.to_string(), &inner_refs);
     let clients = [hosts[0].client().await, hosts[1].client().await, inner.client().await];
     const CUT: usize = 2;
@@ -505,11 +509,10 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         scrape(inner_metrics).await.lines().any(|l| l == "mcp_health_cluster_degraded 1"),
         "the metric says degraded"
     );
-    let err = inner_client
-        .clone()
-        .apply_group(apply_request(group_yaml("name: late\nbackends:\n- name: a\n  url: http://127.0.0.1:9/mcp\n")))
-        .await
-        .expect_err("no apply while cut off");
+    let mut late = tonic::Request::new(apply_request(group_yaml("name: late\nbackends:\n- name: a\n  url: http://127.0.0.1:9/mcp\n")));
+    late.metadata_mut()
+        .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+    let err = inner_client.clone().apply_group(late).await.expect_err("no apply while cut off");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(err.message().contains("degraded") && err.message().contains("etcd"), "says why: {}", err.message());
     let last_view = get(inner_client, "pool").await.expect("the last view still served");
