@@ -153,7 +153,12 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     etcdctl(&endpoint, &tls, None, &["user", "grant-role", "root", "root"]);
     etcdctl(&endpoint, &tls, None, &["user", "add", "mcp", &format!("--new-user-password={password}")]);
     etcdctl(&endpoint, &tls, None, &["role", "add", "mcp-tls"]);
-    etcdctl(&endpoint, &tls, None, &["role", "grant-permission", "mcp-tls", "--prefix=true", "readwrite", "/mcp-tls/"]);
+    etcdctl(
+        &endpoint,
+        &tls,
+        None,
+        &["role", "grant-permission", "mcp-tls", "--prefix=true", "readwrite", "/mcp-tls/"],
+    );
     etcdctl(&endpoint, &tls, None, &["user", "grant-role", "mcp", "mcp-tls"]);
     etcdctl(&endpoint, &tls, None, &["auth", "enable"]);
 
@@ -188,14 +193,24 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     let good_refs: Vec<&str> = good.iter().map(String::as_str).collect();
     let mut a = Daemon::spawn(&good_refs);
     let client = a.client().await;
-    let info = eventually("joined over mTLS with a password", || config_status(&client), |i| !i.member.is_empty() && !i.degraded).await;
+    let info = eventually(
+        "joined over mTLS with a password",
+        || config_status(&client),
+        |i| !i.member.is_empty() && !i.degraded,
+    )
+    .await;
     assert_eq!(info.lease_ttl_seconds, 2);
     let fixture = FixtureServer::start().await.expect("fixture");
     let spec = group_yaml(&format!(
         "name: secure\npolicy:\n  interval: 1s\n  timeout: 0.8s\nbackends:\n- name: a\n  url: {}\n",
         fixture.url()
     ));
-    let applied = client.clone().apply_group(apply_request(spec)).await.expect("apply over TLS + auth").into_inner();
+    let applied = client
+        .clone()
+        .apply_group(apply_request(spec))
+        .await
+        .expect("apply over TLS + auth")
+        .into_inner();
     assert_eq!(applied.generation, 1);
     // READY means the probe's verdict went through the fenced write too.
     eventually("the group READY", || get(&client, "secure"), all_healthy).await;
@@ -510,11 +525,14 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         "the metric says degraded"
     );
     let mut late = tonic::Request::new(apply_request(group_yaml("name: late\nbackends:\n- name: a\n  url: http://127.0.0.1:9/mcp\n")));
-    late.metadata_mut()
-        .insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
+    late.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
     let err = inner_client.clone().apply_group(late).await.expect_err("no apply while cut off");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    assert!(err.message().contains("degraded") && err.message().contains("etcd"), "says why: {}", err.message());
+    assert!(
+        err.message().contains("degraded") && err.message().contains("etcd"),
+        "says why: {}",
+        err.message()
+    );
     let last_view = get(inner_client, "pool").await.expect("the last view still served");
     assert!(all_healthy(&last_view), "{last_view:?}");
 
@@ -539,7 +557,10 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         let _ = stop.send(());
         let phases = task.await.expect("watch task");
         assert!(!phases.is_empty());
-        assert!(phases.iter().all(|p| *p == GroupPhase::Ready as i32), "a survivor's pool left READY: {phases:?}");
+        assert!(
+            phases.iter().all(|p| *p == GroupPhase::Ready as i32),
+            "a survivor's pool left READY: {phases:?}"
+        );
     }
 
     // Fail-static: the cut-off replica probes every backend itself, so each
@@ -621,11 +642,7 @@ impl Settled {
         Settled {
             generation: g.generation,
             phase: common::phase(g),
-            backends: g
-                .backends
-                .iter()
-                .map(|b| (b.name.clone(), (common::status(b), common::reason(b))))
-                .collect(),
+            backends: g.backends.iter().map(|b| (b.name.clone(), (common::status(b), common::reason(b)))).collect(),
         }
     }
 }
@@ -672,12 +689,20 @@ fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
         (
             "kill b1 and b2",
             Step::Kill(&[1, 2]),
-            expect(1, GroupPhase::Degraded, &[("b0", H, Good), ("b1", U, Refused), ("b2", U, Refused), ("b3", H, Good)]),
+            expect(
+                1,
+                GroupPhase::Degraded,
+                &[("b0", H, Good), ("b1", U, Refused), ("b2", U, Refused), ("b3", H, Good)],
+            ),
         ),
         (
             "kill b0 and b3 too",
             Step::Kill(&[0, 3]),
-            expect(1, GroupPhase::Failed, &[("b0", U, Refused), ("b1", U, Refused), ("b2", U, Refused), ("b3", U, Refused)]),
+            expect(
+                1,
+                GroupPhase::Failed,
+                &[("b0", U, Refused), ("b1", U, Refused), ("b2", U, Refused), ("b3", U, Refused)],
+            ),
         ),
         (
             "bring them all back",
@@ -687,7 +712,11 @@ fn scenario() -> Vec<(&'static str, Step, Option<Settled>)> {
         (
             "b3 answers 500",
             Step::Behave(3, Behavior::Status(500)),
-            expect(1, GroupPhase::Degraded, &[("b0", H, Good), ("b1", H, Good), ("b2", H, Good), ("b3", U, HttpStatus)]),
+            expect(
+                1,
+                GroupPhase::Degraded,
+                &[("b0", H, Good), ("b1", H, Good), ("b2", H, Good), ("b3", U, HttpStatus)],
+            ),
         ),
         (
             "change the spec: b3 dropped, b2 moved to a path answering 404",
@@ -737,7 +766,10 @@ async fn settle(clients: &[Client], what: &str) -> Option<Settled> {
         } else if agreed && since.elapsed() >= SETTLE {
             return views.swap_remove(0).unwrap();
         }
-        assert!(Instant::now() < deadline, "{what}: the replicas never settled on one verdict; last views: {last:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the replicas never settled on one verdict; last views: {last:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
