@@ -45,6 +45,10 @@ pub enum EtcdError {
     NoCa,
     #[error("etcd tls: {0}")]
     Tls(String),
+    /// Every endpoint failed, at least one in the TLS handshake: a
+    /// configuration error (wrong CA, rejected client certificate), named as such.
+    #[error("TLS handshake with etcd failed: {0} (check --etcd-ca-cert, --etcd-cert and --etcd-key)")]
+    Handshake(String),
     /// No endpoint answered; the last error says why (never the password).
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
@@ -100,6 +104,24 @@ async fn read(flag: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Etc
         path: path.display().to_string(),
         source,
     })
+}
+
+/// The TLS error behind a failed call, if that is why it failed. tonic keeps
+/// the connector's error as the status' source; rustls' error sits inside an
+/// `io::Error`, whose own `source()` skips it, hence the `get_ref`.
+fn tls_failure(s: &Status) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cause {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        if let Some(tls) = e.downcast_ref::<rustls::Error>().or_else(|| inner?.downcast_ref::<rustls::Error>()) {
+            return Some(tls.to_string());
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Whether another endpoint (or a later attempt) may succeed.
@@ -198,6 +220,7 @@ impl Etcd {
         let n = self.inner.channels.len();
         let start = self.inner.current.load(Ordering::Relaxed);
         let mut last = String::new();
+        let mut handshake = None;
         for k in 0..n {
             let i = (start + k) % n;
             match call(self.svc(i)).await {
@@ -205,11 +228,19 @@ impl Etcd {
                     self.inner.current.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
-                Err(s) if retryable(&s) => last = format!("{}: {}", self.inner.endpoints[i], s.message()),
+                Err(s) if retryable(&s) => {
+                    last = format!("{}: {}", self.inner.endpoints[i], s.message());
+                    if let Some(tls) = tls_failure(&s) {
+                        handshake = Some(format!("{}: {tls}", self.inner.endpoints[i]));
+                    }
+                }
                 Err(s) => return Err(EtcdError::Refused(format!("{:?}: {}", s.code(), s.message()))),
             }
         }
-        Err(EtcdError::Unavailable(last))
+        Err(match handshake {
+            Some(why) => EtcdError::Handshake(why),
+            None => EtcdError::Unavailable(last),
+        })
     }
 
     /// `unary_no_reauth`, authenticating again once if the token expired.

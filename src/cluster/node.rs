@@ -25,13 +25,15 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot connect to etcd: {0}")]
+    // The cause is the source, not in the message: `errors::chain` prints
+    // each once (with `{0}` as well, start-up refusals said it twice).
+    #[error("cannot connect to etcd")]
     Connect(#[source] EtcdError),
-    #[error("cannot read the groups from etcd: {0}")]
+    #[error("cannot read the groups from etcd")]
     Load(#[source] StoreError),
     #[error("a group in etcd is not valid under this replica's flags")]
     Invalid(#[source] crate::store::InvalidStoredGroup),
-    #[error("cannot join the cluster: {0}")]
+    #[error("cannot join the cluster")]
     Join(#[source] EtcdError),
 }
 

@@ -10,6 +10,7 @@ mod probe_support;
 mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;
+mod cluster_more;
 mod drain;
 mod group_api;
 mod grpc_health;

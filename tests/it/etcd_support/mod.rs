@@ -1,9 +1,10 @@
 //! Real etcd nodes for cluster tests: Debian's `etcd` (3.4, installed by
 //! scripts/setup-etcd.sh) on 127.0.0.1 with free ports, one data dir each in
-//! a temp dir; nodes can be killed and restarted with their data.
+//! a temp dir; nodes can be killed and restarted with their data. Optionally
+//! with client TLS (mTLS) and on one more local address (`EtcdConfig`).
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,15 +28,41 @@ struct Node {
     child: Option<Child>,
 }
 
+/// Client TLS of every node (PEM files): etcd's server certificate, and the
+/// CA it requires client certificates from (`--client-cert-auth`, mTLS).
+/// `client_cert`/`client_key` are what the test's own clients present.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+/// How the nodes serve clients, beyond plain http on 127.0.0.1.
+#[derive(Clone, Debug, Default)]
+pub struct EtcdConfig {
+    pub tls: Option<EtcdTls>,
+    /// Client ports also listen on this local address (e.g. a veth end), same port.
+    pub also_listen: Option<IpAddr>,
+}
+
 pub struct EtcdCluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
     token: String,
+    config: EtcdConfig,
 }
 
 impl EtcdCluster {
     /// Starts `n` nodes and waits until the cluster answers.
     pub async fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, EtcdConfig::default()).await
+    }
+
+    /// [`EtcdCluster::start`] with TLS and/or another listen address.
+    pub async fn start_with(n: usize, config: EtcdConfig) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let nodes = (0..n)
             .map(|i| Node {
@@ -46,7 +73,7 @@ impl EtcdCluster {
             })
             .collect();
         let token = format!("t{}", std::process::id());
-        let mut cluster = EtcdCluster { dir, nodes, token };
+        let mut cluster = EtcdCluster { dir, nodes, token, config };
         for i in 0..n {
             cluster.spawn(i);
         }
@@ -68,12 +95,26 @@ impl EtcdCluster {
             .append(true)
             .open(self.dir.path().join(format!("{}.log", node.name)))
             .expect("log file");
-        let client = format!("http://127.0.0.1:{}", node.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), node.client);
+        let listen = match self.config.also_listen {
+            Some(ip) => format!("{client},{}://{ip}:{}", self.scheme(), node.client),
+            None => client.clone(),
+        };
         let peer = format!("http://127.0.0.1:{}", node.peer);
-        let child = Command::new(etcd_binary())
+        let mut cmd = Command::new(etcd_binary());
+        if let Some(tls) = &self.config.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &node.name, "--data-dir"])
             .arg(&data)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-client-urls", &listen, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args([
                 "--initial-cluster",
@@ -92,8 +133,17 @@ impl EtcdCluster {
         self.nodes[i].child = Some(child);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.config.tls.is_some() { "https" } else { "http" }
+    }
+
     pub fn endpoints(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("http://127.0.0.1:{}", n.client)).collect()
+        self.endpoints_on("127.0.0.1".parse().unwrap())
+    }
+
+    /// The client URLs on `ip` (127.0.0.1 or `EtcdConfig::also_listen`).
+    pub fn endpoints_on(&self, ip: IpAddr) -> Vec<String> {
+        self.nodes.iter().map(|n| format!("{}://{ip}:{}", self.scheme(), n.client)).collect()
     }
 
     pub fn endpoints_arg(&self) -> String {
@@ -104,8 +154,8 @@ impl EtcdCluster {
         ClusterOptions {
             endpoints: self.endpoints(),
             prefix: prefix.to_owned(),
-            ca_cert: None,
-            client_cert: None,
+            ca_cert: self.config.tls.as_ref().map(|t| t.ca.clone()),
+            client_cert: self.config.tls.as_ref().map(|t| (t.client_cert.clone(), t.client_key.clone())),
             user: None,
             lease_ttl: Duration::from_secs(ttl_secs),
         }

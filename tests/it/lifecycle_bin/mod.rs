@@ -22,7 +22,21 @@ pub struct Daemon {
 }
 
 fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"));
+    command_in(None, args)
+}
+
+/// The binary, inside network namespace `netns` when set (`ip netns exec`
+/// execs it, so the child's pid is the daemon's and signals reach it).
+fn command_in(netns: Option<&str>, args: &[&str]) -> Command {
+    let bin = env!("CARGO_BIN_EXE_mcp-healthd");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(["--log-format", "json"])
         .args(args)
         .env("MCP_HEALTH_LOG", "info")
@@ -42,7 +56,19 @@ impl Daemon {
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut full = vec!["--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
-        let mut child = command(&full).envs(env.iter().copied()).spawn().expect("spawn mcp-healthd");
+        Self::start(command(&full).envs(env.iter().copied()))
+    }
+
+    /// Starts the binary inside network namespace `netns`, listening on `listen`
+    /// (an address of that namespace), and waits until it serves.
+    pub fn spawn_in_netns(netns: &str, listen: &str, args: &[&str]) -> Daemon {
+        let mut full = vec!["--listen", listen];
+        full.extend_from_slice(args);
+        Self::start(&mut command_in(Some(netns), &full))
+    }
+
+    fn start(cmd: &mut Command) -> Daemon {
+        let mut child = cmd.spawn().expect("spawn mcp-healthd");
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
