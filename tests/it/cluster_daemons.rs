@@ -8,7 +8,7 @@ use crate::lifecycle_bin;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, apply_request, eventually, group_yaml};
+use common::{PATIENCE, apply_request, eventually, group_health, group_yaml};
 use etcd_support::EtcdCluster;
 use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureServer};
@@ -60,16 +60,6 @@ async fn metric(url: &str, series: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn get(client: &GroupHealthServiceClient<Channel>, group: &str) -> Option<GroupHealth> {
-    client
-        .clone()
-        .get_group_health(GetGroupHealthRequest { group: group.into() })
-        .await
-        .ok()?
-        .into_inner()
-        .health
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apply_on_one_replica_is_seen_by_the_others_in_get_and_watch() {
     let etcd = EtcdCluster::start(3).await;
@@ -111,7 +101,7 @@ async fn an_apply_on_one_replica_is_seen_by_the_others_in_get_and_watch() {
     }
     println!("apply on A seen in the watches of B and C after {:?}", started.elapsed());
     for c in &clients[1..] {
-        let g = get(c, "shared").await.expect("B and C have the group");
+        let g = group_health(c, "shared").await.expect("B and C have the group");
         assert_eq!(g.generation, 1);
         assert_eq!(g.source, GroupSource::Api as i32);
     }
@@ -123,7 +113,7 @@ async fn an_apply_on_one_replica_is_seen_by_the_others_in_get_and_watch() {
     for c in &clients {
         eventually(
             "generation 2 everywhere",
-            || get(c, "shared"),
+            || group_health(c, "shared"),
             |g| g.generation == 2 && g.backends[0].url.ends_with("/other"),
         )
         .await;
@@ -148,7 +138,7 @@ async fn an_apply_on_one_replica_is_seen_by_the_others_in_get_and_watch() {
     drop(ds);
     let d = Daemon::spawn(&["--etcd-endpoints", &etcd.endpoints_arg(), "--etcd-prefix", "/t1"]);
     let c = d.client().await;
-    let g = get(&c, "shared").await.expect("restored from etcd");
+    let g = group_health(&c, "shared").await.expect("restored from etcd");
     assert_eq!(g.generation, 1);
 }
 
@@ -208,7 +198,7 @@ impl Setup {
     async fn wait_serving(&self, i: usize, what: &str) -> GroupHealth {
         eventually(
             what,
-            || get(&self.clients[i], "pool"),
+            || group_health(&self.clients[i], "pool"),
             |g| g.phase == GroupPhase::Ready as i32 && g.backends.iter().all(|b| b.status == BackendStatus::Healthy as i32),
         )
         .await
@@ -415,7 +405,7 @@ async fn a_killed_replicas_backends_are_re_owned_without_any_phase_change() {
     for i in &survivors {
         s.wait_serving(*i, "still serving").await;
         for g in 0..5 {
-            let h = get(&s.clients[*i], &format!("acked-{g}")).await.expect("acknowledged apply kept");
+            let h = group_health(&s.clients[*i], &format!("acked-{g}")).await.expect("acknowledged apply kept");
             assert_eq!(h.generation, 1);
         }
     }
@@ -497,7 +487,7 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     s.etcd.kill(2);
     s.clients[0].apply_group(apply_request(acked(1))).await.expect("apply with 2 of 3 etcd nodes");
     for c in &s.clients {
-        eventually("acked-1 everywhere", || get(c, "acked-1"), |g| g.generation == 1).await;
+        eventually("acked-1 everywhere", || group_health(c, "acked-1"), |g| g.generation == 1).await;
     }
 
     // Two down: quorum lost. Every replica degrades, keeps serving its last view...
@@ -552,8 +542,8 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     )
     .await;
     for c in &s.clients {
-        eventually("acked-1 kept", || get(c, "acked-1"), |g| g.generation == 1).await;
-        eventually("acked-2 everywhere", || get(c, "acked-2"), |g| g.generation == 1).await;
+        eventually("acked-1 kept", || group_health(c, "acked-1"), |g| g.generation == 1).await;
+        eventually("acked-2 everywhere", || group_health(c, "acked-2"), |g| g.generation == 1).await;
     }
     for i in 0..3 {
         s.wait_serving(i, "READY after the outage").await;
@@ -628,7 +618,7 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     for c in &s.clients {
         eventually(
             "every replica sees b0 unhealthy",
-            || get(c, "pool"),
+            || group_health(c, "pool"),
             |g| g.backends.iter().any(|b| b.name == "b0" && b.status == BackendStatus::Unhealthy as i32),
         )
         .await;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pki;
-use common::{PATIENCE, apply_request, eventually, group_yaml};
+use common::{PATIENCE, apply_request, eventually, group_health, group_yaml};
 use etcd_support::{EtcdCluster, EtcdConfig, EtcdTls};
 use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer};
@@ -30,16 +30,6 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 type Client = GroupHealthServiceClient<Channel>;
-
-async fn get(client: &Client, group: &str) -> Option<GroupHealth> {
-    client
-        .clone()
-        .get_group_health(GetGroupHealthRequest { group: group.into() })
-        .await
-        .ok()?
-        .into_inner()
-        .health
-}
 
 async fn config_status(client: &Client) -> Option<ClusterInfo> {
     client.clone().get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner().cluster
@@ -213,7 +203,7 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
         .into_inner();
     assert_eq!(applied.generation, 1);
     // READY means the probe's verdict went through the fenced write too.
-    eventually("the group READY", || get(&client, "secure"), all_healthy).await;
+    eventually("the group READY", || group_health(&client, "secure"), all_healthy).await;
     let keys = etcdctl(&endpoint, &tls, Some(root), &["get", "--prefix", "--keys-only", "/mcp-tls/"]);
     let keys: Vec<&str> = keys.lines().filter(|l| !l.is_empty()).collect();
     assert!(keys.contains(&"/mcp-tls/groups/secure"), "{keys:?}");
@@ -227,7 +217,7 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
     // A second replica reads the group back from etcd, under the same user.
     let b = Daemon::spawn(&good_refs);
     let client_b = b.client().await;
-    let g = get(&client_b, "secure").await.expect("read back from etcd by another replica");
+    let g = group_health(&client_b, "secure").await.expect("read back from etcd by another replica");
     assert_eq!(g.generation, 1);
     eventually("two members", || config_status(&client), |i| i.members.len() == 2).await;
     assert!(!a.drain_log().iter().any(|l| l.contains(&password)), "the password is never logged");
@@ -462,7 +452,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     }
     clients[0].clone().apply_group(apply_request(group_yaml(&yaml))).await.expect("apply");
     for c in &clients {
-        eventually("every replica sees the pool READY", || get(c, "pool"), all_healthy).await;
+        eventually("every replica sees the pool READY", || group_health(c, "pool"), all_healthy).await;
     }
     let keys = Keys::new(prefix);
     let etcd_client = etcd.client().await;
@@ -533,7 +523,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         "says why: {}",
         err.message()
     );
-    let last_view = get(inner_client, "pool").await.expect("the last view still served");
+    let last_view = group_health(inner_client, "pool").await.expect("the last view still served");
     assert!(all_healthy(&last_view), "{last_view:?}");
 
     // The survivors: the cut-off member's lease expires, its backends are
@@ -573,11 +563,16 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     let (flip_name, _) = &owned[0];
     fixtures[0].set_behavior(Behavior::Status(500));
     let unhealthy = |g: &GroupHealth| g.backends.iter().any(|b| &b.name == flip_name && b.status == BackendStatus::Unhealthy as i32);
-    eventually("the cut-off replica's own probe sees the failure", || get(inner_client, "pool"), unhealthy).await;
-    eventually("a survivor shares it too", || get(&clients[0], "pool"), unhealthy).await;
+    eventually(
+        "the cut-off replica's own probe sees the failure",
+        || group_health(inner_client, "pool"),
+        unhealthy,
+    )
+    .await;
+    eventually("a survivor shares it too", || group_health(&clients[0], "pool"), unhealthy).await;
     fixtures[0].set_behavior(Behavior::Healthy);
     for c in &clients {
-        eventually("healthy again everywhere", || get(c, "pool"), all_healthy).await;
+        eventually("healthy again everywhere", || group_health(c, "pool"), all_healthy).await;
     }
 
     // The link back: it rejoins under a new member id, no longer degraded.
@@ -620,7 +615,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     // And every replica answers Get the same.
     let mut answers = Vec::new();
     for c in &clients {
-        answers.push(verdict_of(&eventually("READY", || get(c, "pool"), all_healthy).await));
+        answers.push(verdict_of(&eventually("READY", || group_health(c, "pool"), all_healthy).await));
     }
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
 }

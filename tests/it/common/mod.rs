@@ -99,6 +99,18 @@ impl TestDaemon {
 }
 
 /// An ApplyGroup request that really applies (not `validate_only`).
+/// A group's health as `GetGroupHealth` answers it, None on any error
+/// (not there yet, or a replica that is down): for `eventually`.
+pub async fn group_health(client: &GroupHealthServiceClient<Channel>, group: &str) -> Option<GroupHealth> {
+    client
+        .clone()
+        .get_group_health(GetGroupHealthRequest { group: group.into() })
+        .await
+        .ok()?
+        .into_inner()
+        .health
+}
+
 pub fn apply_request(spec: GroupSpec) -> ApplyGroupRequest {
     ApplyGroupRequest {
         spec: Some(spec),
