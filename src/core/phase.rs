@@ -32,22 +32,25 @@ impl BackendView {
     }
 }
 
-/// Computes the group phase from its backends.
+/// Computes the group phase from its backends. A backend not probed yet
+/// (UNKNOWN) is neutral: it neither makes a group FAILED nor takes it out of
+/// READY, so an apply or a reload never shows a failure that never was.
 ///
-/// - FAILED when the group has no backends, or none is routable (once any has a verdict).
-///   A drained backend is not routable, whatever its status.
-/// - PENDING while no backend has a verdict yet.
-/// - READY when every backend is routable and none is DEGRADED.
+/// - FAILED when the group has no backends, or none is routable and every
+///   backend has a verdict. A drained backend is not routable, whatever its status.
+/// - PENDING while no backend is routable and some have no verdict yet.
+/// - READY when some backend is routable, every backend with a verdict is
+///   routable, and none is DEGRADED.
 /// - DEGRADED otherwise.
 pub fn group_verdict(backends: impl IntoIterator<Item = BackendView>) -> GroupVerdict {
     let summary = summarize(backends);
+    // UNKNOWN is never routable (`is_routable`), so `routable` counts judged backends only.
+    let judged = summary.total - summary.unknown;
     let phase = if summary.total == 0 {
         GroupPhase::Failed
-    } else if summary.unknown == summary.total {
-        GroupPhase::Pending
     } else if summary.routable == 0 {
-        GroupPhase::Failed
-    } else if summary.routable == summary.total && summary.degraded == 0 {
+        if summary.unknown > 0 { GroupPhase::Pending } else { GroupPhase::Failed }
+    } else if summary.routable == judged && summary.degraded == 0 {
         GroupPhase::Ready
     } else {
         GroupPhase::Degraded
@@ -82,10 +85,12 @@ fn describe(phase: GroupPhase, s: &Summary) -> String {
     if s.total == 0 {
         return "the group has no backends".to_owned();
     }
-    if phase == GroupPhase::Pending {
-        return format!("waiting for the first verdict on {}", backends(s.total));
-    }
-    let mut message = if s.routable == s.total {
+    let mut message = if phase == GroupPhase::Pending {
+        if s.unknown == s.total {
+            return format!("waiting for the first verdict on {}", backends(s.total));
+        }
+        format!("waiting for the first verdict on {} of {}", s.unknown, backends(s.total))
+    } else if s.routable == s.total {
         if s.total == 1 {
             "the backend is routable".to_owned()
         } else {
@@ -99,7 +104,11 @@ fn describe(phase: GroupPhase, s: &Summary) -> String {
         (s.unauthenticated, verb(s.unauthenticated, "requires authentication", "require authentication")),
         (s.degraded, verb(s.degraded, "is degraded", "are degraded")),
         (s.unhealthy, verb(s.unhealthy, "is unhealthy", "are unhealthy")),
-        (s.unknown, verb(s.unknown, "is not probed yet", "are not probed yet")),
+        // A PENDING message already names the backends without a verdict.
+        (
+            if phase == GroupPhase::Pending { 0 } else { s.unknown },
+            verb(s.unknown, "is not probed yet", "are not probed yet"),
+        ),
         (s.draining, verb(s.draining, "is draining", "are draining")),
     ]
     .into_iter()

@@ -214,14 +214,67 @@ fn phases() {
         "waiting for the first verdict on 2 backends",
     );
     check_phase(&[], P::Failed, 0, "the group has no backends");
-    // Partly probed.
+    check_phase(&[(S::Healthy, NoAuth)], P::Ready, 1, "the backend is routable");
+}
+
+/// Issue 19 §4: a backend not probed yet is neutral. An apply of 4 backends,
+/// one dead and judged first, was FAILED for a moment; a reload that added a
+/// backend to a READY group turned it DEGRADED until the new one was probed.
+#[test]
+fn backends_not_probed_yet_are_neutral() {
+    use AuthMode::{None as NoAuth, PerUser};
+    // No routable backend, some not probed yet: still PENDING, never FAILED.
+    check_phase(
+        &[(S::Unhealthy, NoAuth), (S::Unknown, NoAuth), (S::Unknown, NoAuth), (S::Unknown, NoAuth)],
+        P::Pending,
+        0,
+        "waiting for the first verdict on 3 of 4 backends; 1 backend is unhealthy",
+    );
+    check_phase(
+        &[(S::Unauthenticated, NoAuth), (S::Unknown, PerUser)],
+        P::Pending,
+        0,
+        "waiting for the first verdict on 1 of 2 backends; 1 backend requires authentication",
+    );
+    check_drained_phase(
+        &[(S::Healthy, NoAuth, true), (S::Unknown, NoAuth, false)],
+        P::Pending,
+        0,
+        "waiting for the first verdict on 1 of 2 backends; 1 backend is draining",
+    );
+    // A READY group that gains a backend stays READY until it is judged.
     check_phase(
         &[(S::Healthy, NoAuth), (S::Unknown, NoAuth)],
-        P::Degraded,
+        P::Ready,
         1,
         "1 of 2 backends routable; 1 backend is not probed yet",
     );
-    check_phase(&[(S::Healthy, NoAuth)], P::Ready, 1, "the backend is routable");
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unauthenticated, PerUser), (S::Unknown, NoAuth)],
+        P::Ready,
+        2,
+        "2 of 3 backends routable; 1 backend requires authentication, 1 backend is not probed yet",
+    );
+    // Once a routable backend exists, what the judged ones say decides.
+    check_phase(
+        &[(S::Healthy, NoAuth), (S::Unhealthy, NoAuth), (S::Unknown, NoAuth)],
+        P::Degraded,
+        1,
+        "1 of 3 backends routable; 1 backend is unhealthy, 1 backend is not probed yet",
+    );
+    check_phase(
+        &[(S::Degraded, NoAuth), (S::Unknown, NoAuth)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is degraded, 1 backend is not probed yet",
+    );
+    // Every backend judged and none routable: FAILED.
+    check_phase(
+        &[(S::Unhealthy, NoAuth), (S::Unhealthy, NoAuth)],
+        P::Failed,
+        0,
+        "0 of 2 backends routable; 2 backends are unhealthy",
+    );
 }
 
 #[test]

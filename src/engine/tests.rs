@@ -241,9 +241,9 @@ async fn first_probes_are_paced_a_burst_at_once_then_a_steady_rate() {
     engine.apply(big_group("big", 1000, "{interval: 10s}"), Origin::Api).await.unwrap();
     let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
     // The burst at once. The group is routable as soon as its first backends
-    // have verdicts (DEGRADED: the rest are UNKNOWN, not routable); before any
-    // verdict it is PENDING, like any new group.
-    assert_eq!((n, phase), (40, GroupPhase::Degraded), "the burst at once");
+    // have verdicts: READY, as the backends not probed yet are neutral (issue
+    // 19); before any verdict it is PENDING, like any new group.
+    assert_eq!((n, phase), (40, GroupPhase::Ready), "the burst at once");
     let (n, _) = started_by(&engine, &prober, t0, 451 * MS, "big").await;
     assert_eq!(n, 40 + 180, "one per 2.5 ms after the burst");
     let (n, phase) = started_by(&engine, &prober, t0, 2401 * MS, "big").await;
