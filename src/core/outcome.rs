@@ -1,6 +1,7 @@
 //! What one probe concluded, before any verdict: the outcome class, its reason
 //! code and the facts the backend reported about itself.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proto::v1::{AuthMode, ReasonCode, ResourceMetadataState};
@@ -79,6 +80,10 @@ pub struct ProbeOutcome {
     pub class: OutcomeClass,
     pub reason: Reason,
     pub facts: ServerFacts,
+    /// The address of the connection the probe's last answer came over (None
+    /// when no connection got as far as an HTTP answer): the only address xDS
+    /// may hand Envoy, as it passed our resolver and SSRF guard.
+    pub peer: Option<SocketAddr>,
 }
 
 impl ProbeOutcome {
@@ -87,6 +92,7 @@ impl ProbeOutcome {
             class: OutcomeClass::Success,
             reason: Reason::new(ReasonCode::Ok, "handshake succeeded"),
             facts,
+            peer: None,
         }
     }
 
@@ -95,6 +101,7 @@ impl ProbeOutcome {
             class: OutcomeClass::Failure,
             reason,
             facts: ServerFacts::default(),
+            peer: None,
         }
     }
 
@@ -105,6 +112,7 @@ impl ProbeOutcome {
             class: OutcomeClass::ToolsFailing,
             reason,
             facts,
+            peer: None,
         }
     }
 
@@ -113,6 +121,7 @@ impl ProbeOutcome {
             class: OutcomeClass::AuthRequired,
             reason,
             facts,
+            peer: None,
         }
     }
 

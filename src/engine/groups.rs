@@ -29,6 +29,8 @@ pub(super) struct BackendState {
     /// probe (cluster mode): the next local result is shared even if it
     /// changes nothing here, so the cluster learns the new owner's probe.
     pub(super) remote_since_probe: bool,
+    /// The address the latest probe to reach the backend connected to.
+    pub(super) peer: Option<std::net::SocketAddr>,
 }
 
 impl BackendState {
@@ -41,6 +43,7 @@ impl BackendState {
             last_latency: self.last_latency,
             last_probe: self.last_probe,
             last_transition: self.last_transition,
+            peer: self.peer,
         }
     }
 }

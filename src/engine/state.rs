@@ -293,6 +293,7 @@ impl EngineState {
             last_transition: None,
             remote_since_probe: false,
             last_probe_backend: None,
+            peer: None,
         }
     }
 
@@ -413,6 +414,11 @@ impl EngineState {
         b.last_latency = Some(r.latency);
         let prev_reason = b.reason.code;
         b.reason = r.outcome.reason.clone();
+        // A failure that reached no server keeps the address the backend was last reached at.
+        let peer_changed = r.outcome.peer.is_some() && r.outcome.peer != b.peer;
+        if peer_changed {
+            b.peer = r.outcome.peer;
+        }
         if r.outcome.class != OutcomeClass::Failure {
             // Keep what the server last said about itself through failures.
             let facts = &r.outcome.facts;
@@ -423,7 +429,8 @@ impl EngineState {
             }
         }
         let status_changed = next.status != prev.status;
-        let changed = status_changed || next.progress != prev.progress;
+        // A new address is published (xDS hands Envoy the address) and shared like a verdict change.
+        let changed = status_changed || next.progress != prev.progress || peer_changed;
         let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
         if status_changed {
             if observed {

@@ -495,3 +495,46 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         assert!(fx.actions.is_empty());
     }
 }
+
+/// The address a probe connected to, through the probe's resolver and guard,
+/// is what the view (and so xDS) carries: set by a probe that reached the
+/// server, kept through a failure that reached none, changed (and published)
+/// when a probe reaches the backend at a new address. One row per probe:
+/// (outcome, peer, the address shown after it, whether the group was published).
+#[test]
+fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
+    use crate::core::outcome::Reason;
+    let mut state = EngineState::new(settings(false));
+    let (_, fx) = apply(&mut state, "name: g\nbackends:\n  - {name: a, url: 'http://mcp.test:8080/mcp'}\n", Origin::Api);
+    let (_, spawned) = epochs(&fx);
+    let epoch = spawned[0].0;
+    let a: std::net::SocketAddr = "127.0.0.7:8080".parse().unwrap();
+    let b: std::net::SocketAddr = "127.0.0.8:8080".parse().unwrap();
+    let refused = ProbeOutcome::failure(Reason::new(crate::proto::v1::ReasonCode::ConnectionRefused, "connection refused"));
+    let ok = success("g", "a", epoch).outcome;
+    // None: published or not as the verdict's own progress says (hysteresis after a failure).
+    let rows: [(ProbeOutcome, Option<std::net::SocketAddr>, &str, Option<bool>); 9] = [
+        (refused.clone(), None, "", Some(true)),
+        (ok.clone(), Some(a), "127.0.0.7:8080", Some(true)),
+        (ok.clone(), Some(a), "127.0.0.7:8080", Some(false)),
+        (refused, None, "127.0.0.7:8080", Some(true)),
+        (ok.clone(), Some(b), "127.0.0.8:8080", Some(true)),
+        (ok.clone(), Some(b), "127.0.0.8:8080", None),
+        (ok.clone(), Some(b), "127.0.0.8:8080", None),
+        (ok.clone(), Some(b), "127.0.0.8:8080", Some(false)),
+        // Only the address changes: published, so Envoy follows the backend.
+        (ok, Some(a), "127.0.0.7:8080", Some(true)),
+    ];
+    for (i, (outcome, peer, shown, published)) in rows.into_iter().enumerate() {
+        let mut r = success("g", "a", epoch);
+        r.outcome = ProbeOutcome { peer, ..outcome };
+        let mut fx = Effects::default();
+        state.fold(&r, SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+        let h = state.health("g").unwrap();
+        assert_eq!(h.backends[0].address, shown, "row {i}");
+        let was_published = fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. }));
+        if let Some(published) = published {
+            assert_eq!(was_published, published, "row {i}: {:?}", fx.actions);
+        }
+    }
+}

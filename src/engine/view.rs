@@ -18,6 +18,7 @@ pub struct BackendFacts<'a> {
     pub last_latency: Option<Duration>,
     pub last_probe: Option<SystemTime>,
     pub last_transition: Option<SystemTime>,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 pub fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
@@ -79,6 +80,7 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
         tool_count: f.facts.tool_count,
         resource_metadata: f.facts.resource_metadata as i32,
         draining: f.backend.spec.drain,
+        address: f.peer.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 

@@ -56,6 +56,7 @@ pub async fn post(ctx: &Ctx<'_>, url: &Url, headers: HeaderMap, payload: Vec<u8>
         request = request.header(name, value);
     }
     let mut resp = request.send().await.map_err(|e| Stop::Failed(classify::transport_error(&e)))?;
+    ctx.answered(&resp);
     let status = resp.status().as_u16();
     check_status(ctx, &resp)?;
     let session = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -56,6 +56,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         request = request.header(name, value);
     }
     let resp = request.send().await.map_err(|e| Stop::Failed(classify::transport_error(&e)))?;
+    ctx.answered(&resp);
     exchange::check_status(ctx, &resp)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {

@@ -177,9 +177,24 @@ pub(crate) struct Ctx<'a> {
     pub target: &'a ProbeTarget,
     /// The probe's own credential, read once per probe.
     pub auth: Option<credentials::AuthHeader>,
+    /// The address the last MCP answer of this probe came from (see [`Ctx::answered`]).
+    pub peer: std::sync::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl Ctx<'_> {
+    /// Notes the address an MCP exchange's answer came over: a connection made
+    /// through the target's resolver and SSRF guard.
+    pub fn answered(&self, resp: &reqwest::Response) {
+        if let Some(addr) = resp.remote_addr() {
+            // A poisoned lock only means another step of this probe panicked; the value is a plain address.
+            *self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+        }
+    }
+
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        *self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn cap(&self) -> usize {
         self.prober.max_response_bytes
     }
@@ -230,7 +245,12 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         }
     };
     let credentials_sent = auth.is_some();
-    let ctx = Ctx { prober, target, auth };
+    let ctx = Ctx {
+        prober,
+        target,
+        auth,
+        peer: std::sync::Mutex::new(None),
+    };
     let mut session = None;
     let timed = match target.backend.transport {
         Transport::Sse => tokio::time::timeout_at(deadline, legacy_sse::probe(&ctx)).await,
@@ -240,7 +260,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     if let Some(s) = session {
         streamable::end_session(&ctx, &s).await;
     }
-    let outcome = match timed {
+    let mut outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
         Ok(Ok(Ready { facts, degraded: None, note })) => {
             let mut outcome = ProbeOutcome::success(facts);
@@ -268,6 +288,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             ProbeOutcome::auth_required(reason, facts)
         }
     };
+    outcome.peer = ctx.peer();
     if outcome.class == OutcomeClass::Failure
         && matches!(
             outcome.reason.code,

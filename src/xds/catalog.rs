@@ -1,10 +1,10 @@
 //! The xDS resource catalog: every group's `ClusterLoadAssignment`, encoded
 //! once per change, fed from the engine's public watch (a snapshot, then
 //! `GroupHealth` events) and published to every xDS stream, debounced so a
-//! burst of verdicts becomes one push.
+//! burst of verdicts becomes one push. It resolves no names: each endpoint's
+//! address is the one its probe connected to.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ use envoy_types::util::pack_any;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::mapping::{self, url_host_port};
+use super::mapping;
 use crate::engine::{Engine, Event, EventKind};
 use crate::proto::v1::GroupHealth;
 
@@ -60,25 +60,6 @@ impl Catalog {
 
 pub type CatalogRx = watch::Receiver<Arc<Catalog>>;
 
-/// Host names of backends resolved when their group's assignment is built.
-async fn resolve_hosts(group: &GroupHealth) -> HashMap<String, IpAddr> {
-    let mut out = HashMap::new();
-    for b in &group.backends {
-        let Some((host, port)) = url_host_port(&b.url) else { continue };
-        if host.parse::<IpAddr>().is_ok() || out.contains_key(&host) {
-            continue;
-        }
-        let lookup = tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host.as_str(), port))).await;
-        match lookup.ok().and_then(Result::ok).and_then(|mut addrs| addrs.next()) {
-            Some(a) => {
-                out.insert(host, a.ip());
-            }
-            None => warn!(group = %group.name, backend = %b.name, host = %host, "backend host does not resolve; left out of its ClusterLoadAssignment"),
-        }
-    }
-    out
-}
-
 /// The catalog the feeder task maintains.
 struct Feeder {
     resources: BTreeMap<String, Arc<Entry>>,
@@ -86,15 +67,14 @@ struct Feeder {
 }
 
 impl Feeder {
-    async fn apply(&mut self, kind: EventKind, revision: u64, group: &GroupHealth) {
+    fn apply(&mut self, kind: EventKind, revision: u64, group: &GroupHealth) {
         self.version = self.version.max(revision);
         let name = mapping::resource_name(&group.name);
         if kind == EventKind::Deleted {
             self.resources.remove(&name);
             return;
         }
-        let hosts = resolve_hosts(group).await;
-        let resource = pack_any(mapping::cluster_load_assignment(group, |h| hosts.get(h).copied()));
+        let resource = pack_any(mapping::cluster_load_assignment(group));
         // Progress-only changes of a verdict leave the assignment as it was: no push.
         if self.resources.get(&name).is_some_and(|e| e.resource == resource) {
             return;
@@ -109,11 +89,11 @@ impl Feeder {
     }
 
     /// Starts over from a snapshot.
-    async fn load(&mut self, s: &crate::engine::Subscription) {
+    fn load(&mut self, s: &crate::engine::Subscription) {
         self.resources.clear();
         self.version = s.sequence;
         for g in &s.snapshot {
-            self.apply(EventKind::Changed, g.revision, g).await;
+            self.apply(EventKind::Changed, g.revision, g);
         }
     }
 
@@ -136,7 +116,7 @@ pub async fn start(engine: Engine, debounce: Duration, shutdown: CancellationTok
         resources: BTreeMap::new(),
         version: 0,
     };
-    feeder.load(&first).await;
+    feeder.load(&first);
     let (tx, rx) = watch::channel(feeder.catalog());
     tokio::spawn(run(engine, feeder, first.events, tx, debounce, shutdown));
     Ok(rx)
@@ -158,7 +138,7 @@ async fn run(
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     debug!(missed = n, "xds catalog lagged behind the engine; resynchronizing");
                     let Ok(s) = engine.watch(None).await else { return };
-                    feeder.load(&s).await;
+                    feeder.load(&s);
                     events = s.events;
                     tx.send_replace(feeder.catalog());
                     continue;
@@ -166,14 +146,14 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         };
-        feeder.apply(event.kind, event.sequence, &event.group).await;
+        feeder.apply(event.kind, event.sequence, &event.group);
         let deadline = Instant::now() + debounce;
         let mut lagged = false;
         while !lagged {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 r = events.recv() => match r {
-                    Ok(e) => feeder.apply(e.kind, e.sequence, &e.group).await,
+                    Ok(e) => feeder.apply(e.kind, e.sequence, &e.group),
                     Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
@@ -181,7 +161,7 @@ async fn run(
         }
         if lagged {
             let Ok(s) = engine.watch(None).await else { return };
-            feeder.load(&s).await;
+            feeder.load(&s);
             events = s.events;
         }
         tx.send_replace(feeder.catalog());

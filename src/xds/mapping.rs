@@ -1,9 +1,11 @@
 //! What a group becomes in Envoy's EDS: the resource name, one
 //! `ClusterLoadAssignment` per group, one `LbEndpoint` per backend, and the one
-//! function from a backend's verdict to Envoy's `health_status`. Pure: no I/O.
+//! function from a backend's verdict to Envoy's `health_status`. Pure: no I/O,
+//! and no name resolution: an endpoint's address is the one a probe connected
+//! to (`BackendHealth.address`), which passed our resolver and SSRF guard.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::{Address, HealthStatus, Metadata, SocketAddress, address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
@@ -30,29 +32,38 @@ pub fn group_of(resource: &str) -> Option<&str> {
     resource.strip_prefix(RESOURCE_PREFIX).filter(|g| !g.is_empty())
 }
 
-/// Envoy's health status of one backend: the verdict, as routable as the phase
-/// counts it (`core::verdict::is_routable`), with the operator's drain over it.
+/// Envoy's health status of one backend, or None when it is withheld from the
+/// assignment: the verdict, as routable as the phase counts it
+/// (`core::verdict::is_routable`), with the operator's drain over it. README's
+/// "What Envoy receives" table is this one.
 ///
 /// | verdict | auth mode | draining | `health_status` |
 /// |---|---|---|---|
-/// | any | any | yes | DRAINING |
+/// | UNKNOWN (not probed yet) | any | any | withheld: Envoy routes to UNKNOWN hosts |
+/// | any other | any | yes | DRAINING |
 /// | HEALTHY | any | no | HEALTHY |
-/// | DEGRADED | any | no | DEGRADED |
+/// | DEGRADED | any | no | DEGRADED (used when too few are HEALTHY) |
 /// | UNAUTHENTICATED | PER_USER | no | HEALTHY (routable: the 401 proves it is up) |
 /// | UNAUTHENTICATED | other | no | UNHEALTHY (a misconfiguration) |
 /// | UNHEALTHY | any | no | UNHEALTHY |
-/// | UNKNOWN | any | no | UNKNOWN (not probed yet) |
-pub fn endpoint_health(status: BackendStatus, auth: AuthMode, draining: bool) -> HealthStatus {
-    if draining {
-        return HealthStatus::Draining;
-    }
-    match status {
+///
+/// DEGRADED stays DEGRADED: it is routable (Envoy sends it the share of traffic
+/// the HEALTHY hosts cannot take, priority load by overprovisioning factor), and
+/// Envoy prefers HEALTHY hosts over it, which is what our DEGRADED means: slow,
+/// rate-limited or failing below the threshold. Mapping it to HEALTHY would send
+/// a slow backend a full share; mapping it to UNHEALTHY would contradict `routable`.
+pub fn endpoint_health(status: BackendStatus, auth: AuthMode, draining: bool) -> Option<HealthStatus> {
+    let health = match status {
+        // Envoy treats a host of UNKNOWN health as routable (compare
+        // `ignore_new_hosts_until_first_hc`): withhold it until it is judged.
+        BackendStatus::Unknown | BackendStatus::Unspecified => return None,
+        _ if draining => HealthStatus::Draining,
         BackendStatus::Healthy => HealthStatus::Healthy,
         BackendStatus::Degraded => HealthStatus::Degraded,
         BackendStatus::Unauthenticated if is_routable(status, auth) => HealthStatus::Healthy,
         BackendStatus::Unauthenticated | BackendStatus::Unhealthy => HealthStatus::Unhealthy,
-        BackendStatus::Unknown | BackendStatus::Unspecified => HealthStatus::Unknown,
-    }
+    };
+    Some(health)
 }
 
 /// Where a backend's URL points: its host (an IP literal or a name) and port.
@@ -106,24 +117,27 @@ fn metadata(group: &str, b: &BackendHealth) -> Metadata {
     }
 }
 
-/// One backend as an `LbEndpoint`, or None when its address is unknown (a
-/// host name that did not resolve). `resolved` is the address of a named host.
-pub fn lb_endpoint(group: &str, b: &BackendHealth, resolved: Option<IpAddr>) -> Option<LbEndpoint> {
-    let (host, port) = url_host_port(&b.url)?;
-    let (ip, hostname) = match host.parse::<IpAddr>() {
-        Ok(ip) => (ip, String::new()),
-        Err(_) => (resolved?, host),
-    };
+/// One backend as an `LbEndpoint`, or None when it is withheld: not probed yet
+/// ([`endpoint_health`]), or no probe has reached it, so there is no address a
+/// probe connected to. The address is `BackendHealth.address`; a named host
+/// keeps its name as the endpoint's `hostname` (for `auto_host_rewrite`).
+pub fn lb_endpoint(group: &str, b: &BackendHealth) -> Option<LbEndpoint> {
     let status = BackendStatus::try_from(b.status).unwrap_or_default();
     let auth = AuthMode::try_from(b.auth_mode).unwrap_or_default();
+    let health = endpoint_health(status, auth, b.draining)?;
+    let addr: SocketAddr = b.address.parse().ok()?;
+    let hostname = match url_host_port(&b.url) {
+        Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => host,
+        _ => String::new(),
+    };
     Some(LbEndpoint {
-        health_status: endpoint_health(status, auth, b.draining) as i32,
+        health_status: health as i32,
         metadata: Some(metadata(group, b)),
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
             address: Some(Address {
                 address: Some(address::Address::SocketAddress(SocketAddress {
-                    address: ip.to_string(),
-                    port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+                    address: addr.ip().to_string(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(addr.port()))),
                     ..Default::default()
                 })),
             }),
@@ -135,16 +149,9 @@ pub fn lb_endpoint(group: &str, b: &BackendHealth, resolved: Option<IpAddr>) -> 
 }
 
 /// A group as one `ClusterLoadAssignment` named [`resource_name`], every
-/// backend in one locality. `resolve` gives the address of a named host.
-pub fn cluster_load_assignment(group: &GroupHealth, resolve: impl Fn(&str) -> Option<IpAddr>) -> ClusterLoadAssignment {
-    let lb_endpoints = group
-        .backends
-        .iter()
-        .filter_map(|b| {
-            let host = url_host_port(&b.url).map(|(h, _)| h).unwrap_or_default();
-            lb_endpoint(&group.name, b, resolve(&host))
-        })
-        .collect::<Vec<_>>();
+/// backend that is not withheld in one locality.
+pub fn cluster_load_assignment(group: &GroupHealth) -> ClusterLoadAssignment {
+    let lb_endpoints = group.backends.iter().filter_map(|b| lb_endpoint(&group.name, b)).collect::<Vec<_>>();
     ClusterLoadAssignment {
         cluster_name: resource_name(&group.name),
         endpoints: if lb_endpoints.is_empty() {
@@ -171,58 +178,65 @@ pub fn empty_assignment(resource: &str) -> ClusterLoadAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::phase::{BackendView, group_verdict};
+    use crate::health::serving_status;
+    use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
     use crate::proto::v1::Reason;
 
     /// Whether Envoy load-balances to a host with this status (UNKNOWN counts
-    /// as healthy in Envoy; DEGRADED is used when too few are HEALTHY).
-    fn envoy_routes(h: HealthStatus) -> bool {
-        matches!(h, HealthStatus::Healthy | HealthStatus::Degraded | HealthStatus::Unknown)
+    /// as healthy in Envoy; DEGRADED is used when too few are HEALTHY). A
+    /// withheld host gets nothing.
+    fn envoy_routes(h: Option<HealthStatus>) -> bool {
+        matches!(h, Some(HealthStatus::Healthy | HealthStatus::Degraded | HealthStatus::Unknown))
     }
 
+    /// README's "What Envoy receives" table, literally: a one-backend group of
+    /// each status × auth mode × drain, and what Envoy gets, the API's
+    /// `routable`, and grpc.health of the group. None: withheld.
     #[test]
-    fn health_mapping_table() {
-        use AuthMode::*;
+    fn what_envoy_receives_table() {
+        use AuthMode::{None as NoAuth, Oauth2ClientCredentials as OAuth, PerUser, StaticHeader as Header};
         use BackendStatus as S;
         use HealthStatus as H;
-        let table = [
-            (S::Healthy, None, false, H::Healthy),
-            (S::Degraded, None, false, H::Degraded),
-            (S::Unauthenticated, PerUser, false, H::Healthy),
-            (S::Unauthenticated, None, false, H::Unhealthy),
-            (S::Unauthenticated, StaticHeader, false, H::Unhealthy),
-            (S::Unauthenticated, Oauth2ClientCredentials, false, H::Unhealthy),
-            (S::Unhealthy, PerUser, false, H::Unhealthy),
-            (S::Unknown, None, false, H::Unknown),
-            (S::Healthy, None, true, H::Draining),
-            (S::Unauthenticated, PerUser, true, H::Draining),
-            (S::Unhealthy, None, true, H::Draining),
-            (S::Unknown, None, true, H::Draining),
+        use ServingStatus::{NotServing, Serving};
+        let any_auth = [NoAuth, PerUser, Header, OAuth];
+        let table: &[(S, &[AuthMode], bool, Option<H>, bool, ServingStatus)] = &[
+            (S::Unknown, &any_auth, false, None, false, NotServing),
+            (S::Unknown, &any_auth, true, None, false, NotServing),
+            (S::Healthy, &any_auth, false, Some(H::Healthy), true, Serving),
+            (S::Healthy, &any_auth, true, Some(H::Draining), false, NotServing),
+            (S::Degraded, &any_auth, false, Some(H::Degraded), true, Serving),
+            (S::Degraded, &any_auth, true, Some(H::Draining), false, NotServing),
+            (S::Unauthenticated, &[PerUser], false, Some(H::Healthy), true, Serving),
+            (S::Unauthenticated, &[NoAuth, Header, OAuth], false, Some(H::Unhealthy), false, NotServing),
+            (S::Unauthenticated, &any_auth, true, Some(H::Draining), false, NotServing),
+            (S::Unhealthy, &any_auth, false, Some(H::Unhealthy), false, NotServing),
+            (S::Unhealthy, &any_auth, true, Some(H::Draining), false, NotServing),
         ];
-        for (status, auth, draining, want) in table {
-            assert_eq!(endpoint_health(status, auth, draining), want, "{status:?} {auth:?} draining={draining}");
-        }
-    }
-
-    #[test]
-    fn envoy_routes_exactly_what_the_phase_counts_routable_once_probed() {
-        use AuthMode::*;
-        for status in [
-            BackendStatus::Healthy,
-            BackendStatus::Degraded,
-            BackendStatus::Unhealthy,
-            BackendStatus::Unauthenticated,
-        ] {
-            for auth in [None, PerUser, StaticHeader, Oauth2ClientCredentials] {
-                for draining in [false, true] {
-                    let routable = !draining && is_routable(status, auth);
-                    assert_eq!(
-                        envoy_routes(endpoint_health(status, auth, draining)),
-                        routable,
-                        "{status:?} {auth:?} {draining}"
-                    );
-                }
+        let mut rows = 0;
+        for &(status, auths, draining, want_eds, want_routable, want_serving) in table {
+            for &auth in auths {
+                let row = format!("{status:?} {auth:?} draining={draining}");
+                let mut b = backend("a", "http://mcp.internal:9000/mcp", status, auth);
+                b.draining = draining;
+                b.address = "10.1.2.3:9000".into();
+                let view = BackendView { status, auth, draining };
+                b.routable = view.routable();
+                let group = GroupHealth {
+                    name: "g".into(),
+                    backends: vec![b],
+                    ..Default::default()
+                };
+                let cla = cluster_load_assignment(&group);
+                let eds = cla.endpoints.first().map(|l| HealthStatus::try_from(l.lb_endpoints[0].health_status).unwrap());
+                assert_eq!(eds, want_eds, "{row}: EDS");
+                assert_eq!(view.routable(), want_routable, "{row}: the API's routable");
+                assert_eq!(serving_status(group_verdict([view]).phase), want_serving, "{row}: grpc.health");
+                assert_eq!(envoy_routes(eds), want_routable, "{row}: Envoy routes exactly what is routable");
+                rows += 1;
             }
         }
+        assert_eq!(rows, 5 * 2 * 4, "every status x auth mode x drain");
     }
 
     fn backend(name: &str, url: &str, status: BackendStatus, auth: AuthMode) -> BackendHealth {
@@ -241,21 +255,41 @@ mod tests {
     }
 
     #[test]
-    fn a_group_becomes_one_assignment_with_addresses_metadata_and_health() {
+    fn a_group_becomes_one_assignment_with_probed_addresses_metadata_and_health() {
+        let with = |mut b: BackendHealth, address: &str| {
+            b.address = address.into();
+            b
+        };
         let group = GroupHealth {
             name: "tools".into(),
             backends: vec![
-                backend("a", "http://127.0.0.1:8081/mcp", BackendStatus::Healthy, AuthMode::None),
-                backend("b", "https://[::1]/v1/mcp", BackendStatus::Unauthenticated, AuthMode::PerUser),
-                backend("c", "http://mcp.internal:9000/x", BackendStatus::Unhealthy, AuthMode::None),
-                backend("d", "http://unresolvable.internal/x", BackendStatus::Healthy, AuthMode::None),
+                with(
+                    backend("a", "http://127.0.0.1:8081/mcp", BackendStatus::Healthy, AuthMode::None),
+                    "127.0.0.1:8081",
+                ),
+                with(
+                    backend("b", "https://[::1]/v1/mcp", BackendStatus::Unauthenticated, AuthMode::PerUser),
+                    "[::1]:443",
+                ),
+                // A name: the address its probe connected to, never a lookup of our own.
+                with(
+                    backend("c", "http://mcp.internal:9000/x", BackendStatus::Unhealthy, AuthMode::None),
+                    "10.1.2.3:9000",
+                ),
+                // Judged, but no probe ever reached it (a DNS failure, a refused address): withheld.
+                backend("d", "http://unresolvable.internal/x", BackendStatus::Unhealthy, AuthMode::None),
+                // Not probed yet: withheld, even with an address.
+                with(
+                    backend("e", "http://127.0.0.1:8082/mcp", BackendStatus::Unknown, AuthMode::None),
+                    "127.0.0.1:8082",
+                ),
             ],
             ..Default::default()
         };
-        let cla = cluster_load_assignment(&group, |h| (h == "mcp.internal").then(|| "10.1.2.3".parse().unwrap()));
+        let cla = cluster_load_assignment(&group);
         assert_eq!(cla.cluster_name, "mcp-health/tools");
         let eps = &cla.endpoints[0].lb_endpoints;
-        assert_eq!(eps.len(), 3, "the unresolvable host is left out");
+        assert_eq!(eps.len(), 3, "the backend never reached and the one not probed yet are withheld");
         let addr = |e: &LbEndpoint| match &e.host_identifier {
             Some(lb_endpoint::HostIdentifier::Endpoint(ep)) => match &ep.address.as_ref().unwrap().address {
                 Some(address::Address::SocketAddress(s)) => (s.address.clone(), s.port_specifier.clone(), ep.hostname.clone()),
@@ -278,6 +312,13 @@ mod tests {
             (s("protocol_version"), s("reason"), s("status")),
             ("2025-06-18".into(), "REASON_CODE_OK".into(), "BACKEND_STATUS_UNAUTHENTICATED".into())
         );
+        // A group whose backends are all withheld has no locality at all.
+        let pending = GroupHealth {
+            name: "p".into(),
+            backends: vec![backend("x", "http://127.0.0.1:1/mcp", BackendStatus::Unknown, AuthMode::None)],
+            ..Default::default()
+        };
+        assert!(cluster_load_assignment(&pending).endpoints.is_empty());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The xDS management server (`--xds`): Envoy's aggregated (ADS) and endpoint
 //! (EDS) discovery services, state-of-the-world and delta, on the daemon's gRPC
 //! listener. Every group is a `ClusterLoadAssignment` named
-//! `mcp-health/<group>`; every backend an `LbEndpoint` whose `health_status` is
-//! its verdict mapped by `mapping::endpoint_health`. Read only: built against
-//! the engine's public watch, it changes nothing.
+//! `mcp-health/<group>`; every judged backend an `LbEndpoint` at the address
+//! its probe connected to, whose `health_status` is its verdict mapped by
+//! `mapping::endpoint_health`. Read only: built against the engine's public
+//! watch, it changes nothing and resolves nothing.
 
 pub mod catalog;
 pub mod delta;

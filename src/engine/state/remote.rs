@@ -42,7 +42,8 @@ impl EngineState {
                 message: r.message.clone(),
             },
         );
-        let changed = next.status != b.verdict.status || next.progress != b.verdict.progress || reason.code != b.reason.code;
+        let peer = h.address.parse().ok();
+        let changed = next.status != b.verdict.status || next.progress != b.verdict.progress || reason.code != b.reason.code || peer != b.peer;
         if next.status != b.verdict.status && observed {
             fx.push(Effect::Observe(Observed::BackendStatus {
                 group: group.to_owned(),
@@ -63,6 +64,7 @@ impl EngineState {
         b.last_latency = h.last_latency.as_ref().map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
         b.last_probe = time(h.last_probe_time.as_ref());
         b.last_transition = time(h.last_transition_time.as_ref());
+        b.peer = peer;
         b.remote_since_probe = true;
         if changed {
             let previous = g.verdict.phase;
