@@ -121,7 +121,8 @@ pub(crate) enum Command {
         groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
-    ProbeResult(ProbeResult),
+    /// Boxed: a result is several times the size of every other command.
+    ProbeResult(Box<ProbeResult>),
     Get {
         group: String,
         reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>>,
@@ -386,10 +387,10 @@ impl Engine {
         let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::ProbeResult(ProbeResult {
+            .send(Command::ProbeResult(Box::new(ProbeResult {
                 reply: Some(reply),
                 ..ticket.result(result)
-            }))
+            })))
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?

@@ -191,7 +191,7 @@ impl Owner {
                 let checked = self.state.check_drain(&group, &backend, drain);
                 return self.change(checked, Reply::Apply(reply));
             }
-            Command::ProbeResult(result) => self.probe_result(result),
+            Command::ProbeResult(result) => self.probe_result(*result),
             Command::Get { group, reply } => {
                 let _ = reply.send(self.state.health(&group));
             }

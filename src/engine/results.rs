@@ -22,6 +22,9 @@ pub struct ProbeResult {
     pub outcome: ProbeOutcome,
     pub latency: Duration,
     pub scheduling_lag: Duration,
+    /// The backend's probe interval (its policy's), for the metrics that tell
+    /// "probes are not running" apart from a long interval.
+    pub interval: Duration,
     /// Set for on-demand probes, which wait for the verdict they produced.
     pub reply: Option<oneshot::Sender<Result<Probed, EngineError>>>,
 }
@@ -44,6 +47,7 @@ impl ProbeTicket {
             outcome: timed.outcome,
             latency: timed.latency,
             scheduling_lag: Duration::ZERO,
+            interval: self.policy.interval,
             reply: None,
         }
     }

@@ -100,9 +100,10 @@ impl BackendTask {
                 outcome: timed.outcome,
                 latency: timed.latency,
                 scheduling_lag: started.saturating_duration_since(planned),
+                interval: self.policy.interval,
                 reply: None,
             };
-            if self.owner.send(Command::ProbeResult(result)).await.is_err() {
+            if self.owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
                 return;
             }
             let next = {

@@ -91,6 +91,7 @@ fn success(group: &str, backend: &str, epoch: u64) -> ProbeResult {
         }),
         latency: Duration::from_millis(3),
         scheduling_lag: Duration::ZERO,
+        interval: Duration::from_secs(10),
         reply: None,
     }
 }

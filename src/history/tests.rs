@@ -14,6 +14,7 @@ fn result(group: &str, backend: &str, outcome: ProbeOutcome, latency_ms: u64) ->
         outcome,
         latency: Duration::from_millis(latency_ms),
         scheduling_lag: Duration::ZERO,
+        interval: Duration::from_secs(10),
         reply: None,
     }
 }

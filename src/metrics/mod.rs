@@ -3,8 +3,9 @@
 //! every group value is the phase the owner computed, never a recomputation.
 //!
 //! Cardinality: probe-duration histograms are per group and outcome; each
-//! backend has only gauges (its last probe's duration and its status state
-//! set), so 10,000 backends cost 6 series each, not a histogram each.
+//! backend has only gauges (its last probe's duration, time and interval, and
+//! its status state set), so 10,000 backends cost 8 series each, not a
+//! histogram each. Flapping is one counter per group, not per backend.
 
 mod server;
 
@@ -112,6 +113,11 @@ pub struct Metrics {
     /// series are removed without a fixed list of outcome classes.
     outcomes_seen: Mutex<HashMap<String, Vec<&'static str>>>,
     last_probe_duration: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    /// Set by the replica that probed (the owner in a cluster): "no probe for
+    /// 3 intervals" is judged on the max across replicas.
+    last_probe_time: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    probe_interval: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    group_transitions: Family<GroupLabels, Counter>,
     backend_status: Family<StatusLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
     group_phase: Family<PhaseLabels, Gauge>,
@@ -135,6 +141,9 @@ impl Metrics {
             probe_duration: Family::new_with_constructor(probe_histogram),
             outcomes_seen: Mutex::default(),
             last_probe_duration: Family::default(),
+            last_probe_time: Family::default(),
+            probe_interval: Family::default(),
+            group_transitions: Family::default(),
             backend_status: Family::default(),
             transitions: Family::default(),
             group_phase: Family::default(),
@@ -156,6 +165,23 @@ impl Metrics {
             "Duration of the last probe of each live backend",
             Unit::Seconds,
             m.last_probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "backend_last_probe_timestamp",
+            "Unix time of the last probe of each live backend that this replica made (in a cluster, only its owner's are fresh: take the max across replicas)",
+            Unit::Seconds,
+            m.last_probe_time.clone(),
+        );
+        r.register_with_unit(
+            "backend_probe_interval",
+            "The probe interval of each live backend's policy",
+            Unit::Seconds,
+            m.probe_interval.clone(),
+        );
+        r.register(
+            "group_backend_transitions",
+            "Backend status transitions per group (flapping: its rate)",
+            m.group_transitions.clone(),
         );
         r.register(
             "backend_status",
@@ -213,10 +239,13 @@ impl Metrics {
                 status: status_label(s),
             });
         }
-        self.last_probe_duration.remove(&BackendLabels {
+        let labels = BackendLabels {
             group: group.to_owned(),
             backend: backend.to_owned(),
-        });
+        };
+        self.last_probe_duration.remove(&labels);
+        self.last_probe_time.remove(&labels);
+        self.probe_interval.remove(&labels);
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
@@ -242,12 +271,14 @@ impl ProbeObserver for Metrics {
         };
         let seconds = r.latency.as_secs_f64();
         self.probe_duration.get_or_create(&labels).observe(seconds);
-        self.last_probe_duration
-            .get_or_create(&BackendLabels {
-                group: r.group.clone(),
-                backend: r.backend.clone(),
-            })
-            .set(seconds);
+        let backend = BackendLabels {
+            group: r.group.clone(),
+            backend: r.backend.clone(),
+        };
+        self.last_probe_duration.get_or_create(&backend).set(seconds);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last_probe_time.get_or_create(&backend).set(now.as_secs_f64());
+        self.probe_interval.get_or_create(&backend).set(r.interval.as_secs_f64());
     }
 
     fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
@@ -260,6 +291,7 @@ impl ProbeObserver for Metrics {
             self.backend_status.get_or_create(&labels).set(i64::from(status_label(s) == status_label(to)));
         }
         if let Some(from) = from {
+            self.group_transitions.get_or_create(&GroupLabels { group: group.to_owned() }).inc();
             self.transitions
                 .get_or_create(&TransitionLabels {
                     from: status_label(from),
@@ -309,6 +341,7 @@ impl ProbeObserver for Metrics {
         self.group_routable.remove(&g);
         self.group_draining.remove(&g);
         self.group_backends.remove(&g);
+        self.group_transitions.remove(&g);
     }
 
     fn probes_in_flight(&self, delta: i64) {

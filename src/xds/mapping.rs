@@ -199,19 +199,21 @@ mod tests {
         use BackendStatus as S;
         use HealthStatus as H;
         use ServingStatus::{NotServing, Serving};
-        let any_auth = [NoAuth, PerUser, Header, OAuth];
-        let table: &[(S, &[AuthMode], bool, Option<H>, bool, ServingStatus)] = &[
-            (S::Unknown, &any_auth, false, None, false, NotServing),
-            (S::Unknown, &any_auth, true, None, false, NotServing),
-            (S::Healthy, &any_auth, false, Some(H::Healthy), true, Serving),
-            (S::Healthy, &any_auth, true, Some(H::Draining), false, NotServing),
-            (S::Degraded, &any_auth, false, Some(H::Degraded), true, Serving),
-            (S::Degraded, &any_auth, true, Some(H::Draining), false, NotServing),
+        const ANY_AUTH: &[AuthMode] = &[NoAuth, PerUser, Header, OAuth];
+        /// (verdict, auth modes, drained, what Envoy gets, the API's routable, grpc.health).
+        type Row = (S, &'static [AuthMode], bool, Option<H>, bool, ServingStatus);
+        let table: &[Row] = &[
+            (S::Unknown, ANY_AUTH, false, None, false, NotServing),
+            (S::Unknown, ANY_AUTH, true, None, false, NotServing),
+            (S::Healthy, ANY_AUTH, false, Some(H::Healthy), true, Serving),
+            (S::Healthy, ANY_AUTH, true, Some(H::Draining), false, NotServing),
+            (S::Degraded, ANY_AUTH, false, Some(H::Degraded), true, Serving),
+            (S::Degraded, ANY_AUTH, true, Some(H::Draining), false, NotServing),
             (S::Unauthenticated, &[PerUser], false, Some(H::Healthy), true, Serving),
             (S::Unauthenticated, &[NoAuth, Header, OAuth], false, Some(H::Unhealthy), false, NotServing),
-            (S::Unauthenticated, &any_auth, true, Some(H::Draining), false, NotServing),
-            (S::Unhealthy, &any_auth, false, Some(H::Unhealthy), false, NotServing),
-            (S::Unhealthy, &any_auth, true, Some(H::Draining), false, NotServing),
+            (S::Unauthenticated, ANY_AUTH, true, Some(H::Draining), false, NotServing),
+            (S::Unhealthy, ANY_AUTH, false, Some(H::Unhealthy), false, NotServing),
+            (S::Unhealthy, ANY_AUTH, true, Some(H::Draining), false, NotServing),
         ];
         let mut rows = 0;
         for &(status, auths, draining, want_eds, want_routable, want_serving) in table {

@@ -7,6 +7,7 @@ mod etcd_support;
 mod lifecycle_bin;
 mod probe_support;
 
+mod alerts;
 mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;

@@ -149,7 +149,7 @@ impl Prometheus {
 }
 
 #[tokio::test]
-async fn prometheus_scrapes_the_daemon_and_a_backend_costs_six_series() {
+async fn prometheus_scrapes_the_daemon_and_a_backend_costs_eight_series() {
     let fixture = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::start(DaemonOptions {
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -194,8 +194,8 @@ async fn prometheus_scrapes_the_daemon_and_a_backend_costs_six_series() {
     let per_backend = (series(&at_54).len() - series(&at_14).len()) / 40;
     assert_eq!(
         series(&at_54).len() - series(&at_14).len(),
-        40 * 6,
-        "each backend should add 6 series (5 status, 1 last duration)"
+        40 * 8,
+        "each backend should add 8 series (5 status; last probe duration, time and interval)"
     );
     prometheus.wait_series(series(&at_54).len()).await;
 

@@ -172,8 +172,10 @@ async fn envoy_gets_the_address_the_probe_connected_to_through_dns_server() {
     let dns = mcp_fixture::dnsmasq::Dnsmasq::start("127.0.0.1 only-here.test\n", 60);
     let fixture = FixtureServer::start().await.unwrap();
     let port = fixture.addr().port();
-    let mut engine = mcp_health::engine::EngineConfig::default();
-    engine.dns = mcp_health::probe::DnsSettings { server: Some(dns.addr) };
+    let engine = mcp_health::engine::EngineConfig {
+        dns: mcp_health::probe::DnsSettings { server: Some(dns.addr) },
+        ..Default::default()
+    };
     let mut d = TestDaemon::start(DaemonOptions {
         xds: true,
         xds_debounce: std::time::Duration::from_millis(10),
