@@ -441,7 +441,7 @@ impl EngineState {
                 from = prev.status.as_str_name(),
                 to = next.status.as_str_name(),
                 reason = b.reason.code.as_str_name(),
-                message = %b.reason.message,
+                detail = %b.reason.message,
                 "backend transition"
             );
         }
@@ -495,7 +495,7 @@ impl EngineState {
             status: Some(serving_status(phase)),
         });
         if previous_phase != Some(phase) {
-            info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), message = %g.verdict.message, "group phase");
+            info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), detail = %g.verdict.message, "group phase");
         }
         fx.push(Effect::Changed {
             group: name.to_owned(),

@@ -21,6 +21,7 @@ mod lifecycle_changes;
 mod lifecycle_config;
 mod lifecycle_failures;
 mod lifecycle_store;
+mod logs;
 mod metrics_prometheus;
 mod metrics_scrape;
 mod probe_auth;
