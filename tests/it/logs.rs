@@ -1,9 +1,12 @@
 //! The daemon's log lines as the real binary writes them: JSON lines with
-//! one key per field (the event in `message`, its text in `detail`).
+//! one key per field (the event in `message`, its text in `detail`), and
+//! text lines without colour codes when stderr is not a terminal.
 
 use crate::lifecycle_bin;
 
 use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -68,4 +71,34 @@ fn json_transition_lines_have_one_message_key_the_event_and_a_detail() {
         assert_eq!(json["message"], event.as_str(), "{line}");
         assert!(json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{event} has no detail: {line}");
     }
+}
+
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dead_backend_config(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-healthd"))
+        .args(["--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
+        .env("MCP_HEALTH_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mcp-healthd");
+    let stderr = child.stderr.take().unwrap();
+    // Read until the group's phase line (after start-up and the first probe).
+    let mut log = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("read stderr");
+        let done = line.contains("group phase");
+        log.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.iter().any(|l| l.contains("group phase")), "no phase line:\n{}", log.join("\n"));
+    assert!(!log.iter().any(|l| l.contains('\x1b')), "colour codes in a piped log:\n{:?}", log);
 }
