@@ -134,6 +134,9 @@ impl GroupHealthService for GroupService {
         })?;
         let valid = validate_group(&spec, "spec", self.engine.limits()).map_err(|v| invalid(&v))?;
         if req.validate_only {
+            // Every check the apply makes (a config-file group is read-only,
+            // the group limit, TLS files), but nothing changes.
+            self.engine.check_apply(valid, Origin::Api).await.map_err(to_status)?;
             return Ok(Response::new(ApplyGroupResponse {
                 spec: Some(spec),
                 generation: 0,

@@ -116,6 +116,12 @@ pub(crate) enum Command {
         group: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Checks an apply as `Apply` would (origins, the group limit) and changes nothing.
+    CheckApply {
+        group: (ValidGroup, Vec<Arc<ProbeTarget>>),
+        origin: Origin,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// API groups read back from the store at start-up, with their generations; not written again.
     Restore {
         groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>,
@@ -330,6 +336,19 @@ impl Engine {
             })
             .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Checks one group as [`Engine::apply`] would (probe targets, origins,
+    /// the group limit) and changes nothing: a dry run refuses what the
+    /// apply would refuse.
+    pub async fn check_apply(&self, group: ValidGroup, origin: Origin) -> Result<(), EngineError> {
+        let targets = self.targets(&group, "spec.").await?;
+        self.call(|reply| Command::CheckApply {
+            group: (group, targets),
+            origin,
+            reply,
+        })
+        .await?
     }
 
     /// Makes the groups of `origin` exactly `groups`, all or nothing: groups of

@@ -88,7 +88,12 @@ impl Command {
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
-            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::SetDrain { .. } | Command::Shutdown { .. }
+            Command::Apply { .. }
+                | Command::CheckApply { .. }
+                | Command::Delete { .. }
+                | Command::Restore { .. }
+                | Command::SetDrain { .. }
+                | Command::Shutdown { .. }
         )
     }
 }
@@ -182,6 +187,10 @@ impl Owner {
             Command::Delete { group, reply } => {
                 let checked = self.state.check_delete(&group);
                 return self.change(checked, Reply::Delete(reply));
+            }
+            Command::CheckApply { group, origin, reply } => {
+                // The same check as an apply; the checked change is dropped.
+                let _ = reply.send(self.state.check_apply(vec![group], origin, false).map(|_| ()));
             }
             Command::Restore { groups, reply } => {
                 let checked = self.state.check_restore(groups);

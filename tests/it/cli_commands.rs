@@ -380,3 +380,33 @@ async fn token_file_authorizes_mutations_and_is_never_printed() {
     assert_exit(&ctl(&server, &["groups"]).await, 0);
     d.stop().await;
 }
+
+/// A dry run makes every check the apply makes: a group the config file
+/// defines is refused with FAILED_PRECONDITION either way, and nothing changes.
+#[tokio::test]
+async fn a_dry_run_refuses_a_config_file_group_as_the_apply_does() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, format!("groups:\n  - {}", fast_group("filed", &fixture.url()).replace('\n', "\n    "))).unwrap();
+    let d = TestDaemon::start(DaemonOptions {
+        config: Some(config.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let server = format!("http://{}", d.addr);
+    let spec = fast_group("filed", &fixture.url_for("/elsewhere"));
+
+    let applied = ctl_with_stdin(&server, &["apply", "-f", "-"], Some(spec.clone())).await;
+    assert_exit(&applied, 1);
+    assert!(stderr(&applied).contains("FAILED_PRECONDITION"), "{}", stderr(&applied));
+    let dry = ctl_with_stdin(&server, &["apply", "-f", "-", "--dry-run"], Some(spec)).await;
+    assert_exit(&dry, 1);
+    assert!(
+        stderr(&dry).contains("FAILED_PRECONDITION") && stderr(&dry).contains(config.to_str().unwrap()),
+        "{}",
+        stderr(&dry)
+    );
+    assert!(!stdout(&dry).contains("is valid"), "{}", stdout(&dry));
+    d.stop().await;
+}
