@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::health::HealthStatuses;
 use crate::history::History;
@@ -245,6 +245,10 @@ pub struct Engine {
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
     history: Arc<History>,
+    /// How many groups have been deleted (API or cluster deletes, and groups
+    /// the config file dropped): the config watcher retries a reload that
+    /// failed on a name conflict when this moves.
+    deletions: watch::Receiver<u64>,
 }
 
 impl Engine {
@@ -261,7 +265,8 @@ impl Engine {
         config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
+        let (deleted, deletions) = watch::channel(0);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist, deleted);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -271,7 +276,13 @@ impl Engine {
             limits: config.limits,
             observer: config.observer,
             history,
+            deletions,
         }
+    }
+
+    /// Changes whenever a group is deleted (see [`Engine`]'s `deletions`).
+    pub fn deletions(&self) -> watch::Receiver<u64> {
+        self.deletions.clone()
     }
 
     /// Every backend's transition history and latency (since this engine started).

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{error, info};
@@ -39,6 +39,8 @@ pub struct Owner {
     started: Instant,
     /// Paces first probes (the start-up spread), shared by every backend task.
     pacer: Arc<StartPacer>,
+    /// Counts deleted groups (`Engine::deletions`).
+    deleted: watch::Sender<u64>,
 }
 
 /// Who waits for a change.
@@ -106,6 +108,7 @@ impl Owner {
         limiter: Arc<Semaphore>,
         health: HealthStatuses,
         persist: Option<Arc<dyn Persist>>,
+        deleted: watch::Sender<u64>,
     ) -> Self {
         let (events, _) = broadcast::channel(config.watch_buffer.max(1));
         let settings = Settings {
@@ -128,6 +131,7 @@ impl Owner {
             persist,
             started: Instant::now(),
             pacer: Arc::new(StartPacer::new(config.initial_probes_per_second)),
+            deleted,
         }
     }
 
@@ -338,6 +342,7 @@ impl Owner {
                 }
                 Effect::Deleted(event) => {
                     let _ = self.events.send(event);
+                    self.deleted.send_modify(|n| *n += 1);
                 }
                 Effect::FirstVerdicts { groups, backends } => {
                     info!(
