@@ -11,6 +11,7 @@ mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;
 mod cluster_more;
+mod docs;
 mod drain;
 mod group_api;
 mod grpc_health;
