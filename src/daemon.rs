@@ -286,14 +286,17 @@ impl Daemon {
                 source: e,
             })?;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(DaemonError::Reflection)?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(DaemonError::Reflection)?;
+        // With --xds, reflection lists Envoy's ADS and EDS services too.
+        let reflection = || {
+            let builder = tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET);
+            if opts.xds {
+                builder.register_encoded_file_descriptor_set(crate::proto::XDS_FILE_DESCRIPTOR_SET)
+            } else {
+                builder
+            }
+        };
+        let reflection_v1 = reflection().build_v1().map_err(DaemonError::Reflection)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(DaemonError::Reflection)?;
         let mut cluster = None;
         let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
             (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),

@@ -77,14 +77,51 @@ fn help_texts_and_the_exposure_error_name_set_backend_drain() {
     assert!(stderr.contains("refusing to listen") && stderr.contains("SetBackendDrain"), "{stderr}");
 }
 
-/// `MCP_HEALTH_XDS=1` turns xDS on and says so at start-up; `=off` leaves it off.
+/// The services server reflection lists (what `grpcurl list` prints).
+async fn reflected_services(addr: std::net::SocketAddr) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    match replies.message().await.expect("a reply").and_then(|r| r.message_response) {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("not a service list: {other:?}"),
+    }
+}
+
+/// `MCP_HEALTH_XDS=1` turns xDS on, says so at start-up and lists the xDS
+/// services in reflection; `=off` leaves it off.
 #[tokio::test]
 async fn boolean_variables_take_the_usual_spellings_and_xds_says_it_is_on() {
+    const ADS: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    const EDS: &str = "envoy.service.endpoint.v3.EndpointDiscoveryService";
     let xds_line = |d: &lifecycle_bin::Daemon| d.log.iter().any(|l| l.contains("xDS on (--xds)"));
     for (value, on) in [("1", true), ("yes", true), ("on", true), ("true", true), ("0", false), ("off", false)] {
         let d = tokio::task::spawn_blocking(move || lifecycle_bin::Daemon::spawn_with_env(&[], &[("MCP_HEALTH_XDS", value)]))
             .await
             .unwrap();
         assert_eq!(xds_line(&d), on, "MCP_HEALTH_XDS={value}: {:?}", d.log);
+        let services = reflected_services(d.addr).await;
+        assert!(services.iter().any(|s| s == "mcphealth.v1.GroupHealthService"), "{services:?}");
+        assert_eq!(
+            (services.iter().any(|s| s == ADS), services.iter().any(|s| s == EDS)),
+            (on, on),
+            "MCP_HEALTH_XDS={value}: {services:?}"
+        );
     }
 }
