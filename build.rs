@@ -15,6 +15,8 @@ const PROTOS: &[&str] = &[
     "proto/google/rpc/error_details.proto",
 ];
 
+const XDS_PROTOS: &[&str] = &["envoy/service/discovery/v3/ads.proto", "envoy/service/endpoint/v3/eds.proto"];
+
 const ETCD_PROTOS: &[&str] = &["proto/etcd/api/etcdserverpb/rpc.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,6 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .btree_map(["."])
         .build(&[".mcphealth.v1"])?;
+
+    // Envoy's ADS and EDS services, for reflection only (`--xds`); the code
+    // comes from the envoy-types crate (see proto/xds/README.md).
+    let xds = protox::compile(XDS_PROTOS, ["proto/xds"])?;
+    std::fs::write(out_dir.join("xds_descriptor.bin"), xds.encode_to_vec())?;
 
     // The etcd v3 API (vendored protos, client side only) for src/cluster/etcd.
     let etcd = protox::compile(ETCD_PROTOS, ["proto"])?;

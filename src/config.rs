@@ -140,11 +140,14 @@ pub async fn apply(engine: &Engine, path: &Path, groups: Vec<ValidGroup>, status
 
 /// Reloads the file on SIGHUP and whenever its content changes. An invalid
 /// file is logged and reported through `GetConfigStatus`; the last good
-/// config stays in force.
+/// config stays in force. After a failed reload, a group deleted anywhere
+/// (DeleteGroup of the API group whose name the file also claims) retries it
+/// at once, so the file's group takes the freed name without a SIGHUP.
 pub async fn watch(engine: Engine, path: PathBuf, mut last_text: String, status: ConfigStatusHandle, shutdown: CancellationToken) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut deletions = engine.deletions();
     loop {
         #[cfg(unix)]
         let hangup = async {
@@ -155,10 +158,17 @@ pub async fn watch(engine: Engine, path: PathBuf, mut last_text: String, status:
         };
         #[cfg(not(unix))]
         let hangup = std::future::pending::<Option<()>>();
+        let failed = !status.snapshot().last_error.is_empty();
+        if !failed {
+            // Deletes while the config is good need no retry later.
+            deletions.borrow_and_update();
+        }
         let forced = tokio::select! {
             () = shutdown.cancelled() => return,
             _ = hangup => true,
             _ = poll.tick() => false,
+            // A sender dropped with the engine never fires again; shutdown follows.
+            Ok(()) = deletions.changed(), if failed => true,
         };
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(t) => t,

@@ -85,7 +85,7 @@ pub enum DaemonError {
         source: tonic::transport::Error,
     },
     #[error(
-        "refusing to listen on {addr}: ApplyGroup, DeleteGroup and ProbeBackend would be open to anyone who can reach it; \
+        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend and SetBackendDrain would be open to anyone who can reach it; \
          set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
@@ -163,7 +163,7 @@ fn admin_guard(opts: &DaemonOptions) -> Result<AdminGuard, DaemonError> {
         if !opts.insecure_allow_open_mutations {
             return Err(DaemonError::OpenMutations { addr: opts.listen });
         }
-        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup and ProbeBackend are open to anyone who can reach this address (--insecure-allow-open-mutations)");
+        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend and SetBackendDrain are open to anyone who can reach this address (--insecure-allow-open-mutations)");
     }
     Ok(guard)
 }
@@ -286,14 +286,17 @@ impl Daemon {
                 source: e,
             })?;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(DaemonError::Reflection)?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(DaemonError::Reflection)?;
+        // With --xds, reflection lists Envoy's ADS and EDS services too.
+        let reflection = || {
+            let builder = tonic_reflection::server::Builder::configure().register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET);
+            if opts.xds {
+                builder.register_encoded_file_descriptor_set(crate::proto::XDS_FILE_DESCRIPTOR_SET)
+            } else {
+                builder
+            }
+        };
+        let reflection_v1 = reflection().build_v1().map_err(DaemonError::Reflection)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(DaemonError::Reflection)?;
         let mut cluster = None;
         let (persist, restored) = match (&opts.cluster, &opts.data_dir) {
             (Some(_), Some(_)) => return Err(DaemonError::DataDirInCluster),
@@ -365,7 +368,13 @@ impl Daemon {
         // xDS reads the engine's watch, so it starts after the engine.
         let xds = if opts.xds {
             match crate::xds::catalog::start(engine.clone(), opts.xds_debounce, shutdown.clone()).await {
-                Ok(catalog) => Some(crate::xds::XdsService::new(catalog, shutdown.clone())),
+                Ok(catalog) => {
+                    info!(
+                        debounce_ms = opts.xds_debounce.as_millis() as u64,
+                        "xDS on (--xds): ADS and EDS served on the gRPC listener, one ClusterLoadAssignment mcp-health/<group> per group"
+                    );
+                    Some(crate::xds::XdsService::new(catalog, shutdown.clone()))
+                }
                 Err(e) => {
                     engine.shutdown().await;
                     if let Some(mut node) = cluster {

@@ -29,3 +29,7 @@ pub mod etcd {
 
 /// Descriptor set of every proto in `proto/`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// Descriptor set of Envoy's ADS and EDS services (`proto/xds/`), served by
+/// reflection when `--xds` is on.
+pub const XDS_FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/xds_descriptor.bin"));

@@ -1,6 +1,9 @@
 //! The daemon's logs and traces: the tracing subscriber (text or JSON logs on
-//! stderr) and, with the `otel` feature, OTLP/gRPC export of the spans (one
+//! stderr; transition lines carry the event in `message` and its text in
+//! `detail`) and, with the `otel` feature, OTLP/gRPC export of the spans (one
 //! `probe` span per probe).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -62,7 +65,12 @@ impl TelemetryGuard {
 /// (the OTLP exporter's channel runs on it).
 pub fn init(format: LogFormat, export: &TraceExport) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_from_env("MCP_HEALTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal and without NO_COLOR (as mcp-healthctl
+    // does): a file, a pipe or a log collector gets plain text.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),

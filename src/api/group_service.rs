@@ -68,6 +68,18 @@ impl GroupService {
     }
 }
 
+impl GroupService {
+    /// Cluster mode: a degraded replica refuses every mutation, also one its
+    /// view calls unchanged (that view may be stale), as its store refuses
+    /// every write.
+    fn refuse_if_degraded(&self) -> Result<(), Status> {
+        match self.cluster.as_ref().and_then(|(c, _)| c.degraded()) {
+            Some(why) => Err(to_status(EngineError::Store(crate::store::StoreError::Degraded(why)))),
+            None => Ok(()),
+        }
+    }
+}
+
 fn group_arg(group: &str) -> Result<String, Status> {
     if group.is_empty() {
         return Err(invalid(&[crate::spec::FieldViolation {
@@ -134,12 +146,16 @@ impl GroupHealthService for GroupService {
         })?;
         let valid = validate_group(&spec, "spec", self.engine.limits()).map_err(|v| invalid(&v))?;
         if req.validate_only {
+            // Every check the apply makes (a config-file group is read-only,
+            // the group limit, TLS files), but nothing changes.
+            self.engine.check_apply(valid, Origin::Api).await.map_err(to_status)?;
             return Ok(Response::new(ApplyGroupResponse {
                 spec: Some(spec),
                 generation: 0,
                 changed: false,
             }));
         }
+        self.refuse_if_degraded()?;
         let applied = self.engine.apply(valid, Origin::Api).await.map_err(to_status)?;
         Ok(Response::new(ApplyGroupResponse {
             spec: Some(applied.spec),
@@ -151,6 +167,7 @@ impl GroupHealthService for GroupService {
     async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
         self.admin.check(&req, "DeleteGroup").await?;
         let group = group_arg(&req.into_inner().group)?;
+        self.refuse_if_degraded()?;
         self.engine.delete(group).await.map_err(to_status)?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
@@ -180,6 +197,7 @@ impl GroupHealthService for GroupService {
                 description: "is required".into(),
             }]));
         }
+        self.refuse_if_degraded()?;
         let applied = self.engine.set_drain(group, req.backend, req.drain).await.map_err(to_status)?;
         Ok(Response::new(SetBackendDrainResponse {
             spec: Some(applied.spec),

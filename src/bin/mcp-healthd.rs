@@ -38,7 +38,9 @@ struct Args {
     /// and Envoy probes when the main listener uses TLS (off by default).
     #[arg(long, env = "MCP_HEALTH_HEALTH_LISTEN", value_name = "ADDR")]
     health_listen: Option<SocketAddr>,
-    /// Log format.
+    /// Log format (one JSON object per line with `json`). Which lines are
+    /// written is set by MCP_HEALTH_LOG (an EnvFilter: `info` by default,
+    /// e.g. `debug` or `info,mcp_health::probe=debug`).
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Export a span per probe to this OTLP/gRPC collector, e.g.
@@ -77,8 +79,8 @@ struct Args {
     /// it, API groups live in memory only and are lost on restart.
     #[arg(long, env = "MCP_HEALTH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// File holding the bearer token that ApplyGroup, DeleteGroup and
-    /// ProbeBackend require ("authorization: Bearer <token>"). Read at every
+    /// File holding the bearer token that ApplyGroup, DeleteGroup,
+    /// ProbeBackend and SetBackendDrain require ("authorization: Bearer <token>"). Read at every
     /// such call, so a rotated token takes effect without a restart.
     #[arg(long, env = "MCP_HEALTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
@@ -93,7 +95,7 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Start on a non-loopback address with no token and no mTLS, leaving
-    /// ApplyGroup, DeleteGroup and ProbeBackend open to anyone. Dangerous.
+    /// ApplyGroup, DeleteGroup, ProbeBackend and SetBackendDrain open to anyone. Dangerous.
     #[arg(long)]
     insecure_allow_open_mutations: bool,
     /// Allow backend URLs that are or resolve to link-local and cloud-metadata
@@ -108,7 +110,8 @@ struct Args {
     max_watch_streams: usize,
     /// Serve Envoy's xDS (ADS and EDS, state-of-the-world and delta) on the
     /// listener: each group is the ClusterLoadAssignment `mcp-health/<group>`.
-    #[arg(long, env = "MCP_HEALTH_XDS")]
+    /// MCP_HEALTH_XDS takes 1/0, true/false, yes/no or on/off.
+    #[arg(long, env = "MCP_HEALTH_XDS", value_parser = clap::builder::BoolishValueParser::new())]
     xds: bool,
     /// Milliseconds xDS collects a burst of verdict changes before one push.
     #[arg(long, default_value_t = 100, value_name = "MS")]

@@ -6,11 +6,9 @@ use std::time::Duration;
 use super::render::{Style, reason_name, status_name, table};
 use crate::proto::v1::{BackendStatus, GetBackendHistoryResponse, LatencyBucket};
 
-/// RFC 3339, as the proto3 JSON mapping writes timestamps.
+/// RFC 3339, as the proto3 JSON mapping writes timestamps ("…Z").
 fn time(t: Option<&pbjson_types::Timestamp>) -> String {
-    t.and_then(|t| serde_json::to_value(t).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "-".to_owned())
+    super::render::timestamp_text(t)
 }
 
 fn millis(d: Option<&pbjson_types::Duration>) -> Option<f64> {
@@ -18,7 +16,7 @@ fn millis(d: Option<&pbjson_types::Duration>) -> Option<f64> {
 }
 
 fn ms_text(d: Option<&pbjson_types::Duration>) -> String {
-    millis(d).map_or_else(|| "-".to_owned(), |m| format!("{m:.0}ms"))
+    millis(d).map_or_else(|| "-".to_owned(), crate::ui::model::ms_text)
 }
 
 fn status(code: i32) -> &'static str {
@@ -56,8 +54,10 @@ pub fn view(h: &GetBackendHistoryResponse, style: &Style) -> String {
             / f64::from(probes);
         let max = h.latency.iter().filter_map(|b| millis(b.max.as_ref())).fold(0.0_f64, f64::max);
         out.push_str(&format!(
-            "latency, last hour: {probes} probes in {} minutes, mean {mean:.0}ms, max {max:.0}ms  {}\n",
+            "latency, last hour: {probes} probes in {} minutes, mean {}, max {}  {}\n",
             h.latency.len(),
+            crate::ui::model::ms_text(mean),
+            crate::ui::model::ms_text(max),
             sparkline(&h.latency)
         ));
     } else {

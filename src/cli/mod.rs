@@ -46,6 +46,8 @@ pub struct Cli {
 pub enum Format {
     /// Human tables; colour on a terminal unless NO_COLOR is set.
     Table,
+    /// The tables with more columns: each backend's URL.
+    Wide,
     /// The proto3 JSON mapping of the response.
     Json,
     /// The same, as YAML.
@@ -91,6 +93,9 @@ pub enum Command {
     },
     /// Cluster mode: the members, their leases and the backends each owns.
     Cluster,
+    /// The config file: its path, groups, last good load and the last
+    /// reload's error, if it failed (GetConfigStatus).
+    ConfigStatus,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -134,6 +139,11 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
         Command::Cluster => {
             let mut c = conn.group_client().await?;
             cluster::show(&mut c, &out).await
+        }
+        Command::ConfigStatus => {
+            let mut c = conn.group_client().await?;
+            let resp = c.get_config_status(unary(GetConfigStatusRequest {})).await?.into_inner();
+            out.print(&resp, |s| render::config_status(&resp, s))
         }
         Command::Groups => {
             let mut c = conn.group_client().await?;

@@ -1,15 +1,18 @@
 //! Output of `mcp-healthctl`: the proto3 JSON mapping (pbjson) as JSON or
-//! YAML for scripts, aligned tables for people, with colour only on a
-//! terminal and never when NO_COLOR is set.
+//! YAML for scripts (timestamps as grpcurl prints them), aligned tables for
+//! people (`wide` adds each backend's URL), with colour only on a terminal
+//! and never when NO_COLOR is set.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::{CliError, Format, write_stdout};
 use crate::proto::grpc_health_v1::health_check_response::ServingStatus;
-use crate::proto::v1::{BackendHealth, BackendStatus, GroupHealth, GroupOverview, GroupPhase, GroupSource, ReasonCode};
+use crate::proto::v1::{BackendHealth, BackendStatus, GetConfigStatusResponse, GroupHealth, GroupOverview, GroupPhase, GroupSource, ReasonCode};
 
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
@@ -18,11 +21,13 @@ const DIM: &str = "\x1b[2m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
-/// Whether to colour, and whether stdout is a terminal (for `watch`).
+/// Whether to colour, whether stdout is a terminal (for `watch`), and
+/// whether tables are wide (`-o wide`: with each backend's URL).
 #[derive(Clone, Copy, Debug)]
 pub struct Style {
     pub colour: bool,
     pub terminal: bool,
+    pub wide: bool,
 }
 
 impl Style {
@@ -33,6 +38,7 @@ impl Style {
         Style {
             colour: terminal && !no_color,
             terminal,
+            wide: false,
         }
     }
 
@@ -40,6 +46,7 @@ impl Style {
         Style {
             colour: false,
             terminal: false,
+            wide: false,
         }
     }
 
@@ -109,8 +116,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// `wide` is a table format: a table with more columns.
     pub fn new(format: Format, style: Style) -> Output {
-        Output { format, style }
+        match format {
+            Format::Wide => Output {
+                format: Format::Table,
+                style: Style { wide: true, ..style },
+            },
+            format => Output { format, style },
+        }
     }
 
     /// Prints `value` as JSON or YAML, or the table that `table` renders.
@@ -120,21 +134,101 @@ impl Output {
 
     fn document<T: Serialize>(&self, value: &T, table: impl FnOnce(&Style) -> String) -> Result<String, CliError> {
         Ok(match self.format {
-            Format::Table => table(&self.style),
-            Format::Json => serde_json::to_string_pretty(value).map_err(|e| CliError::Output(e.to_string()))? + "\n",
-            Format::Yaml => serde_yaml_ng::to_string(value).map_err(|e| CliError::Output(e.to_string()))?,
+            Format::Table | Format::Wide => table(&self.style),
+            Format::Json => serde_json::to_string_pretty(&proto3_json(value)?).map_err(|e| CliError::Output(e.to_string()))? + "\n",
+            Format::Yaml => serde_yaml_ng::to_string(&proto3_json(value)?).map_err(|e| CliError::Output(e.to_string()))?,
         })
     }
 
     /// One item of a sequence: a JSON line, or a YAML document after `---`.
     pub fn print_item<T: Serialize>(&self, value: &T, table: impl FnOnce(&Style) -> String) -> Result<(), CliError> {
         let text = match self.format {
-            Format::Table => table(&self.style),
-            Format::Json => serde_json::to_string(value).map_err(|e| CliError::Output(e.to_string()))? + "\n",
-            Format::Yaml => format!("---\n{}", serde_yaml_ng::to_string(value).map_err(|e| CliError::Output(e.to_string()))?),
+            Format::Table | Format::Wide => table(&self.style),
+            Format::Json => serde_json::to_string(&proto3_json(value)?).map_err(|e| CliError::Output(e.to_string()))? + "\n",
+            Format::Yaml => format!(
+                "---\n{}",
+                serde_yaml_ng::to_string(&proto3_json(value)?).map_err(|e| CliError::Output(e.to_string()))?
+            ),
         };
         write_stdout(&text)
     }
+}
+
+/// The JSON names of every `google.protobuf.Timestamp` field of our
+/// messages, read from the descriptor set the daemon serves by reflection.
+fn timestamp_fields() -> &'static HashSet<String> {
+    static FIELDS: OnceLock<HashSet<String>> = OnceLock::new();
+    FIELDS.get_or_init(|| {
+        use prost::Message as _;
+        fn visit(m: &prost_types::DescriptorProto, out: &mut HashSet<String>) {
+            for f in &m.field {
+                if f.type_name() == ".google.protobuf.Timestamp" {
+                    out.insert(f.json_name.clone().unwrap_or_else(|| lower_camel(f.name())));
+                }
+            }
+            m.nested_type.iter().for_each(|n| visit(n, out));
+        }
+        let mut out = HashSet::new();
+        // The set is compiled in by build.rs; decoding it cannot fail but for a broken build.
+        let fds = prost_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap_or_default();
+        for file in fds.file.iter().filter(|f| f.package() == "mcphealth.v1") {
+            file.message_type.iter().for_each(|m| visit(m, &mut out));
+        }
+        out
+    })
+}
+
+fn lower_camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        match (c, upper) {
+            ('_', _) => upper = true,
+            (c, true) => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message in the proto3 JSON mapping exactly as grpcurl (protojson)
+/// prints it: pbjson writes timestamps with `+00:00`, the mapping with `Z`
+/// ("2026-12-05T07:31:55.123Z"; both use 0, 3, 6 or 9 fractional digits).
+/// Built as a YAML value, whose mappings keep the fields' order.
+pub fn proto3_json<T: Serialize>(value: &T) -> Result<serde_yaml_ng::Value, CliError> {
+    fn fix(v: &mut serde_yaml_ng::Value, fields: &HashSet<String>) {
+        use serde_yaml_ng::Value;
+        match v {
+            Value::Mapping(m) => {
+                for (k, v) in m.iter_mut() {
+                    match (k.as_str(), &mut *v) {
+                        (Some(name), Value::String(t)) if fields.contains(name) => *t = zulu(t),
+                        _ => fix(v, fields),
+                    }
+                }
+            }
+            Value::Sequence(s) => s.iter_mut().for_each(|v| fix(v, fields)),
+            _ => {}
+        }
+    }
+    let mut v = serde_yaml_ng::to_value(value).map_err(|e| CliError::Output(e.to_string()))?;
+    fix(&mut v, timestamp_fields());
+    Ok(v)
+}
+
+/// pbjson's `+00:00` as the mapping's `Z`.
+fn zulu(t: &str) -> String {
+    t.strip_suffix("+00:00").map_or_else(|| t.to_owned(), |utc| format!("{utc}Z"))
+}
+
+/// A timestamp as the proto3 JSON mapping (and grpcurl) writes it, or "-".
+pub fn timestamp_text(t: Option<&pbjson_types::Timestamp>) -> String {
+    t.and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| v.as_str().map(zulu))
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not
@@ -194,12 +288,10 @@ pub fn groups_table(groups: &[GroupOverview], style: &Style) -> String {
     table(&["NAME", "PHASE", "ROUTABLE", "SOURCE", "MESSAGE"], &rows, style)
 }
 
-fn latency(d: Option<&pbjson_types::Duration>) -> String {
+/// A latency as the status page shows it ("0.2 ms"), or "-".
+pub fn latency(d: Option<&pbjson_types::Duration>) -> String {
     match d {
-        Some(d) => {
-            let d = Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32);
-            format!("{}ms", d.as_millis())
-        }
+        Some(d) => crate::ui::model::ms_text(Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32).as_secs_f64() * 1e3),
         None => "-".to_owned(),
     }
 }
@@ -210,7 +302,7 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
         .map(|b| {
             let status = BackendStatus::try_from(b.status).unwrap_or_default();
             let reason = b.reason.as_ref().map_or("-", |r| reason_name(r.code));
-            vec![
+            let mut row = vec![
                 cell(&b.name),
                 painted(status_name(status), style.status(status)),
                 cell(match (b.draining, b.routable) {
@@ -221,11 +313,55 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
                 cell(latency(b.last_latency.as_ref())),
                 cell(if b.protocol_version.is_empty() { "-" } else { &b.protocol_version }),
                 cell(reason),
-                cell(&b.message),
-            ]
+            ];
+            if style.wide {
+                row.push(cell(&b.url));
+            }
+            row.push(cell(&b.message));
+            row
         })
         .collect();
-    table(&["BACKEND", "STATUS", "ROUTABLE", "LATENCY", "PROTOCOL", "REASON", "MESSAGE"], &rows, style)
+    let header: &[&str] = if style.wide {
+        &["BACKEND", "STATUS", "ROUTABLE", "LATENCY", "PROTOCOL", "REASON", "URL", "MESSAGE"]
+    } else {
+        &["BACKEND", "STATUS", "ROUTABLE", "LATENCY", "PROTOCOL", "REASON", "MESSAGE"]
+    };
+    table(header, &rows, style)
+}
+
+/// The config file's state: path, groups, last good load, and the last
+/// reload's error (the config in force is then the last good one).
+pub fn config_status(c: &GetConfigStatusResponse, style: &Style) -> String {
+    if c.path.is_empty() {
+        return "no config file (--config not given)\n".to_owned();
+    }
+    let time = timestamp_text;
+    let groups = if c.groups.is_empty() { "-".to_owned() } else { c.groups.join(", ") };
+    let mut out = format!(
+        "{} {}
+groups          {groups}
+last good load  {}
+",
+        style.bold("config file"),
+        c.path,
+        time(c.last_good_load_time.as_ref())
+    );
+    if c.last_error.is_empty() {
+        out.push_str(
+            "last reload     ok
+",
+        );
+    } else {
+        out.push_str(&format!(
+            "last reload     {} at {}: {}
+                (the last good config stays in force)
+",
+            style.error("FAILED"),
+            time(c.last_error_time.as_ref()),
+            c.last_error
+        ));
+    }
+    out
 }
 
 /// One group: a header line, its message, then its backends.
@@ -259,15 +395,51 @@ mod tests {
     #[test]
     fn colour_does_not_skew_columns() {
         let rows = vec![vec![
-            painted("READY", Style { colour: true, terminal: true }.phase(GroupPhase::Ready)),
+            painted(
+                "READY",
+                Style {
+                    colour: true,
+                    terminal: true,
+                    wide: false,
+                }
+                .phase(GroupPhase::Ready),
+            ),
             cell("x"),
         ]];
         let plain_rows = vec![vec![cell("READY"), cell("x")]];
-        let coloured = table(&["PHASE", "N"], &rows, &Style { colour: true, terminal: true });
+        let coloured = table(
+            &["PHASE", "N"],
+            &rows,
+            &Style {
+                colour: true,
+                terminal: true,
+                wide: false,
+            },
+        );
         let plain = table(&["PHASE", "N"], &plain_rows, &Style::plain());
         let strip = |s: &str| s.replace(GREEN, "").replace(BOLD, "").replace(RESET, "");
         assert!(coloured.contains(GREEN), "{coloured:?}");
         assert_eq!(strip(&coloured), plain);
         assert_eq!(plain, "PHASE  N\nREADY  x\n");
+    }
+
+    #[test]
+    fn latency_as_the_page_shows_it_and_timestamps_as_grpcurl_prints_them() {
+        let d = |seconds, nanos| pbjson_types::Duration { seconds, nanos };
+        // (latency, text)
+        for (latency, want) in [(Some(d(0, 200_000)), "0.2 ms"), (Some(d(1, 500_000_000)), "1500.0 ms"), (None, "-")] {
+            assert_eq!(super::latency(latency.as_ref()), want, "{latency:?}");
+        }
+        let b = BackendHealth {
+            name: "a".into(),
+            last_probe_time: Some(pbjson_types::Timestamp {
+                seconds: 1_796_455_915,
+                nanos: 123_000_000,
+            }),
+            ..BackendHealth::default()
+        };
+        let json = serde_json::to_string(&proto3_json(&b).unwrap()).unwrap();
+        assert!(json.contains(r#""lastProbeTime":"2026-12-05T07:31:55.123Z""#), "{json}");
+        assert!(json.starts_with(r#"{"name":"a""#), "fields keep their order: {json}");
     }
 }

@@ -20,11 +20,11 @@ pub async fn follow(mut stream: Streaming<WatchGroupHealthResponse>, group: Opti
     while let Some(msg) = stream.message().await? {
         match out.format {
             Format::Json | Format::Yaml => out.print_item(&msg, |_| String::new())?,
-            Format::Table if out.style.terminal => {
+            Format::Table | Format::Wide if out.style.terminal => {
                 seen.apply(&msg);
                 write_stdout(&format!("{CLEAR}{}", seen.screen(group.as_deref(), msg.revision, &out.style)))?;
             }
-            Format::Table => write_stdout(&seen.changes(&msg))?,
+            Format::Table | Format::Wide => write_stdout(&seen.changes(&msg))?,
         }
     }
     Ok(())

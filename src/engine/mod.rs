@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::health::HealthStatuses;
 use crate::history::History;
@@ -114,6 +114,12 @@ pub(crate) enum Command {
     },
     Delete {
         group: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Checks an apply as `Apply` would (origins, the group limit) and changes nothing.
+    CheckApply {
+        group: (ValidGroup, Vec<Arc<ProbeTarget>>),
+        origin: Origin,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// API groups read back from the store at start-up, with their generations; not written again.
@@ -240,6 +246,10 @@ pub struct Engine {
     limits: Limits,
     observer: Option<Arc<dyn ProbeObserver>>,
     history: Arc<History>,
+    /// How many groups have been deleted (API or cluster deletes, and groups
+    /// the config file dropped): the config watcher retries a reload that
+    /// failed on a name conflict when this moves.
+    deletions: watch::Receiver<u64>,
 }
 
 impl Engine {
@@ -256,7 +266,8 @@ impl Engine {
         config.observer = Some(tee::compose(history.clone(), config.observer.take()));
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist);
+        let (deleted, deletions) = watch::channel(0);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist, deleted);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -266,7 +277,13 @@ impl Engine {
             limits: config.limits,
             observer: config.observer,
             history,
+            deletions,
         }
+    }
+
+    /// Changes whenever a group is deleted (see [`Engine`]'s `deletions`).
+    pub fn deletions(&self) -> watch::Receiver<u64> {
+        self.deletions.clone()
     }
 
     /// Every backend's transition history and latency (since this engine started).
@@ -331,6 +348,19 @@ impl Engine {
             })
             .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Checks one group as [`Engine::apply`] would (probe targets, origins,
+    /// the group limit) and changes nothing: a dry run refuses what the
+    /// apply would refuse.
+    pub async fn check_apply(&self, group: ValidGroup, origin: Origin) -> Result<(), EngineError> {
+        let targets = self.targets(&group, "spec.").await?;
+        self.call(|reply| Command::CheckApply {
+            group: (group, targets),
+            origin,
+            reply,
+        })
+        .await?
     }
 
     /// Makes the groups of `origin` exactly `groups`, all or nothing: groups of

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{error, info};
@@ -39,6 +39,8 @@ pub struct Owner {
     started: Instant,
     /// Paces first probes (the start-up spread), shared by every backend task.
     pacer: Arc<StartPacer>,
+    /// Counts deleted groups (`Engine::deletions`).
+    deleted: watch::Sender<u64>,
 }
 
 /// Who waits for a change.
@@ -88,7 +90,12 @@ impl Command {
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
-            Command::Apply { .. } | Command::Delete { .. } | Command::Restore { .. } | Command::SetDrain { .. } | Command::Shutdown { .. }
+            Command::Apply { .. }
+                | Command::CheckApply { .. }
+                | Command::Delete { .. }
+                | Command::Restore { .. }
+                | Command::SetDrain { .. }
+                | Command::Shutdown { .. }
         )
     }
 }
@@ -101,6 +108,7 @@ impl Owner {
         limiter: Arc<Semaphore>,
         health: HealthStatuses,
         persist: Option<Arc<dyn Persist>>,
+        deleted: watch::Sender<u64>,
     ) -> Self {
         let (events, _) = broadcast::channel(config.watch_buffer.max(1));
         let settings = Settings {
@@ -123,6 +131,7 @@ impl Owner {
             persist,
             started: Instant::now(),
             pacer: Arc::new(StartPacer::new(config.initial_probes_per_second)),
+            deleted,
         }
     }
 
@@ -182,6 +191,10 @@ impl Owner {
             Command::Delete { group, reply } => {
                 let checked = self.state.check_delete(&group);
                 return self.change(checked, Reply::Delete(reply));
+            }
+            Command::CheckApply { group, origin, reply } => {
+                // The same check as an apply; the checked change is dropped.
+                let _ = reply.send(self.state.check_apply(vec![group], origin, false).map(|_| ()));
             }
             Command::Restore { groups, reply } => {
                 let checked = self.state.check_restore(groups);
@@ -329,6 +342,7 @@ impl Owner {
                 }
                 Effect::Deleted(event) => {
                     let _ = self.events.send(event);
+                    self.deleted.send_modify(|n| *n += 1);
                 }
                 Effect::FirstVerdicts { groups, backends } => {
                     info!(

@@ -101,9 +101,21 @@ impl EngineState {
             }),
             Some(Origin::Api) if *origin != Origin::Api => Err(EngineError::NameConflict {
                 group: name.to_owned(),
-                other: "a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup or rename one of them".to_owned(),
+                other: format!(
+                    "a group applied over the API ({}); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+                    self.api_groups_kept()
+                ),
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// Where API groups live, as conflict messages say it.
+    fn api_groups_kept(&self) -> &'static str {
+        match (self.settings.shared, self.settings.durable) {
+            (true, _) => "kept in etcd",
+            (false, true) => "kept in the --data-dir store",
+            (false, false) => "kept in memory only, as there is no --data-dir",
         }
     }
 
@@ -448,7 +460,7 @@ impl EngineState {
                 from = prev.status.as_str_name(),
                 to = next.status.as_str_name(),
                 reason = b.reason.code.as_str_name(),
-                message = %b.reason.message,
+                detail = %b.reason.message,
                 "backend transition"
             );
         }
@@ -502,7 +514,7 @@ impl EngineState {
             status: Some(serving_status(phase)),
         });
         if previous_phase != Some(phase) {
-            info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), message = %g.verdict.message, "group phase");
+            info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), detail = %g.verdict.message, "group phase");
         }
         fx.push(Effect::Changed {
             group: name.to_owned(),

@@ -233,7 +233,11 @@ fn reconciliation() {
 /// store write it asks for.
 #[track_caller]
 fn check_change(durable: bool, change: impl FnOnce(&EngineState) -> Result<Checked, EngineError>, want: Result<Option<StoreWrite>, &str>) {
-    let mut state = EngineState::new(settings(durable));
+    // A single node (not cluster mode): conflict messages name --data-dir or memory.
+    let mut state = EngineState::new(Settings {
+        shared: false,
+        ..settings(durable)
+    });
     apply(&mut state, AB, Origin::Api);
     apply(
         &mut state,
@@ -304,7 +308,17 @@ fn checks_and_store_writes() {
     check_change(
         true,
         |s| s.check_apply(vec![incoming(AB)], file(), true),
-        Err("group \"g\" is already defined by a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup or rename one of them"),
+        Err(
+            "group \"g\" is already defined by a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+        ),
+    );
+    // Without --data-dir the message says where the API group really is.
+    check_change(
+        false,
+        |s| s.check_apply(vec![incoming(AB)], file(), true),
+        Err(
+            "group \"g\" is already defined by a group applied over the API (kept in memory only, as there is no --data-dir); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+        ),
     );
     // Deletes: API groups are removed from the store; file groups are read-only.
     check_change(

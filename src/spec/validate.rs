@@ -105,7 +105,7 @@ pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result
 fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_local: bool, v: &mut Violations) -> Option<ValidBackend> {
     let before = v.0.len();
     check_name(&b.name, join(path, "name"), v);
-    let url = match Url::parse(&b.url) {
+    let url = match parse_url(&b.url) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             v.add(join(path, "url"), "scheme must be http or https");
             None
@@ -123,8 +123,8 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
             None
         }
         Ok(u) => Some(u),
-        Err(e) => {
-            v.add(join(path, "url"), format!("is not a valid URL: {e}"));
+        Err(why) => {
+            v.add(join(path, "url"), why);
             None
         }
     };
@@ -178,6 +178,34 @@ fn forbidden_host(u: &Url) -> Option<std::net::IpAddr> {
         url::Host::Domain(_) => return None,
     };
     crate::probe::ssrf::is_forbidden(ip).then_some(ip)
+}
+
+/// The URL as an error quotes it: its query (which may carry a key) elided.
+fn quoted_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{:?}", format!("{base}?…")),
+        None => format!("{url:?}"),
+    }
+}
+
+/// Parses a backend URL; the error quotes it and says what is wrong. A space
+/// or control character inside is named as such: the url crate would drop a
+/// tab silently, and calls `http://host:1 /mcp` an "invalid port number".
+fn parse_url(url: &str) -> Result<Url, String> {
+    let trimmed = url.trim();
+    if let Some((at, c)) = trimmed.char_indices().find(|(_, c)| c.is_whitespace() || c.is_control()) {
+        let what = match c {
+            ' ' => "a space".to_owned(),
+            '\t' => "a tab".to_owned(),
+            c => format!("the character {c:?}"),
+        };
+        return Err(format!(
+            "{} is not a valid URL: it contains {what} at character {}; percent-encode it (a space is %20)",
+            quoted_url(url),
+            trimmed[..at].chars().count() + 1
+        ));
+    }
+    Url::parse(url).map_err(|e| format!("{} is not a valid URL: {e}", quoted_url(url)))
 }
 
 fn forbidden_message(u: &Url) -> String {
@@ -292,6 +320,36 @@ mod tests {
                     ..BackendSpec::default()
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn url_errors_quote_the_url_and_name_a_space_as_such() {
+        // (url, the error's description; None: valid)
+        let cases: [(&str, Option<&str>); 5] = [
+            ("http://127.0.0.1:1/mcp", None),
+            (
+                "http://host:1 /mcp",
+                Some("\"http://host:1 /mcp\" is not a valid URL: it contains a space at character 14; percent-encode it (a space is %20)"),
+            ),
+            (
+                "http://host/m\tcp",
+                Some("\"http://host/m\\tcp\" is not a valid URL: it contains a tab at character 14; percent-encode it (a space is %20)"),
+            ),
+            (
+                "http://host:99999/mcp",
+                Some("\"http://host:99999/mcp\" is not a valid URL: invalid port number"),
+            ),
+            (
+                "http://host:x/mcp?key=s3cret",
+                Some("\"http://host:x/mcp?…\" is not a valid URL: invalid port number"),
+            ),
+        ];
+        for (url, want) in cases {
+            let mut spec = spec(None, 1);
+            spec.backends[0].url = url.into();
+            let got = validate_group(&spec, "spec", &Limits::default()).err().map(|v| v[0].description.clone());
+            assert_eq!(got.as_deref(), want, "{url}");
         }
     }
 

@@ -20,6 +20,8 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
+    #[error("another mcp-healthd holds the data dir {dir} (its {DATABASE_FILE} is locked); stop that daemon or give this one another --data-dir")]
+    Locked { dir: String },
     #[error("store write failed")]
     Write(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("store read failed")]

@@ -26,7 +26,13 @@ impl RedbStore {
             source: Box::new(e),
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(redb::Error::Io(e)))?;
-        let db = Database::create(&path).map_err(|e| open_err(e.into()))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            // redb locks the file (flock) for as long as a process has it open.
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                dir: dir.display().to_string(),
+            },
+            e => open_err(e.into()),
+        })?;
         // Create the table up front so reads of a fresh store find it.
         let tx = db.begin_write().map_err(|e| open_err(e.into()))?;
         tx.open_table(GROUPS).map_err(|e| open_err(e.into()))?;

@@ -85,6 +85,12 @@ fn reason_name(code: ReasonCode) -> &'static str {
     code.as_str_name().trim_start_matches("REASON_CODE_")
 }
 
+/// A latency in milliseconds as people read it, here and in `mcp-healthctl`
+/// ("0.2 ms"; the page's script writes the same).
+pub fn ms_text(ms: f64) -> String {
+    format!("{ms:.1} ms")
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }

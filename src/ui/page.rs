@@ -141,7 +141,7 @@ fn matches(filter: &str, haystack: &str) -> bool {
 
 fn backend_row(out: &mut String, g: &GroupView, b: &BackendView, now_ms: u64) {
     let key = format!("{}/{}", g.name, b.name);
-    let latency = b.latency_ms.map_or_else(|| "–".to_owned(), |l| format!("{l:.1} ms"));
+    let latency = b.latency_ms.map_or_else(|| "–".to_owned(), super::model::ms_text);
     let last = b.last_transition_ms.map_or_else(|| "–".to_owned(), |t| time(now_ms, t));
     let _ = write!(
         out,
@@ -213,7 +213,7 @@ fn group_article(out: &mut String, g: &GroupView, scope: &Scope, now_ms: u64) {
 }
 
 fn timeline_item(out: &mut String, t: &TimelineView, now_ms: u64) {
-    let latency = t.latency_ms.map_or_else(String::new, |l| format!(" ({l:.1} ms)"));
+    let latency = t.latency_ms.map_or_else(String::new, |l| format!(" ({})", super::model::ms_text(l)));
     let _ = write!(
         out,
         "<li data-group=\"{g}\" data-backend=\"{g}/{b}\" data-seq=\"{seq}\">{time} \

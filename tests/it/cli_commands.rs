@@ -380,3 +380,102 @@ async fn token_file_authorizes_mutations_and_is_never_printed() {
     assert_exit(&ctl(&server, &["groups"]).await, 0);
     d.stop().await;
 }
+
+/// A dry run makes every check the apply makes: a group the config file
+/// defines is refused with FAILED_PRECONDITION either way, and nothing changes.
+#[tokio::test]
+async fn a_dry_run_refuses_a_config_file_group_as_the_apply_does() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, format!("groups:\n  - {}", fast_group("filed", &fixture.url()).replace('\n', "\n    "))).unwrap();
+    let d = TestDaemon::start(DaemonOptions {
+        config: Some(config.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let server = format!("http://{}", d.addr);
+    let spec = fast_group("filed", &fixture.url_for("/elsewhere"));
+
+    let applied = ctl_with_stdin(&server, &["apply", "-f", "-"], Some(spec.clone())).await;
+    assert_exit(&applied, 1);
+    assert!(stderr(&applied).contains("FAILED_PRECONDITION"), "{}", stderr(&applied));
+    let dry = ctl_with_stdin(&server, &["apply", "-f", "-", "--dry-run"], Some(spec)).await;
+    assert_exit(&dry, 1);
+    assert!(
+        stderr(&dry).contains("FAILED_PRECONDITION") && stderr(&dry).contains(config.to_str().unwrap()),
+        "{}",
+        stderr(&dry)
+    );
+    assert!(!stdout(&dry).contains("is valid"), "{}", stdout(&dry));
+    d.stop().await;
+}
+
+/// What a newcomer reads: latency as the page writes it, `-o wide` with each
+/// backend's URL, timestamps in the proto3 JSON form grpcurl prints (`Z`),
+/// and `config-status` showing a failed reload.
+#[tokio::test]
+async fn wide_tables_proto3_timestamps_and_a_failed_reload_in_config_status() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, format!("groups:\n  - {}", fast_group("web", &fixture.url()).replace('\n', "\n    "))).unwrap();
+    let d = TestDaemon::start(DaemonOptions {
+        config: Some(config.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    d.wait_group("web", "web READY", |h| phase(h) == GroupPhase::Ready && h.backends[0].last_latency.is_some())
+        .await;
+    let server = format!("http://{}", d.addr);
+
+    let table = ctl(&server, &["get", "web"]).await;
+    assert_exit(&table, 0);
+    let row = stdout(&table).lines().find(|l| l.starts_with("a ")).unwrap().to_owned();
+    let cells: Vec<&str> = row.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    let latency = cells[3];
+    assert!(
+        latency.ends_with(" ms") && latency.trim_end_matches(" ms").parse::<f64>().is_ok() && latency.contains('.'),
+        "latency as the page shows it (\"0.2 ms\"): {row}"
+    );
+
+    let wide = ctl(&server, &["get", "web", "-o", "wide"]).await;
+    assert_exit(&wide, 0);
+    let text = stdout(&wide);
+    assert!(text.contains("REASON  URL") && text.contains(&fixture.url()), "{text}");
+    assert!(!stdout(&table).contains(&fixture.url()), "the URL only in wide");
+
+    let json = ctl(&server, &["get", "web", "-o", "json"]).await;
+    assert_exit(&json, 0);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let probed = value["health"]["backends"][0]["lastProbeTime"].as_str().expect("lastProbeTime").to_owned();
+    assert!(probed.ends_with('Z') && !stdout(&json).contains("+00:00"), "{probed}");
+    let _: GetGroupHealthResponse = serde_json::from_str(&stdout(&json)).expect("still proto3 JSON");
+
+    let good = ctl(&server, &["config-status"]).await;
+    assert_exit(&good, 0);
+    assert!(
+        stdout(&good).contains(config.to_str().unwrap()) && stdout(&good).contains("last reload     ok"),
+        "{}",
+        stdout(&good)
+    );
+    std::fs::write(&config, "groups:\n  - name: Not A Label\n").unwrap();
+    let client = d.client.clone();
+    eventually(
+        "the failed reload",
+        || {
+            let mut c = client.clone();
+            async move { Some(c.get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner()) }
+        },
+        |s| !s.last_error.is_empty(),
+    )
+    .await;
+    let status = ctl(&server, &["config-status"]).await;
+    assert_exit(&status, 0);
+    assert!(stdout(&status).contains("last reload     FAILED at "), "{}", stdout(&status));
+    assert!(stdout(&status).contains("groups[0].name"), "the error names the field: {}", stdout(&status));
+    let json = ctl(&server, &["config-status", "-o", "json"]).await;
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert!(value["lastErrorTime"].as_str().is_some_and(|t| t.ends_with('Z')), "{value}");
+    d.stop().await;
+}

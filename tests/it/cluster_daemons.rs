@@ -674,3 +674,35 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     .await;
     assert_eq!(left, 0);
 }
+
+/// A replica that lost etcd may hold a stale view, so an apply that view
+/// calls "unchanged" (and a drain to the state it shows) is refused with
+/// UNAVAILABLE like every other mutation, not answered from the stale view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identical_re_apply_on_a_degraded_replica_is_unavailable() {
+    let mut etcd = EtcdCluster::start(1).await;
+    let d = Daemon::spawn(&["--etcd-endpoints", &etcd.endpoints_arg(), "--etcd-prefix", "/t-same", "--etcd-lease-ttl", "2"]);
+    let mut client = d.client().await;
+    let first = client.apply_group(apply_request(acked(7))).await.expect("apply").into_inner();
+    assert!(first.changed);
+    let again = client.apply_group(apply_request(acked(7))).await.expect("re-apply").into_inner();
+    assert!(!again.changed, "an identical re-apply is unchanged while etcd is up");
+
+    etcd.kill(0);
+    eventually("degraded", || config_status(&client), |i| i.degraded).await;
+    let err = client
+        .apply_group(apply_request(acked(7)))
+        .await
+        .expect_err("no identical re-apply while degraded");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("degraded"), "{}", err.message());
+    let err = client
+        .set_backend_drain(SetBackendDrainRequest {
+            group: "acked-7".into(),
+            backend: "a".into(),
+            drain: false,
+        })
+        .await
+        .expect_err("no drain while degraded, even to the state shown");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+}

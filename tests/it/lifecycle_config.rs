@@ -240,3 +240,38 @@ async fn sighup_forces_a_reload() {
     assert!(reloaded.last_error.is_empty());
     assert!(daemon.stop().await.success());
 }
+
+/// Without --data-dir the conflict message says the API group is in memory
+/// (not in a store that does not exist), and deleting the API group, as the
+/// message advises, puts the file's group in its place at once: no SIGHUP,
+/// no edit of the file.
+#[tokio::test]
+async fn deleting_the_conflicting_api_group_brings_the_files_group_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.yaml");
+    write_config(&path, &[group("filed", "http://127.0.0.1:9/file")]);
+    let mut d = TestDaemon::start(DaemonOptions {
+        config: Some(path.clone()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    d.apply(group_yaml("name: shared\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/api\n"))
+        .await;
+    write_config(&path, &[group("filed", "http://127.0.0.1:9/file"), group("shared", "http://127.0.0.1:9/file")]);
+    let bad = wait_config(&d, "the conflict", |s| !s.last_error.is_empty()).await;
+    assert!(
+        bad.last_error.contains("\"shared\"") && bad.last_error.contains("kept in memory") && !bad.last_error.contains("--data-dir store"),
+        "{}",
+        bad.last_error
+    );
+
+    d.client.delete_group(DeleteGroupRequest { group: "shared".into() }).await.expect("delete");
+    let good = wait_config(&d, "the file reloaded after the delete", |s| s.last_error.is_empty()).await;
+    assert_eq!(good.groups, ["filed", "shared"]);
+    let shared = d.get("shared").await;
+    assert_eq!(
+        (shared.source, shared.backends[0].url.as_str()),
+        (GroupSource::ConfigFile as i32, "http://127.0.0.1:9/file")
+    );
+    d.stop().await;
+}

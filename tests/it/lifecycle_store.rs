@@ -259,3 +259,20 @@ async fn kill_9_during_a_stream_of_applies_loses_no_acknowledged_write() {
     assert_eq!(listed, WRITERS);
     assert!(restarted.stop().await.success(), "clean stop after recovery");
 }
+
+/// A second daemon on the same --data-dir is refused, and told why: another
+/// mcp-healthd holds that directory (named), not redb's "Database already open".
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_dir_is_told_another_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    let first = lifecycle_bin::Daemon::spawn(&["--data-dir", data_dir]);
+    let (status, stderr) = lifecycle_bin::run_to_exit(&["--listen", "127.0.0.1:0", "--data-dir", data_dir]);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another mcp-healthd holds the data dir") && stderr.contains(data_dir),
+        "{stderr}"
+    );
+    assert!(first.stop().await.success());
+}

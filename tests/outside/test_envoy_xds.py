@@ -37,6 +37,8 @@ def test_the_shipped_eds_config_passes_envoys_own_validation():
     out = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(SHIPPED), "--disable-hot-restart"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert f"configuration '{SHIPPED}' OK" in out.stdout + out.stderr
+    # No deprecated option (Envoy warns "Deprecated field" and will drop it).
+    assert "Deprecated field" not in out.stdout + out.stderr, out.stderr[-2000:]
 
 
 def loopback_envoy_config(api_type: str, daemon_port: int, listen_port: int, admin_port: int) -> dict:
