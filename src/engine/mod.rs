@@ -383,7 +383,7 @@ impl Engine {
         let ticket = self.call(|reply| Command::ProbeBackend { group, backend, reply }).await??;
         let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
         let _in_flight = InFlight::probe(self.observer.as_ref());
-        let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
+        let result = scheduler::probe_shared(&*self.prober, &ticket.target, &ticket.memory, ticket.policy).await;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::ProbeResult(ProbeResult {

@@ -571,6 +571,8 @@ impl EngineState {
             group,
             backend,
             epoch: b.epoch,
+            // The owner shell replaces it with the epoch's own (it holds the tasks).
+            memory: Default::default(),
         })
     }
 }
