@@ -66,6 +66,10 @@ pub enum EngineError {
     GroupNotFound(String),
     #[error("backend {backend:?} not found in group {group:?}")]
     BackendNotFound { group: String, backend: String },
+    /// An on-demand probe's result arrived after a change restarted the
+    /// backend (a new epoch): the verdict it would show is not the probe's.
+    #[error("backend {backend:?} of group {group:?} was restarted by a change while it was being probed; probe it again")]
+    BackendRestarted { group: String, backend: String },
     #[error("invalid group spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldViolation>),
     #[error("group {group:?} is defined by the config file {path}; change it there")]

@@ -395,3 +395,39 @@ async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
     assert_eq!(prober.remembered.lock().unwrap().last(), Some(&None));
     engine.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_probe_overtaken_by_a_restart_is_aborted_not_not_found() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let one = |url: &str| spec(&format!("name: g\npolicy: {{interval: 3600s}}\nbackends:\n  - name: a\n    url: {url}\n"));
+    engine.apply(one("http://a.test/mcp"), Origin::Api).await.unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    // The on-demand probe hangs (until the scheduler's own bound) ...
+    prober.set("http://a.test/mcp", Script::Hang);
+    let probing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.probe_backend("g".into(), "a".into()).await }
+    });
+    while prober.calls("http://a.test/mcp") < 2 {
+        tokio::task::yield_now().await;
+    }
+    // ... while a re-apply moves the backend: a new incarnation of a backend that exists.
+    engine.apply(one("http://moved.test/mcp"), Origin::Api).await.unwrap();
+    let err = probing.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::BackendRestarted { group, backend } if group == "g" && backend == "a"),
+        "{err:?}"
+    );
+    let status = crate::api::status::to_status(err);
+    assert_eq!(status.code(), tonic::Code::Aborted);
+    assert!(
+        status.message().contains("restarted by a change") && status.message().contains("probe it again"),
+        "{}",
+        status.message()
+    );
+    engine.shutdown().await;
+}
