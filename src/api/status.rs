@@ -22,6 +22,8 @@ pub fn invalid(violations: &[FieldViolation]) -> Status {
 pub fn to_status(err: EngineError) -> Status {
     match &err {
         EngineError::GroupNotFound(_) | EngineError::BackendNotFound { .. } => Status::not_found(err.to_string()),
+        // The backend exists; its probe raced a change that restarted it. Retryable.
+        EngineError::BackendRestarted { .. } => Status::aborted(err.to_string()),
         EngineError::Invalid(violations) => invalid(violations),
         EngineError::ReadOnly { group, path } => {
             let mut details = ErrorDetails::new();
@@ -47,5 +49,48 @@ pub fn probe_status(err: crate::cluster::probes::ProbeError) -> Status {
     match err {
         crate::cluster::probes::ProbeError::Engine(e) => to_status(e),
         other => Status::unavailable(crate::errors::chain(&other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_codes() {
+        let (group, backend) = (|| "g".to_owned(), || "a".to_owned());
+        let cases = [
+            (EngineError::GroupNotFound(group()), Code::NotFound),
+            (
+                EngineError::BackendNotFound {
+                    group: group(),
+                    backend: backend(),
+                },
+                Code::NotFound,
+            ),
+            // Exists, but a change restarted it during an on-demand probe: retry.
+            (
+                EngineError::BackendRestarted {
+                    group: group(),
+                    backend: backend(),
+                },
+                Code::Aborted,
+            ),
+            (EngineError::TooManyGroups(1), Code::ResourceExhausted),
+            (
+                EngineError::RateLimited {
+                    backend: backend(),
+                    elapsed_ms: 1,
+                    limit_ms: 2,
+                },
+                Code::ResourceExhausted,
+            ),
+            (EngineError::ShuttingDown, Code::Unavailable),
+        ];
+        for (err, want) in cases {
+            let shown = err.to_string();
+            let status = to_status(err);
+            assert_eq!((status.code(), status.message()), (want, shown.as_str()));
+        }
     }
 }

@@ -91,6 +91,10 @@ pub enum OwnerError {
         group: String,
         backend: String,
     },
+    BackendRestarted {
+        group: String,
+        backend: String,
+    },
     RateLimited {
         backend: String,
         elapsed_ms: u64,
@@ -107,6 +111,10 @@ impl From<&EngineError> for OwnerError {
         match e {
             EngineError::GroupNotFound(group) => OwnerError::GroupNotFound { group: group.clone() },
             EngineError::BackendNotFound { group, backend } => OwnerError::BackendNotFound {
+                group: group.clone(),
+                backend: backend.clone(),
+            },
+            EngineError::BackendRestarted { group, backend } => OwnerError::BackendRestarted {
                 group: group.clone(),
                 backend: backend.clone(),
             },
@@ -129,6 +137,7 @@ impl OwnerError {
         match self {
             OwnerError::GroupNotFound { group } => Ok(EngineError::GroupNotFound(group)),
             OwnerError::BackendNotFound { group, backend } => Ok(EngineError::BackendNotFound { group, backend }),
+            OwnerError::BackendRestarted { group, backend } => Ok(EngineError::BackendRestarted { group, backend }),
             OwnerError::RateLimited { backend, elapsed_ms, limit_ms } => Ok(EngineError::RateLimited { backend, elapsed_ms, limit_ms }),
             OwnerError::Unavailable { message } => Err(message),
         }
@@ -221,6 +230,10 @@ mod tests {
         let cases = [
             EngineError::GroupNotFound("web".into()),
             EngineError::BackendNotFound {
+                group: "web".into(),
+                backend: "x".into(),
+            },
+            EngineError::BackendRestarted {
                 group: "web".into(),
                 backend: "x".into(),
             },

@@ -66,6 +66,10 @@ pub enum EngineError {
     GroupNotFound(String),
     #[error("backend {backend:?} not found in group {group:?}")]
     BackendNotFound { group: String, backend: String },
+    /// An on-demand probe's result arrived after a change restarted the
+    /// backend (a new epoch): the verdict it would show is not the probe's.
+    #[error("backend {backend:?} of group {group:?} was restarted by a change while it was being probed; probe it again")]
+    BackendRestarted { group: String, backend: String },
     #[error("invalid group spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldViolation>),
     #[error("group {group:?} is defined by the config file {path}; change it there")]
@@ -414,7 +418,7 @@ impl Engine {
         let ticket = self.call(|reply| Command::ProbeBackend { group, backend, reply }).await??;
         let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
         let _in_flight = InFlight::probe(self.observer.as_ref());
-        let result = scheduler::probe_once(&*self.prober, &ticket.target, &mut Default::default(), ticket.policy).await;
+        let result = scheduler::probe_shared(&*self.prober, &ticket.target, &ticket.memory, ticket.policy).await;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::ProbeResult(Box::new(ProbeResult {

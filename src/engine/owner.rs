@@ -14,7 +14,7 @@ use tracing::{error, info};
 
 use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::results::ProbeResult;
-use super::scheduler::BackendTask;
+use super::scheduler::{BackendTask, SharedMemory};
 use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
@@ -24,8 +24,9 @@ use crate::store::{Persist, StoreError};
 
 pub struct Owner {
     state: EngineState,
-    /// The probe task of every live backend incarnation, by epoch.
-    tasks: HashMap<u64, AbortHandle>,
+    /// The probe task of every live backend incarnation and its probe
+    /// memory (shared with on-demand probes), by epoch.
+    tasks: HashMap<u64, (AbortHandle, SharedMemory)>,
     tx: mpsc::Sender<Command>,
     prober: SharedProbe,
     limiter: Arc<Semaphore>,
@@ -221,7 +222,13 @@ impl Owner {
                 let _ = reply.send(sub);
             }
             Command::ProbeBackend { group, backend, reply } => {
-                let _ = reply.send(self.state.probe_backend(group, backend, Instant::now()));
+                let ticket = self.state.probe_backend(group, backend, Instant::now()).map(|mut ticket| {
+                    if let Some((_, memory)) = self.tasks.get(&ticket.epoch) {
+                        ticket.memory = memory.clone();
+                    }
+                    ticket
+                });
+                let _ = reply.send(ticket);
             }
             Command::ProbeTimeout { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_timeout(&group, &backend));
@@ -316,11 +323,13 @@ impl Owner {
                         observer: self.observer.clone(),
                         cluster: self.cluster.clone(),
                         pacer: self.pacer.clone(),
+                        memory: SharedMemory::default(),
                     };
-                    self.tasks.insert(epoch, tokio::spawn(task.run()).abort_handle());
+                    let memory = task.memory.clone();
+                    self.tasks.insert(epoch, (tokio::spawn(task.run()).abort_handle(), memory));
                 }
                 Effect::Abort { epoch } => {
-                    if let Some(task) = self.tasks.remove(&epoch) {
+                    if let Some((task, _)) = self.tasks.remove(&epoch) {
                         task.abort();
                     }
                 }
@@ -372,7 +381,7 @@ impl Owner {
     }
 
     fn shutdown(&mut self) {
-        for (_, task) in self.tasks.drain() {
+        for (_, (task, _)) in self.tasks.drain() {
             task.abort();
         }
         self.limiter.close();

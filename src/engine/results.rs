@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::scheduler::Timed;
+use super::scheduler::{SharedMemory, Timed};
 use super::{EngineError, Probed};
 use crate::core::outcome::ProbeOutcome;
 use crate::probe::ProbeTarget;
@@ -36,6 +36,8 @@ pub struct ProbeTicket {
     pub(super) group: String,
     pub(super) backend: String,
     pub(super) epoch: u64,
+    /// The probe memory of this epoch's scheduled probes (set by the owner).
+    pub(super) memory: SharedMemory,
 }
 
 impl ProbeTicket {

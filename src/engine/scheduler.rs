@@ -2,7 +2,7 @@
 //! takes a permit from the global limit, probes, and reports to the owner.
 //! A hanging backend holds only its own task and one permit, never another's.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
@@ -25,6 +25,21 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 pub struct Timed {
     pub outcome: ProbeOutcome,
     pub latency: Duration,
+}
+
+/// What one backend incarnation (epoch) has learnt across probes (the
+/// detected revision), shared by its scheduled probes and the on-demand ones
+/// (`ProbeBackend`), so both take the same path and the same round trips.
+pub type SharedMemory = Arc<Mutex<ProbeMemory>>;
+
+/// Runs one probe on a copy of the shared memory and keeps what it learnt:
+/// the lock is never held across the probe (nor by the owner task).
+pub async fn probe_shared(prober: &dyn Probe, target: &ProbeTarget, memory: &SharedMemory, policy: Policy) -> Timed {
+    // A poisoned lock only means a panic mid-assignment; the memory is still a valid value.
+    let mut local = memory.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let timed = probe_once(prober, target, &mut local, policy).await;
+    *memory.lock().unwrap_or_else(PoisonError::into_inner) = local;
+    timed
 }
 
 /// Runs one probe bounded by the policy timeout.
@@ -68,6 +83,8 @@ pub struct BackendTask {
     pub pacer: Arc<StartPacer>,
     /// Cluster mode: probe only while this replica owns the backend.
     pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
+    /// Shared with `ProbeBackend` for this epoch (the owner hands it out).
+    pub memory: SharedMemory,
 }
 
 impl BackendTask {
@@ -76,7 +93,6 @@ impl BackendTask {
     /// is at once and the second lands at a random point of the first
     /// interval, so backends added together still drift apart.
     pub async fn run(self) {
-        let mut memory = ProbeMemory::default();
         let spread = self.policy.initial_spread.min(self.policy.interval);
         let mut planned = self.pacer.first_start(spread);
         let mut first = true;
@@ -90,7 +106,7 @@ impl BackendTask {
             let Ok(permit) = self.limiter.acquire().await else { return };
             let started = Instant::now();
             let in_flight = InFlight::probe(self.observer.as_ref());
-            let timed = probe_once(&*self.prober, &self.target, &mut memory, self.policy).await;
+            let timed = probe_shared(&*self.prober, &self.target, &self.memory, self.policy).await;
             drop(in_flight);
             drop(permit);
             let result = ProbeResult {

@@ -403,19 +403,28 @@ impl EngineState {
     }
 
     /// Folds a probe result into its backend's verdict. A result for a removed
-    /// or replaced backend (another epoch) is dropped.
+    /// backend is dropped (NotFound); one for a backend a change restarted
+    /// since (another epoch) too, as `BackendRestarted`: it exists, and an
+    /// on-demand probe may simply be asked again.
     pub fn fold(&mut self, r: &ProbeResult, now: SystemTime, fx: &mut Effects) -> Result<(), EngineError> {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(&r.group) else {
             return Err(EngineError::GroupNotFound(r.group.clone()));
         };
-        let Some(b) = g.backends.get_mut(&r.backend).filter(|b| b.epoch == r.epoch) else {
-            // A result for a removed or replaced backend: dropped, never resurrected.
+        let Some(b) = g.backends.get_mut(&r.backend) else {
+            // A result for a removed backend: dropped, never resurrected.
             return Err(EngineError::BackendNotFound {
                 group: r.group.clone(),
                 backend: r.backend.clone(),
             });
         };
+        if b.epoch != r.epoch {
+            // A result for a replaced incarnation: dropped, it says nothing of the new one.
+            return Err(EngineError::BackendRestarted {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+            });
+        }
         if observed {
             fx.push(Effect::Observe(Observed::ProbeApplied));
         }
@@ -590,6 +599,8 @@ impl EngineState {
             group,
             backend,
             epoch: b.epoch,
+            // The owner shell replaces it with the epoch's own (it holds the tasks).
+            memory: Default::default(),
         })
     }
 }

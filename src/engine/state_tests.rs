@@ -45,7 +45,7 @@ fn valid(yaml: &str) -> ValidGroup {
 
 fn incoming(yaml: &str) -> (ValidGroup, Vec<Arc<ProbeTarget>>) {
     let g = valid(yaml);
-    let clients = ClientCache::new(false, &crate::probe::DnsSettings::default());
+    let clients = Arc::new(ClientCache::new(false, &crate::probe::DnsSettings::default()));
     let targets = g
         .backends
         .iter()
@@ -377,7 +377,8 @@ fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limit
     let (_, fx) = apply(&mut state, AB, Origin::Api);
     let (_, first) = epochs(&fx);
     let (a_epoch, _) = first.iter().find(|(_, b)| b == "a").unwrap().clone();
-    // b moves: a result of its old incarnation is dropped and changes nothing.
+    // b moves: a result of its old incarnation is dropped and changes nothing;
+    // b still exists, so an on-demand probe hears "restarted" (retry), not "not found".
     let (_, fx) = apply(
         &mut state,
         "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://moved.test/mcp\n",
@@ -389,6 +390,12 @@ fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limit
     let mut fx = Effects::default();
     assert!(matches!(
         state.fold(&success("g", "b", old_b), SystemTime::UNIX_EPOCH, &mut fx),
+        Err(EngineError::BackendRestarted { .. })
+    ));
+    assert!(fx.actions.is_empty() && state.sequence() == seq);
+    // A result of a backend no longer in the group: not found.
+    assert!(matches!(
+        state.fold(&success("g", "gone", old_b), SystemTime::UNIX_EPOCH, &mut fx),
         Err(EngineError::BackendNotFound { .. })
     ));
     assert!(fx.actions.is_empty() && state.sequence() == seq);

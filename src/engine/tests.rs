@@ -29,6 +29,9 @@ struct Scripted {
     scripts: Mutex<HashMap<String, Script>>,
     calls: Mutex<HashMap<String, usize>>,
     total: AtomicUsize,
+    /// The revision each probe found remembered, in order (an answering
+    /// probe remembers "2025-06-18", as a real one detects it).
+    remembered: Mutex<Vec<Option<String>>>,
 }
 
 impl Scripted {
@@ -41,17 +44,21 @@ impl Scripted {
 }
 
 impl Probe for Scripted {
-    fn probe<'a>(&'a self, target: &'a ProbeTarget, _: &'a mut ProbeMemory, _deadline: Instant) -> ProbeFuture<'a> {
+    fn probe<'a>(&'a self, target: &'a ProbeTarget, memory: &'a mut ProbeMemory, _deadline: Instant) -> ProbeFuture<'a> {
         let url = target.backend.spec.url.clone();
+        self.remembered.lock().unwrap().push(memory.detected_revision.clone());
         *self.calls.lock().unwrap().entry(url.clone()).or_default() += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
         let script = self.scripts.lock().unwrap().get(&url).copied().unwrap_or(Script::Up);
         Box::pin(async move {
             let outcome = match script {
-                Script::Up => ProbeOutcome::success(ServerFacts {
-                    protocol_version: "2025-06-18".into(),
-                    ..Default::default()
-                }),
+                Script::Up => {
+                    memory.detected_revision = Some("2025-06-18".into());
+                    ProbeOutcome::success(ServerFacts {
+                        protocol_version: "2025-06-18".into(),
+                        ..Default::default()
+                    })
+                }
                 Script::Down => ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused")),
                 Script::Hang => std::future::pending().await,
             };
@@ -351,5 +358,76 @@ async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it(
     let applied = pending.await.unwrap().unwrap();
     assert_eq!((applied.generation, store.puts.load(Ordering::SeqCst)), (1, 2));
     assert!(engine.get("h".into()).await.is_ok());
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    engine
+        .apply(
+            spec("name: g\npolicy: {interval: 3600s}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    engine.probe_backend("g".into(), "a".into()).await.unwrap();
+    // The scheduled probe detected the revision; the on-demand one reuses it
+    // (a real prober skips server/discover: one round trip, not two).
+    assert_eq!(*prober.remembered.lock().unwrap(), [None, Some("2025-06-18".to_owned())]);
+
+    // A restart (new URL, new epoch) forgets it: another server may answer.
+    engine
+        .apply(
+            spec("name: g\npolicy: {interval: 3600s}\nbackends:\n  - name: a\n    url: http://b.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    assert_eq!(prober.remembered.lock().unwrap().last(), Some(&None));
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_probe_overtaken_by_a_restart_is_aborted_not_not_found() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let one = |url: &str| spec(&format!("name: g\npolicy: {{interval: 3600s}}\nbackends:\n  - name: a\n    url: {url}\n"));
+    engine.apply(one("http://a.test/mcp"), Origin::Api).await.unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    // The on-demand probe hangs (until the scheduler's own bound) ...
+    prober.set("http://a.test/mcp", Script::Hang);
+    let probing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.probe_backend("g".into(), "a".into()).await }
+    });
+    while prober.calls("http://a.test/mcp") < 2 {
+        tokio::task::yield_now().await;
+    }
+    // ... while a re-apply moves the backend: a new incarnation of a backend that exists.
+    engine.apply(one("http://moved.test/mcp"), Origin::Api).await.unwrap();
+    let err = probing.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::BackendRestarted { group, backend } if group == "g" && backend == "a"),
+        "{err:?}"
+    );
+    let status = crate::api::status::to_status(err);
+    assert_eq!(status.code(), tonic::Code::Aborted);
+    assert!(
+        status.message().contains("restarted by a change") && status.message().contains("probe it again"),
+        "{}",
+        status.message()
+    );
     engine.shutdown().await;
 }

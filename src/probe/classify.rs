@@ -20,10 +20,18 @@ fn rustls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
     None
 }
 
-/// Classifies a failed request by walking the error's source chain.
+/// Classifies a failed request by the types in the error's source chain,
+/// never by its text. Every probe client resolves through `dns::DnsResolver`,
+/// so a failed or refused lookup carries our own `DnsFailed` or `ssrf::Refused`
+/// (hyper-util wraps it in its private "dns error", which we never read).
 pub fn transport_error(err: &reqwest::Error) -> Reason {
+    if let Some(refused) = super::ssrf::refused_in(err) {
+        return Reason::new(ReasonCode::Dns, refused.to_string());
+    }
+    if let Some(failed) = super::dns::failed_in(err) {
+        return Reason::new(ReasonCode::Dns, failed.to_string());
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
-    let mut dns = false;
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -38,20 +46,7 @@ pub fn transport_error(err: &reqwest::Error) -> Reason {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Reason::new(ReasonCode::Tls, format!("tls: {tls}"));
         }
-        if let Some(refused) = e.downcast_ref::<super::ssrf::Refused>() {
-            return Reason::new(ReasonCode::Dns, refused.to_string());
-        }
-        if let Some(failed) = e.downcast_ref::<super::dns::DnsFailed>() {
-            return Reason::new(ReasonCode::Dns, failed.to_string());
-        }
-        // hyper-util's resolver error type is private; its message is stable.
-        if e.to_string().starts_with("dns error") {
-            dns = true;
-        }
         source = e.source();
-    }
-    if dns {
-        return Reason::new(ReasonCode::Dns, "dns lookup failed");
     }
     if err.is_timeout() {
         return Reason::new(ReasonCode::Timeout, "timed out");
@@ -83,6 +78,64 @@ pub fn http_status(status: u16, credentials_sent: bool) -> Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::{ClientCache, DnsSettings};
+
+    /// The error of one real GET through a probe client.
+    async fn error_of(client: &reqwest::Client, url: &str) -> reqwest::Error {
+        let request = client.get(url).timeout(std::time::Duration::from_secs(1));
+        request.send().await.expect_err(url)
+    }
+
+    #[tokio::test]
+    async fn transport_errors_by_their_types() {
+        // Names come from a real DNS server on loopback; nothing leaves the machine.
+        let dns = mcp_fixture::dnsmasq::Dnsmasq::start("169.254.169.254 metadata.test\n127.0.0.1 local.test\n", 60);
+        let clients = std::sync::Arc::new(ClientCache::new(false, &DnsSettings { server: Some(dns.addr) }));
+        let client = clients.client_for(None).unwrap().client();
+        let plain = mcp_fixture::FixtureServer::start().await.unwrap();
+        let hang = mcp_fixture::FixtureServer::start().await.unwrap();
+        hang.set_behavior(mcp_fixture::Behavior::Hang);
+        let closed = mcp_fixture::reserve_port();
+        // A server that accepts, reads nothing and closes.
+        let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rude_port = rude.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = rude.accept().await {
+                drop(socket);
+            }
+        });
+
+        // (url, code, what the message says)
+        let cases = [
+            (
+                "http://metadata.test/mcp".to_owned(),
+                ReasonCode::Dns,
+                "refused: metadata.test resolves only to link-local",
+            ),
+            ("http://nowhere.test/mcp".to_owned(), ReasonCode::Dns, "dns lookup of nowhere.test failed"),
+            (
+                format!("http://local.test:{}/mcp", closed.port()),
+                ReasonCode::ConnectionRefused,
+                "connection refused",
+            ),
+            (plain.url().replace("http://", "https://"), ReasonCode::Tls, "tls: "),
+            (hang.url(), ReasonCode::Timeout, "timed out"),
+            (format!("http://local.test:{rude_port}/mcp"), ReasonCode::Connection, ""),
+        ];
+        for (url, code, says) in cases {
+            let err = error_of(&client, &url).await;
+            let reason = transport_error(&err);
+            assert_eq!(reason.code, code, "{url}: {reason:?} from {err:?}");
+            assert!(reason.message.starts_with(says), "{url}: {:?}", reason.message);
+        }
+        // The typed lookups find our errors wherever they sit in the chain.
+        let refused = error_of(&client, "http://metadata.test/mcp").await;
+        assert_eq!(crate::probe::ssrf::refused_in(&refused).map(|r| r.host.as_str()), Some("metadata.test"));
+        assert!(crate::probe::dns::failed_in(&refused).is_none());
+        let failed = error_of(&client, "http://nowhere.test/mcp").await;
+        assert_eq!(crate::probe::dns::failed_in(&failed).map(|f| f.host.as_str()), Some("nowhere.test"));
+        assert!(crate::probe::ssrf::refused_in(&failed).is_none());
+    }
 
     #[test]
     fn statuses() {

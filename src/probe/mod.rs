@@ -38,7 +38,7 @@ use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, ServerFacts};
 use crate::proto::v1::{AuthMode, ReasonCode, ResourceMetadataState, Transport};
 use crate::spec::ValidBackend;
 
-pub use client::{ClientCache, ClientError};
+pub use client::{ClientCache, ClientError, ClientHandle};
 pub use dns::{Dns, DnsSettings};
 pub use oauth2::TokenCache;
 
@@ -53,20 +53,25 @@ pub struct ProbeTarget {
     pub backend: ValidBackend,
     /// A client that never keeps idle connections, so every probe opens its
     /// own connection and no pooled state survives from one probe to the next.
-    pub client: reqwest::Client,
+    /// Refreshed before each probe: a rotated CA or client certificate is
+    /// read again.
+    pub client: ClientHandle,
     /// The resolver `client` uses: a probe whose connection failed makes it
     /// forget the host's answer.
     pub dns: Arc<Dns>,
     /// For OAuth 2.0 client-credentials backends: the verified client of the
     /// token endpoint (see [`ClientCache::token_client_for`]); None otherwise.
-    pub token_client: Option<reqwest::Client>,
+    pub token_client: Option<ClientHandle>,
+    /// Alive as long as this target (and its clones): the token cache keeps a
+    /// token only while a target that used it lives.
+    pub(crate) alive: Arc<()>,
 }
 
 impl ProbeTarget {
     /// A target with the clients its TLS settings and auth mode call for.
     /// Blocking (it may read CA and key files): the engine calls it off the
     /// async workers.
-    pub fn new(group: &str, backend: ValidBackend, clients: &ClientCache) -> Result<ProbeTarget, ClientError> {
+    pub fn new(group: &str, backend: ValidBackend, clients: &Arc<ClientCache>) -> Result<ProbeTarget, ClientError> {
         let tls = backend.spec.tls.as_ref();
         let client = clients.client_for(tls)?;
         let token_client = if backend.auth_mode == AuthMode::Oauth2ClientCredentials {
@@ -80,7 +85,17 @@ impl ProbeTarget {
             client,
             dns: clients.dns(),
             token_client,
+            alive: Arc::new(()),
         })
+    }
+
+    /// Takes the clients of the TLS files as they are now (see [`ClientHandle::refresh`]).
+    async fn refresh_clients(&self) -> Result<(), ClientError> {
+        self.client.refresh().await?;
+        if let Some(token_client) = &self.token_client {
+            token_client.refresh().await?;
+        }
+        Ok(())
     }
 }
 
@@ -236,6 +251,14 @@ impl From<Reason> for Stop {
 async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory, deadline: Instant) -> ProbeReport {
     let start = Instant::now();
     let span = tracing::Span::current();
+    // A rotated CA, certificate or key is read here; one that cannot be read fails the probe.
+    let refreshed = match tokio::time::timeout_at(deadline, target.refresh_clients()).await {
+        Ok(refreshed) => refreshed.map_err(|e| e.to_string()),
+        Err(_) => Err("the tls files could not be read within the probe timeout".to_owned()),
+    };
+    if let Err(message) = refreshed {
+        return finish(&span, ProbeOutcome::failure(Reason::new(ReasonCode::Tls, message)), start.elapsed(), memory);
+    }
     let auth = match tokio::time::timeout_at(deadline, credentials::for_probe(prober, target)).await {
         Ok(Ok(a)) => a,
         Ok(Err(reason)) => return finish(&span, ProbeOutcome::failure(reason), start.elapsed(), memory),

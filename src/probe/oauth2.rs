@@ -1,8 +1,9 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for probes: a token from the
 //! backend's token endpoint, cached per (token URL, client id, scopes,
 //! audience) until shortly before it expires, and dropped when a backend
-//! rejects it. The client authenticates with HTTP Basic (client_secret_basic,
-//! RFC 6749 §2.3.1, which every token endpoint must support).
+//! rejects it or no live backend uses it any more. The client authenticates
+//! with HTTP Basic (client_secret_basic, RFC 6749 §2.3.1, which every token
+//! endpoint must support).
 //!
 //! Secrets (the client secret, the token) live only in sensitive header
 //! values; no error, log line or Debug output carries them. The client secret
@@ -11,7 +12,7 @@
 //! `dangerousSkipVerification` or client certificate never applies to it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -43,6 +44,23 @@ struct Cached {
     /// `Bearer <token>`, marked sensitive.
     value: HeaderValue,
     refresh_at: Instant,
+    /// The targets (`ProbeTarget::alive`) that used it. Once all are gone (their
+    /// backends removed or changed), the token goes at the next insert.
+    users: Vec<Weak<()>>,
+}
+
+impl Cached {
+    fn used(&self) -> bool {
+        self.users.iter().any(|u| u.strong_count() > 0)
+    }
+
+    /// Records `alive` as a user (once), forgetting users that are gone.
+    fn used_by(&mut self, alive: &Arc<()>) {
+        self.users.retain(|u| u.strong_count() > 0);
+        if !self.users.iter().any(|u| std::ptr::eq(u.as_ptr(), Arc::as_ptr(alive))) {
+            self.users.push(Arc::downgrade(alive));
+        }
+    }
 }
 
 /// Tokens by client. Shared by every backend of one prober.
@@ -96,22 +114,30 @@ async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
 pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
     let key = key(spec).await?;
-    if let Some(c) = tokens.lock().get(&key)
+    if let Some(c) = tokens.lock().get_mut(&key)
         && Instant::now() < c.refresh_at
     {
+        c.used_by(&target.alive);
         return Ok((AUTHORIZATION, c.value.clone()));
     }
     let secret = read_secret(spec.client_secret.as_ref()).await?;
     let (value, lifetime) = fetch(target, &key, &secret).await?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
-        tokens.lock().insert(
-            key,
-            Cached {
-                value: value.clone(),
-                refresh_at: Instant::now() + lifetime - margin,
-            },
-        );
+        let mut tokens = tokens.lock();
+        // The users of the token this one replaces still use it.
+        let mut users = tokens.remove(&key).map(|c| c.users).unwrap_or_default();
+        // Tokens no live backend uses (removed or changed since) go; the map stays
+        // bounded by the live backends' clients.
+        tokens.retain(|_, c| c.used());
+        users.retain(|u| u.strong_count() > 0);
+        let mut cached = Cached {
+            value: value.clone(),
+            refresh_at: Instant::now() + lifetime - margin,
+            users,
+        };
+        cached.used_by(&target.alive);
+        tokens.insert(key, cached);
     }
     Ok((AUTHORIZATION, value))
 }

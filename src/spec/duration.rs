@@ -12,8 +12,11 @@ use serde_yaml_ng::Value;
 /// What an error says is accepted.
 pub const ACCEPTED_FORMS: &str = "a duration like 500ms, 1m30s, 2h or 0.5s (units ns, us, ms, s, m, h)";
 
-/// The duration fields of a `ProbePolicy`, by their JSON and proto names.
-const POLICY_DURATION_FIELDS: &[&str] = &["interval", "timeout", "degradedLatency", "degraded_latency"];
+/// The duration fields of a `ProbePolicy`, by their JSON and proto names. A
+/// field missing here reaches pbjson unconverted, which takes only the proto3
+/// form (`1m` fails with "missing 's' suffix"): the tests check this list
+/// against every Duration field of the config messages' descriptors.
+const POLICY_DURATION_FIELDS: &[&str] = &["interval", "timeout", "degradedLatency", "degraded_latency", "initialSpread", "initial_spread"];
 
 /// A duration that could not be read, with the field it was in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -241,6 +244,75 @@ mod tests {
             (7_200_000_000_000, "7200s"),
         ] {
             assert_eq!(to_proto_json(nanos), want);
+        }
+    }
+
+    /// Every `google.protobuf.Duration` field of the messages a config
+    /// document holds (from `HealthConfig` down), as (message, proto name,
+    /// JSON name), read from the descriptors the daemon serves.
+    fn config_duration_fields() -> Vec<(String, String, String)> {
+        use prost::Message as _;
+        let set = pbjson_types::FileDescriptorSet::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let messages: std::collections::HashMap<String, &pbjson_types::DescriptorProto> = set
+            .file
+            .iter()
+            .flat_map(|f| f.message_type.iter().map(move |m| (format!(".{}.{}", f.package(), m.name()), m)))
+            .collect();
+        let (mut seen, mut todo, mut found) = (std::collections::HashSet::new(), vec![".mcphealth.v1.HealthConfig".to_owned()], Vec::new());
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(message) = messages.get(&name) else { continue };
+            for field in &message.field {
+                match field.type_name() {
+                    ".google.protobuf.Duration" => found.push((name.clone(), field.name().to_owned(), field.json_name().to_owned())),
+                    t if t.starts_with(".mcphealth.") => todo.push(t.to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn every_duration_field_takes_every_form() {
+        let fields = config_duration_fields();
+        let policy: Vec<&str> = fields.iter().map(|(_, proto, _)| proto.as_str()).collect();
+        // ProbePolicy holds them all, so the `policy` walk of `normalize` reaches them.
+        assert!(
+            fields.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"),
+            "a duration field outside ProbePolicy needs its own place in normalize: {fields:?}"
+        );
+        assert_eq!(policy, ["degraded_latency", "initial_spread", "interval", "timeout"]);
+        // (written, proto3 JSON form it must become)
+        let forms = [
+            ("1m", "60s"),
+            ("1m30s", "90s"),
+            ("500ms", "0.5s"),
+            ("0.5s", "0.5s"),
+            ("90s", "90s"),
+            ("1.5h", "5400s"),
+            ("'0'", "0s"),
+            ("0s", "0s"),
+        ];
+        for (_, proto, json) in &fields {
+            for name in [proto, json] {
+                for (written, want) in forms {
+                    // At the group and at a backend. (`mcp-healthctl apply` runs the same `normalize`.)
+                    let doc = format!(
+                        "groups:\n- name: g\n  policy: {{{name}: {written}}}\n  backends:\n  - {{name: b, url: 'http://h/mcp', policy: {{{name}: {written}}}}}\n"
+                    );
+                    let config = crate::config::parse(&doc, std::path::Path::new("test.yaml")).unwrap_or_else(|e| panic!("{name}: {written}: {e}"));
+                    let group = serde_json::to_value(&config.groups[0]).unwrap();
+                    let read = |v: &serde_json::Value| serde_json::from_value::<pbjson_types::Duration>(v.clone()).ok();
+                    let want = read(&serde_json::Value::from(want));
+                    let (at_group, at_backend) = (&group["policy"][json.as_str()], &group["backends"][0]["policy"][json.as_str()]);
+                    assert!(want.is_some(), "{want:?}");
+                    assert_eq!((read(at_group), read(at_backend)), (want, want), "{name}: {written}");
+                }
+            }
         }
     }
 

@@ -331,6 +331,35 @@ async fn probe_backend_returns_a_fresh_verdict_and_is_rate_limited() {
 }
 
 #[tokio::test]
+async fn probe_backend_reuses_the_revision_the_schedule_detected() {
+    // The fixture speaks only the 2025-06-18 handshake: detection costs a refuted
+    // server/discover and then initialize.
+    let server = FixtureServer::start().await.unwrap();
+    let mut d = TestDaemon::empty().await;
+    d.apply(group_yaml(&format!(
+        "name: r\npolicy:\n  interval: 3600s\nbackends:\n  - name: api\n    url: {}\n",
+        server.url()
+    )))
+    .await;
+    d.wait_group("r", "READY", |h| phase(h) == GroupPhase::Ready).await;
+    let s = server.stats();
+    assert_eq!((s.discover, s.initialize), (1, 1), "the scheduled probe detected the revision: {s:?}");
+    let r = d
+        .client
+        .probe_backend(ProbeBackendRequest {
+            group: "r".into(),
+            backend: "api".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(&r.backend.unwrap()), BackendStatus::Healthy);
+    let s = server.stats();
+    assert_eq!((s.discover, s.initialize), (1, 2), "the on-demand probe went straight to initialize: {s:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
 async fn a_watcher_that_stops_reading_is_resynced_with_a_snapshot_and_stalls_nobody() {
     let server = FixtureServer::start().await.unwrap();
     let mut d = TestDaemon::start(mcp_health::daemon::DaemonOptions {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{TestDaemon, backend, reason, status};
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer, OAuthClient, reserve_port};
 use mcp_health::core::outcome::OutcomeClass;
-use mcp_health::probe::{HttpProber, ProbeMemory};
+use mcp_health::probe::{HttpProber, ProbeMemory, ProbeTarget};
 use mcp_health::proto::v1::{BackendStatus, ReasonCode, ResourceMetadataState};
 use probe_support::*;
 use serde_json::{Value, json};
@@ -266,6 +266,36 @@ async fn oauth2_tokens_are_fetched_cached_and_dropped_when_rejected() {
     s.fixture.set_behavior(Behavior::Healthy);
     assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
     assert_eq!(s.fixture.stats().token_requests, 2);
+}
+
+#[tokio::test]
+async fn oauth2_tokens_of_removed_backends_are_evicted() {
+    let s = oauth_fixture(3600).await;
+    let token_url = s.fixture.url_for("/oauth/token");
+    // One token endpoint, three clients (the audience is part of a token's key).
+    let backend = |audience: &str| {
+        let mut b = oauth_backend(&s, &token_url);
+        b["auth"]["oauth2ClientCredentials"]["audience"] = json!(audience);
+        target(b)
+    };
+    let prober = HttpProber::default();
+    let prober = &prober;
+    let probe = |t: &ProbeTarget| {
+        let t = t.clone();
+        async move { probe_with(prober, &t, &mut ProbeMemory::default(), Duration::from_secs(5)).await }
+    };
+    let (a, b) = (backend("https://a.example"), backend("https://b.example"));
+    assert_success(&probe(&a).await);
+    assert_success(&probe(&b).await);
+    assert_eq!((prober.tokens.len(), s.fixture.stats().token_requests), (2, 2));
+    // a is removed; the next token fetched evicts its token, never b's.
+    drop(a);
+    let c = backend("https://c.example");
+    assert_success(&probe(&c).await);
+    assert_eq!(prober.tokens.len(), 2);
+    assert_success(&probe(&b).await);
+    assert_success(&probe(&c).await);
+    assert_eq!(s.fixture.stats().token_requests, 3, "b and c still use their cached tokens");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use crate::lifecycle_bin;
 use crate::probe_support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use common::pki;
 use mcp_fixture::dnsmasq::Dnsmasq;
@@ -32,7 +33,7 @@ fn tls_setup(dir: &tempfile::TempDir, names: &[&str]) -> (String, rustls::Server
     (ca_file.display().to_string(), server_config(&cert, &key).unwrap())
 }
 
-fn target_in(clients: &ClientCache, backend: Value) -> ProbeTarget {
+fn target_in(clients: &Arc<ClientCache>, backend: Value) -> ProbeTarget {
     install_crypto();
     let spec: mcp_health::proto::v1::GroupSpec = serde_json::from_value(json!({"name": "g", "backends": [backend]})).unwrap();
     let group = mcp_health::spec::validate_group(&spec, "spec", &Default::default()).unwrap_or_else(|v| panic!("{v:?}"));
@@ -99,7 +100,7 @@ async fn resumption_false_makes_every_probe_a_full_handshake() {
     let front = TlsFront::start("127.0.0.1:0".parse().unwrap(), config, fixture.addr(), None).await.unwrap();
     let url = format!("https://{}/mcp", front.addr());
     // Both settings in one cache (one daemon): each keeps its own behaviour.
-    let clients = ClientCache::default();
+    let clients = Arc::new(ClientCache::default());
     let full = target_in(&clients, json!({"name": "b", "url": url, "tls": {"caFile": ca_file, "resumption": false}}));
     probe_n(&full, 3).await;
     let per_probe = fixture.stats().connections / 3;
@@ -125,8 +126,8 @@ fn resumption_on_a_plain_http_url_is_a_field_violation() {
     assert_eq!(v.iter().map(|v| v.field.as_str()).collect::<Vec<_>>(), ["spec.backends[0].tls"]);
 }
 
-fn dns_clients(dns: &Dnsmasq) -> ClientCache {
-    ClientCache::new(false, &DnsSettings { server: Some(dns.addr) })
+fn dns_clients(dns: &Dnsmasq) -> Arc<ClientCache> {
+    Arc::new(ClientCache::new(false, &DnsSettings { server: Some(dns.addr) }))
 }
 
 fn url(host: &str, port: u16) -> Value {

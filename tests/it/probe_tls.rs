@@ -195,3 +195,59 @@ async fn daemon_reports_https_backends() {
     );
     d.stop().await;
 }
+
+/// A target whose clients come from `clients` (one cache, as in a daemon).
+fn target_in(clients: &Arc<mcp_health::probe::ClientCache>, backend: serde_json::Value) -> mcp_health::probe::ProbeTarget {
+    install_crypto();
+    let spec = serde_json::from_value(json!({"name": "g", "backends": [backend]})).unwrap();
+    let group = mcp_health::spec::validate_group(&spec, "spec", &Default::default()).unwrap();
+    mcp_health::probe::ProbeTarget::new("g", group.backends.into_iter().next().unwrap(), clients).unwrap()
+}
+
+#[tokio::test]
+async fn a_rotated_ca_or_client_certificate_at_the_same_path_is_read_again() {
+    let pki = pki();
+    let f = FixtureServer::start().await.unwrap();
+    let (url, _front) = tls_front(&pki, &f, None).await;
+    let (mtls_url, _mtls_front) = tls_front(&pki, &f, Some(&pki.path("client-ca.pem"))).await;
+    let read = |name: &str| std::fs::read(pki.path(name)).unwrap();
+    let clients = Arc::new(mcp_health::probe::ClientCache::default());
+
+    // A CA file rewritten in place.
+    std::fs::write(pki.path("probe-ca.pem"), read("other-ca.pem")).unwrap();
+    let t = target_in(&clients, https(&url, json!({"caFile": pki.path("probe-ca.pem")})));
+    assert_failure(&probe_once(&t).await, ReasonCode::Tls);
+    std::fs::write(pki.path("probe-ca.pem"), read("ca.pem")).unwrap();
+    assert_success(&probe_once(&t).await);
+    assert_eq!(clients.len(), 1, "the client of the old CA was dropped");
+
+    // A client certificate and key replaced by renames (as a secret mount swaps them).
+    let outsider = ca("not the client ca");
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(Vec::<String>::new()).unwrap().signed_by(&key, &outsider).unwrap();
+    std::fs::write(pki.path("probe.pem"), cert.pem()).unwrap();
+    std::fs::write(pki.path("probe.key"), key.serialize_pem()).unwrap();
+    let mtls = json!({"caFile": pki.path("ca.pem"), "clientCertFile": pki.path("probe.pem"), "clientKeyFile": pki.path("probe.key")});
+    let m = target_in(&clients, https(&mtls_url, mtls.clone()));
+    assert!(probe_once(&m).await.outcome.class != mcp_health::core::outcome::OutcomeClass::Success);
+    std::fs::write(pki.path("new.pem"), read("client.pem")).unwrap();
+    std::fs::write(pki.path("new.key"), read("client.key")).unwrap();
+    std::fs::rename(pki.path("new.pem"), pki.path("probe.pem")).unwrap();
+    std::fs::rename(pki.path("new.key"), pki.path("probe.key")).unwrap();
+    assert_success(&probe_once(&m).await);
+    assert_eq!(clients.len(), 2, "t's client and m's current one");
+
+    // Another backend with the same files shares the client; a removed one's client goes.
+    let same = target_in(&clients, https(&mtls_url, mtls));
+    assert_eq!(clients.len(), 2);
+    assert_success(&probe_once(&same).await);
+    drop((m, same));
+    let _skip = target_in(&clients, https(&url, json!({"dangerousSkipVerification": true})));
+    assert_eq!(clients.len(), 2, "the removed backends' client was evicted; t's is still used");
+
+    // A CA file that disappears is a TLS failure naming it, never the old client.
+    std::fs::remove_file(pki.path("probe-ca.pem")).unwrap();
+    let r = probe_once(&t).await;
+    assert_failure(&r, ReasonCode::Tls);
+    assert!(r.outcome.reason.message.contains("caFile"), "{}", r.outcome.reason.message);
+}

@@ -25,7 +25,7 @@ pub fn target(backend: Value) -> ProbeTarget {
     let spec: GroupSpec = serde_json::from_value(serde_json::json!({"name": "g", "backends": [backend]})).expect("group spec");
     let group = validate_group(&spec, "spec", &Limits::default()).unwrap_or_else(|v| panic!("invalid spec: {v:?}"));
     let backend = group.backends.into_iter().next().expect("one backend");
-    ProbeTarget::new("g", backend, &ClientCache::default()).expect("clients")
+    ProbeTarget::new("g", backend, &Arc::new(ClientCache::default())).expect("clients")
 }
 
 /// A plain backend spec: name "b" at `url`.
