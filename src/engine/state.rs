@@ -413,8 +413,14 @@ impl EngineState {
         b.last_latency = Some(r.latency);
         let prev_reason = b.reason.code;
         b.reason = r.outcome.reason.clone();
-        if r.outcome.class != OutcomeClass::Failure {
-            // Keep what the server last said about itself through failures.
+        let keeps_facts = match r.outcome.class {
+            OutcomeClass::Failure | OutcomeClass::Throttled => true,
+            // A -32023 answer to the handshake carries no facts; one to tools/list came after them.
+            OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
+            _ => false,
+        };
+        if !keeps_facts {
+            // Keep what the server last said about itself through failures and rate limits.
             let facts = &r.outcome.facts;
             if !facts.protocol_version.is_empty() {
                 b.facts = facts.clone();

@@ -13,7 +13,7 @@ use serde_yaml_ng::Value;
 pub const ACCEPTED_FORMS: &str = "a duration like 500ms, 1m30s, 2h or 0.5s (units ns, us, ms, s, m, h)";
 
 /// The duration fields of a `ProbePolicy`, by their JSON and proto names.
-const POLICY_DURATION_FIELDS: &[&str] = &["interval", "timeout", "degradedLatency", "degraded_latency"];
+const POLICY_DURATION_FIELDS: &[&str] = &["interval", "timeout", "degradedLatency", "degraded_latency", "rateLimitHold", "rate_limit_hold"];
 
 /// A duration that could not be read, with the field it was in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -242,6 +242,17 @@ mod tests {
         ] {
             assert_eq!(to_proto_json(nanos), want);
         }
+    }
+
+    #[test]
+    fn the_rate_limit_hold_takes_the_same_forms() {
+        let mut doc: Value =
+            serde_yaml_ng::from_str("name: a\npolicy: {rateLimitHold: 5m}\nbackends: [{name: b, policy: {rate_limit_hold: 1m30s}}]\n").unwrap();
+        normalize(&mut doc, "").unwrap();
+        assert_eq!(doc["policy"]["rateLimitHold"].as_str(), Some("300s"));
+        assert_eq!(doc["backends"][0]["policy"]["rate_limit_hold"].as_str(), Some("90s"));
+        let mut doc: Value = serde_yaml_ng::from_str("name: a\npolicy: {rateLimitHold: soon}\n").unwrap();
+        assert_eq!(normalize(&mut doc, "").unwrap_err().field, "policy.rateLimitHold");
     }
 
     #[test]
