@@ -20,6 +20,7 @@ mod jsonrpc;
 mod legacy_sse;
 mod oauth2;
 mod resource_metadata;
+pub mod retry_after;
 mod revision;
 pub mod sse;
 pub mod ssrf;
@@ -177,9 +178,20 @@ pub(crate) struct Ctx<'a> {
     pub target: &'a ProbeTarget,
     /// The probe's own credential, read once per probe.
     pub auth: Option<credentials::AuthHeader>,
+    /// The wait the backend asked for (Retry-After of a 429 or 503,
+    /// retryAfterMs of a -32023 error), set by the step that got it.
+    pub retry_after: std::sync::Mutex<Option<Duration>>,
 }
 
 impl Ctx<'_> {
+    /// Keeps the wait a backend asked for, for the outcome.
+    pub fn ask_to_wait(&self, wait: Option<Duration>) {
+        if wait.is_some() {
+            // Poisoning needs a panic while holding the lock; the value is still whole.
+            *self.retry_after.lock().unwrap_or_else(|p| p.into_inner()) = wait;
+        }
+    }
+
     pub fn cap(&self) -> usize {
         self.prober.max_response_bytes
     }
@@ -210,6 +222,12 @@ pub(crate) enum Stop {
     },
     /// The answer says the backend does not speak the revision we tried.
     Refuted(Reason),
+    /// The probe was rate-limited: `alive` when the MCP server itself
+    /// answered JSON-RPC error -32023, false for a bare HTTP 429.
+    RateLimited {
+        reason: Reason,
+        alive: bool,
+    },
 }
 
 impl From<Reason> for Stop {
@@ -230,7 +248,12 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         }
     };
     let credentials_sent = auth.is_some();
-    let ctx = Ctx { prober, target, auth };
+    let ctx = Ctx {
+        prober,
+        target,
+        auth,
+        retry_after: std::sync::Mutex::new(None),
+    };
     let mut session = None;
     let timed = match target.backend.transport {
         Transport::Sse => tokio::time::timeout_at(deadline, legacy_sse::probe(&ctx)).await,
@@ -240,7 +263,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     if let Some(s) = session {
         streamable::end_session(&ctx, &s).await;
     }
-    let outcome = match timed {
+    let mut outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
         Ok(Ok(Ready { facts, degraded: None, note })) => {
             let mut outcome = ProbeOutcome::success(facts);
@@ -253,6 +276,8 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             facts, degraded: Some(reason), ..
         })) => ProbeOutcome::tools_failing(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
+        Ok(Err(Stop::RateLimited { reason, alive: true })) => ProbeOutcome::rate_limited(reason, ServerFacts::default()),
+        Ok(Err(Stop::RateLimited { reason, alive: false })) => ProbeOutcome::throttled(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
                 oauth2::forget_token(prober, target).await;
@@ -268,6 +293,10 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             ProbeOutcome::auth_required(reason, facts)
         }
     };
+    if matches!(outcome.class, OutcomeClass::Failure | OutcomeClass::RateLimited | OutcomeClass::Throttled) {
+        // Only an answer that did not succeed asks the schedule to wait.
+        outcome.retry_after = ctx.retry_after.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
     if outcome.class == OutcomeClass::Failure
         && matches!(
             outcome.reason.code,
