@@ -1,14 +1,20 @@
 //! Rate limits from real servers: the JSON-RPC -32023 (RateLimited, SEP-3304)
 //! error with `retryAfterMs` and `Retry-After`, a bare 429 from a front, and a
-//! 503 asking for a pause: what one probe concludes.
+//! 503 asking for a pause; first what one probe concludes, then what a daemon
+//! makes of it (verdict, phase, grpc.health, metrics).
 
+use crate::common;
 use crate::probe_support;
 
 use std::time::{Duration, SystemTime};
 
+use common::*;
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer, Flavor};
 use mcp_health::core::outcome::OutcomeClass;
-use mcp_health::proto::v1::ReasonCode;
+use mcp_health::daemon::DaemonOptions;
+use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
+use mcp_health::proto::grpc_health_v1::health_check_response::ServingStatus;
+use mcp_health::proto::v1::{BackendStatus, GroupPhase, ReasonCode};
 use probe_support::*;
 use serde_json::json;
 
@@ -167,4 +173,79 @@ async fn a_503_with_retry_after_is_a_failure_that_asks_to_wait() {
     )
     .await;
     assert_eq!(probe_once(&target(plain(&f.url()))).await.outcome.retry_after, None);
+}
+
+async fn metrics_daemon() -> (TestDaemon, String) {
+    let d = TestDaemon::start(DaemonOptions {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let addr = d.daemon.as_ref().unwrap().metrics_addr().expect("metrics are served");
+    (d, format!("http://{addr}/metrics"))
+}
+
+#[tokio::test]
+async fn a_rate_limited_server_is_degraded_and_routable_and_its_group_serves() {
+    let f = fixture(FixtureOptions::default(), rate_limited(429, Some("5"), Some(5000))).await;
+    let (mut d, metrics) = metrics_daemon().await;
+    d.apply_yaml(&format!(
+        "name: limited\npolicy: {{interval: 0.2s, timeout: 0.15s, unhealthyThreshold: 1}}\nbackends:\n  - name: api\n    url: {}\n",
+        f.url()
+    ))
+    .await;
+    let h = d
+        .wait_group("limited", "a verdict", |h| status(backend(h, "api")) != BackendStatus::Unknown)
+        .await;
+    let b = backend(&h, "api");
+    assert_eq!(
+        (status(b), b.routable, reason(b)),
+        (BackendStatus::Degraded, true, ReasonCode::RateLimited),
+        "{b:#?}"
+    );
+    assert_eq!((b.reason.as_ref().unwrap().http_status, b.consecutive_failures), (429, 0));
+    assert_eq!(phase(&h), GroupPhase::Degraded, "{h:#?}");
+    let check = d.health.check(HealthCheckRequest { service: "limited".into() }).await.unwrap().into_inner();
+    assert_eq!(check.status, ServingStatus::Serving as i32);
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mcp_health_rate_limited_probes_total{group=\"limited\",outcome=\"rate_limited\"} ")),
+        "{text}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_bare_429_holds_the_verdict_then_fails_past_the_hold() {
+    let f = FixtureServer::start().await.unwrap();
+    let mut d = TestDaemon::empty().await;
+    d.apply_yaml(&format!(
+        "name: cdn\npolicy: {{interval: 0.2s, timeout: 0.15s, unhealthyThreshold: 1, rateLimitHold: 5s}}\nbackends:\n  - name: api\n    url: {}\n",
+        f.url()
+    ))
+    .await;
+    d.wait_group("cdn", "healthy", |h| status(backend(h, "api")) == BackendStatus::Healthy).await;
+    f.set_behavior(Behavior::StatusRetryAfter {
+        status: 429,
+        retry_after: "1".into(),
+    });
+    // The first answer with the reason still carries the verdict from before:
+    // held, routable, the group READY.
+    let h = d
+        .wait_group("cdn", "the rate limit seen", |h| reason(backend(h, "api")) == ReasonCode::RateLimited)
+        .await;
+    let b = backend(&h, "api");
+    assert_eq!((status(b), b.routable, phase(&h)), (BackendStatus::Healthy, true, GroupPhase::Ready), "{h:#?}");
+    // Past the hold: a failure with the reason.
+    let h = d
+        .wait_group("cdn", "unhealthy", |h| status(backend(h, "api")) == BackendStatus::Unhealthy)
+        .await;
+    let b = backend(&h, "api");
+    assert_eq!(
+        (reason(b), b.reason.as_ref().unwrap().http_status, phase(&h)),
+        (ReasonCode::RateLimited, 429, GroupPhase::Failed)
+    );
+    assert!(b.message.contains("rate-limit hold"), "{b:#?}");
+    d.stop().await;
 }
