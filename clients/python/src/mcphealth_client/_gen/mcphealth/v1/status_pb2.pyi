@@ -49,6 +49,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_CONNECTION: _ClassVar[ReasonCode]
     REASON_CODE_CREDENTIALS_UNAVAILABLE: _ClassVar[ReasonCode]
     REASON_CODE_NO_TOOLS: _ClassVar[ReasonCode]
+    REASON_CODE_RATE_LIMITED: _ClassVar[ReasonCode]
 
 class ResourceMetadataState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -91,6 +92,7 @@ REASON_CODE_CREDENTIALS_REJECTED: ReasonCode
 REASON_CODE_CONNECTION: ReasonCode
 REASON_CODE_CREDENTIALS_UNAVAILABLE: ReasonCode
 REASON_CODE_NO_TOOLS: ReasonCode
+REASON_CODE_RATE_LIMITED: ReasonCode
 RESOURCE_METADATA_STATE_UNSPECIFIED: ResourceMetadataState
 RESOURCE_METADATA_STATE_NOT_ADVERTISED: ResourceMetadataState
 RESOURCE_METADATA_STATE_VALID: ResourceMetadataState
