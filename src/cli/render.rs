@@ -442,4 +442,25 @@ mod tests {
         assert!(json.contains(r#""lastProbeTime":"2026-12-05T07:31:55.123Z""#), "{json}");
         assert!(json.starts_with(r#"{"name":"a""#), "fields keep their order: {json}");
     }
+
+    #[test]
+    fn a_rate_limited_backend_shows_its_reason_and_why() {
+        let b = BackendHealth {
+            name: "limited".into(),
+            status: BackendStatus::Degraded as i32,
+            routable: true,
+            reason: Some(crate::proto::v1::Reason {
+                code: ReasonCode::RateLimited as i32,
+                http_status: 429,
+                message: "HTTP 429: the server answered JSON-RPC error -32023 (rate limited)".into(),
+            }),
+            message: "HTTP 429: the server answered JSON-RPC error -32023 (rate limited)".into(),
+            ..BackendHealth::default()
+        };
+        let text = backends_table(&[b], &Style::plain());
+        let row = text.lines().nth(1).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cells[..3], ["limited", "DEGRADED", "yes"], "{text}");
+        assert!(cells.contains(&"RATE_LIMITED") && row.contains("-32023 (rate limited)"), "{text}");
+    }
 }

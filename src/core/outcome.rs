@@ -16,6 +16,17 @@ pub enum OutcomeClass {
     /// The handshake succeeded, but `tools/list` answered with a JSON-RPC
     /// error: the server serves MCP, its tools fail.
     ToolsFailing,
+    /// The MCP server answered JSON-RPC error -32023 (RateLimited, SEP-3304),
+    /// on HTTP 429 or 200: it is alive and asks the prober to slow down.
+    /// DEGRADED and routable; it counts like a slow success (it ends a run of
+    /// failures and counts toward `healthyThreshold`), never toward
+    /// `unhealthyThreshold`.
+    RateLimited,
+    /// HTTP 429 without the -32023 error (a CDN or proxy in front): the
+    /// server's liveness is unproven, so the verdict is held, unchanged. The
+    /// scheduler turns it into a `Failure` once a run of them has lasted the
+    /// policy's `rate_limit_hold` ([`ProbeOutcome::judge_hold`]).
+    Throttled,
     /// 401/403. What that means depends on the backend's auth mode.
     AuthRequired,
     /// Anything else.
@@ -23,12 +34,15 @@ pub enum OutcomeClass {
 }
 
 impl OutcomeClass {
-    /// Its name in metrics labels and trace spans: healthy, slow, tools_failing, auth or failure.
+    /// Its name in metrics labels and trace spans: healthy, slow,
+    /// tools_failing, rate_limited, throttled, auth or failure.
     pub fn label(self) -> &'static str {
         match self {
             OutcomeClass::Success => "healthy",
             OutcomeClass::Slow => "slow",
             OutcomeClass::ToolsFailing => "tools_failing",
+            OutcomeClass::RateLimited => "rate_limited",
+            OutcomeClass::Throttled => "throttled",
             OutcomeClass::AuthRequired => "auth",
             OutcomeClass::Failure => "failure",
         }
@@ -84,6 +98,10 @@ pub struct ProbeOutcome {
     /// when no connection got as far as an HTTP answer): the only address xDS
     /// may hand Envoy, as it passed our resolver and SSRF guard.
     pub peer: Option<SocketAddr>,
+    /// How long the backend asked the prober to wait before the next probe:
+    /// `Retry-After` of a 429 or 503 (RFC 9110 §10.2.3), or `retryAfterMs` of a
+    /// -32023 error. The scheduler honours it within [interval, rate_limit_hold].
+    pub retry_after: Option<Duration>,
 }
 
 impl ProbeOutcome {
@@ -93,6 +111,7 @@ impl ProbeOutcome {
             reason: Reason::new(ReasonCode::Ok, "handshake succeeded"),
             facts,
             peer: None,
+            retry_after: None,
         }
     }
 
@@ -102,6 +121,7 @@ impl ProbeOutcome {
             reason,
             facts: ServerFacts::default(),
             peer: None,
+            retry_after: None,
         }
     }
 
@@ -113,6 +133,30 @@ impl ProbeOutcome {
             reason,
             facts,
             peer: None,
+            retry_after: None,
+        }
+    }
+
+    /// A JSON-RPC -32023 answer: the server is alive and rate-limits the probe.
+    pub fn rate_limited(reason: Reason, facts: ServerFacts) -> Self {
+        ProbeOutcome {
+            class: OutcomeClass::RateLimited,
+            reason,
+            facts,
+            peer: None,
+            retry_after: None,
+        }
+    }
+
+    /// A bare 429: something in front rate-limits the probe; the server's
+    /// liveness is unproven.
+    pub fn throttled(reason: Reason) -> Self {
+        ProbeOutcome {
+            class: OutcomeClass::Throttled,
+            reason,
+            facts: ServerFacts::default(),
+            peer: None,
+            retry_after: None,
         }
     }
 
@@ -122,6 +166,7 @@ impl ProbeOutcome {
             reason,
             facts,
             peer: None,
+            retry_after: None,
         }
     }
 
@@ -140,6 +185,30 @@ impl ProbeOutcome {
         }
         self
     }
+
+    /// Turns a bare 429 into a failure once the run of bare 429s it belongs to
+    /// has lasted `throttled_for` >= `hold` (the policy's `rate_limit_hold`).
+    /// The reason (RATE_LIMITED, HTTP 429) is kept, so an UNHEALTHY verdict
+    /// says why.
+    pub fn judge_hold(mut self, throttled_for: Duration, hold: Duration) -> Self {
+        if self.class == OutcomeClass::Throttled && throttled_for >= hold {
+            self.class = OutcomeClass::Failure;
+            self.reason.message = format!(
+                "HTTP 429 without a JSON-RPC RateLimited error for {} s, past the {} s rate-limit hold",
+                throttled_for.as_secs(),
+                hold.as_secs()
+            );
+        }
+        self
+    }
+}
+
+/// How long after an answer the next probe may come at the earliest, when the
+/// backend asked for `retry_after`: at most `cap` (the policy's
+/// `rate_limit_hold`). The scheduler takes the later of this and its regular
+/// plan, so a hint never brings a probe sooner than the interval.
+pub fn retry_wait(retry_after: Option<Duration>, cap: Duration) -> Duration {
+    retry_after.map_or(Duration::ZERO, |wait| wait.min(cap))
 }
 
 /// Whether a 401/403 answer to this backend's probe proves it alive.

@@ -1,10 +1,13 @@
 //! Table tests for the verdict state machine and the group phase. Every case
 //! goes through one helper per table, so a new case is one line.
 
-use super::outcome::OutcomeClass::{self, AuthRequired, Failure, Slow, Success, ToolsFailing};
+use std::time::Duration;
+
+use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Slow, Success, Throttled, ToolsFailing};
+use super::outcome::{ProbeOutcome, Reason, retry_wait};
 use super::phase::{BackendView, group_verdict};
 use super::verdict::{Thresholds, Verdict, is_routable, observe};
-use crate::proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P};
+use crate::proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P, ReasonCode};
 
 const T3_1: Thresholds = Thresholds { unhealthy: 3, healthy: 1 };
 const T3_2: Thresholds = Thresholds { unhealthy: 3, healthy: 2 };
@@ -108,6 +111,136 @@ fn transitions() {
         T3_2,
         &[(Success, S::Healthy, true), (ToolsFailing, S::Degraded, true), (Success, S::Healthy, true)],
     );
+}
+
+#[test]
+fn rate_limits() {
+    use AuthMode::{None as NoAuth, PerUser};
+    // A JSON-RPC -32023 answer: DEGRADED and routable at once, from any start.
+    check_sequence(NoAuth, T3_1, &[(RateLimited, S::Degraded, true)]);
+    check_sequence(NoAuth, T1_1, &[(Success, S::Healthy, true), (RateLimited, S::Degraded, true)]);
+    // It never counts toward unhealthyThreshold, however many in a row.
+    check_sequence(
+        NoAuth,
+        T1_1,
+        &[
+            (Success, S::Healthy, true),
+            (RateLimited, S::Degraded, true),
+            (RateLimited, S::Degraded, true),
+            (RateLimited, S::Degraded, true),
+            (RateLimited, S::Degraded, true),
+            (Success, S::Healthy, true),
+        ],
+    );
+    // The server answered, so it ends a run of failures: two failures, a
+    // -32023, two more failures stay below a threshold of 3.
+    check_sequence(
+        NoAuth,
+        T3_1,
+        &[
+            (Success, S::Healthy, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Degraded, true),
+            (RateLimited, S::Degraded, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Degraded, true),
+            (Failure, S::Unhealthy, false),
+        ],
+    );
+    // From UNHEALTHY it counts toward recovery like a slow success.
+    check_sequence(NoAuth, T3_1, &[(Failure, S::Unhealthy, false), (RateLimited, S::Degraded, true)]);
+    check_sequence(
+        NoAuth,
+        T3_2,
+        &[
+            (Failure, S::Unhealthy, false),
+            (RateLimited, S::Unhealthy, false),
+            (RateLimited, S::Degraded, true),
+        ],
+    );
+    // A bare 429 within the hold changes nothing, whatever the status.
+    check_sequence(
+        NoAuth,
+        T1_1,
+        &[(Throttled, S::Unknown, false), (Throttled, S::Unknown, false), (Success, S::Healthy, true)],
+    );
+    check_sequence(
+        NoAuth,
+        T1_1,
+        &[(Success, S::Healthy, true), (Throttled, S::Healthy, true), (Throttled, S::Healthy, true)],
+    );
+    check_sequence(NoAuth, T1_1, &[(Failure, S::Unhealthy, false), (Throttled, S::Unhealthy, false)]);
+    check_sequence(
+        PerUser,
+        T1_1,
+        &[(AuthRequired, S::Unauthenticated, true), (Throttled, S::Unauthenticated, true)],
+    );
+    check_sequence(NoAuth, T3_1, &[(RateLimited, S::Degraded, true), (Throttled, S::Degraded, true)]);
+}
+
+#[test]
+fn a_held_verdict_keeps_its_counters_and_progress() {
+    let t = T3_2;
+    let mut v = observe(&Verdict::unknown(), Success, AuthMode::None, t);
+    v = observe(&v, Failure, AuthMode::None, t);
+    let before = v.clone();
+    // Bare 429s neither reset the failure run nor advance it.
+    for _ in 0..5 {
+        v = observe(&v, Throttled, AuthMode::None, t);
+        assert_eq!(v, before);
+    }
+    v = observe(&v, Failure, AuthMode::None, t);
+    assert_eq!(
+        (v.status, v.consecutive_failures, v.progress.as_str()),
+        (S::Degraded, 2, "2 of 3 failed probes")
+    );
+    // A -32023 answer ends the run (the server answered) and counts as a success.
+    v = observe(&v, RateLimited, AuthMode::None, t);
+    assert_eq!((v.status, v.consecutive_failures, v.consecutive_successes), (S::Degraded, 0, 1));
+}
+
+/// Checks what a bare 429 is after a run of them lasted `held_s` under a hold of `hold_s`.
+#[track_caller]
+fn check_hold(class: OutcomeClass, held_s: u64, hold_s: u64, want: OutcomeClass) {
+    let reason = Reason::http(ReasonCode::RateLimited, 429, "HTTP 429");
+    let outcome = match class {
+        Throttled => ProbeOutcome::throttled(reason),
+        RateLimited => ProbeOutcome::rate_limited(reason, Default::default()),
+        _ => ProbeOutcome::failure(reason),
+    };
+    let judged = outcome.judge_hold(Duration::from_secs(held_s), Duration::from_secs(hold_s));
+    assert_eq!(judged.class, want, "{class:?} held {held_s}s of {hold_s}s");
+    // The reason stays RATE_LIMITED with the HTTP status, so an UNHEALTHY verdict says why.
+    assert_eq!((judged.reason.code, judged.reason.http_status), (ReasonCode::RateLimited, Some(429)));
+}
+
+#[test]
+fn a_bare_429_is_held_until_the_hold_runs_out() {
+    check_hold(Throttled, 0, 300, Throttled);
+    check_hold(Throttled, 299, 300, Throttled);
+    check_hold(Throttled, 300, 300, Failure);
+    check_hold(Throttled, 3600, 300, Failure);
+    // rateLimitHold: 0s makes every bare 429 a failure at once.
+    check_hold(Throttled, 0, 0, Failure);
+    // A -32023 answer is never held and never turned into a failure.
+    check_hold(RateLimited, 3600, 300, RateLimited);
+    check_hold(Failure, 0, 300, Failure);
+}
+
+#[test]
+fn the_wait_a_backend_asks_for_is_capped() {
+    let s = Duration::from_secs;
+    let cases: &[(Option<Duration>, Duration, Duration)] = &[
+        (None, s(300), Duration::ZERO),
+        (Some(s(5)), s(300), s(5)),
+        (Some(s(300)), s(300), s(300)),
+        (Some(s(3600)), s(300), s(300)),
+        (Some(Duration::from_millis(1500)), s(300), Duration::from_millis(1500)),
+        (Some(s(5)), Duration::ZERO, Duration::ZERO),
+    ];
+    for &(hint, cap, want) in cases {
+        assert_eq!(retry_wait(hint, cap), want, "hint {hint:?} cap {cap:?}");
+    }
 }
 
 #[test]

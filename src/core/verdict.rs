@@ -49,14 +49,18 @@ pub fn is_routable(status: BackendStatus, auth: AuthMode) -> bool {
 }
 
 /// What an observation is evidence of: whether the backend can take traffic,
-/// and the status the observation points at.
-fn evidence(class: OutcomeClass, auth: AuthMode) -> (bool, BackendStatus) {
-    match class {
+/// and the status the observation points at. None: no evidence either way (a
+/// bare 429 within the hold), which leaves the verdict as it was.
+fn evidence(class: OutcomeClass, auth: AuthMode) -> Option<(bool, BackendStatus)> {
+    Some(match class {
         OutcomeClass::Success => (true, BackendStatus::Healthy),
-        OutcomeClass::Slow | OutcomeClass::ToolsFailing => (true, BackendStatus::Degraded),
+        // A -32023 answer is the MCP server itself answering: alive, but
+        // asking us to slow down. Counted like slowness.
+        OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited => (true, BackendStatus::Degraded),
         OutcomeClass::AuthRequired => (auth_required_is_liveness(auth), BackendStatus::Unauthenticated),
         OutcomeClass::Failure => (false, BackendStatus::Unhealthy),
-    }
+        OutcomeClass::Throttled => return None,
+    })
 }
 
 /// The next verdict after one observation.
@@ -67,8 +71,12 @@ fn evidence(class: OutcomeClass, auth: AuthMode) -> (bool, BackendStatus) {
 ///   backend non-routable.
 /// - From a non-routable status, `healthy` consecutive good observations are
 ///   needed to become routable again.
+/// - A bare 429 (`Throttled`) changes nothing: status, counters and progress
+///   are held (from UNKNOWN too), neither resetting nor advancing a run.
 pub fn observe(prev: &Verdict, class: OutcomeClass, auth: AuthMode, thresholds: Thresholds) -> Verdict {
-    let (good, target) = evidence(class, auth);
+    let Some((good, target)) = evidence(class, auth) else {
+        return prev.clone();
+    };
     let (failures, successes) = if good {
         (0, prev.consecutive_successes.saturating_add(1))
     } else {

@@ -122,7 +122,8 @@ pub(crate) enum Command {
     },
     /// Checks an apply as `Apply` would (origins, the group limit) and changes nothing.
     CheckApply {
-        group: (ValidGroup, Vec<Arc<ProbeTarget>>),
+        /// Boxed: a spec is several times the size of every other command.
+        group: Box<(ValidGroup, Vec<Arc<ProbeTarget>>)>,
         origin: Origin,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
@@ -360,7 +361,7 @@ impl Engine {
     pub async fn check_apply(&self, group: ValidGroup, origin: Origin) -> Result<(), EngineError> {
         let targets = self.targets(&group, "spec.").await?;
         self.call(|reply| Command::CheckApply {
-            group: (group, targets),
+            group: Box::new((group, targets)),
             origin,
             reply,
         })

@@ -195,7 +195,7 @@ impl Owner {
             }
             Command::CheckApply { group, origin, reply } => {
                 // The same check as an apply; the checked change is dropped.
-                let _ = reply.send(self.state.check_apply(vec![group], origin, false).map(|_| ()));
+                let _ = reply.send(self.state.check_apply(vec![*group], origin, false).map(|_| ()));
             }
             Command::Restore { groups, reply } => {
                 let checked = self.state.check_restore(groups);

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::results::ProbeResult;
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
-use crate::core::outcome::{ProbeOutcome, Reason};
+use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
 use crate::proto::v1::ReasonCode;
 use crate::spec::Policy;
@@ -61,6 +61,26 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
     }
 }
 
+/// When the next probe runs: the regular plan (`planned + next`, so jitter
+/// does not drift), or, when the backend asked to wait (`retry_after`), no
+/// sooner than that wait capped by `hold` after the answer (`now`). Never
+/// before `now`: a probe that fell behind is not followed by a burst.
+fn next_plan(planned: Instant, next: Duration, now: Instant, retry_after: Option<Duration>, hold: Duration) -> Instant {
+    (planned + next).max(now + retry_wait(retry_after, hold))
+}
+
+/// Where a run of bare 429s stands: the first of the run started at `since`.
+/// A bare 429 within `hold` of it holds the verdict; past it, it is a failure.
+/// Any other outcome ends the run.
+fn judge_throttle(outcome: ProbeOutcome, throttled_since: &mut Option<Instant>, started: Instant, now: Instant, hold: Duration) -> ProbeOutcome {
+    if outcome.class != OutcomeClass::Throttled {
+        *throttled_since = None;
+        return outcome;
+    }
+    let since = *throttled_since.get_or_insert(started);
+    outcome.judge_hold(now.saturating_duration_since(since), hold)
+}
+
 /// The interval until the next probe: `interval` spread by ±jitter.
 fn jittered(interval: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Duration {
     if jitter_percent == 0 {
@@ -96,6 +116,7 @@ impl BackendTask {
         let spread = self.policy.initial_spread.min(self.policy.interval);
         let mut planned = self.pacer.first_start(spread);
         let mut first = true;
+        let mut throttled_since = None;
         loop {
             tokio::time::sleep_until(planned).await;
             if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
@@ -109,11 +130,14 @@ impl BackendTask {
             let timed = probe_shared(&*self.prober, &self.target, &self.memory, self.policy).await;
             drop(in_flight);
             drop(permit);
+            let answered = Instant::now();
+            let outcome = judge_throttle(timed.outcome, &mut throttled_since, started, answered, self.policy.rate_limit_hold);
+            let retry_after = outcome.retry_after;
             let result = ProbeResult {
                 group: self.group.clone(),
                 backend: self.backend.clone(),
                 epoch: self.epoch,
-                outcome: timed.outcome,
+                outcome,
                 latency: timed.latency,
                 scheduling_lag: started.saturating_duration_since(planned),
                 interval: self.policy.interval,
@@ -131,9 +155,7 @@ impl BackendTask {
                 }
             };
             first = false;
-            // Plan from the previous plan so jitter does not drift; if we fell
-            // behind (a long probe), plan from now instead of bursting.
-            planned = (planned + next).max(Instant::now());
+            planned = next_plan(planned, next, Instant::now().max(answered), retry_after, self.policy.rate_limit_hold);
         }
     }
 }
@@ -141,6 +163,62 @@ impl BackendTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_plan_honours_a_wait_within_the_interval_and_the_hold() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let hold = s(300);
+        // (planned, next, now, retry_after, want): times in seconds from t0.
+        let cases: &[(u64, u64, u64, Option<Duration>, u64)] = &[
+            // No wait asked: the regular plan, or now if we fell behind.
+            (0, 10, 1, None, 10),
+            (0, 10, 30, None, 30),
+            // A wait shorter than the interval never brings the probe sooner.
+            (0, 10, 1, Some(s(2)), 10),
+            // A longer one is honoured from the answer...
+            (0, 10, 1, Some(s(60)), 61),
+            // ...up to the hold, never longer.
+            (0, 10, 1, Some(s(3600)), 301),
+            (0, 10, 1, Some(Duration::MAX), 301),
+            // An interval longer than the hold still wins.
+            (0, 600, 1, Some(s(3600)), 600),
+        ];
+        for &(planned, next, now, retry_after, want) in cases {
+            let got = next_plan(t0 + s(planned), s(next), t0 + s(now), retry_after, hold);
+            assert_eq!(got - t0, s(want), "planned {planned} next {next} now {now} wait {retry_after:?}");
+        }
+        assert_eq!(
+            next_plan(t0, s(10), t0 + s(1), Some(s(60)), Duration::ZERO) - t0,
+            s(10),
+            "hold 0s: no wait honoured"
+        );
+    }
+
+    #[test]
+    fn a_run_of_bare_429s_is_held_then_fails() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let bare = || ProbeOutcome::throttled(Reason::http(ReasonCode::RateLimited, 429, "HTTP 429"));
+        let mut since = None;
+        // (started, answered, outcome, want): the run starts with its first probe.
+        let steps: Vec<(u64, u64, ProbeOutcome, OutcomeClass)> = vec![
+            (0, 1, bare(), OutcomeClass::Throttled),
+            (60, 61, bare(), OutcomeClass::Throttled),
+            (299, 299, bare(), OutcomeClass::Throttled),
+            (300, 300, bare(), OutcomeClass::Failure),
+            (400, 400, bare(), OutcomeClass::Failure),
+            // Any other answer ends the run; the next bare 429 starts a new one.
+            (500, 500, ProbeOutcome::success(Default::default()), OutcomeClass::Success),
+            (510, 510, bare(), OutcomeClass::Throttled),
+            (809, 809, bare(), OutcomeClass::Throttled),
+            (810, 811, bare(), OutcomeClass::Failure),
+        ];
+        for (i, (started, answered, outcome, want)) in steps.into_iter().enumerate() {
+            let got = judge_throttle(outcome, &mut since, t0 + s(started), t0 + s(answered), s(300));
+            assert_eq!(got.class, want, "step {i}");
+        }
+    }
 
     #[test]
     fn jitter_stays_in_range() {

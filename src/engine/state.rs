@@ -440,8 +440,14 @@ impl EngineState {
         if peer_changed {
             b.peer = r.outcome.peer;
         }
-        if r.outcome.class != OutcomeClass::Failure {
-            // Keep what the server last said about itself through failures.
+        let keeps_facts = match r.outcome.class {
+            OutcomeClass::Failure | OutcomeClass::Throttled => true,
+            // A -32023 answer to the handshake carries no facts; one to tools/list came after them.
+            OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
+            _ => false,
+        };
+        if !keeps_facts {
+            // Keep what the server last said about itself through failures and rate limits.
             let facts = &r.outcome.facts;
             if !facts.protocol_version.is_empty() {
                 b.facts = facts.clone();

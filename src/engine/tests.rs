@@ -21,6 +21,12 @@ enum Script {
     Down,
     /// Never answers, ignoring its deadline, to exercise the scheduler's own bound.
     Hang,
+    /// JSON-RPC -32023 from the server itself, asking for this many seconds.
+    RateLimited(Option<u64>),
+    /// A bare 429 from a front, with this Retry-After in seconds.
+    Bare429(Option<u64>),
+    /// 503 with this Retry-After in seconds.
+    Unavailable(Option<u64>),
 }
 
 /// A prober whose answer per backend URL is set by the test.
@@ -28,6 +34,8 @@ enum Script {
 struct Scripted {
     scripts: Mutex<HashMap<String, Script>>,
     calls: Mutex<HashMap<String, usize>>,
+    /// When each backend was probed (tokio's clock).
+    times: Mutex<HashMap<String, Vec<Instant>>>,
     total: AtomicUsize,
     /// The revision each probe found remembered, in order (an answering
     /// probe remembers "2025-06-18", as a real one detects it).
@@ -41,6 +49,11 @@ impl Scripted {
     fn calls(&self, url: &str) -> usize {
         self.calls.lock().unwrap().get(url).copied().unwrap_or(0)
     }
+    /// The gaps between consecutive probes of `url`.
+    fn gaps(&self, url: &str) -> Vec<Duration> {
+        let times = self.times.lock().unwrap().get(url).cloned().unwrap_or_default();
+        times.windows(2).map(|w| w[1] - w[0]).collect()
+    }
 }
 
 impl Probe for Scripted {
@@ -48,6 +61,7 @@ impl Probe for Scripted {
         let url = target.backend.spec.url.clone();
         self.remembered.lock().unwrap().push(memory.detected_revision.clone());
         *self.calls.lock().unwrap().entry(url.clone()).or_default() += 1;
+        self.times.lock().unwrap().entry(url.clone()).or_default().push(Instant::now());
         self.total.fetch_add(1, Ordering::Relaxed);
         let script = self.scripts.lock().unwrap().get(&url).copied().unwrap_or(Script::Up);
         Box::pin(async move {
@@ -61,6 +75,18 @@ impl Probe for Scripted {
                 }
                 Script::Down => ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused")),
                 Script::Hang => std::future::pending().await,
+                Script::RateLimited(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::rate_limited(Reason::http(ReasonCode::RateLimited, 429, "-32023"), ServerFacts::default())
+                },
+                Script::Bare429(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::throttled(Reason::http(ReasonCode::RateLimited, 429, "bare 429"))
+                },
+                Script::Unavailable(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::failure(Reason::http(ReasonCode::HttpStatus, 503, "HTTP 503"))
+                },
             };
             ProbeReport {
                 outcome,
@@ -396,6 +422,41 @@ async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
     engine.shutdown().await;
 }
 
+async fn backend_of(engine: &Engine, group: &str, backend: &str) -> crate::proto::v1::BackendHealth {
+    let h = engine.get(group.into()).await.unwrap();
+    h.backends.iter().find(|b| b.name == backend).unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_json_rpc_rate_limit_is_degraded_routable_and_waits_as_asked() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://limited.test/mcp";
+    prober.set(url, Script::RateLimited(Some(60)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{unhealthyThreshold: 1, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: limited\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let b = backend_of(&engine, "g", "limited").await;
+    assert_eq!((b.status, b.routable), (BackendStatus::Degraded as i32, true));
+    assert_eq!(b.reason.unwrap().code, ReasonCode::RateLimited as i32);
+    assert_eq!(b.consecutive_failures, 0, "never counted as a failure");
+    let phase = engine.get("g".into()).await.unwrap().phase;
+    assert_eq!(phase, GroupPhase::Degraded as i32, "routable: the group is not FAILED");
+    // retryAfterMs of 60 s over a 10 s interval: every probe waited the 60 s asked for.
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 8, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(60) && *g < Duration::from_secs(61)), "{gaps:?}");
+
+    // A wait shorter than the interval never brings a probe sooner.
+    prober.set(url, Script::RateLimited(Some(2)));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let n = prober.gaps(url).len();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let gaps = prober.gaps(url);
+    assert!(gaps[n..].iter().all(|g| *g >= Duration::from_secs(10)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_on_demand_probe_overtaken_by_a_restart_is_aborted_not_not_found() {
     let prober = Arc::new(Scripted::default());
@@ -429,5 +490,84 @@ async fn an_on_demand_probe_overtaken_by_a_restart_is_aborted_not_not_found() {
         "{}",
         status.message()
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_the_hold_is_capped_by_it() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://limited.test/mcp";
+    prober.set(url, Script::RateLimited(Some(3600)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{rateLimitHold: 120s, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: limited\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1000)).await;
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 7, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(120) && *g < Duration::from_secs(121)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bare_429_holds_the_verdict_for_the_hold_then_fails() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://cdn.test/mcp";
+    let engine = start(prober.clone(), 64);
+    let yaml = format!(
+        "name: g\npolicy: {{unhealthyThreshold: 1, rateLimitHold: 60s, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: cdn\n    url: {url}\n"
+    );
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status_of(&engine, "g", "cdn").await, BackendStatus::Healthy);
+
+    prober.set(url, Script::Bare429(Some(5)));
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    let first = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = backend_of(&engine, "g", "cdn").await;
+        if b.reason.as_ref().unwrap().code == ReasonCode::RateLimited as i32 {
+            break Instant::now();
+        }
+    };
+    // Held: HEALTHY and routable, with the reason, for the whole hold.
+    while first.elapsed() < Duration::from_secs(55) {
+        let b = backend_of(&engine, "g", "cdn").await;
+        assert_eq!((b.status, b.routable), (BackendStatus::Healthy as i32, true), "{b:?}");
+        assert_eq!(b.reason.unwrap().http_status, 429);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    // Past the hold: UNHEALTHY with the reason, and the group FAILED.
+    let failed = loop {
+        let e = sub.events.recv().await.unwrap();
+        let b = e.group.backends.iter().find(|b| b.name == "cdn").unwrap().clone();
+        if b.status == BackendStatus::Unhealthy as i32 {
+            break b;
+        }
+    };
+    assert!(first.elapsed() >= Duration::from_secs(59), "{:?}", first.elapsed());
+    assert_eq!(failed.reason.as_ref().unwrap().code, ReasonCode::RateLimited as i32);
+    assert_eq!(engine.get("g".into()).await.unwrap().phase, GroupPhase::Failed as i32);
+    // Retry-After: 5 under a 10 s interval: the probes kept the interval
+    // (after the first gap, which initialSpread 0s draws from half to one interval).
+    let gaps = prober.gaps(url);
+    assert!(gaps[1..].iter().all(|g| *g >= Duration::from_secs(10)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_with_retry_after_is_a_failure_whose_next_probe_waits() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://busy.test/mcp";
+    prober.set(url, Script::Unavailable(Some(45)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{unhealthyThreshold: 1, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: busy\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(500)).await;
+    let b = backend_of(&engine, "g", "busy").await;
+    assert_eq!(b.status, BackendStatus::Unhealthy as i32);
+    assert_eq!(b.reason.unwrap().code, ReasonCode::HttpStatus as i32);
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 9, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(45) && *g < Duration::from_secs(46)), "{gaps:?}");
     engine.shutdown().await;
 }

@@ -22,9 +22,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use server::{MetricsError, MetricsListener, MetricsServer, ServeError};
 
+use crate::core::outcome::OutcomeClass;
 use crate::core::phase::GroupVerdict;
 use crate::engine::{ProbeObserver, ProbeResult, WatchApi};
-use crate::proto::v1::{BackendStatus, GroupPhase};
+use crate::proto::v1::{BackendStatus, GroupPhase, ReasonCode};
 
 /// Every value of the backend status state set, as label values.
 const STATUSES: [BackendStatus; 5] = [
@@ -34,6 +35,10 @@ const STATUSES: [BackendStatus; 5] = [
     BackendStatus::Unhealthy,
     BackendStatus::Unauthenticated,
 ];
+/// The outcomes a rate-limited probe can have, as label values: a -32023
+/// answer (rate_limited), a bare 429 holding the verdict (throttled), and a
+/// bare 429 past the hold (failure).
+const RATE_LIMIT_OUTCOMES: [OutcomeClass; 3] = [OutcomeClass::RateLimited, OutcomeClass::Throttled, OutcomeClass::Failure];
 /// Every value of the group phase state set, as label values.
 const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
 
@@ -120,6 +125,7 @@ pub struct Metrics {
     group_transitions: Family<GroupLabels, Counter>,
     backend_status: Family<StatusLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
+    rate_limited: Family<ProbeLabels, Counter>,
     group_phase: Family<PhaseLabels, Gauge>,
     group_routable: Family<GroupLabels, Gauge>,
     group_draining: Family<GroupLabels, Gauge>,
@@ -146,6 +152,7 @@ impl Metrics {
             group_transitions: Family::default(),
             backend_status: Family::default(),
             transitions: Family::default(),
+            rate_limited: Family::default(),
             group_phase: Family::default(),
             group_routable: Family::default(),
             group_draining: Family::default(),
@@ -156,7 +163,7 @@ impl Metrics {
         let r = &mut m.registry;
         r.register_with_unit(
             "probe_duration",
-            "Duration of probes of live backends, by group and outcome (healthy, slow, auth, failure)",
+            "Duration of probes of live backends, by group and outcome (healthy, slow, tools_failing, rate_limited, throttled, auth, failure)",
             Unit::Seconds,
             m.probe_duration.clone(),
         );
@@ -192,6 +199,11 @@ impl Metrics {
             "backend_transitions",
             "Backend status transitions, by from and to status",
             m.transitions.clone(),
+        );
+        r.register(
+            "rate_limited_probes",
+            "Probes answered with a rate limit (reason RATE_LIMITED), by group and outcome: rate_limited (JSON-RPC -32023, the server is alive), throttled (bare HTTP 429, verdict held) or failure (bare HTTP 429 past rateLimitHold)",
+            m.rate_limited.clone(),
         );
         r.register(
             "group_phase",
@@ -271,6 +283,9 @@ impl ProbeObserver for Metrics {
         };
         let seconds = r.latency.as_secs_f64();
         self.probe_duration.get_or_create(&labels).observe(seconds);
+        if r.outcome.reason.code == ReasonCode::RateLimited {
+            self.rate_limited.get_or_create(&labels).inc();
+        }
         let backend = BackendLabels {
             group: r.group.clone(),
             backend: r.backend.clone(),
@@ -331,6 +346,12 @@ impl ProbeObserver for Metrics {
                 outcome,
             });
         }
+        for class in RATE_LIMIT_OUTCOMES {
+            self.rate_limited.remove(&ProbeLabels {
+                group: group.to_owned(),
+                outcome: class.label(),
+            });
+        }
         for p in PHASES {
             self.group_phase.remove(&PhaseLabels {
                 group: group.to_owned(),
@@ -355,3 +376,56 @@ impl ProbeObserver for Metrics {
 
 /// A shared handle, as the engine and the server both hold it.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::core::outcome::{ProbeOutcome, Reason, ServerFacts};
+
+    fn result(group: &str, outcome: ProbeOutcome) -> ProbeResult {
+        ProbeResult {
+            group: group.into(),
+            backend: "b".into(),
+            epoch: 1,
+            outcome,
+            latency: Duration::from_millis(3),
+            scheduling_lag: Duration::ZERO,
+            interval: Duration::from_secs(10),
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn rate_limited_probes_are_counted_by_outcome_and_go_with_their_group() {
+        let m = Metrics::new();
+        let limited = || Reason::http(ReasonCode::RateLimited, 429, "429");
+        let mut past_hold = ProbeOutcome::throttled(limited());
+        past_hold.class = OutcomeClass::Failure;
+        for outcome in [
+            ProbeOutcome::rate_limited(limited(), ServerFacts::default()),
+            ProbeOutcome::rate_limited(limited(), ServerFacts::default()),
+            ProbeOutcome::throttled(limited()),
+            past_hold,
+            // Not rate limited: not counted.
+            ProbeOutcome::failure(Reason::http(ReasonCode::HttpStatus, 503, "503")),
+            ProbeOutcome::success(ServerFacts::default()),
+        ] {
+            m.probe_applied(&result("g", outcome));
+        }
+        let text = m.encode().unwrap();
+        let series = |outcome: &str| format!("mcp_health_rate_limited_probes_total{{group=\"g\",outcome=\"{outcome}\"}}");
+        assert!(text.contains(&format!("{} 2\n", series("rate_limited"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", series("throttled"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", series("failure"))), "{text}");
+        assert_eq!(text.matches("mcp_health_rate_limited_probes_total{").count(), 3, "{text}");
+        assert!(
+            text.contains("outcome=\"rate_limited\"") && text.contains("mcp_health_probe_duration_seconds_count{group=\"g\",outcome=\"throttled\"} 1"),
+            "{text}"
+        );
+        m.group_deleted("g", &["b".into()]);
+        let text = m.encode().unwrap();
+        assert!(!text.contains("group=\"g\""), "{text}");
+    }
+}

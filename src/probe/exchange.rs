@@ -7,7 +7,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::jsonrpc::{self, Message};
-use super::{Ctx, Stop, body, classify, resource_metadata};
+use super::{Ctx, Stop, body, classify, resource_metadata, retry_after};
 use crate::core::outcome::Reason;
 use crate::proto::v1::ReasonCode;
 
@@ -60,14 +60,24 @@ pub async fn post(ctx: &Ctx<'_>, url: &Url, headers: HeaderMap, payload: Vec<u8>
     let status = resp.status().as_u16();
     check_status(ctx, &resp)?;
     let session = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header_wait = retry_after::from_headers(resp.headers());
     if !(200..300).contains(&status) {
         // 4xx/5xx: a JSON-RPC error body tells us more than the status alone.
         return match error_body(&mut resp, ctx.cap()).await {
-            Some(code) => Ok(Reply {
-                answer: Answer::Error { code, http_status: status },
-                session,
-            }),
-            None => Err(Stop::Failed(classify::http_status(status, ctx.auth.is_some()))),
+            Some((retry_after::RATE_LIMITED, body_wait)) => {
+                ctx.ask_to_wait(body_wait.or(header_wait));
+                Err(rate_limited(status))
+            }
+            Some((code, _)) if status != 429 => {
+                if status == 503 {
+                    ctx.ask_to_wait(header_wait);
+                }
+                Ok(Reply {
+                    answer: Answer::Error { code, http_status: status },
+                    session,
+                })
+            }
+            _ => Err(bare_status(ctx, status, header_wait)),
         };
     }
     let Expect::Body(id) = expect else {
@@ -82,6 +92,10 @@ pub async fn post(ctx: &Ctx<'_>, url: &Url, headers: HeaderMap, payload: Vec<u8>
     let answer = match body::read_reply(&mut resp, id, ctx.cap()).await? {
         Message::Result(v) => Answer::Result(v),
         Message::Error(code) => Answer::Error { code, http_status: status },
+        Message::RateLimited(body_wait) => {
+            ctx.ask_to_wait(body_wait.or(header_wait));
+            return Err(rate_limited(status));
+        }
         Message::Unrelated => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "reply is not a response"))),
     };
     Ok(Reply { answer, session })
@@ -108,14 +122,52 @@ pub fn check_status(ctx: &Ctx<'_>, resp: &reqwest::Response) -> Result<(), Stop>
     }
 }
 
-/// The JSON-RPC error code of an error reply's JSON body, whatever its id.
-async fn error_body(resp: &mut reqwest::Response, cap: usize) -> Option<i64> {
+/// The JSON-RPC error code of an error reply's JSON body, whatever its id,
+/// and the wait its `data.retryAfterMs` asks for.
+async fn error_body(resp: &mut reqwest::Response, cap: usize) -> Option<(i64, Option<std::time::Duration>)> {
     if body::framing(resp).ok()? != body::Framing::Json {
         return None;
     }
     let bytes = body::read_all(resp, cap.min(64 * 1024)).await.ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("error")?.get("code")?.as_i64()
+    let error = value.get("error")?;
+    Some((error.get("code")?.as_i64()?, retry_after::from_error(error)))
+}
+
+/// A JSON-RPC -32023 answer (HTTP 429 or any other status): the MCP server
+/// itself answered, so it is alive.
+pub fn rate_limited(http_status: u16) -> Stop {
+    let reason = if (200..300).contains(&http_status) {
+        Reason::new(ReasonCode::RateLimited, "the server answered JSON-RPC error -32023 (rate limited)")
+    } else {
+        Reason::http(
+            ReasonCode::RateLimited,
+            http_status,
+            format!("HTTP {http_status}: the server answered JSON-RPC error -32023 (rate limited)"),
+        )
+    };
+    Stop::RateLimited { reason, alive: true }
+}
+
+/// A non-2xx answer without a usable JSON-RPC error: a bare 429 (a CDN or
+/// proxy rate-limits the probe; the server's liveness is unproven), or a
+/// failure classified by its status. A 429's or 503's `Retry-After` is kept
+/// for the schedule.
+pub fn bare_status(ctx: &Ctx<'_>, status: u16, header_wait: Option<std::time::Duration>) -> Stop {
+    if matches!(status, 429 | 503) {
+        ctx.ask_to_wait(header_wait);
+    }
+    if status == 429 {
+        return Stop::RateLimited {
+            reason: Reason::http(
+                ReasonCode::RateLimited,
+                429,
+                "HTTP 429 without a JSON-RPC RateLimited error: rate-limited before the server; its liveness is unproven",
+            ),
+            alive: false,
+        };
+    }
+    Stop::Failed(classify::http_status(status, ctx.auth.is_some()))
 }
 
 /// A JSON-RPC result field as a short display string (server names and versions).

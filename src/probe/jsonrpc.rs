@@ -34,6 +34,9 @@ pub enum Message {
     /// The response to our request: an error, by code. The server's error text
     /// is not kept, since it is response-body content.
     Error(i64),
+    /// The response to our request: error -32023 (RateLimited, SEP-3304),
+    /// with the wait its `data.retryAfterMs` asks for.
+    RateLimited(Option<std::time::Duration>),
     /// A request or notification from the server, which a probe skips.
     Unrelated,
 }
@@ -67,6 +70,9 @@ pub fn parse(bytes: &[u8], id: u64) -> Result<Message, Reason> {
             .get("code")
             .and_then(Value::as_i64)
             .ok_or_else(|| protocol("JSON-RPC error without a code"))?;
+        if code == super::retry_after::RATE_LIMITED {
+            return Ok(Message::RateLimited(super::retry_after::from_error(error)));
+        }
         return Ok(Message::Error(code));
     }
     match obj.get("result") {
@@ -96,6 +102,14 @@ mod tests {
         check(
             r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"secret detail"}}"#,
             Ok(Message::Error(-32601)),
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32023,"message":"slow down","data":{"retryAfterMs":2500}}}"#,
+            Ok(Message::RateLimited(Some(std::time::Duration::from_millis(2500)))),
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32023,"message":"slow down"}}"#,
+            Ok(Message::RateLimited(None)),
         );
         check(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#, Ok(Message::Unrelated));
         check(r#"{"jsonrpc":"2.0","id":8,"result":{}}"#, Err("reply carries another request's id"));

@@ -13,7 +13,7 @@ use super::body::{self, EventReader, Framing};
 use super::exchange::{self, Answer, Expect};
 use super::jsonrpc::{self, Message};
 use super::streamable::rpc_failure;
-use super::{Ctx, Ready, Stop, classify};
+use super::{Ctx, Ready, Stop, classify, retry_after};
 use crate::core::outcome::{Reason, ServerFacts};
 use crate::proto::v1::{ProbeDepth, ReasonCode};
 
@@ -44,7 +44,14 @@ impl Stream {
             .answer
         {
             Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure(method, code, http_status))),
-            Answer::Result(_) | Answer::Accepted => self.response(id).await,
+            Answer::Result(_) | Answer::Accepted => match self.response(id).await? {
+                // The reply rides the stream, which answered 200.
+                Message::RateLimited(wait) => {
+                    ctx.ask_to_wait(wait);
+                    Err(exchange::rate_limited(200))
+                }
+                m => Ok(m),
+            },
         }
     }
 }
@@ -60,7 +67,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     exchange::check_status(ctx, &resp)?;
     let status = resp.status().as_u16();
     if !(200..300).contains(&status) {
-        return Err(Stop::Failed(classify::http_status(status, ctx.auth.is_some())));
+        return Err(exchange::bare_status(ctx, status, retry_after::from_headers(resp.headers())));
     }
     if body::framing(&resp)? != Framing::EventStream {
         return Err(protocol("the SSE URL did not answer with an event stream"));
@@ -93,7 +100,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     let result = match stream.call(ctx, &endpoint, "initialize", params).await? {
         Message::Result(r) => r,
         Message::Error(code) => return Err(Stop::Failed(rpc_failure("initialize", code, 200))),
-        Message::Unrelated => return Err(protocol("initialize got no response")),
+        Message::Unrelated | Message::RateLimited(_) => return Err(protocol("initialize got no response")),
     };
     let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
         return Err(protocol("initialize result has no protocolVersion"));
@@ -139,7 +146,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
                     degraded = Some(exchange::tools_error(code));
                     break;
                 }
-                Message::Unrelated => return Err(protocol("tools/list got no response")),
+                Message::Unrelated | Message::RateLimited(_) => return Err(protocol("tools/list got no response")),
             }
             if cursor.is_none() {
                 break;

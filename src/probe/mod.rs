@@ -20,6 +20,7 @@ mod jsonrpc;
 mod legacy_sse;
 mod oauth2;
 mod resource_metadata;
+pub mod retry_after;
 mod revision;
 pub mod sse;
 pub mod ssrf;
@@ -194,6 +195,9 @@ pub(crate) struct Ctx<'a> {
     pub auth: Option<credentials::AuthHeader>,
     /// The address the last MCP answer of this probe came from (see [`Ctx::answered`]).
     pub peer: std::sync::Mutex<Option<std::net::SocketAddr>>,
+    /// The wait the backend asked for (Retry-After of a 429 or 503,
+    /// retryAfterMs of a -32023 error), set by the step that got it.
+    pub retry_after: std::sync::Mutex<Option<Duration>>,
 }
 
 impl Ctx<'_> {
@@ -208,6 +212,14 @@ impl Ctx<'_> {
 
     fn peer(&self) -> Option<std::net::SocketAddr> {
         *self.peer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the wait a backend asked for, for the outcome.
+    pub fn ask_to_wait(&self, wait: Option<Duration>) {
+        if wait.is_some() {
+            // Poisoning needs a panic while holding the lock; the value is still whole.
+            *self.retry_after.lock().unwrap_or_else(|p| p.into_inner()) = wait;
+        }
     }
 
     pub fn cap(&self) -> usize {
@@ -240,6 +252,12 @@ pub(crate) enum Stop {
     },
     /// The answer says the backend does not speak the revision we tried.
     Refuted(Reason),
+    /// The probe was rate-limited: `alive` when the MCP server itself
+    /// answered JSON-RPC error -32023, false for a bare HTTP 429.
+    RateLimited {
+        reason: Reason,
+        alive: bool,
+    },
 }
 
 impl From<Reason> for Stop {
@@ -273,6 +291,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         target,
         auth,
         peer: std::sync::Mutex::new(None),
+        retry_after: std::sync::Mutex::new(None),
     };
     let mut session = None;
     let timed = match target.backend.transport {
@@ -296,6 +315,8 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             facts, degraded: Some(reason), ..
         })) => ProbeOutcome::tools_failing(reason, facts),
         Ok(Err(Stop::Failed(reason) | Stop::Refuted(reason))) => ProbeOutcome::failure(reason),
+        Ok(Err(Stop::RateLimited { reason, alive: true })) => ProbeOutcome::rate_limited(reason, ServerFacts::default()),
+        Ok(Err(Stop::RateLimited { reason, alive: false })) => ProbeOutcome::throttled(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
                 oauth2::forget_token(prober, target).await;
@@ -312,6 +333,10 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         }
     };
     outcome.peer = ctx.peer();
+    if matches!(outcome.class, OutcomeClass::Failure | OutcomeClass::RateLimited | OutcomeClass::Throttled) {
+        // Only an answer that did not succeed asks the schedule to wait.
+        outcome.retry_after = ctx.retry_after.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
     if outcome.class == OutcomeClass::Failure
         && matches!(
             outcome.reason.code,

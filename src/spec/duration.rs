@@ -16,7 +16,16 @@ pub const ACCEPTED_FORMS: &str = "a duration like 500ms, 1m30s, 2h or 0.5s (unit
 /// field missing here reaches pbjson unconverted, which takes only the proto3
 /// form (`1m` fails with "missing 's' suffix"): the tests check this list
 /// against every Duration field of the config messages' descriptors.
-const POLICY_DURATION_FIELDS: &[&str] = &["interval", "timeout", "degradedLatency", "degraded_latency", "initialSpread", "initial_spread"];
+const POLICY_DURATION_FIELDS: &[&str] = &[
+    "interval",
+    "timeout",
+    "degradedLatency",
+    "degraded_latency",
+    "initialSpread",
+    "initial_spread",
+    "rateLimitHold",
+    "rate_limit_hold",
+];
 
 /// A duration that could not be read, with the field it was in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -285,7 +294,7 @@ mod tests {
             fields.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"),
             "a duration field outside ProbePolicy needs its own place in normalize: {fields:?}"
         );
-        assert_eq!(policy, ["degraded_latency", "initial_spread", "interval", "timeout"]);
+        assert_eq!(policy, ["degraded_latency", "initial_spread", "interval", "rate_limit_hold", "timeout"]);
         // (written, proto3 JSON form it must become)
         let forms = [
             ("1m", "60s"),
@@ -314,6 +323,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_rate_limit_hold_takes_the_same_forms() {
+        let mut doc: Value =
+            serde_yaml_ng::from_str("name: a\npolicy: {rateLimitHold: 5m}\nbackends: [{name: b, policy: {rate_limit_hold: 1m30s}}]\n").unwrap();
+        normalize(&mut doc, "").unwrap();
+        assert_eq!(doc["policy"]["rateLimitHold"].as_str(), Some("300s"));
+        assert_eq!(doc["backends"][0]["policy"]["rate_limit_hold"].as_str(), Some("90s"));
+        let mut doc: Value = serde_yaml_ng::from_str("name: a\npolicy: {rateLimitHold: soon}\n").unwrap();
+        assert_eq!(normalize(&mut doc, "").unwrap_err().field, "policy.rateLimitHold");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 1;
 pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(2);
 pub const DEFAULT_JITTER_PERCENT: u32 = 10;
 pub const DEFAULT_INITIAL_SPREAD: Duration = Duration::from_secs(10);
+pub const DEFAULT_RATE_LIMIT_HOLD: Duration = Duration::from_secs(5 * 60);
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -31,6 +32,9 @@ pub struct Policy {
     pub jitter_percent: u32,
     /// The longest a first probe waits (with `interval`: the smaller of the two).
     pub initial_spread: Duration,
+    /// How long a run of bare 429s holds the verdict, and the longest wait a
+    /// `Retry-After` or `retryAfterMs` can impose on the next probe.
+    pub rate_limit_hold: Duration,
 }
 
 impl Default for Policy {
@@ -45,6 +49,7 @@ impl Default for Policy {
             degraded_latency: DEFAULT_DEGRADED_LATENCY,
             jitter_percent: DEFAULT_JITTER_PERCENT,
             initial_spread: DEFAULT_INITIAL_SPREAD,
+            rate_limit_hold: DEFAULT_RATE_LIMIT_HOLD,
         }
     }
 }
@@ -75,6 +80,7 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
         &mut base.degraded_latency,
     );
     dur("initialSpread", &layer.initial_spread, Duration::ZERO, MAX_INTERVAL, &mut base.initial_spread);
+    dur("rateLimitHold", &layer.rate_limit_hold, Duration::ZERO, MAX_INTERVAL, &mut base.rate_limit_hold);
     let mut threshold = |field: &str, value: Option<u32>, slot: &mut u32| {
         let Some(value) = value else { return };
         if (1..=MAX_THRESHOLD).contains(&value) {

@@ -388,6 +388,35 @@ mod tests {
     }
 
     #[test]
+    fn the_rate_limit_hold_is_a_checked_duration_with_a_default() {
+        let hold = |d: Option<pbjson_types::Duration>| ProbePolicy {
+            rate_limit_hold: d,
+            ..ProbePolicy::default()
+        };
+        // (rateLimitHold, accepted)
+        let cases = [
+            (None, true),
+            (dur(0), true),
+            (dur(30), true),
+            (dur(24 * 3600), true),
+            (dur(24 * 3600 + 1), false),
+            (dur(-1), false),
+        ];
+        for (value, accepted) in cases {
+            let want: &[&str] = if accepted { &[] } else { &["spec.policy.rateLimitHold"] };
+            assert_eq!(fields(&spec(Some(hold(value)), 1)), want, "{value:?}");
+        }
+        let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).unwrap();
+        assert_eq!(valid.backends[0].policy.rate_limit_hold, crate::spec::policy::DEFAULT_RATE_LIMIT_HOLD);
+        // A backend's own hold overrides the group's.
+        let mut s = spec(Some(hold(dur(60))), 2);
+        s.backends[1].policy = Some(hold(dur(7)));
+        let valid = validate_group(&s, "spec", &Limits::default()).unwrap();
+        let holds: Vec<u64> = valid.backends.iter().map(|b| b.policy.rate_limit_hold.as_secs()).collect();
+        assert_eq!(holds, [60, 7]);
+    }
+
+    #[test]
     fn a_client_secret_goes_only_to_https_or_loopback_token_urls() {
         let field = "spec.backends[0].auth.oauth2ClientCredentials.tokenUrl";
         // (token URL, accepted)

@@ -183,4 +183,21 @@ mod tests {
             assert_eq!(origin(url), want, "{url}");
         }
     }
+
+    #[test]
+    fn a_rate_limited_backend_reads_rate_limited() {
+        let b = BackendHealth {
+            name: "limited".into(),
+            status: BackendStatus::Degraded as i32,
+            routable: true,
+            reason: Some(crate::proto::v1::Reason {
+                code: ReasonCode::RateLimited as i32,
+                http_status: 429,
+                message: "rate limited".into(),
+            }),
+            ..BackendHealth::default()
+        };
+        let view = backend(&b, None);
+        assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));
+    }
 }

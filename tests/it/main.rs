@@ -30,6 +30,7 @@ mod probe_auth;
 mod probe_classify;
 mod probe_cost;
 mod probe_hostile;
+mod probe_rate_limit;
 mod probe_revision;
 mod probe_tls;
 mod security_auth;

@@ -15,6 +15,8 @@ pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
 pub(crate) const HEADER_MISMATCH: i64 = -32020;
 pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// The draft RateLimited error (SEP-3304).
+pub(crate) const RATE_LIMITED: i64 = -32023;
 
 /// The legacy HTTP+SSE revision.
 pub(crate) const LEGACY_VERSION: &str = "2024-11-05";

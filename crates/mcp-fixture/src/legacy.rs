@@ -154,6 +154,10 @@ async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
         (Behavior::ToolsListHang, _) if tools => None,
         (Behavior::ToolsListError, _) if tools => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
         (Behavior::JsonRpcError, _) => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
+        (Behavior::RateLimited { retry_after_ms, .. }, _) => {
+            let data = retry_after_ms.map(|ms| serde_json::json!({ "retryAfterMs": ms }));
+            Some(jsonrpc::error(Some(id), jsonrpc::RATE_LIMITED, "Rate limit exceeded", data.as_ref()))
+        }
         (Behavior::InvalidJson, _) => Some(Bytes::from_static(b"{not json")),
         (Behavior::InvalidUtf8, _) => Some(Bytes::from_static(NOT_UTF8)),
         (Behavior::WrongId, Outcome::Result(r)) => Some(jsonrpc::response(&jsonrpc::wrong_id(id), &r)),

@@ -86,6 +86,17 @@ pub enum Behavior {
     Forbidden,
     /// This HTTP status with a small text body.
     Status(u16),
+    /// This HTTP status with a small text body and `Retry-After: <retry_after>`
+    /// (a bare 429 from a CDN or proxy, or a 503 asking for a pause).
+    StatusRetryAfter { status: u16, retry_after: String },
+    /// Every request (not notifications) gets JSON-RPC error -32023
+    /// (RateLimited, SEP-3304) carrying its id, on HTTP status `http` (429 or
+    /// 200), with `data.retryAfterMs` when set and a `Retry-After` header when set.
+    RateLimited {
+        http: u16,
+        retry_after: Option<String>,
+        retry_after_ms: Option<u64>,
+    },
     /// Read the request, never answer; the request is dropped when the client goes away.
     Hang,
     /// 307 to `/redirected{path}` on the same server, which always answers healthily

@@ -1,12 +1,12 @@
 //! Turning a method's outcome into an HTTP response, applying reply-shaping behaviours.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde_json::Value;
 
 use crate::body::{Body, sse_message};
-use crate::jsonrpc::{self, INTERNAL_ERROR, Outcome};
+use crate::jsonrpc::{self, INTERNAL_ERROR, Outcome, RATE_LIMITED};
 use crate::state::{REDIRECT_PREFIX, Shared};
 use crate::{Behavior, ReplyFormat};
 
@@ -64,6 +64,7 @@ pub(crate) fn http_gate(shared: &Shared, b: &Behavior, path: &str, query: Option
         Behavior::InvalidResourceMetadata => unauthorized(shared, true),
         Behavior::Forbidden => status(403),
         Behavior::Status(code) => status(*code),
+        Behavior::StatusRetryAfter { status: code, retry_after } => with_retry_after(status(*code), Some(retry_after)),
         Behavior::Redirect => {
             let loc = match query {
                 Some(q) => format!("{REDIRECT_PREFIX}{path}?{q}"),
@@ -76,6 +77,14 @@ pub(crate) fn http_gate(shared: &Shared, b: &Behavior, path: &str, query: Option
         }
         _ => return None,
     })
+}
+
+/// Adds `Retry-After: value` (when it is a valid header value).
+fn with_retry_after(mut r: Resp, value: Option<&String>) -> Resp {
+    if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        r.headers_mut().insert(RETRY_AFTER, v);
+    }
+    r
 }
 
 /// Send a JSON-RPC message body in the configured format.
@@ -101,6 +110,15 @@ pub(crate) fn shape(shared: &Shared, b: &Behavior, method: &str, id: &Value, out
         Behavior::ToolsListHang if tools => return None,
         Behavior::ToolsListError if tools => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
         Behavior::EndpointOnly => empty(202),
+        Behavior::RateLimited {
+            http,
+            retry_after,
+            retry_after_ms,
+        } => {
+            let data = retry_after_ms.map(|ms| serde_json::json!({ "retryAfterMs": ms }));
+            let body = jsonrpc::error(Some(id), RATE_LIMITED, "Rate limit exceeded", data.as_ref());
+            with_retry_after(deliver(shared, *http, body), retry_after.as_ref())
+        }
         Behavior::JsonRpcError => deliver(shared, 200, jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
         Behavior::WrongId => {
             let other = jsonrpc::wrong_id(id);

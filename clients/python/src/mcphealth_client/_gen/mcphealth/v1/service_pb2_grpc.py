@@ -122,7 +122,9 @@ class GroupHealthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ProbeBackend(self, request, context):
-        """Probes one backend now and returns the fresh verdict. Rate-limited per backend.
+        """Probes one backend now and returns the fresh verdict. Rate-limited per
+        backend (RESOURCE_EXHAUSTED). ABORTED when a change restarted the backend
+        while it was being probed: probe it again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
