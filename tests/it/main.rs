@@ -26,6 +26,7 @@ mod lifecycle_store;
 mod logs;
 mod metrics_prometheus;
 mod metrics_scrape;
+mod phase_watch;
 mod probe_auth;
 mod probe_classify;
 mod probe_cost;
