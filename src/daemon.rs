@@ -123,6 +123,8 @@ pub struct DaemonOptions {
     pub xds: bool,
     /// How long xDS collects a burst of changes before one push.
     pub xds_debounce: std::time::Duration,
+    /// Most concurrent xDS streams (`--max-xds-streams`).
+    pub max_xds_streams: usize,
     /// Cluster mode: API groups, membership and verdicts in etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
 }
@@ -149,6 +151,7 @@ impl Default for DaemonOptions {
             max_watch_streams: DEFAULT_MAX_WATCH_STREAMS,
             xds: false,
             xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
+            max_xds_streams: crate::xds::DEFAULT_MAX_XDS_STREAMS,
             cluster: None,
         }
     }
@@ -373,7 +376,7 @@ impl Daemon {
                         debounce_ms = opts.xds_debounce.as_millis() as u64,
                         "xDS on (--xds): ADS and EDS served on the gRPC listener, one ClusterLoadAssignment mcp-health/<group> per group"
                     );
-                    Some(crate::xds::XdsService::new(catalog, shutdown.clone()))
+                    Some(crate::xds::XdsService::new(catalog, shutdown.clone(), opts.max_xds_streams))
                 }
                 Err(e) => {
                     engine.shutdown().await;

@@ -116,6 +116,10 @@ struct Args {
     /// Milliseconds xDS collects a burst of verdict changes before one push.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     xds_debounce_ms: u64,
+    /// Most concurrent xDS streams (ADS and EDS, SotW and delta together);
+    /// past it a new stream gets RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = mcp_health::xds::DEFAULT_MAX_XDS_STREAMS)]
+    max_xds_streams: usize,
     /// Cluster mode (high availability on etcd); absent: a single node.
     #[command(flatten)]
     etcd: mcp_health::cluster::EtcdFlags,
@@ -189,6 +193,7 @@ async fn main() -> ExitCode {
         max_watch_streams: args.max_watch_streams.max(1),
         xds: args.xds,
         xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
+        max_xds_streams: args.max_xds_streams.max(1),
         cluster,
     };
     let daemon = match Daemon::start(opts).await {

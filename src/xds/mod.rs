@@ -18,7 +18,7 @@ mod tests;
 use std::time::Duration;
 
 pub use catalog::{Catalog, CatalogRx};
-pub use service::XdsService;
+pub use service::{DEFAULT_MAX_XDS_STREAMS, XdsService};
 
 /// The type URL of EDS resources, the only type served.
 pub const EDS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";

@@ -1,18 +1,20 @@
 //! The gRPC edge of xDS: `envoy.service.discovery.v3.AggregatedDiscoveryService`
 //! and `envoy.service.endpoint.v3.EndpointDiscoveryService`, state-of-the-world
 //! and delta. One task per stream drives the per-type protocol state
-//! (`sotw`, `delta`) with the client's requests and each new catalog. Read
-//! only: nothing a client sends changes the engine.
+//! (`sotw`, `delta`) with the client's requests and each new catalog; streams
+//! are admitted under a cap (`--max-xds-streams`, RESOURCE_EXHAUSTED past it).
+//! Read only: nothing a client sends changes the engine.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryService;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -84,26 +86,48 @@ impl Variant for Delta {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The default of `--max-xds-streams`: far above a fleet's Envoys, far below
+/// what would exhaust the daemon (each stream is a task, a channel and the
+/// responses in flight).
+pub const DEFAULT_MAX_XDS_STREAMS: usize = 1024;
+
 /// Serves xDS from the catalog.
 #[derive(Clone)]
 pub struct XdsService {
     catalog: CatalogRx,
     shutdown: CancellationToken,
+    /// One permit per open stream, held by its task.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl XdsService {
-    pub fn new(catalog: CatalogRx, shutdown: CancellationToken) -> Self {
-        XdsService { catalog, shutdown }
+    pub fn new(catalog: CatalogRx, shutdown: CancellationToken, max_streams: usize) -> Self {
+        XdsService {
+            catalog,
+            shutdown,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
     }
 
-    /// Starts the task of one stream. `ads` streams carry any type (named in
-    /// every request); the others carry EDS only (an empty type URL means EDS).
-    fn stream<V: Variant>(&self, rpc: &'static str, ads: bool, req: Request<Streaming<V::Req>>) -> BoxStream<V::Resp> {
+    /// Starts the task of one stream, or refuses it past the cap. `ads`
+    /// streams carry any type (named in every request); the others carry EDS
+    /// only (an empty type URL means EDS).
+    fn stream<V: Variant>(&self, rpc: &'static str, ads: bool, req: Request<Streaming<V::Req>>) -> Result<Response<BoxStream<V::Resp>>, Status> {
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            warn!(rpc, peer = ?req.remote_addr(), max = self.max_streams, "xds stream refused: too many open streams");
+            return Err(Status::resource_exhausted(format!(
+                "too many xDS streams: at most {} at once (--max-xds-streams)",
+                self.max_streams
+            )));
+        };
         let peer = req.remote_addr();
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(drive::<V>(rpc, ads, peer, inbound, self.catalog.clone(), self.shutdown.clone(), tx));
-        Box::pin(ReceiverStream::new(rx))
+        let opened = Opened { rpc, ads, peer, permit };
+        tokio::spawn(drive::<V>(opened, inbound, self.catalog.clone(), self.shutdown.clone(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
@@ -111,15 +135,29 @@ fn node_id(node: &Option<Node>) -> &str {
     node.as_ref().map_or("", |n| n.id.as_str())
 }
 
-async fn drive<V: Variant>(
+/// What a stream was opened with.
+struct Opened {
     rpc: &'static str,
+    /// An aggregated (ADS) stream: any type, named in every request.
     ads: bool,
     peer: Option<SocketAddr>,
+    /// Held for the stream's life: the cap counts open streams.
+    permit: OwnedSemaphorePermit,
+}
+
+async fn drive<V: Variant>(
+    opened: Opened,
     mut inbound: Streaming<V::Req>,
     mut catalog: CatalogRx,
     shutdown: CancellationToken,
     tx: mpsc::Sender<Result<V::Resp, Status>>,
 ) {
+    let Opened {
+        rpc,
+        ads,
+        peer,
+        permit: _permit,
+    } = opened;
     let mut types: HashMap<String, V> = HashMap::new();
     let mut nonces = 0u64;
     let mut node: Option<Node> = None;
@@ -196,14 +234,14 @@ impl AggregatedDiscoveryService for XdsService {
     type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
 
     async fn stream_aggregated_resources(&self, req: Request<Streaming<DiscoveryRequest>>) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.stream::<Sotw>("StreamAggregatedResources", true, req)))
+        self.stream::<Sotw>("StreamAggregatedResources", true, req)
     }
 
     async fn delta_aggregated_resources(
         &self,
         req: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.stream::<Delta>("DeltaAggregatedResources", true, req)))
+        self.stream::<Delta>("DeltaAggregatedResources", true, req)
     }
 }
 
@@ -213,11 +251,11 @@ impl EndpointDiscoveryService for XdsService {
     type DeltaEndpointsStream = BoxStream<DeltaDiscoveryResponse>;
 
     async fn stream_endpoints(&self, req: Request<Streaming<DiscoveryRequest>>) -> Result<Response<Self::StreamEndpointsStream>, Status> {
-        Ok(Response::new(self.stream::<Sotw>("StreamEndpoints", false, req)))
+        self.stream::<Sotw>("StreamEndpoints", false, req)
     }
 
     async fn delta_endpoints(&self, req: Request<Streaming<DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaEndpointsStream>, Status> {
-        Ok(Response::new(self.stream::<Delta>("DeltaEndpoints", false, req)))
+        self.stream::<Delta>("DeltaEndpoints", false, req)
     }
 
     /// One-shot fetch: the named resources (every group for none) at the current version.

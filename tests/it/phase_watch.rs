@@ -12,11 +12,7 @@ use tokio_stream::StreamExt;
 
 /// Reads an all-groups Watch until `done` holds for group `name`, returning
 /// every phase of that group seen on the way.
-async fn phases_until(
-    stream: &mut tonic::Streaming<WatchGroupHealthResponse>,
-    name: &str,
-    done: impl Fn(&GroupHealth) -> bool,
-) -> Vec<GroupPhase> {
+async fn phases_until(stream: &mut tonic::Streaming<WatchGroupHealthResponse>, name: &str, done: impl Fn(&GroupHealth) -> bool) -> Vec<GroupPhase> {
     let mut seen = Vec::new();
     let follow = async {
         loop {
@@ -46,7 +42,11 @@ async fn backends_judged_one_by_one_never_show_a_failure_that_never_was() {
     }
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut d = TestDaemon::empty().await;
-    let live = |n: usize| -> String { (0..n).map(|i| format!("  - {{name: live{i}, url: '{}'}}\n", fixture.url_for(&format!("/slow{i}")))).collect() };
+    let live = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("  - {{name: live{i}, url: '{}'}}\n", fixture.url_for(&format!("/slow{i}"))))
+            .collect()
+    };
     let policy = "policy: {interval: 600s, timeout: 5s, degradedLatency: 3s, unhealthyThreshold: 1, initialSpread: 0s}\n";
     let mut stream = d
         .client
@@ -63,7 +63,11 @@ async fn backends_judged_one_by_one_never_show_a_failure_that_never_was() {
     .await;
     let all_judged = |g: &GroupHealth| g.backends.iter().all(|b| status(b) != BackendStatus::Unknown);
     let seen = phases_until(&mut stream, "g", all_judged).await;
-    assert_eq!(seen, [GroupPhase::Pending, GroupPhase::Degraded], "1 dead of 4, judged first: PENDING, then DEGRADED");
+    assert_eq!(
+        seen,
+        [GroupPhase::Pending, GroupPhase::Degraded],
+        "1 dead of 4, judged first: PENDING, then DEGRADED"
+    );
 
     // A READY group that gains a backend stays READY until it is judged.
     d.apply(group_yaml(&format!("name: r\n{policy}backends:\n{}", live(2)))).await;

@@ -243,3 +243,63 @@ async fn backends_not_probed_yet_or_never_reached_are_withheld_from_envoy() {
     );
     d.stop().await;
 }
+
+/// xDS streams are admitted under `--max-xds-streams`: past it a new stream
+/// gets RESOURCE_EXHAUSTED naming the flag, whatever RPC it uses, and a
+/// closed stream frees its place.
+#[tokio::test]
+async fn xds_streams_past_the_cap_are_refused_until_one_closes() {
+    use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+    let mut d = TestDaemon::start(DaemonOptions {
+        xds: true,
+        max_xds_streams: 2,
+        ..DaemonOptions::default()
+    })
+    .await;
+    d.apply(group_yaml("name: g\nbackends: []\n")).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", d.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ads = AggregatedDiscoveryServiceClient::new(channel.clone());
+    let mut eds = EndpointDiscoveryServiceClient::new(channel);
+    // Two streams, each answered (so each is open on the server).
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(request("", "")).await.unwrap();
+        let mut responses = ads.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        responses.message().await.unwrap().expect("a first response");
+        open.push((tx, responses));
+    }
+    let (_tx3, rx3) = mpsc::channel::<DiscoveryRequest>(8);
+    let refused = ads.stream_aggregated_resources(ReceiverStream::new(rx3)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("--max-xds-streams"), "{}", refused.message());
+    let (_tx4, rx4) = mpsc::channel::<DiscoveryRequest>(8);
+    let refused = eds.stream_endpoints(ReceiverStream::new(rx4)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "the cap covers every xDS RPC");
+
+    // One stream closes (the client ends it): a new one is admitted.
+    let (tx, mut responses) = open.pop().unwrap();
+    drop(tx);
+    while responses.message().await.ok().flatten().is_some() {}
+    drop(responses);
+    let admitted = common::eventually(
+        "a new stream admitted once one closed",
+        || {
+            let mut ads = ads.clone();
+            async move {
+                let (tx, rx) = mpsc::channel(8);
+                tx.send(request("", "")).await.ok()?;
+                let r = ads.stream_aggregated_resources(ReceiverStream::new(rx)).await;
+                Some((r.is_ok(), tx))
+            }
+        },
+        |(ok, _)| *ok,
+    )
+    .await;
+    assert!(admitted.0);
+    d.stop().await;
+}
