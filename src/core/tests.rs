@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Slow, Success, Throttled, ToolsFailing};
 use super::outcome::{ProbeOutcome, Reason, retry_wait};
 use super::phase::{BackendView, group_verdict};
-use super::verdict::{Thresholds, Verdict, is_routable, observe};
+use super::verdict::{Pace, Thresholds, Verdict, is_routable, observe, pace};
 use crate::proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P, ReasonCode};
 
 const T3_1: Thresholds = Thresholds { unhealthy: 3, healthy: 1 };
@@ -263,6 +263,64 @@ fn progress_and_counters() {
     );
     v = observe(&v, Success, AuthMode::None, t);
     assert_eq!((v.status, v.consecutive_successes, v.progress.as_str()), (S::Healthy, 2, ""));
+}
+
+/// Feeds `steps` to a fresh UNKNOWN verdict and checks the pace after each
+/// one; the pace is Edge exactly when the verdict shows progress toward a
+/// threshold (one source of truth for "a change is pending").
+#[track_caller]
+fn check_pace(auth: AuthMode, t: Thresholds, steps: &[(OutcomeClass, Pace)]) {
+    let mut v = Verdict::unknown();
+    assert_eq!(pace(&v, auth), Pace::Steady, "UNKNOWN");
+    for (i, (class, want)) in steps.iter().enumerate() {
+        v = observe(&v, *class, auth, t);
+        let got = pace(&v, auth);
+        assert_eq!(got, *want, "step {i} ({class:?}) with {auth:?} {t:?}: got {v:?}");
+        assert_eq!(got == Pace::Edge, !v.progress.is_empty(), "step {i}: pace and progress disagree: {v:?}");
+    }
+}
+
+#[test]
+fn a_pending_change_asks_for_the_edge_interval() {
+    use AuthMode::{None as NoAuth, PerUser, StaticHeader};
+    use Pace::{Edge, Steady};
+    // A new backend's first observation decides at once: nothing is pending.
+    check_pace(NoAuth, T3_2, &[(Failure, Steady)]);
+    check_pace(NoAuth, T3_2, &[(Success, Steady)]);
+    // A failure while HEALTHY: edge until the threshold confirms it...
+    check_pace(
+        NoAuth,
+        T3_1,
+        &[(Success, Steady), (Failure, Edge), (Failure, Edge), (Failure, Steady), (Failure, Steady)],
+    );
+    // ...or a success refutes it.
+    check_pace(NoAuth, T3_1, &[(Success, Steady), (Failure, Edge), (Success, Steady)]);
+    // Recovery is symmetric: successes while UNHEALTHY, below healthyThreshold.
+    check_pace(NoAuth, T3_2, &[(Failure, Steady), (Success, Edge), (Success, Steady), (Success, Steady)]);
+    check_pace(NoAuth, T3_2, &[(Failure, Steady), (Success, Edge), (Failure, Steady)]);
+    // healthyThreshold 1 (the default): the first success confirms at once.
+    check_pace(NoAuth, T3_1, &[(Failure, Steady), (Success, Steady)]);
+    // unhealthyThreshold 1: the first failure confirms at once.
+    check_pace(NoAuth, T1_1, &[(Success, Steady), (Failure, Steady)]);
+    // Slow, tools failing and -32023 are good evidence: DEGRADED, no change pending.
+    check_pace(
+        NoAuth,
+        T3_1,
+        &[(Success, Steady), (Slow, Steady), (ToolsFailing, Steady), (RateLimited, Steady)],
+    );
+    // ...but a failure of a slow backend is.
+    check_pace(NoAuth, T3_1, &[(Slow, Steady), (Failure, Edge)]);
+    // A bare 429 within the hold is no evidence: the pending change stays pending.
+    check_pace(
+        NoAuth,
+        T3_1,
+        &[(Success, Steady), (Failure, Edge), (Throttled, Edge), (Failure, Edge), (Failure, Steady)],
+    );
+    check_pace(NoAuth, T3_1, &[(Success, Steady), (Throttled, Steady)]);
+    // A 401 is a failure for a static-header backend and liveness for a per-user one.
+    check_pace(StaticHeader, T3_2, &[(Success, Steady), (AuthRequired, Edge)]);
+    check_pace(StaticHeader, T3_2, &[(AuthRequired, Steady), (Success, Edge), (Success, Steady)]);
+    check_pace(PerUser, T3_1, &[(Success, Steady), (AuthRequired, Steady)]);
 }
 
 /// Checks the phase, the routable count and the message of a group.

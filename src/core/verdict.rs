@@ -48,6 +48,33 @@ pub fn is_routable(status: BackendStatus, auth: AuthMode) -> bool {
     }
 }
 
+/// How soon a backend's next scheduled probe should come, given its verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// The verdict stands: the next probe at the policy's interval.
+    Steady,
+    /// The last probes disagree with the status and the threshold has not
+    /// yet confirmed or refuted the change: the next probe at the policy's
+    /// edge interval (Envoy's `unhealthy_edge_interval` and
+    /// `healthy_edge_interval`, which Envoy uses while a change is pending).
+    Edge,
+}
+
+/// The pace a verdict asks for: `Edge` while a change is pending, i.e. a
+/// routable backend has failures below `unhealthyThreshold` or a non-routable
+/// one has successes below `healthyThreshold` (the run that `progress`
+/// describes). UNKNOWN is never pending: its first observation decides at once.
+/// A DEGRADED backend that is merely slow or rate-limited has no failures, so
+/// it keeps the steady pace.
+pub fn pace(verdict: &Verdict, auth: AuthMode) -> Pace {
+    let pending = match verdict.status {
+        BackendStatus::Unknown | BackendStatus::Unspecified => false,
+        s if is_routable(s, auth) => verdict.consecutive_failures > 0,
+        _ => verdict.consecutive_successes > 0,
+    };
+    if pending { Pace::Edge } else { Pace::Steady }
+}
+
 /// What an observation is evidence of: whether the backend can take traffic,
 /// and the status the observation points at. None: no evidence either way (a
 /// bare 429 within the hold), which leaves the verdict as it was.

@@ -298,9 +298,19 @@ impl Owner {
             o.probe_finished(&r);
         }
         let reply = r.reply.take();
+        let pace = r.pace.take();
         let mut fx = Effects::default();
         let folded = self.state.fold(&r, SystemTime::now(), &mut fx);
         self.execute(fx, Some(&r));
+        // The scheduler waits for this answer; a send never waits (oneshot),
+        // so the owner still never awaits a prober. A dropped result (removed
+        // or replaced incarnation) drops the sender: its task is aborted anyway.
+        if let Some(tx) = pace
+            && folded.is_ok()
+            && let Some(p) = self.state.pace(&r.group, &r.backend)
+        {
+            let _ = tx.send(p);
+        }
         if let Some(tx) = reply {
             let _ = tx.send(folded.and_then(|()| self.state.probed(&r.group, &r.backend)));
         }

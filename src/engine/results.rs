@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::scheduler::{SharedMemory, Timed};
 use super::{EngineError, Probed};
 use crate::core::outcome::ProbeOutcome;
+use crate::core::verdict::Pace;
 use crate::probe::ProbeTarget;
 use crate::spec::Policy;
 
@@ -27,6 +28,10 @@ pub struct ProbeResult {
     pub interval: Duration,
     /// Set for on-demand probes, which wait for the verdict they produced.
     pub reply: Option<oneshot::Sender<Result<Probed, EngineError>>>,
+    /// Set by the scheduler, which learns from the owner the pace the folded
+    /// verdict asks for (edge interval while a change is pending). Dropped
+    /// unanswered for a result of a removed or replaced incarnation.
+    pub pace: Option<oneshot::Sender<Pace>>,
 }
 
 /// Permission to probe one backend on demand (`ProbeBackend`).
@@ -51,6 +56,7 @@ impl ProbeTicket {
             scheduling_lag: Duration::ZERO,
             interval: self.policy.interval,
             reply: None,
+            pace: None,
         }
     }
 }

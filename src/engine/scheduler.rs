@@ -1,18 +1,21 @@
 //! One task per backend: sleeps until its next planned probe (with jitter),
-//! takes a permit from the global limit, probes, and reports to the owner.
-//! A hanging backend holds only its own task and one permit, never another's.
+//! takes a permit from the global limit, probes, and reports to the owner,
+//! which answers with the pace the folded verdict asks for (the edge interval
+//! while a change is pending). A hanging backend holds only its own task and
+//! one permit, never another's.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::results::ProbeResult;
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
+use crate::core::verdict::Pace;
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
 use crate::proto::v1::ReasonCode;
 use crate::spec::Policy;
@@ -90,6 +93,31 @@ fn jittered(interval: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Dura
     interval.mul_f64(rng.random_range((1.0 - j)..=(1.0 + j)))
 }
 
+/// The edge interval spread by the jitter downward only: backends that
+/// failed together still drift apart, and the edge interval stays a bound
+/// (the documented worst case counts it whole).
+fn jittered_below(edge: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Duration {
+    if jitter_percent == 0 {
+        return edge;
+    }
+    let j = f64::from(jitter_percent) / 100.0;
+    edge.mul_f64(rng.random_range((1.0 - j)..=1.0))
+}
+
+/// The time from a probe's planned start to the next one's. While a change
+/// is pending (`Pace::Edge`), the edge interval; otherwise the interval
+/// spread by ±jitter, or after a first probe made at once without a spread
+/// (`first_unspread`) a random point of the first interval, so backends
+/// added together drift apart. `next_plan` then lets a wait the backend
+/// asked for win over either.
+fn next_interval(policy: &Policy, pace: Pace, first_unspread: bool, rng: &mut impl Rng) -> Duration {
+    match pace {
+        Pace::Edge => jittered_below(policy.edge_interval(), policy.jitter_percent, rng),
+        Pace::Steady if first_unspread => policy.interval.mul_f64(rng.random_range(0.5..=1.0)),
+        Pace::Steady => jittered(policy.interval, policy.jitter_percent, rng),
+    }
+}
+
 pub struct BackendTask {
     pub group: String,
     pub backend: String,
@@ -133,6 +161,7 @@ impl BackendTask {
             let answered = Instant::now();
             let outcome = judge_throttle(timed.outcome, &mut throttled_since, started, answered, self.policy.rate_limit_hold);
             let retry_after = outcome.retry_after;
+            let (pace_tx, pace_rx) = oneshot::channel();
             let result = ProbeResult {
                 group: self.group.clone(),
                 backend: self.backend.clone(),
@@ -142,18 +171,16 @@ impl BackendTask {
                 scheduling_lag: started.saturating_duration_since(planned),
                 interval: self.policy.interval,
                 reply: None,
+                pace: Some(pace_tx),
             };
             if self.owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
                 return;
             }
-            let next = {
-                let mut rng = rand::rng();
-                if first && spread.is_zero() {
-                    self.policy.interval.mul_f64(rng.random_range(0.5..=1.0))
-                } else {
-                    jittered(self.policy.interval, self.policy.jitter_percent, &mut rng)
-                }
-            };
+            // The owner's verdict, with this result folded in, decides the pace:
+            // one source of truth, which on-demand probes and shared verdicts
+            // also feed. Unanswered (result dropped, engine stopping): steady.
+            let pace = pace_rx.await.unwrap_or(Pace::Steady);
+            let next = next_interval(&self.policy, pace, first && spread.is_zero(), &mut rand::rng());
             first = false;
             planned = next_plan(planned, next, Instant::now().max(answered), retry_after, self.policy.rate_limit_hold);
         }
@@ -217,6 +244,40 @@ mod tests {
         for (i, (started, answered, outcome, want)) in steps.into_iter().enumerate() {
             let got = judge_throttle(outcome, &mut since, t0 + s(started), t0 + s(answered), s(300));
             assert_eq!(got.class, want, "step {i}");
+        }
+    }
+
+    #[test]
+    fn the_pace_picks_the_interval_and_jitter_never_lengthens_the_edge() {
+        let mut rng = rand::rng();
+        let ms = Duration::from_millis;
+        let policy = |interval: u64, edge: Option<u64>, jitter_percent: u32| Policy {
+            interval: ms(interval),
+            edge_interval_set: edge.map(ms),
+            jitter_percent,
+            ..Policy::default()
+        };
+        // (policy, pace, first without a spread, shortest, longest): in ms.
+        let cases = [
+            (policy(10_000, None, 0), Pace::Steady, false, 10_000, 10_000),
+            (policy(10_000, None, 0), Pace::Edge, false, 2_000, 2_000),
+            (policy(10_000, Some(500), 0), Pace::Edge, false, 500, 500),
+            (policy(10_000, Some(500), 20), Pace::Edge, false, 400, 500),
+            (policy(10_000, Some(500), 20), Pace::Steady, false, 8_000, 12_000),
+            (policy(10_000, Some(500), 20), Pace::Steady, true, 5_000, 10_000),
+            // A change pending after the very first probe (not possible from
+            // UNKNOWN, but a shared verdict may be): the edge wins.
+            (policy(10_000, Some(500), 0), Pace::Edge, true, 500, 500),
+        ];
+        for (policy, pace, first_unspread, lo, hi) in cases {
+            let got: Vec<Duration> = (0..500).map(|_| next_interval(&policy, pace, first_unspread, &mut rng)).collect();
+            assert!(
+                got.iter().all(|d| *d >= ms(lo) && *d <= ms(hi)),
+                "{policy:?} {pace:?} {first_unspread}: {got:?}"
+            );
+            if lo < hi {
+                assert!(got.iter().any(|d| *d != got[0]), "jitter applies: {policy:?} {pace:?}");
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_g
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
 use crate::core::outcome::{OutcomeClass, Reason, ServerFacts};
-use crate::core::verdict::{Verdict, observe};
+use crate::core::verdict::{Pace, Verdict, observe, pace};
 
 mod remote;
 use crate::health::serving_status;
@@ -508,6 +508,13 @@ impl EngineState {
             backend: view::backend_health(&b.facts()),
             phase: g.verdict.phase,
         })
+    }
+
+    /// The pace a backend's verdict asks of its scheduler
+    /// (`core::verdict::pace`); None for a backend that is gone.
+    pub fn pace(&self, group: &str, backend: &str) -> Option<Pace> {
+        let b = self.groups.get(group)?.backends.get(backend)?;
+        Some(pace(&b.verdict, b.target.backend.auth_mode))
     }
 
     /// Recomputes a group's verdict, bumps the sequence and tells everyone.

@@ -93,6 +93,7 @@ fn success(group: &str, backend: &str, epoch: u64) -> ProbeResult {
         scheduling_lag: Duration::ZERO,
         interval: Duration::from_secs(10),
         reply: None,
+        pace: None,
     }
 }
 

@@ -118,7 +118,7 @@ async fn status_of(engine: &Engine, group: &str, backend: &str) -> BackendStatus
 const TWO: &str = "name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n  - name: bad\n    url: http://bad.test/mcp\n";
 
 #[tokio::test(start_paused = true)]
-async fn first_probe_is_immediate_and_thresholds_follow_the_interval() {
+async fn first_probe_is_immediate_and_a_failure_is_confirmed_at_the_edge_interval() {
     let prober = Arc::new(Scripted::default());
     let engine = start(prober.clone(), 64);
     let t0 = Instant::now();
@@ -140,10 +140,11 @@ async fn first_probe_is_immediate_and_thresholds_follow_the_interval() {
             break;
         }
     }
-    // Three failed probes after the first (the second at 9–11 s): within 10 + 3 × 11 s.
+    // Three failed probes: the first at the next interval (9–11 s), the two
+    // that confirm it at the default edge interval (2 s, jittered down to 1.6 s).
     let elapsed = t0.elapsed();
     assert!(
-        elapsed >= Duration::from_secs(5 + 9 + 9) && elapsed <= Duration::from_secs(10 + 11 + 11 + 11),
+        elapsed >= Duration::from_millis(9_000 + 2 * 1_600) && elapsed <= Duration::from_secs(11 + 2 + 2),
         "{elapsed:?}"
     );
     assert_eq!(status_of(&engine, "g", "ok").await, BackendStatus::Healthy);
@@ -570,4 +571,149 @@ async fn a_503_with_retry_after_is_a_failure_whose_next_probe_waits() {
     assert!(gaps.len() >= 9, "{gaps:?}");
     assert!(gaps.iter().all(|g| *g >= Duration::from_secs(45) && *g < Duration::from_secs(46)), "{gaps:?}");
     engine.shutdown().await;
+}
+
+/// One scheduler scenario: a backend's script over time and the gaps between
+/// its probes that must follow (in ms, each within a tick of the timer).
+struct Cadence {
+    name: &'static str,
+    /// The group's policy (a YAML flow mapping); one backend, first probed at 0.
+    policy: &'static str,
+    /// From when (ms) the backend answers how.
+    script: &'static [(u64, Script)],
+    /// How long the test runs (s).
+    until: u64,
+    gaps_ms: &'static [u64],
+    status: BackendStatus,
+}
+
+/// Runs a `Cadence` on paused time and returns the gaps between probes and
+/// the final status.
+async fn run_cadence(case: &Cadence) -> (Vec<Duration>, BackendStatus) {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://edge.test/mcp";
+    let engine = start(prober.clone(), 64);
+    let t0 = Instant::now();
+    let yaml = format!("name: g\npolicy: {}\nbackends:\n  - name: b\n    url: {url}\n", case.policy);
+    // What it answers from 0 is set before the apply, which probes at once.
+    for &(_, script) in case.script.iter().filter(|(at, _)| *at == 0) {
+        prober.set(url, script);
+    }
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    for &(at, script) in case.script.iter().filter(|(at, _)| *at > 0) {
+        tokio::time::sleep_until(t0 + Duration::from_millis(at)).await;
+        prober.set(url, script);
+    }
+    tokio::time::sleep_until(t0 + Duration::from_secs(case.until)).await;
+    let status = status_of(&engine, "g", "b").await;
+    engine.shutdown().await;
+    (prober.gaps(url), status)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_change_is_probed_at_the_edge_interval_until_confirmed_or_refuted() {
+    use Script::{Down, Hang, Unavailable, Up};
+    // Probes at 0, 10, 20 s (jitter 0, a one-backend group starts at once).
+    const P: &str = "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 3, healthyThreshold: 3, jitterPercent: 0}";
+    let cases = [
+        Cadence {
+            name: "a failure while HEALTHY: edge until UNHEALTHY, then the interval",
+            policy: P,
+            script: &[(0, Up), (15_000, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "recovery is symmetric: edge until HEALTHY",
+            policy: P,
+            script: &[(0, Down), (15_000, Up)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Healthy,
+        },
+        Cadence {
+            name: "a refuted change goes back to the interval",
+            policy: P,
+            script: &[(0, Up), (15_000, Down), (20_500, Up)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Healthy,
+        },
+        Cadence {
+            name: "a refuted recovery goes back to the interval",
+            policy: P,
+            script: &[(0, Down), (15_000, Up), (20_500, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a Retry-After longer than the edge wins",
+            policy: P,
+            script: &[(0, Up), (15_000, Unavailable(Some(4)))],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 4_000, 4_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a Retry-After shorter than the edge does not slow it",
+            policy: "{interval: 10s, edgeInterval: 3s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Unavailable(Some(1)))],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 3_000, 3_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a hang: the next probe right after the scheduler gives up (timeout + 2 s grace)",
+            policy: "{interval: 10s, timeout: 1s, edgeInterval: 1s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Hang)],
+            until: 42,
+            gaps_ms: &[10_000, 10_000, 3_000, 3_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "the default edge: a fifth of the interval",
+            policy: "{interval: 10s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Down)],
+            until: 35,
+            gaps_ms: &[10_000, 10_000, 2_000, 2_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "unhealthyThreshold 1: nothing pending, no edge",
+            policy: "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 1, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+    ];
+    for case in &cases {
+        let (gaps, status) = run_cadence(case).await;
+        let got: Vec<u64> = gaps.iter().map(|g| g.as_millis() as u64).collect();
+        let close = got.len() == case.gaps_ms.len() && got.iter().zip(case.gaps_ms).all(|(g, w)| g.abs_diff(*w) <= 1);
+        assert!(close, "{}: gaps {got:?}, want {:?}", case.name, case.gaps_ms);
+        assert_eq!(status, case.status, "{}", case.name);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_shortens_edge_intervals_and_never_lengthens_them() {
+    let case = Cadence {
+        name: "jitter 20 %",
+        policy: "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 12, jitterPercent: 20}",
+        script: &[(0, Script::Up), (1_000, Script::Down)],
+        until: 40,
+        gaps_ms: &[],
+        status: BackendStatus::Unhealthy,
+    };
+    let (gaps, status) = run_cadence(&case).await;
+    assert_eq!(status, BackendStatus::Unhealthy);
+    // The first gap is the jittered interval; the next 11 the edge, jittered below.
+    let edges: Vec<u64> = gaps[1..12].iter().map(|g| g.as_millis() as u64).collect();
+    assert!(gaps[0] >= Duration::from_secs(8) && gaps[0] <= Duration::from_secs(12), "{gaps:?}");
+    assert!(edges.iter().all(|g| (800..=1_001).contains(g)), "{edges:?}");
+    assert!(edges.iter().any(|g| *g != edges[0]), "jitter applies: {edges:?}");
+    assert!(gaps[12] >= Duration::from_secs(8), "UNHEALTHY: back to the interval: {gaps:?}");
 }

@@ -16,6 +16,7 @@ fn result(group: &str, backend: &str, outcome: ProbeOutcome, latency_ms: u64) ->
         scheduling_lag: Duration::ZERO,
         interval: Duration::from_secs(10),
         reply: None,
+        pace: None,
     }
 }
 

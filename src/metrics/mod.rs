@@ -394,6 +394,7 @@ mod tests {
             scheduling_lag: Duration::ZERO,
             interval: Duration::from_secs(10),
             reply: None,
+            pace: None,
         }
     }
 

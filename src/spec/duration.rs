@@ -25,6 +25,8 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
     "initial_spread",
     "rateLimitHold",
     "rate_limit_hold",
+    "edgeInterval",
+    "edge_interval",
 ];
 
 /// A duration that could not be read, with the field it was in.
@@ -294,7 +296,10 @@ mod tests {
             fields.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"),
             "a duration field outside ProbePolicy needs its own place in normalize: {fields:?}"
         );
-        assert_eq!(policy, ["degraded_latency", "initial_spread", "interval", "rate_limit_hold", "timeout"]);
+        assert_eq!(
+            policy,
+            ["degraded_latency", "edge_interval", "initial_spread", "interval", "rate_limit_hold", "timeout"]
+        );
         // (written, proto3 JSON form it must become)
         let forms = [
             ("1m", "60s"),

@@ -15,6 +15,9 @@ pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(2);
 pub const DEFAULT_JITTER_PERCENT: u32 = 10;
 pub const DEFAULT_INITIAL_SPREAD: Duration = Duration::from_secs(10);
 pub const DEFAULT_RATE_LIMIT_HOLD: Duration = Duration::from_secs(5 * 60);
+/// The default edge interval is a fifth of the interval, at least this (and
+/// never more than the interval).
+pub const MIN_DEFAULT_EDGE_INTERVAL: Duration = Duration::from_millis(250);
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -35,6 +38,20 @@ pub struct Policy {
     /// How long a run of bare 429s holds the verdict, and the longest wait a
     /// `Retry-After` or `retryAfterMs` can impose on the next probe.
     pub rate_limit_hold: Duration,
+    /// The edge interval the spec set (group or backend), checked to be at
+    /// most the interval; None: the default, see [`Policy::edge_interval`].
+    pub edge_interval_set: Option<Duration>,
+}
+
+impl Policy {
+    /// The interval between probes while a change of status is pending
+    /// (`core::verdict::Pace::Edge`): the one set, else a fifth of the
+    /// interval, at least 250 ms, never more than the interval. Derived on
+    /// use, so a backend that sets only its interval gets its own default.
+    pub fn edge_interval(&self) -> Duration {
+        self.edge_interval_set
+            .unwrap_or_else(|| (self.interval / 5).max(MIN_DEFAULT_EDGE_INTERVAL).min(self.interval))
+    }
 }
 
 impl Default for Policy {
@@ -50,6 +67,7 @@ impl Default for Policy {
             jitter_percent: DEFAULT_JITTER_PERCENT,
             initial_spread: DEFAULT_INITIAL_SPREAD,
             rate_limit_hold: DEFAULT_RATE_LIMIT_HOLD,
+            edge_interval_set: None,
         }
     }
 }
@@ -81,6 +99,13 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
     );
     dur("initialSpread", &layer.initial_spread, Duration::ZERO, MAX_INTERVAL, &mut base.initial_spread);
     dur("rateLimitHold", &layer.rate_limit_hold, Duration::ZERO, MAX_INTERVAL, &mut base.rate_limit_hold);
+    // Bounded below like the interval; its bound by the interval is checked
+    // after the merge (`check_timing`), since either may come from another layer.
+    let mut edge = Duration::ZERO;
+    dur("edgeInterval", &layer.edge_interval, MIN_INTERVAL, MAX_INTERVAL, &mut edge);
+    if !edge.is_zero() {
+        base.edge_interval_set = Some(edge);
+    }
     let mut threshold = |field: &str, value: Option<u32>, slot: &mut u32| {
         let Some(value) = value else { return };
         if (1..=MAX_THRESHOLD).contains(&value) {
@@ -101,7 +126,7 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
 }
 
 fn sets_timing(p: Option<&ProbePolicy>) -> bool {
-    p.is_some_and(|p| p.interval.is_some() || p.timeout.is_some())
+    p.is_some_and(|p| p.interval.is_some() || p.timeout.is_some() || p.edge_interval.is_some())
 }
 
 /// The group's own policy: its fields over the defaults, checked once at
@@ -111,7 +136,7 @@ pub(crate) fn group(group: Option<&ProbePolicy>, group_path: &str, v: &mut Viola
     if let Some(g) = group {
         overlay(&mut policy, g, group_path, v);
     }
-    check_timeout(&policy, group_path, v);
+    check_timing(&policy, group_path, v);
     policy
 }
 
@@ -126,16 +151,25 @@ pub(crate) fn resolve(group: Policy, backend: Option<&ProbePolicy>, backend_path
     // Without timing of its own, the backend inherits the group's timing,
     // whose error (if any) was reported once for the group.
     if sets_timing(backend) {
-        check_timeout(&policy, backend_path, v);
+        check_timing(&policy, backend_path, v);
     }
     policy
 }
 
-fn check_timeout(policy: &Policy, path: &str, v: &mut Violations) {
+/// The checks between fields that may come from different layers.
+fn check_timing(policy: &Policy, path: &str, v: &mut Violations) {
     if policy.timeout >= policy.interval {
         v.add(
             join(path, "timeout"),
             format!("must be shorter than the interval ({:?} >= {:?})", policy.timeout, policy.interval),
+        );
+    }
+    if let Some(edge) = policy.edge_interval_set
+        && edge > policy.interval
+    {
+        v.add(
+            join(path, "edgeInterval"),
+            format!("must not be longer than the interval ({edge:?} > {:?})", policy.interval),
         );
     }
 }

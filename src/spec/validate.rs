@@ -417,6 +417,89 @@ mod tests {
     }
 
     #[test]
+    fn the_edge_interval_is_at_most_the_interval_with_a_default_from_it() {
+        let ms = |n: i64| {
+            Some(pbjson_types::Duration {
+                seconds: n / 1000,
+                nanos: (n % 1000) as i32 * 1_000_000,
+            })
+        };
+        let policy = |interval: Option<i64>, timeout: Option<i64>, edge: Option<i64>| {
+            Some(ProbePolicy {
+                interval: interval.and_then(ms),
+                timeout: timeout.and_then(ms),
+                edge_interval: edge.and_then(ms),
+                ..ProbePolicy::default()
+            })
+        };
+        type Case = (&'static str, Option<ProbePolicy>, Option<ProbePolicy>, &'static [&'static str], u64);
+        // (what, group policy, backend b0's policy, violations, b0's edge interval in ms)
+        let cases: Vec<Case> = vec![
+            ("default: a fifth of the default 10 s", None, None, &[], 2_000),
+            ("default: a fifth of the interval", policy(Some(30_000), None, None), None, &[], 6_000),
+            ("default: at least 250 ms", policy(Some(1_000), Some(500), None), None, &[], 250),
+            ("default: never more than the interval", policy(Some(200), Some(100), None), None, &[], 200),
+            ("set", policy(None, None, Some(500)), None, &[], 500),
+            ("equal to the interval", policy(Some(1_000), Some(500), Some(1_000)), None, &[], 1_000),
+            (
+                "the backend's own default from its own interval",
+                None,
+                policy(Some(5_000), Some(1_000), None),
+                &[],
+                1_000,
+            ),
+            (
+                "the backend's over the group's",
+                policy(None, None, Some(500)),
+                policy(None, None, Some(700)),
+                &[],
+                700,
+            ),
+            (
+                "the group's kept under the backend's interval",
+                policy(None, None, Some(500)),
+                policy(Some(5_000), Some(1_000), None),
+                &[],
+                500,
+            ),
+            (
+                "longer than the interval",
+                policy(None, None, Some(10_001)),
+                None,
+                &["spec.policy.edgeInterval"],
+                0,
+            ),
+            ("below 100 ms", policy(None, None, Some(99)), None, &["spec.policy.edgeInterval"], 0),
+            ("zero", policy(None, None, Some(0)), None, &["spec.policy.edgeInterval"], 0),
+            ("negative", policy(None, None, Some(-1_000)), None, &["spec.policy.edgeInterval"], 0),
+            (
+                "the group's edge over the backend's shorter interval: named at the backend",
+                policy(None, None, Some(3_000)),
+                policy(Some(2_000), Some(1_000), None),
+                &["spec.backends[0].policy.edgeInterval"],
+                0,
+            ),
+            (
+                "the backend's edge over the group's interval",
+                policy(Some(2_000), Some(1_000), None),
+                policy(None, None, Some(3_000)),
+                &["spec.backends[0].policy.edgeInterval"],
+                0,
+            ),
+        ];
+        for (what, group, backend, want, want_edge) in cases {
+            let mut s = spec(group, 2);
+            s.backends[0].policy = backend;
+            assert_eq!(fields(&s), want, "{what}");
+            if want.is_empty() {
+                let valid = validate_group(&s, "spec", &Limits::default()).unwrap();
+                assert_eq!(valid.backends[0].policy.edge_interval(), std::time::Duration::from_millis(want_edge), "{what}");
+                assert!(valid.backends[1].policy.edge_interval() <= valid.backends[1].policy.interval, "{what}");
+            }
+        }
+    }
+
+    #[test]
     fn a_client_secret_goes_only_to_https_or_loopback_token_urls() {
         let field = "spec.backends[0].auth.oauth2ClientCredentials.tokenUrl";
         // (token URL, accepted)

@@ -14,6 +14,7 @@ mod cluster_etcd;
 mod cluster_more;
 mod docs;
 mod drain;
+mod edge_intervals;
 mod group_api;
 mod grpc_health;
 mod history_ui;

@@ -98,7 +98,7 @@ class TlsSpec(_message.Message):
     def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ..., resumption: _Optional[bool] = ...) -> None: ...
 
 class ProbePolicy(_message.Message):
-    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold")
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold", "edge_interval")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class ProbePolicy(_message.Message):
     JITTER_PERCENT_FIELD_NUMBER: _ClassVar[int]
     INITIAL_SPREAD_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_HOLD_FIELD_NUMBER: _ClassVar[int]
+    EDGE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     timeout: _duration_pb2.Duration
     unhealthy_threshold: int
@@ -115,7 +116,8 @@ class ProbePolicy(_message.Message):
     jitter_percent: int
     initial_spread: _duration_pb2.Duration
     rate_limit_hold: _duration_pb2.Duration
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    edge_interval: _duration_pb2.Duration
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., edge_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
     __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain")
