@@ -14,7 +14,8 @@ use tracing::{error, info};
 
 use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::results::ProbeResult;
-use super::scheduler::{BackendTask, SharedMemory};
+use super::results::SharedMemory;
+use super::scheduler::BackendTask;
 use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};

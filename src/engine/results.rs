@@ -1,17 +1,28 @@
-//! What probes hand to the engine: a `ProbeResult` (scheduled or on demand)
-//! and the `ProbeTicket` that lets one backend be probed on demand.
+//! What probes hand to the engine: a `ProbeResult` (scheduled or on demand),
+//! the `Timed` outcome it carries, the memory a backend's probes share, and
+//! the `ProbeTicket` that lets one backend be probed on demand.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::scheduler::{SharedMemory, Timed};
 use super::{EngineError, Probed};
 use crate::core::outcome::ProbeOutcome;
 use crate::core::verdict::Pace;
-use crate::probe::ProbeTarget;
+use crate::probe::{ProbeMemory, ProbeTarget};
 use crate::spec::Policy;
+
+/// A probe's outcome with the latency already judged against the policy.
+pub struct Timed {
+    pub outcome: ProbeOutcome,
+    pub latency: Duration,
+}
+
+/// What one backend incarnation (epoch) has learnt across probes (the
+/// detected revision), shared by its scheduled probes and the on-demand ones
+/// (`ProbeBackend`), so both take the same path and the same round trips.
+pub type SharedMemory = Arc<Mutex<ProbeMemory>>;
 
 /// A probe's result on its way to the owner.
 pub struct ProbeResult {

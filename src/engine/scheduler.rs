@@ -4,14 +4,14 @@
 //! while a change is pending). A hanging backend holds only its own task and
 //! one permit, never another's.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::results::ProbeResult;
+use super::results::{ProbeResult, SharedMemory, Timed};
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
 use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
@@ -23,17 +23,6 @@ use crate::spec::Policy;
 /// Extra time past the policy timeout before the scheduler abandons a probe
 /// that ignores its own deadline; the prober normally finishes first.
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
-
-/// A probe's outcome with the latency already judged against the policy.
-pub struct Timed {
-    pub outcome: ProbeOutcome,
-    pub latency: Duration,
-}
-
-/// What one backend incarnation (epoch) has learnt across probes (the
-/// detected revision), shared by its scheduled probes and the on-demand ones
-/// (`ProbeBackend`), so both take the same path and the same round trips.
-pub type SharedMemory = Arc<Mutex<ProbeMemory>>;
 
 /// Runs one probe on a copy of the shared memory and keeps what it learnt:
 /// the lock is never held across the probe (nor by the owner task).

@@ -1,7 +1,7 @@
 //! The probe's own credentials: read from their source at each use, so a
 //! rotated file is picked up, and never written anywhere but the request.
-//! NONE and PER_USER probes carry none (anonymous); STATIC_HEADER reads its
-//! header value here; OAUTH2_CLIENT_CREDENTIALS gets a token from `oauth2`.
+//! Secrets and the STATIC_HEADER header are read here; `oauth2` builds on
+//! these for OAUTH2_CLIENT_CREDENTIALS, and `mod.rs` picks by auth mode.
 
 use http::{HeaderName, HeaderValue};
 
@@ -44,13 +44,4 @@ pub async fn static_header(auth: Option<&AuthSpec>) -> Result<Option<AuthHeader>
         HeaderValue::from_str(&format!("{}{}", h.value_prefix, secret)).map_err(|_| unavailable("the secret is not a valid header value".to_owned()))?;
     value.set_sensitive(true);
     Ok(Some((name, value)))
-}
-
-/// The credential one probe of `target` carries, if its auth mode has one.
-pub async fn for_probe(prober: &super::HttpProber, target: &super::ProbeTarget) -> Result<Option<AuthHeader>, Reason> {
-    match target.backend.auth_mode {
-        AuthMode::StaticHeader => static_header(target.backend.spec.auth.as_ref()).await,
-        AuthMode::Oauth2ClientCredentials => super::oauth2::bearer(&prober.tokens, target).await.map(Some),
-        AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => Ok(None),
-    }
 }

@@ -266,6 +266,17 @@ impl From<Reason> for Stop {
     }
 }
 
+/// The credential one probe of `target` carries, if its auth mode has one:
+/// none for NONE and PER_USER (anonymous probes), the header for
+/// STATIC_HEADER, a token for OAUTH2_CLIENT_CREDENTIALS.
+async fn credential(prober: &HttpProber, target: &ProbeTarget) -> Result<Option<credentials::AuthHeader>, Reason> {
+    match target.backend.auth_mode {
+        AuthMode::StaticHeader => credentials::static_header(target.backend.spec.auth.as_ref()).await,
+        AuthMode::Oauth2ClientCredentials => oauth2::bearer(&prober.tokens, target).await.map(Some),
+        AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => Ok(None),
+    }
+}
+
 async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory, deadline: Instant) -> ProbeReport {
     let start = Instant::now();
     let span = tracing::Span::current();
@@ -277,7 +288,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     if let Err(message) = refreshed {
         return finish(&span, ProbeOutcome::failure(Reason::new(ReasonCode::Tls, message)), start.elapsed(), memory);
     }
-    let auth = match tokio::time::timeout_at(deadline, credentials::for_probe(prober, target)).await {
+    let auth = match tokio::time::timeout_at(deadline, credential(prober, target)).await {
         Ok(Ok(a)) => a,
         Ok(Err(reason)) => return finish(&span, ProbeOutcome::failure(reason), start.elapsed(), memory),
         Err(_) => {
