@@ -92,17 +92,19 @@ def ports(cla) -> list[int]:
     return sorted(e.endpoint.address.socket_address.port_value for loc in cla.endpoints for e in loc.lb_endpoints)
 
 
-def settled(cla) -> bool:
-    """The group's endpoints are in (an apply is acknowledged before the
-    debounced catalog has it, so a first answer may still be empty) and every
-    one has a verdict (health_status UNKNOWN is 0)."""
+def settled(cla, want: int) -> bool:
+    """All `want` endpoints of the group are in. An apply is acknowledged
+    before the debounced catalog has it, and a backend is withheld from Envoy
+    until its first verdict (Envoy routes to a host of UNKNOWN health), so an
+    earlier answer has fewer. None is ever UNKNOWN (health_status 0)."""
     eps = [e for loc in cla.endpoints for e in loc.lb_endpoints]
-    return bool(eps) and all(e.health_status != 0 for e in eps)
+    assert all(e.health_status != 0 for e in eps), "a backend not probed yet reached Envoy"
+    return len(eps) == want
 
 
-def settle(s: Stream, r, name: str):
-    """ACKs pushes until every endpoint of `name` has a verdict (fixtures then stay put)."""
-    while name in clas(r) and not settled(clas(r)[name]):
+def settle(s: Stream, r, name: str, want: int):
+    """ACKs pushes until `name` has its `want` endpoints (fixtures then stay put)."""
+    while name in clas(r) and not settled(clas(r)[name], want):
         s.send(sotw(list_names(s), r.version_info, r.nonce))
         r = s.recv()
     return r
@@ -153,18 +155,20 @@ def test_sotw_subscription_ack_nack_stale_and_resubscribe(daemon):
     base = daemon["base"]
 
     s.send(sotw([TOOLS], node_id="conformance-sotw"))
-    r1 = settle(s, s.recv(), TOOLS)
+    r1 = settle(s, s.recv(), TOOLS, 1)
     assert (r1.type_url, list(clas(r1))) == (EDS, [TOOLS])
     assert ports(clas(r1)[TOOLS]) == [base]
     assert r1.version_info and r1.nonce
 
     # ACK, then a change of the group is pushed with a new version and nonce.
     s.send(sotw([TOOLS], r1.version_info, r1.nonce))
-    daemon["apply"]("tools", [daemon["url"](0), daemon["url"](2)])
+    # The added backend answers 401 (auth NONE: UNHEALTHY, but reached): it is
+    # withheld until its verdict, then sent with the address its probe reached.
+    daemon["apply"]("tools", [daemon["url"](0), daemon["url"](1)])
     r2 = s.recv()
     assert list(clas(r2)) == [TOOLS] and int(r2.version_info) > int(r1.version_info) and r2.nonce != r1.nonce
-    assert ports(clas(r2)[TOOLS]) == [base, base + 2]
-    r2 = settle(s, r2, TOOLS)
+    r2 = settle(s, r2, TOOLS, 2)
+    assert ports(clas(r2)[TOOLS]) == [base, base + 1]
 
     # NACK: logged with the node and the error; nothing is resent; the next change is pushed.
     s.send(sotw([TOOLS], r1.version_info, r2.nonce, error="conformance: rejected on purpose"))
@@ -205,7 +209,7 @@ def test_wildcard_and_the_eds_service(daemon):
     r = s.recv()
     seen = clas(r)
     # Groups applied an instant ago, and their first verdicts, may come in later pushes.
-    while sorted(seen) != [OTHER, TOOLS] or not all(settled(c) for c in seen.values()):
+    while sorted(seen) != [OTHER, TOOLS] or not all(settled(c, 1) for c in seen.values()):
         s.send(sotw([], r.version_info, r.nonce))
         r = s.recv()
         seen.update(clas(r))
@@ -252,7 +256,7 @@ def test_delta_flow(daemon):
     assert cla.cluster_name == TOOLS
 
     s.send(delta(nonce=r.nonce))  # ACK
-    daemon["apply"]("tools", [daemon["url"](0), daemon["url"](2)])
+    daemon["apply"]("tools", [daemon["url"](0), daemon["url"](1)])
     r = s.recv()
     assert [x.name for x in r.resources] == [TOOLS] and r.resources[0].version != version
     # NACK: logged, nothing resent.
@@ -265,7 +269,7 @@ def test_delta_flow(daemon):
 
     # Wait until every endpoint has a verdict: the fixtures then keep the group as it is.
     eds = eds_pb2_grpc.EndpointDiscoveryServiceStub(daemon["channel"])
-    wait_for("tools settled", lambda: settled(clas(eds.FetchEndpoints(discovery_pb2.DiscoveryRequest(resource_names=[TOOLS], type_url=EDS)))[TOOLS]))
+    wait_for("tools settled", lambda: settled(clas(eds.FetchEndpoints(discovery_pb2.DiscoveryRequest(resource_names=[TOOLS], type_url=EDS)))[TOOLS], 2))
     fresh = Stream(ads.DeltaAggregatedResources, "d3")
     fresh.send(delta([TOOLS], node_id="conformance-delta-fresh"))
     (res,) = fresh.recv().resources
