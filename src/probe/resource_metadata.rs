@@ -13,7 +13,7 @@ use super::{Ctx, body};
 use crate::proto::v1::ResourceMetadataState;
 
 /// Cap on a metadata document.
-const MAX_METADATA_BYTES: usize = 64 * 1024;
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The `resource_metadata` parameter of a `WWW-Authenticate` challenge.
@@ -42,7 +42,7 @@ pub fn challenge_url(header: &str) -> Option<String> {
 
 /// Whether metadata at `url` may be fetched for a backend at `backend`: the
 /// same host (any port), over the same scheme or https.
-fn allowed(url: &Url, backend: &Url) -> bool {
+pub fn allowed(url: &Url, backend: &Url) -> bool {
     url.host() == backend.host() && (url.scheme() == backend.scheme() || url.scheme() == "https")
 }
 
@@ -114,7 +114,7 @@ async fn fetch(ctx: &Ctx<'_>, url: &Url) -> Fetched {
 
 /// A JSON object whose `resource` names this backend (its URL or its origin)
 /// and whose `authorization_servers` is a non-empty array of URLs.
-fn valid(doc: &Value, backend: &Url) -> bool {
+pub fn valid(doc: &Value, backend: &Url) -> bool {
     let Some(resource) = doc.get("resource").and_then(Value::as_str) else {
         return false;
     };
