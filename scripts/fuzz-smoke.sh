@@ -16,7 +16,7 @@ seconds="${FUZZ_SECONDS:-10}"
 # (replies), and the targets pick caps up to 64 KiB; the RSS bound leaves
 # room for AddressSanitizer's own shadow memory.
 malloc_mb="${FUZZ_MALLOC_MB:-16}"
-rss_mb="${FUZZ_RSS_MB:-1024}"
+rss_mb="${FUZZ_RSS_MB:-2048}"
 
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked

@@ -8,7 +8,8 @@
 //! URL parser trims too), and its host is not a forbidden literal address (link-local, cloud
 //! metadata, unspecified) unless those are allowed; an accepted backend's URL
 //! is the one the `url` crate parsed. A refusal names the url field only,
-//! and never quotes the query (which may carry a key).
+//! and never quotes the query (which may carry a key): only one
+//! character of it, when that one is a control character.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -64,11 +65,12 @@ fuzz_target!(|input: &[u8]| {
         (Ok(group), Some(want)) => assert_eq!(group.backends[0].url, want),
         (Err(violations), None) => {
             assert!(violations.iter().all(|v| v.field == "spec.backends[0].url"), "{violations:?}");
-            if let Some((base, query)) = text.split_once('?') {
-                if query.len() >= 8 && !format!("{base:?}").contains(query) {
-                    for v in &violations {
-                        assert!(!v.description.contains(query), "the error quotes the query: {}", v.description);
-                    }
+            // A URL the url crate refuses is quoted with its query elided;
+            // the other descriptions quote nothing of the URL.
+            if let Some((base, _query)) = text.split_once('?') {
+                let quoted = format!("{:?}", format!("{base}?…"));
+                for v in violations.iter().filter(|v| v.description.contains(" is not a valid URL")) {
+                    assert!(v.description.starts_with(&quoted), "the error quotes the query: {}", v.description);
                 }
             }
         }
