@@ -5,7 +5,7 @@
 # the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
 # binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
-# and a smoke run of the benchmark harness.
+# a smoke run of every fuzz target (scripts/fuzz-smoke.sh) and of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -43,6 +43,9 @@ bash scripts/check-clients.sh
 
 step "the status page in a real browser (Debian chromium, playwright-core)"
 bash scripts/test-browser.sh
+
+step "fuzz smoke: every parser of untrusted input, each cargo-fuzz target for 10 s (RELIABILITY.md)"
+bash scripts/fuzz-smoke.sh
 
 step "benchmark harness smoke run (checks the harness works, not timings)"
 bash scripts/bench-smoke.sh

@@ -48,27 +48,10 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         Answer::Error { code, http_status } => return Err(Stop::Refuted(rpc_failure("server/discover", code, http_status))),
         Answer::Accepted => return Err(Stop::Refuted(Reason::new(ReasonCode::Protocol, "server/discover got no response"))),
     };
-    let offers_stateless = result
-        .get("supportedVersions")
-        .and_then(Value::as_array)
-        .is_some_and(|vs| vs.iter().any(|v| v.as_str() == Some(STATELESS_REVISION)));
-    if !offers_stateless {
-        return Err(Stop::Refuted(Reason::new(
-            ReasonCode::Protocol,
-            "server/discover result does not offer 2026-07-28 in supportedVersions",
-        )));
-    }
-    // serverInfo rides in `_meta`; early drafts had it top-level.
-    let info = result.get("_meta").and_then(|m| m.get(SERVER_INFO_META)).or_else(|| result.get("serverInfo"));
-    let mut facts = ServerFacts {
-        protocol_version: STATELESS_REVISION.to_owned(),
-        server_name: exchange::short_text(info, "name"),
-        server_version: exchange::short_text(info, "version"),
-        ..ServerFacts::default()
-    };
+    let (mut facts, offers_tools) = read_result(&result).map_err(Stop::Refuted)?;
     let mut degraded = None;
     let mut note = None;
-    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+    if ctx.backend().depth == ProbeDepth::Tools && !offers_tools {
         note = Some(exchange::no_tools());
     } else if ctx.backend().depth == ProbeDepth::Tools {
         let params = |cursor: Option<&str>| match cursor {
@@ -81,6 +64,30 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         }
     }
     Ok(Ready { facts, degraded, note })
+}
+
+/// What a `server/discover` result tells: the server's facts, and whether it
+/// offers tools. A result that does not offer 2026-07-28 refutes the revision.
+pub fn read_result(result: &Value) -> Result<(ServerFacts, bool), Reason> {
+    let offers_stateless = result
+        .get("supportedVersions")
+        .and_then(Value::as_array)
+        .is_some_and(|vs| vs.iter().any(|v| v.as_str() == Some(STATELESS_REVISION)));
+    if !offers_stateless {
+        return Err(Reason::new(
+            ReasonCode::Protocol,
+            "server/discover result does not offer 2026-07-28 in supportedVersions",
+        ));
+    }
+    // serverInfo rides in `_meta`; early drafts had it top-level.
+    let info = result.get("_meta").and_then(|m| m.get(SERVER_INFO_META)).or_else(|| result.get("serverInfo"));
+    let facts = ServerFacts {
+        protocol_version: STATELESS_REVISION.to_owned(),
+        server_name: exchange::short_text(info, "name"),
+        server_version: exchange::short_text(info, "version"),
+        ..ServerFacts::default()
+    };
+    Ok((facts, exchange::offers_tools(result)))
 }
 
 /// Failures that are an era verdict rather than a broken server: a plain 4xx,

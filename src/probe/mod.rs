@@ -27,6 +27,17 @@ pub mod ssrf;
 mod streamable;
 pub mod tls_sessions;
 
+/// The parsers of untrusted replies that are private to the prober, opened
+/// for the cargo-fuzz targets in fuzz/ only: not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::body::{EventReader, Framing, read_all, read_reply};
+    pub use super::discover::read_result as read_discover_result;
+    pub use super::exchange::{offers_tools, short_text, tools_page};
+    pub use super::jsonrpc::{Message, parse as parse_jsonrpc};
+    pub use super::resource_metadata::{MAX_METADATA_BYTES, allowed as metadata_url_allowed, challenge_url, valid as metadata_valid};
+}
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;

@@ -13,36 +13,66 @@ use super::{Ctx, body};
 use crate::proto::v1::ResourceMetadataState;
 
 /// Cap on a metadata document.
-const MAX_METADATA_BYTES: usize = 64 * 1024;
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The `resource_metadata` parameter of a `WWW-Authenticate` challenge.
+/// Quoted strings are skipped when looking for the parameter (a name inside
+/// another parameter's value is no parameter) and unescaped when they are its
+/// value (RFC 9110 §11.2, §5.6.4). Leniently, an unquoted value may be any
+/// run of characters up to a comma, space or tab: servers send bare URLs,
+/// which are not tokens.
 pub fn challenge_url(header: &str) -> Option<String> {
-    let lower = header.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find("resource_metadata") {
-        let start = from + i;
-        from = start + "resource_metadata".len();
-        // A parameter name starts the header or follows a separator.
-        let boundary = start == 0 || matches!(lower.as_bytes()[start - 1], b' ' | b',' | b'\t');
-        let rest = header[from..].trim_start();
-        let Some(rest) = rest.strip_prefix('=') else { continue };
-        if !boundary {
+    const NAME: &str = "resource_metadata";
+    let bytes = header.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            i += 1 + quoted_string(&header[i + 1..]).1;
             continue;
         }
-        let rest = rest.trim_start();
+        let start = i;
+        i += 1;
+        // A parameter name starts the header or follows a separator.
+        let boundary = start == 0 || matches!(bytes[start - 1], b' ' | b',' | b'\t');
+        let Some(name) = header.get(start..start + NAME.len()) else { continue };
+        if !boundary || !name.eq_ignore_ascii_case(NAME) {
+            continue;
+        }
+        let rest = header[start + NAME.len()..].trim_start_matches([' ', '\t']);
+        let Some(rest) = rest.strip_prefix('=') else { continue };
+        let rest = rest.trim_start_matches([' ', '\t']);
         let value = match rest.strip_prefix('"') {
-            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
-            None => rest.split([',', ' ']).next().unwrap_or_default(),
+            Some(quoted) => quoted_string(quoted).0,
+            None => rest.split([',', ' ', '\t']).next().unwrap_or_default().to_owned(),
         };
-        return (!value.is_empty()).then(|| value.to_owned());
+        return (!value.is_empty()).then_some(value);
     }
     None
 }
 
+/// The unescaped content of a quoted string whose opening quote is already
+/// consumed, and the bytes it spans with its closing quote (to the end when
+/// it is not closed).
+fn quoted_string(s: &str) -> (String, usize) {
+    let mut value = String::new();
+    let mut chars = s.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return (value, at + 1),
+            '\\' => match chars.next() {
+                Some((_, escaped)) => value.push(escaped),
+                None => break,
+            },
+            c => value.push(c),
+        }
+    }
+    (value, s.len())
+}
+
 /// Whether metadata at `url` may be fetched for a backend at `backend`: the
 /// same host (any port), over the same scheme or https.
-fn allowed(url: &Url, backend: &Url) -> bool {
+pub fn allowed(url: &Url, backend: &Url) -> bool {
     url.host() == backend.host() && (url.scheme() == backend.scheme() || url.scheme() == "https")
 }
 
@@ -114,7 +144,7 @@ async fn fetch(ctx: &Ctx<'_>, url: &Url) -> Fetched {
 
 /// A JSON object whose `resource` names this backend (its URL or its origin)
 /// and whose `authorization_servers` is a non-empty array of URLs.
-fn valid(doc: &Value, backend: &Url) -> bool {
+pub fn valid(doc: &Value, backend: &Url) -> bool {
     let Some(resource) = doc.get("resource").and_then(Value::as_str) else {
         return false;
     };
@@ -153,6 +183,17 @@ mod tests {
             (r#"Bearer realm="mcp-fixture""#, None),
             (r#"Bearer x_resource_metadata="http://evil/""#, None),
             (r#"Bearer resource_metadata="""#, None),
+            // Found by fuzz/fuzz_targets/www_authenticate.rs against http-auth:
+            // a quoted-string's escapes are taken out (RFC 9110 §5.6.4),
+            (r#"Bearer resource_metadata="http://h/a\\b\"c""#, Some(r#"http://h/a\b"c"#)),
+            // a parameter written inside another one's quoted value is no parameter,
+            (r#"Bearer realm="x, resource_metadata=http://evil/", scope="s""#, None),
+            (
+                r#"Bearer realm="a\", resource_metadata=\"http://evil/", resource_metadata="http://h/m""#,
+                Some("http://h/m"),
+            ),
+            // and a tab ends an unquoted value as a space does.
+            ("Bearer resource_metadata=http://h/m\t, realm=\"r\"", Some("http://h/m")),
         ];
         for (header, want) in cases {
             assert_eq!(challenge_url(header).as_deref(), *want, "{header}");

@@ -191,8 +191,11 @@ fn quoted_url(url: &str) -> String {
 /// Parses a backend URL; the error quotes it and says what is wrong. A space
 /// or control character inside is named as such: the url crate would drop a
 /// tab silently, and calls `http://host:1 /mcp` an "invalid port number".
+/// Only ASCII white space may surround it, which the url crate trims too
+/// (other white space there would be percent-encoded into the path, or make
+/// the URL relative).
 fn parse_url(url: &str) -> Result<Url, String> {
-    let trimmed = url.trim();
+    let trimmed = url.trim_matches(|c: char| c.is_ascii_whitespace());
     if let Some((at, c)) = trimmed.char_indices().find(|(_, c)| c.is_whitespace() || c.is_control()) {
         let what = match c {
             ' ' => "a space".to_owned(),
@@ -326,8 +329,20 @@ mod tests {
     #[test]
     fn url_errors_quote_the_url_and_name_a_space_as_such() {
         // (url, the error's description; None: valid)
-        let cases: [(&str, Option<&str>); 5] = [
+        let cases: [(&str, Option<&str>); 8] = [
             ("http://127.0.0.1:1/mcp", None),
+            (" http://127.0.0.1:1/mcp\r\n", None),
+            // Found by fuzz/fuzz_targets/backend_url.rs: only ASCII white space is
+            // trimmed (the url crate trims it too); other white space at the ends
+            // is named, not percent-encoded into the path or taken for a relative URL.
+            (
+                "http://host/mcp\u{85}",
+                Some("\"http://host/mcp\\u{85}\" is not a valid URL: it contains the character '\\u{85}' at character 16; percent-encode it (a space is %20)"),
+            ),
+            (
+                "\u{a0}http://host/mcp",
+                Some("\"\\u{a0}http://host/mcp\" is not a valid URL: it contains the character '\\u{a0}' at character 1; percent-encode it (a space is %20)"),
+            ),
             (
                 "http://host:1 /mcp",
                 Some("\"http://host:1 /mcp\" is not a valid URL: it contains a space at character 14; percent-encode it (a space is %20)"),
