@@ -110,8 +110,16 @@ fn check_mutations(h: &History, keys: &Keys, v: &mut Verdict) {
                 Outcome::Failed(_) => false,
             };
             if let (Outcome::Acked { generation, changed: true }, false) = (&op.outcome, hit) {
+                let before: Vec<String> = ops[k.saturating_sub(4)..k]
+                    .iter()
+                    .map(|o| format!("{:?} on {} -> {:?}", o.kind, o.replica, o.outcome))
+                    .collect();
+                let around: Vec<String> = events[cursor.saturating_sub(2)..(cursor + 2).min(events.len())]
+                    .iter()
+                    .map(|e| describe(Some(e)))
+                    .collect();
                 v.safety.push(format!(
-                    "group {group}: acknowledged op #{k} {:?} (generation {generation}, on replica {}) is not the next write on its key; next: {}",
+                    "group {group}: acknowledged op #{k} {:?} (generation {generation}, on replica {}) is not the next write on its key; next: {}; ops before: {before:?}; writes around: {around:?}",
                     op.kind,
                     op.replica,
                     describe(next)
