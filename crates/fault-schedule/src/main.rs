@@ -171,15 +171,14 @@ async fn run(args: Args) -> ExitCode {
     report(&args, &h, &verdict, began.elapsed(), last);
     let failed = !verdict.safety.is_empty() || (!args.safety_only && !verdict.liveness.is_empty());
     if failed {
+        let logs = system.keep_logs();
         println!(
-            "FAILED: seed {} — replay: cargo run -p fault-schedule -- --seed {} --faults {} (logs kept in {})",
+            "FAILED: seed {} — replay: cargo run -p fault-schedule -- --seed {} --faults {} (replica logs kept in {})",
             args.seed,
             args.seed,
             args.faults,
-            system.dir().display()
+            logs.display()
         );
-        // Keep the replicas' and etcd's logs for the replay's comparison.
-        std::mem::forget(system);
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS

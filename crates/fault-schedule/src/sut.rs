@@ -72,7 +72,9 @@ pub struct System {
     pub fleet: Vec<FixtureServer>,
     pub etcd: EtcdCluster,
     _host_addrs: HostAddrs,
-    dir: tempfile::TempDir,
+    /// The replicas' logs and the admin token; kept after a failed run.
+    dir: Option<tempfile::TempDir>,
+    dir_path: PathBuf,
     bin: PathBuf,
     etcd_endpoints: String,
 }
@@ -138,7 +140,8 @@ impl System {
             fleet,
             etcd,
             _host_addrs: host_addrs,
-            dir,
+            dir_path: dir.path().to_owned(),
+            dir: Some(dir),
             bin: bin.to_owned(),
             etcd_endpoints,
         };
@@ -151,14 +154,20 @@ impl System {
         system
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Keeps the replicas' logs (and the tail of etcd's) past the end of the
+    /// run, for the replay's comparison; everything else still goes on drop.
+    pub fn keep_logs(&mut self) -> PathBuf {
+        let _ = std::fs::write(self.dir_path.join("etcd-tail.log"), self.etcd.logs());
+        if let Some(d) = self.dir.take() {
+            let _ = d.keep();
+        }
+        self.dir_path.clone()
     }
 
     pub fn spawn_replica(&mut self, i: usize) {
         let r = &mut self.replicas[i];
         let listen = SocketAddr::new(r.ns.inner_side(CLIENT_LINK), GRPC_PORT).to_string();
-        let token = self.dir.path().join("admin-token");
+        let token = self.dir_path.join("admin-token");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("replica log");
         let ttl = TTL_S.to_string();
         let child = Command::new("ip")
