@@ -104,12 +104,18 @@ fn check_mutations(h: &History, keys: &Keys, v: &mut Verdict) {
             {
                 hit = false;
             }
+            // Whether the key exists after the writes matched so far.
+            let present = previous.is_some();
+            // A delete acknowledged by a replica whose view still had the
+            // group, when etcd had already deleted it, deletes nothing: the
+            // group is absent after it either way.
+            let no_op_delete = matches!(op.kind, OpKind::Delete) && !present && !hit;
             let writes = match &op.outcome {
-                Outcome::Acked { changed, .. } => *changed,
+                Outcome::Acked { changed, .. } => *changed && !no_op_delete,
                 Outcome::Indeterminate(_) => hit,
                 Outcome::Failed(_) => false,
             };
-            if let (Outcome::Acked { generation, changed: true }, false) = (&op.outcome, hit) {
+            if let (Outcome::Acked { generation, changed: true }, false, false) = (&op.outcome, hit, no_op_delete) {
                 let before: Vec<String> = ops[k.saturating_sub(4)..k]
                     .iter()
                     .map(|o| format!("{:?} on {} -> {:?}", o.kind, o.replica, o.outcome))
@@ -250,7 +256,7 @@ fn check_probes(h: &History, keys: &Keys, sources: &[IpAddr], v: &mut Verdict) {
         let Some(replica) = r.source.and_then(|s| sources.iter().position(|x| *x == s)) else {
             continue;
         };
-        let w = (r.at - origin).as_millis() as u64 / INTERVAL_MS as u64;
+        let w = (r.at - origin).as_millis() as u64 / INTERVAL_MS;
         windows.entry((r.backend, w)).or_default().entry(replica).or_insert(r.at);
     }
     for ((backend, w), probers) in windows {
@@ -460,6 +466,42 @@ mod tests {
                     ..Default::default()
                 },
                 0,
+            ),
+            (
+                "an acknowledged delete of a group etcd no longer has",
+                History {
+                    ops: vec![
+                        apply(1, acked(1)),
+                        Op {
+                            kind: OpKind::Delete,
+                            ..apply(0, acked(0))
+                        },
+                        Op {
+                            kind: OpKind::Delete,
+                            ..apply(0, acked(0))
+                        },
+                        apply(2, acked(1)),
+                    ],
+                    events: vec![apply_put(1, 2, 1), delete(keys().group("g"), 3), apply_put(2, 4, 1)],
+                    ..Default::default()
+                },
+                0,
+            ),
+            (
+                "an acknowledged delete lost",
+                History {
+                    ops: vec![
+                        apply(1, acked(1)),
+                        Op {
+                            kind: OpKind::Delete,
+                            ..apply(0, acked(0))
+                        },
+                        apply(2, acked(2)),
+                    ],
+                    events: vec![apply_put(1, 2, 1), apply_put(2, 3, 2)],
+                    ..Default::default()
+                },
+                1,
             ),
             (
                 "an acknowledged apply lost",
