@@ -135,9 +135,35 @@ async fn run(args: Args) -> ExitCode {
             stop.clone(),
         )));
     }
+    // Ctrl-C or SIGTERM ends the schedule early; the run still checks what it
+    // recorded and stops every process and namespace it started.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term => {}
+            }
+            println!("interrupted: finishing the current fault, then checking");
+            interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     // Let the load put the groups in place before the first fault.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for (n, p) in plan.iter().enumerate() {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
         let mut fault = faults::run(&mut system, p).await;
         fault.converged = faults::converge(&system, &etcd, fault.healed, &gate).await;
         println!(
