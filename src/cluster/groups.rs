@@ -66,7 +66,7 @@ impl GroupFollower {
         if restored.is_ok() {
             // Only now: until the engine holds this incarnation, an update
             // from here must not pass for one made on it.
-            self.store.took(&name, kv.create_revision);
+            self.store.took(&name, kv.create_revision, kv.version);
         }
         match restored {
             Ok(applied) if applied.iter().any(|a| a.changed) => {

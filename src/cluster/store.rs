@@ -5,8 +5,8 @@
 //! update also compares the key's create revision with the incarnation the
 //! engine holds: versions start again at 1 when a group is deleted and
 //! applied again, so a replica whose view is from before the delete must not
-//! find "version 2" on the new incarnation and overwrite it. A delete also
-//! removes the group's shared verdicts.
+//! find "version 2" on the new incarnation and overwrite it. A delete
+//! compares both too, and also removes the group's shared verdicts.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,9 +29,9 @@ pub struct EtcdStore {
     /// name -> etcd revision of this replica's own last write of it, so the
     /// groups watch skips the echo of writes the engine already holds.
     own_writes: Mutex<HashMap<String, i64>>,
-    /// name -> create revision of the incarnation the engine holds (set when
-    /// the engine took it: loaded, followed or written here).
-    incarnations: Mutex<HashMap<String, i64>>,
+    /// name -> (create revision, version) of the incarnation the engine
+    /// holds (set when the engine took it: loaded, followed or written here).
+    incarnations: Mutex<HashMap<String, (i64, i64)>>,
     /// Groups being removed from the engine because etcd deleted them
     /// elsewhere: their `remove` must not delete again (it could hit a group
     /// re-created meanwhile).
@@ -80,15 +80,15 @@ impl EtcdStore {
         let groups = kvs.iter().filter_map(|kv| decode_group(&self.keys, kv)).collect::<Result<Vec<_>, _>>()?;
         for kv in &kvs {
             if let Some(name) = self.keys.group_name(&String::from_utf8_lossy(&kv.key)) {
-                self.took(name, kv.create_revision);
+                self.took(name, kv.create_revision, kv.version);
             }
         }
         Ok((groups, revision))
     }
 
-    /// The engine now holds the incarnation of `name` created at `create_revision`.
-    pub fn took(&self, name: &str, create_revision: i64) {
-        lock(&self.incarnations).insert(name.to_owned(), create_revision);
+    /// The engine now holds `name` as created at `create_revision`, at `version`.
+    pub fn took(&self, name: &str, create_revision: i64, version: i64) {
+        lock(&self.incarnations).insert(name.to_owned(), (create_revision, version));
     }
 
     /// The engine no longer holds `name`.
@@ -121,7 +121,7 @@ impl EtcdStore {
         self.refuse_if_degraded()?;
         let key = self.keys.group(&spec.name);
         let mut compare = vec![version_is(&key, generation as i64 - 1)];
-        let incarnation = lock(&self.incarnations).get(&spec.name).copied();
+        let incarnation = lock(&self.incarnations).get(&spec.name).map(|(created, _)| *created);
         if generation > 1
             && let Some(created) = incarnation
         {
@@ -144,9 +144,7 @@ impl EtcdStore {
         }
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(spec.name.clone(), revision);
-        if generation == 1 {
-            self.took(&spec.name, revision);
-        }
+        self.took(&spec.name, incarnation.filter(|_| generation > 1).unwrap_or(revision), generation as i64);
         Ok(())
     }
 
@@ -155,15 +153,27 @@ impl EtcdStore {
             return Ok(());
         }
         self.refuse_if_degraded()?;
+        let key = self.keys.group(name);
+        // Like an update: only the incarnation and version the engine holds,
+        // so a delete from a stale view (a replica paused mid-request) never
+        // removes applies it did not see.
+        let held = lock(&self.incarnations).get(name).copied();
+        let compare = held.map_or_else(Vec::new, |(created, version)| vec![created_at(&key, created), version_is(&key, version)]);
         let req = crate::proto::etcd::etcdserverpb::TxnRequest {
-            compare: vec![],
-            success: vec![delete_op(&self.keys.group(name)), delete_prefix_op(&self.keys.group_verdicts(name))],
+            compare,
+            success: vec![delete_op(&key), delete_prefix_op(&self.keys.group_verdicts(name))],
             failure: vec![],
         };
         let resp = self.etcd.txn(req).await.map_err(|e| {
             self.status.etcd_error();
             StoreError::Write(e.into())
         })?;
+        if !resp.succeeded {
+            return Err(StoreError::Conflict {
+                group: name.to_owned(),
+                expected: held.map_or(0, |(_, v)| v as u64),
+            });
+        }
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(name.to_owned(), revision);
         self.forgot(name);
