@@ -435,6 +435,18 @@ pub fn version_is(key: &str, version: i64) -> Compare {
     }
 }
 
+/// `create_revision(key) == revision`: the key is the incarnation created at
+/// `revision` (not one deleted and created again since).
+pub fn created_at(key: &str, revision: i64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Create as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(compare::TargetUnion::CreateRevision(revision)),
+        ..Default::default()
+    }
+}
+
 /// `version(key) > 0`: the key exists.
 pub fn exists(key: &str) -> Compare {
     Compare {

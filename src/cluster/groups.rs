@@ -62,7 +62,13 @@ impl GroupFollower {
                 return warn!(group = %name, %reason, "a group applied on another replica is not valid under this replica's flags; not applied here");
             }
         };
-        match self.engine.restore(vec![(valid, stored.generation)]).await {
+        let restored = self.engine.restore(vec![(valid, stored.generation)]).await;
+        if restored.is_ok() {
+            // Only now: until the engine holds this incarnation, an update
+            // from here must not pass for one made on it.
+            self.store.took(&name, kv.create_revision, kv.version);
+        }
+        match restored {
             Ok(applied) if applied.iter().any(|a| a.changed) => {
                 info!(group = %name, generation = stored.generation, "group applied on another replica");
                 // Its verdicts may have come through their watch before the
@@ -77,6 +83,7 @@ impl GroupFollower {
     async fn remote_delete(&self, name: &str) {
         self.store.begin_remote_delete(name);
         let result = self.engine.delete(name.to_owned()).await;
+        self.store.forgot(name);
         self.store.end_remote_delete(name);
         match result {
             Ok(()) => info!(group = %name, "group deleted on another replica"),

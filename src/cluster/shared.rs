@@ -3,6 +3,7 @@
 //! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
 //! and are handed to the engine. Ownership answers come from the member view.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -85,20 +86,68 @@ impl Publisher {
 }
 
 /// Feeds verdicts written by other replicas into `engine` until `cancel`.
+///
+/// After a spell degraded it feeds every shared verdict again: while
+/// degraded this replica probed every backend itself and its own verdicts
+/// replaced the shared ones, and an owner writes only when its verdict
+/// changes, so an unchanged shared verdict would never come back through the
+/// watch (found by the fault-schedule harness: a replica cut off from etcd
+/// and the fleet kept showing UNHEALTHY, after the heal, backends its peers
+/// showed HEALTHY). Each key is taken at increasing mod revisions only, so a
+/// change still queued from before the re-read never undoes it.
 pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engine: Engine, cancel: CancellationToken) {
-    let mut changes = follow(etcd, keys.verdicts(), None, status.clone(), cancel);
-    while let Some(change) = changes.recv().await {
-        match change {
-            Change::Reset(kvs) => {
-                for kv in kvs {
-                    take(&keys, &status, &engine, &kv).await;
+    let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
+    let mut view = status.subscribe();
+    let mut was_degraded = view.borrow_and_update().degraded.is_some();
+    let mut taken: HashMap<Vec<u8>, i64> = HashMap::new();
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                None => return,
+                Some(Change::Reset(kvs)) => {
+                    for kv in kvs {
+                        take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                    }
                 }
+                Some(Change::Put(kv)) => take_newer(&keys, &status, &engine, &mut taken, &kv, false).await,
+                // A group's verdicts go with the group; only forget the revision.
+                Some(Change::Delete(kv)) => {
+                    taken.remove(&kv.key);
+                }
+            },
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let degraded = view.borrow_and_update().degraded.is_some();
+                if was_degraded && !degraded {
+                    match etcd.range_prefix(&keys.verdicts()).await {
+                        Ok((kvs, _)) => {
+                            for kv in kvs {
+                                take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                            }
+                        }
+                        Err(e) => {
+                            status.etcd_error();
+                            warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
+                        }
+                    }
+                }
+                was_degraded = degraded;
             }
-            Change::Put(kv) => take(&keys, &status, &engine, &kv).await,
-            // A group's verdicts go with the group; nothing to do here.
-            Change::Delete(_) => {}
         }
     }
+}
+
+/// Takes `kv` if it is newer than what was taken for its key (or as new,
+/// with `again`: the re-read after a degraded spell).
+async fn take_newer(keys: &Keys, status: &ClusterStatus, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
+    let last = taken.get(&kv.key).copied().unwrap_or(0);
+    if kv.mod_revision < last || (kv.mod_revision == last && !again) {
+        return;
+    }
+    taken.insert(kv.key.clone(), kv.mod_revision);
+    take(keys, status, engine, kv).await;
 }
 
 /// Feeds the shared verdicts of one group into `engine` (a group that just

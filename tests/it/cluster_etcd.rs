@@ -5,6 +5,7 @@
 
 use crate::etcd_support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_support::EtcdCluster;
@@ -101,6 +102,70 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
         blocking(move || a.put(&s3, 1)).await.expect("re-create");
     }
     assert_eq!(a.load().await.unwrap().0[0].generation, 1);
+}
+
+/// Versions start again at 1 when a group is deleted and applied again: a
+/// replica whose view is from before the delete must not take the new
+/// incarnation's "version 2" for the one it saw (ABA). Found by the
+/// fault-schedule harness (`--seed 2 --faults 12`: a replica paused past its
+/// lease finished an apply on its stale view and overwrote two newer ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_from_before_a_delete_is_refused_on_the_new_incarnation() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/aba-test");
+    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let specs: Vec<GroupSpec> = (1..=5).map(|i| spec("web", &format!("http://127.0.0.1:1/{i}"))).collect();
+    let put = |store: &Arc<EtcdStore>, s: &GroupSpec, generation: u64| {
+        let (store, s) = (store.clone(), s.clone());
+        blocking(move || store.put(&s, generation))
+    };
+    put(&a, &specs[0], 1).await.expect("a creates");
+    put(&a, &specs[1], 2).await.expect("a updates: a holds generation 2");
+    {
+        let b = b.clone();
+        blocking(move || b.remove("web")).await.expect("b deletes");
+    }
+    put(&b, &specs[2], 1).await.expect("b creates again");
+    put(&b, &specs[3], 2).await.expect("b updates: the new incarnation is at version 2 too");
+    let err = put(&a, &specs[4], 3).await.expect_err("a's view is of the deleted incarnation");
+    assert!(err.to_string().contains("changed on another replica"), "{err}");
+    let (groups, _) = a.load().await.unwrap();
+    assert_eq!(groups[0].spec, specs[3], "b's update stands");
+}
+
+/// A delete from a replica that has not seen the latest apply is refused like
+/// an update (found by the fault-schedule harness, `--seed 2 --faults 12`: a
+/// replica paused mid-request deleted a group after two newer applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_from_a_stale_view_is_refused() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/stale-delete-test");
+    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let (s1, s2) = (spec("web", "http://127.0.0.1:1/1"), spec("web", "http://127.0.0.1:1/2"));
+    {
+        let (a, s1) = (a.clone(), s1.clone());
+        blocking(move || a.put(&s1, 1)).await.expect("a creates");
+    }
+    b.load().await.expect("b reads generation 1");
+    {
+        let (b, s2) = (b.clone(), s2.clone());
+        blocking(move || b.put(&s2, 2)).await.expect("b updates");
+    }
+    let err = {
+        let a = a.clone();
+        blocking(move || a.remove("web")).await.expect_err("a has not seen generation 2")
+    };
+    assert!(err.to_string().contains("changed on another replica"), "{err}");
+    assert_eq!(a.load().await.unwrap().0.len(), 1, "the group stands");
+    {
+        let b = b.clone();
+        blocking(move || b.remove("web")).await.expect("b, up to date, deletes");
+    }
+    assert!(a.load().await.unwrap().0.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,12 +7,12 @@
 use crate::common;
 use crate::etcd_support;
 use crate::lifecycle_bin;
+use crate::netns_support::NetNs;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pki;
@@ -249,100 +249,12 @@ async fn etcd_behind_mtls_and_authentication_is_joined_and_refusals_say_why() {
 // ---------------------------------------------------------------------------
 // 2. A replica cut off from etcd, in a network namespace of its own.
 
-fn ip(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ip (install iproute2 with scripts/setup-system.sh): {e}"))
-}
-
-fn ip_ok(args: &[&str]) {
-    let out = ip(args);
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed (this test needs root for network namespaces): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace of this test's own, with two veth links to the host,
-/// each a /30 in 10.213.N.0/24 (a subnet no interface uses yet):
-/// - the etcd link (host .1, namespace .2): the only way to etcd, the one the test cuts;
-/// - the service link (host .5, namespace .6): clients and backends, never cut,
-///   so the cut-off replica still answers and still reaches its backends.
-///
-/// Deleted on drop, panics included.
-struct NetNs {
-    name: String,
-    etcd_link: String,
-    service_link: String,
-    subnet: u8,
-}
-
-impl NetNs {
-    fn create() -> NetNs {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!("{}{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let start = std::process::id() % 250;
-        let subnet = (0..250)
-            .map(|k| ((start + k) % 250 + 1) as u8)
-            .find(|n| ip(&["-o", "addr", "show", "to", &format!("10.213.{n}.0/24")]).stdout.is_empty())
-            .expect("a free 10.213.N.0/24");
-        // Built before any command, so a failure half-way is cleaned up too.
-        let ns = NetNs {
-            name: format!("mh-ctest-{id}"),
-            etcd_link: format!("mh{id}e"),
-            service_link: format!("mh{id}s"),
-            subnet,
-        };
-        ip_ok(&["netns", "add", &ns.name]);
-        for (host, base) in [(&ns.etcd_link, 0u8), (&ns.service_link, 4)] {
-            let inside = format!("{host}1");
-            ip_ok(&["link", "add", host, "type", "veth", "peer", "name", &inside]);
-            ip_ok(&["link", "set", &inside, "netns", &ns.name]);
-            ip_ok(&["addr", "add", &format!("{}/30", ns.addr(base + 1)), "dev", host]);
-            ip_ok(&["link", "set", host, "up"]);
-            ip_ok(&["-n", &ns.name, "addr", "add", &format!("{}/30", ns.addr(base + 2)), "dev", &inside]);
-            ip_ok(&["-n", &ns.name, "link", "set", &inside, "up"]);
-        }
-        ip_ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn addr(&self, last: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(10, 213, self.subnet, last))
-    }
-
-    /// etcd's side of the etcd link.
-    fn etcd_side(&self) -> IpAddr {
-        self.addr(1)
-    }
-
-    /// The host's side of the service link (where the backends listen).
-    fn host_service_side(&self) -> IpAddr {
-        self.addr(5)
-    }
-
-    /// The namespace's side of the service link (where its replica listens).
-    fn inner_service_side(&self) -> IpAddr {
-        self.addr(6)
-    }
-
-    /// Cuts (or restores) the etcd link, as a pulled cable would.
-    fn etcd_link(&self, up: bool) {
-        ip_ok(&["link", "set", &self.etcd_link, if up { "up" } else { "down" }]);
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        // Deleting the namespace destroys its veth ends and so both pairs;
-        // the link deletes are for a namespace that was never populated.
-        let _ = ip(&["netns", "del", &self.name]);
-        let _ = ip(&["link", "del", &self.etcd_link]);
-        let _ = ip(&["link", "del", &self.service_link]);
-    }
-}
+/// The namespace's links: the etcd link (host .1, namespace .2) is the only
+/// way to etcd, the one the test cuts; the service link (host .5, namespace
+/// .6) carries clients and backends and is never cut, so the cut-off replica
+/// still answers and still reaches its backends.
+const ETCD_LINK: usize = 0;
+const SERVICE_LINK: usize = 1;
 
 const INTERVAL_MS: u64 = 1000;
 const TTL_S: u64 = 2;
@@ -397,12 +309,12 @@ fn verdict_of(g: &GroupHealth) -> (u64, i32, Vec<(String, i32, i32)>) {
 async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     common::install_crypto();
     // Needs root (CAP_NET_ADMIN): without it `ip netns add` fails and says so.
-    let ns = NetNs::create();
+    let ns = NetNs::create(2);
     let etcd = EtcdCluster::start_with(
         3,
         EtcdConfig {
             tls: None,
-            also_listen: Some(ns.etcd_side()),
+            also_listen: Some(ns.host_side(ETCD_LINK)),
         },
     )
     .await;
@@ -417,9 +329,9 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     let host_refs: Vec<&str> = host_args.iter().map(String::as_str).collect();
     let hosts = [Daemon::spawn(&host_refs), Daemon::spawn(&host_refs)];
     // The cut-off one reaches etcd only through the etcd link.
-    let inner_args = cluster_args(etcd.endpoints_on(ns.etcd_side()).join(","));
-    let inner_listen = SocketAddr::new(ns.inner_service_side(), 50051);
-    let inner_metrics = SocketAddr::new(ns.inner_service_side(), 9464);
+    let inner_args = cluster_args(etcd.endpoints_on(ns.host_side(ETCD_LINK)).join(","));
+    let inner_listen = SocketAddr::new(ns.inner_side(SERVICE_LINK), 50051);
+    let inner_metrics = SocketAddr::new(ns.inner_side(SERVICE_LINK), 9464);
     let mut inner_refs: Vec<&str> = inner_args.iter().map(String::as_str).collect();
     let metrics_arg = inner_metrics.to_string();
     // Off loopback, mutations need the admin token (the daemon refuses to start otherwise).
@@ -444,7 +356,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         INTERVAL_MS as f64 / 1000.0
     );
     for (name, _) in &owned {
-        let f = FixtureServer::start_on(SocketAddr::new(ns.host_service_side(), 0), FixtureOptions::default())
+        let f = FixtureServer::start_on(SocketAddr::new(ns.host_side(SERVICE_LINK), 0), FixtureOptions::default())
             .await
             .expect("fixture on the service link");
         yaml.push_str(&format!("- name: {name}\n  url: {}\n", f.url()));
@@ -502,7 +414,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     }
     let (_, cut_revision) = etcd_client.range_prefix(&keys.verdicts()).await.expect("revision");
 
-    ns.etcd_link(false);
+    ns.set_link(ETCD_LINK, false);
     let cut = Instant::now();
 
     // The cut-off replica: degraded, says why, still answers from its last view.
@@ -576,7 +488,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     }
 
     // The link back: it rejoins under a new member id, no longer degraded.
-    ns.etcd_link(true);
+    ns.set_link(ETCD_LINK, true);
     let back = Instant::now();
     let info = eventually(
         "the cut-off replica rejoins",

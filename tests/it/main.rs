@@ -5,6 +5,7 @@
 mod common;
 mod etcd_support;
 mod lifecycle_bin;
+mod netns_support;
 mod probe_support;
 
 mod alerts;

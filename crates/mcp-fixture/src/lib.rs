@@ -41,6 +41,18 @@ pub const HANDSHAKE_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-
 /// The stateless revision answered by `server/discover`.
 pub const MODERN_VERSION: &str = "2026-07-28";
 
+/// One request as the server received it: when, from which source address,
+/// and what (method and path). The request log is how a test tells which
+/// client (e.g. which replica, by its source address) probed the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub at: std::time::Instant,
+    /// The client's address (`None` if the socket could not say).
+    pub peer: Option<std::net::SocketAddr>,
+    pub method: String,
+    pub path: String,
+}
+
 /// Snapshot of the server's counters (see [`FixtureServer::stats`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {

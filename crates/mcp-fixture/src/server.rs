@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::state::{Shared, inc};
-use crate::{Behavior, FixtureOptions, Flavor, ReplyFormat, Stats, router};
+use crate::{Behavior, FixtureOptions, Flavor, ReplyFormat, RequestRecord, Stats, router};
 
 /// A running fixture. Cheap to clone (an `Arc` inside); the server stops when the last
 /// clone is dropped.
@@ -162,6 +162,12 @@ impl FixtureServer {
         self.inner.shared.stats.snapshot()
     }
 
+    /// Takes the request log: every request since the last call (at most
+    /// 100,000, the newest), oldest first, with its source address.
+    pub fn drain_requests(&self) -> Vec<RequestRecord> {
+        self.inner.shared.requests.lock().map(|mut log| log.drain(..).collect()).unwrap_or_default()
+    }
+
     /// Every header of the most recent POST (including `MCP-Protocol-Version`).
     pub fn last_post_headers(&self) -> Option<HeaderMap> {
         self.inner.shared.last_headers.load_full().map(|h| HeaderMap::clone(&h))
@@ -223,13 +229,20 @@ impl Drop for OpenGuard {
 async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let _guard = OpenGuard(shared.clone());
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let requests = Cell::new(0u32);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let n = requests.get().saturating_add(1);
         requests.set(n);
         if n == 2 {
             inc(&shared.stats.reused_connections);
         }
+        shared.log_request(RequestRecord {
+            at: std::time::Instant::now(),
+            peer,
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+        });
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(router::handle(shared, req).await) }
     });

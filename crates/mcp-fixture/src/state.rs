@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::jsonrpc::Prebuilt;
 use crate::legacy::Sessions;
-use crate::{Behavior, FixtureOptions, Flavor, ReplyFormat, Stats};
+use crate::{Behavior, FixtureOptions, Flavor, ReplyFormat, RequestRecord, Stats};
 
 /// Path prefix of the RFC 9728 protected-resource metadata document.
 pub(crate) const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -84,6 +84,24 @@ pub(crate) struct Shared {
     pub legacy: Sessions,
     /// The form fields (minus `client_secret`) of the latest token request.
     pub last_token_form: std::sync::Mutex<Option<Vec<(String, String)>>>,
+    /// Every request since the last drain, oldest first, at most [`REQUEST_LOG_CAP`].
+    pub requests: std::sync::Mutex<std::collections::VecDeque<RequestRecord>>,
+}
+
+/// Requests kept in the log between drains; the oldest go first beyond it.
+pub(crate) const REQUEST_LOG_CAP: usize = 100_000;
+
+impl Shared {
+    /// Appends one request to the log (dropping the oldest beyond the cap).
+    pub fn log_request(&self, record: RequestRecord) {
+        // A poisoned lock means a panicking test thread; the log is then moot.
+        if let Ok(mut log) = self.requests.lock() {
+            if log.len() >= REQUEST_LOG_CAP {
+                log.pop_front();
+            }
+            log.push_back(record);
+        }
+    }
 }
 
 impl Shared {
@@ -113,6 +131,7 @@ impl Shared {
             session_counter: AtomicU64::new(1),
             legacy: Sessions::default(),
             last_token_form: std::sync::Mutex::new(None),
+            requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
             opts,
         };
         shared.set_reply(reply);

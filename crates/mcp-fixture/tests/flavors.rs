@@ -182,3 +182,22 @@ async fn legacy_endpoint_only_never_replies() {
     let body = c.get(s.url()).send().await.unwrap().text().await.unwrap();
     assert!(body.starts_with("event: endpoint\n"), "{body}");
 }
+
+#[tokio::test]
+async fn the_request_log_names_each_request_source_and_path() {
+    let s = FixtureServer::start().await.unwrap();
+    let c = client();
+    let before = std::time::Instant::now();
+    post(&c, &s.url(), &initialize(1, "2025-06-18")).await;
+    let _ = c.get(s.url_for("/.well-known/oauth-protected-resource")).send().await.unwrap();
+    let log = s.drain_requests();
+    let seen: Vec<(&str, &str)> = log.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
+    assert_eq!(seen, [("POST", "/mcp"), ("GET", "/.well-known/oauth-protected-resource")]);
+    for r in &log {
+        let peer = r.peer.expect("a source address");
+        assert!(peer.ip().is_loopback(), "{peer}");
+        assert!(r.at >= before, "stamped when received");
+    }
+    assert!(log[0].at <= log[1].at, "oldest first");
+    assert!(s.drain_requests().is_empty(), "drained");
+}
