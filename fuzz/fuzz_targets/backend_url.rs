@@ -1,4 +1,4 @@
-//! Fuzzes the backend URL rules (src/spec/validate.rs, through
+//! Fuzzes the backend URL rules (crates/core/src/spec/validate.rs, through
 //! `validate_group`) differentially against the `url` crate.
 //!
 //! The input is the URL text of a backend in an otherwise valid group.

@@ -1,6 +1,6 @@
 //! Shared by the fuzz targets that read bodies: a `reqwest::Response` whose
 //! body arrives in chunks of a chosen size, as the network would deliver it,
-//! so the probe's own bounded readers (src/probe/body.rs) are what is fuzzed.
+//! so the probe's own bounded readers (crates/probe/src/body.rs) are what is fuzzed.
 #![allow(dead_code)] // each target uses its own part
 
 use bytes::Bytes;

@@ -1,6 +1,6 @@
-//! Fuzzes the `--config` document (src/config.rs `parse` and `validate`:
-//! YAML or JSON, policy durations normalized by src/spec/duration.rs, every
-//! group through src/spec/validate.rs `validate_group`).
+//! Fuzzes the `--config` document (crates/engine/src/config.rs `parse` and `validate`:
+//! YAML or JSON, policy durations normalized by crates/core/src/spec/duration.rs, every
+//! group through crates/core/src/spec/validate.rs `validate_group`).
 //!
 //! The input is the document. It must never panic; a document that validates
 //! must round-trip: written back as JSON (the proto3-JSON mapping) and as

@@ -1,4 +1,4 @@
-//! Fuzzes the duration forms of the spec (src/spec/duration.rs): Go's
+//! Fuzzes the duration forms of the spec (crates/core/src/spec/duration.rs): Go's
 //! `time.ParseDuration` grammar (`parse_go`), the proto3 JSON form written
 //! back (`to_proto_json`) and the rewrite of a policy in a document
 //! (`normalize`).

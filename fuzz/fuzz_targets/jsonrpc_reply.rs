@@ -1,6 +1,6 @@
 //! Fuzzes how a probe reads the reply to its JSON-RPC request
-//! (src/probe/body.rs `read_reply`, src/probe/jsonrpc.rs) and what it takes
-//! from a result (`server/discover`: src/probe/discover.rs `read_result`;
+//! (crates/probe/src/body.rs `read_reply`, crates/probe/src/jsonrpc.rs) and what it takes
+//! from a result (`server/discover`: crates/probe/src/discover.rs `read_result`;
 //! `tools/list` pages; server names).
 //!
 //! Input: two bytes of cap (the probe's reply cap), one byte of chunk size,

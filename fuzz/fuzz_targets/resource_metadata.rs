@@ -1,5 +1,5 @@
 //! Fuzzes how a probe reads an RFC 9728 protected-resource metadata document
-//! (src/probe/resource_metadata.rs): the bounded read of the body
+//! (crates/probe/src/resource_metadata.rs): the bounded read of the body
 //! (`body::read_all` with the metadata cap), the JSON parse and `valid`.
 //!
 //! Input: two bytes of cap (the probe's reply cap, which the metadata cap of

@@ -1,4 +1,4 @@
-//! Differential fuzzing of mcp-health's SSE parser (src/probe/sse.rs) against
+//! Differential fuzzing of mcp-health's SSE parser (crates/probe/src/sse.rs) against
 //! the `eventsource-stream` crate as an oracle, both fed the same chunks.
 //! The first input byte picks the chunk size (0: one chunk); the rest is the
 //! stream. For valid UTF-8 both must dispatch the same events (type, data,

@@ -1,5 +1,5 @@
 //! Fuzzes how a probe reads the `resource_metadata` URL from a 401's
-//! `WWW-Authenticate` header (src/probe/resource_metadata.rs
+//! `WWW-Authenticate` header (crates/probe/src/resource_metadata.rs
 //! `challenge_url`), differentially against `http-auth`'s RFC 7235
 //! challenge-list parser.
 //!

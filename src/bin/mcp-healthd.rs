@@ -40,7 +40,7 @@ struct Args {
     health_listen: Option<SocketAddr>,
     /// Log format (one JSON object per line with `json`). Which lines are
     /// written is set by MCP_HEALTH_LOG (an EnvFilter: `info` by default,
-    /// e.g. `debug` or `info,mcp_health::probe=debug`).
+    /// e.g. `debug` or `info,mcp_health_probe=debug`; targets are crate paths).
     #[arg(long, env = "MCP_HEALTH_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Export a span per probe to this OTLP/gRPC collector, e.g.

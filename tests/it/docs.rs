@@ -125,3 +125,39 @@ async fn boolean_variables_take_the_usual_spellings_and_xds_says_it_is_on() {
         );
     }
 }
+
+/// The normal (non-dev, non-build) dependencies of one workspace crate, by
+/// crate name, as `cargo tree` resolves them from Cargo.lock.
+fn dependency_names(package: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new(env!("CARGO"))
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').next().map(str::to_owned))
+        .collect()
+}
+
+/// ARCHITECTURE.md "Crates": the layers the compiler keeps apart. The core
+/// depends on no runtime, and nothing below the edges links tonic or axum.
+#[test]
+fn the_crate_layers_hold() {
+    const RUNTIME: &[&str] = &["tokio", "tonic", "hyper", "reqwest", "axum", "mio"];
+    let core = dependency_names("mcp-health-core");
+    assert!(core.contains("mcp-health-proto") && core.contains("prost"), "{core:?}");
+    let runtime: Vec<&&str> = RUNTIME.iter().filter(|c| core.contains(**c)).collect();
+    assert!(runtime.is_empty(), "the core depends on {runtime:?}");
+    for below_the_edges in ["mcp-health-probe", "mcp-health-engine"] {
+        let deps = dependency_names(below_the_edges);
+        assert!(deps.contains("mcp-health-core") && deps.contains("tokio"), "{below_the_edges}: {deps:?}");
+        for edge_only in ["tonic", "axum", "mcp-health-edges", "mcp-health-cluster"] {
+            assert!(!deps.contains(edge_only), "{below_the_edges} depends on {edge_only}");
+        }
+    }
+    let cluster = dependency_names("mcp-health-cluster");
+    assert!(cluster.contains("mcp-health-engine") && !cluster.contains("mcp-health-edges"), "{cluster:?}");
+}

@@ -1,6 +1,6 @@
 //! Every reason code, produced by a real server (or a real network failure)
 //! rather than a mock: the integration half of the classification tables
-//! (the unit tables are in src/probe/classify.rs and jsonrpc.rs).
+//! (the unit tables are in crates/probe/src/classify.rs and jsonrpc.rs).
 
 use crate::probe_support;
 

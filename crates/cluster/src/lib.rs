@@ -1,0 +1,26 @@
+//! High availability on etcd: API groups, membership and shared verdicts in
+//! one etcd keyspace (`keys`), so every replica answers the same, each
+//! backend is probed by exactly one live replica (`ownership`), and a dead
+//! replica's backends move within one lease; an on-demand probe asked of any
+//! replica is made by the owner (`probes`, `answers`). Absent `--etcd-endpoints`,
+//! nothing here runs and the daemon is the single node it always was.
+
+pub mod answers;
+pub mod etcd;
+pub mod etcd_api;
+pub mod flags;
+pub mod follow;
+pub mod forward;
+pub mod groups;
+pub mod keys;
+pub mod membership;
+pub mod metrics;
+pub mod node;
+pub mod ownership;
+pub mod probes;
+pub mod shared;
+pub mod status;
+pub mod store;
+pub mod verdicts;
+
+pub use flags::{ClusterOptions, EtcdFlags};

@@ -1,0 +1,192 @@
+//! The cluster's Prometheus series, read from `ClusterStatus` at each scrape
+//! (a prometheus-client `Collector`): etcd errors, lease renewals, shared
+//! verdicts written and fenced off, on-demand probes forwarded and answered,
+//! members, the backends this replica owns, and whether it is degraded
+//! (fail-static).
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use std::sync::Arc;
+
+use super::status::ClusterStatus;
+use mcp_health_engine::history::History;
+
+#[derive(Debug)]
+pub struct ClusterMetrics {
+    status: ClusterStatus,
+    /// The engine's backends (its history has a record of each live one).
+    backends: Arc<History>,
+}
+
+impl ClusterMetrics {
+    pub fn new(status: ClusterStatus, backends: Arc<History>) -> ClusterMetrics {
+        ClusterMetrics { status, backends }
+    }
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for ClusterMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.status.counters;
+        let e = &mut encoder;
+        counter(
+            e,
+            "cluster_etcd_errors",
+            "Failed etcd calls and interrupted etcd watches",
+            c.etcd_errors.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_lease_renewals",
+            "Successful renewals of this replica's lease",
+            c.lease_renewals.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_verdicts_published",
+            "Verdict changes this replica wrote to etcd",
+            c.verdicts_published.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_verdicts_fenced",
+            "Verdict writes refused because this replica's lease was gone",
+            c.verdicts_fenced.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_probes_forwarded",
+            "On-demand probes (ProbeBackend) this replica asked a backend's owner to make",
+            c.probes_forwarded.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_probes_answered",
+            "On-demand probes this replica made for another replica and answered",
+            c.probes_answered.load(Ordering::Relaxed),
+        )?;
+        // A copy, so the history's lock is never held while waiting on the view's.
+        let view = self.status.view();
+        let owned = self.backends.count_backends(|g, b| view.owns(g, b));
+        gauge(
+            e,
+            "cluster_owned_backends",
+            "Backends this replica probes now: its share by ownership, or all of them while degraded",
+            owned as i64,
+        )?;
+        let (members, degraded) = (view.members.len() as i64, i64::from(view.degraded.is_some()));
+        gauge(e, "cluster_members", "Live members as this replica last saw them", members)?;
+        gauge(
+            e,
+            "cluster_degraded",
+            "1 while etcd is unreachable or without quorum (fail-static: last view, every backend probed here, mutations refused)",
+            degraded,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    /// The exposition text of `collector` under the daemon's metric prefix,
+    /// as `mcp_health_edges::metrics::Metrics::with_collector` registers it.
+    struct Exposition(Registry);
+
+    impl Exposition {
+        fn of(collector: ClusterMetrics) -> Exposition {
+            let mut registry = Registry::with_prefix("mcp_health");
+            registry.register_collector(Box::new(collector));
+            Exposition(registry)
+        }
+
+        fn encode(&self) -> Result<String, std::fmt::Error> {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &self.0)?;
+            Ok(text)
+        }
+    }
+
+    #[test]
+    fn series_follow_the_status() {
+        let status = ClusterStatus::default();
+        let metrics = Exposition::of(ClusterMetrics::new(status.clone(), Arc::default()));
+        status.counters.lease_renewals.fetch_add(3, Ordering::Relaxed);
+        status.update(|v| {
+            v.members = ["a".to_owned(), "b".to_owned()].into();
+            v.degraded = Some("etcd unreachable".into());
+        });
+        let text = metrics.encode().unwrap();
+        for line in [
+            "mcp_health_cluster_lease_renewals_total 3",
+            "mcp_health_cluster_etcd_errors_total 0",
+            "mcp_health_cluster_members 2",
+            "mcp_health_cluster_degraded 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        status.update(|v| v.degraded = None);
+        assert!(metrics.encode().unwrap().lines().any(|l| l == "mcp_health_cluster_degraded 0"));
+    }
+
+    #[test]
+    fn owned_backends_follow_the_member_view_and_the_engines_backends() {
+        use mcp_health_proto::v1::BackendStatus;
+        let history = Arc::new(History::new());
+        // 30 backends in three groups, as the engine reports them added.
+        for i in 0..30 {
+            history.observe_status(&format!("g{}", i % 3), &format!("b{i}"), None, BackendStatus::Unknown, 0);
+        }
+        let members = ["m1", "m2", "m3"];
+        let statuses: Vec<ClusterStatus> = members
+            .iter()
+            .map(|me| {
+                let s = ClusterStatus::default();
+                s.update(|v| {
+                    v.me = Some((*me).to_owned());
+                    v.members = members.iter().map(|m| m.to_string()).collect();
+                });
+                s
+            })
+            .collect();
+        let owned = |s: &ClusterStatus| {
+            let text = Exposition::of(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("mcp_health_cluster_owned_backends "))
+                .unwrap()
+                .to_owned();
+            line.parse::<u64>().unwrap()
+        };
+        let counts: Vec<u64> = statuses.iter().map(owned).collect();
+        // (replica, owned): every backend exactly once across the three.
+        assert_eq!(counts.iter().sum::<u64>(), 30, "{counts:?}");
+        assert!(counts.iter().all(|n| *n > 0), "{counts:?}");
+        // Degraded: fail-static, this replica probes everything.
+        statuses[0].update(|v| v.degraded = Some("quorum lost".into()));
+        assert_eq!(owned(&statuses[0]), 30);
+        statuses[0].update(|v| v.degraded = None);
+        // Not joined yet: everything too; no backends: nothing.
+        assert_eq!(owned(&ClusterStatus::default()), 30);
+        let empty = Exposition::of(ClusterMetrics::new(statuses[1].clone(), Arc::default()));
+        assert!(empty.encode().unwrap().lines().any(|l| l == "mcp_health_cluster_owned_backends 0"));
+        // A removed backend is no longer counted.
+        mcp_health_engine::ProbeObserver::group_deleted(&*history, "g0", &[]);
+        assert_eq!(statuses.iter().map(owned).sum::<u64>(), 20);
+    }
+}

@@ -1,0 +1,183 @@
+//! Shared verdicts, both ways, for the engine's `ClusterSeam`: local verdict
+//! changes go out through the fenced `VerdictWriter` (one task, in order);
+//! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
+//! and are handed to the engine. Ownership answers come from the member view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::etcd::Etcd;
+use super::follow::{Change, follow};
+use super::keys::Keys;
+use super::status::ClusterStatus;
+use super::verdicts::{SharedVerdict, VerdictWriter};
+use crate::etcd_api::mvccpb::KeyValue;
+use mcp_health_engine::Engine;
+use mcp_health_engine::seam::{ClusterSeam, RemoteVerdict};
+use mcp_health_proto::v1::BackendHealth;
+
+/// A local verdict change on its way to etcd.
+struct Outgoing {
+    group: String,
+    backend: String,
+    progress: String,
+    health: BackendHealth,
+}
+
+/// The engine's view of the cluster.
+#[derive(Debug)]
+pub struct Seam {
+    status: ClusterStatus,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl std::fmt::Debug for ClusterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterStatus").finish_non_exhaustive()
+    }
+}
+
+impl ClusterSeam for Seam {
+    fn owns(&self, group: &str, backend: &str) -> bool {
+        self.status.with_view(|v| v.owns(group, backend))
+    }
+
+    fn verdict_changed(&self, group: &str, backend: &str, progress: &str, health: &BackendHealth) {
+        // Unbounded so the owner task never waits; verdicts change rarely.
+        let _ = self.outgoing.send(Outgoing {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+            progress: progress.to_owned(),
+            health: health.clone(),
+        });
+    }
+}
+
+/// The seam, and the receiving end `publish` drains.
+pub fn seam(status: ClusterStatus) -> (Arc<Seam>, Publisher) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(Seam { status, outgoing: tx }), Publisher { rx })
+}
+
+pub struct Publisher {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+}
+
+impl Publisher {
+    /// Writes local verdict changes, fenced, until `cancel`. A write etcd
+    /// cannot take now (degraded) is dropped: the next change is written,
+    /// and while degraded every replica probes for itself anyway.
+    pub async fn run(mut self, writer: VerdictWriter, cancel: CancellationToken) {
+        loop {
+            let next = tokio::select! {
+                () = cancel.cancelled() => return,
+                n = self.rx.recv() => n,
+            };
+            let Some(o) = next else { return };
+            if let Err(e) = writer.publish(&o.group, &o.backend, &o.progress, &o.health).await {
+                warn!(group = %o.group, backend = %o.backend, error = %e, "cannot share a verdict");
+            }
+        }
+    }
+}
+
+/// Feeds verdicts written by other replicas into `engine` until `cancel`.
+///
+/// After a spell degraded it feeds every shared verdict again: while
+/// degraded this replica probed every backend itself and its own verdicts
+/// replaced the shared ones, and an owner writes only when its verdict
+/// changes, so an unchanged shared verdict would never come back through the
+/// watch (found by the fault-schedule harness: a replica cut off from etcd
+/// and the fleet kept showing UNHEALTHY, after the heal, backends its peers
+/// showed HEALTHY). Each key is taken at increasing mod revisions only, so a
+/// change still queued from before the re-read never undoes it.
+pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engine: Engine, cancel: CancellationToken) {
+    let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
+    let mut view = status.subscribe();
+    let mut was_degraded = view.borrow_and_update().degraded.is_some();
+    let mut taken: HashMap<Vec<u8>, i64> = HashMap::new();
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                None => return,
+                Some(Change::Reset(kvs)) => {
+                    for kv in kvs {
+                        take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                    }
+                }
+                Some(Change::Put(kv)) => take_newer(&keys, &status, &engine, &mut taken, &kv, false).await,
+                // A group's verdicts go with the group; only forget the revision.
+                Some(Change::Delete(kv)) => {
+                    taken.remove(&kv.key);
+                }
+            },
+            changed = view.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let degraded = view.borrow_and_update().degraded.is_some();
+                if was_degraded && !degraded {
+                    match etcd.range_prefix(&keys.verdicts()).await {
+                        Ok((kvs, _)) => {
+                            for kv in kvs {
+                                take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                            }
+                        }
+                        Err(e) => {
+                            status.etcd_error();
+                            warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
+                        }
+                    }
+                }
+                was_degraded = degraded;
+            }
+        }
+    }
+}
+
+/// Takes `kv` if it is newer than what was taken for its key (or as new,
+/// with `again`: the re-read after a degraded spell).
+async fn take_newer(keys: &Keys, status: &ClusterStatus, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
+    let last = taken.get(&kv.key).copied().unwrap_or(0);
+    if kv.mod_revision < last || (kv.mod_revision == last && !again) {
+        return;
+    }
+    taken.insert(kv.key.clone(), kv.mod_revision);
+    take(keys, status, engine, kv).await;
+}
+
+/// Feeds the shared verdicts of one group into `engine` (a group that just
+/// arrived from another replica starts from them, not from UNKNOWN).
+pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, engine: &Engine, group: &str) {
+    match etcd.range_prefix(&keys.group_verdicts(group)).await {
+        Ok((kvs, _)) => {
+            for kv in kvs {
+                take(keys, status, engine, &kv).await;
+            }
+        }
+        Err(e) => {
+            status.etcd_error();
+            warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
+        }
+    }
+}
+
+async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValue) {
+    let key = String::from_utf8_lossy(&kv.key);
+    let Some((group, backend)) = keys.verdict_of(&key) else { return };
+    let Some(v) = SharedVerdict::decode(&kv.value) else {
+        return warn!(key = %key, "ignoring an undecodable shared verdict");
+    };
+    if status.with_view(|view| view.me.as_deref() == Some(v.writer.as_str())) {
+        return;
+    }
+    let verdict = RemoteVerdict {
+        progress: v.progress,
+        health: v.health,
+    };
+    let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), verdict).await;
+}

@@ -1,0 +1,165 @@
+//! The cluster's health as this replica sees it: joined or degraded (etcd
+//! unreachable or quorum lost: fail-static), the member view ownership is
+//! computed from, and the counters the metrics and `GetConfigStatus` report.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use super::ownership;
+
+/// What ownership is decided from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberView {
+    /// This replica's member id (its lease, in hex); None until it joined.
+    pub me: Option<String>,
+    /// The lease behind `me`.
+    pub lease: i64,
+    /// Every live member id, as the members watch last saw them.
+    pub members: BTreeSet<String>,
+    /// Member id -> name (advertised address), for `GetConfigStatus`.
+    pub names: std::collections::BTreeMap<String, String>,
+    /// Why the cluster is degraded; None when this replica holds its lease
+    /// and follows etcd. Degraded means fail-static: keep the last view,
+    /// probe every backend locally, refuse mutations.
+    pub degraded: Option<String>,
+}
+
+impl MemberView {
+    /// Whether this replica probes `group/backend`: its rendezvous owner, or
+    /// every backend while degraded or not joined yet.
+    pub fn owns(&self, group: &str, backend: &str) -> bool {
+        self.owner(group, backend).is_none_or(|o| Some(o) == self.me.as_deref())
+    }
+
+    /// The member id that probes `group/backend` now, or None while this
+    /// replica is not joined or degraded (then it probes everything itself).
+    pub fn owner(&self, group: &str, backend: &str) -> Option<&str> {
+        let me = self.me.as_ref()?;
+        if self.degraded.is_some() {
+            return None;
+        }
+        let key = ownership::backend_key(group, backend);
+        // Our own key may not have come back through the watch yet.
+        let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
+        ownership::owner(&key, members)
+    }
+}
+
+/// Counters for the metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub etcd_errors: AtomicU64,
+    pub lease_renewals: AtomicU64,
+    pub verdicts_published: AtomicU64,
+    pub verdicts_fenced: AtomicU64,
+    /// On-demand probes this replica asked another member (the owner) to make.
+    pub probes_forwarded: AtomicU64,
+    /// On-demand probes this replica made for another member and answered.
+    pub probes_answered: AtomicU64,
+}
+
+/// Shared by the membership task, the watchers, the store and the API.
+#[derive(Clone)]
+pub struct ClusterStatus {
+    view: Arc<watch::Sender<MemberView>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Default for ClusterStatus {
+    fn default() -> Self {
+        ClusterStatus {
+            view: Arc::new(watch::Sender::new(MemberView::default())),
+            counters: Arc::default(),
+        }
+    }
+}
+
+impl ClusterStatus {
+    pub fn view(&self) -> MemberView {
+        self.view.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<MemberView> {
+        self.view.subscribe()
+    }
+
+    /// Reads the view without copying it.
+    pub fn with_view<T>(&self, f: impl FnOnce(&MemberView) -> T) -> T {
+        f(&self.view.borrow())
+    }
+
+    pub fn degraded(&self) -> Option<String> {
+        self.view.borrow().degraded.clone()
+    }
+
+    /// Changes the view, waking subscribers only if it changed.
+    pub fn update(&self, change: impl FnOnce(&mut MemberView)) {
+        self.view.send_if_modified(|v| {
+            let before = v.clone();
+            change(v);
+            *v != before
+        });
+    }
+
+    /// The view as `GetConfigStatus` reports it.
+    pub fn info(&self, lease_ttl: std::time::Duration) -> mcp_health_proto::v1::ClusterInfo {
+        self.with_view(|v| mcp_health_proto::v1::ClusterInfo {
+            member: v.me.clone().unwrap_or_default(),
+            members: v
+                .members
+                .iter()
+                .map(|id| mcp_health_proto::v1::ClusterMember {
+                    id: id.clone(),
+                    name: v.names.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            degraded: v.degraded.is_some(),
+            degraded_reason: v.degraded.clone().unwrap_or_default(),
+            lease_ttl_seconds: lease_ttl.as_secs() as u32,
+        })
+    }
+
+    pub fn etcd_error(&self) {
+        self.counters.etcd_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(me: Option<&str>, members: &[&str], degraded: bool) -> MemberView {
+        MemberView {
+            me: me.map(str::to_owned),
+            lease: 1,
+            members: members.iter().map(|m| m.to_string()).collect(),
+            degraded: degraded.then(|| "quorum lost".to_owned()),
+            names: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ownership_table() {
+        let keys: Vec<(String, String)> = (0..60).map(|i| (format!("g{}", i % 4), format!("b{i}"))).collect();
+        let owned = |v: &MemberView| keys.iter().filter(|(g, b)| v.owns(g, b)).count();
+        // Not joined, or degraded: probe everything (fail-static).
+        assert_eq!(owned(&view(None, &["a", "b"], false)), 60);
+        assert_eq!(owned(&view(Some("a"), &["a", "b", "c"], true)), 60);
+        // Alone: everything; our key not yet watched back counts as present.
+        assert_eq!(owned(&view(Some("a"), &[], false)), 60);
+        assert_eq!(owned(&view(Some("a"), &["a"], false)), 60);
+        // Three members: each backend exactly once across them.
+        let members = ["a", "b", "c"];
+        for (g, b) in &keys {
+            let owners = members.iter().filter(|m| view(Some(m), &members, false).owns(g, b)).count();
+            assert_eq!(owners, 1, "{g}/{b}");
+        }
+        for m in members {
+            let n = owned(&view(Some(m), &members, false));
+            assert!((8..=32).contains(&n), "{m} owns {n} of 60");
+        }
+    }
+}

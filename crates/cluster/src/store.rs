@@ -1,0 +1,193 @@
+//! `Persist` over etcd: API groups under `{prefix}/groups/`. An apply is one
+//! transaction comparing the key's version with the generation the engine
+//! last saw (optimistic concurrency), so the generation *is* etcd's version
+//! of the key, and the engine acknowledges only after etcd committed. An
+//! update also compares the key's create revision with the incarnation the
+//! engine holds: versions start again at 1 when a group is deleted and
+//! applied again, so a replica whose view is from before the delete must not
+//! find "version 2" on the new incarnation and overwrite it. A delete
+//! compares both too, and also removes the group's shared verdicts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use tokio::runtime::Handle;
+
+use super::etcd::{Etcd, created_at, delete_op, delete_prefix_op, put_op, version_is};
+use super::keys::Keys;
+use super::status::ClusterStatus;
+use crate::etcd_api::mvccpb::KeyValue;
+use mcp_health_engine::store::{Persist, StoreError, StoredGroup};
+use mcp_health_proto::v1::GroupSpec;
+
+pub struct EtcdStore {
+    etcd: Etcd,
+    keys: Keys,
+    status: ClusterStatus,
+    runtime: Handle,
+    /// name -> etcd revision of this replica's own last write of it, so the
+    /// groups watch skips the echo of writes the engine already holds.
+    own_writes: Mutex<HashMap<String, i64>>,
+    /// name -> (create revision, version) of the incarnation the engine
+    /// holds (set when the engine took it: loaded, followed or written here).
+    incarnations: Mutex<HashMap<String, (i64, i64)>>,
+    /// Groups being removed from the engine because etcd deleted them
+    /// elsewhere: their `remove` must not delete again (it could hit a group
+    /// re-created meanwhile).
+    remote_deletes: Mutex<HashSet<String>>,
+}
+
+/// A poisoned lock still holds a plain map.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decodes a group key-value: the spec and its generation (the key's version).
+pub fn decode_group(keys: &Keys, kv: &KeyValue) -> Option<Result<StoredGroup, StoreError>> {
+    let key = String::from_utf8_lossy(&kv.key);
+    let name = keys.group_name(&key)?.to_owned();
+    Some(match GroupSpec::decode(kv.value.as_slice()) {
+        Ok(spec) if spec.name == name => Ok(StoredGroup {
+            spec,
+            generation: kv.version as u64,
+        }),
+        Ok(spec) => Err(StoreError::Decode {
+            name,
+            reason: format!("the stored spec is named {:?}", spec.name),
+        }),
+        Err(e) => Err(StoreError::Decode { name, reason: e.to_string() }),
+    })
+}
+
+impl EtcdStore {
+    /// Must be created inside the tokio runtime whose blocking pool runs `put`/`remove`.
+    pub fn new(etcd: Etcd, keys: Keys, status: ClusterStatus) -> Arc<EtcdStore> {
+        Arc::new(EtcdStore {
+            etcd,
+            keys,
+            status,
+            runtime: Handle::current(),
+            own_writes: Mutex::default(),
+            incarnations: Mutex::default(),
+            remote_deletes: Mutex::default(),
+        })
+    }
+
+    /// Every stored group, and the etcd revision they were read at.
+    pub async fn load(&self) -> Result<(Vec<StoredGroup>, i64), StoreError> {
+        let (kvs, revision) = self.etcd.range_prefix(&self.keys.groups()).await.map_err(|e| StoreError::Read(e.into()))?;
+        let groups = kvs.iter().filter_map(|kv| decode_group(&self.keys, kv)).collect::<Result<Vec<_>, _>>()?;
+        for kv in &kvs {
+            if let Some(name) = self.keys.group_name(&String::from_utf8_lossy(&kv.key)) {
+                self.took(name, kv.create_revision, kv.version);
+            }
+        }
+        Ok((groups, revision))
+    }
+
+    /// The engine now holds `name` as created at `create_revision`, at `version`.
+    pub fn took(&self, name: &str, create_revision: i64, version: i64) {
+        lock(&self.incarnations).insert(name.to_owned(), (create_revision, version));
+    }
+
+    /// The engine no longer holds `name`.
+    pub fn forgot(&self, name: &str) {
+        lock(&self.incarnations).remove(name);
+    }
+
+    /// Whether a watched change of `name` at `revision` is this replica's own write.
+    pub fn is_own_write(&self, name: &str, revision: i64) -> bool {
+        lock(&self.own_writes).get(name).is_some_and(|r| revision <= *r)
+    }
+
+    /// Marks `name` as deleted elsewhere while the engine forgets it.
+    pub fn begin_remote_delete(&self, name: &str) {
+        lock(&self.remote_deletes).insert(name.to_owned());
+    }
+
+    pub fn end_remote_delete(&self, name: &str) {
+        lock(&self.remote_deletes).remove(name);
+    }
+
+    fn refuse_if_degraded(&self) -> Result<(), StoreError> {
+        match self.status.degraded() {
+            Some(why) => Err(StoreError::Degraded(why)),
+            None => Ok(()),
+        }
+    }
+
+    async fn put_async(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+        self.refuse_if_degraded()?;
+        let key = self.keys.group(&spec.name);
+        let mut compare = vec![version_is(&key, generation as i64 - 1)];
+        let incarnation = lock(&self.incarnations).get(&spec.name).map(|(created, _)| *created);
+        if generation > 1
+            && let Some(created) = incarnation
+        {
+            compare.push(created_at(&key, created));
+        }
+        let req = crate::etcd_api::etcdserverpb::TxnRequest {
+            compare,
+            success: vec![put_op(&key, spec.encode_to_vec(), 0)],
+            failure: vec![],
+        };
+        let resp = self.etcd.txn(req).await.map_err(|e| {
+            self.status.etcd_error();
+            StoreError::Write(e.into())
+        })?;
+        if !resp.succeeded {
+            return Err(StoreError::Conflict {
+                group: spec.name.clone(),
+                expected: generation - 1,
+            });
+        }
+        let revision = resp.header.map_or(0, |h| h.revision);
+        lock(&self.own_writes).insert(spec.name.clone(), revision);
+        self.took(&spec.name, incarnation.filter(|_| generation > 1).unwrap_or(revision), generation as i64);
+        Ok(())
+    }
+
+    async fn remove_async(&self, name: &str) -> Result<(), StoreError> {
+        if lock(&self.remote_deletes).contains(name) {
+            return Ok(());
+        }
+        self.refuse_if_degraded()?;
+        let key = self.keys.group(name);
+        // Like an update: only the incarnation and version the engine holds,
+        // so a delete from a stale view (a replica paused mid-request) never
+        // removes applies it did not see.
+        let held = lock(&self.incarnations).get(name).copied();
+        let compare = held.map_or_else(Vec::new, |(created, version)| vec![created_at(&key, created), version_is(&key, version)]);
+        let req = crate::etcd_api::etcdserverpb::TxnRequest {
+            compare,
+            success: vec![delete_op(&key), delete_prefix_op(&self.keys.group_verdicts(name))],
+            failure: vec![],
+        };
+        let resp = self.etcd.txn(req).await.map_err(|e| {
+            self.status.etcd_error();
+            StoreError::Write(e.into())
+        })?;
+        if !resp.succeeded {
+            return Err(StoreError::Conflict {
+                group: name.to_owned(),
+                expected: held.map_or(0, |(_, v)| v as u64),
+            });
+        }
+        let revision = resp.header.map_or(0, |h| h.revision);
+        lock(&self.own_writes).insert(name.to_owned(), revision);
+        self.forgot(name);
+        Ok(())
+    }
+}
+
+impl Persist for EtcdStore {
+    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+        // Runs on the blocking pool (the owner's `persist`), so blocking here is allowed.
+        self.runtime.block_on(self.put_async(spec, generation))
+    }
+
+    fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.runtime.block_on(self.remove_async(name))
+    }
+}

@@ -1,0 +1,14 @@
+//! The pure core: backend verdicts, the group phase, spec validation and
+//! durations as plain functions over values. Nothing here does I/O, reads a
+//! clock or spawns a task, and the crate depends on no runtime (no tokio,
+//! tonic or reqwest): the compiler keeps it that way.
+
+pub mod errors;
+pub mod outcome;
+pub mod phase;
+pub mod spec;
+pub mod ssrf;
+pub mod verdict;
+
+#[cfg(test)]
+mod tests;

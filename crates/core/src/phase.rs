@@ -1,0 +1,123 @@
+//! The one place a group's routable phase, its summary counts and its human
+//! message are computed. The gRPC API, grpc.health.v1, logs and metrics all
+//! derive from `group_verdict`.
+
+use crate::verdict::is_routable;
+use mcp_health_proto::v1::{AuthMode, BackendStatus, GroupPhase, Summary};
+
+/// What every reader of a group sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupVerdict {
+    pub phase: GroupPhase,
+    pub summary: Summary,
+    pub message: String,
+}
+
+/// One backend as the phase sees it: its observed status, its auth mode
+/// (which decides whether UNAUTHENTICATED is routable) and whether the
+/// operator drains it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendView {
+    pub status: BackendStatus,
+    pub auth: AuthMode,
+    pub draining: bool,
+}
+
+impl BackendView {
+    /// Whether traffic may go to the backend: its verdict is routable
+    /// ([`is_routable`]) and the operator does not drain it. Every reader's
+    /// `routable` (the API, grpc.health through the phase, metrics, xDS) is this.
+    pub fn routable(&self) -> bool {
+        !self.draining && is_routable(self.status, self.auth)
+    }
+}
+
+/// Computes the group phase from its backends. A backend not probed yet
+/// (UNKNOWN) is neutral: it neither makes a group FAILED nor takes it out of
+/// READY, so an apply or a reload never shows a failure that never was.
+///
+/// - FAILED when the group has no backends, or none is routable and every
+///   backend has a verdict. A drained backend is not routable, whatever its status.
+/// - PENDING while no backend is routable and some have no verdict yet.
+/// - READY when some backend is routable, every backend with a verdict is
+///   routable, and none is DEGRADED.
+/// - DEGRADED otherwise.
+pub fn group_verdict(backends: impl IntoIterator<Item = BackendView>) -> GroupVerdict {
+    let summary = summarize(backends);
+    // UNKNOWN is never routable (`is_routable`), so `routable` counts judged backends only.
+    let judged = summary.total - summary.unknown;
+    let phase = if summary.total == 0 {
+        GroupPhase::Failed
+    } else if summary.routable == 0 {
+        if summary.unknown > 0 { GroupPhase::Pending } else { GroupPhase::Failed }
+    } else if summary.routable == judged && summary.degraded == 0 {
+        GroupPhase::Ready
+    } else {
+        GroupPhase::Degraded
+    };
+    let message = describe(phase, &summary);
+    GroupVerdict { phase, summary, message }
+}
+
+fn summarize(backends: impl IntoIterator<Item = BackendView>) -> Summary {
+    let mut s = Summary::default();
+    for b in backends {
+        s.total += 1;
+        s.routable += u32::from(b.routable());
+        s.draining += u32::from(b.draining);
+        match b.status {
+            BackendStatus::Healthy => s.healthy += 1,
+            BackendStatus::Degraded => s.degraded += 1,
+            BackendStatus::Unhealthy => s.unhealthy += 1,
+            BackendStatus::Unauthenticated => s.unauthenticated += 1,
+            BackendStatus::Unknown | BackendStatus::Unspecified => s.unknown += 1,
+        }
+    }
+    s
+}
+
+/// "1 backend" / "2 backends".
+fn backends(n: u32) -> String {
+    if n == 1 { "1 backend".to_owned() } else { format!("{n} backends") }
+}
+
+fn describe(phase: GroupPhase, s: &Summary) -> String {
+    if s.total == 0 {
+        return "the group has no backends".to_owned();
+    }
+    let mut message = if phase == GroupPhase::Pending {
+        if s.unknown == s.total {
+            return format!("waiting for the first verdict on {}", backends(s.total));
+        }
+        format!("waiting for the first verdict on {} of {}", s.unknown, backends(s.total))
+    } else if s.routable == s.total {
+        if s.total == 1 {
+            "the backend is routable".to_owned()
+        } else {
+            format!("all {} routable", backends(s.total))
+        }
+    } else {
+        format!("{} of {} routable", s.routable, backends(s.total))
+    };
+    let verb = |n: u32, one: &str, many: &str| format!("{} {}", backends(n), if n == 1 { one } else { many });
+    let details: Vec<String> = [
+        (s.unauthenticated, verb(s.unauthenticated, "requires authentication", "require authentication")),
+        (s.degraded, verb(s.degraded, "is degraded", "are degraded")),
+        (s.unhealthy, verb(s.unhealthy, "is unhealthy", "are unhealthy")),
+        // A PENDING message already names the backends without a verdict.
+        (
+            if phase == GroupPhase::Pending { 0 } else { s.unknown },
+            verb(s.unknown, "is not probed yet", "are not probed yet"),
+        ),
+        (s.draining, verb(s.draining, "is draining", "are draining")),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(_, text)| text)
+    .collect();
+    if !details.is_empty() {
+        message.push_str("; ");
+        message.push_str(&details.join(", "));
+    }
+    message
+}

@@ -1,0 +1,582 @@
+//! Validation of a `GroupSpec`: names, URLs, transports, auth and TLS settings,
+//! revision pins, policies and size limits. Every offending field is reported.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+use super::{FieldViolation, Policy, Violations, join, policy};
+use mcp_health_proto::v1::{AuthMode, AuthSpec, BackendSpec, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
+
+/// MCP protocol revisions a backend can be pinned to.
+pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+/// What validation accepts: configurable size limits, and whether backend
+/// URLs may point at link-local and cloud-metadata addresses.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_backends_per_group: usize,
+    pub max_groups: usize,
+    /// Off by default: a URL whose host is such an address is a field
+    /// violation, and a hostname resolving only to such addresses is refused
+    /// at connect time (`probe::ssrf`).
+    pub allow_link_local_backends: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_backends_per_group: 1000,
+            max_groups: 1000,
+            allow_link_local_backends: false,
+        }
+    }
+}
+
+/// A backend whose spec passed validation, with its effective policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidBackend {
+    pub spec: BackendSpec,
+    pub url: Url,
+    pub transport: Transport,
+    pub auth_mode: AuthMode,
+    pub depth: ProbeDepth,
+    pub pinned_revision: Option<String>,
+    pub policy: Policy,
+}
+
+/// A group whose spec passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidGroup {
+    pub spec: GroupSpec,
+    pub backends: Vec<ValidBackend>,
+}
+
+/// Whether `name` is a DNS-1123 label of at most 63 characters.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn check_name(name: &str, field: String, v: &mut Violations) {
+    if !is_dns_label(name) {
+        v.add(
+            field,
+            "must be a DNS-1123 label: 1 to 63 lowercase letters, digits or '-', starting and ending with a letter or digit",
+        );
+    }
+}
+
+/// Validates a group. `prefix` names the spec in error paths (`spec` for an
+/// ApplyGroup request, `groups[2]` for the config file).
+pub fn validate_group(spec: &GroupSpec, prefix: &str, limits: &Limits) -> Result<ValidGroup, Vec<FieldViolation>> {
+    let mut v = Violations::default();
+    check_name(&spec.name, join(prefix, "name"), &mut v);
+    if spec.backends.len() > limits.max_backends_per_group {
+        v.add(
+            join(prefix, "backends"),
+            format!("has {} backends; the limit is {}", spec.backends.len(), limits.max_backends_per_group),
+        );
+    }
+    let group_policy = policy::group(spec.policy.as_ref(), &join(prefix, "policy"), &mut v);
+    let mut seen = HashSet::new();
+    let mut backends = Vec::with_capacity(spec.backends.len());
+    for (i, b) in spec.backends.iter().enumerate() {
+        let path = join(prefix, &format!("backends[{i}]"));
+        if !seen.insert(b.name.as_str()) {
+            v.add(join(&path, "name"), format!("duplicate backend name {:?}", b.name));
+        }
+        let policy = policy::resolve(group_policy, b.policy.as_ref(), &join(&path, "policy"), &mut v);
+        if let Some(backend) = validate_backend(b, &path, policy, limits.allow_link_local_backends, &mut v) {
+            backends.push(backend);
+        }
+    }
+    if v.0.is_empty() {
+        Ok(ValidGroup { spec: spec.clone(), backends })
+    } else {
+        Err(v.0)
+    }
+}
+
+fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_local: bool, v: &mut Violations) -> Option<ValidBackend> {
+    let before = v.0.len();
+    check_name(&b.name, join(path, "name"), v);
+    let url = match parse_url(&b.url) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            v.add(join(path, "url"), "scheme must be http or https");
+            None
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            v.add(join(path, "url"), "must have a host");
+            None
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            v.add(join(path, "url"), "must not embed credentials; use auth instead");
+            None
+        }
+        Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => {
+            v.add(join(path, "url"), forbidden_message(&u));
+            None
+        }
+        Ok(u) => Some(u),
+        Err(why) => {
+            v.add(join(path, "url"), why);
+            None
+        }
+    };
+    let transport = match Transport::try_from(b.transport) {
+        Ok(Transport::Unspecified) => Transport::StreamableHttp,
+        Ok(t) => t,
+        Err(_) => {
+            v.add(join(path, "transport"), "unknown transport");
+            Transport::StreamableHttp
+        }
+    };
+    let depth = match ProbeDepth::try_from(b.depth) {
+        Ok(ProbeDepth::Unspecified) => ProbeDepth::Handshake,
+        Ok(d) => d,
+        Err(_) => {
+            v.add(join(path, "depth"), "unknown probe depth");
+            ProbeDepth::Handshake
+        }
+    };
+    let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), allow_link_local, v);
+    if let Some(tls) = &b.tls {
+        validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
+    }
+    let pinned_revision = (!b.protocol_version.is_empty()).then(|| b.protocol_version.clone());
+    if let Some(rev) = &pinned_revision {
+        let field = join(path, "protocolVersion");
+        if !KNOWN_REVISIONS.contains(&rev.as_str()) {
+            v.add(field, format!("unknown MCP protocol revision; known: {}", KNOWN_REVISIONS.join(", ")));
+        } else if (rev == "2024-11-05") != (transport == Transport::Sse) {
+            v.add(field, "revision 2024-11-05 goes with transport TRANSPORT_SSE, and only it");
+        }
+    }
+    (v.0.len() == before).then(|| ValidBackend {
+        spec: b.clone(),
+        url: url.expect("checked: no violation means the url parsed"),
+        transport,
+        auth_mode,
+        depth,
+        pinned_revision,
+        policy,
+    })
+}
+
+/// The literal IP host of a URL when probes must not connect to it
+/// (link-local, cloud metadata, unspecified). Hostnames are checked when they
+/// resolve, by the probes' resolver (`probe::dns`, through `probe::ssrf::guard`).
+fn forbidden_host(u: &Url) -> Option<std::net::IpAddr> {
+    let ip = match u.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    crate::ssrf::is_forbidden(ip).then_some(ip)
+}
+
+/// The URL as an error quotes it: its query (which may carry a key) elided.
+fn quoted_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{:?}", format!("{base}?…")),
+        None => format!("{url:?}"),
+    }
+}
+
+/// Parses a backend URL; the error quotes it and says what is wrong. A space
+/// or control character inside is named as such: the url crate would drop a
+/// tab silently, and calls `http://host:1 /mcp` an "invalid port number".
+/// Only ASCII white space may surround it, which the url crate trims too
+/// (other white space there would be percent-encoded into the path, or make
+/// the URL relative).
+fn parse_url(url: &str) -> Result<Url, String> {
+    let trimmed = url.trim_matches(|c: char| c.is_ascii_whitespace());
+    if let Some((at, c)) = trimmed.char_indices().find(|(_, c)| c.is_whitespace() || c.is_control()) {
+        let what = match c {
+            ' ' => "a space".to_owned(),
+            '\t' => "a tab".to_owned(),
+            c => format!("the character {c:?}"),
+        };
+        return Err(format!(
+            "{} is not a valid URL: it contains {what} at character {}; percent-encode it (a space is %20)",
+            quoted_url(url),
+            trimmed[..at].chars().count() + 1
+        ));
+    }
+    Url::parse(url).map_err(|e| format!("{} is not a valid URL: {e}", quoted_url(url)))
+}
+
+fn forbidden_message(u: &Url) -> String {
+    let ip = forbidden_host(u).map(|ip| ip.to_string()).unwrap_or_default();
+    format!("host {ip} is a link-local, cloud-metadata or unspecified address; the daemon accepts it only with --allow-link-local-backends")
+}
+
+/// Whether a client secret may be sent to `url`: https (the token client
+/// verifies the certificate), or http to a loopback host (127.0.0.0/8, ::1,
+/// localhost), which never leaves the machine.
+pub fn secret_may_travel_to(url: &Url) -> bool {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return false,
+    };
+    match url.scheme() {
+        "https" => url.host_str().is_some_and(|h| !h.is_empty()),
+        "http" => loopback,
+        _ => false,
+    }
+}
+
+fn check_secret(source: Option<&mcp_health_proto::v1::SecretSource>, field: String, v: &mut Violations) {
+    match source.and_then(|s| s.source.as_ref()) {
+        Some(secret_source::Source::Env(name)) if !name.is_empty() => {}
+        Some(secret_source::Source::File(path)) if !path.is_empty() => {}
+        _ => v.add(field, "must name an environment variable (env) or a file (file)"),
+    }
+}
+
+fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v: &mut Violations) -> AuthMode {
+    let Some(auth) = auth else { return AuthMode::None };
+    let mode = match AuthMode::try_from(auth.mode) {
+        Ok(AuthMode::Unspecified) => AuthMode::None,
+        Ok(m) => m,
+        Err(_) => {
+            v.add(join(path, "mode"), "unknown auth mode");
+            return AuthMode::None;
+        }
+    };
+    match mode {
+        AuthMode::StaticHeader => match &auth.static_header {
+            None => v.add(join(path, "staticHeader"), "is required when mode is AUTH_MODE_STATIC_HEADER"),
+            Some(h) => {
+                let field = join(path, "staticHeader");
+                if http::HeaderName::from_bytes(h.header.as_bytes()).is_err() {
+                    v.add(join(&field, "header"), "must be a valid HTTP header name");
+                }
+                if http::HeaderValue::from_str(&h.value_prefix).is_err() {
+                    v.add(join(&field, "valuePrefix"), "must be a valid HTTP header value");
+                }
+                check_secret(h.value.as_ref(), join(&field, "value"), v);
+            }
+        },
+        AuthMode::Oauth2ClientCredentials => match &auth.oauth2_client_credentials {
+            None => v.add(
+                join(path, "oauth2ClientCredentials"),
+                "is required when mode is AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS",
+            ),
+            Some(o) => {
+                let field = join(path, "oauth2ClientCredentials");
+                match Url::parse(&o.token_url) {
+                    Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
+                    Ok(u) if u.scheme() == "http" && u.host_str().is_some() && !secret_may_travel_to(&u) => v.add(
+                        join(&field, "tokenUrl"),
+                        "must be an https URL: the client secret travels only over verified TLS (http is accepted only for a loopback host)",
+                    ),
+                    Ok(u) if secret_may_travel_to(&u) => {}
+                    _ => v.add(join(&field, "tokenUrl"), "must be an https URL with a host"),
+                }
+                check_secret(o.client_id.as_ref(), join(&field, "clientId"), v);
+                check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v);
+            }
+        },
+        AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => {}
+    }
+    mode
+}
+
+fn validate_tls(tls: &TlsSpec, url: Option<&Url>, path: &str, v: &mut Violations) {
+    let configured = *tls != TlsSpec::default();
+    if configured && url.is_some_and(|u| u.scheme() == "http") {
+        v.add(path.to_owned(), "is set, but the url is plain http");
+    }
+    if tls.client_cert_file.is_empty() != tls.client_key_file.is_empty() {
+        v.add(join(path, "clientKeyFile"), "clientCertFile and clientKeyFile go together");
+    }
+    if tls.dangerous_skip_verification && !tls.ca_file.is_empty() {
+        v.add(join(path, "dangerousSkipVerification"), "contradicts caFile");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_health_proto::v1::ProbePolicy;
+
+    fn dur(seconds: i64) -> Option<pbjson_types::Duration> {
+        Some(pbjson_types::Duration { seconds, nanos: 0 })
+    }
+
+    fn spec(policy: Option<ProbePolicy>, backends: usize) -> GroupSpec {
+        GroupSpec {
+            name: "g".into(),
+            policy,
+            backends: (0..backends)
+                .map(|i| BackendSpec {
+                    name: format!("b{i}"),
+                    url: format!("http://127.0.0.1:{}/mcp", 1000 + i),
+                    ..BackendSpec::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn url_errors_quote_the_url_and_name_a_space_as_such() {
+        // (url, the error's description; None: valid)
+        let cases: [(&str, Option<&str>); 8] = [
+            ("http://127.0.0.1:1/mcp", None),
+            (" http://127.0.0.1:1/mcp\r\n", None),
+            // Found by fuzz/fuzz_targets/backend_url.rs: only ASCII white space is
+            // trimmed (the url crate trims it too); other white space at the ends
+            // is named, not percent-encoded into the path or taken for a relative URL.
+            (
+                "http://host/mcp\u{85}",
+                Some("\"http://host/mcp\\u{85}\" is not a valid URL: it contains the character '\\u{85}' at character 16; percent-encode it (a space is %20)"),
+            ),
+            (
+                "\u{a0}http://host/mcp",
+                Some("\"\\u{a0}http://host/mcp\" is not a valid URL: it contains the character '\\u{a0}' at character 1; percent-encode it (a space is %20)"),
+            ),
+            (
+                "http://host:1 /mcp",
+                Some("\"http://host:1 /mcp\" is not a valid URL: it contains a space at character 14; percent-encode it (a space is %20)"),
+            ),
+            (
+                "http://host/m\tcp",
+                Some("\"http://host/m\\tcp\" is not a valid URL: it contains a tab at character 14; percent-encode it (a space is %20)"),
+            ),
+            (
+                "http://host:99999/mcp",
+                Some("\"http://host:99999/mcp\" is not a valid URL: invalid port number"),
+            ),
+            (
+                "http://host:x/mcp?key=s3cret",
+                Some("\"http://host:x/mcp?…\" is not a valid URL: invalid port number"),
+            ),
+        ];
+        for (url, want) in cases {
+            let mut spec = spec(None, 1);
+            spec.backends[0].url = url.into();
+            let got = validate_group(&spec, "spec", &Limits::default()).err().map(|v| v[0].description.clone());
+            assert_eq!(got.as_deref(), want, "{url}");
+        }
+    }
+
+    /// The fields a validation reports, in order.
+    fn fields(spec: &GroupSpec) -> Vec<String> {
+        match validate_group(spec, "spec", &Limits::default()) {
+            Ok(_) => Vec::new(),
+            Err(v) => v.into_iter().map(|fv| fv.field).collect(),
+        }
+    }
+
+    #[test]
+    fn the_group_policy_is_checked_once_on_its_own() {
+        let bad_timing = ProbePolicy {
+            interval: dur(5),
+            timeout: dur(10),
+            ..ProbePolicy::default()
+        };
+        let bad_threshold = ProbePolicy {
+            unhealthy_threshold: Some(0),
+            jitter_percent: Some(99),
+            ..ProbePolicy::default()
+        };
+        // (group policy, backends, expected fields)
+        let cases: [(Option<ProbePolicy>, usize, &[&str]); 6] = [
+            (None, 0, &[]),
+            (None, 2, &[]),
+            (Some(bad_timing), 0, &["spec.policy.timeout"]),
+            (Some(bad_timing), 3, &["spec.policy.timeout"]),
+            (Some(bad_threshold), 0, &["spec.policy.unhealthyThreshold", "spec.policy.jitterPercent"]),
+            (Some(bad_threshold), 2, &["spec.policy.unhealthyThreshold", "spec.policy.jitterPercent"]),
+        ];
+        for (policy, backends, want) in cases {
+            assert_eq!(fields(&spec(policy, backends)), want, "policy {policy:?} with {backends} backends");
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_hold_is_a_checked_duration_with_a_default() {
+        let hold = |d: Option<pbjson_types::Duration>| ProbePolicy {
+            rate_limit_hold: d,
+            ..ProbePolicy::default()
+        };
+        // (rateLimitHold, accepted)
+        let cases = [
+            (None, true),
+            (dur(0), true),
+            (dur(30), true),
+            (dur(24 * 3600), true),
+            (dur(24 * 3600 + 1), false),
+            (dur(-1), false),
+        ];
+        for (value, accepted) in cases {
+            let want: &[&str] = if accepted { &[] } else { &["spec.policy.rateLimitHold"] };
+            assert_eq!(fields(&spec(Some(hold(value)), 1)), want, "{value:?}");
+        }
+        let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).unwrap();
+        assert_eq!(valid.backends[0].policy.rate_limit_hold, crate::spec::policy::DEFAULT_RATE_LIMIT_HOLD);
+        // A backend's own hold overrides the group's.
+        let mut s = spec(Some(hold(dur(60))), 2);
+        s.backends[1].policy = Some(hold(dur(7)));
+        let valid = validate_group(&s, "spec", &Limits::default()).unwrap();
+        let holds: Vec<u64> = valid.backends.iter().map(|b| b.policy.rate_limit_hold.as_secs()).collect();
+        assert_eq!(holds, [60, 7]);
+    }
+
+    #[test]
+    fn the_edge_interval_is_at_most_the_interval_with_a_default_from_it() {
+        let ms = |n: i64| {
+            Some(pbjson_types::Duration {
+                seconds: n / 1000,
+                nanos: (n % 1000) as i32 * 1_000_000,
+            })
+        };
+        let policy = |interval: Option<i64>, timeout: Option<i64>, edge: Option<i64>| {
+            Some(ProbePolicy {
+                interval: interval.and_then(ms),
+                timeout: timeout.and_then(ms),
+                edge_interval: edge.and_then(ms),
+                ..ProbePolicy::default()
+            })
+        };
+        type Case = (&'static str, Option<ProbePolicy>, Option<ProbePolicy>, &'static [&'static str], u64);
+        // (what, group policy, backend b0's policy, violations, b0's edge interval in ms)
+        let cases: Vec<Case> = vec![
+            ("default: a fifth of the default 10 s", None, None, &[], 2_000),
+            ("default: a fifth of the interval", policy(Some(30_000), None, None), None, &[], 6_000),
+            ("default: at least 250 ms", policy(Some(1_000), Some(500), None), None, &[], 250),
+            ("default: never more than the interval", policy(Some(200), Some(100), None), None, &[], 200),
+            ("set", policy(None, None, Some(500)), None, &[], 500),
+            ("equal to the interval", policy(Some(1_000), Some(500), Some(1_000)), None, &[], 1_000),
+            (
+                "the backend's own default from its own interval",
+                None,
+                policy(Some(5_000), Some(1_000), None),
+                &[],
+                1_000,
+            ),
+            (
+                "the backend's over the group's",
+                policy(None, None, Some(500)),
+                policy(None, None, Some(700)),
+                &[],
+                700,
+            ),
+            (
+                "the group's kept under the backend's interval",
+                policy(None, None, Some(500)),
+                policy(Some(5_000), Some(1_000), None),
+                &[],
+                500,
+            ),
+            (
+                "longer than the interval",
+                policy(None, None, Some(10_001)),
+                None,
+                &["spec.policy.edgeInterval"],
+                0,
+            ),
+            ("below 100 ms", policy(None, None, Some(99)), None, &["spec.policy.edgeInterval"], 0),
+            ("zero", policy(None, None, Some(0)), None, &["spec.policy.edgeInterval"], 0),
+            ("negative", policy(None, None, Some(-1_000)), None, &["spec.policy.edgeInterval"], 0),
+            (
+                "the group's edge over the backend's shorter interval: named at the backend",
+                policy(None, None, Some(3_000)),
+                policy(Some(2_000), Some(1_000), None),
+                &["spec.backends[0].policy.edgeInterval"],
+                0,
+            ),
+            (
+                "the backend's edge over the group's interval",
+                policy(Some(2_000), Some(1_000), None),
+                policy(None, None, Some(3_000)),
+                &["spec.backends[0].policy.edgeInterval"],
+                0,
+            ),
+        ];
+        for (what, group, backend, want, want_edge) in cases {
+            let mut s = spec(group, 2);
+            s.backends[0].policy = backend;
+            assert_eq!(fields(&s), want, "{what}");
+            if want.is_empty() {
+                let valid = validate_group(&s, "spec", &Limits::default()).unwrap();
+                assert_eq!(valid.backends[0].policy.edge_interval(), std::time::Duration::from_millis(want_edge), "{what}");
+                assert!(valid.backends[1].policy.edge_interval() <= valid.backends[1].policy.interval, "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_secret_goes_only_to_https_or_loopback_token_urls() {
+        let field = "spec.backends[0].auth.oauth2ClientCredentials.tokenUrl";
+        // (token URL, accepted)
+        let cases = [
+            ("https://auth.example.com/token", true),
+            ("https://10.1.2.3:8443/token", true),
+            ("http://127.0.0.1:8080/token", true),
+            ("http://127.8.9.10/token", true),
+            ("http://[::1]:9000/token", true),
+            ("http://localhost/token", true),
+            ("http://LOCALHOST:1/token", true),
+            ("http://auth.example.com/token", false),
+            ("http://10.1.2.3/token", false),
+            ("http://localhost.example.com/token", false),
+            ("http://[::2]/token", false),
+            ("ftp://127.0.0.1/token", false),
+            ("not a url", false),
+        ];
+        for (url, accepted) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].auth = Some(AuthSpec {
+                mode: AuthMode::Oauth2ClientCredentials as i32,
+                oauth2_client_credentials: Some(mcp_health_proto::v1::OAuth2ClientCredentials {
+                    token_url: url.into(),
+                    client_id: Some(mcp_health_proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("ID".into())),
+                    }),
+                    client_secret: Some(mcp_health_proto::v1::SecretSource {
+                        source: Some(secret_source::Source::Env("SECRET".into())),
+                    }),
+                    ..Default::default()
+                }),
+                ..AuthSpec::default()
+            });
+            let want: &[&str] = if accepted { &[] } else { &[field] };
+            assert_eq!(fields(&s), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_backend_policy_is_checked_at_the_backend() {
+        let mut s = spec(
+            Some(ProbePolicy {
+                interval: dur(30),
+                ..ProbePolicy::default()
+            }),
+            2,
+        );
+        // Valid over the group's 30 s interval, invalid over its own 5 s one.
+        s.backends[1].policy = Some(ProbePolicy {
+            interval: dur(5),
+            timeout: dur(6),
+            ..ProbePolicy::default()
+        });
+        assert_eq!(fields(&s), ["spec.backends[1].policy.timeout"]);
+        // A backend that sets no timing inherits the group's, reported once for the group.
+        s.policy = Some(ProbePolicy {
+            interval: dur(5),
+            timeout: dur(6),
+            ..ProbePolicy::default()
+        });
+        s.backends[1].policy = None;
+        assert_eq!(fields(&s), ["spec.policy.timeout"]);
+    }
+}

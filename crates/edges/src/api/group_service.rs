@@ -1,0 +1,325 @@
+//! `mcphealth.v1.GroupHealthService`: reads and watches from the engine, and
+//! (behind the admin guard) applies, deletes and probes on demand.
+
+use std::pin::Pin;
+
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::auth::AdminGuard;
+use super::limits::{WatchPermit, WatchStreams};
+use super::status::{invalid, probe_status, to_status};
+use crate::rpc::v1::group_health_service_server::GroupHealthService;
+use mcp_health_core::spec::validate_group;
+use mcp_health_engine::{Engine, EngineError, EventKind, Origin, Subscription};
+use mcp_health_proto::v1::*;
+
+pub struct GroupService {
+    engine: Engine,
+    shutdown: CancellationToken,
+    config_status: mcp_health_engine::config::ConfigStatusHandle,
+    admin: AdminGuard,
+    watch_streams: WatchStreams,
+    /// Cluster mode: the view `GetConfigStatus` reports, and the lease TTL.
+    cluster: Option<(mcp_health_cluster::status::ClusterStatus, std::time::Duration)>,
+    /// Cluster mode: `ProbeBackend` is made by the backend's owner.
+    probes: Option<mcp_health_cluster::probes::ProbeRouter>,
+}
+
+impl GroupService {
+    /// A service with mutations open and no cap on watch streams.
+    pub fn new(engine: Engine, shutdown: CancellationToken, config_status: mcp_health_engine::config::ConfigStatusHandle) -> Self {
+        GroupService {
+            engine,
+            shutdown,
+            config_status,
+            admin: AdminGuard::default(),
+            watch_streams: WatchStreams::default(),
+            cluster: None,
+            probes: None,
+        }
+    }
+
+    /// Cluster mode: `GetConfigStatus` reports the cluster view.
+    pub fn with_cluster(mut self, cluster: Option<(mcp_health_cluster::status::ClusterStatus, std::time::Duration)>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Cluster mode: `ProbeBackend` on a backend another member owns is
+    /// carried out by that owner.
+    pub fn with_probe_router(mut self, probes: Option<mcp_health_cluster::probes::ProbeRouter>) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    /// Who may call ApplyGroup, DeleteGroup and ProbeBackend.
+    pub fn with_admin_guard(mut self, admin: AdminGuard) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// The cap on concurrent watch streams, shared with grpc.health Watch.
+    pub fn with_watch_streams(mut self, watch_streams: WatchStreams) -> Self {
+        self.watch_streams = watch_streams;
+        self
+    }
+}
+
+impl GroupService {
+    /// Cluster mode: a degraded replica refuses every mutation, also one its
+    /// view calls unchanged (that view may be stale), as its store refuses
+    /// every write.
+    fn refuse_if_degraded(&self) -> Result<(), Status> {
+        match self.cluster.as_ref().and_then(|(c, _)| c.degraded()) {
+            Some(why) => Err(to_status(EngineError::Store(mcp_health_engine::store::StoreError::Degraded(why)))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn group_arg(group: &str) -> Result<String, Status> {
+    if group.is_empty() {
+        return Err(invalid(&[mcp_health_core::spec::FieldViolation {
+            field: "group".into(),
+            description: "is required".into(),
+        }]));
+    }
+    Ok(group.to_owned())
+}
+
+fn backend_arg(backend: &str) -> Result<(), Status> {
+    if backend.is_empty() {
+        return Err(invalid(&[mcp_health_core::spec::FieldViolation {
+            field: "backend".into(),
+            description: "is required".into(),
+        }]));
+    }
+    Ok(())
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchGroupHealthResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GroupHealthService for GroupService {
+    async fn list_groups(&self, _: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
+        let groups = self.engine.list().await.map_err(to_status)?;
+        Ok(Response::new(ListGroupsResponse { groups }))
+    }
+
+    async fn get_group_health(&self, req: Request<GetGroupHealthRequest>) -> Result<Response<GetGroupHealthResponse>, Status> {
+        let group = group_arg(&req.into_inner().group)?;
+        let health = self.engine.get(group).await.map_err(to_status)?;
+        Ok(Response::new(GetGroupHealthResponse {
+            health: Some((*health).clone()),
+        }))
+    }
+
+    type WatchGroupHealthStream = WatchStream;
+
+    async fn watch_group_health(&self, req: Request<WatchGroupHealthRequest>) -> Result<Response<WatchStream>, Status> {
+        let permit = self.watch_streams.admit(mcp_health_engine::WatchApi::GroupHealth)?;
+        let group = Some(req.into_inner().group).filter(|g| !g.is_empty());
+        let sub = self.engine.watch(group.clone()).await.map_err(to_status)?;
+        let feed = Feed {
+            engine: self.engine.clone(),
+            group,
+            last_sequence: sub.sequence,
+            sub,
+            shutdown: self.shutdown.clone(),
+            step: Step::Snapshot,
+            _permit: permit,
+        };
+        Ok(Response::new(Box::pin(futures_util::stream::unfold(feed, Feed::next))))
+    }
+
+    async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
+        self.admin.check(&req, "ApplyGroup").await?;
+        let req = req.into_inner();
+        let spec = req.spec.ok_or_else(|| {
+            invalid(&[mcp_health_core::spec::FieldViolation {
+                field: "spec".into(),
+                description: "is required".into(),
+            }])
+        })?;
+        let valid = validate_group(&spec, "spec", self.engine.limits()).map_err(|v| invalid(&v))?;
+        if req.validate_only {
+            // Every check the apply makes (a config-file group is read-only,
+            // the group limit, TLS files), but nothing changes.
+            self.engine.check_apply(valid, Origin::Api).await.map_err(to_status)?;
+            return Ok(Response::new(ApplyGroupResponse {
+                spec: Some(spec),
+                generation: 0,
+                changed: false,
+            }));
+        }
+        self.refuse_if_degraded()?;
+        let applied = self.engine.apply(valid, Origin::Api).await.map_err(to_status)?;
+        Ok(Response::new(ApplyGroupResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+        }))
+    }
+
+    async fn delete_group(&self, req: Request<DeleteGroupRequest>) -> Result<Response<DeleteGroupResponse>, Status> {
+        self.admin.check(&req, "DeleteGroup").await?;
+        let group = group_arg(&req.into_inner().group)?;
+        self.refuse_if_degraded()?;
+        self.engine.delete(group).await.map_err(to_status)?;
+        Ok(Response::new(DeleteGroupResponse {}))
+    }
+
+    async fn probe_backend(&self, req: Request<ProbeBackendRequest>) -> Result<Response<ProbeBackendResponse>, Status> {
+        self.admin.check(&req, "ProbeBackend").await?;
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        backend_arg(&req.backend)?;
+        let probed = match &self.probes {
+            Some(router) => router.probe_backend(&self.engine, group, req.backend).await.map_err(probe_status)?,
+            None => self.engine.probe_backend(group, req.backend).await.map_err(to_status)?,
+        };
+        Ok(Response::new(ProbeBackendResponse {
+            backend: Some(probed.backend),
+            phase: probed.phase as i32,
+        }))
+    }
+
+    async fn set_backend_drain(&self, req: Request<SetBackendDrainRequest>) -> Result<Response<SetBackendDrainResponse>, Status> {
+        self.admin.check(&req, "SetBackendDrain").await?;
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        if req.backend.is_empty() {
+            return Err(invalid(&[mcp_health_core::spec::FieldViolation {
+                field: "backend".into(),
+                description: "is required".into(),
+            }]));
+        }
+        self.refuse_if_degraded()?;
+        let applied = self.engine.set_drain(group, req.backend, req.drain).await.map_err(to_status)?;
+        Ok(Response::new(SetBackendDrainResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+        }))
+    }
+
+    async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
+        let mut status = self.config_status.snapshot();
+        status.cluster = self.cluster.as_ref().map(|(c, ttl)| c.info(*ttl));
+        Ok(Response::new(status))
+    }
+
+    async fn get_backend_history(&self, req: Request<GetBackendHistoryRequest>) -> Result<Response<GetBackendHistoryResponse>, Status> {
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        backend_arg(&req.backend)?;
+        let now = mcp_health_engine::history::unix_ms(std::time::SystemTime::now());
+        match self.engine.history().backend(&group, &req.backend, now) {
+            Ok(h) => Ok(Response::new(h.to_proto())),
+            Err(_) => {
+                // History holds only groups that have backends: the engine says which name is unknown.
+                self.engine.get(group.clone()).await.map_err(to_status)?;
+                Err(to_status(EngineError::BackendNotFound { group, backend: req.backend }))
+            }
+        }
+    }
+}
+
+fn message(kind: WatchEventKind, sequence: u64, groups: Vec<GroupHealth>) -> WatchGroupHealthResponse {
+    WatchGroupHealthResponse {
+        kind: kind as i32,
+        // The proto's `revision` is the engine's change sequence number.
+        revision: sequence,
+        groups,
+    }
+}
+
+/// One watch stream's state: the snapshot, then each change of the watched
+/// group(s). The stream is polled only as fast as the client reads (HTTP/2
+/// flow control), so a slow client holds nothing but its broadcast cursor; if
+/// it falls behind the broadcast buffer, it resynchronizes with a fresh
+/// snapshot. No task and no channel per stream: dropping the stream (client
+/// gone) drops the subscription and the permit with it.
+struct Feed {
+    engine: Engine,
+    group: Option<String>,
+    sub: Subscription,
+    last_sequence: u64,
+    shutdown: CancellationToken,
+    step: Step,
+    _permit: WatchPermit,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Send the subscription's snapshot next.
+    Snapshot,
+    /// Wait for changes.
+    Changes,
+    /// The last message went out; end the stream.
+    Done,
+}
+
+type Item = Result<WatchGroupHealthResponse, Status>;
+
+impl Feed {
+    fn snapshot(&self) -> WatchGroupHealthResponse {
+        let groups = self.sub.snapshot.iter().map(|g| (**g).clone()).collect();
+        message(WatchEventKind::Snapshot, self.sub.sequence, groups)
+    }
+
+    /// The next message, or None to end the stream.
+    async fn next(mut self) -> Option<(Item, Feed)> {
+        loop {
+            match self.step {
+                Step::Done => return None,
+                Step::Snapshot => {
+                    self.step = Step::Changes;
+                    self.last_sequence = self.sub.sequence;
+                    return Some((Ok(self.snapshot()), self));
+                }
+                Step::Changes => {}
+            }
+            let event = tokio::select! {
+                biased;
+                event = self.sub.events.recv() => event,
+                () = self.shutdown.cancelled() => return None,
+            };
+            match event {
+                Ok(e) => {
+                    if e.sequence <= self.last_sequence || self.group.as_ref().is_some_and(|g| *g != e.group.name) {
+                        continue;
+                    }
+                    self.last_sequence = e.sequence;
+                    let kind = match e.kind {
+                        EventKind::Changed => WatchEventKind::Changed,
+                        EventKind::Deleted => {
+                            // A deleted group ends a watch of that one group.
+                            if self.group.is_some() {
+                                self.step = Step::Done;
+                            }
+                            WatchEventKind::Deleted
+                        }
+                    };
+                    return Some((Ok(message(kind, e.sequence, vec![(*e.group).clone()])), self));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => match self.engine.watch(self.group.clone()).await {
+                    Ok(sub) => {
+                        self.sub = sub;
+                        self.step = Step::Snapshot;
+                    }
+                    Err(EngineError::GroupNotFound(g)) => {
+                        self.step = Step::Done;
+                        return Some((Err(Status::not_found(format!("group {g:?} was deleted"))), self));
+                    }
+                    Err(_) => return None,
+                },
+                // The engine stopped: end the stream cleanly.
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! Prometheus metrics (prometheus-client): an engine observer that keeps one
+//! series set per group and backend, fed by the owner task's own events, so
+//! every group value is the phase the owner computed, never a recomputation.
+//!
+//! Cardinality: probe-duration histograms are per group and outcome; each
+//! backend has only gauges (its last probe's duration, time and interval, and
+//! its status state set), so 10,000 backends cost 8 series each, not a
+//! histogram each. Flapping is one counter per group, not per backend.
+
+mod server;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+pub use server::{MetricsError, MetricsListener, MetricsServer, ServeError};
+
+use mcp_health_core::outcome::OutcomeClass;
+use mcp_health_core::phase::GroupVerdict;
+use mcp_health_engine::{ProbeObserver, ProbeResult, WatchApi};
+use mcp_health_proto::v1::{BackendStatus, GroupPhase, ReasonCode};
+
+/// Every value of the backend status state set, as label values.
+const STATUSES: [BackendStatus; 5] = [
+    BackendStatus::Unknown,
+    BackendStatus::Healthy,
+    BackendStatus::Degraded,
+    BackendStatus::Unhealthy,
+    BackendStatus::Unauthenticated,
+];
+/// The outcomes a rate-limited probe can have, as label values: a -32023
+/// answer (rate_limited), a bare 429 holding the verdict (throttled), and a
+/// bare 429 past the hold (failure).
+const RATE_LIMIT_OUTCOMES: [OutcomeClass; 3] = [OutcomeClass::RateLimited, OutcomeClass::Throttled, OutcomeClass::Failure];
+/// Every value of the group phase state set, as label values.
+const PHASES: [GroupPhase; 4] = [GroupPhase::Pending, GroupPhase::Ready, GroupPhase::Degraded, GroupPhase::Failed];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatchLabels {
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    group: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    group: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    group: String,
+    backend: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    from: &'static str,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    group: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    group: String,
+}
+
+fn probe_histogram() -> Histogram {
+    // 5 ms to ~10 s: from a loopback handshake to a probe at its timeout.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// The label value of a status: its proto name without the prefix, lowercase.
+pub fn status_label(s: BackendStatus) -> &'static str {
+    match s {
+        BackendStatus::Unspecified | BackendStatus::Unknown => "unknown",
+        BackendStatus::Healthy => "healthy",
+        BackendStatus::Degraded => "degraded",
+        BackendStatus::Unhealthy => "unhealthy",
+        BackendStatus::Unauthenticated => "unauthenticated",
+    }
+}
+
+pub fn phase_label(p: GroupPhase) -> &'static str {
+    match p {
+        GroupPhase::Unspecified | GroupPhase::Pending => "pending",
+        GroupPhase::Ready => "ready",
+        GroupPhase::Degraded => "degraded",
+        GroupPhase::Failed => "failed",
+    }
+}
+
+/// The daemon's metrics. Give it to the engine as its observer, then serve
+/// it with [`MetricsServer`].
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    probe_duration: Family<ProbeLabels, Histogram>,
+    /// The outcome labels each group's histogram has, so a deleted group's
+    /// series are removed without a fixed list of outcome classes.
+    outcomes_seen: Mutex<HashMap<String, Vec<&'static str>>>,
+    last_probe_duration: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    /// Set by the replica that probed (the owner in a cluster): "no probe for
+    /// 3 intervals" is judged on the max across replicas.
+    last_probe_time: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    probe_interval: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    group_transitions: Family<GroupLabels, Counter>,
+    backend_status: Family<StatusLabels, Gauge>,
+    transitions: Family<TransitionLabels, Counter>,
+    rate_limited: Family<ProbeLabels, Counter>,
+    group_phase: Family<PhaseLabels, Gauge>,
+    group_routable: Family<GroupLabels, Gauge>,
+    group_draining: Family<GroupLabels, Gauge>,
+    group_backends: Family<GroupLabels, Gauge>,
+    probes_in_flight: Gauge,
+    watch_streams: Family<WatchLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("mcp_health"),
+            probe_duration: Family::new_with_constructor(probe_histogram),
+            outcomes_seen: Mutex::default(),
+            last_probe_duration: Family::default(),
+            last_probe_time: Family::default(),
+            probe_interval: Family::default(),
+            group_transitions: Family::default(),
+            backend_status: Family::default(),
+            transitions: Family::default(),
+            rate_limited: Family::default(),
+            group_phase: Family::default(),
+            group_routable: Family::default(),
+            group_draining: Family::default(),
+            group_backends: Family::default(),
+            probes_in_flight: Gauge::default(),
+            watch_streams: Family::default(),
+        };
+        let r = &mut m.registry;
+        r.register_with_unit(
+            "probe_duration",
+            "Duration of probes of live backends, by group and outcome (healthy, slow, tools_failing, rate_limited, throttled, auth, failure)",
+            Unit::Seconds,
+            m.probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "backend_last_probe_duration",
+            "Duration of the last probe of each live backend",
+            Unit::Seconds,
+            m.last_probe_duration.clone(),
+        );
+        r.register_with_unit(
+            "backend_last_probe_timestamp",
+            "Unix time of the last probe of each live backend that this replica made (in a cluster, only its owner's are fresh: take the max across replicas)",
+            Unit::Seconds,
+            m.last_probe_time.clone(),
+        );
+        r.register_with_unit(
+            "backend_probe_interval",
+            "The probe interval of each live backend's policy",
+            Unit::Seconds,
+            m.probe_interval.clone(),
+        );
+        r.register(
+            "group_backend_transitions",
+            "Backend status transitions per group (flapping: its rate)",
+            m.group_transitions.clone(),
+        );
+        r.register(
+            "backend_status",
+            "Backend status as a state set: 1 for the current status, 0 for the others",
+            m.backend_status.clone(),
+        );
+        r.register(
+            "backend_transitions",
+            "Backend status transitions, by from and to status",
+            m.transitions.clone(),
+        );
+        r.register(
+            "rate_limited_probes",
+            "Probes answered with a rate limit (reason RATE_LIMITED), by group and outcome: rate_limited (JSON-RPC -32023, the server is alive), throttled (bare HTTP 429, verdict held) or failure (bare HTTP 429 past rateLimitHold)",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "group_phase",
+            "Group phase as a state set: 1 for the current phase, 0 for the others",
+            m.group_phase.clone(),
+        );
+        r.register("group_routable_backends", "Routable backends per group", m.group_routable.clone());
+        r.register(
+            "group_draining_backends",
+            "Backends the operator drains per group (not routable; still probed)",
+            m.group_draining.clone(),
+        );
+        r.register("group_backends", "Backends per group", m.group_backends.clone());
+        r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
+        r.register(
+            "watch_streams",
+            "Open watch streams, by RPC: group_health (WatchGroupHealth) or grpc_health (grpc.health.v1 Watch)",
+            m.watch_streams.clone(),
+        );
+        // Both series exist from the start, at 0, so dashboards need no absent().
+        for api in WatchApi::ALL {
+            let _series = m.watch_streams.get_or_create(&WatchLabels { api: api.label() });
+        }
+        m
+    }
+
+    /// Adds series read at scrape time (the cluster's).
+    pub fn with_collector(mut self, collector: impl prometheus_client::collector::Collector) -> Metrics {
+        self.registry.register_collector(Box::new(collector));
+        self
+    }
+
+    /// The exposition text (OpenMetrics).
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    fn forget_backend(&self, group: &str, backend: &str) {
+        for s in STATUSES {
+            self.backend_status.remove(&StatusLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                status: status_label(s),
+            });
+        }
+        let labels = BackendLabels {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        };
+        self.last_probe_duration.remove(&labels);
+        self.last_probe_time.remove(&labels);
+        self.probe_interval.remove(&labels);
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
+        // Poisoning needs a panic while holding the lock; the map is still whole.
+        self.outcomes_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ProbeObserver for Metrics {
+    /// The histogram takes only results for live backends.
+    fn probe_applied(&self, r: &ProbeResult) {
+        let outcome = r.outcome.class.label();
+        {
+            let mut seen = self.seen();
+            let outcomes = seen.entry(r.group.clone()).or_default();
+            if !outcomes.contains(&outcome) {
+                outcomes.push(outcome);
+            }
+        }
+        let labels = ProbeLabels {
+            group: r.group.clone(),
+            outcome,
+        };
+        let seconds = r.latency.as_secs_f64();
+        self.probe_duration.get_or_create(&labels).observe(seconds);
+        if r.outcome.reason.code == ReasonCode::RateLimited {
+            self.rate_limited.get_or_create(&labels).inc();
+        }
+        let backend = BackendLabels {
+            group: r.group.clone(),
+            backend: r.backend.clone(),
+        };
+        self.last_probe_duration.get_or_create(&backend).set(seconds);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last_probe_time.get_or_create(&backend).set(now.as_secs_f64());
+        self.probe_interval.get_or_create(&backend).set(r.interval.as_secs_f64());
+    }
+
+    fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {
+        for s in STATUSES {
+            let labels = StatusLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                status: status_label(s),
+            };
+            self.backend_status.get_or_create(&labels).set(i64::from(status_label(s) == status_label(to)));
+        }
+        if let Some(from) = from {
+            self.group_transitions.get_or_create(&GroupLabels { group: group.to_owned() }).inc();
+            self.transitions
+                .get_or_create(&TransitionLabels {
+                    from: status_label(from),
+                    to: status_label(to),
+                })
+                .inc();
+        }
+    }
+
+    fn group_verdict(&self, group: &str, verdict: &GroupVerdict) {
+        for p in PHASES {
+            let labels = PhaseLabels {
+                group: group.to_owned(),
+                phase: phase_label(p),
+            };
+            self.group_phase
+                .get_or_create(&labels)
+                .set(i64::from(phase_label(p) == phase_label(verdict.phase)));
+        }
+        let g = GroupLabels { group: group.to_owned() };
+        self.group_routable.get_or_create(&g).set(i64::from(verdict.summary.routable));
+        self.group_draining.get_or_create(&g).set(i64::from(verdict.summary.draining));
+        self.group_backends.get_or_create(&g).set(i64::from(verdict.summary.total));
+    }
+
+    fn backend_removed(&self, group: &str, backend: &str) {
+        self.forget_backend(group, backend);
+    }
+
+    fn group_deleted(&self, group: &str, backends: &[String]) {
+        for b in backends {
+            self.forget_backend(group, b);
+        }
+        for outcome in self.seen().remove(group).unwrap_or_default() {
+            self.probe_duration.remove(&ProbeLabels {
+                group: group.to_owned(),
+                outcome,
+            });
+        }
+        for class in RATE_LIMIT_OUTCOMES {
+            self.rate_limited.remove(&ProbeLabels {
+                group: group.to_owned(),
+                outcome: class.label(),
+            });
+        }
+        for p in PHASES {
+            self.group_phase.remove(&PhaseLabels {
+                group: group.to_owned(),
+                phase: phase_label(p),
+            });
+        }
+        let g = GroupLabels { group: group.to_owned() };
+        self.group_routable.remove(&g);
+        self.group_draining.remove(&g);
+        self.group_backends.remove(&g);
+        self.group_transitions.remove(&g);
+    }
+
+    fn probes_in_flight(&self, delta: i64) {
+        self.probes_in_flight.inc_by(delta);
+    }
+
+    fn watch_streams(&self, api: WatchApi, delta: i64) {
+        self.watch_streams.get_or_create(&WatchLabels { api: api.label() }).inc_by(delta);
+    }
+}
+
+/// A shared handle, as the engine and the server both hold it.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use mcp_health_core::outcome::{ProbeOutcome, Reason, ServerFacts};
+
+    fn result(group: &str, outcome: ProbeOutcome) -> ProbeResult {
+        ProbeResult {
+            group: group.into(),
+            backend: "b".into(),
+            epoch: 1,
+            outcome,
+            latency: Duration::from_millis(3),
+            scheduling_lag: Duration::ZERO,
+            interval: Duration::from_secs(10),
+            reply: None,
+            pace: None,
+        }
+    }
+
+    #[test]
+    fn rate_limited_probes_are_counted_by_outcome_and_go_with_their_group() {
+        let m = Metrics::new();
+        let limited = || Reason::http(ReasonCode::RateLimited, 429, "429");
+        let mut past_hold = ProbeOutcome::throttled(limited());
+        past_hold.class = OutcomeClass::Failure;
+        for outcome in [
+            ProbeOutcome::rate_limited(limited(), ServerFacts::default()),
+            ProbeOutcome::rate_limited(limited(), ServerFacts::default()),
+            ProbeOutcome::throttled(limited()),
+            past_hold,
+            // Not rate limited: not counted.
+            ProbeOutcome::failure(Reason::http(ReasonCode::HttpStatus, 503, "503")),
+            ProbeOutcome::success(ServerFacts::default()),
+        ] {
+            m.probe_applied(&result("g", outcome));
+        }
+        let text = m.encode().unwrap();
+        let series = |outcome: &str| format!("mcp_health_rate_limited_probes_total{{group=\"g\",outcome=\"{outcome}\"}}");
+        assert!(text.contains(&format!("{} 2\n", series("rate_limited"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", series("throttled"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", series("failure"))), "{text}");
+        assert_eq!(text.matches("mcp_health_rate_limited_probes_total{").count(), 3, "{text}");
+        assert!(
+            text.contains("outcome=\"rate_limited\"") && text.contains("mcp_health_probe_duration_seconds_count{group=\"g\",outcome=\"throttled\"} 1"),
+            "{text}"
+        );
+        m.group_deleted("g", &["b".into()]);
+        let text = m.encode().unwrap();
+        assert!(!text.contains("group=\"g\""), "{text}");
+    }
+}

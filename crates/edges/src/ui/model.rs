@@ -1,0 +1,203 @@
+//! What the status page shows, as plain data: built from the engine's
+//! `GroupHealth` and the history, rendered as HTML by `page` and sent as JSON
+//! to the page's script. Only safe fields go in: no auth configuration, no
+//! credential source, and of each backend URL only its origin.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use mcp_health_engine::history::{History, LatencyPoint, TimelineEntry};
+use mcp_health_proto::v1::{BackendHealth, BackendStatus, GroupHealth, GroupPhase, GroupSource, ReasonCode};
+
+/// Timeline entries on the page.
+pub const TIMELINE_SHOWN: usize = 50;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BackendView {
+    pub name: String,
+    /// BackendStatus without its prefix: HEALTHY, DEGRADED, ...
+    pub status: &'static str,
+    pub routable: bool,
+    pub reason: &'static str,
+    pub message: String,
+    pub protocol: String,
+    /// serverInfo name and version: text the backend chose, shown escaped.
+    pub server: String,
+    /// scheme://host[:port] of the URL: never its path, query or fragment,
+    /// which may carry a key.
+    pub origin: String,
+    pub latency_ms: Option<f64>,
+    pub last_transition_ms: Option<u64>,
+    /// Mean latency (ms) of each minute of the last hour that had probes.
+    pub spark: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GroupView {
+    pub name: String,
+    pub phase: &'static str,
+    pub routable: u32,
+    pub total: u32,
+    pub message: String,
+    pub source: &'static str,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TimelineView {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub group: String,
+    pub backend: String,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub latency_ms: Option<f64>,
+}
+
+/// One message to the page: the whole state (`snapshot`), or changed and
+/// deleted groups with the transitions since the last message.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Update {
+    pub kind: &'static str,
+    pub revision: u64,
+    pub now_ms: u64,
+    /// When the history began (the daemon's start).
+    pub since_ms: u64,
+    pub groups: Vec<GroupView>,
+    /// Names of deleted groups.
+    pub deleted: Vec<String>,
+    pub timeline: Vec<TimelineView>,
+}
+
+pub fn status_name(s: BackendStatus) -> &'static str {
+    s.as_str_name().trim_start_matches("BACKEND_STATUS_")
+}
+
+pub fn phase_name(p: GroupPhase) -> &'static str {
+    p.as_str_name().trim_start_matches("GROUP_PHASE_")
+}
+
+fn reason_name(code: ReasonCode) -> &'static str {
+    code.as_str_name().trim_start_matches("REASON_CODE_")
+}
+
+/// A latency in milliseconds as people read it, here and in `mcp-healthctl`
+/// ("0.2 ms"; the page's script writes the same).
+pub fn ms_text(ms: f64) -> String {
+    format!("{ms:.1} ms")
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+/// `scheme://host[:port]`, or empty for an unparsable URL (validation
+/// rejects those, and userinfo, before they reach the engine).
+pub fn origin(url: &str) -> String {
+    match url::Url::parse(url).map(|u| u.origin()) {
+        Ok(o) if o.is_tuple() => o.ascii_serialization(),
+        _ => String::new(),
+    }
+}
+
+fn unix_ms(t: Option<&pbjson_types::Timestamp>) -> Option<u64> {
+    t.map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
+}
+
+pub fn backend(b: &BackendHealth, spark: Option<&Vec<LatencyPoint>>) -> BackendView {
+    let reason = b.reason.clone().unwrap_or_default();
+    let server = [b.server_name.as_str(), b.server_version.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    BackendView {
+        name: b.name.clone(),
+        status: status_name(BackendStatus::try_from(b.status).unwrap_or_default()),
+        routable: b.routable,
+        reason: reason_name(ReasonCode::try_from(reason.code).unwrap_or_default()),
+        message: b.message.clone(),
+        protocol: b.protocol_version.clone(),
+        server,
+        origin: origin(&b.url),
+        latency_ms: b
+            .last_latency
+            .as_ref()
+            .map(|d| ms(Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))),
+        last_transition_ms: unix_ms(b.last_transition_time.as_ref()),
+        spark: spark.map(|s| s.iter().map(|p| ms(p.mean)).collect()).unwrap_or_default(),
+    }
+}
+
+pub fn group(g: &GroupHealth, history: &History, now_ms: u64) -> GroupView {
+    let sparks: HashMap<String, Vec<LatencyPoint>> = history.latency(&g.name, now_ms);
+    let s = g.summary.unwrap_or_default();
+    GroupView {
+        name: g.name.clone(),
+        phase: phase_name(GroupPhase::try_from(g.phase).unwrap_or_default()),
+        routable: s.routable,
+        total: s.total,
+        message: g.message.clone(),
+        source: match GroupSource::try_from(g.source).unwrap_or_default() {
+            GroupSource::ConfigFile => "config file",
+            GroupSource::Api => "API",
+            GroupSource::Unspecified => "",
+        },
+        backends: g.backends.iter().map(|b| backend(b, sparks.get(&b.name))).collect(),
+    }
+}
+
+pub fn timeline(e: &TimelineEntry) -> TimelineView {
+    let t = &e.transition;
+    TimelineView {
+        seq: e.seq,
+        at_ms: t.at_ms,
+        group: e.group.to_string(),
+        backend: e.backend.to_string(),
+        from: status_name(t.from),
+        to: status_name(t.to),
+        reason: reason_name(t.reason.code),
+        message: t.reason.message.to_string(),
+        latency_ms: t.latency.map(ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_drops_everything_but_scheme_host_port() {
+        for (url, want) in [
+            ("https://mcp.example.com/mcp?key=s3cret#frag", "https://mcp.example.com"),
+            ("http://127.0.0.1:18081/t0ken/mcp", "http://127.0.0.1:18081"),
+            ("https://user:pw@host.example:8443/x", "https://host.example:8443"),
+            ("https://nullable.example/x", "https://nullable.example"),
+            ("not a url", ""),
+        ] {
+            assert_eq!(origin(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_rate_limited_backend_reads_rate_limited() {
+        let b = BackendHealth {
+            name: "limited".into(),
+            status: BackendStatus::Degraded as i32,
+            routable: true,
+            reason: Some(mcp_health_proto::v1::Reason {
+                code: ReasonCode::RateLimited as i32,
+                http_status: 429,
+                message: "rate limited".into(),
+            }),
+            ..BackendHealth::default()
+        };
+        let view = backend(&b, None);
+        assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));
+    }
+}

@@ -1,0 +1,88 @@
+//! What the engine state asks its shell (the owner task) to do: the `Effects`
+//! of one step, carried out in order after the state has changed.
+
+use std::sync::Arc;
+
+use mcp_health_core::phase::GroupVerdict;
+use mcp_health_probe::ProbeTarget;
+use mcp_health_proto::grpc_health_v1::health_check_response::ServingStatus;
+use mcp_health_proto::v1::{BackendStatus, GroupSpec};
+
+use super::Event;
+
+/// One thing to do. The shell carries effects out in the order given.
+#[derive(Debug)]
+pub enum Effect {
+    /// Start the probe task of one backend incarnation.
+    Spawn { epoch: u64, target: Arc<ProbeTarget> },
+    /// Stop the probe task of that incarnation.
+    Abort { epoch: u64 },
+    /// Set (Some) or remove (None) a group's grpc.health.v1 status.
+    Health { group: String, status: Option<ServingStatus> },
+    /// Publish the group's current view as a change with this sequence number
+    /// (built only if someone watches).
+    Changed { group: String, sequence: u64 },
+    /// Publish a deletion (the last view, built by the state).
+    Deleted(Event),
+    /// Every backend of every group has its first verdict (emitted once).
+    FirstVerdicts { groups: usize, backends: usize },
+    /// Tell the observer (only emitted when there is one).
+    Observe(Observed),
+    /// Cluster mode: share a local verdict change (`ClusterSeam::verdict_changed`).
+    ShareVerdict {
+        group: String,
+        backend: String,
+        progress: String,
+        health: Box<mcp_health_proto::v1::BackendHealth>,
+    },
+}
+
+/// The observer calls of `ProbeObserver`, as data.
+#[derive(Debug, PartialEq)]
+pub enum Observed {
+    /// The probe result being folded was for a live backend (`probe_applied`).
+    ProbeApplied,
+    BackendStatus {
+        group: String,
+        backend: String,
+        from: Option<BackendStatus>,
+        to: BackendStatus,
+    },
+    GroupVerdict {
+        group: String,
+        verdict: GroupVerdict,
+    },
+    BackendRemoved {
+        group: String,
+        backend: String,
+    },
+    GroupDeleted {
+        group: String,
+        backends: Vec<String>,
+    },
+}
+
+/// The one durable write a change needs before it may take effect.
+#[derive(Debug, Default, PartialEq)]
+pub struct StoreWrite {
+    pub puts: Vec<(GroupSpec, u64)>,
+    pub removes: Vec<String>,
+}
+
+impl StoreWrite {
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.removes.is_empty()
+    }
+}
+
+/// The effects of one step of the state.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub actions: Vec<Effect>,
+}
+
+impl Effects {
+    pub fn push(&mut self, e: Effect) {
+        self.actions.push(e);
+    }
+}

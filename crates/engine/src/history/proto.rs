@@ -1,0 +1,48 @@
+//! A backend's history as the API's `GetBackendHistoryResponse`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::{BackendHistory, LatencyPoint, Transition};
+use crate::{duration, timestamp};
+use mcp_health_proto::v1::{BackendTransition, GetBackendHistoryResponse, LatencyBucket, Reason};
+
+fn at(ms: u64) -> pbjson_types::Timestamp {
+    timestamp(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn transition(t: &Transition) -> BackendTransition {
+    BackendTransition {
+        from_status: t.from as i32,
+        to_status: t.to as i32,
+        reason: Some(Reason {
+            code: t.reason.code as i32,
+            http_status: t.reason.http_status.map_or(0, u32::from),
+            message: t.reason.message.to_string(),
+        }),
+        time: Some(at(t.at_ms)),
+        latency: t.latency.map(duration),
+    }
+}
+
+fn bucket(p: &LatencyPoint) -> LatencyBucket {
+    LatencyBucket {
+        start: Some(at(p.start_ms)),
+        probes: p.probes,
+        mean: Some(duration(p.mean)),
+        max: Some(duration(p.max)),
+    }
+}
+
+impl BackendHistory {
+    pub fn to_proto(&self) -> GetBackendHistoryResponse {
+        GetBackendHistoryResponse {
+            group: self.group.clone(),
+            backend: self.backend.clone(),
+            since: Some(at(self.since_ms)),
+            transitions: self.transitions.iter().map(transition).collect(),
+            dropped_transitions: self.dropped,
+            latency: self.latency.iter().map(bucket).collect(),
+            status: self.status as i32,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! One backend's history as plain data: its last transitions (bounded) and a
+//! ring of per-minute latency buckets covering the last hour. Pure: every
+//! function takes the time it needs; nothing here reads a clock.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use mcp_health_proto::v1::{BackendStatus, ReasonCode};
+
+/// Transitions kept per backend; older ones are dropped (and counted).
+pub const MAX_TRANSITIONS: usize = 64;
+/// Width of one latency bucket.
+pub const BUCKET_MS: u64 = 60_000;
+/// Buckets in the ring: one hour of minutes.
+pub const BUCKETS: usize = 60;
+/// Longest reason message kept (characters); ours are far shorter.
+pub const MAX_MESSAGE_CHARS: usize = 256;
+
+/// What a probe said, as history keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReasonRecord {
+    pub code: ReasonCode,
+    pub http_status: Option<u16>,
+    pub message: Box<str>,
+}
+
+impl ReasonRecord {
+    pub fn new(code: ReasonCode, http_status: Option<u16>, message: &str) -> ReasonRecord {
+        ReasonRecord {
+            code,
+            http_status,
+            message: bounded(message),
+        }
+    }
+}
+
+fn bounded(message: &str) -> Box<str> {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => message[..cut].into(),
+        None => message.into(),
+    }
+}
+
+/// One status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: BackendStatus,
+    pub to: BackendStatus,
+    pub reason: ReasonRecord,
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    /// The latency of the probe that caused it (None: no probe did).
+    pub latency: Option<Duration>,
+}
+
+/// The probes of one minute. Microseconds in u32: one backend probes one at
+/// a time, so a minute's sum stays far below 71 minutes (and saturates).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Bucket {
+    /// Unix minute this bucket holds; a bucket of another minute is stale.
+    minute: u32,
+    count: u32,
+    sum_us: u32,
+    max_us: u32,
+}
+
+/// A summary of one minute's probes, for readers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyPoint {
+    /// Unix time of the minute's start, in milliseconds.
+    pub start_ms: u64,
+    pub probes: u32,
+    pub mean: Duration,
+    pub max: Duration,
+}
+
+/// A fixed ring of `BUCKETS` one-minute buckets, allocated once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatencyRing {
+    buckets: Box<[Bucket]>,
+}
+
+impl Default for LatencyRing {
+    fn default() -> Self {
+        LatencyRing {
+            buckets: vec![Bucket::default(); BUCKETS].into_boxed_slice(),
+        }
+    }
+}
+
+fn minute_of(ms: u64) -> u32 {
+    u32::try_from(ms / BUCKET_MS).unwrap_or(u32::MAX)
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+impl LatencyRing {
+    pub fn record(&mut self, now_ms: u64, latency: Duration) {
+        let minute = minute_of(now_ms);
+        let b = &mut self.buckets[minute as usize % BUCKETS];
+        if b.minute != minute {
+            if b.minute > minute && b.count > 0 {
+                // The wall clock went back past this slot's newer minute: keep the newer data.
+                return;
+            }
+            *b = Bucket { minute, ..Bucket::default() };
+        }
+        let us = micros(latency);
+        b.count = b.count.saturating_add(1);
+        b.sum_us = b.sum_us.saturating_add(us);
+        b.max_us = b.max_us.max(us);
+    }
+
+    /// The minutes of the hour ending at `now_ms` that had probes, oldest first.
+    pub fn points(&self, now_ms: u64) -> Vec<LatencyPoint> {
+        let now = minute_of(now_ms);
+        let first = now.saturating_sub(BUCKETS as u32 - 1);
+        (first..=now)
+            .filter_map(|m| {
+                let b = self.buckets[m as usize % BUCKETS];
+                (b.minute == m && b.count > 0).then(|| LatencyPoint {
+                    start_ms: u64::from(m) * BUCKET_MS,
+                    probes: b.count,
+                    mean: Duration::from_micros(u64::from(b.sum_us / b.count)),
+                    max: Duration::from_micros(u64::from(b.max_us)),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Everything kept about one backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendRecord {
+    /// When this record started (unix ms): the backend was added or the daemon started.
+    pub since_ms: u64,
+    pub status: BackendStatus,
+    pub transitions: VecDeque<Transition>,
+    /// Transitions dropped to keep `MAX_TRANSITIONS`.
+    pub dropped: u32,
+    /// The latest probe's reason and latency, which the next transition cites.
+    pub last: Option<(ReasonRecord, Duration)>,
+    pub latency: LatencyRing,
+}
+
+impl BackendRecord {
+    pub fn new(since_ms: u64) -> BackendRecord {
+        BackendRecord {
+            since_ms,
+            status: BackendStatus::Unknown,
+            transitions: VecDeque::new(),
+            dropped: 0,
+            last: None,
+            latency: LatencyRing::default(),
+        }
+    }
+
+    /// A probe result for this backend: its latency and reason.
+    pub fn probe(&mut self, now_ms: u64, latency: Duration, code: ReasonCode, http_status: Option<u16>, message: &str) {
+        self.latency.record(now_ms, latency);
+        match &mut self.last {
+            // The steady state repeats one reason: keep the allocation.
+            Some((r, l)) if r.code == code && r.http_status == http_status && *r.message == *bounded_ref(message) => *l = latency,
+            last => *last = Some((ReasonRecord::new(code, http_status, message), latency)),
+        }
+    }
+
+    /// The status changed to `to` because of the latest probe.
+    pub fn transition(&mut self, now_ms: u64, to: BackendStatus) -> &Transition {
+        let (reason, latency) = match &self.last {
+            Some((r, l)) => (r.clone(), Some(*l)),
+            None => (ReasonRecord::new(ReasonCode::NotProbed, None, "no probe result"), None),
+        };
+        self.push(Transition {
+            from: self.status,
+            to,
+            reason,
+            at_ms: now_ms,
+            latency,
+        })
+    }
+
+    /// The backend's spec changed and it starts over at UNKNOWN.
+    pub fn restart(&mut self, now_ms: u64) -> &Transition {
+        self.last = None;
+        self.push(Transition {
+            from: self.status,
+            to: BackendStatus::Unknown,
+            reason: ReasonRecord::new(ReasonCode::NotProbed, None, "spec changed; restarted at UNKNOWN"),
+            at_ms: now_ms,
+            latency: None,
+        })
+    }
+
+    fn push(&mut self, t: Transition) -> &Transition {
+        if self.transitions.len() == MAX_TRANSITIONS {
+            self.transitions.pop_front();
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.status = t.to;
+        self.transitions.push_back(t);
+        // Just pushed, so the deque is not empty.
+        self.transitions.back().expect("a transition was just pushed")
+    }
+
+    /// Heap bytes this record holds (capacities, not lengths), for the benchmark.
+    pub fn heap_bytes(&self) -> usize {
+        let reason = |r: &ReasonRecord| r.message.len();
+        self.transitions.capacity() * std::mem::size_of::<Transition>()
+            + self.transitions.iter().map(|t| reason(&t.reason)).sum::<usize>()
+            + self.last.as_ref().map_or(0, |(r, _)| reason(r))
+            + BUCKETS * std::mem::size_of::<Bucket>()
+    }
+}
+
+fn bounded_ref(message: &str) -> &str {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => &message[..cut],
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = BUCKET_MS;
+    const T0: u64 = 1_800_000_000_000; // some minute boundary-aligned unix ms
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Each row: probes (offset ms from T0, latency ms); then the expected
+    /// points at `now` as (minute offset, probes, mean ms, max ms).
+    fn ring_case(name: &str, probes: &[(u64, u64)], now: u64, want: &[(u64, u32, u64, u64)]) {
+        let mut ring = LatencyRing::default();
+        for &(at, l) in probes {
+            ring.record(T0 + at, ms(l));
+        }
+        let got: Vec<_> = ring
+            .points(T0 + now)
+            .into_iter()
+            .map(|p| ((p.start_ms - T0) / MIN, p.probes, p.mean.as_millis() as u64, p.max.as_millis() as u64))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+
+    #[test]
+    fn latency_ring_table() {
+        let t0 = T0 - T0 % MIN;
+        assert_eq!(t0, T0, "T0 is minute-aligned");
+        ring_case("empty", &[], 0, &[]);
+        ring_case("one minute", &[(0, 10), (1_000, 30)], 5_000, &[(0, 2, 20, 30)]);
+        ring_case("two minutes", &[(0, 10), (MIN, 30)], MIN, &[(0, 1, 10, 10), (1, 1, 30, 30)]);
+        // A minute 60 later reuses the slot of minute 0, which is then stale.
+        ring_case("slot reused", &[(0, 10), (60 * MIN, 50)], 60 * MIN, &[(60, 1, 50, 50)]);
+        // An hour later with no probes in between: nothing left.
+        ring_case("aged out", &[(0, 10), (MIN, 20)], 61 * MIN, &[]);
+        ring_case("edge of the hour", &[(0, 10), (MIN, 20)], 60 * MIN, &[(1, 1, 20, 20)]);
+        // The clock going back does not overwrite a newer minute in the slot.
+        ring_case("clock back", &[(60 * MIN, 50), (0, 10)], 60 * MIN, &[(60, 1, 50, 50)]);
+    }
+
+    /// Drives a record with steps and checks the transitions it keeps.
+    enum Step {
+        Probe(u64, ReasonCode, &'static str),
+        To(BackendStatus),
+        Restart,
+    }
+
+    fn record_case(name: &str, steps: &[Step], want: &[(BackendStatus, BackendStatus, ReasonCode, Option<u64>)]) {
+        let mut r = BackendRecord::new(T0);
+        for (i, s) in steps.iter().enumerate() {
+            let now = T0 + i as u64 * 1000;
+            match s {
+                Step::Probe(l, code, msg) => r.probe(now, ms(*l), *code, None, msg),
+                Step::To(to) => {
+                    r.transition(now, *to);
+                }
+                Step::Restart => {
+                    r.restart(now);
+                }
+            }
+        }
+        let got: Vec<_> = r
+            .transitions
+            .iter()
+            .map(|t| (t.from, t.to, t.reason.code, t.latency.map(|l| l.as_millis() as u64)))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+
+    #[test]
+    fn transitions_table() {
+        use BackendStatus::*;
+        use Step::*;
+        record_case("no transition", &[Probe(5, ReasonCode::Ok, "ok")], &[]);
+        record_case(
+            "cites the probe that caused it",
+            &[
+                Probe(5, ReasonCode::Ok, "ok"),
+                To(Healthy),
+                Probe(900, ReasonCode::Timeout, "no reply"),
+                To(Degraded),
+            ],
+            &[(Unknown, Healthy, ReasonCode::Ok, Some(5)), (Healthy, Degraded, ReasonCode::Timeout, Some(900))],
+        );
+        record_case(
+            "restart goes to UNKNOWN without a latency",
+            &[Probe(5, ReasonCode::Ok, "ok"), To(Healthy), Restart, To(Healthy)],
+            &[
+                (Unknown, Healthy, ReasonCode::Ok, Some(5)),
+                (Healthy, Unknown, ReasonCode::NotProbed, None),
+                (Unknown, Healthy, ReasonCode::NotProbed, None),
+            ],
+        );
+    }
+
+    #[test]
+    fn transitions_are_bounded_and_counted() {
+        let mut r = BackendRecord::new(T0);
+        for i in 0..(MAX_TRANSITIONS as u64 * 3) {
+            r.probe(T0 + i, ms(i), ReasonCode::Ok, None, "ok");
+            r.transition(T0 + i, if i % 2 == 0 { BackendStatus::Healthy } else { BackendStatus::Unhealthy });
+        }
+        assert_eq!(r.transitions.len(), MAX_TRANSITIONS);
+        assert_eq!(r.transitions.capacity(), MAX_TRANSITIONS, "the deque never grows past the bound");
+        assert_eq!(r.dropped as usize, MAX_TRANSITIONS * 2);
+        assert_eq!(r.transitions.front().map(|t| t.at_ms), Some(T0 + MAX_TRANSITIONS as u64 * 2));
+    }
+
+    #[test]
+    fn messages_are_bounded_and_reused() {
+        let mut r = BackendRecord::new(T0);
+        let long = "é".repeat(MAX_MESSAGE_CHARS * 2);
+        r.probe(T0, ms(1), ReasonCode::Protocol, None, &long);
+        let first = r.last.as_ref().map(|(m, _)| m.message.as_ptr());
+        assert_eq!(r.last.as_ref().map(|(m, _)| m.message.chars().count()), Some(MAX_MESSAGE_CHARS));
+        r.probe(T0 + 1, ms(2), ReasonCode::Protocol, None, &long);
+        assert_eq!(r.last.as_ref().map(|(m, _)| m.message.as_ptr()), first, "same reason: no new allocation");
+        assert_eq!(r.last.as_ref().map(|(_, l)| *l), Some(ms(2)));
+    }
+}

@@ -1,0 +1,467 @@
+//! The engine: one owner task holds every group's mutable state and takes
+//! commands; one scheduler task per backend probes on its own timer. Readers
+//! get values back over oneshot channels, watchers a snapshot then changes.
+
+pub mod config;
+mod effects;
+mod groups;
+pub mod health;
+pub mod history;
+mod observer;
+mod owner;
+mod reconcile;
+mod results;
+mod scheduler;
+pub mod seam;
+mod spread;
+mod state;
+pub mod store;
+mod tee;
+mod view;
+
+#[cfg(test)]
+mod state_tests;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+
+use crate::health::HealthStatuses;
+use crate::history::History;
+use crate::store::Persist;
+use mcp_health_core::spec::{FieldViolation, Limits, ValidGroup};
+use mcp_health_probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
+use mcp_health_proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
+
+pub use observer::{InFlight, WatchApi};
+pub use results::{ProbeResult, ProbeTicket};
+pub use view::{duration, timestamp};
+
+/// What changed, as watchers receive it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The engine's change sequence number (the API's `revision` field; not
+    /// an MCP protocol revision). It rises with every published change.
+    pub sequence: u64,
+    pub group: Arc<GroupHealth>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Changed,
+    Deleted,
+}
+
+/// Where a group's spec comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Api,
+    ConfigFile(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+    #[error("backend {backend:?} not found in group {group:?}")]
+    BackendNotFound { group: String, backend: String },
+    /// An on-demand probe's result arrived after a change restarted the
+    /// backend (a new epoch): the verdict it would show is not the probe's.
+    #[error("backend {backend:?} of group {group:?} was restarted by a change while it was being probed; probe it again")]
+    BackendRestarted { group: String, backend: String },
+    #[error("invalid group spec: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("group {group:?} is defined by the config file {path}; change it there")]
+    ReadOnly { group: String, path: String },
+    #[error("group {group:?} is already defined by {other}")]
+    NameConflict { group: String, other: String },
+    #[error("too many groups: the limit is {0}")]
+    TooManyGroups(usize),
+    #[error("backend {backend:?} was probed on demand {elapsed_ms} ms ago; the limit is one probe per {limit_ms} ms")]
+    RateLimited { backend: String, elapsed_ms: u64, limit_ms: u64 },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("the change was not applied")]
+    Store(#[source] crate::store::StoreError),
+}
+
+/// The result of an apply.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub spec: GroupSpec,
+    pub generation: u64,
+    pub changed: bool,
+}
+
+/// The fresh verdict of an on-demand probe.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub backend: BackendHealth,
+    pub phase: GroupPhase,
+}
+
+/// A watcher's start: the snapshot and the change feed that follows it.
+pub struct Subscription {
+    /// The change sequence number the snapshot reflects.
+    pub sequence: u64,
+    pub snapshot: Vec<Arc<GroupHealth>>,
+    pub events: broadcast::Receiver<Event>,
+}
+
+pub(crate) enum Command {
+    Apply {
+        groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>)>,
+        origin: Origin,
+        replace_origin: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    Delete {
+        group: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// Checks an apply as `Apply` would (origins, the group limit) and changes nothing.
+    CheckApply {
+        /// Boxed: a spec is several times the size of every other command.
+        group: Box<(ValidGroup, Vec<Arc<ProbeTarget>>)>,
+        origin: Origin,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// API groups read back from the store at start-up, with their generations; not written again.
+    Restore {
+        groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    /// Boxed: a result is several times the size of every other command.
+    ProbeResult(Box<ProbeResult>),
+    Get {
+        group: String,
+        reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<GroupOverview>>,
+    },
+    Watch {
+        group: Option<String>,
+        reply: oneshot::Sender<Result<Subscription, EngineError>>,
+    },
+    ProbeBackend {
+        group: String,
+        backend: String,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
+    },
+    /// One backend's probe timeout (a read; cluster mode's forwarded probes wait on it).
+    ProbeTimeout {
+        group: String,
+        backend: String,
+        reply: oneshot::Sender<Result<Duration, EngineError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    SetDrain {
+        group: String,
+        backend: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
+    /// A verdict shared by another replica (cluster mode).
+    RemoteVerdict {
+        group: String,
+        backend: String,
+        verdict: Box<seam::RemoteVerdict>,
+    },
+}
+
+/// Follows the engine without recomputing anything: for metrics (and, with
+/// `probe_finished`, benchmarks). Every method defaults to doing nothing. They
+/// are called from the owner task (and probe tasks, API streams) as things
+/// happen, so they must be quick and never block.
+pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// Every probe result (scheduled and on demand, for removed backends too)
+    /// before the owner folds it in; the scale benchmark reads its scheduling lag.
+    fn probe_finished(&self, _result: &ProbeResult) {}
+
+    /// A result for a live backend, about to be folded into its verdict
+    /// (results for removed or replaced backends are not reported here).
+    fn probe_applied(&self, _result: &ProbeResult) {}
+    /// A backend's status is now `to`; `from` is None for a backend just added
+    /// or restarted at UNKNOWN (not a transition).
+    fn backend_status(&self, _group: &str, _backend: &str, _from: Option<mcp_health_proto::v1::BackendStatus>, _to: mcp_health_proto::v1::BackendStatus) {}
+    /// The group's verdict as the owner just published it (`core::phase`'s one computation).
+    fn group_verdict(&self, _group: &str, _verdict: &mcp_health_core::phase::GroupVerdict) {}
+    /// A backend left its group; the group lives on.
+    fn backend_removed(&self, _group: &str, _backend: &str) {}
+    /// A group was deleted, with the backends it had.
+    fn group_deleted(&self, _group: &str, _backends: &[String]) {}
+    /// A probe started (+1) or ended (-1); see [`InFlight`].
+    fn probes_in_flight(&self, _delta: i64) {}
+    /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].
+    fn watch_streams(&self, _api: WatchApi, _delta: i64) {}
+}
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// Probes in flight at once, across all backends.
+    pub max_concurrent_probes: usize,
+    /// Minimum time between two on-demand probes of one backend.
+    pub probe_backend_interval: Duration,
+    /// Buffered changes per watcher before it is resynchronized with a snapshot.
+    pub watch_buffer: usize,
+    /// Told of every probe result (after the history, which is always kept); None adds nothing.
+    pub observer: Option<Arc<dyn ProbeObserver>>,
+    /// Where probes resolve backend host names.
+    pub dns: DnsSettings,
+    /// First probes (after start-up or an apply) started per second at most,
+    /// across all backends, within each backend's `initialSpread` window.
+    pub initial_probes_per_second: u32,
+    /// Cluster mode: ownership and shared verdicts; None for a single node.
+    pub cluster: Option<Arc<dyn seam::ClusterSeam>>,
+    /// The history to keep (given when something outside the engine reads it
+    /// from the start, like the cluster's metrics); None: a new one.
+    pub history: Option<Arc<History>>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            max_concurrent_probes: 1024,
+            probe_backend_interval: Duration::from_secs(1),
+            watch_buffer: 4096,
+            observer: None,
+            dns: DnsSettings::default(),
+            initial_probes_per_second: 1000,
+            cluster: None,
+            history: None,
+        }
+    }
+}
+
+/// A cheap, cloneable handle to the engine.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Command>,
+    clients: Arc<ClientCache>,
+    prober: SharedProbe,
+    limiter: Arc<Semaphore>,
+    limits: Limits,
+    observer: Option<Arc<dyn ProbeObserver>>,
+    history: Arc<History>,
+    /// How many groups have been deleted (API or cluster deletes, and groups
+    /// the config file dropped): the config watcher retries a reload that
+    /// failed on a name conflict when this moves.
+    deletions: watch::Receiver<u64>,
+}
+
+impl Engine {
+    /// Starts the owner task. Groups start probing as soon as they are applied.
+    pub fn start(config: EngineConfig, prober: SharedProbe, health: HealthStatuses) -> Engine {
+        Self::start_with_store(config, prober, health, None)
+    }
+
+    /// Starts the owner task with a durable store for API groups: every API
+    /// apply and delete is committed to `persist` before it takes effect.
+    pub fn start_with_store(mut config: EngineConfig, prober: SharedProbe, health: HealthStatuses, persist: Option<Arc<dyn Persist>>) -> Engine {
+        // History is always kept; the configured observer (metrics) follows it.
+        let history = config.history.take().unwrap_or_default();
+        config.observer = Some(tee::compose(history.clone(), config.observer.take()));
+        let (tx, rx) = mpsc::channel(1024);
+        let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
+        let (deleted, deletions) = watch::channel(0);
+        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist, deleted);
+        tokio::spawn(owner.run(rx));
+        Engine {
+            tx,
+            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends, &config.dns)),
+            prober,
+            limiter,
+            limits: config.limits,
+            observer: config.observer,
+            history,
+            deletions,
+        }
+    }
+
+    /// Changes whenever a group is deleted (see [`Engine`]'s `deletions`).
+    pub fn deletions(&self) -> watch::Receiver<u64> {
+        self.deletions.clone()
+    }
+
+    /// Every backend's transition history and latency (since this engine started).
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// The observer the engine reports to, for the API's watch-stream counts.
+    pub fn observer(&self) -> Option<&Arc<dyn ProbeObserver>> {
+        self.observer.as_ref()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Builds probe targets (HTTP clients, TLS material) before anything changes,
+    /// so a bad CA file is reported as a field violation and changes nothing.
+    /// CA and key files are read on a blocking thread, never on an async worker.
+    async fn targets(&self, group: &ValidGroup, prefix: &str) -> Result<Vec<Arc<ProbeTarget>>, EngineError> {
+        let clients = self.clients.clone();
+        let name = group.spec.name.clone();
+        let backends = group.backends.clone();
+        let prefix = prefix.to_owned();
+        let build = move || {
+            let mut violations = Vec::new();
+            let mut targets = Vec::with_capacity(backends.len());
+            for (i, b) in backends.into_iter().enumerate() {
+                match ProbeTarget::new(&name, b, &clients) {
+                    Ok(t) => targets.push(Arc::new(t)),
+                    Err(e) => violations.push(FieldViolation {
+                        field: format!("{prefix}backends[{i}].tls"),
+                        description: e.to_string(),
+                    }),
+                }
+            }
+            if violations.is_empty() {
+                Ok(targets)
+            } else {
+                Err(EngineError::Invalid(violations))
+            }
+        };
+        // The closure does not panic; a join error means the runtime is shutting down.
+        tokio::task::spawn_blocking(build).await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Creates or replaces one group.
+    pub async fn apply(&self, group: ValidGroup, origin: Origin) -> Result<Applied, EngineError> {
+        let targets = self.targets(&group, "spec.").await?;
+        let mut applied = self
+            .call(|reply| Command::Apply {
+                groups: vec![(group, targets)],
+                origin,
+                replace_origin: false,
+                reply,
+            })
+            .await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Checks one group as [`Engine::apply`] would (probe targets, origins,
+    /// the group limit) and changes nothing: a dry run refuses what the
+    /// apply would refuse.
+    pub async fn check_apply(&self, group: ValidGroup, origin: Origin) -> Result<(), EngineError> {
+        let targets = self.targets(&group, "spec.").await?;
+        self.call(|reply| Command::CheckApply {
+            group: Box::new((group, targets)),
+            origin,
+            reply,
+        })
+        .await?
+    }
+
+    /// Makes the groups of `origin` exactly `groups`, all or nothing: groups of
+    /// that origin missing from the list are deleted. Used for the config file.
+    pub async fn replace_all(&self, groups: Vec<ValidGroup>, origin: Origin) -> Result<Vec<Applied>, EngineError> {
+        let mut with_targets = Vec::with_capacity(groups.len());
+        for (i, g) in groups.into_iter().enumerate() {
+            let targets = self.targets(&g, &format!("groups[{i}].")).await?;
+            with_targets.push((g, targets));
+        }
+        self.call(|reply| Command::Apply {
+            groups: with_targets,
+            origin,
+            replace_origin: true,
+            reply,
+        })
+        .await?
+    }
+
+    /// Brings back API groups read from the store, keeping their generations.
+    /// They start at UNKNOWN and are probed at once, like any new group.
+    pub async fn restore(&self, groups: Vec<(ValidGroup, u64)>) -> Result<Vec<Applied>, EngineError> {
+        let mut with_targets = Vec::with_capacity(groups.len());
+        for (g, generation) in groups {
+            let targets = self.targets(&g, &format!("{}.", g.spec.name)).await?;
+            with_targets.push((g, targets, generation));
+        }
+        self.call(|reply| Command::Restore { groups: with_targets, reply }).await?
+    }
+
+    pub async fn delete(&self, group: String) -> Result<(), EngineError> {
+        self.call(|reply| Command::Delete { group, reply }).await?
+    }
+
+    pub async fn get(&self, group: String) -> Result<Arc<GroupHealth>, EngineError> {
+        self.call(|reply| Command::Get { group, reply }).await?
+    }
+
+    pub async fn list(&self) -> Result<Vec<GroupOverview>, EngineError> {
+        self.call(|reply| Command::List { reply }).await
+    }
+
+    /// A snapshot of one group (or all, for None) and the changes after it.
+    pub async fn watch(&self, group: Option<String>) -> Result<Subscription, EngineError> {
+        self.call(|reply| Command::Watch { group, reply }).await?
+    }
+
+    /// Probes one backend now, within the global concurrency limit, and
+    /// returns the verdict that probe produced.
+    pub async fn probe_backend(&self, group: String, backend: String) -> Result<Probed, EngineError> {
+        let ticket = self.call(|reply| Command::ProbeBackend { group, backend, reply }).await??;
+        let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
+        let _in_flight = InFlight::probe(self.observer.as_ref());
+        let result = scheduler::probe_shared(&*self.prober, &ticket.target, &ticket.memory, ticket.policy).await;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ProbeResult(Box::new(ProbeResult {
+                reply: Some(reply),
+                ..ticket.result(result)
+            })))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// How long a probe of one backend may take (its policy's timeout).
+    pub async fn probe_timeout(&self, group: String, backend: String) -> Result<Duration, EngineError> {
+        self.call(|reply| Command::ProbeTimeout { group, backend, reply }).await?
+    }
+
+    /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
+    /// committed to the store like an apply. The verdict and the probe timer
+    /// carry over (drain is not part of a backend's identity).
+    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Takes a verdict another replica shared as this backend's state (cluster mode).
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteVerdict {
+                group,
+                backend,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Stops every probe and ends every watch stream.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}

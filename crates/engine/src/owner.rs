@@ -1,0 +1,431 @@
+//! The owner task: a thin shell around `EngineState`. It receives one command
+//! at a time, asks the state, and carries out the effects it returns: probe
+//! tasks, the store write, events, grpc.health statuses and observer calls.
+//! It never awaits a watcher, a prober or the disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinError, JoinHandle};
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::effects::{Effect, Effects, Observed, StoreWrite};
+use super::results::ProbeResult;
+use super::results::SharedMemory;
+use super::scheduler::BackendTask;
+use super::spread::StartPacer;
+use super::state::{Change, Checked, Committed, EngineState, Settings};
+use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
+use crate::health::HealthStatuses;
+use crate::store::{Persist, StoreError};
+use mcp_health_probe::SharedProbe;
+
+pub struct Owner {
+    state: EngineState,
+    /// The probe task of every live backend incarnation and its probe
+    /// memory (shared with on-demand probes), by epoch.
+    tasks: HashMap<u64, (AbortHandle, SharedMemory)>,
+    tx: mpsc::Sender<Command>,
+    prober: SharedProbe,
+    limiter: Arc<Semaphore>,
+    observer: Option<Arc<dyn ProbeObserver>>,
+    /// Cluster mode: ownership (for the schedulers) and shared verdicts.
+    cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
+    health: HealthStatuses,
+    events: broadcast::Sender<Event>,
+    /// Where API groups are stored; None keeps them in memory only.
+    persist: Option<Arc<dyn Persist>>,
+    started: Instant,
+    /// Paces first probes (the start-up spread), shared by every backend task.
+    pacer: Arc<StartPacer>,
+    /// Counts deleted groups (`Engine::deletions`).
+    deleted: watch::Sender<u64>,
+}
+
+/// Who waits for a change.
+enum Reply {
+    Apply(oneshot::Sender<Result<Vec<Applied>, EngineError>>),
+    Delete(oneshot::Sender<Result<(), EngineError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Committed, EngineError>) {
+        match self {
+            Reply::Apply(tx) => {
+                let _ = tx.send(r.map(|c| match c {
+                    Committed::Applied(applied) => applied,
+                    Committed::Deleted => Vec::new(),
+                }));
+            }
+            Reply::Delete(tx) => {
+                let _ = tx.send(r.map(|_| ()));
+            }
+        }
+    }
+}
+
+/// A store write on the blocking pool, and the checked change waiting for it.
+struct Writing {
+    task: JoinHandle<Result<(), StoreError>>,
+    change: Change,
+    reply: Reply,
+}
+
+enum Step {
+    Next,
+    Write(Writing),
+    Stop,
+}
+
+enum Next {
+    Command(Option<Command>),
+    Written(Result<Result<(), StoreError>, JoinError>),
+}
+
+impl Command {
+    /// Commands that change specs (or stop the engine) wait while a store
+    /// write is in flight, so the state checked before the write is the state
+    /// changed after it. Probe results and reads go on.
+    fn waits_for_store(&self) -> bool {
+        matches!(
+            self,
+            Command::Apply { .. }
+                | Command::CheckApply { .. }
+                | Command::Delete { .. }
+                | Command::Restore { .. }
+                | Command::SetDrain { .. }
+                | Command::Shutdown { .. }
+        )
+    }
+}
+
+impl Owner {
+    pub fn new(
+        config: EngineConfig,
+        tx: mpsc::Sender<Command>,
+        prober: SharedProbe,
+        limiter: Arc<Semaphore>,
+        health: HealthStatuses,
+        persist: Option<Arc<dyn Persist>>,
+        deleted: watch::Sender<u64>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(config.watch_buffer.max(1));
+        let settings = Settings {
+            max_groups: config.limits.max_groups,
+            probe_backend_interval: config.probe_backend_interval,
+            observed: config.observer.is_some(),
+            durable: persist.is_some(),
+            shared: config.cluster.is_some(),
+        };
+        Owner {
+            state: EngineState::new(settings),
+            tasks: HashMap::new(),
+            tx,
+            prober,
+            limiter,
+            observer: config.observer,
+            cluster: config.cluster,
+            health,
+            events,
+            persist,
+            started: Instant::now(),
+            pacer: Arc::new(StartPacer::new(config.initial_probes_per_second)),
+            deleted,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut writing: Option<Writing> = None;
+        let mut deferred: VecDeque<Command> = VecDeque::new();
+        loop {
+            let next = match writing.as_mut() {
+                Some(w) => tokio::select! {
+                    done = &mut w.task => Next::Written(done),
+                    cmd = rx.recv() => Next::Command(cmd),
+                },
+                None => Next::Command(match deferred.pop_front() {
+                    Some(cmd) => Some(cmd),
+                    None => rx.recv().await,
+                }),
+            };
+            let cmd = match next {
+                Next::Written(done) => {
+                    if let Some(w) = writing.take() {
+                        self.written(w, done);
+                    }
+                    continue;
+                }
+                Next::Command(Some(cmd)) => cmd,
+                Next::Command(None) => {
+                    if let Some(mut w) = writing.take() {
+                        let done = (&mut w.task).await;
+                        self.written(w, done);
+                    }
+                    return;
+                }
+            };
+            if writing.is_some() && cmd.waits_for_store() {
+                deferred.push_back(cmd);
+                continue;
+            }
+            match self.handle(cmd) {
+                Step::Next => {}
+                Step::Write(w) => writing = Some(w),
+                Step::Stop => return,
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) -> Step {
+        match cmd {
+            Command::Apply {
+                groups,
+                origin,
+                replace_origin,
+                reply,
+            } => {
+                let checked = self.state.check_apply(groups, origin, replace_origin);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::Delete { group, reply } => {
+                let checked = self.state.check_delete(&group);
+                return self.change(checked, Reply::Delete(reply));
+            }
+            Command::CheckApply { group, origin, reply } => {
+                // The same check as an apply; the checked change is dropped.
+                let _ = reply.send(self.state.check_apply(vec![*group], origin, false).map(|_| ()));
+            }
+            Command::Restore { groups, reply } => {
+                let checked = self.state.check_restore(groups);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::SetDrain { group, backend, drain, reply } => {
+                let checked = self.state.check_drain(&group, &backend, drain);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::ProbeResult(result) => self.probe_result(*result),
+            Command::Get { group, reply } => {
+                let _ = reply.send(self.state.health(&group));
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.state.list());
+            }
+            Command::Watch { group, reply } => {
+                let events = self.events.subscribe();
+                let sub = self.state.snapshot(group.as_deref()).map(|snapshot| Subscription {
+                    sequence: self.state.sequence(),
+                    snapshot,
+                    events,
+                });
+                let _ = reply.send(sub);
+            }
+            Command::ProbeBackend { group, backend, reply } => {
+                let ticket = self.state.probe_backend(group, backend, Instant::now()).map(|mut ticket| {
+                    if let Some((_, memory)) = self.tasks.get(&ticket.epoch) {
+                        ticket.memory = memory.clone();
+                    }
+                    ticket
+                });
+                let _ = reply.send(ticket);
+            }
+            Command::ProbeTimeout { group, backend, reply } => {
+                let _ = reply.send(self.state.probe_timeout(&group, &backend));
+            }
+            Command::RemoteVerdict { group, backend, verdict } => {
+                let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
+                let mut fx = Effects::default();
+                self.state.take_remote(&group, &backend, *verdict, owned, &mut fx);
+                self.execute(fx, None);
+            }
+            Command::Shutdown { reply } => {
+                self.shutdown();
+                let _ = reply.send(());
+                // Returning drops the broadcast sender, which ends every watch stream.
+                return Step::Stop;
+            }
+        }
+        Step::Next
+    }
+
+    /// A checked change: committed at once, or after its store write.
+    fn change(&mut self, checked: Result<Checked, EngineError>, reply: Reply) -> Step {
+        let checked = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                reply.send(Err(e));
+                return Step::Next;
+            }
+        };
+        match (checked.store, self.persist.clone()) {
+            (Some(write), Some(store)) => Step::Write(Writing {
+                // A commit waits for the disk: on the blocking pool, so probe
+                // results keep flowing meanwhile.
+                task: tokio::task::spawn_blocking(move || write_all(&*store, write)),
+                change: checked.change,
+                reply,
+            }),
+            _ => {
+                let committed = self.commit(checked.change);
+                reply.send(Ok(committed));
+                Step::Next
+            }
+        }
+    }
+
+    fn written(&mut self, w: Writing, done: Result<Result<(), StoreError>, JoinError>) {
+        let result = match done {
+            Ok(Ok(())) => Ok(self.commit(w.change)),
+            Ok(Err(e)) => {
+                error!(error = %mcp_health_core::errors::chain(&e), "store write failed; change rejected");
+                Err(EngineError::Store(e))
+            }
+            Err(e) => Err(EngineError::Store(StoreError::Write(Box::new(e)))),
+        };
+        w.reply.send(result);
+    }
+
+    fn commit(&mut self, change: Change) -> Committed {
+        let mut fx = Effects::default();
+        let committed = self.state.commit(change, &mut fx);
+        self.execute(fx, None);
+        committed
+    }
+
+    fn probe_result(&mut self, mut r: ProbeResult) {
+        if let Some(o) = &self.observer {
+            o.probe_finished(&r);
+        }
+        let reply = r.reply.take();
+        let pace = r.pace.take();
+        let mut fx = Effects::default();
+        let folded = self.state.fold(&r, SystemTime::now(), &mut fx);
+        self.execute(fx, Some(&r));
+        // The scheduler waits for this answer; a send never waits (oneshot),
+        // so the owner still never awaits a prober. A dropped result (removed
+        // or replaced incarnation) drops the sender: its task is aborted anyway.
+        if let Some(tx) = pace
+            && folded.is_ok()
+            && let Some(p) = self.state.pace(&r.group, &r.backend)
+        {
+            let _ = tx.send(p);
+        }
+        if let Some(tx) = reply {
+            let _ = tx.send(folded.and_then(|()| self.state.probed(&r.group, &r.backend)));
+        }
+    }
+
+    /// Carries out effects in order. `result` is the probe result being folded, if any.
+    fn execute(&mut self, fx: Effects, result: Option<&ProbeResult>) {
+        for effect in fx.actions {
+            match effect {
+                Effect::Spawn { epoch, target } => {
+                    let task = BackendTask {
+                        group: target.group.clone(),
+                        backend: target.backend.spec.name.clone(),
+                        epoch,
+                        policy: target.backend.policy,
+                        target,
+                        prober: self.prober.clone(),
+                        limiter: self.limiter.clone(),
+                        owner: self.tx.clone(),
+                        observer: self.observer.clone(),
+                        cluster: self.cluster.clone(),
+                        pacer: self.pacer.clone(),
+                        memory: SharedMemory::default(),
+                    };
+                    let memory = task.memory.clone();
+                    self.tasks.insert(epoch, (tokio::spawn(task.run()).abort_handle(), memory));
+                }
+                Effect::Abort { epoch } => {
+                    if let Some((task, _)) = self.tasks.remove(&epoch) {
+                        task.abort();
+                    }
+                }
+                Effect::Health { group, status: Some(s) } => self.health.set(&group, s),
+                Effect::Health { group, status: None } => self.health.remove(&group),
+                Effect::Changed { group, sequence } => {
+                    // The full view costs O(backends); build it only when someone watches.
+                    // (Readers that come later build it on demand from the same state.)
+                    if self.events.receiver_count() > 0
+                        && let Ok(view) = self.state.health(&group)
+                    {
+                        // A lagging receiver is resynchronized by its stream with a snapshot.
+                        let _ = self.events.send(Event {
+                            kind: EventKind::Changed,
+                            sequence,
+                            group: view,
+                        });
+                    }
+                }
+                Effect::Deleted(event) => {
+                    let _ = self.events.send(event);
+                    self.deleted.send_modify(|n| *n += 1);
+                }
+                Effect::FirstVerdicts { groups, backends } => {
+                    info!(
+                        groups,
+                        backends,
+                        elapsed_ms = self.started.elapsed().as_millis() as u64,
+                        "every group has its first verdict"
+                    );
+                }
+                Effect::ShareVerdict {
+                    group,
+                    backend,
+                    progress,
+                    health,
+                } => {
+                    if let Some(c) = &self.cluster {
+                        c.verdict_changed(&group, &backend, &progress, &health);
+                    }
+                }
+                Effect::Observe(call) => {
+                    if let Some(o) = &self.observer {
+                        observe(&**o, call, result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, (task, _)) in self.tasks.drain() {
+            task.abort();
+        }
+        self.limiter.close();
+        // Close the store now, before the reply: a daemon started right after
+        // `stop` returns can open it again. (No write is in flight: Shutdown
+        // waits for it like any change.)
+        self.persist = None;
+        self.health.set_all_not_serving();
+        info!(groups = self.state.group_count(), "engine stopped; probes cancelled");
+    }
+}
+
+/// The one write of a change, in one go on the blocking pool.
+fn write_all(store: &dyn Persist, write: StoreWrite) -> Result<(), StoreError> {
+    for (spec, generation) in &write.puts {
+        store.put(spec, *generation)?;
+    }
+    for name in &write.removes {
+        store.remove(name)?;
+    }
+    Ok(())
+}
+
+fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) {
+    match call {
+        Observed::ProbeApplied => {
+            if let Some(r) = result {
+                o.probe_applied(r);
+            }
+        }
+        Observed::BackendStatus { group, backend, from, to } => o.backend_status(&group, &backend, from, to),
+        Observed::GroupVerdict { group, verdict } => o.group_verdict(&group, &verdict),
+        Observed::BackendRemoved { group, backend } => o.backend_removed(&group, &backend),
+        Observed::GroupDeleted { group, backends } => o.group_deleted(&group, &backends),
+    }
+}

@@ -1,0 +1,283 @@
+//! One task per backend: sleeps until its next planned probe (with jitter),
+//! takes a permit from the global limit, probes, and reports to the owner,
+//! which answers with the pace the folded verdict asks for (the edge interval
+//! while a change is pending). A hanging backend holds only its own task and
+//! one permit, never another's.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::results::{ProbeResult, SharedMemory, Timed};
+use super::spread::StartPacer;
+use super::{Command, InFlight, ProbeObserver};
+use mcp_health_core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
+use mcp_health_core::spec::Policy;
+use mcp_health_core::verdict::Pace;
+use mcp_health_probe::{Probe, ProbeMemory, ProbeTarget};
+use mcp_health_proto::v1::ReasonCode;
+
+/// Extra time past the policy timeout before the scheduler abandons a probe
+/// that ignores its own deadline; the prober normally finishes first.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs one probe on a copy of the shared memory and keeps what it learnt:
+/// the lock is never held across the probe (nor by the owner task).
+pub async fn probe_shared(prober: &dyn Probe, target: &ProbeTarget, memory: &SharedMemory, policy: Policy) -> Timed {
+    // A poisoned lock only means a panic mid-assignment; the memory is still a valid value.
+    let mut local = memory.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let timed = probe_once(prober, target, &mut local, policy).await;
+    *memory.lock().unwrap_or_else(PoisonError::into_inner) = local;
+    timed
+}
+
+/// Runs one probe bounded by the policy timeout.
+pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut ProbeMemory, policy: Policy) -> Timed {
+    let start = Instant::now();
+    let deadline = start + policy.timeout;
+    match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
+        Ok(report) => Timed {
+            outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency),
+            latency: report.latency,
+        },
+        Err(_) => {
+            let latency = start.elapsed();
+            Timed {
+                outcome: ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", policy.timeout.as_millis()))),
+                latency,
+            }
+        }
+    }
+}
+
+/// When the next probe runs: the regular plan (`planned + next`, so jitter
+/// does not drift), or, when the backend asked to wait (`retry_after`), no
+/// sooner than that wait capped by `hold` after the answer (`now`). Never
+/// before `now`: a probe that fell behind is not followed by a burst.
+fn next_plan(planned: Instant, next: Duration, now: Instant, retry_after: Option<Duration>, hold: Duration) -> Instant {
+    (planned + next).max(now + retry_wait(retry_after, hold))
+}
+
+/// Where a run of bare 429s stands: the first of the run started at `since`.
+/// A bare 429 within `hold` of it holds the verdict; past it, it is a failure.
+/// Any other outcome ends the run.
+fn judge_throttle(outcome: ProbeOutcome, throttled_since: &mut Option<Instant>, started: Instant, now: Instant, hold: Duration) -> ProbeOutcome {
+    if outcome.class != OutcomeClass::Throttled {
+        *throttled_since = None;
+        return outcome;
+    }
+    let since = *throttled_since.get_or_insert(started);
+    outcome.judge_hold(now.saturating_duration_since(since), hold)
+}
+
+/// The interval until the next probe: `interval` spread by ±jitter.
+fn jittered(interval: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Duration {
+    if jitter_percent == 0 {
+        return interval;
+    }
+    let j = f64::from(jitter_percent) / 100.0;
+    interval.mul_f64(rng.random_range((1.0 - j)..=(1.0 + j)))
+}
+
+/// The edge interval spread by the jitter downward only: backends that
+/// failed together still drift apart, and the edge interval stays a bound
+/// (the documented worst case counts it whole).
+fn jittered_below(edge: Duration, jitter_percent: u32, rng: &mut impl Rng) -> Duration {
+    if jitter_percent == 0 {
+        return edge;
+    }
+    let j = f64::from(jitter_percent) / 100.0;
+    edge.mul_f64(rng.random_range((1.0 - j)..=1.0))
+}
+
+/// The time from a probe's planned start to the next one's. While a change
+/// is pending (`Pace::Edge`), the edge interval; otherwise the interval
+/// spread by ±jitter, or after a first probe made at once without a spread
+/// (`first_unspread`) a random point of the first interval, so backends
+/// added together drift apart. `next_plan` then lets a wait the backend
+/// asked for win over either.
+fn next_interval(policy: &Policy, pace: Pace, first_unspread: bool, rng: &mut impl Rng) -> Duration {
+    match pace {
+        Pace::Edge => jittered_below(policy.edge_interval(), policy.jitter_percent, rng),
+        Pace::Steady if first_unspread => policy.interval.mul_f64(rng.random_range(0.5..=1.0)),
+        Pace::Steady => jittered(policy.interval, policy.jitter_percent, rng),
+    }
+}
+
+pub struct BackendTask {
+    pub group: String,
+    pub backend: String,
+    pub epoch: u64,
+    pub target: Arc<ProbeTarget>,
+    pub policy: Policy,
+    pub prober: Arc<dyn Probe>,
+    pub limiter: Arc<Semaphore>,
+    pub owner: mpsc::Sender<Command>,
+    pub observer: Option<Arc<dyn ProbeObserver>>,
+    pub pacer: Arc<StartPacer>,
+    /// Cluster mode: probe only while this replica owns the backend.
+    pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
+    /// Shared with `ProbeBackend` for this epoch (the owner hands it out).
+    pub memory: SharedMemory,
+}
+
+impl BackendTask {
+    /// Probes first when the start-up spread allows (`spread`), then on a
+    /// jittered timer. Without a spread (`initialSpread: 0s`) the first probe
+    /// is at once and the second lands at a random point of the first
+    /// interval, so backends added together still drift apart.
+    pub async fn run(self) {
+        let spread = self.policy.initial_spread.min(self.policy.interval);
+        let mut planned = self.pacer.first_start(spread);
+        let mut first = true;
+        let mut throttled_since = None;
+        loop {
+            tokio::time::sleep_until(planned).await;
+            if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
+                // Another replica probes it; ask again at the next planned time.
+                planned = (planned + self.policy.interval).max(Instant::now());
+                continue;
+            }
+            let Ok(permit) = self.limiter.acquire().await else { return };
+            let started = Instant::now();
+            let in_flight = InFlight::probe(self.observer.as_ref());
+            let timed = probe_shared(&*self.prober, &self.target, &self.memory, self.policy).await;
+            drop(in_flight);
+            drop(permit);
+            let answered = Instant::now();
+            let outcome = judge_throttle(timed.outcome, &mut throttled_since, started, answered, self.policy.rate_limit_hold);
+            let retry_after = outcome.retry_after;
+            let (pace_tx, pace_rx) = oneshot::channel();
+            let result = ProbeResult {
+                group: self.group.clone(),
+                backend: self.backend.clone(),
+                epoch: self.epoch,
+                outcome,
+                latency: timed.latency,
+                scheduling_lag: started.saturating_duration_since(planned),
+                interval: self.policy.interval,
+                reply: None,
+                pace: Some(pace_tx),
+            };
+            if self.owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
+                return;
+            }
+            // The owner's verdict, with this result folded in, decides the pace:
+            // one source of truth, which on-demand probes and shared verdicts
+            // also feed. Unanswered (result dropped, engine stopping): steady.
+            let pace = pace_rx.await.unwrap_or(Pace::Steady);
+            let next = next_interval(&self.policy, pace, first && spread.is_zero(), &mut rand::rng());
+            first = false;
+            planned = next_plan(planned, next, Instant::now().max(answered), retry_after, self.policy.rate_limit_hold);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_plan_honours_a_wait_within_the_interval_and_the_hold() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let hold = s(300);
+        // (planned, next, now, retry_after, want): times in seconds from t0.
+        let cases: &[(u64, u64, u64, Option<Duration>, u64)] = &[
+            // No wait asked: the regular plan, or now if we fell behind.
+            (0, 10, 1, None, 10),
+            (0, 10, 30, None, 30),
+            // A wait shorter than the interval never brings the probe sooner.
+            (0, 10, 1, Some(s(2)), 10),
+            // A longer one is honoured from the answer...
+            (0, 10, 1, Some(s(60)), 61),
+            // ...up to the hold, never longer.
+            (0, 10, 1, Some(s(3600)), 301),
+            (0, 10, 1, Some(Duration::MAX), 301),
+            // An interval longer than the hold still wins.
+            (0, 600, 1, Some(s(3600)), 600),
+        ];
+        for &(planned, next, now, retry_after, want) in cases {
+            let got = next_plan(t0 + s(planned), s(next), t0 + s(now), retry_after, hold);
+            assert_eq!(got - t0, s(want), "planned {planned} next {next} now {now} wait {retry_after:?}");
+        }
+        assert_eq!(
+            next_plan(t0, s(10), t0 + s(1), Some(s(60)), Duration::ZERO) - t0,
+            s(10),
+            "hold 0s: no wait honoured"
+        );
+    }
+
+    #[test]
+    fn a_run_of_bare_429s_is_held_then_fails() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let bare = || ProbeOutcome::throttled(Reason::http(ReasonCode::RateLimited, 429, "HTTP 429"));
+        let mut since = None;
+        // (started, answered, outcome, want): the run starts with its first probe.
+        let steps: Vec<(u64, u64, ProbeOutcome, OutcomeClass)> = vec![
+            (0, 1, bare(), OutcomeClass::Throttled),
+            (60, 61, bare(), OutcomeClass::Throttled),
+            (299, 299, bare(), OutcomeClass::Throttled),
+            (300, 300, bare(), OutcomeClass::Failure),
+            (400, 400, bare(), OutcomeClass::Failure),
+            // Any other answer ends the run; the next bare 429 starts a new one.
+            (500, 500, ProbeOutcome::success(Default::default()), OutcomeClass::Success),
+            (510, 510, bare(), OutcomeClass::Throttled),
+            (809, 809, bare(), OutcomeClass::Throttled),
+            (810, 811, bare(), OutcomeClass::Failure),
+        ];
+        for (i, (started, answered, outcome, want)) in steps.into_iter().enumerate() {
+            let got = judge_throttle(outcome, &mut since, t0 + s(started), t0 + s(answered), s(300));
+            assert_eq!(got.class, want, "step {i}");
+        }
+    }
+
+    #[test]
+    fn the_pace_picks_the_interval_and_jitter_never_lengthens_the_edge() {
+        let mut rng = rand::rng();
+        let ms = Duration::from_millis;
+        let policy = |interval: u64, edge: Option<u64>, jitter_percent: u32| Policy {
+            interval: ms(interval),
+            edge_interval_set: edge.map(ms),
+            jitter_percent,
+            ..Policy::default()
+        };
+        // (policy, pace, first without a spread, shortest, longest): in ms.
+        let cases = [
+            (policy(10_000, None, 0), Pace::Steady, false, 10_000, 10_000),
+            (policy(10_000, None, 0), Pace::Edge, false, 2_000, 2_000),
+            (policy(10_000, Some(500), 0), Pace::Edge, false, 500, 500),
+            (policy(10_000, Some(500), 20), Pace::Edge, false, 400, 500),
+            (policy(10_000, Some(500), 20), Pace::Steady, false, 8_000, 12_000),
+            (policy(10_000, Some(500), 20), Pace::Steady, true, 5_000, 10_000),
+            // A change pending after the very first probe (not possible from
+            // UNKNOWN, but a shared verdict may be): the edge wins.
+            (policy(10_000, Some(500), 0), Pace::Edge, true, 500, 500),
+        ];
+        for (policy, pace, first_unspread, lo, hi) in cases {
+            let got: Vec<Duration> = (0..500).map(|_| next_interval(&policy, pace, first_unspread, &mut rng)).collect();
+            assert!(
+                got.iter().all(|d| *d >= ms(lo) && *d <= ms(hi)),
+                "{policy:?} {pace:?} {first_unspread}: {got:?}"
+            );
+            if lo < hi {
+                assert!(got.iter().any(|d| *d != got[0]), "jitter applies: {policy:?} {pace:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_stays_in_range() {
+        let mut rng = rand::rng();
+        let interval = Duration::from_secs(10);
+        for _ in 0..1000 {
+            let d = jittered(interval, 10, &mut rng);
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+        }
+        assert_eq!(jittered(interval, 0, &mut rng), interval);
+    }
+}

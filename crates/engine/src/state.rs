@@ -1,0 +1,619 @@
+//! The engine state as a plain synchronous value: every group and backend,
+//! the change sequence and the epochs. Each method takes one input (a checked
+//! change, a probe result, a read) with the time it happens and returns the
+//! `Effects` the shell carries out. No task, no clock, no I/O (log lines aside).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tracing::info;
+
+use super::effects::{Effect, Effects, Observed, StoreWrite};
+use super::groups::{BackendState, GroupState};
+use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
+use super::results::{ProbeResult, ProbeTicket};
+use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
+use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts};
+use mcp_health_core::verdict::{Pace, Verdict, observe, pace};
+
+mod remote;
+use crate::health::serving_status;
+use mcp_health_core::spec::ValidGroup;
+use mcp_health_probe::ProbeTarget;
+use mcp_health_proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ReasonCode};
+
+/// What the state needs to know about its surroundings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_groups: usize,
+    /// Minimum time between two on-demand probes of one backend.
+    pub probe_backend_interval: Duration,
+    /// Whether there is an observer (observer effects are emitted only then).
+    pub observed: bool,
+    /// Whether API groups are stored (store writes are emitted only then).
+    pub durable: bool,
+    /// Cluster mode: local verdict changes are shared (`Effect::ShareVerdict`).
+    pub shared: bool,
+}
+
+/// A group to apply, with its probe targets (built outside, before any change).
+pub type Incoming = (ValidGroup, Vec<Arc<ProbeTarget>>);
+
+/// A change that passed every check: it takes effect with `commit`, after
+/// `store` (if any) has been committed.
+pub struct Checked {
+    pub store: Option<StoreWrite>,
+    pub change: Change,
+}
+
+pub enum Change {
+    Apply { origin: Origin, stale: Vec<String>, groups: Vec<Planned> },
+    Delete { group: String },
+}
+
+pub struct Planned {
+    pub valid: ValidGroup,
+    pub targets: Vec<Arc<ProbeTarget>>,
+    pub plan: GroupPlan,
+}
+
+/// What a committed change answers.
+pub enum Committed {
+    Applied(Vec<Applied>),
+    Deleted,
+}
+
+pub struct EngineState {
+    settings: Settings,
+    groups: BTreeMap<String, GroupState>,
+    /// Bumped at every published change; events and views carry it.
+    sequence: u64,
+    next_epoch: u64,
+    all_verdicts_logged: bool,
+}
+
+impl EngineState {
+    pub fn new(settings: Settings) -> Self {
+        EngineState {
+            settings,
+            groups: BTreeMap::new(),
+            sequence: 0,
+            next_epoch: 1,
+            all_verdicts_logged: false,
+        }
+    }
+
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn check_origin(&self, name: &str, origin: &Origin) -> Result<(), EngineError> {
+        match self.groups.get(name).map(|g| &g.origin) {
+            Some(Origin::ConfigFile(path)) if *origin == Origin::Api => Err(EngineError::ReadOnly {
+                group: name.to_owned(),
+                path: path.display().to_string(),
+            }),
+            Some(Origin::Api) if *origin != Origin::Api => Err(EngineError::NameConflict {
+                group: name.to_owned(),
+                other: format!(
+                    "a group applied over the API ({}); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+                    self.api_groups_kept()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where API groups live, as conflict messages say it.
+    fn api_groups_kept(&self) -> &'static str {
+        match (self.settings.shared, self.settings.durable) {
+            (true, _) => "kept in etcd",
+            (false, true) => "kept in the --data-dir store",
+            (false, false) => "kept in memory only, as there is no --data-dir",
+        }
+    }
+
+    fn plan(&self, valid: &ValidGroup, origin: &Origin, restored: Option<u64>) -> GroupPlan {
+        let current = self.groups.get(&valid.spec.name).map(|g| Current {
+            spec: &g.spec,
+            origin: &g.origin,
+            generation: g.generation,
+        });
+        plan_group(current, &valid.spec, origin, restored)
+    }
+
+    /// Checks an apply, all or nothing: origins, the group limit, and (with
+    /// `replace_origin`) which groups of that origin go away. Changes nothing.
+    pub fn check_apply(&self, groups: Vec<Incoming>, origin: Origin, replace_origin: bool) -> Result<Checked, EngineError> {
+        for (g, _) in &groups {
+            self.check_origin(&g.spec.name, &origin)?;
+        }
+        let stale: Vec<String> = if replace_origin {
+            self.groups
+                .iter()
+                .filter(|(name, g)| g.origin == origin && !groups.iter().any(|(v, _)| &v.spec.name == *name))
+                .map(|(name, _)| name.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let added = groups.iter().filter(|(g, _)| !self.groups.contains_key(&g.spec.name)).count();
+        if self.groups.len() + added - stale.len() > self.settings.max_groups {
+            return Err(EngineError::TooManyGroups(self.settings.max_groups));
+        }
+        let planned: Vec<Planned> = groups
+            .into_iter()
+            .map(|(valid, targets)| Planned {
+                plan: self.plan(&valid, &origin, None),
+                valid,
+                targets,
+            })
+            .collect();
+        let store = (self.settings.durable && origin == Origin::Api).then(|| StoreWrite {
+            puts: planned
+                .iter()
+                .filter(|p| p.plan.changed)
+                .map(|p| (p.valid.spec.clone(), p.plan.generation))
+                .collect(),
+            removes: Vec::new(),
+        });
+        Ok(Checked {
+            store: store.filter(|w| !w.is_empty()),
+            change: Change::Apply {
+                origin,
+                stale,
+                groups: planned,
+            },
+        })
+    }
+
+    /// Checks a restore of stored API groups, which keep their stored
+    /// generations and are not written again.
+    pub fn check_restore(&self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>) -> Result<Checked, EngineError> {
+        for (g, _, _) in &groups {
+            self.check_origin(&g.spec.name, &Origin::Api)?;
+        }
+        let added = groups.iter().filter(|(g, _, _)| !self.groups.contains_key(&g.spec.name)).count();
+        if self.groups.len() + added > self.settings.max_groups {
+            return Err(EngineError::TooManyGroups(self.settings.max_groups));
+        }
+        let planned = groups
+            .into_iter()
+            .map(|(valid, targets, generation)| Planned {
+                plan: self.plan(&valid, &Origin::Api, Some(generation)),
+                valid,
+                targets,
+            })
+            .collect();
+        Ok(Checked {
+            store: None,
+            change: Change::Apply {
+                origin: Origin::Api,
+                stale: Vec::new(),
+                groups: planned,
+            },
+        })
+    }
+
+    /// Checks an operator drain (or its end) of one backend of an API group:
+    /// the group's spec with that backend's `drain` set, checked like an API
+    /// apply (a config-file group is ReadOnly; the same state is "unchanged").
+    /// Drain is not part of a backend's identity, so its verdict is kept.
+    pub fn check_drain(&self, group: &str, backend: &str, drain: bool) -> Result<Checked, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        if !g.backends.contains_key(backend) {
+            return Err(EngineError::BackendNotFound {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+            });
+        }
+        let mut spec = g.spec.clone();
+        spec.backends.iter_mut().filter(|b| b.name == backend).for_each(|b| b.drain = drain);
+        let targets: Vec<Arc<ProbeTarget>> = spec
+            .backends
+            .iter()
+            .filter_map(|b| g.backends.get(&b.name))
+            .map(|b| {
+                let mut t = (*b.target).clone();
+                if t.backend.spec.name == backend {
+                    t.backend.spec.drain = drain;
+                }
+                Arc::new(t)
+            })
+            .collect();
+        // The spec passed validation when it was applied, and `drain` changes nothing validation checks.
+        let valid = ValidGroup {
+            backends: targets.iter().map(|t| t.backend.clone()).collect(),
+            spec,
+        };
+        self.check_apply(vec![(valid, targets)], Origin::Api, false)
+    }
+
+    /// Checks an API delete: the group exists and was applied over the API.
+    pub fn check_delete(&self, name: &str) -> Result<Checked, EngineError> {
+        match self.groups.get(name).map(|g| &g.origin) {
+            None => Err(EngineError::GroupNotFound(name.to_owned())),
+            Some(Origin::ConfigFile(path)) => Err(EngineError::ReadOnly {
+                group: name.to_owned(),
+                path: path.display().to_string(),
+            }),
+            Some(Origin::Api) => Ok(Checked {
+                store: self.settings.durable.then(|| StoreWrite {
+                    puts: Vec::new(),
+                    removes: vec![name.to_owned()],
+                }),
+                change: Change::Delete { group: name.to_owned() },
+            }),
+        }
+    }
+
+    /// Makes a checked change take effect. The caller has committed its store
+    /// write, and changed nothing else since the check.
+    pub fn commit(&mut self, change: Change, fx: &mut Effects) -> Committed {
+        match change {
+            Change::Apply { origin, stale, groups } => {
+                for name in stale {
+                    self.delete_group(&name, fx);
+                }
+                Committed::Applied(groups.into_iter().map(|p| self.apply_group(p, origin.clone(), fx)).collect())
+            }
+            Change::Delete { group } => {
+                self.delete_group(&group, fx);
+                Committed::Deleted
+            }
+        }
+    }
+
+    fn observe(&self, fx: &mut Effects, o: Observed) {
+        if self.settings.observed {
+            fx.push(Effect::Observe(o));
+        }
+    }
+
+    fn spawn(&mut self, target: &Arc<ProbeTarget>, fx: &mut Effects) -> u64 {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        fx.push(Effect::Spawn { epoch, target: target.clone() });
+        epoch
+    }
+
+    fn new_backend(&mut self, group: &str, target: Arc<ProbeTarget>, fx: &mut Effects) -> BackendState {
+        let epoch = self.spawn(&target, fx);
+        self.observe(
+            fx,
+            Observed::BackendStatus {
+                group: group.to_owned(),
+                backend: target.backend.spec.name.clone(),
+                from: None,
+                to: BackendStatus::Unknown,
+            },
+        );
+        BackendState {
+            target,
+            epoch,
+            verdict: Verdict::unknown(),
+            reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
+            facts: ServerFacts::default(),
+            last_latency: None,
+            last_probe: None,
+            last_transition: None,
+            remote_since_probe: false,
+            last_probe_backend: None,
+            peer: None,
+        }
+    }
+
+    fn apply_group(&mut self, p: Planned, origin: Origin, fx: &mut Effects) -> Applied {
+        let Planned { valid, targets, plan } = p;
+        if !plan.changed {
+            return Applied {
+                spec: valid.spec,
+                generation: plan.generation,
+                changed: false,
+            };
+        }
+        let name = valid.spec.name.clone();
+        let mut old = self.groups.get_mut(&name).map(|g| std::mem::take(&mut g.backends)).unwrap_or_default();
+        let mut backends = BTreeMap::new();
+        for target in targets {
+            let bname = target.backend.spec.name.clone();
+            let prev = old.remove(&bname);
+            let state = match (backend_action(prev.as_ref().map(|b| &b.target.backend), &target.backend), prev) {
+                (BackendAction::Keep, Some(mut prev)) => {
+                    prev.target = target;
+                    prev
+                }
+                (BackendAction::Retime, Some(mut prev)) => {
+                    // Same endpoint, new timing: keep the verdict, restart the timer.
+                    fx.push(Effect::Abort { epoch: prev.epoch });
+                    prev.epoch = self.spawn(&target, fx);
+                    prev.target = target;
+                    prev
+                }
+                (_, Some(prev)) => {
+                    fx.push(Effect::Abort { epoch: prev.epoch });
+                    info!(group = %name, backend = %bname, "backend changed; restarting at UNKNOWN");
+                    self.new_backend(&name, target, fx)
+                }
+                (_, None) => self.new_backend(&name, target, fx),
+            };
+            backends.insert(bname, state);
+        }
+        for (bname, removed) in old {
+            fx.push(Effect::Abort { epoch: removed.epoch });
+            self.observe(
+                fx,
+                Observed::BackendRemoved {
+                    group: name.clone(),
+                    backend: bname.clone(),
+                },
+            );
+            info!(group = %name, backend = %bname, "backend removed");
+        }
+        let group = GroupState {
+            spec: valid.spec.clone(),
+            generation: plan.generation,
+            origin,
+            sequence: 0,
+            verdict: view::verdict(std::iter::empty()),
+            backends,
+            cached: None,
+        };
+        let previous_phase = self.groups.insert(name.clone(), group).map(|g| g.verdict.phase);
+        self.publish(&name, previous_phase, fx);
+        info!(group = %name, generation = plan.generation, backends = valid.backends.len(), "group applied");
+        Applied {
+            spec: valid.spec,
+            generation: plan.generation,
+            changed: true,
+        }
+    }
+
+    fn delete_group(&mut self, name: &str, fx: &mut Effects) {
+        let Some(mut g) = self.groups.remove(name) else { return };
+        for b in g.backends.values() {
+            fx.push(Effect::Abort { epoch: b.epoch });
+        }
+        self.observe(
+            fx,
+            Observed::GroupDeleted {
+                group: name.to_owned(),
+                backends: g.backends.keys().cloned().collect(),
+            },
+        );
+        self.sequence += 1;
+        g.sequence = self.sequence;
+        g.cached = None;
+        fx.push(Effect::Health {
+            group: name.to_owned(),
+            status: None,
+        });
+        fx.push(Effect::Deleted(Event {
+            kind: EventKind::Deleted,
+            sequence: self.sequence,
+            group: g.health(name),
+        }));
+        info!(group = %name, "group deleted");
+    }
+
+    /// Folds a probe result into its backend's verdict. A result for a removed
+    /// backend is dropped (NotFound); one for a backend a change restarted
+    /// since (another epoch) too, as `BackendRestarted`: it exists, and an
+    /// on-demand probe may simply be asked again.
+    pub fn fold(&mut self, r: &ProbeResult, now: SystemTime, fx: &mut Effects) -> Result<(), EngineError> {
+        let observed = self.settings.observed;
+        let Some(g) = self.groups.get_mut(&r.group) else {
+            return Err(EngineError::GroupNotFound(r.group.clone()));
+        };
+        let Some(b) = g.backends.get_mut(&r.backend) else {
+            // A result for a removed backend: dropped, never resurrected.
+            return Err(EngineError::BackendNotFound {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+            });
+        };
+        if b.epoch != r.epoch {
+            // A result for a replaced incarnation: dropped, it says nothing of the new one.
+            return Err(EngineError::BackendRestarted {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+            });
+        }
+        if observed {
+            fx.push(Effect::Observe(Observed::ProbeApplied));
+        }
+        let backend = &b.target.backend;
+        let prev = b.verdict.clone();
+        let next = observe(&prev, r.outcome.class, backend.auth_mode, backend.policy.thresholds);
+        b.last_probe = Some(now);
+        b.last_latency = Some(r.latency);
+        let prev_reason = b.reason.code;
+        b.reason = r.outcome.reason.clone();
+        // A failure that reached no server keeps the address the backend was last reached at.
+        let peer_changed = r.outcome.peer.is_some() && r.outcome.peer != b.peer;
+        if peer_changed {
+            b.peer = r.outcome.peer;
+        }
+        let keeps_facts = match r.outcome.class {
+            OutcomeClass::Failure | OutcomeClass::Throttled => true,
+            // A -32023 answer to the handshake carries no facts; one to tools/list came after them.
+            OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
+            _ => false,
+        };
+        if !keeps_facts {
+            // Keep what the server last said about itself through failures and rate limits.
+            let facts = &r.outcome.facts;
+            if !facts.protocol_version.is_empty() {
+                b.facts = facts.clone();
+            } else {
+                b.facts.resource_metadata = facts.resource_metadata;
+            }
+        }
+        let status_changed = next.status != prev.status;
+        // A new address is published (xDS hands Envoy the address) and shared like a verdict change.
+        let changed = status_changed || next.progress != prev.progress || peer_changed;
+        let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
+        if status_changed {
+            if observed {
+                fx.push(Effect::Observe(Observed::BackendStatus {
+                    group: r.group.clone(),
+                    backend: r.backend.clone(),
+                    from: Some(prev.status),
+                    to: next.status,
+                }));
+            }
+            b.last_transition = Some(now);
+            info!(
+                group = %r.group,
+                backend = %r.backend,
+                from = prev.status.as_str_name(),
+                to = next.status.as_str_name(),
+                reason = b.reason.code.as_str_name(),
+                detail = %b.reason.message,
+                "backend transition"
+            );
+        }
+        b.verdict = next;
+        if share && self.settings.shared {
+            fx.push(Effect::ShareVerdict {
+                group: r.group.clone(),
+                backend: r.backend.clone(),
+                progress: b.verdict.progress.clone(),
+                health: Box::new(view::backend_health(&b.facts())),
+            });
+        }
+        if changed {
+            let previous = g.verdict.phase;
+            self.publish(&r.group, Some(previous), fx);
+        } else {
+            g.cached = None;
+        }
+        Ok(())
+    }
+
+    /// One backend's view and its group's phase (the answer to an on-demand probe).
+    pub fn probed(&self, group: &str, backend: &str) -> Result<Probed, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        })?;
+        Ok(Probed {
+            backend: view::backend_health(&b.facts()),
+            phase: g.verdict.phase,
+        })
+    }
+
+    /// The pace a backend's verdict asks of its scheduler
+    /// (`core::verdict::pace`); None for a backend that is gone.
+    pub fn pace(&self, group: &str, backend: &str) -> Option<Pace> {
+        let b = self.groups.get(group)?.backends.get(backend)?;
+        Some(pace(&b.verdict, b.target.backend.auth_mode))
+    }
+
+    /// Recomputes a group's verdict, bumps the sequence and tells everyone.
+    fn publish(&mut self, name: &str, previous_phase: Option<GroupPhase>, fx: &mut Effects) {
+        let observed = self.settings.observed;
+        let Some(g) = self.groups.get_mut(name) else { return };
+        g.recompute();
+        self.sequence += 1;
+        g.sequence = self.sequence;
+        let phase = g.verdict.phase;
+        if observed {
+            fx.push(Effect::Observe(Observed::GroupVerdict {
+                group: name.to_owned(),
+                verdict: g.verdict.clone(),
+            }));
+        }
+        fx.push(Effect::Health {
+            group: name.to_owned(),
+            status: Some(serving_status(phase)),
+        });
+        if previous_phase != Some(phase) {
+            info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), detail = %g.verdict.message, "group phase");
+        }
+        fx.push(Effect::Changed {
+            group: name.to_owned(),
+            sequence: self.sequence,
+        });
+        self.first_verdicts(fx);
+    }
+
+    fn first_verdicts(&mut self, fx: &mut Effects) {
+        // "First verdict" means every backend of every group, not just every
+        // group's phase: a group can leave PENDING with backends still unprobed.
+        if self.all_verdicts_logged || self.groups.values().any(|g| g.verdict.summary.unknown > 0) {
+            return;
+        }
+        self.all_verdicts_logged = true;
+        fx.push(Effect::FirstVerdicts {
+            groups: self.groups.len(),
+            backends: self.groups.values().map(|g| g.backends.len()).sum(),
+        });
+    }
+
+    /// The current view of one group (built once per change, then cached).
+    pub fn health(&mut self, name: &str) -> Result<Arc<GroupHealth>, EngineError> {
+        let g = self.groups.get_mut(name).ok_or_else(|| EngineError::GroupNotFound(name.to_owned()))?;
+        Ok(g.health(name))
+    }
+
+    /// Views of one group (or all, for None), for a watcher's snapshot.
+    pub fn snapshot(&mut self, group: Option<&str>) -> Result<Vec<Arc<GroupHealth>>, EngineError> {
+        match group {
+            Some(name) => Ok(vec![self.health(name)?]),
+            None => Ok(self.groups.iter_mut().map(|(name, g)| g.health(name)).collect()),
+        }
+    }
+
+    pub fn list(&self) -> Vec<GroupOverview> {
+        self.groups.iter().map(|(name, g)| view::overview(&g.group_facts(name))).collect()
+    }
+
+    /// How long a probe of one backend may take (its policy's timeout).
+    pub fn probe_timeout(&self, group: &str, backend: &str) -> Result<Duration, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        })?;
+        Ok(b.target.backend.policy.timeout)
+    }
+
+    /// Grants an on-demand probe of one backend, at most one per
+    /// `probe_backend_interval` per backend.
+    pub fn probe_backend(&mut self, group: String, backend: String, now: Instant) -> Result<ProbeTicket, EngineError> {
+        let limit = self.settings.probe_backend_interval;
+        let g = self.groups.get_mut(&group).ok_or_else(|| EngineError::GroupNotFound(group.clone()))?;
+        let b = g.backends.get_mut(&backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.clone(),
+            backend: backend.clone(),
+        })?;
+        if let Some(last) = b.last_probe_backend {
+            let elapsed = now.saturating_duration_since(last);
+            if elapsed < limit {
+                return Err(EngineError::RateLimited {
+                    backend,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    limit_ms: limit.as_millis() as u64,
+                });
+            }
+        }
+        b.last_probe_backend = Some(now);
+        Ok(ProbeTicket {
+            target: b.target.clone(),
+            policy: b.target.backend.policy,
+            group,
+            backend,
+            epoch: b.epoch,
+            // The owner shell replaces it with the epoch's own (it holds the tasks).
+            memory: Default::default(),
+        })
+    }
+}

@@ -1,0 +1,563 @@
+//! Table tests of the engine state: reconciliation (keep, re-time, restart at
+//! UNKNOWN, add, remove), generations and the "unchanged" test, the store
+//! write a change asks for, and probe results. No tasks and no clock: every
+//! case drives `EngineState` directly through one helper per table.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::effects::{Effect, Effects, StoreWrite};
+use super::results::ProbeResult;
+use super::state::{Checked, EngineState, Settings};
+use super::{EngineError, Origin};
+use mcp_health_core::outcome::{ProbeOutcome, ServerFacts};
+use mcp_health_core::spec::{ValidGroup, validate_group};
+use mcp_health_probe::{ClientCache, ProbeTarget};
+use mcp_health_proto::v1::BackendStatus;
+
+/// What became of a backend, as the effects and its status show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Add,
+    Keep,
+    Retime,
+    Restart,
+    Remove,
+}
+use Fate::{Add, Keep, Remove, Restart, Retime};
+
+fn settings(durable: bool) -> Settings {
+    Settings {
+        max_groups: 2,
+        probe_backend_interval: Duration::from_secs(1),
+        observed: false,
+        durable,
+        shared: true,
+    }
+}
+
+fn valid(yaml: &str) -> ValidGroup {
+    let spec: mcp_health_proto::v1::GroupSpec = serde_yaml_ng::from_str(yaml).unwrap();
+    validate_group(&spec, "spec", &Default::default()).unwrap()
+}
+
+fn incoming(yaml: &str) -> (ValidGroup, Vec<Arc<ProbeTarget>>) {
+    let g = valid(yaml);
+    let clients = Arc::new(ClientCache::new(false, &mcp_health_probe::DnsSettings::default()));
+    let targets = g
+        .backends
+        .iter()
+        .map(|b| Arc::new(ProbeTarget::new(&g.spec.name, b.clone(), &clients).unwrap()))
+        .collect();
+    (g, targets)
+}
+
+fn commit(state: &mut EngineState, checked: Checked) -> Effects {
+    let mut fx = Effects::default();
+    state.commit(checked.change, &mut fx);
+    fx
+}
+
+fn apply(state: &mut EngineState, yaml: &str, origin: Origin) -> (Option<StoreWrite>, Effects) {
+    let mut checked = state.check_apply(vec![incoming(yaml)], origin, false).unwrap();
+    let store = checked.store.take();
+    (store, commit(state, checked))
+}
+
+/// The epoch of every backend of a group, read from its view's order and the state.
+fn epochs(fx: &Effects) -> (Vec<u64>, Vec<(u64, String)>) {
+    let mut aborted = Vec::new();
+    let mut spawned = Vec::new();
+    for e in &fx.actions {
+        match e {
+            Effect::Abort { epoch } => aborted.push(*epoch),
+            Effect::Spawn { epoch, target } => spawned.push((*epoch, target.backend.spec.name.clone())),
+            _ => {}
+        }
+    }
+    (aborted, spawned)
+}
+
+fn success(group: &str, backend: &str, epoch: u64) -> ProbeResult {
+    ProbeResult {
+        group: group.into(),
+        backend: backend.into(),
+        epoch,
+        outcome: ProbeOutcome::success(ServerFacts {
+            protocol_version: "2025-06-18".into(),
+            ..Default::default()
+        }),
+        latency: Duration::from_millis(3),
+        scheduling_lag: Duration::ZERO,
+        interval: Duration::from_secs(10),
+        reply: None,
+        pace: None,
+    }
+}
+
+fn statuses(state: &mut EngineState, group: &str) -> Vec<(String, BackendStatus)> {
+    let h = state.health(group).unwrap();
+    h.backends
+        .iter()
+        .map(|b| (b.name.clone(), BackendStatus::try_from(b.status).unwrap()))
+        .collect()
+}
+
+/// Applies `before` over the API (durable), makes every backend HEALTHY, then
+/// applies `after` and checks: the generation, whether anything changed, the
+/// store write (exactly the spec with that generation, or none), and what
+/// happened to each backend (tasks aborted and spawned, verdict kept or reset).
+#[track_caller]
+fn check_reconcile(before: &str, after: &str, generation: u64, changed: bool, want: &[(&str, Fate)]) {
+    let mut state = EngineState::new(settings(true));
+    let (_, fx) = apply(&mut state, before, Origin::Api);
+    let (_, first) = epochs(&fx);
+    let name = valid(before).spec.name;
+    for (epoch, backend) in &first {
+        state
+            .fold(&success(&name, backend, *epoch), SystemTime::UNIX_EPOCH, &mut Effects::default())
+            .unwrap();
+    }
+    assert!(statuses(&mut state, &name).iter().all(|(_, s)| *s == BackendStatus::Healthy));
+
+    let mut checked = state.check_apply(vec![incoming(after)], Origin::Api, false).unwrap();
+    let store = checked.store.take();
+    let fx = commit(&mut state, checked);
+    let health = state.health(&name).unwrap();
+    assert_eq!(
+        (health.generation, !fx.actions.is_empty()),
+        (generation, changed),
+        "generation and changed: {after}"
+    );
+    let want_store = changed.then(|| StoreWrite {
+        puts: vec![(valid(after).spec, generation)],
+        removes: vec![],
+    });
+    assert_eq!(store, want_store, "the store write carries the same generation");
+
+    let (aborted, spawned) = epochs(&fx);
+    let now = statuses(&mut state, &name);
+    for (backend, action) in want {
+        let old = first.iter().find(|(_, b)| b == backend).map(|(e, _)| *e);
+        let was_aborted = old.is_some_and(|e| aborted.contains(&e));
+        let was_spawned = spawned.iter().any(|(_, b)| b == backend);
+        let status = now.iter().find(|(b, _)| b == backend).map(|(_, s)| *s);
+        let got = match (old.is_some(), was_aborted, was_spawned, status) {
+            (false, _, true, Some(BackendStatus::Unknown)) => Add,
+            (true, false, false, Some(BackendStatus::Healthy)) => Keep,
+            (true, true, true, Some(BackendStatus::Healthy)) => Retime,
+            (true, true, true, Some(BackendStatus::Unknown)) => Restart,
+            (true, true, false, None) => Remove,
+            other => panic!("backend {backend}: unexpected (existed, aborted, spawned, status) = {other:?}"),
+        };
+        assert_eq!(got, *action, "backend {backend}: {before} -> {after}");
+    }
+    assert_eq!(now.len(), want.iter().filter(|(_, a)| *a != Remove).count(), "backends after: {now:?}");
+}
+
+const AB: &str = "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://b.test/mcp\n";
+
+#[test]
+fn reconciliation() {
+    // The same spec again: unchanged, generation kept, nothing written.
+    check_reconcile(AB, AB, 1, false, &[("a", Keep), ("b", Keep)]);
+    // A backend dropped: the other keeps its verdict and task.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n",
+        2,
+        true,
+        &[("a", Keep), ("b", Remove)],
+    );
+    // A backend added: starts at UNKNOWN with its own task.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://b.test/mcp\n  - name: c\n    url: http://c.test/mcp\n",
+        2,
+        true,
+        &[("a", Keep), ("b", Keep), ("c", Add)],
+    );
+    // A new URL: same name, a different backend: restart at UNKNOWN.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://moved.test/mcp\n",
+        2,
+        true,
+        &[("a", Keep), ("b", Restart)],
+    );
+    // New timing for the whole group: verdicts kept, timers restarted.
+    check_reconcile(
+        AB,
+        "name: g\npolicy:\n  interval: 30s\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://b.test/mcp\n",
+        2,
+        true,
+        &[("a", Retime), ("b", Retime)],
+    );
+    // New timing for one backend only.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    policy:\n      timeout: 2s\n  - name: b\n    url: http://b.test/mcp\n",
+        2,
+        true,
+        &[("a", Retime), ("b", Keep)],
+    );
+    // A pinned protocol revision is part of the identity.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    protocolVersion: '2025-06-18'\n  - name: b\n    url: http://b.test/mcp\n",
+        2,
+        true,
+        &[("a", Restart), ("b", Keep)],
+    );
+    // Probe depth TOOLS: same endpoint, a deeper probe: re-timed.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://b.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        2,
+        true,
+        &[("a", Keep), ("b", Retime)],
+    );
+    // Renamed backends: one removed, one added.
+    check_reconcile(
+        AB,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: c\n    url: http://b.test/mcp\n",
+        2,
+        true,
+        &[("a", Keep), ("b", Remove), ("c", Add)],
+    );
+}
+
+/// Runs one check against a state holding group `g` from the API and group
+/// `file` from a config file, and compares the error (None: accepted) and the
+/// store write it asks for.
+#[track_caller]
+fn check_change(durable: bool, change: impl FnOnce(&EngineState) -> Result<Checked, EngineError>, want: Result<Option<StoreWrite>, &str>) {
+    // A single node (not cluster mode): conflict messages name --data-dir or memory.
+    let mut state = EngineState::new(Settings {
+        shared: false,
+        ..settings(durable)
+    });
+    apply(&mut state, AB, Origin::Api);
+    apply(
+        &mut state,
+        "name: file\nbackends:\n  - name: a\n    url: http://a.test/mcp\n",
+        Origin::ConfigFile("/etc/g.yaml".into()),
+    );
+    let got = change(&state).map(|c| c.store).map_err(|e| e.to_string());
+    assert_eq!(got, want.map_err(str::to_owned));
+}
+
+#[test]
+fn checks_and_store_writes() {
+    let file = || Origin::ConfigFile("/etc/g.yaml".into());
+    let put = |yaml: &str, generation| {
+        Some(StoreWrite {
+            puts: vec![(valid(yaml).spec, generation)],
+            removes: vec![],
+        })
+    };
+    let new = "name: n\nbackends:\n  - name: a\n    url: http://a.test/mcp\n";
+    let too_many = "too many groups: the limit is 2";
+    // API applies: a new group is written at generation 1, a change at +1, the same spec not at all.
+    check_change(true, |s| s.check_apply(vec![incoming(AB)], Origin::Api, false), Ok(None));
+    check_change(
+        true,
+        |s| {
+            s.check_apply(
+                vec![incoming("name: g\nbackends:\n  - name: a\n    url: http://z.test/mcp\n")],
+                Origin::Api,
+                false,
+            )
+        },
+        Ok(put("name: g\nbackends:\n  - name: a\n    url: http://z.test/mcp\n", 2)),
+    );
+    // Without a store, or from the config file, nothing is written.
+    check_change(
+        false,
+        |s| {
+            s.check_apply(
+                vec![incoming("name: g\nbackends:\n  - name: a\n    url: http://z.test/mcp\n")],
+                Origin::Api,
+                false,
+            )
+        },
+        Ok(None),
+    );
+    check_change(
+        true,
+        |s| s.check_apply(vec![incoming("name: file\nbackends:\n  - name: a\n    url: http://z.test/mcp\n")], file(), true),
+        Ok(None),
+    );
+    // The group limit counts groups the config file replaces away.
+    check_change(true, |s| s.check_apply(vec![incoming(new)], Origin::Api, false), Err(too_many));
+    check_change(true, |s| s.check_apply(vec![incoming(new)], file(), true), Ok(None));
+    check_change(true, |s| s.check_apply(vec![incoming(new)], file(), false), Err(too_many));
+    // Origins: the API cannot change a file group; the file cannot take an API group's name.
+    check_change(
+        true,
+        |s| {
+            s.check_apply(
+                vec![incoming("name: file\nbackends:\n  - name: a\n    url: http://a.test/mcp\n")],
+                Origin::Api,
+                false,
+            )
+        },
+        Err("group \"file\" is defined by the config file /etc/g.yaml; change it there"),
+    );
+    check_change(
+        true,
+        |s| s.check_apply(vec![incoming(AB)], file(), true),
+        Err(
+            "group \"g\" is already defined by a group applied over the API (kept in the --data-dir store); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+        ),
+    );
+    // Without --data-dir the message says where the API group really is.
+    check_change(
+        false,
+        |s| s.check_apply(vec![incoming(AB)], file(), true),
+        Err(
+            "group \"g\" is already defined by a group applied over the API (kept in memory only, as there is no --data-dir); delete it with DeleteGroup (the file's group then takes its place at once) or rename one of them",
+        ),
+    );
+    // Deletes: API groups are removed from the store; file groups are read-only.
+    check_change(
+        true,
+        |s| s.check_delete("g"),
+        Ok(Some(StoreWrite {
+            puts: vec![],
+            removes: vec!["g".into()],
+        })),
+    );
+    check_change(false, |s| s.check_delete("g"), Ok(None));
+    check_change(
+        true,
+        |s| s.check_delete("file"),
+        Err("group \"file\" is defined by the config file /etc/g.yaml; change it there"),
+    );
+    check_change(true, |s| s.check_delete("nope"), Err("group \"nope\" not found"));
+    // Restores keep the stored generation and write nothing.
+    check_change(true, |s| s.check_restore(vec![(incoming(new).0, incoming(new).1, 7)]), Err(too_many));
+}
+
+#[test]
+fn restored_groups_keep_their_generation_and_checks_change_nothing() {
+    let mut state = EngineState::new(settings(true));
+    let (g, targets) = incoming(AB);
+    let checked = state.check_restore(vec![(g, targets, 7)]).unwrap();
+    assert!(checked.store.is_none());
+    commit(&mut state, checked);
+    assert_eq!(state.health("g").unwrap().generation, 7);
+    // A checked change that is never committed (its store write failed) changes nothing.
+    let before = state.sequence();
+    let _ = state
+        .check_apply(
+            vec![incoming("name: g\nbackends:\n  - name: a\n    url: http://z.test/mcp\n")],
+            Origin::Api,
+            false,
+        )
+        .unwrap();
+    let _ = state.check_delete("g").unwrap();
+    assert_eq!(
+        (
+            state.sequence(),
+            state.health("g").unwrap().generation,
+            state.health("g").unwrap().backends.len()
+        ),
+        (before, 7, 2)
+    );
+    // The next change gets generation 8.
+    let (store, _) = apply(&mut state, "name: g\nbackends:\n  - name: a\n    url: http://z.test/mcp\n", Origin::Api);
+    assert_eq!(store.unwrap().puts[0].1, 8);
+}
+
+#[test]
+fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limited() {
+    let mut state = EngineState::new(settings(false));
+    let (_, fx) = apply(&mut state, AB, Origin::Api);
+    let (_, first) = epochs(&fx);
+    let (a_epoch, _) = first.iter().find(|(_, b)| b == "a").unwrap().clone();
+    // b moves: a result of its old incarnation is dropped and changes nothing;
+    // b still exists, so an on-demand probe hears "restarted" (retry), not "not found".
+    let (_, fx) = apply(
+        &mut state,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n  - name: b\n    url: http://moved.test/mcp\n",
+        Origin::Api,
+    );
+    let (_, spawned) = epochs(&fx);
+    let old_b = first.iter().find(|(_, b)| b == "b").unwrap().0;
+    let seq = state.sequence();
+    let mut fx = Effects::default();
+    assert!(matches!(
+        state.fold(&success("g", "b", old_b), SystemTime::UNIX_EPOCH, &mut fx),
+        Err(EngineError::BackendRestarted { .. })
+    ));
+    assert!(fx.actions.is_empty() && state.sequence() == seq);
+    // A result of a backend no longer in the group: not found.
+    assert!(matches!(
+        state.fold(&success("g", "gone", old_b), SystemTime::UNIX_EPOCH, &mut fx),
+        Err(EngineError::BackendNotFound { .. })
+    ));
+    assert!(fx.actions.is_empty() && state.sequence() == seq);
+    // The live incarnations fold in, each a published change.
+    state.fold(&success("g", "a", a_epoch), SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+    state.fold(&success("g", "b", spawned[0].0), SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+    assert_eq!(state.sequence(), seq + 2);
+    assert_eq!(state.probed("g", "b").unwrap().phase, mcp_health_proto::v1::GroupPhase::Ready);
+
+    // One on-demand probe per interval per backend, measured on the time given.
+    let t0 = Instant::now();
+    assert!(state.probe_backend("g".into(), "a".into(), t0).is_ok());
+    let limited = state.probe_backend("g".into(), "a".into(), t0 + Duration::from_millis(400));
+    assert!(
+        matches!(
+            limited,
+            Err(EngineError::RateLimited {
+                elapsed_ms: 400,
+                limit_ms: 1000,
+                ..
+            })
+        ),
+        "{:?}",
+        limited.err()
+    );
+    assert!(state.probe_backend("g".into(), "b".into(), t0 + Duration::from_millis(400)).is_ok());
+    assert!(state.probe_backend("g".into(), "a".into(), t0 + Duration::from_secs(1)).is_ok());
+}
+
+#[test]
+fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
+    let mut state = EngineState::new(settings(true));
+    let yaml = "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n  - {name: b, url: 'http://127.0.0.1:2/mcp'}\n";
+    apply(&mut state, yaml, Origin::Api);
+    // (drain, want: store write generation, or None for unchanged)
+    let table: &[(bool, Option<u64>)] = &[(true, Some(2)), (true, None), (false, Some(3)), (false, None)];
+    for (drain, want) in table {
+        let mut checked = state.check_drain("g", "a", *drain).unwrap();
+        let store = checked.store.take();
+        assert_eq!(
+            store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)),
+            want.map(|g| (*drain, g)),
+            "drain={drain}"
+        );
+        let fx = commit(&mut state, checked);
+        assert!(
+            !fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })),
+            "no probe task restarted"
+        );
+        let h = state.health("g").unwrap();
+        assert_eq!((h.backends[0].draining, h.backends[1].draining), (*drain, false));
+    }
+    assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
+    apply(
+        &mut state,
+        "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n",
+        Origin::ConfigFile("f.yaml".into()),
+    );
+    assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
+}
+
+/// Cluster mode, one row per case: (owned, probed locally first, remote status)
+/// -> (status after, whether a group change was published).
+#[test]
+fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
+    use crate::seam::RemoteVerdict;
+    use mcp_health_proto::v1::{BackendHealth, Reason as PbReason, ReasonCode};
+    let remote = |s: BackendStatus| RemoteVerdict {
+        progress: String::new(),
+        health: BackendHealth {
+            name: "a".into(),
+            status: s as i32,
+            consecutive_failures: 3,
+            reason: Some(PbReason {
+                code: ReasonCode::ConnectionRefused as i32,
+                http_status: 0,
+                message: "refused".into(),
+            }),
+            ..Default::default()
+        },
+    };
+    let cases: &[(bool, bool, BackendStatus, BackendStatus, bool)] = &[
+        // Not owned: the shared verdict is the state.
+        (false, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        (false, true, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        // Owned but not probed yet (just taken over): the last shared verdict stands.
+        (true, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        // Owned and probed here since: the local result wins.
+        (true, true, BackendStatus::Unhealthy, BackendStatus::Healthy, false),
+    ];
+    for (owned, probed, incoming_status, want, published) in cases {
+        let mut state = EngineState::new(settings(false));
+        let (_, fx) = apply(&mut state, AB, Origin::Api);
+        let (_, spawned) = epochs(&fx);
+        let a_epoch = spawned.iter().find(|(_, b)| b == "a").unwrap().0;
+        if *probed {
+            let mut fx = Effects::default();
+            state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+            assert!(
+                fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { backend, .. } if backend == "a")),
+                "a local change is shared"
+            );
+        }
+        let mut fx = Effects::default();
+        state.take_remote("g", "a", remote(*incoming_status), *owned, &mut fx);
+        let status = statuses(&mut state, "g").into_iter().find(|(b, _)| b == "a").unwrap().1;
+        let case = format!("owned {owned}, probed {probed}");
+        assert_eq!(status, *want, "{case}");
+        assert_eq!(fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. })), *published, "{case}");
+        assert!(
+            !fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { .. })),
+            "{case}: a remote verdict is never shared back"
+        );
+        // Unknown groups and backends are ignored.
+        let mut fx = Effects::default();
+        state.take_remote("nope", "a", remote(*incoming_status), *owned, &mut fx);
+        state.take_remote("g", "nope", remote(*incoming_status), *owned, &mut fx);
+        assert!(fx.actions.is_empty());
+    }
+}
+
+/// The address a probe connected to, through the probe's resolver and guard,
+/// is what the view (and so xDS) carries: set by a probe that reached the
+/// server, kept through a failure that reached none, changed (and published)
+/// when a probe reaches the backend at a new address. One row per probe:
+/// (outcome, peer, the address shown after it, whether the group was published).
+#[test]
+fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
+    use mcp_health_core::outcome::Reason;
+    let mut state = EngineState::new(settings(false));
+    let (_, fx) = apply(&mut state, "name: g\nbackends:\n  - {name: a, url: 'http://mcp.test:8080/mcp'}\n", Origin::Api);
+    let (_, spawned) = epochs(&fx);
+    let epoch = spawned[0].0;
+    let a: std::net::SocketAddr = "127.0.0.7:8080".parse().unwrap();
+    let b: std::net::SocketAddr = "127.0.0.8:8080".parse().unwrap();
+    let refused = ProbeOutcome::failure(Reason::new(mcp_health_proto::v1::ReasonCode::ConnectionRefused, "connection refused"));
+    let ok = success("g", "a", epoch).outcome;
+    // None: published or not as the verdict's own progress says (hysteresis after a failure).
+    let rows: [(ProbeOutcome, Option<std::net::SocketAddr>, &str, Option<bool>); 9] = [
+        (refused.clone(), None, "", Some(true)),
+        (ok.clone(), Some(a), "127.0.0.7:8080", Some(true)),
+        (ok.clone(), Some(a), "127.0.0.7:8080", Some(false)),
+        (refused, None, "127.0.0.7:8080", Some(true)),
+        (ok.clone(), Some(b), "127.0.0.8:8080", Some(true)),
+        (ok.clone(), Some(b), "127.0.0.8:8080", None),
+        (ok.clone(), Some(b), "127.0.0.8:8080", None),
+        (ok.clone(), Some(b), "127.0.0.8:8080", Some(false)),
+        // Only the address changes: published, so Envoy follows the backend.
+        (ok, Some(a), "127.0.0.7:8080", Some(true)),
+    ];
+    for (i, (outcome, peer, shown, published)) in rows.into_iter().enumerate() {
+        let mut r = success("g", "a", epoch);
+        r.outcome = ProbeOutcome { peer, ..outcome };
+        let mut fx = Effects::default();
+        state.fold(&r, SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+        let h = state.health("g").unwrap();
+        assert_eq!(h.backends[0].address, shown, "row {i}");
+        let was_published = fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. }));
+        if let Some(published) = published {
+            assert_eq!(was_published, published, "row {i}: {:?}", fx.actions);
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! Engine tests with paused time and a scripted prober: scheduling cadence,
+//! thresholds over time, hanging backends and slow watchers, with no sleeps
+//! and no network.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+use mcp_health_core::outcome::{ProbeOutcome, Reason, ServerFacts};
+use mcp_health_core::spec::validate_group;
+use mcp_health_probe::{Probe, ProbeFuture, ProbeMemory, ProbeReport};
+use mcp_health_proto::v1::{BackendStatus, ReasonCode};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Script {
+    Up,
+    Down,
+    /// Never answers, ignoring its deadline, to exercise the scheduler's own bound.
+    Hang,
+    /// JSON-RPC -32023 from the server itself, asking for this many seconds.
+    RateLimited(Option<u64>),
+    /// A bare 429 from a front, with this Retry-After in seconds.
+    Bare429(Option<u64>),
+    /// 503 with this Retry-After in seconds.
+    Unavailable(Option<u64>),
+}
+
+/// A prober whose answer per backend URL is set by the test.
+#[derive(Default)]
+struct Scripted {
+    scripts: Mutex<HashMap<String, Script>>,
+    calls: Mutex<HashMap<String, usize>>,
+    /// When each backend was probed (tokio's clock).
+    times: Mutex<HashMap<String, Vec<Instant>>>,
+    total: AtomicUsize,
+    /// The revision each probe found remembered, in order (an answering
+    /// probe remembers "2025-06-18", as a real one detects it).
+    remembered: Mutex<Vec<Option<String>>>,
+}
+
+impl Scripted {
+    fn set(&self, url: &str, s: Script) {
+        self.scripts.lock().unwrap().insert(url.to_owned(), s);
+    }
+    fn calls(&self, url: &str) -> usize {
+        self.calls.lock().unwrap().get(url).copied().unwrap_or(0)
+    }
+    /// The gaps between consecutive probes of `url`.
+    fn gaps(&self, url: &str) -> Vec<Duration> {
+        let times = self.times.lock().unwrap().get(url).cloned().unwrap_or_default();
+        times.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+impl Probe for Scripted {
+    fn probe<'a>(&'a self, target: &'a ProbeTarget, memory: &'a mut ProbeMemory, _deadline: Instant) -> ProbeFuture<'a> {
+        let url = target.backend.spec.url.clone();
+        self.remembered.lock().unwrap().push(memory.detected_revision.clone());
+        *self.calls.lock().unwrap().entry(url.clone()).or_default() += 1;
+        self.times.lock().unwrap().entry(url.clone()).or_default().push(Instant::now());
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let script = self.scripts.lock().unwrap().get(&url).copied().unwrap_or(Script::Up);
+        Box::pin(async move {
+            let outcome = match script {
+                Script::Up => {
+                    memory.detected_revision = Some("2025-06-18".into());
+                    ProbeOutcome::success(ServerFacts {
+                        protocol_version: "2025-06-18".into(),
+                        ..Default::default()
+                    })
+                }
+                Script::Down => ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused")),
+                Script::Hang => std::future::pending().await,
+                Script::RateLimited(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::rate_limited(Reason::http(ReasonCode::RateLimited, 429, "-32023"), ServerFacts::default())
+                },
+                Script::Bare429(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::throttled(Reason::http(ReasonCode::RateLimited, 429, "bare 429"))
+                },
+                Script::Unavailable(wait) => ProbeOutcome {
+                    retry_after: wait.map(Duration::from_secs),
+                    ..ProbeOutcome::failure(Reason::http(ReasonCode::HttpStatus, 503, "HTTP 503"))
+                },
+            };
+            ProbeReport {
+                outcome,
+                latency: Duration::from_millis(1),
+            }
+        })
+    }
+}
+
+fn spec(yaml: &str) -> ValidGroup {
+    let spec: mcp_health_proto::v1::GroupSpec = serde_yaml_ng::from_str(yaml).unwrap();
+    validate_group(&spec, "spec", &Default::default()).unwrap()
+}
+
+fn start(prober: Arc<Scripted>, watch_buffer: usize) -> Engine {
+    let config = EngineConfig {
+        watch_buffer,
+        ..EngineConfig::default()
+    };
+    Engine::start(config, prober, HealthStatuses::default())
+}
+
+async fn status_of(engine: &Engine, group: &str, backend: &str) -> BackendStatus {
+    let h = engine.get(group.into()).await.unwrap();
+    let b = h.backends.iter().find(|b| b.name == backend).unwrap();
+    BackendStatus::try_from(b.status).unwrap()
+}
+
+const TWO: &str = "name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n  - name: bad\n    url: http://bad.test/mcp\n";
+
+#[tokio::test(start_paused = true)]
+async fn first_probe_is_immediate_and_a_failure_is_confirmed_at_the_edge_interval() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let t0 = Instant::now();
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    // Both first verdicts arrive without any time passing.
+    while engine.get("g".into()).await.unwrap().summary.unwrap().unknown > 0 {
+        sub.events.recv().await.unwrap();
+    }
+    assert_eq!(t0.elapsed(), Duration::ZERO);
+    assert_eq!(status_of(&engine, "g", "bad").await, BackendStatus::Healthy);
+
+    // Default policy: 10 s interval ±10 %, 3 failures to UNHEALTHY.
+    prober.set("http://bad.test/mcp", Script::Down);
+    loop {
+        let e = sub.events.recv().await.unwrap();
+        let b = e.group.backends.iter().find(|b| b.name == "bad").unwrap();
+        if b.status == BackendStatus::Unhealthy as i32 {
+            break;
+        }
+    }
+    // Three failed probes: the first at the next interval (9–11 s), the two
+    // that confirm it at the default edge interval (2 s, jittered down to 1.6 s).
+    let elapsed = t0.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(9_000 + 2 * 1_600) && elapsed <= Duration::from_secs(11 + 2 + 2),
+        "{elapsed:?}"
+    );
+    assert_eq!(status_of(&engine, "g", "ok").await, BackendStatus::Healthy);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_backend_never_delays_another() {
+    let prober = Arc::new(Scripted::default());
+    prober.set("http://bad.test/mcp", Script::Hang);
+    let engine = start(prober.clone(), 64);
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    // ~1 probe at once, then one per 9–11 s: at least 9 in 100 s.
+    let ok = prober.calls("http://ok.test/mcp");
+    assert!(ok >= 9, "healthy backend probed {ok} times");
+    // The hanging one is abandoned at timeout + grace (7 s) and keeps its own cadence.
+    let bad = prober.calls("http://bad.test/mcp");
+    assert!(bad >= 5, "hanging backend probed {bad} times");
+    assert_eq!(status_of(&engine, "g", "bad").await, BackendStatus::Unhealthy);
+    let h = engine.get("g".into()).await.unwrap();
+    let bad = h.backends.iter().find(|b| b.name == "bad").unwrap();
+    assert_eq!(bad.reason.as_ref().unwrap().code, ReasonCode::Timeout as i32);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_watcher_never_stalls_the_owner() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 4);
+    engine
+        .apply(
+            spec("name: g\npolicy:\n  interval: 1s\n  timeout: 0.5s\n  unhealthyThreshold: 1\nbackends:\n  - name: flappy\n    url: http://flappy.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    // Subscribed and never read.
+    let mut stuck = engine.watch(None).await.unwrap();
+    for i in 0..40 {
+        prober.set("http://flappy.test/mcp", if i % 2 == 0 { Script::Down } else { Script::Up });
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // The owner kept going: probes ran and reads answer at once.
+    assert!(prober.total.load(Ordering::Relaxed) >= 30);
+    assert!(engine.get("g".into()).await.is_ok());
+    // The stuck watcher is told it lagged, which makes its stream resynchronize.
+    assert!(matches!(stuck.events.recv().await, Err(tokio::sync::broadcast::error::RecvError::Lagged(_))));
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let before = engine.get("g".into()).await.unwrap();
+    let ok_successes = before.backends[1].consecutive_successes;
+    assert!(ok_successes >= 2);
+
+    // Drop "bad"; keep "ok" unchanged.
+    let applied = engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
+    assert_eq!(applied.generation, 2);
+    let after = engine.get("g".into()).await.unwrap();
+    assert_eq!(after.backends.len(), 1, "{after:#?}");
+    assert_eq!(after.backends[0].consecutive_successes, ok_successes, "unchanged backend keeps its counters");
+
+    // Change its URL: back to UNKNOWN until probed (the new URL's probe hangs,
+    // so the verdict stays UNKNOWN while we look).
+    prober.set("http://moved.test/mcp", Script::Hang);
+    engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
+    let moved = engine.get("g".into()).await.unwrap();
+    assert_eq!(moved.backends[0].status, BackendStatus::Unknown as i32);
+    // An identical apply changes nothing.
+    let same = engine
+        .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
+    assert!(!same.changed);
+    engine.shutdown().await;
+}
+
+/// A group of `n` backends with `policy` (a YAML flow mapping).
+fn big_group(name: &str, n: usize, policy: &str) -> ValidGroup {
+    let mut yaml = format!("name: {name}\npolicy: {policy}\nbackends:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - name: b{i}\n    url: http://{name}-{i}.test/mcp\n"));
+    }
+    let limits = mcp_health_core::spec::Limits {
+        max_backends_per_group: n.max(1),
+        ..Default::default()
+    };
+    validate_group(&serde_yaml_ng::from_str(&yaml).unwrap(), "spec", &limits).unwrap()
+}
+
+/// Backends probed at least once by `at` after `t0` (timers fire on whole
+/// milliseconds: check between slots), with the group's phase then.
+async fn started_by(engine: &Engine, prober: &Scripted, t0: Instant, at: Duration, group: &str) -> (usize, GroupPhase) {
+    tokio::time::sleep_until(t0 + at).await;
+    let phase = GroupPhase::try_from(engine.get(group.into()).await.unwrap().phase).unwrap();
+    (prober.calls.lock().unwrap().len(), phase)
+}
+
+fn paced(per_second: u32, prober: Arc<Scripted>) -> Engine {
+    let config = EngineConfig {
+        initial_probes_per_second: per_second,
+        watch_buffer: 4096,
+        ..EngineConfig::default()
+    };
+    Engine::start(config, prober, HealthStatuses::default())
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn first_probes_are_paced_a_burst_at_once_then_a_steady_rate() {
+    let prober = Arc::new(Scripted::default());
+    // 400 first probes a second (one per 2.5 ms), 40 at once; the window (10 s) is never reached.
+    let engine = paced(400, prober.clone());
+    let t0 = Instant::now();
+    engine.apply(big_group("big", 1000, "{interval: 10s}"), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
+    // The burst at once. The group is routable as soon as its first backends
+    // have verdicts: READY, as the backends not probed yet are neutral (issue
+    // 19); before any verdict it is PENDING, like any new group.
+    assert_eq!((n, phase), (40, GroupPhase::Ready), "the burst at once");
+    let (n, _) = started_by(&engine, &prober, t0, 451 * MS, "big").await;
+    assert_eq!(n, 40 + 180, "one per 2.5 ms after the burst");
+    let (n, phase) = started_by(&engine, &prober, t0, 2401 * MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready));
+    // A small group applied after a quiet spell (the burst has refilled) is probed at once.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t1 = Instant::now();
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t1, MS, "g").await;
+    assert_eq!((n, phase), (1002, GroupPhase::Ready));
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_first_probe_waits_past_its_window() {
+    let prober = Arc::new(Scripted::default());
+    let engine = paced(100, prober.clone());
+    let t0 = Instant::now();
+    // Paced, 1000 first probes would take 10 s; the window is min(interval 2 s, initialSpread 5 s).
+    engine
+        .apply(big_group("big", 1000, "{interval: 2s, timeout: 1s, initialSpread: 5s}"), Origin::Api)
+        .await
+        .unwrap();
+    let (n, _) = started_by(&engine, &prober, t0, MS, "big").await;
+    assert!((10..=20).contains(&n), "a burst of 10, and the random share of the first millisecond: {n}");
+    let (n, _) = started_by(&engine, &prober, t0, 1001 * MS, "big").await;
+    assert!(n > 110 && n < 900, "spread over the window: {n}");
+    let (n, phase) = started_by(&engine, &prober, t0, 2001 * MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready), "every first probe within the window");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn initial_spread_zero_probes_everything_at_once() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 4096);
+    let t0 = Instant::now();
+    engine.apply(big_group("big", 1000, "{initialSpread: 0s}"), Origin::Api).await.unwrap();
+    let (n, phase) = started_by(&engine, &prober, t0, MS, "big").await;
+    assert_eq!((n, phase), (1000, GroupPhase::Ready));
+    engine.shutdown().await;
+}
+
+/// A store whose writes wait at a gate the test opens (a slow fsync).
+#[derive(Default)]
+struct GatedStore {
+    closed: Mutex<bool>,
+    opened: std::sync::Condvar,
+    entered: tokio::sync::Notify,
+    puts: AtomicUsize,
+}
+
+impl GatedStore {
+    fn set_closed(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+}
+
+impl crate::store::Persist for GatedStore {
+    fn put(&self, _: &mcp_health_proto::v1::GroupSpec, _: u64) -> Result<(), crate::store::StoreError> {
+        self.entered.notify_one();
+        let mut closed = self.closed.lock().unwrap();
+        while *closed {
+            closed = self.opened.wait(closed).unwrap();
+        }
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn remove(&self, _: &str) -> Result<(), crate::store::StoreError> {
+        Ok(())
+    }
+}
+
+// Real time here: tokio does not auto-advance a paused clock while a blocking
+// task (the gated write) runs. Nothing waits on a timer: the result comes from
+// an on-demand probe, and the deadline only turns a stall into a failure.
+#[tokio::test]
+async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it() {
+    let prober = Arc::new(Scripted::default());
+    prober.set("http://bad.test/mcp", Script::Down);
+    let store = Arc::new(GatedStore::default());
+    let engine = Engine::start_with_store(EngineConfig::default(), prober.clone(), HealthStatuses::default(), Some(store.clone()));
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+
+    store.set_closed(true);
+    let writer = engine.clone();
+    let pending = tokio::spawn(async move {
+        writer
+            .apply(spec("name: h\nbackends:\n  - name: x\n    url: http://x.test/mcp\n"), Origin::Api)
+            .await
+    });
+    store.entered.notified().await;
+
+    // While the write waits for the disk, g's results still fold in.
+    let probed = tokio::time::timeout(Duration::from_secs(60), engine.probe_backend("g".into(), "bad".into())).await;
+    let probed = probed.expect("probe results stalled behind a store write").unwrap();
+    assert_eq!(probed.backend.status, BackendStatus::Unhealthy as i32);
+    // The change is neither acknowledged nor visible before its commit.
+    assert!(matches!(engine.get("h".into()).await, Err(EngineError::GroupNotFound(_))));
+    assert!(!pending.is_finished());
+    assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+
+    store.set_closed(false);
+    let applied = pending.await.unwrap().unwrap();
+    assert_eq!((applied.generation, store.puts.load(Ordering::SeqCst)), (1, 2));
+    assert!(engine.get("h".into()).await.is_ok());
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    engine
+        .apply(
+            spec("name: g\npolicy: {interval: 3600s}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    engine.probe_backend("g".into(), "a".into()).await.unwrap();
+    // The scheduled probe detected the revision; the on-demand one reuses it
+    // (a real prober skips server/discover: one round trip, not two).
+    assert_eq!(*prober.remembered.lock().unwrap(), [None, Some("2025-06-18".to_owned())]);
+
+    // A restart (new URL, new epoch) forgets it: another server may answer.
+    engine
+        .apply(
+            spec("name: g\npolicy: {interval: 3600s}\nbackends:\n  - name: a\n    url: http://b.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    assert_eq!(prober.remembered.lock().unwrap().last(), Some(&None));
+    engine.shutdown().await;
+}
+
+async fn backend_of(engine: &Engine, group: &str, backend: &str) -> mcp_health_proto::v1::BackendHealth {
+    let h = engine.get(group.into()).await.unwrap();
+    h.backends.iter().find(|b| b.name == backend).unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_json_rpc_rate_limit_is_degraded_routable_and_waits_as_asked() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://limited.test/mcp";
+    prober.set(url, Script::RateLimited(Some(60)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{unhealthyThreshold: 1, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: limited\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let b = backend_of(&engine, "g", "limited").await;
+    assert_eq!((b.status, b.routable), (BackendStatus::Degraded as i32, true));
+    assert_eq!(b.reason.unwrap().code, ReasonCode::RateLimited as i32);
+    assert_eq!(b.consecutive_failures, 0, "never counted as a failure");
+    let phase = engine.get("g".into()).await.unwrap().phase;
+    assert_eq!(phase, GroupPhase::Degraded as i32, "routable: the group is not FAILED");
+    // retryAfterMs of 60 s over a 10 s interval: every probe waited the 60 s asked for.
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 8, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(60) && *g < Duration::from_secs(61)), "{gaps:?}");
+
+    // A wait shorter than the interval never brings a probe sooner.
+    prober.set(url, Script::RateLimited(Some(2)));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let n = prober.gaps(url).len();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let gaps = prober.gaps(url);
+    assert!(gaps[n..].iter().all(|g| *g >= Duration::from_secs(10)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_probe_overtaken_by_a_restart_is_aborted_not_not_found() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let one = |url: &str| spec(&format!("name: g\npolicy: {{interval: 3600s}}\nbackends:\n  - name: a\n    url: {url}\n"));
+    engine.apply(one("http://a.test/mcp"), Origin::Api).await.unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while status_of(&engine, "g", "a").await == BackendStatus::Unknown {
+        sub.events.recv().await.unwrap();
+    }
+    // The on-demand probe hangs (until the scheduler's own bound) ...
+    prober.set("http://a.test/mcp", Script::Hang);
+    let probing = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.probe_backend("g".into(), "a".into()).await }
+    });
+    while prober.calls("http://a.test/mcp") < 2 {
+        tokio::task::yield_now().await;
+    }
+    // ... while a re-apply moves the backend: a new incarnation of a backend that exists.
+    engine.apply(one("http://moved.test/mcp"), Origin::Api).await.unwrap();
+    let err = probing.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::BackendRestarted { group, backend } if group == "g" && backend == "a"),
+        "{err:?}"
+    );
+    // The API maps it to ABORTED (`mcp_health_edges::api::status`, tested there).
+    let message = err.to_string();
+    assert!(message.contains("restarted by a change") && message.contains("probe it again"), "{message}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_longer_than_the_hold_is_capped_by_it() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://limited.test/mcp";
+    prober.set(url, Script::RateLimited(Some(3600)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{rateLimitHold: 120s, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: limited\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1000)).await;
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 7, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(120) && *g < Duration::from_secs(121)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bare_429_holds_the_verdict_for_the_hold_then_fails() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://cdn.test/mcp";
+    let engine = start(prober.clone(), 64);
+    let yaml = format!(
+        "name: g\npolicy: {{unhealthyThreshold: 1, rateLimitHold: 60s, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: cdn\n    url: {url}\n"
+    );
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status_of(&engine, "g", "cdn").await, BackendStatus::Healthy);
+
+    prober.set(url, Script::Bare429(Some(5)));
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    let first = loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let b = backend_of(&engine, "g", "cdn").await;
+        if b.reason.as_ref().unwrap().code == ReasonCode::RateLimited as i32 {
+            break Instant::now();
+        }
+    };
+    // Held: HEALTHY and routable, with the reason, for the whole hold.
+    while first.elapsed() < Duration::from_secs(55) {
+        let b = backend_of(&engine, "g", "cdn").await;
+        assert_eq!((b.status, b.routable), (BackendStatus::Healthy as i32, true), "{b:?}");
+        assert_eq!(b.reason.unwrap().http_status, 429);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    // Past the hold: UNHEALTHY with the reason, and the group FAILED.
+    let failed = loop {
+        let e = sub.events.recv().await.unwrap();
+        let b = e.group.backends.iter().find(|b| b.name == "cdn").unwrap().clone();
+        if b.status == BackendStatus::Unhealthy as i32 {
+            break b;
+        }
+    };
+    assert!(first.elapsed() >= Duration::from_secs(59), "{:?}", first.elapsed());
+    assert_eq!(failed.reason.as_ref().unwrap().code, ReasonCode::RateLimited as i32);
+    assert_eq!(engine.get("g".into()).await.unwrap().phase, GroupPhase::Failed as i32);
+    // Retry-After: 5 under a 10 s interval: the probes kept the interval
+    // (after the first gap, which initialSpread 0s draws from half to one interval).
+    let gaps = prober.gaps(url);
+    assert!(gaps[1..].iter().all(|g| *g >= Duration::from_secs(10)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_with_retry_after_is_a_failure_whose_next_probe_waits() {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://busy.test/mcp";
+    prober.set(url, Script::Unavailable(Some(45)));
+    let engine = start(prober.clone(), 64);
+    let yaml = format!("name: g\npolicy: {{unhealthyThreshold: 1, jitterPercent: 0, initialSpread: 0s}}\nbackends:\n  - name: busy\n    url: {url}\n");
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(500)).await;
+    let b = backend_of(&engine, "g", "busy").await;
+    assert_eq!(b.status, BackendStatus::Unhealthy as i32);
+    assert_eq!(b.reason.unwrap().code, ReasonCode::HttpStatus as i32);
+    let gaps = prober.gaps(url);
+    assert!(gaps.len() >= 9, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g >= Duration::from_secs(45) && *g < Duration::from_secs(46)), "{gaps:?}");
+    engine.shutdown().await;
+}
+
+/// One scheduler scenario: a backend's script over time and the gaps between
+/// its probes that must follow (in ms, each within a tick of the timer).
+struct Cadence {
+    name: &'static str,
+    /// The group's policy (a YAML flow mapping); one backend, first probed at 0.
+    policy: &'static str,
+    /// From when (ms) the backend answers how.
+    script: &'static [(u64, Script)],
+    /// How long the test runs (s).
+    until: u64,
+    gaps_ms: &'static [u64],
+    status: BackendStatus,
+}
+
+/// Runs a `Cadence` on paused time and returns the gaps between probes and
+/// the final status.
+async fn run_cadence(case: &Cadence) -> (Vec<Duration>, BackendStatus) {
+    let prober = Arc::new(Scripted::default());
+    let url = "http://edge.test/mcp";
+    let engine = start(prober.clone(), 64);
+    let t0 = Instant::now();
+    let yaml = format!("name: g\npolicy: {}\nbackends:\n  - name: b\n    url: {url}\n", case.policy);
+    // What it answers from 0 is set before the apply, which probes at once.
+    for &(_, script) in case.script.iter().filter(|(at, _)| *at == 0) {
+        prober.set(url, script);
+    }
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    for &(at, script) in case.script.iter().filter(|(at, _)| *at > 0) {
+        tokio::time::sleep_until(t0 + Duration::from_millis(at)).await;
+        prober.set(url, script);
+    }
+    tokio::time::sleep_until(t0 + Duration::from_secs(case.until)).await;
+    let status = status_of(&engine, "g", "b").await;
+    engine.shutdown().await;
+    (prober.gaps(url), status)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_change_is_probed_at_the_edge_interval_until_confirmed_or_refuted() {
+    use Script::{Down, Hang, Unavailable, Up};
+    // Probes at 0, 10, 20 s (jitter 0, a one-backend group starts at once).
+    const P: &str = "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 3, healthyThreshold: 3, jitterPercent: 0}";
+    let cases = [
+        Cadence {
+            name: "a failure while HEALTHY: edge until UNHEALTHY, then the interval",
+            policy: P,
+            script: &[(0, Up), (15_000, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "recovery is symmetric: edge until HEALTHY",
+            policy: P,
+            script: &[(0, Down), (15_000, Up)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Healthy,
+        },
+        Cadence {
+            name: "a refuted change goes back to the interval",
+            policy: P,
+            script: &[(0, Up), (15_000, Down), (20_500, Up)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Healthy,
+        },
+        Cadence {
+            name: "a refuted recovery goes back to the interval",
+            policy: P,
+            script: &[(0, Down), (15_000, Up), (20_500, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 1_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a Retry-After longer than the edge wins",
+            policy: P,
+            script: &[(0, Up), (15_000, Unavailable(Some(4)))],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 4_000, 4_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a Retry-After shorter than the edge does not slow it",
+            policy: "{interval: 10s, edgeInterval: 3s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Unavailable(Some(1)))],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 3_000, 3_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "a hang: the next probe right after the scheduler gives up (timeout + 2 s grace)",
+            policy: "{interval: 10s, timeout: 1s, edgeInterval: 1s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Hang)],
+            until: 42,
+            gaps_ms: &[10_000, 10_000, 3_000, 3_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "the default edge: a fifth of the interval",
+            policy: "{interval: 10s, unhealthyThreshold: 3, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Down)],
+            until: 35,
+            gaps_ms: &[10_000, 10_000, 2_000, 2_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+        Cadence {
+            name: "unhealthyThreshold 1: nothing pending, no edge",
+            policy: "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 1, jitterPercent: 0}",
+            script: &[(0, Up), (15_000, Down)],
+            until: 45,
+            gaps_ms: &[10_000, 10_000, 10_000, 10_000],
+            status: BackendStatus::Unhealthy,
+        },
+    ];
+    for case in &cases {
+        let (gaps, status) = run_cadence(case).await;
+        let got: Vec<u64> = gaps.iter().map(|g| g.as_millis() as u64).collect();
+        let close = got.len() == case.gaps_ms.len() && got.iter().zip(case.gaps_ms).all(|(g, w)| g.abs_diff(*w) <= 1);
+        assert!(close, "{}: gaps {got:?}, want {:?}", case.name, case.gaps_ms);
+        assert_eq!(status, case.status, "{}", case.name);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_shortens_edge_intervals_and_never_lengthens_them() {
+    let case = Cadence {
+        name: "jitter 20 %",
+        policy: "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 12, jitterPercent: 20}",
+        script: &[(0, Script::Up), (1_000, Script::Down)],
+        until: 40,
+        gaps_ms: &[],
+        status: BackendStatus::Unhealthy,
+    };
+    let (gaps, status) = run_cadence(&case).await;
+    assert_eq!(status, BackendStatus::Unhealthy);
+    // The first gap is the jittered interval; the next 11 the edge, jittered below.
+    let edges: Vec<u64> = gaps[1..12].iter().map(|g| g.as_millis() as u64).collect();
+    assert!(gaps[0] >= Duration::from_secs(8) && gaps[0] <= Duration::from_secs(12), "{gaps:?}");
+    assert!(edges.iter().all(|g| (800..=1_001).contains(g)), "{edges:?}");
+    assert!(edges.iter().any(|g| *g != edges[0]), "jitter applies: {edges:?}");
+    assert!(gaps[12] >= Duration::from_secs(8), "UNHEALTHY: back to the interval: {gaps:?}");
+}

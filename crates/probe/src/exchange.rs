@@ -1,0 +1,236 @@
+//! One JSON-RPC exchange over HTTP POST: the request with the probe's headers,
+//! the HTTP status classified, and the reply read within the byte cap.
+
+use http::HeaderMap;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use serde_json::Value;
+use url::Url;
+
+use super::jsonrpc::{self, Message};
+use super::{Ctx, Stop, body, classify, resource_metadata, retry_after};
+use mcp_health_core::outcome::Reason;
+use mcp_health_proto::v1::ReasonCode;
+
+/// What the server answered to one message.
+#[derive(Debug)]
+pub enum Answer {
+    /// The result of our request.
+    Result(Value),
+    /// A JSON-RPC error with its code, and the HTTP status it came with (the
+    /// 2026 revision answers many errors with 400 or 404 and a JSON-RPC body).
+    Error { code: i64, http_status: u16 },
+    /// A notification was accepted (any 2xx), or a request was accepted for
+    /// an answer elsewhere (legacy SSE: 202, the reply rides the stream).
+    Accepted,
+}
+
+/// An answer and the session id the server handed out with it, if any.
+#[derive(Debug)]
+pub struct Reply {
+    pub answer: Answer,
+    pub session: Option<String>,
+}
+
+/// How the reply to a message is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The reply to request `id` is in the response body (JSON or SSE).
+    Body(u64),
+    /// Nothing is read: a notification, or a legacy SSE POST.
+    Nothing,
+}
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Posts `payload` to `url` with `headers` and the probe's credential.
+pub async fn post(ctx: &Ctx<'_>, url: &Url, headers: HeaderMap, payload: Vec<u8>, expect: Expect) -> Result<Reply, Stop> {
+    let mut request = ctx
+        .target
+        .client
+        .post(url.clone())
+        .header(ACCEPT, "application/json, text/event-stream")
+        .header(CONTENT_TYPE, "application/json")
+        .headers(headers)
+        .body(payload);
+    if let Some((name, value)) = &ctx.auth {
+        request = request.header(name, value);
+    }
+    let mut resp = request.send().await.map_err(|e| Stop::Failed(classify::transport_error(&e)))?;
+    ctx.answered(&resp);
+    let status = resp.status().as_u16();
+    check_status(ctx, &resp)?;
+    let session = resp.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header_wait = retry_after::from_headers(resp.headers());
+    if !(200..300).contains(&status) {
+        // 4xx/5xx: a JSON-RPC error body tells us more than the status alone.
+        return match error_body(&mut resp, ctx.cap()).await {
+            Some((retry_after::RATE_LIMITED, body_wait)) => {
+                ctx.ask_to_wait(body_wait.or(header_wait));
+                Err(rate_limited(status))
+            }
+            Some((code, _)) if status != 429 => {
+                if status == 503 {
+                    ctx.ask_to_wait(header_wait);
+                }
+                Ok(Reply {
+                    answer: Answer::Error { code, http_status: status },
+                    session,
+                })
+            }
+            _ => Err(bare_status(ctx, status, header_wait)),
+        };
+    }
+    let Expect::Body(id) = expect else {
+        return Ok(Reply {
+            answer: Answer::Accepted,
+            session,
+        });
+    };
+    if status == 202 {
+        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "request accepted (202) without a response")));
+    }
+    let answer = match body::read_reply(&mut resp, id, ctx.cap()).await? {
+        Message::Result(v) => Answer::Result(v),
+        Message::Error(code) => Answer::Error { code, http_status: status },
+        Message::RateLimited(body_wait) => {
+            ctx.ask_to_wait(body_wait.or(header_wait));
+            return Err(rate_limited(status));
+        }
+        Message::Unrelated => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "reply is not a response"))),
+    };
+    Ok(Reply { answer, session })
+}
+
+/// Stops on 3xx (never followed) and 401/403, keeping a 401's metadata URL.
+pub fn check_status(ctx: &Ctx<'_>, resp: &reqwest::Response) -> Result<(), Stop> {
+    let status = resp.status().as_u16();
+    match status {
+        401 | 403 => {
+            let metadata_url = resp
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(resource_metadata::challenge_url);
+            Err(Stop::Auth {
+                reason: classify::http_status(status, ctx.auth.is_some()),
+                metadata_url,
+            })
+        }
+        300..=399 => Err(Stop::Failed(classify::http_status(status, ctx.auth.is_some()))),
+        _ => Ok(()),
+    }
+}
+
+/// The JSON-RPC error code of an error reply's JSON body, whatever its id,
+/// and the wait its `data.retryAfterMs` asks for.
+async fn error_body(resp: &mut reqwest::Response, cap: usize) -> Option<(i64, Option<std::time::Duration>)> {
+    if body::framing(resp).ok()? != body::Framing::Json {
+        return None;
+    }
+    let bytes = body::read_all(resp, cap.min(64 * 1024)).await.ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    let error = value.get("error")?;
+    Some((error.get("code")?.as_i64()?, retry_after::from_error(error)))
+}
+
+/// A JSON-RPC -32023 answer (HTTP 429 or any other status): the MCP server
+/// itself answered, so it is alive.
+pub fn rate_limited(http_status: u16) -> Stop {
+    let reason = if (200..300).contains(&http_status) {
+        Reason::new(ReasonCode::RateLimited, "the server answered JSON-RPC error -32023 (rate limited)")
+    } else {
+        Reason::http(
+            ReasonCode::RateLimited,
+            http_status,
+            format!("HTTP {http_status}: the server answered JSON-RPC error -32023 (rate limited)"),
+        )
+    };
+    Stop::RateLimited { reason, alive: true }
+}
+
+/// A non-2xx answer without a usable JSON-RPC error: a bare 429 (a CDN or
+/// proxy rate-limits the probe; the server's liveness is unproven), or a
+/// failure classified by its status. A 429's or 503's `Retry-After` is kept
+/// for the schedule.
+pub fn bare_status(ctx: &Ctx<'_>, status: u16, header_wait: Option<std::time::Duration>) -> Stop {
+    if matches!(status, 429 | 503) {
+        ctx.ask_to_wait(header_wait);
+    }
+    if status == 429 {
+        return Stop::RateLimited {
+            reason: Reason::http(
+                ReasonCode::RateLimited,
+                429,
+                "HTTP 429 without a JSON-RPC RateLimited error: rate-limited before the server; its liveness is unproven",
+            ),
+            alive: false,
+        };
+    }
+    Stop::Failed(classify::http_status(status, ctx.auth.is_some()))
+}
+
+/// A JSON-RPC result field as a short display string (server names and versions).
+pub fn short_text(v: Option<&Value>, key: &str) -> String {
+    v.and_then(|i| i.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(128)
+        .collect()
+}
+
+/// The number of tools in one `tools/list` page, and the cursor of the next.
+pub fn tools_page(result: &Value) -> Result<(u32, Option<String>), Reason> {
+    let tools = result
+        .get("tools")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Reason::new(ReasonCode::Protocol, "tools/list result has no tools array"))?;
+    let cursor = result.get("nextCursor").and_then(Value::as_str).filter(|c| !c.is_empty()).map(str::to_owned);
+    Ok((u32::try_from(tools.len()).unwrap_or(u32::MAX), cursor))
+}
+
+/// Counts the tools over every page (at most `MAX_TOOL_PAGES`), with
+/// `params(cursor)` building each request's params. `Ok(Err(reason))` is a
+/// JSON-RPC error answer: the server serves MCP but its tools do not, which the
+/// prober reports as DEGRADED (routable) with reason JSON_RPC_ERROR.
+pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Option<&str>) -> Value) -> Result<Result<u32, Reason>, Stop> {
+    let mut total = 0u32;
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_TOOL_PAGES {
+        let id = jsonrpc::next_id();
+        let payload = jsonrpc::request(id, "tools/list", params(cursor.as_deref()));
+        let reply = post(ctx, &ctx.backend().url, headers.clone(), payload, Expect::Body(id)).await?;
+        let result = match reply.answer {
+            Answer::Result(r) => r,
+            Answer::Error { code, .. } => return Ok(Err(tools_error(code))),
+            Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "tools/list got no response"))),
+        };
+        let (n, next) = tools_page(&result)?;
+        total = total.saturating_add(n);
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(Ok(total))
+}
+
+/// Whether an `initialize` or `server/discover` result advertises the `tools`
+/// capability. A probe asks `tools/list` only of servers that do.
+pub fn offers_tools(result: &Value) -> bool {
+    result.get("capabilities").and_then(|c| c.get("tools")).is_some_and(|t| !t.is_null())
+}
+
+/// The reason of a healthy depth-TOOLS probe of a server without tools.
+pub fn no_tools() -> Reason {
+    Reason::new(ReasonCode::NoTools, "handshake succeeded; the server offers no tools")
+}
+
+/// Pages of tools/list a probe follows before it stops counting.
+pub const MAX_TOOL_PAGES: usize = 16;
+
+/// Maps a tools/list JSON-RPC error to the DEGRADED reason.
+pub fn tools_error(code: i64) -> Reason {
+    Reason::new(ReasonCode::JsonRpcError, format!("tools/list failed with JSON-RPC error {code}"))
+}

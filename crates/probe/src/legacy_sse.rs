@@ -1,0 +1,194 @@
+//! The legacy HTTP+SSE transport (2024-11-05): GET the SSE URL, require the
+//! `endpoint` event first, POST `initialize` (and, at depth TOOLS,
+//! `notifications/initialized` and `tools/list`) to that endpoint, and read
+//! each reply from the stream. A GET that answers 200 and nothing else is not
+//! healthy. The stream is closed when the probe ends (dropping it).
+
+use http::HeaderMap;
+use reqwest::header::ACCEPT;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::body::{self, EventReader, Framing};
+use super::exchange::{self, Answer, Expect};
+use super::jsonrpc::{self, Message};
+use super::streamable::rpc_failure;
+use super::{Ctx, Ready, Stop, classify, retry_after};
+use mcp_health_core::outcome::{Reason, ServerFacts};
+use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
+
+/// The revision of the HTTP+SSE transport, offered unless the backend pins another.
+pub const LEGACY_REVISION: &str = "2024-11-05";
+
+fn protocol(message: impl Into<String>) -> Stop {
+    Stop::Failed(Reason::new(ReasonCode::Protocol, message))
+}
+
+/// The open event stream and its reader.
+struct Stream {
+    resp: reqwest::Response,
+    events: EventReader,
+}
+
+impl Stream {
+    /// Reads events until the response to `id` (see `EventReader::response`).
+    async fn response(&mut self, id: u64) -> Result<Message, Stop> {
+        Ok(self.events.response(&mut self.resp, id).await?)
+    }
+
+    /// POSTs a request to the endpoint and reads its reply from the stream.
+    async fn call(&mut self, ctx: &Ctx<'_>, endpoint: &Url, method: &str, params: Value) -> Result<Message, Stop> {
+        let id = jsonrpc::next_id();
+        match exchange::post(ctx, endpoint, HeaderMap::new(), jsonrpc::request(id, method, params), Expect::Nothing)
+            .await?
+            .answer
+        {
+            Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure(method, code, http_status))),
+            Answer::Result(_) | Answer::Accepted => match self.response(id).await? {
+                // The reply rides the stream, which answered 200.
+                Message::RateLimited(wait) => {
+                    ctx.ask_to_wait(wait);
+                    Err(exchange::rate_limited(200))
+                }
+                m => Ok(m),
+            },
+        }
+    }
+}
+
+pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
+    let sse_url = &ctx.backend().url;
+    let mut request = ctx.target.client.get(sse_url.clone()).header(ACCEPT, "text/event-stream");
+    if let Some((name, value)) = &ctx.auth {
+        request = request.header(name, value);
+    }
+    let resp = request.send().await.map_err(|e| Stop::Failed(classify::transport_error(&e)))?;
+    ctx.answered(&resp);
+    exchange::check_status(ctx, &resp)?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(exchange::bare_status(ctx, status, retry_after::from_headers(resp.headers())));
+    }
+    if body::framing(&resp)? != Framing::EventStream {
+        return Err(protocol("the SSE URL did not answer with an event stream"));
+    }
+    let mut stream = Stream {
+        resp,
+        events: EventReader::new(ctx.cap()),
+    };
+    // The first event with data must be the endpoint; empty-data events
+    // (keep-alive or priming) before it are skipped.
+    let first = loop {
+        match stream.events.next(&mut stream.resp).await? {
+            Some(event) if event.data.is_empty() => continue,
+            Some(event) => break event,
+            None => return Err(protocol("event stream ended before the endpoint event")),
+        }
+    };
+    if first.event != "endpoint" {
+        return Err(protocol("the first event is not the endpoint event"));
+    }
+    let endpoint = endpoint_url(sse_url, first.data.as_bytes())?;
+
+    let pinned = ctx.backend().pinned_revision.as_deref();
+    let offer = pinned.unwrap_or(LEGACY_REVISION);
+    let params = json!({
+        "protocolVersion": offer,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-health", "version": env!("CARGO_PKG_VERSION")},
+    });
+    let result = match stream.call(ctx, &endpoint, "initialize", params).await? {
+        Message::Result(r) => r,
+        Message::Error(code) => return Err(Stop::Failed(rpc_failure("initialize", code, 200))),
+        Message::Unrelated | Message::RateLimited(_) => return Err(protocol("initialize got no response")),
+    };
+    let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
+        return Err(protocol("initialize result has no protocolVersion"));
+    };
+    if pinned.is_some_and(|p| p != version) {
+        return Err(protocol(format!("server negotiated {version}; the backend is pinned to {offer}")));
+    }
+    let info = result.get("serverInfo");
+    let mut facts = ServerFacts {
+        protocol_version: version.chars().take(32).collect(),
+        server_name: exchange::short_text(info, "name"),
+        server_version: exchange::short_text(info, "version"),
+        ..ServerFacts::default()
+    };
+    let mut degraded = None;
+    let mut note = None;
+    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+        note = Some(exchange::no_tools());
+    } else if ctx.backend().depth == ProbeDepth::Tools {
+        if let Answer::Error { code, http_status } = exchange::post(
+            ctx,
+            &endpoint,
+            HeaderMap::new(),
+            jsonrpc::notification("notifications/initialized"),
+            Expect::Nothing,
+        )
+        .await?
+        .answer
+        {
+            return Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status)));
+        }
+        let mut total = 0u32;
+        let mut cursor: Option<String> = None;
+        for _ in 0..exchange::MAX_TOOL_PAGES {
+            let params = cursor.as_ref().map_or_else(|| json!({}), |c| json!({"cursor": c}));
+            match stream.call(ctx, &endpoint, "tools/list", params).await? {
+                Message::Result(r) => {
+                    let (n, next) = exchange::tools_page(&r)?;
+                    total = total.saturating_add(n);
+                    cursor = next;
+                }
+                Message::Error(code) => {
+                    degraded = Some(exchange::tools_error(code));
+                    break;
+                }
+                Message::Unrelated | Message::RateLimited(_) => return Err(protocol("tools/list got no response")),
+            }
+            if cursor.is_none() {
+                break;
+            }
+        }
+        if degraded.is_none() {
+            facts.tool_count = Some(total);
+        }
+    }
+    Ok(Ready { facts, degraded, note })
+}
+
+/// Resolves the endpoint event's URL against the SSE URL. An endpoint on
+/// another origin is refused: the probe never sends its request (or its
+/// credential) anywhere the backend's spec did not name.
+fn endpoint_url(sse_url: &Url, data: &[u8]) -> Result<Url, Stop> {
+    let text = std::str::from_utf8(data).map_err(|_| protocol("the endpoint event is not UTF-8"))?.trim();
+    if text.is_empty() {
+        return Err(protocol("the endpoint event is empty"));
+    }
+    let url = sse_url.join(text).map_err(|_| protocol("the endpoint event is not a URL"))?;
+    if url.origin() != sse_url.origin() {
+        return Err(protocol("the endpoint event names another origin"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let base = Url::parse("http://127.0.0.1:8000/app/sse").unwrap();
+        let ok = |d: &str| endpoint_url(&base, d.as_bytes()).map(|u| u.to_string()).map_err(|_| ());
+        assert_eq!(ok("/messages/?session_id=ab"), Ok("http://127.0.0.1:8000/messages/?session_id=ab".to_owned()));
+        assert_eq!(ok("messages?s=1"), Ok("http://127.0.0.1:8000/app/messages?s=1".to_owned()));
+        assert_eq!(ok(" http://127.0.0.1:8000/m \r"), Ok("http://127.0.0.1:8000/m".to_owned()));
+        assert_eq!(ok("http://127.0.0.1:9000/m"), Err(()));
+        assert_eq!(ok("https://127.0.0.1:8000/m"), Err(()));
+        assert_eq!(ok("//evil.example/m"), Err(()));
+        assert_eq!(ok(""), Err(()));
+        assert!(endpoint_url(&base, &[0xff, 0xfe]).is_err());
+    }
+}

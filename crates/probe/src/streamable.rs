@@ -1,0 +1,176 @@
+//! Streamable HTTP with the `initialize` handshake (revisions 2025-03-26,
+//! 2025-06-18, 2025-11-25): POST `initialize`, at depth TOOLS
+//! `notifications/initialized` and `tools/list` on the same session, then the
+//! session ended with DELETE. The GET stream is never opened.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use super::exchange::{self, Answer, Expect, SESSION_HEADER};
+use super::{Ctx, Ready, Stop, jsonrpc};
+use mcp_health_core::outcome::{Reason, ServerFacts};
+use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
+
+/// The newest handshake revision; servers negotiate down from it.
+pub const HANDSHAKE_REVISION: &str = "2025-11-25";
+/// The first revision whose requests after `initialize` carry `MCP-Protocol-Version`.
+const VERSION_HEADER_SINCE: &str = "2025-06-18";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// How long ending a session may take. The verdict is already known by then.
+const DELETE_BUDGET: Duration = Duration::from_secs(1);
+
+/// A session the handshake opened, to be ended with DELETE.
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub version: String,
+}
+
+/// The reason for a JSON-RPC error answer to `method`.
+pub fn rpc_failure(method: &str, code: i64, http_status: u16) -> Reason {
+    if (200..300).contains(&http_status) {
+        Reason::new(ReasonCode::JsonRpcError, format!("{method} failed with JSON-RPC error {code}"))
+    } else {
+        Reason::http(
+            ReasonCode::HttpStatus,
+            http_status,
+            format!("HTTP {http_status}: {method} failed with JSON-RPC error {code}"),
+        )
+    }
+}
+
+/// The JSON-RPC errors with which a server says it does not do `initialize`
+/// or the offered revision: method not found, unsupported protocol version.
+fn refutes_handshake(code: i64) -> bool {
+    matches!(code, -32601 | -32022)
+}
+
+fn session_headers(session: Option<&Session>, version: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(v) = session.and_then(|s| HeaderValue::from_str(&s.id).ok()) {
+        h.insert(SESSION_HEADER, v);
+    }
+    if version >= VERSION_HEADER_SINCE
+        && let Ok(v) = HeaderValue::from_str(version)
+    {
+        h.insert(VERSION_HEADER, v);
+    }
+    h
+}
+
+/// Runs the handshake offering `offer`. With `pinned`, a server that
+/// negotiates another version fails the probe. Any session opened is put in
+/// `slot` at once, so it is ended even if a later step times out.
+pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<Session>) -> Result<Ready, Stop> {
+    let url = &ctx.backend().url;
+    let id = jsonrpc::next_id();
+    let params = json!({
+        "protocolVersion": offer,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-health", "version": env!("CARGO_PKG_VERSION")},
+    });
+    let reply = exchange::post(ctx, url, HeaderMap::new(), jsonrpc::request(id, "initialize", params), Expect::Body(id)).await?;
+    if let Some(sid) = reply.session {
+        *slot = Some(Session {
+            id: sid,
+            version: offer.to_owned(),
+        });
+    }
+    let result = match reply.answer {
+        Answer::Result(r) => r,
+        Answer::Error { code, http_status } if refutes_handshake(code) => return Err(Stop::Refuted(rpc_failure("initialize", code, http_status))),
+        Answer::Error { code, http_status } => return Err(Stop::Failed(rpc_failure("initialize", code, http_status))),
+        Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize got no response"))),
+    };
+    let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
+        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize result has no protocolVersion")));
+    };
+    let version: String = version.chars().take(32).collect();
+    if pinned && version != offer {
+        return Err(Stop::Failed(Reason::new(
+            ReasonCode::Protocol,
+            format!("server negotiated {version}; the backend is pinned to {offer}"),
+        )));
+    }
+    if let Some(s) = slot.as_mut() {
+        s.version.clone_from(&version);
+    }
+    let info = result.get("serverInfo");
+    let mut facts = ServerFacts {
+        protocol_version: version.clone(),
+        server_name: exchange::short_text(info, "name"),
+        server_version: exchange::short_text(info, "version"),
+        ..ServerFacts::default()
+    };
+    let mut degraded = None;
+    let mut note = None;
+    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
+        note = Some(exchange::no_tools());
+    } else if ctx.backend().depth == ProbeDepth::Tools {
+        let headers = session_headers(slot.as_ref(), &version);
+        initialized(ctx, headers.clone()).await?;
+        let params = |cursor: Option<&str>| match cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        match exchange::list_tools(ctx, headers, params).await? {
+            Ok(n) => facts.tool_count = Some(n),
+            Err(reason) => degraded = Some(reason),
+        }
+    }
+    Ok(Ready { facts, degraded, note })
+}
+
+async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {
+    let note = jsonrpc::notification("notifications/initialized");
+    match exchange::post(ctx, &ctx.backend().url, headers, note, Expect::Nothing).await?.answer {
+        Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status))),
+        Answer::Result(_) | Answer::Accepted => Ok(()),
+    }
+}
+
+/// Ends the session the handshake opened. Any answer, 405 included, is fine.
+pub async fn end_session(ctx: &Ctx<'_>, session: &Session) {
+    let mut request = ctx
+        .target
+        .client
+        .delete(ctx.backend().url.clone())
+        .headers(session_headers(Some(session), &session.version));
+    if let Some((name, value)) = &ctx.auth {
+        request = request.header(name, value);
+    }
+    let _ = tokio::time::timeout(DELETE_BUDGET, request.send()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_rpc_errors() {
+        let r = rpc_failure("initialize", -32603, 200);
+        assert_eq!((r.code, r.http_status), (ReasonCode::JsonRpcError, None));
+        let r = rpc_failure("initialize", -32600, 400);
+        assert_eq!((r.code, r.http_status), (ReasonCode::HttpStatus, Some(400)));
+        assert!(refutes_handshake(-32601) && refutes_handshake(-32022));
+        assert!(!refutes_handshake(-32603) && !refutes_handshake(-32600));
+    }
+
+    #[test]
+    fn version_header_from_2025_06_18() {
+        let s = Session {
+            id: "abc".into(),
+            version: String::new(),
+        };
+        let h = session_headers(Some(&s), "2025-03-26");
+        assert_eq!(
+            (h.get(SESSION_HEADER).unwrap(), h.get(VERSION_HEADER)),
+            (&HeaderValue::from_static("abc"), None)
+        );
+        let h = session_headers(None, "2025-06-18");
+        assert_eq!(h.get(VERSION_HEADER).unwrap(), "2025-06-18");
+        assert!(!h.contains_key(SESSION_HEADER));
+    }
+}
