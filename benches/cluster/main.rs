@@ -25,7 +25,7 @@ use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureServer};
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::Member;
-use mcp_health::cluster::verdicts::SharedVerdict;
+use mcp_health::cluster::record::VerdictRecord;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
 use tokio_stream::StreamExt;
@@ -193,9 +193,9 @@ async fn members(etcd: &EtcdCluster, prefix: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn verdict(etcd: &EtcdCluster, prefix: &str) -> Option<SharedVerdict> {
+async fn verdict(etcd: &EtcdCluster, prefix: &str) -> Option<VerdictRecord> {
     let (kvs, _) = etcd.client().await.range_prefix(&Keys::new(prefix).verdict("p", "b0")).await.ok()?;
-    SharedVerdict::decode(&kvs.first()?.value)
+    VerdictRecord::decode(&kvs.first()?.value)
 }
 
 async fn propagation(changes: usize) {

@@ -15,7 +15,7 @@ use mcp_fixture::{Behavior, FixtureServer};
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::Member;
 use mcp_health::cluster::ownership::{backend_key, owner};
-use mcp_health::cluster::verdicts::SharedVerdict;
+use mcp_health::cluster::record::VerdictRecord;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
 use tokio_stream::StreamExt;
@@ -225,7 +225,7 @@ impl Setup {
     }
 
     /// backend -> shared verdict.
-    async fn verdicts(&self) -> HashMap<String, SharedVerdict> {
+    async fn verdicts(&self) -> HashMap<String, VerdictRecord> {
         let etcd = self.etcd.client().await;
         let keys = Keys::new(&self.prefix);
         let (kvs, _) = etcd.range_prefix(&keys.group_verdicts("pool")).await.expect("verdicts");
@@ -233,7 +233,7 @@ impl Setup {
             .map(|kv| {
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
                 let (_, b) = keys.verdict_of(&key).unwrap();
-                (b.to_owned(), SharedVerdict::decode(&kv.value).unwrap())
+                (b.to_owned(), VerdictRecord::decode(&kv.value).unwrap())
             })
             .collect()
     }
@@ -435,7 +435,7 @@ async fn a_paused_replicas_late_verdict_is_fenced_off() {
     let fresh = eventually(
         "a survivor shares the unhealthy verdict",
         || async { s.verdicts().await.get(backend.as_str()).cloned() },
-        |v| v.writer != old_id && v.health.status == BackendStatus::Unhealthy as i32,
+        |v| v.writer != old_id && v.status() == BackendStatus::Unhealthy,
     )
     .await;
     // Record every write of that verdict from now on, then resume the paused replica.
@@ -455,7 +455,7 @@ async fn a_paused_replicas_late_verdict_is_fenced_off() {
     while let Ok(Some(item)) = tokio::time::timeout_at(deadline, writes.next()).await {
         let (_, events) = item.expect("watch");
         for e in events {
-            let v = SharedVerdict::decode(&e.kv.unwrap().value).unwrap();
+            let v = VerdictRecord::decode(&e.kv.unwrap().value).unwrap();
             assert_ne!(v.writer, old_id, "a late verdict from the expired lease was written: {v:?}");
         }
     }
@@ -611,7 +611,7 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     let shared = eventually(
         "the unhealthy verdict shared",
         || async { s.verdicts().await.get("b0").cloned() },
-        |v| v.health.status == BackendStatus::Unhealthy as i32,
+        |v| v.status() == BackendStatus::Unhealthy,
     )
     .await;
     assert_eq!(shared.writer, owner_id, "the owner wrote the verdict its probe produced");

@@ -11,10 +11,11 @@ use std::time::Duration;
 use etcd_support::EtcdCluster;
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::{self, Member, member_id};
+use mcp_health::cluster::record::{RECORD_VERSION, VerdictRecord};
 use mcp_health::cluster::status::ClusterStatus;
 use mcp_health::cluster::store::EtcdStore;
-use mcp_health::cluster::verdicts::{Published, SharedVerdict, VerdictWriter};
-use mcp_health::proto::v1::{BackendHealth, BackendSpec, BackendStatus, GroupSpec};
+use mcp_health::cluster::verdicts::{Published, VerdictWriter};
+use mcp_health::proto::v1::{BackendSpec, BackendStatus, GroupSpec, ReasonCode};
 use mcp_health::store::{Persist, StoredGroup};
 use tokio_util::sync::CancellationToken;
 
@@ -180,7 +181,7 @@ async fn members_see_each_other_and_a_leaving_member_disappears() {
         client.clone(),
         keys.clone(),
         ttl,
-        Member { name: "a".into() },
+        Member::new("a"),
         sa.clone(),
         None,
         ca.clone(),
@@ -189,7 +190,7 @@ async fn members_see_each_other_and_a_leaving_member_disappears() {
         client.clone(),
         keys.clone(),
         ttl,
-        Member { name: "b".into() },
+        Member::new("b"),
         sb.clone(),
         None,
         cb.clone(),
@@ -226,14 +227,9 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     let keys = Keys::new("/fence-test");
     let status = ClusterStatus::default();
     let writer = VerdictWriter::new(client.clone(), keys.clone(), status.clone());
-    let verdict = |who: &str, s: BackendStatus| SharedVerdict {
+    let verdict = |who: &str, s: BackendStatus| VerdictRecord {
         writer: who.into(),
-        progress: String::new(),
-        health: BackendHealth {
-            name: "a".into(),
-            status: s as i32,
-            ..Default::default()
-        },
+        verdict: shared_verdict(s),
     };
     // Two members, each with its lease and member key.
     let old = client.lease_grant(Duration::from_secs(2)).await.unwrap();
@@ -242,7 +238,7 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     client.put(&keys.member(&member_id(new)), b"{}".to_vec(), new).await.unwrap();
 
     let w = writer
-        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy), RECORD_VERSION)
         .await
         .unwrap();
     assert_eq!(w, Published::Committed, "a live lease writes");
@@ -256,23 +252,107 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     }
     // The new owner publishes the fresh verdict; the old one's late write is refused.
     let w = writer
-        .publish_as(&member_id(new), new, "web", "a", &verdict("new", BackendStatus::Unhealthy))
+        .publish_as(&member_id(new), new, "web", "a", &verdict("new", BackendStatus::Unhealthy), RECORD_VERSION)
         .await
         .unwrap();
     assert_eq!(w, Published::Committed);
     let late = writer
-        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy))
+        .publish_as(&member_id(old), old, "web", "a", &verdict("old", BackendStatus::Healthy), RECORD_VERSION)
         .await
         .unwrap();
     assert_eq!(late, Published::Fenced);
     let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
-    let stored = SharedVerdict::decode(&kvs[0].value).unwrap();
+    let stored = VerdictRecord::decode(&kvs[0].value).unwrap();
     assert_eq!(stored.writer, "new");
-    assert_eq!(stored.health.status, BackendStatus::Unhealthy as i32);
+    assert_eq!(stored.status(), BackendStatus::Unhealthy);
     assert_eq!(status.counters.verdicts_fenced.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Not joined: nothing is written.
     assert_eq!(
-        writer.publish("web", "a", "", &verdict("x", BackendStatus::Healthy).health).await.unwrap(),
+        writer.publish("web", "a", &verdict("x", BackendStatus::Healthy).verdict).await.unwrap(),
         Published::Skipped
     );
+}
+
+/// A shared verdict of `status`, as an owner would publish it.
+fn shared_verdict(status: BackendStatus) -> mcp_health::engine::seam::SharedVerdict {
+    mcp_health::engine::seam::SharedVerdict {
+        verdict: mcp_health::core::verdict::Verdict {
+            status,
+            consecutive_failures: u32::from(status == BackendStatus::Unhealthy) * 3,
+            ..mcp_health::core::verdict::Verdict::unknown()
+        },
+        reason: mcp_health::core::outcome::Reason::new(ReasonCode::Ok, "ok"),
+        facts: Default::default(),
+        last_latency: Some(Duration::from_millis(3)),
+        last_probe: Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)),
+        last_transition: None,
+        address: Some("127.0.0.1:9".parse().unwrap()),
+    }
+}
+
+/// A rolling upgrade, both ways: while a member from before versioned
+/// records is live (its member key has no `records`), a new replica writes
+/// verdict records in version 1, the format the old binary reads
+/// (`{writer, progress, health: BackendHealth}`); once the old member is
+/// gone, it writes version 2. The new binary reads both
+/// (`record::tests` checks the old binary's exact bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_cluster_writes_the_verdict_record_every_member_reads() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/upgrade-test");
+    // The old replica: a member key as binaries before versioning wrote it.
+    let old = client.lease_grant(Duration::from_secs(30)).await.unwrap();
+    client.put(&keys.member(&member_id(old)), br#"{"name":"old"}"#.to_vec(), old).await.unwrap();
+    // The new replica joins and follows the members.
+    let status = ClusterStatus::default();
+    let cancel = CancellationToken::new();
+    tokio::spawn(membership::run(
+        client.clone(),
+        keys.clone(),
+        Duration::from_secs(30),
+        Member::new("new"),
+        status.clone(),
+        None,
+        cancel.clone(),
+    ));
+    tokio::spawn(membership::follow_members(client.clone(), keys.clone(), status.clone(), None, cancel.clone()));
+    until("both members seen", || status.view().members.len() == 2 && status.view().me.is_some()).await;
+    assert_eq!(status.view().record_version(), 1, "{:?}", status.view().records);
+
+    let writer = VerdictWriter::new(client.clone(), keys.clone(), status.clone());
+    let stored = || async {
+        let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&kvs[0].value).unwrap()
+    };
+    assert_eq!(
+        writer.publish("web", "a", &shared_verdict(BackendStatus::Unhealthy)).await.unwrap(),
+        Published::Committed
+    );
+    let v1 = stored().await;
+    // What the old binary decodes: its struct, with the API message inside.
+    assert!(v1.get("v").is_none(), "{v1}");
+    assert_eq!(v1["health"]["status"], "BACKEND_STATUS_UNHEALTHY", "{v1}");
+    assert_eq!(v1["health"]["consecutiveFailures"], 3, "{v1}");
+    assert_eq!(v1["health"]["address"], "127.0.0.1:9", "{v1}");
+    assert_eq!(v1["writer"], status.view().me.unwrap().as_str(), "{v1}");
+
+    // The old replica leaves (its lease revoked): the cluster moves to version 2.
+    client.lease_revoke(old).await.unwrap();
+    until("the old member gone", || status.view().members.len() == 1).await;
+    assert_eq!(status.view().record_version(), RECORD_VERSION);
+    assert_eq!(
+        writer.publish("web", "a", &shared_verdict(BackendStatus::Healthy)).await.unwrap(),
+        Published::Committed
+    );
+    let v2 = stored().await;
+    assert_eq!(
+        (&v2["v"], &v2["status"]),
+        (&serde_json::json!(2), &serde_json::json!("BACKEND_STATUS_HEALTHY")),
+        "{v2}"
+    );
+    assert!(v2.get("health").is_none(), "{v2}");
+    let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
+    assert_eq!(VerdictRecord::decode(&kvs[0].value).unwrap().verdict, shared_verdict(BackendStatus::Healthy));
+    cancel.cancel();
 }

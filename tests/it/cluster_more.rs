@@ -22,7 +22,7 @@ use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer};
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::ownership;
-use mcp_health::cluster::verdicts::SharedVerdict;
+use mcp_health::cluster::record::VerdictRecord;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
 use rcgen::ExtendedKeyUsagePurpose;
@@ -375,7 +375,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
                 .map(|kv| {
                     let key = String::from_utf8_lossy(&kv.key);
                     let (_, b) = keys.verdict_of(&key).unwrap();
-                    (b.to_owned(), SharedVerdict::decode(&kv.value).unwrap().writer)
+                    (b.to_owned(), VerdictRecord::decode(&kv.value).unwrap().writer)
                 })
                 .collect::<HashMap<String, String>>(),
         )
@@ -511,7 +511,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     let mut seen = 0;
     while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(500), writes.next()).await {
         for e in item.expect("watch").1 {
-            let v = SharedVerdict::decode(&e.kv.expect("kv").value).expect("verdict");
+            let v = VerdictRecord::decode(&e.kv.expect("kv").value).expect("verdict");
             assert_ne!(v.writer, ids[CUT], "a late verdict from the expired lease landed: {v:?}");
             seen += 1;
         }

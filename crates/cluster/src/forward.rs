@@ -182,6 +182,7 @@ mod tests {
             members: members.iter().map(|m| m.to_string()).collect(),
             degraded: degraded.then(|| "quorum lost".to_owned()),
             names: Default::default(),
+            records: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 //! expired lease is replaced by a new one, i.e. a new member id, so nothing
 //! written under the old lease can be written again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -13,13 +13,32 @@ use tracing::{info, warn};
 use super::etcd::{Etcd, EtcdError};
 use super::follow::{Change, follow};
 use super::keys::Keys;
-use super::status::ClusterStatus;
+use super::record::RECORD_VERSION;
+use super::status::{ClusterStatus, MemberView};
 
 /// What a member key holds.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// The replica's name (its advertised address, or host name).
     pub name: String,
+    /// The newest verdict record version it reads (`record`); absent in
+    /// the keys of binaries from before versioning, which read version 1.
+    #[serde(default = "record_version_1")]
+    pub records: u32,
+}
+
+fn record_version_1() -> u32 {
+    1
+}
+
+impl Member {
+    /// This binary as a member: `name`, reading every record version it knows.
+    pub fn new(name: impl Into<String>) -> Member {
+        Member {
+            name: name.into(),
+            records: RECORD_VERSION,
+        }
+    }
 }
 
 /// A member id: the lease in hex.
@@ -100,54 +119,56 @@ pub async fn run(etcd: Etcd, keys: Keys, ttl: Duration, me: Member, status: Clus
     }
 }
 
-fn name(kv: &crate::etcd_api::mvccpb::KeyValue) -> String {
-    serde_json::from_slice::<Member>(&kv.value).map(|m| m.name).unwrap_or_default()
+/// What a member key holds; a value that is not one (never written by any
+/// binary) reads as a nameless version-1 member.
+fn member(kv: &crate::etcd_api::mvccpb::KeyValue) -> Member {
+    serde_json::from_slice::<Member>(&kv.value).unwrap_or(Member {
+        name: String::new(),
+        records: 1,
+    })
 }
 
-/// Member id -> name in etcd now, and the revision they were read at.
-pub async fn load_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeMap<String, String>, i64), EtcdError> {
+/// Member id -> member in etcd now, and the revision they were read at.
+pub async fn load_members(etcd: &Etcd, keys: &Keys) -> Result<(BTreeMap<String, Member>, i64), EtcdError> {
     let (kvs, revision) = etcd.range_prefix(&keys.members()).await?;
     let members = kvs
         .iter()
-        .filter_map(|kv| Some((keys.member_id(&String::from_utf8_lossy(&kv.key))?.to_owned(), name(kv))))
+        .filter_map(|kv| Some((keys.member_id(&String::from_utf8_lossy(&kv.key))?.to_owned(), member(kv))))
         .collect();
     Ok((members, revision))
+}
+
+/// Sets the view's member set, names and record versions from `members`.
+pub fn set_members(view: &mut MemberView, members: &BTreeMap<String, Member>) {
+    view.members = members.keys().cloned().collect();
+    view.names = members.iter().map(|(id, m)| (id.clone(), m.name.clone())).collect();
+    view.records = members.iter().map(|(id, m)| (id.clone(), m.records)).collect();
 }
 
 /// Keeps `status`' member set equal to the member keys in etcd until
 /// `cancel`, following from `from` (a `load_members` already applied) or a
 /// fresh snapshot.
-pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, from: Option<(BTreeMap<String, String>, i64)>, cancel: CancellationToken) {
-    let (mut names, from) = match from {
+pub async fn follow_members(etcd: Etcd, keys: Keys, status: ClusterStatus, from: Option<(BTreeMap<String, Member>, i64)>, cancel: CancellationToken) {
+    let (mut members, from) = match from {
         Some((m, r)) => (m, Some(r)),
         None => (BTreeMap::new(), None),
     };
-    let mut members: BTreeSet<String> = names.keys().cloned().collect();
     let mut changes = follow(etcd.clone(), keys.members(), from, status.clone(), cancel.clone());
     while let Some(change) = changes.recv().await {
         let id = |kv: &crate::etcd_api::mvccpb::KeyValue| keys.member_id(&String::from_utf8_lossy(&kv.key)).map(str::to_owned);
         match change {
-            Change::Reset(kvs) => {
-                members = kvs.iter().filter_map(id).collect();
-                names = kvs.iter().filter_map(|kv| Some((id(kv)?, name(kv)))).collect();
-            }
+            Change::Reset(kvs) => members = kvs.iter().filter_map(|kv| Some((id(kv)?, member(kv)))).collect(),
             Change::Put(kv) => {
                 if let Some(m) = id(&kv) {
-                    names.insert(m.clone(), name(&kv));
-                    members.insert(m);
+                    members.insert(m, member(&kv));
                 }
             }
             Change::Delete(kv) => {
                 if let Some(m) = id(&kv) {
                     members.remove(&m);
-                    names.remove(&m);
                 }
             }
         }
-        let (now, now_names) = (members.clone(), names.clone());
-        status.update(|v| {
-            v.members = now;
-            v.names = now_names;
-        });
+        status.update(|v| set_members(v, &members));
     }
 }

@@ -39,7 +39,7 @@ pub enum ClusterError {
 
 /// What `join` got: this replica's name, its lease, and the member set
 /// (id -> name) with the revision it was read at.
-type Joined = (String, i64, (std::collections::BTreeMap<String, String>, i64));
+type Joined = (String, i64, (std::collections::BTreeMap<String, Member>, i64));
 
 pub struct ClusterNode {
     pub etcd: Etcd,
@@ -100,16 +100,12 @@ impl ClusterNode {
     /// Takes the lease, puts the member key and reads the member set, so
     /// the engine's first probes are already only this replica's share.
     pub async fn join(&mut self, name: String) -> Result<(), ClusterError> {
-        let me = Member { name: name.clone() };
+        let me = Member::new(name.clone());
         let lease = membership::join(&self.etcd, &self.keys, self.opts.lease_ttl, &me, &self.status)
             .await
             .map_err(ClusterError::Join)?;
         let (members, revision) = membership::load_members(&self.etcd, &self.keys).await.map_err(ClusterError::Join)?;
-        let (ids, names) = (members.keys().cloned().collect(), members.clone());
-        self.status.update(|v| {
-            v.members = ids;
-            v.names = names;
-        });
+        self.status.update(|v| membership::set_members(v, &members));
         self.joined = Some((name, lease, (members, revision)));
         Ok(())
     }
@@ -125,7 +121,7 @@ impl ClusterNode {
             self.etcd.clone(),
             self.keys.clone(),
             self.opts.lease_ttl,
-            Member { name },
+            Member::new(name),
             self.status.clone(),
             lease,
             c.clone(),

@@ -1,38 +1,34 @@
 //! Shared verdicts, both ways, for the engine's `ClusterSeam`: local verdict
-//! changes go out through the fenced `VerdictWriter` (one task, in order);
+//! changes go out through the fenced `VerdictWriter` (one task; one pending
+//! verdict per backend, latest wins: `outbox`);
 //! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
 //! and are handed to the engine. Ownership answers come from the member view.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
 use super::keys::Keys;
+use super::outbox::Outbox;
+use super::record::VerdictRecord;
 use super::status::ClusterStatus;
-use super::verdicts::{SharedVerdict, VerdictWriter};
+use super::verdicts::VerdictWriter;
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::Engine;
-use mcp_health_engine::seam::{ClusterSeam, RemoteVerdict};
-use mcp_health_proto::v1::BackendHealth;
+use mcp_health_engine::seam::{ClusterSeam, SharedVerdict};
 
-/// A local verdict change on its way to etcd.
-struct Outgoing {
-    group: String,
-    backend: String,
-    progress: String,
-    health: BackendHealth,
-}
+/// Local verdict changes on their way to etcd, by (group, backend).
+type Outgoings = Outbox<(String, String), SharedVerdict>;
 
 /// The engine's view of the cluster.
 #[derive(Debug)]
 pub struct Seam {
     status: ClusterStatus,
-    outgoing: mpsc::UnboundedSender<Outgoing>,
+    outgoing: Arc<Outgoings>,
 }
 
 impl std::fmt::Debug for ClusterStatus {
@@ -46,40 +42,41 @@ impl ClusterSeam for Seam {
         self.status.with_view(|v| v.owns(group, backend))
     }
 
-    fn verdict_changed(&self, group: &str, backend: &str, progress: &str, health: &BackendHealth) {
-        // Unbounded so the owner task never waits; verdicts change rarely.
-        let _ = self.outgoing.send(Outgoing {
-            group: group.to_owned(),
-            backend: backend.to_owned(),
-            progress: progress.to_owned(),
-            health: health.clone(),
-        });
+    fn verdict_changed(&self, group: &str, backend: &str, verdict: &SharedVerdict) {
+        // Never waits, and a verdict not yet written is replaced by this one:
+        // only the latest verdict of a backend matters to the others.
+        self.outgoing.push((group.to_owned(), backend.to_owned()), verdict.clone());
     }
 }
 
 /// The seam, and the receiving end `publish` drains.
 pub fn seam(status: ClusterStatus) -> (Arc<Seam>, Publisher) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Arc::new(Seam { status, outgoing: tx }), Publisher { rx })
+    let outgoing = Arc::new(Outgoings::default());
+    (
+        Arc::new(Seam {
+            status,
+            outgoing: outgoing.clone(),
+        }),
+        Publisher { outgoing },
+    )
 }
 
 pub struct Publisher {
-    rx: mpsc::UnboundedReceiver<Outgoing>,
+    outgoing: Arc<Outgoings>,
 }
 
 impl Publisher {
     /// Writes local verdict changes, fenced, until `cancel`. A write etcd
     /// cannot take now (degraded) is dropped: the next change is written,
     /// and while degraded every replica probes for itself anyway.
-    pub async fn run(mut self, writer: VerdictWriter, cancel: CancellationToken) {
+    pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
         loop {
-            let next = tokio::select! {
+            let ((group, backend), verdict) = tokio::select! {
                 () = cancel.cancelled() => return,
-                n = self.rx.recv() => n,
+                next = self.outgoing.next() => next,
             };
-            let Some(o) = next else { return };
-            if let Err(e) = writer.publish(&o.group, &o.backend, &o.progress, &o.health).await {
-                warn!(group = %o.group, backend = %o.backend, error = %e, "cannot share a verdict");
+            if let Err(e) = writer.publish(&group, &backend, &verdict).await {
+                warn!(group = %group, backend = %backend, error = %e, "cannot share a verdict");
             }
         }
     }
@@ -169,15 +166,11 @@ pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, engine
 async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValue) {
     let key = String::from_utf8_lossy(&kv.key);
     let Some((group, backend)) = keys.verdict_of(&key) else { return };
-    let Some(v) = SharedVerdict::decode(&kv.value) else {
+    let Some(record) = VerdictRecord::decode(&kv.value) else {
         return warn!(key = %key, "ignoring an undecodable shared verdict");
     };
-    if status.with_view(|view| view.me.as_deref() == Some(v.writer.as_str())) {
+    if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str())) {
         return;
     }
-    let verdict = RemoteVerdict {
-        progress: v.progress,
-        health: v.health,
-    };
-    let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), verdict).await;
+    let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), record.verdict).await;
 }

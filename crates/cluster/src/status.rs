@@ -21,6 +21,8 @@ pub struct MemberView {
     pub members: BTreeSet<String>,
     /// Member id -> name (advertised address), for `GetConfigStatus`.
     pub names: std::collections::BTreeMap<String, String>,
+    /// Member id -> the newest verdict record version it reads.
+    pub records: std::collections::BTreeMap<String, u32>,
     /// Why the cluster is degraded; None when this replica holds its lease
     /// and follows etcd. Degraded means fail-static: keep the last view,
     /// probe every backend locally, refuse mutations.
@@ -28,6 +30,18 @@ pub struct MemberView {
 }
 
 impl MemberView {
+    /// The verdict record version to write: the newest every live member
+    /// reads (a member whose key has not been read yet counts as version 1,
+    /// the safe side), never newer than this binary's.
+    pub fn record_version(&self) -> u32 {
+        self.members
+            .iter()
+            .map(|id| self.records.get(id).copied().unwrap_or(1))
+            .min()
+            .unwrap_or(crate::record::RECORD_VERSION)
+            .min(crate::record::RECORD_VERSION)
+    }
+
     /// Whether this replica probes `group/backend`: its rendezvous owner, or
     /// every backend while degraded or not joined yet.
     pub fn owns(&self, group: &str, backend: &str) -> bool {
@@ -138,6 +152,7 @@ mod tests {
             members: members.iter().map(|m| m.to_string()).collect(),
             degraded: degraded.then(|| "quorum lost".to_owned()),
             names: Default::default(),
+            records: Default::default(),
         }
     }
 

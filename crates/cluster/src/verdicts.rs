@@ -12,31 +12,10 @@ use tracing::{debug, warn};
 
 use super::etcd::{Etcd, EtcdError, lease_is, put_op};
 use super::keys::Keys;
+use super::record::VerdictRecord;
 use super::status::ClusterStatus;
 use crate::etcd_api::etcdserverpb::TxnRequest;
-use mcp_health_proto::v1::BackendHealth;
-
-/// A backend's verdict as the cluster shares it (JSON in etcd, readable with etcdctl).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SharedVerdict {
-    /// The member id that wrote it.
-    pub writer: String,
-    /// Progress toward the next threshold (the verdict's hysteresis state).
-    pub progress: String,
-    /// Status, reason, counters, last probe, server facts.
-    pub health: BackendHealth,
-}
-
-impl SharedVerdict {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing plain data to a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<SharedVerdict> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
+use mcp_health_engine::seam::SharedVerdict;
 
 /// What became of a publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,31 +40,31 @@ impl VerdictWriter {
         VerdictWriter { etcd, keys, status }
     }
 
-    pub async fn publish(&self, group: &str, backend: &str, progress: &str, health: &BackendHealth) -> Result<Published, EtcdError> {
+    pub async fn publish(&self, group: &str, backend: &str, verdict: &SharedVerdict) -> Result<Published, EtcdError> {
         let view = self.status.view();
         let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
         if view.degraded.is_some() {
             return Ok(Published::Skipped);
         }
-        let verdict = SharedVerdict {
+        let record = VerdictRecord {
             writer: me.clone(),
-            progress: progress.to_owned(),
-            health: health.clone(),
+            verdict: verdict.clone(),
         };
-        self.publish_as(&me, view.lease, group, backend, &verdict).await
+        // The newest format every live member reads (see `record`).
+        self.publish_as(&me, view.lease, group, backend, &record, view.record_version()).await
     }
 
-    /// The fenced write itself, as member `me` holding `lease`.
-    pub async fn publish_as(&self, me: &str, lease: i64, group: &str, backend: &str, verdict: &SharedVerdict) -> Result<Published, EtcdError> {
+    /// The fenced write itself, as member `me` holding `lease`, in record `version`.
+    pub async fn publish_as(&self, me: &str, lease: i64, group: &str, backend: &str, record: &VerdictRecord, version: u32) -> Result<Published, EtcdError> {
         let req = TxnRequest {
             compare: vec![lease_is(&self.keys.member(me), lease)],
-            success: vec![put_op(&self.keys.verdict(group, backend), verdict.encode(), 0)],
+            success: vec![put_op(&self.keys.verdict(group, backend), record.encode(version), 0)],
             failure: vec![],
         };
         let resp = self.etcd.txn(req).await.inspect_err(|_| self.status.etcd_error())?;
         if resp.succeeded {
             self.status.counters.verdicts_published.fetch_add(1, Ordering::Relaxed);
-            debug!(group, backend, status = verdict.health.status, "verdict shared");
+            debug!(group, backend, status = record.status().as_str_name(), version, "verdict shared");
             Ok(Published::Committed)
         } else {
             self.status.counters.verdicts_fenced.fetch_add(1, Ordering::Relaxed);

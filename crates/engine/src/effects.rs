@@ -32,8 +32,8 @@ pub enum Effect {
     ShareVerdict {
         group: String,
         backend: String,
-        progress: String,
-        health: Box<mcp_health_proto::v1::BackendHealth>,
+        /// Boxed: several times the size of every other effect.
+        verdict: Box<crate::seam::SharedVerdict>,
     },
 }
 

@@ -174,7 +174,7 @@ pub(crate) enum Command {
     RemoteVerdict {
         group: String,
         backend: String,
-        verdict: Box<seam::RemoteVerdict>,
+        verdict: Box<seam::SharedVerdict>,
     },
 }
 
@@ -276,7 +276,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel(1024);
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let (deleted, deletions) = watch::channel(0);
-        let owner = owner::Owner::new(config.clone(), tx.clone(), prober.clone(), limiter.clone(), health, persist, deleted);
+        let owner = owner::Owner::new(config.clone(), tx.downgrade(), prober.clone(), limiter.clone(), health, persist, deleted);
         tokio::spawn(owner.run(rx));
         Engine {
             tx,
@@ -449,7 +449,7 @@ impl Engine {
     }
 
     /// Takes a verdict another replica shared as this backend's state (cluster mode).
-    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::RemoteVerdict) -> Result<(), EngineError> {
+    pub async fn remote_verdict(&self, group: String, backend: String, verdict: seam::SharedVerdict) -> Result<(), EngineError> {
         self.tx
             .send(Command::RemoteVerdict {
                 group,

@@ -28,7 +28,9 @@ pub struct Owner {
     /// The probe task of every live backend incarnation and its probe
     /// memory (shared with on-demand probes), by epoch.
     tasks: HashMap<u64, (AbortHandle, SharedMemory)>,
-    tx: mpsc::Sender<Command>,
+    /// Weak, like the schedulers' senders: only `Engine` handles keep the
+    /// command channel open, so the owner ends when the last one drops.
+    tx: mpsc::WeakSender<Command>,
     prober: SharedProbe,
     limiter: Arc<Semaphore>,
     observer: Option<Arc<dyn ProbeObserver>>,
@@ -85,6 +87,12 @@ enum Next {
     Written(Result<Result<(), StoreError>, JoinError>),
 }
 
+/// How many spec changes may wait for a store write in flight. Past it the
+/// owner stops reading commands until the write ends, so a slow disk or etcd
+/// pushes back on callers through the bounded command channel instead of
+/// moving it into an unbounded queue.
+const MAX_DEFERRED: usize = 64;
+
 impl Command {
     /// Commands that change specs (or stop the engine) wait while a store
     /// write is in flight, so the state checked before the write is the state
@@ -105,7 +113,7 @@ impl Command {
 impl Owner {
     pub fn new(
         config: EngineConfig,
-        tx: mpsc::Sender<Command>,
+        tx: mpsc::WeakSender<Command>,
         prober: SharedProbe,
         limiter: Arc<Semaphore>,
         health: HealthStatuses,
@@ -144,7 +152,7 @@ impl Owner {
             let next = match writing.as_mut() {
                 Some(w) => tokio::select! {
                     done = &mut w.task => Next::Written(done),
-                    cmd = rx.recv() => Next::Command(cmd),
+                    cmd = rx.recv(), if deferred.len() < MAX_DEFERRED => Next::Command(cmd),
                 },
                 None => Next::Command(match deferred.pop_front() {
                     Some(cmd) => Some(cmd),
@@ -160,10 +168,14 @@ impl Owner {
                 }
                 Next::Command(Some(cmd)) => cmd,
                 Next::Command(None) => {
+                    // Every `Engine` handle is gone (dropped without
+                    // `shutdown`): finish the write in flight, then stop
+                    // every probe task as `Shutdown` would.
                     if let Some(mut w) = writing.take() {
                         let done = (&mut w.task).await;
                         self.written(w, done);
                     }
+                    self.shutdown();
                     return;
                 }
             };
@@ -372,14 +384,9 @@ impl Owner {
                         "every group has its first verdict"
                     );
                 }
-                Effect::ShareVerdict {
-                    group,
-                    backend,
-                    progress,
-                    health,
-                } => {
+                Effect::ShareVerdict { group, backend, verdict } => {
                     if let Some(c) = &self.cluster {
-                        c.verdict_changed(&group, &backend, &progress, &health);
+                        c.verdict_changed(&group, &backend, &verdict);
                     }
                 }
                 Effect::Observe(call) => {

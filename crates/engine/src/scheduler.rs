@@ -115,7 +115,8 @@ pub struct BackendTask {
     pub policy: Policy,
     pub prober: Arc<dyn Probe>,
     pub limiter: Arc<Semaphore>,
-    pub owner: mpsc::Sender<Command>,
+    /// Weak: a probe task never keeps the engine alive (see `owner.rs`).
+    pub owner: mpsc::WeakSender<Command>,
     pub observer: Option<Arc<dyn ProbeObserver>>,
     pub pacer: Arc<StartPacer>,
     /// Cluster mode: probe only while this replica owns the backend.
@@ -162,9 +163,11 @@ impl BackendTask {
                 reply: None,
                 pace: Some(pace_tx),
             };
-            if self.owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
+            let Some(owner) = self.owner.upgrade() else { return };
+            if owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
                 return;
             }
+            drop(owner);
             // The owner's verdict, with this result folded in, decides the pace:
             // one source of truth, which on-demand probes and shared verdicts
             // also feed. Unanswered (result dropped, engine stopping): steady.

@@ -3,7 +3,11 @@
 //! receives from the others. None (single node): every backend is probed
 //! here and nothing is shared.
 
-use mcp_health_proto::v1::BackendHealth;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use mcp_health_core::outcome::{Reason, ServerFacts};
+use mcp_health_core::verdict::Verdict;
 
 pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
     /// Whether this replica probes `group/backend` now. Asked by each
@@ -11,12 +15,21 @@ pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
     fn owns(&self, group: &str, backend: &str) -> bool;
     /// A local probe changed the backend's verdict (status, reason or
     /// progress): share it. Called on the owner task; must never block.
-    fn verdict_changed(&self, group: &str, backend: &str, progress: &str, health: &BackendHealth);
+    fn verdict_changed(&self, group: &str, backend: &str, verdict: &SharedVerdict);
 }
 
-/// A verdict another replica shared, to be taken as this backend's state.
-#[derive(Clone, Debug)]
-pub struct RemoteVerdict {
-    pub progress: String,
-    pub health: BackendHealth,
+/// A backend's verdict as replicas share it, in plain values (the cluster
+/// maps it to its own versioned etcd record, never to the API's message):
+/// what one replica probed, another takes as the backend's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedVerdict {
+    /// Status, counters and progress toward the next threshold.
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub facts: ServerFacts,
+    pub last_latency: Option<Duration>,
+    pub last_probe: Option<SystemTime>,
+    pub last_transition: Option<SystemTime>,
+    /// The address the latest probe to reach the backend connected to.
+    pub address: Option<SocketAddr>,
 }

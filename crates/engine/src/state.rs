@@ -484,8 +484,7 @@ impl EngineState {
             fx.push(Effect::ShareVerdict {
                 group: r.group.clone(),
                 backend: r.backend.clone(),
-                progress: b.verdict.progress.clone(),
-                health: Box::new(view::backend_health(&b.facts())),
+                verdict: Box::new(b.shared()),
             });
         }
         if changed {

@@ -463,21 +463,23 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
 /// -> (status after, whether a group change was published).
 #[test]
 fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
-    use crate::seam::RemoteVerdict;
-    use mcp_health_proto::v1::{BackendHealth, Reason as PbReason, ReasonCode};
-    let remote = |s: BackendStatus| RemoteVerdict {
-        progress: String::new(),
-        health: BackendHealth {
-            name: "a".into(),
-            status: s as i32,
+    use crate::seam::SharedVerdict;
+    use mcp_health_core::outcome::{Reason, ServerFacts};
+    use mcp_health_core::verdict::Verdict;
+    use mcp_health_proto::v1::ReasonCode;
+    let remote = |s: BackendStatus| SharedVerdict {
+        verdict: Verdict {
+            status: s,
             consecutive_failures: 3,
-            reason: Some(PbReason {
-                code: ReasonCode::ConnectionRefused as i32,
-                http_status: 0,
-                message: "refused".into(),
-            }),
-            ..Default::default()
+            consecutive_successes: 0,
+            progress: String::new(),
         },
+        reason: Reason::new(ReasonCode::ConnectionRefused, "refused"),
+        facts: ServerFacts::default(),
+        last_latency: None,
+        last_probe: None,
+        last_transition: None,
+        address: None,
     };
     let cases: &[(bool, bool, BackendStatus, BackendStatus, bool)] = &[
         // Not owned: the shared verdict is the state.

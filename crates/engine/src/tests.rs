@@ -13,6 +13,7 @@ use super::*;
 use mcp_health_core::outcome::{ProbeOutcome, Reason, ServerFacts};
 use mcp_health_core::spec::validate_group;
 use mcp_health_probe::{Probe, ProbeFuture, ProbeMemory, ProbeReport};
+use mcp_health_proto::grpc_health_v1::health_check_response::ServingStatus;
 use mcp_health_proto::v1::{BackendStatus, ReasonCode};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -712,4 +713,38 @@ async fn jitter_shortens_edge_intervals_and_never_lengthens_them() {
     assert!(edges.iter().all(|g| (800..=1_001).contains(g)), "{edges:?}");
     assert!(edges.iter().any(|g| *g != edges[0]), "jitter applies: {edges:?}");
     assert!(gaps[12] >= Duration::from_secs(8), "UNHEALTHY: back to the interval: {gaps:?}");
+}
+
+/// An engine whose last handle drops without `shutdown()` ends its owner
+/// task and every probe task (nothing keeps the command channel open but
+/// `Engine` handles), and says so on grpc.health.
+#[tokio::test(start_paused = true)]
+async fn an_engine_dropped_without_shutdown_stops_probing() {
+    let prober = Arc::new(Scripted::default());
+    let health = HealthStatuses::default();
+    let engine = Engine::start(EngineConfig::default(), prober.clone(), health.clone());
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    let mut sub = engine.watch(Some("g".into())).await.unwrap();
+    while engine.get("g".into()).await.unwrap().summary.unwrap().unknown > 0 {
+        sub.events.recv().await.unwrap();
+    }
+    // Probing on its timer: two more rounds in 30 s.
+    let before = prober.total.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(prober.total.load(Ordering::Relaxed) >= before + 4, "the engine was not probing");
+    assert_eq!(health.get("g"), Some(ServingStatus::Serving));
+
+    drop(engine);
+    // The owner sees its channel close: the watch feed ends...
+    loop {
+        match sub.events.recv().await {
+            Err(broadcast::error::RecvError::Closed) => break,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+        }
+    }
+    // ...grpc.health says NOT_SERVING, and no probe runs again.
+    assert_eq!(health.get("g"), Some(ServingStatus::NotServing));
+    let stopped = prober.total.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(prober.total.load(Ordering::Relaxed), stopped, "probe tasks outlived their engine");
 }

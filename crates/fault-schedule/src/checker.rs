@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::member_id;
-use mcp_health::cluster::verdicts::SharedVerdict;
+use mcp_health::cluster::record::VerdictRecord;
 use mcp_health::proto::v1::{BackendStatus, GroupSpec};
 use prost::Message;
 
@@ -204,8 +204,8 @@ fn check_fencing(h: &History, keys: &Keys, v: &mut Verdict) {
     }
     for e in h.events.iter().filter(|e| e.put && keys.verdict_of(&e.key).is_some()) {
         v.verdicts_checked += 1;
-        let Some(sv) = SharedVerdict::decode(&e.value) else {
-            v.safety.push(format!("verdict {} at revision {}: not a SharedVerdict", e.key, e.mod_revision));
+        let Some(sv) = VerdictRecord::decode(&e.value) else {
+            v.safety.push(format!("verdict {} at revision {}: not a verdict record", e.key, e.mod_revision));
             continue;
         };
         match lives.get(&sv.writer) {
@@ -291,8 +291,8 @@ fn check_unhealthy(h: &History, keys: &Keys, _sources: &[IpAddr], v: &mut Verdic
         if !e.put {
             continue;
         }
-        let Some(sv) = SharedVerdict::decode(&e.value) else { continue };
-        if sv.health.status != BackendStatus::Unhealthy as i32 {
+        let Some(sv) = VerdictRecord::decode(&e.value) else { continue };
+        if sv.status() != BackendStatus::Unhealthy {
             last_fine.insert(e.key.as_str(), e.arrived);
             continue;
         }
@@ -313,9 +313,7 @@ fn check_unhealthy(h: &History, keys: &Keys, _sources: &[IpAddr], v: &mut Verdic
         if !explained {
             v.safety.push(format!(
                 "{backend} shown UNHEALTHY ({:?}) by {} (replica {writer:?}) at revision {} with no fault cutting it off since its last good verdict",
-                sv.health.reason.as_ref().map(|r| r.code),
-                sv.writer,
-                e.mod_revision
+                sv.verdict.reason.code, sv.writer, e.mod_revision
             ));
         }
     }
@@ -357,8 +355,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use mcp_health::cluster::keys::Keys;
-    use mcp_health::cluster::verdicts::SharedVerdict;
-    use mcp_health::proto::v1::{BackendHealth, BackendStatus, WatchEventKind};
+    use mcp_health::cluster::record::VerdictRecord;
+    use mcp_health::proto::v1::{BackendStatus, WatchEventKind};
     use prost::Message;
 
     use super::check;
@@ -417,15 +415,24 @@ mod tests {
     }
 
     fn verdict(writer: i64, rev: i64) -> EtcdEvent {
-        let v = SharedVerdict {
+        // Version 1: what a cluster with an old member still writes; the
+        // checker reads every version.
+        let v = VerdictRecord {
             writer: format!("{writer:016x}"),
-            progress: String::new(),
-            health: BackendHealth {
-                status: BackendStatus::Healthy as i32,
-                ..Default::default()
+            verdict: mcp_health::engine::seam::SharedVerdict {
+                verdict: mcp_health::core::verdict::Verdict {
+                    status: BackendStatus::Healthy,
+                    ..mcp_health::core::verdict::Verdict::unknown()
+                },
+                reason: mcp_health::core::outcome::Reason::new(mcp_health::proto::v1::ReasonCode::Ok, "ok"),
+                facts: Default::default(),
+                last_latency: None,
+                last_probe: None,
+                last_transition: None,
+                address: None,
             },
         };
-        put(keys().verdict("g", "b"), v.encode(), rev, 1, 0)
+        put(keys().verdict("g", "b"), v.encode(1), rev, 1, 0)
     }
 
     fn watch(kinds_revisions: &[(WatchEventKind, u64)]) -> Vec<WatchMessage> {

@@ -4,67 +4,38 @@
 //! result is at least as fresh). Until the new owner's first result, the
 //! last shared verdict stands.
 
-use std::time::{Duration, SystemTime};
-
 use super::EngineState;
 use crate::effects::{Effect, Effects, Observed};
-use crate::seam::RemoteVerdict;
-use mcp_health_core::outcome::{Reason, ServerFacts};
-use mcp_health_core::verdict::Verdict;
-use mcp_health_proto::v1::{BackendStatus, ReasonCode, ResourceMetadataState};
-
-fn time(t: Option<&pbjson_types::Timestamp>) -> Option<SystemTime> {
-    let t = t?;
-    Some(SystemTime::UNIX_EPOCH + Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?))
-}
+use crate::seam::SharedVerdict;
 
 impl EngineState {
     /// `owned`: whether this replica owns the backend now.
-    pub fn take_remote(&mut self, group: &str, backend: &str, remote: RemoteVerdict, owned: bool, fx: &mut Effects) {
+    pub fn take_remote(&mut self, group: &str, backend: &str, remote: SharedVerdict, owned: bool, fx: &mut Effects) {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
         if owned && b.last_probe.is_some() && !b.remote_since_probe {
             return;
         }
-        let h = &remote.health;
-        let next = Verdict {
-            status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
-            consecutive_failures: h.consecutive_failures,
-            consecutive_successes: h.consecutive_successes,
-            progress: remote.progress,
-        };
-        let reason = h.reason.as_ref().map_or_else(
-            || Reason::new(ReasonCode::NotProbed, "not probed yet"),
-            |r| Reason {
-                code: ReasonCode::try_from(r.code).unwrap_or(ReasonCode::Unspecified),
-                http_status: u16::try_from(r.http_status).ok().filter(|s| *s != 0),
-                message: r.message.clone(),
-            },
-        );
-        let peer = h.address.parse().ok();
-        let changed = next.status != b.verdict.status || next.progress != b.verdict.progress || reason.code != b.reason.code || peer != b.peer;
-        if next.status != b.verdict.status && observed {
+        let changed = remote.verdict.status != b.verdict.status
+            || remote.verdict.progress != b.verdict.progress
+            || remote.reason.code != b.reason.code
+            || remote.address != b.peer;
+        if remote.verdict.status != b.verdict.status && observed {
             fx.push(Effect::Observe(Observed::BackendStatus {
                 group: group.to_owned(),
                 backend: backend.to_owned(),
                 from: Some(b.verdict.status),
-                to: next.status,
+                to: remote.verdict.status,
             }));
         }
-        b.verdict = next;
-        b.reason = reason;
-        b.facts = ServerFacts {
-            protocol_version: h.protocol_version.clone(),
-            server_name: h.server_name.clone(),
-            server_version: h.server_version.clone(),
-            tool_count: h.tool_count,
-            resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
-        };
-        b.last_latency = h.last_latency.as_ref().map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
-        b.last_probe = time(h.last_probe_time.as_ref());
-        b.last_transition = time(h.last_transition_time.as_ref());
-        b.peer = peer;
+        b.verdict = remote.verdict;
+        b.reason = remote.reason;
+        b.facts = remote.facts;
+        b.last_latency = remote.last_latency;
+        b.last_probe = remote.last_probe;
+        b.last_transition = remote.last_transition;
+        b.peer = remote.address;
         b.remote_since_probe = true;
         if changed {
             let previous = g.verdict.phase;

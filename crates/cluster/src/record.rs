@@ -1,0 +1,393 @@
+//! The verdict record in etcd (`{prefix}/verdicts/{group}/{backend}`): our
+//! own versioned serde type, not the API's message, so a new API field never
+//! changes what replicas exchange, and two binaries of different versions
+//! read each other's records during a rolling upgrade.
+//!
+//! - **Version 1** (every binary before records were versioned): JSON
+//!   `{writer, progress, health}`, `health` being the API's `BackendHealth`
+//!   in proto3 JSON. Kept, read and written, for mixed clusters.
+//! - **Version 2**: JSON with `"v": 2` and plain fields (status and codes by
+//!   their proto enum names, times in Unix milliseconds).
+//!
+//! Every binary reads every version it knows. A writer writes the highest
+//! version that every live member advertises (`Member::records`; a member
+//! that advertises none is at version 1), so an old replica never meets a
+//! record it cannot read, and the cluster moves to version 2 once the last
+//! old replica is gone.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use mcp_health_core::outcome::{Reason, ServerFacts};
+use mcp_health_core::verdict::Verdict;
+use mcp_health_engine::seam::SharedVerdict;
+use mcp_health_engine::{duration, timestamp};
+use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage, ReasonCode, ResourceMetadataState};
+
+/// The highest record version this binary reads and writes (what it advertises).
+pub const RECORD_VERSION: u32 = 2;
+
+/// One verdict record: who wrote it, and the verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerdictRecord {
+    /// The member id that wrote it.
+    pub writer: String,
+    pub verdict: SharedVerdict,
+}
+
+impl VerdictRecord {
+    /// The record in `version`'s format (1, or 2 and above: this binary's).
+    pub fn encode(&self, version: u32) -> Vec<u8> {
+        // Serializing plain data (strings, numbers, derived structs) to a Vec
+        // cannot fail.
+        if version >= 2 {
+            serde_json::to_vec(&V2::from(self)).unwrap_or_default()
+        } else {
+            serde_json::to_vec(&V1::from(self)).unwrap_or_default()
+        }
+    }
+
+    /// A record of any version this binary knows; None for bytes that are
+    /// not one (or a version newer than this binary, which the writers' rule
+    /// never produces while this binary is a member).
+    pub fn decode(bytes: &[u8]) -> Option<VerdictRecord> {
+        #[derive(Deserialize)]
+        struct Version {
+            v: Option<u32>,
+        }
+        match serde_json::from_slice::<Version>(bytes).ok()?.v {
+            None => serde_json::from_slice::<V1>(bytes).ok().map(VerdictRecord::from),
+            Some(2) => serde_json::from_slice::<V2>(bytes).ok()?.try_into().ok(),
+            Some(_) => None,
+        }
+    }
+
+    /// The status, whatever the record's version (for logs and checkers).
+    pub fn status(&self) -> BackendStatus {
+        self.verdict.verdict.status
+    }
+}
+
+/// Version 1, exactly as binaries before versioning wrote and read it.
+#[derive(Serialize, Deserialize)]
+struct V1 {
+    writer: String,
+    progress: String,
+    health: BackendHealth,
+}
+
+impl From<&VerdictRecord> for V1 {
+    fn from(r: &VerdictRecord) -> V1 {
+        let s = &r.verdict;
+        V1 {
+            writer: r.writer.clone(),
+            progress: s.verdict.progress.clone(),
+            // The fields a version-1 reader takes (its `take_remote`); the
+            // rest it recomputes from its own spec.
+            health: BackendHealth {
+                status: s.verdict.status as i32,
+                consecutive_failures: s.verdict.consecutive_failures,
+                consecutive_successes: s.verdict.consecutive_successes,
+                reason: Some(ReasonMessage {
+                    code: s.reason.code as i32,
+                    http_status: s.reason.http_status.map_or(0, u32::from),
+                    message: s.reason.message.clone(),
+                }),
+                last_latency: s.last_latency.map(duration),
+                last_probe_time: s.last_probe.map(timestamp),
+                last_transition_time: s.last_transition.map(timestamp),
+                protocol_version: s.facts.protocol_version.clone(),
+                server_name: s.facts.server_name.clone(),
+                server_version: s.facts.server_version.clone(),
+                tool_count: s.facts.tool_count,
+                resource_metadata: s.facts.resource_metadata as i32,
+                address: s.address.map(|a| a.to_string()).unwrap_or_default(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl From<V1> for VerdictRecord {
+    fn from(v: V1) -> VerdictRecord {
+        let h = v.health;
+        let reason = h.reason.map_or_else(
+            || Reason::new(ReasonCode::NotProbed, "not probed yet"),
+            |r| Reason {
+                code: ReasonCode::try_from(r.code).unwrap_or(ReasonCode::Unspecified),
+                http_status: u16::try_from(r.http_status).ok().filter(|s| *s != 0),
+                message: r.message,
+            },
+        );
+        let time = |t: Option<pbjson_types::Timestamp>| -> Option<SystemTime> {
+            let t = t?;
+            Some(SystemTime::UNIX_EPOCH + Duration::new(u64::try_from(t.seconds).ok()?, u32::try_from(t.nanos).ok()?))
+        };
+        VerdictRecord {
+            writer: v.writer,
+            verdict: SharedVerdict {
+                verdict: Verdict {
+                    status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
+                    consecutive_failures: h.consecutive_failures,
+                    consecutive_successes: h.consecutive_successes,
+                    progress: v.progress,
+                },
+                reason,
+                facts: ServerFacts {
+                    protocol_version: h.protocol_version,
+                    server_name: h.server_name,
+                    server_version: h.server_version,
+                    tool_count: h.tool_count,
+                    resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
+                },
+                last_latency: h
+                    .last_latency
+                    .map(|d| Duration::new(u64::try_from(d.seconds).unwrap_or(0), u32::try_from(d.nanos).unwrap_or(0))),
+                last_probe: time(h.last_probe_time),
+                last_transition: time(h.last_transition_time),
+                address: h.address.parse().ok(),
+            },
+        }
+    }
+}
+
+/// Version 2: plain values; enums by their proto names, which never change.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct V2 {
+    v: u32,
+    writer: String,
+    status: String,
+    consecutive_failures: u32,
+    consecutive_successes: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    progress: String,
+    reason: ReasonV2,
+    facts: FactsV2,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_latency_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_probe_unix_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_transition_unix_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReasonV2 {
+    code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http_status: Option<u16>,
+    message: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct FactsV2 {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    protocol_version: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    server_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    server_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_metadata: Option<String>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl From<&VerdictRecord> for V2 {
+    fn from(r: &VerdictRecord) -> V2 {
+        let s = &r.verdict;
+        V2 {
+            v: 2,
+            writer: r.writer.clone(),
+            status: s.verdict.status.as_str_name().to_owned(),
+            consecutive_failures: s.verdict.consecutive_failures,
+            consecutive_successes: s.verdict.consecutive_successes,
+            progress: s.verdict.progress.clone(),
+            reason: ReasonV2 {
+                code: s.reason.code.as_str_name().to_owned(),
+                http_status: s.reason.http_status,
+                message: s.reason.message.clone(),
+            },
+            facts: FactsV2 {
+                protocol_version: s.facts.protocol_version.clone(),
+                server_name: s.facts.server_name.clone(),
+                server_version: s.facts.server_version.clone(),
+                tool_count: s.facts.tool_count,
+                resource_metadata: (s.facts.resource_metadata != ResourceMetadataState::Unspecified)
+                    .then(|| s.facts.resource_metadata.as_str_name().to_owned()),
+            },
+            last_latency_us: s.last_latency.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            last_probe_unix_ms: s.last_probe.map(unix_ms),
+            last_transition_unix_ms: s.last_transition.map(unix_ms),
+            address: s.address.map(|a| a.to_string()),
+        }
+    }
+}
+
+/// A version-2 record naming a status or code this binary does not know.
+#[derive(Debug)]
+struct UnknownName;
+
+impl TryFrom<V2> for VerdictRecord {
+    type Error = UnknownName;
+
+    fn try_from(v: V2) -> Result<VerdictRecord, UnknownName> {
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        Ok(VerdictRecord {
+            writer: v.writer,
+            verdict: SharedVerdict {
+                verdict: Verdict {
+                    status: BackendStatus::from_str_name(&v.status).ok_or(UnknownName)?,
+                    consecutive_failures: v.consecutive_failures,
+                    consecutive_successes: v.consecutive_successes,
+                    progress: v.progress,
+                },
+                reason: Reason {
+                    code: ReasonCode::from_str_name(&v.reason.code).ok_or(UnknownName)?,
+                    http_status: v.reason.http_status,
+                    message: v.reason.message,
+                },
+                facts: ServerFacts {
+                    protocol_version: v.facts.protocol_version,
+                    server_name: v.facts.server_name,
+                    server_version: v.facts.server_version,
+                    tool_count: v.facts.tool_count,
+                    resource_metadata: match v.facts.resource_metadata {
+                        None => ResourceMetadataState::Unspecified,
+                        Some(name) => ResourceMetadataState::from_str_name(&name).ok_or(UnknownName)?,
+                    },
+                },
+                last_latency: v.last_latency_us.map(Duration::from_micros),
+                last_probe: v.last_probe_unix_ms.map(at),
+                last_transition: v.last_transition_unix_ms.map(at),
+                address: v.address.and_then(|a| a.parse().ok()),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> VerdictRecord {
+        VerdictRecord {
+            writer: "00000000000000aa".into(),
+            verdict: SharedVerdict {
+                verdict: Verdict {
+                    status: BackendStatus::Degraded,
+                    consecutive_failures: 0,
+                    consecutive_successes: 4,
+                    progress: "1 of 3 failed probes".into(),
+                },
+                reason: Reason {
+                    code: ReasonCode::HttpStatus,
+                    http_status: Some(503),
+                    message: "HTTP 503".into(),
+                },
+                facts: ServerFacts {
+                    protocol_version: "2025-06-18".into(),
+                    server_name: "srv".into(),
+                    server_version: "1.2.3".into(),
+                    tool_count: Some(7),
+                    resource_metadata: ResourceMetadataState::Valid,
+                },
+                last_latency: Some(Duration::from_micros(12_345)),
+                // Whole milliseconds: version 2 keeps times to the millisecond.
+                last_probe: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)),
+                last_transition: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000)),
+                address: Some("127.0.0.1:8080".parse().unwrap()),
+            },
+        }
+    }
+
+    fn empty() -> VerdictRecord {
+        VerdictRecord {
+            writer: "b".into(),
+            verdict: SharedVerdict {
+                verdict: Verdict::unknown(),
+                reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
+                facts: ServerFacts::default(),
+                last_latency: None,
+                last_probe: None,
+                last_transition: None,
+                address: None,
+            },
+        }
+    }
+
+    #[test]
+    fn every_version_round_trips() {
+        for record in [full(), empty()] {
+            for version in [1, 2] {
+                let bytes = record.encode(version);
+                assert_eq!(
+                    VerdictRecord::decode(&bytes).as_ref(),
+                    Some(&record),
+                    "version {version}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+            }
+        }
+    }
+
+    /// A record exactly as a binary from before versioning wrote it (its
+    /// `SharedVerdict { writer, progress, health: BackendHealth }` as JSON):
+    /// this binary reads it, and what this binary writes at version 1 has
+    /// the same shape, so such a binary reads ours.
+    #[test]
+    fn version_1_is_the_format_binaries_before_versioning_wrote() {
+        let old = br#"{"writer":"00000000000000aa","progress":"1 of 3 failed probes","health":{"name":"a","url":"http://127.0.0.1:8080/mcp","transport":"TRANSPORT_STREAMABLE_HTTP","status":"BACKEND_STATUS_DEGRADED","routable":true,"reason":{"code":"REASON_CODE_HTTP_STATUS","httpStatus":503,"message":"HTTP 503"},"consecutiveSuccesses":4,"lastLatency":"0.012345s","lastProbeTime":"2025-11-24T16:00:00.123+00:00","lastTransitionTime":"2025-11-24T16:00:00+00:00","protocolVersion":"2025-06-18","serverName":"srv","serverVersion":"1.2.3","toolCount":7,"resourceMetadata":"RESOURCE_METADATA_STATE_VALID","address":"127.0.0.1:8080"}}"#;
+        assert_eq!(VerdictRecord::decode(old), Some(full()));
+        // What we write at version 1 parses as the old struct did, with the same values.
+        let ours: serde_json::Value = serde_json::from_slice(&full().encode(1)).unwrap();
+        let theirs: serde_json::Value = serde_json::from_slice(old).unwrap();
+        assert!(ours.get("v").is_none(), "an old reader needs no version field: {ours}");
+        for field in [
+            "status",
+            "reason",
+            "consecutiveSuccesses",
+            "lastLatency",
+            "lastProbeTime",
+            "toolCount",
+            "address",
+            "serverName",
+        ] {
+            assert_eq!(ours["health"][field], theirs["health"][field], "{field}");
+        }
+        assert_eq!((&ours["writer"], &ours["progress"]), (&theirs["writer"], &theirs["progress"]));
+    }
+
+    #[test]
+    fn version_2_is_plain_and_says_its_version() {
+        let json: serde_json::Value = serde_json::from_slice(&full().encode(2)).unwrap();
+        assert_eq!(json["v"], 2);
+        assert_eq!(json["status"], "BACKEND_STATUS_DEGRADED");
+        assert_eq!(json["reason"]["code"], "REASON_CODE_HTTP_STATUS");
+        assert_eq!(json["lastProbeUnixMs"], 1_764_000_000_123u64);
+        assert!(json.get("health").is_none(), "no API message inside: {json}");
+    }
+
+    #[test]
+    fn unknown_versions_and_names_are_not_records() {
+        for bytes in [
+            &br#"{"v":3,"writer":"a"}"#[..],
+            br#"{"v":2,"writer":"a","status":"BACKEND_STATUS_SOMETHING_NEW","consecutiveFailures":0,"consecutiveSuccesses":0,"reason":{"code":"REASON_CODE_OK","message":""},"facts":{}}"#,
+            b"not json",
+            b"[]",
+        ] {
+            assert_eq!(VerdictRecord::decode(bytes), None, "{}", String::from_utf8_lossy(bytes));
+        }
+    }
+}
