@@ -83,6 +83,9 @@ pub struct ServerFacts {
     pub server_name: String,
     pub server_version: String,
     pub tool_count: Option<u32>,
+    /// The tool catalog this probe read (depth TOOLS, when due); None when
+    /// the probe did not read it (handshake-only between catalog reads).
+    pub catalog: Option<crate::core::catalog::CatalogRead>,
     /// RFC 9728 metadata check, for 401 answers to an anonymous probe;
     /// UNSPECIFIED when not attempted.
     pub resource_metadata: ResourceMetadataState,
@@ -181,6 +184,26 @@ impl ProbeOutcome {
                     latency.as_millis(),
                     degraded_latency.as_millis()
                 ),
+            );
+        }
+        self
+    }
+
+    /// Turns an answer that proves the server alive (a success, slow, tools
+    /// failing or -32023) into a failure with reason REQUIRED_TOOL_MISSING
+    /// naming `missing`: the required tools the backend's last whole catalog
+    /// read lacks (`catalog::missing_tools`). Hysteresis then works as for
+    /// any failure. Other outcomes already say more and are kept.
+    pub fn judge_required(mut self, missing: &[&str]) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive && !missing.is_empty() {
+            self.class = OutcomeClass::Failure;
+            self.reason = Reason::new(
+                ReasonCode::RequiredToolMissing,
+                format!("required tools missing from the catalog: {}", missing.join(", ")),
             );
         }
         self

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::Origin;
 use super::view::{self, BackendFacts, GroupFacts};
+use crate::core::catalog::KnownCatalog;
 use crate::core::outcome::{Reason, ServerFacts};
 use crate::core::phase::GroupVerdict;
 use crate::core::verdict::Verdict;
@@ -31,6 +32,8 @@ pub(super) struct BackendState {
     pub(super) remote_since_probe: bool,
     /// The address the latest probe to reach the backend connected to.
     pub(super) peer: Option<std::net::SocketAddr>,
+    /// Its tool catalog as last read (depth TOOLS).
+    pub(super) catalog: KnownCatalog,
 }
 
 impl BackendState {
@@ -44,6 +47,7 @@ impl BackendState {
             last_probe: self.last_probe,
             last_transition: self.last_transition,
             peer: self.peer,
+            catalog: &self.catalog,
         }
     }
 }

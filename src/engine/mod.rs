@@ -195,6 +195,8 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     fn backend_removed(&self, _group: &str, _backend: &str) {}
     /// A group was deleted, with the backends it had.
     fn group_deleted(&self, _group: &str, _backends: &[String]) {}
+    /// A backend's tool catalog changed (names and fingerprints only).
+    fn catalog_changed(&self, _group: &str, _backend: &str, _change: &crate::core::catalog::CatalogChange) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
     fn probes_in_flight(&self, _delta: i64) {}
     /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].

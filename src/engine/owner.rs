@@ -427,5 +427,6 @@ fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) 
         Observed::GroupVerdict { group, verdict } => o.group_verdict(&group, &verdict),
         Observed::BackendRemoved { group, backend } => o.backend_removed(&group, &backend),
         Observed::GroupDeleted { group, backends } => o.group_deleted(&group, &backends),
+        Observed::CatalogChanged { group, backend, change } => o.catalog_changed(&group, &backend, &change),
     }
 }

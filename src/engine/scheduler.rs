@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::results::{ProbeResult, SharedMemory, Timed};
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
+use crate::core::catalog::{CatalogRead, missing_tools};
 use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
 use crate::core::verdict::Pace;
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
@@ -40,7 +41,11 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
     let deadline = start + policy.timeout;
     match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
         Ok(report) => Timed {
-            outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency),
+            outcome: judge_catalog(
+                report.outcome.judge_latency(report.latency, policy.degraded_latency),
+                &target.backend.spec.required_tools,
+                memory,
+            ),
             latency: report.latency,
         },
         Err(_) => {
@@ -50,6 +55,23 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
                 latency,
             }
         }
+    }
+}
+
+/// Keeps a whole catalog the probe read in the backend's probe memory, and
+/// judges the required tools against the last one read
+/// (`ProbeOutcome::judge_required`): the probes between two catalog reads are
+/// handshake-only, and judged by the last read.
+fn judge_catalog(outcome: ProbeOutcome, required: &[String], memory: &mut ProbeMemory) -> ProbeOutcome {
+    if let Some(CatalogRead::Whole(catalog)) = &outcome.facts.catalog {
+        memory.catalog = Some(catalog.clone());
+    }
+    match &memory.catalog {
+        Some(catalog) if !required.is_empty() => {
+            let missing = missing_tools(required, catalog);
+            outcome.judge_required(&missing)
+        }
+        _ => outcome,
     }
 }
 

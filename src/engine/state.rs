@@ -15,6 +15,7 @@ use super::groups::{BackendState, GroupState};
 use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
+use crate::core::catalog::KnownCatalog;
 use crate::core::outcome::{OutcomeClass, Reason, ServerFacts};
 use crate::core::verdict::{Pace, Verdict, observe, pace};
 
@@ -306,6 +307,7 @@ impl EngineState {
             remote_since_probe: false,
             last_probe_backend: None,
             peer: None,
+            catalog: KnownCatalog::default(),
         }
     }
 
@@ -446,18 +448,48 @@ impl EngineState {
             OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
             _ => false,
         };
+        let facts = &r.outcome.facts;
         if !keeps_facts {
             // Keep what the server last said about itself through failures and rate limits.
-            let facts = &r.outcome.facts;
             if !facts.protocol_version.is_empty() {
-                b.facts = facts.clone();
+                let tool_count = b.facts.tool_count;
+                b.facts = ServerFacts {
+                    // Kept once, in `b.catalog`.
+                    catalog: None,
+                    ..facts.clone()
+                };
+                if facts.catalog.is_none() && r.outcome.class != OutcomeClass::ToolsFailing {
+                    // A handshake-only probe between two catalog reads: the last read's count stands.
+                    b.facts.tool_count = tool_count;
+                }
             } else {
                 b.facts.resource_metadata = facts.resource_metadata;
             }
+        } else if facts.catalog.is_some() {
+            // A failure judged from this very read (a required tool missing) still read it.
+            b.facts.tool_count = facts.tool_count;
+        }
+        let catalog = b.catalog.take(facts.catalog.as_ref(), now);
+        if let Some(change) = catalog.change {
+            let (added, removed, changed) = change
+                .diff
+                .as_ref()
+                .map(|d| (d.added.join(","), d.removed.join(","), d.changed.join(",")))
+                .unwrap_or_default();
+            // Names and fingerprints only: a description never reaches a log line.
+            info!(group = %r.group, backend = %r.backend, from = %change.from, to = %change.to, added, removed, changed, "tool catalog changed");
+            if observed {
+                fx.push(Effect::Observe(Observed::CatalogChanged {
+                    group: r.group.clone(),
+                    backend: r.backend.clone(),
+                    change,
+                }));
+            }
         }
         let status_changed = next.status != prev.status;
-        // A new address is published (xDS hands Envoy the address) and shared like a verdict change.
-        let changed = status_changed || next.progress != prev.progress || peer_changed;
+        // A new address is published (xDS hands Envoy the address) and shared
+        // like a verdict change; so is a new catalog fingerprint.
+        let changed = status_changed || next.progress != prev.progress || peer_changed || catalog.shown;
         let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
         if status_changed {
             if observed {

@@ -219,6 +219,14 @@ fn reconciliation() {
         true,
         &[("a", Keep), ("b", Retime)],
     );
+    // Required tools: the task judges with its own copy of the spec, so it restarts; the verdict stays.
+    check_reconcile(
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n    requiredTools: [search]\n",
+        2,
+        true,
+        &[("a", Retime)],
+    );
     // Renamed backends: one removed, one added.
     check_reconcile(
         AB,
@@ -560,4 +568,85 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
             assert_eq!(was_published, published, "row {i}: {:?}", fx.actions);
         }
     }
+}
+
+/// A diff by name: (added, removed, changed).
+type NameDiff<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str]);
+/// One read (None: handshake-only), then the tool count shown, whether the
+/// fingerprint moved, and the change reported.
+type ReadStep<'a> = (Option<serde_json::Value>, Option<u32>, bool, Option<NameDiff<'a>>);
+
+/// Folds probe results carrying catalog reads (None: a handshake-only probe)
+/// into one TOOLS backend and checks, after each, the tool count and
+/// fingerprint its view shows and the catalog change it reported, if any.
+#[track_caller]
+fn check_catalog_reads(steps: &[ReadStep<'_>]) {
+    use super::effects::Observed;
+    use crate::core::catalog::{Catalog, CatalogRead};
+    let mut state = EngineState::new(Settings {
+        observed: true,
+        ..settings(false)
+    });
+    let (_, fx) = apply(
+        &mut state,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        Origin::Api,
+    );
+    let (_, spawned) = epochs(&fx);
+    let epoch = spawned[0].0;
+    let mut fingerprint = String::new();
+    for (i, (read, count, moved, change)) in steps.iter().enumerate() {
+        let mut r = success("g", "a", epoch);
+        if let Some(tools) = read {
+            let c = Catalog::from_tools(tools.as_array().unwrap()).unwrap();
+            r.outcome.facts.tool_count = Some(u32::try_from(c.len()).unwrap());
+            r.outcome.facts.catalog = Some(CatalogRead::Whole(Arc::new(c)));
+        }
+        let mut fx = Effects::default();
+        state.fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), &mut fx).unwrap();
+        let b = state.health("g").unwrap().backends[0].clone();
+        assert_eq!(b.tool_count, *count, "step {i}");
+        assert_eq!(b.catalog_fingerprint != fingerprint, *moved, "step {i}");
+        fingerprint = b.catalog_fingerprint.clone();
+        let reported: Vec<_> = fx
+            .actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Observe(Observed::CatalogChanged { change, .. }) => Some(change.diff.clone().unwrap()),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<_> = change
+            .iter()
+            .map(|(a, r, c)| {
+                let v = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect();
+                crate::core::catalog::CatalogDiff {
+                    added: v(a),
+                    removed: v(r),
+                    changed: v(c),
+                }
+            })
+            .collect();
+        assert_eq!(reported, want, "step {i}");
+    }
+}
+
+#[test]
+fn catalog_reads_set_the_fingerprint_and_report_changes_by_name() {
+    use serde_json::json;
+    let one = json!([{"name": "search"}]);
+    let two = json!([{"name": "search"}, {"name": "fetch"}]);
+    let renamed = json!([{"name": "find"}, {"name": "fetch"}]);
+    check_catalog_reads(&[
+        // A handshake-only probe before any read: nothing known.
+        (None, None, false, None),
+        // The first read: a fingerprint, no change reported.
+        (Some(one.clone()), Some(1), true, None),
+        // Handshake-only probes in between keep the count and the fingerprint.
+        (None, Some(1), false, None),
+        (Some(one), Some(1), false, None),
+        (Some(two), Some(2), true, Some((&["fetch"], &[], &[]))),
+        (None, Some(2), false, None),
+        (Some(renamed), Some(2), true, Some((&["find"], &["search"], &[]))),
+    ]);
 }

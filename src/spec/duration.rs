@@ -27,6 +27,8 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
     "rate_limit_hold",
     "edgeInterval",
     "edge_interval",
+    "catalogInterval",
+    "catalog_interval",
 ];
 
 /// A duration that could not be read, with the field it was in.
@@ -298,7 +300,15 @@ mod tests {
         );
         assert_eq!(
             policy,
-            ["degraded_latency", "edge_interval", "initial_spread", "interval", "rate_limit_hold", "timeout"]
+            [
+                "catalog_interval",
+                "degraded_latency",
+                "edge_interval",
+                "initial_spread",
+                "interval",
+                "rate_limit_hold",
+                "timeout"
+            ]
         );
         // (written, proto3 JSON form it must become)
         let forms = [

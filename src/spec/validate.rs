@@ -145,6 +145,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         }
     };
     let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), allow_link_local, v);
+    validate_catalog_fields(b, path, depth, auth_mode, v);
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
@@ -166,6 +167,51 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         pinned_revision,
         policy,
     })
+}
+
+/// Longest tool name `requiredTools` takes (the MCP spec advises at most 128).
+pub const MAX_TOOL_NAME_CHARS: usize = 128;
+/// Most entries of `requiredTools`.
+pub const MAX_REQUIRED_TOOLS: usize = 256;
+
+/// The fields that judge a backend's tool catalog (`requiredTools`, the
+/// backend's own `policy.catalogInterval`) need depth TOOLS, and a catalog an
+/// anonymous probe of a per-user backend can see (it gets a 401, never tools).
+fn validate_catalog_fields(b: &BackendSpec, path: &str, depth: ProbeDepth, auth: AuthMode, v: &mut Violations) {
+    let field = join(path, "requiredTools");
+    if !b.required_tools.is_empty() {
+        if depth != ProbeDepth::Tools {
+            v.add(field.clone(), "needs depth PROBE_DEPTH_TOOLS: only a catalog read can show a tool is there");
+        } else if auth == AuthMode::PerUser {
+            v.add(
+                field.clone(),
+                "cannot be judged for an AUTH_MODE_PER_USER backend: its anonymous probe never sees the catalog",
+            );
+        }
+        if b.required_tools.len() > MAX_REQUIRED_TOOLS {
+            v.add(
+                field.clone(),
+                format!("has {} names; the limit is {MAX_REQUIRED_TOOLS}", b.required_tools.len()),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (j, name) in b.required_tools.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        if name.trim().is_empty() {
+            v.add(at, "must be a tool name, not empty");
+        } else if name.chars().count() > MAX_TOOL_NAME_CHARS || name.chars().any(char::is_control) {
+            v.add(at, format!("must be at most {MAX_TOOL_NAME_CHARS} characters, without control characters"));
+        } else if !seen.insert(name.as_str()) {
+            v.add(at, format!("duplicate tool name {name:?}"));
+        }
+    }
+    if depth != ProbeDepth::Tools && b.policy.as_ref().is_some_and(|p| p.catalog_interval.is_some()) {
+        v.add(
+            join(path, "policy.catalogInterval"),
+            "needs depth PROBE_DEPTH_TOOLS: a backend probed at depth HANDSHAKE never reads its catalog",
+        );
+    }
 }
 
 /// The literal IP host of a URL when probes must not connect to it
@@ -578,5 +624,62 @@ mod tests {
         });
         s.backends[1].policy = None;
         assert_eq!(fields(&s), ["spec.policy.timeout"]);
+    }
+
+    #[test]
+    fn catalog_fields_need_depth_tools_and_real_names() {
+        use crate::proto::v1::AuthSpec;
+        let tools = ProbeDepth::Tools as i32;
+        let per_user = Some(AuthSpec {
+            mode: AuthMode::PerUser as i32,
+            ..AuthSpec::default()
+        });
+        let interval = |seconds| {
+            Some(ProbePolicy {
+                catalog_interval: dur(seconds),
+                ..ProbePolicy::default()
+            })
+        };
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let long = "t".repeat(MAX_TOOL_NAME_CHARS + 1);
+        // (depth, required tools, auth, backend policy, expected fields)
+        type Case = (i32, Vec<String>, Option<AuthSpec>, Option<ProbePolicy>, &'static [&'static str]);
+        let cases: Vec<Case> = vec![
+            (tools, names(&["search", "fetch"]), None, None, &[]),
+            (0, names(&[]), None, None, &[]),
+            (0, names(&["search"]), None, None, &["spec.backends[0].requiredTools"]),
+            (
+                ProbeDepth::Handshake as i32,
+                names(&["search"]),
+                None,
+                None,
+                &["spec.backends[0].requiredTools"],
+            ),
+            (tools, names(&["search"]), per_user.clone(), None, &["spec.backends[0].requiredTools"]),
+            (tools, names(&["search", ""]), None, None, &["spec.backends[0].requiredTools[1]"]),
+            (tools, names(&[" "]), None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&["a", "b", "a"]), None, None, &["spec.backends[0].requiredTools[2]"]),
+            (tools, vec![long], None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&["a\nb"]), None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&[]), None, interval(60), &[]),
+            (tools, names(&[]), None, interval(0), &["spec.backends[0].policy.catalogInterval"]),
+            (tools, names(&[]), None, interval(24 * 3600 + 1), &["spec.backends[0].policy.catalogInterval"]),
+            (0, names(&[]), None, interval(60), &["spec.backends[0].policy.catalogInterval"]),
+        ];
+        for (depth, required, auth, policy, want) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].depth = depth;
+            s.backends[0].required_tools = required.clone();
+            s.backends[0].auth = auth;
+            s.backends[0].policy = policy;
+            assert_eq!(fields(&s), want, "depth {depth} required {required:?}");
+        }
+        // The group's catalogInterval applies to its TOOLS backends; others ignore it.
+        let mut s = spec(interval(30), 2);
+        s.backends[0].depth = tools;
+        let valid = validate_group(&s, "spec", &Limits::default()).expect("valid");
+        assert_eq!(valid.backends[0].policy.catalog_interval, std::time::Duration::from_secs(30));
+        let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).expect("valid");
+        assert_eq!(valid.backends[0].policy.catalog_interval, crate::spec::policy::DEFAULT_CATALOG_INTERVAL);
     }
 }

@@ -43,7 +43,13 @@ impl EngineState {
             },
         );
         let peer = h.address.parse().ok();
-        let changed = next.status != b.verdict.status || next.progress != b.verdict.progress || reason.code != b.reason.code || peer != b.peer;
+        let catalog_changed_at = time(h.catalog_changed_time.as_ref());
+        let changed = next.status != b.verdict.status
+            || next.progress != b.verdict.progress
+            || reason.code != b.reason.code
+            || peer != b.peer
+            || h.catalog_fingerprint != b.catalog.fingerprint
+            || h.catalog_note != b.catalog.note;
         if next.status != b.verdict.status && observed {
             fx.push(Effect::Observe(Observed::BackendStatus {
                 group: group.to_owned(),
@@ -60,7 +66,9 @@ impl EngineState {
             server_version: h.server_version.clone(),
             tool_count: h.tool_count,
             resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
+            catalog: None,
         };
+        b.catalog.take_shared(&h.catalog_fingerprint, catalog_changed_at, &h.catalog_note);
         b.last_latency = h.last_latency.as_ref().map(|d| Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
         b.last_probe = time(h.last_probe_time.as_ref());
         b.last_transition = time(h.last_transition_time.as_ref());
