@@ -320,3 +320,79 @@ pub const MAX_CATALOG_BYTES: usize = 4 << 20;
 pub fn tools_error(code: i64) -> Reason {
     Reason::new(ReasonCode::JsonRpcError, format!("tools/list failed with JSON-RPC error {code}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Feeds `pages` to one catalog read until it asks for no further page;
+    /// the pages taken, and the read.
+    fn read(pages: &[Value]) -> (usize, ToolsRead) {
+        let mut catalog = CatalogPages::default();
+        let mut taken = 0;
+        for page in pages {
+            taken += 1;
+            if catalog.take(page).expect("a tools page").is_none() {
+                break;
+            }
+        }
+        (taken, catalog.finish())
+    }
+
+    fn page(names: &[&str], next: Option<&str>) -> Value {
+        let tools: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+        match next {
+            Some(c) => json!({"tools": tools, "nextCursor": c}),
+            None => json!({"tools": tools}),
+        }
+    }
+
+    #[test]
+    fn catalog_reads_follow_cursors_within_their_bounds() {
+        // (pages offered, pages taken, tool count, gave up with a note containing)
+        let seventeen: Vec<Value> = (0..17).map(|i| page(&["t"], Some(&i.to_string()))).collect();
+        let huge = json!({"name": "big", "description": "x".repeat(MAX_CATALOG_BYTES)});
+        let cases: Vec<(Vec<Value>, usize, u32, Option<&str>)> = vec![
+            (vec![page(&["a", "b"], None)], 1, 2, None),
+            (vec![page(&["a"], Some("1")), page(&["b"], Some("")), page(&["c"], None)], 2, 2, None),
+            (vec![page(&["a"], Some("1")), page(&["b"], None)], 2, 2, None),
+            (seventeen, MAX_TOOL_PAGES, 16, Some("more than 16 pages")),
+            (vec![json!({"tools": [{"name": "a"}, huge, {"name": "c"}]})], 1, 2, Some("exceed 4096 KiB")),
+            (
+                vec![json!({"tools": [{"name": "a"}, {"title": "no name"}]})],
+                1,
+                1,
+                Some("tool 1 of tools/list"),
+            ),
+        ];
+        for (pages, want_taken, want_count, gave_up) in cases {
+            let (taken, r) = read(&pages);
+            assert_eq!((taken, r.count), (want_taken, want_count), "{pages:?}");
+            match (&r.catalog, gave_up) {
+                (CatalogRead::Whole(c), None) => assert_eq!(c.len(), want_count as usize),
+                (CatalogRead::GaveUp(why), Some(part)) => assert!(why.contains(part), "{why}"),
+                (got, want) => panic!("{got:?}, want gave up: {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_smallest_ttl_of_the_pages_is_kept() {
+        let mut p1 = page(&["a"], Some("1"));
+        p1["ttlMs"] = json!(60_000);
+        let mut p2 = page(&["b"], None);
+        p2["ttlMs"] = json!(5_000);
+        assert_eq!(read(&[p1.clone(), p2]).1.ttl, Some(Duration::from_secs(5)));
+        assert_eq!(read(&[page(&["a"], None)]).1.ttl, None);
+        let mut bad = page(&["a"], None);
+        bad["ttlMs"] = json!(-1);
+        assert_eq!(read(&[bad]).1.ttl, None);
+    }
+
+    #[test]
+    fn a_page_without_a_tools_array_is_a_protocol_error() {
+        let err = CatalogPages::default().take(&json!({"nextCursor": "x"})).unwrap_err();
+        assert_eq!(err.code, ReasonCode::Protocol);
+    }
+}

@@ -416,3 +416,22 @@ fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory
 
 /// Shared handle to a prober.
 pub type SharedProbe = Arc<dyn Probe>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_catalog_read_comes_at_the_interval_or_sooner_by_ttl() {
+        let five_min = Duration::from_secs(300);
+        let cases = [
+            (None, five_min),
+            (Some(Duration::from_secs(30)), Duration::from_secs(30)),
+            (Some(Duration::from_secs(3600)), five_min),
+            (Some(Duration::ZERO), Duration::ZERO),
+        ];
+        for (ttl, want) in cases {
+            assert_eq!(catalog_wait(five_min, ttl), want, "{ttl:?}");
+        }
+    }
+}
