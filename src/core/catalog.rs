@@ -245,3 +245,30 @@ impl KnownCatalog {
         self.note = note.to_owned();
     }
 }
+
+/// Names a list of a diff shows at most; past it, "and N more".
+const DESCRIBED_NAMES: usize = 8;
+
+/// A diff as a short text of tool names, e.g. "added b; removed a".
+pub fn describe(d: &CatalogDiff) -> String {
+    let list = |what: &str, names: &[String]| {
+        (!names.is_empty()).then(|| {
+            let mut text = format!("{what} {}", names.iter().take(DESCRIBED_NAMES).cloned().collect::<Vec<_>>().join(", "));
+            if names.len() > DESCRIBED_NAMES {
+                text.push_str(&format!(" and {} more", names.len() - DESCRIBED_NAMES));
+            }
+            text
+        })
+    };
+    [list("added", &d.added), list("removed", &d.removed), list("changed", &d.changed)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Whether a catalog policy of BLOCK with these `accepted` fingerprints
+/// refuses `catalog`.
+pub fn blocked(accepted: &[String], catalog: &Catalog) -> bool {
+    !accepted.contains(&catalog.fingerprint)
+}

@@ -273,3 +273,54 @@ fn known_catalog_takes_reads_in_turn() {
     let taken = k.take(Some(&whole(b)), t(10));
     assert_eq!(taken.change.map(|c| (c.from, c.to, c.diff)), Some((fa, fb, None)));
 }
+
+#[test]
+fn blocked_catalogs_turn_live_answers_into_failures_naming_the_tools() {
+    use super::catalog::{blocked, describe};
+    let c = catalog(json!([{"name": "a"}]));
+    assert!(!blocked(std::slice::from_ref(&c.fingerprint), &c));
+    assert!(blocked(&[], &c));
+    assert!(blocked(&["sha256:other".to_owned()], &c));
+    let many: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let cases = [
+        (d(&[], &[], &[]), ""),
+        (d(&["b"], &["a"], &[]), "added b; removed a"),
+        (d(&[], &[], &["echo"]), "changed echo"),
+        (
+            CatalogDiff {
+                added: many,
+                ..CatalogDiff::default()
+            },
+            "added t0, t1, t2, t3, t4, t5, t6, t7 and 2 more",
+        ),
+    ];
+    for (diff, want) in &cases {
+        assert_eq!(describe(diff), *want);
+    }
+    // (class, diff since the last accepted read, class after, message)
+    let fp = "sha256:ff";
+    let judge: &[(OutcomeClass, Option<CatalogDiff>, OutcomeClass, &str)] = &[
+        (Success, None, Failure, "catalog sha256:ff is not accepted"),
+        (Slow, Some(d(&[], &[], &[])), Failure, "catalog sha256:ff is not accepted"),
+        (
+            ToolsFailing,
+            Some(d(&["x"], &[], &["echo"])),
+            Failure,
+            "catalog sha256:ff is not accepted; since the last accepted catalog: added x; changed echo",
+        ),
+        (RateLimited, None, Failure, "catalog sha256:ff is not accepted"),
+        (Failure, None, Failure, "before"),
+        (AuthRequired, None, AuthRequired, "before"),
+        (Throttled, None, Throttled, "before"),
+    ];
+    for (class, diff, want, message) in judge {
+        let mut o = ProbeOutcome::success(ServerFacts::default());
+        o.class = *class;
+        o.reason = Reason::new(ReasonCode::Ok, "before");
+        let judged = o.judge_blocked(fp, diff.as_ref());
+        assert_eq!((judged.class, judged.reason.message.as_str()), (*want, *message), "{class:?}");
+        if *message != "before" {
+            assert_eq!(judged.reason.code, ReasonCode::CatalogChanged);
+        }
+    }
+}

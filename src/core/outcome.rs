@@ -209,6 +209,28 @@ impl ProbeOutcome {
         self
     }
 
+    /// Turns an answer that proves the server alive into a failure with
+    /// reason CATALOG_CHANGED when the backend's catalog policy is BLOCK and
+    /// its last catalog read (`fingerprint`) is not accepted
+    /// (`catalog::blocked`). `since_accepted` is the diff from the last
+    /// accepted catalog read, when there was one: its tool names go in the
+    /// message, never a description.
+    pub fn judge_blocked(mut self, fingerprint: &str, since_accepted: Option<&crate::core::catalog::CatalogDiff>) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive {
+            let mut message = format!("catalog {fingerprint} is not accepted");
+            if let Some(d) = since_accepted.filter(|d| !d.is_empty()) {
+                message.push_str(&format!("; since the last accepted catalog: {}", crate::core::catalog::describe(d)));
+            }
+            self.class = OutcomeClass::Failure;
+            self.reason = Reason::new(ReasonCode::CatalogChanged, message);
+        }
+        self
+    }
+
     /// Turns a bare 429 into a failure once the run of bare 429s it belongs to
     /// has lasted `throttled_for` >= `hold` (the policy's `rate_limit_hold`).
     /// The reason (RATE_LIMITED, HTTP 429) is kept, so an UNHEALTHY verdict

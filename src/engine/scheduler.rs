@@ -14,11 +14,11 @@ use tokio::time::Instant;
 use super::results::{ProbeResult, SharedMemory, Timed};
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
-use crate::core::catalog::{CatalogRead, missing_tools};
+use crate::core::catalog::{CatalogRead, blocked, diff, missing_tools};
 use crate::core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
 use crate::core::verdict::Pace;
 use crate::probe::{Probe, ProbeMemory, ProbeTarget};
-use crate::proto::v1::ReasonCode;
+use crate::proto::v1::{BackendSpec, CatalogOnChange, ReasonCode};
 use crate::spec::Policy;
 
 /// Extra time past the policy timeout before the scheduler abandons a probe
@@ -43,7 +43,7 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
         Ok(report) => Timed {
             outcome: judge_catalog(
                 report.outcome.judge_latency(report.latency, policy.degraded_latency),
-                &target.backend.spec.required_tools,
+                &target.backend.spec,
                 memory,
             ),
             latency: report.latency,
@@ -59,20 +59,30 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
 }
 
 /// Keeps a whole catalog the probe read in the backend's probe memory, and
-/// judges the required tools against the last one read
-/// (`ProbeOutcome::judge_required`): the probes between two catalog reads are
-/// handshake-only, and judged by the last read.
-fn judge_catalog(outcome: ProbeOutcome, required: &[String], memory: &mut ProbeMemory) -> ProbeOutcome {
+/// judges the backend's catalog policy (BLOCK: `ProbeOutcome::judge_blocked`)
+/// and required tools (`ProbeOutcome::judge_required`) against the last one
+/// read: the probes between two catalog reads are handshake-only, and judged
+/// by the last read. A refused catalog says more than a missing tool, so it
+/// is judged first.
+fn judge_catalog(outcome: ProbeOutcome, spec: &BackendSpec, memory: &mut ProbeMemory) -> ProbeOutcome {
     if let Some(CatalogRead::Whole(catalog)) = &outcome.facts.catalog {
         memory.catalog = Some(catalog.clone());
     }
-    match &memory.catalog {
-        Some(catalog) if !required.is_empty() => {
-            let missing = missing_tools(required, catalog);
-            outcome.judge_required(&missing)
+    let Some(catalog) = memory.catalog.clone() else { return outcome };
+    let mut outcome = outcome;
+    if let Some(policy) = spec.catalog.as_ref().filter(|p| p.on_change == CatalogOnChange::Block as i32) {
+        if blocked(&policy.accepted, &catalog) {
+            let since = memory.accepted_catalog.as_ref().map(|accepted| diff(accepted, &catalog));
+            outcome = outcome.judge_blocked(&catalog.fingerprint, since.as_ref());
+        } else {
+            memory.accepted_catalog = Some(catalog.clone());
         }
-        _ => outcome,
     }
+    if spec.required_tools.is_empty() {
+        return outcome;
+    }
+    let missing = missing_tools(&spec.required_tools, &catalog);
+    outcome.judge_required(&missing)
 }
 
 /// When the next probe runs: the regular plan (`planned + next`, so jitter

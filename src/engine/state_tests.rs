@@ -227,6 +227,14 @@ fn reconciliation() {
         true,
         &[("a", Retime)],
     );
+    // A catalog policy likewise.
+    check_reconcile(
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n    catalog: {onChange: CATALOG_ON_CHANGE_ALERT}\n",
+        2,
+        true,
+        &[("a", Retime)],
+    );
     // Renamed backends: one removed, one added.
     check_reconcile(
         AB,

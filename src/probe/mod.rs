@@ -125,6 +125,9 @@ pub struct ProbeMemory {
     /// The last whole tool catalog read, against which every probe until the
     /// next read judges the required tools (`engine::scheduler::probe_once`).
     pub catalog: Option<Arc<crate::core::catalog::Catalog>>,
+    /// The last catalog read whose fingerprint the backend's BLOCK policy
+    /// accepts: what a refused catalog is diffed against.
+    pub accepted_catalog: Option<Arc<crate::core::catalog::Catalog>>,
 }
 
 /// The outcome of a probe and how long the readiness call took.

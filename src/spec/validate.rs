@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::{FieldViolation, Policy, Violations, join, policy};
-use crate::proto::v1::{AuthMode, AuthSpec, BackendSpec, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
+use crate::proto::v1::{AuthMode, AuthSpec, BackendSpec, CatalogOnChange, CatalogPolicy, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
 
 /// MCP protocol revisions a backend can be pinned to.
 pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -206,11 +206,58 @@ fn validate_catalog_fields(b: &BackendSpec, path: &str, depth: ProbeDepth, auth:
             v.add(at, format!("duplicate tool name {name:?}"));
         }
     }
+    if let Some(c) = &b.catalog {
+        validate_catalog_policy(c, &join(path, "catalog"), depth, auth, v);
+    }
     if depth != ProbeDepth::Tools && b.policy.as_ref().is_some_and(|p| p.catalog_interval.is_some()) {
         v.add(
             join(path, "policy.catalogInterval"),
             "needs depth PROBE_DEPTH_TOOLS: a backend probed at depth HANDSHAKE never reads its catalog",
         );
+    }
+}
+
+/// Most fingerprints a catalog policy accepts.
+pub const MAX_ACCEPTED_FINGERPRINTS: usize = 64;
+
+/// A catalog policy: depth TOOLS; BLOCK only with a catalog the probe can see
+/// and a trust anchor in the spec; fingerprints in the form BackendHealth shows.
+fn validate_catalog_policy(c: &CatalogPolicy, path: &str, depth: ProbeDepth, auth: AuthMode, v: &mut Violations) {
+    if depth != ProbeDepth::Tools {
+        v.add(path.to_owned(), "needs depth PROBE_DEPTH_TOOLS: only a catalog read can see a change");
+    }
+    let on_change = join(path, "onChange");
+    match CatalogOnChange::try_from(c.on_change) {
+        Err(_) => v.add(on_change, "unknown catalog policy"),
+        Ok(CatalogOnChange::Block) => {
+            if auth == AuthMode::PerUser {
+                v.add(
+                    on_change,
+                    "BLOCK cannot hold an AUTH_MODE_PER_USER backend: its anonymous probe never sees the catalog",
+                );
+            }
+            if c.accepted.is_empty() {
+                v.add(
+                    join(path, "accepted"),
+                    "BLOCK needs at least one accepted fingerprint: the trust anchor is the spec, never the first catalog seen",
+                );
+            }
+        }
+        Ok(CatalogOnChange::Alert | CatalogOnChange::Unspecified) => {}
+    }
+    if c.accepted.len() > MAX_ACCEPTED_FINGERPRINTS {
+        v.add(
+            join(path, "accepted"),
+            format!("has {} fingerprints; the limit is {MAX_ACCEPTED_FINGERPRINTS}", c.accepted.len()),
+        );
+    }
+    for (i, f) in c.accepted.iter().enumerate() {
+        if !crate::core::catalog::is_fingerprint(f) {
+            v.add(
+                format!("{path}.accepted[{i}]"),
+                "must be a catalog fingerprint: \"sha256:\" and 64 lowercase hex digits",
+            );
+        }
     }
 }
 
@@ -681,5 +728,62 @@ mod tests {
         assert_eq!(valid.backends[0].policy.catalog_interval, std::time::Duration::from_secs(30));
         let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).expect("valid");
         assert_eq!(valid.backends[0].policy.catalog_interval, crate::spec::policy::DEFAULT_CATALOG_INTERVAL);
+    }
+
+    #[test]
+    fn catalog_policies_need_depth_tools_a_trust_anchor_and_real_fingerprints() {
+        use crate::proto::v1::{AuthSpec, CatalogPolicy};
+        let good = format!("sha256:{}", "0a".repeat(32));
+        let policy = |on_change: CatalogOnChange, accepted: &[&str]| CatalogPolicy {
+            on_change: on_change as i32,
+            accepted: accepted.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let tools = ProbeDepth::Tools as i32;
+        let per_user = AuthMode::PerUser as i32;
+        let upper = good.to_uppercase().replace("SHA256", "sha256");
+        // (depth, auth mode, policy, expected fields)
+        let cases: Vec<(i32, i32, CatalogPolicy, &[&str])> = vec![
+            (tools, 0, policy(CatalogOnChange::Alert, &[]), &[]),
+            (tools, 0, policy(CatalogOnChange::Unspecified, &[]), &[]),
+            (tools, 0, policy(CatalogOnChange::Block, &[&good]), &[]),
+            (tools, per_user, policy(CatalogOnChange::Alert, &[]), &[]),
+            (0, 0, policy(CatalogOnChange::Alert, &[]), &["spec.backends[0].catalog"]),
+            (tools, 0, policy(CatalogOnChange::Block, &[]), &["spec.backends[0].catalog.accepted"]),
+            (
+                tools,
+                per_user,
+                policy(CatalogOnChange::Block, &[&good]),
+                &["spec.backends[0].catalog.onChange"],
+            ),
+            (
+                tools,
+                0,
+                policy(CatalogOnChange::Block, &[&good, "sha256:abc", &upper, ""]),
+                &[
+                    "spec.backends[0].catalog.accepted[1]",
+                    "spec.backends[0].catalog.accepted[2]",
+                    "spec.backends[0].catalog.accepted[3]",
+                ],
+            ),
+            (
+                tools,
+                0,
+                CatalogPolicy {
+                    on_change: 9,
+                    accepted: vec![],
+                },
+                &["spec.backends[0].catalog.onChange"],
+            ),
+        ];
+        for (depth, auth, catalog, want) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].depth = depth;
+            s.backends[0].auth = (auth != 0).then(|| AuthSpec {
+                mode: auth,
+                ..AuthSpec::default()
+            });
+            s.backends[0].catalog = Some(catalog.clone());
+            assert_eq!(fields(&s), want, "depth {depth} auth {auth} {catalog:?}");
+        }
     }
 }

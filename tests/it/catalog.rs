@@ -13,6 +13,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use common::{TestDaemon, backend, reason, status};
+use mcp_health::core::catalog::Catalog;
 use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
 use mcp_health::proto::grpc_health_v1::health_check_response::ServingStatus;
 use mcp_health::proto::v1::{BackendHealth, BackendStatus, CatalogChange, GetBackendHistoryRequest, ProbeDepth, ReasonCode};
@@ -291,7 +292,7 @@ async fn a_group_whose_only_backend_lacks_a_required_tool_stops_serving() {
 }
 
 #[tokio::test]
-async fn catalog_fields_without_depth_tools_or_with_empty_names_are_refused_naming_the_field() {
+async fn catalog_fields_without_depth_tools_empty_names_or_malformed_fingerprints_are_refused_naming_the_field() {
     let mut d = TestDaemon::empty().await;
     let mut spec = common::group_yaml(
         r#"
@@ -302,6 +303,9 @@ backends:
   - {name: c, url: "http://127.0.0.1:9/mcp", policy: {catalogInterval: 60s}}
   - {name: d, url: "http://127.0.0.1:9/mcp", depth: PROBE_DEPTH_TOOLS, policy: {catalogInterval: 0s}}
   - {name: e, url: "http://127.0.0.1:9/mcp", depth: PROBE_DEPTH_TOOLS, requiredTools: [x], auth: {mode: AUTH_MODE_PER_USER}}
+  - {name: f, url: "http://127.0.0.1:9/mcp", depth: PROBE_DEPTH_TOOLS, catalog: {onChange: CATALOG_ON_CHANGE_BLOCK, accepted: ["sha256:0a", "md5:x"]}}
+  - {name: g, url: "http://127.0.0.1:9/mcp", depth: PROBE_DEPTH_TOOLS, catalog: {onChange: CATALOG_ON_CHANGE_BLOCK}}
+  - {name: h, url: "http://127.0.0.1:9/mcp", catalog: {onChange: CATALOG_ON_CHANGE_ALERT}}
 "#,
     );
     let status = d.apply_err(spec.clone()).await;
@@ -321,6 +325,10 @@ backends:
             "spec.backends[2].policy.catalogInterval",
             "spec.backends[3].policy.catalogInterval",
             "spec.backends[4].requiredTools",
+            "spec.backends[5].catalog.accepted[0]",
+            "spec.backends[5].catalog.accepted[1]",
+            "spec.backends[6].catalog.accepted",
+            "spec.backends[7].catalog",
         ]
     );
     // Fixed, the same spec applies.
@@ -329,6 +337,10 @@ backends:
     spec.backends[2].depth = ProbeDepth::Tools as i32;
     spec.backends[3].policy = None;
     spec.backends[4].auth = None;
+    let good = format!("sha256:{}", "0a".repeat(32));
+    spec.backends[5].catalog.as_mut().expect("catalog").accepted = vec![good.clone()];
+    spec.backends[6].catalog.as_mut().expect("catalog").accepted = vec![good];
+    spec.backends[7].depth = ProbeDepth::Tools as i32;
     d.apply(spec).await;
     d.stop().await;
 }
@@ -428,6 +440,56 @@ async fn the_python_sdk_changing_its_tools_at_runtime_is_caught_and_judged() {
     // Back: routable again.
     server.tool("add", Some("Add.")).await;
     let b = wait_backend(&d, "py", "py", "back in routing", |b| b.routable).await;
+    assert_eq!(reason(&b), ReasonCode::Ok);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_approved_one_changes_nothing() {
+    let fingerprint = |v: &Value| Catalog::from_tools(v.as_array().expect("tools")).expect("hashable").fingerprint;
+    let v1 = json!([echo("Echo the given text back."), add()]);
+    let v2 = json!([echo("Echo the given text back (v2)."), add()]);
+    let v3 = json!([echo("Echo the given text back (v2)."), add(), {"name": "wipe_disk", "inputSchema": {"type": "object"}}]);
+    let server = TsServer::start("json", None);
+    server.set_tools(&v1).await;
+    let yaml = |accepted: &[String]| {
+        format!(
+            "name: blk\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: {accepted:?}}}}}\n",
+            server.url
+        )
+    };
+    let mut d = TestDaemon::empty().await;
+    // v2 is pre-approved, as a release would list its new catalog.
+    apply(&mut d, &yaml(&[fingerprint(&v1), fingerprint(&v2)])).await;
+    let b = wait_backend(&d, "blk", "ts", "routable on an accepted catalog", |b| b.routable).await;
+    assert_eq!(b.catalog_fingerprint, fingerprint(&v1));
+
+    // Moving to the pre-approved catalog changes nothing but the fingerprint.
+    server.set_tools(&v2).await;
+    let b = wait_backend(&d, "blk", "ts", "the pre-approved catalog read", |b| b.catalog_fingerprint == fingerprint(&v2)).await;
+    assert_eq!((b.routable, reason(&b)), (true, ReasonCode::Ok), "{b:#?}");
+
+    // A catalog nobody accepted: out of routing, naming the fingerprint and the new tool.
+    server.set_tools(&v3).await;
+    let b = wait_backend(&d, "blk", "ts", "out of routing", |b| !b.routable).await;
+    assert_eq!(reason(&b), ReasonCode::CatalogChanged, "{b:#?}");
+    let message = &b.reason.as_ref().expect("reason").message;
+    assert_eq!(
+        message,
+        &format!("catalog {} is not accepted; since the last accepted catalog: added wipe_disk", fingerprint(&v3))
+    );
+    let serving = d
+        .health
+        .check(HealthCheckRequest { service: "blk".into() })
+        .await
+        .expect("check")
+        .into_inner()
+        .status;
+    assert_eq!(serving, ServingStatus::NotServing as i32);
+
+    // The spec accepts it: back in routing.
+    apply(&mut d, &yaml(&[fingerprint(&v2), fingerprint(&v3)])).await;
+    let b = wait_backend(&d, "blk", "ts", "back in routing", |b| b.routable).await;
     assert_eq!(reason(&b), ReasonCode::Ok);
     d.stop().await;
 }
