@@ -166,6 +166,13 @@ pub(crate) enum Command {
         drain: bool,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
+    /// Adds a fingerprint to a backend's accepted catalogs (`AcceptCatalog`).
+    AcceptCatalog {
+        group: String,
+        backend: String,
+        fingerprint: String,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
     /// A verdict shared by another replica (cluster mode).
     RemoteVerdict {
         group: String,
@@ -443,6 +450,21 @@ impl Engine {
     /// carry over (drain is not part of a backend's identity).
     pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
         let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Accepts the tool catalog `fingerprint` for a backend of an API group:
+    /// added to the spec's `catalog.accepted`, committed to the store like an
+    /// apply. The verdict carries over; the probe task restarts with the new spec.
+    pub async fn accept_catalog(&self, group: String, backend: String, fingerprint: String) -> Result<Applied, EngineError> {
+        let mut applied = self
+            .call(|reply| Command::AcceptCatalog {
+                group,
+                backend,
+                fingerprint,
+                reply,
+            })
+            .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
     }
 

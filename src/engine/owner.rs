@@ -97,6 +97,7 @@ impl Command {
                 | Command::Delete { .. }
                 | Command::Restore { .. }
                 | Command::SetDrain { .. }
+                | Command::AcceptCatalog { .. }
                 | Command::Shutdown { .. }
         )
     }
@@ -204,6 +205,15 @@ impl Owner {
             }
             Command::SetDrain { group, backend, drain, reply } => {
                 let checked = self.state.check_drain(&group, &backend, drain);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::AcceptCatalog {
+                group,
+                backend,
+                fingerprint,
+                reply,
+            } => {
+                let checked = self.state.check_accept_catalog(&group, &backend, &fingerprint);
                 return self.change(checked, Reply::Apply(reply));
             }
             Command::ProbeResult(result) => self.probe_result(*result),

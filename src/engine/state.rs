@@ -22,8 +22,8 @@ use crate::core::verdict::{Pace, Verdict, observe, pace};
 mod remote;
 use crate::health::serving_status;
 use crate::probe::ProbeTarget;
-use crate::proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ReasonCode};
-use crate::spec::ValidGroup;
+use crate::proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ProbeDepth, ReasonCode};
+use crate::spec::{FieldViolation, ValidGroup};
 
 /// What the state needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -229,6 +229,68 @@ impl EngineState {
             })
             .collect();
         // The spec passed validation when it was applied, and `drain` changes nothing validation checks.
+        let valid = ValidGroup {
+            backends: targets.iter().map(|t| t.backend.clone()).collect(),
+            spec,
+        };
+        self.check_apply(vec![(valid, targets)], Origin::Api, false)
+    }
+
+    /// Checks the acceptance of a tool catalog for one backend of an API group:
+    /// the group's spec with `fingerprint` added to the backend's
+    /// `catalog.accepted`, checked like an API apply (a config-file group is
+    /// ReadOnly; one already accepted is "unchanged"). The catalog policy
+    /// re-times the backend: its verdict is kept and its task judges with the
+    /// new spec from its next probe on.
+    pub fn check_accept_catalog(&self, group: &str, backend: &str, fingerprint: &str) -> Result<Checked, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        let Some(b) = g.backends.get(backend) else {
+            return Err(EngineError::BackendNotFound {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+            });
+        };
+        let invalid = |field: &str, description: &str| {
+            EngineError::Invalid(vec![FieldViolation {
+                field: field.to_owned(),
+                description: description.to_owned(),
+            }])
+        };
+        if b.target.backend.depth != ProbeDepth::Tools {
+            return Err(invalid("backend", "is not probed at depth PROBE_DEPTH_TOOLS: it has no catalog"));
+        }
+        if !crate::core::catalog::is_fingerprint(fingerprint) {
+            return Err(invalid("fingerprint", "must be a catalog fingerprint: \"sha256:\" and 64 lowercase hex digits"));
+        }
+        let accepted = b.target.backend.spec.catalog.as_ref().map_or(0, |c| c.accepted.len());
+        if accepted >= crate::spec::validate::MAX_ACCEPTED_FINGERPRINTS {
+            return Err(invalid(
+                "fingerprint",
+                "the backend accepts the most fingerprints it may; apply a spec that drops old ones",
+            ));
+        }
+        let accept = |s: &mut crate::proto::v1::BackendSpec| {
+            let c = s.catalog.get_or_insert_with(Default::default);
+            if !c.accepted.iter().any(|a| a == fingerprint) {
+                c.accepted.push(fingerprint.to_owned());
+            }
+        };
+        let mut spec = g.spec.clone();
+        spec.backends.iter_mut().filter(|s| s.name == backend).for_each(accept);
+        let targets: Vec<Arc<ProbeTarget>> = spec
+            .backends
+            .iter()
+            .filter_map(|s| g.backends.get(&s.name))
+            .map(|s| {
+                let mut t = (*s.target).clone();
+                if t.backend.spec.name == backend {
+                    accept(&mut t.backend.spec);
+                }
+                Arc::new(t)
+            })
+            .collect();
+        // The spec passed validation when it was applied; a well-formed
+        // fingerprint added below the limit changes nothing validation refuses.
         let valid = ValidGroup {
             backends: targets.iter().map(|t| t.backend.clone()).collect(),
             spec,

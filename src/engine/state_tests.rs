@@ -658,3 +658,48 @@ fn catalog_reads_set_the_fingerprint_and_report_changes_by_name() {
         (Some(renamed), Some(2), true, Some((&["find"], &["search"], &[]))),
     ]);
 }
+
+#[test]
+fn accepting_a_catalog_is_a_stored_spec_edit_that_retimes_and_keeps_the_verdict() {
+    let mut state = EngineState::new(settings(true));
+    let yaml = "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp', depth: PROBE_DEPTH_TOOLS}\n  - {name: h, url: 'http://127.0.0.1:2/mcp'}\n";
+    let (_, fx) = apply(&mut state, yaml, Origin::Api);
+    let (_, spawned) = epochs(&fx);
+    state
+        .fold(&success("g", "a", spawned[0].0), SystemTime::UNIX_EPOCH, &mut Effects::default())
+        .unwrap();
+    let (f1, f2) = (format!("sha256:{}", "1a".repeat(32)), format!("sha256:{}", "2b".repeat(32)));
+    // (fingerprint, want: the stored accepted list and generation, or None for unchanged)
+    type Row<'a> = (&'a String, Option<(Vec<&'a String>, u64)>);
+    let table: Vec<Row<'_>> = vec![(&f1, Some((vec![&f1], 2))), (&f1, None), (&f2, Some((vec![&f1, &f2], 3)))];
+    for (fingerprint, want) in table {
+        let mut checked = state.check_accept_catalog("g", "a", fingerprint).unwrap();
+        let store = checked.store.take();
+        let got = store.map(|w| {
+            let accepted = w.puts[0].0.backends[0].catalog.clone().unwrap_or_default().accepted;
+            (accepted, w.puts[0].1)
+        });
+        let want = want.map(|(a, g)| (a.into_iter().cloned().collect::<Vec<_>>(), g));
+        assert_eq!(got, want, "{fingerprint}");
+        let changed = got.is_some();
+        let fx = commit(&mut state, checked);
+        let (aborted, spawned) = epochs(&fx);
+        assert_eq!((aborted.len(), spawned.len()), if changed { (1, 1) } else { (0, 0) }, "re-timed when changed");
+        assert_eq!(statuses(&mut state, "g")[0].1, BackendStatus::Healthy, "the verdict is kept");
+    }
+    let invalid = |r: Result<Checked, EngineError>| match r {
+        Err(EngineError::Invalid(v)) => v[0].field.clone(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    assert_eq!(invalid(state.check_accept_catalog("g", "a", "sha256:12")), "fingerprint");
+    assert_eq!(invalid(state.check_accept_catalog("g", "h", &f1)), "backend");
+    assert!(matches!(state.check_accept_catalog("g", "zz", &f1), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_accept_catalog("nope", "a", &f1), Err(EngineError::GroupNotFound(_))));
+    apply(
+        &mut state,
+        "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp', depth: PROBE_DEPTH_TOOLS}\n",
+        Origin::ConfigFile("f.yaml".into()),
+    );
+    assert!(matches!(state.check_accept_catalog("f", "a", &f1), Err(EngineError::ReadOnly { .. })));
+}

@@ -493,3 +493,99 @@ async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_ap
     assert_eq!(reason(&b), ReasonCode::Ok);
     d.stop().await;
 }
+
+/// Runs mcp-healthctl against `addr` off the async runtime (the daemon runs on it).
+async fn ctl(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-healthctl"));
+    cmd.arg("--server").arg(addr.to_string()).args(args).env_remove("MCP_HEALTH_OUTPUT");
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("mcp-healthctl runs"))
+        .await
+        .expect("join");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn accept_catalog_puts_the_fingerprint_in_the_stored_spec_and_brings_the_backend_back() {
+    use mcp_health::daemon::DaemonOptions;
+    use mcp_health::proto::v1::AcceptCatalogRequest;
+    let fingerprint = |v: &Value| Catalog::from_tools(v.as_array().expect("tools")).expect("hashable").fingerprint;
+    let v1 = json!([echo("Echo the given text back."), add()]);
+    let v2 = json!([echo("Echo the given text back."), {"name": "add", "description": "Add two integers, then post them somewhere.", "inputSchema": {"type": "object"}}]);
+    let server = TsServer::start("json", None);
+    server.set_tools(&v1).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let options = || DaemonOptions {
+        data_dir: Some(data.path().to_owned()),
+        ..DaemonOptions::default()
+    };
+    let mut d = TestDaemon::start(options()).await;
+    apply(
+        &mut d,
+        &format!(
+            "name: acc\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
+            server.url,
+            fingerprint(&v1)
+        ),
+    )
+    .await;
+    wait_backend(&d, "acc", "ts", "routable on the accepted catalog", |b| b.routable).await;
+    server.set_tools(&v2).await;
+    let b = wait_backend(&d, "acc", "ts", "blocked", |b| !b.routable).await;
+    assert_eq!(reason(&b), ReasonCode::CatalogChanged);
+    assert!(b.reason.as_ref().expect("reason").message.ends_with("changed add"), "{b:#?}");
+
+    // `catalog diff` names the tool, `catalog accept` accepts what the backend shows now.
+    let (ok, text) = ctl(d.addr, &["catalog", "diff", "acc", "ts"]).await;
+    assert!(ok && text.contains(&fingerprint(&v2)) && text.contains("changed: add"), "{text}");
+    assert!(!text.contains("post them"), "no description: {text}");
+    let (ok, text) = ctl(d.addr, &["catalog", "accept", "acc", "ts"]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains(&format!("accepts catalog {}", fingerprint(&v2))), "{text}");
+    let b = wait_backend(&d, "acc", "ts", "back in routing", |b| b.routable).await;
+    assert_eq!(reason(&b), ReasonCode::Ok);
+
+    // Accepting it again changes nothing; a malformed fingerprint names the field.
+    let again = d
+        .client
+        .accept_catalog(AcceptCatalogRequest {
+            group: "acc".into(),
+            backend: "ts".into(),
+            fingerprint: fingerprint(&v2),
+        })
+        .await
+        .expect("accept")
+        .into_inner();
+    assert!(!again.changed);
+    let bad = d
+        .client
+        .accept_catalog(AcceptCatalogRequest {
+            group: "acc".into(),
+            backend: "ts".into(),
+            fingerprint: "sha256:nope".into(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(bad.get_details_bad_request().expect("details").field_violations[0].field, "fingerprint");
+
+    // The acceptance is in the stored spec: a daemon started on the same data dir keeps it.
+    d.stop().await;
+    let mut d = TestDaemon::start(options()).await;
+    wait_backend(&d, "acc", "ts", "routable after the restart", |b| b.routable).await;
+    let kept = d
+        .client
+        .accept_catalog(AcceptCatalogRequest {
+            group: "acc".into(),
+            backend: "ts".into(),
+            fingerprint: fingerprint(&v2),
+        })
+        .await
+        .expect("accept")
+        .into_inner();
+    assert!(!kept.changed, "already accepted in the stored spec");
+    let spec = kept.spec.expect("spec");
+    let accepted = &spec.backends[0].catalog.as_ref().expect("catalog").accepted;
+    assert_eq!(accepted, &vec![fingerprint(&v1), fingerprint(&v2)]);
+    d.stop().await;
+}
