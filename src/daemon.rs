@@ -85,7 +85,7 @@ pub enum DaemonError {
         source: tonic::transport::Error,
     },
     #[error(
-        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend and SetBackendDrain would be open to anyone who can reach it; \
+        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog would be open to anyone who can reach it; \
          set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
@@ -166,7 +166,7 @@ fn admin_guard(opts: &DaemonOptions) -> Result<AdminGuard, DaemonError> {
         if !opts.insecure_allow_open_mutations {
             return Err(DaemonError::OpenMutations { addr: opts.listen });
         }
-        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend and SetBackendDrain are open to anyone who can reach this address (--insecure-allow-open-mutations)");
+        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog are open to anyone who can reach this address (--insecure-allow-open-mutations)");
     }
     Ok(guard)
 }

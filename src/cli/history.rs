@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::render::{Style, reason_name, status_name, table};
-use crate::proto::v1::{BackendStatus, GetBackendHistoryResponse, LatencyBucket};
+use crate::proto::v1::{BackendHealth, BackendStatus, CatalogChange, GetBackendHistoryResponse, LatencyBucket};
 
 /// RFC 3339, as the proto3 JSON mapping writes timestamps ("…Z").
 fn time(t: Option<&pbjson_types::Timestamp>) -> String {
@@ -87,6 +87,31 @@ pub fn view(h: &GetBackendHistoryResponse, style: &Style) -> String {
     out.push_str(&table(&["TIME", "FROM", "TO", "REASON", "LATENCY", "MESSAGE"], &rows, style));
     if h.dropped_transitions > 0 {
         out.push_str(&format!("({} older transitions no longer kept)\n", h.dropped_transitions));
+    }
+    out
+}
+
+/// `mcp-healthctl catalog diff`: the backend's fingerprint, then each change
+/// history kept, oldest first, by tool name.
+pub fn catalog_view(group: &str, b: &BackendHealth, changes: &[CatalogChange]) -> String {
+    let mut out = match (b.catalog_fingerprint.as_str(), &b.catalog_changed_time) {
+        ("", _) => format!("backend {group}/{}  no catalog read yet\n", b.name),
+        (f, changed) => format!("backend {group}/{}  catalog {f} since {}\n", b.name, time(changed.as_ref())),
+    };
+    if !b.catalog_note.is_empty() {
+        out.push_str(&format!("latest read: {}\n", b.catalog_note));
+    }
+    if changes.is_empty() {
+        out.push_str("no catalog changes since the daemon started\n");
+        return out;
+    }
+    for c in changes {
+        out.push_str(&format!("{}  {} -> {}\n", time(c.time.as_ref()), c.from_fingerprint, c.to_fingerprint));
+        for (what, names) in [("added", &c.added), ("removed", &c.removed), ("changed", &c.changed)] {
+            if !names.is_empty() {
+                out.push_str(&format!("  {what}: {}\n", names.join(", ")));
+            }
+        }
     }
     out
 }

@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(default_value = "")]
         service: String,
     },
+    /// Tool catalogs (depth TOOLS): accept one, or show what changed.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
     /// Cluster mode: the members, their leases and the backends each owns.
     Cluster,
     /// The config file: its path, groups, last good load and the last
@@ -98,6 +103,23 @@ pub enum Command {
     ConfigStatus,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogAction {
+    /// Accept the catalog a backend shows now (or --fingerprint) for its
+    /// catalog policy (AcceptCatalog, admin-guarded; API groups): stored in
+    /// the group's spec like an apply.
+    Accept {
+        group: String,
+        backend: String,
+        /// The fingerprint to accept instead of the one the backend shows now.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// A backend's catalog fingerprint and the changes history kept (since
+    /// the daemon started), by tool name.
+    Diff { group: String, backend: String },
 }
 
 /// Parses arguments and runs; usage errors exit 1, like grpc_health_probe.
@@ -195,6 +217,42 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
             let mut c = conn.group_client().await?;
             let resp = c.get_backend_history(unary(GetBackendHistoryRequest { group, backend })).await?.into_inner();
             out.print(&resp, |s| history::view(&resp, s))
+        }
+        Command::Catalog {
+            action: CatalogAction::Accept { group, backend, fingerprint },
+        } => {
+            let mut c = conn.group_client().await?;
+            let req = AcceptCatalogRequest {
+                group: group.clone(),
+                backend: backend.clone(),
+                fingerprint: fingerprint.unwrap_or_default(),
+            };
+            let resp = c.accept_catalog(conn.authorize(unary(req))?).await?.into_inner();
+            let what = if resp.changed { "accepts" } else { "already accepted" };
+            out.print(&resp, |_| {
+                format!(
+                    "backend {backend} of group {group} {what} catalog {} (generation {})\n",
+                    resp.fingerprint, resp.generation
+                )
+            })
+        }
+        Command::Catalog {
+            action: CatalogAction::Diff { group, backend },
+        } => {
+            let mut c = conn.group_client().await?;
+            let resp = c
+                .get_backend_history(unary(GetBackendHistoryRequest {
+                    group: group.clone(),
+                    backend: backend.clone(),
+                }))
+                .await?
+                .into_inner();
+            let health = c.get_group_health(unary(GetGroupHealthRequest { group: group.clone() })).await?.into_inner();
+            let shown = health
+                .health
+                .and_then(|h| h.backends.into_iter().find(|b| b.name == backend))
+                .unwrap_or_default();
+            out.print(&resp.catalog_changes, |_| history::catalog_view(&group, &shown, &resp.catalog_changes))
         }
         Command::Drain { group, backend } => set_drain(&conn, &out, group, backend, true).await,
         Command::Undrain { group, backend } => set_drain(&conn, &out, group, backend, false).await,

@@ -14,7 +14,8 @@ Usage:
     .venv/bin/python tests/interop/mcp_servers.py --only killable --port 45123
         Starts just that server on that port (kill the process and run it again to
         restart it on the same port). --only takes a comma-separated list; --port
-        needs exactly one name.
+        needs exactly one name. `mutable_tools` (tools changed at runtime through
+        PUT/DELETE /tools/NAME) starts only when named.
 
 The process runs until SIGTERM/SIGINT, or until stdin reaches EOF when stdin is a
 pipe (a parent that spawns it with a piped stdin can just close it; with stdin
@@ -147,6 +148,33 @@ def build_killable(base: str):
     return new_server("killable").streamable_http_app(host=HOST, json_response=True), "/mcp"
 
 
+def build_mutable_tools(base: str):
+    # Stateful Streamable HTTP (JSON answers) whose tools a test changes at runtime through
+    # the SDK's own add_tool/remove_tool: PUT /tools/NAME with {"description": "..."} adds
+    # (or replaces) a tool NAME taking one string `text`; DELETE /tools/NAME removes it.
+    # Both answer {"tools": [names]}. Not started unless named with --only.
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    mcp = new_server("mutable_tools")
+
+    @mcp.custom_route("/tools/{name}", methods=["PUT", "DELETE"])
+    async def change_tools(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        with contextlib.suppress(Exception):
+            mcp.remove_tool(name)
+        if request.method == "PUT":
+            body = await request.json()
+
+            def tool(text: str) -> str:
+                return text
+
+            mcp.add_tool(tool, name=name, description=body.get("description"))
+        return JSONResponse({"tools": sorted(t.name for t in await mcp.list_tools())})
+
+    return mcp.streamable_http_app(host=HOST, json_response=True), "/mcp"
+
+
 BUILDERS: dict[str, Callable[[str], tuple]] = {
     "streamable_sse": build_streamable_sse,
     "json_response": build_json_response,
@@ -155,6 +183,7 @@ BUILDERS: dict[str, Callable[[str], tuple]] = {
     "legacy_sse": build_legacy_sse,
     "auth": build_auth,
     "killable": build_killable,
+    "mutable_tools": build_mutable_tools,
 }
 
 
@@ -275,7 +304,7 @@ def main() -> int:
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BUILDERS]
     if unknown or not names:
-        parser.error(f"unknown server name(s) {unknown}; choose from {', '.join(SERVER_NAMES)}")
+        parser.error(f"unknown server name(s) {unknown}; choose from {', '.join(BUILDERS)}")
     if args.port is not None and len(names) != 1:
         parser.error("--port needs exactly one --only name")
 

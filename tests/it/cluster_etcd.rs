@@ -287,6 +287,7 @@ fn shared_verdict(status: BackendStatus) -> mcp_health::engine::seam::SharedVerd
         last_probe: Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)),
         last_transition: None,
         address: Some("127.0.0.1:9".parse().unwrap()),
+        catalog: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ mod netns_support;
 mod probe_support;
 
 mod alerts;
+mod catalog;
 mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;

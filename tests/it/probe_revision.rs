@@ -82,6 +82,7 @@ async fn a_refuted_memory_is_detected_again() {
     let t = target(plain(&f.url()));
     let mut mem = ProbeMemory {
         detected_revision: Some("2026-07-28".into()),
+        ..ProbeMemory::default()
     };
     let r = probe_mem(&t, &mut mem).await;
     assert_success(&r);
@@ -93,6 +94,7 @@ async fn a_refuted_memory_is_detected_again() {
     let t = target(plain(&f.url()));
     let mut mem = ProbeMemory {
         detected_revision: Some("2025-06-18".into()),
+        ..ProbeMemory::default()
     };
     let r = probe_mem(&t, &mut mem).await;
     assert_success(&r);

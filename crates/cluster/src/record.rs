@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::verdict::Verdict;
-use mcp_health_engine::seam::SharedVerdict;
+use mcp_health_engine::seam::{SharedCatalog, SharedVerdict};
 use mcp_health_engine::{duration, timestamp};
 use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage, ReasonCode, ResourceMetadataState};
 
@@ -103,6 +103,10 @@ impl From<&VerdictRecord> for V1 {
                 tool_count: s.facts.tool_count,
                 resource_metadata: s.facts.resource_metadata as i32,
                 address: s.address.map(|a| a.to_string()).unwrap_or_default(),
+                // Binaries before the catalog fields ignore these.
+                catalog_fingerprint: s.catalog.fingerprint.clone(),
+                catalog_changed_time: s.catalog.changed_at.map(timestamp),
+                catalog_note: s.catalog.note.clone(),
                 ..Default::default()
             },
         }
@@ -140,6 +144,7 @@ impl From<V1> for VerdictRecord {
                     server_version: h.server_version,
                     tool_count: h.tool_count,
                     resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
+                    catalog: None,
                 },
                 last_latency: h
                     .last_latency
@@ -147,6 +152,11 @@ impl From<V1> for VerdictRecord {
                 last_probe: time(h.last_probe_time),
                 last_transition: time(h.last_transition_time),
                 address: h.address.parse().ok(),
+                catalog: SharedCatalog {
+                    fingerprint: h.catalog_fingerprint,
+                    changed_at: time(h.catalog_changed_time),
+                    note: h.catalog_note,
+                },
             },
         }
     }
@@ -173,6 +183,25 @@ struct V2 {
     last_transition_unix_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     address: Option<String>,
+    #[serde(default, skip_serializing_if = "CatalogV2::is_empty")]
+    catalog: CatalogV2,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CatalogV2 {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed_unix_ms: Option<u64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    note: String,
+}
+
+impl CatalogV2 {
+    fn is_empty(&self) -> bool {
+        self.fingerprint.is_empty() && self.changed_unix_ms.is_none() && self.note.is_empty()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -231,6 +260,11 @@ impl From<&VerdictRecord> for V2 {
             last_probe_unix_ms: s.last_probe.map(unix_ms),
             last_transition_unix_ms: s.last_transition.map(unix_ms),
             address: s.address.map(|a| a.to_string()),
+            catalog: CatalogV2 {
+                fingerprint: s.catalog.fingerprint.clone(),
+                changed_unix_ms: s.catalog.changed_at.map(unix_ms),
+                note: s.catalog.note.clone(),
+            },
         }
     }
 }
@@ -267,11 +301,17 @@ impl TryFrom<V2> for VerdictRecord {
                         None => ResourceMetadataState::Unspecified,
                         Some(name) => ResourceMetadataState::from_str_name(&name).ok_or(UnknownName)?,
                     },
+                    catalog: None,
                 },
                 last_latency: v.last_latency_us.map(Duration::from_micros),
                 last_probe: v.last_probe_unix_ms.map(at),
                 last_transition: v.last_transition_unix_ms.map(at),
                 address: v.address.and_then(|a| a.parse().ok()),
+                catalog: SharedCatalog {
+                    fingerprint: v.catalog.fingerprint,
+                    changed_at: v.catalog.changed_unix_ms.map(at),
+                    note: v.catalog.note,
+                },
             },
         })
     }
@@ -302,14 +342,26 @@ mod tests {
                     server_version: "1.2.3".into(),
                     tool_count: Some(7),
                     resource_metadata: ResourceMetadataState::Valid,
+                    catalog: None,
                 },
                 last_latency: Some(Duration::from_micros(12_345)),
                 // Whole milliseconds: version 2 keeps times to the millisecond.
                 last_probe: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)),
                 last_transition: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000)),
                 address: Some("127.0.0.1:8080".parse().unwrap()),
+                catalog: SharedCatalog::default(),
             },
         }
+    }
+
+    fn with_catalog() -> VerdictRecord {
+        let mut r = full();
+        r.verdict.catalog = SharedCatalog {
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_100_000)),
+            note: "gave up after 16 pages".into(),
+        };
+        r
     }
 
     fn empty() -> VerdictRecord {
@@ -323,13 +375,14 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
                 address: None,
+                catalog: SharedCatalog::default(),
             },
         }
     }
 
     #[test]
     fn every_version_round_trips() {
-        for record in [full(), empty()] {
+        for record in [full(), empty(), with_catalog()] {
             for version in [1, 2] {
                 let bytes = record.encode(version);
                 assert_eq!(

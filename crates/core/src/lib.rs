@@ -1,8 +1,10 @@
-//! The pure core: backend verdicts, the group phase, spec validation and
-//! durations as plain functions over values. Nothing here does I/O, reads a
+//! The pure core: backend verdicts, the group phase, tool catalogs (hashes,
+//! diffs, required tools), spec validation and durations as plain functions
+//! over values. Nothing here does I/O, reads a
 //! clock or spawns a task, and the crate depends on no runtime (no tokio,
 //! tonic or reqwest): the compiler keeps it that way.
 
+pub mod catalog;
 pub mod errors;
 pub mod outcome;
 pub mod phase;
@@ -10,5 +12,7 @@ pub mod spec;
 pub mod ssrf;
 pub mod verdict;
 
+#[cfg(test)]
+mod catalog_tests;
 #[cfg(test)]
 mod tests;

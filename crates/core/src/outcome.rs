@@ -83,6 +83,9 @@ pub struct ServerFacts {
     pub server_name: String,
     pub server_version: String,
     pub tool_count: Option<u32>,
+    /// The tool catalog this probe read (depth TOOLS, when due); None when
+    /// the probe did not read it (handshake-only between catalog reads).
+    pub catalog: Option<crate::catalog::CatalogRead>,
     /// RFC 9728 metadata check, for 401 answers to an anonymous probe;
     /// UNSPECIFIED when not attempted.
     pub resource_metadata: ResourceMetadataState,
@@ -182,6 +185,48 @@ impl ProbeOutcome {
                     degraded_latency.as_millis()
                 ),
             );
+        }
+        self
+    }
+
+    /// Turns an answer that proves the server alive (a success, slow, tools
+    /// failing or -32023) into a failure with reason REQUIRED_TOOL_MISSING
+    /// naming `missing`: the required tools the backend's last whole catalog
+    /// read lacks (`catalog::missing_tools`). Hysteresis then works as for
+    /// any failure. Other outcomes already say more and are kept.
+    pub fn judge_required(mut self, missing: &[&str]) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive && !missing.is_empty() {
+            self.class = OutcomeClass::Failure;
+            self.reason = Reason::new(
+                ReasonCode::RequiredToolMissing,
+                format!("required tools missing from the catalog: {}", missing.join(", ")),
+            );
+        }
+        self
+    }
+
+    /// Turns an answer that proves the server alive into a failure with
+    /// reason CATALOG_CHANGED when the backend's catalog policy is BLOCK and
+    /// its last catalog read (`fingerprint`) is not accepted
+    /// (`catalog::blocked`). `since_accepted` is the diff from the last
+    /// accepted catalog read, when there was one: its tool names go in the
+    /// message, never a description.
+    pub fn judge_blocked(mut self, fingerprint: &str, since_accepted: Option<&crate::catalog::CatalogDiff>) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive {
+            let mut message = format!("catalog {fingerprint} is not accepted");
+            if let Some(d) = since_accepted.filter(|d| !d.is_empty()) {
+                message.push_str(&format!("; since the last accepted catalog: {}", crate::catalog::describe(d)));
+            }
+            self.class = OutcomeClass::Failure;
+            self.reason = Reason::new(ReasonCode::CatalogChanged, message);
         }
         self
     }

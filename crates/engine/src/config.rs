@@ -268,7 +268,15 @@ mod tests {
         );
         assert_eq!(
             policy,
-            ["degraded_latency", "edge_interval", "initial_spread", "interval", "rate_limit_hold", "timeout"]
+            [
+                "catalog_interval",
+                "degraded_latency",
+                "edge_interval",
+                "initial_spread",
+                "interval",
+                "rate_limit_hold",
+                "timeout"
+            ]
         );
         // (written, proto3 JSON form it must become)
         let forms = [

@@ -60,6 +60,12 @@ pub enum Observed {
         group: String,
         backends: Vec<String>,
     },
+    /// A backend's tool catalog moved from one known fingerprint to another.
+    CatalogChanged {
+        group: String,
+        backend: String,
+        change: mcp_health_core::catalog::CatalogChange,
+    },
 }
 
 /// The one durable write a change needs before it may take effect.

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::Origin;
 use super::view::{self, BackendFacts, GroupFacts};
+use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::phase::GroupVerdict;
 use mcp_health_core::verdict::Verdict;
@@ -31,6 +32,8 @@ pub(super) struct BackendState {
     pub(super) remote_since_probe: bool,
     /// The address the latest probe to reach the backend connected to.
     pub(super) peer: Option<std::net::SocketAddr>,
+    /// Its tool catalog as last read (depth TOOLS).
+    pub(super) catalog: KnownCatalog,
 }
 
 impl BackendState {
@@ -44,6 +47,11 @@ impl BackendState {
             last_probe: self.last_probe,
             last_transition: self.last_transition,
             address: self.peer,
+            catalog: crate::seam::SharedCatalog {
+                fingerprint: self.catalog.fingerprint.clone(),
+                changed_at: self.catalog.changed_at,
+                note: self.catalog.note.clone(),
+            },
         }
     }
 
@@ -57,6 +65,7 @@ impl BackendState {
             last_probe: self.last_probe,
             last_transition: self.last_transition,
             peer: self.peer,
+            catalog: &self.catalog,
         }
     }
 }

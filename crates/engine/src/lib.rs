@@ -170,6 +170,13 @@ pub(crate) enum Command {
         drain: bool,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
+    /// Adds a fingerprint to a backend's accepted catalogs (`AcceptCatalog`).
+    AcceptCatalog {
+        group: String,
+        backend: String,
+        fingerprint: String,
+        reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
+    },
     /// A verdict shared by another replica (cluster mode).
     RemoteVerdict {
         group: String,
@@ -199,6 +206,8 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     fn backend_removed(&self, _group: &str, _backend: &str) {}
     /// A group was deleted, with the backends it had.
     fn group_deleted(&self, _group: &str, _backends: &[String]) {}
+    /// A backend's tool catalog changed (names and fingerprints only).
+    fn catalog_changed(&self, _group: &str, _backend: &str, _change: &mcp_health_core::catalog::CatalogChange) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
     fn probes_in_flight(&self, _delta: i64) {}
     /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].
@@ -445,6 +454,21 @@ impl Engine {
     /// carry over (drain is not part of a backend's identity).
     pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
         let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+        applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Accepts the tool catalog `fingerprint` for a backend of an API group:
+    /// added to the spec's `catalog.accepted`, committed to the store like an
+    /// apply. The verdict carries over; the probe task restarts with the new spec.
+    pub async fn accept_catalog(&self, group: String, backend: String, fingerprint: String) -> Result<Applied, EngineError> {
+        let mut applied = self
+            .call(|reply| Command::AcceptCatalog {
+                group,
+                backend,
+                fingerprint,
+                reply,
+            })
+            .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
     }
 

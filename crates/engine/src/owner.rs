@@ -105,6 +105,7 @@ impl Command {
                 | Command::Delete { .. }
                 | Command::Restore { .. }
                 | Command::SetDrain { .. }
+                | Command::AcceptCatalog { .. }
                 | Command::Shutdown { .. }
         )
     }
@@ -216,6 +217,15 @@ impl Owner {
             }
             Command::SetDrain { group, backend, drain, reply } => {
                 let checked = self.state.check_drain(&group, &backend, drain);
+                return self.change(checked, Reply::Apply(reply));
+            }
+            Command::AcceptCatalog {
+                group,
+                backend,
+                fingerprint,
+                reply,
+            } => {
+                let checked = self.state.check_accept_catalog(&group, &backend, &fingerprint);
                 return self.change(checked, Reply::Apply(reply));
             }
             Command::ProbeResult(result) => self.probe_result(*result),
@@ -434,5 +444,6 @@ fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) 
         Observed::GroupVerdict { group, verdict } => o.group_verdict(&group, &verdict),
         Observed::BackendRemoved { group, backend } => o.backend_removed(&group, &backend),
         Observed::GroupDeleted { group, backends } => o.group_deleted(&group, &backends),
+        Observed::CatalogChanged { group, backend, change } => o.catalog_changed(&group, &backend, &change),
     }
 }

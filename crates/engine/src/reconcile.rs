@@ -51,7 +51,8 @@ pub enum BackendAction {
     Add,
     /// Nothing that matters to probing changed: verdict and task carry over.
     Keep,
-    /// Same endpoint, new timing or depth: the verdict carries over, the task restarts.
+    /// Same endpoint, new timing, depth, required tools or catalog policy:
+    /// the verdict carries over, the task restarts.
     Retime,
     /// A different endpoint or credential: restarts at UNKNOWN with a new task.
     Restart,
@@ -62,7 +63,12 @@ pub fn backend_action(prev: Option<&ValidBackend>, next: &ValidBackend) -> Backe
     match prev {
         None => BackendAction::Add,
         Some(p) if !same_identity(&p.spec, &next.spec) => BackendAction::Restart,
-        Some(p) if p.policy != next.policy || p.depth != next.depth => BackendAction::Retime,
+        // The task judges required tools and the catalog policy with its own copy of the spec.
+        Some(p)
+            if p.policy != next.policy || p.depth != next.depth || p.spec.required_tools != next.spec.required_tools || p.spec.catalog != next.spec.catalog =>
+        {
+            BackendAction::Retime
+        }
         Some(_) => BackendAction::Keep,
     }
 }

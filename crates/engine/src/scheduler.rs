@@ -14,11 +14,12 @@ use tokio::time::Instant;
 use super::results::{ProbeResult, SharedMemory, Timed};
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
+use mcp_health_core::catalog::{CatalogRead, blocked, diff, missing_tools};
 use mcp_health_core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
 use mcp_health_core::spec::Policy;
 use mcp_health_core::verdict::Pace;
 use mcp_health_probe::{Probe, ProbeMemory, ProbeTarget};
-use mcp_health_proto::v1::ReasonCode;
+use mcp_health_proto::v1::{BackendSpec, CatalogOnChange, ReasonCode};
 
 /// Extra time past the policy timeout before the scheduler abandons a probe
 /// that ignores its own deadline; the prober normally finishes first.
@@ -40,7 +41,11 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
     let deadline = start + policy.timeout;
     match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
         Ok(report) => Timed {
-            outcome: report.outcome.judge_latency(report.latency, policy.degraded_latency),
+            outcome: judge_catalog(
+                report.outcome.judge_latency(report.latency, policy.degraded_latency),
+                &target.backend.spec,
+                memory,
+            ),
             latency: report.latency,
         },
         Err(_) => {
@@ -51,6 +56,33 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
             }
         }
     }
+}
+
+/// Keeps a whole catalog the probe read in the backend's probe memory, and
+/// judges the backend's catalog policy (BLOCK: `ProbeOutcome::judge_blocked`)
+/// and required tools (`ProbeOutcome::judge_required`) against the last one
+/// read: the probes between two catalog reads are handshake-only, and judged
+/// by the last read. A refused catalog says more than a missing tool, so it
+/// is judged first.
+fn judge_catalog(outcome: ProbeOutcome, spec: &BackendSpec, memory: &mut ProbeMemory) -> ProbeOutcome {
+    if let Some(CatalogRead::Whole(catalog)) = &outcome.facts.catalog {
+        memory.catalog = Some(catalog.clone());
+    }
+    let Some(catalog) = memory.catalog.clone() else { return outcome };
+    let mut outcome = outcome;
+    if let Some(policy) = spec.catalog.as_ref().filter(|p| p.on_change == CatalogOnChange::Block as i32) {
+        if blocked(&policy.accepted, &catalog) {
+            let since = memory.accepted_catalog.as_ref().map(|accepted| diff(accepted, &catalog));
+            outcome = outcome.judge_blocked(&catalog.fingerprint, since.as_ref());
+        } else {
+            memory.accepted_catalog = Some(catalog.clone());
+        }
+    }
+    if spec.required_tools.is_empty() {
+        return outcome;
+    }
+    let missing = missing_tools(&spec.required_tools, &catalog);
+    outcome.judge_required(&missing)
 }
 
 /// When the next probe runs: the regular plan (`planned + next`, so jitter

@@ -32,4 +32,17 @@ pub struct SharedVerdict {
     pub last_transition: Option<SystemTime>,
     /// The address the latest probe to reach the backend connected to.
     pub address: Option<SocketAddr>,
+    /// The tool catalog's fingerprint as the owner knows it (not its tools).
+    pub catalog: SharedCatalog,
+}
+
+/// What replicas share of a backend's tool catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SharedCatalog {
+    /// Empty until a catalog was read.
+    pub fingerprint: String,
+    /// When the fingerprint last changed, or was first known.
+    pub changed_at: Option<SystemTime>,
+    /// Why the latest read gave up; empty after a whole read.
+    pub note: String,
 }

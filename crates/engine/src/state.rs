@@ -15,14 +15,15 @@ use super::groups::{BackendState, GroupState};
 use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
+use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace};
 
 mod remote;
 use crate::health::serving_status;
-use mcp_health_core::spec::ValidGroup;
+use mcp_health_core::spec::{FieldViolation, ValidGroup};
 use mcp_health_probe::ProbeTarget;
-use mcp_health_proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ReasonCode};
+use mcp_health_proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ProbeDepth, ReasonCode};
 
 /// What the state needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -235,6 +236,68 @@ impl EngineState {
         self.check_apply(vec![(valid, targets)], Origin::Api, false)
     }
 
+    /// Checks the acceptance of a tool catalog for one backend of an API group:
+    /// the group's spec with `fingerprint` added to the backend's
+    /// `catalog.accepted`, checked like an API apply (a config-file group is
+    /// ReadOnly; one already accepted is "unchanged"). The catalog policy
+    /// re-times the backend: its verdict is kept and its task judges with the
+    /// new spec from its next probe on.
+    pub fn check_accept_catalog(&self, group: &str, backend: &str, fingerprint: &str) -> Result<Checked, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        let Some(b) = g.backends.get(backend) else {
+            return Err(EngineError::BackendNotFound {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+            });
+        };
+        let invalid = |field: &str, description: &str| {
+            EngineError::Invalid(vec![FieldViolation {
+                field: field.to_owned(),
+                description: description.to_owned(),
+            }])
+        };
+        if b.target.backend.depth != ProbeDepth::Tools {
+            return Err(invalid("backend", "is not probed at depth PROBE_DEPTH_TOOLS: it has no catalog"));
+        }
+        if !mcp_health_core::catalog::is_fingerprint(fingerprint) {
+            return Err(invalid("fingerprint", "must be a catalog fingerprint: \"sha256:\" and 64 lowercase hex digits"));
+        }
+        let accepted = b.target.backend.spec.catalog.as_ref().map_or(0, |c| c.accepted.len());
+        if accepted >= mcp_health_core::spec::validate::MAX_ACCEPTED_FINGERPRINTS {
+            return Err(invalid(
+                "fingerprint",
+                "the backend accepts the most fingerprints it may; apply a spec that drops old ones",
+            ));
+        }
+        let accept = |s: &mut mcp_health_proto::v1::BackendSpec| {
+            let c = s.catalog.get_or_insert_with(Default::default);
+            if !c.accepted.iter().any(|a| a == fingerprint) {
+                c.accepted.push(fingerprint.to_owned());
+            }
+        };
+        let mut spec = g.spec.clone();
+        spec.backends.iter_mut().filter(|s| s.name == backend).for_each(accept);
+        let targets: Vec<Arc<ProbeTarget>> = spec
+            .backends
+            .iter()
+            .filter_map(|s| g.backends.get(&s.name))
+            .map(|s| {
+                let mut t = (*s.target).clone();
+                if t.backend.spec.name == backend {
+                    accept(&mut t.backend.spec);
+                }
+                Arc::new(t)
+            })
+            .collect();
+        // The spec passed validation when it was applied; a well-formed
+        // fingerprint added below the limit changes nothing validation refuses.
+        let valid = ValidGroup {
+            backends: targets.iter().map(|t| t.backend.clone()).collect(),
+            spec,
+        };
+        self.check_apply(vec![(valid, targets)], Origin::Api, false)
+    }
+
     /// Checks an API delete: the group exists and was applied over the API.
     pub fn check_delete(&self, name: &str) -> Result<Checked, EngineError> {
         match self.groups.get(name).map(|g| &g.origin) {
@@ -306,6 +369,7 @@ impl EngineState {
             remote_since_probe: false,
             last_probe_backend: None,
             peer: None,
+            catalog: KnownCatalog::default(),
         }
     }
 
@@ -446,18 +510,48 @@ impl EngineState {
             OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
             _ => false,
         };
+        let facts = &r.outcome.facts;
         if !keeps_facts {
             // Keep what the server last said about itself through failures and rate limits.
-            let facts = &r.outcome.facts;
             if !facts.protocol_version.is_empty() {
-                b.facts = facts.clone();
+                let tool_count = b.facts.tool_count;
+                b.facts = ServerFacts {
+                    // Kept once, in `b.catalog`.
+                    catalog: None,
+                    ..facts.clone()
+                };
+                if facts.catalog.is_none() && r.outcome.class != OutcomeClass::ToolsFailing {
+                    // A handshake-only probe between two catalog reads: the last read's count stands.
+                    b.facts.tool_count = tool_count;
+                }
             } else {
                 b.facts.resource_metadata = facts.resource_metadata;
             }
+        } else if facts.catalog.is_some() {
+            // A failure judged from this very read (a required tool missing) still read it.
+            b.facts.tool_count = facts.tool_count;
+        }
+        let catalog = b.catalog.take(facts.catalog.as_ref(), now);
+        if let Some(change) = catalog.change {
+            let (added, removed, changed) = change
+                .diff
+                .as_ref()
+                .map(|d| (d.added.join(","), d.removed.join(","), d.changed.join(",")))
+                .unwrap_or_default();
+            // Names and fingerprints only: a description never reaches a log line.
+            info!(group = %r.group, backend = %r.backend, from = %change.from, to = %change.to, added, removed, changed, "tool catalog changed");
+            if observed {
+                fx.push(Effect::Observe(Observed::CatalogChanged {
+                    group: r.group.clone(),
+                    backend: r.backend.clone(),
+                    change,
+                }));
+            }
         }
         let status_changed = next.status != prev.status;
-        // A new address is published (xDS hands Envoy the address) and shared like a verdict change.
-        let changed = status_changed || next.progress != prev.progress || peer_changed;
+        // A new address is published (xDS hands Envoy the address) and shared
+        // like a verdict change; so is a new catalog fingerprint.
+        let changed = status_changed || next.progress != prev.progress || peer_changed || catalog.shown;
         let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
         if status_changed {
             if observed {

@@ -219,6 +219,22 @@ fn reconciliation() {
         true,
         &[("a", Keep), ("b", Retime)],
     );
+    // Required tools: the task judges with its own copy of the spec, so it restarts; the verdict stays.
+    check_reconcile(
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n    requiredTools: [search]\n",
+        2,
+        true,
+        &[("a", Retime)],
+    );
+    // A catalog policy likewise.
+    check_reconcile(
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n    catalog: {onChange: CATALOG_ON_CHANGE_ALERT}\n",
+        2,
+        true,
+        &[("a", Retime)],
+    );
     // Renamed backends: one removed, one added.
     check_reconcile(
         AB,
@@ -480,6 +496,7 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         last_probe: None,
         last_transition: None,
         address: None,
+        catalog: Default::default(),
     };
     let cases: &[(bool, bool, BackendStatus, BackendStatus, bool)] = &[
         // Not owned: the shared verdict is the state.
@@ -562,4 +579,130 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
             assert_eq!(was_published, published, "row {i}: {:?}", fx.actions);
         }
     }
+}
+
+/// A diff by name: (added, removed, changed).
+type NameDiff<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str]);
+/// One read (None: handshake-only), then the tool count shown, whether the
+/// fingerprint moved, and the change reported.
+type ReadStep<'a> = (Option<serde_json::Value>, Option<u32>, bool, Option<NameDiff<'a>>);
+
+/// Folds probe results carrying catalog reads (None: a handshake-only probe)
+/// into one TOOLS backend and checks, after each, the tool count and
+/// fingerprint its view shows and the catalog change it reported, if any.
+#[track_caller]
+fn check_catalog_reads(steps: &[ReadStep<'_>]) {
+    use super::effects::Observed;
+    use mcp_health_core::catalog::{Catalog, CatalogRead};
+    let mut state = EngineState::new(Settings {
+        observed: true,
+        ..settings(false)
+    });
+    let (_, fx) = apply(
+        &mut state,
+        "name: g\nbackends:\n  - name: a\n    url: http://a.test/mcp\n    depth: PROBE_DEPTH_TOOLS\n",
+        Origin::Api,
+    );
+    let (_, spawned) = epochs(&fx);
+    let epoch = spawned[0].0;
+    let mut fingerprint = String::new();
+    for (i, (read, count, moved, change)) in steps.iter().enumerate() {
+        let mut r = success("g", "a", epoch);
+        if let Some(tools) = read {
+            let c = Catalog::from_tools(tools.as_array().unwrap()).unwrap();
+            r.outcome.facts.tool_count = Some(u32::try_from(c.len()).unwrap());
+            r.outcome.facts.catalog = Some(CatalogRead::Whole(Arc::new(c)));
+        }
+        let mut fx = Effects::default();
+        state.fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), &mut fx).unwrap();
+        let b = state.health("g").unwrap().backends[0].clone();
+        assert_eq!(b.tool_count, *count, "step {i}");
+        assert_eq!(b.catalog_fingerprint != fingerprint, *moved, "step {i}");
+        fingerprint = b.catalog_fingerprint.clone();
+        let reported: Vec<_> = fx
+            .actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Observe(Observed::CatalogChanged { change, .. }) => Some(change.diff.clone().unwrap()),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<_> = change
+            .iter()
+            .map(|(a, r, c)| {
+                let v = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect();
+                mcp_health_core::catalog::CatalogDiff {
+                    added: v(a),
+                    removed: v(r),
+                    changed: v(c),
+                }
+            })
+            .collect();
+        assert_eq!(reported, want, "step {i}");
+    }
+}
+
+#[test]
+fn catalog_reads_set_the_fingerprint_and_report_changes_by_name() {
+    use serde_json::json;
+    let one = json!([{"name": "search"}]);
+    let two = json!([{"name": "search"}, {"name": "fetch"}]);
+    let renamed = json!([{"name": "find"}, {"name": "fetch"}]);
+    check_catalog_reads(&[
+        // A handshake-only probe before any read: nothing known.
+        (None, None, false, None),
+        // The first read: a fingerprint, no change reported.
+        (Some(one.clone()), Some(1), true, None),
+        // Handshake-only probes in between keep the count and the fingerprint.
+        (None, Some(1), false, None),
+        (Some(one), Some(1), false, None),
+        (Some(two), Some(2), true, Some((&["fetch"], &[], &[]))),
+        (None, Some(2), false, None),
+        (Some(renamed), Some(2), true, Some((&["find"], &["search"], &[]))),
+    ]);
+}
+
+#[test]
+fn accepting_a_catalog_is_a_stored_spec_edit_that_retimes_and_keeps_the_verdict() {
+    let mut state = EngineState::new(settings(true));
+    let yaml = "name: g\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp', depth: PROBE_DEPTH_TOOLS}\n  - {name: h, url: 'http://127.0.0.1:2/mcp'}\n";
+    let (_, fx) = apply(&mut state, yaml, Origin::Api);
+    let (_, spawned) = epochs(&fx);
+    state
+        .fold(&success("g", "a", spawned[0].0), SystemTime::UNIX_EPOCH, &mut Effects::default())
+        .unwrap();
+    let (f1, f2) = (format!("sha256:{}", "1a".repeat(32)), format!("sha256:{}", "2b".repeat(32)));
+    // (fingerprint, want: the stored accepted list and generation, or None for unchanged)
+    type Row<'a> = (&'a String, Option<(Vec<&'a String>, u64)>);
+    let table: Vec<Row<'_>> = vec![(&f1, Some((vec![&f1], 2))), (&f1, None), (&f2, Some((vec![&f1, &f2], 3)))];
+    for (fingerprint, want) in table {
+        let mut checked = state.check_accept_catalog("g", "a", fingerprint).unwrap();
+        let store = checked.store.take();
+        let got = store.map(|w| {
+            let accepted = w.puts[0].0.backends[0].catalog.clone().unwrap_or_default().accepted;
+            (accepted, w.puts[0].1)
+        });
+        let want = want.map(|(a, g)| (a.into_iter().cloned().collect::<Vec<_>>(), g));
+        assert_eq!(got, want, "{fingerprint}");
+        let changed = got.is_some();
+        let fx = commit(&mut state, checked);
+        let (aborted, spawned) = epochs(&fx);
+        assert_eq!((aborted.len(), spawned.len()), if changed { (1, 1) } else { (0, 0) }, "re-timed when changed");
+        assert_eq!(statuses(&mut state, "g")[0].1, BackendStatus::Healthy, "the verdict is kept");
+    }
+    let invalid = |r: Result<Checked, EngineError>| match r {
+        Err(EngineError::Invalid(v)) => v[0].field.clone(),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    };
+    assert_eq!(invalid(state.check_accept_catalog("g", "a", "sha256:12")), "fingerprint");
+    assert_eq!(invalid(state.check_accept_catalog("g", "h", &f1)), "backend");
+    assert!(matches!(state.check_accept_catalog("g", "zz", &f1), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_accept_catalog("nope", "a", &f1), Err(EngineError::GroupNotFound(_))));
+    apply(
+        &mut state,
+        "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp', depth: PROBE_DEPTH_TOOLS}\n",
+        Origin::ConfigFile("f.yaml".into()),
+    );
+    assert!(matches!(state.check_accept_catalog("f", "a", &f1), Err(EngineError::ReadOnly { .. })));
 }

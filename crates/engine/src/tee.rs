@@ -38,6 +38,9 @@ impl ProbeObserver for Tee {
     fn group_deleted(&self, group: &str, backends: &[String]) {
         self.0.iter().for_each(|o| o.group_deleted(group, backends));
     }
+    fn catalog_changed(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange) {
+        self.0.iter().for_each(|o| o.catalog_changed(group, backend, change));
+    }
     fn probes_in_flight(&self, delta: i64) {
         self.0.iter().for_each(|o| o.probes_in_flight(delta));
     }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::phase::{BackendView, GroupVerdict, group_verdict};
 use mcp_health_core::spec::ValidBackend;
@@ -19,6 +20,7 @@ pub struct BackendFacts<'a> {
     pub last_probe: Option<SystemTime>,
     pub last_transition: Option<SystemTime>,
     pub peer: Option<std::net::SocketAddr>,
+    pub catalog: &'a KnownCatalog,
 }
 
 pub fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
@@ -81,6 +83,9 @@ pub fn backend_health(f: &BackendFacts<'_>) -> BackendHealth {
         resource_metadata: f.facts.resource_metadata as i32,
         draining: f.backend.spec.drain,
         address: f.peer.map(|a| a.to_string()).unwrap_or_default(),
+        catalog_fingerprint: f.catalog.fingerprint.clone(),
+        catalog_changed_time: f.catalog.changed_at.map(timestamp),
+        catalog_note: f.catalog.note.clone(),
     }
 }
 

@@ -430,6 +430,7 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
                 address: None,
+                catalog: Default::default(),
             },
         };
         put(keys().verdict("g", "b"), v.encode(1), rev, 1, 0)

@@ -51,19 +51,26 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     let (mut facts, offers_tools) = read_result(&result).map_err(Stop::Refuted)?;
     let mut degraded = None;
     let mut note = None;
+    let mut catalog_ttl = None;
     if ctx.backend().depth == ProbeDepth::Tools && !offers_tools {
         note = Some(exchange::no_tools());
-    } else if ctx.backend().depth == ProbeDepth::Tools {
+        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
+    } else if ctx.read_catalog {
         let params = |cursor: Option<&str>| match cursor {
             Some(c) => json!({"cursor": c, "_meta": envelope()}),
             None => json!({"_meta": envelope()}),
         };
         match exchange::list_tools(ctx, headers("tools/list"), params).await? {
-            Ok(n) => facts.tool_count = Some(n),
+            Ok(read) => catalog_ttl = read.into_facts(&mut facts),
             Err(reason) => degraded = Some(reason),
         }
     }
-    Ok(Ready { facts, degraded, note })
+    Ok(Ready {
+        facts,
+        degraded,
+        note,
+        catalog_ttl,
+    })
 }
 
 /// What a `server/discover` result tells: the server's facts, and whether it

@@ -1,6 +1,9 @@
 //! One JSON-RPC exchange over HTTP POST: the request with the probe's headers,
 //! the HTTP status classified, and the reply read within the byte cap.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::HeaderMap;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::Value;
@@ -8,7 +11,8 @@ use url::Url;
 
 use super::jsonrpc::{self, Message};
 use super::{Ctx, Stop, body, classify, resource_metadata, retry_after};
-use mcp_health_core::outcome::Reason;
+use mcp_health_core::catalog::{self, Catalog, CatalogRead, ToolHash};
+use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_proto::v1::ReasonCode;
 
 /// What the server answered to one message.
@@ -190,14 +194,82 @@ pub fn tools_page(result: &Value) -> Result<(u32, Option<String>), Reason> {
     Ok((u32::try_from(tools.len()).unwrap_or(u32::MAX), cursor))
 }
 
-/// Counts the tools over every page (at most `MAX_TOOL_PAGES`), with
-/// `params(cursor)` building each request's params. `Ok(Err(reason))` is a
-/// JSON-RPC error answer: the server serves MCP but its tools do not, which the
-/// prober reports as DEGRADED (routable) with reason JSON_RPC_ERROR.
-pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Option<&str>) -> Value) -> Result<Result<u32, Reason>, Stop> {
-    let mut total = 0u32;
+/// What one read of the tool catalog brought back.
+#[derive(Debug)]
+pub struct ToolsRead {
+    /// Tools read (on every page read, also when the read gave up).
+    pub count: u32,
+    pub catalog: CatalogRead,
+    /// The smallest `ttlMs` a page carried: read the catalog again no later.
+    pub ttl: Option<Duration>,
+}
+
+/// The catalog being read over the pages of `tools/list`, within
+/// `MAX_TOOL_PAGES` pages and `MAX_CATALOG_BYTES` of canonical JSON. Each
+/// tool is hashed as its page arrives; no definition is kept.
+#[derive(Debug, Default)]
+pub struct CatalogPages {
+    tools: Vec<ToolHash>,
+    bytes: usize,
+    pages: usize,
+    ttl: Option<Duration>,
+    gave_up: Option<String>,
+}
+
+impl CatalogPages {
+    /// Takes one page's result; the cursor of the next page to ask for, or
+    /// None when the catalog is read (no `nextCursor`) or a bound was reached.
+    pub fn take(&mut self, result: &Value) -> Result<Option<String>, Reason> {
+        let (_, cursor) = tools_page(result)?;
+        self.pages += 1;
+        if let Some(ms) = result.get("ttlMs").and_then(Value::as_u64) {
+            let ttl = Duration::from_millis(ms);
+            self.ttl = Some(self.ttl.map_or(ttl, |t| t.min(ttl)));
+        }
+        let tools = result.get("tools").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        for tool in tools {
+            match catalog::hash_tool(self.tools.len(), tool) {
+                Ok((hash, bytes)) => {
+                    self.tools.push(hash);
+                    self.bytes = self.bytes.saturating_add(bytes);
+                }
+                Err(e) => {
+                    self.gave_up = Some(format!("the catalog was not read whole: {e}"));
+                    return Ok(None);
+                }
+            }
+            if self.bytes > MAX_CATALOG_BYTES {
+                self.gave_up = Some(format!("the catalog was not read whole: its tools exceed {} KiB", MAX_CATALOG_BYTES / 1024));
+                return Ok(None);
+            }
+        }
+        if cursor.is_some() && self.pages >= MAX_TOOL_PAGES {
+            self.gave_up = Some(format!("the catalog was not read whole: tools/list has more than {MAX_TOOL_PAGES} pages"));
+            return Ok(None);
+        }
+        Ok(cursor)
+    }
+
+    /// The read as it ended.
+    pub fn finish(self) -> ToolsRead {
+        let count = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+        let catalog = match self.gave_up {
+            Some(why) => CatalogRead::GaveUp(why),
+            None => CatalogRead::Whole(Arc::new(Catalog::from_hashes(self.tools))),
+        };
+        ToolsRead { count, catalog, ttl: self.ttl }
+    }
+}
+
+/// Reads the tool catalog over every page (within the bounds of
+/// [`CatalogPages`]), with `params(cursor)` building each request's params.
+/// `Ok(Err(reason))` is a JSON-RPC error answer: the server serves MCP but its
+/// tools do not, which the prober reports as DEGRADED (routable) with reason
+/// JSON_RPC_ERROR.
+pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Option<&str>) -> Value) -> Result<Result<ToolsRead, Reason>, Stop> {
+    let mut pages = CatalogPages::default();
     let mut cursor: Option<String> = None;
-    for _ in 0..MAX_TOOL_PAGES {
+    loop {
         let id = jsonrpc::next_id();
         let payload = jsonrpc::request(id, "tools/list", params(cursor.as_deref()));
         let reply = post(ctx, &ctx.backend().url, headers.clone(), payload, Expect::Body(id)).await?;
@@ -206,14 +278,26 @@ pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Optio
             Answer::Error { code, .. } => return Ok(Err(tools_error(code))),
             Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "tools/list got no response"))),
         };
-        let (n, next) = tools_page(&result)?;
-        total = total.saturating_add(n);
-        cursor = next;
+        cursor = pages.take(&result)?;
         if cursor.is_none() {
-            break;
+            return Ok(Ok(pages.finish()));
         }
     }
-    Ok(Ok(total))
+}
+
+/// The catalog of a server that does not offer the `tools` capability: empty
+/// (the tool count stays unset, as before catalogs were read).
+pub fn no_catalog() -> CatalogRead {
+    CatalogPages::default().finish().catalog
+}
+
+impl ToolsRead {
+    /// Puts the read into the probe's facts; the `ttlMs` it carried.
+    pub fn into_facts(self, facts: &mut ServerFacts) -> Option<Duration> {
+        facts.tool_count = Some(self.count);
+        facts.catalog = Some(self.catalog);
+        self.ttl
+    }
 }
 
 /// Whether an `initialize` or `server/discover` result advertises the `tools`
@@ -227,10 +311,88 @@ pub fn no_tools() -> Reason {
     Reason::new(ReasonCode::NoTools, "handshake succeeded; the server offers no tools")
 }
 
-/// Pages of tools/list a probe follows before it stops counting.
+/// Pages of tools/list a catalog read follows before it gives up.
 pub const MAX_TOOL_PAGES: usize = 16;
+/// Canonical JSON bytes of all tools a catalog read takes before it gives up.
+pub const MAX_CATALOG_BYTES: usize = 4 << 20;
 
 /// Maps a tools/list JSON-RPC error to the DEGRADED reason.
 pub fn tools_error(code: i64) -> Reason {
     Reason::new(ReasonCode::JsonRpcError, format!("tools/list failed with JSON-RPC error {code}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Feeds `pages` to one catalog read until it asks for no further page;
+    /// the pages taken, and the read.
+    fn read(pages: &[Value]) -> (usize, ToolsRead) {
+        let mut catalog = CatalogPages::default();
+        let mut taken = 0;
+        for page in pages {
+            taken += 1;
+            if catalog.take(page).expect("a tools page").is_none() {
+                break;
+            }
+        }
+        (taken, catalog.finish())
+    }
+
+    fn page(names: &[&str], next: Option<&str>) -> Value {
+        let tools: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+        match next {
+            Some(c) => json!({"tools": tools, "nextCursor": c}),
+            None => json!({"tools": tools}),
+        }
+    }
+
+    #[test]
+    fn catalog_reads_follow_cursors_within_their_bounds() {
+        // (pages offered, pages taken, tool count, gave up with a note containing)
+        let seventeen: Vec<Value> = (0..17).map(|i| page(&["t"], Some(&i.to_string()))).collect();
+        let huge = json!({"name": "big", "description": "x".repeat(MAX_CATALOG_BYTES)});
+        let cases: Vec<(Vec<Value>, usize, u32, Option<&str>)> = vec![
+            (vec![page(&["a", "b"], None)], 1, 2, None),
+            (vec![page(&["a"], Some("1")), page(&["b"], Some("")), page(&["c"], None)], 2, 2, None),
+            (vec![page(&["a"], Some("1")), page(&["b"], None)], 2, 2, None),
+            (seventeen, MAX_TOOL_PAGES, 16, Some("more than 16 pages")),
+            (vec![json!({"tools": [{"name": "a"}, huge, {"name": "c"}]})], 1, 2, Some("exceed 4096 KiB")),
+            (
+                vec![json!({"tools": [{"name": "a"}, {"title": "no name"}]})],
+                1,
+                1,
+                Some("tool 1 of tools/list"),
+            ),
+        ];
+        for (pages, want_taken, want_count, gave_up) in cases {
+            let (taken, r) = read(&pages);
+            assert_eq!((taken, r.count), (want_taken, want_count), "{pages:?}");
+            match (&r.catalog, gave_up) {
+                (CatalogRead::Whole(c), None) => assert_eq!(c.len(), want_count as usize),
+                (CatalogRead::GaveUp(why), Some(part)) => assert!(why.contains(part), "{why}"),
+                (got, want) => panic!("{got:?}, want gave up: {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_smallest_ttl_of_the_pages_is_kept() {
+        let mut p1 = page(&["a"], Some("1"));
+        p1["ttlMs"] = json!(60_000);
+        let mut p2 = page(&["b"], None);
+        p2["ttlMs"] = json!(5_000);
+        assert_eq!(read(&[p1.clone(), p2]).1.ttl, Some(Duration::from_secs(5)));
+        assert_eq!(read(&[page(&["a"], None)]).1.ttl, None);
+        let mut bad = page(&["a"], None);
+        bad["ttlMs"] = json!(-1);
+        assert_eq!(read(&[bad]).1.ttl, None);
+    }
+
+    #[test]
+    fn a_page_without_a_tools_array_is_a_protocol_error() {
+        let err = CatalogPages::default().take(&json!({"nextCursor": "x"})).unwrap_err();
+        assert_eq!(err.code, ReasonCode::Protocol);
+    }
 }

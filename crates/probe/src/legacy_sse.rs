@@ -117,9 +117,11 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     };
     let mut degraded = None;
     let mut note = None;
+    let mut catalog_ttl = None;
     if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
         note = Some(exchange::no_tools());
-    } else if ctx.backend().depth == ProbeDepth::Tools {
+        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
+    } else if ctx.read_catalog {
         if let Answer::Error { code, http_status } = exchange::post(
             ctx,
             &endpoint,
@@ -132,16 +134,12 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         {
             return Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status)));
         }
-        let mut total = 0u32;
+        let mut pages = exchange::CatalogPages::default();
         let mut cursor: Option<String> = None;
-        for _ in 0..exchange::MAX_TOOL_PAGES {
+        loop {
             let params = cursor.as_ref().map_or_else(|| json!({}), |c| json!({"cursor": c}));
             match stream.call(ctx, &endpoint, "tools/list", params).await? {
-                Message::Result(r) => {
-                    let (n, next) = exchange::tools_page(&r)?;
-                    total = total.saturating_add(n);
-                    cursor = next;
-                }
+                Message::Result(r) => cursor = pages.take(&r)?,
                 Message::Error(code) => {
                     degraded = Some(exchange::tools_error(code));
                     break;
@@ -149,14 +147,17 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
                 Message::Unrelated | Message::RateLimited(_) => return Err(protocol("tools/list got no response")),
             }
             if cursor.is_none() {
+                catalog_ttl = pages.finish().into_facts(&mut facts);
                 break;
             }
         }
-        if degraded.is_none() {
-            facts.tool_count = Some(total);
-        }
     }
-    Ok(Ready { facts, degraded, note })
+    Ok(Ready {
+        facts,
+        degraded,
+        note,
+        catalog_ttl,
+    })
 }
 
 /// Resolves the endpoint event's URL against the SSE URL. An endpoint on

@@ -49,7 +49,7 @@ use tracing::Instrument;
 
 use mcp_health_core::outcome::{OutcomeClass, ProbeOutcome, Reason, ServerFacts};
 use mcp_health_core::spec::ValidBackend;
-use mcp_health_proto::v1::{AuthMode, ReasonCode, ResourceMetadataState, Transport};
+use mcp_health_proto::v1::{AuthMode, ProbeDepth, ReasonCode, ResourceMetadataState, Transport};
 
 pub use client::{ClientCache, ClientError, ClientHandle};
 pub use dns::{Dns, DnsSettings};
@@ -119,6 +119,16 @@ pub struct ProbeMemory {
     /// stateless revision, else the version the last `initialize` negotiated.
     /// Kept until the backend's answer refutes it.
     pub detected_revision: Option<String>,
+    /// At depth TOOLS: when the tool catalog is due to be read again (the
+    /// policy's `catalogInterval` after the last read, or sooner by the
+    /// `ttlMs` it carried). None: read it at the next probe.
+    pub catalog_due: Option<Instant>,
+    /// The last whole tool catalog read, against which every probe until the
+    /// next read judges the required tools (`engine::scheduler::probe_once`).
+    pub catalog: Option<Arc<mcp_health_core::catalog::Catalog>>,
+    /// The last catalog read whose fingerprint the backend's BLOCK policy
+    /// accepts: what a refused catalog is diffed against.
+    pub accepted_catalog: Option<Arc<mcp_health_core::catalog::Catalog>>,
 }
 
 /// The outcome of a probe and how long the readiness call took.
@@ -210,6 +220,9 @@ pub(crate) struct Ctx<'a> {
     /// The wait the backend asked for (Retry-After of a 429 or 503,
     /// retryAfterMs of a -32023 error), set by the step that got it.
     pub retry_after: std::sync::Mutex<Option<Duration>>,
+    /// Whether this probe reads the tool catalog (depth TOOLS, and due);
+    /// otherwise it is handshake-only.
+    pub read_catalog: bool,
 }
 
 impl Ctx<'_> {
@@ -251,6 +264,8 @@ pub(crate) struct Ready {
     pub degraded: Option<Reason>,
     /// The reason of a success other than the plain OK (a server without tools at depth TOOLS).
     pub note: Option<Reason>,
+    /// The smallest `ttlMs` of the catalog read's pages, if any.
+    pub catalog_ttl: Option<Duration>,
 }
 
 /// Why a probe step stopped short of `Ready`.
@@ -309,12 +324,14 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         }
     };
     let credentials_sent = auth.is_some();
+    let read_catalog = target.backend.depth == ProbeDepth::Tools && memory.catalog_due.is_none_or(|due| start >= due);
     let ctx = Ctx {
         prober,
         target,
         auth,
         peer: std::sync::Mutex::new(None),
         retry_after: std::sync::Mutex::new(None),
+        read_catalog,
     };
     let mut session = None;
     let timed = match target.backend.transport {
@@ -327,7 +344,15 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     }
     let mut outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
-        Ok(Ok(Ready { facts, degraded: None, note })) => {
+        Ok(Ok(Ready {
+            facts,
+            degraded: None,
+            note,
+            catalog_ttl,
+        })) => {
+            if facts.catalog.is_some() {
+                memory.catalog_due = Some(start + catalog_wait(target.backend.policy.catalog_interval, catalog_ttl));
+            }
             let mut outcome = ProbeOutcome::success(facts);
             if let Some(reason) = note {
                 outcome.reason = reason;
@@ -374,6 +399,12 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     finish(&span, outcome, latency, memory)
 }
 
+/// How long after a catalog read the next one is due: `catalogInterval`, or
+/// sooner when the server's `ttlMs` says so.
+fn catalog_wait(interval: Duration, ttl: Option<Duration>) -> Duration {
+    ttl.map_or(interval, |ttl| ttl.min(interval))
+}
+
 fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory: &ProbeMemory) -> ProbeReport {
     span.record("outcome", outcome.class.label());
     span.record("reason", outcome.reason.code.as_str_name());
@@ -389,3 +420,22 @@ fn finish(span: &tracing::Span, outcome: ProbeOutcome, latency: Duration, memory
 
 /// Shared handle to a prober.
 pub type SharedProbe = Arc<dyn Probe>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_catalog_read_comes_at_the_interval_or_sooner_by_ttl() {
+        let five_min = Duration::from_secs(300);
+        let cases = [
+            (None, five_min),
+            (Some(Duration::from_secs(30)), Duration::from_secs(30)),
+            (Some(Duration::from_secs(3600)), five_min),
+            (Some(Duration::ZERO), Duration::ZERO),
+        ];
+        for (ttl, want) in cases {
+            assert_eq!(catalog_wait(five_min, ttl), want, "{ttl:?}");
+        }
+    }
+}

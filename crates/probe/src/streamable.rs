@@ -106,9 +106,11 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
     };
     let mut degraded = None;
     let mut note = None;
+    let mut catalog_ttl = None;
     if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
         note = Some(exchange::no_tools());
-    } else if ctx.backend().depth == ProbeDepth::Tools {
+        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
+    } else if ctx.read_catalog {
         let headers = session_headers(slot.as_ref(), &version);
         initialized(ctx, headers.clone()).await?;
         let params = |cursor: Option<&str>| match cursor {
@@ -116,11 +118,16 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
             None => json!({}),
         };
         match exchange::list_tools(ctx, headers, params).await? {
-            Ok(n) => facts.tool_count = Some(n),
+            Ok(read) => catalog_ttl = read.into_facts(&mut facts),
             Err(reason) => degraded = Some(reason),
         }
     }
-    Ok(Ready { facts, degraded, note })
+    Ok(Ready {
+        facts,
+        degraded,
+        note,
+        catalog_ttl,
+    })
 }
 
 async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {

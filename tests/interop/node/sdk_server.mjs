@@ -1,7 +1,7 @@
 // One MCP server built with the official TypeScript SDK (@modelcontextprotocol/sdk
 // 1.x), the way its README and examples wire it, for mcp-health's interop matrix.
 //
-//   node sdk_server.mjs --mode MODE [--port N]     (port 0: the OS picks)
+//   node sdk_server.mjs --mode MODE [--port N] [--page-size N]   (port 0: the OS picks)
 //
 // Modes:
 //   sse        stateful (Mcp-Session-Id), POST replies as text/event-stream (SDK default)
@@ -17,13 +17,19 @@
 //              (mcpAuthMetadataRouter); the valid token is `interop-ts-token`
 //   notools    stateful SSE; the server has a prompt and no tools capability
 //
+// --page-size N: tools/list answers N tools a page, with `nextCursor` (default: one page).
+//
 // Binds 127.0.0.1 only. Once listening it prints one JSON line on stdout:
-//   {"url": "http://127.0.0.1:P/mcp", "sessions": "http://127.0.0.1:P/sessions"}
+//   {"url": "http://127.0.0.1:P/mcp", "sessions": "http://127.0.0.1:P/sessions",
+//    "tools": "http://127.0.0.1:P/tools"}
+// PUT /tools with a JSON array of tool definitions replaces the tools the
+// server lists from then on (tests change the catalog at runtime).
 // GET /sessions answers {"open": N, "opened": N, "deleted": N}: the sessions
 // the server holds right now (a session is dropped when its transport closes,
 // e.g. on DELETE), how many it ever opened, and how many DELETEs ended one.
 // Exits on SIGTERM/SIGINT, or when stdin reaches EOF.
 import { randomUUID } from 'node:crypto';
+import express from 'express';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
@@ -51,7 +57,8 @@ if (!MODES.includes(mode)) {
   process.exit(2);
 }
 const TOKEN = 'interop-ts-token';
-const TOOLS = [
+const pageSize = Number(args['page-size'] ?? 0);
+let TOOLS = [
   { name: 'echo', description: 'Echo the given text back.', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
   { name: 'add', description: 'Add two integers.', inputSchema: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } } } },
 ];
@@ -80,6 +87,11 @@ function newServer() {
         .sendRequest({ method: 'elicitation/create', params: { message: 'ok?', requestedSchema: { type: 'object', properties: {} } } }, EmptyResultSchema, { timeout: 2000 })
         .catch(() => {});
     }
+    if (pageSize > 0) {
+      const start = Number(request.params?.cursor ?? 0);
+      const end = start + pageSize;
+      return { tools: TOOLS.slice(start, end), ...(end < TOOLS.length ? { nextCursor: String(end) } : {}) };
+    }
     return { tools: TOOLS };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request) => ({
@@ -92,6 +104,14 @@ const app = createMcpExpressApp({ host: '127.0.0.1' });
 const sessions = new Map(); // session id -> transport
 const counts = { opened: 0, deleted: 0 };
 app.get('/sessions', (req, res) => res.json({ open: sessions.size, ...counts }));
+app.put('/tools', express.json(), (req, res) => {
+  if (!Array.isArray(req.body)) {
+    res.status(400).json({ error: 'a JSON array of tools' });
+    return;
+  }
+  TOOLS = req.body;
+  res.json({ count: TOOLS.length });
+});
 
 const mcpRoute = [];
 if (mode === 'auth') {
@@ -191,7 +211,7 @@ const http = app.listen(port, '127.0.0.1', () => {
     mcpRoute[1] = requireBearerAuth({ verifier: verifierFor(), resourceMetadataUrl: getOAuthProtectedResourceMetadataUrl(mcpUrl) });
   }
   const url = mode === 'legacy' ? `${base}/sse` : `${base}/mcp`;
-  process.stdout.write(`${JSON.stringify({ url, sessions: `${base}/sessions` })}\n`);
+  process.stdout.write(`${JSON.stringify({ url, sessions: `${base}/sessions`, tools: `${base}/tools` })}\n`);
 });
 
 function verifierFor() {

@@ -27,6 +27,8 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
     "rate_limit_hold",
     "edgeInterval",
     "edge_interval",
+    "catalogInterval",
+    "catalog_interval",
 ];
 
 /// A duration that could not be read, with the field it was in.

@@ -15,6 +15,8 @@ pub const DEFAULT_DEGRADED_LATENCY: Duration = Duration::from_secs(2);
 pub const DEFAULT_JITTER_PERCENT: u32 = 10;
 pub const DEFAULT_INITIAL_SPREAD: Duration = Duration::from_secs(10);
 pub const DEFAULT_RATE_LIMIT_HOLD: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_CATALOG_INTERVAL: Duration = Duration::from_secs(5 * 60);
+const MIN_CATALOG_INTERVAL: Duration = Duration::from_secs(1);
 /// The default edge interval is a fifth of the interval, at least this (and
 /// never more than the interval).
 pub const MIN_DEFAULT_EDGE_INTERVAL: Duration = Duration::from_millis(250);
@@ -41,6 +43,9 @@ pub struct Policy {
     /// The edge interval the spec set (group or backend), checked to be at
     /// most the interval; None: the default, see [`Policy::edge_interval`].
     pub edge_interval_set: Option<Duration>,
+    /// At depth TOOLS: the longest time between two reads of the whole tool
+    /// catalog; the probes in between are handshake-only.
+    pub catalog_interval: Duration,
 }
 
 impl Policy {
@@ -68,6 +73,7 @@ impl Default for Policy {
             initial_spread: DEFAULT_INITIAL_SPREAD,
             rate_limit_hold: DEFAULT_RATE_LIMIT_HOLD,
             edge_interval_set: None,
+            catalog_interval: DEFAULT_CATALOG_INTERVAL,
         }
     }
 }
@@ -99,6 +105,13 @@ fn overlay(base: &mut Policy, layer: &ProbePolicy, path: &str, v: &mut Violation
     );
     dur("initialSpread", &layer.initial_spread, Duration::ZERO, MAX_INTERVAL, &mut base.initial_spread);
     dur("rateLimitHold", &layer.rate_limit_hold, Duration::ZERO, MAX_INTERVAL, &mut base.rate_limit_hold);
+    dur(
+        "catalogInterval",
+        &layer.catalog_interval,
+        MIN_CATALOG_INTERVAL,
+        MAX_INTERVAL,
+        &mut base.catalog_interval,
+    );
     // Bounded below like the interval; its bound by the interval is checked
     // after the merge (`check_timing`), since either may come from another layer.
     let mut edge = Duration::ZERO;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::{FieldViolation, Policy, Violations, join, policy};
-use mcp_health_proto::v1::{AuthMode, AuthSpec, BackendSpec, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
+use mcp_health_proto::v1::{AuthMode, AuthSpec, BackendSpec, CatalogOnChange, CatalogPolicy, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
 
 /// MCP protocol revisions a backend can be pinned to.
 pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -145,6 +145,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         }
     };
     let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), allow_link_local, v);
+    validate_catalog_fields(b, path, depth, auth_mode, v);
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
@@ -166,6 +167,98 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         pinned_revision,
         policy,
     })
+}
+
+/// Longest tool name `requiredTools` takes (the MCP spec advises at most 128).
+pub const MAX_TOOL_NAME_CHARS: usize = 128;
+/// Most entries of `requiredTools`.
+pub const MAX_REQUIRED_TOOLS: usize = 256;
+
+/// The fields that judge a backend's tool catalog (`requiredTools`, the
+/// backend's own `policy.catalogInterval`) need depth TOOLS, and a catalog an
+/// anonymous probe of a per-user backend can see (it gets a 401, never tools).
+fn validate_catalog_fields(b: &BackendSpec, path: &str, depth: ProbeDepth, auth: AuthMode, v: &mut Violations) {
+    let field = join(path, "requiredTools");
+    if !b.required_tools.is_empty() {
+        if depth != ProbeDepth::Tools {
+            v.add(field.clone(), "needs depth PROBE_DEPTH_TOOLS: only a catalog read can show a tool is there");
+        } else if auth == AuthMode::PerUser {
+            v.add(
+                field.clone(),
+                "cannot be judged for an AUTH_MODE_PER_USER backend: its anonymous probe never sees the catalog",
+            );
+        }
+        if b.required_tools.len() > MAX_REQUIRED_TOOLS {
+            v.add(
+                field.clone(),
+                format!("has {} names; the limit is {MAX_REQUIRED_TOOLS}", b.required_tools.len()),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (j, name) in b.required_tools.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        if name.trim().is_empty() {
+            v.add(at, "must be a tool name, not empty");
+        } else if name.chars().count() > MAX_TOOL_NAME_CHARS || name.chars().any(char::is_control) {
+            v.add(at, format!("must be at most {MAX_TOOL_NAME_CHARS} characters, without control characters"));
+        } else if !seen.insert(name.as_str()) {
+            v.add(at, format!("duplicate tool name {name:?}"));
+        }
+    }
+    if let Some(c) = &b.catalog {
+        validate_catalog_policy(c, &join(path, "catalog"), depth, auth, v);
+    }
+    if depth != ProbeDepth::Tools && b.policy.as_ref().is_some_and(|p| p.catalog_interval.is_some()) {
+        v.add(
+            join(path, "policy.catalogInterval"),
+            "needs depth PROBE_DEPTH_TOOLS: a backend probed at depth HANDSHAKE never reads its catalog",
+        );
+    }
+}
+
+/// Most fingerprints a catalog policy accepts.
+pub const MAX_ACCEPTED_FINGERPRINTS: usize = 64;
+
+/// A catalog policy: depth TOOLS; BLOCK only with a catalog the probe can see
+/// and a trust anchor in the spec; fingerprints in the form BackendHealth shows.
+fn validate_catalog_policy(c: &CatalogPolicy, path: &str, depth: ProbeDepth, auth: AuthMode, v: &mut Violations) {
+    if depth != ProbeDepth::Tools {
+        v.add(path.to_owned(), "needs depth PROBE_DEPTH_TOOLS: only a catalog read can see a change");
+    }
+    let on_change = join(path, "onChange");
+    match CatalogOnChange::try_from(c.on_change) {
+        Err(_) => v.add(on_change, "unknown catalog policy"),
+        Ok(CatalogOnChange::Block) => {
+            if auth == AuthMode::PerUser {
+                v.add(
+                    on_change,
+                    "BLOCK cannot hold an AUTH_MODE_PER_USER backend: its anonymous probe never sees the catalog",
+                );
+            }
+            if c.accepted.is_empty() {
+                v.add(
+                    join(path, "accepted"),
+                    "BLOCK needs at least one accepted fingerprint: the trust anchor is the spec, never the first catalog seen",
+                );
+            }
+        }
+        Ok(CatalogOnChange::Alert | CatalogOnChange::Unspecified) => {}
+    }
+    if c.accepted.len() > MAX_ACCEPTED_FINGERPRINTS {
+        v.add(
+            join(path, "accepted"),
+            format!("has {} fingerprints; the limit is {MAX_ACCEPTED_FINGERPRINTS}", c.accepted.len()),
+        );
+    }
+    for (i, f) in c.accepted.iter().enumerate() {
+        if !crate::catalog::is_fingerprint(f) {
+            v.add(
+                format!("{path}.accepted[{i}]"),
+                "must be a catalog fingerprint: \"sha256:\" and 64 lowercase hex digits",
+            );
+        }
+    }
 }
 
 /// The literal IP host of a URL when probes must not connect to it
@@ -578,5 +671,119 @@ mod tests {
         });
         s.backends[1].policy = None;
         assert_eq!(fields(&s), ["spec.policy.timeout"]);
+    }
+
+    #[test]
+    fn catalog_fields_need_depth_tools_and_real_names() {
+        use mcp_health_proto::v1::AuthSpec;
+        let tools = ProbeDepth::Tools as i32;
+        let per_user = Some(AuthSpec {
+            mode: AuthMode::PerUser as i32,
+            ..AuthSpec::default()
+        });
+        let interval = |seconds| {
+            Some(ProbePolicy {
+                catalog_interval: dur(seconds),
+                ..ProbePolicy::default()
+            })
+        };
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let long = "t".repeat(MAX_TOOL_NAME_CHARS + 1);
+        // (depth, required tools, auth, backend policy, expected fields)
+        type Case = (i32, Vec<String>, Option<AuthSpec>, Option<ProbePolicy>, &'static [&'static str]);
+        let cases: Vec<Case> = vec![
+            (tools, names(&["search", "fetch"]), None, None, &[]),
+            (0, names(&[]), None, None, &[]),
+            (0, names(&["search"]), None, None, &["spec.backends[0].requiredTools"]),
+            (
+                ProbeDepth::Handshake as i32,
+                names(&["search"]),
+                None,
+                None,
+                &["spec.backends[0].requiredTools"],
+            ),
+            (tools, names(&["search"]), per_user.clone(), None, &["spec.backends[0].requiredTools"]),
+            (tools, names(&["search", ""]), None, None, &["spec.backends[0].requiredTools[1]"]),
+            (tools, names(&[" "]), None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&["a", "b", "a"]), None, None, &["spec.backends[0].requiredTools[2]"]),
+            (tools, vec![long], None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&["a\nb"]), None, None, &["spec.backends[0].requiredTools[0]"]),
+            (tools, names(&[]), None, interval(60), &[]),
+            (tools, names(&[]), None, interval(0), &["spec.backends[0].policy.catalogInterval"]),
+            (tools, names(&[]), None, interval(24 * 3600 + 1), &["spec.backends[0].policy.catalogInterval"]),
+            (0, names(&[]), None, interval(60), &["spec.backends[0].policy.catalogInterval"]),
+        ];
+        for (depth, required, auth, policy, want) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].depth = depth;
+            s.backends[0].required_tools = required.clone();
+            s.backends[0].auth = auth;
+            s.backends[0].policy = policy;
+            assert_eq!(fields(&s), want, "depth {depth} required {required:?}");
+        }
+        // The group's catalogInterval applies to its TOOLS backends; others ignore it.
+        let mut s = spec(interval(30), 2);
+        s.backends[0].depth = tools;
+        let valid = validate_group(&s, "spec", &Limits::default()).expect("valid");
+        assert_eq!(valid.backends[0].policy.catalog_interval, std::time::Duration::from_secs(30));
+        let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).expect("valid");
+        assert_eq!(valid.backends[0].policy.catalog_interval, crate::spec::policy::DEFAULT_CATALOG_INTERVAL);
+    }
+
+    #[test]
+    fn catalog_policies_need_depth_tools_a_trust_anchor_and_real_fingerprints() {
+        use mcp_health_proto::v1::{AuthSpec, CatalogPolicy};
+        let good = format!("sha256:{}", "0a".repeat(32));
+        let policy = |on_change: CatalogOnChange, accepted: &[&str]| CatalogPolicy {
+            on_change: on_change as i32,
+            accepted: accepted.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let tools = ProbeDepth::Tools as i32;
+        let per_user = AuthMode::PerUser as i32;
+        let upper = good.to_uppercase().replace("SHA256", "sha256");
+        // (depth, auth mode, policy, expected fields)
+        let cases: Vec<(i32, i32, CatalogPolicy, &[&str])> = vec![
+            (tools, 0, policy(CatalogOnChange::Alert, &[]), &[]),
+            (tools, 0, policy(CatalogOnChange::Unspecified, &[]), &[]),
+            (tools, 0, policy(CatalogOnChange::Block, &[&good]), &[]),
+            (tools, per_user, policy(CatalogOnChange::Alert, &[]), &[]),
+            (0, 0, policy(CatalogOnChange::Alert, &[]), &["spec.backends[0].catalog"]),
+            (tools, 0, policy(CatalogOnChange::Block, &[]), &["spec.backends[0].catalog.accepted"]),
+            (
+                tools,
+                per_user,
+                policy(CatalogOnChange::Block, &[&good]),
+                &["spec.backends[0].catalog.onChange"],
+            ),
+            (
+                tools,
+                0,
+                policy(CatalogOnChange::Block, &[&good, "sha256:abc", &upper, ""]),
+                &[
+                    "spec.backends[0].catalog.accepted[1]",
+                    "spec.backends[0].catalog.accepted[2]",
+                    "spec.backends[0].catalog.accepted[3]",
+                ],
+            ),
+            (
+                tools,
+                0,
+                CatalogPolicy {
+                    on_change: 9,
+                    accepted: vec![],
+                },
+                &["spec.backends[0].catalog.onChange"],
+            ),
+        ];
+        for (depth, auth, catalog, want) in cases {
+            let mut s = spec(None, 1);
+            s.backends[0].depth = depth;
+            s.backends[0].auth = (auth != 0).then(|| AuthSpec {
+                mode: auth,
+                ..AuthSpec::default()
+            });
+            s.backends[0].catalog = Some(catalog.clone());
+            assert_eq!(fields(&s), want, "depth {depth} auth {auth} {catalog:?}");
+        }
     }
 }

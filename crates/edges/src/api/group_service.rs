@@ -206,6 +206,40 @@ impl GroupHealthService for GroupService {
         }))
     }
 
+    async fn accept_catalog(&self, req: Request<AcceptCatalogRequest>) -> Result<Response<AcceptCatalogResponse>, Status> {
+        self.admin.check(&req, "AcceptCatalog").await?;
+        let req = req.into_inner();
+        let group = group_arg(&req.group)?;
+        backend_arg(&req.backend)?;
+        self.refuse_if_degraded()?;
+        let fingerprint = if req.fingerprint.is_empty() {
+            // The catalog the backend shows now, as the operator saw it.
+            let health = self.engine.get(group.clone()).await.map_err(to_status)?;
+            let shown = health.backends.iter().find(|b| b.name == req.backend).map(|b| b.catalog_fingerprint.clone());
+            match shown {
+                Some(f) if !f.is_empty() => f,
+                Some(_) => {
+                    return Err(invalid(&[mcp_health_core::spec::FieldViolation {
+                        field: "fingerprint".into(),
+                        description: "the backend has no catalog read yet; name the fingerprint to accept".into(),
+                    }]));
+                }
+                None => {
+                    return Err(to_status(EngineError::BackendNotFound { group, backend: req.backend }));
+                }
+            }
+        } else {
+            req.fingerprint
+        };
+        let applied = self.engine.accept_catalog(group, req.backend, fingerprint.clone()).await.map_err(to_status)?;
+        Ok(Response::new(AcceptCatalogResponse {
+            spec: Some(applied.spec),
+            generation: applied.generation,
+            changed: applied.changed,
+            fingerprint,
+        }))
+    }
+
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
         let mut status = self.config_status.snapshot();
         status.cluster = self.cluster.as_ref().map(|(c, ttl)| c.info(*ttl));

@@ -126,6 +126,8 @@ pub struct Metrics {
     backend_status: Family<StatusLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
     rate_limited: Family<ProbeLabels, Counter>,
+    /// Changes of a backend's tool catalog (depth TOOLS), counted by name only.
+    catalog_changes: Family<BackendLabels, Counter>,
     group_phase: Family<PhaseLabels, Gauge>,
     group_routable: Family<GroupLabels, Gauge>,
     group_draining: Family<GroupLabels, Gauge>,
@@ -153,6 +155,7 @@ impl Metrics {
             backend_status: Family::default(),
             transitions: Family::default(),
             rate_limited: Family::default(),
+            catalog_changes: Family::default(),
             group_phase: Family::default(),
             group_routable: Family::default(),
             group_draining: Family::default(),
@@ -204,6 +207,11 @@ impl Metrics {
             "rate_limited_probes",
             "Probes answered with a rate limit (reason RATE_LIMITED), by group and outcome: rate_limited (JSON-RPC -32023, the server is alive), throttled (bare HTTP 429, verdict held) or failure (bare HTTP 429 past rateLimitHold)",
             m.rate_limited.clone(),
+        );
+        r.register(
+            "catalog_changes",
+            "Changes of a backend's tool catalog fingerprint (depth TOOLS), by group and backend; the first read is not a change",
+            m.catalog_changes.clone(),
         );
         r.register(
             "group_phase",
@@ -258,6 +266,7 @@ impl Metrics {
         self.last_probe_duration.remove(&labels);
         self.last_probe_time.remove(&labels);
         self.probe_interval.remove(&labels);
+        self.catalog_changes.remove(&labels);
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
@@ -336,6 +345,14 @@ impl ProbeObserver for Metrics {
         self.forget_backend(group, backend);
     }
 
+    fn catalog_changed(&self, group: &str, backend: &str, _change: &mcp_health_core::catalog::CatalogChange) {
+        let labels = BackendLabels {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        };
+        self.catalog_changes.get_or_create(&labels).inc();
+    }
+
     fn group_deleted(&self, group: &str, backends: &[String]) {
         for b in backends {
             self.forget_backend(group, b);
@@ -396,6 +413,22 @@ mod tests {
             reply: None,
             pace: None,
         }
+    }
+
+    #[test]
+    fn catalog_changes_are_counted_per_backend_and_go_with_it() {
+        let m = Metrics::new();
+        let change = mcp_health_core::catalog::CatalogChange {
+            from: "sha256:a".into(),
+            to: "sha256:b".into(),
+            diff: None,
+        };
+        m.catalog_changed("g", "b", &change);
+        m.catalog_changed("g", "b", &change);
+        let text = m.encode().unwrap();
+        assert!(text.contains("mcp_health_catalog_changes_total{group=\"g\",backend=\"b\"} 2\n"), "{text}");
+        m.backend_removed("g", "b");
+        assert!(!m.encode().unwrap().contains("mcp_health_catalog_changes_total{"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use record::BackendRecord;
-pub use record::{LatencyPoint, MAX_TRANSITIONS, Transition};
+pub use record::{CatalogEvent, LatencyPoint, MAX_TRANSITIONS, Transition};
 
 use crate::{ProbeObserver, ProbeResult};
 use mcp_health_proto::v1::BackendStatus;
@@ -39,6 +39,7 @@ pub struct BackendHistory {
     pub transitions: Vec<Transition>,
     pub dropped: u32,
     pub latency: Vec<LatencyPoint>,
+    pub catalog_changes: Vec<CatalogEvent>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,6 +186,7 @@ fn snapshot(group: &str, backend: &str, r: &BackendRecord, now_ms: u64) -> Backe
         transitions: r.transitions.iter().cloned().collect(),
         dropped: r.dropped,
         latency: r.latency.points(now_ms),
+        catalog_changes: r.catalog_changes.iter().cloned().collect(),
     }
 }
 
@@ -210,6 +212,16 @@ impl History {
     }
 }
 
+impl History {
+    /// A backend's tool catalog changed at `now_ms`.
+    pub fn observe_catalog(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange, now_ms: u64) {
+        self.with_record(group, backend, now_ms, |rec, _| {
+            rec.catalog_changed(CatalogEvent::new(now_ms, change));
+            None
+        });
+    }
+}
+
 impl ProbeObserver for History {
     fn probe_finished(&self, _: &ProbeResult) {}
 
@@ -230,6 +242,10 @@ impl ProbeObserver for History {
 
     fn group_deleted(&self, group: &str, _backends: &[String]) {
         self.lock().groups.remove(group);
+    }
+
+    fn catalog_changed(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange) {
+        self.observe_catalog(group, backend, change, now_ms());
     }
 }
 

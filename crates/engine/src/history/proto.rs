@@ -2,9 +2,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{BackendHistory, LatencyPoint, Transition};
+use super::{BackendHistory, CatalogEvent, LatencyPoint, Transition};
 use crate::{duration, timestamp};
-use mcp_health_proto::v1::{BackendTransition, GetBackendHistoryResponse, LatencyBucket, Reason};
+use mcp_health_proto::v1::{BackendTransition, CatalogChange, GetBackendHistoryResponse, LatencyBucket, Reason};
 
 fn at(ms: u64) -> pbjson_types::Timestamp {
     timestamp(UNIX_EPOCH + Duration::from_millis(ms))
@@ -21,6 +21,18 @@ fn transition(t: &Transition) -> BackendTransition {
         }),
         time: Some(at(t.at_ms)),
         latency: t.latency.map(duration),
+    }
+}
+
+fn catalog_change(e: &CatalogEvent) -> CatalogChange {
+    let strings = |v: &[Box<str>]| v.iter().map(ToString::to_string).collect();
+    CatalogChange {
+        time: Some(at(e.at_ms)),
+        from_fingerprint: e.from.to_string(),
+        to_fingerprint: e.to.to_string(),
+        added: strings(&e.added),
+        removed: strings(&e.removed),
+        changed: strings(&e.changed),
     }
 }
 
@@ -43,6 +55,7 @@ impl BackendHistory {
             dropped_transitions: self.dropped,
             latency: self.latency.iter().map(bucket).collect(),
             status: self.status as i32,
+            catalog_changes: self.catalog_changes.iter().map(catalog_change).collect(),
         }
     }
 }

@@ -15,6 +15,58 @@ pub const BUCKET_MS: u64 = 60_000;
 pub const BUCKETS: usize = 60;
 /// Longest reason message kept (characters); ours are far shorter.
 pub const MAX_MESSAGE_CHARS: usize = 256;
+/// Catalog changes kept per backend; older ones are dropped.
+pub const MAX_CATALOG_CHANGES: usize = 16;
+/// Tool names kept per list of a catalog change (added, removed, changed);
+/// past it one last entry says how many more there were.
+pub const MAX_DIFF_NAMES: usize = 64;
+/// Longest tool name kept (characters); the MCP spec advises at most 128.
+pub const MAX_TOOL_NAME_CHARS: usize = 128;
+
+/// One change of a backend's tool catalog: fingerprints and tool names only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogEvent {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub from: Box<str>,
+    pub to: Box<str>,
+    pub added: Vec<Box<str>>,
+    pub removed: Vec<Box<str>>,
+    pub changed: Vec<Box<str>>,
+}
+
+/// A list of tool names as history keeps it: each name cut to
+/// `MAX_TOOL_NAME_CHARS`, at most `MAX_DIFF_NAMES` names and a last entry
+/// "(N more)".
+fn names(list: &[String]) -> Vec<Box<str>> {
+    let mut kept: Vec<Box<str>> = list
+        .iter()
+        .take(MAX_DIFF_NAMES)
+        .map(|n| match n.char_indices().nth(MAX_TOOL_NAME_CHARS) {
+            Some((cut, _)) => n[..cut].into(),
+            None => n.as_str().into(),
+        })
+        .collect();
+    if list.len() > MAX_DIFF_NAMES {
+        kept.push(format!("({} more)", list.len() - MAX_DIFF_NAMES).into());
+    }
+    kept
+}
+
+impl CatalogEvent {
+    pub fn new(at_ms: u64, change: &mcp_health_core::catalog::CatalogChange) -> CatalogEvent {
+        let empty = mcp_health_core::catalog::CatalogDiff::default();
+        let diff = change.diff.as_ref().unwrap_or(&empty);
+        CatalogEvent {
+            at_ms,
+            from: change.from.as_str().into(),
+            to: change.to.as_str().into(),
+            added: names(&diff.added),
+            removed: names(&diff.removed),
+            changed: names(&diff.changed),
+        }
+    }
+}
 
 /// What a probe said, as history keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +195,8 @@ pub struct BackendRecord {
     /// The latest probe's reason and latency, which the next transition cites.
     pub last: Option<(ReasonRecord, Duration)>,
     pub latency: LatencyRing,
+    /// The last `MAX_CATALOG_CHANGES` changes of its tool catalog, oldest first.
+    pub catalog_changes: VecDeque<CatalogEvent>,
 }
 
 impl BackendRecord {
@@ -154,7 +208,16 @@ impl BackendRecord {
             dropped: 0,
             last: None,
             latency: LatencyRing::default(),
+            catalog_changes: VecDeque::new(),
         }
+    }
+
+    /// The backend's tool catalog changed.
+    pub fn catalog_changed(&mut self, event: CatalogEvent) {
+        if self.catalog_changes.len() == MAX_CATALOG_CHANGES {
+            self.catalog_changes.pop_front();
+        }
+        self.catalog_changes.push_back(event);
     }
 
     /// A probe result for this backend: its latency and reason.
@@ -212,6 +275,7 @@ impl BackendRecord {
             + self.transitions.iter().map(|t| reason(&t.reason)).sum::<usize>()
             + self.last.as_ref().map_or(0, |(r, _)| reason(r))
             + BUCKETS * std::mem::size_of::<Bucket>()
+            + self.catalog_changes.capacity() * std::mem::size_of::<CatalogEvent>()
     }
 }
 

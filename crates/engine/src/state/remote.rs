@@ -20,7 +20,9 @@ impl EngineState {
         let changed = remote.verdict.status != b.verdict.status
             || remote.verdict.progress != b.verdict.progress
             || remote.reason.code != b.reason.code
-            || remote.address != b.peer;
+            || remote.address != b.peer
+            || remote.catalog.fingerprint != b.catalog.fingerprint
+            || remote.catalog.note != b.catalog.note;
         if remote.verdict.status != b.verdict.status && observed {
             fx.push(Effect::Observe(Observed::BackendStatus {
                 group: group.to_owned(),
@@ -32,6 +34,8 @@ impl EngineState {
         b.verdict = remote.verdict;
         b.reason = remote.reason;
         b.facts = remote.facts;
+        b.catalog
+            .take_shared(&remote.catalog.fingerprint, remote.catalog.changed_at, &remote.catalog.note);
         b.last_latency = remote.last_latency;
         b.last_probe = remote.last_probe;
         b.last_transition = remote.last_transition;

@@ -140,6 +140,28 @@ class SetBackendDrainResponse(_message.Message):
     changed: bool
     def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., generation: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
 
+class AcceptCatalogRequest(_message.Message):
+    __slots__ = ("group", "backend", "fingerprint")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    fingerprint: str
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class AcceptCatalogResponse(_message.Message):
+    __slots__ = ("spec", "generation", "changed", "fingerprint")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    spec: _spec_pb2.GroupSpec
+    generation: int
+    changed: bool
+    fingerprint: str
+    def __init__(self, spec: _Optional[_Union[_spec_pb2.GroupSpec, _Mapping]] = ..., generation: _Optional[int] = ..., changed: _Optional[bool] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
 class GetConfigStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -217,7 +239,7 @@ class LatencyBucket(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probes: _Optional[int] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetBackendHistoryResponse(_message.Message):
-    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status")
+    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status", "catalog_changes")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +247,7 @@ class GetBackendHistoryResponse(_message.Message):
     DROPPED_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_CHANGES_FIELD_NUMBER: _ClassVar[int]
     group: str
     backend: str
     since: _timestamp_pb2.Timestamp
@@ -232,4 +255,21 @@ class GetBackendHistoryResponse(_message.Message):
     dropped_transitions: int
     latency: _containers.RepeatedCompositeFieldContainer[LatencyBucket]
     status: _status_pb2.BackendStatus
-    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ...) -> None: ...
+    catalog_changes: _containers.RepeatedCompositeFieldContainer[CatalogChange]
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., catalog_changes: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ...) -> None: ...
+
+class CatalogChange(_message.Message):
+    __slots__ = ("time", "from_fingerprint", "to_fingerprint", "added", "removed", "changed")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    FROM_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    TO_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    from_fingerprint: str
+    to_fingerprint: str
+    added: _containers.RepeatedScalarFieldContainer[str]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_fingerprint: _Optional[str] = ..., to_fingerprint: _Optional[str] = ..., added: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -80,6 +80,11 @@ class GroupHealthServiceStub:
                 request_serializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.SerializeToString,
                 response_deserializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.FromString,
                 _registered_method=True)
+        self.AcceptCatalog = channel.unary_unary(
+                '/mcphealth.v1.GroupHealthService/AcceptCatalog',
+                request_serializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.SerializeToString,
+                response_deserializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.FromString,
+                _registered_method=True)
 
 
 class GroupHealthServiceServicer:
@@ -157,6 +162,18 @@ class GroupHealthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcceptCatalog(self, request, context):
+        """Accepts a tool catalog for a backend whose catalog policy is BLOCK (or
+        records it for ALERT): adds the fingerprint to the backend's
+        `catalog.accepted` in the group's spec, stored like an ApplyGroup (a new
+        generation, kept across restarts and, in a cluster, by every replica); a
+        config-file group accepts in its file (FAILED_PRECONDITION here).
+        Requires the admin token when one is configured.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GroupHealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +221,11 @@ def add_GroupHealthServiceServicer_to_server(servicer, server):
                     servicer.SetBackendDrain,
                     request_deserializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.FromString,
                     response_serializer=mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.SerializeToString,
+            ),
+            'AcceptCatalog': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptCatalog,
+                    request_deserializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.FromString,
+                    response_serializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +472,33 @@ class GroupHealthService:
             '/mcphealth.v1.GroupHealthService/SetBackendDrain',
             mcphealth_dot_v1_dot_service__pb2.SetBackendDrainRequest.SerializeToString,
             mcphealth_dot_v1_dot_service__pb2.SetBackendDrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptCatalog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mcphealth.v1.GroupHealthService/AcceptCatalog',
+            mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.SerializeToString,
+            mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,6 +29,12 @@ class ProbeDepth(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROBE_DEPTH_UNSPECIFIED: _ClassVar[ProbeDepth]
     PROBE_DEPTH_HANDSHAKE: _ClassVar[ProbeDepth]
     PROBE_DEPTH_TOOLS: _ClassVar[ProbeDepth]
+
+class CatalogOnChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CATALOG_ON_CHANGE_UNSPECIFIED: _ClassVar[CatalogOnChange]
+    CATALOG_ON_CHANGE_ALERT: _ClassVar[CatalogOnChange]
+    CATALOG_ON_CHANGE_BLOCK: _ClassVar[CatalogOnChange]
 TRANSPORT_UNSPECIFIED: Transport
 TRANSPORT_STREAMABLE_HTTP: Transport
 TRANSPORT_SSE: Transport
@@ -40,6 +46,9 @@ AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS: AuthMode
 PROBE_DEPTH_UNSPECIFIED: ProbeDepth
 PROBE_DEPTH_HANDSHAKE: ProbeDepth
 PROBE_DEPTH_TOOLS: ProbeDepth
+CATALOG_ON_CHANGE_UNSPECIFIED: CatalogOnChange
+CATALOG_ON_CHANGE_ALERT: CatalogOnChange
+CATALOG_ON_CHANGE_BLOCK: CatalogOnChange
 
 class SecretSource(_message.Message):
     __slots__ = ("env", "file")
@@ -98,7 +107,7 @@ class TlsSpec(_message.Message):
     def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ..., resumption: _Optional[bool] = ...) -> None: ...
 
 class ProbePolicy(_message.Message):
-    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold", "edge_interval")
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold", "edge_interval", "catalog_interval")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +117,7 @@ class ProbePolicy(_message.Message):
     INITIAL_SPREAD_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_HOLD_FIELD_NUMBER: _ClassVar[int]
     EDGE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     timeout: _duration_pb2.Duration
     unhealthy_threshold: int
@@ -117,10 +127,19 @@ class ProbePolicy(_message.Message):
     initial_spread: _duration_pb2.Duration
     rate_limit_hold: _duration_pb2.Duration
     edge_interval: _duration_pb2.Duration
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., edge_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    catalog_interval: _duration_pb2.Duration
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., edge_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., catalog_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CatalogPolicy(_message.Message):
+    __slots__ = ("on_change", "accepted")
+    ON_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    on_change: CatalogOnChange
+    accepted: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, on_change: _Optional[_Union[CatalogOnChange, str]] = ..., accepted: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +149,8 @@ class BackendSpec(_message.Message):
     DEPTH_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -139,7 +160,9 @@ class BackendSpec(_message.Message):
     depth: ProbeDepth
     protocol_version: str
     drain: bool
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+    required_tools: _containers.RepeatedScalarFieldContainer[str]
+    catalog: CatalogPolicy
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ...) -> None: ...
 
 class GroupSpec(_message.Message):
     __slots__ = ("name", "backends", "policy")

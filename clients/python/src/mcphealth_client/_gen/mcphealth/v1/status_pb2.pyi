@@ -50,6 +50,8 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_CREDENTIALS_UNAVAILABLE: _ClassVar[ReasonCode]
     REASON_CODE_NO_TOOLS: _ClassVar[ReasonCode]
     REASON_CODE_RATE_LIMITED: _ClassVar[ReasonCode]
+    REASON_CODE_REQUIRED_TOOL_MISSING: _ClassVar[ReasonCode]
+    REASON_CODE_CATALOG_CHANGED: _ClassVar[ReasonCode]
 
 class ResourceMetadataState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -93,6 +95,8 @@ REASON_CODE_CONNECTION: ReasonCode
 REASON_CODE_CREDENTIALS_UNAVAILABLE: ReasonCode
 REASON_CODE_NO_TOOLS: ReasonCode
 REASON_CODE_RATE_LIMITED: ReasonCode
+REASON_CODE_REQUIRED_TOOL_MISSING: ReasonCode
+REASON_CODE_CATALOG_CHANGED: ReasonCode
 RESOURCE_METADATA_STATE_UNSPECIFIED: ResourceMetadataState
 RESOURCE_METADATA_STATE_NOT_ADVERTISED: ResourceMetadataState
 RESOURCE_METADATA_STATE_VALID: ResourceMetadataState
@@ -112,7 +116,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[_Union[ReasonCode, str]] = ..., http_status: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BackendHealth(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address")
+    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address", "catalog_fingerprint", "catalog_changed_time", "catalog_note")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +137,9 @@ class BackendHealth(_message.Message):
     RESOURCE_METADATA_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_CHANGED_TIME_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_NOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: _spec_pb2.Transport
@@ -153,7 +160,10 @@ class BackendHealth(_message.Message):
     resource_metadata: ResourceMetadataState
     draining: bool
     address: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ...) -> None: ...
+    catalog_fingerprint: str
+    catalog_changed_time: _timestamp_pb2.Timestamp
+    catalog_note: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ..., catalog_fingerprint: _Optional[str] = ..., catalog_changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog_note: _Optional[str] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining")
