@@ -4,6 +4,7 @@
 
 pub mod config;
 mod effects;
+mod feed;
 mod groups;
 pub mod health;
 pub mod history;
@@ -37,6 +38,7 @@ use mcp_health_core::spec::{FieldViolation, Limits, ValidGroup};
 use mcp_health_probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
 use mcp_health_proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
 
+pub use feed::{Feed, FeedItem};
 pub use observer::{InFlight, WatchApi};
 pub use results::{ProbeResult, ProbeTicket};
 pub use view::{duration, timestamp};

@@ -748,3 +748,65 @@ async fn an_engine_dropped_without_shutdown_stops_probing() {
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(prober.total.load(Ordering::Relaxed), stopped, "probe tasks outlived their engine");
 }
+
+/// The one watch feed: a snapshot first; changes of the watched group only,
+/// in order; and a fresh snapshot (marked as a resync) in place of the
+/// changes a reader missed by falling behind the broadcast buffer.
+#[tokio::test(start_paused = true)]
+async fn a_feed_that_falls_behind_gets_a_fresh_snapshot_in_place_of_what_it_missed() {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 2);
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    engine
+        .apply(spec("name: h\nbackends:\n  - name: x\n    url: http://x.test/mcp\n"), Origin::Api)
+        .await
+        .unwrap();
+    let mut feed = engine.feed(Some("g".into())).await.unwrap();
+    let first = match feed.next().await.unwrap().unwrap() {
+        FeedItem::Snapshot { sequence, groups, resync } => {
+            assert!(!resync);
+            assert_eq!(groups.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["g"]);
+            sequence
+        }
+        other => panic!("a feed starts with its snapshot, got {other:?}"),
+    };
+    // Read promptly while g's and h's backends fail: only g's changes, in order.
+    prober.set("http://bad.test/mcp", Script::Down);
+    prober.set("http://x.test/mcp", Script::Down);
+    let mut last = first;
+    loop {
+        match feed.next().await.unwrap().unwrap() {
+            FeedItem::Change(e) => {
+                assert_eq!(e.group.name, "g");
+                assert!(e.sequence > last, "{} after {last}", e.sequence);
+                last = e.sequence;
+                if e.group.backends.iter().any(|b| b.name == "bad" && b.status == BackendStatus::Unhealthy as i32) {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Stop reading while g's other backend flaps for minutes: far more
+    // changes than the buffer of 2 holds.
+    for round in 0..6 {
+        let script = if round % 2 == 0 { Script::Down } else { Script::Up };
+        prober.set("http://ok.test/mcp", script);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let now = engine.get("g".into()).await.unwrap();
+    match feed.next().await.unwrap().unwrap() {
+        FeedItem::Snapshot { sequence, groups, resync } => {
+            assert!(resync, "a snapshot after falling behind says so");
+            assert!(sequence > last);
+            assert_eq!(groups.len(), 1);
+            assert_eq!(groups[0].backends, now.backends, "the fresh snapshot is the state now");
+        }
+        other => panic!("expected a fresh snapshot after lagging, got {other:?}"),
+    }
+    engine.shutdown().await;
+    // The engine stopped: the feed ends.
+    while let Some(item) = feed.next().await {
+        assert!(item.is_ok());
+    }
+}

@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 
-use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -13,7 +12,7 @@ use super::limits::{WatchPermit, WatchStreams};
 use super::status::{invalid, probe_status, to_status};
 use crate::rpc::v1::group_health_service_server::GroupHealthService;
 use mcp_health_core::spec::validate_group;
-use mcp_health_engine::{Engine, EngineError, EventKind, Origin, Subscription};
+use mcp_health_engine::{Engine, EngineError, EventKind, Feed, FeedItem, Origin};
 use mcp_health_proto::v1::*;
 
 pub struct GroupService {
@@ -122,17 +121,14 @@ impl GroupHealthService for GroupService {
     async fn watch_group_health(&self, req: Request<WatchGroupHealthRequest>) -> Result<Response<WatchStream>, Status> {
         let permit = self.watch_streams.admit(mcp_health_engine::WatchApi::GroupHealth)?;
         let group = Some(req.into_inner().group).filter(|g| !g.is_empty());
-        let sub = self.engine.watch(group.clone()).await.map_err(to_status)?;
-        let feed = Feed {
-            engine: self.engine.clone(),
-            group,
-            last_sequence: sub.sequence,
-            sub,
+        let feed = self.engine.feed(group).await.map_err(to_status)?;
+        let stream = WatchState {
+            feed,
             shutdown: self.shutdown.clone(),
-            step: Step::Snapshot,
+            done: false,
             _permit: permit,
         };
-        Ok(Response::new(Box::pin(futures_util::stream::unfold(feed, Feed::next))))
+        Ok(Response::new(Box::pin(futures_util::stream::unfold(stream, WatchState::next))))
     }
 
     async fn apply_group(&self, req: Request<ApplyGroupRequest>) -> Result<Response<ApplyGroupResponse>, Status> {
@@ -271,89 +267,50 @@ fn message(kind: WatchEventKind, sequence: u64, groups: Vec<GroupHealth>) -> Wat
     }
 }
 
-/// One watch stream's state: the snapshot, then each change of the watched
-/// group(s). The stream is polled only as fast as the client reads (HTTP/2
-/// flow control), so a slow client holds nothing but its broadcast cursor; if
-/// it falls behind the broadcast buffer, it resynchronizes with a fresh
-/// snapshot. No task and no channel per stream: dropping the stream (client
-/// gone) drops the subscription and the permit with it.
-struct Feed {
-    engine: Engine,
-    group: Option<String>,
-    sub: Subscription,
-    last_sequence: u64,
+/// One watch stream: the engine's `Feed` (snapshot, then changes; a fresh
+/// snapshot after falling behind) as API messages. The stream is polled only
+/// as fast as the client reads (HTTP/2 flow control); dropping it (client
+/// gone) drops the feed and the permit with it.
+struct WatchState {
+    feed: Feed,
     shutdown: CancellationToken,
-    step: Step,
-    _permit: WatchPermit,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Send the subscription's snapshot next.
-    Snapshot,
-    /// Wait for changes.
-    Changes,
     /// The last message went out; end the stream.
-    Done,
+    done: bool,
+    _permit: WatchPermit,
 }
 
 type Item = Result<WatchGroupHealthResponse, Status>;
 
-impl Feed {
-    fn snapshot(&self) -> WatchGroupHealthResponse {
-        let groups = self.sub.snapshot.iter().map(|g| (**g).clone()).collect();
-        message(WatchEventKind::Snapshot, self.sub.sequence, groups)
-    }
-
+impl WatchState {
     /// The next message, or None to end the stream.
-    async fn next(mut self) -> Option<(Item, Feed)> {
-        loop {
-            match self.step {
-                Step::Done => return None,
-                Step::Snapshot => {
-                    self.step = Step::Changes;
-                    self.last_sequence = self.sub.sequence;
-                    return Some((Ok(self.snapshot()), self));
-                }
-                Step::Changes => {}
-            }
-            let event = tokio::select! {
-                biased;
-                event = self.sub.events.recv() => event,
-                () = self.shutdown.cancelled() => return None,
-            };
-            match event {
-                Ok(e) => {
-                    if e.sequence <= self.last_sequence || self.group.as_ref().is_some_and(|g| *g != e.group.name) {
-                        continue;
-                    }
-                    self.last_sequence = e.sequence;
-                    let kind = match e.kind {
-                        EventKind::Changed => WatchEventKind::Changed,
-                        EventKind::Deleted => {
-                            // A deleted group ends a watch of that one group.
-                            if self.group.is_some() {
-                                self.step = Step::Done;
-                            }
-                            WatchEventKind::Deleted
-                        }
-                    };
-                    return Some((Ok(message(kind, e.sequence, vec![(*e.group).clone()])), self));
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => match self.engine.watch(self.group.clone()).await {
-                    Ok(sub) => {
-                        self.sub = sub;
-                        self.step = Step::Snapshot;
-                    }
-                    Err(EngineError::GroupNotFound(g)) => {
-                        self.step = Step::Done;
-                        return Some((Err(Status::not_found(format!("group {g:?} was deleted"))), self));
-                    }
-                    Err(_) => return None,
-                },
-                // The engine stopped: end the stream cleanly.
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+    async fn next(mut self) -> Option<(Item, WatchState)> {
+        if self.done {
+            return None;
         }
+        let item = tokio::select! {
+            biased;
+            item = self.feed.next() => item?,
+            () = self.shutdown.cancelled() => return None,
+        };
+        let message = match item {
+            Ok(FeedItem::Snapshot { sequence, groups, .. }) => message(WatchEventKind::Snapshot, sequence, groups.iter().map(|g| (**g).clone()).collect()),
+            Ok(FeedItem::Change(e)) => {
+                let kind = match e.kind {
+                    EventKind::Changed => WatchEventKind::Changed,
+                    EventKind::Deleted => {
+                        // A deleted group ends a watch of that one group.
+                        self.done = self.feed.group().is_some();
+                        WatchEventKind::Deleted
+                    }
+                };
+                message(kind, e.sequence, vec![(*e.group).clone()])
+            }
+            Err(EngineError::GroupNotFound(g)) => {
+                self.done = true;
+                return Some((Err(Status::not_found(format!("group {g:?} was deleted"))), self));
+            }
+            Err(_) => return None,
+        };
+        Some((Ok(message), self))
     }
 }

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use mcp_health_engine::history::unix_ms;
 use mcp_health_engine::{Engine, EngineError};
+use mcp_health_proto::v1::GroupHealth;
 use model::{TIMELINE_SHOWN, Update};
 use page::Scope;
 
@@ -206,9 +207,15 @@ pub(crate) fn now_ms() -> u64 {
 /// transitions on a backend page).
 pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, u64), EngineError> {
     let sub = engine.watch(scope.group.clone()).await?;
+    Ok(snapshot_of(engine, scope, sub.sequence, &sub.snapshot))
+}
+
+/// The page's snapshot message for `groups` as of `sequence`, with the
+/// timeline `scope` shows; and the newest timeline entry it covers.
+pub(crate) fn snapshot_of(engine: &Engine, scope: &Scope, sequence: u64, groups: &[Arc<GroupHealth>]) -> (Update, u64) {
     let history = engine.history();
     let now = now_ms();
-    let groups = sub.snapshot.iter().map(|g| model::group(g, history, now)).collect();
+    let groups = groups.iter().map(|g| model::group(g, history, now)).collect();
     let newest = history.timeline(0, 1).last().map_or(0, |e| e.seq);
     let timeline = match (&scope.group, &scope.backend) {
         (Some(g), Some(b)) => history
@@ -239,10 +246,10 @@ pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, 
             .rev()
             .collect(),
     };
-    Ok((
+    (
         Update {
             kind: "snapshot",
-            revision: sub.sequence,
+            revision: sequence,
             now_ms: now,
             since_ms: history.started_ms(),
             groups,
@@ -250,7 +257,7 @@ pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, 
             timeline,
         },
         newest,
-    ))
+    )
 }
 
 async fn render(ui: &Ui, scope: Scope) -> Response {

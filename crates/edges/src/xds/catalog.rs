@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::mapping;
-use mcp_health_engine::{Engine, Event, EventKind};
+use mcp_health_engine::{Engine, EventKind, Feed, FeedItem};
 use mcp_health_proto::v1::GroupHealth;
 
 /// One resource as streams send it.
@@ -89,11 +89,24 @@ impl Feeder {
     }
 
     /// Starts over from a snapshot.
-    fn load(&mut self, s: &mcp_health_engine::Subscription) {
+    fn load(&mut self, sequence: u64, groups: &[Arc<GroupHealth>]) {
         self.resources.clear();
-        self.version = s.sequence;
-        for g in &s.snapshot {
+        self.version = sequence;
+        for g in groups {
             self.apply(EventKind::Changed, g.revision, g);
+        }
+    }
+
+    /// Takes one item of the engine's feed.
+    fn take(&mut self, item: FeedItem) {
+        match item {
+            FeedItem::Snapshot { sequence, groups, resync } => {
+                if resync {
+                    debug!("xds catalog fell behind the engine; rebuilt from a fresh snapshot");
+                }
+                self.load(sequence, &groups);
+            }
+            FeedItem::Change(e) => self.apply(e.kind, e.sequence, &e.group),
         }
     }
 
@@ -111,58 +124,42 @@ impl Feeder {
 /// burst). A feeder that lagged behind the engine resubscribes and rebuilds.
 /// It ends with the engine or at `shutdown`.
 pub async fn start(engine: Engine, debounce: Duration, shutdown: CancellationToken) -> Result<CatalogRx, mcp_health_engine::EngineError> {
-    let first = engine.watch(None).await?;
+    let mut feed = engine.feed(None).await?;
     let mut feeder = Feeder {
         resources: BTreeMap::new(),
         version: 0,
     };
-    feeder.load(&first);
+    // The first item of a feed is its snapshot, at once.
+    if let Some(Ok(first)) = feed.next().await {
+        feeder.take(first);
+    }
     let (tx, rx) = watch::channel(feeder.catalog());
-    tokio::spawn(run(engine, feeder, first.events, tx, debounce, shutdown));
+    tokio::spawn(run(feed, feeder, tx, debounce, shutdown));
     Ok(rx)
 }
 
-async fn run(
-    engine: Engine,
-    mut feeder: Feeder,
-    mut events: broadcast::Receiver<Event>,
-    tx: watch::Sender<Arc<Catalog>>,
-    debounce: Duration,
-    shutdown: CancellationToken,
-) {
+async fn run(mut feed: Feed, mut feeder: Feeder, tx: watch::Sender<Arc<Catalog>>, debounce: Duration, shutdown: CancellationToken) {
     loop {
-        let event: Event = tokio::select! {
+        let item = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = events.recv() => match r {
-                Ok(e) => e,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    debug!(missed = n, "xds catalog lagged behind the engine; resynchronizing");
-                    let Ok(s) = engine.watch(None).await else { return };
-                    feeder.load(&s);
-                    events = s.events;
-                    tx.send_replace(feeder.catalog());
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            item = feed.next() => match item {
+                Some(Ok(item)) => item,
+                // A feed of every group cannot miss a group; None: the engine stopped.
+                Some(Err(_)) | None => return,
             },
         };
-        feeder.apply(event.kind, event.sequence, &event.group);
+        feeder.take(item);
+        // Gather the rest of the burst, then publish once. (`Feed::next` is
+        // cancel-safe, so the deadline may interrupt it.)
         let deadline = Instant::now() + debounce;
-        let mut lagged = false;
-        while !lagged {
+        loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                r = events.recv() => match r {
-                    Ok(e) => feeder.apply(e.kind, e.sequence, &e.group),
-                    Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
-                    Err(broadcast::error::RecvError::Closed) => break,
+                item = feed.next() => match item {
+                    Some(Ok(item)) => feeder.take(item),
+                    Some(Err(_)) | None => break,
                 },
             }
-        }
-        if lagged {
-            let Ok(s) = engine.watch(None).await else { return };
-            feeder.load(&s);
-            events = s.events;
         }
         tx.send_replace(feeder.catalog());
     }
