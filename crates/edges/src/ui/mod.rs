@@ -176,15 +176,7 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 fn not_found(what: &str) -> Response {
-    html(
-        StatusCode::NOT_FOUND,
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>not found · mcp-health</title>\
-             <link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body><main><h1>Not found</h1><p>{}</p>\
-             <p><a href=\"/\">All groups</a></p></main></body></html>",
-            page::esc(what)
-        ),
-    )
+    html(StatusCode::NOT_FOUND, page::message_page("Not found", what))
 }
 
 fn filter_of(query: Option<String>) -> String {
@@ -271,7 +263,7 @@ async fn render(ui: &Ui, scope: Scope) -> Response {
             html(StatusCode::OK, page::render(&update, &scope))
         }
         Err(EngineError::GroupNotFound(g)) => not_found(&format!("group {g:?} not found")),
-        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, page::esc(&e.to_string())),
+        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, page::message_page("Unavailable", &e.to_string())),
     }
 }
 

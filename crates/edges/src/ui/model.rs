@@ -19,6 +19,7 @@ pub struct BackendView {
     pub name: String,
     /// BackendStatus without its prefix: HEALTHY, DEGRADED, ...
     pub status: &'static str,
+    pub status_badge: Badge,
     pub routable: bool,
     pub reason: &'static str,
     pub message: String,
@@ -38,6 +39,7 @@ pub struct BackendView {
 pub struct GroupView {
     pub name: String,
     pub phase: &'static str,
+    pub phase_badge: Badge,
     pub routable: u32,
     pub total: u32,
     pub message: String,
@@ -56,6 +58,8 @@ pub struct TimelineView {
     pub reason: &'static str,
     pub message: String,
     pub latency_ms: Option<f64>,
+    pub from_badge: Badge,
+    pub to_badge: Badge,
 }
 
 /// One message to the page: the whole state (`snapshot`), or changed and
@@ -73,12 +77,43 @@ pub struct Update {
     pub timeline: Vec<TimelineView>,
 }
 
-pub fn status_name(s: BackendStatus) -> &'static str {
-    s.as_str_name().trim_start_matches("BACKEND_STATUS_")
+/// How the page marks a status or phase beside its word, so it is never
+/// colour alone: an icon, and the tone the style sheet colours it by.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Badge {
+    pub icon: &'static str,
+    /// `ok`, `warn`, `bad`, `auth` or `unknown`: the CSS class `tone-…`.
+    pub tone: &'static str,
 }
 
-pub fn phase_name(p: GroupPhase) -> &'static str {
-    p.as_str_name().trim_start_matches("GROUP_PHASE_")
+/// A backend status or a group phase, as the page shows one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    Status(BackendStatus),
+    Phase(GroupPhase),
+}
+
+/// The page's one table of names, icons and tones, for the server-rendered
+/// HTML and (through the views' `*_badge` fields) the page's script alike. No
+/// `_` arm: a new `BackendStatus` or `GroupPhase` does not compile until it
+/// is given its word, icon and tone here.
+pub fn shown(s: Shown) -> (&'static str, Badge) {
+    use BackendStatus as S;
+    use GroupPhase as P;
+    let (name, icon, tone) = match s {
+        Shown::Status(S::Healthy) => ("HEALTHY", "✔", "ok"),
+        Shown::Status(S::Degraded) => ("DEGRADED", "▲", "warn"),
+        Shown::Status(S::Unhealthy) => ("UNHEALTHY", "✖", "bad"),
+        Shown::Status(S::Unauthenticated) => ("UNAUTHENTICATED", "⚠", "auth"),
+        Shown::Status(S::Unknown) => ("UNKNOWN", "…", "unknown"),
+        Shown::Status(S::Unspecified) => ("UNSPECIFIED", "…", "unknown"),
+        Shown::Phase(P::Ready) => ("READY", "✔", "ok"),
+        Shown::Phase(P::Degraded) => ("DEGRADED", "▲", "warn"),
+        Shown::Phase(P::Failed) => ("FAILED", "✖", "bad"),
+        Shown::Phase(P::Pending) => ("PENDING", "…", "unknown"),
+        Shown::Phase(P::Unspecified) => ("UNSPECIFIED", "…", "unknown"),
+    };
+    (name, Badge { icon, tone })
 }
 
 fn reason_name(code: ReasonCode) -> &'static str {
@@ -116,9 +151,11 @@ pub fn backend(b: &BackendHealth, spark: Option<&Vec<LatencyPoint>>) -> BackendV
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
+    let (status, status_badge) = shown(Shown::Status(BackendStatus::try_from(b.status).unwrap_or_default()));
     BackendView {
         name: b.name.clone(),
-        status: status_name(BackendStatus::try_from(b.status).unwrap_or_default()),
+        status,
+        status_badge,
         routable: b.routable,
         reason: reason_name(ReasonCode::try_from(reason.code).unwrap_or_default()),
         message: b.message.clone(),
@@ -137,9 +174,11 @@ pub fn backend(b: &BackendHealth, spark: Option<&Vec<LatencyPoint>>) -> BackendV
 pub fn group(g: &GroupHealth, history: &History, now_ms: u64) -> GroupView {
     let sparks: HashMap<String, Vec<LatencyPoint>> = history.latency(&g.name, now_ms);
     let s = g.summary.unwrap_or_default();
+    let (phase, phase_badge) = shown(Shown::Phase(GroupPhase::try_from(g.phase).unwrap_or_default()));
     GroupView {
         name: g.name.clone(),
-        phase: phase_name(GroupPhase::try_from(g.phase).unwrap_or_default()),
+        phase,
+        phase_badge,
         routable: s.routable,
         total: s.total,
         message: g.message.clone(),
@@ -154,16 +193,20 @@ pub fn group(g: &GroupHealth, history: &History, now_ms: u64) -> GroupView {
 
 pub fn timeline(e: &TimelineEntry) -> TimelineView {
     let t = &e.transition;
+    let (from, from_badge) = shown(Shown::Status(t.from));
+    let (to, to_badge) = shown(Shown::Status(t.to));
     TimelineView {
         seq: e.seq,
         at_ms: t.at_ms,
         group: e.group.to_string(),
         backend: e.backend.to_string(),
-        from: status_name(t.from),
-        to: status_name(t.to),
+        from,
+        to,
         reason: reason_name(t.reason.code),
         message: t.reason.message.to_string(),
         latency_ms: t.latency.map(ms),
+        from_badge,
+        to_badge,
     }
 }
 
@@ -181,6 +224,29 @@ mod tests {
             ("not a url", ""),
         ] {
             assert_eq!(origin(url), want, "{url}");
+        }
+    }
+
+    /// Every status and phase the wire can carry has the proto's own name
+    /// (without its prefix) and an icon; adding a variant fails to compile in
+    /// `shown` until it has both.
+    #[test]
+    fn every_status_and_phase_has_its_proto_name_and_an_icon() {
+        let statuses = (0..)
+            .map_while(|i| BackendStatus::try_from(i).ok())
+            .map(|s| (Shown::Status(s), s.as_str_name().trim_start_matches("BACKEND_STATUS_")));
+        let phases = (0..)
+            .map_while(|i| GroupPhase::try_from(i).ok())
+            .map(|p| (Shown::Phase(p), p.as_str_name().trim_start_matches("GROUP_PHASE_")));
+        let all: Vec<_> = statuses.chain(phases).collect();
+        assert_eq!(all.len(), 11, "{all:?}");
+        for (s, proto_name) in all {
+            let (name, badge) = shown(s);
+            assert_eq!(name, proto_name, "{s:?}");
+            assert!(
+                !badge.icon.is_empty() && ["ok", "warn", "bad", "auth", "unknown"].contains(&badge.tone),
+                "{s:?}: {badge:?}"
+            );
         }
     }
 

@@ -1,26 +1,10 @@
 //! Server-rendered HTML of the status page (the snapshot that works without
-//! JavaScript). Every text that comes from a spec, a probe or a backend goes
-//! through `esc`; numbers and our own enum names are the only other inputs.
+//! JavaScript), written with `maud`: every spliced value is escaped, and
+//! nothing here is `PreEscaped`.
 
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, html};
 
-use super::model::{BackendView, GroupView, TimelineView, Update};
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::model::{BackendView, Badge, GroupView, TimelineView, Update};
 
 /// Which part of the state a page shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,33 +16,24 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The page's own path, the filter form's action (escaped where it is spliced).
     fn path(&self) -> String {
         match (&self.group, &self.backend) {
-            (Some(g), Some(b)) => format!("/g/{}/b/{}", esc(g), esc(b)),
-            (Some(g), None) => format!("/g/{}", esc(g)),
+            (Some(g), Some(b)) => format!("/g/{g}/b/{b}"),
+            (Some(g), None) => format!("/g/{g}"),
             _ => "/".to_owned(),
         }
     }
 }
 
-/// The icon shown beside a status or phase, so it is never colour alone.
-pub fn icon(name: &str) -> &'static str {
-    match name {
-        "HEALTHY" | "READY" => "✔",
-        "DEGRADED" => "▲",
-        "UNHEALTHY" | "FAILED" => "✖",
-        "UNAUTHENTICATED" => "⚠",
-        _ => "…",
+/// A status or phase: its icon and its word, never colour alone. `kind` is
+/// `st` (status) or `ph` (phase); the tone (`data-tone`) picks the colours.
+fn badge(kind: &str, name: &str, badge: Badge) -> Markup {
+    html! {
+        span class={ "badge " (kind) "-" (name.to_ascii_lowercase()) } data-tone=(badge.tone) {
+            span aria-hidden="true" { (badge.icon) } " " (name)
+        }
     }
-}
-
-fn badge(kind: &str, name: &str) -> String {
-    format!(
-        "<span class=\"badge {kind}-{}\"><span aria-hidden=\"true\">{}</span> {}</span>",
-        name.to_ascii_lowercase(),
-        icon(name),
-        esc(name)
-    )
 }
 
 /// ISO 8601 (UTC) of unix milliseconds, for `<time datetime>`.
@@ -89,37 +64,33 @@ pub fn ago(now_ms: u64, at_ms: u64) -> String {
     }
 }
 
-fn time(now_ms: u64, at_ms: u64) -> String {
-    format!("<time datetime=\"{}\" data-ms=\"{at_ms}\">{}</time>", iso(at_ms), ago(now_ms, at_ms))
+fn time(now_ms: u64, at_ms: u64) -> Markup {
+    html! { time datetime=(iso(at_ms)) data-ms=(at_ms) { (ago(now_ms, at_ms)) } }
 }
 
 /// A small inline SVG line of per-minute mean latencies (numbers only).
-pub fn sparkline(points: &[f64]) -> String {
+pub fn sparkline(points: &[f64]) -> Markup {
     const W: f64 = 60.0;
     const H: f64 = 16.0;
     let max = points.iter().copied().fold(0.0_f64, f64::max);
     if points.is_empty() {
-        return String::new();
+        return html! {};
     }
     let y = |v: f64| if max > 0.0 { H - 1.0 - v / max * (H - 2.0) } else { H - 1.0 };
     let label = format!("latency per minute over the last hour, max {max:.1} ms");
-    let shape = if points.len() == 1 {
-        // One minute so far: a dot at "now" on a faint axis of the hour.
-        format!(
-            "<line x1=\"0\" y1=\"{b}\" x2=\"{W}\" y2=\"{b}\" stroke=\"currentColor\" stroke-opacity=\"0.3\"/>\
-             <circle cx=\"{W}\" cy=\"{:.1}\" r=\"2\" fill=\"currentColor\"/>",
-            y(points[0]),
-            b = H - 1.0
-        )
-    } else {
-        let step = W / (points.len() - 1) as f64;
-        let pts: Vec<String> = points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, y(*v))).collect();
-        format!(
-            "<polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/>",
-            pts.join(" ")
-        )
-    };
-    format!("<svg class=\"spark\" viewBox=\"-2 0 64 16\" width=\"64\" height=\"16\" role=\"img\" aria-label=\"{label}\">{shape}</svg>")
+    html! {
+        svg class="spark" viewBox="-2 0 64 16" width="64" height="16" role="img" aria-label=(label) {
+            @if points.len() == 1 {
+                // One minute so far: a dot at "now" on a faint axis of the hour.
+                line x1="0" y1=(H - 1.0) x2=(W) y2=(H - 1.0) stroke="currentColor" stroke-opacity="0.3" {}
+                circle cx=(W) cy=(format!("{:.1}", y(points[0]))) r="2" fill="currentColor" {}
+            } @else {
+                @let step = W / (points.len() - 1) as f64;
+                @let pts: Vec<String> = points.iter().enumerate().map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, y(*v))).collect();
+                polyline fill="none" stroke="currentColor" stroke-width="1.5" points=(pts.join(" ")) {}
+            }
+        }
+    }
 }
 
 /// The text the filter box matches for a backend row.
@@ -139,37 +110,42 @@ fn matches(filter: &str, haystack: &str) -> bool {
     filter.split_whitespace().all(|w| haystack.contains(&w.to_lowercase()))
 }
 
-fn backend_row(out: &mut String, g: &GroupView, b: &BackendView, now_ms: u64) {
+fn backend_row(g: &GroupView, b: &BackendView, now_ms: u64) -> Markup {
     let key = format!("{}/{}", g.name, b.name);
-    let latency = b.latency_ms.map_or_else(|| "–".to_owned(), super::model::ms_text);
-    let last = b.last_transition_ms.map_or_else(|| "–".to_owned(), |t| time(now_ms, t));
-    let _ = write!(
-        out,
-        "<tr id=\"b-{k}\" class=\"backend st-{st}\" data-backend=\"{k}\" data-status=\"{s}\">\
-         <th scope=\"row\"><a href=\"/g/{g}/b/{b}\">{b}</a><div class=\"origin\">{origin}</div></th>\
-         <td>{badge}<div class=\"routable\">{routable}</div></td>\
-         <td><code>{reason}</code><div class=\"msg\">{msg}</div></td>\
-         <td>{proto}</td>\
-         <td class=\"latency\">{latency} {spark}</td>\
-         <td>{last}</td>\
-         <td class=\"server\">{server}</td></tr>",
-        k = esc(&key),
-        st = esc(&b.status.to_ascii_lowercase()),
-        s = esc(b.status),
-        g = esc(&g.name),
-        b = esc(&b.name),
-        origin = esc(&b.origin),
-        badge = badge("st", b.status),
-        routable = if b.routable { "routable" } else { "not routable" },
-        reason = esc(b.reason),
-        msg = esc(&b.message),
-        proto = if b.protocol.is_empty() { "–".to_owned() } else { esc(&b.protocol) },
-        spark = sparkline(&b.spark),
-        server = esc(&b.server),
-    );
+    html! {
+        tr id={ "b-" (key) } class={ "backend st-" (b.status.to_ascii_lowercase()) } data-backend=(key) data-status=(b.status) data-tone=(b.status_badge.tone) {
+            th scope="row" {
+                a href={ "/g/" (g.name) "/b/" (b.name) } { (b.name) }
+                div.origin { (b.origin) }
+            }
+            td {
+                (badge("st", b.status, b.status_badge))
+                div.routable { @if b.routable { "routable" } @else { "not routable" } }
+            }
+            td {
+                code { (b.reason) }
+                div.msg { (b.message) }
+            }
+            td { @if b.protocol.is_empty() { "–" } @else { (b.protocol) } }
+            td.latency {
+                @match b.latency_ms {
+                    Some(ms) => (super::model::ms_text(ms)),
+                    None => "–",
+                }
+                " " (sparkline(&b.spark))
+            }
+            td {
+                @match b.last_transition_ms {
+                    Some(t) => (time(now_ms, t)),
+                    None => "–",
+                }
+            }
+            td.server { (b.server) }
+        }
+    }
 }
 
-fn group_article(out: &mut String, g: &GroupView, scope: &Scope, now_ms: u64) {
+fn group_article(g: &GroupView, scope: &Scope, now_ms: u64) -> Option<Markup> {
     let backends: Vec<&BackendView> = g
         .backends
         .iter()
@@ -178,140 +154,148 @@ fn group_article(out: &mut String, g: &GroupView, scope: &Scope, now_ms: u64) {
         .collect();
     // A group shows when a backend matches, or its own name, phase or message does.
     if backends.is_empty() && !matches(&scope.filter, &group_haystack(g)) {
-        return;
+        return None;
     }
-    let _ = write!(
-        out,
-        "<article class=\"group ph-{ph}\" id=\"g-{n}\" data-group=\"{n}\" data-phase=\"{p}\">\
-         <h3><a href=\"/g/{n}\">{n}</a> {badge}</h3>\
-         <p class=\"meta\">{r} of {t} routable{src}</p><p class=\"msg\">{msg}</p>",
-        ph = esc(&g.phase.to_ascii_lowercase()),
-        n = esc(&g.name),
-        p = esc(g.phase),
-        badge = badge("ph", g.phase),
-        r = g.routable,
-        t = g.total,
-        src = if g.source.is_empty() {
-            String::new()
-        } else {
-            format!(" · from the {}", esc(g.source))
-        },
-        msg = esc(&g.message),
-    );
-    if !backends.is_empty() {
-        out.push_str(
-            "<table class=\"backends\"><thead><tr><th scope=\"col\">Backend</th><th scope=\"col\">Status</th>\
-             <th scope=\"col\">Reason</th><th scope=\"col\">Protocol</th><th scope=\"col\">Latency</th>\
-             <th scope=\"col\">Last transition</th><th scope=\"col\">Server</th></tr></thead><tbody>",
-        );
-        for b in backends {
-            backend_row(out, g, b, now_ms);
+    Some(html! {
+        article class={ "group ph-" (g.phase.to_ascii_lowercase()) } id={ "g-" (g.name) } data-group=(g.name) data-phase=(g.phase) data-tone=(g.phase_badge.tone) {
+            h3 { a href={ "/g/" (g.name) } { (g.name) } " " (badge("ph", g.phase, g.phase_badge)) }
+            p.meta {
+                (g.routable) " of " (g.total) " routable"
+                @if !g.source.is_empty() { " · from the " (g.source) }
+            }
+            p.msg { (g.message) }
+            @if !backends.is_empty() {
+                table.backends {
+                    thead { tr {
+                        @for h in ["Backend", "Status", "Reason", "Protocol", "Latency", "Last transition", "Server"] {
+                            th scope="col" { (h) }
+                        }
+                    } }
+                    tbody { @for b in backends { (backend_row(g, b, now_ms)) } }
+                }
+            }
         }
-        out.push_str("</tbody></table>");
-    }
-    out.push_str("</article>");
+    })
 }
 
-fn timeline_item(out: &mut String, t: &TimelineView, now_ms: u64) {
-    let latency = t.latency_ms.map_or_else(String::new, |l| format!(" ({})", super::model::ms_text(l)));
-    let _ = write!(
-        out,
-        "<li data-group=\"{g}\" data-backend=\"{g}/{b}\" data-seq=\"{seq}\">{time} \
-         <a href=\"/g/{g}/b/{b}\">{g}/{b}</a> {from} → {to} <code>{reason}</code> <span class=\"msg\">{msg}{latency}</span></li>",
-        g = esc(&t.group),
-        b = esc(&t.backend),
-        seq = t.seq,
-        time = time(now_ms, t.at_ms),
-        from = badge("st", t.from),
-        to = badge("st", t.to),
-        reason = esc(t.reason),
-        msg = esc(&t.message),
-    );
+fn timeline_item(t: &TimelineView, now_ms: u64) -> Markup {
+    html! {
+        li data-group=(t.group) data-backend={ (t.group) "/" (t.backend) } data-seq=(t.seq) {
+            (time(now_ms, t.at_ms)) " "
+            a href={ "/g/" (t.group) "/b/" (t.backend) } { (t.group) "/" (t.backend) } " "
+            (badge("st", t.from, t.from_badge)) " → " (badge("st", t.to, t.to_badge)) " "
+            code { (t.reason) } " "
+            span.msg {
+                (t.message)
+                @if let Some(l) = t.latency_ms { " (" (super::model::ms_text(l)) ")" }
+            }
+        }
+    }
 }
 
 /// The whole page for `scope`, from a snapshot `Update`.
 pub fn render(u: &Update, scope: &Scope) -> String {
-    let mut out = String::with_capacity(16 * 1024);
     let title = match (&scope.group, &scope.backend) {
         (Some(g), Some(b)) => format!("{g}/{b} · mcp-health"),
         (Some(g), None) => format!("{g} · mcp-health"),
         _ => "mcp-health status".to_owned(),
     };
-    let _ = write!(
-        out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"color-scheme\" content=\"light dark\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"/assets/style.css\">\
-         <script src=\"/assets/app.js\" defer></script></head>\
-         <body data-group=\"{sg}\" data-backend=\"{sb}\" data-since=\"{since}\" data-revision=\"{rev}\">\
-         <header><h1><a href=\"/\">mcp-health</a>{crumbs}</h1>\
-         <p class=\"since\">History since {since_time}, when this daemon started: it is kept in memory, so a restart starts a fresh history.</p>\
-         <form class=\"filter\" method=\"get\" action=\"{path}\" role=\"search\">\
-         <label for=\"q\">Filter</label> <input id=\"q\" name=\"q\" type=\"search\" value=\"{q}\" \
-         placeholder=\"group, backend, status, reason\" autocomplete=\"off\"> <button type=\"submit\">Apply</button></form>\
-         <p id=\"live\" class=\"live\" role=\"status\" aria-live=\"polite\">Snapshot at {now}; reload for newer.</p></header>\
-         <main><section aria-labelledby=\"groups-h\"><h2 id=\"groups-h\">Groups</h2><div id=\"groups\">",
-        title = esc(&title),
-        sg = esc(scope.group.as_deref().unwrap_or("")),
-        sb = esc(scope.backend.as_deref().unwrap_or("")),
-        since = u.since_ms,
-        rev = u.revision,
-        crumbs = match (&scope.group, &scope.backend) {
-            (Some(g), Some(b)) => format!(" / <a href=\"/g/{g}\">{g}</a> / {b}", g = esc(g), b = esc(b)),
-            (Some(g), None) => format!(" / {}", esc(g)),
-            _ => String::new(),
-        },
-        since_time = time(u.now_ms, u.since_ms),
-        path = scope.path(),
-        q = esc(&scope.filter),
-        now = iso(u.now_ms),
-    );
-    let before = out.len();
-    for g in &u.groups {
-        group_article(&mut out, g, scope, u.now_ms);
-    }
-    if out.len() == before {
-        out.push_str("<p class=\"empty\">Nothing to show.</p>");
-    }
-    let _ = write!(
-        out,
-        "</div></section><section aria-labelledby=\"tl-h\"><h2 id=\"tl-h\">{}</h2><ol id=\"timeline\" reversed>",
-        if scope.backend.is_some() {
-            "Transitions of this backend"
-        } else {
-            "Recent transitions"
-        }
-    );
-    let shown = u
+    let articles: Vec<Markup> = u.groups.iter().filter_map(|g| group_article(g, scope, u.now_ms)).collect();
+    let shown: Vec<&TimelineView> = u
         .timeline
         .iter()
         .rev()
         .filter(|t| scope.group.as_ref().is_none_or(|g| *g == t.group) && scope.backend.as_ref().is_none_or(|b| *b == t.backend))
-        .filter(|t| matches(&scope.filter, &timeline_haystack(t)));
-    let mut any = false;
-    for t in shown {
-        any = true;
-        timeline_item(&mut out, t, u.now_ms);
+        .filter(|t| matches(&scope.filter, &timeline_haystack(t)))
+        .collect();
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) }
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/app.js" defer {}
+            }
+            body data-group=(scope.group.as_deref().unwrap_or("")) data-backend=(scope.backend.as_deref().unwrap_or("")) data-since=(u.since_ms) data-revision=(u.revision) {
+                header {
+                    h1 {
+                        a href="/" { "mcp-health" }
+                        @match (&scope.group, &scope.backend) {
+                            (Some(g), Some(b)) => { " / " a href={ "/g/" (g) } { (g) } " / " (b) }
+                            (Some(g), None) => { " / " (g) }
+                            _ => {}
+                        }
+                    }
+                    p.since {
+                        "History since " (time(u.now_ms, u.since_ms))
+                        ", when this daemon started: it is kept in memory, so a restart starts a fresh history."
+                    }
+                    form.filter method="get" action=(scope.path()) role="search" {
+                        label for="q" { "Filter" } " "
+                        input #q name="q" type="search" value=(scope.filter) placeholder="group, backend, status, reason" autocomplete="off";
+                        " " button type="submit" { "Apply" }
+                    }
+                    p #live .live role="status" aria-live="polite" { "Snapshot at " (iso(u.now_ms)) "; reload for newer." }
+                }
+                main {
+                    section aria-labelledby="groups-h" {
+                        h2 #groups-h { "Groups" }
+                        div #groups {
+                            @for a in &articles { (a) }
+                            @if articles.is_empty() { p.empty { "Nothing to show." } }
+                        }
+                    }
+                    section aria-labelledby="tl-h" {
+                        h2 #tl-h { @if scope.backend.is_some() { "Transitions of this backend" } @else { "Recent transitions" } }
+                        ol #timeline reversed { @for t in &shown { (timeline_item(t, u.now_ms)) } }
+                        @if shown.is_empty() { p.empty #timeline-empty { "No transitions since the daemon started." } }
+                    }
+                }
+            }
+        }
+    };
+    page.into_string()
+}
+
+/// A small page of our own with one message (not found, unavailable); the
+/// message may quote what the request asked for, and is escaped like any text.
+pub fn message_page(heading: &str, message: &str) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (heading.to_lowercase()) " · mcp-health" }
+                link rel="stylesheet" href="/assets/style.css";
+            }
+            body { main {
+                h1 { (heading) }
+                p { (message) }
+                p { a href="/" { "All groups" } }
+            } }
+        }
     }
-    out.push_str("</ol>");
-    if !any {
-        out.push_str("<p class=\"empty\" id=\"timeline-empty\">No transitions since the daemon started.</p>");
-    }
-    out.push_str("</section></main></body></html>");
-    out
+    .into_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::model::{Shown, shown};
+    use mcp_health_proto::v1::{BackendStatus, GroupPhase};
 
     const HOSTILE: &str = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>";
 
     fn view() -> Update {
+        let (status, status_badge) = shown(Shown::Status(BackendStatus::Unhealthy));
+        let (phase, phase_badge) = shown(Shown::Phase(GroupPhase::Failed));
         let b = BackendView {
             name: "b".into(),
-            status: "UNHEALTHY",
+            status,
+            status_badge,
             routable: false,
             reason: "CONNECTION_REFUSED",
             message: HOSTILE.into(),
@@ -329,7 +313,8 @@ mod tests {
             since_ms: 0,
             groups: vec![GroupView {
                 name: "g".into(),
-                phase: "FAILED",
+                phase,
+                phase_badge,
                 routable: 0,
                 total: 1,
                 message: HOSTILE.into(),
@@ -347,6 +332,8 @@ mod tests {
                 reason: "CONNECTION_REFUSED",
                 message: HOSTILE.into(),
                 latency_ms: None,
+                from_badge: shown(Shown::Status(BackendStatus::Healthy)).1,
+                to_badge: status_badge,
             }],
         }
     }
@@ -367,10 +354,47 @@ mod tests {
             assert!(!page.contains("<img"), "{page}");
             assert_eq!(page.matches("<script").count(), 1, "only our own script tag: {page}");
         }
-        assert!(all.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;&lt;img src=x onerror=alert(2)&gt;"));
+        // Every attribute is double-quoted, so a single quote needs no escape.
+        assert!(all.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;&lt;img src=x onerror=alert(2)&gt;"));
         assert!(all.contains("data-status=\"UNHEALTHY\""));
         assert!(all.contains("✖</span> UNHEALTHY"), "status has an icon and text, not colour alone");
         assert!(all.contains("a restart starts a fresh history"));
+    }
+
+    /// Group and backend names go into text, `href`, `id` and `data-*`
+    /// attributes, the title, the crumbs and the filter form's action: a name
+    /// that closes a quote and opens a script stays text in every one.
+    #[test]
+    fn a_backend_name_with_a_script_and_quotes_is_escaped() {
+        const NAME: &str = "x\"'><script>alert(3)</script>";
+        const ESCAPED: &str = "x&quot;'&gt;&lt;script&gt;alert(3)&lt;/script&gt;";
+        let mut u = view();
+        u.groups[0].name = NAME.into();
+        u.groups[0].backends[0].name = NAME.into();
+        u.timeline[0].group = NAME.into();
+        u.timeline[0].backend = NAME.into();
+        let scope = Scope {
+            group: Some(NAME.into()),
+            backend: Some(NAME.into()),
+            ..Scope::default()
+        };
+        for page in [render(&u, &scope), render(&u, &Scope::default()), message_page("Not found", NAME)] {
+            assert!(!page.contains("<script>alert"), "{page}");
+            assert!(!page.contains("x\"'>"), "a name never closes an attribute: {page}");
+            assert!(page.contains(ESCAPED), "{page}");
+        }
+        let page = render(&u, &scope);
+        for attr in [
+            format!("data-backend=\"{ESCAPED}/{ESCAPED}\""),
+            format!("id=\"b-{ESCAPED}/{ESCAPED}\""),
+            format!("href=\"/g/{ESCAPED}/b/{ESCAPED}\""),
+            format!("action=\"/g/{ESCAPED}/b/{ESCAPED}\""),
+            format!("<title>{ESCAPED}/{ESCAPED} · mcp-health</title>"),
+            format!("<body data-group=\"{ESCAPED}\" data-backend=\"{ESCAPED}\""),
+        ] {
+            assert!(page.contains(&attr), "{attr} in {page}");
+        }
+        assert_eq!(page.matches("<script").count(), 1, "only our own script tag: {page}");
     }
 
     #[test]
@@ -422,9 +446,9 @@ mod tests {
 
     #[test]
     fn sparkline_is_numbers_only() {
-        assert_eq!(sparkline(&[]), "");
-        assert!(sparkline(&[3.0]).contains("<circle"));
-        let s = sparkline(&[1.0, 2.0, 4.0]);
+        assert_eq!(sparkline(&[]).into_string(), "");
+        assert!(sparkline(&[3.0]).into_string().contains("<circle"));
+        let s = sparkline(&[1.0, 2.0, 4.0]).into_string();
         assert!(s.contains("points=\"0.0,11.5 30.0,8.0 60.0,1.0\""), "{s}");
     }
 }

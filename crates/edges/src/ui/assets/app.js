@@ -10,7 +10,6 @@
   let skew = 0; // server clock minus ours, in ms
   let rendered = false;
   const TIMELINE_MAX = 64;
-  const ICONS = { HEALTHY: '✔', READY: '✔', DEGRADED: '▲', UNHEALTHY: '✖', FAILED: '✖', UNAUTHENTICATED: '⚠' };
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -21,9 +20,11 @@
   const seg = (s) => encodeURIComponent(s);
   const backendHref = (g, b) => `/g/${seg(g)}/b/${seg(b)}`;
 
-  function badge(kind, name) {
-    return el('span', { class: `badge ${kind}-${name.toLowerCase()}` },
-      el('span', { 'aria-hidden': 'true' }, ICONS[name] || '…'), ' ' + name);
+  // The icon and tone of each status and phase come with the data (the
+  // daemon's one table of them, `model::shown`), never from a list kept here.
+  function badge(kind, name, look) {
+    return el('span', { class: `badge ${kind}-${name.toLowerCase()}`, 'data-tone': look.tone },
+      el('span', { 'aria-hidden': 'true' }, look.icon), ' ' + name);
   }
 
   function pad(n) { return String(n).padStart(2, '0'); }
@@ -77,9 +78,9 @@
   function backendRow(g, b) {
     const key = `${g.name}/${b.name}`;
     const status = b.status.toLowerCase();
-    return el('tr', { id: `b-${key}`, class: `backend st-${status}`, 'data-backend': key, 'data-status': b.status },
+    return el('tr', { id: `b-${key}`, class: `backend st-${status}`, 'data-backend': key, 'data-status': b.status, 'data-tone': b.status_badge.tone },
       el('th', { scope: 'row' }, el('a', { href: backendHref(g.name, b.name) }, b.name), el('div', { class: 'origin' }, b.origin)),
-      el('td', {}, badge('st', b.status), el('div', { class: 'routable' }, b.routable ? 'routable' : 'not routable')),
+      el('td', {}, badge('st', b.status, b.status_badge), el('div', { class: 'routable' }, b.routable ? 'routable' : 'not routable')),
       el('td', {}, el('code', {}, b.reason), el('div', { class: 'msg' }, b.message)),
       el('td', {}, b.protocol || '–'),
       el('td', { class: 'latency' }, b.latency_ms == null ? '–' : `${b.latency_ms.toFixed(1)} ms`, ' ', sparkline(b.spark)),
@@ -89,8 +90,8 @@
 
   function groupArticle(g) {
     const phase = g.phase.toLowerCase();
-    const a = el('article', { class: `group ph-${phase}`, id: `g-${g.name}`, 'data-group': g.name, 'data-phase': g.phase },
-      el('h3', {}, el('a', { href: `/g/${seg(g.name)}` }, g.name), ' ', badge('ph', g.phase)),
+    const a = el('article', { class: `group ph-${phase}`, id: `g-${g.name}`, 'data-group': g.name, 'data-phase': g.phase, 'data-tone': g.phase_badge.tone },
+      el('h3', {}, el('a', { href: `/g/${seg(g.name)}` }, g.name), ' ', badge('ph', g.phase, g.phase_badge)),
       el('p', { class: 'meta' }, `${g.routable} of ${g.total} routable${g.source ? ' · from the ' + g.source : ''}`),
       el('p', { class: 'msg' }, g.message));
     const backends = g.backends.filter((b) => !scope.backend || b.name === scope.backend);
@@ -105,7 +106,7 @@
     return el('li', { 'data-group': t.group, 'data-backend': `${t.group}/${t.backend}`, 'data-seq': t.seq },
       time(t.at_ms), ' ',
       el('a', { href: backendHref(t.group, t.backend) }, `${t.group}/${t.backend}`), ' ',
-      badge('st', t.from), ' → ', badge('st', t.to), ' ',
+      badge('st', t.from, t.from_badge), ' → ', badge('st', t.to, t.to_badge), ' ',
       el('code', {}, t.reason), ' ',
       el('span', { class: 'msg' }, t.message + (t.latency_ms == null ? '' : ` (${t.latency_ms.toFixed(1)} ms)`)));
   }
