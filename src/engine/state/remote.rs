@@ -2,7 +2,11 @@
 //! replica published replaces this replica's state of the backend, unless
 //! this replica owns the backend and has probed it itself since (its own
 //! result is at least as fresh). Until the new owner's first result, the
-//! last shared verdict stands.
+//! last shared verdict stands. An owner that is shown a shared verdict other
+//! than its own shares its own again at its next probe: an owner shares only
+//! changes, so a share it lost would otherwise leave the other replicas on
+//! the old verdict for good (found by the fault-schedule harness, seed 42:
+//! no convergence after a partition from etcd, or from etcd and the fleet).
 
 use std::time::{Duration, SystemTime};
 
@@ -24,10 +28,14 @@ impl EngineState {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
+        let h = &remote.health;
         if owned && b.last_probe.is_some() && !b.remote_since_probe {
+            let reason = h.reason.as_ref().map_or(ReasonCode::NotProbed as i32, |r| r.code);
+            if h.status != b.verdict.status as i32 || remote.progress != b.verdict.progress || reason != b.reason.code as i32 {
+                b.share_next = true;
+            }
             return;
         }
-        let h = &remote.health;
         let next = Verdict {
             status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
             consecutive_failures: h.consecutive_failures,
