@@ -130,8 +130,14 @@ pub async fn run(system: &mut System, p: &Planned) -> Fault {
         }
         FaultKind::ClockJump { replica, seconds } => {
             system.set_clock(*replica, *seconds);
-            tokio::time::sleep(p.hold).await;
-            let seen = clock_seen(&system.replicas[*replica].client, *seconds).await;
+            // Looked for through the hold: the replica may own no backend of
+            // the groups the load has at one moment, and does the next.
+            let until = Instant::now() + p.hold;
+            let mut seen = false;
+            while Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(500).min(until.saturating_duration_since(Instant::now()))).await;
+                seen = seen || clock_seen(&system.replicas[*replica].client, *seconds).await;
+            }
             system.set_clock(*replica, 0);
             if !seen {
                 // The fault did not take: say so, rather than count it as survived.

@@ -234,6 +234,10 @@ impl System {
         if let Some(mut c) = self.replicas[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // libfaketime's per-process segment and semaphore outlive a kill -9.
+            for leftover in [format!("/dev/shm/faketime_shm_{}", c.id()), format!("/dev/shm/sem.faketime_sem_{}", c.id())] {
+                let _ = std::fs::remove_file(leftover);
+            }
         }
     }
 
