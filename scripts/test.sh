@@ -5,7 +5,8 @@
 # the Python client tests, the
 # outside-client checks (grpcio-health-checking, grpcurl, Envoy) against the real
 # binary, the status page in a real browser, the OTLP export of the `otel` feature, the client/recipe checks,
-# a smoke run of every fuzz target (scripts/fuzz-smoke.sh) and of the benchmark harness.
+# a fixed seed of the fault-schedule harness (crates/fault-schedule), a smoke run of every fuzz
+# target (scripts/fuzz-smoke.sh) and of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 step() { printf '\n==> %s\n' "$*"; }
@@ -28,6 +29,10 @@ cargo build --workspace --all-targets
 
 step "rust tests (tests/it/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
 cargo test --workspace
+
+step "fault schedule: seed 20, 16 faults of all 9 kinds, safety invariants only (RELIABILITY.md; root: network namespaces)"
+# About 70 s here; past 3 minutes the run fails (timeout exits 124).
+timeout --kill-after=30 180 target/debug/fault-schedule --seed 20 --faults 16 --safety-only
 
 step "OpenTelemetry export (feature otel) to a fake OTLP collector"
 cargo test --features otel --test otel_export

@@ -41,6 +41,16 @@ async fn until<F: Fn() -> bool>(what: &str, f: F) {
     }
 }
 
+/// A status joined as a member of its own: a lease (long enough never to
+/// expire during a test) with the member key under it, as `membership::join` does.
+async fn joined(client: &mcp_health::cluster::etcd::Etcd, keys: &Keys) -> ClusterStatus {
+    let status = ClusterStatus::default();
+    membership::join(client, keys, Duration::from_secs(60), &Member::new("t"), &status)
+        .await
+        .expect("join");
+    status
+}
+
 /// Runs a blocking `Persist` call the way the engine does (on the blocking pool).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -51,8 +61,8 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
     let etcd = EtcdCluster::start(1).await;
     let client = etcd.client().await;
     let keys = Keys::new("/store-test");
-    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
-    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let a = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
+    let b = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
 
     let (s1, s2, s3) = (
         spec("web", "http://127.0.0.1:1/1"),
@@ -115,8 +125,8 @@ async fn an_update_from_before_a_delete_is_refused_on_the_new_incarnation() {
     let etcd = EtcdCluster::start(1).await;
     let client = etcd.client().await;
     let keys = Keys::new("/aba-test");
-    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
-    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let a = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
+    let b = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
     let specs: Vec<GroupSpec> = (1..=5).map(|i| spec("web", &format!("http://127.0.0.1:1/{i}"))).collect();
     let put = |store: &Arc<EtcdStore>, s: &GroupSpec, generation: u64| {
         let (store, s) = (store.clone(), s.clone());
@@ -144,8 +154,8 @@ async fn a_delete_from_a_stale_view_is_refused() {
     let etcd = EtcdCluster::start(1).await;
     let client = etcd.client().await;
     let keys = Keys::new("/stale-delete-test");
-    let a = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
-    let b = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let a = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
+    let b = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
     let (s1, s2) = (spec("web", "http://127.0.0.1:1/1"), spec("web", "http://127.0.0.1:1/2"));
     {
         let (a, s1) = (a.clone(), s1.clone());
@@ -167,6 +177,53 @@ async fn a_delete_from_a_stale_view_is_refused() {
         blocking(move || b.remove("web")).await.expect("b, up to date, deletes");
     }
     assert!(a.load().await.unwrap().0.is_empty());
+}
+
+/// Every group write is fenced by its writer's member key and lease, like a
+/// verdict: a replica whose lease is gone (paused or cut off past its TTL
+/// mid-request) writes nothing. Found by the fault-schedule harness (seed 42,
+/// group g0 op #214): an apply its client saw fail was written later as
+/// version 1, after a newer acknowledged apply and delete; "key absent" is
+/// true again after a delete, so only the fence can refuse such a create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_write_from_a_replica_past_its_lease_is_fenced() {
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/group-fence-test");
+    let (sa, sb) = (joined(&client, &keys).await, joined(&client, &keys).await);
+    let a = EtcdStore::new(client.clone(), keys.clone(), sa.clone());
+    let b = EtcdStore::new(client.clone(), keys.clone(), sb.clone());
+    let specs: Vec<GroupSpec> = (1..=4).map(|i| spec("web", &format!("http://127.0.0.1:1/{i}"))).collect();
+    let put = |store: &Arc<EtcdStore>, s: &GroupSpec, generation: u64| {
+        let (store, s) = (store.clone(), s.clone());
+        blocking(move || store.put(&s, generation))
+    };
+    let remove = |store: &Arc<EtcdStore>, name: &'static str| {
+        let store = store.clone();
+        blocking(move || store.remove(name))
+    };
+    put(&a, &specs[0], 1).await.expect("a, a member, creates");
+    b.load().await.expect("b reads generation 1");
+    // A's lease ends (it stopped renewing past the TTL): its member key goes.
+    client.lease_revoke(sa.view().lease).await.expect("revoke a's lease");
+    remove(&b, "web").await.expect("b deletes");
+    let refused = |what: &str, result: Result<(), mcp_health::store::StoreError>| {
+        let err = result.expect_err(what);
+        assert!(err.to_string().contains("not a cluster member now"), "{what}: {err}");
+    };
+    refused("a create after b's delete", put(&a, &specs[1], 1).await);
+    put(&b, &specs[2], 1).await.expect("b creates again");
+    a.load().await.expect("a reads the new incarnation");
+    refused("an update on the incarnation a holds", put(&a, &specs[3], 2).await);
+    refused("a delete of the incarnation a holds", remove(&a, "web").await);
+    let (groups, _) = b.load().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!((&groups[0].spec, groups[0].generation), (&specs[2], 1), "only b's writes are in etcd");
+    // Not joined at all: nothing is written either.
+    let never = EtcdStore::new(client.clone(), keys.clone(), ClusterStatus::default());
+    let err = put(&never, &spec("other", "http://127.0.0.1:1/x"), 1).await.expect_err("not joined");
+    assert!(err.to_string().contains("not joined"), "{err}");
+    assert_eq!(b.load().await.unwrap().0.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

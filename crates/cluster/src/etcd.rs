@@ -22,7 +22,7 @@ use super::keys::prefix_end;
 use crate::etcd_api::etcdserverpb::{
     AuthenticateRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest,
     RangeRequest, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest, auth_client::AuthClient, compare, kv_client::KvClient,
-    lease_client::LeaseClient, request_op, watch_client::WatchClient, watch_request,
+    lease_client::LeaseClient, request_op, response_op, watch_client::WatchClient, watch_request,
 };
 use crate::etcd_api::mvccpb::{Event, KeyValue, event::EventType};
 
@@ -421,6 +421,25 @@ pub fn delete_prefix_op(prefix: &str) -> RequestOp {
             range_end: prefix_end(prefix.as_bytes()),
             ..Default::default()
         })),
+    }
+}
+
+/// Reads one key (in a transaction's failure branch: why a compare failed).
+pub fn get_op(key: &str) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// The key-values the `index`th operation of a transaction read (`get_op`);
+/// empty when that operation was not a read or found nothing.
+pub fn read_in(resp: &TxnResponse, index: usize) -> &[KeyValue] {
+    match resp.responses.get(index).and_then(|r| r.response.as_ref()) {
+        Some(response_op::Response::ResponseRange(r)) => &r.kvs,
+        _ => &[],
     }
 }
 

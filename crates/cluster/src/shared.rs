@@ -4,7 +4,7 @@
 //! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
 //! and are handed to the engine. Ownership answers come from the member view.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -65,18 +65,53 @@ pub struct Publisher {
     outgoing: Arc<Outgoings>,
 }
 
+/// How long a verdict etcd did not take waits before it is written again.
+const REWRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Publisher {
     /// Writes local verdict changes, fenced, until `cancel`. A write etcd
-    /// cannot take now (degraded) is dropped: the next change is written,
-    /// and while degraded every replica probes for itself anyway.
+    /// failed (an error, e.g. during a leader election) is written again,
+    /// the latest per backend, while this replica still owns the backend:
+    /// an owner shares only changes, so a lost write would leave the others
+    /// on the old verdict. One refused because this replica is degraded or
+    /// fenced is dropped: after the spell the shared verdicts are read again
+    /// and an owner shown another verdict than its own shares it again
+    /// (`EngineState::take_remote`).
     pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
+        // Bounded like the outbox: one entry per backend.
+        let mut unwritten: BTreeMap<(String, String), SharedVerdict> = BTreeMap::new();
         loop {
-            let ((group, backend), verdict) = tokio::select! {
-                () = cancel.cancelled() => return,
-                next = self.outgoing.next() => next,
+            let rewrite = async {
+                if unwritten.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(REWRITE_AFTER).await;
             };
-            if let Err(e) = writer.publish(&group, &backend, &verdict).await {
-                warn!(group = %group, backend = %backend, error = %e, "cannot share a verdict");
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                (key, verdict) = self.outgoing.next() => {
+                    unwritten.insert(key, verdict);
+                }
+                () = rewrite => {}
+            }
+            let keys: Vec<(String, String)> = unwritten.keys().cloned().collect();
+            for key in keys {
+                let Some(verdict) = unwritten.get(&key) else { continue };
+                let (group, backend) = (&key.0, &key.1);
+                // Owned by another member now: its verdict is the one to share.
+                if writer
+                    .status()
+                    .with_view(|v| v.owner(group, backend).is_some_and(|owner| Some(owner) != v.me.as_deref()))
+                {
+                    unwritten.remove(&key);
+                    continue;
+                }
+                match writer.publish(group, backend, verdict).await {
+                    Ok(_) => {
+                        unwritten.remove(&key);
+                    }
+                    Err(e) => warn!(group = %group, backend = %backend, error = %e, "cannot share a verdict now; writing it again shortly"),
+                }
             }
         }
     }
@@ -169,7 +204,10 @@ async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValu
     let Some(record) = VerdictRecord::decode(&kv.value) else {
         return warn!(key = %key, "ignoring an undecodable shared verdict");
     };
-    if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str())) {
+    // Our own verdicts come back through the watch: skipped, unless we own
+    // the backend now, when the engine compares it with its current verdict
+    // (a later share of ours may have been lost) and shares again if they differ.
+    if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str()) && !view.owns(group, backend)) {
         return;
     }
     let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), record.verdict).await;

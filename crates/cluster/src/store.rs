@@ -7,16 +7,26 @@
 //! applied again, so a replica whose view is from before the delete must not
 //! find "version 2" on the new incarnation and overwrite it. A delete
 //! compares both too, and also removes the group's shared verdicts.
+//!
+//! Every group write (create, update, delete) is also fenced like a verdict:
+//! it commits only while this replica's member key exists under its lease.
+//! A create compares "key absent", which a delete makes true again, so no
+//! revision of the group can refuse a create from a replica that was paused
+//! or cut off mid-request; its expired lease does (found by the
+//! fault-schedule harness, seed 42: a delayed create landed after a newer
+//! acknowledged apply and delete).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use tokio::runtime::Handle;
+use tracing::warn;
 
-use super::etcd::{Etcd, created_at, delete_op, delete_prefix_op, put_op, version_is};
+use super::etcd::{Etcd, created_at, delete_op, delete_prefix_op, get_op, lease_is, put_op, read_in, version_is};
 use super::keys::Keys;
 use super::status::ClusterStatus;
+use crate::etcd_api::etcdserverpb::{Compare, RequestOp, TxnRequest, TxnResponse};
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::store::{Persist, StoreError, StoredGroup};
 use mcp_health_proto::v1::GroupSpec;
@@ -110,15 +120,46 @@ impl EtcdStore {
         lock(&self.remote_deletes).remove(name);
     }
 
-    fn refuse_if_degraded(&self) -> Result<(), StoreError> {
-        match self.status.degraded() {
-            Some(why) => Err(StoreError::Degraded(why)),
-            None => Ok(()),
+    /// The fence of a group write: this replica's member key and lease, or
+    /// why it must not write (degraded, not joined).
+    fn fence(&self) -> Result<(String, i64), StoreError> {
+        let view = self.status.view();
+        if let Some(why) = view.degraded {
+            return Err(StoreError::Degraded(why));
+        }
+        match view.me {
+            Some(me) => Ok((self.keys.member(&me), view.lease)),
+            None => Err(StoreError::Fenced("not joined yet".into())),
+        }
+    }
+
+    /// Runs a group write: `compare` and the fence, then `success`. On a
+    /// refusal the failure branch reads the member key, to tell a stale
+    /// member (`Fenced`) from a changed group (`conflict`).
+    async fn fenced_txn(&self, mut compare: Vec<Compare>, success: Vec<RequestOp>, conflict: impl FnOnce() -> StoreError) -> Result<TxnResponse, StoreError> {
+        let (member_key, lease) = self.fence()?;
+        compare.push(lease_is(&member_key, lease));
+        let req = TxnRequest {
+            compare,
+            success,
+            failure: vec![get_op(&member_key)],
+        };
+        let resp = self.etcd.txn(req).await.map_err(|e| {
+            self.status.etcd_error();
+            StoreError::Write(e.into())
+        })?;
+        if resp.succeeded {
+            return Ok(resp);
+        }
+        if read_in(&resp, 0).first().is_some_and(|kv| kv.lease == lease) {
+            Err(conflict())
+        } else {
+            warn!("group write refused by the fence: this replica's lease is gone");
+            Err(StoreError::Fenced("its lease expired while it was paused or cut off".into()))
         }
     }
 
     async fn put_async(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
-        self.refuse_if_degraded()?;
         let key = self.keys.group(&spec.name);
         let mut compare = vec![version_is(&key, generation as i64 - 1)];
         let incarnation = lock(&self.incarnations).get(&spec.name).map(|(created, _)| *created);
@@ -127,21 +168,11 @@ impl EtcdStore {
         {
             compare.push(created_at(&key, created));
         }
-        let req = crate::etcd_api::etcdserverpb::TxnRequest {
-            compare,
-            success: vec![put_op(&key, spec.encode_to_vec(), 0)],
-            failure: vec![],
+        let conflict = || StoreError::Conflict {
+            group: spec.name.clone(),
+            expected: generation - 1,
         };
-        let resp = self.etcd.txn(req).await.map_err(|e| {
-            self.status.etcd_error();
-            StoreError::Write(e.into())
-        })?;
-        if !resp.succeeded {
-            return Err(StoreError::Conflict {
-                group: spec.name.clone(),
-                expected: generation - 1,
-            });
-        }
+        let resp = self.fenced_txn(compare, vec![put_op(&key, spec.encode_to_vec(), 0)], conflict).await?;
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(spec.name.clone(), revision);
         self.took(&spec.name, incarnation.filter(|_| generation > 1).unwrap_or(revision), generation as i64);
@@ -152,28 +183,18 @@ impl EtcdStore {
         if lock(&self.remote_deletes).contains(name) {
             return Ok(());
         }
-        self.refuse_if_degraded()?;
         let key = self.keys.group(name);
         // Like an update: only the incarnation and version the engine holds,
         // so a delete from a stale view (a replica paused mid-request) never
         // removes applies it did not see.
         let held = lock(&self.incarnations).get(name).copied();
         let compare = held.map_or_else(Vec::new, |(created, version)| vec![created_at(&key, created), version_is(&key, version)]);
-        let req = crate::etcd_api::etcdserverpb::TxnRequest {
-            compare,
-            success: vec![delete_op(&key), delete_prefix_op(&self.keys.group_verdicts(name))],
-            failure: vec![],
+        let conflict = || StoreError::Conflict {
+            group: name.to_owned(),
+            expected: held.map_or(0, |(_, v)| v as u64),
         };
-        let resp = self.etcd.txn(req).await.map_err(|e| {
-            self.status.etcd_error();
-            StoreError::Write(e.into())
-        })?;
-        if !resp.succeeded {
-            return Err(StoreError::Conflict {
-                group: name.to_owned(),
-                expected: held.map_or(0, |(_, v)| v as u64),
-            });
-        }
+        let success = vec![delete_op(&key), delete_prefix_op(&self.keys.group_verdicts(name))];
+        let resp = self.fenced_txn(compare, success, conflict).await?;
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(name.to_owned(), revision);
         self.forgot(name);

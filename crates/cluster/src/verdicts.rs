@@ -40,6 +40,10 @@ impl VerdictWriter {
         VerdictWriter { etcd, keys, status }
     }
 
+    pub fn status(&self) -> &ClusterStatus {
+        &self.status
+    }
+
     pub async fn publish(&self, group: &str, backend: &str, verdict: &SharedVerdict) -> Result<Published, EtcdError> {
         let view = self.status.view();
         let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };

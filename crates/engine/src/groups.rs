@@ -30,6 +30,11 @@ pub(super) struct BackendState {
     /// probe (cluster mode): the next local result is shared even if it
     /// changes nothing here, so the cluster learns the new owner's probe.
     pub(super) remote_since_probe: bool,
+    /// Set when the cluster shares a verdict for this owned backend that
+    /// differs from this replica's own (a share of ours was skipped while
+    /// degraded, lost to an etcd error, or overwritten by a late write from
+    /// a former owner): the next local result is shared again.
+    pub(super) share_next: bool,
     /// The address the latest probe to reach the backend connected to.
     pub(super) peer: Option<std::net::SocketAddr>,
     /// Its tool catalog as last read (depth TOOLS).

@@ -96,7 +96,13 @@ const MAX_DEFERRED: usize = 64;
 impl Command {
     /// Commands that change specs (or stop the engine) wait while a store
     /// write is in flight, so the state checked before the write is the state
-    /// changed after it. Probe results and reads go on.
+    /// changed after it. Probe results and reads go on. A shared verdict
+    /// waits too: it may be for a group or backend the write is creating
+    /// (another replica's owner can probe a group this replica wrote to etcd
+    /// before this replica committed it), and taken now it would find nothing
+    /// to land on and be lost for good, since owners share only changes
+    /// (found by the fault-schedule harness, seed 42: a replica showed a
+    /// backend UNKNOWN after applying its group, the owner HEALTHY).
     fn waits_for_store(&self) -> bool {
         matches!(
             self,
@@ -107,6 +113,7 @@ impl Command {
                 | Command::SetDrain { .. }
                 | Command::AcceptCatalog { .. }
                 | Command::Shutdown { .. }
+                | Command::RemoteVerdict { .. }
         )
     }
 }

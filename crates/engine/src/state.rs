@@ -367,6 +367,7 @@ impl EngineState {
             last_probe: None,
             last_transition: None,
             remote_since_probe: false,
+            share_next: false,
             last_probe_backend: None,
             peer: None,
             catalog: KnownCatalog::default(),
@@ -552,7 +553,9 @@ impl EngineState {
         // A new address is published (xDS hands Envoy the address) and shared
         // like a verdict change; so is a new catalog fingerprint.
         let changed = status_changed || next.progress != prev.progress || peer_changed || catalog.shown;
-        let share = changed || prev_reason != b.reason.code || std::mem::take(&mut b.remote_since_probe);
+        // Both flags end with this local result, whether or not it changed anything.
+        let (remote_since_probe, share_next) = (std::mem::take(&mut b.remote_since_probe), std::mem::take(&mut b.share_next));
+        let share = changed || prev_reason != b.reason.code || remote_since_probe || share_next;
         if status_changed {
             if observed {
                 fx.push(Effect::Observe(Observed::BackendStatus {

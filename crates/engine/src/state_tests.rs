@@ -475,22 +475,26 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
     assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
 }
 
-/// Cluster mode, one row per case: (owned, probed locally first, remote status)
-/// -> (status after, whether a group change was published).
+/// Cluster mode, one row per case: (owned, probed locally first, remote
+/// status and reason) -> (status after, whether a group change was
+/// published, whether the next local result, the same success again, is
+/// shared). An owner shown a shared verdict other than its own shares its
+/// own again at its next probe (a share it lost would otherwise leave the
+/// others on the old verdict: seed 42 of the fault-schedule harness).
 #[test]
 fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
     use crate::seam::SharedVerdict;
     use mcp_health_core::outcome::{Reason, ServerFacts};
     use mcp_health_core::verdict::Verdict;
     use mcp_health_proto::v1::ReasonCode;
-    let remote = |s: BackendStatus| SharedVerdict {
+    let remote = |s: BackendStatus, code: ReasonCode| SharedVerdict {
         verdict: Verdict {
             status: s,
             consecutive_failures: 3,
             consecutive_successes: 0,
             progress: String::new(),
         },
-        reason: Reason::new(ReasonCode::ConnectionRefused, "refused"),
+        reason: Reason::new(code, "from another replica"),
         facts: ServerFacts::default(),
         last_latency: None,
         last_probe: None,
@@ -498,16 +502,25 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         address: None,
         catalog: Default::default(),
     };
-    let cases: &[(bool, bool, BackendStatus, BackendStatus, bool)] = &[
+    let (unhealthy, healthy) = (
+        (BackendStatus::Unhealthy, ReasonCode::ConnectionRefused),
+        (BackendStatus::Healthy, ReasonCode::Ok),
+    );
+    type Row = (bool, bool, (BackendStatus, ReasonCode), BackendStatus, bool, bool);
+    let cases: &[Row] = &[
         // Not owned: the shared verdict is the state.
-        (false, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
-        (false, true, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
+        (false, false, unhealthy, BackendStatus::Unhealthy, true, true),
+        (false, true, unhealthy, BackendStatus::Unhealthy, true, true),
         // Owned but not probed yet (just taken over): the last shared verdict stands.
-        (true, false, BackendStatus::Unhealthy, BackendStatus::Unhealthy, true),
-        // Owned and probed here since: the local result wins.
-        (true, true, BackendStatus::Unhealthy, BackendStatus::Healthy, false),
+        (true, false, unhealthy, BackendStatus::Unhealthy, true, true),
+        // Owned and probed here since: the local result wins, and is shared
+        // again at the next probe when the cluster shows another verdict.
+        (true, true, unhealthy, BackendStatus::Healthy, false, true),
+        // ... but not when the cluster shows the owner's own.
+        (true, true, healthy, BackendStatus::Healthy, false, false),
     ];
-    for (owned, probed, incoming_status, want, published) in cases {
+    let shares = |fx: &Effects| fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { backend, .. } if backend == "a"));
+    for (owned, probed, (incoming_status, incoming_reason), want, published, next_shared) in cases {
         let mut state = EngineState::new(settings(false));
         let (_, fx) = apply(&mut state, AB, Origin::Api);
         let (_, spawned) = epochs(&fx);
@@ -515,25 +528,30 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         if *probed {
             let mut fx = Effects::default();
             state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
-            assert!(
-                fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { backend, .. } if backend == "a")),
-                "a local change is shared"
-            );
+            assert!(shares(&fx), "a local change is shared");
         }
         let mut fx = Effects::default();
-        state.take_remote("g", "a", remote(*incoming_status), *owned, &mut fx);
+        state.take_remote("g", "a", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
         let status = statuses(&mut state, "g").into_iter().find(|(b, _)| b == "a").unwrap().1;
-        let case = format!("owned {owned}, probed {probed}");
+        let case = format!("owned {owned}, probed {probed}, remote {incoming_status:?}");
         assert_eq!(status, *want, "{case}");
         assert_eq!(fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. })), *published, "{case}");
         assert!(
             !fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { .. })),
             "{case}: a remote verdict is never shared back"
         );
+        let mut fx = Effects::default();
+        state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+        assert_eq!(shares(&fx), *next_shared, "{case}: the next local result shared");
+        if *owned && *probed {
+            let mut fx = Effects::default();
+            state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+            assert!(!shares(&fx), "{case}: shared again once, not on every probe");
+        }
         // Unknown groups and backends are ignored.
         let mut fx = Effects::default();
-        state.take_remote("nope", "a", remote(*incoming_status), *owned, &mut fx);
-        state.take_remote("g", "nope", remote(*incoming_status), *owned, &mut fx);
+        state.take_remote("nope", "a", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
+        state.take_remote("g", "nope", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
         assert!(fx.actions.is_empty());
     }
 }

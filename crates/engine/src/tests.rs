@@ -389,6 +389,59 @@ async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it(
     engine.shutdown().await;
 }
 
+/// Cluster mode as the engine sees it: another replica owns every backend.
+#[derive(Debug)]
+struct OwnsNothing;
+
+impl seam::ClusterSeam for OwnsNothing {
+    fn owns(&self, _: &str, _: &str) -> bool {
+        false
+    }
+    fn verdict_changed(&self, _: &str, _: &str, _: &seam::SharedVerdict) {}
+}
+
+// Real time, as above: a gated write runs on the blocking pool.
+/// A verdict shared for a group whose creation is still being written to the
+/// store lands once it commits: the owner elsewhere may have probed the group
+/// (read from etcd) before this replica committed it, and shares only changes,
+/// so a verdict dropped here would leave the backend UNKNOWN for good.
+#[tokio::test]
+async fn a_shared_verdict_for_a_group_being_written_lands_after_the_commit() {
+    let prober = Arc::new(Scripted::default());
+    let store = Arc::new(GatedStore::default());
+    let config = EngineConfig {
+        cluster: Some(Arc::new(OwnsNothing)),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start_with_store(config, prober, HealthStatuses::default(), Some(store.clone()));
+    store.set_closed(true);
+    let writer = engine.clone();
+    let pending = tokio::spawn(async move {
+        writer
+            .apply(spec("name: h\nbackends:\n  - name: x\n    url: http://x.test/mcp\n"), Origin::Api)
+            .await
+    });
+    store.entered.notified().await;
+    let verdict = seam::SharedVerdict {
+        verdict: mcp_health_core::verdict::Verdict {
+            status: BackendStatus::Healthy,
+            ..mcp_health_core::verdict::Verdict::unknown()
+        },
+        reason: Reason::new(ReasonCode::Ok, "ok"),
+        facts: ServerFacts::default(),
+        last_latency: None,
+        last_probe: None,
+        last_transition: None,
+        address: None,
+        catalog: Default::default(),
+    };
+    engine.remote_verdict("h".into(), "x".into(), verdict).await.unwrap();
+    store.set_closed(false);
+    pending.await.unwrap().unwrap();
+    assert_eq!(status_of(&engine, "h", "x").await, BackendStatus::Healthy, "the owner's verdict was lost");
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
     let prober = Arc::new(Scripted::default());

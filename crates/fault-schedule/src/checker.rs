@@ -279,9 +279,13 @@ fn check_probes(h: &History, keys: &Keys, sources: &[IpAddr], v: &mut Verdict) {
 }
 
 /// No backend its owner could reach the whole time shown UNHEALTHY: since
-/// the backend's last verdict that was not UNHEALTHY, some fault must have
-/// cut the writer from it (backend killed, the writer's fleet link cut, the
-/// writer paused or killed mid-probe).
+/// the backend's last good verdict (neither UNHEALTHY nor DEGRADED: a
+/// DEGRADED verdict is already a failed probe, the first step to UNHEALTHY),
+/// some fault must have cut the writer from it (backend killed, the writer's
+/// fleet link cut, the writer paused or killed mid-probe). Seed 20 showed
+/// why DEGRADED counts: a probe timed out during a partition from the fleet
+/// (DEGRADED, published just after the heal) and the next one failed on the
+/// connection the partition had broken (UNHEALTHY).
 fn check_unhealthy(h: &History, keys: &Keys, _sources: &[IpAddr], v: &mut Verdict) {
     let members = replica_of_member(h);
     let mut last_fine: HashMap<&str, Instant> = HashMap::new();
@@ -292,8 +296,11 @@ fn check_unhealthy(h: &History, keys: &Keys, _sources: &[IpAddr], v: &mut Verdic
             continue;
         }
         let Some(sv) = VerdictRecord::decode(&e.value) else { continue };
-        if sv.status() != BackendStatus::Unhealthy {
+        if sv.status() != BackendStatus::Unhealthy && sv.status() != BackendStatus::Degraded {
             last_fine.insert(e.key.as_str(), e.arrived);
+            continue;
+        }
+        if sv.status() != BackendStatus::Unhealthy {
             continue;
         }
         let since = last_fine.get(e.key.as_str()).copied().or(first).unwrap_or(e.arrived);
@@ -360,7 +367,7 @@ mod tests {
     use prost::Message;
 
     use super::check;
-    use crate::history::{EtcdEvent, History, Op, OpKind, Outcome, Request, WatchMessage};
+    use crate::history::{EtcdEvent, Fault, FaultKind, History, Op, OpKind, Outcome, Request, WatchMessage};
     use crate::load::spec;
     use crate::sut::PREFIX;
 
@@ -414,10 +421,9 @@ mod tests {
         put(keys().member(&format!("{lease:016x}")), b"{}".to_vec(), rev, 1, lease)
     }
 
-    fn verdict(writer: i64, rev: i64) -> EtcdEvent {
-        // Version 1: what a cluster with an old member still writes; the
-        // checker reads every version.
-        let v = VerdictRecord {
+    /// A HEALTHY verdict record by member `writer`.
+    fn record(writer: i64) -> VerdictRecord {
+        VerdictRecord {
             writer: format!("{writer:016x}"),
             verdict: mcp_health::engine::seam::SharedVerdict {
                 verdict: mcp_health::core::verdict::Verdict {
@@ -432,8 +438,24 @@ mod tests {
                 address: None,
                 catalog: Default::default(),
             },
-        };
+        }
+    }
+
+    fn verdict(writer: i64, rev: i64) -> EtcdEvent {
+        // Version 1: what a cluster with an old member still writes; the
+        // checker reads every version.
+        let v = record(writer);
         put(keys().verdict("g", "b"), v.encode(1), rev, 1, 0)
+    }
+
+    /// A verdict of `status` by member 7 for g/b, recorded at `at`.
+    fn verdict_at(status: BackendStatus, at: Instant, rev: i64) -> EtcdEvent {
+        let mut v = record(7);
+        v.verdict.verdict.status = status;
+        EtcdEvent {
+            arrived: at,
+            ..put(keys().verdict("g", "fleet-0"), v.encode(2), rev, 1, 0)
+        }
     }
 
     fn watch(kinds_revisions: &[(WatchEventKind, u64)]) -> Vec<WatchMessage> {
@@ -458,8 +480,52 @@ mod tests {
             backend: 0,
             source: src(n),
         };
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Member 7 joins; its verdicts: HEALTHY at `healthy_ms`, DEGRADED
+        // just after a fault healed, then UNHEALTHY.
+        let failing = |healthy_ms: u64| {
+            vec![
+                member(7, 1),
+                verdict_at(BackendStatus::Healthy, at(healthy_ms), 2),
+                verdict_at(BackendStatus::Degraded, at(3000), 3),
+                verdict_at(BackendStatus::Unhealthy, at(4000), 4),
+            ]
+        };
+        let partition = Fault {
+            kind: FaultKind::PartitionFleet(0),
+            start: at(1000),
+            healed: at(2000),
+            converged: None,
+            took: true,
+        };
         // (what, history, safety violations expected)
         let cases: Vec<(&str, History, usize)> = vec![
+            (
+                "UNHEALTHY after a DEGRADED: a partition of its writer since its last HEALTHY",
+                History {
+                    events: failing(0),
+                    faults: vec![partition.clone()],
+                    ..Default::default()
+                },
+                0,
+            ),
+            (
+                "UNHEALTHY with no fault since its last HEALTHY",
+                History {
+                    events: failing(0),
+                    ..Default::default()
+                },
+                1,
+            ),
+            (
+                "UNHEALTHY after a fault that healed before its last HEALTHY",
+                History {
+                    events: failing(2500),
+                    faults: vec![partition.clone()],
+                    ..Default::default()
+                },
+                1,
+            ),
             (
                 "an acknowledged apply and delete, in order",
                 History {

@@ -29,7 +29,7 @@ pub struct Planned {
 /// (`leader: true`), the rest is fixed here.
 pub fn plan(seed: u64, n: usize, backends: usize) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
-    (0..n)
+    let base: Vec<Planned> = (0..n)
         .map(|_| {
             let r = rng.random_range(0..3);
             let ttl_ms = TTL_S * 1000;
@@ -65,7 +65,26 @@ pub fn plan(seed: u64, n: usize, backends: usize) -> Vec<Planned> {
                 hold: Duration::from_millis(hold_ms),
             }
         })
-        .collect()
+        .collect();
+    // Wall-clock jumps come from a stream of their own, inserted before one
+    // fault in eight: the other faults of a seed stay those it gave before
+    // jumps existed (the seeds that found bugs replay the same sequence).
+    let mut jumps = StdRng::seed_from_u64(seed ^ 0xc10c_c10c);
+    let mut planned = Vec::with_capacity(n);
+    for p in base {
+        if jumps.random_range(0..8) == 0 {
+            let replica = jumps.random_range(0..3);
+            // An hour either way, or a day ahead.
+            let seconds = [3600, -3600, 86_400][jumps.random_range(0..3)];
+            planned.push(Planned {
+                kind: FaultKind::ClockJump { replica, seconds },
+                hold: Duration::from_millis(jumps.random_range(2000..6000)),
+            });
+        }
+        planned.push(p);
+    }
+    planned.truncate(n);
+    planned
 }
 
 /// Injects `p`, holds, heals; returns the fault as it ran (the etcd node it
@@ -109,6 +128,29 @@ pub async fn run(system: &mut System, p: &Planned) -> Fault {
             tokio::time::sleep(p.hold).await;
             system.etcd.restart(*node);
         }
+        FaultKind::ClockJump { replica, seconds } => {
+            system.set_clock(*replica, *seconds);
+            // Looked for through the hold: the replica may own no backend of
+            // the groups the load has at one moment, and does the next.
+            let until = Instant::now() + p.hold;
+            let mut seen = false;
+            while Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(500).min(until.saturating_duration_since(Instant::now()))).await;
+                seen = seen || clock_seen(&system.replicas[*replica].client, *seconds).await;
+            }
+            system.set_clock(*replica, 0);
+            if !seen {
+                // The fault did not take: say so, rather than count it as survived.
+                println!("  clock jump on replica {replica} not seen in its probe times");
+            }
+            return Fault {
+                kind,
+                start,
+                healed: Instant::now(),
+                converged: None,
+                took: seen,
+            };
+        }
         FaultKind::KillBackends(bs) => {
             for b in bs.iter() {
                 system.fleet[*b].stop().await;
@@ -125,7 +167,35 @@ pub async fn run(system: &mut System, p: &Planned) -> Fault {
         start,
         healed: Instant::now(),
         converged: None,
+        took: true,
     }
+}
+
+/// Whether replica `client`'s wall clock is off by about `seconds`: some
+/// last-probe time it shows (its own probes are stamped by its clock; the
+/// others' by theirs) is more than half the jump away from this process'
+/// clock, that way.
+async fn clock_seen(client: &Client, seconds: i64) -> bool {
+    let mut req = tonic::Request::new(ListGroupsRequest {});
+    req.set_timeout(Duration::from_secs(2));
+    let Ok(groups) = client.clone().list_groups(req).await else { return false };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for g in groups.into_inner().groups {
+        let mut req = tonic::Request::new(GetGroupHealthRequest { group: g.name });
+        req.set_timeout(Duration::from_secs(2));
+        let Ok(h) = client.clone().get_group_health(req).await else { continue };
+        let backends = h.into_inner().health.map(|h| h.backends).unwrap_or_default();
+        if backends
+            .iter()
+            .filter_map(|b| b.last_probe_time.as_ref())
+            .any(|t| (t.seconds - now) * seconds.signum() > seconds.abs() / 2)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// What every replica must answer alike once healed: each group's

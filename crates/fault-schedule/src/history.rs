@@ -87,8 +87,47 @@ pub enum FaultKind {
     PartitionEtcd(usize),
     PartitionFleet(usize),
     PartitionBoth(usize),
-    KillEtcd { node: usize, leader: bool },
+    KillEtcd {
+        node: usize,
+        leader: bool,
+    },
     KillBackends(Vec<usize>),
+    /// The replica's wall clock (realtime only, libfaketime) jumped by
+    /// `seconds`, and back at the heal; its monotonic clock runs on.
+    ClockJump {
+        replica: usize,
+        seconds: i64,
+    },
+}
+
+impl FaultKind {
+    /// Every kind's label, as the report counts them.
+    pub const LABELS: [&'static str; 9] = [
+        "kill -9 replica",
+        "SIGSTOP replica past lease",
+        "partition replica/etcd",
+        "partition replica/fleet",
+        "partition replica/both",
+        "kill etcd leader",
+        "kill etcd member",
+        "kill backends",
+        "wall-clock jump",
+    ];
+
+    pub fn label(&self) -> &'static str {
+        let i = match self {
+            FaultKind::KillReplica(_) => 0,
+            FaultKind::PauseReplica(_) => 1,
+            FaultKind::PartitionEtcd(_) => 2,
+            FaultKind::PartitionFleet(_) => 3,
+            FaultKind::PartitionBoth(_) => 4,
+            FaultKind::KillEtcd { leader: true, .. } => 5,
+            FaultKind::KillEtcd { leader: false, .. } => 6,
+            FaultKind::KillBackends(_) => 7,
+            FaultKind::ClockJump { .. } => 8,
+        };
+        Self::LABELS[i]
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +137,9 @@ pub struct Fault {
     pub healed: Instant,
     /// Heal until every replica agreed (None: never within the cap).
     pub converged: Option<Duration>,
+    /// Whether the fault was seen to take (a clock jump in the replica's
+    /// probe times); always true for the others.
+    pub took: bool,
 }
 
 #[derive(Clone, Debug)]

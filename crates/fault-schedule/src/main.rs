@@ -33,12 +33,14 @@ struct Args {
     groups: usize,
     /// Judge safety only (CI): a convergence past the cap does not fail the run.
     safety_only: bool,
+    /// Print the schedule the seed gives and exit (no root, nothing started).
+    plan_only: bool,
     bin: PathBuf,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: fault-schedule [--seed N] [--faults N] [--backends N] [--groups N] [--safety-only] [--bin PATH]\n\
+        "usage: fault-schedule [--seed N] [--faults N] [--backends N] [--groups N] [--safety-only] [--plan] [--bin PATH]\n\
          defaults: --seed 42 --faults 20 --backends 4 (per group) --groups 3 --bin target/debug/mcp-healthd"
     );
     std::process::exit(2)
@@ -51,6 +53,7 @@ fn parse() -> Args {
         backends: 4,
         groups: 3,
         safety_only: false,
+        plan_only: false,
         bin: PathBuf::from("target/debug/mcp-healthd"),
     };
     let mut it = std::env::args().skip(1);
@@ -63,6 +66,7 @@ fn parse() -> Args {
             "--groups" => a.groups = value().parse().unwrap_or_else(|_| usage()),
             "--bin" => a.bin = PathBuf::from(value()),
             "--safety-only" => a.safety_only = true,
+            "--plan" => a.plan_only = true,
             _ => usage(),
         }
     }
@@ -82,6 +86,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> ExitCode {
     let args = parse();
+    if args.plan_only {
+        let plan = faults::plan(args.seed, args.faults, args.backends * args.groups);
+        let mut kinds = std::collections::BTreeSet::new();
+        for (n, p) in plan.iter().enumerate() {
+            println!("fault {:>4}/{}: {:?} held {:?}", n + 1, plan.len(), p.kind, p.hold);
+            kinds.insert(p.kind.label());
+        }
+        println!("kinds {} of {}: {kinds:?}", kinds.len(), history::FaultKind::LABELS.len());
+        return ExitCode::SUCCESS;
+    }
     // etcd's data on tmpfs when there is one: fsyncs on a loaded disk stall
     // elections far more than any fault here. Set before any thread exists.
     if std::env::var_os("TMPDIR").is_none() && std::path::Path::new("/dev/shm").is_dir() {
@@ -219,21 +233,16 @@ fn report(args: &Args, h: &History, v: &checker::Verdict, took: Duration, last_r
     conv.sort();
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for f in &h.faults {
-        let k = match f.kind {
-            history::FaultKind::KillReplica(_) => "kill -9 replica",
-            history::FaultKind::PauseReplica(_) => "SIGSTOP replica past lease",
-            history::FaultKind::PartitionEtcd(_) => "partition replica/etcd",
-            history::FaultKind::PartitionFleet(_) => "partition replica/fleet",
-            history::FaultKind::PartitionBoth(_) => "partition replica/both",
-            history::FaultKind::KillEtcd { leader: true, .. } => "kill etcd leader",
-            history::FaultKind::KillEtcd { leader: false, .. } => "kill etcd member",
-            history::FaultKind::KillBackends(_) => "kill backends",
-        };
+        let k = f.kind.label();
         *kinds.entry(k).or_default() += 1;
     }
     println!("\n== fault-schedule report (seed {}) ==", args.seed);
     println!("run time               {:.0?}", took);
     println!("faults injected        {} {kinds:?}", h.faults.len());
+    let missed = h.faults.iter().filter(|f| !f.took).count();
+    if missed > 0 {
+        println!("  {missed} of them not seen to take (a clock jump absent from the replica's probe times)");
+    }
     println!(
         "operations             {} ({acked} acknowledged, {indeterminate} indeterminate, {failed} refused)",
         h.ops.len()

@@ -53,6 +53,8 @@ pub struct Replica {
     child: Option<Child>,
     pub client: Client,
     log: PathBuf,
+    /// libfaketime's timestamp file: the replica's wall-clock offset.
+    clock: PathBuf,
 }
 
 impl Replica {
@@ -77,6 +79,18 @@ pub struct System {
     dir_path: PathBuf,
     bin: PathBuf,
     etcd_endpoints: String,
+    /// libfaketime, preloaded into every replica (offset 0 until a clock jump).
+    faketime: PathBuf,
+}
+
+/// Debian's libfaketime (package faketime), wherever the architecture puts it.
+fn libfaketime() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.exists())
 }
 
 impl System {
@@ -132,10 +146,13 @@ impl System {
                     child: None,
                     client: GroupHealthServiceClient::new(channel),
                     log: dir.path().join(format!("replica-{i}.log")),
+                    clock: dir.path().join(format!("replica-{i}.clock")),
                 }
             })
             .collect();
+        let faketime = libfaketime().unwrap_or_else(|| panic!("libfaketime not found (Debian's faketime package: scripts/setup-system.sh installs it)"));
         let mut system = System {
+            faketime,
             replicas,
             fleet,
             etcd,
@@ -170,7 +187,18 @@ impl System {
         let token = self.dir_path.join("admin-token");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&r.log).expect("replica log");
         let ttl = TTL_S.to_string();
+        // Under libfaketime: its realtime clock is offset by what the clock
+        // file says (re-read every second), the monotonic clock is never
+        // faked, so tokio's timers, leases' renewal and probe pacing run on.
+        // A restart keeps the offset the file has.
+        if !r.clock.exists() {
+            std::fs::write(&r.clock, "+0").expect("clock file");
+        }
         let child = Command::new("ip")
+            .env("LD_PRELOAD", &self.faketime)
+            .env("FAKETIME_TIMESTAMP_FILE", &r.clock)
+            .env("FAKETIME_CACHE_DURATION", "1")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .args(["netns", "exec", &r.ns.name])
             .arg(&self.bin)
             .args(["--listen", &listen, "--admin-token-file"])
@@ -206,7 +234,16 @@ impl System {
         if let Some(mut c) = self.replicas[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // libfaketime's per-process segment and semaphore outlive a kill -9.
+            for leftover in [format!("/dev/shm/faketime_shm_{}", c.id()), format!("/dev/shm/sem.faketime_sem_{}", c.id())] {
+                let _ = std::fs::remove_file(leftover);
+            }
         }
+    }
+
+    /// Sets replica `i`'s wall clock `seconds` off the real one (0: back).
+    pub fn set_clock(&self, i: usize, seconds: i64) {
+        std::fs::write(&self.replicas[i].clock, format!("{seconds:+}")).expect("clock file");
     }
 
     /// SIGSTOP (`stop`) or SIGCONT of replica `i`.

@@ -2,7 +2,11 @@
 //! replica published replaces this replica's state of the backend, unless
 //! this replica owns the backend and has probed it itself since (its own
 //! result is at least as fresh). Until the new owner's first result, the
-//! last shared verdict stands.
+//! last shared verdict stands. An owner that is shown a shared verdict other
+//! than its own shares its own again at its next probe: an owner shares only
+//! changes, so a share it lost would otherwise leave the other replicas on
+//! the old verdict for good (found by the fault-schedule harness, seed 42:
+//! no convergence after a partition from etcd, or from etcd and the fleet).
 
 use super::EngineState;
 use crate::effects::{Effect, Effects, Observed};
@@ -15,6 +19,9 @@ impl EngineState {
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
         if owned && b.last_probe.is_some() && !b.remote_since_probe {
+            if remote.verdict.status != b.verdict.status || remote.verdict.progress != b.verdict.progress || remote.reason.code != b.reason.code {
+                b.share_next = true;
+            }
             return;
         }
         let changed = remote.verdict.status != b.verdict.status

@@ -30,6 +30,10 @@ pub enum StoreError {
     Conflict { group: String, expected: u64 },
     #[error("the cluster is degraded ({0}); changes are refused until etcd is reachable again")]
     Degraded(String),
+    /// A cluster replica that is not a member now (not joined yet, or its
+    /// lease expired while it was paused or cut off): nothing was written.
+    #[error("this replica is not a cluster member now ({0}); the change was not written, retry on another replica")]
+    Fenced(String),
     #[error("stored group {name:?} cannot be decoded: {reason}")]
     Decode { name: String, reason: String },
 }
