@@ -97,12 +97,16 @@ fn add() -> Value {
     json!({"name": "add", "description": "Add two integers.", "inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}})
 }
 
-/// A group of backends at depth TOOLS, probed and read every second
-/// (jitter 0: every probe is a catalog read), one failure or success deciding.
+/// The policy of every group here: probed and read every second (jitter 0:
+/// every probe is a catalog read), with thresholds whose hysteresis would take
+/// 100 probes a second apart, far past `common::PATIENCE`. A policy refusal
+/// (a missing required tool, a blocked catalog) must decide at once both ways,
+/// so a test that sees the backend leave or return at all proves it did.
+const POLICY: &str = "{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 100, healthyThreshold: 100, edgeInterval: 1s}";
+
+/// A group of backends at depth TOOLS with [`POLICY`].
 fn group_yaml(name: &str, backends: &[(&str, &str, &[&str])]) -> String {
-    let mut yaml = format!(
-        "name: {name}\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n"
-    );
+    let mut yaml = format!("name: {name}\npolicy: {POLICY}\nbackends:\n");
     for (b, url, required) in backends {
         yaml.push_str(&format!(
             "  - {{name: {b}, url: \"{url}\", depth: PROBE_DEPTH_TOOLS, requiredTools: {required:?}}}\n"
@@ -454,7 +458,7 @@ async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_ap
     server.set_tools(&v1).await;
     let yaml = |accepted: &[String]| {
         format!(
-            "name: blk\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: {accepted:?}}}}}\n",
+            "name: blk\npolicy: {POLICY}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: {accepted:?}}}}}\n",
             server.url
         )
     };
@@ -472,7 +476,7 @@ async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_ap
     // A catalog nobody accepted: out of routing, naming the fingerprint and the new tool.
     server.set_tools(&v3).await;
     let b = wait_backend(&d, "blk", "ts", "out of routing", |b| !b.routable).await;
-    assert_eq!(reason(&b), ReasonCode::CatalogChanged, "{b:#?}");
+    assert_eq!((status(&b), reason(&b)), (BackendStatus::Unhealthy, ReasonCode::CatalogChanged), "{b:#?}");
     let message = &b.reason.as_ref().expect("reason").message;
     assert_eq!(
         message,
@@ -523,7 +527,7 @@ async fn accept_catalog_puts_the_fingerprint_in_the_stored_spec_and_brings_the_b
     apply(
         &mut d,
         &format!(
-            "name: acc\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
+            "name: acc\npolicy: {POLICY}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
             server.url,
             fingerprint(&v1)
         ),
