@@ -26,9 +26,9 @@ fn node_dir() -> PathBuf {
 }
 
 /// One TypeScript SDK server; killed (and reaped) when dropped.
-struct TsServer {
+pub(crate) struct TsServer {
     child: Child,
-    url: String,
+    pub url: String,
     tools_url: String,
     _stdin: ChildStdin,
 }
@@ -42,14 +42,21 @@ impl Drop for TsServer {
 
 impl TsServer {
     /// `node sdk_server.mjs --mode MODE [--page-size N]` on an OS-chosen port.
-    fn start(mode: &str, page_size: Option<u32>) -> TsServer {
+    pub(crate) fn start(mode: &str, page_size: Option<u32>) -> TsServer {
+        let mut extra = Vec::new();
+        if let Some(n) = page_size {
+            extra.push("--page-size".to_owned());
+            extra.push(n.to_string());
+        }
+        Self::start_with(mode, &extra)
+    }
+
+    /// `node sdk_server.mjs --mode MODE EXTRA...` on an OS-chosen port.
+    pub(crate) fn start_with(mode: &str, extra: &[String]) -> TsServer {
         let sdk = node_dir().join("node_modules/@modelcontextprotocol/sdk");
         assert!(sdk.exists(), "{} is missing: run scripts/setup-interop.sh", sdk.display());
         let mut cmd = Command::new("node");
-        cmd.arg(node_dir().join("sdk_server.mjs")).args(["--mode", mode, "--port", "0"]);
-        if let Some(n) = page_size {
-            cmd.args(["--page-size", &n.to_string()]);
-        }
+        cmd.arg(node_dir().join("sdk_server.mjs")).args(["--mode", mode, "--port", "0"]).args(extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -75,8 +82,16 @@ impl TsServer {
         }
     }
 
+    /// How many tools/call each tool got (`GET /calls`).
+    pub(crate) async fn calls(&self) -> Value {
+        common::install_crypto();
+        let url = self.tools_url.replace("/tools", "/calls");
+        let body = reqwest::get(&url).await.expect("GET /calls").text().await.expect("calls body");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("calls {body:?}: {e}"))
+    }
+
     /// Replaces the tools the server lists from now on.
-    async fn set_tools(&self, tools: &Value) {
+    pub(crate) async fn set_tools(&self, tools: &Value) {
         common::install_crypto();
         let resp = reqwest::Client::new()
             .put(&self.tools_url)
@@ -89,7 +104,7 @@ impl TsServer {
     }
 }
 
-fn echo(description: &str) -> Value {
+pub(crate) fn echo(description: &str) -> Value {
     json!({"name": "echo", "description": description, "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
 }
 

@@ -239,6 +239,22 @@ impl ProbeOutcome {
         self
     }
 
+    /// Turns an answer that proves the server alive into a failure with
+    /// reason CHECK_FAILED when a synthetic check (`check`, by name) last
+    /// failed: hysteresis as for any failure, with the backend's thresholds.
+    /// Other outcomes (a refusal too) already say more and are kept.
+    pub fn judge_check(mut self, check: &str, failure: &crate::check::CheckFailure) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive {
+            self.class = OutcomeClass::Failure;
+            self.reason = failure.reason(check);
+        }
+        self
+    }
+
     /// Turns a bare 429 into a failure once the run of bare 429s it belongs to
     /// has lasted `throttled_for` >= `hold` (the policy's `rate_limit_hold`).
     /// The reason (RATE_LIMITED, HTTP 429) is kept, so an UNHEALTHY verdict
