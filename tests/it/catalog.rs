@@ -26,9 +26,9 @@ fn node_dir() -> PathBuf {
 }
 
 /// One TypeScript SDK server; killed (and reaped) when dropped.
-struct TsServer {
+pub(crate) struct TsServer {
     child: Child,
-    url: String,
+    pub url: String,
     tools_url: String,
     _stdin: ChildStdin,
 }
@@ -42,14 +42,21 @@ impl Drop for TsServer {
 
 impl TsServer {
     /// `node sdk_server.mjs --mode MODE [--page-size N]` on an OS-chosen port.
-    fn start(mode: &str, page_size: Option<u32>) -> TsServer {
+    pub(crate) fn start(mode: &str, page_size: Option<u32>) -> TsServer {
+        let mut extra = Vec::new();
+        if let Some(n) = page_size {
+            extra.push("--page-size".to_owned());
+            extra.push(n.to_string());
+        }
+        Self::start_with(mode, &extra)
+    }
+
+    /// `node sdk_server.mjs --mode MODE EXTRA...` on an OS-chosen port.
+    pub(crate) fn start_with(mode: &str, extra: &[String]) -> TsServer {
         let sdk = node_dir().join("node_modules/@modelcontextprotocol/sdk");
         assert!(sdk.exists(), "{} is missing: run scripts/setup-interop.sh", sdk.display());
         let mut cmd = Command::new("node");
-        cmd.arg(node_dir().join("sdk_server.mjs")).args(["--mode", mode, "--port", "0"]);
-        if let Some(n) = page_size {
-            cmd.args(["--page-size", &n.to_string()]);
-        }
+        cmd.arg(node_dir().join("sdk_server.mjs")).args(["--mode", mode, "--port", "0"]).args(extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -75,8 +82,16 @@ impl TsServer {
         }
     }
 
+    /// How many tools/call each tool got (`GET /calls`).
+    pub(crate) async fn calls(&self) -> Value {
+        common::install_crypto();
+        let url = self.tools_url.replace("/tools", "/calls");
+        let body = reqwest::get(&url).await.expect("GET /calls").text().await.expect("calls body");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("calls {body:?}: {e}"))
+    }
+
     /// Replaces the tools the server lists from now on.
-    async fn set_tools(&self, tools: &Value) {
+    pub(crate) async fn set_tools(&self, tools: &Value) {
         common::install_crypto();
         let resp = reqwest::Client::new()
             .put(&self.tools_url)
@@ -89,7 +104,7 @@ impl TsServer {
     }
 }
 
-fn echo(description: &str) -> Value {
+pub(crate) fn echo(description: &str) -> Value {
     json!({"name": "echo", "description": description, "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
 }
 
@@ -97,12 +112,16 @@ fn add() -> Value {
     json!({"name": "add", "description": "Add two integers.", "inputSchema": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}})
 }
 
-/// A group of backends at depth TOOLS, probed and read every second
-/// (jitter 0: every probe is a catalog read), one failure or success deciding.
+/// The policy of every group here: probed and read every second (jitter 0:
+/// every probe is a catalog read), with thresholds whose hysteresis would take
+/// 100 probes a second apart, far past `common::PATIENCE`. A policy refusal
+/// (a missing required tool, a blocked catalog) must decide at once both ways,
+/// so a test that sees the backend leave or return at all proves it did.
+const POLICY: &str = "{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 100, healthyThreshold: 100, edgeInterval: 1s}";
+
+/// A group of backends at depth TOOLS with [`POLICY`].
 fn group_yaml(name: &str, backends: &[(&str, &str, &[&str])]) -> String {
-    let mut yaml = format!(
-        "name: {name}\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n"
-    );
+    let mut yaml = format!("name: {name}\npolicy: {POLICY}\nbackends:\n");
     for (b, url, required) in backends {
         yaml.push_str(&format!(
             "  - {{name: {b}, url: \"{url}\", depth: PROBE_DEPTH_TOOLS, requiredTools: {required:?}}}\n"
@@ -454,7 +473,7 @@ async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_ap
     server.set_tools(&v1).await;
     let yaml = |accepted: &[String]| {
         format!(
-            "name: blk\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: {accepted:?}}}}}\n",
+            "name: blk\npolicy: {POLICY}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: {accepted:?}}}}}\n",
             server.url
         )
     };
@@ -472,7 +491,7 @@ async fn a_blocked_catalog_leaves_routing_until_the_spec_accepts_it_and_a_pre_ap
     // A catalog nobody accepted: out of routing, naming the fingerprint and the new tool.
     server.set_tools(&v3).await;
     let b = wait_backend(&d, "blk", "ts", "out of routing", |b| !b.routable).await;
-    assert_eq!(reason(&b), ReasonCode::CatalogChanged, "{b:#?}");
+    assert_eq!((status(&b), reason(&b)), (BackendStatus::Unhealthy, ReasonCode::CatalogChanged), "{b:#?}");
     let message = &b.reason.as_ref().expect("reason").message;
     assert_eq!(
         message,
@@ -523,7 +542,7 @@ async fn accept_catalog_puts_the_fingerprint_in_the_stored_spec_and_brings_the_b
     apply(
         &mut d,
         &format!(
-            "name: acc\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, unhealthyThreshold: 1, healthyThreshold: 1}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
+            "name: acc\npolicy: {POLICY}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
             server.url,
             fingerprint(&v1)
         ),

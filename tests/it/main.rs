@@ -10,6 +10,7 @@ mod probe_support;
 
 mod alerts;
 mod catalog;
+mod checks;
 mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;

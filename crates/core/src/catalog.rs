@@ -19,6 +19,9 @@ pub const FINGERPRINT_PREFIX: &str = "sha256:";
 pub struct ToolHash {
     pub name: String,
     pub hash: [u8; 32],
+    /// Whether the tool's `annotations.readOnlyHint` is true: a synthetic
+    /// check may call it without `allowSideEffects` (`check::may_call`).
+    pub read_only: bool,
 }
 
 /// A whole catalog, read over every page of `tools/list`.
@@ -75,9 +78,15 @@ pub fn hash_tool(index: usize, tool: &Value) -> Result<(ToolHash, usize), ToolEr
     let mut without_meta = object.clone();
     without_meta.remove("_meta");
     let canonical = serde_json_canonicalizer::to_vec(&without_meta).map_err(|source| ToolError::Canonical { index, source })?;
+    let read_only = object
+        .get("annotations")
+        .and_then(|a| a.get("readOnlyHint"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let hash = ToolHash {
         name: name.to_owned(),
         hash: Sha256::digest(&canonical).into(),
+        read_only,
     };
     Ok((hash, canonical.len()))
 }

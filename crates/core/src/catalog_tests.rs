@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::catalog::{Catalog, CatalogDiff, diff, is_fingerprint, missing_tools};
-use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Slow, Success, Throttled, ToolsFailing};
+use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Refused, Slow, Success, Throttled, ToolsFailing};
 use super::outcome::{ProbeOutcome, Reason, ServerFacts};
 use mcp_health_proto::v1::ReasonCode;
 
@@ -175,12 +175,13 @@ fn missing_required_tools() {
 fn required_tools_turn_live_answers_into_failures() {
     let cases: &[(OutcomeClass, &[&str], OutcomeClass)] = &[
         (Success, &[], Success),
-        (Success, &["a"], Failure),
-        (Slow, &["a"], Failure),
-        (ToolsFailing, &["a"], Failure),
-        (RateLimited, &["a"], Failure),
+        (Success, &["a"], Refused),
+        (Slow, &["a"], Refused),
+        (ToolsFailing, &["a"], Refused),
+        (RateLimited, &["a"], Refused),
         // These say more than a missing tool does, and are kept.
         (Failure, &["a"], Failure),
+        (Refused, &["a"], Refused),
         (AuthRequired, &["a"], AuthRequired),
         (Throttled, &["a"], Throttled),
     ];
@@ -193,7 +194,7 @@ fn required_tools_turn_live_answers_into_failures() {
         if *class != *want {
             assert_eq!(judged.reason.code, ReasonCode::RequiredToolMissing);
             assert!(judged.reason.message.ends_with(&missing.join(", ")), "{}", judged.reason.message);
-        } else if *class != Failure || missing.is_empty() {
+        } else if !matches!(class, Failure | Refused) || missing.is_empty() {
             assert_eq!(judged.reason, o.reason, "{class:?} {missing:?}");
         }
     }
@@ -300,15 +301,15 @@ fn blocked_catalogs_turn_live_answers_into_failures_naming_the_tools() {
     // (class, diff since the last accepted read, class after, message)
     let fp = "sha256:ff";
     let judge: &[(OutcomeClass, Option<CatalogDiff>, OutcomeClass, &str)] = &[
-        (Success, None, Failure, "catalog sha256:ff is not accepted"),
-        (Slow, Some(d(&[], &[], &[])), Failure, "catalog sha256:ff is not accepted"),
+        (Success, None, Refused, "catalog sha256:ff is not accepted"),
+        (Slow, Some(d(&[], &[], &[])), Refused, "catalog sha256:ff is not accepted"),
         (
             ToolsFailing,
             Some(d(&["x"], &[], &["echo"])),
-            Failure,
+            Refused,
             "catalog sha256:ff is not accepted; since the last accepted catalog: added x; changed echo",
         ),
-        (RateLimited, None, Failure, "catalog sha256:ff is not accepted"),
+        (RateLimited, None, Refused, "catalog sha256:ff is not accepted"),
         (Failure, None, Failure, "before"),
         (AuthRequired, None, AuthRequired, "before"),
         (Throttled, None, Throttled, "before"),

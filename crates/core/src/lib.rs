@@ -1,10 +1,11 @@
 //! The pure core: backend verdicts, the group phase, tool catalogs (hashes,
-//! diffs, required tools), spec validation and durations as plain functions
+//! diffs, required tools), synthetic checks' judgements, spec validation and durations as plain functions
 //! over values. Nothing here does I/O, reads a
 //! clock or spawns a task, and the crate depends on no runtime (no tokio,
 //! tonic or reqwest): the compiler keeps it that way.
 
 pub mod catalog;
+pub mod check;
 pub mod errors;
 pub mod outcome;
 pub mod phase;
@@ -14,5 +15,7 @@ pub mod verdict;
 
 #[cfg(test)]
 mod catalog_tests;
+#[cfg(test)]
+mod check_tests;
 #[cfg(test)]
 mod tests;

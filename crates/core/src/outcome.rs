@@ -29,13 +29,19 @@ pub enum OutcomeClass {
     Throttled,
     /// 401/403. What that means depends on the backend's auth mode.
     AuthRequired,
+    /// The server answered, and the backend's policy refuses it: its catalog
+    /// is not accepted (CATALOG_CHANGED) or lacks a required tool
+    /// (REQUIRED_TOOL_MISSING). A policy verdict, not a flaky network: it
+    /// takes the backend out of routing at once, and the first probe that is
+    /// not refused brings it back at once (`verdict::observe`).
+    Refused,
     /// Anything else.
     Failure,
 }
 
 impl OutcomeClass {
     /// Its name in metrics labels and trace spans: healthy, slow,
-    /// tools_failing, rate_limited, throttled, auth or failure.
+    /// tools_failing, rate_limited, throttled, auth, refused or failure.
     pub fn label(self) -> &'static str {
         match self {
             OutcomeClass::Success => "healthy",
@@ -44,6 +50,7 @@ impl OutcomeClass {
             OutcomeClass::RateLimited => "rate_limited",
             OutcomeClass::Throttled => "throttled",
             OutcomeClass::AuthRequired => "auth",
+            OutcomeClass::Refused => "refused",
             OutcomeClass::Failure => "failure",
         }
     }
@@ -190,17 +197,18 @@ impl ProbeOutcome {
     }
 
     /// Turns an answer that proves the server alive (a success, slow, tools
-    /// failing or -32023) into a failure with reason REQUIRED_TOOL_MISSING
+    /// failing or -32023) into a refusal with reason REQUIRED_TOOL_MISSING
     /// naming `missing`: the required tools the backend's last whole catalog
-    /// read lacks (`catalog::missing_tools`). Hysteresis then works as for
-    /// any failure. Other outcomes already say more and are kept.
+    /// read lacks (`catalog::missing_tools`). A policy verdict: no
+    /// hysteresis (`verdict::observe`). Other outcomes (a refused catalog
+    /// too) already say more and are kept.
     pub fn judge_required(mut self, missing: &[&str]) -> Self {
         let alive = matches!(
             self.class,
             OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
         );
         if alive && !missing.is_empty() {
-            self.class = OutcomeClass::Failure;
+            self.class = OutcomeClass::Refused;
             self.reason = Reason::new(
                 ReasonCode::RequiredToolMissing,
                 format!("required tools missing from the catalog: {}", missing.join(", ")),
@@ -209,7 +217,7 @@ impl ProbeOutcome {
         self
     }
 
-    /// Turns an answer that proves the server alive into a failure with
+    /// Turns an answer that proves the server alive into a refusal with
     /// reason CATALOG_CHANGED when the backend's catalog policy is BLOCK and
     /// its last catalog read (`fingerprint`) is not accepted
     /// (`catalog::blocked`). `since_accepted` is the diff from the last
@@ -225,8 +233,24 @@ impl ProbeOutcome {
             if let Some(d) = since_accepted.filter(|d| !d.is_empty()) {
                 message.push_str(&format!("; since the last accepted catalog: {}", crate::catalog::describe(d)));
             }
-            self.class = OutcomeClass::Failure;
+            self.class = OutcomeClass::Refused;
             self.reason = Reason::new(ReasonCode::CatalogChanged, message);
+        }
+        self
+    }
+
+    /// Turns an answer that proves the server alive into a failure with
+    /// reason CHECK_FAILED when a synthetic check (`check`, by name) last
+    /// failed: hysteresis as for any failure, with the backend's thresholds.
+    /// Other outcomes (a refusal too) already say more and are kept.
+    pub fn judge_check(mut self, check: &str, failure: &crate::check::CheckFailure) -> Self {
+        let alive = matches!(
+            self.class,
+            OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
+        );
+        if alive {
+            self.class = OutcomeClass::Failure;
+            self.reason = failure.reason(check);
         }
         self
     }
@@ -254,6 +278,12 @@ impl ProbeOutcome {
 /// plan, so a hint never brings a probe sooner than the interval.
 pub fn retry_wait(retry_after: Option<Duration>, cap: Duration) -> Duration {
     retry_after.map_or(Duration::ZERO, |wait| wait.min(cap))
+}
+
+/// Whether a backend's reason is a policy refusal (`OutcomeClass::Refused`):
+/// the verdict it left stands only until a probe that is not refused.
+pub fn is_refusal(code: ReasonCode) -> bool {
+    matches!(code, ReasonCode::CatalogChanged | ReasonCode::RequiredToolMissing)
 }
 
 /// Whether a 401/403 answer to this backend's probe proves it alive.

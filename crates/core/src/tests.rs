@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Slow, Success, Throttled, ToolsFailing};
+use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Refused, Slow, Success, Throttled, ToolsFailing};
 use super::outcome::{ProbeOutcome, Reason, retry_wait};
 use super::phase::{BackendView, group_verdict};
 use super::verdict::{Pace, Thresholds, Verdict, is_routable, observe, pace};
@@ -14,12 +14,15 @@ const T3_2: Thresholds = Thresholds { unhealthy: 3, healthy: 2 };
 const T1_1: Thresholds = Thresholds { unhealthy: 1, healthy: 1 };
 
 /// Feeds `observations` to a fresh UNKNOWN verdict and checks the status (and
-/// routability) after each one.
+/// routability) after each one. The verdict stands on a refusal when the last
+/// observation was one, as the engine tells from the backend's reason.
 #[track_caller]
 fn check_sequence(auth: AuthMode, t: Thresholds, steps: &[(OutcomeClass, S, bool)]) {
     let mut v = Verdict::unknown();
+    let mut refused_before = false;
     for (i, (class, want_status, want_routable)) in steps.iter().enumerate() {
-        v = observe(&v, *class, auth, t);
+        v = observe(&v, refused_before, *class, auth, t);
+        refused_before = *class == Refused;
         assert_eq!(
             (v.status, is_routable(v.status, auth)),
             (*want_status, *want_routable),
@@ -181,21 +184,21 @@ fn rate_limits() {
 #[test]
 fn a_held_verdict_keeps_its_counters_and_progress() {
     let t = T3_2;
-    let mut v = observe(&Verdict::unknown(), Success, AuthMode::None, t);
-    v = observe(&v, Failure, AuthMode::None, t);
+    let mut v = observe(&Verdict::unknown(), false, Success, AuthMode::None, t);
+    v = observe(&v, false, Failure, AuthMode::None, t);
     let before = v.clone();
     // Bare 429s neither reset the failure run nor advance it.
     for _ in 0..5 {
-        v = observe(&v, Throttled, AuthMode::None, t);
+        v = observe(&v, false, Throttled, AuthMode::None, t);
         assert_eq!(v, before);
     }
-    v = observe(&v, Failure, AuthMode::None, t);
+    v = observe(&v, false, Failure, AuthMode::None, t);
     assert_eq!(
         (v.status, v.consecutive_failures, v.progress.as_str()),
         (S::Degraded, 2, "2 of 3 failed probes")
     );
     // A -32023 answer ends the run (the server answered) and counts as a success.
-    v = observe(&v, RateLimited, AuthMode::None, t);
+    v = observe(&v, false, RateLimited, AuthMode::None, t);
     assert_eq!((v.status, v.consecutive_failures, v.consecutive_successes), (S::Degraded, 0, 1));
 }
 
@@ -246,22 +249,22 @@ fn the_wait_a_backend_asks_for_is_capped() {
 #[test]
 fn progress_and_counters() {
     let t = T3_2;
-    let mut v = observe(&Verdict::unknown(), Success, AuthMode::None, t);
-    v = observe(&v, Failure, AuthMode::None, t);
+    let mut v = observe(&Verdict::unknown(), false, Success, AuthMode::None, t);
+    v = observe(&v, false, Failure, AuthMode::None, t);
     assert_eq!(
         (v.consecutive_failures, v.consecutive_successes, v.progress.as_str()),
         (1, 0, "1 of 3 failed probes")
     );
-    v = observe(&v, Failure, AuthMode::None, t);
+    v = observe(&v, false, Failure, AuthMode::None, t);
     assert_eq!(v.progress, "2 of 3 failed probes");
-    v = observe(&v, Failure, AuthMode::None, t);
+    v = observe(&v, false, Failure, AuthMode::None, t);
     assert_eq!((v.status, v.progress.as_str()), (S::Unhealthy, ""));
-    v = observe(&v, Success, AuthMode::None, t);
+    v = observe(&v, false, Success, AuthMode::None, t);
     assert_eq!(
         (v.status, v.consecutive_failures, v.progress.as_str()),
         (S::Unhealthy, 0, "1 of 2 successful probes needed to recover")
     );
-    v = observe(&v, Success, AuthMode::None, t);
+    v = observe(&v, false, Success, AuthMode::None, t);
     assert_eq!((v.status, v.consecutive_successes, v.progress.as_str()), (S::Healthy, 2, ""));
 }
 
@@ -271,9 +274,11 @@ fn progress_and_counters() {
 #[track_caller]
 fn check_pace(auth: AuthMode, t: Thresholds, steps: &[(OutcomeClass, Pace)]) {
     let mut v = Verdict::unknown();
+    let mut refused_before = false;
     assert_eq!(pace(&v, auth), Pace::Steady, "UNKNOWN");
     for (i, (class, want)) in steps.iter().enumerate() {
-        v = observe(&v, *class, auth, t);
+        v = observe(&v, refused_before, *class, auth, t);
+        refused_before = *class == Refused;
         let got = pace(&v, auth);
         assert_eq!(got, *want, "step {i} ({class:?}) with {auth:?} {t:?}: got {v:?}");
         assert_eq!(got == Pace::Edge, !v.progress.is_empty(), "step {i}: pace and progress disagree: {v:?}");
@@ -321,6 +326,66 @@ fn a_pending_change_asks_for_the_edge_interval() {
     check_pace(StaticHeader, T3_2, &[(Success, Steady), (AuthRequired, Edge)]);
     check_pace(StaticHeader, T3_2, &[(AuthRequired, Steady), (Success, Edge), (Success, Steady)]);
     check_pace(PerUser, T3_1, &[(Success, Steady), (AuthRequired, Steady)]);
+    // A policy refusal decides at once both ways: nothing is ever pending.
+    check_pace(NoAuth, T3_2, &[(Success, Steady), (Refused, Steady), (Success, Steady)]);
+}
+
+#[test]
+fn a_policy_refusal_takes_the_backend_out_at_once_and_its_end_brings_it_back_at_once() {
+    use AuthMode::{None as NoAuth, PerUser};
+    let t = Thresholds { unhealthy: 5, healthy: 5 };
+    // Out at the first refusal, whatever unhealthyThreshold says; back at the
+    // first probe that is not refused, whatever healthyThreshold says.
+    check_sequence(
+        NoAuth,
+        t,
+        &[(Success, S::Healthy, true), (Refused, S::Unhealthy, false), (Success, S::Healthy, true)],
+    );
+    check_sequence(
+        NoAuth,
+        t,
+        &[(Slow, S::Degraded, true), (Refused, S::Unhealthy, false), (Slow, S::Degraded, true)],
+    );
+    check_sequence(
+        NoAuth,
+        t,
+        &[
+            (Refused, S::Unhealthy, false),
+            (Refused, S::Unhealthy, false),
+            (ToolsFailing, S::Degraded, true),
+        ],
+    );
+    check_sequence(PerUser, t, &[(Refused, S::Unhealthy, false), (AuthRequired, S::Unauthenticated, true)]);
+    check_sequence(NoAuth, t, &[(Refused, S::Unhealthy, false), (RateLimited, S::Degraded, true)]);
+    // A refusal in the middle of a run of failures ends the hysteresis too.
+    check_sequence(
+        NoAuth,
+        t,
+        &[(Success, S::Healthy, true), (Failure, S::Degraded, true), (Refused, S::Unhealthy, false)],
+    );
+    // A network failure after a refusal is judged as any failure: recovery
+    // from it takes healthyThreshold good probes again.
+    check_sequence(
+        NoAuth,
+        Thresholds { unhealthy: 5, healthy: 2 },
+        &[
+            (Refused, S::Unhealthy, false),
+            (Failure, S::Unhealthy, false),
+            (Success, S::Unhealthy, false),
+            (Success, S::Healthy, true),
+        ],
+    );
+    // A refused backend that fails outright stays out.
+    check_sequence(NoAuth, t, &[(Refused, S::Unhealthy, false), (Failure, S::Unhealthy, false)]);
+    // The counters still count: a refusal is a failure, and ends a run of successes.
+    let v = observe(&Verdict::unknown(), false, Success, NoAuth, t);
+    let v = observe(&v, false, Refused, NoAuth, t);
+    assert_eq!((v.consecutive_failures, v.consecutive_successes, v.progress.as_str()), (1, 0, ""));
+    let v = observe(&v, true, Success, NoAuth, t);
+    assert_eq!(
+        (v.status, v.consecutive_failures, v.consecutive_successes, v.progress.as_str()),
+        (S::Healthy, 0, 1, "")
+    );
 }
 
 /// Checks the phase, the routable count and the message of a group.

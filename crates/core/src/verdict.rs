@@ -85,7 +85,7 @@ fn evidence(class: OutcomeClass, auth: AuthMode) -> Option<(bool, BackendStatus)
         // asking us to slow down. Counted like slowness.
         OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited => (true, BackendStatus::Degraded),
         OutcomeClass::AuthRequired => (auth_required_is_liveness(auth), BackendStatus::Unauthenticated),
-        OutcomeClass::Failure => (false, BackendStatus::Unhealthy),
+        OutcomeClass::Failure | OutcomeClass::Refused => (false, BackendStatus::Unhealthy),
         OutcomeClass::Throttled => return None,
     })
 }
@@ -100,7 +100,13 @@ fn evidence(class: OutcomeClass, auth: AuthMode) -> Option<(bool, BackendStatus)
 ///   needed to become routable again.
 /// - A bare 429 (`Throttled`) changes nothing: status, counters and progress
 ///   are held (from UNKNOWN too), neither resetting nor advancing a run.
-pub fn observe(prev: &Verdict, class: OutcomeClass, auth: AuthMode, thresholds: Thresholds) -> Verdict {
+/// - A policy refusal (`Refused`: catalog not accepted, required tool
+///   missing) makes the backend UNHEALTHY at once, whatever the unhealthy
+///   threshold; and when `prev` stands on one (`refused_before`: its reason
+///   is a refusal, `outcome::is_refusal`), the first good observation makes
+///   it routable at once. Operators expect a policy verdict, not the
+///   hysteresis meant for a flaky network.
+pub fn observe(prev: &Verdict, refused_before: bool, class: OutcomeClass, auth: AuthMode, thresholds: Thresholds) -> Verdict {
     let Some((good, target)) = evidence(class, auth) else {
         return prev.clone();
     };
@@ -122,9 +128,9 @@ pub fn observe(prev: &Verdict, class: OutcomeClass, auth: AuthMode, thresholds: 
     let was_routable = is_routable(prev.status, auth);
     match (was_routable, good) {
         (true, true) | (false, false) => next(target, String::new()),
-        (true, false) if failures >= thresholds.unhealthy => next(target, String::new()),
+        (true, false) if failures >= thresholds.unhealthy || class == OutcomeClass::Refused => next(target, String::new()),
         (true, false) => next(BackendStatus::Degraded, format!("{failures} of {} failed probes", thresholds.unhealthy)),
-        (false, true) if successes >= thresholds.healthy => next(target, String::new()),
+        (false, true) if successes >= thresholds.healthy || refused_before => next(target, String::new()),
         (false, true) => next(
             prev.status,
             format!("{successes} of {} successful probes needed to recover", thresholds.healthy),

@@ -259,13 +259,18 @@ mod tests {
 
     #[test]
     fn every_duration_field_takes_every_form() {
-        let fields = config_duration_fields();
-        let policy: Vec<&str> = fields.iter().map(|(_, proto, _)| proto.as_str()).collect();
-        // ProbePolicy holds them all, so the `policy` walk of `normalize` reaches them.
+        let all = config_duration_fields();
+        // ProbePolicy and ToolCheck hold them all, so the `policy` and `checks`
+        // walks of `normalize` reach them.
         assert!(
-            fields.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"),
-            "a duration field outside ProbePolicy needs its own place in normalize: {fields:?}"
+            all.iter()
+                .all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy" || message == ".mcphealth.v1.ToolCheck"),
+            "a duration field outside ProbePolicy and ToolCheck needs its own place in normalize: {all:?}"
         );
+        let (checks, fields): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.ToolCheck");
+        let check: Vec<&str> = checks.iter().map(|(_, proto, _)| proto.as_str()).collect();
+        assert_eq!(check, ["interval", "timeout"]);
+        let policy: Vec<&str> = fields.iter().map(|(_, proto, _)| proto.as_str()).collect();
         assert_eq!(
             policy,
             [
@@ -306,5 +311,25 @@ mod tests {
                 }
             }
         }
+        for (_, proto, json) in &checks {
+            for name in [proto, json] {
+                for (written, want) in forms {
+                    let doc = format!("groups:\n- name: g\n  backends:\n  - {{name: b, url: 'http://h/mcp', checks: [{{tool: t, {name}: {written}}}]}}\n");
+                    let config = parse(&doc, std::path::Path::new("test.yaml")).unwrap_or_else(|e| panic!("{name}: {written}: {e}"));
+                    let group = serde_json::to_value(&config.groups[0]).unwrap();
+                    let read = |v: &serde_json::Value| serde_json::from_value::<pbjson_types::Duration>(v.clone()).ok();
+                    let want = read(&serde_json::Value::from(want));
+                    assert!(want.is_some(), "{want:?}");
+                    assert_eq!(read(&group["backends"][0]["checks"][0][json.as_str()]), want, "checks: {name}: {written}");
+                }
+            }
+        }
+        let err = parse(
+            "groups:\n- name: g\n  backends: [{name: b, url: 'http://h/mcp', checks: [{tool: t, timeout: 5 s}]}]\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("groups[0].backends[0].checks[0].timeout"), "{err}");
     }
 }

@@ -65,7 +65,11 @@ pub fn backend_action(prev: Option<&ValidBackend>, next: &ValidBackend) -> Backe
         Some(p) if !same_identity(&p.spec, &next.spec) => BackendAction::Restart,
         // The task judges required tools and the catalog policy with its own copy of the spec.
         Some(p)
-            if p.policy != next.policy || p.depth != next.depth || p.spec.required_tools != next.spec.required_tools || p.spec.catalog != next.spec.catalog =>
+            if p.policy != next.policy
+                || p.depth != next.depth
+                || p.spec.required_tools != next.spec.required_tools
+                || p.spec.catalog != next.spec.catalog
+                || p.spec.checks != next.spec.checks =>
         {
             BackendAction::Retime
         }

@@ -15,6 +15,7 @@ use super::results::{ProbeResult, SharedMemory, Timed};
 use super::spread::StartPacer;
 use super::{Command, InFlight, ProbeObserver};
 use mcp_health_core::catalog::{CatalogRead, blocked, diff, missing_tools};
+use mcp_health_core::check::check_name;
 use mcp_health_core::outcome::{OutcomeClass, ProbeOutcome, Reason, retry_wait};
 use mcp_health_core::spec::Policy;
 use mcp_health_core::verdict::Pace;
@@ -41,8 +42,12 @@ pub async fn probe_once(prober: &dyn Probe, target: &ProbeTarget, memory: &mut P
     let deadline = start + policy.timeout;
     match tokio::time::timeout_at(deadline + DEADLINE_GRACE, prober.probe(target, memory, deadline)).await {
         Ok(report) => Timed {
-            outcome: judge_catalog(
-                report.outcome.judge_latency(report.latency, policy.degraded_latency),
+            outcome: judge_checks(
+                judge_catalog(
+                    report.outcome.judge_latency(report.latency, policy.degraded_latency),
+                    &target.backend.spec,
+                    memory,
+                ),
                 &target.backend.spec,
                 memory,
             ),
@@ -83,6 +88,22 @@ fn judge_catalog(outcome: ProbeOutcome, spec: &BackendSpec, memory: &mut ProbeMe
     }
     let missing = missing_tools(&spec.required_tools, &catalog);
     outcome.judge_required(&missing)
+}
+
+/// Judges the backend's synthetic checks by their last results in the
+/// backend's probe memory: the first failing one, in spec order, makes a live
+/// answer a CHECK_FAILED failure (`ProbeOutcome::judge_check`). The probes
+/// between two runs of a check are judged by its last run, so hysteresis
+/// counts probes as for any failure.
+fn judge_checks(outcome: ProbeOutcome, spec: &BackendSpec, memory: &ProbeMemory) -> ProbeOutcome {
+    let failing = spec.checks.iter().enumerate().find_map(|(j, c)| {
+        let failure = memory.checks.get(&j)?.failure.as_ref()?;
+        Some((check_name(c), failure))
+    });
+    match failing {
+        Some((name, failure)) => outcome.judge_check(name, failure),
+        None => outcome,
+    }
 }
 
 /// When the next probe runs: the regular plan (`planned + next`, so jitter
@@ -214,6 +235,86 @@ impl BackendTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_failing_check_in_spec_order_makes_a_live_answer_check_failed() {
+        use mcp_health_core::check::{CheckFailure, FailureClass};
+        use mcp_health_core::outcome::ServerFacts;
+        use mcp_health_probe::CheckMemory;
+        use mcp_health_proto::v1::ToolCheck;
+        let spec = BackendSpec {
+            checks: vec![
+                ToolCheck {
+                    tool: "status".into(),
+                    ..ToolCheck::default()
+                },
+                ToolCheck {
+                    name: "billing".into(),
+                    tool: "invoice".into(),
+                    ..ToolCheck::default()
+                },
+                ToolCheck {
+                    tool: "third".into(),
+                    ..ToolCheck::default()
+                },
+            ],
+            ..BackendSpec::default()
+        };
+        let ran = |failures: &[(usize, Option<FailureClass>)]| {
+            let mut m = ProbeMemory::default();
+            for (j, f) in failures {
+                let failure = f.map(|class| CheckFailure::new(class, "why"));
+                m.checks.insert(*j, CheckMemory { due: Instant::now(), failure });
+            }
+            m
+        };
+        let live = || ProbeOutcome::success(ServerFacts::default());
+        let refused = || live().judge_required(&["x"]);
+        // (outcome, checks' last results, class and reason after, message)
+        let cases: Vec<(ProbeOutcome, ProbeMemory, OutcomeClass, ReasonCode, &str)> = vec![
+            (live(), ran(&[]), OutcomeClass::Success, ReasonCode::Ok, "handshake succeeded"),
+            (
+                live(),
+                ran(&[(0, None), (1, None)]),
+                OutcomeClass::Success,
+                ReasonCode::Ok,
+                "handshake succeeded",
+            ),
+            (
+                live(),
+                ran(&[(0, None), (1, Some(FailureClass::Timeout)), (2, Some(FailureClass::IsError))]),
+                OutcomeClass::Failure,
+                ReasonCode::CheckFailed,
+                "check billing failed (timeout): why",
+            ),
+            (
+                live(),
+                ran(&[(2, Some(FailureClass::JsonRpc))]),
+                OutcomeClass::Failure,
+                ReasonCode::CheckFailed,
+                "check third failed (JSON-RPC error): why",
+            ),
+            // A refusal or a failed probe says more, and is kept.
+            (
+                refused(),
+                ran(&[(0, Some(FailureClass::Transport))]),
+                OutcomeClass::Refused,
+                ReasonCode::RequiredToolMissing,
+                "required tools missing from the catalog: x",
+            ),
+            (
+                ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, "no reply")),
+                ran(&[(0, Some(FailureClass::Transport))]),
+                OutcomeClass::Failure,
+                ReasonCode::Timeout,
+                "no reply",
+            ),
+        ];
+        for (outcome, memory, class, code, message) in cases {
+            let judged = judge_checks(outcome, &spec, &memory);
+            assert_eq!((judged.class, judged.reason.code, judged.reason.message.as_str()), (class, code, message));
+        }
+    }
 
     #[test]
     fn the_next_plan_honours_a_wait_within_the_interval_and_the_hold() {

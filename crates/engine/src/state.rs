@@ -16,7 +16,7 @@ use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_g
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
 use mcp_health_core::catalog::KnownCatalog;
-use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts};
+use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace};
 
 mod remote;
@@ -495,7 +495,8 @@ impl EngineState {
         }
         let backend = &b.target.backend;
         let prev = b.verdict.clone();
-        let next = observe(&prev, r.outcome.class, backend.auth_mode, backend.policy.thresholds);
+        // The backend's reason until now says whether its verdict stands on a policy refusal.
+        let next = observe(&prev, is_refusal(b.reason.code), r.outcome.class, backend.auth_mode, backend.policy.thresholds);
         b.last_probe = Some(now);
         b.last_latency = Some(r.latency);
         let prev_reason = b.reason.code;
@@ -506,7 +507,7 @@ impl EngineState {
             b.peer = r.outcome.peer;
         }
         let keeps_facts = match r.outcome.class {
-            OutcomeClass::Failure | OutcomeClass::Throttled => true,
+            OutcomeClass::Failure | OutcomeClass::Refused | OutcomeClass::Throttled => true,
             // A -32023 answer to the handshake carries no facts; one to tools/list came after them.
             OutcomeClass::RateLimited => r.outcome.facts.protocol_version.is_empty(),
             _ => false,

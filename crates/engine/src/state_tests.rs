@@ -599,6 +599,43 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
     }
 }
 
+#[test]
+fn a_policy_refusal_decides_at_once_both_ways_and_a_check_failure_waits_for_the_thresholds() {
+    use mcp_health_core::check::{CheckFailure, FailureClass};
+    use mcp_health_proto::v1::ReasonCode;
+    let mut state = EngineState::new(settings(false));
+    let yaml = "name: g\npolicy: {unhealthyThreshold: 3, healthyThreshold: 3}\nbackends:\n  - {name: a, url: 'http://mcp.test:8080/mcp', depth: PROBE_DEPTH_TOOLS, requiredTools: [x]}\n";
+    let (_, fx) = apply(&mut state, yaml, Origin::Api);
+    let epoch = epochs(&fx).1[0].0;
+    let ok = || success("g", "a", epoch).outcome;
+    let refused = || ok().judge_required(&["x"]);
+    let check_failed = || ok().judge_check("status", &CheckFailure::new(FailureClass::IsError, "isError is true"));
+    // (outcome, status and reason after it)
+    let rows = [
+        (ok(), BackendStatus::Healthy, ReasonCode::Ok),
+        // Out at the first refusal, back at the first probe that is not refused.
+        (refused(), BackendStatus::Unhealthy, ReasonCode::RequiredToolMissing),
+        (refused(), BackendStatus::Unhealthy, ReasonCode::RequiredToolMissing),
+        (ok(), BackendStatus::Healthy, ReasonCode::Ok),
+        // A failing check is a failure: routable (DEGRADED) below unhealthyThreshold.
+        (check_failed(), BackendStatus::Degraded, ReasonCode::CheckFailed),
+        (check_failed(), BackendStatus::Degraded, ReasonCode::CheckFailed),
+        (check_failed(), BackendStatus::Unhealthy, ReasonCode::CheckFailed),
+        (ok(), BackendStatus::Unhealthy, ReasonCode::Ok),
+        (ok(), BackendStatus::Unhealthy, ReasonCode::Ok),
+        (ok(), BackendStatus::Healthy, ReasonCode::Ok),
+    ];
+    for (i, (outcome, want_status, want_reason)) in rows.into_iter().enumerate() {
+        let mut r = success("g", "a", epoch);
+        r.outcome = outcome;
+        state.fold(&r, SystemTime::UNIX_EPOCH, &mut Effects::default()).unwrap();
+        let h = state.health("g").unwrap();
+        let b = &h.backends[0];
+        let reason = b.reason.as_ref().map_or(0, |r| r.code);
+        assert_eq!((b.status, reason), (want_status as i32, want_reason as i32), "row {i}: {b:#?}");
+    }
+}
+
 /// A diff by name: (added, removed, changed).
 type NameDiff<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str]);
 /// One read (None: handshake-only), then the tool count shown, whether the

@@ -1,5 +1,6 @@
 //! The stateless revision 2026-07-28: `server/discover` is the readiness call,
-//! and at depth TOOLS `tools/list` follows, each a self-contained POST with
+//! and at depth TOOLS `tools/list` and the due synthetic checks' `tools/call`
+//! follow, each a self-contained POST with
 //! the `MCP-Protocol-Version` and `Mcp-Method` headers and the `params._meta`
 //! envelope. No session, no `notifications/initialized`, no DELETE.
 
@@ -52,17 +53,27 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
     let mut degraded = None;
     let mut note = None;
     let mut catalog_ttl = None;
+    let mut checks = Vec::new();
     if ctx.backend().depth == ProbeDepth::Tools && !offers_tools {
         note = Some(exchange::no_tools());
         facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
-    } else if ctx.read_catalog {
-        let params = |cursor: Option<&str>| match cursor {
-            Some(c) => json!({"cursor": c, "_meta": envelope()}),
-            None => json!({"_meta": envelope()}),
-        };
-        match exchange::list_tools(ctx, headers("tools/list"), params).await? {
-            Ok(read) => catalog_ttl = read.into_facts(&mut facts),
-            Err(reason) => degraded = Some(reason),
+    } else {
+        if ctx.read_catalog {
+            let params = |cursor: Option<&str>| match cursor {
+                Some(c) => json!({"cursor": c, "_meta": envelope()}),
+                None => json!({"_meta": envelope()}),
+            };
+            match exchange::list_tools(ctx, headers("tools/list"), params).await? {
+                Ok(read) => catalog_ttl = read.into_facts(&mut facts),
+                Err(reason) => degraded = Some(reason),
+            }
+        }
+        if degraded.is_none() && !ctx.checks_due.is_empty() {
+            let with_envelope = |mut p: Value| {
+                p["_meta"] = envelope();
+                p
+            };
+            checks = super::checks::run(ctx, Ready::catalog_for_checks(&facts, ctx), headers("tools/call"), with_envelope).await;
         }
     }
     Ok(Ready {
@@ -70,6 +81,7 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         degraded,
         note,
         catalog_ttl,
+        checks,
     })
 }
 

@@ -157,6 +157,8 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         degraded,
         note,
         catalog_ttl,
+        // Validation refuses checks over legacy SSE.
+        checks: Vec::new(),
     })
 }
 

@@ -10,6 +10,7 @@
 //! RFC 9728 metadata after a 401; `classify` turns errors into reason codes.
 
 mod body;
+mod checks;
 mod classify;
 pub mod client;
 mod credentials;
@@ -129,6 +130,18 @@ pub struct ProbeMemory {
     /// The last catalog read whose fingerprint the backend's BLOCK policy
     /// accepts: what a refused catalog is diffed against.
     pub accepted_catalog: Option<Arc<mcp_health_core::catalog::Catalog>>,
+    /// Synthetic checks that ran, by their index in the backend's spec: when
+    /// each is due again and how it last ended. Every probe until a check's
+    /// next run is judged by its last result (`engine::scheduler::probe_once`).
+    pub checks: std::collections::BTreeMap<usize, CheckMemory>,
+}
+
+/// How a synthetic check last ended, and when it runs again.
+#[derive(Clone, Debug)]
+pub struct CheckMemory {
+    pub due: Instant,
+    /// None: it passed.
+    pub failure: Option<mcp_health_core::check::CheckFailure>,
 }
 
 /// The outcome of a probe and how long the readiness call took.
@@ -223,6 +236,13 @@ pub(crate) struct Ctx<'a> {
     /// Whether this probe reads the tool catalog (depth TOOLS, and due);
     /// otherwise it is handshake-only.
     pub read_catalog: bool,
+    /// The synthetic checks due at this probe, by index in the spec.
+    pub checks_due: Vec<usize>,
+    /// The last whole catalog read before this probe: a check's tool must be
+    /// read-only in it (or in this probe's own read).
+    pub known_catalog: Option<Arc<mcp_health_core::catalog::Catalog>>,
+    /// The probe's deadline: no check's call outlasts it.
+    pub deadline: Instant,
 }
 
 impl Ctx<'_> {
@@ -266,6 +286,19 @@ pub(crate) struct Ready {
     pub note: Option<Reason>,
     /// The smallest `ttlMs` of the catalog read's pages, if any.
     pub catalog_ttl: Option<Duration>,
+    /// The synthetic checks that ran, by index in the spec.
+    pub checks: Vec<(usize, Result<(), mcp_health_core::check::CheckFailure>)>,
+}
+
+impl Ready {
+    /// The catalog a check's tool is judged read-only in: this probe's whole
+    /// read, else the last one before it.
+    pub fn catalog_for_checks<'c>(facts: &'c ServerFacts, ctx: &'c Ctx<'_>) -> Option<&'c mcp_health_core::catalog::Catalog> {
+        match &facts.catalog {
+            Some(mcp_health_core::catalog::CatalogRead::Whole(c)) => Some(c),
+            _ => ctx.known_catalog.as_deref(),
+        }
+    }
 }
 
 /// Why a probe step stopped short of `Ready`.
@@ -325,6 +358,13 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     };
     let credentials_sent = auth.is_some();
     let read_catalog = target.backend.depth == ProbeDepth::Tools && memory.catalog_due.is_none_or(|due| start >= due);
+    let checks_due = if target.backend.depth == ProbeDepth::Tools {
+        (0..target.backend.spec.checks.len())
+            .filter(|j| memory.checks.get(j).is_none_or(|m| start >= m.due))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ctx = Ctx {
         prober,
         target,
@@ -332,6 +372,9 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         peer: std::sync::Mutex::new(None),
         retry_after: std::sync::Mutex::new(None),
         read_catalog,
+        checks_due,
+        known_catalog: memory.catalog.clone(),
+        deadline,
     };
     let mut session = None;
     let timed = match target.backend.transport {
@@ -342,6 +385,20 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     if let Some(s) = session {
         streamable::end_session(&ctx, &s).await;
     }
+    let mut timed = timed;
+    if let Ok(Ok(ready)) = &mut timed {
+        for (j, result) in ready.checks.drain(..) {
+            let Some(c) = target.backend.spec.checks.get(j) else { continue };
+            let (interval, _) = mcp_health_core::check::timing(c, &target.backend.policy);
+            memory.checks.insert(
+                j,
+                CheckMemory {
+                    due: start + interval,
+                    failure: result.err(),
+                },
+            );
+        }
+    }
     let mut outcome = match timed {
         Err(_) => ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, format!("no reply within {} ms", latency.as_millis()))),
         Ok(Ok(Ready {
@@ -349,6 +406,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
             degraded: None,
             note,
             catalog_ttl,
+            ..
         })) => {
             if facts.catalog.is_some() {
                 memory.catalog_due = Some(start + catalog_wait(target.backend.policy.catalog_interval, catalog_ttl));

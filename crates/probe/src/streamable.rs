@@ -1,7 +1,7 @@
 //! Streamable HTTP with the `initialize` handshake (revisions 2025-03-26,
 //! 2025-06-18, 2025-11-25): POST `initialize`, at depth TOOLS
-//! `notifications/initialized` and `tools/list` on the same session, then the
-//! session ended with DELETE. The GET stream is never opened.
+//! `notifications/initialized`, `tools/list` and the due synthetic checks'
+//! `tools/call` on the same session, then the session ended with DELETE. The GET stream is never opened.
 
 use std::time::Duration;
 
@@ -107,19 +107,25 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
     let mut degraded = None;
     let mut note = None;
     let mut catalog_ttl = None;
+    let mut checks = Vec::new();
     if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
         note = Some(exchange::no_tools());
         facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
-    } else if ctx.read_catalog {
+    } else if ctx.read_catalog || !ctx.checks_due.is_empty() {
         let headers = session_headers(slot.as_ref(), &version);
         initialized(ctx, headers.clone()).await?;
-        let params = |cursor: Option<&str>| match cursor {
-            Some(c) => json!({"cursor": c}),
-            None => json!({}),
-        };
-        match exchange::list_tools(ctx, headers, params).await? {
-            Ok(read) => catalog_ttl = read.into_facts(&mut facts),
-            Err(reason) => degraded = Some(reason),
+        if ctx.read_catalog {
+            let params = |cursor: Option<&str>| match cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            match exchange::list_tools(ctx, headers.clone(), params).await? {
+                Ok(read) => catalog_ttl = read.into_facts(&mut facts),
+                Err(reason) => degraded = Some(reason),
+            }
+        }
+        if degraded.is_none() {
+            checks = super::checks::run(ctx, Ready::catalog_for_checks(&facts, ctx), headers, |p| p).await;
         }
     }
     Ok(Ready {
@@ -127,6 +133,7 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
         degraded,
         note,
         catalog_ttl,
+        checks,
     })
 }
 

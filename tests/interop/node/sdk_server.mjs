@@ -1,7 +1,7 @@
 // One MCP server built with the official TypeScript SDK (@modelcontextprotocol/sdk
 // 1.x), the way its README and examples wire it, for mcp-health's interop matrix.
 //
-//   node sdk_server.mjs --mode MODE [--port N] [--page-size N]   (port 0: the OS picks)
+//   node sdk_server.mjs --mode MODE [--port N] [--page-size N] [--upstream-file PATH]   (port 0: the OS picks)
 //
 // Modes:
 //   sse        stateful (Mcp-Session-Id), POST replies as text/event-stream (SDK default)
@@ -18,17 +18,22 @@
 //   notools    stateful SSE; the server has a prompt and no tools capability
 //
 // --page-size N: tools/list answers N tools a page, with `nextCursor` (default: one page).
+// --upstream-file PATH: the tool `upstream_status` (listed only when a test
+// PUTs it) reads PATH: its text when the file is there, isError when it is not,
+// so a test makes the server's "upstream" fail by removing the file.
 //
 // Binds 127.0.0.1 only. Once listening it prints one JSON line on stdout:
 //   {"url": "http://127.0.0.1:P/mcp", "sessions": "http://127.0.0.1:P/sessions",
 //    "tools": "http://127.0.0.1:P/tools"}
 // PUT /tools with a JSON array of tool definitions replaces the tools the
 // server lists from then on (tests change the catalog at runtime).
+// GET /calls answers {"TOOL": N, ...}: how many tools/call each tool got.
 // GET /sessions answers {"open": N, "opened": N, "deleted": N}: the sessions
 // the server holds right now (a session is dropped when its transport closes,
 // e.g. on DELETE), how many it ever opened, and how many DELETEs ended one.
 // Exits on SIGTERM/SIGINT, or when stdin reaches EOF.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import express from 'express';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -94,16 +99,29 @@ function newServer() {
     }
     return { tools: TOOLS };
   });
-  server.setRequestHandler(CallToolRequestSchema, async (request) => ({
-    content: [{ type: 'text', text: JSON.stringify(request.params.arguments ?? {}) }],
-  }));
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const name = request.params.name;
+    calls[name] = (calls[name] ?? 0) + 1;
+    if (name === 'upstream_status') {
+      try {
+        const text = readFileSync(args['upstream-file'] ?? '', 'utf8');
+        return { content: [{ type: 'text', text }], structuredContent: { status: text.trim() } };
+      } catch (e) {
+        // What a real server leaks when its upstream fails: a credential in the message.
+        return { content: [{ type: 'text', text: `upstream unavailable (${e.code}); key sk_live_51HxTESTk3yN0tF0rLogs000 rejected` }], isError: true };
+      }
+    }
+    return { content: [{ type: 'text', text: JSON.stringify(request.params.arguments ?? {}) }] };
+  });
   return server;
 }
 
 const app = createMcpExpressApp({ host: '127.0.0.1' });
 const sessions = new Map(); // session id -> transport
 const counts = { opened: 0, deleted: 0 };
+const calls = {}; // tool name -> tools/call count
 app.get('/sessions', (req, res) => res.json({ open: sessions.size, ...counts }));
+app.get('/calls', (req, res) => res.json(calls));
 app.put('/tools', express.json(), (req, res) => {
   if (!Array.isArray(req.body)) {
     res.status(400).json({ error: 'a JSON array of tools' });

@@ -31,6 +31,9 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
     "catalog_interval",
 ];
 
+/// The duration fields of a `ToolCheck` (each entry of a backend's `checks`).
+const CHECK_DURATION_FIELDS: &[&str] = &["interval", "timeout"];
+
 /// A duration that could not be read, with the field it was in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {input:?} is not {ACCEPTED_FORMS}")]
@@ -118,9 +121,9 @@ pub fn to_proto_json(nanos: Nanos) -> String {
     }
 }
 
-/// Rewrites every policy duration in a config document (a `HealthConfig`, a
-/// `GroupSpec` or any tree holding `policy` mappings) to its proto3 JSON
-/// form. `path` names the document's root in errors ("" for none).
+/// Rewrites every policy and check duration in a config document (a
+/// `HealthConfig`, a `GroupSpec` or any tree holding `policy` mappings and
+/// `checks` sequences) to its proto3 JSON form. `path` names the document's root in errors ("" for none).
 pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
     match value {
         Value::Mapping(map) => {
@@ -128,7 +131,14 @@ pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
                 let Some(key) = key.as_str() else { continue };
                 let child_path = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
                 if key == "policy" {
-                    normalize_policy(child, &child_path)?;
+                    normalize_fields(child, &child_path, POLICY_DURATION_FIELDS)?;
+                }
+                if key == "checks"
+                    && let Value::Sequence(checks) = child
+                {
+                    for (i, check) in checks.iter_mut().enumerate() {
+                        normalize_fields(check, &format!("{child_path}[{i}]"), CHECK_DURATION_FIELDS)?;
+                    }
                 }
                 normalize(child, &child_path)?;
             }
@@ -140,9 +150,9 @@ pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
     }
 }
 
-fn normalize_policy(policy: &mut Value, path: &str) -> Result<(), DurationError> {
-    let Value::Mapping(map) = policy else { return Ok(()) };
-    for field in POLICY_DURATION_FIELDS {
+fn normalize_fields(mapping: &mut Value, path: &str, fields: &[&str]) -> Result<(), DurationError> {
+    let Value::Mapping(map) = mapping else { return Ok(()) };
+    for field in fields {
         let Some(value) = map.get_mut(*field) else { continue };
         let error = |input: String| DurationError {
             field: format!("{path}.{field}"),

@@ -79,7 +79,7 @@ impl Default for Policy {
 }
 
 /// Converts a proto duration, rejecting negative or out-of-range values.
-fn duration(d: &pbjson_types::Duration) -> Option<Duration> {
+pub fn duration(d: &pbjson_types::Duration) -> Option<Duration> {
     let seconds = u64::try_from(d.seconds).ok()?;
     let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000)?;
     Some(Duration::new(seconds, nanos))

@@ -146,6 +146,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
     };
     let auth_mode = validate_auth(b.auth.as_ref(), &join(path, "auth"), allow_link_local, v);
     validate_catalog_fields(b, path, depth, auth_mode, v);
+    validate_checks(b, path, depth, auth_mode, transport, &policy, v);
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
@@ -214,6 +215,95 @@ fn validate_catalog_fields(b: &BackendSpec, path: &str, depth: ProbeDepth, auth:
             join(path, "policy.catalogInterval"),
             "needs depth PROBE_DEPTH_TOOLS: a backend probed at depth HANDSHAKE never reads its catalog",
         );
+    }
+}
+
+/// Most bytes of a check's arguments (protobuf-encoded).
+pub const MAX_CHECK_ARGUMENTS_BYTES: usize = 16 * 1024;
+
+/// Synthetic checks: depth TOOLS, a catalog the probe can see, a transport
+/// whose session the call can share (not legacy SSE, whose replies ride the
+/// event stream), names, timing within the probe's, and expectations that
+/// parse. Whether the tool is read-only is for the catalog to say, at probe
+/// time (`check::may_call`).
+fn validate_checks(b: &BackendSpec, path: &str, depth: ProbeDepth, auth: AuthMode, transport: Transport, policy: &Policy, v: &mut Violations) {
+    use crate::check::{self, MAX_CHECK_INTERVAL, MAX_CHECKS, MAX_EXPECT_BYTES, MIN_CHECK_INTERVAL, MIN_CHECK_TIMEOUT};
+    use prost::Message as _;
+    if b.checks.is_empty() {
+        return;
+    }
+    let field = join(path, "checks");
+    if depth != ProbeDepth::Tools {
+        v.add(
+            field.clone(),
+            "needs depth PROBE_DEPTH_TOOLS: only a catalog read can show the tool is read-only",
+        );
+    } else if auth == AuthMode::PerUser {
+        v.add(
+            field.clone(),
+            "cannot run for an AUTH_MODE_PER_USER backend: its anonymous probe can call no tool",
+        );
+    }
+    if transport == Transport::Sse {
+        v.add(field.clone(), "are not supported over TRANSPORT_SSE (legacy HTTP+SSE) yet");
+    }
+    if b.checks.len() > MAX_CHECKS {
+        v.add(field.clone(), format!("has {} checks; the limit is {MAX_CHECKS}", b.checks.len()));
+    }
+    let mut names = HashSet::new();
+    for (j, c) in b.checks.iter().enumerate() {
+        let at = |f: &str| format!("{field}[{j}].{f}");
+        if c.tool.trim().is_empty() {
+            v.add(at("tool"), "must be a tool name, not empty");
+        } else if c.tool.chars().count() > MAX_TOOL_NAME_CHARS || c.tool.chars().any(char::is_control) {
+            v.add(
+                at("tool"),
+                format!("must be at most {MAX_TOOL_NAME_CHARS} characters, without control characters"),
+            );
+        }
+        if !c.name.is_empty() {
+            check_name(&c.name, at("name"), v);
+        }
+        let name = check::check_name(c);
+        if !name.is_empty() && !names.insert(name) {
+            v.add(at("name"), format!("duplicate check name {name:?} (a check without a name goes by its tool's)"));
+        }
+        if c.arguments.as_ref().is_some_and(|a| a.encoded_len() > MAX_CHECK_ARGUMENTS_BYTES) {
+            v.add(at("arguments"), format!("must be at most {} KiB", MAX_CHECK_ARGUMENTS_BYTES / 1024));
+        }
+        let interval = c.interval.as_ref().map(super::policy::duration);
+        let timeout = c.timeout.as_ref().map(super::policy::duration);
+        let interval_ok = interval.is_none_or(|i| i.is_some_and(|i| (MIN_CHECK_INTERVAL..=MAX_CHECK_INTERVAL).contains(&i)));
+        if !interval_ok {
+            v.add(at("interval"), format!("must be between {MIN_CHECK_INTERVAL:?} and {MAX_CHECK_INTERVAL:?}"));
+        }
+        if let Some(t) = timeout
+            && !t.is_some_and(|t| t >= MIN_CHECK_TIMEOUT && t <= policy.timeout)
+        {
+            v.add(
+                at("timeout"),
+                format!(
+                    "must be between {MIN_CHECK_TIMEOUT:?} and the backend's probe timeout ({:?}): the call runs within a probe",
+                    policy.timeout
+                ),
+            );
+        }
+        let (i, t) = check::timing(c, policy);
+        if interval_ok && t >= i {
+            v.add(at("timeout"), "must be shorter than the check's interval");
+        }
+        if let Some(e) = &c.expect {
+            if e.text_contains.len() > MAX_EXPECT_BYTES {
+                v.add(at("expect.textContains"), format!("must be at most {MAX_EXPECT_BYTES} bytes"));
+            }
+            if e.json_path.len() > MAX_EXPECT_BYTES {
+                v.add(at("expect.jsonPath"), format!("must be at most {MAX_EXPECT_BYTES} bytes"));
+            } else if !e.json_path.is_empty()
+                && let Err(why) = check::parse_json_path(&e.json_path)
+            {
+                v.add(at("expect.jsonPath"), format!("must be an RFC 9535 JSONPath query: {why}"));
+            }
+        }
     }
 }
 

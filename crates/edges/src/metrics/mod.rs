@@ -166,7 +166,7 @@ impl Metrics {
         let r = &mut m.registry;
         r.register_with_unit(
             "probe_duration",
-            "Duration of probes of live backends, by group and outcome (healthy, slow, tools_failing, rate_limited, throttled, auth, failure)",
+            "Duration of probes of live backends, by group and outcome (healthy, slow, tools_failing, rate_limited, throttled, auth, refused, failure)",
             Unit::Seconds,
             m.probe_duration.clone(),
         );

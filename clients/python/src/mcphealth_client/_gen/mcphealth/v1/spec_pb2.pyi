@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -138,8 +139,36 @@ class CatalogPolicy(_message.Message):
     accepted: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, on_change: _Optional[_Union[CatalogOnChange, str]] = ..., accepted: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class CheckExpectation(_message.Message):
+    __slots__ = ("is_error", "text_contains", "json_path")
+    IS_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    JSON_PATH_FIELD_NUMBER: _ClassVar[int]
+    is_error: bool
+    text_contains: str
+    json_path: str
+    def __init__(self, is_error: _Optional[bool] = ..., text_contains: _Optional[str] = ..., json_path: _Optional[str] = ...) -> None: ...
+
+class ToolCheck(_message.Message):
+    __slots__ = ("name", "tool", "arguments", "expect", "interval", "timeout", "allow_side_effects")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SIDE_EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tool: str
+    arguments: _struct_pb2.Struct
+    expect: CheckExpectation
+    interval: _duration_pb2.Duration
+    timeout: _duration_pb2.Duration
+    allow_side_effects: bool
+    def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expect: _Optional[_Union[CheckExpectation, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., allow_side_effects: _Optional[bool] = ...) -> None: ...
+
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog", "checks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +180,7 @@ class BackendSpec(_message.Message):
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_TOOLS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -162,7 +192,8 @@ class BackendSpec(_message.Message):
     drain: bool
     required_tools: _containers.RepeatedScalarFieldContainer[str]
     catalog: CatalogPolicy
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ...) -> None: ...
+    checks: _containers.RepeatedCompositeFieldContainer[ToolCheck]
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ToolCheck, _Mapping]]] = ...) -> None: ...
 
 class GroupSpec(_message.Message):
     __slots__ = ("name", "backends", "policy")

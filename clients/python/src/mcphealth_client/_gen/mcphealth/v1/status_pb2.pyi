@@ -52,6 +52,7 @@ class ReasonCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_CODE_RATE_LIMITED: _ClassVar[ReasonCode]
     REASON_CODE_REQUIRED_TOOL_MISSING: _ClassVar[ReasonCode]
     REASON_CODE_CATALOG_CHANGED: _ClassVar[ReasonCode]
+    REASON_CODE_CHECK_FAILED: _ClassVar[ReasonCode]
 
 class ResourceMetadataState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -97,6 +98,7 @@ REASON_CODE_NO_TOOLS: ReasonCode
 REASON_CODE_RATE_LIMITED: ReasonCode
 REASON_CODE_REQUIRED_TOOL_MISSING: ReasonCode
 REASON_CODE_CATALOG_CHANGED: ReasonCode
+REASON_CODE_CHECK_FAILED: ReasonCode
 RESOURCE_METADATA_STATE_UNSPECIFIED: ResourceMetadataState
 RESOURCE_METADATA_STATE_NOT_ADVERTISED: ResourceMetadataState
 RESOURCE_METADATA_STATE_VALID: ResourceMetadataState
