@@ -240,17 +240,18 @@ impl ProbeOutcome {
     }
 
     /// Turns an answer that proves the server alive into a failure with
-    /// reason CHECK_FAILED when a synthetic check (`check`, by name) last
-    /// failed: hysteresis as for any failure, with the backend's thresholds.
-    /// Other outcomes (a refusal too) already say more and are kept.
-    pub fn judge_check(mut self, check: &str, failure: &crate::check::CheckFailure) -> Self {
+    /// `reason` (CHECK_FAILED, from `check::CheckFailure::reason`) when a
+    /// synthetic check last failed: hysteresis as for any failure, with the
+    /// backend's thresholds. Other outcomes (a refusal too) already say more
+    /// and are kept.
+    pub fn judge_check(mut self, reason: Reason) -> Self {
         let alive = matches!(
             self.class,
             OutcomeClass::Success | OutcomeClass::Slow | OutcomeClass::ToolsFailing | OutcomeClass::RateLimited
         );
         if alive {
             self.class = OutcomeClass::Failure;
-            self.reason = failure.reason(check);
+            self.reason = reason;
         }
         self
     }

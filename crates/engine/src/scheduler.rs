@@ -101,7 +101,7 @@ fn judge_checks(outcome: ProbeOutcome, spec: &BackendSpec, memory: &ProbeMemory)
         Some((check_name(c), failure))
     });
     match failing {
-        Some((name, failure)) => outcome.judge_check(name, failure),
+        Some((name, failure)) => outcome.judge_check(failure.reason(name)),
         None => outcome,
     }
 }

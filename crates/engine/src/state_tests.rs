@@ -609,7 +609,7 @@ fn a_policy_refusal_decides_at_once_both_ways_and_a_check_failure_waits_for_the_
     let epoch = epochs(&fx).1[0].0;
     let ok = || success("g", "a", epoch).outcome;
     let refused = || ok().judge_required(&["x"]);
-    let check_failed = || ok().judge_check("status", &CheckFailure::new(FailureClass::IsError, "isError is true"));
+    let check_failed = || ok().judge_check(CheckFailure::new(FailureClass::IsError, "isError is true").reason("status"));
     // (outcome, status and reason after it)
     let rows = [
         (ok(), BackendStatus::Healthy, ReasonCode::Ok),
