@@ -144,13 +144,32 @@ impl OwnerError {
     }
 }
 
+/// An on-demand probe's answer as the API gives it, made here or by the owner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeReply {
+    pub backend: BackendHealth,
+    pub phase: GroupPhase,
+}
+
+impl From<&Probed> for ProbeReply {
+    fn from(p: &Probed) -> ProbeReply {
+        ProbeReply {
+            backend: mcp_health_engine::api_view::backend_health(&p.backend),
+            phase: p.phase,
+        }
+    }
+}
+
 impl ProbeAnswer {
     pub fn new(owner: &str, probed: &Result<Probed, EngineError>) -> ProbeAnswer {
         let result = match probed {
-            Ok(p) => Answered::Probed {
-                backend: Box::new(p.backend.clone()),
-                phase: p.phase,
-            },
+            Ok(p) => {
+                let reply = ProbeReply::from(p);
+                Answered::Probed {
+                    backend: Box::new(reply.backend),
+                    phase: reply.phase,
+                }
+            }
             Err(e) => Answered::Error(e.into()),
         };
         ProbeAnswer {
@@ -260,12 +279,33 @@ mod tests {
 
     #[test]
     fn a_verdict_travels_whole() {
+        use mcp_health_core::outcome::{Reason, ServerFacts};
+        use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, Observed};
+        use mcp_health_core::verdict::Verdict;
         let probed = Probed {
-            backend: BackendHealth {
-                name: "a".into(),
-                status: BackendStatus::Unhealthy as i32,
-                ..Default::default()
-            },
+            backend: BackendSnapshot::single(
+                BackendSpecShown {
+                    name: "a".into(),
+                    url: "http://127.0.0.1:1/mcp".into(),
+                    transport: mcp_health_proto::v1::Transport::StreamableHttp,
+                    auth: mcp_health_proto::v1::AuthMode::None,
+                    drain: false,
+                    catalog: CatalogFacts::default(),
+                },
+                Observed {
+                    address: Some("127.0.0.1:1".parse().unwrap()),
+                    verdict: Verdict {
+                        status: BackendStatus::Unhealthy,
+                        consecutive_failures: 3,
+                        ..Verdict::unknown()
+                    },
+                    reason: Reason::new(mcp_health_proto::v1::ReasonCode::ConnectionRefused, "connection refused"),
+                    facts: ServerFacts::default(),
+                    last_latency: None,
+                    last_probe: None,
+                    last_transition: None,
+                },
+            ),
             phase: GroupPhase::Degraded,
         };
         let answer = ProbeAnswer::new("m2", &Ok(probed.clone()));
@@ -273,7 +313,14 @@ mod tests {
         assert_eq!(back, answer);
         assert_eq!(back.owner, "m2");
         let Answered::Probed { backend, phase } = back.result else { panic!() };
-        assert_eq!((*backend, phase), (probed.backend, GroupPhase::Degraded));
+        assert_eq!(
+            (backend.status, backend.consecutive_failures, backend.address.as_str()),
+            (BackendStatus::Unhealthy as i32, 3, "127.0.0.1:1")
+        );
+        assert_eq!(
+            (*backend, phase),
+            (mcp_health_engine::api_view::backend_health(&probed.backend), GroupPhase::Degraded)
+        );
         let req = ProbeRequest {
             requester: "m1".into(),
             owner: "m2".into(),

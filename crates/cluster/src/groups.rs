@@ -103,7 +103,7 @@ impl GroupFollower {
         }
         let Ok(list) = self.engine.list().await else { return };
         for g in list {
-            if g.source == GroupSource::Api as i32 && !present.contains(&g.name) {
+            if g.source == GroupSource::Api && !present.contains(&g.name) {
                 self.remote_delete(&g.name).await;
             }
         }

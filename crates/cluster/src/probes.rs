@@ -17,7 +17,8 @@ use super::forward::{Answered, ProbeAnswer, ProbeRequest, Route, answer_wait, de
 use super::keys::Keys;
 use super::status::{ClusterStatus, MemberView};
 use crate::etcd_api::etcdserverpb::TxnRequest;
-use mcp_health_engine::{Engine, EngineError, Probed};
+pub use crate::forward::ProbeReply;
+use mcp_health_engine::{Engine, EngineError};
 
 /// The member that owns a backend, as errors name it.
 #[derive(Clone, Debug)]
@@ -99,8 +100,9 @@ impl ProbeRouter {
         }
     }
 
-    /// Probes `group/backend` now: here, or by its owner.
-    pub async fn probe_backend(&self, engine: &Engine, group: String, backend: String) -> Result<Probed, ProbeError> {
+    /// Probes `group/backend` now: here, or by its owner. The answer is the
+    /// API's: the backend as `BackendHealth` (an owner's answer travels so) and the phase.
+    pub async fn probe_backend(&self, engine: &Engine, group: String, backend: String) -> Result<ProbeReply, ProbeError> {
         let (route, name) = self.status.with_view(|v| {
             let r = route(v, &group, &backend);
             let name = match &r {
@@ -110,7 +112,7 @@ impl ProbeRouter {
             (r, name)
         });
         let Route::Forward { me, lease, owner } = route else {
-            return Ok(engine.probe_backend(group, backend).await?);
+            return Ok(ProbeReply::from(&engine.probe_backend(group, backend).await?));
         };
         let owner = Owner { id: owner, name };
         // An unknown backend here may be known to the owner (a group applied
@@ -132,7 +134,7 @@ impl ProbeRouter {
         forward.await.map_err(|_| ProbeError::Engine(EngineError::ShuttingDown))?
     }
 
-    async fn forward(self, ask: Ask) -> Result<Probed, ProbeError> {
+    async fn forward(self, ask: Ask) -> Result<ProbeReply, ProbeError> {
         let Ask {
             id,
             group,
@@ -192,7 +194,7 @@ impl ProbeRouter {
             });
         };
         match answer.result {
-            Answered::Probed { backend, phase } => Ok(Probed { backend: *backend, phase }),
+            Answered::Probed { backend, phase } => Ok(ProbeReply { backend: *backend, phase }),
             Answered::Error(e) => Err(match e.into_engine() {
                 Ok(e) => ProbeError::Engine(e),
                 Err(message) => ProbeError::Owner {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::verdict::Verdict;
-use mcp_health_engine::seam::{SharedCatalog, SharedVerdict};
+use mcp_health_engine::seam::{CatalogFacts, SharedVerdict};
 use mcp_health_engine::{duration, timestamp};
 use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage, ReasonCode, ResourceMetadataState};
 
@@ -152,7 +152,7 @@ impl From<V1> for VerdictRecord {
                 last_probe: time(h.last_probe_time),
                 last_transition: time(h.last_transition_time),
                 address: h.address.parse().ok(),
-                catalog: SharedCatalog {
+                catalog: CatalogFacts {
                     fingerprint: h.catalog_fingerprint,
                     changed_at: time(h.catalog_changed_time),
                     note: h.catalog_note,
@@ -307,7 +307,7 @@ impl TryFrom<V2> for VerdictRecord {
                 last_probe: v.last_probe_unix_ms.map(at),
                 last_transition: v.last_transition_unix_ms.map(at),
                 address: v.address.and_then(|a| a.parse().ok()),
-                catalog: SharedCatalog {
+                catalog: CatalogFacts {
                     fingerprint: v.catalog.fingerprint,
                     changed_at: v.catalog.changed_unix_ms.map(at),
                     note: v.catalog.note,
@@ -349,14 +349,14 @@ mod tests {
                 last_probe: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)),
                 last_transition: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000)),
                 address: Some("127.0.0.1:8080".parse().unwrap()),
-                catalog: SharedCatalog::default(),
+                catalog: CatalogFacts::default(),
             },
         }
     }
 
     fn with_catalog() -> VerdictRecord {
         let mut r = full();
-        r.verdict.catalog = SharedCatalog {
+        r.verdict.catalog = CatalogFacts {
             fingerprint: format!("sha256:{}", "ab".repeat(32)),
             changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_100_000)),
             note: "gave up after 16 pages".into(),
@@ -375,7 +375,7 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
                 address: None,
-                catalog: SharedCatalog::default(),
+                catalog: CatalogFacts::default(),
             },
         }
     }

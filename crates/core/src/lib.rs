@@ -1,4 +1,4 @@
-//! The pure core: backend verdicts, the group phase, tool catalogs (hashes,
+//! The pure core: backend verdicts, the group phase, the domain snapshot every edge maps from, tool catalogs (hashes,
 //! diffs, required tools), synthetic checks' judgements, spec validation and durations as plain functions
 //! over values. Nothing here does I/O, reads a
 //! clock or spawns a task, and the crate depends on no runtime (no tokio,
@@ -9,6 +9,7 @@ pub mod check;
 pub mod errors;
 pub mod outcome;
 pub mod phase;
+pub mod snapshot;
 pub mod spec;
 pub mod ssrf;
 pub mod verdict;

@@ -19,11 +19,9 @@ pub enum Effect {
     Abort { epoch: u64 },
     /// Set (Some) or remove (None) a group's grpc.health.v1 status.
     Health { group: String, status: Option<ServingStatus> },
-    /// Publish the group's current view as a change with this sequence number
-    /// (built only if someone watches).
-    Changed { group: String, sequence: u64 },
-    /// Publish a deletion (the last view, built by the state).
-    Deleted(Event),
+    /// Publish a change or a deletion to the watchers (the group's snapshot,
+    /// built by the state).
+    Publish(Event),
     /// Every backend of every group has its first verdict (emitted once).
     FirstVerdicts { groups: usize, backends: usize },
     /// Tell the observer (only emitted when there is one).

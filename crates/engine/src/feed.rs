@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{Engine, EngineError, Event, Subscription};
-use mcp_health_proto::v1::GroupHealth;
+use mcp_health_core::snapshot::GroupSnapshot;
 
 /// What a feed yields.
 #[derive(Clone, Debug)]
@@ -18,7 +18,7 @@ pub enum FeedItem {
     /// Every watched group as of `sequence`: first, and again after falling behind.
     Snapshot {
         sequence: u64,
-        groups: Vec<Arc<GroupHealth>>,
+        groups: Vec<Arc<GroupSnapshot>>,
         /// Sent because the watcher fell behind, not as the first message.
         resync: bool,
     },

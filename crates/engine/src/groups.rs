@@ -1,5 +1,5 @@
 //! What the engine state holds per group and per backend (`GroupState`,
-//! `BackendState`) and the view each builds for readers.
+//! `BackendState`) and the domain snapshot each builds for readers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::Origin;
-use super::view::{self, BackendFacts, GroupFacts};
 use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{Reason, ServerFacts};
-use mcp_health_core::phase::GroupVerdict;
+use mcp_health_core::phase::{BackendView, GroupVerdict, group_verdict};
+use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, GroupSnapshot, Observed};
+use mcp_health_core::spec::ValidBackend;
 use mcp_health_core::verdict::Verdict;
 use mcp_health_probe::ProbeTarget;
-use mcp_health_proto::v1::{GroupHealth, GroupPhase, GroupSource};
+use mcp_health_proto::v1::{GroupPhase, GroupSource};
 
 pub(super) struct BackendState {
     pub(super) target: Arc<ProbeTarget>,
@@ -52,26 +53,42 @@ impl BackendState {
             last_probe: self.last_probe,
             last_transition: self.last_transition,
             address: self.peer,
-            catalog: crate::seam::SharedCatalog {
-                fingerprint: self.catalog.fingerprint.clone(),
-                changed_at: self.catalog.changed_at,
-                note: self.catalog.note.clone(),
-            },
+            catalog: self.catalog_facts(),
         }
     }
 
-    pub(super) fn facts(&self) -> BackendFacts<'_> {
-        BackendFacts {
-            backend: &self.target.backend,
-            verdict: &self.verdict,
-            reason: &self.reason,
-            facts: &self.facts,
-            last_latency: self.last_latency,
-            last_probe: self.last_probe,
-            last_transition: self.last_transition,
-            peer: self.peer,
-            catalog: &self.catalog,
+    /// What the catalog shows (and replicas share) of this backend's.
+    fn catalog_facts(&self) -> CatalogFacts {
+        CatalogFacts {
+            fingerprint: self.catalog.fingerprint.clone(),
+            changed_at: self.catalog.changed_at,
+            note: self.catalog.note.clone(),
         }
+    }
+
+    /// This backend in the domain snapshot: one endpoint, at the address its
+    /// probes connected to.
+    pub(super) fn snapshot(&self) -> BackendSnapshot {
+        let backend = &self.target.backend;
+        BackendSnapshot::single(
+            BackendSpecShown {
+                name: backend.spec.name.clone(),
+                url: backend.spec.url.clone(),
+                transport: backend.transport,
+                auth: backend.auth_mode,
+                drain: backend.spec.drain,
+                catalog: self.catalog_facts(),
+            },
+            Observed {
+                address: self.peer,
+                verdict: self.verdict.clone(),
+                reason: self.reason.clone(),
+                facts: self.facts.clone(),
+                last_latency: self.last_latency,
+                last_probe: self.last_probe,
+                last_transition: self.last_transition,
+            },
+        )
     }
 }
 
@@ -84,7 +101,7 @@ pub(super) struct GroupState {
     pub(super) verdict: GroupVerdict,
     pub(super) backends: BTreeMap<String, BackendState>,
     /// The last built view; None once counters moved without a published change.
-    pub(super) cached: Option<Arc<GroupHealth>>,
+    pub(super) cached: Option<Arc<GroupSnapshot>>,
 }
 
 impl GroupState {
@@ -95,30 +112,36 @@ impl GroupState {
         }
     }
 
-    pub(super) fn group_facts<'a>(&'a self, name: &'a str) -> GroupFacts<'a> {
-        GroupFacts {
-            name,
-            verdict: &self.verdict,
-            sequence: self.sequence,
-            generation: self.generation,
-            source: self.source(),
-        }
-    }
-
-    pub(super) fn health(&mut self, name: &str) -> Arc<GroupHealth> {
+    /// The group's snapshot (built once per change, then cached).
+    pub(super) fn snapshot(&mut self, name: &str) -> Arc<GroupSnapshot> {
         if let Some(h) = &self.cached {
             return h.clone();
         }
-        let backends = self.backends.values().map(|b| view::backend_health(&b.facts())).collect();
-        let h = Arc::new(view::group_health(&self.group_facts(name), backends));
+        let h = Arc::new(GroupSnapshot {
+            name: name.to_owned(),
+            sequence: self.sequence,
+            generation: self.generation,
+            source: self.source(),
+            verdict: self.verdict.clone(),
+            backends: self.backends.values().map(BackendState::snapshot).collect(),
+        });
         self.cached = Some(h.clone());
         h
     }
 
     pub(super) fn recompute(&mut self) -> GroupPhase {
         let previous = self.verdict.phase;
-        self.verdict = view::verdict(self.backends.values().map(|b| (&b.target.backend, &b.verdict)));
+        self.verdict = group_verdict(self.backends.values().map(|b| backend_view(&b.target.backend, &b.verdict)));
         self.cached = None;
         previous
+    }
+}
+
+/// A backend as the phase counts it, from its spec and verdict.
+pub(super) fn backend_view(b: &ValidBackend, v: &Verdict) -> BackendView {
+    BackendView {
+        status: v.status,
+        auth: b.auth_mode,
+        draining: b.spec.drain,
     }
 }

@@ -2,6 +2,7 @@
 //! commands; one scheduler task per backend probes on its own timer. Readers
 //! get values back over oneshot channels, watchers a snapshot then changes.
 
+pub mod api_view;
 pub mod config;
 mod effects;
 mod feed;
@@ -18,7 +19,6 @@ mod spread;
 mod state;
 pub mod store;
 mod tee;
-mod view;
 
 #[cfg(test)]
 mod state_tests;
@@ -34,14 +34,15 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 use crate::health::HealthStatuses;
 use crate::history::History;
 use crate::store::Persist;
+use mcp_health_core::snapshot::{BackendSnapshot, GroupSnapshot};
 use mcp_health_core::spec::{FieldViolation, Limits, ValidGroup};
 use mcp_health_probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
-use mcp_health_proto::v1::{BackendHealth, GroupHealth, GroupOverview, GroupPhase, GroupSpec};
+use mcp_health_proto::v1::{GroupPhase, GroupSpec};
 
+pub use api_view::{duration, timestamp};
 pub use feed::{Feed, FeedItem};
 pub use observer::{InFlight, WatchApi};
 pub use results::{ProbeResult, ProbeTicket};
-pub use view::{duration, timestamp};
 
 /// What changed, as watchers receive it.
 #[derive(Clone, Debug)]
@@ -50,7 +51,7 @@ pub struct Event {
     /// The engine's change sequence number (the API's `revision` field; not
     /// an MCP protocol revision). It rises with every published change.
     pub sequence: u64,
-    pub group: Arc<GroupHealth>,
+    pub group: Arc<GroupSnapshot>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +104,7 @@ pub struct Applied {
 /// The fresh verdict of an on-demand probe.
 #[derive(Clone, Debug)]
 pub struct Probed {
-    pub backend: BackendHealth,
+    pub backend: BackendSnapshot,
     pub phase: GroupPhase,
 }
 
@@ -111,7 +112,7 @@ pub struct Probed {
 pub struct Subscription {
     /// The change sequence number the snapshot reflects.
     pub sequence: u64,
-    pub snapshot: Vec<Arc<GroupHealth>>,
+    pub snapshot: Vec<Arc<GroupSnapshot>>,
     pub events: broadcast::Receiver<Event>,
 }
 
@@ -142,10 +143,10 @@ pub(crate) enum Command {
     ProbeResult(Box<ProbeResult>),
     Get {
         group: String,
-        reply: oneshot::Sender<Result<Arc<GroupHealth>, EngineError>>,
+        reply: oneshot::Sender<Result<Arc<GroupSnapshot>, EngineError>>,
     },
     List {
-        reply: oneshot::Sender<Vec<GroupOverview>>,
+        reply: oneshot::Sender<Vec<Arc<GroupSnapshot>>>,
     },
     Watch {
         group: Option<String>,
@@ -415,11 +416,12 @@ impl Engine {
         self.call(|reply| Command::Delete { group, reply }).await?
     }
 
-    pub async fn get(&self, group: String) -> Result<Arc<GroupHealth>, EngineError> {
+    pub async fn get(&self, group: String) -> Result<Arc<GroupSnapshot>, EngineError> {
         self.call(|reply| Command::Get { group, reply }).await?
     }
 
-    pub async fn list(&self) -> Result<Vec<GroupOverview>, EngineError> {
+    /// Every group's snapshot, in name order.
+    pub async fn list(&self) -> Result<Vec<Arc<GroupSnapshot>>, EngineError> {
         self.call(|reply| Command::List { reply }).await
     }
 

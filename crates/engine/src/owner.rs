@@ -199,7 +199,15 @@ impl Owner {
         }
     }
 
+    /// A change's snapshot costs O(backends): the state builds it for
+    /// publishing only while someone watches (readers build it on demand).
+    /// Told before every step of the state and at every new subscription.
+    fn note_watchers(&mut self) {
+        self.state.set_watched(self.events.receiver_count() > 0);
+    }
+
     fn handle(&mut self, cmd: Command) -> Step {
+        self.note_watchers();
         match cmd {
             Command::Apply {
                 groups,
@@ -237,13 +245,14 @@ impl Owner {
             }
             Command::ProbeResult(result) => self.probe_result(*result),
             Command::Get { group, reply } => {
-                let _ = reply.send(self.state.health(&group));
+                let _ = reply.send(self.state.group(&group));
             }
             Command::List { reply } => {
-                let _ = reply.send(self.state.list());
+                let _ = reply.send(self.state.snapshot(None).unwrap_or_default());
             }
             Command::Watch { group, reply } => {
                 let events = self.events.subscribe();
+                self.note_watchers();
                 let sub = self.state.snapshot(group.as_deref()).map(|snapshot| Subscription {
                     sequence: self.state.sequence(),
                     snapshot,
@@ -305,6 +314,7 @@ impl Owner {
     }
 
     fn written(&mut self, w: Writing, done: Result<Result<(), StoreError>, JoinError>) {
+        self.note_watchers();
         let result = match done {
             Ok(Ok(())) => Ok(self.commit(w.change)),
             Ok(Err(e)) => {
@@ -375,23 +385,13 @@ impl Owner {
                 }
                 Effect::Health { group, status: Some(s) } => self.health.set(&group, s),
                 Effect::Health { group, status: None } => self.health.remove(&group),
-                Effect::Changed { group, sequence } => {
-                    // The full view costs O(backends); build it only when someone watches.
-                    // (Readers that come later build it on demand from the same state.)
-                    if self.events.receiver_count() > 0
-                        && let Ok(view) = self.state.health(&group)
-                    {
-                        // A lagging receiver is resynchronized by its stream with a snapshot.
-                        let _ = self.events.send(Event {
-                            kind: EventKind::Changed,
-                            sequence,
-                            group: view,
-                        });
-                    }
-                }
-                Effect::Deleted(event) => {
+                Effect::Publish(event) => {
+                    let deleted = event.kind == EventKind::Deleted;
+                    // A lagging receiver is resynchronized by its feed with a snapshot.
                     let _ = self.events.send(event);
-                    self.deleted.send_modify(|n| *n += 1);
+                    if deleted {
+                        self.deleted.send_modify(|n| *n += 1);
+                    }
                 }
                 Effect::FirstVerdicts { groups, backends } => {
                     info!(

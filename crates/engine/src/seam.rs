@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use mcp_health_core::outcome::{Reason, ServerFacts};
+pub use mcp_health_core::snapshot::CatalogFacts;
 use mcp_health_core::verdict::Verdict;
 
 pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
@@ -33,16 +34,5 @@ pub struct SharedVerdict {
     /// The address the latest probe to reach the backend connected to.
     pub address: Option<SocketAddr>,
     /// The tool catalog's fingerprint as the owner knows it (not its tools).
-    pub catalog: SharedCatalog,
-}
-
-/// What replicas share of a backend's tool catalog.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SharedCatalog {
-    /// Empty until a catalog was read.
-    pub fingerprint: String,
-    /// When the fingerprint last changed, or was first known.
-    pub changed_at: Option<SystemTime>,
-    /// Why the latest read gave up; empty after a whole read.
-    pub note: String,
+    pub catalog: CatalogFacts,
 }

@@ -14,16 +14,18 @@ use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::groups::{BackendState, GroupState};
 use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
 use super::results::{ProbeResult, ProbeTicket};
-use super::{Applied, EngineError, Event, EventKind, Origin, Probed, view};
+use super::{Applied, EngineError, Event, EventKind, Origin, Probed};
 use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace};
 
 mod remote;
 use crate::health::serving_status;
+use mcp_health_core::phase::group_verdict;
+use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_core::spec::{FieldViolation, ValidGroup};
 use mcp_health_probe::ProbeTarget;
-use mcp_health_proto::v1::{BackendStatus, GroupHealth, GroupOverview, GroupPhase, ProbeDepth, ReasonCode};
+use mcp_health_proto::v1::{BackendStatus, GroupPhase, ProbeDepth, ReasonCode};
 
 /// What the state needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -73,6 +75,9 @@ pub struct EngineState {
     sequence: u64,
     next_epoch: u64,
     all_verdicts_logged: bool,
+    /// Whether anyone watches: a change is published with its snapshot only
+    /// then (readers that come later build it from the same state).
+    watched: bool,
 }
 
 impl EngineState {
@@ -83,11 +88,17 @@ impl EngineState {
             sequence: 0,
             next_epoch: 1,
             all_verdicts_logged: false,
+            watched: true,
         }
     }
 
     pub fn sequence(&self) -> u64 {
         self.sequence
+    }
+
+    /// Whether changes are published with their snapshots (see `watched`).
+    pub fn set_watched(&mut self, watched: bool) {
+        self.watched = watched;
     }
 
     pub fn group_count(&self) -> usize {
@@ -426,7 +437,7 @@ impl EngineState {
             generation: plan.generation,
             origin,
             sequence: 0,
-            verdict: view::verdict(std::iter::empty()),
+            verdict: group_verdict(std::iter::empty()),
             backends,
             cached: None,
         };
@@ -459,10 +470,10 @@ impl EngineState {
             group: name.to_owned(),
             status: None,
         });
-        fx.push(Effect::Deleted(Event {
+        fx.push(Effect::Publish(Event {
             kind: EventKind::Deleted,
             sequence: self.sequence,
-            group: g.health(name),
+            group: g.snapshot(name),
         }));
         info!(group = %name, "group deleted");
     }
@@ -594,7 +605,7 @@ impl EngineState {
         Ok(())
     }
 
-    /// One backend's view and its group's phase (the answer to an on-demand probe).
+    /// One backend's snapshot and its group's phase (the answer to an on-demand probe).
     pub fn probed(&self, group: &str, backend: &str) -> Result<Probed, EngineError> {
         let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
         let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
@@ -602,7 +613,7 @@ impl EngineState {
             backend: backend.to_owned(),
         })?;
         Ok(Probed {
-            backend: view::backend_health(&b.facts()),
+            backend: b.snapshot(),
             phase: g.verdict.phase,
         })
     }
@@ -635,10 +646,13 @@ impl EngineState {
         if previous_phase != Some(phase) {
             info!(group = %name, from = previous_phase.map_or("NONE", |p| p.as_str_name()), to = phase.as_str_name(), detail = %g.verdict.message, "group phase");
         }
-        fx.push(Effect::Changed {
-            group: name.to_owned(),
-            sequence: self.sequence,
-        });
+        if self.watched {
+            fx.push(Effect::Publish(Event {
+                kind: EventKind::Changed,
+                sequence: self.sequence,
+                group: g.snapshot(name),
+            }));
+        }
         self.first_verdicts(fx);
     }
 
@@ -655,22 +669,18 @@ impl EngineState {
         });
     }
 
-    /// The current view of one group (built once per change, then cached).
-    pub fn health(&mut self, name: &str) -> Result<Arc<GroupHealth>, EngineError> {
+    /// The current snapshot of one group (built once per change, then cached).
+    pub fn group(&mut self, name: &str) -> Result<Arc<GroupSnapshot>, EngineError> {
         let g = self.groups.get_mut(name).ok_or_else(|| EngineError::GroupNotFound(name.to_owned()))?;
-        Ok(g.health(name))
+        Ok(g.snapshot(name))
     }
 
-    /// Views of one group (or all, for None), for a watcher's snapshot.
-    pub fn snapshot(&mut self, group: Option<&str>) -> Result<Vec<Arc<GroupHealth>>, EngineError> {
+    /// Snapshots of one group (or all, for None, in name order).
+    pub fn snapshot(&mut self, group: Option<&str>) -> Result<Vec<Arc<GroupSnapshot>>, EngineError> {
         match group {
-            Some(name) => Ok(vec![self.health(name)?]),
-            None => Ok(self.groups.iter_mut().map(|(name, g)| g.health(name)).collect()),
+            Some(name) => Ok(vec![self.group(name)?]),
+            None => Ok(self.groups.iter_mut().map(|(name, g)| g.snapshot(name)).collect()),
         }
-    }
-
-    pub fn list(&self) -> Vec<GroupOverview> {
-        self.groups.iter().map(|(name, g)| view::overview(&g.group_facts(name))).collect()
     }
 
     /// How long a probe of one backend may take (its policy's timeout).

@@ -98,11 +98,8 @@ fn success(group: &str, backend: &str, epoch: u64) -> ProbeResult {
 }
 
 fn statuses(state: &mut EngineState, group: &str) -> Vec<(String, BackendStatus)> {
-    let h = state.health(group).unwrap();
-    h.backends
-        .iter()
-        .map(|b| (b.name.clone(), BackendStatus::try_from(b.status).unwrap()))
-        .collect()
+    let h = state.group(group).unwrap();
+    h.backends.iter().map(|b| (b.name.clone(), b.status())).collect()
 }
 
 /// Applies `before` over the API (durable), makes every backend HEALTHY, then
@@ -125,7 +122,7 @@ fn check_reconcile(before: &str, after: &str, generation: u64, changed: bool, wa
     let mut checked = state.check_apply(vec![incoming(after)], Origin::Api, false).unwrap();
     let store = checked.store.take();
     let fx = commit(&mut state, checked);
-    let health = state.health(&name).unwrap();
+    let health = state.group(&name).unwrap();
     assert_eq!(
         (health.generation, !fx.actions.is_empty()),
         (generation, changed),
@@ -364,7 +361,7 @@ fn restored_groups_keep_their_generation_and_checks_change_nothing() {
     let checked = state.check_restore(vec![(g, targets, 7)]).unwrap();
     assert!(checked.store.is_none());
     commit(&mut state, checked);
-    assert_eq!(state.health("g").unwrap().generation, 7);
+    assert_eq!(state.group("g").unwrap().generation, 7);
     // A checked change that is never committed (its store write failed) changes nothing.
     let before = state.sequence();
     let _ = state
@@ -376,11 +373,7 @@ fn restored_groups_keep_their_generation_and_checks_change_nothing() {
         .unwrap();
     let _ = state.check_delete("g").unwrap();
     assert_eq!(
-        (
-            state.sequence(),
-            state.health("g").unwrap().generation,
-            state.health("g").unwrap().backends.len()
-        ),
+        (state.sequence(), state.group("g").unwrap().generation, state.group("g").unwrap().backends.len()),
         (before, 7, 2)
     );
     // The next change gets generation 8.
@@ -462,8 +455,8 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
             !fx.actions.iter().any(|e| matches!(e, Effect::Abort { .. } | Effect::Spawn { .. })),
             "no probe task restarted"
         );
-        let h = state.health("g").unwrap();
-        assert_eq!((h.backends[0].draining, h.backends[1].draining), (*drain, false));
+        let h = state.group("g").unwrap();
+        assert_eq!((h.backends[0].drain, h.backends[1].drain), (*drain, false));
     }
     assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
     assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
@@ -535,7 +528,13 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         let status = statuses(&mut state, "g").into_iter().find(|(b, _)| b == "a").unwrap().1;
         let case = format!("owned {owned}, probed {probed}, remote {incoming_status:?}");
         assert_eq!(status, *want, "{case}");
-        assert_eq!(fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. })), *published, "{case}");
+        assert_eq!(
+            fx.actions
+                .iter()
+                .any(|e| matches!(e, Effect::Publish(ev) if ev.kind == crate::EventKind::Changed)),
+            *published,
+            "{case}"
+        );
         assert!(
             !fx.actions.iter().any(|e| matches!(e, Effect::ShareVerdict { .. })),
             "{case}: a remote verdict is never shared back"
@@ -590,9 +589,12 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
         r.outcome = ProbeOutcome { peer, ..outcome };
         let mut fx = Effects::default();
         state.fold(&r, SystemTime::UNIX_EPOCH, &mut fx).unwrap();
-        let h = state.health("g").unwrap();
-        assert_eq!(h.backends[0].address, shown, "row {i}");
-        let was_published = fx.actions.iter().any(|e| matches!(e, Effect::Changed { .. }));
+        let h = state.group("g").unwrap();
+        assert_eq!(h.backends[0].endpoint().address.map(|a| a.to_string()).unwrap_or_default(), shown, "row {i}");
+        let was_published = fx
+            .actions
+            .iter()
+            .any(|e| matches!(e, Effect::Publish(ev) if ev.kind == crate::EventKind::Changed));
         if let Some(published) = published {
             assert_eq!(was_published, published, "row {i}: {:?}", fx.actions);
         }
@@ -629,10 +631,9 @@ fn a_policy_refusal_decides_at_once_both_ways_and_a_check_failure_waits_for_the_
         let mut r = success("g", "a", epoch);
         r.outcome = outcome;
         state.fold(&r, SystemTime::UNIX_EPOCH, &mut Effects::default()).unwrap();
-        let h = state.health("g").unwrap();
+        let h = state.group("g").unwrap();
         let b = &h.backends[0];
-        let reason = b.reason.as_ref().map_or(0, |r| r.code);
-        assert_eq!((b.status, reason), (want_status as i32, want_reason as i32), "row {i}: {b:#?}");
+        assert_eq!((b.status(), b.endpoint().reason.code), (want_status, want_reason), "row {i}: {b:#?}");
     }
 }
 
@@ -670,10 +671,10 @@ fn check_catalog_reads(steps: &[ReadStep<'_>]) {
         }
         let mut fx = Effects::default();
         state.fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), &mut fx).unwrap();
-        let b = state.health("g").unwrap().backends[0].clone();
-        assert_eq!(b.tool_count, *count, "step {i}");
-        assert_eq!(b.catalog_fingerprint != fingerprint, *moved, "step {i}");
-        fingerprint = b.catalog_fingerprint.clone();
+        let b = state.group("g").unwrap().backends[0].clone();
+        assert_eq!(b.endpoint().facts.tool_count, *count, "step {i}");
+        assert_eq!(b.catalog.fingerprint != fingerprint, *moved, "step {i}");
+        fingerprint = b.catalog.fingerprint.clone();
         let reported: Vec<_> = fx
             .actions
             .iter()

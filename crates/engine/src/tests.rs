@@ -112,8 +112,7 @@ fn start(prober: Arc<Scripted>, watch_buffer: usize) -> Engine {
 
 async fn status_of(engine: &Engine, group: &str, backend: &str) -> BackendStatus {
     let h = engine.get(group.into()).await.unwrap();
-    let b = h.backends.iter().find(|b| b.name == backend).unwrap();
-    BackendStatus::try_from(b.status).unwrap()
+    h.backend(backend).unwrap().status()
 }
 
 const TWO: &str = "name: g\nbackends:\n  - name: ok\n    url: http://ok.test/mcp\n  - name: bad\n    url: http://bad.test/mcp\n";
@@ -126,7 +125,7 @@ async fn first_probe_is_immediate_and_a_failure_is_confirmed_at_the_edge_interva
     engine.apply(spec(TWO), Origin::Api).await.unwrap();
     let mut sub = engine.watch(Some("g".into())).await.unwrap();
     // Both first verdicts arrive without any time passing.
-    while engine.get("g".into()).await.unwrap().summary.unwrap().unknown > 0 {
+    while engine.get("g".into()).await.unwrap().verdict.summary.unknown > 0 {
         sub.events.recv().await.unwrap();
     }
     assert_eq!(t0.elapsed(), Duration::ZERO);
@@ -136,8 +135,7 @@ async fn first_probe_is_immediate_and_a_failure_is_confirmed_at_the_edge_interva
     prober.set("http://bad.test/mcp", Script::Down);
     loop {
         let e = sub.events.recv().await.unwrap();
-        let b = e.group.backends.iter().find(|b| b.name == "bad").unwrap();
-        if b.status == BackendStatus::Unhealthy as i32 {
+        if e.group.backend("bad").unwrap().status() == BackendStatus::Unhealthy {
             break;
         }
     }
@@ -167,8 +165,7 @@ async fn a_hanging_backend_never_delays_another() {
     assert!(bad >= 5, "hanging backend probed {bad} times");
     assert_eq!(status_of(&engine, "g", "bad").await, BackendStatus::Unhealthy);
     let h = engine.get("g".into()).await.unwrap();
-    let bad = h.backends.iter().find(|b| b.name == "bad").unwrap();
-    assert_eq!(bad.reason.as_ref().unwrap().code, ReasonCode::Timeout as i32);
+    assert_eq!(h.backend("bad").unwrap().endpoint().reason.code, ReasonCode::Timeout);
     engine.shutdown().await;
 }
 
@@ -204,7 +201,7 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     engine.apply(spec(TWO), Origin::Api).await.unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let before = engine.get("g".into()).await.unwrap();
-    let ok_successes = before.backends[1].consecutive_successes;
+    let ok_successes = before.backends[1].endpoint().verdict.consecutive_successes;
     assert!(ok_successes >= 2);
 
     // Drop "bad"; keep "ok" unchanged.
@@ -215,7 +212,11 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     assert_eq!(applied.generation, 2);
     let after = engine.get("g".into()).await.unwrap();
     assert_eq!(after.backends.len(), 1, "{after:#?}");
-    assert_eq!(after.backends[0].consecutive_successes, ok_successes, "unchanged backend keeps its counters");
+    assert_eq!(
+        after.backends[0].endpoint().verdict.consecutive_successes,
+        ok_successes,
+        "unchanged backend keeps its counters"
+    );
 
     // Change its URL: back to UNKNOWN until probed (the new URL's probe hangs,
     // so the verdict stays UNKNOWN while we look).
@@ -225,7 +226,7 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
         .await
         .unwrap();
     let moved = engine.get("g".into()).await.unwrap();
-    assert_eq!(moved.backends[0].status, BackendStatus::Unknown as i32);
+    assert_eq!(moved.backends[0].status(), BackendStatus::Unknown);
     // An identical apply changes nothing.
     let same = engine
         .apply(spec("name: g\nbackends:\n  - name: ok\n    url: http://moved.test/mcp\n"), Origin::Api)
@@ -252,7 +253,7 @@ fn big_group(name: &str, n: usize, policy: &str) -> ValidGroup {
 /// milliseconds: check between slots), with the group's phase then.
 async fn started_by(engine: &Engine, prober: &Scripted, t0: Instant, at: Duration, group: &str) -> (usize, GroupPhase) {
     tokio::time::sleep_until(t0 + at).await;
-    let phase = GroupPhase::try_from(engine.get(group.into()).await.unwrap().phase).unwrap();
+    let phase = engine.get(group.into()).await.unwrap().phase();
     (prober.calls.lock().unwrap().len(), phase)
 }
 
@@ -376,7 +377,7 @@ async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it(
     // While the write waits for the disk, g's results still fold in.
     let probed = tokio::time::timeout(Duration::from_secs(60), engine.probe_backend("g".into(), "bad".into())).await;
     let probed = probed.expect("probe results stalled behind a store write").unwrap();
-    assert_eq!(probed.backend.status, BackendStatus::Unhealthy as i32);
+    assert_eq!(probed.backend.status(), BackendStatus::Unhealthy);
     // The change is neither acknowledged nor visible before its commit.
     assert!(matches!(engine.get("h".into()).await, Err(EngineError::GroupNotFound(_))));
     assert!(!pending.is_finished());
@@ -477,9 +478,10 @@ async fn an_on_demand_probe_starts_from_what_the_scheduled_probes_learnt() {
     engine.shutdown().await;
 }
 
+/// One backend as the API shows it.
 async fn backend_of(engine: &Engine, group: &str, backend: &str) -> mcp_health_proto::v1::BackendHealth {
     let h = engine.get(group.into()).await.unwrap();
-    h.backends.iter().find(|b| b.name == backend).unwrap().clone()
+    crate::api_view::backend_health(h.backend(backend).unwrap())
 }
 
 #[tokio::test(start_paused = true)]
@@ -495,8 +497,8 @@ async fn a_json_rpc_rate_limit_is_degraded_routable_and_waits_as_asked() {
     assert_eq!((b.status, b.routable), (BackendStatus::Degraded as i32, true));
     assert_eq!(b.reason.unwrap().code, ReasonCode::RateLimited as i32);
     assert_eq!(b.consecutive_failures, 0, "never counted as a failure");
-    let phase = engine.get("g".into()).await.unwrap().phase;
-    assert_eq!(phase, GroupPhase::Degraded as i32, "routable: the group is not FAILED");
+    let phase = engine.get("g".into()).await.unwrap().phase();
+    assert_eq!(phase, GroupPhase::Degraded, "routable: the group is not FAILED");
     // retryAfterMs of 60 s over a 10 s interval: every probe waited the 60 s asked for.
     let gaps = prober.gaps(url);
     assert!(gaps.len() >= 8, "{gaps:?}");
@@ -590,14 +592,14 @@ async fn a_bare_429_holds_the_verdict_for_the_hold_then_fails() {
     // Past the hold: UNHEALTHY with the reason, and the group FAILED.
     let failed = loop {
         let e = sub.events.recv().await.unwrap();
-        let b = e.group.backends.iter().find(|b| b.name == "cdn").unwrap().clone();
-        if b.status == BackendStatus::Unhealthy as i32 {
+        let b = e.group.backend("cdn").unwrap().clone();
+        if b.status() == BackendStatus::Unhealthy {
             break b;
         }
     };
     assert!(first.elapsed() >= Duration::from_secs(59), "{:?}", first.elapsed());
-    assert_eq!(failed.reason.as_ref().unwrap().code, ReasonCode::RateLimited as i32);
-    assert_eq!(engine.get("g".into()).await.unwrap().phase, GroupPhase::Failed as i32);
+    assert_eq!(failed.endpoint().reason.code, ReasonCode::RateLimited);
+    assert_eq!(engine.get("g".into()).await.unwrap().phase(), GroupPhase::Failed);
     // Retry-After: 5 under a 10 s interval: the probes kept the interval
     // (after the first gap, which initialSpread 0s draws from half to one interval).
     let gaps = prober.gaps(url);
@@ -778,7 +780,7 @@ async fn an_engine_dropped_without_shutdown_stops_probing() {
     let engine = Engine::start(EngineConfig::default(), prober.clone(), health.clone());
     engine.apply(spec(TWO), Origin::Api).await.unwrap();
     let mut sub = engine.watch(Some("g".into())).await.unwrap();
-    while engine.get("g".into()).await.unwrap().summary.unwrap().unknown > 0 {
+    while engine.get("g".into()).await.unwrap().verdict.summary.unknown > 0 {
         sub.events.recv().await.unwrap();
     }
     // Probing on its timer: two more rounds in 30 s.
@@ -833,7 +835,7 @@ async fn a_feed_that_falls_behind_gets_a_fresh_snapshot_in_place_of_what_it_miss
                 assert_eq!(e.group.name, "g");
                 assert!(e.sequence > last, "{} after {last}", e.sequence);
                 last = e.sequence;
-                if e.group.backends.iter().any(|b| b.name == "bad" && b.status == BackendStatus::Unhealthy as i32) {
+                if e.group.backends.iter().any(|b| b.name == "bad" && b.status() == BackendStatus::Unhealthy) {
                     break;
                 }
             }

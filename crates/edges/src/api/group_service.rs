@@ -11,8 +11,9 @@ use super::auth::AdminGuard;
 use super::limits::{WatchPermit, WatchStreams};
 use super::status::{invalid, probe_status, to_status};
 use crate::rpc::v1::group_health_service_server::GroupHealthService;
+use mcp_health_cluster::probes::ProbeReply;
 use mcp_health_core::spec::validate_group;
-use mcp_health_engine::{Engine, EngineError, EventKind, Feed, FeedItem, Origin};
+use mcp_health_engine::{Engine, EngineError, EventKind, Feed, FeedItem, Origin, api_view};
 use mcp_health_proto::v1::*;
 
 pub struct GroupService {
@@ -105,14 +106,16 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchGroupHealthResponse, St
 impl GroupHealthService for GroupService {
     async fn list_groups(&self, _: Request<ListGroupsRequest>) -> Result<Response<ListGroupsResponse>, Status> {
         let groups = self.engine.list().await.map_err(to_status)?;
-        Ok(Response::new(ListGroupsResponse { groups }))
+        Ok(Response::new(ListGroupsResponse {
+            groups: groups.iter().map(|g| api_view::overview(g)).collect(),
+        }))
     }
 
     async fn get_group_health(&self, req: Request<GetGroupHealthRequest>) -> Result<Response<GetGroupHealthResponse>, Status> {
         let group = group_arg(&req.into_inner().group)?;
         let health = self.engine.get(group).await.map_err(to_status)?;
         Ok(Response::new(GetGroupHealthResponse {
-            health: Some((*health).clone()),
+            health: Some(api_view::group_health(&health)),
         }))
     }
 
@@ -175,7 +178,7 @@ impl GroupHealthService for GroupService {
         backend_arg(&req.backend)?;
         let probed = match &self.probes {
             Some(router) => router.probe_backend(&self.engine, group, req.backend).await.map_err(probe_status)?,
-            None => self.engine.probe_backend(group, req.backend).await.map_err(to_status)?,
+            None => ProbeReply::from(&self.engine.probe_backend(group, req.backend).await.map_err(to_status)?),
         };
         Ok(Response::new(ProbeBackendResponse {
             backend: Some(probed.backend),
@@ -211,7 +214,7 @@ impl GroupHealthService for GroupService {
         let fingerprint = if req.fingerprint.is_empty() {
             // The catalog the backend shows now, as the operator saw it.
             let health = self.engine.get(group.clone()).await.map_err(to_status)?;
-            let shown = health.backends.iter().find(|b| b.name == req.backend).map(|b| b.catalog_fingerprint.clone());
+            let shown = health.backend(&req.backend).map(|b| b.catalog.fingerprint.clone());
             match shown {
                 Some(f) if !f.is_empty() => f,
                 Some(_) => {
@@ -293,7 +296,9 @@ impl WatchState {
             () = self.shutdown.cancelled() => return None,
         };
         let message = match item {
-            Ok(FeedItem::Snapshot { sequence, groups, .. }) => message(WatchEventKind::Snapshot, sequence, groups.iter().map(|g| (**g).clone()).collect()),
+            Ok(FeedItem::Snapshot { sequence, groups, .. }) => {
+                message(WatchEventKind::Snapshot, sequence, groups.iter().map(|g| api_view::group_health(g)).collect())
+            }
             Ok(FeedItem::Change(e)) => {
                 let kind = match e.kind {
                     EventKind::Changed => WatchEventKind::Changed,
@@ -303,7 +308,7 @@ impl WatchState {
                         WatchEventKind::Deleted
                     }
                 };
-                message(kind, e.sequence, vec![(*e.group).clone()])
+                message(kind, e.sequence, vec![api_view::group_health(&e.group)])
             }
             Err(EngineError::GroupNotFound(g)) => {
                 self.done = true;

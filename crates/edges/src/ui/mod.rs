@@ -23,9 +23,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_engine::history::unix_ms;
 use mcp_health_engine::{Engine, EngineError};
-use mcp_health_proto::v1::GroupHealth;
 use model::{TIMELINE_SHOWN, Update};
 use page::Scope;
 
@@ -204,7 +204,7 @@ pub(crate) async fn snapshot(engine: &Engine, scope: &Scope) -> Result<(Update, 
 
 /// The page's snapshot message for `groups` as of `sequence`, with the
 /// timeline `scope` shows; and the newest timeline entry it covers.
-pub(crate) fn snapshot_of(engine: &Engine, scope: &Scope, sequence: u64, groups: &[Arc<GroupHealth>]) -> (Update, u64) {
+pub(crate) fn snapshot_of(engine: &Engine, scope: &Scope, sequence: u64, groups: &[Arc<GroupSnapshot>]) -> (Update, u64) {
     let history = engine.history();
     let now = now_ms();
     let groups = groups.iter().map(|g| model::group(g, history, now)).collect();

@@ -1,5 +1,5 @@
 //! What the status page shows, as plain data: built from the engine's
-//! `GroupHealth` and the history, rendered as HTML by `page` and sent as JSON
+//! domain snapshot (`core::snapshot`) and the history, rendered as HTML by `page` and sent as JSON
 //! to the page's script. Only safe fields go in: no auth configuration, no
 //! credential source, and of each backend URL only its origin.
 
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use mcp_health_core::snapshot::{BackendSnapshot, GroupSnapshot};
 use mcp_health_engine::history::{History, LatencyPoint, TimelineEntry};
-use mcp_health_proto::v1::{BackendHealth, BackendStatus, GroupHealth, GroupPhase, GroupSource, ReasonCode};
+use mcp_health_proto::v1::{BackendStatus, GroupPhase, GroupSource, ReasonCode};
 
 /// Timeline entries on the page.
 pub const TIMELINE_SHOWN: usize = 50;
@@ -139,50 +140,43 @@ pub fn origin(url: &str) -> String {
     }
 }
 
-fn unix_ms(t: Option<&pbjson_types::Timestamp>) -> Option<u64> {
-    t.map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
-}
-
-pub fn backend(b: &BackendHealth, spark: Option<&Vec<LatencyPoint>>) -> BackendView {
-    let reason = b.reason.clone().unwrap_or_default();
-    let server = [b.server_name.as_str(), b.server_version.as_str()]
+pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> BackendView {
+    let e = b.endpoint();
+    let server = [e.facts.server_name.as_str(), e.facts.server_version.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    let (status, status_badge) = shown(Shown::Status(BackendStatus::try_from(b.status).unwrap_or_default()));
+    let (status, status_badge) = shown(Shown::Status(b.status()));
     BackendView {
         name: b.name.clone(),
         status,
         status_badge,
-        routable: b.routable,
-        reason: reason_name(ReasonCode::try_from(reason.code).unwrap_or_default()),
-        message: b.message.clone(),
-        protocol: b.protocol_version.clone(),
+        routable: b.routable(),
+        reason: reason_name(e.reason.code),
+        message: e.message(),
+        protocol: e.facts.protocol_version.clone(),
         server,
         origin: origin(&b.url),
-        latency_ms: b
-            .last_latency
-            .as_ref()
-            .map(|d| ms(Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32))),
-        last_transition_ms: unix_ms(b.last_transition_time.as_ref()),
+        latency_ms: e.last_latency.map(ms),
+        last_transition_ms: e.last_transition.map(mcp_health_engine::history::unix_ms),
         spark: spark.map(|s| s.iter().map(|p| ms(p.mean)).collect()).unwrap_or_default(),
     }
 }
 
-pub fn group(g: &GroupHealth, history: &History, now_ms: u64) -> GroupView {
+pub fn group(g: &GroupSnapshot, history: &History, now_ms: u64) -> GroupView {
     let sparks: HashMap<String, Vec<LatencyPoint>> = history.latency(&g.name, now_ms);
-    let s = g.summary.unwrap_or_default();
-    let (phase, phase_badge) = shown(Shown::Phase(GroupPhase::try_from(g.phase).unwrap_or_default()));
+    let s = &g.verdict.summary;
+    let (phase, phase_badge) = shown(Shown::Phase(g.phase()));
     GroupView {
         name: g.name.clone(),
         phase,
         phase_badge,
         routable: s.routable,
         total: s.total,
-        message: g.message.clone(),
-        source: match GroupSource::try_from(g.source).unwrap_or_default() {
+        message: g.verdict.message.clone(),
+        source: match g.source {
             GroupSource::ConfigFile => "config file",
             GroupSource::Api => "API",
             GroupSource::Unspecified => "",
@@ -252,17 +246,32 @@ mod tests {
 
     #[test]
     fn a_rate_limited_backend_reads_rate_limited() {
-        let b = BackendHealth {
-            name: "limited".into(),
-            status: BackendStatus::Degraded as i32,
-            routable: true,
-            reason: Some(mcp_health_proto::v1::Reason {
-                code: ReasonCode::RateLimited as i32,
-                http_status: 429,
-                message: "rate limited".into(),
-            }),
-            ..BackendHealth::default()
-        };
+        use mcp_health_core::outcome::{Reason, ServerFacts};
+        use mcp_health_core::snapshot::{BackendSpecShown, CatalogFacts, Observed};
+        use mcp_health_core::verdict::Verdict;
+        use mcp_health_proto::v1::{AuthMode, Transport};
+        let b = BackendSnapshot::single(
+            BackendSpecShown {
+                name: "limited".into(),
+                url: "http://127.0.0.1:1/mcp".into(),
+                transport: Transport::StreamableHttp,
+                auth: AuthMode::None,
+                drain: false,
+                catalog: CatalogFacts::default(),
+            },
+            Observed {
+                address: None,
+                verdict: Verdict {
+                    status: BackendStatus::Degraded,
+                    ..Verdict::unknown()
+                },
+                reason: Reason::http(ReasonCode::RateLimited, 429, "rate limited"),
+                facts: ServerFacts::default(),
+                last_latency: None,
+                last_probe: None,
+                last_transition: None,
+            },
+        );
         let view = backend(&b, None);
         assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));
     }

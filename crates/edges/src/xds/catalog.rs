@@ -1,6 +1,6 @@
 //! The xDS resource catalog: every group's `ClusterLoadAssignment`, encoded
-//! once per change, fed from the engine's public watch (a snapshot, then
-//! `GroupHealth` events) and published to every xDS stream, debounced so a
+//! once per change, fed from the engine's feed (a snapshot, then each
+//! group's domain snapshot as it changes) and published to every xDS stream, debounced so a
 //! burst of verdicts becomes one push. It resolves no names: each endpoint's
 //! address is the one its probe connected to.
 
@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::mapping;
+use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_engine::{Engine, EventKind, Feed, FeedItem};
-use mcp_health_proto::v1::GroupHealth;
 
 /// One resource as streams send it.
 #[derive(Debug, PartialEq)]
@@ -67,7 +67,7 @@ struct Feeder {
 }
 
 impl Feeder {
-    fn apply(&mut self, kind: EventKind, revision: u64, group: &GroupHealth) {
+    fn apply(&mut self, kind: EventKind, revision: u64, group: &GroupSnapshot) {
         self.version = self.version.max(revision);
         let name = mapping::resource_name(&group.name);
         if kind == EventKind::Deleted {
@@ -82,18 +82,18 @@ impl Feeder {
         self.resources.insert(
             name,
             Arc::new(Entry {
-                version: group.revision.max(1),
+                version: group.sequence.max(1),
                 resource,
             }),
         );
     }
 
     /// Starts over from a snapshot.
-    fn load(&mut self, sequence: u64, groups: &[Arc<GroupHealth>]) {
+    fn load(&mut self, sequence: u64, groups: &[Arc<GroupSnapshot>]) {
         self.resources.clear();
         self.version = sequence;
         for g in groups {
-            self.apply(EventKind::Changed, g.revision, g);
+            self.apply(EventKind::Changed, g.sequence, g);
         }
     }
 

@@ -1,8 +1,9 @@
-//! What a group becomes in Envoy's EDS: the resource name, one
-//! `ClusterLoadAssignment` per group, one `LbEndpoint` per backend, and the one
-//! function from a backend's verdict to Envoy's `health_status`. Pure: no I/O,
+//! What a group becomes in Envoy's EDS, mapped from the domain snapshot
+//! (`core::snapshot`): the resource name, one `ClusterLoadAssignment` per
+//! group, one `LbEndpoint` per backend endpoint, and the one function from an
+//! endpoint's verdict and `routable` to Envoy's `health_status`. Pure: no I/O,
 //! and no name resolution: an endpoint's address is the one a probe connected
-//! to (`BackendHealth.address`), which passed our resolver and SSRF guard.
+//! to, which passed our resolver and SSRF guard.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +12,8 @@ use envoy_types::pb::envoy::config::core::v3::{Address, HealthStatus, Metadata, 
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
 
-use mcp_health_core::verdict::is_routable;
-use mcp_health_proto::v1::{AuthMode, BackendHealth, BackendStatus, GroupHealth, ReasonCode};
+use mcp_health_core::snapshot::{BackendSnapshot, EndpointSnapshot, GroupSnapshot};
+use mcp_health_proto::v1::BackendStatus;
 
 /// Every group is served as the resource `mcp-health/<group>` (a cluster's
 /// `eds_cluster_config.service_name`).
@@ -32,36 +33,36 @@ pub fn group_of(resource: &str) -> Option<&str> {
     resource.strip_prefix(RESOURCE_PREFIX).filter(|g| !g.is_empty())
 }
 
-/// Envoy's health status of one backend, or None when it is withheld from the
-/// assignment: the verdict, as routable as the phase counts it
-/// (`core::verdict::is_routable`), with the operator's drain over it. README's
-/// "What Envoy receives" table is this one.
+/// Envoy's health status of one endpoint, or None when it is withheld from
+/// the assignment: its verdict and its `routable` (computed once, in
+/// `core::snapshot`), with the operator's drain over it. README's "What Envoy
+/// receives" table is this one.
 ///
-/// | verdict | auth mode | draining | `health_status` |
+/// | verdict | routable | draining | `health_status` |
 /// |---|---|---|---|
-/// | UNKNOWN (not probed yet) | any | any | withheld: Envoy routes to UNKNOWN hosts |
-/// | any other | any | yes | DRAINING |
-/// | HEALTHY | any | no | HEALTHY |
-/// | DEGRADED | any | no | DEGRADED (used when too few are HEALTHY) |
-/// | UNAUTHENTICATED | PER_USER | no | HEALTHY (routable: the 401 proves it is up) |
-/// | UNAUTHENTICATED | other | no | UNHEALTHY (a misconfiguration) |
-/// | UNHEALTHY | any | no | UNHEALTHY |
+/// | UNKNOWN (not probed yet) | no | any | withheld: Envoy routes to UNKNOWN hosts |
+/// | any other | no | yes | DRAINING |
+/// | any other | no | no | UNHEALTHY (e.g. UNAUTHENTICATED with a probe credential: a misconfiguration) |
+/// | HEALTHY | yes | no | HEALTHY |
+/// | DEGRADED | yes | no | DEGRADED (used when too few are HEALTHY) |
+/// | UNAUTHENTICATED | yes (PER_USER) | no | HEALTHY (the 401 proves it is up) |
 ///
 /// DEGRADED stays DEGRADED: it is routable (Envoy sends it the share of traffic
 /// the HEALTHY hosts cannot take, priority load by overprovisioning factor), and
 /// Envoy prefers HEALTHY hosts over it, which is what our DEGRADED means: slow,
 /// rate-limited or failing below the threshold. Mapping it to HEALTHY would send
 /// a slow backend a full share; mapping it to UNHEALTHY would contradict `routable`.
-pub fn endpoint_health(status: BackendStatus, auth: AuthMode, draining: bool) -> Option<HealthStatus> {
+pub fn endpoint_health(status: BackendStatus, routable: bool, draining: bool) -> Option<HealthStatus> {
     let health = match status {
         // Envoy treats a host of UNKNOWN health as routable (compare
         // `ignore_new_hosts_until_first_hc`): withhold it until it is judged.
         BackendStatus::Unknown | BackendStatus::Unspecified => return None,
         _ if draining => HealthStatus::Draining,
-        BackendStatus::Healthy => HealthStatus::Healthy,
+        _ if !routable => HealthStatus::Unhealthy,
         BackendStatus::Degraded => HealthStatus::Degraded,
-        BackendStatus::Unauthenticated if is_routable(status, auth) => HealthStatus::Healthy,
-        BackendStatus::Unauthenticated | BackendStatus::Unhealthy => HealthStatus::Unhealthy,
+        BackendStatus::Healthy | BackendStatus::Unauthenticated => HealthStatus::Healthy,
+        // Never routable (`core::verdict::is_routable`); named so a new status fails to compile here.
+        BackendStatus::Unhealthy => HealthStatus::Unhealthy,
     };
     Some(health)
 }
@@ -91,20 +92,18 @@ fn string(s: impl Into<String>) -> Value {
 /// The endpoint metadata under [`METADATA_NAMESPACE`]: the backend's name,
 /// group, MCP path, negotiated protocol revision, verdict, reason code and
 /// whether it is draining, for routes (`metadata_match`) and access logs.
-fn metadata(group: &str, b: &BackendHealth) -> Metadata {
-    let reason = b.reason.as_ref().map(|r| r.code).and_then(|c| ReasonCode::try_from(c).ok()).unwrap_or_default();
-    let status = BackendStatus::try_from(b.status).unwrap_or_default();
+fn metadata(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Metadata {
     let fields = [
         ("backend", string(&b.name)),
         ("group", string(group)),
         ("path", string(path_of(&b.url))),
-        ("protocol_version", string(&b.protocol_version)),
-        ("status", string(status.as_str_name())),
-        ("reason", string(reason.as_str_name())),
+        ("protocol_version", string(&e.facts.protocol_version)),
+        ("status", string(e.status().as_str_name())),
+        ("reason", string(e.reason.code.as_str_name())),
         (
             "draining",
             Value {
-                kind: Some(value::Kind::BoolValue(b.draining)),
+                kind: Some(value::Kind::BoolValue(b.drain)),
             },
         ),
     ]
@@ -117,22 +116,20 @@ fn metadata(group: &str, b: &BackendHealth) -> Metadata {
     }
 }
 
-/// One backend as an `LbEndpoint`, or None when it is withheld: not probed yet
-/// ([`endpoint_health`]), or no probe has reached it, so there is no address a
-/// probe connected to. The address is `BackendHealth.address`; a named host
-/// keeps its name as the endpoint's `hostname` (for `auto_host_rewrite`).
-pub fn lb_endpoint(group: &str, b: &BackendHealth) -> Option<LbEndpoint> {
-    let status = BackendStatus::try_from(b.status).unwrap_or_default();
-    let auth = AuthMode::try_from(b.auth_mode).unwrap_or_default();
-    let health = endpoint_health(status, auth, b.draining)?;
-    let addr: SocketAddr = b.address.parse().ok()?;
+/// One endpoint of a backend as an `LbEndpoint`, or None when it is withheld:
+/// not probed yet ([`endpoint_health`]), or no probe has reached it, so there
+/// is no address a probe connected to. A named host keeps its name as the
+/// endpoint's `hostname` (for `auto_host_rewrite`).
+pub fn lb_endpoint(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Option<LbEndpoint> {
+    let health = endpoint_health(e.status(), e.routable, b.drain)?;
+    let addr: SocketAddr = e.address?;
     let hostname = match url_host_port(&b.url) {
         Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => host,
         _ => String::new(),
     };
     Some(LbEndpoint {
         health_status: health as i32,
-        metadata: Some(metadata(group, b)),
+        metadata: Some(metadata(group, b, e)),
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
             address: Some(Address {
                 address: Some(address::Address::SocketAddress(SocketAddress {
@@ -149,9 +146,13 @@ pub fn lb_endpoint(group: &str, b: &BackendHealth) -> Option<LbEndpoint> {
 }
 
 /// A group as one `ClusterLoadAssignment` named [`resource_name`], every
-/// backend that is not withheld in one locality.
-pub fn cluster_load_assignment(group: &GroupHealth) -> ClusterLoadAssignment {
-    let lb_endpoints = group.backends.iter().filter_map(|b| lb_endpoint(&group.name, b)).collect::<Vec<_>>();
+/// endpoint that is not withheld in one locality.
+pub fn cluster_load_assignment(group: &GroupSnapshot) -> ClusterLoadAssignment {
+    let lb_endpoints = group
+        .backends
+        .iter()
+        .flat_map(|b| b.endpoints.iter().filter_map(move |e| lb_endpoint(&group.name, b, e)))
+        .collect::<Vec<_>>();
     ClusterLoadAssignment {
         cluster_name: resource_name(&group.name),
         endpoints: if lb_endpoints.is_empty() {
@@ -178,10 +179,13 @@ pub fn empty_assignment(resource: &str) -> ClusterLoadAssignment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_health_core::phase::{BackendView, group_verdict};
+    use mcp_health_core::outcome::{Reason, ServerFacts};
+    use mcp_health_core::phase::group_verdict;
+    use mcp_health_core::snapshot::{BackendSpecShown, CatalogFacts, Observed};
+    use mcp_health_core::verdict::Verdict;
     use mcp_health_engine::health::serving_status;
     use mcp_health_proto::grpc_health_v1::health_check_response::ServingStatus;
-    use mcp_health_proto::v1::Reason;
+    use mcp_health_proto::v1::{AuthMode, GroupSource, ReasonCode, Transport};
 
     /// Whether Envoy load-balances to a host with this status (UNKNOWN counts
     /// as healthy in Envoy; DEGRADED is used when too few are HEALTHY). A
@@ -219,21 +223,14 @@ mod tests {
         for &(status, auths, draining, want_eds, want_routable, want_serving) in table {
             for &auth in auths {
                 let row = format!("{status:?} {auth:?} draining={draining}");
-                let mut b = backend("a", "http://mcp.internal:9000/mcp", status, auth);
-                b.draining = draining;
-                b.address = "10.1.2.3:9000".into();
-                let view = BackendView { status, auth, draining };
-                b.routable = view.routable();
-                let group = GroupHealth {
-                    name: "g".into(),
-                    backends: vec![b],
-                    ..Default::default()
-                };
+                let b = backend("a", "http://mcp.internal:9000/mcp", status, auth, draining, Some("10.1.2.3:9000"));
+                let routable = b.routable();
+                let group = group("g", vec![b]);
                 let cla = cluster_load_assignment(&group);
                 let eds = cla.endpoints.first().map(|l| HealthStatus::try_from(l.lb_endpoints[0].health_status).unwrap());
                 assert_eq!(eds, want_eds, "{row}: EDS");
-                assert_eq!(view.routable(), want_routable, "{row}: the API's routable");
-                assert_eq!(serving_status(group_verdict([view]).phase), want_serving, "{row}: grpc.health");
+                assert_eq!(routable, want_routable, "{row}: the API's routable");
+                assert_eq!(serving_status(group.phase()), want_serving, "{row}: grpc.health");
                 assert_eq!(envoy_routes(eds), want_routable, "{row}: Envoy routes exactly what is routable");
                 rows += 1;
             }
@@ -241,54 +238,88 @@ mod tests {
         assert_eq!(rows, 5 * 2 * 4, "every status x auth mode x drain");
     }
 
-    fn backend(name: &str, url: &str, status: BackendStatus, auth: AuthMode) -> BackendHealth {
-        BackendHealth {
+    /// A one-endpoint backend, probed at `address` (None: no probe reached it).
+    fn backend(name: &str, url: &str, status: BackendStatus, auth: AuthMode, drain: bool, address: Option<&str>) -> BackendSnapshot {
+        BackendSnapshot::single(
+            BackendSpecShown {
+                name: name.into(),
+                url: url.into(),
+                transport: Transport::StreamableHttp,
+                auth,
+                drain,
+                catalog: CatalogFacts::default(),
+            },
+            Observed {
+                address: address.map(|a| a.parse().unwrap()),
+                verdict: Verdict { status, ..Verdict::unknown() },
+                reason: Reason::new(ReasonCode::Ok, "ok"),
+                facts: ServerFacts {
+                    protocol_version: "2025-06-18".into(),
+                    ..Default::default()
+                },
+                last_latency: None,
+                last_probe: None,
+                last_transition: None,
+            },
+        )
+    }
+
+    /// A group of these backends, its verdict from `core::phase`.
+    fn group(name: &str, backends: Vec<BackendSnapshot>) -> GroupSnapshot {
+        GroupSnapshot {
             name: name.into(),
-            url: url.into(),
-            status: status as i32,
-            auth_mode: auth as i32,
-            protocol_version: "2025-06-18".into(),
-            reason: Some(Reason {
-                code: ReasonCode::Ok as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
+            sequence: 1,
+            generation: 1,
+            source: GroupSource::Api,
+            verdict: group_verdict(backends.iter().map(BackendSnapshot::view)),
+            backends,
         }
     }
 
     #[test]
     fn a_group_becomes_one_assignment_with_probed_addresses_metadata_and_health() {
-        let with = |mut b: BackendHealth, address: &str| {
-            b.address = address.into();
-            b
-        };
-        let group = GroupHealth {
-            name: "tools".into(),
-            backends: vec![
-                with(
-                    backend("a", "http://127.0.0.1:8081/mcp", BackendStatus::Healthy, AuthMode::None),
-                    "127.0.0.1:8081",
+        let tools = group(
+            "tools",
+            vec![
+                backend(
+                    "a",
+                    "http://127.0.0.1:8081/mcp",
+                    BackendStatus::Healthy,
+                    AuthMode::None,
+                    false,
+                    Some("127.0.0.1:8081"),
                 ),
-                with(
-                    backend("b", "https://[::1]/v1/mcp", BackendStatus::Unauthenticated, AuthMode::PerUser),
-                    "[::1]:443",
+                backend(
+                    "b",
+                    "https://[::1]/v1/mcp",
+                    BackendStatus::Unauthenticated,
+                    AuthMode::PerUser,
+                    false,
+                    Some("[::1]:443"),
                 ),
                 // A name: the address its probe connected to, never a lookup of our own.
-                with(
-                    backend("c", "http://mcp.internal:9000/x", BackendStatus::Unhealthy, AuthMode::None),
-                    "10.1.2.3:9000",
+                backend(
+                    "c",
+                    "http://mcp.internal:9000/x",
+                    BackendStatus::Unhealthy,
+                    AuthMode::None,
+                    false,
+                    Some("10.1.2.3:9000"),
                 ),
                 // Judged, but no probe ever reached it (a DNS failure, a refused address): withheld.
-                backend("d", "http://unresolvable.internal/x", BackendStatus::Unhealthy, AuthMode::None),
+                backend("d", "http://unresolvable.internal/x", BackendStatus::Unhealthy, AuthMode::None, false, None),
                 // Not probed yet: withheld, even with an address.
-                with(
-                    backend("e", "http://127.0.0.1:8082/mcp", BackendStatus::Unknown, AuthMode::None),
-                    "127.0.0.1:8082",
+                backend(
+                    "e",
+                    "http://127.0.0.1:8082/mcp",
+                    BackendStatus::Unknown,
+                    AuthMode::None,
+                    false,
+                    Some("127.0.0.1:8082"),
                 ),
             ],
-            ..Default::default()
-        };
-        let cla = cluster_load_assignment(&group);
+        );
+        let cla = cluster_load_assignment(&tools);
         assert_eq!(cla.cluster_name, "mcp-health/tools");
         let eps = &cla.endpoints[0].lb_endpoints;
         assert_eq!(eps.len(), 3, "the backend never reached and the one not probed yet are withheld");
@@ -315,11 +346,10 @@ mod tests {
             ("2025-06-18".into(), "REASON_CODE_OK".into(), "BACKEND_STATUS_UNAUTHENTICATED".into())
         );
         // A group whose backends are all withheld has no locality at all.
-        let pending = GroupHealth {
-            name: "p".into(),
-            backends: vec![backend("x", "http://127.0.0.1:1/mcp", BackendStatus::Unknown, AuthMode::None)],
-            ..Default::default()
-        };
+        let pending = group(
+            "p",
+            vec![backend("x", "http://127.0.0.1:1/mcp", BackendStatus::Unknown, AuthMode::None, false, None)],
+        );
         assert!(cluster_load_assignment(&pending).endpoints.is_empty());
     }
 
