@@ -376,3 +376,34 @@ async fn a_mixed_cluster_writes_the_verdict_record_every_member_reads() {
     assert_eq!(VerdictRecord::decode(&kvs[0].value).unwrap().verdict, shared_verdict(BackendStatus::Healthy));
     cancel.cancel();
 }
+
+/// A start that fails after joining (here the config file is invalid, found
+/// once the engine runs) leaves the cluster at once: its lease is revoked, so
+/// no member key lingers for the lease's TTL and the others never count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_failing_after_the_join_revokes_its_lease() {
+    crate::common::install_crypto();
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/late-failure-test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, "groups: [this is not a group\n").unwrap();
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+
+    let err = mcp_health::daemon::Daemon::start(mcp_health::daemon::DaemonOptions {
+        listen: grpc,
+        config: Some(config.clone()),
+        // Far longer than the test: only a revoke removes the member key.
+        cluster: Some(etcd.options("/late-failure-test", 600)),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("an invalid config file refuses the start");
+    assert!(mcp_health::daemon::chain(&err).contains(&config.display().to_string()), "{err}");
+
+    let (members, _) = client.range_prefix(&keys.members()).await.unwrap();
+    assert!(members.is_empty(), "a member key outlived the failed start: {members:?}");
+    std::net::TcpListener::bind(grpc).expect("the --listen port was released");
+}
