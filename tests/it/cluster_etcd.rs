@@ -51,11 +51,6 @@ async fn joined(client: &mcp_health::cluster::etcd::Etcd, keys: &Keys) -> Cluste
     status
 }
 
-/// Runs a blocking `Persist` call the way the engine does (on the blocking pool).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
     let etcd = EtcdCluster::start(1).await;
@@ -69,19 +64,10 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
         spec("web", "http://127.0.0.1:1/2"),
         spec("web", "http://127.0.0.1:1/3"),
     );
-    {
-        let (a, s1) = (a.clone(), s1.clone());
-        blocking(move || a.put(&s1, 1)).await.expect("first put");
-    }
-    {
-        let (b, s2) = (b.clone(), s2.clone());
-        blocking(move || b.put(&s2, 2)).await.expect("b saw generation 1 and writes 2");
-    }
+    a.put(&s1, 1).await.expect("first put");
+    b.put(&s2, 2).await.expect("b saw generation 1 and writes 2");
     // A still believes generation 1: its write of generation 2 must be refused.
-    let err = {
-        let (a, s3) = (a.clone(), s3.clone());
-        blocking(move || a.put(&s3, 2)).await.expect_err("stale generation refused")
-    };
+    let err = a.put(&s3, 2).await.expect_err("stale generation refused");
     assert!(err.to_string().contains("changed on another replica"), "{err}");
     let (groups, revision) = a.load().await.unwrap();
     assert_eq!(
@@ -93,25 +79,16 @@ async fn the_store_is_optimistic_and_its_generation_is_etcds_version() {
     );
     assert!(revision > 0);
     // A creation must find the key absent.
-    let err = {
-        let (a, s1) = (a.clone(), s1.clone());
-        blocking(move || a.put(&s1, 1)).await.expect_err("create over an existing group refused")
-    };
+    let err = a.put(&s1, 1).await.expect_err("create over an existing group refused");
     assert!(err.to_string().contains("changed on another replica"), "{err}");
 
     // A delete removes the group and its shared verdicts.
     client.put(&keys.verdict("web", "a"), b"{}".to_vec(), 0).await.unwrap();
-    {
-        let a = a.clone();
-        blocking(move || a.remove("web")).await.expect("remove");
-    }
+    a.remove("web").await.expect("remove");
     assert!(a.load().await.unwrap().0.is_empty());
     assert!(client.range_prefix(&keys.group_verdicts("web")).await.unwrap().0.is_empty());
     // Re-created, the generation starts again at 1 (the key's version).
-    {
-        let (a, s3) = (a.clone(), s3.clone());
-        blocking(move || a.put(&s3, 1)).await.expect("re-create");
-    }
+    a.put(&s3, 1).await.expect("re-create");
     assert_eq!(a.load().await.unwrap().0[0].generation, 1);
 }
 
@@ -130,14 +107,11 @@ async fn an_update_from_before_a_delete_is_refused_on_the_new_incarnation() {
     let specs: Vec<GroupSpec> = (1..=5).map(|i| spec("web", &format!("http://127.0.0.1:1/{i}"))).collect();
     let put = |store: &Arc<EtcdStore>, s: &GroupSpec, generation: u64| {
         let (store, s) = (store.clone(), s.clone());
-        blocking(move || store.put(&s, generation))
+        async move { store.put(&s, generation).await }
     };
     put(&a, &specs[0], 1).await.expect("a creates");
     put(&a, &specs[1], 2).await.expect("a updates: a holds generation 2");
-    {
-        let b = b.clone();
-        blocking(move || b.remove("web")).await.expect("b deletes");
-    }
+    b.remove("web").await.expect("b deletes");
     put(&b, &specs[2], 1).await.expect("b creates again");
     put(&b, &specs[3], 2).await.expect("b updates: the new incarnation is at version 2 too");
     let err = put(&a, &specs[4], 3).await.expect_err("a's view is of the deleted incarnation");
@@ -157,25 +131,13 @@ async fn a_delete_from_a_stale_view_is_refused() {
     let a = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
     let b = EtcdStore::new(client.clone(), keys.clone(), joined(&client, &keys).await);
     let (s1, s2) = (spec("web", "http://127.0.0.1:1/1"), spec("web", "http://127.0.0.1:1/2"));
-    {
-        let (a, s1) = (a.clone(), s1.clone());
-        blocking(move || a.put(&s1, 1)).await.expect("a creates");
-    }
+    a.put(&s1, 1).await.expect("a creates");
     b.load().await.expect("b reads generation 1");
-    {
-        let (b, s2) = (b.clone(), s2.clone());
-        blocking(move || b.put(&s2, 2)).await.expect("b updates");
-    }
-    let err = {
-        let a = a.clone();
-        blocking(move || a.remove("web")).await.expect_err("a has not seen generation 2")
-    };
+    b.put(&s2, 2).await.expect("b updates");
+    let err = a.remove("web").await.expect_err("a has not seen generation 2");
     assert!(err.to_string().contains("changed on another replica"), "{err}");
     assert_eq!(a.load().await.unwrap().0.len(), 1, "the group stands");
-    {
-        let b = b.clone();
-        blocking(move || b.remove("web")).await.expect("b, up to date, deletes");
-    }
+    b.remove("web").await.expect("b, up to date, deletes");
     assert!(a.load().await.unwrap().0.is_empty());
 }
 
@@ -196,11 +158,11 @@ async fn a_group_write_from_a_replica_past_its_lease_is_fenced() {
     let specs: Vec<GroupSpec> = (1..=4).map(|i| spec("web", &format!("http://127.0.0.1:1/{i}"))).collect();
     let put = |store: &Arc<EtcdStore>, s: &GroupSpec, generation: u64| {
         let (store, s) = (store.clone(), s.clone());
-        blocking(move || store.put(&s, generation))
+        async move { store.put(&s, generation).await }
     };
     let remove = |store: &Arc<EtcdStore>, name: &'static str| {
         let store = store.clone();
-        blocking(move || store.remove(name))
+        async move { store.remove(name).await }
     };
     put(&a, &specs[0], 1).await.expect("a, a member, creates");
     b.load().await.expect("b reads generation 1");
@@ -413,4 +375,35 @@ async fn a_mixed_cluster_writes_the_verdict_record_every_member_reads() {
     let (kvs, _) = client.range_prefix(&keys.verdict("web", "a")).await.unwrap();
     assert_eq!(VerdictRecord::decode(&kvs[0].value).unwrap().verdict, shared_verdict(BackendStatus::Healthy));
     cancel.cancel();
+}
+
+/// A start that fails after joining (here the config file is invalid, found
+/// once the engine runs) leaves the cluster at once: its lease is revoked, so
+/// no member key lingers for the lease's TTL and the others never count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_failing_after_the_join_revokes_its_lease() {
+    crate::common::install_crypto();
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/late-failure-test");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("groups.yaml");
+    std::fs::write(&config, "groups: [this is not a group\n").unwrap();
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+
+    let err = mcp_health::daemon::Daemon::start(mcp_health::daemon::DaemonOptions {
+        listen: grpc,
+        config: Some(config.clone()),
+        // Far longer than the test: only a revoke removes the member key.
+        cluster: Some(etcd.options("/late-failure-test", 600)),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .expect("an invalid config file refuses the start");
+    assert!(mcp_health::daemon::chain(&err).contains(&config.display().to_string()), "{err}");
+
+    let (members, _) = client.range_prefix(&keys.members()).await.unwrap();
+    assert!(members.is_empty(), "a member key outlived the failed start: {members:?}");
+    std::net::TcpListener::bind(grpc).expect("the --listen port was released");
 }

@@ -64,6 +64,80 @@ async fn a_bad_tls_key_names_the_file_and_leaves_nothing_running() {
     TcpListener::bind(metrics).expect("the --metrics-listen port was released");
 }
 
+/// A start that fails late releases what it had acquired through the same
+/// path as a stop: here the status page's port is taken, the last listener
+/// bound, after the store was opened and the other three listeners bound.
+#[tokio::test]
+async fn a_start_failing_at_its_last_listener_releases_the_store_and_the_other_ports() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (grpc, health, metrics) = (free_addr(), free_addr(), free_addr());
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ui = taken.local_addr().unwrap();
+
+    let err = Daemon::start(DaemonOptions {
+        listen: grpc,
+        data_dir: Some(data_dir.clone()),
+        health_listen: Some(health),
+        metrics_listen: Some(metrics),
+        ui_listen: Some(ui),
+        ..DaemonOptions::default()
+    })
+    .await
+    .err()
+    .expect("the status page's port is taken");
+    let message = error_chain(&err);
+    assert!(message.contains("status page") && message.contains(&ui.to_string()), "{message}");
+
+    RedbStore::open(&data_dir).expect("the store lock was released");
+    TcpListener::bind(grpc).expect("the --listen port was released");
+    TcpListener::bind(health).expect("the --health-listen port was released");
+    TcpListener::bind(metrics).expect("the --metrics-listen port was released");
+}
+
+/// Later still: the engine runs and has restored the stored groups when the
+/// config file turns out invalid. The engine is stopped (it held the store)
+/// and the ports are free.
+#[tokio::test]
+async fn a_start_failing_after_the_engine_started_releases_it_the_store_and_the_ports() {
+    common::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("groups.yaml");
+    let (grpc, metrics) = (free_addr(), free_addr());
+    let d = Daemon::start(DaemonOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(data_dir.clone()),
+        ..DaemonOptions::default()
+    })
+    .await
+    .unwrap();
+    let group = common::group_yaml("name: stored\nbackends:\n  - name: a\n    url: http://127.0.0.1:9/a\n");
+    let group = mcp_health::spec::validate_group(&group, "spec", d.engine().limits()).unwrap();
+    d.engine().apply(group, mcp_health::engine::Origin::Api).await.unwrap();
+    d.stop().await.unwrap();
+    std::fs::write(&config, "groups: [this is not a group\n").unwrap();
+
+    let err = Daemon::start(DaemonOptions {
+        listen: grpc,
+        config: Some(config.clone()),
+        data_dir: Some(data_dir.clone()),
+        metrics_listen: Some(metrics),
+        ..DaemonOptions::default()
+    })
+    .await
+    .err()
+    .expect("an invalid config file refuses the start");
+    let message = error_chain(&err);
+    assert!(message.contains(&config.display().to_string()), "{message}");
+
+    let store = RedbStore::open(&data_dir).expect("the engine was stopped and the store lock released");
+    assert_eq!(store.load().unwrap().len(), 1, "the stored group was restored, not lost");
+    TcpListener::bind(grpc).expect("the --listen port was released");
+    TcpListener::bind(metrics).expect("the --metrics-listen port was released");
+}
+
 /// Kills the listening socket on `port` inside process `pid` from outside:
 /// takes a duplicate of its descriptor (pidfd_getfd) and shuts it down, after
 /// which the daemon's accept fails for good (EINVAL), as a dead listener does.

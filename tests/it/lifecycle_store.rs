@@ -16,7 +16,7 @@ use mcp_health::health::HealthStatuses;
 use mcp_health::probe::HttpProber;
 use mcp_health::proto::v1::*;
 use mcp_health::spec::validate_group;
-use mcp_health::store::{Persist, StoreError};
+use mcp_health::store::{Persist, StoreError, StoreFuture};
 
 fn with_data_dir(dir: &std::path::Path) -> DaemonOptions {
     DaemonOptions {
@@ -101,8 +101,8 @@ struct FlakyStore {
     committed: Mutex<Vec<String>>,
 }
 
-impl Persist for FlakyStore {
-    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+impl FlakyStore {
+    fn put_now(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
         if *self.fail_puts.lock().unwrap() {
             return Err(StoreError::Write("disk full".into()));
         }
@@ -110,12 +110,22 @@ impl Persist for FlakyStore {
         Ok(())
     }
 
-    fn remove(&self, name: &str) -> Result<(), StoreError> {
+    fn remove_now(&self, name: &str) -> Result<(), StoreError> {
         if *self.fail_removes.lock().unwrap() {
             return Err(StoreError::Write("disk full".into()));
         }
         self.committed.lock().unwrap().push(format!("remove {name}"));
         Ok(())
+    }
+}
+
+impl Persist for FlakyStore {
+    fn put<'a>(&'a self, spec: &'a GroupSpec, generation: u64) -> StoreFuture<'a> {
+        Box::pin(std::future::ready(self.put_now(spec, generation)))
+    }
+
+    fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a> {
+        Box::pin(std::future::ready(self.remove_now(name)))
     }
 }
 

@@ -81,10 +81,10 @@ impl GroupFollower {
     }
 
     async fn remote_delete(&self, name: &str) {
-        self.store.begin_remote_delete(name);
-        let result = self.engine.delete(name.to_owned()).await;
+        // Already gone from etcd: the engine forgets it without a store write
+        // (a delete from here could hit a group re-created meanwhile).
+        let result = self.engine.forget(name.to_owned()).await;
         self.store.forgot(name);
-        self.store.end_remote_delete(name);
         match result {
             Ok(()) => info!(group = %name, "group deleted on another replica"),
             Err(EngineError::GroupNotFound(_)) => {}

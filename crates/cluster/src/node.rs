@@ -160,11 +160,17 @@ impl ClusterNode {
         tokio::spawn(groups.run(self.revision, c.clone()));
     }
 
-    /// Leaves the cluster: stops following and revokes the lease.
+    /// Leaves the cluster: stops following and revokes the lease, also when
+    /// it joined but never started (a start that failed after `join`), so its
+    /// member key goes at once instead of after the lease's TTL.
     pub async fn stop(&mut self) {
         self.cancel.cancel();
         if let Some(m) = self.membership.take() {
             let _ = m.await;
+        }
+        if let Some((_, lease, _)) = self.joined.take() {
+            // Best effort, as `membership::run` does: without it the lease expires.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.etcd.lease_revoke(lease)).await;
         }
     }
 }

@@ -16,11 +16,10 @@
 //! fault-schedule harness, seed 42: a delayed create landed after a newer
 //! acknowledged apply and delete).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prost::Message;
-use tokio::runtime::Handle;
 use tracing::warn;
 
 use super::etcd::{Etcd, created_at, delete_op, delete_prefix_op, get_op, lease_is, put_op, read_in, version_is};
@@ -28,24 +27,19 @@ use super::keys::Keys;
 use super::status::ClusterStatus;
 use crate::etcd_api::etcdserverpb::{Compare, RequestOp, TxnRequest, TxnResponse};
 use crate::etcd_api::mvccpb::KeyValue;
-use mcp_health_engine::store::{Persist, StoreError, StoredGroup};
+use mcp_health_engine::store::{Persist, StoreError, StoreFuture, StoredGroup};
 use mcp_health_proto::v1::GroupSpec;
 
 pub struct EtcdStore {
     etcd: Etcd,
     keys: Keys,
     status: ClusterStatus,
-    runtime: Handle,
     /// name -> etcd revision of this replica's own last write of it, so the
     /// groups watch skips the echo of writes the engine already holds.
     own_writes: Mutex<HashMap<String, i64>>,
     /// name -> (create revision, version) of the incarnation the engine
     /// holds (set when the engine took it: loaded, followed or written here).
     incarnations: Mutex<HashMap<String, (i64, i64)>>,
-    /// Groups being removed from the engine because etcd deleted them
-    /// elsewhere: their `remove` must not delete again (it could hit a group
-    /// re-created meanwhile).
-    remote_deletes: Mutex<HashSet<String>>,
 }
 
 /// A poisoned lock still holds a plain map.
@@ -71,16 +65,13 @@ pub fn decode_group(keys: &Keys, kv: &KeyValue) -> Option<Result<StoredGroup, St
 }
 
 impl EtcdStore {
-    /// Must be created inside the tokio runtime whose blocking pool runs `put`/`remove`.
     pub fn new(etcd: Etcd, keys: Keys, status: ClusterStatus) -> Arc<EtcdStore> {
         Arc::new(EtcdStore {
             etcd,
             keys,
             status,
-            runtime: Handle::current(),
             own_writes: Mutex::default(),
             incarnations: Mutex::default(),
-            remote_deletes: Mutex::default(),
         })
     }
 
@@ -109,15 +100,6 @@ impl EtcdStore {
     /// Whether a watched change of `name` at `revision` is this replica's own write.
     pub fn is_own_write(&self, name: &str, revision: i64) -> bool {
         lock(&self.own_writes).get(name).is_some_and(|r| revision <= *r)
-    }
-
-    /// Marks `name` as deleted elsewhere while the engine forgets it.
-    pub fn begin_remote_delete(&self, name: &str) {
-        lock(&self.remote_deletes).insert(name.to_owned());
-    }
-
-    pub fn end_remote_delete(&self, name: &str) {
-        lock(&self.remote_deletes).remove(name);
     }
 
     /// The fence of a group write: this replica's member key and lease, or
@@ -159,7 +141,7 @@ impl EtcdStore {
         }
     }
 
-    async fn put_async(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
+    async fn put_group(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
         let key = self.keys.group(&spec.name);
         let mut compare = vec![version_is(&key, generation as i64 - 1)];
         let incarnation = lock(&self.incarnations).get(&spec.name).map(|(created, _)| *created);
@@ -179,10 +161,7 @@ impl EtcdStore {
         Ok(())
     }
 
-    async fn remove_async(&self, name: &str) -> Result<(), StoreError> {
-        if lock(&self.remote_deletes).contains(name) {
-            return Ok(());
-        }
+    async fn remove_group(&self, name: &str) -> Result<(), StoreError> {
         let key = self.keys.group(name);
         // Like an update: only the incarnation and version the engine holds,
         // so a delete from a stale view (a replica paused mid-request) never
@@ -202,13 +181,15 @@ impl EtcdStore {
     }
 }
 
+// A group deleted on another replica leaves the engine through
+// `Engine::forget`, which writes nothing: `remove` is only ever this
+// replica's own delete.
 impl Persist for EtcdStore {
-    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
-        // Runs on the blocking pool (the owner's `persist`), so blocking here is allowed.
-        self.runtime.block_on(self.put_async(spec, generation))
+    fn put<'a>(&'a self, spec: &'a GroupSpec, generation: u64) -> StoreFuture<'a> {
+        Box::pin(self.put_group(spec, generation))
     }
 
-    fn remove(&self, name: &str) -> Result<(), StoreError> {
-        self.runtime.block_on(self.remove_async(name))
+    fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a> {
+        Box::pin(self.remove_group(name))
     }
 }

@@ -127,6 +127,12 @@ pub(crate) enum Command {
         group: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Like `Delete`, for a group the store no longer holds (deleted on
+    /// another replica); not written again.
+    Forget {
+        group: String,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Checks an apply as `Apply` would (origins, the group limit) and changes nothing.
     CheckApply {
         /// Boxed: a spec is several times the size of every other command.
@@ -414,6 +420,12 @@ impl Engine {
 
     pub async fn delete(&self, group: String) -> Result<(), EngineError> {
         self.call(|reply| Command::Delete { group, reply }).await?
+    }
+
+    /// Removes an API group the store already removed (deleted on another
+    /// replica), without writing the store: checked and ordered like `delete`.
+    pub async fn forget(&self, group: String) -> Result<(), EngineError> {
+        self.call(|reply| Command::Forget { group, reply }).await?
     }
 
     pub async fn get(&self, group: String) -> Result<Arc<GroupSnapshot>, EngineError> {

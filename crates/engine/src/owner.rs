@@ -1,14 +1,15 @@
 //! The owner task: a thin shell around `EngineState`. It receives one command
 //! at a time, asks the state, and carries out the effects it returns: probe
 //! tasks, the store write, events, grpc.health statuses and observer calls.
-//! It never awaits a watcher, a prober or the disk.
+//! It never awaits a watcher or a prober, and awaits a store write only
+//! beside its command channel (reads and probe results go on meanwhile).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
-use tokio::task::{AbortHandle, JoinError, JoinHandle};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{error, info};
 
@@ -20,7 +21,7 @@ use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
 use crate::health::HealthStatuses;
-use crate::store::{Persist, StoreError};
+use crate::store::{Persist, StoreError, StoreFuture};
 use mcp_health_probe::SharedProbe;
 
 pub struct Owner {
@@ -69,9 +70,12 @@ impl Reply {
     }
 }
 
-/// A store write on the blocking pool, and the checked change waiting for it.
+/// A store write in flight, and the checked change waiting for it. The
+/// owner polls `write` beside its command channel, so the write never stalls
+/// reads or probe results; the store keeps any blocking (a disk commit) off
+/// this task.
 struct Writing {
-    task: JoinHandle<Result<(), StoreError>>,
+    write: StoreFuture<'static>,
     change: Change,
     reply: Reply,
 }
@@ -84,7 +88,7 @@ enum Step {
 
 enum Next {
     Command(Option<Command>),
-    Written(Result<Result<(), StoreError>, JoinError>),
+    Written(Result<(), StoreError>),
 }
 
 /// How many spec changes may wait for a store write in flight. Past it the
@@ -109,6 +113,7 @@ impl Command {
             Command::Apply { .. }
                 | Command::CheckApply { .. }
                 | Command::Delete { .. }
+                | Command::Forget { .. }
                 | Command::Restore { .. }
                 | Command::SetDrain { .. }
                 | Command::AcceptCatalog { .. }
@@ -159,7 +164,7 @@ impl Owner {
         loop {
             let next = match writing.as_mut() {
                 Some(w) => tokio::select! {
-                    done = &mut w.task => Next::Written(done),
+                    done = &mut w.write => Next::Written(done),
                     cmd = rx.recv(), if deferred.len() < MAX_DEFERRED => Next::Command(cmd),
                 },
                 None => Next::Command(match deferred.pop_front() {
@@ -180,7 +185,7 @@ impl Owner {
                     // `shutdown`): finish the write in flight, then stop
                     // every probe task as `Shutdown` would.
                     if let Some(mut w) = writing.take() {
-                        let done = (&mut w.task).await;
+                        let done = (&mut w.write).await;
                         self.written(w, done);
                     }
                     self.shutdown();
@@ -220,6 +225,10 @@ impl Owner {
             }
             Command::Delete { group, reply } => {
                 let checked = self.state.check_delete(&group);
+                return self.change(checked, Reply::Delete(reply));
+            }
+            Command::Forget { group, reply } => {
+                let checked = self.state.check_forget(&group);
                 return self.change(checked, Reply::Delete(reply));
             }
             Command::CheckApply { group, origin, reply } => {
@@ -299,9 +308,7 @@ impl Owner {
         };
         match (checked.store, self.persist.clone()) {
             (Some(write), Some(store)) => Step::Write(Writing {
-                // A commit waits for the disk: on the blocking pool, so probe
-                // results keep flowing meanwhile.
-                task: tokio::task::spawn_blocking(move || write_all(&*store, write)),
+                write: Box::pin(async move { write_all(&*store, write).await }),
                 change: checked.change,
                 reply,
             }),
@@ -313,15 +320,14 @@ impl Owner {
         }
     }
 
-    fn written(&mut self, w: Writing, done: Result<Result<(), StoreError>, JoinError>) {
+    fn written(&mut self, w: Writing, done: Result<(), StoreError>) {
         self.note_watchers();
         let result = match done {
-            Ok(Ok(())) => Ok(self.commit(w.change)),
-            Ok(Err(e)) => {
+            Ok(()) => Ok(self.commit(w.change)),
+            Err(e) => {
                 error!(error = %mcp_health_core::errors::chain(&e), "store write failed; change rejected");
                 Err(EngineError::Store(e))
             }
-            Err(e) => Err(EngineError::Store(StoreError::Write(Box::new(e)))),
         };
         w.reply.send(result);
     }
@@ -429,13 +435,13 @@ impl Owner {
     }
 }
 
-/// The one write of a change, in one go on the blocking pool.
-fn write_all(store: &dyn Persist, write: StoreWrite) -> Result<(), StoreError> {
+/// The one write of a change, in order.
+async fn write_all(store: &dyn Persist, write: StoreWrite) -> Result<(), StoreError> {
     for (spec, generation) in &write.puts {
-        store.put(spec, *generation)?;
+        store.put(spec, *generation).await?;
     }
     for name in &write.removes {
-        store.remove(name)?;
+        store.remove(name).await?;
     }
     Ok(())
 }

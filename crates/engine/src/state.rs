@@ -327,6 +327,12 @@ impl EngineState {
         }
     }
 
+    /// Checks the removal of an API group its store no longer holds (deleted
+    /// on another replica): a delete without a store write.
+    pub fn check_forget(&self, name: &str) -> Result<Checked, EngineError> {
+        self.check_delete(name).map(|checked| Checked { store: None, ..checked })
+    }
+
     /// Makes a checked change take effect. The caller has committed its store
     /// write, and changed nothing else since the check.
     pub fn commit(&mut self, change: Change, fx: &mut Effects) -> Committed {

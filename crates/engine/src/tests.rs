@@ -323,41 +323,49 @@ async fn initial_spread_zero_probes_everything_at_once() {
     engine.shutdown().await;
 }
 
-/// A store whose writes wait at a gate the test opens (a slow fsync).
-#[derive(Default)]
+/// A store whose writes wait at a gate the test opens (a slow fsync or etcd).
 struct GatedStore {
-    closed: Mutex<bool>,
-    opened: std::sync::Condvar,
+    closed: tokio::sync::watch::Sender<bool>,
     entered: tokio::sync::Notify,
     puts: AtomicUsize,
 }
 
+impl Default for GatedStore {
+    fn default() -> Self {
+        GatedStore {
+            closed: tokio::sync::watch::Sender::new(false),
+            entered: tokio::sync::Notify::new(),
+            puts: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl GatedStore {
     fn set_closed(&self, closed: bool) {
-        *self.closed.lock().unwrap() = closed;
-        self.opened.notify_all();
+        self.closed.send_replace(closed);
     }
 }
 
 impl crate::store::Persist for GatedStore {
-    fn put(&self, _: &mcp_health_proto::v1::GroupSpec, _: u64) -> Result<(), crate::store::StoreError> {
-        self.entered.notify_one();
-        let mut closed = self.closed.lock().unwrap();
-        while *closed {
-            closed = self.opened.wait(closed).unwrap();
-        }
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+    fn put<'a>(&'a self, _: &'a mcp_health_proto::v1::GroupSpec, _: u64) -> crate::store::StoreFuture<'a> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            let mut closed = self.closed.subscribe();
+            // The sender lives in `self`, so the channel cannot close while we wait.
+            let _ = closed.wait_for(|closed| !closed).await;
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
     }
-    fn remove(&self, _: &str) -> Result<(), crate::store::StoreError> {
-        Ok(())
+    fn remove<'a>(&'a self, _: &'a str) -> crate::store::StoreFuture<'a> {
+        Box::pin(async { Ok(()) })
     }
 }
 
-// Real time here: tokio does not auto-advance a paused clock while a blocking
-// task (the gated write) runs. Nothing waits on a timer: the result comes from
-// an on-demand probe, and the deadline only turns a stall into a failure.
-#[tokio::test]
+// Nothing waits on a timer: the result comes from an on-demand probe, and the
+// deadline (reached at once by the paused clock if the owner stalls) only
+// turns a stall into a failure.
+#[tokio::test(start_paused = true)]
 async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it() {
     let prober = Arc::new(Scripted::default());
     prober.set("http://bad.test/mcp", Script::Down);
@@ -390,6 +398,50 @@ async fn a_slow_store_write_never_stalls_probe_results_and_the_ack_waits_for_it(
     engine.shutdown().await;
 }
 
+/// A store that records its writes.
+#[derive(Default)]
+struct RecordingStore {
+    writes: Mutex<Vec<String>>,
+}
+
+impl crate::store::Persist for RecordingStore {
+    fn put<'a>(&'a self, spec: &'a mcp_health_proto::v1::GroupSpec, generation: u64) -> crate::store::StoreFuture<'a> {
+        self.writes.lock().unwrap().push(format!("put {} {generation}", spec.name));
+        Box::pin(async { Ok(()) })
+    }
+    fn remove<'a>(&'a self, name: &'a str) -> crate::store::StoreFuture<'a> {
+        self.writes.lock().unwrap().push(format!("remove {name}"));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A group deleted on another replica is already gone from the store: the
+/// engine forgets it without a write (a remove could hit a group re-created
+/// there meanwhile), and refuses it for a config-file group like a delete.
+#[tokio::test(start_paused = true)]
+async fn forget_removes_a_group_without_a_store_write() {
+    let store = Arc::new(RecordingStore::default());
+    let engine = Engine::start_with_store(
+        EngineConfig::default(),
+        Arc::new(Scripted::default()),
+        HealthStatuses::default(),
+        Some(store.clone()),
+    );
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    engine.forget("g".into()).await.unwrap();
+    assert!(matches!(engine.get("g".into()).await, Err(EngineError::GroupNotFound(_))));
+    assert!(matches!(engine.forget("g".into()).await, Err(EngineError::GroupNotFound(_))));
+    engine.apply(spec(TWO), Origin::Api).await.unwrap();
+    engine.delete("g".into()).await.unwrap();
+    assert_eq!(*store.writes.lock().unwrap(), ["put g 1", "put g 1", "remove g"]);
+    engine
+        .replace_all(vec![spec(TWO)], Origin::ConfigFile("/etc/groups.yaml".into()))
+        .await
+        .unwrap();
+    assert!(matches!(engine.forget("g".into()).await, Err(EngineError::ReadOnly { .. })));
+    engine.shutdown().await;
+}
+
 /// Cluster mode as the engine sees it: another replica owns every backend.
 #[derive(Debug)]
 struct OwnsNothing;
@@ -401,12 +453,11 @@ impl seam::ClusterSeam for OwnsNothing {
     fn verdict_changed(&self, _: &str, _: &str, _: &seam::SharedVerdict) {}
 }
 
-// Real time, as above: a gated write runs on the blocking pool.
 /// A verdict shared for a group whose creation is still being written to the
 /// store lands once it commits: the owner elsewhere may have probed the group
 /// (read from etcd) before this replica committed it, and shares only changes,
 /// so a verdict dropped here would leave the backend UNKNOWN for good.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_shared_verdict_for_a_group_being_written_lands_after_the_commit() {
     let prober = Arc::new(Scripted::default());
     let store = Arc::new(GatedStore::default());

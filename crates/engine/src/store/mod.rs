@@ -45,17 +45,23 @@ pub struct StoredGroup {
     pub generation: u64,
 }
 
+/// A store write in flight: boxed, so `Persist` stays object-safe (the engine
+/// holds an `Arc<dyn Persist>`), and `Send`, so the owner task can hold it.
+pub type StoreFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
 /// Durable writes of API groups. The engine's owner calls these after every
 /// check of an apply or delete has passed and before it changes any state, and
 /// only acknowledges the change once they return: so the engine never accepts a
 /// change the store did not commit, and the store never holds one the engine
-/// rejected. Both block (a commit waits for the disk); the owner runs them on
-/// the blocking pool.
+/// rejected. Both are async and must never block the calling task: a commit
+/// that waits for the disk runs on the blocking pool inside the store
+/// (`RedbStore`), and the owner keeps serving reads and probe results while it
+/// awaits one.
 pub trait Persist: Send + Sync + 'static {
     /// Stores (or replaces) a group with its generation, durably.
-    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError>;
+    fn put<'a>(&'a self, spec: &'a GroupSpec, generation: u64) -> StoreFuture<'a>;
     /// Removes a group, durably. Removing a missing group is not an error.
-    fn remove(&self, name: &str) -> Result<(), StoreError>;
+    fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a>;
 }
 
 /// A stored group that no longer passes validation under today's flags.

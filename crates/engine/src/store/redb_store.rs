@@ -1,19 +1,24 @@
 //! `Persist` over redb: one table from group name to (generation, GroupSpec
 //! protobuf bytes). Every write is its own transaction committed with
 //! `Durability::Immediate`, so a returned `put` survives `kill -9` and power loss.
+//! A commit waits for the disk, so each write runs on the blocking pool.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use prost::Message;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
-use super::{DATABASE_FILE, Persist, StoreError, StoredGroup};
+use super::{DATABASE_FILE, Persist, StoreError, StoreFuture, StoredGroup};
 use mcp_health_proto::v1::GroupSpec;
 
 const GROUPS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("groups");
 
 pub struct RedbStore {
-    db: Database,
+    /// Shared with the blocking task of a write in flight; the file lock is
+    /// released when the last clone drops (a write's task ends before its
+    /// future resolves, so dropping the store after awaiting it releases it).
+    db: Arc<Database>,
 }
 
 impl RedbStore {
@@ -37,7 +42,7 @@ impl RedbStore {
         let tx = db.begin_write().map_err(|e| open_err(e.into()))?;
         tx.open_table(GROUPS).map_err(|e| open_err(e.into()))?;
         tx.commit().map_err(|e| open_err(e.into()))?;
-        Ok(RedbStore { db })
+        Ok(RedbStore { db: Arc::new(db) })
     }
 
     /// Every stored group, in name order.
@@ -65,27 +70,38 @@ impl RedbStore {
         Ok(groups)
     }
 
-    fn write(&self, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>) -> Result<(), StoreError> {
-        let err = |e: redb::Error| StoreError::Write(Box::new(e));
-        let mut tx = self.db.begin_write().map_err(|e| err(e.into()))?;
-        // The default, stated: the commit returns only once it is on disk.
-        tx.set_durability(Durability::Immediate);
-        {
-            let mut table = tx.open_table(GROUPS).map_err(|e| err(e.into()))?;
-            change(&mut table).map_err(|e| err(e.into()))?;
-        }
-        tx.commit().map_err(|e| err(e.into()))
+    /// Runs `change` in its own write transaction on the blocking pool.
+    fn write(&self, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError> + Send + 'static) -> StoreFuture<'static> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || write_blocking(&db, change))
+                .await
+                .map_err(|e| StoreError::Write(Box::new(e)))?
+        })
     }
 }
 
+fn write_blocking(db: &Database, change: impl FnOnce(&mut redb::Table<'_, &str, (u64, &[u8])>) -> Result<(), redb::StorageError>) -> Result<(), StoreError> {
+    let err = |e: redb::Error| StoreError::Write(Box::new(e));
+    let mut tx = db.begin_write().map_err(|e| err(e.into()))?;
+    // The default, stated: the commit returns only once it is on disk.
+    tx.set_durability(Durability::Immediate);
+    {
+        let mut table = tx.open_table(GROUPS).map_err(|e| err(e.into()))?;
+        change(&mut table).map_err(|e| err(e.into()))?;
+    }
+    tx.commit().map_err(|e| err(e.into()))
+}
+
 impl Persist for RedbStore {
-    fn put(&self, spec: &GroupSpec, generation: u64) -> Result<(), StoreError> {
-        let bytes = spec.encode_to_vec();
-        self.write(|t| t.insert(spec.name.as_str(), (generation, bytes.as_slice())).map(drop))
+    fn put<'a>(&'a self, spec: &'a GroupSpec, generation: u64) -> StoreFuture<'a> {
+        let (name, bytes) = (spec.name.clone(), spec.encode_to_vec());
+        self.write(move |t| t.insert(name.as_str(), (generation, bytes.as_slice())).map(drop))
     }
 
-    fn remove(&self, name: &str) -> Result<(), StoreError> {
-        self.write(|t| t.remove(name).map(drop))
+    fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a> {
+        let name = name.to_owned();
+        self.write(move |t| t.remove(name.as_str()).map(drop))
     }
 }
 
@@ -105,17 +121,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn put_remove_and_reopen() {
+    #[tokio::test]
+    async fn put_remove_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RedbStore::open(dir.path()).unwrap();
             assert!(store.load().unwrap().is_empty());
-            store.put(&spec("one", "http://127.0.0.1:1/a"), 1).unwrap();
-            store.put(&spec("two", "http://127.0.0.1:1/b"), 1).unwrap();
-            store.put(&spec("one", "http://127.0.0.1:1/c"), 2).unwrap();
-            store.remove("two").unwrap();
-            store.remove("never-stored").unwrap();
+            store.put(&spec("one", "http://127.0.0.1:1/a"), 1).await.unwrap();
+            store.put(&spec("two", "http://127.0.0.1:1/b"), 1).await.unwrap();
+            store.put(&spec("one", "http://127.0.0.1:1/c"), 2).await.unwrap();
+            store.remove("two").await.unwrap();
+            store.remove("never-stored").await.unwrap();
         }
         let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
