@@ -161,3 +161,55 @@ fn the_crate_layers_hold() {
     let cluster = dependency_names("mcp-health-cluster");
     assert!(cluster.contains("mcp-health-engine") && !cluster.contains("mcp-health-edges"), "{cluster:?}");
 }
+
+/// The body of `fn name` in `file` (from its signature to the first line that
+/// closes it at the signature's indentation).
+fn fn_body(file: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(format!("{}/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let start = text.find(&format!("fn {name}(")).unwrap_or_else(|| panic!("{file} has no fn {name}"));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let indent = &text[line_start..start].chars().take_while(|c| *c == ' ').collect::<String>();
+    let close = format!("\n{indent}}}\n");
+    let end = text[start..].find(&close).map(|i| start + i + close.len()).unwrap();
+    text[start..end].to_owned()
+}
+
+/// Adding a `BackendStatus` variant must fail to compile in every edge that
+/// shows or maps a status: each of these matches names every variant and has
+/// no catch-all arm (`_ =>` or a bare binding), so the compiler, not a
+/// reviewer, finds the edge that forgot it. Guards (`_ if draining =>`) do not
+/// count toward exhaustiveness, so they are allowed.
+#[test]
+fn every_status_match_at_the_edges_is_exhaustive_without_a_catch_all() {
+    use mcp_health::proto::v1::BackendStatus;
+    let variants: Vec<String> = (0..).map_while(|i| BackendStatus::try_from(i).ok()).map(|s| format!("{s:?}")).collect();
+    assert_eq!(variants.len(), 6, "{variants:?}");
+    // An arm whose pattern is `_` or a lowercase binding, with no guard.
+    let catch_all = |body: &str| {
+        body.lines()
+            .map(str::trim)
+            .find(|l| {
+                l.split_once("=>").is_some_and(|(pattern, _)| {
+                    let p = pattern.trim();
+                    !p.is_empty() && p.chars().all(|c| c == '_' || c.is_ascii_lowercase() || c.is_ascii_digit())
+                })
+            })
+            .map(str::to_owned)
+    };
+    for (file, function) in [
+        ("crates/edges/src/ui/model.rs", "shown"),
+        ("crates/edges/src/xds/mapping.rs", "endpoint_health"),
+        ("crates/edges/src/metrics/mod.rs", "status_label"),
+        ("src/cli/render.rs", "status"),
+    ] {
+        let body = fn_body(file, function);
+        assert!(body.contains("match "), "{file} {function}: no match\n{body}");
+        for v in &variants {
+            assert!(
+                body.contains(&format!("::{v}")) || body.contains(&format!("S::{v}")),
+                "{file} {function} does not name {v}"
+            );
+        }
+        assert_eq!(catch_all(&body), None, "{file} {function} has a catch-all arm");
+    }
+}

@@ -225,26 +225,8 @@ impl EngineState {
                 backend: backend.to_owned(),
             });
         }
-        let mut spec = g.spec.clone();
-        spec.backends.iter_mut().filter(|b| b.name == backend).for_each(|b| b.drain = drain);
-        let targets: Vec<Arc<ProbeTarget>> = spec
-            .backends
-            .iter()
-            .filter_map(|b| g.backends.get(&b.name))
-            .map(|b| {
-                let mut t = (*b.target).clone();
-                if t.backend.spec.name == backend {
-                    t.backend.spec.drain = drain;
-                }
-                Arc::new(t)
-            })
-            .collect();
-        // The spec passed validation when it was applied, and `drain` changes nothing validation checks.
-        let valid = ValidGroup {
-            backends: targets.iter().map(|t| t.backend.clone()).collect(),
-            spec,
-        };
-        self.check_apply(vec![(valid, targets)], Origin::Api, false)
+        // `drain` changes nothing validation checks.
+        self.check_backend_edit(group, backend, |b| b.drain = drain)
     }
 
     /// Checks the acceptance of a tool catalog for one backend of an API group:
@@ -280,14 +262,23 @@ impl EngineState {
                 "the backend accepts the most fingerprints it may; apply a spec that drops old ones",
             ));
         }
-        let accept = |s: &mut mcp_health_proto::v1::BackendSpec| {
+        // A well-formed fingerprint added below the limit changes nothing validation refuses.
+        self.check_backend_edit(group, backend, |s| {
             let c = s.catalog.get_or_insert_with(Default::default);
             if !c.accepted.iter().any(|a| a == fingerprint) {
                 c.accepted.push(fingerprint.to_owned());
             }
-        };
+        })
+    }
+
+    /// Checks an API group's stored spec with one backend's spec edited by
+    /// `edit`, like an API apply. The spec passed validation when it was
+    /// applied, and callers only make edits validation does not refuse, so it
+    /// is not validated again; each backend's probe target keeps its client.
+    fn check_backend_edit(&self, group: &str, backend: &str, edit: impl Fn(&mut mcp_health_proto::v1::BackendSpec)) -> Result<Checked, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
         let mut spec = g.spec.clone();
-        spec.backends.iter_mut().filter(|s| s.name == backend).for_each(accept);
+        spec.backends.iter_mut().filter(|s| s.name == backend).for_each(&edit);
         let targets: Vec<Arc<ProbeTarget>> = spec
             .backends
             .iter()
@@ -295,13 +286,11 @@ impl EngineState {
             .map(|s| {
                 let mut t = (*s.target).clone();
                 if t.backend.spec.name == backend {
-                    accept(&mut t.backend.spec);
+                    edit(&mut t.backend.spec);
                 }
                 Arc::new(t)
             })
             .collect();
-        // The spec passed validation when it was applied; a well-formed
-        // fingerprint added below the limit changes nothing validation refuses.
         let valid = ValidGroup {
             backends: targets.iter().map(|t| t.backend.clone()).collect(),
             spec,
