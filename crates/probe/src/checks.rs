@@ -1,7 +1,8 @@
 //! Synthetic tool checks on the probe's own transport and session (the
-//! handshake's [`Exchange`]): each due check's `tools/call`, bounded by its timeout and the probe's deadline,
-//! judged by `core::check`. A tool the catalog does not mark read-only is
-//! never called unless the check allows side effects.
+//! handshake's [`Exchange`]): each due check's `tools/call`, bounded by its
+//! timeout and the probe's deadline, judged by `core::check`. A tool the
+//! catalog does not mark read-only is never called unless the check allows
+//! side effects.
 
 use serde_json::json;
 use tokio::time::Instant;
