@@ -50,7 +50,8 @@ fn whole_stream(body: &[u8]) -> Option<Result<Message, ReasonCode>> {
 fn check_result(result: &Value) {
     assert!(result.is_object(), "a result that is not an object: {result}");
     match read_discover_result(result) {
-        Ok((facts, _offers_tools)) => {
+        Ok(handshake) => {
+            let facts = handshake.facts;
             let offered = result["supportedVersions"].as_array().expect("accepted without supportedVersions");
             assert!(offered.iter().any(|v| v == "2026-07-28"), "accepted without 2026-07-28");
             assert!(facts.server_name.chars().count() <= 128 && facts.server_version.chars().count() <= 128);

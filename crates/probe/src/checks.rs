@@ -1,14 +1,15 @@
-//! Synthetic tool checks on the probe's own transport and session: each due
-//! check's `tools/call`, bounded by its timeout and the probe's deadline,
-//! judged by `core::check`. A tool the catalog does not mark read-only is
-//! never called unless the check allows side effects.
+//! Synthetic tool checks on the probe's own transport and session (the
+//! handshake's [`Exchange`]): each due check's `tools/call`, bounded by its
+//! timeout and the probe's deadline, judged by `core::check`. A tool the
+//! catalog does not mark read-only is never called unless the check allows
+//! side effects.
 
-use http::HeaderMap;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 
-use super::exchange::{self, Answer, Expect};
-use super::{Ctx, Stop, jsonrpc};
+use super::exchange::Answer;
+use super::handshake::Exchange;
+use super::{Ctx, Stop};
 use mcp_health_core::catalog::Catalog;
 use mcp_health_core::check::{self, CheckFailure, FailureClass};
 use mcp_health_proto::v1::ToolCheck;
@@ -16,13 +17,13 @@ use mcp_health_proto::v1::ToolCheck;
 /// The result of each due check that ran (by its index in the spec). Without
 /// a known catalog none runs: whether a tool is read-only is unknown, so the
 /// checks stay due for the next probe.
-pub async fn run(ctx: &Ctx<'_>, catalog: Option<&Catalog>, headers: HeaderMap, params: impl Fn(Value) -> Value) -> Vec<(usize, Result<(), CheckFailure>)> {
+pub async fn run(ctx: &Ctx<'_>, catalog: Option<&Catalog>, exchange: &mut impl Exchange) -> Vec<(usize, Result<(), CheckFailure>)> {
     let Some(catalog) = catalog else { return Vec::new() };
     let mut results = Vec::with_capacity(ctx.checks_due.len());
     for &j in &ctx.checks_due {
         let Some(c) = ctx.backend().spec.checks.get(j) else { continue };
         let result = match check::may_call(c, catalog) {
-            Ok(()) => call(ctx, c, headers.clone(), &params).await,
+            Ok(()) => call(ctx, c, exchange).await,
             Err(refused) => Err(refused),
         };
         results.push((j, result));
@@ -46,17 +47,16 @@ fn secrets(ctx: &Ctx<'_>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn call(ctx: &Ctx<'_>, c: &ToolCheck, headers: HeaderMap, params: &impl Fn(Value) -> Value) -> Result<(), CheckFailure> {
+async fn call(ctx: &Ctx<'_>, c: &ToolCheck, exchange: &mut impl Exchange) -> Result<(), CheckFailure> {
     let (_, timeout) = check::timing(c, &ctx.backend().policy);
     let until = (Instant::now() + timeout).min(ctx.deadline);
     let secrets = secrets(ctx);
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     // A Struct serializes as its JSON object; an unset one is no arguments.
     let arguments = c.arguments.as_ref().and_then(|a| serde_json::to_value(a).ok()).unwrap_or_else(|| json!({}));
-    let id = jsonrpc::next_id();
-    let payload = jsonrpc::request(id, "tools/call", params(json!({"name": c.tool, "arguments": arguments})));
+    let params = json!({"name": c.tool, "arguments": arguments});
     let started = Instant::now();
-    let reply = match tokio::time::timeout_at(until, exchange::post(ctx, &ctx.backend().url, headers, payload, Expect::Body(id))).await {
+    let answer = match tokio::time::timeout_at(until, exchange.request(ctx, "tools/call", params)).await {
         Err(_) => {
             return Err(CheckFailure::new(
                 FailureClass::Timeout,
@@ -64,9 +64,9 @@ async fn call(ctx: &Ctx<'_>, c: &ToolCheck, headers: HeaderMap, params: &impl Fn
             ));
         }
         Ok(Err(stop)) => return Err(CheckFailure::new(FailureClass::Transport, stop_message(stop))),
-        Ok(Ok(reply)) => reply,
+        Ok(Ok(answer)) => answer,
     };
-    match reply.answer {
+    match answer {
         Answer::Result(result) => check::judge(&result, c.expect.as_ref(), &secrets),
         Answer::Error { code, .. } => Err(check::rpc_error(code, "", &secrets)),
         Answer::Accepted => Err(CheckFailure::new(FailureClass::Transport, "tools/call got no response")),

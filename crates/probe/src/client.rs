@@ -8,7 +8,9 @@
 //! A backend holds a `ClientHandle`; before each probe `refresh` stats its
 //! TLS files and, when one changed (rewritten, replaced, a symlink swapped),
 //! takes the client built from them as they are now. The cache holds clients
-//! weakly: one no backend uses any more is dropped at the next build.
+//! weakly: one no backend uses any more is dropped at the next build; and it
+//! holds at most `MAX_CACHED_CLIENTS`, the least recently used forgotten
+//! first (its backends keep it; new backends get a client of their own).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -31,6 +33,12 @@ pub enum ClientError {
     Build(String),
 }
 
+/// Most clients a [`ClientCache`] keeps for sharing. Each distinct TLS
+/// setting (and version of its files) is one; past the cap the least
+/// recently used is forgotten: the backends holding it keep it, and a new
+/// backend with that setting gets a client of its own.
+pub const MAX_CACHED_CLIENTS: usize = 1024;
+
 /// Builds and caches probe clients keyed by TLS settings and the stamps of
 /// their files, so 10,000 backends with default TLS share one root store
 /// instead of 10,000 copies, and a rotated file gets a client of its own.
@@ -38,12 +46,18 @@ pub struct ClientCache {
     clients: Mutex<Clients>,
     dns: Arc<Dns>,
     sessions: Arc<SessionStore>,
+    /// At most this many entries in `Clients::built`.
+    capacity: usize,
 }
 
 #[derive(Default)]
 struct Clients {
-    /// Held weakly: the handles own the clients; dead entries are pruned on every build.
-    built: HashMap<TlsKey, Weak<Built>>,
+    /// Held weakly: the handles own the clients; dead entries are pruned on
+    /// every build. Each with when it was last built or handed out, in
+    /// `tick`s: the least recently used goes first past the cap.
+    built: HashMap<TlsKey, (Weak<Built>, u64)>,
+    /// Counts builds and hits: the order of use, without reading a clock.
+    tick: u64,
     /// The session store scope of the next client. Never reused, so a new
     /// client (a rotated CA) never resumes a session its predecessor made.
     next_scope: u32,
@@ -209,6 +223,7 @@ impl ClientCache {
             clients: Mutex::default(),
             dns: Dns::new(dns, allow_link_local),
             sessions: SessionStore::new(tls_sessions::DEFAULT_CAPACITY),
+            capacity: MAX_CACHED_CLIENTS,
         }
     }
 
@@ -230,7 +245,7 @@ impl ClientCache {
 
     /// Drops the clients no backend holds any more (removed, or replaced by a rotation).
     fn prune(clients: &mut Clients) {
-        clients.built.retain(|_, c| c.strong_count() > 0);
+        clients.built.retain(|_, (c, _)| c.strong_count() > 0);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -293,7 +308,12 @@ impl ClientCache {
             .collect::<Result<Stamps, _>>()?;
         let key = TlsKey(settings.clone(), stamps.clone());
         let mut clients = self.lock();
-        if let Some(c) = clients.built.get(&key).and_then(Weak::upgrade) {
+        clients.tick += 1;
+        let tick = clients.tick;
+        if let Some((weak, last_used)) = clients.built.get_mut(&key)
+            && let Some(c) = weak.upgrade()
+        {
+            *last_used = tick;
             return Ok(c);
         }
         let scope = clients.next_scope;
@@ -316,7 +336,13 @@ impl ClientCache {
             stamps,
         });
         ClientCache::prune(&mut clients);
-        clients.built.insert(key, Arc::downgrade(&built));
+        while clients.built.len() >= self.capacity {
+            let Some(oldest) = clients.built.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            clients.built.remove(&oldest);
+        }
+        clients.built.insert(key, (Arc::downgrade(&built), tick));
         Ok(built)
     }
 }
@@ -450,6 +476,120 @@ mod danger {
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS setting without files, by name: each is a client of its own.
+    fn take(cache: &Arc<ClientCache>, name: &str) -> ClientHandle {
+        let tls = |skip: bool, resumption: bool| TlsSpec {
+            dangerous_skip_verification: skip,
+            resumption: Some(resumption),
+            ..TlsSpec::default()
+        };
+        match name {
+            "default" => cache.client_for(None),
+            "skip" => cache.client_for(Some(&tls(true, true))),
+            "no-resumption" => cache.client_for(Some(&tls(false, false))),
+            "skip-no-resumption" => cache.client_for(Some(&tls(true, false))),
+            "token" => cache.token_client_for(None),
+            other => panic!("no setting {other}"),
+        }
+        .expect("a client")
+    }
+
+    enum Step {
+        /// A backend with this setting is built (and kept).
+        Take(&'static str),
+        /// Every backend with this setting is removed.
+        Drop(&'static str),
+    }
+
+    /// Runs `steps` on a cache of `capacity`: how many entries it holds, and
+    /// for each setting still held (sorted by name) whether a new backend
+    /// would share its client.
+    fn run(capacity: usize, steps: &[Step]) -> (usize, Vec<(&'static str, bool)>) {
+        let cache = Arc::new(ClientCache {
+            capacity,
+            ..ClientCache::default()
+        });
+        let mut held: Vec<(&'static str, ClientHandle)> = Vec::new();
+        for step in steps {
+            match *step {
+                Step::Take(name) => held.push((name, take(&cache, name))),
+                Step::Drop(name) => held.retain(|(n, _)| *n != name),
+            }
+        }
+        let clients = cache.lock();
+        let mut shared: Vec<(&'static str, bool)> = held
+            .iter()
+            .map(|(name, h)| {
+                let current = h.current();
+                let key = TlsKey(h.0.settings.clone(), current.stamps.clone());
+                let cached = clients.built.get(&key).and_then(|(w, _)| w.upgrade());
+                (*name, cached.is_some_and(|c| Arc::ptr_eq(&c, &current)))
+            })
+            .collect();
+        shared.sort_unstable();
+        shared.dedup();
+        (clients.built.len(), shared)
+    }
+
+    #[tokio::test]
+    async fn the_client_cache_is_bounded_and_forgets_the_least_recently_used() {
+        use Step::*;
+        // (case, capacity, steps, entries held, whether each setting still held is shared)
+        type Case = (&'static str, usize, Vec<Step>, usize, Vec<(&'static str, bool)>);
+        let cases: Vec<Case> = vec![
+            (
+                "under the cap every setting is shared",
+                3,
+                vec![Take("default"), Take("skip"), Take("token")],
+                3,
+                vec![("default", true), ("skip", true), ("token", true)],
+            ),
+            (
+                "at the cap the least recently built is forgotten, and its backends keep it",
+                2,
+                vec![Take("default"), Take("skip"), Take("token")],
+                2,
+                vec![("default", false), ("skip", true), ("token", true)],
+            ),
+            (
+                "a setting handed out again is recently used",
+                2,
+                vec![Take("default"), Take("skip"), Take("default"), Take("token")],
+                2,
+                vec![("default", true), ("skip", false), ("token", true)],
+            ),
+            (
+                "a client no backend holds goes first, before any eviction",
+                2,
+                vec![Take("default"), Take("skip"), Drop("skip"), Take("token")],
+                2,
+                vec![("default", true), ("token", true)],
+            ),
+            (
+                "a forgotten setting taken again gets a client of its own, shared from then on",
+                2,
+                vec![Take("default"), Take("skip"), Take("token"), Drop("default"), Take("default")],
+                2,
+                vec![("default", true), ("skip", false), ("token", true)],
+            ),
+            (
+                "a cache of one shares only the last setting",
+                1,
+                vec![Take("default"), Take("skip"), Take("no-resumption"), Take("skip-no-resumption")],
+                1,
+                vec![("default", false), ("no-resumption", false), ("skip", false), ("skip-no-resumption", true)],
+            ),
+        ];
+        for (case, capacity, steps, want_len, want_shared) in cases {
+            assert_eq!(run(capacity, &steps), (want_len, want_shared), "{case}");
         }
     }
 }

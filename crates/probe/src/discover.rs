@@ -8,10 +8,11 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::exchange::{self, Answer, Expect};
+use super::handshake::{self, Exchange, Handshake};
 use super::streamable::rpc_failure;
 use super::{Ctx, Ready, Stop, jsonrpc};
-use mcp_health_core::outcome::{Reason, ServerFacts};
-use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
+use mcp_health_core::outcome::Reason;
+use mcp_health_proto::v1::ReasonCode;
 
 pub const STATELESS_REVISION: &str = "2026-07-28";
 const SERVER_INFO_META: &str = "io.modelcontextprotocol/serverInfo";
@@ -49,45 +50,31 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
         Answer::Error { code, http_status } => return Err(Stop::Refuted(rpc_failure("server/discover", code, http_status))),
         Answer::Accepted => return Err(Stop::Refuted(Reason::new(ReasonCode::Protocol, "server/discover got no response"))),
     };
-    let (mut facts, offers_tools) = read_result(&result).map_err(Stop::Refuted)?;
-    let mut degraded = None;
-    let mut note = None;
-    let mut catalog_ttl = None;
-    let mut checks = Vec::new();
-    if ctx.backend().depth == ProbeDepth::Tools && !offers_tools {
-        note = Some(exchange::no_tools());
-        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
-    } else {
-        if ctx.read_catalog {
-            let params = |cursor: Option<&str>| match cursor {
-                Some(c) => json!({"cursor": c, "_meta": envelope()}),
-                None => json!({"_meta": envelope()}),
-            };
-            match exchange::list_tools(ctx, headers("tools/list"), params).await? {
-                Ok(read) => catalog_ttl = read.into_facts(&mut facts),
-                Err(reason) => degraded = Some(reason),
-            }
-        }
-        if degraded.is_none() && !ctx.checks_due.is_empty() {
-            let with_envelope = |mut p: Value| {
-                p["_meta"] = envelope();
-                p
-            };
-            checks = super::checks::run(ctx, Ready::catalog_for_checks(&facts, ctx), headers("tools/call"), with_envelope).await;
-        }
+    let handshake = read_result(&result).map_err(Stop::Refuted)?;
+    handshake::finish(ctx, &mut Stateless, handshake).await
+}
+
+/// The exchange after `server/discover`: self-contained POSTs, each with the
+/// `MCP-Protocol-Version` and `Mcp-Method` headers and the `_meta` envelope;
+/// no session and no `notifications/initialized`.
+struct Stateless;
+
+impl Exchange for Stateless {
+    async fn initialized(&mut self, _ctx: &Ctx<'_>) -> Result<(), Stop> {
+        Ok(())
     }
-    Ok(Ready {
-        facts,
-        degraded,
-        note,
-        catalog_ttl,
-        checks,
-    })
+
+    async fn request(&mut self, ctx: &Ctx<'_>, method: &'static str, mut params: Value) -> Result<Answer, Stop> {
+        params["_meta"] = envelope();
+        let id = jsonrpc::next_id();
+        let reply = exchange::post(ctx, &ctx.backend().url, headers(method), jsonrpc::request(id, method, params), Expect::Body(id)).await?;
+        Ok(reply.answer)
+    }
 }
 
 /// What a `server/discover` result tells: the server's facts, and whether it
 /// offers tools. A result that does not offer 2026-07-28 refutes the revision.
-pub fn read_result(result: &Value) -> Result<(ServerFacts, bool), Reason> {
+pub fn read_result(result: &Value) -> Result<Handshake, Reason> {
     let offers_stateless = result
         .get("supportedVersions")
         .and_then(Value::as_array)
@@ -100,13 +87,7 @@ pub fn read_result(result: &Value) -> Result<(ServerFacts, bool), Reason> {
     }
     // serverInfo rides in `_meta`; early drafts had it top-level.
     let info = result.get("_meta").and_then(|m| m.get(SERVER_INFO_META)).or_else(|| result.get("serverInfo"));
-    let facts = ServerFacts {
-        protocol_version: STATELESS_REVISION.to_owned(),
-        server_name: exchange::short_text(info, "name"),
-        server_version: exchange::short_text(info, "version"),
-        ..ServerFacts::default()
-    };
-    Ok((facts, exchange::offers_tools(result)))
+    Ok(Handshake::new(STATELESS_REVISION, info, result))
 }
 
 /// Failures that are an era verdict rather than a broken server: a plain 4xx,

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::Value;
 use url::Url;
 
-use super::jsonrpc::{self, Message};
+use super::jsonrpc::Message;
 use super::{Ctx, Stop, body, classify, resource_metadata, retry_after};
 use mcp_health_core::catalog::{self, Catalog, CatalogRead, ToolHash};
 use mcp_health_core::outcome::{Reason, ServerFacts};
@@ -261,30 +261,6 @@ impl CatalogPages {
     }
 }
 
-/// Reads the tool catalog over every page (within the bounds of
-/// [`CatalogPages`]), with `params(cursor)` building each request's params.
-/// `Ok(Err(reason))` is a JSON-RPC error answer: the server serves MCP but its
-/// tools do not, which the prober reports as DEGRADED (routable) with reason
-/// JSON_RPC_ERROR.
-pub async fn list_tools(ctx: &Ctx<'_>, headers: HeaderMap, params: impl Fn(Option<&str>) -> Value) -> Result<Result<ToolsRead, Reason>, Stop> {
-    let mut pages = CatalogPages::default();
-    let mut cursor: Option<String> = None;
-    loop {
-        let id = jsonrpc::next_id();
-        let payload = jsonrpc::request(id, "tools/list", params(cursor.as_deref()));
-        let reply = post(ctx, &ctx.backend().url, headers.clone(), payload, Expect::Body(id)).await?;
-        let result = match reply.answer {
-            Answer::Result(r) => r,
-            Answer::Error { code, .. } => return Ok(Err(tools_error(code))),
-            Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "tools/list got no response"))),
-        };
-        cursor = pages.take(&result)?;
-        if cursor.is_none() {
-            return Ok(Ok(pages.finish()));
-        }
-    }
-}
-
 /// The catalog of a server that does not offer the `tools` capability: empty
 /// (the tool count stays unset, as before catalogs were read).
 pub fn no_catalog() -> CatalogRead {
@@ -306,20 +282,10 @@ pub fn offers_tools(result: &Value) -> bool {
     result.get("capabilities").and_then(|c| c.get("tools")).is_some_and(|t| !t.is_null())
 }
 
-/// The reason of a healthy depth-TOOLS probe of a server without tools.
-pub fn no_tools() -> Reason {
-    Reason::new(ReasonCode::NoTools, "handshake succeeded; the server offers no tools")
-}
-
 /// Pages of tools/list a catalog read follows before it gives up.
 pub const MAX_TOOL_PAGES: usize = 16;
 /// Canonical JSON bytes of all tools a catalog read takes before it gives up.
 pub const MAX_CATALOG_BYTES: usize = 4 << 20;
-
-/// Maps a tools/list JSON-RPC error to the DEGRADED reason.
-pub fn tools_error(code: i64) -> Reason {
-    Reason::new(ReasonCode::JsonRpcError, format!("tools/list failed with JSON-RPC error {code}"))
-}
 
 #[cfg(test)]
 mod tests {

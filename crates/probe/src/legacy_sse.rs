@@ -6,16 +6,17 @@
 
 use http::HeaderMap;
 use reqwest::header::ACCEPT;
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 use super::body::{self, EventReader, Framing};
 use super::exchange::{self, Answer, Expect};
+use super::handshake::{self, Exchange, Handshake};
 use super::jsonrpc::{self, Message};
 use super::streamable::rpc_failure;
 use super::{Ctx, Ready, Stop, classify, retry_after};
-use mcp_health_core::outcome::{Reason, ServerFacts};
-use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
+use mcp_health_core::outcome::Reason;
+use mcp_health_proto::v1::ReasonCode;
 
 /// The revision of the HTTP+SSE transport, offered unless the backend pins another.
 pub const LEGACY_REVISION: &str = "2024-11-05";
@@ -92,74 +93,41 @@ pub async fn probe(ctx: &Ctx<'_>) -> Result<Ready, Stop> {
 
     let pinned = ctx.backend().pinned_revision.as_deref();
     let offer = pinned.unwrap_or(LEGACY_REVISION);
-    let params = json!({
-        "protocolVersion": offer,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-health", "version": env!("CARGO_PKG_VERSION")},
-    });
-    let result = match stream.call(ctx, &endpoint, "initialize", params).await? {
+    let result = match stream.call(ctx, &endpoint, "initialize", handshake::initialize_params(offer)).await? {
         Message::Result(r) => r,
         Message::Error(code) => return Err(Stop::Failed(rpc_failure("initialize", code, 200))),
         Message::Unrelated | Message::RateLimited(_) => return Err(protocol("initialize got no response")),
     };
-    let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
-        return Err(protocol("initialize result has no protocolVersion"));
-    };
-    if pinned.is_some_and(|p| p != version) {
-        return Err(protocol(format!("server negotiated {version}; the backend is pinned to {offer}")));
-    }
-    let info = result.get("serverInfo");
-    let mut facts = ServerFacts {
-        protocol_version: version.chars().take(32).collect(),
-        server_name: exchange::short_text(info, "name"),
-        server_version: exchange::short_text(info, "version"),
-        ..ServerFacts::default()
-    };
-    let mut degraded = None;
-    let mut note = None;
-    let mut catalog_ttl = None;
-    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
-        note = Some(exchange::no_tools());
-        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
-    } else if ctx.read_catalog {
-        if let Answer::Error { code, http_status } = exchange::post(
-            ctx,
-            &endpoint,
-            HeaderMap::new(),
-            jsonrpc::notification("notifications/initialized"),
-            Expect::Nothing,
-        )
-        .await?
-        .answer
-        {
-            return Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status)));
-        }
-        let mut pages = exchange::CatalogPages::default();
-        let mut cursor: Option<String> = None;
-        loop {
-            let params = cursor.as_ref().map_or_else(|| json!({}), |c| json!({"cursor": c}));
-            match stream.call(ctx, &endpoint, "tools/list", params).await? {
-                Message::Result(r) => cursor = pages.take(&r)?,
-                Message::Error(code) => {
-                    degraded = Some(exchange::tools_error(code));
-                    break;
-                }
-                Message::Unrelated | Message::RateLimited(_) => return Err(protocol("tools/list got no response")),
-            }
-            if cursor.is_none() {
-                catalog_ttl = pages.finish().into_facts(&mut facts);
-                break;
-            }
+    let version = handshake::negotiated(&result, offer, pinned.is_some())?;
+    let handshake = Handshake::new(&version, result.get("serverInfo"), &result);
+    handshake::finish(ctx, &mut OnStream { stream, endpoint }, handshake).await
+}
+
+/// The exchange after `initialize`: POSTs to the endpoint, each reply read
+/// from the open stream.
+struct OnStream {
+    stream: Stream,
+    endpoint: Url,
+}
+
+impl Exchange for OnStream {
+    async fn initialized(&mut self, ctx: &Ctx<'_>) -> Result<(), Stop> {
+        let note = jsonrpc::notification("notifications/initialized");
+        match exchange::post(ctx, &self.endpoint, HeaderMap::new(), note, Expect::Nothing).await?.answer {
+            Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status))),
+            Answer::Result(_) | Answer::Accepted => Ok(()),
         }
     }
-    Ok(Ready {
-        facts,
-        degraded,
-        note,
-        catalog_ttl,
-        // Validation refuses checks over legacy SSE.
-        checks: Vec::new(),
-    })
+
+    async fn request(&mut self, ctx: &Ctx<'_>, method: &'static str, params: Value) -> Result<Answer, Stop> {
+        Ok(match self.stream.call(ctx, &self.endpoint, method, params).await? {
+            Message::Result(r) => Answer::Result(r),
+            // The reply rides the stream, which answered 200.
+            Message::Error(code) => Answer::Error { code, http_status: 200 },
+            // `Stream::call` turns RateLimited into a stop; no response is no answer.
+            Message::Unrelated | Message::RateLimited(_) => Answer::Accepted,
+        })
+    }
 }
 
 /// Resolves the endpoint event's URL against the SSE URL. An endpoint on

@@ -5,7 +5,10 @@
 //! Map: `revision` picks and remembers the revision (Streamable HTTP), which
 //! runs `streamable` (initialize, 2025 revisions) or `discover` (2026-07-28);
 //! `legacy_sse` is the HTTP+SSE transport; `exchange` sends one JSON-RPC
-//! message and reads its reply through `body`/`sse`/`jsonrpc`; `credentials`
+//! message and reads its reply through `body`/`sse`/`jsonrpc`; `handshake`
+//! is the finisher all three share (facts, then at depth TOOLS the catalog
+//! and the synthetic checks of `checks`), so each transport implements only
+//! its exchange; `credentials`
 //! and `oauth2` supply the probe's own credentials; `resource_metadata` checks
 //! RFC 9728 metadata after a 401; `classify` turns errors into reason codes.
 
@@ -17,6 +20,7 @@ mod credentials;
 mod discover;
 pub mod dns;
 mod exchange;
+mod handshake;
 mod jsonrpc;
 mod legacy_sse;
 mod oauth2;

@@ -1,7 +1,8 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for probes: a token from the
 //! backend's token endpoint, cached per (token URL, client id, scopes,
 //! audience) until shortly before it expires, and dropped when a backend
-//! rejects it or no live backend uses it any more. The client authenticates
+//! rejects it or no live backend uses it any more; at most
+//! `MAX_CACHED_TOKENS` of them, the least recently used evicted first. The client authenticates
 //! with HTTP Basic (client_secret_basic, RFC 6749 §2.3.1, which every token
 //! endpoint must support).
 //!
@@ -32,6 +33,12 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// A token is refreshed this long before it expires (at most half its lifetime).
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
+/// Most tokens a [`TokenCache`] keeps. Past it the least recently used one
+/// goes (its backends fetch a new one at their next probe). Live backends
+/// hold far fewer: one token per distinct client, not per backend.
+pub const MAX_CACHED_TOKENS: usize = 1024;
+
+/// Not Debug: the client id may be a secret read from a file.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     token_url: String,
@@ -47,6 +54,9 @@ struct Cached {
     /// The targets (`ProbeTarget::alive`) that used it. Once all are gone (their
     /// backends removed or changed), the token goes at the next insert.
     users: Vec<Weak<()>>,
+    /// When it was last inserted or served, in [`Tokens::tick`]s: the least
+    /// recently used token goes first past the cap.
+    last_used: u64,
 }
 
 impl Cached {
@@ -63,32 +73,108 @@ impl Cached {
     }
 }
 
-/// Tokens by client. Shared by every backend of one prober.
 #[derive(Default)]
+struct Tokens {
+    by_client: HashMap<Key, Cached>,
+    /// Counts inserts and hits: the order of use, without reading a clock.
+    tick: u64,
+}
+
+impl Tokens {
+    fn tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+}
+
+/// Tokens by client. Shared by every backend of one prober. Bounded: at most
+/// `capacity` tokens (least recently used evicted), and a token no live
+/// backend uses, or past its refresh time, goes at the next insert.
 pub struct TokenCache {
-    tokens: Mutex<HashMap<Key, Cached>>,
+    tokens: Mutex<Tokens>,
+    capacity: usize,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::with_capacity(MAX_CACHED_TOKENS)
+    }
 }
 
 impl std::fmt::Debug for TokenCache {
     // Never prints a token: only how many are cached.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCache").field("cached", &self.lock().len()).finish()
+        f.debug_struct("TokenCache")
+            .field("cached", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
     }
 }
 
 impl TokenCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Cached>> {
+    /// A cache of at most `capacity` tokens (at least one).
+    pub fn with_capacity(capacity: usize) -> TokenCache {
+        TokenCache {
+            tokens: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tokens> {
         // A poisoned lock only means another thread panicked mid-update; the map is still usable.
         self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many tokens are cached (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_client.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The cached token of `key` if it is not due for refresh, recording
+    /// `alive` as its user.
+    fn get(&self, key: &Key, alive: &Arc<()>) -> Option<HeaderValue> {
+        let mut tokens = self.lock();
+        let tick = tokens.tick();
+        let c = tokens.by_client.get_mut(key).filter(|c| Instant::now() < c.refresh_at)?;
+        c.used_by(alive);
+        c.last_used = tick;
+        Some(c.value.clone())
+    }
+
+    /// Caches a token fetched now for `key`, served until `refresh_at`. Drops
+    /// first the tokens no live backend uses and those past their refresh
+    /// time (never served again), then, at the cap, the least recently used.
+    fn insert(&self, key: Key, value: HeaderValue, refresh_at: Instant, alive: &Arc<()>) {
+        let now = Instant::now();
+        let mut tokens = self.lock();
+        let tick = tokens.tick();
+        // The users of the token this one replaces still use it.
+        let mut users = tokens.by_client.remove(&key).map(|c| c.users).unwrap_or_default();
+        tokens.by_client.retain(|_, c| c.used() && now < c.refresh_at);
+        while tokens.by_client.len() >= self.capacity {
+            let Some(oldest) = tokens.by_client.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            tokens.by_client.remove(&oldest);
+        }
+        users.retain(|u| u.strong_count() > 0);
+        let mut cached = Cached {
+            value,
+            refresh_at,
+            users,
+            last_used: tick,
+        };
+        cached.used_by(alive);
+        tokens.by_client.insert(key, cached);
+    }
+
+    /// Drops the token of `key` (its backend rejected it).
+    fn remove(&self, key: &Key) {
+        self.lock().by_client.remove(key);
     }
 }
 
@@ -114,30 +200,14 @@ async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
 pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
     let key = key(spec).await?;
-    if let Some(c) = tokens.lock().get_mut(&key)
-        && Instant::now() < c.refresh_at
-    {
-        c.used_by(&target.alive);
-        return Ok((AUTHORIZATION, c.value.clone()));
+    if let Some(value) = tokens.get(&key, &target.alive) {
+        return Ok((AUTHORIZATION, value));
     }
     let secret = read_secret(spec.client_secret.as_ref()).await?;
     let (value, lifetime) = fetch(target, &key, &secret).await?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
-        let mut tokens = tokens.lock();
-        // The users of the token this one replaces still use it.
-        let mut users = tokens.remove(&key).map(|c| c.users).unwrap_or_default();
-        // Tokens no live backend uses (removed or changed since) go; the map stays
-        // bounded by the live backends' clients.
-        tokens.retain(|_, c| c.used());
-        users.retain(|u| u.strong_count() > 0);
-        let mut cached = Cached {
-            value: value.clone(),
-            refresh_at: Instant::now() + lifetime - margin,
-            users,
-        };
-        cached.used_by(&target.alive);
-        tokens.insert(key, cached);
+        tokens.insert(key, value.clone(), Instant::now() + lifetime - margin, &target.alive);
     }
     Ok((AUTHORIZATION, value))
 }
@@ -147,7 +217,7 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
 pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
     let Some(spec) = spec(target) else { return };
     if let Ok(key) = key(spec).await {
-        prober.tokens.lock().remove(&key);
+        prober.tokens.remove(&key);
     }
 }
 
@@ -205,4 +275,127 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
     let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| unavailable("the access token is not a valid header value".to_owned()))?;
     value.set_sensitive(true);
     Ok((value, lifetime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        Key {
+            token_url: "https://auth.example/token".to_owned(),
+            client_id: name.to_owned(),
+            scopes: String::new(),
+            audience: String::new(),
+        }
+    }
+
+    fn bearer_value(name: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("Bearer {name}")).expect("a header value")
+    }
+
+    /// One step of a cache's life; users are `ProbeTarget::alive` stand-ins by index.
+    enum Step {
+        /// A token for client `.0` fetched now by user `.2`, served for `.1` seconds.
+        Put(&'static str, u64, usize),
+        /// User `.1` asks for client `.0`'s token; `.2`: it is served from the cache.
+        Get(&'static str, usize, bool),
+        Advance(u64),
+        /// The backend of user `.0` is removed.
+        Drop(usize),
+    }
+
+    /// Runs `steps` on a cache of `capacity` and returns the clients whose tokens it holds.
+    async fn run(capacity: usize, steps: &[Step]) -> Vec<String> {
+        let cache = TokenCache::with_capacity(capacity);
+        let mut users: Vec<Option<Arc<()>>> = (0..8).map(|_| Some(Arc::new(()))).collect();
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Put(name, secs, user) => {
+                    let alive = users[user].as_ref().expect("a live user");
+                    cache.insert(key(name), bearer_value(name), Instant::now() + Duration::from_secs(secs), alive);
+                }
+                Step::Get(name, user, hit) => {
+                    let alive = users[user].as_ref().expect("a live user");
+                    let got = cache.get(&key(name), alive);
+                    assert_eq!(got.is_some(), hit, "step {i}: get {name}");
+                    if let Some(v) = got {
+                        assert_eq!(v, bearer_value(name));
+                    }
+                }
+                Step::Advance(secs) => tokio::time::advance(Duration::from_secs(secs)).await,
+                Step::Drop(user) => users[user] = None,
+            }
+        }
+        let mut held: Vec<String> = cache.lock().by_client.keys().map(|k| k.client_id.clone()).collect();
+        held.sort();
+        held
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_cache_is_bounded_and_forgets_what_no_backend_uses() {
+        use Step::*;
+        let cases: Vec<(&str, usize, Vec<Step>, Vec<&str>)> = vec![
+            (
+                "tokens under the cap stay",
+                3,
+                vec![Put("a", 600, 0), Put("b", 600, 1), Put("c", 600, 2)],
+                vec!["a", "b", "c"],
+            ),
+            (
+                "at the cap the least recently inserted goes",
+                3,
+                vec![Put("a", 600, 0), Put("b", 600, 1), Put("c", 600, 2), Put("d", 600, 3)],
+                vec!["b", "c", "d"],
+            ),
+            (
+                "at the cap the least recently served goes",
+                3,
+                vec![Put("a", 600, 0), Put("b", 600, 1), Put("c", 600, 2), Get("a", 0, true), Put("d", 600, 3)],
+                vec!["a", "c", "d"],
+            ),
+            (
+                "a token past its refresh time is not served, and goes at the next insert",
+                3,
+                vec![Put("a", 60, 0), Put("b", 600, 1), Advance(61), Get("a", 0, false), Put("c", 600, 2)],
+                vec!["b", "c"],
+            ),
+            (
+                "a token no live backend uses goes at the next insert",
+                3,
+                vec![Put("a", 600, 0), Put("b", 600, 1), Drop(0), Put("c", 600, 2)],
+                vec!["b", "c"],
+            ),
+            (
+                "a token another live backend uses stays",
+                3,
+                vec![Put("a", 600, 0), Get("a", 1, true), Drop(0), Put("b", 600, 2)],
+                vec!["a", "b"],
+            ),
+            (
+                "a refreshed token replaces the old one and keeps its users",
+                3,
+                vec![Put("a", 60, 0), Get("a", 1, true), Advance(61), Put("a", 600, 2), Drop(2), Put("b", 600, 3)],
+                vec!["a", "b"],
+            ),
+            ("a cache of one holds the last token", 1, vec![Put("a", 600, 0), Put("b", 600, 1)], vec!["b"]),
+        ];
+        for (case, capacity, steps, want) in cases {
+            assert_eq!(run(capacity, &steps).await, want, "{case}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_cache_holds_at_most_max_cached_tokens() {
+        let cache = TokenCache::default();
+        let alive = Arc::new(());
+        for i in 0..MAX_CACHED_TOKENS + 10 {
+            let name = format!("client-{i}");
+            cache.insert(key(&name), bearer_value(&name), Instant::now() + Duration::from_secs(600), &alive);
+        }
+        assert_eq!(cache.len(), MAX_CACHED_TOKENS);
+        // The newest is kept, the first ones went.
+        assert!(cache.get(&key(&format!("client-{}", MAX_CACHED_TOKENS + 9)), &alive).is_some());
+        assert!(cache.get(&key("client-0"), &alive).is_none());
+    }
 }

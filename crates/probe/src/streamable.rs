@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::exchange::{self, Answer, Expect, SESSION_HEADER};
+use super::handshake::{self, Exchange, Handshake};
 use super::{Ctx, Ready, Stop, jsonrpc};
-use mcp_health_core::outcome::{Reason, ServerFacts};
-use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
+use mcp_health_core::outcome::Reason;
+use mcp_health_proto::v1::ReasonCode;
 
 /// The newest handshake revision; servers negotiate down from it.
 pub const HANDSHAKE_REVISION: &str = "2025-11-25";
@@ -66,12 +67,8 @@ fn session_headers(session: Option<&Session>, version: &str) -> HeaderMap {
 pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<Session>) -> Result<Ready, Stop> {
     let url = &ctx.backend().url;
     let id = jsonrpc::next_id();
-    let params = json!({
-        "protocolVersion": offer,
-        "capabilities": {},
-        "clientInfo": {"name": "mcp-health", "version": env!("CARGO_PKG_VERSION")},
-    });
-    let reply = exchange::post(ctx, url, HeaderMap::new(), jsonrpc::request(id, "initialize", params), Expect::Body(id)).await?;
+    let payload = jsonrpc::request(id, "initialize", handshake::initialize_params(offer));
+    let reply = exchange::post(ctx, url, HeaderMap::new(), payload, Expect::Body(id)).await?;
     if let Some(sid) = reply.session {
         *slot = Some(Session {
             id: sid,
@@ -84,64 +81,40 @@ pub async fn probe(ctx: &Ctx<'_>, offer: &str, pinned: bool, slot: &mut Option<S
         Answer::Error { code, http_status } => return Err(Stop::Failed(rpc_failure("initialize", code, http_status))),
         Answer::Accepted => return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize got no response"))),
     };
-    let Some(version) = result.get("protocolVersion").and_then(Value::as_str).filter(|v| !v.is_empty()) else {
-        return Err(Stop::Failed(Reason::new(ReasonCode::Protocol, "initialize result has no protocolVersion")));
-    };
-    let version: String = version.chars().take(32).collect();
-    if pinned && version != offer {
-        return Err(Stop::Failed(Reason::new(
-            ReasonCode::Protocol,
-            format!("server negotiated {version}; the backend is pinned to {offer}"),
-        )));
-    }
+    let version = handshake::negotiated(&result, offer, pinned)?;
     if let Some(s) = slot.as_mut() {
         s.version.clone_from(&version);
     }
-    let info = result.get("serverInfo");
-    let mut facts = ServerFacts {
-        protocol_version: version.clone(),
-        server_name: exchange::short_text(info, "name"),
-        server_version: exchange::short_text(info, "version"),
-        ..ServerFacts::default()
+    let mut on_session = OnSession {
+        headers: session_headers(slot.as_ref(), &version),
     };
-    let mut degraded = None;
-    let mut note = None;
-    let mut catalog_ttl = None;
-    let mut checks = Vec::new();
-    if ctx.backend().depth == ProbeDepth::Tools && !exchange::offers_tools(&result) {
-        note = Some(exchange::no_tools());
-        facts.catalog = ctx.read_catalog.then(exchange::no_catalog);
-    } else if ctx.read_catalog || !ctx.checks_due.is_empty() {
-        let headers = session_headers(slot.as_ref(), &version);
-        initialized(ctx, headers.clone()).await?;
-        if ctx.read_catalog {
-            let params = |cursor: Option<&str>| match cursor {
-                Some(c) => json!({"cursor": c}),
-                None => json!({}),
-            };
-            match exchange::list_tools(ctx, headers.clone(), params).await? {
-                Ok(read) => catalog_ttl = read.into_facts(&mut facts),
-                Err(reason) => degraded = Some(reason),
-            }
-        }
-        if degraded.is_none() {
-            checks = super::checks::run(ctx, Ready::catalog_for_checks(&facts, ctx), headers, |p| p).await;
-        }
-    }
-    Ok(Ready {
-        facts,
-        degraded,
-        note,
-        catalog_ttl,
-        checks,
-    })
+    handshake::finish(ctx, &mut on_session, Handshake::new(&version, result.get("serverInfo"), &result)).await
 }
 
-async fn initialized(ctx: &Ctx<'_>, headers: HeaderMap) -> Result<(), Stop> {
-    let note = jsonrpc::notification("notifications/initialized");
-    match exchange::post(ctx, &ctx.backend().url, headers, note, Expect::Nothing).await?.answer {
-        Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status))),
-        Answer::Result(_) | Answer::Accepted => Ok(()),
+/// The exchange after `initialize`: POSTs on the session, with its id and
+/// (2025-06-18+) the negotiated `MCP-Protocol-Version`.
+struct OnSession {
+    headers: HeaderMap,
+}
+
+impl Exchange for OnSession {
+    async fn initialized(&mut self, ctx: &Ctx<'_>) -> Result<(), Stop> {
+        let note = jsonrpc::notification("notifications/initialized");
+        match exchange::post(ctx, &ctx.backend().url, self.headers.clone(), note, Expect::Nothing)
+            .await?
+            .answer
+        {
+            Answer::Error { code, http_status } => Err(Stop::Failed(rpc_failure("notifications/initialized", code, http_status))),
+            Answer::Result(_) | Answer::Accepted => Ok(()),
+        }
+    }
+
+    async fn request(&mut self, ctx: &Ctx<'_>, method: &'static str, params: Value) -> Result<Answer, Stop> {
+        let id = jsonrpc::next_id();
+        let payload = jsonrpc::request(id, method, params);
+        Ok(exchange::post(ctx, &ctx.backend().url, self.headers.clone(), payload, Expect::Body(id))
+            .await?
+            .answer)
     }
 }
 
