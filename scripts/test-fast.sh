@@ -11,6 +11,7 @@
 #   probe_cost::                                       dnsmasq and TLS fronts
 #   xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server   dnsmasq
 #   cluster_daemons:: cluster_etcd:: cluster_more::    etcd (and root, for the network partition)
+#   cluster_versions::                                 etcd and the previous release (scripts/build-previous.sh)
 #   interop:: interop_matrix:: catalog:: checks::      the Python and TypeScript SDKs (.venv, npm)
 #   alerts:: metrics_prometheus::                      prometheus and promtool
 #   security_validation::                              grpcurl from .venv
@@ -27,7 +28,7 @@ step "integration tests that need nothing outside (tests/it, loopback only)"
 cargo test --test it -- \
   --skip probe_cost:: \
   --skip xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server \
-  --skip cluster_daemons:: --skip cluster_etcd:: --skip cluster_more:: \
+  --skip cluster_daemons:: --skip cluster_etcd:: --skip cluster_more:: --skip cluster_versions:: \
   --skip interop:: --skip interop_matrix:: --skip catalog:: --skip checks:: \
   --skip alerts:: --skip metrics_prometheus:: \
   --skip security_validation:: \

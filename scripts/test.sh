@@ -27,6 +27,9 @@ bash scripts/setup-tools.sh
 step "build (no system protoc needed)"
 cargo build --workspace --all-targets
 
+step "the previous release's mcp-healthd (tests/it/cluster_versions.rs: an old and a new replica side by side)"
+bash scripts/build-previous.sh
+
 step "rust tests (tests/it/probe_cost.rs runs dnsmasq and TLS fronts on loopback)"
 cargo test --workspace
 

@@ -63,7 +63,7 @@ impl BackendSnapshot {
     }
 
     pub fn status(&self) -> BackendStatus {
-        self.endpoint().verdict.status
+        self.endpoint().status()
     }
 
     /// Whether traffic may go to the backend: some endpoint is routable.
@@ -95,16 +95,7 @@ impl BackendSnapshot {
             transport: spec.transport,
             auth: spec.auth,
             drain: spec.drain,
-            endpoints: vec![EndpointSnapshot {
-                address: observed.address,
-                verdict: observed.verdict,
-                reason: observed.reason,
-                facts: observed.facts,
-                last_latency: observed.last_latency,
-                last_probe: observed.last_probe,
-                last_transition: observed.last_transition,
-                routable,
-            }],
+            endpoints: vec![EndpointSnapshot { observed, routable }],
             catalog: spec.catalog,
         }
     }
@@ -121,7 +112,7 @@ pub struct BackendSpecShown {
     pub catalog: CatalogFacts,
 }
 
-/// What probes observed of one endpoint.
+/// What probes observed of one endpoint (and, with the catalog, what replicas share).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Observed {
     pub address: Option<SocketAddr>,
@@ -136,32 +127,27 @@ pub struct Observed {
 /// One address of a backend and its own verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndpointSnapshot {
-    /// The socket address the latest probe to reach it connected to; None
-    /// until a probe reached it (xDS withholds such an endpoint).
-    pub address: Option<SocketAddr>,
-    /// Status, counters and progress toward the next threshold.
-    pub verdict: Verdict,
-    pub reason: Reason,
-    pub facts: ServerFacts,
-    pub last_latency: Option<Duration>,
-    pub last_probe: Option<SystemTime>,
-    pub last_transition: Option<SystemTime>,
+    /// What its probes observed: the address they connected to (None until a
+    /// probe reached it; xDS withholds such an endpoint), the verdict, reason,
+    /// facts and times.
+    pub observed: Observed,
     /// Computed once, from the verdict, the backend's auth mode and drain flag.
     pub routable: bool,
 }
 
 impl EndpointSnapshot {
     pub fn status(&self) -> BackendStatus {
-        self.verdict.status
+        self.observed.verdict.status
     }
 
     /// The reason's message, after the progress toward the next threshold
     /// when there is some ("1 of 3 failed probes: connection refused").
     pub fn message(&self) -> String {
-        if self.verdict.progress.is_empty() {
-            self.reason.message.clone()
+        let o = &self.observed;
+        if o.verdict.progress.is_empty() {
+            o.reason.message.clone()
         } else {
-            format!("{}: {}", self.verdict.progress, self.reason.message)
+            format!("{}: {}", o.verdict.progress, o.reason.message)
         }
     }
 }
@@ -233,7 +219,7 @@ mod tests {
     fn an_endpoints_message_leads_with_its_progress() {
         let mut b = backend(BackendStatus::Healthy, AuthMode::None, false);
         assert_eq!(b.endpoint().message(), "ok");
-        b.endpoints[0].verdict.progress = "1 of 3 failed probes".into();
+        b.endpoints[0].observed.verdict.progress = "1 of 3 failed probes".into();
         assert_eq!(b.endpoint().message(), "1 of 3 failed probes: ok");
     }
 }

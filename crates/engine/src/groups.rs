@@ -79,16 +79,21 @@ impl BackendState {
                 drain: backend.spec.drain,
                 catalog: self.catalog_facts(),
             },
-            Observed {
-                address: self.peer,
-                verdict: self.verdict.clone(),
-                reason: self.reason.clone(),
-                facts: self.facts.clone(),
-                last_latency: self.last_latency,
-                last_probe: self.last_probe,
-                last_transition: self.last_transition,
-            },
+            self.observed(),
         )
+    }
+
+    /// What this replica's probes (or a shared verdict) observed of the backend.
+    fn observed(&self) -> Observed {
+        Observed {
+            address: self.peer,
+            verdict: self.verdict.clone(),
+            reason: self.reason.clone(),
+            facts: self.facts.clone(),
+            last_latency: self.last_latency,
+            last_probe: self.last_probe,
+            last_transition: self.last_transition,
+        }
     }
 }
 

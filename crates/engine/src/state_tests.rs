@@ -590,7 +590,11 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
         let mut fx = Effects::default();
         state.fold(&r, SystemTime::UNIX_EPOCH, &mut fx).unwrap();
         let h = state.group("g").unwrap();
-        assert_eq!(h.backends[0].endpoint().address.map(|a| a.to_string()).unwrap_or_default(), shown, "row {i}");
+        assert_eq!(
+            h.backends[0].endpoint().observed.address.map(|a| a.to_string()).unwrap_or_default(),
+            shown,
+            "row {i}"
+        );
         let was_published = fx
             .actions
             .iter()
@@ -633,7 +637,7 @@ fn a_policy_refusal_decides_at_once_both_ways_and_a_check_failure_waits_for_the_
         state.fold(&r, SystemTime::UNIX_EPOCH, &mut Effects::default()).unwrap();
         let h = state.group("g").unwrap();
         let b = &h.backends[0];
-        assert_eq!((b.status(), b.endpoint().reason.code), (want_status, want_reason), "row {i}: {b:#?}");
+        assert_eq!((b.status(), b.endpoint().observed.reason.code), (want_status, want_reason), "row {i}: {b:#?}");
     }
 }
 
@@ -672,7 +676,7 @@ fn check_catalog_reads(steps: &[ReadStep<'_>]) {
         let mut fx = Effects::default();
         state.fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), &mut fx).unwrap();
         let b = state.group("g").unwrap().backends[0].clone();
-        assert_eq!(b.endpoint().facts.tool_count, *count, "step {i}");
+        assert_eq!(b.endpoint().observed.facts.tool_count, *count, "step {i}");
         assert_eq!(b.catalog.fingerprint != fingerprint, *moved, "step {i}");
         fingerprint = b.catalog.fingerprint.clone();
         let reported: Vec<_> = fx

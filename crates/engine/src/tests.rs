@@ -165,7 +165,7 @@ async fn a_hanging_backend_never_delays_another() {
     assert!(bad >= 5, "hanging backend probed {bad} times");
     assert_eq!(status_of(&engine, "g", "bad").await, BackendStatus::Unhealthy);
     let h = engine.get("g".into()).await.unwrap();
-    assert_eq!(h.backend("bad").unwrap().endpoint().reason.code, ReasonCode::Timeout);
+    assert_eq!(h.backend("bad").unwrap().endpoint().observed.reason.code, ReasonCode::Timeout);
     engine.shutdown().await;
 }
 
@@ -201,7 +201,7 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     engine.apply(spec(TWO), Origin::Api).await.unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let before = engine.get("g".into()).await.unwrap();
-    let ok_successes = before.backends[1].endpoint().verdict.consecutive_successes;
+    let ok_successes = before.backends[1].endpoint().observed.verdict.consecutive_successes;
     assert!(ok_successes >= 2);
 
     // Drop "bad"; keep "ok" unchanged.
@@ -213,7 +213,7 @@ async fn removed_backends_are_gone_and_changed_ones_restart_at_unknown() {
     let after = engine.get("g".into()).await.unwrap();
     assert_eq!(after.backends.len(), 1, "{after:#?}");
     assert_eq!(
-        after.backends[0].endpoint().verdict.consecutive_successes,
+        after.backends[0].endpoint().observed.verdict.consecutive_successes,
         ok_successes,
         "unchanged backend keeps its counters"
     );
@@ -649,7 +649,7 @@ async fn a_bare_429_holds_the_verdict_for_the_hold_then_fails() {
         }
     };
     assert!(first.elapsed() >= Duration::from_secs(59), "{:?}", first.elapsed());
-    assert_eq!(failed.endpoint().reason.code, ReasonCode::RateLimited);
+    assert_eq!(failed.endpoint().observed.reason.code, ReasonCode::RateLimited);
     assert_eq!(engine.get("g".into()).await.unwrap().phase(), GroupPhase::Failed);
     // Retry-After: 5 under a 10 s interval: the probes kept the interval
     // (after the first gap, which initialSpread 0s draws from half to one interval).

@@ -28,7 +28,11 @@ fn command(args: &[&str]) -> Command {
 /// The binary, inside network namespace `netns` when set (`ip netns exec`
 /// execs it, so the child's pid is the daemon's and signals reach it).
 fn command_in(netns: Option<&str>, args: &[&str]) -> Command {
-    let bin = env!("CARGO_BIN_EXE_mcp-healthd");
+    command_of(env!("CARGO_BIN_EXE_mcp-healthd"), netns, args)
+}
+
+/// [`command_in`] with another build of the binary (an earlier release).
+fn command_of(bin: &str, netns: Option<&str>, args: &[&str]) -> Command {
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -57,6 +61,13 @@ impl Daemon {
         let mut full = vec!["--listen", "127.0.0.1:0"];
         full.extend_from_slice(args);
         Self::start(command(&full).envs(env.iter().copied()))
+    }
+
+    /// Starts another build of the binary (`bin`, e.g. an earlier release) on 127.0.0.1:0.
+    pub fn spawn_binary(bin: &str, args: &[&str]) -> Daemon {
+        let mut full = vec!["--listen", "127.0.0.1:0"];
+        full.extend_from_slice(args);
+        Self::start(&mut command_of(bin, None, &full))
     }
 
     /// Starts the binary inside network namespace `netns`, listening on `listen`

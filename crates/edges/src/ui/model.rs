@@ -142,7 +142,7 @@ pub fn origin(url: &str) -> String {
 
 pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> BackendView {
     let e = b.endpoint();
-    let server = [e.facts.server_name.as_str(), e.facts.server_version.as_str()]
+    let server = [e.observed.facts.server_name.as_str(), e.observed.facts.server_version.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
         .copied()
@@ -154,13 +154,13 @@ pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> Backen
         status,
         status_badge,
         routable: b.routable(),
-        reason: reason_name(e.reason.code),
+        reason: reason_name(e.observed.reason.code),
         message: e.message(),
-        protocol: e.facts.protocol_version.clone(),
+        protocol: e.observed.facts.protocol_version.clone(),
         server,
         origin: origin(&b.url),
-        latency_ms: e.last_latency.map(ms),
-        last_transition_ms: e.last_transition.map(mcp_health_engine::history::unix_ms),
+        latency_ms: e.observed.last_latency.map(ms),
+        last_transition_ms: e.observed.last_transition.map(mcp_health_engine::history::unix_ms),
         spark: spark.map(|s| s.iter().map(|p| ms(p.mean)).collect()).unwrap_or_default(),
     }
 }

@@ -97,9 +97,9 @@ fn metadata(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Metadata 
         ("backend", string(&b.name)),
         ("group", string(group)),
         ("path", string(path_of(&b.url))),
-        ("protocol_version", string(&e.facts.protocol_version)),
+        ("protocol_version", string(&e.observed.facts.protocol_version)),
         ("status", string(e.status().as_str_name())),
-        ("reason", string(e.reason.code.as_str_name())),
+        ("reason", string(e.observed.reason.code.as_str_name())),
         (
             "draining",
             Value {
@@ -122,7 +122,7 @@ fn metadata(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Metadata 
 /// endpoint's `hostname` (for `auto_host_rewrite`).
 pub fn lb_endpoint(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Option<LbEndpoint> {
     let health = endpoint_health(e.status(), e.routable, b.drain)?;
-    let addr: SocketAddr = e.address?;
+    let addr: SocketAddr = e.observed.address?;
     let hostname = match url_host_port(&b.url) {
         Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => host,
         _ => String::new(),
