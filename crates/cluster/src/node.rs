@@ -66,7 +66,7 @@ impl ClusterNode {
         let store = EtcdStore::new(etcd.clone(), keys.clone(), status.clone());
         let (stored, revision) = store.load().await.map_err(ClusterError::Load)?;
         let groups = mcp_health_engine::store::validate_stored(stored, limits).map_err(ClusterError::Invalid)?;
-        let (seam, publisher) = shared::seam(status.clone());
+        let (seam, publisher) = shared::seam(status.clone(), store.clone());
         let node = ClusterNode {
             etcd,
             keys,
@@ -140,6 +140,7 @@ impl ClusterNode {
             self.etcd.clone(),
             self.keys.clone(),
             self.status.clone(),
+            self.store.clone(),
             engine.clone(),
             c.clone(),
         ));

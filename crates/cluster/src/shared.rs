@@ -1,14 +1,17 @@
 //! Shared verdicts, both ways, for the engine's `ClusterSeam`: local verdict
 //! changes go out through the fenced `VerdictWriter` (one task; one pending
-//! verdict per backend, latest wins: `outbox`);
+//! verdict per backend, latest wins: `outbox`), each tied to the incarnation
+//! of its group the engine held when it changed;
 //! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
-//! and are handed to the engine. Ownership answers come from the member view.
+//! and are handed to the engine, unless they are of another incarnation of
+//! their group than the one this replica holds. Ownership answers come from
+//! the member view.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
@@ -16,19 +19,28 @@ use super::keys::Keys;
 use super::outbox::Outbox;
 use super::record::VerdictRecord;
 use super::status::ClusterStatus;
+use super::store::EtcdStore;
 use super::verdicts::VerdictWriter;
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::Engine;
 use mcp_health_engine::seam::{ClusterSeam, SharedVerdict};
 
-/// Local verdict changes on their way to etcd, by (group, backend).
-type Outgoings = Outbox<(String, String), SharedVerdict>;
+/// Local verdict changes on their way to etcd, by (group, backend), each
+/// with the create revision of its group's incarnation (None: not in etcd).
+type Outgoings = Outbox<(String, String), (SharedVerdict, Option<i64>)>;
 
 /// The engine's view of the cluster.
-#[derive(Debug)]
 pub struct Seam {
     status: ClusterStatus,
+    /// Which incarnation of a group the engine holds.
+    store: Arc<EtcdStore>,
     outgoing: Arc<Outgoings>,
+}
+
+impl std::fmt::Debug for Seam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seam").field("outgoing", &self.outgoing.len()).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ClusterStatus {
@@ -44,17 +56,21 @@ impl ClusterSeam for Seam {
 
     fn verdict_changed(&self, group: &str, backend: &str, verdict: &SharedVerdict) {
         // Never waits, and a verdict not yet written is replaced by this one:
-        // only the latest verdict of a backend matters to the others.
-        self.outgoing.push((group.to_owned(), backend.to_owned()), verdict.clone());
+        // only the latest verdict of a backend matters to the others. The
+        // incarnation is the one named now, on the engine's owner task, not
+        // when the write is made: by then the group may be another.
+        let incarnation = self.store.incarnation(group);
+        self.outgoing.push((group.to_owned(), backend.to_owned()), (verdict.clone(), incarnation));
     }
 }
 
 /// The seam, and the receiving end `publish` drains.
-pub fn seam(status: ClusterStatus) -> (Arc<Seam>, Publisher) {
+pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>) -> (Arc<Seam>, Publisher) {
     let outgoing = Arc::new(Outgoings::default());
     (
         Arc::new(Seam {
             status,
+            store,
             outgoing: outgoing.clone(),
         }),
         Publisher { outgoing },
@@ -76,10 +92,11 @@ impl Publisher {
     /// on the old verdict. One refused because this replica is degraded or
     /// fenced is dropped: after the spell the shared verdicts are read again
     /// and an owner shown another verdict than its own shares it again
-    /// (`EngineState::take_remote`).
+    /// (`EngineState::take_remote`). So is one whose group incarnation is
+    /// gone: it belongs to no group that exists.
     pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
         // Bounded like the outbox: one entry per backend.
-        let mut unwritten: BTreeMap<(String, String), SharedVerdict> = BTreeMap::new();
+        let mut unwritten: BTreeMap<(String, String), (SharedVerdict, Option<i64>)> = BTreeMap::new();
         loop {
             let rewrite = async {
                 if unwritten.is_empty() {
@@ -96,7 +113,7 @@ impl Publisher {
             }
             let keys: Vec<(String, String)> = unwritten.keys().cloned().collect();
             for key in keys {
-                let Some(verdict) = unwritten.get(&key) else { continue };
+                let Some((verdict, incarnation)) = unwritten.get(&key) else { continue };
                 let (group, backend) = (&key.0, &key.1);
                 // Owned by another member now: its verdict is the one to share.
                 if writer
@@ -106,7 +123,7 @@ impl Publisher {
                     unwritten.remove(&key);
                     continue;
                 }
-                match writer.publish(group, backend, verdict).await {
+                match writer.publish(group, backend, verdict, *incarnation).await {
                     Ok(_) => {
                         unwritten.remove(&key);
                     }
@@ -127,7 +144,7 @@ impl Publisher {
 /// and the fleet kept showing UNHEALTHY, after the heal, backends its peers
 /// showed HEALTHY). Each key is taken at increasing mod revisions only, so a
 /// change still queued from before the re-read never undoes it.
-pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engine: Engine, cancel: CancellationToken) {
+pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, store: Arc<EtcdStore>, engine: Engine, cancel: CancellationToken) {
     let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
     let mut view = status.subscribe();
     let mut was_degraded = view.borrow_and_update().degraded.is_some();
@@ -138,10 +155,10 @@ pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engi
                 None => return,
                 Some(Change::Reset(kvs)) => {
                     for kv in kvs {
-                        take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                        take_newer(&keys, &status, &store, &engine, &mut taken, &kv, true).await;
                     }
                 }
-                Some(Change::Put(kv)) => take_newer(&keys, &status, &engine, &mut taken, &kv, false).await,
+                Some(Change::Put(kv)) => take_newer(&keys, &status, &store, &engine, &mut taken, &kv, false).await,
                 // A group's verdicts go with the group; only forget the revision.
                 Some(Change::Delete(kv)) => {
                     taken.remove(&kv.key);
@@ -156,7 +173,7 @@ pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engi
                     match etcd.range_prefix(&keys.verdicts()).await {
                         Ok((kvs, _)) => {
                             for kv in kvs {
-                                take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                                take_newer(&keys, &status, &store, &engine, &mut taken, &kv, true).await;
                             }
                         }
                         Err(e) => {
@@ -173,22 +190,22 @@ pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engi
 
 /// Takes `kv` if it is newer than what was taken for its key (or as new,
 /// with `again`: the re-read after a degraded spell).
-async fn take_newer(keys: &Keys, status: &ClusterStatus, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
+async fn take_newer(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
     let last = taken.get(&kv.key).copied().unwrap_or(0);
     if kv.mod_revision < last || (kv.mod_revision == last && !again) {
         return;
     }
     taken.insert(kv.key.clone(), kv.mod_revision);
-    take(keys, status, engine, kv).await;
+    take(keys, status, store, engine, kv).await;
 }
 
 /// Feeds the shared verdicts of one group into `engine` (a group that just
 /// arrived from another replica starts from them, not from UNKNOWN).
-pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, engine: &Engine, group: &str) {
+pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, group: &str) {
     match etcd.range_prefix(&keys.group_verdicts(group)).await {
         Ok((kvs, _)) => {
             for kv in kvs {
-                take(keys, status, engine, &kv).await;
+                take(keys, status, store, engine, &kv).await;
             }
         }
         Err(e) => {
@@ -198,7 +215,21 @@ pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, engine
     }
 }
 
-async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValue) {
+/// Whether a verdict record is of the incarnation of its group this replica
+/// holds: `held` is that incarnation's create revision (None: no API group
+/// of that name here, e.g. a config-file group; the engine drops a verdict
+/// for a group it does not have), `created` the record's, `mod_revision` the
+/// record key's. A record without one (version 1, from an old member) is
+/// taken only if it was written after the held incarnation was created.
+fn of_held_incarnation(held: Option<i64>, created: Option<i64>, mod_revision: i64) -> bool {
+    match (held, created) {
+        (None, _) => true,
+        (Some(held), Some(created)) => created == held,
+        (Some(held), None) => mod_revision > held,
+    }
+}
+
+async fn take(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, kv: &KeyValue) {
     let key = String::from_utf8_lossy(&kv.key);
     let Some((group, backend)) = keys.verdict_of(&key) else { return };
     let Some(record) = VerdictRecord::decode(&kv.value) else {
@@ -210,5 +241,47 @@ async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValu
     if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str()) && !view.owns(group, backend)) {
         return;
     }
+    // Another incarnation's: a deleted one's, or one this replica has not
+    // applied yet (it is read again when it has: `seed_group`).
+    let held = store.incarnation(group);
+    if !of_held_incarnation(held, record.group_created, kv.mod_revision) {
+        return debug!(
+            group,
+            backend,
+            held,
+            of = record.group_created,
+            "ignoring a shared verdict of another incarnation of its group"
+        );
+    }
     let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), record.verdict).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_taken_only_for_the_incarnation_held() {
+        // (held, the record's incarnation, its mod revision, taken)
+        let cases: &[(Option<i64>, Option<i64>, i64, bool)] = &[
+            // No API group here (config-file group, or not applied yet): taken.
+            (None, None, 5, true),
+            (None, Some(7), 9, true),
+            // Version 2: exactly the held incarnation.
+            (Some(7), Some(7), 9, true),
+            (Some(7), Some(3), 9, false),
+            (Some(7), Some(12), 14, false),
+            // Version 1 (an old member): written after the held incarnation was created.
+            (Some(7), None, 9, true),
+            (Some(7), None, 6, false),
+            (Some(7), None, 7, false),
+        ];
+        for (held, created, mod_revision, want) in cases {
+            assert_eq!(
+                of_held_incarnation(*held, *created, *mod_revision),
+                *want,
+                "{held:?} {created:?} {mod_revision}"
+            );
+        }
+    }
 }

@@ -425,6 +425,7 @@ mod tests {
     fn record(writer: i64) -> VerdictRecord {
         VerdictRecord {
             writer: format!("{writer:016x}"),
+            group_created: None,
             verdict: mcp_health::engine::seam::SharedVerdict {
                 verdict: mcp_health::core::verdict::Verdict {
                     status: BackendStatus::Healthy,
