@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
 use super::keys::Keys;
+use super::shared::Seeds;
 use super::status::ClusterStatus;
 use super::store::{EtcdStore, decode_group};
 use crate::etcd_api::mvccpb::KeyValue;
@@ -24,6 +25,8 @@ pub struct GroupFollower {
     pub store: Arc<EtcdStore>,
     pub engine: Engine,
     pub status: ClusterStatus,
+    /// Asks the verdict follower for a group's shared verdicts.
+    pub seeds: Seeds,
 }
 
 impl GroupFollower {
@@ -83,8 +86,8 @@ impl GroupFollower {
             Ok(applied) if applied.iter().any(|a| a.changed) => {
                 info!(group = %name, generation = stored.generation, "group applied on another replica");
                 // Its verdicts may have come through their watch before the
-                // group did (and found nothing to land on): read them now.
-                super::shared::seed_group(&self.etcd, &self.keys, &self.status, &self.store, &self.engine, &name).await;
+                // group did (and found nothing to land on): have them read now.
+                self.seeds.seed(&name);
             }
             Ok(_) => {}
             Err(e) => warn!(group = %name, error = %e, "cannot apply a group changed on another replica"),

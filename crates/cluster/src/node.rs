@@ -136,12 +136,14 @@ impl ClusterNode {
         if let Some(p) = self.publisher.take() {
             tokio::spawn(p.run(VerdictWriter::new(self.etcd.clone(), self.keys.clone(), self.status.clone()), c.clone()));
         }
+        let (seeds, seed_requests) = shared::seeds();
         tokio::spawn(shared::follow_verdicts(
             self.etcd.clone(),
             self.keys.clone(),
             self.status.clone(),
             self.store.clone(),
             engine.clone(),
+            seed_requests,
             c.clone(),
         ));
         tokio::spawn(super::answers::answer_probes(
@@ -157,6 +159,7 @@ impl ClusterNode {
             store: self.store.clone(),
             engine,
             status: self.status.clone(),
+            seeds,
         };
         tokio::spawn(groups.run(self.revision, c.clone()));
     }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -134,7 +135,70 @@ impl Publisher {
     }
 }
 
-/// Feeds verdicts written by other replicas into `engine` until `cancel`.
+/// Asks the verdict follower to read one group's shared verdicts again (the
+/// group follower, for each group it applies: its verdicts may have come
+/// through the watch before the group did, and found nothing to land on).
+#[derive(Clone)]
+pub struct Seeds(mpsc::UnboundedSender<String>);
+
+impl Seeds {
+    /// Never waits: one request per group applied, served in order.
+    pub fn seed(&self, group: &str) {
+        // The follower ends only with the cluster node; nothing is left to seed then.
+        let _ = self.0.send(group.to_owned());
+    }
+}
+
+/// The requesting end, and the end `follow_verdicts` serves.
+pub fn seeds() -> (Seeds, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Seeds(tx), rx)
+}
+
+/// The shared verdicts `follow_verdicts` hands to the engine, and in which
+/// order: one task, so every key is taken at increasing mod revisions only,
+/// whether it came from the watch or from a read. A read of a group's
+/// verdicts used to be fed from the group follower's task, racing the
+/// watch: a read made just before an owner's newer write could reach the
+/// engine after that write had come through the watch, and the older
+/// verdict stood for good (an owner writes only changes). Found by the
+/// fault-schedule harness's long run (seed 42, fault 124): a backend removed
+/// from a group and added again was shown UNHEALTHY by one replica for
+/// good, its owner and the third replica HEALTHY.
+struct Taker<'a> {
+    keys: &'a Keys,
+    status: &'a ClusterStatus,
+    store: &'a EtcdStore,
+    engine: &'a Engine,
+    /// Key -> the mod revision last taken (or passed over) for it.
+    taken: HashMap<Vec<u8>, i64>,
+}
+
+impl Taker<'_> {
+    /// Takes `kv` if it is newer than what was taken for its key (or as
+    /// new, with `again`: a read of what the watch may already have given,
+    /// now that the engine may hold what it is for).
+    async fn take_newer(&mut self, kv: &KeyValue, again: bool) {
+        let last = self.taken.get(&kv.key).copied().unwrap_or(0);
+        if kv.mod_revision < last || (kv.mod_revision == last && !again) {
+            return;
+        }
+        self.taken.insert(kv.key.clone(), kv.mod_revision);
+        take(self.keys, self.status, self.store, self.engine, kv).await;
+    }
+
+    /// Reads every verdict under `prefix` and takes each, `again`.
+    async fn read(&mut self, etcd: &Etcd, prefix: &str) -> Result<(), super::etcd::EtcdError> {
+        let (kvs, _) = etcd.range_prefix(prefix).await?;
+        for kv in kvs {
+            self.take_newer(&kv, true).await;
+        }
+        Ok(())
+    }
+}
+
+/// Feeds verdicts written by other replicas into `engine` until `cancel`,
+/// and serves `seeds` (a group's verdicts read again, in the same order).
 ///
 /// After a spell degraded it feeds every shared verdict again: while
 /// degraded this replica probed every backend itself and its own verdicts
@@ -144,73 +208,63 @@ impl Publisher {
 /// and the fleet kept showing UNHEALTHY, after the heal, backends its peers
 /// showed HEALTHY). Each key is taken at increasing mod revisions only, so a
 /// change still queued from before the re-read never undoes it.
-pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, store: Arc<EtcdStore>, engine: Engine, cancel: CancellationToken) {
+pub async fn follow_verdicts(
+    etcd: Etcd,
+    keys: Keys,
+    status: ClusterStatus,
+    store: Arc<EtcdStore>,
+    engine: Engine,
+    mut seeds: mpsc::UnboundedReceiver<String>,
+    cancel: CancellationToken,
+) {
     let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
     let mut view = status.subscribe();
     let mut was_degraded = view.borrow_and_update().degraded.is_some();
-    let mut taken: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut taker = Taker {
+        keys: &keys,
+        status: &status,
+        store: &store,
+        engine: &engine,
+        taken: HashMap::new(),
+    };
+    let mut seeding = true;
     loop {
         tokio::select! {
             change = changes.recv() => match change {
                 None => return,
                 Some(Change::Reset(kvs)) => {
                     for kv in kvs {
-                        take_newer(&keys, &status, &store, &engine, &mut taken, &kv, true).await;
+                        taker.take_newer(&kv, true).await;
                     }
                 }
-                Some(Change::Put(kv)) => take_newer(&keys, &status, &store, &engine, &mut taken, &kv, false).await,
+                Some(Change::Put(kv)) => taker.take_newer(&kv, false).await,
                 // A group's verdicts go with the group; only forget the revision.
                 Some(Change::Delete(kv)) => {
-                    taken.remove(&kv.key);
+                    taker.taken.remove(&kv.key);
                 }
+            },
+            group = seeds.recv(), if seeding => match group {
+                Some(group) => {
+                    if let Err(e) = taker.read(&etcd, &keys.group_verdicts(&group)).await {
+                        status.etcd_error();
+                        warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
+                    }
+                }
+                None => seeding = false,
             },
             changed = view.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let degraded = view.borrow_and_update().degraded.is_some();
-                if was_degraded && !degraded {
-                    match etcd.range_prefix(&keys.verdicts()).await {
-                        Ok((kvs, _)) => {
-                            for kv in kvs {
-                                take_newer(&keys, &status, &store, &engine, &mut taken, &kv, true).await;
-                            }
-                        }
-                        Err(e) => {
-                            status.etcd_error();
-                            warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
-                        }
-                    }
+                if was_degraded && !degraded
+                    && let Err(e) = taker.read(&etcd, &keys.verdicts()).await
+                {
+                    status.etcd_error();
+                    warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
                 }
                 was_degraded = degraded;
             }
-        }
-    }
-}
-
-/// Takes `kv` if it is newer than what was taken for its key (or as new,
-/// with `again`: the re-read after a degraded spell).
-async fn take_newer(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
-    let last = taken.get(&kv.key).copied().unwrap_or(0);
-    if kv.mod_revision < last || (kv.mod_revision == last && !again) {
-        return;
-    }
-    taken.insert(kv.key.clone(), kv.mod_revision);
-    take(keys, status, store, engine, kv).await;
-}
-
-/// Feeds the shared verdicts of one group into `engine` (a group that just
-/// arrived from another replica starts from them, not from UNKNOWN).
-pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, group: &str) {
-    match etcd.range_prefix(&keys.group_verdicts(group)).await {
-        Ok((kvs, _)) => {
-            for kv in kvs {
-                take(keys, status, store, engine, &kv).await;
-            }
-        }
-        Err(e) => {
-            status.etcd_error();
-            warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
         }
     }
 }
@@ -242,7 +296,7 @@ async fn take(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &E
         return;
     }
     // Another incarnation's: a deleted one's, or one this replica has not
-    // applied yet (it is read again when it has: `seed_group`).
+    // applied yet (it is read again when it has: `Seeds`).
     let held = store.incarnation(group);
     if !of_held_incarnation(held, record.group_created, kv.mod_revision) {
         return debug!(
