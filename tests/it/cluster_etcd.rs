@@ -466,3 +466,44 @@ async fn a_verdict_of_a_deleted_incarnation_never_lands_on_the_new_one() {
     assert_eq!(stored().await, vec![BackendStatus::Healthy]);
     cancel.cancel();
 }
+
+/// A verdict change made while this replica is degraded (it probes every
+/// backend itself, and writes nothing) is written once it is a member again,
+/// if it still owns the backend: an owner shares only changes, and when no
+/// verdict of the backend is in etcd (a group created meanwhile) nothing
+/// would make it share again. Found by the fault-schedule harness (seed 42,
+/// fault 24, a partition from etcd: the owner showed a backend of a group
+/// applied during the partition HEALTHY, the two others UNKNOWN for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_changed_while_degraded_is_written_after_the_spell() {
+    use mcp_health::cluster::shared;
+    use mcp_health::engine::seam::ClusterSeam;
+
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/degraded-share-test");
+    let status = joined(&client, &keys).await;
+    let store = EtcdStore::new(client.clone(), keys.clone(), status.clone());
+    {
+        let store = store.clone();
+        blocking(move || store.put(&spec("web", "http://127.0.0.1:1/1"), 1)).await.expect("create");
+    }
+    let (seam, publisher) = shared::seam(status.clone(), store.clone());
+    let cancel = CancellationToken::new();
+    tokio::spawn(publisher.run(VerdictWriter::new(client.clone(), keys.clone(), status.clone()), cancel.clone()));
+    status.update(|v| v.degraded = Some("etcd unreachable (test)".into()));
+    seam.verdict_changed("web", "a", &shared_verdict(BackendStatus::Healthy));
+    until("the publisher took the change", || seam.pending() == 0).await;
+    status.update(|v| v.degraded = None);
+    let written = || async {
+        let (kvs, _) = client.range_prefix(&keys.group_verdicts("web")).await.unwrap();
+        kvs.iter().map(|kv| VerdictRecord::decode(&kv.value).unwrap().status()).collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while written().await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the change made while degraded was never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written().await, vec![BackendStatus::Healthy]);
+    cancel.cancel();
+}

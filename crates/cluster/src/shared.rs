@@ -21,7 +21,7 @@ use super::outbox::Outbox;
 use super::record::VerdictRecord;
 use super::status::ClusterStatus;
 use super::store::EtcdStore;
-use super::verdicts::VerdictWriter;
+use super::verdicts::{Published, VerdictWriter};
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::Engine;
 use mcp_health_engine::seam::{ClusterSeam, SharedVerdict};
@@ -65,6 +65,13 @@ impl ClusterSeam for Seam {
     }
 }
 
+impl Seam {
+    /// How many backends have a verdict change the publisher has not taken yet.
+    pub fn pending(&self) -> usize {
+        self.outgoing.len()
+    }
+}
+
 /// The seam, and the receiving end `publish` drains.
 pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>) -> (Arc<Seam>, Publisher) {
     let outgoing = Arc::new(Outgoings::default());
@@ -87,14 +94,13 @@ const REWRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(500)
 
 impl Publisher {
     /// Writes local verdict changes, fenced, until `cancel`. A write etcd
-    /// failed (an error, e.g. during a leader election) is written again,
-    /// the latest per backend, while this replica still owns the backend:
-    /// an owner shares only changes, so a lost write would leave the others
-    /// on the old verdict. One refused because this replica is degraded or
-    /// fenced is dropped: after the spell the shared verdicts are read again
-    /// and an owner shown another verdict than its own shares it again
-    /// (`EngineState::take_remote`). So is one whose group incarnation is
-    /// gone: it belongs to no group that exists.
+    /// failed (an error, e.g. during a leader election), or one not made
+    /// because this replica was not a member then (degraded, or fenced: its
+    /// lease gone), is written again, the latest per backend, while this
+    /// replica still owns the backend: an owner shares only changes, so a
+    /// lost write would leave the others on the old verdict (or on none).
+    /// One whose group incarnation is gone is dropped: it belongs to no
+    /// group that exists.
     pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
         // Bounded like the outbox: one entry per backend.
         let mut unwritten: BTreeMap<(String, String), (SharedVerdict, Option<i64>)> = BTreeMap::new();
@@ -125,9 +131,17 @@ impl Publisher {
                     continue;
                 }
                 match writer.publish(group, backend, verdict, *incarnation).await {
-                    Ok(_) => {
+                    // Written, or for a group incarnation that is gone.
+                    Ok(Published::Committed | Published::Stale) => {
                         unwritten.remove(&key);
                     }
+                    // Not a member now (degraded, not joined, or its lease
+                    // gone): written once it is one again, if it still owns
+                    // the backend (checked above). Dropped, it would be lost
+                    // for good where no verdict of the backend is in etcd (a
+                    // group applied meanwhile), since nothing shows the owner
+                    // another verdict to share its own against.
+                    Ok(Published::Skipped | Published::Fenced) => {}
                     Err(e) => warn!(group = %group, backend = %backend, error = %e, "cannot share a verdict now; writing it again shortly"),
                 }
             }
