@@ -248,6 +248,7 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     let writer = VerdictWriter::new(client.clone(), keys.clone(), status.clone());
     let verdict = |who: &str, s: BackendStatus| VerdictRecord {
         writer: who.into(),
+        group_created: None,
         verdict: shared_verdict(s),
     };
     // Two members, each with its lease and member key.
@@ -287,7 +288,7 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
     assert_eq!(status.counters.verdicts_fenced.load(std::sync::atomic::Ordering::Relaxed), 1);
     // Not joined: nothing is written.
     assert_eq!(
-        writer.publish("web", "a", &verdict("x", BackendStatus::Healthy).verdict).await.unwrap(),
+        writer.publish("web", "a", &verdict("x", BackendStatus::Healthy).verdict, None).await.unwrap(),
         Published::Skipped
     );
 }
@@ -346,7 +347,7 @@ async fn a_mixed_cluster_writes_the_verdict_record_every_member_reads() {
         serde_json::from_slice::<serde_json::Value>(&kvs[0].value).unwrap()
     };
     assert_eq!(
-        writer.publish("web", "a", &shared_verdict(BackendStatus::Unhealthy)).await.unwrap(),
+        writer.publish("web", "a", &shared_verdict(BackendStatus::Unhealthy), None).await.unwrap(),
         Published::Committed
     );
     let v1 = stored().await;
@@ -362,7 +363,7 @@ async fn a_mixed_cluster_writes_the_verdict_record_every_member_reads() {
     until("the old member gone", || status.view().members.len() == 1).await;
     assert_eq!(status.view().record_version(), RECORD_VERSION);
     assert_eq!(
-        writer.publish("web", "a", &shared_verdict(BackendStatus::Healthy)).await.unwrap(),
+        writer.publish("web", "a", &shared_verdict(BackendStatus::Healthy), None).await.unwrap(),
         Published::Committed
     );
     let v2 = stored().await;
@@ -406,4 +407,96 @@ async fn a_start_failing_after_the_join_revokes_its_lease() {
     let (members, _) = client.range_prefix(&keys.members()).await.unwrap();
     assert!(members.is_empty(), "a member key outlived the failed start: {members:?}");
     std::net::TcpListener::bind(grpc).expect("the --listen port was released");
+}
+
+/// A verdict is tied to its group's incarnation: one of a deleted
+/// incarnation that reaches etcd late (its write held up, e.g. by an etcd
+/// leader election, and written again by the publisher) must not land on the
+/// group applied again meanwhile, where every replica would take it for the
+/// new incarnation's backend. The write is fenced on the group key's create
+/// revision; the new incarnation's own verdict lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_of_a_deleted_incarnation_never_lands_on_the_new_one() {
+    use mcp_health::cluster::shared;
+    use mcp_health::engine::seam::ClusterSeam;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/incarnation-test");
+    let status = joined(&client, &keys).await;
+    let store = EtcdStore::new(client.clone(), keys.clone(), status.clone());
+    let put = |s: GroupSpec| {
+        let store = store.clone();
+        async move { store.put(&s, 1).await }
+    };
+    put(spec("web", "http://127.0.0.1:1/1")).await.expect("create");
+    let (seam, publisher) = shared::seam(status.clone(), store.clone());
+    // The owner's verdict of the first incarnation is on its way to etcd...
+    seam.verdict_changed("web", "a", &shared_verdict(BackendStatus::Unhealthy));
+    // ... when the group is deleted and applied again.
+    {
+        let store = store.clone();
+        store.remove("web").await.expect("delete");
+    }
+    put(spec("web", "http://127.0.0.1:1/2")).await.expect("create again");
+    let cancel = CancellationToken::new();
+    tokio::spawn(publisher.run(VerdictWriter::new(client.clone(), keys.clone(), status.clone()), cancel.clone()));
+    let tried = |n: u64| {
+        let c = status.counters.clone();
+        move || c.verdicts_published.load(Relaxed) + c.verdicts_fenced.load(Relaxed) >= n
+    };
+    until("the late verdict written or refused", tried(1)).await;
+    let stored = || async {
+        let (kvs, _) = client.range_prefix(&keys.group_verdicts("web")).await.unwrap();
+        kvs.iter().map(|kv| VerdictRecord::decode(&kv.value).unwrap().status()).collect::<Vec<_>>()
+    };
+    assert_eq!(stored().await, vec![], "the deleted incarnation's verdict landed on the new one");
+    assert_eq!(status.counters.verdicts_fenced.load(Relaxed), 1);
+    // The new incarnation's own verdict lands.
+    seam.verdict_changed("web", "a", &shared_verdict(BackendStatus::Healthy));
+    until("the new verdict written", tried(2)).await;
+    assert_eq!(stored().await, vec![BackendStatus::Healthy]);
+    cancel.cancel();
+}
+
+/// A verdict change made while this replica is degraded (it probes every
+/// backend itself, and writes nothing) is written once it is a member again,
+/// if it still owns the backend: an owner shares only changes, and when no
+/// verdict of the backend is in etcd (a group created meanwhile) nothing
+/// would make it share again. Found by the fault-schedule harness (seed 42,
+/// fault 24, a partition from etcd: the owner showed a backend of a group
+/// applied during the partition HEALTHY, the two others UNKNOWN for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_changed_while_degraded_is_written_after_the_spell() {
+    use mcp_health::cluster::shared;
+    use mcp_health::engine::seam::ClusterSeam;
+
+    let etcd = EtcdCluster::start(1).await;
+    let client = etcd.client().await;
+    let keys = Keys::new("/degraded-share-test");
+    let status = joined(&client, &keys).await;
+    let store = EtcdStore::new(client.clone(), keys.clone(), status.clone());
+    {
+        let store = store.clone();
+        store.put(&spec("web", "http://127.0.0.1:1/1"), 1).await.expect("create");
+    }
+    let (seam, publisher) = shared::seam(status.clone(), store.clone());
+    let cancel = CancellationToken::new();
+    tokio::spawn(publisher.run(VerdictWriter::new(client.clone(), keys.clone(), status.clone()), cancel.clone()));
+    status.update(|v| v.degraded = Some("etcd unreachable (test)".into()));
+    seam.verdict_changed("web", "a", &shared_verdict(BackendStatus::Healthy));
+    until("the publisher took the change", || seam.pending() == 0).await;
+    status.update(|v| v.degraded = None);
+    let written = || async {
+        let (kvs, _) = client.range_prefix(&keys.group_verdicts("web")).await.unwrap();
+        kvs.iter().map(|kv| VerdictRecord::decode(&kv.value).unwrap().status()).collect::<Vec<_>>()
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while written().await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the change made while degraded was never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(written().await, vec![BackendStatus::Healthy]);
+    cancel.cancel();
 }

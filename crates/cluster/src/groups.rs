@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
 use super::keys::Keys;
+use super::shared::Seeds;
 use super::status::ClusterStatus;
 use super::store::{EtcdStore, decode_group};
 use crate::etcd_api::mvccpb::KeyValue;
@@ -24,6 +25,8 @@ pub struct GroupFollower {
     pub store: Arc<EtcdStore>,
     pub engine: Engine,
     pub status: ClusterStatus,
+    /// Asks the verdict follower for a group's shared verdicts.
+    pub seeds: Seeds,
 }
 
 impl GroupFollower {
@@ -62,18 +65,29 @@ impl GroupFollower {
                 return warn!(group = %name, %reason, "a group applied on another replica is not valid under this replica's flags; not applied here");
             }
         };
+        // A group the engine holds no incarnation of: this one's verdicts may
+        // come out of the engine as soon as it is restored, and are shared
+        // for the incarnation the store names then, so name it first (the
+        // engine has none to update from here meanwhile). One it holds
+        // another incarnation or version of is named after the restore.
+        let first = self.store.incarnation(&name).is_none();
+        if first {
+            self.store.took(&name, kv.create_revision, kv.version);
+        }
         let restored = self.engine.restore(vec![(valid, stored.generation)]).await;
         if restored.is_ok() {
             // Only now: until the engine holds this incarnation, an update
             // from here must not pass for one made on it.
             self.store.took(&name, kv.create_revision, kv.version);
+        } else if first {
+            self.store.forgot(&name);
         }
         match restored {
             Ok(applied) if applied.iter().any(|a| a.changed) => {
                 info!(group = %name, generation = stored.generation, "group applied on another replica");
                 // Its verdicts may have come through their watch before the
-                // group did (and found nothing to land on): read them now.
-                super::shared::seed_group(&self.etcd, &self.keys, &self.status, &self.engine, &name).await;
+                // group did (and found nothing to land on): have them read now.
+                self.seeds.seed(&name);
             }
             Ok(_) => {}
             Err(e) => warn!(group = %name, error = %e, "cannot apply a group changed on another replica"),

@@ -3,7 +3,7 @@
 //! ```text
 //! {prefix}/groups/{group}              GroupSpec (protobuf); generation = the key's etcd version
 //! {prefix}/members/{member}            Member (JSON), attached to the member's lease
-//! {prefix}/verdicts/{group}/{backend}  SharedVerdict (BackendHealth protobuf), no lease
+//! {prefix}/verdicts/{group}/{backend}  VerdictRecord (JSON, versioned: record.rs), no lease
 //! {prefix}/probes/{group}/{backend}/{request}
 //!                                      ProbeRequest (JSON: requester, owner), under the requester's lease
 //! {prefix}/probe-answers/{request}     ProbeAnswer (JSON: the owner's verdict or error), under the owner's lease

@@ -64,7 +64,7 @@ impl Collector for ClusterMetrics {
         counter(
             e,
             "cluster_verdicts_fenced",
-            "Verdict writes refused because this replica's lease was gone",
+            "Verdict writes refused by the fence: this replica's lease was gone, or the group incarnation the verdict was for",
             c.verdicts_fenced.load(Ordering::Relaxed),
         )?;
         counter(

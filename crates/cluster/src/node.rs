@@ -66,7 +66,7 @@ impl ClusterNode {
         let store = EtcdStore::new(etcd.clone(), keys.clone(), status.clone());
         let (stored, revision) = store.load().await.map_err(ClusterError::Load)?;
         let groups = mcp_health_engine::store::validate_stored(stored, limits).map_err(ClusterError::Invalid)?;
-        let (seam, publisher) = shared::seam(status.clone());
+        let (seam, publisher) = shared::seam(status.clone(), store.clone());
         let node = ClusterNode {
             etcd,
             keys,
@@ -136,11 +136,14 @@ impl ClusterNode {
         if let Some(p) = self.publisher.take() {
             tokio::spawn(p.run(VerdictWriter::new(self.etcd.clone(), self.keys.clone(), self.status.clone()), c.clone()));
         }
+        let (seeds, seed_requests) = shared::seeds();
         tokio::spawn(shared::follow_verdicts(
             self.etcd.clone(),
             self.keys.clone(),
             self.status.clone(),
+            self.store.clone(),
             engine.clone(),
+            seed_requests,
             c.clone(),
         ));
         tokio::spawn(super::answers::answer_probes(
@@ -156,6 +159,7 @@ impl ClusterNode {
             store: self.store.clone(),
             engine,
             status: self.status.clone(),
+            seeds,
         };
         tokio::spawn(groups.run(self.revision, c.clone()));
     }

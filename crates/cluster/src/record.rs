@@ -9,6 +9,17 @@
 //! - **Version 2**: JSON with `"v": 2` and plain fields (status and codes by
 //!   their proto enum names, times in Unix milliseconds).
 //!
+//! - **The group's incarnation** (`groupCreated`, version 2 only): the
+//!   etcd create revision of the group key the verdict was computed for. The
+//!   write is fenced on it (`verdicts`) and readers ignore a record of
+//!   another incarnation (`shared`), so a verdict of a deleted group that
+//!   reaches etcd late is never taken for the group applied again. A
+//!   version-1 record has none: an old member writes it fenced by its lease
+//!   only, and a new reader takes it only if it was written after the
+//!   incarnation it holds was created (its mod revision); an old reader
+//!   never sees version 2 (below), and a version-2 reader from before the
+//!   field ignores it (unknown fields are skipped).
+//!
 //! Every binary reads every version it knows. A writer writes the highest
 //! version that every live member advertises (`Member::records`; a member
 //! that advertises none is at version 1), so an old replica never meets a
@@ -28,11 +39,14 @@ use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage
 /// The highest record version this binary reads and writes (what it advertises).
 pub const RECORD_VERSION: u32 = 2;
 
-/// One verdict record: who wrote it, and the verdict.
+/// One verdict record: who wrote it, for which incarnation of its group, and the verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictRecord {
     /// The member id that wrote it.
     pub writer: String,
+    /// The create revision of the group key the verdict belongs to; None for
+    /// a group not in etcd (a config-file group) and in version 1.
+    pub group_created: Option<i64>,
     pub verdict: SharedVerdict,
 }
 
@@ -130,6 +144,7 @@ impl From<V1> for VerdictRecord {
         };
         VerdictRecord {
             writer: v.writer,
+            group_created: None,
             verdict: SharedVerdict {
                 verdict: Verdict {
                     status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
@@ -168,6 +183,8 @@ impl From<V1> for VerdictRecord {
 struct V2 {
     v: u32,
     writer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_created: Option<i64>,
     status: String,
     consecutive_failures: u32,
     consecutive_successes: u32,
@@ -239,6 +256,7 @@ impl From<&VerdictRecord> for V2 {
         V2 {
             v: 2,
             writer: r.writer.clone(),
+            group_created: r.group_created,
             status: s.verdict.status.as_str_name().to_owned(),
             consecutive_failures: s.verdict.consecutive_failures,
             consecutive_successes: s.verdict.consecutive_successes,
@@ -280,6 +298,7 @@ impl TryFrom<V2> for VerdictRecord {
         let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
         Ok(VerdictRecord {
             writer: v.writer,
+            group_created: v.group_created,
             verdict: SharedVerdict {
                 verdict: Verdict {
                     status: BackendStatus::from_str_name(&v.status).ok_or(UnknownName)?,
@@ -324,6 +343,7 @@ mod tests {
     fn full() -> VerdictRecord {
         VerdictRecord {
             writer: "00000000000000aa".into(),
+            group_created: None,
             verdict: SharedVerdict {
                 verdict: Verdict {
                     status: BackendStatus::Degraded,
@@ -367,6 +387,7 @@ mod tests {
     fn empty() -> VerdictRecord {
         VerdictRecord {
             writer: "b".into(),
+            group_created: None,
             verdict: SharedVerdict {
                 verdict: Verdict::unknown(),
                 reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
@@ -393,6 +414,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The group's incarnation is in version 2 only: version 1 (the old
+    /// binary's format) has no place for it and reads back without one.
+    #[test]
+    fn the_group_incarnation_is_kept_in_version_2_only() {
+        let mut record = full();
+        record.group_created = Some(4_711);
+        let json: serde_json::Value = serde_json::from_slice(&record.encode(2)).unwrap();
+        assert_eq!(json["groupCreated"], 4_711);
+        assert_eq!(VerdictRecord::decode(&record.encode(2)), Some(record.clone()));
+        let v1 = record.encode(1);
+        assert!(!String::from_utf8_lossy(&v1).contains("4711"), "{}", String::from_utf8_lossy(&v1));
+        assert_eq!(VerdictRecord::decode(&v1).map(|r| r.group_created), Some(None));
+        // Absent (a config-file group), the field is not written at all.
+        let json: serde_json::Value = serde_json::from_slice(&full().encode(2)).unwrap();
+        assert!(json.get("groupCreated").is_none(), "{json}");
     }
 
     /// A record exactly as a binary from before versioning wrote it (its

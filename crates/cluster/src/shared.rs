@@ -1,14 +1,18 @@
 //! Shared verdicts, both ways, for the engine's `ClusterSeam`: local verdict
 //! changes go out through the fenced `VerdictWriter` (one task; one pending
-//! verdict per backend, latest wins: `outbox`);
+//! verdict per backend, latest wins: `outbox`), each tied to the incarnation
+//! of its group the engine held when it changed;
 //! verdicts other replicas wrote come in from the `{prefix}/verdicts/` watch
-//! and are handed to the engine. Ownership answers come from the member view.
+//! and are handed to the engine, unless they are of another incarnation of
+//! their group than the one this replica holds. Ownership answers come from
+//! the member view.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
@@ -16,19 +20,28 @@ use super::keys::Keys;
 use super::outbox::Outbox;
 use super::record::VerdictRecord;
 use super::status::ClusterStatus;
-use super::verdicts::VerdictWriter;
+use super::store::EtcdStore;
+use super::verdicts::{Published, VerdictWriter};
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::Engine;
 use mcp_health_engine::seam::{ClusterSeam, SharedVerdict};
 
-/// Local verdict changes on their way to etcd, by (group, backend).
-type Outgoings = Outbox<(String, String), SharedVerdict>;
+/// Local verdict changes on their way to etcd, by (group, backend), each
+/// with the create revision of its group's incarnation (None: not in etcd).
+type Outgoings = Outbox<(String, String), (SharedVerdict, Option<i64>)>;
 
 /// The engine's view of the cluster.
-#[derive(Debug)]
 pub struct Seam {
     status: ClusterStatus,
+    /// Which incarnation of a group the engine holds.
+    store: Arc<EtcdStore>,
     outgoing: Arc<Outgoings>,
+}
+
+impl std::fmt::Debug for Seam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seam").field("outgoing", &self.outgoing.len()).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for ClusterStatus {
@@ -44,17 +57,28 @@ impl ClusterSeam for Seam {
 
     fn verdict_changed(&self, group: &str, backend: &str, verdict: &SharedVerdict) {
         // Never waits, and a verdict not yet written is replaced by this one:
-        // only the latest verdict of a backend matters to the others.
-        self.outgoing.push((group.to_owned(), backend.to_owned()), verdict.clone());
+        // only the latest verdict of a backend matters to the others. The
+        // incarnation is the one named now, on the engine's owner task, not
+        // when the write is made: by then the group may be another.
+        let incarnation = self.store.incarnation(group);
+        self.outgoing.push((group.to_owned(), backend.to_owned()), (verdict.clone(), incarnation));
+    }
+}
+
+impl Seam {
+    /// How many backends have a verdict change the publisher has not taken yet.
+    pub fn pending(&self) -> usize {
+        self.outgoing.len()
     }
 }
 
 /// The seam, and the receiving end `publish` drains.
-pub fn seam(status: ClusterStatus) -> (Arc<Seam>, Publisher) {
+pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>) -> (Arc<Seam>, Publisher) {
     let outgoing = Arc::new(Outgoings::default());
     (
         Arc::new(Seam {
             status,
+            store,
             outgoing: outgoing.clone(),
         }),
         Publisher { outgoing },
@@ -70,16 +94,16 @@ const REWRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(500)
 
 impl Publisher {
     /// Writes local verdict changes, fenced, until `cancel`. A write etcd
-    /// failed (an error, e.g. during a leader election) is written again,
-    /// the latest per backend, while this replica still owns the backend:
-    /// an owner shares only changes, so a lost write would leave the others
-    /// on the old verdict. One refused because this replica is degraded or
-    /// fenced is dropped: after the spell the shared verdicts are read again
-    /// and an owner shown another verdict than its own shares it again
-    /// (`EngineState::take_remote`).
+    /// failed (an error, e.g. during a leader election), or one not made
+    /// because this replica was not a member then (degraded, or fenced: its
+    /// lease gone), is written again, the latest per backend, while this
+    /// replica still owns the backend: an owner shares only changes, so a
+    /// lost write would leave the others on the old verdict (or on none).
+    /// One whose group incarnation is gone is dropped: it belongs to no
+    /// group that exists.
     pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
         // Bounded like the outbox: one entry per backend.
-        let mut unwritten: BTreeMap<(String, String), SharedVerdict> = BTreeMap::new();
+        let mut unwritten: BTreeMap<(String, String), (SharedVerdict, Option<i64>)> = BTreeMap::new();
         loop {
             let rewrite = async {
                 if unwritten.is_empty() {
@@ -96,7 +120,7 @@ impl Publisher {
             }
             let keys: Vec<(String, String)> = unwritten.keys().cloned().collect();
             for key in keys {
-                let Some(verdict) = unwritten.get(&key) else { continue };
+                let Some((verdict, incarnation)) = unwritten.get(&key) else { continue };
                 let (group, backend) = (&key.0, &key.1);
                 // Owned by another member now: its verdict is the one to share.
                 if writer
@@ -106,10 +130,18 @@ impl Publisher {
                     unwritten.remove(&key);
                     continue;
                 }
-                match writer.publish(group, backend, verdict).await {
-                    Ok(_) => {
+                match writer.publish(group, backend, verdict, *incarnation).await {
+                    // Written, or for a group incarnation that is gone.
+                    Ok(Published::Committed | Published::Stale) => {
                         unwritten.remove(&key);
                     }
+                    // Not a member now (degraded, not joined, or its lease
+                    // gone): written once it is one again, if it still owns
+                    // the backend (checked above). Dropped, it would be lost
+                    // for good where no verdict of the backend is in etcd (a
+                    // group applied meanwhile), since nothing shows the owner
+                    // another verdict to share its own against.
+                    Ok(Published::Skipped | Published::Fenced) => {}
                     Err(e) => warn!(group = %group, backend = %backend, error = %e, "cannot share a verdict now; writing it again shortly"),
                 }
             }
@@ -117,7 +149,70 @@ impl Publisher {
     }
 }
 
-/// Feeds verdicts written by other replicas into `engine` until `cancel`.
+/// Asks the verdict follower to read one group's shared verdicts again (the
+/// group follower, for each group it applies: its verdicts may have come
+/// through the watch before the group did, and found nothing to land on).
+#[derive(Clone)]
+pub struct Seeds(mpsc::UnboundedSender<String>);
+
+impl Seeds {
+    /// Never waits: one request per group applied, served in order.
+    pub fn seed(&self, group: &str) {
+        // The follower ends only with the cluster node; nothing is left to seed then.
+        let _ = self.0.send(group.to_owned());
+    }
+}
+
+/// The requesting end, and the end `follow_verdicts` serves.
+pub fn seeds() -> (Seeds, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Seeds(tx), rx)
+}
+
+/// The shared verdicts `follow_verdicts` hands to the engine, and in which
+/// order: one task, so every key is taken at increasing mod revisions only,
+/// whether it came from the watch or from a read. A read of a group's
+/// verdicts used to be fed from the group follower's task, racing the
+/// watch: a read made just before an owner's newer write could reach the
+/// engine after that write had come through the watch, and the older
+/// verdict stood for good (an owner writes only changes). Found by the
+/// fault-schedule harness's long run (seed 42, fault 124): a backend removed
+/// from a group and added again was shown UNHEALTHY by one replica for
+/// good, its owner and the third replica HEALTHY.
+struct Taker<'a> {
+    keys: &'a Keys,
+    status: &'a ClusterStatus,
+    store: &'a EtcdStore,
+    engine: &'a Engine,
+    /// Key -> the mod revision last taken (or passed over) for it.
+    taken: HashMap<Vec<u8>, i64>,
+}
+
+impl Taker<'_> {
+    /// Takes `kv` if it is newer than what was taken for its key (or as
+    /// new, with `again`: a read of what the watch may already have given,
+    /// now that the engine may hold what it is for).
+    async fn take_newer(&mut self, kv: &KeyValue, again: bool) {
+        let last = self.taken.get(&kv.key).copied().unwrap_or(0);
+        if kv.mod_revision < last || (kv.mod_revision == last && !again) {
+            return;
+        }
+        self.taken.insert(kv.key.clone(), kv.mod_revision);
+        take(self.keys, self.status, self.store, self.engine, kv).await;
+    }
+
+    /// Reads every verdict under `prefix` and takes each, `again`.
+    async fn read(&mut self, etcd: &Etcd, prefix: &str) -> Result<(), super::etcd::EtcdError> {
+        let (kvs, _) = etcd.range_prefix(prefix).await?;
+        for kv in kvs {
+            self.take_newer(&kv, true).await;
+        }
+        Ok(())
+    }
+}
+
+/// Feeds verdicts written by other replicas into `engine` until `cancel`,
+/// and serves `seeds` (a group's verdicts read again, in the same order).
 ///
 /// After a spell degraded it feeds every shared verdict again: while
 /// degraded this replica probed every backend itself and its own verdicts
@@ -127,43 +222,60 @@ impl Publisher {
 /// and the fleet kept showing UNHEALTHY, after the heal, backends its peers
 /// showed HEALTHY). Each key is taken at increasing mod revisions only, so a
 /// change still queued from before the re-read never undoes it.
-pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engine: Engine, cancel: CancellationToken) {
+pub async fn follow_verdicts(
+    etcd: Etcd,
+    keys: Keys,
+    status: ClusterStatus,
+    store: Arc<EtcdStore>,
+    engine: Engine,
+    mut seeds: mpsc::UnboundedReceiver<String>,
+    cancel: CancellationToken,
+) {
     let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
     let mut view = status.subscribe();
     let mut was_degraded = view.borrow_and_update().degraded.is_some();
-    let mut taken: HashMap<Vec<u8>, i64> = HashMap::new();
+    let mut taker = Taker {
+        keys: &keys,
+        status: &status,
+        store: &store,
+        engine: &engine,
+        taken: HashMap::new(),
+    };
+    let mut seeding = true;
     loop {
         tokio::select! {
             change = changes.recv() => match change {
                 None => return,
                 Some(Change::Reset(kvs)) => {
                     for kv in kvs {
-                        take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
+                        taker.take_newer(&kv, true).await;
                     }
                 }
-                Some(Change::Put(kv)) => take_newer(&keys, &status, &engine, &mut taken, &kv, false).await,
+                Some(Change::Put(kv)) => taker.take_newer(&kv, false).await,
                 // A group's verdicts go with the group; only forget the revision.
                 Some(Change::Delete(kv)) => {
-                    taken.remove(&kv.key);
+                    taker.taken.remove(&kv.key);
                 }
+            },
+            group = seeds.recv(), if seeding => match group {
+                Some(group) => {
+                    if let Err(e) = taker.read(&etcd, &keys.group_verdicts(&group)).await {
+                        status.etcd_error();
+                        warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
+                    }
+                }
+                None => seeding = false,
             },
             changed = view.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 let degraded = view.borrow_and_update().degraded.is_some();
-                if was_degraded && !degraded {
-                    match etcd.range_prefix(&keys.verdicts()).await {
-                        Ok((kvs, _)) => {
-                            for kv in kvs {
-                                take_newer(&keys, &status, &engine, &mut taken, &kv, true).await;
-                            }
-                        }
-                        Err(e) => {
-                            status.etcd_error();
-                            warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
-                        }
-                    }
+                if was_degraded && !degraded
+                    && let Err(e) = taker.read(&etcd, &keys.verdicts()).await
+                {
+                    status.etcd_error();
+                    warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
                 }
                 was_degraded = degraded;
             }
@@ -171,34 +283,21 @@ pub async fn follow_verdicts(etcd: Etcd, keys: Keys, status: ClusterStatus, engi
     }
 }
 
-/// Takes `kv` if it is newer than what was taken for its key (or as new,
-/// with `again`: the re-read after a degraded spell).
-async fn take_newer(keys: &Keys, status: &ClusterStatus, engine: &Engine, taken: &mut HashMap<Vec<u8>, i64>, kv: &KeyValue, again: bool) {
-    let last = taken.get(&kv.key).copied().unwrap_or(0);
-    if kv.mod_revision < last || (kv.mod_revision == last && !again) {
-        return;
-    }
-    taken.insert(kv.key.clone(), kv.mod_revision);
-    take(keys, status, engine, kv).await;
-}
-
-/// Feeds the shared verdicts of one group into `engine` (a group that just
-/// arrived from another replica starts from them, not from UNKNOWN).
-pub async fn seed_group(etcd: &Etcd, keys: &Keys, status: &ClusterStatus, engine: &Engine, group: &str) {
-    match etcd.range_prefix(&keys.group_verdicts(group)).await {
-        Ok((kvs, _)) => {
-            for kv in kvs {
-                take(keys, status, engine, &kv).await;
-            }
-        }
-        Err(e) => {
-            status.etcd_error();
-            warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
-        }
+/// Whether a verdict record is of the incarnation of its group this replica
+/// holds: `held` is that incarnation's create revision (None: no API group
+/// of that name here, e.g. a config-file group; the engine drops a verdict
+/// for a group it does not have), `created` the record's, `mod_revision` the
+/// record key's. A record without one (version 1, from an old member) is
+/// taken only if it was written after the held incarnation was created.
+fn of_held_incarnation(held: Option<i64>, created: Option<i64>, mod_revision: i64) -> bool {
+    match (held, created) {
+        (None, _) => true,
+        (Some(held), Some(created)) => created == held,
+        (Some(held), None) => mod_revision > held,
     }
 }
 
-async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValue) {
+async fn take(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, kv: &KeyValue) {
     let key = String::from_utf8_lossy(&kv.key);
     let Some((group, backend)) = keys.verdict_of(&key) else { return };
     let Some(record) = VerdictRecord::decode(&kv.value) else {
@@ -210,5 +309,47 @@ async fn take(keys: &Keys, status: &ClusterStatus, engine: &Engine, kv: &KeyValu
     if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str()) && !view.owns(group, backend)) {
         return;
     }
+    // Another incarnation's: a deleted one's, or one this replica has not
+    // applied yet (it is read again when it has: `Seeds`).
+    let held = store.incarnation(group);
+    if !of_held_incarnation(held, record.group_created, kv.mod_revision) {
+        return debug!(
+            group,
+            backend,
+            held,
+            of = record.group_created,
+            "ignoring a shared verdict of another incarnation of its group"
+        );
+    }
     let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), record.verdict).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_taken_only_for_the_incarnation_held() {
+        // (held, the record's incarnation, its mod revision, taken)
+        let cases: &[(Option<i64>, Option<i64>, i64, bool)] = &[
+            // No API group here (config-file group, or not applied yet): taken.
+            (None, None, 5, true),
+            (None, Some(7), 9, true),
+            // Version 2: exactly the held incarnation.
+            (Some(7), Some(7), 9, true),
+            (Some(7), Some(3), 9, false),
+            (Some(7), Some(12), 14, false),
+            // Version 1 (an old member): written after the held incarnation was created.
+            (Some(7), None, 9, true),
+            (Some(7), None, 6, false),
+            (Some(7), None, 7, false),
+        ];
+        for (held, created, mod_revision, want) in cases {
+            assert_eq!(
+                of_held_incarnation(*held, *created, *mod_revision),
+                *want,
+                "{held:?} {created:?} {mod_revision}"
+            );
+        }
+    }
 }

@@ -92,6 +92,14 @@ impl EtcdStore {
         lock(&self.incarnations).insert(name.to_owned(), (create_revision, version));
     }
 
+    /// The create revision of the incarnation of `name` the engine holds (or
+    /// is being given by the group follower): what a verdict computed now is
+    /// for. None for a group not in etcd (a config-file group), or while the
+    /// engine holds no incarnation of it.
+    pub fn incarnation(&self, name: &str) -> Option<i64> {
+        lock(&self.incarnations).get(name).map(|(created, _)| *created)
+    }
+
     /// The engine no longer holds `name`.
     pub fn forgot(&self, name: &str) {
         lock(&self.incarnations).remove(name);

@@ -345,6 +345,16 @@ impl Owner {
         }
         let reply = r.reply.take();
         let pace = r.pace.take();
+        // Cluster mode: a scheduled probe of a backend another replica owns
+        // now (started while this one probed everything, degraded, and ended
+        // after it rejoined) says nothing the owner's shared verdict does not
+        // say better; folded, a failure the partition caused would replace
+        // that verdict here for good, since the owner shares only changes
+        // (found by the fault-schedule harness, seed 42, fault 192). Dropped:
+        // the scheduler, asked nothing, keeps its steady pace.
+        if reply.is_none() && self.cluster.as_ref().is_some_and(|c| !c.owns(&r.group, &r.backend)) {
+            return;
+        }
         let mut fx = Effects::default();
         let folded = self.state.fold(&r, SystemTime::now(), &mut fx);
         self.execute(fx, Some(&r));

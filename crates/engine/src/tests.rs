@@ -22,6 +22,8 @@ enum Script {
     Down,
     /// Never answers, ignoring its deadline, to exercise the scheduler's own bound.
     Hang,
+    /// Refused, once the test releases it (`Scripted::release`).
+    HeldDown,
     /// JSON-RPC -32023 from the server itself, asking for this many seconds.
     RateLimited(Option<u64>),
     /// A bare 429 from a front, with this Retry-After in seconds.
@@ -41,6 +43,8 @@ struct Scripted {
     /// The revision each probe found remembered, in order (an answering
     /// probe remembers "2025-06-18", as a real one detects it).
     remembered: Mutex<Vec<Option<String>>>,
+    /// Lets a `HeldDown` probe answer.
+    release: tokio::sync::Notify,
 }
 
 impl Scripted {
@@ -76,6 +80,10 @@ impl Probe for Scripted {
                 }
                 Script::Down => ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused")),
                 Script::Hang => std::future::pending().await,
+                Script::HeldDown => {
+                    self.release.notified().await;
+                    ProbeOutcome::failure(Reason::new(ReasonCode::ConnectionRefused, "connection refused"))
+                }
                 Script::RateLimited(wait) => ProbeOutcome {
                     retry_after: wait.map(Duration::from_secs),
                     ..ProbeOutcome::rate_limited(Reason::http(ReasonCode::RateLimited, 429, "-32023"), ServerFacts::default())
@@ -451,6 +459,63 @@ impl seam::ClusterSeam for OwnsNothing {
         false
     }
     fn verdict_changed(&self, _: &str, _: &str, _: &seam::SharedVerdict) {}
+}
+
+/// Cluster mode with ownership the test moves.
+#[derive(Debug, Default)]
+struct Owns(std::sync::atomic::AtomicBool);
+
+impl seam::ClusterSeam for Owns {
+    fn owns(&self, _: &str, _: &str) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn verdict_changed(&self, _: &str, _: &str, _: &seam::SharedVerdict) {}
+}
+
+/// A scheduled probe that ends after its backend moved to another replica
+/// (it started while this one probed every backend, degraded, and ended after
+/// it rejoined) changes nothing here: the owner's shared verdict stands.
+/// Folded, its result (a failure the partition caused) replaced that verdict
+/// for good, since the owner shares only changes (found by the fault-schedule
+/// harness, seed 42, fault 192: a replica cut off from etcd and the fleet
+/// showed every backend DEGRADED after the heal, the others HEALTHY).
+#[tokio::test(start_paused = true)]
+async fn a_scheduled_result_for_a_backend_owned_elsewhere_now_is_dropped() {
+    let prober = Arc::new(Scripted::default());
+    let owns = Arc::new(Owns::default());
+    owns.0.store(true, Ordering::SeqCst);
+    let config = EngineConfig {
+        cluster: Some(owns.clone()),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, prober.clone(), HealthStatuses::default());
+    let url = "http://a.test/mcp";
+    engine
+        .apply(
+            spec("name: g\npolicy: {interval: 60s}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n"),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    while status_of(&engine, "g", "a").await != BackendStatus::Healthy {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next probe starts while this replica owns the backend...
+    prober.set(url, Script::HeldDown);
+    while prober.calls(url) < 2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // ... and ends, refused, after the backend moved to another replica.
+    owns.0.store(false, Ordering::SeqCst);
+    prober.release.notify_one();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(prober.calls(url), 2);
+    assert_eq!(
+        status_of(&engine, "g", "a").await,
+        BackendStatus::Healthy,
+        "a result for a backend owned elsewhere was folded"
+    );
+    engine.shutdown().await;
 }
 
 /// A verdict shared for a group whose creation is still being written to the

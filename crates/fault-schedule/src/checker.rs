@@ -36,6 +36,7 @@ pub fn check(h: &History, fleet_sources: &[IpAddr]) -> Verdict {
     let keys = Keys::new(PREFIX);
     check_mutations(h, &keys, &mut v);
     check_fencing(h, &keys, &mut v);
+    check_incarnations(h, &keys, &mut v);
     check_probes(h, &keys, fleet_sources, &mut v);
     check_unhealthy(h, &keys, fleet_sources, &mut v);
     check_watches(h, &mut v);
@@ -214,6 +215,38 @@ fn check_fencing(h: &History, keys: &Keys, v: &mut Verdict) {
                 "stale-owner write: verdict {} at revision {} by {} whose member key lived {life:?}",
                 e.key, e.mod_revision, sv.writer
             )),
+        }
+    }
+}
+
+/// No verdict of another incarnation: each verdict written names the
+/// incarnation of its group that existed at its revision (the group key's
+/// create revision), or none while no group of that name existed.
+fn check_incarnations(h: &History, keys: &Keys, v: &mut Verdict) {
+    let mut events: Vec<&EtcdEvent> = h.events.iter().collect();
+    events.sort_by_key(|e| e.mod_revision);
+    // Group name -> the create revision of its incarnation in etcd now.
+    let mut live: HashMap<&str, i64> = HashMap::new();
+    for e in events {
+        if let Some(g) = keys.group_name(&e.key) {
+            if e.put {
+                live.insert(g, e.create_revision);
+            } else {
+                live.remove(g);
+            }
+        } else if e.put
+            && let Some((g, _)) = keys.verdict_of(&e.key)
+            && let Some(record) = VerdictRecord::decode(&e.value)
+            && record.group_created.is_some()
+            && record.group_created != live.get(g).copied()
+        {
+            v.safety.push(format!(
+                "verdict {} at revision {} is for the incarnation created at {:?}; etcd then had {:?}",
+                e.key,
+                e.mod_revision,
+                record.group_created,
+                live.get(g)
+            ));
         }
     }
 }
@@ -425,6 +458,7 @@ mod tests {
     fn record(writer: i64) -> VerdictRecord {
         VerdictRecord {
             writer: format!("{writer:016x}"),
+            group_created: None,
             verdict: mcp_health::engine::seam::SharedVerdict {
                 verdict: mcp_health::core::verdict::Verdict {
                     status: BackendStatus::Healthy,
@@ -456,6 +490,25 @@ mod tests {
             arrived: at,
             ..put(keys().verdict("g", "fleet-0"), v.encode(2), rev, 1, 0)
         }
+    }
+
+    /// A verdict by member 7 for g/b naming the group incarnation created at `created`.
+    fn verdict_of_incarnation(created: Option<i64>, rev: i64) -> EtcdEvent {
+        let mut v = record(7);
+        v.group_created = created;
+        put(keys().verdict("g", "b"), v.encode(2), rev, 1, 0)
+    }
+
+    /// Group g applied, deleted and applied again, each acknowledged.
+    fn recreated() -> Vec<Op> {
+        vec![
+            apply(1, acked(1)),
+            Op {
+                kind: OpKind::Delete,
+                ..apply(0, acked(0))
+            },
+            apply(2, acked(1)),
+        ]
     }
 
     fn watch(kinds_revisions: &[(WatchEventKind, u64)]) -> Vec<WatchMessage> {
@@ -560,6 +613,36 @@ mod tests {
                     ..Default::default()
                 },
                 0,
+            ),
+            (
+                "a verdict for the group's incarnation in etcd",
+                History {
+                    ops: recreated(),
+                    events: vec![
+                        member(7, 1),
+                        apply_put(1, 2, 1),
+                        delete(keys().group("g"), 3),
+                        apply_put(2, 4, 1),
+                        verdict_of_incarnation(Some(4), 5),
+                    ],
+                    ..Default::default()
+                },
+                0,
+            ),
+            (
+                "a verdict of a deleted incarnation, on the group created again",
+                History {
+                    ops: recreated(),
+                    events: vec![
+                        member(7, 1),
+                        apply_put(1, 2, 1),
+                        delete(keys().group("g"), 3),
+                        apply_put(2, 4, 1),
+                        verdict_of_incarnation(Some(2), 5),
+                    ],
+                    ..Default::default()
+                },
+                1,
             ),
             (
                 "an acknowledged delete lost",
