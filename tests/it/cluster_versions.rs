@@ -77,7 +77,16 @@ async fn an_old_and_a_new_replica_share_verdicts_both_ways() {
         fixtures.push(FixtureServer::start().await.expect("fixture"));
     }
     let endpoints = etcd.endpoints_arg();
-    let args = ["--etcd-endpoints", &endpoints, "--etcd-prefix", PREFIX, "--etcd-lease-ttl", "5"];
+    let args = [
+        "--etcd-endpoints",
+        &endpoints,
+        "--etcd-prefix",
+        PREFIX,
+        "--etcd-lease-ttl",
+        "5",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
     let old = Daemon::spawn_binary(&previous, &args);
     let new = Daemon::spawn(&args);
     let (old_client, new_client) = (old.client().await, new.client().await);
@@ -139,6 +148,33 @@ async fn an_old_and_a_new_replica_share_verdicts_both_ways() {
     if let Err(seen) = wait_all(&new_client, BackendStatus::Unhealthy).await {
         panic!("the new replica never showed the old replica's verdicts: {seen:?} (the old one owns {owned_by_old:?})");
     }
+    // Each replica probed only what it owns (its last-probe gauge is exported
+    // for those alone), so what it showed of the others came from their records.
+    let (old_probed, new_probed) = (probed(&old).await, probed(&new).await);
+    let owned_by_new: Vec<String> = (0..BACKENDS).map(|i| format!("b{i}")).filter(|b| !owned_by_old.contains(b)).collect();
+    assert_eq!(old_probed, owned_by_old, "the backends the old replica probed");
+    assert_eq!(new_probed, owned_by_new, "the backends the new replica probed");
     let _ = old.stop().await;
     let _ = new.stop().await;
+}
+
+/// The backends a replica probed: those with a last-probe time in its /metrics.
+async fn probed(d: &Daemon) -> Vec<String> {
+    crate::common::install_crypto();
+    let addr = d
+        .log
+        .iter()
+        .find_map(|l| {
+            let json: serde_json::Value = serde_json::from_str(l).ok()?;
+            (json["message"] == "metrics serving on /metrics").then(|| json["addr"].as_str().map(str::to_owned))?
+        })
+        .expect("the metrics address is logged before serving");
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let mut backends: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("mcp_health_backend_last_probe_timestamp"))
+        .filter_map(|l| l.split("backend=\"").nth(1)?.split('"').next().map(str::to_owned))
+        .collect();
+    backends.sort_by_key(|b| b[1..].parse::<usize>().unwrap_or(usize::MAX));
+    backends
 }
