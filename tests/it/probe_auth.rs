@@ -251,6 +251,8 @@ async fn oauth2_tokens_are_fetched_cached_and_dropped_when_rejected() {
     assert_eq!(form.get("grant_type").map(String::as_str), Some("client_credentials"));
     assert_eq!(form.get("scope").map(String::as_str), Some("mcp:read mcp:probe"));
     assert_eq!(form.get("audience").map(String::as_str), Some("https://mcp.example"));
+    // RFC 8707: the token is asked for this MCP server, by its canonical URI.
+    assert_eq!(form.get("resource"), Some(&s.fixture.url()));
     // Cached: the next probe needs no token request.
     assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
     assert_eq!(s.fixture.stats().token_requests, 1);

@@ -1,6 +1,8 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for probes: a token from the
-//! backend's token endpoint, cached per (token URL, client id, scopes,
-//! audience) until shortly before it expires, and dropped when a backend
+//! backend's token endpoint, for the backend's canonical resource URI (the
+//! `resource` parameter of RFC 8707, as the MCP authorization spec requires),
+//! cached per (token URL, client id, scopes, audience, resource) until
+//! shortly before it expires, and dropped when a backend
 //! rejects it or no live backend uses it any more; at most
 //! `MAX_CACHED_TOKENS` of them, the least recently used evicted first. The client authenticates
 //! with HTTP Basic (client_secret_basic, RFC 6749 §2.3.1, which every token
@@ -45,6 +47,8 @@ struct Key {
     client_id: String,
     scopes: String,
     audience: String,
+    /// The backend's canonical resource URI (RFC 8707): a token is bound to it.
+    resource: String,
 }
 
 struct Cached {
@@ -186,20 +190,36 @@ fn spec(target: &ProbeTarget) -> Option<&OAuth2ClientCredentials> {
     auth.oauth2_client_credentials.as_ref()
 }
 
-async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
+async fn key(spec: &OAuth2ClientCredentials, backend: &url::Url) -> Result<Key, Reason> {
     Ok(Key {
         token_url: spec.token_url.clone(),
         client_id: read_secret(spec.client_id.as_ref()).await?,
         scopes: spec.scopes.join(" "),
         audience: spec.audience.clone(),
+        resource: resource_uri(backend),
     })
+}
+
+/// The canonical URI of the MCP server at `backend` (MCP authorization spec,
+/// "Canonical Server URI"; RFC 8707 §2): its URL without a fragment, and
+/// without the lone `/` of an empty path. `Url` already lowercases the scheme
+/// and host.
+pub fn resource_uri(backend: &url::Url) -> String {
+    let mut u = backend.clone();
+    u.set_fragment(None);
+    let s = u.as_str();
+    if u.path() == "/" && u.query().is_none() {
+        s.trim_end_matches('/').to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// The `Authorization: Bearer` header for a client-credentials backend:
 /// cached, or fetched now. Failures are CREDENTIALS_UNAVAILABLE.
 pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
-    let key = key(spec).await?;
+    let key = key(spec, &target.backend.url).await?;
     if let Some(value) = tokens.get(&key, &target.alive) {
         return Ok((AUTHORIZATION, value));
     }
@@ -216,7 +236,7 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
 /// the next probe fetches a fresh one.
 pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
     let Some(spec) = spec(target) else { return };
-    if let Ok(key) = key(spec).await {
+    if let Ok(key) = key(spec, &target.backend.url).await {
         prober.tokens.remove(&key);
     }
 }
@@ -231,6 +251,7 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
         if !key.audience.is_empty() {
             form.append_pair("audience", &key.audience);
         }
+        form.append_pair("resource", &key.resource);
         form.finish()
     };
     // Validation refuses these too; checked again here, where the secret leaves.
@@ -287,6 +308,21 @@ mod tests {
             client_id: name.to_owned(),
             scopes: String::new(),
             audience: String::new(),
+            resource: "https://mcp.example/mcp".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_resource_is_the_canonical_server_uri() {
+        let cases = [
+            ("https://MCP.Example.com/mcp", "https://mcp.example.com/mcp"),
+            ("https://mcp.example.com/", "https://mcp.example.com"),
+            ("https://mcp.example.com", "https://mcp.example.com"),
+            ("https://mcp.example.com:8443/a/b/#frag", "https://mcp.example.com:8443/a/b/"),
+            ("http://127.0.0.1:9/mcp?tenant=1", "http://127.0.0.1:9/mcp?tenant=1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(resource_uri(&url::Url::parse(url).unwrap()), want, "{url}");
         }
     }
 
