@@ -15,6 +15,7 @@ mod cli_commands;
 mod cluster_daemons;
 mod cluster_etcd;
 mod cluster_more;
+mod conformance;
 mod docs;
 mod drain;
 mod edge_intervals;
