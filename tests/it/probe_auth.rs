@@ -422,6 +422,22 @@ async fn oauth2_token_url_is_discovered_again_when_the_token_endpoint_fails() {
 }
 
 #[tokio::test]
+async fn an_unreadable_secret_does_not_send_the_probe_discovering_again() {
+    let s = oauth_fixture(0).await;
+    let t = target(discovered_backend(&s));
+    let prober = HttpProber::default();
+    let mut mem = ProbeMemory::default();
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    std::fs::remove_file(&s.secret_file).unwrap();
+    let r = probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(r.outcome.reason.message.contains("cannot read secret file"), "{}", r.outcome.reason.message);
+    // The endpoint did not fail: it stays remembered, and nothing was asked again.
+    assert_eq!((s.fixture.stats().auth_server_metadata_requests, s.fixture.stats().token_requests), (1, 1));
+    assert!(mem.token_endpoint.is_some());
+}
+
+#[tokio::test]
 async fn oauth2_token_url_discovery_failures_name_the_step() {
     // No authorization server metadata anywhere.
     let s = oauth_fixture_with(OAuthClient {

@@ -264,7 +264,9 @@ pub async fn bearer(prober: &super::HttpProber, target: &ProbeTarget, memory: &m
     loop {
         match token(&prober.tokens, spec, target, &endpoint).await {
             Ok(header) => return Ok(header),
-            Err(reason) if endpoint.issuer.is_some() => {
+            // A secret that cannot be read says nothing about the endpoint.
+            Err(TokenError::Local(reason)) => return Err(reason),
+            Err(TokenError::Endpoint(reason)) if endpoint.issuer.is_some() => {
                 memory.token_endpoint = None;
                 if !endpoint.from_memory {
                     return Err(reason);
@@ -275,25 +277,31 @@ pub async fn bearer(prober: &super::HttpProber, target: &ProbeTarget, memory: &m
                 }
                 endpoint = again;
             }
-            Err(reason) => return Err(reason),
+            Err(TokenError::Endpoint(reason)) => return Err(reason),
         }
     }
 }
 
-async fn token(tokens: &TokenCache, spec: &OAuth2ClientCredentials, target: &ProbeTarget, endpoint: &Endpoint) -> Result<AuthHeader, Reason> {
-    let key = key(spec, &endpoint.token_url, &target.backend.url).await?;
+/// Why no token: something on this side (a secret, the key), or the token endpoint.
+enum TokenError {
+    Local(Reason),
+    Endpoint(Reason),
+}
+
+async fn token(tokens: &TokenCache, spec: &OAuth2ClientCredentials, target: &ProbeTarget, endpoint: &Endpoint) -> Result<AuthHeader, TokenError> {
+    let key = key(spec, &endpoint.token_url, &target.backend.url).await.map_err(TokenError::Local)?;
     if let Some(value) = tokens.get(&key, &target.alive) {
         return Ok((AUTHORIZATION, value));
     }
     let auth = match &spec.private_key_jwt {
-        Some(jwt) => ClientAuth::Jwt {
-            key_pem: read_secret(jwt.private_key.as_ref()).await?,
-            algorithm: jwt.algorithm.clone(),
-            audience: endpoint.issuer.clone().unwrap_or_else(|| endpoint.token_url.clone()),
-        },
-        None => ClientAuth::Basic(read_secret(spec.client_secret.as_ref()).await?),
+        Some(jwt) => {
+            let key_pem = read_secret(jwt.private_key.as_ref()).await.map_err(TokenError::Local)?;
+            let audience = endpoint.issuer.clone().unwrap_or_else(|| endpoint.token_url.clone());
+            ClientAuth::Jwt(assertion(&key.client_id, &key_pem, &jwt.algorithm, &audience).map_err(TokenError::Local)?)
+        }
+        None => ClientAuth::Basic(read_secret(spec.client_secret.as_ref()).await.map_err(TokenError::Local)?),
     };
-    let (value, lifetime) = fetch(target, &key, &auth).await?;
+    let (value, lifetime) = fetch(target, &key, &auth).await.map_err(TokenError::Endpoint)?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
         tokens.insert(key, value.clone(), Instant::now() + lifetime - margin, &target.alive);
@@ -322,8 +330,8 @@ pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget, memo
 enum ClientAuth {
     /// client_secret_basic (RFC 6749 §2.3.1).
     Basic(String),
-    /// private_key_jwt (RFC 7523 §2.2).
-    Jwt { key_pem: String, algorithm: String, audience: String },
+    /// private_key_jwt (RFC 7523 §2.2): the signed client assertion.
+    Jwt(String),
 }
 
 /// How long a client assertion is valid: one token request.
@@ -370,10 +378,10 @@ async fn fetch(target: &ProbeTarget, key: &Key, auth: &ClientAuth) -> Result<(He
             form.append_pair("audience", &key.audience);
         }
         form.append_pair("resource", &key.resource);
-        if let ClientAuth::Jwt { key_pem, algorithm, audience } = auth {
+        if let ClientAuth::Jwt(assertion) = auth {
             form.append_pair("client_id", &key.client_id);
             form.append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-            form.append_pair("client_assertion", &assertion(&key.client_id, key_pem, algorithm, audience)?);
+            form.append_pair("client_assertion", assertion);
         }
         form.finish()
     };
