@@ -5,6 +5,8 @@
 #   - tests/interop/node/node_modules from the committed package-lock.json (`npm ci`):
 #     @modelcontextprotocol/sdk 1.x, @modelcontextprotocol/server-everything,
 #     supergateway, express;
+#   - tests/interop/conformance/node_modules (`npm ci`): @modelcontextprotocol/conformance
+#     and Node.js 22 (the npm package `node`), for tests/it/conformance.rs;
 #   - .venv-mcp1: the Python SDK 1.x line and mcp-proxy, pinned in
 #     tests/interop/requirements-mcp1.txt (its own venv: .venv has mcp 2.x);
 #   - crates/interop-rmcp (the rmcp server), built with `cargo build -p interop-rmcp`.
@@ -35,6 +37,21 @@ else
   say "npm ci in tests/interop/node"
   (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
+fi
+
+# The MCP conformance suite and the Node.js 22 it needs (fs.globSync), as the npm package
+# `node` inside its own node_modules: nothing changes the system's node.
+conf_dir="$repo/tests/interop/conformance"
+cstamp="$conf_dir/node_modules/.mcphealth-stamp"
+cwant="$(sha256sum "$conf_dir/package-lock.json" | cut -d' ' -f1)"
+if [[ $force -eq 0 && -f "$cstamp" && "$(cat "$cstamp")" == "$cwant" && -x "$conf_dir/node_modules/.bin/node" ]]; then
+  say "conformance suite up to date"
+else
+  say "npm ci in tests/interop/conformance (@modelcontextprotocol/conformance, node 22)"
+  (cd "$conf_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  "$conf_dir/node_modules/.bin/node" -e 'if (typeof require("fs").globSync !== "function") process.exit(1)' \
+    || { say "error: the conformance suite's node has no fs.globSync"; exit 1; }
+  echo "$cwant" > "$cstamp"
 fi
 
 vstamp="$venv/.mcphealth-stamp"

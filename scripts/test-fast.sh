@@ -13,6 +13,7 @@
 #   cluster_daemons:: cluster_etcd:: cluster_more::    etcd (and root, for the network partition)
 #   cluster_versions::                                 etcd and the previous release (scripts/build-previous.sh)
 #   interop:: interop_matrix:: catalog:: checks::      the Python and TypeScript SDKs (.venv, npm)
+#   conformance::                                      the MCP conformance suite and its Node.js 22 (npm)
 #   alerts:: metrics_prometheus::                      prometheus and promtool
 #   security_validation::                              grpcurl from .venv
 set -euo pipefail
@@ -29,7 +30,7 @@ cargo test --test it -- \
   --skip probe_cost:: \
   --skip xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server \
   --skip cluster_daemons:: --skip cluster_etcd:: --skip cluster_more:: --skip cluster_versions:: \
-  --skip interop:: --skip interop_matrix:: --skip catalog:: --skip checks:: \
+  --skip interop:: --skip interop_matrix:: --skip catalog:: --skip checks:: --skip conformance:: \
   --skip alerts:: --skip metrics_prometheus:: \
   --skip security_validation:: \
   --test-threads 4

@@ -16,6 +16,7 @@ mod cluster_daemons;
 mod cluster_etcd;
 mod cluster_more;
 mod cluster_versions;
+mod conformance;
 mod docs;
 mod drain;
 mod edge_intervals;

@@ -1,6 +1,7 @@
 //! Auth modes: anonymous per-user liveness probes (span field, RFC 9728
 //! metadata), static headers re-read at each use, OAuth 2.0 client
-//! credentials (token cache, rejection, endpoint failure), auth changes in the
+//! credentials (token cache, rejection, endpoint failure, the RFC 8707
+//! resource, token URL discovery, private_key_jwt), auth changes in the
 //! spec, and secrets kept out of statuses and logs.
 
 use crate::common;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestDaemon, backend, reason, status};
-use mcp_fixture::{Behavior, FixtureOptions, FixtureServer, OAuthClient, reserve_port};
+use mcp_fixture::{AssertionKey, AuthServerMetadata, Behavior, FixtureOptions, FixtureServer, OAuthClient, reserve_port};
 use mcp_health::core::outcome::OutcomeClass;
 use mcp_health::probe::{HttpProber, ProbeMemory, ProbeTarget};
 use mcp_health::proto::v1::{BackendStatus, ReasonCode, ResourceMetadataState};
@@ -209,12 +210,22 @@ struct OAuthSetup {
 }
 
 async fn oauth_fixture(expires_in: u64) -> OAuthSetup {
+    oauth_fixture_with(OAuthClient {
+        expires_in,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A fixture that requires a token its own token endpoint issues to `client`
+/// (whose id and secret are always the ones of the id and secret files).
+async fn oauth_fixture_with(client: OAuthClient) -> OAuthSetup {
     let fixture = FixtureServer::start_with(FixtureOptions {
         required_bearer: Some("issued-token".into()),
         oauth_client: Some(OAuthClient {
             id: "probe client".into(),
             secret: "s3cret:&=".into(),
-            expires_in,
+            ..client
         }),
         ..Default::default()
     })
@@ -251,6 +262,8 @@ async fn oauth2_tokens_are_fetched_cached_and_dropped_when_rejected() {
     assert_eq!(form.get("grant_type").map(String::as_str), Some("client_credentials"));
     assert_eq!(form.get("scope").map(String::as_str), Some("mcp:read mcp:probe"));
     assert_eq!(form.get("audience").map(String::as_str), Some("https://mcp.example"));
+    // RFC 8707: the token is asked for this MCP server, by its canonical URI.
+    assert_eq!(form.get("resource"), Some(&s.fixture.url()));
     // Cached: the next probe needs no token request.
     assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
     assert_eq!(s.fixture.stats().token_requests, 1);
@@ -325,6 +338,260 @@ async fn oauth2_token_endpoint_failures_are_credentials_unavailable() {
     let r = probe_with(&HttpProber::default(), &t, &mut ProbeMemory::default(), Duration::from_millis(400)).await;
     assert_failure(&r, ReasonCode::CredentialsUnavailable);
     assert_eq!(s.fixture.stats().posts, 0, "the backend is never probed without its token");
+}
+
+/// A backend of `s` whose token URL is discovered.
+fn discovered_backend(s: &OAuthSetup) -> Value {
+    let mut b = oauth_backend(s, "");
+    b["auth"]["oauth2ClientCredentials"].as_object_mut().unwrap().remove("tokenUrl");
+    b
+}
+
+/// "METHOD /path" of each request the fixture saw since the last call.
+fn requests(f: &FixtureServer) -> Vec<String> {
+    f.drain_requests().into_iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+}
+
+#[tokio::test]
+async fn oauth2_token_url_is_discovered_from_the_backends_metadata_and_kept() {
+    // Tokens live 0 s, so each probe asks the token endpoint: discovery is
+    // what must not repeat.
+    let s = oauth_fixture(0).await;
+    let t = target(discovered_backend(&s));
+    let prober = HttpProber::default();
+    let mut mem = ProbeMemory::default();
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    let seen = requests(&s.fixture);
+    // The MCP spec's order: the 401's resource_metadata, the authorization
+    // server's RFC 8414 metadata, then the token, then the probe itself.
+    assert_eq!(
+        seen[..4],
+        [
+            "POST /mcp",
+            "GET /.well-known/oauth-protected-resource",
+            "GET /.well-known/oauth-authorization-server",
+            "POST /oauth/token"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(seen[4], "POST /mcp", "{seen:?}");
+    let form: BTreeMap<String, String> = s.fixture.last_token_form().unwrap().into_iter().collect();
+    assert_eq!(form.get("resource"), Some(&s.fixture.url()));
+    // Kept for the backend: the next probe goes straight to the token endpoint.
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    let seen = requests(&s.fixture);
+    assert_eq!(seen[0], "POST /oauth/token", "{seen:?}");
+    assert_eq!((s.fixture.stats().auth_server_metadata_requests, s.fixture.stats().token_requests), (1, 2));
+}
+
+#[tokio::test]
+async fn oauth2_token_url_discovery_falls_back_to_openid_connect() {
+    let s = oauth_fixture_with(OAuthClient {
+        expires_in: 3600,
+        metadata: AuthServerMetadata::OpenIdConnect,
+        ..Default::default()
+    })
+    .await;
+    assert_success(&probe_once(&target(discovered_backend(&s))).await);
+    let seen = requests(&s.fixture);
+    let at = seen
+        .iter()
+        .position(|r| r == "GET /.well-known/oauth-authorization-server")
+        .expect("RFC 8414 first");
+    assert_eq!(seen[at + 1], "GET /.well-known/openid-configuration", "{seen:?}");
+    assert_eq!(seen[at + 2], "POST /oauth/token", "{seen:?}");
+}
+
+#[tokio::test]
+async fn oauth2_token_url_is_discovered_again_when_the_token_endpoint_fails() {
+    let s = oauth_fixture(0).await;
+    let t = target(discovered_backend(&s));
+    let prober = HttpProber::default();
+    let mut mem = ProbeMemory::default();
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    // The authorization server moves its token endpoint: the remembered one
+    // fails, and the same probe discovers the new one and gets its token there.
+    s.fixture.move_token_endpoint("/oauth/v2/token");
+    requests(&s.fixture);
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    let seen = requests(&s.fixture);
+    assert_eq!(seen[0], "POST /oauth/token", "{seen:?}");
+    assert!(seen.contains(&"GET /.well-known/oauth-authorization-server".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"POST /oauth/v2/token".to_owned()), "{seen:?}");
+    assert_eq!(s.fixture.stats().auth_server_metadata_requests, 2);
+}
+
+#[tokio::test]
+async fn an_unreadable_secret_does_not_send_the_probe_discovering_again() {
+    let s = oauth_fixture(0).await;
+    let t = target(discovered_backend(&s));
+    let prober = HttpProber::default();
+    let mut mem = ProbeMemory::default();
+    assert_success(&probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await);
+    std::fs::remove_file(&s.secret_file).unwrap();
+    let r = probe_with(&prober, &t, &mut mem, Duration::from_secs(5)).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(r.outcome.reason.message.contains("cannot read secret file"), "{}", r.outcome.reason.message);
+    // The endpoint did not fail: it stays remembered, and nothing was asked again.
+    assert_eq!((s.fixture.stats().auth_server_metadata_requests, s.fixture.stats().token_requests), (1, 1));
+    assert!(mem.token_endpoint.is_some());
+}
+
+#[tokio::test]
+async fn oauth2_token_url_discovery_failures_name_the_step() {
+    // No authorization server metadata anywhere.
+    let s = oauth_fixture_with(OAuthClient {
+        expires_in: 3600,
+        metadata: AuthServerMetadata::Absent,
+        ..Default::default()
+    })
+    .await;
+    let r = probe_once(&target(discovered_backend(&s))).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(
+        r.outcome.reason.message.contains("authorization server metadata"),
+        "{}",
+        r.outcome.reason.message
+    );
+    assert!(!r.outcome.reason.message.contains("s3cret"));
+    assert_eq!(s.fixture.stats().token_requests, 0);
+    // No protected-resource metadata: a server that answers 404 to everything.
+    let bare = RawServer::start(|_| RawReply::close("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")).await;
+    let mut b = discovered_backend(&s);
+    b["url"] = json!(bare.url("/mcp"));
+    let r = probe_once(&target(b)).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(r.outcome.reason.message.contains("protected-resource metadata"), "{}", r.outcome.reason.message);
+}
+
+/// A backend whose metadata is all served by one raw server: a 401 with
+/// `resource_metadata`, its protected-resource metadata naming the raw server
+/// as authorization server, and that server's metadata naming `token_endpoint`.
+async fn raw_authorization_server(token_endpoint: &'static str, issuer: Option<&'static str>) -> RawServer {
+    let base: Arc<Mutex<String>> = Arc::default();
+    let at = base.clone();
+    let server = RawServer::start(move |line| {
+        let base = at.lock().unwrap().clone();
+        let json = |doc: Value| {
+            let body = doc.to_string();
+            RawReply::close(format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            ))
+        };
+        if line.starts_with("POST /mcp ") {
+            return RawReply::close(format!(
+                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"{base}/prm\"\r\ncontent-length: 0\r\n\r\n"
+            ));
+        }
+        if line.starts_with("GET /prm ") {
+            return json(json!({"resource": format!("{base}/mcp"), "authorization_servers": [issuer.map_or(base.clone(), str::to_owned)]}));
+        }
+        if line.starts_with("GET /.well-known/oauth-authorization-server ") {
+            return json(json!({"issuer": base, "token_endpoint": token_endpoint}));
+        }
+        RawReply::close("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+    })
+    .await;
+    *base.lock().unwrap() = format!("http://{}", server.addr);
+    server
+}
+
+#[tokio::test]
+async fn discovered_urls_pass_the_ssrf_rule_and_the_secret_rule() {
+    let s = oauth_fixture(3600).await;
+    // (token endpoint or authorization server the metadata names, what the reason says)
+    let cases: [(&'static str, Option<&'static str>, &str); 3] = [
+        ("http://169.254.169.254/token", None, "the token endpoint is a link-local"),
+        ("http://auth.example.com/token", None, "the token endpoint must be https"),
+        (
+            "http://127.0.0.1:1/token",
+            Some("http://169.254.169.254"),
+            "the authorization server is a link-local",
+        ),
+    ];
+    for (token_endpoint, issuer, want) in cases {
+        let raw = raw_authorization_server(token_endpoint, issuer).await;
+        let mut b = discovered_backend(&s);
+        b["url"] = json!(raw.url("/mcp"));
+        let r = probe_once(&target(b)).await;
+        assert_failure(&r, ReasonCode::CredentialsUnavailable);
+        assert!(r.outcome.reason.message.contains(want), "{token_endpoint}: {}", r.outcome.reason.message);
+    }
+}
+
+// ---- private_key_jwt ----------------------------------------------------
+
+const RS256_KEY: &str = include_str!("data/rs256-test-only.key.pem");
+const RS256_PUBLIC: &str = include_str!("data/rs256-test-only.pub.pem");
+
+/// A fixture whose client authenticates by a JWT that `public_key_pem` verifies,
+/// and a backend spec with `key_pem` as its private key.
+async fn jwt_setup(algorithm: &str, public_key_pem: &str, key_pem: &str, token_url: Option<&str>) -> (OAuthSetup, Value) {
+    let s = oauth_fixture_with(OAuthClient {
+        expires_in: 3600,
+        assertion_key: Some(AssertionKey {
+            algorithm: algorithm.into(),
+            public_key_pem: public_key_pem.into(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let key_file = s._dir.path().join("key.pem");
+    std::fs::write(&key_file, key_pem).unwrap();
+    let mut b = match token_url {
+        Some(u) => oauth_backend(&s, &s.fixture.url_for(u)),
+        None => discovered_backend(&s),
+    };
+    let o = b["auth"]["oauth2ClientCredentials"].as_object_mut().unwrap();
+    o.remove("clientSecret");
+    o.insert("privateKeyJwt".into(), json!({"privateKey": {"file": key_file}, "algorithm": algorithm}));
+    (s, b)
+}
+
+#[tokio::test]
+async fn private_key_jwt_authenticates_with_es256_and_rs256() {
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let (ec_key, ec_public) = (ec.serialize_pem(), ec.public_key_pem());
+    // (algorithm, public key, private key, token URL: None discovered (aud = issuer), else configured (aud = token URL))
+    let cases = [
+        ("ES256", ec_public.as_str(), ec_key.as_str(), None),
+        ("ES256", ec_public.as_str(), ec_key.as_str(), Some("/oauth/token")),
+        ("RS256", RS256_PUBLIC, RS256_KEY, None),
+        ("RS256", RS256_PUBLIC, RS256_KEY, Some("/oauth/token")),
+    ];
+    for (alg, public, key, token_url) in cases {
+        let (s, b) = jwt_setup(alg, public, key, token_url).await;
+        assert_success(&probe_once(&target(b)).await);
+        let form: BTreeMap<String, String> = s.fixture.last_token_form().unwrap().into_iter().collect();
+        assert_eq!(
+            form.get("client_assertion_type").map(String::as_str),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            "{alg} {token_url:?}"
+        );
+        assert_eq!(form.get("resource"), Some(&s.fixture.url()), "{alg} {token_url:?}");
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_a_wrong_or_unparsable_key_is_credentials_unavailable() {
+    let ec = rcgen::KeyPair::generate().unwrap();
+    let other = rcgen::KeyPair::generate().unwrap();
+    // Signed by a key the server does not know: the token endpoint refuses it.
+    let (s, b) = jwt_setup("ES256", &ec.public_key_pem(), &other.serialize_pem(), Some("/oauth/token")).await;
+    let r = probe_once(&target(b)).await;
+    assert_failure(&r, ReasonCode::CredentialsUnavailable);
+    assert!(r.outcome.reason.message.contains("HTTP 401"), "{}", r.outcome.reason.message);
+    assert_eq!(s.fixture.stats().token_requests, 1);
+    // Not a key at all, or an EC key named RS256: refused before any request, naming the field.
+    for (alg, key) in [("ES256", "not a key".to_owned()), ("RS256", ec.serialize_pem())] {
+        let (s, b) = jwt_setup(alg, &ec.public_key_pem(), &key, Some("/oauth/token")).await;
+        let r = probe_once(&target(b)).await;
+        assert_failure(&r, ReasonCode::CredentialsUnavailable);
+        assert!(r.outcome.reason.message.contains("privateKeyJwt.privateKey"), "{}", r.outcome.reason.message);
+        assert!(!r.outcome.reason.message.contains("PRIVATE KEY"));
+        assert_eq!(s.fixture.stats().token_requests, 0);
+    }
 }
 
 // ---- through the daemon -------------------------------------------------
@@ -416,6 +683,7 @@ async fn secrets_never_reach_statuses_or_logs() {
             id: "probe".into(),
             secret: CLIENT_SECRET.into(),
             expires_in: 3600,
+            ..Default::default()
         }),
         ..Default::default()
     })

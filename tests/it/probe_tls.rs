@@ -134,6 +134,7 @@ async fn the_client_secret_goes_only_to_a_verified_token_endpoint() {
             id: "probe".into(),
             secret: "s3cret".into(),
             expires_in: 3600,
+            ..Default::default()
         }),
         ..Default::default()
     })

@@ -33,7 +33,7 @@ pub mod tls;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-pub use oauth::{OAuthClient, TOKEN_PATH};
+pub use oauth::{AssertionKey, AuthServerMetadata, OAuthClient, TOKEN_PATH};
 pub use server::FixtureServer;
 
 /// Protocol revisions an `initialize` handshake may negotiate to (echoed when requested).
@@ -78,6 +78,8 @@ pub struct Stats {
     pub metadata_requests: u64,
     /// Requests to the OAuth token endpoint ([`TOKEN_PATH`]).
     pub token_requests: u64,
+    /// Requests for the authorization server metadata (either well-known URL).
+    pub auth_server_metadata_requests: u64,
     /// Connections currently open (gauge, not a counter).
     pub open_connections: u64,
 }

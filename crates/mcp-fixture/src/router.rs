@@ -20,8 +20,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     if let Some(suffix) = path.strip_prefix(METADATA_PATH) {
         return metadata(&shared, suffix);
     }
-    if path == crate::oauth::TOKEN_PATH && shared.opts.oauth_client.is_some() {
+    if shared.opts.oauth_client.is_some() && path == shared.token_path() {
         return crate::oauth::token(&shared, parts, body).await;
+    }
+    if let Some(r) = crate::oauth::metadata(&shared, path) {
+        return r;
     }
     if shared.opts.flavor == Flavor::LegacySse {
         return legacy::handle(&shared, parts, body).await;

@@ -184,6 +184,12 @@ impl FixtureServer {
         self.inner.shared.last_token_form.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Moves the token endpoint to `path` (its metadata says so); the old path
+    /// then answers as any other.
+    pub fn move_token_endpoint(&self, path: &str) {
+        *self.inner.shared.token_path.lock().unwrap_or_else(|p| p.into_inner()) = path.to_owned();
+    }
+
     /// The options the server was started with.
     pub fn options(&self) -> &FixtureOptions {
         &self.inner.shared.opts

@@ -38,6 +38,7 @@ pub(crate) struct Counters {
     pub notifications: AtomicU64,
     pub metadata_requests: AtomicU64,
     pub token_requests: AtomicU64,
+    pub auth_server_metadata_requests: AtomicU64,
     pub open_connections: AtomicU64,
 }
 
@@ -59,6 +60,7 @@ impl Counters {
             notifications: self.notifications.load(Relaxed),
             metadata_requests: self.metadata_requests.load(Relaxed),
             token_requests: self.token_requests.load(Relaxed),
+            auth_server_metadata_requests: self.auth_server_metadata_requests.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
         }
     }
@@ -84,6 +86,8 @@ pub(crate) struct Shared {
     pub legacy: Sessions,
     /// The form fields (minus `client_secret`) of the latest token request.
     pub last_token_form: std::sync::Mutex<Option<Vec<(String, String)>>>,
+    /// Where the token endpoint is: [`crate::TOKEN_PATH`] until moved.
+    pub token_path: std::sync::Mutex<String>,
     /// Every request since the last drain, oldest first, at most [`REQUEST_LOG_CAP`].
     pub requests: std::sync::Mutex<std::collections::VecDeque<RequestRecord>>,
 }
@@ -92,6 +96,11 @@ pub(crate) struct Shared {
 pub(crate) const REQUEST_LOG_CAP: usize = 100_000;
 
 impl Shared {
+    /// The token endpoint's path now.
+    pub fn token_path(&self) -> String {
+        self.token_path.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Appends one request to the log (dropping the oldest beyond the cap).
     pub fn log_request(&self, record: RequestRecord) {
         // A poisoned lock means a panicking test thread; the log is then moot.
@@ -131,6 +140,7 @@ impl Shared {
             session_counter: AtomicU64::new(1),
             legacy: Sessions::default(),
             last_token_form: std::sync::Mutex::new(None),
+            token_path: std::sync::Mutex::new(crate::TOKEN_PATH.to_owned()),
             requests: std::sync::Mutex::new(std::collections::VecDeque::new()),
             opts,
         };

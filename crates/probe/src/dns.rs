@@ -82,6 +82,13 @@ impl std::fmt::Debug for Dns {
 }
 
 impl Dns {
+    /// Whether link-local and cloud-metadata addresses are allowed (the
+    /// daemon's `--allow-link-local-backends`): the rule for literal addresses
+    /// of URLs a probe discovers.
+    pub fn allows_link_local(&self) -> bool {
+        self.allow_link_local
+    }
+
     /// A resolver per `settings`; answers with link-local or metadata
     /// addresses are filtered (see `ssrf`) unless `allow_link_local`.
     pub fn new(settings: &DnsSettings, allow_link_local: bool) -> Arc<Dns> {

@@ -9,7 +9,8 @@
 //! is the finisher all three share (facts, then at depth TOOLS the catalog
 //! and the synthetic checks of `checks`), so each transport implements only
 //! its exchange; `credentials`
-//! and `oauth2` supply the probe's own credentials; `resource_metadata` checks
+//! and `oauth2` supply the probe's own credentials (`oauth_discovery` finds a
+//! token endpoint the spec leaves out); `resource_metadata` checks
 //! RFC 9728 metadata after a 401; `classify` turns errors into reason codes.
 
 mod body;
@@ -24,6 +25,7 @@ mod handshake;
 mod jsonrpc;
 mod legacy_sse;
 mod oauth2;
+mod oauth_discovery;
 mod resource_metadata;
 pub mod retry_after;
 mod revision;
@@ -58,6 +60,7 @@ use mcp_health_proto::v1::{AuthMode, ProbeDepth, ReasonCode, ResourceMetadataSta
 
 pub use client::{ClientCache, ClientError, ClientHandle};
 pub use dns::{Dns, DnsSettings};
+pub use oauth_discovery::TokenEndpoint;
 pub use oauth2::TokenCache;
 
 /// Default cap on the bytes one probe reads from a backend, per reply.
@@ -138,6 +141,9 @@ pub struct ProbeMemory {
     /// each is due again and how it last ended. Every probe until a check's
     /// next run is judged by its last result (`engine::scheduler::probe_once`).
     pub checks: std::collections::BTreeMap<usize, CheckMemory>,
+    /// The token endpoint discovered for an OAuth client-credentials backend
+    /// without a `tokenUrl`, with the backend URL it was discovered for.
+    pub token_endpoint: Option<(url::Url, TokenEndpoint)>,
 }
 
 /// How a synthetic check last ended, and when it runs again.
@@ -333,10 +339,10 @@ impl From<Reason> for Stop {
 /// The credential one probe of `target` carries, if its auth mode has one:
 /// none for NONE and PER_USER (anonymous probes), the header for
 /// STATIC_HEADER, a token for OAUTH2_CLIENT_CREDENTIALS.
-async fn credential(prober: &HttpProber, target: &ProbeTarget) -> Result<Option<credentials::AuthHeader>, Reason> {
+async fn credential(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory) -> Result<Option<credentials::AuthHeader>, Reason> {
     match target.backend.auth_mode {
         AuthMode::StaticHeader => credentials::static_header(target.backend.spec.auth.as_ref()).await,
-        AuthMode::Oauth2ClientCredentials => oauth2::bearer(&prober.tokens, target).await.map(Some),
+        AuthMode::Oauth2ClientCredentials => oauth2::bearer(prober, target, memory).await.map(Some),
         AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => Ok(None),
     }
 }
@@ -352,7 +358,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
     if let Err(message) = refreshed {
         return finish(&span, ProbeOutcome::failure(Reason::new(ReasonCode::Tls, message)), start.elapsed(), memory);
     }
-    let auth = match tokio::time::timeout_at(deadline, credential(prober, target)).await {
+    let auth = match tokio::time::timeout_at(deadline, credential(prober, target, memory)).await {
         Ok(Ok(a)) => a,
         Ok(Err(reason)) => return finish(&span, ProbeOutcome::failure(reason), start.elapsed(), memory),
         Err(_) => {
@@ -429,7 +435,7 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         Ok(Err(Stop::RateLimited { reason, alive: false })) => ProbeOutcome::throttled(reason),
         Ok(Err(Stop::Auth { reason, metadata_url })) => {
             if credentials_sent {
-                oauth2::forget_token(prober, target).await;
+                oauth2::forget_token(prober, target, memory).await;
             }
             let mut facts = ServerFacts::default();
             if reason.http_status == Some(401) && !credentials_sent {

@@ -1,10 +1,13 @@
 //! OAuth 2.0 client credentials (RFC 6749 §4.4) for probes: a token from the
-//! backend's token endpoint, cached per (token URL, client id, scopes,
-//! audience) until shortly before it expires, and dropped when a backend
+//! backend's token endpoint, for the backend's canonical resource URI (the
+//! `resource` parameter of RFC 8707, as the MCP authorization spec requires),
+//! cached per (token URL, client id, scopes, audience, resource) until
+//! shortly before it expires, and dropped when a backend
 //! rejects it or no live backend uses it any more; at most
 //! `MAX_CACHED_TOKENS` of them, the least recently used evicted first. The client authenticates
 //! with HTTP Basic (client_secret_basic, RFC 6749 §2.3.1, which every token
-//! endpoint must support).
+//! endpoint must support), or with a JWT it signs (private_key_jwt, RFC 7523
+//! §2.2). Without a configured token URL, `oauth_discovery` finds it.
 //!
 //! Secrets (the client secret, the token) live only in sensitive header
 //! values; no error, log line or Debug output carries them. The client secret
@@ -22,7 +25,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::credentials::{AuthHeader, read_secret, unavailable};
-use super::{ProbeTarget, body, classify};
+use super::{ProbeMemory, ProbeTarget, body, classify, oauth_discovery};
 use mcp_health_core::outcome::Reason;
 use mcp_health_proto::v1::{AuthMode, OAuth2ClientCredentials};
 
@@ -45,6 +48,8 @@ struct Key {
     client_id: String,
     scopes: String,
     audience: String,
+    /// The backend's canonical resource URI (RFC 8707): a token is bound to it.
+    resource: String,
 }
 
 struct Cached {
@@ -186,25 +191,117 @@ fn spec(target: &ProbeTarget) -> Option<&OAuth2ClientCredentials> {
     auth.oauth2_client_credentials.as_ref()
 }
 
-async fn key(spec: &OAuth2ClientCredentials) -> Result<Key, Reason> {
+/// Where tokens come from: the spec's `tokenUrl`, or the one discovered.
+struct Endpoint {
+    token_url: String,
+    /// The issuer of a discovered endpoint: a JWT assertion's audience.
+    issuer: Option<String>,
+    /// Taken from the backend's memory rather than discovered by this probe.
+    from_memory: bool,
+}
+
+/// The token endpoint of a backend: the configured one, else the one
+/// discovered earlier for its URL, else discovered now (and remembered).
+async fn endpoint(prober: &super::HttpProber, spec: &OAuth2ClientCredentials, target: &ProbeTarget, memory: &mut ProbeMemory) -> Result<Endpoint, Reason> {
+    if !spec.token_url.is_empty() {
+        return Ok(Endpoint {
+            token_url: spec.token_url.clone(),
+            issuer: None,
+            from_memory: false,
+        });
+    }
+    if let Some((url, found)) = &memory.token_endpoint
+        && *url == target.backend.url
+    {
+        return Ok(Endpoint {
+            token_url: found.token_url.to_string(),
+            issuer: Some(found.issuer.clone()),
+            from_memory: true,
+        });
+    }
+    let found = oauth_discovery::discover(target, prober.max_response_bytes).await?;
+    let endpoint = Endpoint {
+        token_url: found.token_url.to_string(),
+        issuer: Some(found.issuer.clone()),
+        from_memory: false,
+    };
+    memory.token_endpoint = Some((target.backend.url.clone(), found));
+    Ok(endpoint)
+}
+
+async fn key(spec: &OAuth2ClientCredentials, token_url: &str, backend: &url::Url) -> Result<Key, Reason> {
     Ok(Key {
-        token_url: spec.token_url.clone(),
+        token_url: token_url.to_owned(),
         client_id: read_secret(spec.client_id.as_ref()).await?,
         scopes: spec.scopes.join(" "),
         audience: spec.audience.clone(),
+        resource: resource_uri(backend),
     })
 }
 
+/// The canonical URI of the MCP server at `backend` (MCP authorization spec,
+/// "Canonical Server URI"; RFC 8707 §2): its URL without a fragment, and
+/// without the lone `/` of an empty path. `Url` already lowercases the scheme
+/// and host.
+pub fn resource_uri(backend: &url::Url) -> String {
+    let mut u = backend.clone();
+    u.set_fragment(None);
+    let s = u.as_str();
+    if u.path() == "/" && u.query().is_none() {
+        s.trim_end_matches('/').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
 /// The `Authorization: Bearer` header for a client-credentials backend:
-/// cached, or fetched now. Failures are CREDENTIALS_UNAVAILABLE.
-pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHeader, Reason> {
+/// cached, or fetched now. Failures are CREDENTIALS_UNAVAILABLE. A
+/// discovered token endpoint that fails is forgotten; one remembered from an
+/// earlier probe is discovered again at once and, if it moved, asked once more.
+pub async fn bearer(prober: &super::HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory) -> Result<AuthHeader, Reason> {
     let spec = spec(target).ok_or_else(|| unavailable("no oauth2 client credentials configured".to_owned()))?;
-    let key = key(spec).await?;
+    let mut endpoint = endpoint(prober, spec, target, memory).await?;
+    loop {
+        match token(&prober.tokens, spec, target, &endpoint).await {
+            Ok(header) => return Ok(header),
+            // A secret that cannot be read says nothing about the endpoint.
+            Err(TokenError::Local(reason)) => return Err(reason),
+            Err(TokenError::Endpoint(reason)) if endpoint.issuer.is_some() => {
+                memory.token_endpoint = None;
+                if !endpoint.from_memory {
+                    return Err(reason);
+                }
+                let again = self::endpoint(prober, spec, target, memory).await?;
+                if again.token_url == endpoint.token_url {
+                    return Err(reason);
+                }
+                endpoint = again;
+            }
+            Err(TokenError::Endpoint(reason)) => return Err(reason),
+        }
+    }
+}
+
+/// Why no token: something on this side (a secret, the key), or the token endpoint.
+enum TokenError {
+    Local(Reason),
+    Endpoint(Reason),
+}
+
+async fn token(tokens: &TokenCache, spec: &OAuth2ClientCredentials, target: &ProbeTarget, endpoint: &Endpoint) -> Result<AuthHeader, TokenError> {
+    let key = key(spec, &endpoint.token_url, &target.backend.url).await.map_err(TokenError::Local)?;
     if let Some(value) = tokens.get(&key, &target.alive) {
         return Ok((AUTHORIZATION, value));
     }
-    let secret = read_secret(spec.client_secret.as_ref()).await?;
-    let (value, lifetime) = fetch(target, &key, &secret).await?;
+    let auth = match &spec.private_key_jwt {
+        Some(jwt) => {
+            let key_pem = read_secret(jwt.private_key.as_ref()).await.map_err(TokenError::Local)?;
+            let audience = endpoint.issuer.clone().unwrap_or_else(|| endpoint.token_url.clone());
+            ClientAuth::Jwt(assertion(&key.client_id, &key_pem, &jwt.algorithm, &audience).map_err(TokenError::Local)?)
+        }
+        None => ClientAuth::Basic(read_secret(spec.client_secret.as_ref()).await.map_err(TokenError::Local)?),
+    };
+    let (value, lifetime) = fetch(target, &key, &auth).await.map_err(TokenError::Endpoint)?;
     let margin = REFRESH_MARGIN.min(lifetime / 2);
     if lifetime > margin {
         tokens.insert(key, value.clone(), Instant::now() + lifetime - margin, &target.alive);
@@ -214,14 +311,63 @@ pub async fn bearer(tokens: &TokenCache, target: &ProbeTarget) -> Result<AuthHea
 
 /// Drops the cached token of a backend whose credential was rejected, so
 /// the next probe fetches a fresh one.
-pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget) {
+pub async fn forget_token(prober: &super::HttpProber, target: &ProbeTarget, memory: &ProbeMemory) {
     let Some(spec) = spec(target) else { return };
-    if let Ok(key) = key(spec).await {
+    let token_url = if spec.token_url.is_empty() {
+        match &memory.token_endpoint {
+            Some((_, found)) => found.token_url.to_string(),
+            None => return,
+        }
+    } else {
+        spec.token_url.clone()
+    };
+    if let Ok(key) = key(spec, &token_url, &target.backend.url).await {
         prober.tokens.remove(&key);
     }
 }
 
-async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderValue, Duration), Reason> {
+/// How the client authenticates at the token endpoint. Not Debug: it holds secrets.
+enum ClientAuth {
+    /// client_secret_basic (RFC 6749 §2.3.1).
+    Basic(String),
+    /// private_key_jwt (RFC 7523 §2.2): the signed client assertion.
+    Jwt(String),
+}
+
+/// How long a client assertion is valid: one token request.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A client assertion signed with the client's key (RFC 7523 §3): iss = sub =
+/// the client id, aud, a random jti, iat now and exp shortly after.
+fn assertion(client_id: &str, key_pem: &str, algorithm: &str, audience: &str) -> Result<String, Reason> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (alg, key) = match algorithm {
+        "ES256" => (Algorithm::ES256, EncodingKey::from_ec_pem(key_pem.as_bytes())),
+        "RS256" => (Algorithm::RS256, EncodingKey::from_rsa_pem(key_pem.as_bytes())),
+        _ => return Err(unavailable("privateKeyJwt.algorithm must be ES256 or RS256".to_owned())),
+    };
+    let key = key.map_err(|_| unavailable(format!("privateKeyJwt.privateKey is not a PEM {algorithm} private key")))?;
+    // The claims are wall-clock times the authorization server checks, so they
+    // come from the system clock, not tokio's.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let jti: String = {
+        use rand::Rng;
+        let bytes: [u8; 16] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "jti": jti,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME.as_secs(),
+    });
+    // An invalid key was refused above; signing itself fails only on a key the algorithm cannot use.
+    jsonwebtoken::encode(&Header::new(alg), &claims, &key).map_err(|_| unavailable(format!("privateKeyJwt.privateKey cannot sign {algorithm}")))
+}
+
+async fn fetch(target: &ProbeTarget, key: &Key, auth: &ClientAuth) -> Result<(HeaderValue, Duration), Reason> {
     let form = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
@@ -230,6 +376,12 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
         }
         if !key.audience.is_empty() {
             form.append_pair("audience", &key.audience);
+        }
+        form.append_pair("resource", &key.resource);
+        if let ClientAuth::Jwt(assertion) = auth {
+            form.append_pair("client_id", &key.client_id);
+            form.append_pair("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+            form.append_pair("client_assertion", assertion);
         }
         form.finish()
     };
@@ -242,13 +394,16 @@ async fn fetch(target: &ProbeTarget, key: &Key, secret: &str) -> Result<(HeaderV
         .token_client
         .as_ref()
         .ok_or_else(|| unavailable("no verified client for the token endpoint".to_owned()))?;
-    // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let mut resp = client
+    let mut request = client
         .post(url)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json")
-        .basic_auth(enc(&key.client_id), Some(enc(secret)))
+        .header(ACCEPT, "application/json");
+    if let ClientAuth::Basic(secret) = auth {
+        // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        request = request.basic_auth(enc(&key.client_id), Some(enc(secret)));
+    }
+    let mut resp = request
         .body(form)
         .send()
         .await
@@ -287,6 +442,21 @@ mod tests {
             client_id: name.to_owned(),
             scopes: String::new(),
             audience: String::new(),
+            resource: "https://mcp.example/mcp".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_resource_is_the_canonical_server_uri() {
+        let cases = [
+            ("https://MCP.Example.com/mcp", "https://mcp.example.com/mcp"),
+            ("https://mcp.example.com/", "https://mcp.example.com"),
+            ("https://mcp.example.com", "https://mcp.example.com"),
+            ("https://mcp.example.com:8443/a/b/#frag", "https://mcp.example.com:8443/a/b/"),
+            ("http://127.0.0.1:9/mcp?tenant=1", "http://127.0.0.1:9/mcp?tenant=1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(resource_uri(&url::Url::parse(url).unwrap()), want, "{url}");
         }
     }
 

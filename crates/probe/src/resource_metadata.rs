@@ -3,13 +3,14 @@
 //! URLs (`/.well-known/oauth-protected-resource` plus the path, then without).
 //! Reads are bounded (size cap, the probe deadline), redirects are not
 //! followed, and only the backend's own host is ever asked (no SSRF through a
-//! hostile challenge).
+//! hostile challenge). The OAuth client-credentials token URL discovery
+//! (`oauth_discovery`) reads the document through [`document`] too.
 
 use reqwest::header::ACCEPT;
 use serde_json::Value;
 use url::Url;
 
-use super::{Ctx, body};
+use super::{ClientHandle, Ctx, body};
 use mcp_health_proto::v1::ResourceMetadataState;
 
 /// Cap on a metadata document.
@@ -78,31 +79,63 @@ pub fn allowed(url: &Url, backend: &Url) -> bool {
 
 /// Some(valid) when metadata was advertised, None when it was not.
 pub async fn check(ctx: &Ctx<'_>, advertised: Option<&str>) -> ResourceMetadataState {
-    let backend = &ctx.backend().url;
-    if let Some(raw) = advertised {
-        let Ok(url) = backend.join(raw) else { return ResourceMetadataState::Invalid };
-        if !allowed(&url, backend) {
+    match document(&ctx.target.client, &ctx.backend().url, advertised, ctx.cap()).await {
+        Ok(_) => ResourceMetadataState::Valid,
+        Err(MetadataError::NotAdvertised) => ResourceMetadataState::NotAdvertised,
+        Err(MetadataError::OtherHost) => {
             tracing::warn!("resource metadata is advertised on another host; not fetched");
-            return ResourceMetadataState::Invalid;
+            ResourceMetadataState::Invalid
         }
-        return state(matches!(fetch(ctx, &url).await, Fetched::Doc(doc) if valid(&doc, backend)));
+        Err(_) => ResourceMetadataState::Invalid,
     }
-    for url in well_known(backend) {
-        match fetch(ctx, &url).await {
-            Fetched::NotFound => continue,
-            Fetched::Failed => return ResourceMetadataState::Invalid,
-            Fetched::Doc(doc) => return state(valid(&doc, backend)),
-        }
-    }
-    ResourceMetadataState::NotAdvertised
 }
 
-fn state(valid: bool) -> ResourceMetadataState {
-    if valid {
-        ResourceMetadataState::Valid
+/// Why no valid metadata document was read. Messages name the step, never a
+/// credential.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("the advertised resource metadata URL is not a valid URL")]
+    BadUrl,
+    #[error("the resource metadata is advertised on another host (not fetched)")]
+    OtherHost,
+    #[error("no resource metadata at the well-known URLs")]
+    NotAdvertised,
+    #[error("the resource metadata could not be read")]
+    Unreadable,
+    #[error("the resource metadata does not name this server or lists no authorization server")]
+    Invalid,
+}
+
+/// The backend's valid metadata document: at `advertised` (a 401's
+/// `resource_metadata`, resolved against the backend URL) when given, else at
+/// the first well-known URL that has one. Fetched with `client` (the
+/// backend's, with its SSRF guard), at most `cap` bytes (and
+/// [`MAX_METADATA_BYTES`]), never on another host.
+pub async fn document(client: &ClientHandle, backend: &Url, advertised: Option<&str>, cap: usize) -> Result<Value, MetadataError> {
+    let doc = if let Some(raw) = advertised {
+        let url = backend.join(raw).map_err(|_| MetadataError::BadUrl)?;
+        if !allowed(&url, backend) {
+            return Err(MetadataError::OtherHost);
+        }
+        match fetch(client, &url, cap).await {
+            Fetched::Doc(doc) => doc,
+            Fetched::NotFound | Fetched::Failed => return Err(MetadataError::Unreadable),
+        }
     } else {
-        ResourceMetadataState::Invalid
-    }
+        let mut found = None;
+        for url in well_known(backend) {
+            match fetch(client, &url, cap).await {
+                Fetched::NotFound => continue,
+                Fetched::Failed => return Err(MetadataError::Unreadable),
+                Fetched::Doc(doc) => {
+                    found = Some(doc);
+                    break;
+                }
+            }
+        }
+        found.ok_or(MetadataError::NotAdvertised)?
+    };
+    if valid(&doc, backend) { Ok(doc) } else { Err(MetadataError::Invalid) }
 }
 
 /// RFC 9728 §3.1: the well-known segment goes between the host and the path.
@@ -127,8 +160,8 @@ enum Fetched {
     Failed,
 }
 
-async fn fetch(ctx: &Ctx<'_>, url: &Url) -> Fetched {
-    let Ok(mut resp) = ctx.target.client.get(url.clone()).header(ACCEPT, "application/json").send().await else {
+async fn fetch(client: &ClientHandle, url: &Url, cap: usize) -> Fetched {
+    let Ok(mut resp) = client.get(url.clone()).header(ACCEPT, "application/json").send().await else {
         return Fetched::Failed;
     };
     match resp.status().as_u16() {
@@ -136,7 +169,7 @@ async fn fetch(ctx: &Ctx<'_>, url: &Url) -> Fetched {
         404 | 410 => return Fetched::NotFound,
         _ => return Fetched::Failed,
     }
-    let Ok(bytes) = body::read_all(&mut resp, MAX_METADATA_BYTES.min(ctx.cap())).await else {
+    let Ok(bytes) = body::read_all(&mut resp, MAX_METADATA_BYTES.min(cap)).await else {
         return Fetched::Failed;
     };
     serde_json::from_slice(&bytes).map_or(Fetched::Failed, Fetched::Doc)

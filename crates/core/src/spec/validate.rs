@@ -455,17 +455,33 @@ fn validate_auth(auth: Option<&AuthSpec>, path: &str, allow_link_local: bool, v:
             ),
             Some(o) => {
                 let field = join(path, "oauth2ClientCredentials");
-                match Url::parse(&o.token_url) {
-                    Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
-                    Ok(u) if u.scheme() == "http" && u.host_str().is_some() && !secret_may_travel_to(&u) => v.add(
-                        join(&field, "tokenUrl"),
-                        "must be an https URL: the client secret travels only over verified TLS (http is accepted only for a loopback host)",
-                    ),
-                    Ok(u) if secret_may_travel_to(&u) => {}
-                    _ => v.add(join(&field, "tokenUrl"), "must be an https URL with a host"),
+                // Empty: discovered from the backend's metadata by the probe.
+                if !o.token_url.is_empty() {
+                    match Url::parse(&o.token_url) {
+                        Ok(u) if !allow_link_local && forbidden_host(&u).is_some() => v.add(join(&field, "tokenUrl"), forbidden_message(&u)),
+                        Ok(u) if u.scheme() == "http" && u.host_str().is_some() && !secret_may_travel_to(&u) => v.add(
+                            join(&field, "tokenUrl"),
+                            "must be an https URL: the client secret travels only over verified TLS (http is accepted only for a loopback host)",
+                        ),
+                        Ok(u) if secret_may_travel_to(&u) => {}
+                        _ => v.add(join(&field, "tokenUrl"), "must be an https URL with a host"),
+                    }
                 }
                 check_secret(o.client_id.as_ref(), join(&field, "clientId"), v);
-                check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v);
+                match (&o.client_secret, &o.private_key_jwt) {
+                    (Some(_), Some(_)) => v.add(
+                        join(&field, "privateKeyJwt"),
+                        "must not be set with clientSecret: the client authenticates one way",
+                    ),
+                    (None, Some(jwt)) => {
+                        let jwt_field = join(&field, "privateKeyJwt");
+                        check_secret(jwt.private_key.as_ref(), join(&jwt_field, "privateKey"), v);
+                        if !matches!(jwt.algorithm.as_str(), "ES256" | "RS256") {
+                            v.add(join(&jwt_field, "algorithm"), "must be ES256 or RS256");
+                        }
+                    }
+                    (_, None) => check_secret(o.client_secret.as_ref(), join(&field, "clientSecret"), v),
+                }
             }
         },
         AuthMode::None | AuthMode::PerUser | AuthMode::Unspecified => {}
@@ -715,6 +731,8 @@ mod tests {
             ("http://[::2]/token", false),
             ("ftp://127.0.0.1/token", false),
             ("not a url", false),
+            // Discovered from the backend's metadata.
+            ("", true),
         ];
         for (url, accepted) in cases {
             let mut s = spec(None, 1);
@@ -734,6 +752,58 @@ mod tests {
             });
             let want: &[&str] = if accepted { &[] } else { &[field] };
             assert_eq!(fields(&s), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_client_authenticates_with_a_secret_or_a_signed_jwt() {
+        use mcp_health_proto::v1::{OAuth2ClientCredentials, PrivateKeyJwt, SecretSource};
+        let env = |name: &str| {
+            Some(SecretSource {
+                source: Some(secret_source::Source::Env(name.into())),
+            })
+        };
+        let jwt = |key: Option<SecretSource>, algorithm: &str| {
+            Some(PrivateKeyJwt {
+                private_key: key,
+                algorithm: algorithm.into(),
+            })
+        };
+        let field = "spec.backends[0].auth.oauth2ClientCredentials";
+        // (client secret, private_key_jwt, the fields refused)
+        let cases: Vec<(Option<SecretSource>, Option<PrivateKeyJwt>, Vec<String>)> = vec![
+            (env("SECRET"), None, vec![]),
+            (None, jwt(env("KEY"), "ES256"), vec![]),
+            (None, jwt(env("KEY"), "RS256"), vec![]),
+            (None, None, vec![format!("{field}.clientSecret")]),
+            (env("SECRET"), jwt(env("KEY"), "ES256"), vec![format!("{field}.privateKeyJwt")]),
+            (None, jwt(None, "ES256"), vec![format!("{field}.privateKeyJwt.privateKey")]),
+            (None, jwt(env("KEY"), "HS256"), vec![format!("{field}.privateKeyJwt.algorithm")]),
+            (None, jwt(env("KEY"), "es256"), vec![format!("{field}.privateKeyJwt.algorithm")]),
+            (
+                None,
+                jwt(None, ""),
+                vec![format!("{field}.privateKeyJwt.privateKey"), format!("{field}.privateKeyJwt.algorithm")],
+            ),
+        ];
+        for (client_secret, private_key_jwt, want) in cases {
+            let mut s = spec(None, 1);
+            let what = format!("{client_secret:?} {private_key_jwt:?}");
+            s.backends[0].auth = Some(AuthSpec {
+                mode: AuthMode::Oauth2ClientCredentials as i32,
+                oauth2_client_credentials: Some(OAuth2ClientCredentials {
+                    client_id: env("ID"),
+                    client_secret,
+                    private_key_jwt,
+                    ..Default::default()
+                }),
+                ..AuthSpec::default()
+            });
+            let mut got = fields(&s);
+            got.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(got, want, "{what}");
         }
     }
 

@@ -26,43 +26,45 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mcphealth/v1/spec.proto\x12\x0cmcphealth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x0cSecretSource\x12\r\n\x03\x65nv\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x66ile\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"c\n\x10StaticHeaderAuth\x12\x0e\n\x06header\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x14\n\x0cvalue_prefix\x18\x03 \x01(\t\"\xb0\x01\n\x17OAuth2ClientCredentials\x12\x11\n\ttoken_url\x18\x01 \x01(\t\x12-\n\tclient_id\x18\x02 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x31\n\rclient_secret\x18\x03 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\"\xb1\x01\n\x08\x41uthSpec\x12$\n\x04mode\x18\x01 \x01(\x0e\x32\x16.mcphealth.v1.AuthMode\x12\x35\n\rstatic_header\x18\x02 \x01(\x0b\x32\x1e.mcphealth.v1.StaticHeaderAuth\x12H\n\x19oauth2_client_credentials\x18\x03 \x01(\x0b\x32%.mcphealth.v1.OAuth2ClientCredentials\"\x9a\x01\n\x07TlsSpec\x12\x0f\n\x07\x63\x61_file\x18\x01 \x01(\t\x12\x18\n\x10\x63lient_cert_file\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_key_file\x18\x03 \x01(\t\x12#\n\x1b\x64\x61ngerous_skip_verification\x18\x04 \x01(\x08\x12\x17\n\nresumption\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\r\n\x0b_resumption\"\x89\x04\n\x0bProbePolicy\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12 \n\x13unhealthy_threshold\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11healthy_threshold\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x33\n\x10\x64\x65graded_latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0ejitter_percent\x18\x06 \x01(\rH\x02\x88\x01\x01\x12\x31\n\x0einitial_spread\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0frate_limit_hold\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\redge_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x63\x61talog_interval\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationB\x16\n\x14_unhealthy_thresholdB\x14\n\x12_healthy_thresholdB\x11\n\x0f_jitter_percent\"S\n\rCatalogPolicy\x12\x30\n\ton_change\x18\x01 \x01(\x0e\x32\x1d.mcphealth.v1.CatalogOnChange\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\t\"N\n\x10\x43heckExpectation\x12\x10\n\x08is_error\x18\x01 \x01(\x08\x12\x15\n\rtext_contains\x18\x02 \x01(\t\x12\x11\n\tjson_path\x18\x03 \x01(\t\"\xf8\x01\n\tToolCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\x06\x65xpect\x18\x04 \x01(\x0b\x32\x1e.mcphealth.v1.CheckExpectation\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x61llow_side_effects\x18\x07 \x01(\x08\"\x8a\x03\n\x0b\x42\x61\x63kendSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12*\n\ttransport\x18\x03 \x01(\x0e\x32\x17.mcphealth.v1.Transport\x12$\n\x04\x61uth\x18\x04 \x01(\x0b\x32\x16.mcphealth.v1.AuthSpec\x12\"\n\x03tls\x18\x05 \x01(\x0b\x32\x15.mcphealth.v1.TlsSpec\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.mcphealth.v1.ProbePolicy\x12\'\n\x05\x64\x65pth\x18\x07 \x01(\x0e\x32\x18.mcphealth.v1.ProbeDepth\x12\x18\n\x10protocol_version\x18\x08 \x01(\t\x12\r\n\x05\x64rain\x18\t \x01(\x08\x12\x16\n\x0erequired_tools\x18\n \x03(\t\x12,\n\x07\x63\x61talog\x18\x0b \x01(\x0b\x32\x1b.mcphealth.v1.CatalogPolicy\x12\'\n\x06\x63hecks\x18\x0c \x03(\x0b\x32\x17.mcphealth.v1.ToolCheck\"q\n\tGroupSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x19.mcphealth.v1.BackendSpec\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.mcphealth.v1.ProbePolicy\"7\n\x0cHealthConfig\x12\'\n\x06groups\x18\x01 \x03(\x0b\x32\x17.mcphealth.v1.GroupSpec*X\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x11\n\rTRANSPORT_SSE\x10\x02*\x97\x01\n\x08\x41uthMode\x12\x19\n\x15\x41UTH_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41UTH_MODE_NONE\x10\x01\x12\x16\n\x12\x41UTH_MODE_PER_USER\x10\x02\x12\x1b\n\x17\x41UTH_MODE_STATIC_HEADER\x10\x03\x12\'\n#AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\x10\x04*[\n\nProbeDepth\x12\x1b\n\x17PROBE_DEPTH_UNSPECIFIED\x10\x00\x12\x19\n\x15PROBE_DEPTH_HANDSHAKE\x10\x01\x12\x15\n\x11PROBE_DEPTH_TOOLS\x10\x02*n\n\x0f\x43\x61talogOnChange\x12!\n\x1d\x43\x41TALOG_ON_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41TALOG_ON_CHANGE_ALERT\x10\x01\x12\x1b\n\x17\x43\x41TALOG_ON_CHANGE_BLOCK\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17mcphealth/v1/spec.proto\x12\x0cmcphealth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"7\n\x0cSecretSource\x12\r\n\x03\x65nv\x18\x01 \x01(\tH\x00\x12\x0e\n\x04\x66ile\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"c\n\x10StaticHeaderAuth\x12\x0e\n\x06header\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x14\n\x0cvalue_prefix\x18\x03 \x01(\t\"\xe6\x01\n\x17OAuth2ClientCredentials\x12\x11\n\ttoken_url\x18\x01 \x01(\t\x12-\n\tclient_id\x18\x02 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x31\n\rclient_secret\x18\x03 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x34\n\x0fprivate_key_jwt\x18\x06 \x01(\x0b\x32\x1b.mcphealth.v1.PrivateKeyJwt\"S\n\rPrivateKeyJwt\x12/\n\x0bprivate_key\x18\x01 \x01(\x0b\x32\x1a.mcphealth.v1.SecretSource\x12\x11\n\talgorithm\x18\x02 \x01(\t\"\xb1\x01\n\x08\x41uthSpec\x12$\n\x04mode\x18\x01 \x01(\x0e\x32\x16.mcphealth.v1.AuthMode\x12\x35\n\rstatic_header\x18\x02 \x01(\x0b\x32\x1e.mcphealth.v1.StaticHeaderAuth\x12H\n\x19oauth2_client_credentials\x18\x03 \x01(\x0b\x32%.mcphealth.v1.OAuth2ClientCredentials\"\x9a\x01\n\x07TlsSpec\x12\x0f\n\x07\x63\x61_file\x18\x01 \x01(\t\x12\x18\n\x10\x63lient_cert_file\x18\x02 \x01(\t\x12\x17\n\x0f\x63lient_key_file\x18\x03 \x01(\t\x12#\n\x1b\x64\x61ngerous_skip_verification\x18\x04 \x01(\x08\x12\x17\n\nresumption\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\r\n\x0b_resumption\"\x89\x04\n\x0bProbePolicy\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12 \n\x13unhealthy_threshold\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11healthy_threshold\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x33\n\x10\x64\x65graded_latency\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1b\n\x0ejitter_percent\x18\x06 \x01(\rH\x02\x88\x01\x01\x12\x31\n\x0einitial_spread\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0frate_limit_hold\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\redge_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x10\x63\x61talog_interval\x18\n \x01(\x0b\x32\x19.google.protobuf.DurationB\x16\n\x14_unhealthy_thresholdB\x14\n\x12_healthy_thresholdB\x11\n\x0f_jitter_percent\"S\n\rCatalogPolicy\x12\x30\n\ton_change\x18\x01 \x01(\x0e\x32\x1d.mcphealth.v1.CatalogOnChange\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\t\"N\n\x10\x43heckExpectation\x12\x10\n\x08is_error\x18\x01 \x01(\x08\x12\x15\n\rtext_contains\x18\x02 \x01(\t\x12\x11\n\tjson_path\x18\x03 \x01(\t\"\xf8\x01\n\tToolCheck\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\x06\x65xpect\x18\x04 \x01(\x0b\x32\x1e.mcphealth.v1.CheckExpectation\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x61llow_side_effects\x18\x07 \x01(\x08\"\x8a\x03\n\x0b\x42\x61\x63kendSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12*\n\ttransport\x18\x03 \x01(\x0e\x32\x17.mcphealth.v1.Transport\x12$\n\x04\x61uth\x18\x04 \x01(\x0b\x32\x16.mcphealth.v1.AuthSpec\x12\"\n\x03tls\x18\x05 \x01(\x0b\x32\x15.mcphealth.v1.TlsSpec\x12)\n\x06policy\x18\x06 \x01(\x0b\x32\x19.mcphealth.v1.ProbePolicy\x12\'\n\x05\x64\x65pth\x18\x07 \x01(\x0e\x32\x18.mcphealth.v1.ProbeDepth\x12\x18\n\x10protocol_version\x18\x08 \x01(\t\x12\r\n\x05\x64rain\x18\t \x01(\x08\x12\x16\n\x0erequired_tools\x18\n \x03(\t\x12,\n\x07\x63\x61talog\x18\x0b \x01(\x0b\x32\x1b.mcphealth.v1.CatalogPolicy\x12\'\n\x06\x63hecks\x18\x0c \x03(\x0b\x32\x17.mcphealth.v1.ToolCheck\"q\n\tGroupSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08\x62\x61\x63kends\x18\x02 \x03(\x0b\x32\x19.mcphealth.v1.BackendSpec\x12)\n\x06policy\x18\x03 \x01(\x0b\x32\x19.mcphealth.v1.ProbePolicy\"7\n\x0cHealthConfig\x12\'\n\x06groups\x18\x01 \x03(\x0b\x32\x17.mcphealth.v1.GroupSpec*X\n\tTransport\x12\x19\n\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRANSPORT_STREAMABLE_HTTP\x10\x01\x12\x11\n\rTRANSPORT_SSE\x10\x02*\x97\x01\n\x08\x41uthMode\x12\x19\n\x15\x41UTH_MODE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x41UTH_MODE_NONE\x10\x01\x12\x16\n\x12\x41UTH_MODE_PER_USER\x10\x02\x12\x1b\n\x17\x41UTH_MODE_STATIC_HEADER\x10\x03\x12\'\n#AUTH_MODE_OAUTH2_CLIENT_CREDENTIALS\x10\x04*[\n\nProbeDepth\x12\x1b\n\x17PROBE_DEPTH_UNSPECIFIED\x10\x00\x12\x19\n\x15PROBE_DEPTH_HANDSHAKE\x10\x01\x12\x15\n\x11PROBE_DEPTH_TOOLS\x10\x02*n\n\x0f\x43\x61talogOnChange\x12!\n\x1d\x43\x41TALOG_ON_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41TALOG_ON_CHANGE_ALERT\x10\x01\x12\x1b\n\x17\x43\x41TALOG_ON_CHANGE_BLOCK\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mcphealth.v1.spec_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRANSPORT']._serialized_start=2286
-  _globals['_TRANSPORT']._serialized_end=2374
-  _globals['_AUTHMODE']._serialized_start=2377
-  _globals['_AUTHMODE']._serialized_end=2528
-  _globals['_PROBEDEPTH']._serialized_start=2530
-  _globals['_PROBEDEPTH']._serialized_end=2621
-  _globals['_CATALOGONCHANGE']._serialized_start=2623
-  _globals['_CATALOGONCHANGE']._serialized_end=2733
+  _globals['_TRANSPORT']._serialized_start=2425
+  _globals['_TRANSPORT']._serialized_end=2513
+  _globals['_AUTHMODE']._serialized_start=2516
+  _globals['_AUTHMODE']._serialized_end=2667
+  _globals['_PROBEDEPTH']._serialized_start=2669
+  _globals['_PROBEDEPTH']._serialized_end=2760
+  _globals['_CATALOGONCHANGE']._serialized_start=2762
+  _globals['_CATALOGONCHANGE']._serialized_end=2872
   _globals['_SECRETSOURCE']._serialized_start=103
   _globals['_SECRETSOURCE']._serialized_end=158
   _globals['_STATICHEADERAUTH']._serialized_start=160
   _globals['_STATICHEADERAUTH']._serialized_end=259
   _globals['_OAUTH2CLIENTCREDENTIALS']._serialized_start=262
-  _globals['_OAUTH2CLIENTCREDENTIALS']._serialized_end=438
-  _globals['_AUTHSPEC']._serialized_start=441
-  _globals['_AUTHSPEC']._serialized_end=618
-  _globals['_TLSSPEC']._serialized_start=621
-  _globals['_TLSSPEC']._serialized_end=775
-  _globals['_PROBEPOLICY']._serialized_start=778
-  _globals['_PROBEPOLICY']._serialized_end=1299
-  _globals['_CATALOGPOLICY']._serialized_start=1301
-  _globals['_CATALOGPOLICY']._serialized_end=1384
-  _globals['_CHECKEXPECTATION']._serialized_start=1386
-  _globals['_CHECKEXPECTATION']._serialized_end=1464
-  _globals['_TOOLCHECK']._serialized_start=1467
-  _globals['_TOOLCHECK']._serialized_end=1715
-  _globals['_BACKENDSPEC']._serialized_start=1718
-  _globals['_BACKENDSPEC']._serialized_end=2112
-  _globals['_GROUPSPEC']._serialized_start=2114
-  _globals['_GROUPSPEC']._serialized_end=2227
-  _globals['_HEALTHCONFIG']._serialized_start=2229
-  _globals['_HEALTHCONFIG']._serialized_end=2284
+  _globals['_OAUTH2CLIENTCREDENTIALS']._serialized_end=492
+  _globals['_PRIVATEKEYJWT']._serialized_start=494
+  _globals['_PRIVATEKEYJWT']._serialized_end=577
+  _globals['_AUTHSPEC']._serialized_start=580
+  _globals['_AUTHSPEC']._serialized_end=757
+  _globals['_TLSSPEC']._serialized_start=760
+  _globals['_TLSSPEC']._serialized_end=914
+  _globals['_PROBEPOLICY']._serialized_start=917
+  _globals['_PROBEPOLICY']._serialized_end=1438
+  _globals['_CATALOGPOLICY']._serialized_start=1440
+  _globals['_CATALOGPOLICY']._serialized_end=1523
+  _globals['_CHECKEXPECTATION']._serialized_start=1525
+  _globals['_CHECKEXPECTATION']._serialized_end=1603
+  _globals['_TOOLCHECK']._serialized_start=1606
+  _globals['_TOOLCHECK']._serialized_end=1854
+  _globals['_BACKENDSPEC']._serialized_start=1857
+  _globals['_BACKENDSPEC']._serialized_end=2251
+  _globals['_GROUPSPEC']._serialized_start=2253
+  _globals['_GROUPSPEC']._serialized_end=2366
+  _globals['_HEALTHCONFIG']._serialized_start=2368
+  _globals['_HEALTHCONFIG']._serialized_end=2423
 # @@protoc_insertion_point(module_scope)

@@ -70,18 +70,28 @@ class StaticHeaderAuth(_message.Message):
     def __init__(self, header: _Optional[str] = ..., value: _Optional[_Union[SecretSource, _Mapping]] = ..., value_prefix: _Optional[str] = ...) -> None: ...
 
 class OAuth2ClientCredentials(_message.Message):
-    __slots__ = ("token_url", "client_id", "client_secret", "scopes", "audience")
+    __slots__ = ("token_url", "client_id", "client_secret", "scopes", "audience", "private_key_jwt")
     TOKEN_URL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_SECRET_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_KEY_JWT_FIELD_NUMBER: _ClassVar[int]
     token_url: str
     client_id: SecretSource
     client_secret: SecretSource
     scopes: _containers.RepeatedScalarFieldContainer[str]
     audience: str
-    def __init__(self, token_url: _Optional[str] = ..., client_id: _Optional[_Union[SecretSource, _Mapping]] = ..., client_secret: _Optional[_Union[SecretSource, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ...) -> None: ...
+    private_key_jwt: PrivateKeyJwt
+    def __init__(self, token_url: _Optional[str] = ..., client_id: _Optional[_Union[SecretSource, _Mapping]] = ..., client_secret: _Optional[_Union[SecretSource, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ..., private_key_jwt: _Optional[_Union[PrivateKeyJwt, _Mapping]] = ...) -> None: ...
+
+class PrivateKeyJwt(_message.Message):
+    __slots__ = ("private_key", "algorithm")
+    PRIVATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    private_key: SecretSource
+    algorithm: str
+    def __init__(self, private_key: _Optional[_Union[SecretSource, _Mapping]] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
 class AuthSpec(_message.Message):
     __slots__ = ("mode", "static_header", "oauth2_client_credentials")
