@@ -7,8 +7,7 @@
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::exchange::Answer;
-use super::handshake::Exchange;
+use super::exchange::{Answer, Exchange};
 use super::{Ctx, Stop};
 use mcp_health_core::catalog::Catalog;
 use mcp_health_core::check::{self, CheckFailure, FailureClass};

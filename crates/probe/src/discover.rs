@@ -7,8 +7,9 @@
 use http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
+use super::exchange::Exchange;
 use super::exchange::{self, Answer, Expect};
-use super::handshake::{self, Exchange, Handshake};
+use super::handshake::{self, Handshake};
 use super::streamable::rpc_failure;
 use super::{Ctx, Ready, Stop, jsonrpc};
 use mcp_health_core::outcome::Reason;

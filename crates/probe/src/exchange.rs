@@ -287,6 +287,19 @@ pub const MAX_TOOL_PAGES: usize = 16;
 /// Canonical JSON bytes of all tools a catalog read takes before it gives up.
 pub const MAX_CATALOG_BYTES: usize = 4 << 20;
 
+/// What a transport does after its handshake (the session's exchanges);
+/// `handshake::finish` decides what to ask and what the answers mean.
+pub trait Exchange {
+    /// Tells the server the client is initialized, before the first request
+    /// after the handshake (nothing for the stateless revision).
+    async fn initialized(&mut self, ctx: &Ctx<'_>) -> Result<(), Stop>;
+
+    /// Sends one request (`tools/list`, `tools/call`) with `params` on the
+    /// handshake's session and reads its answer. The transport adds what its
+    /// revision requires (session headers, the 2026 `_meta` envelope).
+    async fn request(&mut self, ctx: &Ctx<'_>, method: &'static str, params: Value) -> Result<Answer, Stop>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

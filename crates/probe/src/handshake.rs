@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::exchange::{self, Answer, ToolsRead};
+use super::exchange::{self, Answer, Exchange, ToolsRead};
 use super::{Ctx, Ready, Stop, checks};
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_proto::v1::{ProbeDepth, ReasonCode};
@@ -63,19 +63,6 @@ pub fn negotiated(result: &Value, offer: &str, pinned: bool) -> Result<String, R
         ));
     }
     Ok(version)
-}
-
-/// What a transport does after its handshake; [`finish`] decides what to ask
-/// and what the answers mean.
-pub trait Exchange {
-    /// Tells the server the client is initialized, before the first request
-    /// after the handshake (nothing for the stateless revision).
-    async fn initialized(&mut self, ctx: &Ctx<'_>) -> Result<(), Stop>;
-
-    /// Sends one request (`tools/list`, `tools/call`) with `params` on the
-    /// handshake's session and reads its answer. The transport adds what its
-    /// revision requires (session headers, the 2026 `_meta` envelope).
-    async fn request(&mut self, ctx: &Ctx<'_>, method: &'static str, params: Value) -> Result<Answer, Stop>;
 }
 
 /// Finishes a probe whose handshake answered. At depth TOOLS: a server without

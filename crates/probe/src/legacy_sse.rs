@@ -10,8 +10,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::body::{self, EventReader, Framing};
+use super::exchange::Exchange;
 use super::exchange::{self, Answer, Expect};
-use super::handshake::{self, Exchange, Handshake};
+use super::handshake::{self, Handshake};
 use super::jsonrpc::{self, Message};
 use super::streamable::rpc_failure;
 use super::{Ctx, Ready, Stop, classify, retry_after};

@@ -8,8 +8,9 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
+use super::exchange::Exchange;
 use super::exchange::{self, Answer, Expect, SESSION_HEADER};
-use super::handshake::{self, Exchange, Handshake};
+use super::handshake::{self, Handshake};
 use super::{Ctx, Ready, Stop, jsonrpc};
 use mcp_health_core::outcome::Reason;
 use mcp_health_proto::v1::ReasonCode;
