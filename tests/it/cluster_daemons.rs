@@ -40,19 +40,6 @@ fn daemons(etcd: &EtcdCluster, prefix: &str, n: usize, ttl: &str) -> Vec<Daemon>
         .collect()
 }
 
-/// The daemon's /metrics URL, from its start-up log.
-fn metrics_url(d: &Daemon) -> String {
-    let addr = d
-        .log
-        .iter()
-        .find_map(|l| {
-            let json: serde_json::Value = serde_json::from_str(l).ok()?;
-            (json["message"] == "metrics serving on /metrics").then(|| json["addr"].as_str().map(str::to_owned))?
-        })
-        .expect("the metrics address is logged before serving");
-    format!("http://{addr}/metrics")
-}
-
 /// One series' value in a scrape of `url` (a series without labels).
 async fn metric(url: &str, series: &str) -> Option<u64> {
     common::install_crypto();
@@ -291,7 +278,7 @@ async fn each_backend_is_probed_once_per_interval_across_three_replicas() {
     // Each replica's owned-backends gauge is its share as the CLI shows it; together, every backend once.
     let mut gauges = Vec::new();
     for (id, i) in &members {
-        let url = metrics_url(s.daemons[*i].as_ref().unwrap());
+        let url = s.daemons[*i].as_ref().unwrap().metrics_url();
         let share = owners.values().filter(|o| *o == id).count() as u64;
         let n = eventually(
             "the owned-backends gauge",
@@ -581,7 +568,7 @@ async fn probe_backend_on_a_non_owner_is_made_by_the_owner() {
     let owner_daemon = members[&owner_id];
     let asker = (owner_daemon + 1) % 3;
     println!("b0 is owned by daemon {owner_daemon} ({owner_id}); asking daemon {asker} ({})", id_of(asker));
-    let urls: Vec<String> = (0..3).map(|i| metrics_url(s.daemons[i].as_ref().unwrap())).collect();
+    let urls: Vec<String> = (0..3).map(|i| s.daemons[i].as_ref().unwrap().metrics_url()).collect();
     let answered = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_answered_total");
     let forwarded = |i: usize| metric(&urls[i], "mcp_health_cluster_probes_forwarded_total");
     // Every first probe is done (initialSpread 0.5 s): the counts stand still.

@@ -161,15 +161,7 @@ async fn an_old_and_a_new_replica_share_verdicts_both_ways() {
 /// The backends a replica probed: those with a last-probe time in its /metrics.
 async fn probed(d: &Daemon) -> Vec<String> {
     crate::common::install_crypto();
-    let addr = d
-        .log
-        .iter()
-        .find_map(|l| {
-            let json: serde_json::Value = serde_json::from_str(l).ok()?;
-            (json["message"] == "metrics serving on /metrics").then(|| json["addr"].as_str().map(str::to_owned))?
-        })
-        .expect("the metrics address is logged before serving");
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(d.metrics_url()).await.unwrap().text().await.unwrap();
     let mut backends: Vec<String> = text
         .lines()
         .filter(|l| l.starts_with("mcp_health_backend_last_probe_timestamp"))

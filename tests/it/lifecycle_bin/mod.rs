@@ -140,6 +140,19 @@ impl Daemon {
         }
     }
 
+    /// Its /metrics URL, from the start-up log (started with `--metrics-listen`).
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .log
+            .iter()
+            .find_map(|l| {
+                let json: serde_json::Value = serde_json::from_str(l).ok()?;
+                (json["message"] == "metrics serving on /metrics").then(|| json["addr"].as_str().map(str::to_owned))?
+            })
+            .expect("the metrics address is logged before serving");
+        format!("http://{addr}/metrics")
+    }
+
     /// Log lines received so far.
     pub fn drain_log(&mut self) -> &[String] {
         while let Ok(line) = self.lines.try_recv() {
