@@ -296,17 +296,19 @@ async fn a_verdict_from_an_expired_lease_is_fenced_off() {
 /// A shared verdict of `status`, as an owner would publish it.
 fn shared_verdict(status: BackendStatus) -> mcp_health::engine::seam::SharedVerdict {
     mcp_health::engine::seam::SharedVerdict {
-        verdict: mcp_health::core::verdict::Verdict {
-            status,
-            consecutive_failures: u32::from(status == BackendStatus::Unhealthy) * 3,
-            ..mcp_health::core::verdict::Verdict::unknown()
+        observed: mcp_health::engine::seam::Observed {
+            verdict: mcp_health::core::verdict::Verdict {
+                status,
+                consecutive_failures: u32::from(status == BackendStatus::Unhealthy) * 3,
+                ..mcp_health::core::verdict::Verdict::unknown()
+            },
+            reason: mcp_health::core::outcome::Reason::new(ReasonCode::Ok, "ok"),
+            facts: Default::default(),
+            last_latency: Some(Duration::from_millis(3)),
+            last_probe: Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)),
+            last_transition: None,
+            address: Some("127.0.0.1:9".parse().unwrap()),
         },
-        reason: mcp_health::core::outcome::Reason::new(ReasonCode::Ok, "ok"),
-        facts: Default::default(),
-        last_latency: Some(Duration::from_millis(3)),
-        last_probe: Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000)),
-        last_transition: None,
-        address: Some("127.0.0.1:9".parse().unwrap()),
         catalog: Default::default(),
     }
 }

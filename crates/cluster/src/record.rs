@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::verdict::Verdict;
-use mcp_health_engine::seam::{CatalogFacts, SharedVerdict};
+use mcp_health_engine::seam::{CatalogFacts, Observed, SharedVerdict};
 use mcp_health_engine::{duration, timestamp};
 use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage, ReasonCode, ResourceMetadataState};
 
@@ -79,7 +79,7 @@ impl VerdictRecord {
 
     /// The status, whatever the record's version (for logs and checkers).
     pub fn status(&self) -> BackendStatus {
-        self.verdict.verdict.status
+        self.verdict.observed.verdict.status
     }
 }
 
@@ -93,7 +93,8 @@ struct V1 {
 
 impl From<&VerdictRecord> for V1 {
     fn from(r: &VerdictRecord) -> V1 {
-        let s = &r.verdict;
+        let s = &r.verdict.observed;
+        let catalog = &r.verdict.catalog;
         V1 {
             writer: r.writer.clone(),
             progress: s.verdict.progress.clone(),
@@ -118,9 +119,9 @@ impl From<&VerdictRecord> for V1 {
                 resource_metadata: s.facts.resource_metadata as i32,
                 address: s.address.map(|a| a.to_string()).unwrap_or_default(),
                 // Binaries before the catalog fields ignore these.
-                catalog_fingerprint: s.catalog.fingerprint.clone(),
-                catalog_changed_time: s.catalog.changed_at.map(timestamp),
-                catalog_note: s.catalog.note.clone(),
+                catalog_fingerprint: catalog.fingerprint.clone(),
+                catalog_changed_time: catalog.changed_at.map(timestamp),
+                catalog_note: catalog.note.clone(),
                 ..Default::default()
             },
         }
@@ -146,27 +147,29 @@ impl From<V1> for VerdictRecord {
             writer: v.writer,
             group_created: None,
             verdict: SharedVerdict {
-                verdict: Verdict {
-                    status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
-                    consecutive_failures: h.consecutive_failures,
-                    consecutive_successes: h.consecutive_successes,
-                    progress: v.progress,
+                observed: Observed {
+                    verdict: Verdict {
+                        status: BackendStatus::try_from(h.status).unwrap_or(BackendStatus::Unknown),
+                        consecutive_failures: h.consecutive_failures,
+                        consecutive_successes: h.consecutive_successes,
+                        progress: v.progress,
+                    },
+                    reason,
+                    facts: ServerFacts {
+                        protocol_version: h.protocol_version,
+                        server_name: h.server_name,
+                        server_version: h.server_version,
+                        tool_count: h.tool_count,
+                        resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
+                        catalog: None,
+                    },
+                    last_latency: h
+                        .last_latency
+                        .map(|d| Duration::new(u64::try_from(d.seconds).unwrap_or(0), u32::try_from(d.nanos).unwrap_or(0))),
+                    last_probe: time(h.last_probe_time),
+                    last_transition: time(h.last_transition_time),
+                    address: h.address.parse().ok(),
                 },
-                reason,
-                facts: ServerFacts {
-                    protocol_version: h.protocol_version,
-                    server_name: h.server_name,
-                    server_version: h.server_version,
-                    tool_count: h.tool_count,
-                    resource_metadata: ResourceMetadataState::try_from(h.resource_metadata).unwrap_or_default(),
-                    catalog: None,
-                },
-                last_latency: h
-                    .last_latency
-                    .map(|d| Duration::new(u64::try_from(d.seconds).unwrap_or(0), u32::try_from(d.nanos).unwrap_or(0))),
-                last_probe: time(h.last_probe_time),
-                last_transition: time(h.last_transition_time),
-                address: h.address.parse().ok(),
                 catalog: CatalogFacts {
                     fingerprint: h.catalog_fingerprint,
                     changed_at: time(h.catalog_changed_time),
@@ -252,7 +255,8 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 impl From<&VerdictRecord> for V2 {
     fn from(r: &VerdictRecord) -> V2 {
-        let s = &r.verdict;
+        let s = &r.verdict.observed;
+        let catalog = &r.verdict.catalog;
         V2 {
             v: 2,
             writer: r.writer.clone(),
@@ -279,9 +283,9 @@ impl From<&VerdictRecord> for V2 {
             last_transition_unix_ms: s.last_transition.map(unix_ms),
             address: s.address.map(|a| a.to_string()),
             catalog: CatalogV2 {
-                fingerprint: s.catalog.fingerprint.clone(),
-                changed_unix_ms: s.catalog.changed_at.map(unix_ms),
-                note: s.catalog.note.clone(),
+                fingerprint: catalog.fingerprint.clone(),
+                changed_unix_ms: catalog.changed_at.map(unix_ms),
+                note: catalog.note.clone(),
             },
         }
     }
@@ -300,32 +304,34 @@ impl TryFrom<V2> for VerdictRecord {
             writer: v.writer,
             group_created: v.group_created,
             verdict: SharedVerdict {
-                verdict: Verdict {
-                    status: BackendStatus::from_str_name(&v.status).ok_or(UnknownName)?,
-                    consecutive_failures: v.consecutive_failures,
-                    consecutive_successes: v.consecutive_successes,
-                    progress: v.progress,
-                },
-                reason: Reason {
-                    code: ReasonCode::from_str_name(&v.reason.code).ok_or(UnknownName)?,
-                    http_status: v.reason.http_status,
-                    message: v.reason.message,
-                },
-                facts: ServerFacts {
-                    protocol_version: v.facts.protocol_version,
-                    server_name: v.facts.server_name,
-                    server_version: v.facts.server_version,
-                    tool_count: v.facts.tool_count,
-                    resource_metadata: match v.facts.resource_metadata {
-                        None => ResourceMetadataState::Unspecified,
-                        Some(name) => ResourceMetadataState::from_str_name(&name).ok_or(UnknownName)?,
+                observed: Observed {
+                    verdict: Verdict {
+                        status: BackendStatus::from_str_name(&v.status).ok_or(UnknownName)?,
+                        consecutive_failures: v.consecutive_failures,
+                        consecutive_successes: v.consecutive_successes,
+                        progress: v.progress,
                     },
-                    catalog: None,
+                    reason: Reason {
+                        code: ReasonCode::from_str_name(&v.reason.code).ok_or(UnknownName)?,
+                        http_status: v.reason.http_status,
+                        message: v.reason.message,
+                    },
+                    facts: ServerFacts {
+                        protocol_version: v.facts.protocol_version,
+                        server_name: v.facts.server_name,
+                        server_version: v.facts.server_version,
+                        tool_count: v.facts.tool_count,
+                        resource_metadata: match v.facts.resource_metadata {
+                            None => ResourceMetadataState::Unspecified,
+                            Some(name) => ResourceMetadataState::from_str_name(&name).ok_or(UnknownName)?,
+                        },
+                        catalog: None,
+                    },
+                    last_latency: v.last_latency_us.map(Duration::from_micros),
+                    last_probe: v.last_probe_unix_ms.map(at),
+                    last_transition: v.last_transition_unix_ms.map(at),
+                    address: v.address.and_then(|a| a.parse().ok()),
                 },
-                last_latency: v.last_latency_us.map(Duration::from_micros),
-                last_probe: v.last_probe_unix_ms.map(at),
-                last_transition: v.last_transition_unix_ms.map(at),
-                address: v.address.and_then(|a| a.parse().ok()),
                 catalog: CatalogFacts {
                     fingerprint: v.catalog.fingerprint,
                     changed_at: v.catalog.changed_unix_ms.map(at),
@@ -345,30 +351,32 @@ mod tests {
             writer: "00000000000000aa".into(),
             group_created: None,
             verdict: SharedVerdict {
-                verdict: Verdict {
-                    status: BackendStatus::Degraded,
-                    consecutive_failures: 0,
-                    consecutive_successes: 4,
-                    progress: "1 of 3 failed probes".into(),
+                observed: Observed {
+                    verdict: Verdict {
+                        status: BackendStatus::Degraded,
+                        consecutive_failures: 0,
+                        consecutive_successes: 4,
+                        progress: "1 of 3 failed probes".into(),
+                    },
+                    reason: Reason {
+                        code: ReasonCode::HttpStatus,
+                        http_status: Some(503),
+                        message: "HTTP 503".into(),
+                    },
+                    facts: ServerFacts {
+                        protocol_version: "2025-06-18".into(),
+                        server_name: "srv".into(),
+                        server_version: "1.2.3".into(),
+                        tool_count: Some(7),
+                        resource_metadata: ResourceMetadataState::Valid,
+                        catalog: None,
+                    },
+                    last_latency: Some(Duration::from_micros(12_345)),
+                    // Whole milliseconds: version 2 keeps times to the millisecond.
+                    last_probe: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)),
+                    last_transition: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000)),
+                    address: Some("127.0.0.1:8080".parse().unwrap()),
                 },
-                reason: Reason {
-                    code: ReasonCode::HttpStatus,
-                    http_status: Some(503),
-                    message: "HTTP 503".into(),
-                },
-                facts: ServerFacts {
-                    protocol_version: "2025-06-18".into(),
-                    server_name: "srv".into(),
-                    server_version: "1.2.3".into(),
-                    tool_count: Some(7),
-                    resource_metadata: ResourceMetadataState::Valid,
-                    catalog: None,
-                },
-                last_latency: Some(Duration::from_micros(12_345)),
-                // Whole milliseconds: version 2 keeps times to the millisecond.
-                last_probe: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123)),
-                last_transition: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000)),
-                address: Some("127.0.0.1:8080".parse().unwrap()),
                 catalog: CatalogFacts::default(),
             },
         }
@@ -389,13 +397,15 @@ mod tests {
             writer: "b".into(),
             group_created: None,
             verdict: SharedVerdict {
-                verdict: Verdict::unknown(),
-                reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
-                facts: ServerFacts::default(),
-                last_latency: None,
-                last_probe: None,
-                last_transition: None,
-                address: None,
+                observed: Observed {
+                    verdict: Verdict::unknown(),
+                    reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
+                    facts: ServerFacts::default(),
+                    last_latency: None,
+                    last_probe: None,
+                    last_transition: None,
+                    address: None,
+                },
                 catalog: CatalogFacts::default(),
             },
         }

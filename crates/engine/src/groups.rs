@@ -46,13 +46,7 @@ impl BackendState {
     /// This backend's state as replicas share it.
     pub(super) fn shared(&self) -> crate::seam::SharedVerdict {
         crate::seam::SharedVerdict {
-            verdict: self.verdict.clone(),
-            reason: self.reason.clone(),
-            facts: self.facts.clone(),
-            last_latency: self.last_latency,
-            last_probe: self.last_probe,
-            last_transition: self.last_transition,
-            address: self.peer,
+            observed: self.observed(),
             catalog: self.catalog_facts(),
         }
     }

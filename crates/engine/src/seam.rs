@@ -3,12 +3,7 @@
 //! receives from the others. None (single node): every backend is probed
 //! here and nothing is shared.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
-
-use mcp_health_core::outcome::{Reason, ServerFacts};
-pub use mcp_health_core::snapshot::CatalogFacts;
-use mcp_health_core::verdict::Verdict;
+pub use mcp_health_core::snapshot::{CatalogFacts, Observed};
 
 pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
     /// Whether this replica probes `group/backend` now. Asked by each
@@ -24,15 +19,10 @@ pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
 /// what one replica probed, another takes as the backend's state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedVerdict {
-    /// Status, counters and progress toward the next threshold.
-    pub verdict: Verdict,
-    pub reason: Reason,
-    pub facts: ServerFacts,
-    pub last_latency: Option<Duration>,
-    pub last_probe: Option<SystemTime>,
-    pub last_transition: Option<SystemTime>,
-    /// The address the latest probe to reach the backend connected to.
-    pub address: Option<SocketAddr>,
+    /// What the owner's probes observed: the address they connected to, the
+    /// verdict (status, counters, progress), reason, facts and times. The same
+    /// value the owner's snapshot shows.
+    pub observed: Observed,
     /// The tool catalog's fingerprint as the owner knows it (not its tools).
     pub catalog: CatalogFacts,
 }

@@ -481,18 +481,20 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
     use mcp_health_core::verdict::Verdict;
     use mcp_health_proto::v1::ReasonCode;
     let remote = |s: BackendStatus, code: ReasonCode| SharedVerdict {
-        verdict: Verdict {
-            status: s,
-            consecutive_failures: 3,
-            consecutive_successes: 0,
-            progress: String::new(),
+        observed: mcp_health_core::snapshot::Observed {
+            verdict: Verdict {
+                status: s,
+                consecutive_failures: 3,
+                consecutive_successes: 0,
+                progress: String::new(),
+            },
+            reason: Reason::new(code, "from another replica"),
+            facts: ServerFacts::default(),
+            last_latency: None,
+            last_probe: None,
+            last_transition: None,
+            address: None,
         },
-        reason: Reason::new(code, "from another replica"),
-        facts: ServerFacts::default(),
-        last_latency: None,
-        last_probe: None,
-        last_transition: None,
-        address: None,
         catalog: Default::default(),
     };
     let (unhealthy, healthy) = (

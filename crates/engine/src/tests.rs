@@ -540,16 +540,18 @@ async fn a_shared_verdict_for_a_group_being_written_lands_after_the_commit() {
     });
     store.entered.notified().await;
     let verdict = seam::SharedVerdict {
-        verdict: mcp_health_core::verdict::Verdict {
-            status: BackendStatus::Healthy,
-            ..mcp_health_core::verdict::Verdict::unknown()
+        observed: mcp_health_core::snapshot::Observed {
+            verdict: mcp_health_core::verdict::Verdict {
+                status: BackendStatus::Healthy,
+                ..mcp_health_core::verdict::Verdict::unknown()
+            },
+            reason: Reason::new(ReasonCode::Ok, "ok"),
+            facts: ServerFacts::default(),
+            last_latency: None,
+            last_probe: None,
+            last_transition: None,
+            address: None,
         },
-        reason: Reason::new(ReasonCode::Ok, "ok"),
-        facts: ServerFacts::default(),
-        last_latency: None,
-        last_probe: None,
-        last_transition: None,
-        address: None,
         catalog: Default::default(),
     };
     engine.remote_verdict("h".into(), "x".into(), verdict).await.unwrap();

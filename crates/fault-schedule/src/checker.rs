@@ -353,7 +353,7 @@ fn check_unhealthy(h: &History, keys: &Keys, _sources: &[IpAddr], v: &mut Verdic
         if !explained {
             v.safety.push(format!(
                 "{backend} shown UNHEALTHY ({:?}) by {} (replica {writer:?}) at revision {} with no fault cutting it off since its last good verdict",
-                sv.verdict.reason.code, sv.writer, e.mod_revision
+                sv.verdict.observed.reason.code, sv.writer, e.mod_revision
             ));
         }
     }
@@ -460,16 +460,18 @@ mod tests {
             writer: format!("{writer:016x}"),
             group_created: None,
             verdict: mcp_health::engine::seam::SharedVerdict {
-                verdict: mcp_health::core::verdict::Verdict {
-                    status: BackendStatus::Healthy,
-                    ..mcp_health::core::verdict::Verdict::unknown()
+                observed: mcp_health::engine::seam::Observed {
+                    verdict: mcp_health::core::verdict::Verdict {
+                        status: BackendStatus::Healthy,
+                        ..mcp_health::core::verdict::Verdict::unknown()
+                    },
+                    reason: mcp_health::core::outcome::Reason::new(mcp_health::proto::v1::ReasonCode::Ok, "ok"),
+                    facts: Default::default(),
+                    last_latency: None,
+                    last_probe: None,
+                    last_transition: None,
+                    address: None,
                 },
-                reason: mcp_health::core::outcome::Reason::new(mcp_health::proto::v1::ReasonCode::Ok, "ok"),
-                facts: Default::default(),
-                last_latency: None,
-                last_probe: None,
-                last_transition: None,
-                address: None,
                 catalog: Default::default(),
             },
         }
@@ -485,7 +487,7 @@ mod tests {
     /// A verdict of `status` by member 7 for g/b, recorded at `at`.
     fn verdict_at(status: BackendStatus, at: Instant, rev: i64) -> EtcdEvent {
         let mut v = record(7);
-        v.verdict.verdict.status = status;
+        v.verdict.observed.verdict.status = status;
         EtcdEvent {
             arrived: at,
             ..put(keys().verdict("g", "fleet-0"), v.encode(2), rev, 1, 0)

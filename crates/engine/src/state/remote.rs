@@ -18,6 +18,7 @@ impl EngineState {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
+        let SharedVerdict { observed: remote, catalog } = remote;
         if owned && b.last_probe.is_some() && !b.remote_since_probe {
             if remote.verdict.status != b.verdict.status || remote.verdict.progress != b.verdict.progress || remote.reason.code != b.reason.code {
                 b.share_next = true;
@@ -28,8 +29,8 @@ impl EngineState {
             || remote.verdict.progress != b.verdict.progress
             || remote.reason.code != b.reason.code
             || remote.address != b.peer
-            || remote.catalog.fingerprint != b.catalog.fingerprint
-            || remote.catalog.note != b.catalog.note;
+            || catalog.fingerprint != b.catalog.fingerprint
+            || catalog.note != b.catalog.note;
         if remote.verdict.status != b.verdict.status && observed {
             fx.push(Effect::Observe(Observed::BackendStatus {
                 group: group.to_owned(),
@@ -41,8 +42,7 @@ impl EngineState {
         b.verdict = remote.verdict;
         b.reason = remote.reason;
         b.facts = remote.facts;
-        b.catalog
-            .take_shared(&remote.catalog.fingerprint, remote.catalog.changed_at, &remote.catalog.note);
+        b.catalog.take_shared(&catalog.fingerprint, catalog.changed_at, &catalog.note);
         b.last_latency = remote.last_latency;
         b.last_probe = remote.last_probe;
         b.last_transition = remote.last_transition;
