@@ -160,6 +160,13 @@ fn next_interval(policy: &Policy, pace: Pace, first_unspread: bool, rng: &mut im
     }
 }
 
+/// What one probe tells the timer.
+struct Step {
+    pace: Pace,
+    answered: Instant,
+    retry_after: Option<Duration>,
+}
+
 pub struct BackendTask {
     pub group: String,
     pub backend: String,
@@ -195,40 +202,53 @@ impl BackendTask {
                 planned = (planned + self.policy.interval).max(Instant::now());
                 continue;
             }
-            let Ok(permit) = self.limiter.acquire().await else { return };
-            let started = Instant::now();
-            let in_flight = InFlight::probe(self.observer.as_ref());
-            let timed = probe_shared(&*self.prober, &self.target, &self.memory, self.policy).await;
-            drop(in_flight);
-            drop(permit);
-            let answered = Instant::now();
-            let outcome = judge_throttle(timed.outcome, &mut throttled_since, started, answered, self.policy.rate_limit_hold);
-            let retry_after = outcome.retry_after;
-            let (pace_tx, pace_rx) = oneshot::channel();
-            let result = ProbeResult {
-                group: self.group.clone(),
-                backend: self.backend.clone(),
-                epoch: self.epoch,
-                outcome,
-                latency: timed.latency,
-                scheduling_lag: started.saturating_duration_since(planned),
-                interval: self.policy.interval,
-                reply: None,
-                pace: Some(pace_tx),
-            };
-            let Some(owner) = self.owner.upgrade() else { return };
-            if owner.send(Command::ProbeResult(Box::new(result))).await.is_err() {
+            // Boxed: a probe's state (the permit wait, a copy of the probe memory,
+            // the timeout, the outcome, the send to the owner) lives on the heap
+            // only while the probe runs, so an idle backend's task holds little
+            // more than its timer (`tests::an_idle_probe_task_stays_small`;
+            // BENCHMARKS.md, "Where the memory at 10,000 backends goes").
+            let Some(step) = Box::pin(self.probe_and_report(planned, &mut throttled_since)).await else {
                 return;
-            }
-            drop(owner);
-            // The owner's verdict, with this result folded in, decides the pace:
-            // one source of truth, which on-demand probes and shared verdicts
-            // also feed. Unanswered (result dropped, engine stopping): steady.
-            let pace = pace_rx.await.unwrap_or(Pace::Steady);
-            let next = next_interval(&self.policy, pace, first && spread.is_zero(), &mut rand::rng());
+            };
+            let next = next_interval(&self.policy, step.pace, first && spread.is_zero(), &mut rand::rng());
             first = false;
-            planned = next_plan(planned, next, Instant::now().max(answered), retry_after, self.policy.rate_limit_hold);
+            planned = next_plan(planned, next, Instant::now().max(step.answered), step.retry_after, self.policy.rate_limit_hold);
         }
+    }
+
+    /// One probe planned for `planned`: waits for a permit, probes, sends the
+    /// result to the owner and awaits the pace it answers. None when the
+    /// engine is gone.
+    async fn probe_and_report(&self, planned: Instant, throttled_since: &mut Option<Instant>) -> Option<Step> {
+        let permit = self.limiter.acquire().await.ok()?;
+        let started = Instant::now();
+        let in_flight = InFlight::probe(self.observer.as_ref());
+        let timed = probe_shared(&*self.prober, &self.target, &self.memory, self.policy).await;
+        drop(in_flight);
+        drop(permit);
+        let answered = Instant::now();
+        let outcome = judge_throttle(timed.outcome, throttled_since, started, answered, self.policy.rate_limit_hold);
+        let retry_after = outcome.retry_after;
+        let (pace_tx, pace_rx) = oneshot::channel();
+        let result = ProbeResult {
+            group: self.group.clone(),
+            backend: self.backend.clone(),
+            epoch: self.epoch,
+            outcome,
+            latency: timed.latency,
+            scheduling_lag: started.saturating_duration_since(planned),
+            interval: self.policy.interval,
+            reply: None,
+            pace: Some(pace_tx),
+        };
+        let owner = self.owner.upgrade()?;
+        owner.send(Command::ProbeResult(Box::new(result))).await.ok()?;
+        drop(owner);
+        // The owner's verdict, with this result folded in, decides the pace:
+        // one source of truth, which on-demand probes and shared verdicts
+        // also feed. Unanswered (result dropped, engine stopping): steady.
+        let pace = pace_rx.await.unwrap_or(Pace::Steady);
+        Some(Step { pace, answered, retry_after })
     }
 }
 
