@@ -1,17 +1,24 @@
 """Parses the Kubernetes manifests and the Envoy config under clients/ and checks what
 mcp-health relies on: kinds, native gRPC probes (port and service), groups that exist in
-the ConfigMap, and Envoy's gRPC health check. Writes the ConfigMap's groups.yaml to the
-path given as the second argument, for a dry-run apply against a live daemon.
-Exits 1 with one line per problem."""
+the ConfigMap, and Envoy's gRPC health check. Validates every manifest under clients/kubernetes against
+the Kubernetes OpenAPI schemas (kubernetes-validate, strict: unknown fields are errors) for
+the oldest and newest Kubernetes versions clients/kubernetes/README.md documents. Writes the
+ConfigMap's groups.yaml to the path given as the second argument, for a dry-run apply
+against a live daemon. Exits 1 with one line per problem."""
 
 from __future__ import annotations
 
 import pathlib
 import sys
 
+import kubernetes_validate
 import yaml
 
 problems: list[str] = []
+
+# The oldest and newest Kubernetes versions clients/kubernetes/README.md documents: 1.29 is
+# the first with native sidecars (restartPolicy: Always init containers) on by default.
+K8S_VERSIONS = ("1.29", "1.37")
 
 
 def need(cond: bool, what: str) -> None:
@@ -26,6 +33,33 @@ def containers(pod_spec: dict) -> list[dict]:
 def grpc_probe(c: dict, kind: str) -> dict | None:
     probe = c.get(kind)
     return probe.get("grpc") if isinstance(probe, dict) else None
+
+
+def check_schemas(k8s: pathlib.Path) -> int:
+    """Every document of every manifest under k8s, against the real OpenAPI schemas of each
+    version in K8S_VERSIONS, in strict mode. Returns the number of documents checked."""
+    shipped = set(kubernetes_validate.utils.all_versions())
+    readme = (k8s / "README.md").read_text()
+    need(f"Kubernetes {K8S_VERSIONS[0]} to {K8S_VERSIONS[1]}" in readme, f"clients/kubernetes/README.md should say the manifests are for Kubernetes {K8S_VERSIONS[0]} to {K8S_VERSIONS[1]}")
+    count = 0
+    for f in sorted(k8s.rglob("*.yaml")):
+        for i, d in enumerate(yaml.safe_load_all(f.read_text())):
+            if d is None:
+                continue
+            count += 1
+            for version in K8S_VERSIONS:
+                where = f"{f.relative_to(k8s)} document {i + 1} ({d.get('kind')} {d.get('metadata', {}).get('name')}), Kubernetes {version}"
+                if not any(v.startswith(version + ".") for v in shipped):
+                    need(False, f"kubernetes-validate {kubernetes_validate.__version__} has no schemas for Kubernetes {version}")
+                    continue
+                try:
+                    kubernetes_validate.validate(d, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    path = ".".join(str(p) for p in e.path) or "(document)"
+                    need(False, f"{where}: {path}: {e.message}")
+                except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as e:
+                    need(False, f"{where}: {e.message}")
+    return count
 
 
 def check_cluster_example(path: pathlib.Path) -> None:
@@ -97,6 +131,7 @@ def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
     need(gated == groups, f"every group should gate a gateway; gated {sorted(gated)} of {sorted(groups)}")
 
     check_cluster_example(k8s / "cluster" / "mcp-healthd-cluster.yaml")
+    validated = check_schemas(k8s)
 
     envoy = yaml.safe_load((clients / "envoy" / "envoy.yaml").read_text())
     clusters = {c["name"]: c for c in envoy["static_resources"]["clusters"]}
@@ -125,7 +160,7 @@ def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
 
     for p in problems:
         print(f"manifest problem: {p}")
-    print(f"manifests: {len(docs)} Kubernetes documents, envoy.yaml with {len(clusters)} cluster(s): {'FAILED' if problems else 'ok'}")
+    print(f"manifests: {len(docs)} Kubernetes documents, {validated} validated strictly against Kubernetes {' and '.join(K8S_VERSIONS)} (kubernetes-validate {kubernetes_validate.__version__}), envoy.yaml with {len(clusters)} cluster(s): {'FAILED' if problems else 'ok'}")
     return 1 if problems else 0
 
 

