@@ -3,7 +3,8 @@
 # (idempotent; quick when nothing changed):
 #   - Node.js and npm (Debian's packages, only when `node` is missing);
 #   - tests/interop/node/node_modules from the committed package-lock.json (`npm ci`):
-#     @modelcontextprotocol/sdk 1.x, @modelcontextprotocol/server-everything,
+#     @modelcontextprotocol/sdk 1.x, the SDK 2.x (@modelcontextprotocol/server and
+#     @modelcontextprotocol/node), @modelcontextprotocol/server-everything,
 #     supergateway, express;
 #   - tests/interop/conformance/node_modules (`npm ci`): @modelcontextprotocol/conformance
 #     and Node.js 22 (the npm package `node`), for tests/it/conformance.rs;

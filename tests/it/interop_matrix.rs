@@ -4,7 +4,10 @@
 //! then the server; HEALTHY while up, not routable once killed, HEALTHY again
 //! after a restart on the same port. Rows: the TypeScript SDK 1.x in every
 //! transport mode (tests/interop/node/sdk_server.mjs), its bearer-auth
-//! middleware with RFC 9728 metadata, the reference server
+//! middleware with RFC 9728 metadata, the TypeScript SDK 2.x
+//! (`@modelcontextprotocol/server` with `@modelcontextprotocol/node`,
+//! tests/interop/node/sdk2_server.mjs: 2026-07-28 only, both eras, and the
+//! 2025 stateful wiring with SSE and JSON replies), the reference server
 //! `@modelcontextprotocol/server-everything`, the Python SDK 1.x (FastMCP 1.0
 //! API, tests/interop/mcp1_server.py) and 2.x (tests/interop/mcp_servers.py),
 //! the Rust SDK rmcp (crates/interop-rmcp), and the stdio bridges supergateway
@@ -54,6 +57,8 @@ fn installed(path: PathBuf) -> PathBuf {
 enum Launch {
     /// tests/interop/node/sdk_server.mjs --mode MODE (TypeScript SDK 1.x).
     Ts(&'static str),
+    /// tests/interop/node/sdk2_server.mjs --mode MODE (TypeScript SDK 2.x).
+    Ts2(&'static str),
     /// `mcp-server-everything MODE` (streamableHttp, sse), listening on $PORT.
     Everything(&'static str),
     /// tests/interop/mcp1_server.py --mode MODE in .venv-mcp1 (Python SDK 1.x).
@@ -76,6 +81,11 @@ impl Launch {
             Launch::Ts(mode) => {
                 let mut c = Command::new("node");
                 c.arg(node_script("sdk_server.mjs")).args(["--mode", mode, "--port", &port]);
+                c
+            }
+            Launch::Ts2(mode) => {
+                let mut c = Command::new("node");
+                c.arg(node_script("sdk2_server.mjs")).args(["--mode", mode, "--port", &port]);
                 c
             }
             Launch::Everything(mode) => {
@@ -318,6 +328,10 @@ const MATRIX: &[Row] = &[
             },
         ],
     ),
+    row("ts2-modern", Launch::Ts2("modern"), "/mcp", false, TWO_TOOLS),
+    row("ts2-dual", Launch::Ts2("dual"), "/mcp", false, TWO_TOOLS),
+    row("ts2-sessions", Launch::Ts2("sessions"), "/mcp", false, TWO_TOOLS),
+    row("ts2-json", Launch::Ts2("json"), "/mcp", false, TWO_TOOLS),
     row("everything-streamable", Launch::Everything("streamableHttp"), "/mcp", false, PLAIN),
     row("everything-sse", Launch::Everything("sse"), "/sse", true, PLAIN),
     row("py1-streamable", Launch::Py1("streamable"), "/mcp", false, TWO_TOOLS),
