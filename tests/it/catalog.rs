@@ -608,3 +608,68 @@ async fn accept_catalog_puts_the_fingerprint_in_the_stored_spec_and_brings_the_b
     assert_eq!(accepted, &vec![fingerprint(&v1), fingerprint(&v2)]);
     d.stop().await;
 }
+
+/// Issue 22: an accepted catalog survives `kill -9` of the daemon (the real
+/// binary, its redb store): the restarted daemon's first catalog read is
+/// checked against the stored acceptance, and the backend stays routable.
+#[tokio::test]
+async fn an_accepted_catalog_survives_kill_9_of_the_daemon() {
+    use crate::lifecycle_bin::Daemon;
+    use mcp_health::proto::v1::{AcceptCatalogRequest, GetGroupHealthRequest};
+    let fingerprint = |v: &Value| Catalog::from_tools(v.as_array().expect("tools")).expect("hashable").fingerprint;
+    let v1 = json!([echo("Echo the given text back.")]);
+    let v2 = json!([echo("Echo the given text back, then log it.")]);
+    let server = TsServer::start("json", None);
+    server.set_tools(&v1).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_str().expect("utf-8 path").to_owned();
+    let d = Daemon::spawn(&["--data-dir", &dir]);
+    let mut client = d.client().await;
+    let spec = common::group_yaml(&format!(
+        "name: acc\npolicy: {POLICY}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
+        server.url,
+        fingerprint(&v1)
+    ));
+    client.apply_group(common::apply_request(spec)).await.expect("apply");
+    let ts = |c: &mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient<tonic::transport::Channel>| {
+        let mut c = c.clone();
+        async move {
+            let g = c
+                .get_group_health(GetGroupHealthRequest { group: "acc".into() })
+                .await
+                .ok()?
+                .into_inner()
+                .health?;
+            g.backends.into_iter().find(|b| b.name == "ts")
+        }
+    };
+    common::eventually("routable on the accepted catalog", || ts(&client), |b| b.routable).await;
+    server.set_tools(&v2).await;
+    common::eventually("blocked", || ts(&client), |b| !b.routable && reason(b) == ReasonCode::CatalogChanged).await;
+    let accepted = client
+        .accept_catalog(AcceptCatalogRequest {
+            group: "acc".into(),
+            backend: "ts".into(),
+            fingerprint: fingerprint(&v2),
+        })
+        .await
+        .expect("accept")
+        .into_inner();
+    assert!(accepted.changed);
+    common::eventually("back in routing", || ts(&client), |b| b.routable).await;
+
+    d.kill9();
+    let d = Daemon::spawn(&["--data-dir", &dir]);
+    let client = d.client().await;
+    // A catalog read after the restart (the first probe reads it), still routable.
+    let b = common::eventually(
+        "probed and read after the restart",
+        || ts(&client),
+        |b| b.last_probe_time.is_some() && !b.catalog_fingerprint.is_empty(),
+    )
+    .await;
+    assert_eq!(b.catalog_fingerprint, fingerprint(&v2));
+    assert!(b.routable, "the stored acceptance holds after kill -9: {b:?}");
+    assert_eq!(reason(&b), ReasonCode::Ok);
+    d.stop().await;
+}

@@ -693,3 +693,87 @@ async fn an_identical_re_apply_on_a_degraded_replica_is_unavailable() {
         .expect_err("no drain while degraded, even to the state shown");
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
 }
+
+/// Issue 22: a catalog accepted through one replica is in the shared spec
+/// (etcd), so after `kill -9` of the backend's owner the replica that takes
+/// it over keeps it routable on the accepted catalog: its first catalog read
+/// is checked against the spec, not trusted on first use, and is no outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_accepted_through_one_replica_survives_kill_9_of_the_owner() {
+    use crate::catalog::{TsServer, echo};
+    use mcp_health::core::catalog::Catalog;
+    let fingerprint = |v: &serde_json::Value| Catalog::from_tools(v.as_array().expect("tools")).expect("hashable").fingerprint;
+    let v1 = serde_json::json!([echo("Echo the given text back.")]);
+    let v2 = serde_json::json!([echo("Echo the given text back, then log it.")]);
+    let server = TsServer::start("json", None);
+    server.set_tools(&v1).await;
+    let mut s = Setup::start("/t10", 1, "2").await;
+    let yaml = format!(
+        "name: acc\npolicy: {{interval: 1s, timeout: 0.9s, catalogInterval: 1s, jitterPercent: 0, initialSpread: 0.5s}}\nbackends:\n  - {{name: ts, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [\"{}\"]}}}}\n",
+        server.url,
+        fingerprint(&v1)
+    );
+    s.clients[0].apply_group(apply_request(group_yaml(&yaml))).await.expect("apply");
+    let ts = |c: &GroupHealthServiceClient<Channel>| {
+        let c = c.clone();
+        async move { group_health(&c, "acc").await?.backends.into_iter().find(|b| b.name == "ts") }
+    };
+    let reason = |b: &BackendHealth| b.reason.as_ref().map(|r| r.code);
+    for c in &s.clients {
+        eventually("routable on the accepted catalog", || ts(c), |b| b.routable).await;
+    }
+    server.set_tools(&v2).await;
+    for c in &s.clients {
+        eventually(
+            "blocked on every replica",
+            || ts(c),
+            |b| !b.routable && reason(b) == Some(ReasonCode::CatalogChanged as i32),
+        )
+        .await;
+    }
+
+    // Accepted through a replica that does not own the backend.
+    let members = s.members().await;
+    let owner_id = owner(&backend_key("acc", "ts"), members.keys().collect::<Vec<_>>())
+        .expect("members")
+        .to_owned();
+    let owner_daemon = members[&owner_id];
+    let asker = (owner_daemon + 1) % 3;
+    let accepted = s.clients[asker]
+        .accept_catalog(AcceptCatalogRequest {
+            group: "acc".into(),
+            backend: "ts".into(),
+            fingerprint: fingerprint(&v2),
+        })
+        .await
+        .expect("accept through a non-owner")
+        .into_inner();
+    assert!(accepted.changed);
+    for c in &s.clients {
+        eventually("back in routing on every replica", || ts(c), |b| b.routable).await;
+    }
+
+    // kill -9 of the owner: a survivor takes the backend over, probes it and
+    // reads its catalog, and it stays routable on the accepted catalog.
+    let killed = std::time::SystemTime::now();
+    s.daemons[owner_daemon].take().expect("owner running").kill9();
+    let etcd = s.etcd.client().await;
+    let keys = Keys::new(&s.prefix);
+    let record = eventually(
+        "a survivor probes the backend and shares its verdict",
+        || async {
+            let (kvs, _) = etcd.range_prefix(&keys.group_verdicts("acc")).await.ok()?;
+            kvs.first().and_then(|kv| VerdictRecord::decode(&kv.value))
+        },
+        |r| r.writer != owner_id && r.verdict.observed.last_probe.is_some_and(|t| t > killed),
+    )
+    .await;
+    assert!(members.contains_key(&record.writer), "written by a member: {}", record.writer);
+    assert_eq!(record.status(), BackendStatus::Healthy, "the new owner's verdict");
+    assert_eq!(record.verdict.catalog.fingerprint, fingerprint(&v2), "the new owner read the accepted catalog");
+    for i in (0..3).filter(|i| *i != owner_daemon) {
+        let b = ts(&s.clients[i]).await.expect("ts on a survivor");
+        assert!(b.routable, "still routable on survivor {i}: {b:?}");
+        assert_eq!(reason(&b), Some(ReasonCode::Ok as i32), "{b:?}");
+    }
+}
