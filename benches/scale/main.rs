@@ -1,4 +1,4 @@
-//! The scale benchmark: one command that measures the nine scenarios of
+//! The scale benchmark: one command that measures the ten scenarios of
 //! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
 //!
 //! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
@@ -6,6 +6,7 @@
 //! harness works. `BENCH_ONLY=1,3` picks scenarios; `BENCH_REPEATS=N` sets the
 //! repeats. The binary re-executes itself for its child roles (see `child`).
 
+mod catalog;
 mod check;
 mod child;
 mod cost;
@@ -53,6 +54,9 @@ pub struct Sizes {
     /// Scenario 9: the interval, and the first probes per second with the spread.
     pub startup_interval_ms: u64,
     pub startup_rate: u32,
+    /// Scenario 10: backends per mode and their interval.
+    pub catalog_backends: usize,
+    pub catalog_interval_ms: u64,
 }
 
 impl Sizes {
@@ -77,6 +81,8 @@ impl Sizes {
             cost_interval_ms: 10_000,
             dns_ttl_s: 30,
             startup_backends: 10_000,
+            catalog_backends: 1_000,
+            catalog_interval_ms: 1_000,
             startup_cap: 200,
             startup_interval_ms: 10_000,
             startup_rate: 1000,
@@ -104,6 +110,9 @@ impl Sizes {
             cost_interval_ms: 500,
             dns_ttl_s: 1,
             startup_backends: 50,
+            catalog_backends: 20,
+            // catalogInterval's minimum is 1 s, and the worst-case mode reads at every probe.
+            catalog_interval_ms: 1_000,
             startup_cap: 10,
             startup_interval_ms: 2_000,
             startup_rate: 50,
@@ -172,6 +181,9 @@ fn main() -> ExitCode {
     }
     if wanted(9) {
         cost::startup(&mut report, &mut fixture, &sizes);
+    }
+    if wanted(10) {
+        catalog::catalog(&mut report, &sizes);
     }
     let fixture_rss = fixture.command("rss");
     drop(fixture);

@@ -55,6 +55,11 @@ pub fn fixture() {
         session_ids: false,
         ..FixtureOptions::default()
     };
+    let opts = FixtureOptions {
+        // Scenario 10 starts a fixture whose tools/list returns this many tools.
+        tools: args()["tools"].as_u64().map_or(opts.tools, |n| n as usize),
+        ..opts
+    };
     let server = rt.block_on(FixtureServer::start_with(opts)).expect("fixture listens");
     say(&format!("ADDR {}", server.addr()));
     let mut fronts = std::collections::HashMap::new();
@@ -69,6 +74,11 @@ pub fn fixture() {
                 String::new()
             }
             (Some("rss"), _) => format!("{:.1}", rss_mib()),
+            // Scenario 10: what the probes moved so far, as the fixture counts it.
+            (Some("io"), _) => {
+                let s = server.stats();
+                format!("{} {} {} {}", s.initialize, s.tools_list, s.bytes_received, s.bytes_sent)
+            }
             _ => format!("unknown command {cmd:?}"),
         }
     });
@@ -180,7 +190,20 @@ pub fn engine_run() {
             timeout: Some(duration(timeout)),
             ..ProbePolicy::default()
         };
-        for spec in groups_with(&url, tls, n, hanging, policy) {
+        let mut specs = groups_with(&url, tls, n, hanging, policy);
+        // Scenario 10: every backend at depth TOOLS, its catalog read every
+        // `catalog_interval_ms` (the policy's default when absent).
+        if a["depth"].as_str() == Some("tools") {
+            for g in &mut specs {
+                for b in &mut g.backends {
+                    b.depth = mcp_health::proto::v1::ProbeDepth::Tools as i32;
+                }
+                if let (Some(p), Some(ms)) = (g.policy.as_mut(), a["catalog_interval_ms"].as_u64()) {
+                    p.catalog_interval = Some(duration(Duration::from_millis(ms)));
+                }
+            }
+        }
+        for spec in specs {
             let valid = validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
             engine.apply(valid, Origin::Api).await.expect("apply");
         }

@@ -82,6 +82,11 @@ pub struct Stats {
     pub auth_server_metadata_requests: u64,
     /// Connections currently open (gauge, not a counter).
     pub open_connections: u64,
+    /// Bytes read from and written to plain-TCP connections (HTTP/1 on the
+    /// wire: request and status lines, headers, bodies), e.g. for the bytes a
+    /// probe costs (benches/scale scenario 10).
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
 }
 
 /// How a path answers. Set server-wide with [`FixtureServer::set_behavior`] or per path.

@@ -13,6 +13,10 @@ use http::HeaderMap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -236,6 +240,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Rece
     let _guard = OpenGuard(shared.clone());
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    let counted = shared.clone();
     let requests = Cell::new(0u32);
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let n = requests.get().saturating_add(1);
@@ -252,13 +257,62 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Rece
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(router::handle(shared, req).await) }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
+    let conn = http1::Builder::new().timer(TokioTimer::new()).keep_alive(true).serve_connection(
+        TokioIo::new(Counted {
+            inner: stream,
+            shared: counted,
+        }),
+        svc,
+    );
     tokio::select! {
         _ = conn => {}
         // Either `true` was sent or the handle is gone: both mean close now.
         _ = shutdown.wait_for(|stop| *stop) => {}
+    }
+}
+
+/// A connection that adds the bytes it moves to the fixture's counters.
+struct Counted {
+    inner: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.shared.stats.bytes_received.fetch_add(read, Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.shared.stats.bytes_sent.fetch_add(*n as u64, Relaxed);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.shared.stats.bytes_sent.fetch_add(*n as u64, Relaxed);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

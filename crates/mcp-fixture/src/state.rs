@@ -40,6 +40,8 @@ pub(crate) struct Counters {
     pub token_requests: AtomicU64,
     pub auth_server_metadata_requests: AtomicU64,
     pub open_connections: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -62,6 +64,8 @@ impl Counters {
             token_requests: self.token_requests.load(Relaxed),
             auth_server_metadata_requests: self.auth_server_metadata_requests.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
         }
     }
 }
