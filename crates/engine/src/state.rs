@@ -377,6 +377,7 @@ impl EngineState {
             last_probe_backend: None,
             peer: None,
             catalog: KnownCatalog::default(),
+            outlier: Default::default(),
         }
     }
 

@@ -271,6 +271,7 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
             },
+            None,
         );
         let view = backend(&b, None);
         assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));
