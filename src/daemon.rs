@@ -52,7 +52,7 @@ pub enum PlanError {
     #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
     DataDirInCluster,
     #[error(
-        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog would be open to anyone who can reach it; \
+        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes would be open to anyone who can reach it; \
          set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
@@ -417,7 +417,7 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
     let token = opts.admin_token_file.as_deref().map(AdminTokenFile::open).transpose()?;
     let admin = AdminGuard::new(token, opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
     if plan.open_mutations {
-        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog are open to anyone who can reach this address (--insecure-allow-open-mutations)");
+        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes are open to anyone who can reach this address (--insecure-allow-open-mutations)");
     }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &opts.tls {

@@ -80,7 +80,7 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// File holding the bearer token that ApplyGroup, DeleteGroup,
-    /// ProbeBackend, SetBackendDrain and AcceptCatalog require
+    /// ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes require
     /// ("authorization: Bearer <token>"). Read at every such call, so a
     /// rotated token takes effect without a restart.
     #[arg(long, env = "MCP_HEALTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -96,7 +96,7 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Start on a non-loopback address with no token and no mTLS, leaving
-    /// ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog open to anyone. Dangerous.
+    /// ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes open to anyone. Dangerous.
     #[arg(long)]
     insecure_allow_open_mutations: bool,
     /// Allow backend URLs that are or resolve to link-local and cloud-metadata
