@@ -98,7 +98,7 @@ def run_example(name: str, *args: str, timeout: float = 20) -> subprocess.Comple
     )
 
 
-@pytest.mark.parametrize("name", ["watch_transitions.py", "wait_serving.py", "list_health.py"])
+@pytest.mark.parametrize("name", ["watch_transitions.py", "wait_serving.py", "list_health.py", "report_outcomes.py"])
 def test_examples_help(name):
     r = run_example(name, "--help")
     assert r.returncode == 0, r.stderr
