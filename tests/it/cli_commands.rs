@@ -262,6 +262,13 @@ async fn report_sends_outcomes_and_get_shows_the_ejection() {
         stdout(&got)
     );
     assert!(backend(&d.get("web").await, "a").ejection.is_some());
+    let history = ctl(&server, &["history", "web", "a"]).await;
+    assert_exit(&history, 0);
+    assert!(
+        stdout(&history).contains("ejected until") && stdout(&history).contains("(ejection 1): 5 consecutive failures"),
+        "{}",
+        stdout(&history)
+    );
     d.stop().await;
 }
 
