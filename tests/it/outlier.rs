@@ -216,3 +216,93 @@ async fn the_cap_holds_when_every_backend_fails_and_a_dead_one_is_confirmed_unhe
     assert!(a.ejection.is_some() && !a.routable, "still ejected: {a:?}");
     d.stop().await;
 }
+
+/// Envoy's access log, as Envoy streams it: HTTP entries of requests it
+/// routed through our EDS, mapped to backends by (cluster, address, path).
+#[tokio::test]
+async fn envoys_access_log_entries_eject_the_backend_at_their_upstream_address() {
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
+    use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties, ResponseFlags};
+    use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+    use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{HttpAccessLogEntries, LogEntries};
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    let (fa, fb) = (FixtureServer::start().await.unwrap(), FixtureServer::start().await.unwrap());
+    let mut d = TestDaemon::start(DaemonOptions {
+        access_log_service: true,
+        ..DaemonOptions::default()
+    })
+    .await;
+    let policy = "{interval: 3600s, outlier: {consecutiveFailures: 3, maxEjectedPercent: 50}}";
+    d.apply(group(policy, &fa.url(), &fb.url())).await;
+    d.wait_group("g", "g READY with addresses", |h| {
+        phase(h) == GroupPhase::Ready && h.backends.iter().all(|b| !b.address.is_empty())
+    })
+    .await;
+    let entry = |upstream: std::net::SocketAddr, path: &str, code: u32, flags: ResponseFlags| HttpAccessLogEntry {
+        common_properties: Some(AccessLogCommon {
+            upstream_cluster: "mcp-health/g".into(),
+            upstream_remote_address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: upstream.ip().to_string(),
+                    port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(upstream.port()))),
+                    ..Default::default()
+                })),
+            }),
+            response_flags: Some(flags),
+            ..Default::default()
+        }),
+        request: Some(HttpRequestProperties {
+            path: path.into(),
+            ..Default::default()
+        }),
+        response: Some(HttpResponseProperties {
+            response_code: Some(UInt32Value { value: code }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let message = |entries: Vec<HttpAccessLogEntry>| StreamAccessLogsMessage {
+        identifier: None,
+        log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry: entries })),
+    };
+    let path = |u: &str| url::Url::parse(u).unwrap().path().to_owned();
+    let (a, b) = (fa.addr(), fb.addr());
+    let none = ResponseFlags::default();
+    let uf = ResponseFlags {
+        upstream_connection_failure: true,
+        ..Default::default()
+    };
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", d.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut als = AccessLogServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let stream = tokio::spawn(async move { als.stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    // b answers 404s (it stays in); an address no backend has is skipped; a fails.
+    let other: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    tx.send(message(vec![
+        entry(b, &path(&fb.url()), 404, none),
+        entry(b, &path(&fb.url()), 404, none),
+        entry(b, &path(&fb.url()), 404, none),
+        entry(other, "/mcp", 503, none),
+        entry(a, &path(&fa.url()), 503, none),
+        entry(a, &path(&fa.url()), 503, uf),
+    ]))
+    .await
+    .unwrap();
+    tx.send(message(vec![entry(a, &path(&fa.url()), 502, none)])).await.unwrap();
+    // Envoy keeps the stream open: the ejection does not wait for its end.
+    let h = d.wait_group("g", "a ejected", |h| backend(h, "a").ejection.is_some()).await;
+    let a_shown = backend(&h, "a");
+    assert_eq!((status(a_shown), a_shown.routable), (BackendStatus::Healthy, false));
+    assert!(a_shown.ejection.as_ref().unwrap().cause.contains("HTTP 502"), "{a_shown:?}");
+    assert!(backend(&h, "b").routable && backend(&h, "b").ejection.is_none());
+    drop(tx);
+    stream.await.unwrap().expect("the stream ends cleanly when Envoy closes it");
+    d.stop().await;
+}
