@@ -329,6 +329,12 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
                     "{} accepted, {} for an unknown group or backend, {} invalid\n",
                     resp.accepted, resp.unknown_backend, resp.invalid
                 );
+                if resp.not_owned > 0 {
+                    text.push_str(&format!(
+                        "{} for a backend another replica owns (not folded: send reports to its owner)\n",
+                        resp.not_owned
+                    ));
+                }
                 for b in &resp.ejected {
                     text.push_str(&format!("ejected {b}\n"));
                 }

@@ -140,4 +140,4 @@ def test_the_sample_reports_and_names_the_ejected_backend(daemon):
         env={**os.environ, "PYTHONPATH": str(ROOT / "clients" / "python" / "src")},
     )
     assert r.returncode == 0, r.stderr
-    assert "accepted=3 unknown_backend=0 invalid=0" in r.stdout and "ejected tools/b" in r.stdout, r.stdout
+    assert "accepted=3 unknown_backend=0 invalid=0 not_owned=0" in r.stdout and "ejected tools/b" in r.stdout, r.stdout

@@ -303,6 +303,17 @@ impl Owner {
                 outcomes,
                 reply,
             } => {
+                // Cluster mode: only the owner probes the backend, so only
+                // it could confirm an ejection or end it; elsewhere one would
+                // never end. Counted, not folded (a missing backend is still NotFound).
+                if self.cluster.as_ref().is_some_and(|c| !c.owns(&group, &backend)) {
+                    let not_owned = super::ReportSummary {
+                        not_owned: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
+                        ..Default::default()
+                    };
+                    let _ = reply.send(self.state.probe_timeout(&group, &backend).map(|_| not_owned));
+                    return Step::Next;
+                }
                 let mut fx = Effects::default();
                 let reported = self
                     .state

@@ -1195,3 +1195,40 @@ async fn history_records_an_ejection_and_its_return() {
     assert!(proto.ejections[0].ejected && proto.ejections[0].until.is_some() && !proto.ejections[1].ejected);
     engine.shutdown().await;
 }
+
+/// Cluster mode: only the owner probes a backend, so only it could confirm or
+/// end an ejection; another replica counts the reports and folds none.
+#[tokio::test(start_paused = true)]
+async fn reports_for_a_backend_owned_elsewhere_are_counted_not_folded() {
+    use mcp_health_core::outlier::TrafficOutcome as O;
+    let prober = Arc::new(Scripted::default());
+    let owns = Arc::new(Owns::default());
+    owns.0.store(true, Ordering::SeqCst);
+    let config = EngineConfig {
+        cluster: Some(owns.clone()),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, prober.clone(), HealthStatuses::default());
+    let policy = "{interval: 60s, outlier: {consecutiveFailures: 2}}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    owns.0.store(false, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3]).await.unwrap();
+    assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (0, 3, false));
+    assert!(engine.get("g".into()).await.unwrap().backend("a").unwrap().ejection.is_none());
+    // A backend that does not exist is still not found.
+    assert!(matches!(
+        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout]).await,
+        Err(EngineError::BackendNotFound { .. })
+    ));
+    // The owner folds them.
+    owns.0.store(true, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (2, 0, true));
+    engine.shutdown().await;
+}

@@ -224,6 +224,7 @@ impl GroupHealthService for GroupService {
             match self.engine.report_outcomes(report.group.clone(), report.backend.clone(), vec![outcome]).await {
                 Ok(summary) => {
                     answer.accepted += u64::from(summary.accepted);
+                    answer.not_owned += u64::from(summary.not_owned);
                     if summary.ejected {
                         answer.ejected.push(format!("{}/{}", report.group, report.backend));
                     }

@@ -24,6 +24,10 @@ pub struct ReportSummary {
     pub ejected: bool,
     /// Reports that reached the threshold while the group's cap held.
     pub capped: u32,
+    /// Cluster mode: reports for a backend another replica owns, not folded
+    /// here (only the owner probes it, so only it could end an ejection;
+    /// forwarding reports to the owner is not built yet).
+    pub not_owned: u32,
 }
 
 impl EngineState {

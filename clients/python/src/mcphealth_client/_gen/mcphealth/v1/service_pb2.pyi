@@ -62,16 +62,18 @@ class OutcomeReport(_message.Message):
     def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., outcome: _Optional[_Union[OutcomeKind, str]] = ..., http_status: _Optional[int] = ..., json_rpc_code: _Optional[int] = ..., method: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReportOutcomesResponse(_message.Message):
-    __slots__ = ("accepted", "unknown_backend", "invalid", "ejected")
+    __slots__ = ("accepted", "unknown_backend", "invalid", "ejected", "not_owned")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_BACKEND_FIELD_NUMBER: _ClassVar[int]
     INVALID_FIELD_NUMBER: _ClassVar[int]
     EJECTED_FIELD_NUMBER: _ClassVar[int]
+    NOT_OWNED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     unknown_backend: int
     invalid: int
     ejected: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, accepted: _Optional[int] = ..., unknown_backend: _Optional[int] = ..., invalid: _Optional[int] = ..., ejected: _Optional[_Iterable[str]] = ...) -> None: ...
+    not_owned: int
+    def __init__(self, accepted: _Optional[int] = ..., unknown_backend: _Optional[int] = ..., invalid: _Optional[int] = ..., ejected: _Optional[_Iterable[str]] = ..., not_owned: _Optional[int] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ()
