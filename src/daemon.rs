@@ -31,6 +31,7 @@ use crate::proto::grpc_health_v1::health_server::HealthServer;
 use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 use crate::spec::{Limits, ValidGroup};
 use crate::store::{Persist, RedbStore, StoreError};
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
 
@@ -52,7 +53,7 @@ pub enum PlanError {
     #[error("--data-dir and --etcd-endpoints exclude each other: in a cluster, API groups live in etcd")]
     DataDirInCluster,
     #[error(
-        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog would be open to anyone who can reach it; \
+        "refusing to listen on {addr}: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes would be open to anyone who can reach it; \
          set --admin-token-file or --tls-client-ca (mTLS), listen on a loopback address, \
          or pass --insecure-allow-open-mutations to accept the risk"
     )]
@@ -161,6 +162,9 @@ pub struct DaemonOptions {
     pub xds_debounce: std::time::Duration,
     /// Most concurrent xDS streams (`--max-xds-streams`).
     pub max_xds_streams: usize,
+    /// Serve Envoy's Access Log Service on the listener (`--access-log-service`):
+    /// its HTTP entries are outcomes of real traffic (outlier ejection).
+    pub access_log_service: bool,
     /// Cluster mode: API groups, membership and verdicts in etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
 }
@@ -188,6 +192,7 @@ impl Default for DaemonOptions {
             xds: false,
             xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
             max_xds_streams: crate::xds::DEFAULT_MAX_XDS_STREAMS,
+            access_log_service: false,
             cluster: None,
         }
     }
@@ -417,7 +422,7 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
     let token = opts.admin_token_file.as_deref().map(AdminTokenFile::open).transpose()?;
     let admin = AdminGuard::new(token, opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
     if plan.open_mutations {
-        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog are open to anyone who can reach this address (--insecure-allow-open-mutations)");
+        warn!(addr = %opts.listen, "INSECURE: ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes are open to anyone who can reach this address (--insecure-allow-open-mutations)");
     }
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &opts.tls {
@@ -536,7 +541,7 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
     let cluster = held.cluster.as_ref();
     let watch_streams = WatchStreams::new(opts.max_watch_streams).with_observer(engine.observer().cloned());
     let group_service = GroupService::new(engine.clone(), shutdown.clone(), config_status)
-        .with_admin_guard(admin)
+        .with_admin_guard(admin.clone())
         .with_watch_streams(watch_streams.clone())
         .with_cluster(cluster.map(|n| (n.status.clone(), n.lease_ttl())))
         .with_probe_router(cluster.map(ClusterNode::probe_router));
@@ -566,7 +571,12 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
             xds.clone()
                 .map(|x| AggregatedDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
         )
-        .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)));
+        .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)))
+        .add_optional_service(opts.access_log_service.then(|| {
+            info!("Envoy's Access Log Service on (--access-log-service): HTTP entries are outcomes of real traffic, mapped by (cluster, address, path)");
+            AccessLogServiceServer::new(crate::als::AccessLogs::new(engine.clone(), admin.clone(), shutdown.clone()))
+                .max_decoding_message_size(opts.max_message_bytes)
+        }));
     if let Some((listener, _)) = held.bound.grpc.take() {
         servers.push(ServerTask::new("grpc", addr, serve(router, listener, shutdown.clone())));
     }

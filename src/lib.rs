@@ -13,7 +13,7 @@ pub mod telemetry;
 pub use mcp_health_cluster as cluster;
 pub use mcp_health_core as core;
 pub use mcp_health_core::{errors, spec};
-pub use mcp_health_edges::{api, listener, metrics, ui, xds};
+pub use mcp_health_edges::{als, api, listener, metrics, ui, xds};
 pub use mcp_health_engine as engine;
 pub use mcp_health_engine::{config, health, history, store};
 pub use mcp_health_probe as probe;

@@ -80,7 +80,7 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// File holding the bearer token that ApplyGroup, DeleteGroup,
-    /// ProbeBackend, SetBackendDrain and AcceptCatalog require
+    /// ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes require
     /// ("authorization: Bearer <token>"). Read at every such call, so a
     /// rotated token takes effect without a restart.
     #[arg(long, env = "MCP_HEALTH_ADMIN_TOKEN_FILE", value_name = "FILE")]
@@ -96,7 +96,7 @@ struct Args {
     #[arg(long, env = "MCP_HEALTH_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
     /// Start on a non-loopback address with no token and no mTLS, leaving
-    /// ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain and AcceptCatalog open to anyone. Dangerous.
+    /// ApplyGroup, DeleteGroup, ProbeBackend, SetBackendDrain, AcceptCatalog and ReportOutcomes open to anyone. Dangerous.
     #[arg(long)]
     insecure_allow_open_mutations: bool,
     /// Allow backend URLs that are or resolve to link-local and cloud-metadata
@@ -114,6 +114,13 @@ struct Args {
     /// MCP_HEALTH_XDS takes 1/0, true/false, yes/no or on/off.
     #[arg(long, env = "MCP_HEALTH_XDS", value_parser = clap::builder::BoolishValueParser::new())]
     xds: bool,
+    /// Serve Envoy's Access Log Service (envoy.service.accesslog.v3) on the
+    /// listener: each HTTP entry is an outcome of real traffic for the backend
+    /// at (upstream cluster `mcp-health/<group>` or `<group>`, upstream address,
+    /// path), which may eject it (the group's policy.outlier). Guarded like
+    /// ReportOutcomes (admin token / mTLS).
+    #[arg(long, env = "MCP_HEALTH_ACCESS_LOG_SERVICE", value_parser = clap::builder::BoolishValueParser::new())]
+    access_log_service: bool,
     /// Milliseconds xDS collects a burst of verdict changes before one push.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     xds_debounce_ms: u64,
@@ -195,6 +202,7 @@ async fn main() -> ExitCode {
         xds: args.xds,
         xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
         max_xds_streams: args.max_xds_streams.max(1),
+        access_log_service: args.access_log_service,
         cluster,
     };
     let daemon = match Daemon::start(opts).await {

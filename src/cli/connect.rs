@@ -30,7 +30,7 @@ pub struct Connection {
     /// Name to verify the server certificate against, if not the host of --server.
     #[arg(long, global = true, env = "MCP_HEALTH_TLS_SERVER_NAME", value_name = "NAME")]
     pub tls_server_name: Option<String>,
-    /// File holding the admin token, sent as `authorization: Bearer` on apply, delete, probe, drain, undrain and catalog accept.
+    /// File holding the admin token, sent as `authorization: Bearer` on apply, delete, probe, drain, undrain, catalog accept and report.
     #[arg(long, global = true, env = "MCP_HEALTH_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Seconds to wait for the connection.

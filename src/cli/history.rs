@@ -63,6 +63,20 @@ pub fn view(h: &GetBackendHistoryResponse, style: &Style) -> String {
     } else {
         out.push_str("latency, last hour: no probes\n");
     }
+    // Ejections from real traffic sit beside the transitions: the verdict does not move.
+    for e in &h.ejections {
+        if e.ejected {
+            out.push_str(&format!(
+                "{}  ejected until {} (ejection {}): {}\n",
+                time(e.time.as_ref()),
+                time(e.until.as_ref()),
+                e.count,
+                e.cause
+            ));
+        } else {
+            out.push_str(&format!("{}  returned from its ejection\n", time(e.time.as_ref())));
+        }
+    }
     out.push('\n');
     if h.transitions.is_empty() {
         out.push_str("no transitions yet\n");

@@ -96,6 +96,27 @@ pub enum Command {
         #[command(subcommand)]
         action: CatalogAction,
     },
+    /// Report outcomes of real traffic to a backend, as a gateway does
+    /// (ReportOutcomes, admin-guarded): `--count` failures in a row eject it
+    /// at the group's policy.outlier consecutiveFailures.
+    Report {
+        group: String,
+        backend: String,
+        #[arg(value_enum)]
+        outcome: OutcomeArg,
+        /// With http-status: the HTTP status (100 to 599).
+        #[arg(long)]
+        http_status: Option<u32>,
+        /// With json-rpc-error: the JSON-RPC error code.
+        #[arg(long, allow_hyphen_values = true)]
+        json_rpc_code: Option<i32>,
+        /// The request's JSON-RPC method (default tools/call).
+        #[arg(long)]
+        method: Option<String>,
+        /// How many times to report it, in one stream.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
     /// Cluster mode: the members, their leases and the backends each owns.
     Cluster,
     /// The config file: its path, groups, last good load and the last
@@ -103,6 +124,32 @@ pub enum Command {
     ConfigStatus,
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+/// What a gateway saw of one request (OutcomeKind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    Ok,
+    ConnectFailure,
+    Reset,
+    Timeout,
+    HttpStatus,
+    JsonRpcError,
+    ToolError,
+}
+
+impl OutcomeArg {
+    fn kind(self) -> OutcomeKind {
+        match self {
+            OutcomeArg::Ok => OutcomeKind::Ok,
+            OutcomeArg::ConnectFailure => OutcomeKind::ConnectFailure,
+            OutcomeArg::Reset => OutcomeKind::Reset,
+            OutcomeArg::Timeout => OutcomeKind::Timeout,
+            OutcomeArg::HttpStatus => OutcomeKind::HttpStatus,
+            OutcomeArg::JsonRpcError => OutcomeKind::JsonRpcError,
+            OutcomeArg::ToolError => OutcomeKind::ToolError,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +300,46 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
                 .and_then(|h| h.backends.into_iter().find(|b| b.name == backend))
                 .unwrap_or_default();
             out.print(&resp.catalog_changes, |_| history::catalog_view(&group, &shown, &resp.catalog_changes))
+        }
+        Command::Report {
+            group,
+            backend,
+            outcome,
+            http_status,
+            json_rpc_code,
+            method,
+            count,
+        } => {
+            let report = OutcomeReport {
+                group,
+                backend,
+                outcome: outcome.kind() as i32,
+                http_status: http_status.unwrap_or(0),
+                json_rpc_code: json_rpc_code.unwrap_or(0),
+                method: method.unwrap_or_default(),
+                latency: None,
+            };
+            let reports = futures_util::stream::iter(std::iter::repeat_n(report, count as usize));
+            let mut req = tonic::Request::new(reports);
+            req.set_timeout(RPC_TIMEOUT);
+            let mut c = conn.group_client().await?;
+            let resp = c.report_outcomes(conn.authorize(req)?).await?.into_inner();
+            out.print(&resp, |_| {
+                let mut text = format!(
+                    "{} accepted, {} for an unknown group or backend, {} invalid\n",
+                    resp.accepted, resp.unknown_backend, resp.invalid
+                );
+                if resp.not_owned > 0 {
+                    text.push_str(&format!(
+                        "{} for a backend another replica owns (not folded: send reports to its owner)\n",
+                        resp.not_owned
+                    ));
+                }
+                for b in &resp.ejected {
+                    text.push_str(&format!("ejected {b}\n"));
+                }
+                text
+            })
         }
         Command::Drain { group, backend } => set_drain(&conn, &out, group, backend, true).await,
         Command::Undrain { group, backend } => set_drain(&conn, &out, group, backend, false).await,

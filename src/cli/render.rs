@@ -305,10 +305,11 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
             let mut row = vec![
                 cell(&b.name),
                 painted(status_name(status), style.status(status)),
-                cell(match (b.draining, b.routable) {
-                    (true, _) => "no (draining)",
-                    (false, true) => "yes",
-                    (false, false) => "no",
+                cell(match (b.draining, b.ejection.is_some(), b.routable) {
+                    (true, _, _) => "no (draining)",
+                    (false, true, _) => "no (ejected)",
+                    (false, false, true) => "yes",
+                    (false, false, false) => "no",
                 }),
                 cell(latency(b.last_latency.as_ref())),
                 cell(if b.protocol_version.is_empty() { "-" } else { &b.protocol_version }),
@@ -317,7 +318,11 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
             if style.wide {
                 row.push(cell(&b.url));
             }
-            row.push(cell(&b.message));
+            match &b.ejection {
+                // The ejection's cause first: it is why the backend is out.
+                Some(j) => row.push(cell(format!("ejected ({}x): {}; {}", j.count, j.cause, b.message))),
+                None => row.push(cell(&b.message)),
+            }
             row
         })
         .collect();

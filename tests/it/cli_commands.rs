@@ -238,6 +238,40 @@ async fn delete_and_probe() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn report_sends_outcomes_and_get_shows_the_ejection() {
+    let fixture = FixtureServer::start().await.unwrap();
+    let (mut d, server) = daemon_with_ready_group(&fixture).await;
+    // The default policy.outlier: 5 failures in a row; one backend may always go.
+    let kept = ctl(&server, &["report", "web", "a", "http-status", "--http-status", "404", "--count", "5"]).await;
+    assert_exit(&kept, 0);
+    assert_eq!(stdout(&kept), "5 accepted, 0 for an unknown group or backend, 0 invalid\n");
+    let unknown = ctl(&server, &["report", "web", "zzz", "timeout"]).await;
+    assert_exit(&unknown, 0);
+    assert_eq!(stdout(&unknown), "0 accepted, 1 for an unknown group or backend, 0 invalid\n");
+    let code = ["report", "web", "a", "json-rpc-error", "--json-rpc-code", "-32603", "--count", "5"];
+    let ejected = ctl(&server, &code).await;
+    assert_exit(&ejected, 0);
+    assert_eq!(stdout(&ejected), "5 accepted, 0 for an unknown group or backend, 0 invalid\nejected web/a\n");
+    let got = ctl(&server, &["get", "web"]).await;
+    assert_exit(&got, 0);
+    let line = stdout(&got).lines().find(|l| l.starts_with("a ")).unwrap_or_default().to_owned();
+    assert!(
+        line.contains("HEALTHY") && line.contains("no (ejected)") && line.contains("JSON-RPC error -32603 to tools/call"),
+        "{}",
+        stdout(&got)
+    );
+    assert!(backend(&d.get("web").await, "a").ejection.is_some());
+    let history = ctl(&server, &["history", "web", "a"]).await;
+    assert_exit(&history, 0);
+    assert!(
+        stdout(&history).contains("ejected until") && stdout(&history).contains("(ejection 1): 5 consecutive failures"),
+        "{}",
+        stdout(&history)
+    );
+    d.stop().await;
+}
+
 /// Reads the child's stdout lines on a thread until `want` matches one.
 fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, seen: &mut Vec<String>, want: impl Fn(&str) -> bool) -> bool {
     for line in lines.by_ref() {

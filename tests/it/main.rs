@@ -32,6 +32,7 @@ mod lifecycle_store;
 mod logs;
 mod metrics_prometheus;
 mod metrics_scrape;
+mod outlier;
 mod phase_watch;
 mod probe_auth;
 mod probe_classify;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -12,6 +13,9 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This checkout's client, also when the venv has another checkout's installed (a worktree).
+SRC = Path(__file__).resolve().parent.parent / "src"
+sys.path.insert(0, str(SRC))
 
 import fake_server as fs  # noqa: E402
 
@@ -94,11 +98,15 @@ def test_wait_until_serving_unreachable():
 
 def run_example(name: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
     )
 
 
-@pytest.mark.parametrize("name", ["watch_transitions.py", "wait_serving.py", "list_health.py"])
+@pytest.mark.parametrize("name", ["watch_transitions.py", "wait_serving.py", "list_health.py", "report_outcomes.py"])
 def test_examples_help(name):
     r = run_example(name, "--help")
     assert r.returncode == 0, r.stderr

@@ -305,6 +305,7 @@ mod tests {
                     last_probe: None,
                     last_transition: None,
                 },
+                None,
             ),
             phase: GroupPhase::Degraded,
         };

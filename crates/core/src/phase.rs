@@ -14,21 +14,23 @@ pub struct GroupVerdict {
 }
 
 /// One backend as the phase sees it: its observed status, its auth mode
-/// (which decides whether UNAUTHENTICATED is routable) and whether the
-/// operator drains it.
+/// (which decides whether UNAUTHENTICATED is routable), whether the
+/// operator drains it and whether real traffic ejected it (`core::outlier`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendView {
     pub status: BackendStatus,
     pub auth: AuthMode,
     pub draining: bool,
+    pub ejected: bool,
 }
 
 impl BackendView {
     /// Whether traffic may go to the backend: its verdict is routable
-    /// ([`is_routable`]) and the operator does not drain it. Every reader's
-    /// `routable` (the API, grpc.health through the phase, metrics, xDS) is this.
+    /// ([`is_routable`]), the operator does not drain it and it is not
+    /// ejected. Every reader's `routable` (the API, grpc.health through the
+    /// phase, metrics, xDS) is this.
     pub fn routable(&self) -> bool {
-        !self.draining && is_routable(self.status, self.auth)
+        !self.draining && !self.ejected && is_routable(self.status, self.auth)
     }
 }
 
@@ -37,7 +39,8 @@ impl BackendView {
 /// READY, so an apply or a reload never shows a failure that never was.
 ///
 /// - FAILED when the group has no backends, or none is routable and every
-///   backend has a verdict. A drained backend is not routable, whatever its status.
+///   backend has a verdict. A drained or ejected backend is not routable,
+///   whatever its status.
 /// - PENDING while no backend is routable and some have no verdict yet.
 /// - READY when some backend is routable, every backend with a verdict is
 ///   routable, and none is DEGRADED.
@@ -65,6 +68,7 @@ fn summarize(backends: impl IntoIterator<Item = BackendView>) -> Summary {
         s.total += 1;
         s.routable += u32::from(b.routable());
         s.draining += u32::from(b.draining);
+        s.ejected += u32::from(b.ejected);
         match b.status {
             BackendStatus::Healthy => s.healthy += 1,
             BackendStatus::Degraded => s.degraded += 1,
@@ -110,6 +114,7 @@ fn describe(phase: GroupPhase, s: &Summary) -> String {
             verb(s.unknown, "is not probed yet", "are not probed yet"),
         ),
         (s.draining, verb(s.draining, "is draining", "are draining")),
+        (s.ejected, verb(s.ejected, "is ejected", "are ejected")),
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)

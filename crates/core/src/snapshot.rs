@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::outcome::{Reason, ServerFacts};
+pub use crate::outlier::Ejection;
 use crate::phase::{BackendView, GroupVerdict};
 use crate::verdict::Verdict;
 use mcp_health_proto::v1::{AuthMode, BackendStatus, GroupPhase, GroupSource, Transport};
@@ -48,6 +49,9 @@ pub struct BackendSnapshot {
     pub auth: AuthMode,
     /// The operator's drain flag: beside the observed verdicts, never inside them.
     pub drain: bool,
+    /// Set while real traffic ejected the backend (`core::outlier`): beside
+    /// the verdicts like `drain`, never inside them.
+    pub ejection: Option<Ejection>,
     /// Exactly one until DNS discovery gives a backend several addresses.
     pub endpoints: Vec<EndpointSnapshot>,
     /// What the backend's tool catalog shows (fingerprint, when it changed, a note).
@@ -77,16 +81,18 @@ impl BackendSnapshot {
             status: self.status(),
             auth: self.auth,
             draining: self.drain,
+            ejected: self.ejection.is_some(),
         }
     }
 
     /// A backend with one endpoint, its `routable` computed from the verdict,
-    /// the auth mode and the drain flag (`BackendView::routable`).
-    pub fn single(spec: BackendSpecShown, observed: Observed) -> BackendSnapshot {
+    /// the auth mode, the drain flag and the ejection (`BackendView::routable`).
+    pub fn single(spec: BackendSpecShown, observed: Observed, ejection: Option<Ejection>) -> BackendSnapshot {
         let routable = BackendView {
             status: observed.verdict.status,
             auth: spec.auth,
             draining: spec.drain,
+            ejected: ejection.is_some(),
         }
         .routable();
         BackendSnapshot {
@@ -95,6 +101,7 @@ impl BackendSnapshot {
             transport: spec.transport,
             auth: spec.auth,
             drain: spec.drain,
+            ejection,
             endpoints: vec![EndpointSnapshot { observed, routable }],
             catalog: spec.catalog,
         }
@@ -168,7 +175,7 @@ mod tests {
     use super::*;
     use mcp_health_proto::v1::ReasonCode;
 
-    fn backend(status: BackendStatus, auth: AuthMode, drain: bool) -> BackendSnapshot {
+    fn backend(status: BackendStatus, auth: AuthMode, drain: bool, ejected: bool) -> BackendSnapshot {
         BackendSnapshot::single(
             BackendSpecShown {
                 name: "a".into(),
@@ -187,28 +194,44 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
             },
+            ejected.then(|| Ejection {
+                cause: "5 consecutive failures in real traffic, the last: HTTP 503".into(),
+                since: std::time::SystemTime::UNIX_EPOCH,
+                until: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(30),
+                count: 1,
+            }),
         )
     }
 
-    /// The drain flag sits beside the verdict: a drained backend keeps its
-    /// observed status and is not routable; `routable` is `BackendView`'s, once.
+    /// The drain flag and the ejection sit beside the verdict: a drained or
+    /// ejected backend keeps its observed status and is not routable;
+    /// `routable` is `BackendView`'s, once.
     #[test]
-    fn routable_is_the_verdict_with_the_drain_beside_it() {
+    fn routable_is_the_verdict_with_the_drain_and_the_ejection_beside_it() {
         use AuthMode::{None as NoAuth, PerUser};
         use BackendStatus::*;
+        // (status, auth, drained, ejected, routable)
         let rows = [
-            (Healthy, NoAuth, false, true),
-            (Healthy, NoAuth, true, false),
-            (Degraded, NoAuth, false, true),
-            (Unauthenticated, PerUser, false, true),
-            (Unauthenticated, NoAuth, false, false),
-            (Unhealthy, NoAuth, false, false),
-            (Unknown, NoAuth, false, false),
+            (Healthy, NoAuth, false, false, true),
+            (Healthy, NoAuth, true, false, false),
+            (Healthy, NoAuth, false, true, false),
+            (Degraded, NoAuth, false, false, true),
+            (Degraded, NoAuth, false, true, false),
+            (Unauthenticated, PerUser, false, false, true),
+            (Unauthenticated, PerUser, false, true, false),
+            (Unauthenticated, NoAuth, false, false, false),
+            (Unhealthy, NoAuth, false, false, false),
+            (Unhealthy, NoAuth, false, true, false),
+            (Unknown, NoAuth, false, false, false),
         ];
-        for (status, auth, drain, routable) in rows {
-            let b = backend(status, auth, drain);
-            let row = format!("{status:?} {auth:?} drain={drain}");
-            assert_eq!((b.status(), b.drain), (status, drain), "{row}: the verdict is kept as observed");
+        for (status, auth, drain, ejected, routable) in rows {
+            let b = backend(status, auth, drain, ejected);
+            let row = format!("{status:?} {auth:?} drain={drain} ejected={ejected}");
+            assert_eq!(
+                (b.status(), b.drain, b.ejection.is_some()),
+                (status, drain, ejected),
+                "{row}: the verdict is kept as observed"
+            );
             assert_eq!(b.routable(), routable, "{row}");
             assert_eq!(b.endpoint().routable, b.view().routable(), "{row}: one rule");
             assert_eq!(b.endpoints.len(), 1);
@@ -217,7 +240,7 @@ mod tests {
 
     #[test]
     fn an_endpoints_message_leads_with_its_progress() {
-        let mut b = backend(BackendStatus::Healthy, AuthMode::None, false);
+        let mut b = backend(BackendStatus::Healthy, AuthMode::None, false, false);
         assert_eq!(b.endpoint().message(), "ok");
         b.endpoints[0].observed.verdict.progress = "1 of 3 failed probes".into();
         assert_eq!(b.endpoint().message(), "1 of 3 failed probes: ok");

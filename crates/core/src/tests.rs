@@ -398,10 +398,18 @@ fn check_phase(backends: &[(S, AuthMode)], want: P, want_routable: u32, want_mes
 /// Like `check_phase`, with each backend's operator drain.
 #[track_caller]
 fn check_drained_phase(backends: &[(S, AuthMode, bool)], want: P, want_routable: u32, want_message: &str) {
-    let verdict = group_verdict(backends.iter().map(|(status, auth, draining)| BackendView {
+    let aside: Vec<_> = backends.iter().map(|(s, a, d)| (*s, *a, *d, false)).collect();
+    check_aside_phase(&aside, want, want_routable, want_message);
+}
+
+/// Like `check_phase`, with each backend's operator drain and ejection.
+#[track_caller]
+fn check_aside_phase(backends: &[(S, AuthMode, bool, bool)], want: P, want_routable: u32, want_message: &str) {
+    let verdict = group_verdict(backends.iter().map(|(status, auth, draining, ejected)| BackendView {
         status: *status,
         auth: *auth,
         draining: *draining,
+        ejected: *ejected,
     }));
     assert_eq!(
         (verdict.phase, verdict.summary.routable, verdict.message.as_str()),
@@ -558,9 +566,38 @@ fn drained_backends_are_never_routable_and_keep_their_status() {
     // Routability table: drain overrides every status and auth mode.
     for status in [S::Unknown, S::Healthy, S::Degraded, S::Unhealthy, S::Unauthenticated] {
         for auth in [NoAuth, PerUser, AuthMode::StaticHeader, AuthMode::Oauth2ClientCredentials] {
-            let view = |draining| BackendView { status, auth, draining };
-            assert_eq!(view(false).routable(), is_routable(status, auth), "{status:?} {auth:?}");
-            assert!(!view(true).routable(), "{status:?} {auth:?} drained");
+            let view = |draining, ejected| BackendView {
+                status,
+                auth,
+                draining,
+                ejected,
+            };
+            assert_eq!(view(false, false).routable(), is_routable(status, auth), "{status:?} {auth:?}");
+            assert!(!view(true, false).routable(), "{status:?} {auth:?} drained");
+            assert!(!view(false, true).routable(), "{status:?} {auth:?} ejected");
         }
     }
+}
+
+#[test]
+fn ejected_backends_are_never_routable_and_keep_their_status() {
+    use AuthMode::None as NoAuth;
+    check_aside_phase(
+        &[(S::Healthy, NoAuth, false, true), (S::Healthy, NoAuth, false, false)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is ejected",
+    );
+    check_aside_phase(
+        &[(S::Healthy, NoAuth, false, true), (S::Unhealthy, NoAuth, false, true)],
+        P::Failed,
+        0,
+        "0 of 2 backends routable; 1 backend is unhealthy, 2 backends are ejected",
+    );
+    check_aside_phase(
+        &[(S::Healthy, NoAuth, true, true), (S::Degraded, NoAuth, false, false)],
+        P::Degraded,
+        1,
+        "1 of 2 backends routable; 1 backend is degraded, 1 backend is draining, 1 backend is ejected",
+    );
 }

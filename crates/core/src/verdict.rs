@@ -90,6 +90,13 @@ fn evidence(class: OutcomeClass, auth: AuthMode) -> Option<(bool, BackendStatus)
     })
 }
 
+/// Whether one observation, on its own, says the backend can take traffic
+/// (the good evidence `observe` counts toward `healthyThreshold`): what ends
+/// an ejection whose time is over (`core::outlier`).
+pub fn passes(class: OutcomeClass, auth: AuthMode) -> bool {
+    evidence(class, auth).is_some_and(|(good, _)| good)
+}
+
 /// The next verdict after one observation.
 ///
 /// - From UNKNOWN the first observation decides at once.

@@ -55,6 +55,12 @@ pub fn backend_health(b: &BackendSnapshot) -> BackendHealth {
         catalog_fingerprint: b.catalog.fingerprint.clone(),
         catalog_changed_time: b.catalog.changed_at.map(timestamp),
         catalog_note: b.catalog.note.clone(),
+        ejection: b.ejection.as_ref().map(|j| pb::Ejection {
+            cause: j.cause.clone(),
+            since: Some(timestamp(j.since)),
+            until: Some(timestamp(j.until)),
+            count: j.count,
+        }),
     }
 }
 

@@ -260,13 +260,15 @@ mod tests {
     #[test]
     fn every_duration_field_takes_every_form() {
         let all = config_duration_fields();
-        // ProbePolicy and ToolCheck hold them all, so the `policy` and `checks`
-        // walks of `normalize` reach them.
+        // ProbePolicy, its OutlierPolicy and ToolCheck hold them all, so the
+        // `policy` (and its `outlier`) and `checks` walks of `normalize` reach them.
         assert!(
-            all.iter()
-                .all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy" || message == ".mcphealth.v1.ToolCheck"),
-            "a duration field outside ProbePolicy and ToolCheck needs its own place in normalize: {all:?}"
+            all.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"
+                || message == ".mcphealth.v1.ToolCheck"
+                || message == ".mcphealth.v1.OutlierPolicy"),
+            "a duration field outside ProbePolicy, OutlierPolicy and ToolCheck needs its own place in normalize: {all:?}"
         );
+        let (outlier, all): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.OutlierPolicy");
         let (checks, fields): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.ToolCheck");
         let check: Vec<&str> = checks.iter().map(|(_, proto, _)| proto.as_str()).collect();
         assert_eq!(check, ["interval", "timeout"]);
@@ -308,6 +310,21 @@ mod tests {
                     let (at_group, at_backend) = (&group["policy"][json.as_str()], &group["backends"][0]["policy"][json.as_str()]);
                     assert!(want.is_some(), "{want:?}");
                     assert_eq!((read(at_group), read(at_backend)), (want, want), "{name}: {written}");
+                }
+            }
+        }
+        let names: Vec<&str> = outlier.iter().map(|(_, proto, _)| proto.as_str()).collect();
+        assert_eq!(names, ["base_ejection_time", "max_ejection_time"]);
+        for (_, proto, json) in &outlier {
+            for name in [proto, json] {
+                for (written, want) in forms {
+                    let doc = format!("groups:\n- name: g\n  policy: {{outlier: {{{name}: {written}}}}}\n  backends: []\n");
+                    let config = parse(&doc, std::path::Path::new("test.yaml")).unwrap_or_else(|e| panic!("outlier: {name}: {written}: {e}"));
+                    let group = serde_json::to_value(&config.groups[0]).unwrap();
+                    let read = |v: &serde_json::Value| serde_json::from_value::<pbjson_types::Duration>(v.clone()).ok();
+                    let want = read(&serde_json::Value::from(want));
+                    assert!(want.is_some(), "{want:?}");
+                    assert_eq!(read(&group["policy"]["outlier"][json.as_str()]), want, "outlier: {name}: {written}");
                 }
             }
         }

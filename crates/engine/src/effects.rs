@@ -26,6 +26,10 @@ pub enum Effect {
     FirstVerdicts { groups: usize, backends: usize },
     /// Tell the observer (only emitted when there is one).
     Observe(Observed),
+    /// Wake the probe task of that incarnation: at once (None) or at an
+    /// instant (an ejection's end). It probes within its permits, no sooner
+    /// than a wait the backend asked for, then keeps the pace the verdict asks.
+    Confirm { epoch: u64, at: Option<tokio::time::Instant> },
     /// Cluster mode: share a local verdict change (`ClusterSeam::verdict_changed`).
     ShareVerdict {
         group: String,
@@ -57,6 +61,13 @@ pub enum Observed {
     GroupDeleted {
         group: String,
         backends: Vec<String>,
+    },
+    /// A backend was ejected from real traffic (Some), or returned (None).
+    Ejection {
+        group: String,
+        backend: String,
+        ejection: Option<mcp_health_core::outlier::Ejection>,
+        at: std::time::SystemTime,
     },
     /// A backend's tool catalog moved from one known fingerprint to another.
     CatalogChanged {

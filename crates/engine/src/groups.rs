@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::Origin;
 use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{Reason, ServerFacts};
+use mcp_health_core::outlier::OutlierState;
 use mcp_health_core::phase::{BackendView, GroupVerdict, group_verdict};
 use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, GroupSnapshot, Observed};
 use mcp_health_core::spec::ValidBackend;
@@ -40,6 +41,8 @@ pub(super) struct BackendState {
     pub(super) peer: Option<std::net::SocketAddr>,
     /// Its tool catalog as last read (depth TOOLS).
     pub(super) catalog: KnownCatalog,
+    /// Outlier ejection from real traffic (`ReportOutcomes`), beside the verdict.
+    pub(super) outlier: OutlierState,
 }
 
 impl BackendState {
@@ -74,6 +77,7 @@ impl BackendState {
                 catalog: self.catalog_facts(),
             },
             self.observed(),
+            self.outlier.ejection().cloned(),
         )
     }
 
@@ -130,17 +134,18 @@ impl GroupState {
 
     pub(super) fn recompute(&mut self) -> GroupPhase {
         let previous = self.verdict.phase;
-        self.verdict = group_verdict(self.backends.values().map(|b| backend_view(&b.target.backend, &b.verdict)));
+        self.verdict = group_verdict(self.backends.values().map(|b| backend_view(&b.target.backend, &b.verdict, &b.outlier)));
         self.cached = None;
         previous
     }
 }
 
-/// A backend as the phase counts it, from its spec and verdict.
-pub(super) fn backend_view(b: &ValidBackend, v: &Verdict) -> BackendView {
+/// A backend as the phase counts it, from its spec, verdict and ejection.
+pub(super) fn backend_view(b: &ValidBackend, v: &Verdict, o: &OutlierState) -> BackendView {
     BackendView {
         status: v.status,
         auth: b.auth_mode,
         draining: b.spec.drain,
+        ejected: o.is_ejected(),
     }
 }

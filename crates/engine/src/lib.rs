@@ -43,6 +43,7 @@ pub use api_view::{duration, timestamp};
 pub use feed::{Feed, FeedItem};
 pub use observer::{InFlight, WatchApi};
 pub use results::{ProbeResult, ProbeTicket};
+pub use state::ReportSummary;
 
 /// What changed, as watchers receive it.
 #[derive(Clone, Debug)]
@@ -186,6 +187,13 @@ pub(crate) enum Command {
         fingerprint: String,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
+    /// Outcomes of real traffic to one backend (`ReportOutcomes`).
+    ReportOutcomes {
+        group: String,
+        backend: String,
+        outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
+        reply: oneshot::Sender<Result<ReportSummary, EngineError>>,
+    },
     /// A verdict shared by another replica (cluster mode).
     RemoteVerdict {
         group: String,
@@ -215,6 +223,9 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     fn backend_removed(&self, _group: &str, _backend: &str) {}
     /// A group was deleted, with the backends it had.
     fn group_deleted(&self, _group: &str, _backends: &[String]) {}
+    /// A backend was ejected from real traffic (Some), or returned from its
+    /// ejection (None), at `at`.
+    fn ejection(&self, _group: &str, _backend: &str, _ejection: Option<&mcp_health_core::outlier::Ejection>, _at: std::time::SystemTime) {}
     /// A backend's tool catalog changed (names and fingerprints only).
     fn catalog_changed(&self, _group: &str, _backend: &str, _change: &mcp_health_core::catalog::CatalogChange) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
@@ -486,6 +497,23 @@ impl Engine {
             })
             .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Folds outcomes of real traffic to one backend (`ReportOutcomes`):
+    /// consecutive failures eject it within its group's cap (`policy.outlier`).
+    pub async fn report_outcomes(
+        &self,
+        group: String,
+        backend: String,
+        outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
+    ) -> Result<ReportSummary, EngineError> {
+        self.call(|reply| Command::ReportOutcomes {
+            group,
+            backend,
+            outcomes,
+            reply,
+        })
+        .await?
     }
 
     /// Takes a verdict another replica shared as this backend's state (cluster mode).

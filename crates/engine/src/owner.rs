@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{error, info};
@@ -28,7 +28,7 @@ pub struct Owner {
     state: EngineState,
     /// The probe task of every live backend incarnation and its probe
     /// memory (shared with on-demand probes), by epoch.
-    tasks: HashMap<u64, (AbortHandle, SharedMemory)>,
+    tasks: HashMap<u64, Task>,
     /// Weak, like the schedulers' senders: only `Engine` handles keep the
     /// command channel open, so the owner ends when the last one drops.
     tx: mpsc::WeakSender<Command>,
@@ -46,6 +46,22 @@ pub struct Owner {
     pacer: Arc<StartPacer>,
     /// Counts deleted groups (`Engine::deletions`).
     deleted: watch::Sender<u64>,
+}
+
+/// One backend incarnation's probe task, what it shares, and the timers that
+/// will wake it (an ejection's end), stopped with it.
+struct Task {
+    handle: AbortHandle,
+    memory: SharedMemory,
+    wake: Arc<Notify>,
+    timers: Vec<AbortHandle>,
+}
+
+impl Task {
+    fn abort(self) {
+        self.handle.abort();
+        self.timers.iter().for_each(AbortHandle::abort);
+    }
 }
 
 /// Who waits for a change.
@@ -271,8 +287,8 @@ impl Owner {
             }
             Command::ProbeBackend { group, backend, reply } => {
                 let ticket = self.state.probe_backend(group, backend, Instant::now()).map(|mut ticket| {
-                    if let Some((_, memory)) = self.tasks.get(&ticket.epoch) {
-                        ticket.memory = memory.clone();
+                    if let Some(task) = self.tasks.get(&ticket.epoch) {
+                        ticket.memory = task.memory.clone();
                     }
                     ticket
                 });
@@ -280,6 +296,30 @@ impl Owner {
             }
             Command::ProbeTimeout { group, backend, reply } => {
                 let _ = reply.send(self.state.probe_timeout(&group, &backend));
+            }
+            Command::ReportOutcomes {
+                group,
+                backend,
+                outcomes,
+                reply,
+            } => {
+                // Cluster mode: only the owner probes the backend, so only
+                // it could confirm an ejection or end it; elsewhere one would
+                // never end. Counted, not folded (a missing backend is still NotFound).
+                if self.cluster.as_ref().is_some_and(|c| !c.owns(&group, &backend)) {
+                    let not_owned = super::ReportSummary {
+                        not_owned: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
+                        ..Default::default()
+                    };
+                    let _ = reply.send(self.state.probe_timeout(&group, &backend).map(|_| not_owned));
+                    return Step::Next;
+                }
+                let mut fx = Effects::default();
+                let reported = self
+                    .state
+                    .report_outcomes(&group, &backend, &outcomes, Instant::now(), SystemTime::now(), &mut fx);
+                self.execute(fx, None);
+                let _ = reply.send(reported);
             }
             Command::RemoteVerdict { group, backend, verdict } => {
                 let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
@@ -356,7 +396,7 @@ impl Owner {
             return;
         }
         let mut fx = Effects::default();
-        let folded = self.state.fold(&r, SystemTime::now(), &mut fx);
+        let folded = self.state.fold(&r, SystemTime::now(), Instant::now(), &mut fx);
         self.execute(fx, Some(&r));
         // The scheduler waits for this answer; a send never waits (oneshot),
         // so the owner still never awaits a prober. A dropped result (removed
@@ -390,13 +430,39 @@ impl Owner {
                         cluster: self.cluster.clone(),
                         pacer: self.pacer.clone(),
                         memory: SharedMemory::default(),
+                        wake: Arc::new(Notify::new()),
                     };
-                    let memory = task.memory.clone();
-                    self.tasks.insert(epoch, (tokio::spawn(task.run()).abort_handle(), memory));
+                    let (memory, wake) = (task.memory.clone(), task.wake.clone());
+                    let handle = tokio::spawn(task.run()).abort_handle();
+                    self.tasks.insert(
+                        epoch,
+                        Task {
+                            handle,
+                            memory,
+                            wake,
+                            timers: Vec::new(),
+                        },
+                    );
                 }
                 Effect::Abort { epoch } => {
-                    if let Some((task, _)) = self.tasks.remove(&epoch) {
+                    if let Some(task) = self.tasks.remove(&epoch) {
                         task.abort();
+                    }
+                }
+                Effect::Confirm { epoch, at } => {
+                    if let Some(task) = self.tasks.get_mut(&epoch) {
+                        match at {
+                            None => task.wake.notify_one(),
+                            Some(at) => {
+                                let wake = task.wake.clone();
+                                task.timers.retain(|t| !t.is_finished());
+                                let timer = tokio::spawn(async move {
+                                    tokio::time::sleep_until(at).await;
+                                    wake.notify_one();
+                                });
+                                task.timers.push(timer.abort_handle());
+                            }
+                        }
                     }
                 }
                 Effect::Health { group, status: Some(s) } => self.health.set(&group, s),
@@ -432,7 +498,7 @@ impl Owner {
     }
 
     fn shutdown(&mut self) {
-        for (_, (task, _)) in self.tasks.drain() {
+        for (_, task) in self.tasks.drain() {
             task.abort();
         }
         self.limiter.close();
@@ -468,5 +534,6 @@ fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) 
         Observed::BackendRemoved { group, backend } => o.backend_removed(&group, &backend),
         Observed::GroupDeleted { group, backends } => o.group_deleted(&group, &backends),
         Observed::CatalogChanged { group, backend, change } => o.catalog_changed(&group, &backend, &change),
+        Observed::Ejection { group, backend, ejection, at } => o.ejection(&group, &backend, ejection.as_ref(), at),
     }
 }

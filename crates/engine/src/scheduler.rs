@@ -183,6 +183,9 @@ pub struct BackendTask {
     pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
     /// Shared with `ProbeBackend` for this epoch (the owner hands it out).
     pub memory: SharedMemory,
+    /// Wakes the task to probe before its planned time (an ejection's
+    /// confirmation, `Effect::Confirm`), never before a wait the backend asked for.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl BackendTask {
@@ -195,8 +198,17 @@ impl BackendTask {
         let mut planned = self.pacer.first_start(spread);
         let mut first = true;
         let mut throttled_since = None;
+        // No probe before this: the wait the backend last asked for.
+        let mut not_before = Instant::now();
         loop {
-            tokio::time::sleep_until(planned).await;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(planned) => break,
+                    () = self.wake.notified() => {
+                        planned = planned.min(Instant::now().max(not_before));
+                    }
+                }
+            }
             if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
                 // Another replica probes it; ask again at the next planned time.
                 planned = (planned + self.policy.interval).max(Instant::now());
@@ -212,7 +224,9 @@ impl BackendTask {
             };
             let next = next_interval(&self.policy, step.pace, first && spread.is_zero(), &mut rand::rng());
             first = false;
-            planned = next_plan(planned, next, Instant::now().max(step.answered), step.retry_after, self.policy.rate_limit_hold);
+            let now = Instant::now().max(step.answered);
+            not_before = now + retry_wait(step.retry_after, self.policy.rate_limit_hold);
+            planned = next_plan(planned, next, now, step.retry_after, self.policy.rate_limit_hold);
         }
     }
 

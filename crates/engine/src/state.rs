@@ -17,8 +17,9 @@ use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed};
 use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
-use mcp_health_core::verdict::{Pace, Verdict, observe, pace};
+use mcp_health_core::verdict::{Pace, Verdict, observe, pace, passes};
 
+mod outlier;
 mod remote;
 use crate::health::serving_status;
 use mcp_health_core::phase::group_verdict;
@@ -26,6 +27,7 @@ use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_core::spec::{FieldViolation, ValidGroup};
 use mcp_health_probe::ProbeTarget;
 use mcp_health_proto::v1::{BackendStatus, GroupPhase, ProbeDepth, ReasonCode};
+pub use outlier::ReportSummary;
 
 /// What the state needs to know about its surroundings.
 #[derive(Clone, Debug)]
@@ -377,6 +379,7 @@ impl EngineState {
             last_probe_backend: None,
             peer: None,
             catalog: KnownCatalog::default(),
+            outlier: Default::default(),
         }
     }
 
@@ -477,7 +480,8 @@ impl EngineState {
     /// backend is dropped (NotFound); one for a backend a change restarted
     /// since (another epoch) too, as `BackendRestarted`: it exists, and an
     /// on-demand probe may simply be asked again.
-    pub fn fold(&mut self, r: &ProbeResult, now: SystemTime, fx: &mut Effects) -> Result<(), EngineError> {
+    /// `at` is the monotonic time (it judges an ejection's end), `now` the wall clock (shown).
+    pub fn fold(&mut self, r: &ProbeResult, now: SystemTime, at: Instant, fx: &mut Effects) -> Result<(), EngineError> {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(&r.group) else {
             return Err(EngineError::GroupNotFound(r.group.clone()));
@@ -557,9 +561,11 @@ impl EngineState {
             }
         }
         let status_changed = next.status != prev.status;
+        // A passing probe ends an ejection whose time is over.
+        let returned = passes(r.outcome.class, backend.auth_mode) && outlier::end_ejection(b, &r.group, &r.backend, at, now, observed, fx);
         // A new address is published (xDS hands Envoy the address) and shared
         // like a verdict change; so is a new catalog fingerprint.
-        let changed = status_changed || next.progress != prev.progress || peer_changed || catalog.shown;
+        let changed = status_changed || next.progress != prev.progress || peer_changed || catalog.shown || returned;
         // Both flags end with this local result, whether or not it changed anything.
         let (remote_since_probe, share_next) = (std::mem::take(&mut b.remote_since_probe), std::mem::take(&mut b.share_next));
         let share = changed || prev_reason != b.reason.code || remote_since_probe || share_next;

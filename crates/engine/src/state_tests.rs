@@ -114,7 +114,12 @@ fn check_reconcile(before: &str, after: &str, generation: u64, changed: bool, wa
     let name = valid(before).spec.name;
     for (epoch, backend) in &first {
         state
-            .fold(&success(&name, backend, *epoch), SystemTime::UNIX_EPOCH, &mut Effects::default())
+            .fold(
+                &success(&name, backend, *epoch),
+                SystemTime::UNIX_EPOCH,
+                Instant::now(),
+                &mut Effects::default(),
+            )
             .unwrap();
     }
     assert!(statuses(&mut state, &name).iter().all(|(_, s)| *s == BackendStatus::Healthy));
@@ -399,19 +404,23 @@ fn results_for_replaced_backends_are_dropped_and_on_demand_probes_are_rate_limit
     let seq = state.sequence();
     let mut fx = Effects::default();
     assert!(matches!(
-        state.fold(&success("g", "b", old_b), SystemTime::UNIX_EPOCH, &mut fx),
+        state.fold(&success("g", "b", old_b), SystemTime::UNIX_EPOCH, Instant::now(), &mut fx),
         Err(EngineError::BackendRestarted { .. })
     ));
     assert!(fx.actions.is_empty() && state.sequence() == seq);
     // A result of a backend no longer in the group: not found.
     assert!(matches!(
-        state.fold(&success("g", "gone", old_b), SystemTime::UNIX_EPOCH, &mut fx),
+        state.fold(&success("g", "gone", old_b), SystemTime::UNIX_EPOCH, Instant::now(), &mut fx),
         Err(EngineError::BackendNotFound { .. })
     ));
     assert!(fx.actions.is_empty() && state.sequence() == seq);
     // The live incarnations fold in, each a published change.
-    state.fold(&success("g", "a", a_epoch), SystemTime::UNIX_EPOCH, &mut fx).unwrap();
-    state.fold(&success("g", "b", spawned[0].0), SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+    state
+        .fold(&success("g", "a", a_epoch), SystemTime::UNIX_EPOCH, Instant::now(), &mut fx)
+        .unwrap();
+    state
+        .fold(&success("g", "b", spawned[0].0), SystemTime::UNIX_EPOCH, Instant::now(), &mut fx)
+        .unwrap();
     assert_eq!(state.sequence(), seq + 2);
     assert_eq!(state.probed("g", "b").unwrap().phase, mcp_health_proto::v1::GroupPhase::Ready);
 
@@ -522,7 +531,7 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         let a_epoch = spawned.iter().find(|(_, b)| b == "a").unwrap().0;
         if *probed {
             let mut fx = Effects::default();
-            state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+            state.fold(&success("g", "a", a_epoch), SystemTime::now(), Instant::now(), &mut fx).unwrap();
             assert!(shares(&fx), "a local change is shared");
         }
         let mut fx = Effects::default();
@@ -542,11 +551,11 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
             "{case}: a remote verdict is never shared back"
         );
         let mut fx = Effects::default();
-        state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+        state.fold(&success("g", "a", a_epoch), SystemTime::now(), Instant::now(), &mut fx).unwrap();
         assert_eq!(shares(&fx), *next_shared, "{case}: the next local result shared");
         if *owned && *probed {
             let mut fx = Effects::default();
-            state.fold(&success("g", "a", a_epoch), SystemTime::now(), &mut fx).unwrap();
+            state.fold(&success("g", "a", a_epoch), SystemTime::now(), Instant::now(), &mut fx).unwrap();
             assert!(!shares(&fx), "{case}: shared again once, not on every probe");
         }
         // Unknown groups and backends are ignored.
@@ -590,7 +599,7 @@ fn the_view_carries_the_address_the_latest_reaching_probe_connected_to() {
         let mut r = success("g", "a", epoch);
         r.outcome = ProbeOutcome { peer, ..outcome };
         let mut fx = Effects::default();
-        state.fold(&r, SystemTime::UNIX_EPOCH, &mut fx).unwrap();
+        state.fold(&r, SystemTime::UNIX_EPOCH, Instant::now(), &mut fx).unwrap();
         let h = state.group("g").unwrap();
         assert_eq!(
             h.backends[0].endpoint().observed.address.map(|a| a.to_string()).unwrap_or_default(),
@@ -636,7 +645,7 @@ fn a_policy_refusal_decides_at_once_both_ways_and_a_check_failure_waits_for_the_
     for (i, (outcome, want_status, want_reason)) in rows.into_iter().enumerate() {
         let mut r = success("g", "a", epoch);
         r.outcome = outcome;
-        state.fold(&r, SystemTime::UNIX_EPOCH, &mut Effects::default()).unwrap();
+        state.fold(&r, SystemTime::UNIX_EPOCH, Instant::now(), &mut Effects::default()).unwrap();
         let h = state.group("g").unwrap();
         let b = &h.backends[0];
         assert_eq!((b.status(), b.endpoint().observed.reason.code), (want_status, want_reason), "row {i}: {b:#?}");
@@ -676,7 +685,9 @@ fn check_catalog_reads(steps: &[ReadStep<'_>]) {
             r.outcome.facts.catalog = Some(CatalogRead::Whole(Arc::new(c)));
         }
         let mut fx = Effects::default();
-        state.fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), &mut fx).unwrap();
+        state
+            .fold(&r, SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64), Instant::now(), &mut fx)
+            .unwrap();
         let b = state.group("g").unwrap().backends[0].clone();
         assert_eq!(b.endpoint().observed.facts.tool_count, *count, "step {i}");
         assert_eq!(b.catalog.fingerprint != fingerprint, *moved, "step {i}");
@@ -731,7 +742,12 @@ fn accepting_a_catalog_is_a_stored_spec_edit_that_retimes_and_keeps_the_verdict(
     let (_, fx) = apply(&mut state, yaml, Origin::Api);
     let (_, spawned) = epochs(&fx);
     state
-        .fold(&success("g", "a", spawned[0].0), SystemTime::UNIX_EPOCH, &mut Effects::default())
+        .fold(
+            &success("g", "a", spawned[0].0),
+            SystemTime::UNIX_EPOCH,
+            Instant::now(),
+            &mut Effects::default(),
+        )
         .unwrap();
     let (f1, f2) = (format!("sha256:{}", "1a".repeat(32)), format!("sha256:{}", "2b".repeat(32)));
     // (fingerprint, want: the stored accepted list and generation, or None for unchanged)

@@ -38,6 +38,9 @@ impl ProbeObserver for Tee {
     fn group_deleted(&self, group: &str, backends: &[String]) {
         self.0.iter().for_each(|o| o.group_deleted(group, backends));
     }
+    fn ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, at: std::time::SystemTime) {
+        self.0.iter().for_each(|o| o.ejection(group, backend, ejection, at));
+    }
     fn catalog_changed(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange) {
         self.0.iter().for_each(|o| o.catalog_changed(group, backend, change));
     }

@@ -1009,7 +1009,259 @@ fn an_idle_probe_task_stays_small() {
         pacer: Arc::new(spread::StartPacer::new(100)),
         cluster: None,
         memory: Default::default(),
+        wake: Default::default(),
     };
     let size = std::mem::size_of_val(&task.run());
     assert!(size <= 1024, "an idle probe task's future is {size} bytes");
+}
+
+/// What happens at a time (ms) in an ejection scenario, to backend `b{i}`.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    /// It answers probes so from now on.
+    Script(usize, Script),
+    /// A gateway reports this outcome this many times.
+    Report(usize, mcp_health_core::outlier::TrafficOutcome, u32),
+    /// It shows this status, and its ejection count (None: not ejected).
+    Shows(usize, BackendStatus, Option<u32>),
+}
+
+/// One ejection scenario: a group of `backends` (b0, b1, …, all up at
+/// first), what happens when, and when b0 is probed.
+struct Ejecting {
+    name: &'static str,
+    policy: &'static str,
+    backends: usize,
+    steps: &'static [(u64, At)],
+    until: u64,
+    /// When b0 is probed, in ms from the apply.
+    b0_probes_ms: &'static [u64],
+}
+
+async fn run_ejecting(case: &Ejecting) {
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let url = |i: usize| format!("http://b{i}.test/mcp");
+    let t0 = Instant::now();
+    let backends: String = (0..case.backends).map(|i| format!("  - name: b{i}\n    url: {}\n", url(i))).collect();
+    let yaml = format!("name: g\npolicy: {}\nbackends:\n{backends}", case.policy);
+    engine.apply(spec(&yaml), Origin::Api).await.unwrap();
+    let name = case.name;
+    for &(at, step) in case.steps {
+        tokio::time::sleep_until(t0 + Duration::from_millis(at)).await;
+        match step {
+            At::Script(i, s) => prober.set(&url(i), s),
+            At::Report(i, outcome, n) => {
+                let summary = engine.report_outcomes("g".into(), format!("b{i}"), vec![outcome; n as usize]).await.unwrap();
+                assert_eq!(summary.accepted, n, "{name} at {at} ms");
+            }
+            At::Shows(i, status, count) => {
+                let g = engine.get("g".into()).await.unwrap();
+                let b = g.backend(&format!("b{i}")).unwrap();
+                let shown = (b.status(), b.ejection.as_ref().map(|e| e.count));
+                assert_eq!(shown, (status, count), "{name}: b{i} at {at} ms");
+                assert_eq!(b.routable(), count.is_none() && status != BackendStatus::Unhealthy, "{name}: b{i} at {at} ms");
+            }
+        }
+    }
+    tokio::time::sleep_until(t0 + Duration::from_millis(case.until)).await;
+    let times: Vec<u64> = prober
+        .times
+        .lock()
+        .unwrap()
+        .get(&url(0))
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| (*t - t0).as_millis() as u64)
+        .collect();
+    let close = times.len() == case.b0_probes_ms.len() && times.iter().zip(case.b0_probes_ms).all(|(g, w)| g.abs_diff(*w) <= 1);
+    assert!(close, "{name}: b0 probed at {times:?} ms, want {:?}", case.b0_probes_ms);
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn real_traffic_ejects_confirms_at_once_and_returns_only_after_its_time_and_a_passing_probe() {
+    use At::{Report, Script as Set, Shows};
+    use BackendStatus::{Healthy, Unhealthy};
+    use Script::{Down, Up};
+    use mcp_health_core::outlier::TrafficOutcome as O;
+    const P: &str = "{interval: 10s, edgeInterval: 1s, unhealthyThreshold: 3, jitterPercent: 0, outlier: {consecutiveFailures: 3, baseEjectionTime: 5s, maxEjectionTime: 8s, maxEjectedPercent: 100}}";
+    let cases = [
+        Ejecting {
+            name: "the handshake works: ejected and HEALTHY, probed at once, back when its time is over",
+            policy: P,
+            backends: 2,
+            steps: &[
+                (
+                    2_500,
+                    Report(
+                        0,
+                        O::JsonRpcError {
+                            code: -32603,
+                            tools_call: true,
+                        },
+                        2,
+                    ),
+                ),
+                (2_500, Shows(0, Healthy, None)),
+                (2_500, Report(0, O::HttpStatus(503), 1)),
+                (2_600, Shows(0, Healthy, Some(1))),
+                (2_600, Shows(1, Healthy, None)),
+                (7_400, Shows(0, Healthy, Some(1))),
+                (7_600, Shows(0, Healthy, None)),
+            ],
+            until: 20_000,
+            // The first probe, one at once on the ejection, one when its time
+            // is over; then the interval from there.
+            b0_probes_ms: &[0, 2_500, 7_500, 17_500],
+        },
+        Ejecting {
+            name: "hard down: ejected, confirmed UNHEALTHY at the edge interval, back only at a passing probe after its time",
+            policy: P,
+            backends: 2,
+            steps: &[
+                (2_000, Set(0, Down)),
+                (2_500, Report(0, O::ConnectFailure, 3)),
+                (2_600, Shows(0, BackendStatus::Degraded, Some(1))),
+                (4_600, Shows(0, Unhealthy, Some(1))),
+                // Its time is over at 7.5 s, but that probe fails.
+                (8_000, Shows(0, Unhealthy, Some(1))),
+                (16_000, Set(0, Up)),
+                (17_600, Shows(0, Healthy, None)),
+            ],
+            until: 20_000,
+            b0_probes_ms: &[0, 2_500, 3_500, 4_500, 7_500, 17_500],
+        },
+        Ejecting {
+            name: "a second ejection lasts longer (5 s, then 8 s: 10 s capped)",
+            policy: P,
+            backends: 2,
+            steps: &[
+                (1_000, Report(0, O::Timeout, 3)),
+                (6_100, Shows(0, Healthy, None)),
+                (7_000, Report(0, O::Reset, 3)),
+                (14_900, Shows(0, Healthy, Some(2))),
+                (15_100, Shows(0, Healthy, None)),
+            ],
+            until: 16_000,
+            b0_probes_ms: &[0, 1_000, 6_000, 7_000, 15_000],
+        },
+        Ejecting {
+            name: "4xx and tool errors keep it in",
+            policy: P,
+            backends: 2,
+            steps: &[
+                (1_000, Report(0, O::HttpStatus(404), 10)),
+                (1_000, Report(0, O::ToolError, 10)),
+                (
+                    1_000,
+                    Report(
+                        0,
+                        O::JsonRpcError {
+                            code: -32602,
+                            tools_call: true,
+                        },
+                        10,
+                    ),
+                ),
+                (1_100, Shows(0, Healthy, None)),
+            ],
+            until: 5_000,
+            b0_probes_ms: &[0],
+        },
+        Ejecting {
+            name: "the cap holds when every backend fails: one of three at 10 %",
+            policy: "{interval: 10s, jitterPercent: 0, outlier: {consecutiveFailures: 3}}",
+            backends: 3,
+            steps: &[
+                (1_000, Report(0, O::HttpStatus(502), 3)),
+                (1_000, Report(1, O::HttpStatus(502), 5)),
+                (1_000, Report(2, O::HttpStatus(502), 5)),
+                (1_100, Shows(0, Healthy, Some(1))),
+                (1_100, Shows(1, Healthy, None)),
+                (1_100, Shows(2, Healthy, None)),
+            ],
+            until: 5_000,
+            b0_probes_ms: &[0, 1_000],
+        },
+    ];
+    for case in &cases {
+        run_ejecting(case).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_records_an_ejection_and_its_return() {
+    use mcp_health_core::outlier::TrafficOutcome as O;
+    let prober = Arc::new(Scripted::default());
+    let engine = start(prober.clone(), 64);
+    let policy = "{interval: 10s, jitterPercent: 0, outlier: {consecutiveFailures: 2, baseEjectionTime: 5s}}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: b\n    url: http://b.test/mcp\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    let summary = engine.report_outcomes("g".into(), "b".into(), vec![O::Timeout, O::Timeout]).await.unwrap();
+    assert!(summary.ejected);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let h = engine.history().backend("g", "b", history::unix_ms(std::time::SystemTime::now())).unwrap();
+    let shown: Vec<(bool, String, u32)> = h
+        .ejections
+        .iter()
+        .map(|e| match &e.ejected {
+            Some((cause, _, count)) => (true, cause.to_string(), *count),
+            None => (false, String::new(), 0),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (true, "2 consecutive failures in real traffic, the last: timeout".to_owned(), 1),
+            (false, String::new(), 0)
+        ]
+    );
+    let proto = h.to_proto();
+    assert_eq!(proto.ejections.len(), 2);
+    assert!(proto.ejections[0].ejected && proto.ejections[0].until.is_some() && !proto.ejections[1].ejected);
+    engine.shutdown().await;
+}
+
+/// Cluster mode: only the owner probes a backend, so only it could confirm or
+/// end an ejection; another replica counts the reports and folds none.
+#[tokio::test(start_paused = true)]
+async fn reports_for_a_backend_owned_elsewhere_are_counted_not_folded() {
+    use mcp_health_core::outlier::TrafficOutcome as O;
+    let prober = Arc::new(Scripted::default());
+    let owns = Arc::new(Owns::default());
+    owns.0.store(true, Ordering::SeqCst);
+    let config = EngineConfig {
+        cluster: Some(owns.clone()),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, prober.clone(), HealthStatuses::default());
+    let policy = "{interval: 60s, outlier: {consecutiveFailures: 2}}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    owns.0.store(false, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3]).await.unwrap();
+    assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (0, 3, false));
+    assert!(engine.get("g".into()).await.unwrap().backend("a").unwrap().ejection.is_none());
+    // A backend that does not exist is still not found.
+    assert!(matches!(
+        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout]).await,
+        Err(EngineError::BackendNotFound { .. })
+    ));
+    // The owner folds them.
+    owns.0.store(true, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (2, 0, true));
+    engine.shutdown().await;
 }

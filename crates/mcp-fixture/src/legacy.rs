@@ -153,6 +153,7 @@ async fn post(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
         _ if !session.deliver => None,
         (Behavior::ToolsListHang, _) if tools => None,
         (Behavior::ToolsListError, _) if tools => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
+        (Behavior::ToolsCallError, _) if method == "tools/call" => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/call failed", None)),
         (Behavior::JsonRpcError, _) => Some(jsonrpc::error(Some(id), INTERNAL_ERROR, "boom", None)),
         (Behavior::RateLimited { retry_after_ms, .. }, _) => {
             let data = retry_after_ms.map(|ms| serde_json::json!({ "retryAfterMs": ms }));

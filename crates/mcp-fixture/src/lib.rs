@@ -145,6 +145,10 @@ pub enum Behavior {
     ToolsListError,
     /// `initialize` answers, `tools/list` never does.
     ToolsListHang,
+    /// `initialize` and `tools/list` answer, every `tools/call` gets JSON-RPC
+    /// error -32603 (a tool whose upstream failed: what real traffic sees and
+    /// a handshake probe does not).
+    ToolsCallError,
     /// Legacy SSE: the endpoint event is sent, POSTs get 202, the reply never arrives.
     /// Streamable HTTP: requests get `202 Accepted` with no body (the reply never arrives).
     EndpointOnly,

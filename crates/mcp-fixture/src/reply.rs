@@ -109,6 +109,7 @@ pub(crate) fn shape(shared: &Shared, b: &Behavior, method: &str, id: &Value, out
     Some(match b {
         Behavior::ToolsListHang if tools => return None,
         Behavior::ToolsListError if tools => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
+        Behavior::ToolsCallError if method == "tools/call" => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/call failed", None)),
         Behavior::EndpointOnly => empty(202),
         Behavior::RateLimited {
             http,

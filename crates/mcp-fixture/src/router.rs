@@ -175,6 +175,11 @@ pub(crate) fn handshake<'s>(shared: &'s Shared, req: &jsonrpc::Request<'_>) -> (
         "initialize" => (Outcome::Result(p.init_for(req.requested_version()).clone()), Some(&p.init_missing_version)),
         "tools/list" => (Outcome::Result(p.tools.clone()), None),
         "ping" => (Outcome::Result(p.empty.clone()), None),
+        // Any tool answers with one line of text (`ToolsCallError` makes it fail).
+        "tools/call" => (
+            Outcome::Result(bytes::Bytes::from_static(br#"{"content":[{"type":"text","text":"ok"}],"isError":false}"#)),
+            None,
+        ),
         _ => (Outcome::error(200, METHOD_NOT_FOUND, "Method not found"), None),
     }
 }

@@ -13,7 +13,7 @@ Every method returns the generated protobuf messages (see mcphealth_client.pb).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -132,6 +132,17 @@ class Client:
             service_pb2.ProbeBackendRequest(group=group, backend=backend), timeout=timeout, metadata=self._md()
         )
 
+    def report_outcomes(
+        self, reports: Iterable[service_pb2.OutcomeReport], timeout: float | None = 30
+    ) -> service_pb2.ReportOutcomesResponse:
+        """Streams outcomes of real traffic (ReportOutcomes, admin-guarded); returns the counts.
+
+        Consecutive failures eject a backend at its group's policy.outlier. Reports for a
+        group or backend the daemon does not have are counted (`unknown_backend`), not raised.
+        Build reports with `outcome_report`.
+        """
+        return self.groups.ReportOutcomes(iter(reports), timeout=timeout, metadata=self._md())
+
     def get_config_status(self, timeout: float | None = 10) -> service_pb2.GetConfigStatusResponse:
         return self.groups.GetConfigStatus(service_pb2.GetConfigStatusRequest(), timeout=timeout, metadata=self._md())
 
@@ -192,6 +203,32 @@ class Client:
         else:
             why = "no status received (server unreachable?)"
         raise WaitTimeout(f"group {group!r} not SERVING after {timeout:g}s: {why}", last_status)
+
+
+def outcome_report(
+    group: str,
+    backend: str,
+    outcome: str,
+    *,
+    http_status: int = 0,
+    json_rpc_code: int = 0,
+    method: str = "",
+    latency_s: float | None = None,
+) -> service_pb2.OutcomeReport:
+    """One OutcomeReport; `outcome` is the OutcomeKind without its prefix, any case:
+    "ok", "connect_failure", "reset", "timeout", "http_status", "json_rpc_error", "tool_error"."""
+    kind = service_pb2.OutcomeKind.Value("OUTCOME_KIND_" + outcome.upper())
+    report = service_pb2.OutcomeReport(
+        group=group,
+        backend=backend,
+        outcome=kind,
+        http_status=http_status,
+        json_rpc_code=json_rpc_code,
+        method=method,
+    )
+    if latency_s is not None:
+        report.latency.FromNanoseconds(int(latency_s * 1e9))
+    return report
 
 
 def connect(

@@ -31,6 +31,9 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
     "catalog_interval",
 ];
 
+/// The duration fields of an `OutlierPolicy` (a policy's `outlier`).
+const OUTLIER_DURATION_FIELDS: &[&str] = &["baseEjectionTime", "base_ejection_time", "maxEjectionTime", "max_ejection_time"];
+
 /// The duration fields of a `ToolCheck` (each entry of a backend's `checks`).
 const CHECK_DURATION_FIELDS: &[&str] = &["interval", "timeout"];
 
@@ -132,6 +135,11 @@ pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
                 let child_path = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
                 if key == "policy" {
                     normalize_fields(child, &child_path, POLICY_DURATION_FIELDS)?;
+                    if let Value::Mapping(policy) = child
+                        && let Some(outlier) = policy.get_mut("outlier")
+                    {
+                        normalize_fields(outlier, &format!("{child_path}.outlier"), OUTLIER_DURATION_FIELDS)?;
+                    }
                 }
                 if key == "checks"
                     && let Value::Sequence(checks) = child

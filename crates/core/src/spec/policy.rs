@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Violations, join};
+use crate::outlier::OutlierPolicy;
 use crate::verdict::Thresholds;
 use mcp_health_proto::v1::ProbePolicy;
 
@@ -46,6 +47,8 @@ pub struct Policy {
     /// At depth TOOLS: the longest time between two reads of the whole tool
     /// catalog; the probes in between are handshake-only.
     pub catalog_interval: Duration,
+    /// Outlier ejection from real traffic: the group's (a backend cannot set it).
+    pub outlier: OutlierPolicy,
 }
 
 impl Policy {
@@ -74,6 +77,7 @@ impl Default for Policy {
             rate_limit_hold: DEFAULT_RATE_LIMIT_HOLD,
             edge_interval_set: None,
             catalog_interval: DEFAULT_CATALOG_INTERVAL,
+            outlier: OutlierPolicy::default(),
         }
     }
 }
@@ -148,9 +152,63 @@ pub(crate) fn group(group: Option<&ProbePolicy>, group_path: &str, v: &mut Viola
     let mut policy = Policy::default();
     if let Some(g) = group {
         overlay(&mut policy, g, group_path, v);
+        if let Some(o) = &g.outlier {
+            policy.outlier = outlier(o, &join(group_path, "outlier"), v);
+        }
     }
     check_timing(&policy, group_path, v);
     policy
+}
+
+const MAX_CONSECUTIVE_FAILURES: u32 = 1000;
+const MIN_EJECTION_TIME: Duration = Duration::from_secs(1);
+
+/// The group's outlier policy: its fields over the defaults, each checked.
+fn outlier(o: &mcp_health_proto::v1::OutlierPolicy, path: &str, v: &mut Violations) -> OutlierPolicy {
+    let mut p = OutlierPolicy::default();
+    if let Some(n) = o.consecutive_failures {
+        if (1..=MAX_CONSECUTIVE_FAILURES).contains(&n) {
+            p.consecutive_failures = n;
+        } else {
+            v.add(join(path, "consecutiveFailures"), format!("must be between 1 and {MAX_CONSECUTIVE_FAILURES}"));
+        }
+    }
+    let mut dur = |field: &str, value: &Option<pbjson_types::Duration>, slot: &mut Duration| {
+        let Some(value) = value else { return false };
+        match duration(value) {
+            Some(d) if (MIN_EJECTION_TIME..=MAX_INTERVAL).contains(&d) => {
+                *slot = d;
+                true
+            }
+            _ => {
+                v.add(join(path, field), format!("must be between {MIN_EJECTION_TIME:?} and {MAX_INTERVAL:?}"));
+                false
+            }
+        }
+    };
+    dur("baseEjectionTime", &o.base_ejection_time, &mut p.base_ejection_time);
+    if dur("maxEjectionTime", &o.max_ejection_time, &mut p.max_ejection_time) {
+        if p.max_ejection_time < p.base_ejection_time {
+            v.add(
+                join(path, "maxEjectionTime"),
+                format!(
+                    "must not be shorter than baseEjectionTime ({:?} < {:?})",
+                    p.max_ejection_time, p.base_ejection_time
+                ),
+            );
+        }
+    } else {
+        // Unset: the default, or the base when that is longer.
+        p.max_ejection_time = p.max_ejection_time.max(p.base_ejection_time);
+    }
+    if let Some(pct) = o.max_ejected_percent {
+        if pct <= 100 {
+            p.max_ejected_percent = pct;
+        } else {
+            v.add(join(path, "maxEjectedPercent"), "must be between 0 and 100");
+        }
+    }
+    p
 }
 
 /// Resolves the effective policy of one backend: its own fields over the
@@ -160,6 +218,12 @@ pub(crate) fn resolve(group: Policy, backend: Option<&ProbePolicy>, backend_path
     let mut policy = group;
     if let Some(b) = backend {
         overlay(&mut policy, b, backend_path, v);
+        if b.outlier.is_some() {
+            v.add(
+                join(backend_path, "outlier"),
+                "may be set only on the group's policy: the ejection cap is the group's",
+            );
+        }
     }
     // Without timing of its own, the backend inherits the group's timing,
     // whose error (if any) was reported once for the group.

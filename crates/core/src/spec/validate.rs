@@ -602,6 +602,103 @@ mod tests {
     }
 
     #[test]
+    fn the_outlier_policy_is_the_groups_and_every_field_is_checked() {
+        use crate::outlier::OutlierPolicy as Resolved;
+        use mcp_health_proto::v1::OutlierPolicy;
+        let on_group = |o: OutlierPolicy| {
+            Some(ProbePolicy {
+                outlier: Some(o),
+                ..ProbePolicy::default()
+            })
+        };
+        let resolved = |n: u32, base: u64, max: u64, pct: u32| Resolved {
+            consecutive_failures: n,
+            base_ejection_time: std::time::Duration::from_secs(base),
+            max_ejection_time: std::time::Duration::from_secs(max),
+            max_ejected_percent: pct,
+        };
+        // (group's outlier policy, violations, resolved policy when valid)
+        let cases: Vec<(OutlierPolicy, &[&str], Option<Resolved>)> = vec![
+            (OutlierPolicy::default(), &[], Some(resolved(5, 30, 300, 10))),
+            (
+                OutlierPolicy {
+                    consecutive_failures: Some(2),
+                    base_ejection_time: dur(5),
+                    max_ejection_time: dur(60),
+                    max_ejected_percent: Some(100),
+                },
+                &[],
+                Some(resolved(2, 5, 60, 100)),
+            ),
+            // An unset maximum is at least the base.
+            (
+                OutlierPolicy {
+                    base_ejection_time: dur(600),
+                    ..OutlierPolicy::default()
+                },
+                &[],
+                Some(resolved(5, 600, 600, 10)),
+            ),
+            (
+                OutlierPolicy {
+                    max_ejected_percent: Some(0),
+                    ..OutlierPolicy::default()
+                },
+                &[],
+                Some(resolved(5, 30, 300, 0)),
+            ),
+            (
+                OutlierPolicy {
+                    consecutive_failures: Some(0),
+                    ..OutlierPolicy::default()
+                },
+                &["spec.policy.outlier.consecutiveFailures"],
+                None,
+            ),
+            (
+                OutlierPolicy {
+                    base_ejection_time: dur(0),
+                    max_ejected_percent: Some(101),
+                    ..OutlierPolicy::default()
+                },
+                &["spec.policy.outlier.baseEjectionTime", "spec.policy.outlier.maxEjectedPercent"],
+                None,
+            ),
+            (
+                OutlierPolicy {
+                    base_ejection_time: dur(60),
+                    max_ejection_time: dur(30),
+                    ..OutlierPolicy::default()
+                },
+                &["spec.policy.outlier.maxEjectionTime"],
+                None,
+            ),
+            (
+                OutlierPolicy {
+                    max_ejection_time: dur(-1),
+                    ..OutlierPolicy::default()
+                },
+                &["spec.policy.outlier.maxEjectionTime"],
+                None,
+            ),
+        ];
+        for (outlier, want, policy) in cases {
+            let s = spec(on_group(outlier), 2);
+            assert_eq!(fields(&s), want, "{outlier:?}");
+            if let Some(policy) = policy {
+                let valid = validate_group(&s, "spec", &Limits::default()).unwrap();
+                assert!(valid.backends.iter().all(|b| b.policy.outlier == policy), "{outlier:?}");
+            }
+        }
+        // The default without any policy; and a backend may not set its own.
+        let valid = validate_group(&spec(None, 1), "spec", &Limits::default()).unwrap();
+        assert_eq!(valid.backends[0].policy.outlier, resolved(5, 30, 300, 10));
+        let mut s = spec(None, 2);
+        s.backends[1].policy = on_group(OutlierPolicy::default());
+        assert_eq!(fields(&s), ["spec.backends[1].policy.outlier"]);
+    }
+
+    #[test]
     fn the_rate_limit_hold_is_a_checked_duration_with_a_default() {
         let hold = |d: Option<pbjson_types::Duration>| ProbePolicy {
             rate_limit_hold: d,

@@ -1,5 +1,5 @@
 //! The admin guard: who may call the mutating RPCs (ApplyGroup, DeleteGroup,
-//! ProbeBackend, SetBackendDrain, AcceptCatalog). A bearer token from `--admin-token-file` (compared in
+//! ProbeBackend, SetBackendDrain, AcceptCatalog, ReportOutcomes). A bearer token from `--admin-token-file` (compared in
 //! constant time) and/or a client certificate verified against
 //! `--tls-client-ca`. Read RPCs and grpc.health never pass through it.
 

@@ -205,6 +205,37 @@ impl GroupHealthService for GroupService {
         }))
     }
 
+    async fn report_outcomes(&self, req: Request<tonic::Streaming<OutcomeReport>>) -> Result<Response<ReportOutcomesResponse>, Status> {
+        self.admin.check(&req, "ReportOutcomes").await?;
+        let mut reports = req.into_inner();
+        let mut answer = ReportOutcomesResponse::default();
+        loop {
+            let report = tokio::select! {
+                r = reports.message() => r?,
+                () = self.shutdown.cancelled() => return Err(Status::unavailable("the daemon is shutting down")),
+            };
+            let Some(report) = report else { break };
+            let Some(outcome) = traffic_outcome(&report) else {
+                answer.invalid += 1;
+                continue;
+            };
+            // One engine step per report: an ejection takes effect at the
+            // report that reached the threshold, however long the stream stays open.
+            match self.engine.report_outcomes(report.group.clone(), report.backend.clone(), vec![outcome]).await {
+                Ok(summary) => {
+                    answer.accepted += u64::from(summary.accepted);
+                    answer.not_owned += u64::from(summary.not_owned);
+                    if summary.ejected {
+                        answer.ejected.push(format!("{}/{}", report.group, report.backend));
+                    }
+                }
+                Err(EngineError::GroupNotFound(_) | EngineError::BackendNotFound { .. }) => answer.unknown_backend += 1,
+                Err(e) => return Err(to_status(e)),
+            }
+        }
+        Ok(Response::new(answer))
+    }
+
     async fn accept_catalog(&self, req: Request<AcceptCatalogRequest>) -> Result<Response<AcceptCatalogResponse>, Status> {
         self.admin.check(&req, "AcceptCatalog").await?;
         let req = req.into_inner();
@@ -317,5 +348,89 @@ impl WatchState {
             Err(_) => return None,
         };
         Some((Ok(message), self))
+    }
+}
+
+/// A report's outcome in the core's terms; None for an invalid report (no
+/// outcome, or an HTTP status outside 100-599).
+fn traffic_outcome(r: &OutcomeReport) -> Option<mcp_health_core::outlier::TrafficOutcome> {
+    use mcp_health_core::outlier::TrafficOutcome as T;
+    Some(match OutcomeKind::try_from(r.outcome).ok()? {
+        OutcomeKind::Unspecified => return None,
+        OutcomeKind::Ok => T::Ok,
+        OutcomeKind::ConnectFailure => T::ConnectFailure,
+        OutcomeKind::Reset => T::Reset,
+        OutcomeKind::Timeout => T::Timeout,
+        OutcomeKind::HttpStatus => match u16::try_from(r.http_status).ok().filter(|s| (100..600).contains(s))? {
+            s if (200..300).contains(&s) => T::Ok,
+            s => T::HttpStatus(s),
+        },
+        OutcomeKind::JsonRpcError => T::JsonRpcError {
+            code: i64::from(r.json_rpc_code),
+            tools_call: r.method.is_empty() || r.method == "tools/call",
+        },
+        OutcomeKind::ToolError => T::ToolError,
+    })
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+    use mcp_health_core::outlier::TrafficOutcome as T;
+
+    #[test]
+    fn reports_map_to_outcomes_and_invalid_ones_to_none() {
+        let r = |kind: OutcomeKind, http_status: u32, json_rpc_code: i32, method: &str| OutcomeReport {
+            outcome: kind as i32,
+            http_status,
+            json_rpc_code,
+            method: method.into(),
+            ..OutcomeReport::default()
+        };
+        // (report, outcome)
+        let rows = [
+            (r(OutcomeKind::Unspecified, 0, 0, ""), None),
+            (r(OutcomeKind::Ok, 0, 0, ""), Some(T::Ok)),
+            (r(OutcomeKind::ConnectFailure, 0, 0, ""), Some(T::ConnectFailure)),
+            (r(OutcomeKind::Reset, 0, 0, ""), Some(T::Reset)),
+            (r(OutcomeKind::Timeout, 0, 0, ""), Some(T::Timeout)),
+            (r(OutcomeKind::HttpStatus, 503, 0, ""), Some(T::HttpStatus(503))),
+            (r(OutcomeKind::HttpStatus, 404, 0, ""), Some(T::HttpStatus(404))),
+            (r(OutcomeKind::HttpStatus, 204, 0, ""), Some(T::Ok)),
+            (r(OutcomeKind::HttpStatus, 0, 0, ""), None),
+            (r(OutcomeKind::HttpStatus, 600, 0, ""), None),
+            (
+                r(OutcomeKind::JsonRpcError, 0, -32603, ""),
+                Some(T::JsonRpcError {
+                    code: -32603,
+                    tools_call: true,
+                }),
+            ),
+            (
+                r(OutcomeKind::JsonRpcError, 0, -32603, "tools/call"),
+                Some(T::JsonRpcError {
+                    code: -32603,
+                    tools_call: true,
+                }),
+            ),
+            (
+                r(OutcomeKind::JsonRpcError, 0, -32603, "resources/read"),
+                Some(T::JsonRpcError {
+                    code: -32603,
+                    tools_call: false,
+                }),
+            ),
+            (r(OutcomeKind::ToolError, 0, 0, ""), Some(T::ToolError)),
+            (
+                OutcomeReport {
+                    outcome: 99,
+                    ..OutcomeReport::default()
+                },
+                None,
+            ),
+        ];
+        for (report, want) in rows {
+            assert_eq!(traffic_outcome(&report), want, "{report:?}");
+        }
     }
 }

@@ -128,6 +128,8 @@ pub struct Metrics {
     rate_limited: Family<ProbeLabels, Counter>,
     /// Changes of a backend's tool catalog (depth TOOLS), counted by name only.
     catalog_changes: Family<BackendLabels, Counter>,
+    /// 1 while a backend is ejected from real traffic, 0 after its return.
+    backend_ejected: Family<BackendLabels, Gauge>,
     group_phase: Family<PhaseLabels, Gauge>,
     group_routable: Family<GroupLabels, Gauge>,
     group_draining: Family<GroupLabels, Gauge>,
@@ -156,6 +158,7 @@ impl Metrics {
             transitions: Family::default(),
             rate_limited: Family::default(),
             catalog_changes: Family::default(),
+            backend_ejected: Family::default(),
             group_phase: Family::default(),
             group_routable: Family::default(),
             group_draining: Family::default(),
@@ -214,6 +217,11 @@ impl Metrics {
             m.catalog_changes.clone(),
         );
         r.register(
+            "backend_ejected",
+            "1 while a backend is ejected from real traffic (ReportOutcomes, policy.outlier), 0 once it returned; by group and backend",
+            m.backend_ejected.clone(),
+        );
+        r.register(
             "group_phase",
             "Group phase as a state set: 1 for the current phase, 0 for the others",
             m.group_phase.clone(),
@@ -267,6 +275,7 @@ impl Metrics {
         self.last_probe_time.remove(&labels);
         self.probe_interval.remove(&labels);
         self.catalog_changes.remove(&labels);
+        self.backend_ejected.remove(&labels);
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
@@ -353,6 +362,14 @@ impl ProbeObserver for Metrics {
         self.catalog_changes.get_or_create(&labels).inc();
     }
 
+    fn ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, _at: std::time::SystemTime) {
+        let labels = BackendLabels {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        };
+        self.backend_ejected.get_or_create(&labels).set(i64::from(ejection.is_some()));
+    }
+
     fn group_deleted(&self, group: &str, backends: &[String]) {
         for b in backends {
             self.forget_backend(group, b);
@@ -429,6 +446,24 @@ mod tests {
         assert!(text.contains("mcp_health_catalog_changes_total{group=\"g\",backend=\"b\"} 2\n"), "{text}");
         m.backend_removed("g", "b");
         assert!(!m.encode().unwrap().contains("mcp_health_catalog_changes_total{"));
+    }
+
+    #[test]
+    fn an_ejection_is_a_gauge_per_backend_that_goes_with_it() {
+        let m = Metrics::new();
+        let ejection = mcp_health_core::outlier::Ejection {
+            cause: "5 consecutive failures in real traffic, the last: HTTP 503".into(),
+            since: std::time::SystemTime::UNIX_EPOCH,
+            until: std::time::SystemTime::UNIX_EPOCH,
+            count: 1,
+        };
+        let now = std::time::SystemTime::UNIX_EPOCH;
+        m.ejection("g", "b", Some(&ejection), now);
+        assert!(m.encode().unwrap().contains("mcp_health_backend_ejected{group=\"g\",backend=\"b\"} 1\n"));
+        m.ejection("g", "b", None, now);
+        assert!(m.encode().unwrap().contains("mcp_health_backend_ejected{group=\"g\",backend=\"b\"} 0\n"));
+        m.group_deleted("g", &["b".into()]);
+        assert!(!m.encode().unwrap().contains("mcp_health_backend_ejected{"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct BackendView {
     pub status: &'static str,
     pub status_badge: Badge,
     pub routable: bool,
+    /// Set while real traffic ejected the backend: the cause (ours), shown
+    /// beside the status, which stays the probes' verdict.
+    pub ejected: Option<String>,
     pub reason: &'static str,
     pub message: String,
     pub protocol: String,
@@ -154,6 +157,7 @@ pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> Backen
         status,
         status_badge,
         routable: b.routable(),
+        ejected: b.ejection.as_ref().map(|j| j.cause.clone()),
         reason: reason_name(e.observed.reason.code),
         message: e.message(),
         protocol: e.observed.facts.protocol_version.clone(),
@@ -271,6 +275,7 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
             },
+            None,
         );
         let view = backend(&b, None);
         assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));

@@ -120,7 +120,9 @@ fn backend_row(g: &GroupView, b: &BackendView, now_ms: u64) -> Markup {
             }
             td {
                 (badge("st", b.status, b.status_badge))
-                div.routable { @if b.routable { "routable" } @else { "not routable" } }
+                div.routable {
+                    @if let Some(cause) = &b.ejected { "ejected: " (cause) } @else if b.routable { "routable" } @else { "not routable" }
+                }
             }
             td {
                 code { (b.reason) }
@@ -297,6 +299,7 @@ mod tests {
             status,
             status_badge,
             routable: false,
+            ejected: Some(HOSTILE.into()),
             reason: "CONNECTION_REFUSED",
             message: HOSTILE.into(),
             protocol: HOSTILE.into(),

@@ -238,6 +238,48 @@ mod tests {
         assert_eq!(rows, 5 * 2 * 4, "every status x auth mode x drain");
     }
 
+    /// An ejected backend (real traffic, `core::outlier`) keeps its verdict
+    /// and leaves routing as a drained one does, but as UNHEALTHY: it is not
+    /// going away, it failed.
+    #[test]
+    fn an_ejected_backend_is_unhealthy_to_envoy_whatever_its_verdict() {
+        use HealthStatus as H;
+        // (verdict, drained, what Envoy gets)
+        let rows = [
+            (BackendStatus::Healthy, false, H::Unhealthy),
+            (BackendStatus::Degraded, false, H::Unhealthy),
+            (BackendStatus::Unhealthy, false, H::Unhealthy),
+            (BackendStatus::Healthy, true, H::Draining),
+        ];
+        for (status, drain, want) in rows {
+            let mut b = backend("a", "http://127.0.0.1:8081/mcp", status, AuthMode::None, drain, Some("127.0.0.1:8081"));
+            let ejection = mcp_health_core::snapshot::Ejection {
+                cause: "5 consecutive failures in real traffic, the last: HTTP 503".into(),
+                since: std::time::SystemTime::UNIX_EPOCH,
+                until: std::time::SystemTime::UNIX_EPOCH,
+                count: 1,
+            };
+            b = BackendSnapshot::single(
+                BackendSpecShown {
+                    name: b.name,
+                    url: b.url,
+                    transport: b.transport,
+                    auth: b.auth,
+                    drain: b.drain,
+                    catalog: b.catalog,
+                },
+                b.endpoints.remove(0).observed,
+                Some(ejection),
+            );
+            assert!(!b.routable(), "{status:?}");
+            let group = group("g", vec![b]);
+            let cla = cluster_load_assignment(&group);
+            let eds = HealthStatus::try_from(cla.endpoints[0].lb_endpoints[0].health_status).unwrap();
+            assert_eq!(eds, want, "{status:?} drained={drain}");
+            assert_eq!(serving_status(group.phase()), ServingStatus::NotServing, "{status:?}");
+        }
+    }
+
     /// A one-endpoint backend, probed at `address` (None: no probe reached it).
     fn backend(name: &str, url: &str, status: BackendStatus, auth: AuthMode, drain: bool, address: Option<&str>) -> BackendSnapshot {
         BackendSnapshot::single(
@@ -261,6 +303,7 @@ mod tests {
                 last_probe: None,
                 last_transition: None,
             },
+            None,
         )
     }
 

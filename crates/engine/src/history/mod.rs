@@ -40,6 +40,7 @@ pub struct BackendHistory {
     pub dropped: u32,
     pub latency: Vec<LatencyPoint>,
     pub catalog_changes: Vec<CatalogEvent>,
+    pub ejections: Vec<record::EjectionEvent>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -187,6 +188,7 @@ fn snapshot(group: &str, backend: &str, r: &BackendRecord, now_ms: u64) -> Backe
         dropped: r.dropped,
         latency: r.latency.points(now_ms),
         catalog_changes: r.catalog_changes.iter().cloned().collect(),
+        ejections: r.ejections.iter().cloned().collect(),
     }
 }
 
@@ -222,6 +224,22 @@ impl History {
     }
 }
 
+impl History {
+    /// A backend was ejected from real traffic (Some), or returned (None), at `now_ms`.
+    pub fn observe_ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, now_ms: u64) {
+        self.with_record(group, backend, now_ms, |rec, _| {
+            rec.ejection(record::EjectionEvent {
+                at_ms: now_ms,
+                ejected: ejection.map(|e| {
+                    let cause: String = e.cause.chars().take(record::MAX_MESSAGE_CHARS).collect();
+                    (cause.into_boxed_str(), unix_ms(e.until), e.count)
+                }),
+            });
+            None
+        });
+    }
+}
+
 impl ProbeObserver for History {
     fn probe_finished(&self, _: &ProbeResult) {}
 
@@ -246,6 +264,10 @@ impl ProbeObserver for History {
 
     fn catalog_changed(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange) {
         self.observe_catalog(group, backend, change, now_ms());
+    }
+
+    fn ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, at: std::time::SystemTime) {
+        self.observe_ejection(group, backend, ejection, unix_ms(at));
     }
 }
 

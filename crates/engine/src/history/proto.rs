@@ -56,6 +56,17 @@ impl BackendHistory {
             latency: self.latency.iter().map(bucket).collect(),
             status: self.status as i32,
             catalog_changes: self.catalog_changes.iter().map(catalog_change).collect(),
+            ejections: self
+                .ejections
+                .iter()
+                .map(|e| mcp_health_proto::v1::EjectionEvent {
+                    time: Some(at(e.at_ms)),
+                    ejected: e.ejected.is_some(),
+                    cause: e.ejected.as_ref().map(|(c, _, _)| c.to_string()).unwrap_or_default(),
+                    until: e.ejected.as_ref().map(|(_, u, _)| at(*u)),
+                    count: e.ejected.as_ref().map_or(0, |(_, _, n)| *n),
+                })
+                .collect(),
         }
     }
 }

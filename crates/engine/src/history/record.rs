@@ -17,6 +17,8 @@ pub const BUCKETS: usize = 60;
 pub const MAX_MESSAGE_CHARS: usize = 256;
 /// Catalog changes kept per backend; older ones are dropped.
 pub const MAX_CATALOG_CHANGES: usize = 16;
+/// Ejections and returns kept per backend; older ones are dropped.
+pub const MAX_EJECTION_EVENTS: usize = 16;
 /// Tool names kept per list of a catalog change (added, removed, changed);
 /// past it one last entry says how many more there were.
 pub const MAX_DIFF_NAMES: usize = 64;
@@ -33,6 +35,15 @@ pub struct CatalogEvent {
     pub added: Vec<Box<str>>,
     pub removed: Vec<Box<str>>,
     pub changed: Vec<Box<str>>,
+}
+
+/// A backend ejected from real traffic, or returned (`until_ms` None).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EjectionEvent {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    /// Set for an ejection: its cause (ours, cut to `MAX_MESSAGE_CHARS`), end and count.
+    pub ejected: Option<(Box<str>, u64, u32)>,
 }
 
 /// A list of tool names as history keeps it: each name cut to
@@ -197,6 +208,8 @@ pub struct BackendRecord {
     pub latency: LatencyRing,
     /// The last `MAX_CATALOG_CHANGES` changes of its tool catalog, oldest first.
     pub catalog_changes: VecDeque<CatalogEvent>,
+    /// The last `MAX_EJECTION_EVENTS` ejections and returns, oldest first.
+    pub ejections: VecDeque<EjectionEvent>,
 }
 
 impl BackendRecord {
@@ -209,7 +222,16 @@ impl BackendRecord {
             last: None,
             latency: LatencyRing::default(),
             catalog_changes: VecDeque::new(),
+            ejections: VecDeque::new(),
         }
+    }
+
+    /// The backend was ejected from real traffic, or returned.
+    pub fn ejection(&mut self, event: EjectionEvent) {
+        if self.ejections.len() == MAX_EJECTION_EVENTS {
+            self.ejections.pop_front();
+        }
+        self.ejections.push_back(event);
     }
 
     /// The backend's tool catalog changed.
@@ -276,6 +298,7 @@ impl BackendRecord {
             + self.last.as_ref().map_or(0, |(r, _)| reason(r))
             + BUCKETS * std::mem::size_of::<Bucket>()
             + self.catalog_changes.capacity() * std::mem::size_of::<CatalogEvent>()
+            + self.ejections.capacity() * std::mem::size_of::<EjectionEvent>()
     }
 }
 

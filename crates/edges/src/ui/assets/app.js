@@ -80,7 +80,7 @@
     const status = b.status.toLowerCase();
     return el('tr', { id: `b-${key}`, class: `backend st-${status}`, 'data-backend': key, 'data-status': b.status, 'data-tone': b.status_badge.tone },
       el('th', { scope: 'row' }, el('a', { href: backendHref(g.name, b.name) }, b.name), el('div', { class: 'origin' }, b.origin)),
-      el('td', {}, badge('st', b.status, b.status_badge), el('div', { class: 'routable' }, b.routable ? 'routable' : 'not routable')),
+      el('td', {}, badge('st', b.status, b.status_badge), el('div', { class: 'routable' }, b.ejected ? `ejected: ${b.ejected}` : b.routable ? 'routable' : 'not routable')),
       el('td', {}, el('code', {}, b.reason), el('div', { class: 'msg' }, b.message)),
       el('td', {}, b.protocol || '–'),
       el('td', { class: 'latency' }, b.latency_ms == null ? '–' : `${b.latency_ms.toFixed(1)} ms`, ' ', sparkline(b.spark)),

@@ -13,16 +13,67 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class OutcomeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_KIND_UNSPECIFIED: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_OK: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_CONNECT_FAILURE: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_RESET: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_TIMEOUT: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_HTTP_STATUS: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_JSON_RPC_ERROR: _ClassVar[OutcomeKind]
+    OUTCOME_KIND_TOOL_ERROR: _ClassVar[OutcomeKind]
+
 class WatchEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WATCH_EVENT_KIND_UNSPECIFIED: _ClassVar[WatchEventKind]
     WATCH_EVENT_KIND_SNAPSHOT: _ClassVar[WatchEventKind]
     WATCH_EVENT_KIND_CHANGED: _ClassVar[WatchEventKind]
     WATCH_EVENT_KIND_DELETED: _ClassVar[WatchEventKind]
+OUTCOME_KIND_UNSPECIFIED: OutcomeKind
+OUTCOME_KIND_OK: OutcomeKind
+OUTCOME_KIND_CONNECT_FAILURE: OutcomeKind
+OUTCOME_KIND_RESET: OutcomeKind
+OUTCOME_KIND_TIMEOUT: OutcomeKind
+OUTCOME_KIND_HTTP_STATUS: OutcomeKind
+OUTCOME_KIND_JSON_RPC_ERROR: OutcomeKind
+OUTCOME_KIND_TOOL_ERROR: OutcomeKind
 WATCH_EVENT_KIND_UNSPECIFIED: WatchEventKind
 WATCH_EVENT_KIND_SNAPSHOT: WatchEventKind
 WATCH_EVENT_KIND_CHANGED: WatchEventKind
 WATCH_EVENT_KIND_DELETED: WatchEventKind
+
+class OutcomeReport(_message.Message):
+    __slots__ = ("group", "backend", "outcome", "http_status", "json_rpc_code", "method", "latency")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    JSON_RPC_CODE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    backend: str
+    outcome: OutcomeKind
+    http_status: int
+    json_rpc_code: int
+    method: str
+    latency: _duration_pb2.Duration
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., outcome: _Optional[_Union[OutcomeKind, str]] = ..., http_status: _Optional[int] = ..., json_rpc_code: _Optional[int] = ..., method: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReportOutcomesResponse(_message.Message):
+    __slots__ = ("accepted", "unknown_backend", "invalid", "ejected", "not_owned")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    EJECTED_FIELD_NUMBER: _ClassVar[int]
+    NOT_OWNED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    unknown_backend: int
+    invalid: int
+    ejected: _containers.RepeatedScalarFieldContainer[str]
+    not_owned: int
+    def __init__(self, accepted: _Optional[int] = ..., unknown_backend: _Optional[int] = ..., invalid: _Optional[int] = ..., ejected: _Optional[_Iterable[str]] = ..., not_owned: _Optional[int] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ()
@@ -239,7 +290,7 @@ class LatencyBucket(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probes: _Optional[int] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetBackendHistoryResponse(_message.Message):
-    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status", "catalog_changes")
+    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status", "catalog_changes", "ejections")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +299,7 @@ class GetBackendHistoryResponse(_message.Message):
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    EJECTIONS_FIELD_NUMBER: _ClassVar[int]
     group: str
     backend: str
     since: _timestamp_pb2.Timestamp
@@ -256,7 +308,22 @@ class GetBackendHistoryResponse(_message.Message):
     latency: _containers.RepeatedCompositeFieldContainer[LatencyBucket]
     status: _status_pb2.BackendStatus
     catalog_changes: _containers.RepeatedCompositeFieldContainer[CatalogChange]
-    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., catalog_changes: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ...) -> None: ...
+    ejections: _containers.RepeatedCompositeFieldContainer[EjectionEvent]
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., catalog_changes: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ..., ejections: _Optional[_Iterable[_Union[EjectionEvent, _Mapping]]] = ...) -> None: ...
+
+class EjectionEvent(_message.Message):
+    __slots__ = ("time", "ejected", "cause", "until", "count")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    EJECTED_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    ejected: bool
+    cause: str
+    until: _timestamp_pb2.Timestamp
+    count: int
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ejected: _Optional[bool] = ..., cause: _Optional[str] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class CatalogChange(_message.Message):
     __slots__ = ("time", "from_fingerprint", "to_fingerprint", "added", "removed", "changed")

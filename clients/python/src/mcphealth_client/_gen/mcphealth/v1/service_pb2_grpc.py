@@ -85,6 +85,11 @@ class GroupHealthServiceStub:
                 request_serializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.SerializeToString,
                 response_deserializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.FromString,
                 _registered_method=True)
+        self.ReportOutcomes = channel.stream_unary(
+                '/mcphealth.v1.GroupHealthService/ReportOutcomes',
+                request_serializer=mcphealth_dot_v1_dot_service__pb2.OutcomeReport.SerializeToString,
+                response_deserializer=mcphealth_dot_v1_dot_service__pb2.ReportOutcomesResponse.FromString,
+                _registered_method=True)
 
 
 class GroupHealthServiceServicer:
@@ -174,6 +179,21 @@ class GroupHealthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportOutcomes(self, request_iterator, context):
+        """Outcomes of real traffic to backends, from a gateway, streamed as they
+        happen: consecutive failures eject a backend (the group's policy.outlier),
+        beside its verdict (BackendHealth.ejection). A report for a group or
+        backend this daemon does not have (deleted meanwhile, a typo) is counted
+        in the response, never an error that ends the stream; an invalid one
+        (no outcome, an HTTP status outside 100-599) too. Requires the admin
+        token when one is configured. In a cluster, only the backend's owner
+        folds its reports; other replicas count them as not_owned (forwarding to
+        the owner and sharing the ejection are not built yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GroupHealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -226,6 +246,11 @@ def add_GroupHealthServiceServicer_to_server(servicer, server):
                     servicer.AcceptCatalog,
                     request_deserializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.FromString,
                     response_serializer=mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.SerializeToString,
+            ),
+            'ReportOutcomes': grpc.stream_unary_rpc_method_handler(
+                    servicer.ReportOutcomes,
+                    request_deserializer=mcphealth_dot_v1_dot_service__pb2.OutcomeReport.FromString,
+                    response_serializer=mcphealth_dot_v1_dot_service__pb2.ReportOutcomesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -499,6 +524,33 @@ class GroupHealthService:
             '/mcphealth.v1.GroupHealthService/AcceptCatalog',
             mcphealth_dot_v1_dot_service__pb2.AcceptCatalogRequest.SerializeToString,
             mcphealth_dot_v1_dot_service__pb2.AcceptCatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportOutcomes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mcphealth.v1.GroupHealthService/ReportOutcomes',
+            mcphealth_dot_v1_dot_service__pb2.OutcomeReport.SerializeToString,
+            mcphealth_dot_v1_dot_service__pb2.ReportOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -118,7 +118,7 @@ class TlsSpec(_message.Message):
     def __init__(self, ca_file: _Optional[str] = ..., client_cert_file: _Optional[str] = ..., client_key_file: _Optional[str] = ..., dangerous_skip_verification: _Optional[bool] = ..., resumption: _Optional[bool] = ...) -> None: ...
 
 class ProbePolicy(_message.Message):
-    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold", "edge_interval", "catalog_interval")
+    __slots__ = ("interval", "timeout", "unhealthy_threshold", "healthy_threshold", "degraded_latency", "jitter_percent", "initial_spread", "rate_limit_hold", "edge_interval", "catalog_interval", "outlier")
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     UNHEALTHY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class ProbePolicy(_message.Message):
     RATE_LIMIT_HOLD_FIELD_NUMBER: _ClassVar[int]
     EDGE_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CATALOG_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    OUTLIER_FIELD_NUMBER: _ClassVar[int]
     interval: _duration_pb2.Duration
     timeout: _duration_pb2.Duration
     unhealthy_threshold: int
@@ -139,7 +140,20 @@ class ProbePolicy(_message.Message):
     rate_limit_hold: _duration_pb2.Duration
     edge_interval: _duration_pb2.Duration
     catalog_interval: _duration_pb2.Duration
-    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., edge_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., catalog_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    outlier: OutlierPolicy
+    def __init__(self, interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unhealthy_threshold: _Optional[int] = ..., healthy_threshold: _Optional[int] = ..., degraded_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., jitter_percent: _Optional[int] = ..., initial_spread: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate_limit_hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., edge_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., catalog_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., outlier: _Optional[_Union[OutlierPolicy, _Mapping]] = ...) -> None: ...
+
+class OutlierPolicy(_message.Message):
+    __slots__ = ("consecutive_failures", "base_ejection_time", "max_ejection_time", "max_ejected_percent")
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BASE_EJECTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_EJECTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_EJECTED_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    consecutive_failures: int
+    base_ejection_time: _duration_pb2.Duration
+    max_ejection_time: _duration_pb2.Duration
+    max_ejected_percent: int
+    def __init__(self, consecutive_failures: _Optional[int] = ..., base_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejection_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ejected_percent: _Optional[int] = ...) -> None: ...
 
 class CatalogPolicy(_message.Message):
     __slots__ = ("on_change", "accepted")

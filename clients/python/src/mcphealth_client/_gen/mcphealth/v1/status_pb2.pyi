@@ -118,7 +118,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[_Union[ReasonCode, str]] = ..., http_status: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BackendHealth(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address", "catalog_fingerprint", "catalog_changed_time", "catalog_note")
+    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address", "catalog_fingerprint", "catalog_changed_time", "catalog_note", "ejection")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class BackendHealth(_message.Message):
     CATALOG_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CATALOG_CHANGED_TIME_FIELD_NUMBER: _ClassVar[int]
     CATALOG_NOTE_FIELD_NUMBER: _ClassVar[int]
+    EJECTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: _spec_pb2.Transport
@@ -165,10 +166,23 @@ class BackendHealth(_message.Message):
     catalog_fingerprint: str
     catalog_changed_time: _timestamp_pb2.Timestamp
     catalog_note: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ..., catalog_fingerprint: _Optional[str] = ..., catalog_changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog_note: _Optional[str] = ...) -> None: ...
+    ejection: Ejection
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ..., catalog_fingerprint: _Optional[str] = ..., catalog_changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog_note: _Optional[str] = ..., ejection: _Optional[_Union[Ejection, _Mapping]] = ...) -> None: ...
+
+class Ejection(_message.Message):
+    __slots__ = ("cause", "since", "until", "count")
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    cause: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    count: int
+    def __init__(self, cause: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining")
+    __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining", "ejected")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     ROUTABLE_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +191,7 @@ class Summary(_message.Message):
     UNHEALTHY_FIELD_NUMBER: _ClassVar[int]
     UNAUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    EJECTED_FIELD_NUMBER: _ClassVar[int]
     total: int
     routable: int
     unknown: int
@@ -185,7 +200,8 @@ class Summary(_message.Message):
     unhealthy: int
     unauthenticated: int
     draining: int
-    def __init__(self, total: _Optional[int] = ..., routable: _Optional[int] = ..., unknown: _Optional[int] = ..., healthy: _Optional[int] = ..., degraded: _Optional[int] = ..., unhealthy: _Optional[int] = ..., unauthenticated: _Optional[int] = ..., draining: _Optional[int] = ...) -> None: ...
+    ejected: int
+    def __init__(self, total: _Optional[int] = ..., routable: _Optional[int] = ..., unknown: _Optional[int] = ..., healthy: _Optional[int] = ..., degraded: _Optional[int] = ..., unhealthy: _Optional[int] = ..., unauthenticated: _Optional[int] = ..., draining: _Optional[int] = ..., ejected: _Optional[int] = ...) -> None: ...
 
 class GroupHealth(_message.Message):
     __slots__ = ("name", "phase", "summary", "message", "backends", "revision", "generation", "source")
