@@ -321,12 +321,36 @@ impl Dns {
     }
 }
 
+tokio::task_local! {
+    /// The address a discovered endpoint's probe connects to for its host name.
+    static PINNED: (String, SocketAddr);
+}
+
+/// Runs `probe` with `host` resolving to `addr` only: the probe of one
+/// discovered endpoint connects to that address and keeps the name for the
+/// Host header and TLS SNI. Other names (a token endpoint) resolve as ever.
+/// A task-local rather than a client per endpoint: the resolver is asked
+/// while the request's future is polled, inside this scope, and the clients
+/// stay shared by TLS setting (no client, root store or session scope per
+/// endpoint). `HttpProber` checks that the answer came from `addr`.
+pub async fn pinned<F: Future>(host: String, addr: SocketAddr, probe: F) -> F::Output {
+    PINNED.scope((host, addr), probe).await
+}
+
+/// The pinned address of `host` in the current probe, if any.
+pub fn pin_of(host: &str) -> Option<SocketAddr> {
+    PINNED.try_with(|(h, a)| h.eq_ignore_ascii_case(host).then_some(*a)).ok().flatten()
+}
+
 /// `Dns` as reqwest's resolver.
 #[derive(Clone, Debug)]
 pub struct DnsResolver(pub Arc<Dns>);
 
 impl Resolve for DnsResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        if let Some(addr) = pin_of(name.as_str()) {
+            return Box::pin(std::future::ready(Ok(Box::new(std::iter::once(addr)) as Addrs)));
+        }
         let dns = self.0.clone();
         Box::pin(async move {
             let host = name.as_str();
