@@ -55,6 +55,8 @@ pub struct BackendSnapshot {
     /// The backend's status from its endpoints' (`phase::aggregate_status`),
     /// computed once in the constructors.
     pub status: BackendStatus,
+    /// Its endpoints come from DNS discovery (`BackendSnapshot::discovered`).
+    pub discovered: bool,
     /// What the backend's tool catalog shows (fingerprint, when it changed, a note).
     pub catalog: CatalogFacts,
 }
@@ -77,6 +79,28 @@ impl BackendSnapshot {
     /// status): some endpoint is routable, and a required share of them.
     pub fn routable(&self) -> bool {
         self.view().routable()
+    }
+
+    /// How many of a discovered backend's endpoints still in DNS are
+    /// routable, of how many ("2 of 3 endpoints routable"; leaving and
+    /// refused ones named apart).
+    pub fn endpoints_message(&self) -> String {
+        let counted = self.endpoints.iter().filter(|e| !e.place.leaving && e.place.refused.is_none()).count();
+        let routable = self.endpoints.iter().filter(|e| e.routable).count();
+        let leaving = self.endpoints.iter().filter(|e| e.place.leaving).count();
+        let refused = self.endpoints.iter().filter(|e| e.place.refused.is_some()).count();
+        let mut text = if counted == 0 {
+            "no endpoints in DNS".to_owned()
+        } else {
+            format!("{routable} of {counted} endpoint{} routable", if counted == 1 { "" } else { "s" })
+        };
+        if leaving > 0 {
+            text.push_str(&format!("; {leaving} leaving DNS (draining)"));
+        }
+        if refused > 0 {
+            text.push_str(&format!("; {refused} refused"));
+        }
+        text
     }
 
     /// The backend as the phase counts it.
@@ -104,6 +128,7 @@ impl BackendSnapshot {
             auth: spec.auth,
             drain: spec.drain,
             status: observed.verdict.status,
+            discovered: false,
             endpoints: vec![EndpointSnapshot {
                 observed,
                 routable,
@@ -142,6 +167,7 @@ impl BackendSnapshot {
             drain: spec.drain,
             endpoints,
             status,
+            discovered: true,
             catalog: spec.catalog,
         }
     }
@@ -308,6 +334,7 @@ mod tests {
             })
             .collect();
         let b = BackendSnapshot::discovered(spec, endpoints, min_pct, BackendStatus::Unhealthy);
+        assert!(b.discovered);
         assert_eq!((b.status(), b.routable()), want, "{rows:?} drain={drain} min={min_pct:?}");
         let routable: Vec<bool> = b.endpoints.iter().map(|e| e.routable).collect();
         assert_eq!(routable, want_endpoints, "{rows:?} drain={drain}: endpoints");
@@ -332,6 +359,45 @@ mod tests {
         // None left in DNS: the caller's status.
         check_discovered(&[], f, None, (Unhealthy, f), &[]);
         check_discovered(&[(Healthy, t, f)], f, None, (Unhealthy, f), &[f]);
+    }
+
+    #[test]
+    fn a_discovered_backend_says_how_many_endpoints_are_routable() {
+        let place = |leaving: bool, refused: bool| Place {
+            leaving,
+            refused: refused.then(|| "link-local".to_owned()),
+            ..Place::default()
+        };
+        let spec = || BackendSpecShown {
+            name: "a".into(),
+            url: "http://pods.test:8080/mcp".into(),
+            transport: Transport::StreamableHttp,
+            auth: AuthMode::None,
+            drain: false,
+            catalog: CatalogFacts::default(),
+        };
+        let rows: [(Vec<(BackendStatus, Place)>, &str); 4] = [
+            (vec![], "no endpoints in DNS"),
+            (vec![(BackendStatus::Healthy, place(false, false))], "1 of 1 endpoint routable"),
+            (
+                vec![
+                    (BackendStatus::Healthy, place(false, false)),
+                    (BackendStatus::Unhealthy, place(false, false)),
+                    (BackendStatus::Healthy, place(true, false)),
+                    (BackendStatus::Unknown, place(false, true)),
+                ],
+                "1 of 2 endpoints routable; 1 leaving DNS (draining); 1 refused",
+            ),
+            (
+                vec![(BackendStatus::Healthy, place(true, false))],
+                "no endpoints in DNS; 1 leaving DNS (draining)",
+            ),
+        ];
+        for (endpoints, want) in rows {
+            let endpoints = endpoints.into_iter().map(|(s, p)| (observed(s), p)).collect();
+            let b = BackendSnapshot::discovered(spec(), endpoints, None, BackendStatus::Unhealthy);
+            assert_eq!(b.endpoints_message(), want);
+        }
     }
 
     #[test]
