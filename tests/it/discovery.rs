@@ -208,10 +208,12 @@ async fn a_dead_resolver_is_a_failed_lookup_and_a_restarted_one_answers() {
     );
 }
 
-/// A target for a discovered backend at `url` resolving through `dns`.
+/// A target for a backend at `url` resolving through `dns`, to pin to one
+/// endpoint's address. (Without a `discovery` spec: validation refuses one
+/// until the engine serves it, `core::discovery::SERVED`.)
 fn discovered_target(dns: &Dnsmasq, url: &str, extra: serde_json::Value) -> ProbeTarget {
     install_crypto();
-    let mut backend = json!({"name": "b", "url": url, "discovery": {"dns": {}}});
+    let mut backend = json!({"name": "b", "url": url});
     if let (Some(b), Some(extra)) = (backend.as_object_mut(), extra.as_object()) {
         b.extend(extra.clone());
     }
