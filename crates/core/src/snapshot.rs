@@ -64,7 +64,8 @@ pub struct BackendSnapshot {
 impl BackendSnapshot {
     /// Its first endpoint: the backend's verdict while it has one endpoint.
     ///
-    /// A backend always has at least one endpoint (`BackendSnapshot::single`).
+    /// Panics for a discovered backend without endpoints (an empty answer):
+    /// the edges read `endpoints.first()`; this is for one-endpoint backends.
     pub fn endpoint(&self) -> &EndpointSnapshot {
         &self.endpoints[0]
     }
