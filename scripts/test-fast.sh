@@ -9,6 +9,7 @@
 # What is left out, by name (cargo test's --skip matches substrings):
 #   classify::tests::transport_errors_by_their_types   dnsmasq (a real DNS server)
 #   probe_cost::                                       dnsmasq and TLS fronts
+#   discovery::                                        dnsmasq (DNS discovery, pinned probes)
 #   xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server   dnsmasq
 #   cluster_daemons:: cluster_etcd:: cluster_more::    etcd (and root, for the network partition)
 #   cluster_versions::                                 etcd and the previous release (scripts/build-previous.sh)
@@ -27,7 +28,7 @@ step "integration tests that need nothing outside (tests/it, loopback only)"
 # Four at a time on two cores: these tests mostly wait on loopback servers and
 # probe intervals, and assert order and conditions, never timings.
 cargo test --test it -- \
-  --skip probe_cost:: \
+  --skip probe_cost:: --skip discovery:: \
   --skip xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server \
   --skip cluster_daemons:: --skip cluster_etcd:: --skip cluster_more:: --skip cluster_versions:: \
   --skip interop:: --skip interop_matrix:: --skip catalog:: --skip checks:: --skip conformance:: \

@@ -1,6 +1,6 @@
 //! Output of `mcp-healthctl`: the proto3 JSON mapping (pbjson) as JSON or
 //! YAML for scripts (timestamps as grpcurl prints them), aligned tables for
-//! people (`wide` adds each backend's URL), with colour only on a terminal
+//! people (`wide` adds each backend's URL, and a discovered backend's endpoints), with colour only on a terminal
 //! and never when NO_COLOR is set.
 
 use std::collections::HashSet;
@@ -299,7 +299,7 @@ pub fn latency(d: Option<&pbjson_types::Duration>) -> String {
 pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
     let rows: Vec<_> = backends
         .iter()
-        .map(|b| {
+        .flat_map(|b| {
             let status = BackendStatus::try_from(b.status).unwrap_or_default();
             let reason = b.reason.as_ref().map_or("-", |r| reason_name(r.code));
             let mut row = vec![
@@ -323,7 +323,31 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
                 Some(j) => row.push(cell(format!("ejected ({}x): {}; {}", j.count, j.cause, b.message))),
                 None => row.push(cell(&b.message)),
             }
-            row
+            // `-o wide`: a discovered backend's endpoints, one row each, under it.
+            let endpoints = b.endpoints.iter().filter(|_| style.wide).map(|e| {
+                let status = BackendStatus::try_from(e.status).unwrap_or_default();
+                let srv = if e.priority == 0 && e.weight == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("priority {} weight {}", e.priority, e.weight)
+                };
+                vec![
+                    cell(format!("  {}", e.address)),
+                    painted(status_name(status), style.status(status)),
+                    cell(match (e.refused.is_empty(), e.leaving, e.routable) {
+                        (false, _, _) => "no (refused)",
+                        (true, true, _) => "no (leaving)",
+                        (true, false, true) => "yes",
+                        (true, false, false) => "no",
+                    }),
+                    cell(latency(e.last_latency.as_ref())),
+                    cell(if e.protocol_version.is_empty() { "-" } else { &e.protocol_version }),
+                    cell(e.reason.as_ref().map_or("-", |r| reason_name(r.code))),
+                    cell(srv),
+                    cell(if e.refused.is_empty() { &e.message } else { &e.refused }),
+                ]
+            });
+            std::iter::once(row).chain(endpoints.collect::<Vec<_>>())
         })
         .collect();
     let header: &[&str] = if style.wide {
@@ -396,6 +420,50 @@ pub fn group_view(g: &GroupHealth, style: &Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_tables_list_a_discovered_backends_endpoints_under_it() {
+        use mcp_health_proto::v1::EndpointHealth;
+        let endpoint = |address: &str, status: BackendStatus, routable, leaving, refused: &str| EndpointHealth {
+            address: address.into(),
+            status: status as i32,
+            routable,
+            leaving,
+            refused: refused.into(),
+            message: "ok".into(),
+            priority: 10,
+            weight: 60,
+            ..EndpointHealth::default()
+        };
+        let b = BackendHealth {
+            name: "pods".into(),
+            url: "http://pods.test:8080/mcp".into(),
+            status: BackendStatus::Degraded as i32,
+            routable: true,
+            message: "1 of 2 endpoints routable".into(),
+            endpoints: vec![
+                endpoint("10.0.0.1:8080", BackendStatus::Healthy, true, false, ""),
+                endpoint("10.0.0.2:8080", BackendStatus::Unhealthy, false, false, ""),
+                endpoint("10.0.0.3:8080", BackendStatus::Healthy, false, true, ""),
+                endpoint("169.254.169.254:8080", BackendStatus::Unknown, false, false, "refused: link-local"),
+            ],
+            ..BackendHealth::default()
+        };
+        let narrow = backends_table(std::slice::from_ref(&b), &Style::plain());
+        assert_eq!(narrow.lines().count(), 2, "{narrow}");
+        let wide = backends_table(&[b], &Style { wide: true, ..Style::plain() });
+        let lines: Vec<&str> = wide.lines().map(str::trim_end).collect();
+        assert_eq!(lines.len(), 6, "{wide}");
+        let words = |line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>().join(" ");
+        assert_eq!(words(lines[1]), "pods DEGRADED yes - - - http://pods.test:8080/mcp 1 of 2 endpoints routable");
+        assert_eq!(words(lines[2]), "10.0.0.1:8080 HEALTHY yes - - - priority 10 weight 60 ok");
+        assert_eq!(words(lines[3]), "10.0.0.2:8080 UNHEALTHY no - - - priority 10 weight 60 ok");
+        assert_eq!(words(lines[4]), "10.0.0.3:8080 HEALTHY no (leaving) - - - priority 10 weight 60 ok");
+        assert_eq!(
+            words(lines[5]),
+            "169.254.169.254:8080 UNKNOWN no (refused) - - - priority 10 weight 60 refused: link-local"
+        );
+    }
 
     #[test]
     fn colour_does_not_skew_columns() {

@@ -17,6 +17,7 @@ mod cluster_etcd;
 mod cluster_more;
 mod cluster_versions;
 mod conformance;
+mod discovery;
 mod docs;
 mod drain;
 mod edge_intervals;

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod discovery;
 pub mod errors;
 pub mod outcome;
 pub mod outlier;

@@ -34,6 +34,54 @@ impl BackendView {
     }
 }
 
+/// A backend's status from its endpoints' (a backend with one endpoint has
+/// its endpoint's status; issue 23 gives discovered backends several). Only
+/// endpoints still in DNS are counted: leaving and refused ones are not. None
+/// when there is none (the caller says why: not resolved yet, or no addresses).
+///
+/// Routable (HEALTHY, or UNAUTHENTICATED for a per-user backend, when every
+/// judged endpoint reads so; DEGRADED otherwise) while at least one endpoint
+/// is routable, and, with `min_healthy_percent`, at least that share of the
+/// judged endpoints; so "9 of 10 dead" reads DEGRADED, never READY. Not
+/// routable otherwise: UNKNOWN while none is judged, UNAUTHENTICATED when
+/// every judged one is, else UNHEALTHY. An UNKNOWN endpoint (a new address
+/// not probed yet) is neutral, as a backend is in the phase.
+pub fn aggregate_status(endpoints: impl IntoIterator<Item = BackendStatus>, auth: AuthMode, min_healthy_percent: Option<u32>) -> Option<BackendStatus> {
+    let (mut total, mut unknown, mut routable, mut unauthenticated) = (0u32, 0u32, 0u32, 0u32);
+    let mut first_judged = None;
+    let mut all_same = true;
+    for status in endpoints {
+        total += 1;
+        match status {
+            BackendStatus::Unknown | BackendStatus::Unspecified => {
+                unknown += 1;
+                continue;
+            }
+            BackendStatus::Unauthenticated => unauthenticated += 1,
+            _ => {}
+        }
+        routable += u32::from(is_routable(status, auth));
+        all_same &= *first_judged.get_or_insert(status) == status;
+    }
+    if total == 0 {
+        return None;
+    }
+    let judged = total - unknown;
+    let enough = min_healthy_percent.is_none_or(|pct| u64::from(routable) * 100 >= u64::from(pct) * u64::from(judged));
+    Some(if routable > 0 && enough {
+        match first_judged {
+            Some(s @ (BackendStatus::Healthy | BackendStatus::Unauthenticated)) if all_same => s,
+            _ => BackendStatus::Degraded,
+        }
+    } else if judged == 0 {
+        BackendStatus::Unknown
+    } else if unauthenticated == judged {
+        BackendStatus::Unauthenticated
+    } else {
+        BackendStatus::Unhealthy
+    })
+}
+
 /// Computes the group phase from its backends. A backend not probed yet
 /// (UNKNOWN) is neutral: it neither makes a group FAILED nor takes it out of
 /// READY, so an apply or a reload never shows a failure that never was.

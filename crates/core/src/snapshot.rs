@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::outcome::{Reason, ServerFacts};
 pub use crate::outlier::Ejection;
-use crate::phase::{BackendView, GroupVerdict};
+use crate::phase::{BackendView, GroupVerdict, aggregate_status};
 use crate::verdict::Verdict;
 use mcp_health_proto::v1::{AuthMode, BackendStatus, GroupPhase, GroupSource, Transport};
 
@@ -52,8 +52,15 @@ pub struct BackendSnapshot {
     /// Set while real traffic ejected the backend (`core::outlier`): beside
     /// the verdicts like `drain`, never inside them.
     pub ejection: Option<Ejection>,
-    /// Exactly one until DNS discovery gives a backend several addresses.
+    /// Exactly one for a backend at a literal address or one name; a
+    /// discovered backend (issue 23) has one per address, leaving and refused
+    /// ones included, and may have none.
     pub endpoints: Vec<EndpointSnapshot>,
+    /// The backend's status from its endpoints' (`phase::aggregate_status`),
+    /// computed once in the constructors.
+    pub status: BackendStatus,
+    /// Its endpoints come from DNS discovery (`BackendSnapshot::discovered`).
+    pub discovered: bool,
     /// What the backend's tool catalog shows (fingerprint, when it changed, a note).
     pub catalog: CatalogFacts,
 }
@@ -61,18 +68,44 @@ pub struct BackendSnapshot {
 impl BackendSnapshot {
     /// Its first endpoint: the backend's verdict while it has one endpoint.
     ///
-    /// A backend always has at least one endpoint (`BackendSnapshot::single`).
+    /// Panics for a discovered backend without endpoints (an empty answer):
+    /// the edges read `endpoints.first()`; this is for one-endpoint backends.
     pub fn endpoint(&self) -> &EndpointSnapshot {
         &self.endpoints[0]
     }
 
+    /// The backend's status: its endpoint's, or the aggregate of a
+    /// discovered backend's endpoints.
     pub fn status(&self) -> BackendStatus {
-        self.endpoint().status()
+        self.status
     }
 
-    /// Whether traffic may go to the backend: some endpoint is routable.
+    /// Whether traffic may go to the backend (`BackendView::routable` of its
+    /// status): some endpoint is routable, and a required share of them.
     pub fn routable(&self) -> bool {
-        self.endpoints.iter().any(|e| e.routable)
+        self.view().routable()
+    }
+
+    /// How many of a discovered backend's endpoints still in DNS are
+    /// routable, of how many ("2 of 3 endpoints routable"; leaving and
+    /// refused ones named apart).
+    pub fn endpoints_message(&self) -> String {
+        let counted = self.endpoints.iter().filter(|e| !e.place.leaving && e.place.refused.is_none()).count();
+        let routable = self.endpoints.iter().filter(|e| e.routable).count();
+        let leaving = self.endpoints.iter().filter(|e| e.place.leaving).count();
+        let refused = self.endpoints.iter().filter(|e| e.place.refused.is_some()).count();
+        let mut text = if counted == 0 {
+            "no endpoints in DNS".to_owned()
+        } else {
+            format!("{routable} of {counted} endpoint{} routable", if counted == 1 { "" } else { "s" })
+        };
+        if leaving > 0 {
+            text.push_str(&format!("; {leaving} leaving DNS (draining)"));
+        }
+        if refused > 0 {
+            text.push_str(&format!("; {refused} refused"));
+        }
+        text
     }
 
     /// The backend as the phase counts it.
@@ -102,10 +135,68 @@ impl BackendSnapshot {
             auth: spec.auth,
             drain: spec.drain,
             ejection,
-            endpoints: vec![EndpointSnapshot { observed, routable }],
+            status: observed.verdict.status,
+            discovered: false,
+            endpoints: vec![EndpointSnapshot {
+                observed,
+                routable,
+                place: Place::default(),
+            }],
             catalog: spec.catalog,
         }
     }
+
+    /// A discovered backend: each endpoint routable by `BackendView::routable`
+    /// unless it is leaving DNS or refused; the backend's status aggregated
+    /// over the endpoints still in DNS (`phase::aggregate_status`); with none,
+    /// `empty` (UNKNOWN before the first answer, UNHEALTHY after an empty one).
+    pub fn discovered(spec: BackendSpecShown, endpoints: Vec<(Observed, Place)>, min_healthy_percent: Option<u32>, empty: BackendStatus) -> BackendSnapshot {
+        let endpoints: Vec<EndpointSnapshot> = endpoints
+            .into_iter()
+            .map(|(observed, place)| {
+                let counted = !place.leaving && place.refused.is_none();
+                let routable = counted
+                    && BackendView {
+                        status: observed.verdict.status,
+                        auth: spec.auth,
+                        draining: spec.drain,
+                        ejected: false,
+                    }
+                    .routable();
+                EndpointSnapshot { observed, routable, place }
+            })
+            .collect();
+        let counted = endpoints.iter().filter(|e| !e.place.leaving && e.place.refused.is_none());
+        let status = aggregate_status(counted.map(EndpointSnapshot::status), spec.auth, min_healthy_percent).unwrap_or(empty);
+        BackendSnapshot {
+            name: spec.name,
+            url: spec.url,
+            transport: spec.transport,
+            auth: spec.auth,
+            drain: spec.drain,
+            // Discovered backends are not served yet (`discovery::SERVED`); when
+            // the engine serves them, real-traffic ejection applies per backend
+            // as it does to a one-endpoint backend.
+            ejection: None,
+            endpoints,
+            status,
+            discovered: true,
+            catalog: spec.catalog,
+        }
+    }
+}
+
+/// Where a discovered endpoint stands in DNS; all default for a backend's one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    /// Left DNS: still probed, not routable (DRAINING), dropped at its first
+    /// failed probe or after the removal grace (`discovery::EndpointSet`).
+    pub leaving: bool,
+    /// Refused by the SSRF rule: shown with why, never probed, never routable.
+    pub refused: Option<String>,
+    /// SRV priority and weight (0 for A/AAAA answers).
+    pub priority: u16,
+    pub weight: u16,
 }
 
 /// What a snapshot shows of a backend's spec.
@@ -138,8 +229,11 @@ pub struct EndpointSnapshot {
     /// probe reached it; xDS withholds such an endpoint), the verdict, reason,
     /// facts and times.
     pub observed: Observed,
-    /// Computed once, from the verdict, the backend's auth mode and drain flag.
+    /// Computed once, from the verdict, the backend's auth mode and drain flag
+    /// (and never for a leaving or refused endpoint).
     pub routable: bool,
+    /// Where it stands in DNS (discovered backends).
+    pub place: Place,
 }
 
 impl EndpointSnapshot {
@@ -235,6 +329,103 @@ mod tests {
             assert_eq!(b.routable(), routable, "{row}");
             assert_eq!(b.endpoint().routable, b.view().routable(), "{row}: one rule");
             assert_eq!(b.endpoints.len(), 1);
+        }
+    }
+
+    fn observed(status: BackendStatus) -> Observed {
+        backend(status, AuthMode::None, false, false).endpoints.remove(0).observed
+    }
+
+    /// Builds a discovered backend from (status, leaving, refused) rows and
+    /// checks its status, routability and each endpoint's.
+    #[track_caller]
+    fn check_discovered(rows: &[(BackendStatus, bool, bool)], drain: bool, min_pct: Option<u32>, want: (BackendStatus, bool), want_endpoints: &[bool]) {
+        let spec = BackendSpecShown {
+            drain,
+            ..BackendSpecShown {
+                name: "a".into(),
+                url: "http://pods.test:8080/mcp".into(),
+                transport: Transport::StreamableHttp,
+                auth: AuthMode::None,
+                drain: false,
+                catalog: CatalogFacts::default(),
+            }
+        };
+        let endpoints = rows
+            .iter()
+            .map(|(status, leaving, refused)| {
+                let place = Place {
+                    leaving: *leaving,
+                    refused: refused.then(|| "link-local".to_owned()),
+                    ..Place::default()
+                };
+                (observed(*status), place)
+            })
+            .collect();
+        let b = BackendSnapshot::discovered(spec, endpoints, min_pct, BackendStatus::Unhealthy);
+        assert!(b.discovered);
+        assert_eq!((b.status(), b.routable()), want, "{rows:?} drain={drain} min={min_pct:?}");
+        let routable: Vec<bool> = b.endpoints.iter().map(|e| e.routable).collect();
+        assert_eq!(routable, want_endpoints, "{rows:?} drain={drain}: endpoints");
+    }
+
+    #[test]
+    fn a_discovered_backend_aggregates_the_endpoints_still_in_dns() {
+        use BackendStatus::*;
+        let (f, t) = (false, true);
+        check_discovered(&[(Healthy, f, f), (Healthy, f, f), (Healthy, f, f)], f, None, (Healthy, t), &[t, t, t]);
+        check_discovered(&[(Healthy, f, f), (Unhealthy, f, f)], f, None, (Degraded, t), &[t, f]);
+        let nine_dead: Vec<_> = std::iter::once((Healthy, f, f)).chain(std::iter::repeat_n((Unhealthy, f, f), 9)).collect();
+        check_discovered(&nine_dead, f, None, (Degraded, t), &[[t].as_slice(), &[f; 9]].concat());
+        check_discovered(&nine_dead, f, Some(50), (Unhealthy, f), &[[t].as_slice(), &[f; 9]].concat());
+        // A leaving endpoint is probed and shown, never routable, never counted.
+        check_discovered(&[(Healthy, f, f), (Unhealthy, t, f)], f, None, (Healthy, t), &[t, f]);
+        check_discovered(&[(Unhealthy, f, f), (Healthy, t, f)], f, None, (Unhealthy, f), &[f, f]);
+        // A refused one likewise.
+        check_discovered(&[(Healthy, f, f), (Unknown, f, t)], f, None, (Healthy, t), &[t, f]);
+        // Drained: the statuses stand, nothing is routable.
+        check_discovered(&[(Healthy, f, f), (Healthy, f, f)], t, None, (Healthy, f), &[f, f]);
+        // None left in DNS: the caller's status.
+        check_discovered(&[], f, None, (Unhealthy, f), &[]);
+        check_discovered(&[(Healthy, t, f)], f, None, (Unhealthy, f), &[f]);
+    }
+
+    #[test]
+    fn a_discovered_backend_says_how_many_endpoints_are_routable() {
+        let place = |leaving: bool, refused: bool| Place {
+            leaving,
+            refused: refused.then(|| "link-local".to_owned()),
+            ..Place::default()
+        };
+        let spec = || BackendSpecShown {
+            name: "a".into(),
+            url: "http://pods.test:8080/mcp".into(),
+            transport: Transport::StreamableHttp,
+            auth: AuthMode::None,
+            drain: false,
+            catalog: CatalogFacts::default(),
+        };
+        let rows: [(Vec<(BackendStatus, Place)>, &str); 4] = [
+            (vec![], "no endpoints in DNS"),
+            (vec![(BackendStatus::Healthy, place(false, false))], "1 of 1 endpoint routable"),
+            (
+                vec![
+                    (BackendStatus::Healthy, place(false, false)),
+                    (BackendStatus::Unhealthy, place(false, false)),
+                    (BackendStatus::Healthy, place(true, false)),
+                    (BackendStatus::Unknown, place(false, true)),
+                ],
+                "1 of 2 endpoints routable; 1 leaving DNS (draining); 1 refused",
+            ),
+            (
+                vec![(BackendStatus::Healthy, place(true, false))],
+                "no endpoints in DNS; 1 leaving DNS (draining)",
+            ),
+        ];
+        for (endpoints, want) in rows {
+            let endpoints = endpoints.into_iter().map(|(s, p)| (observed(s), p)).collect();
+            let b = BackendSnapshot::discovered(spec(), endpoints, None, BackendStatus::Unhealthy);
+            assert_eq!(b.endpoints_message(), want);
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::outcome::OutcomeClass::{self, AuthRequired, Failure, RateLimited, Refused, Slow, Success, Throttled, ToolsFailing};
 use super::outcome::{ProbeOutcome, Reason, retry_wait};
-use super::phase::{BackendView, group_verdict};
+use super::phase::{BackendView, aggregate_status, group_verdict};
 use super::verdict::{Pace, Thresholds, Verdict, is_routable, observe, pace};
 use mcp_health_proto::v1::{AuthMode, BackendStatus as S, GroupPhase as P, ReasonCode};
 
@@ -600,4 +600,62 @@ fn ejected_backends_are_never_routable_and_keep_their_status() {
         1,
         "1 of 2 backends routable; 1 backend is degraded, 1 backend is draining, 1 backend is ejected",
     );
+}
+
+/// A backend's status from its endpoints' statuses (issue 23), and that the
+/// one routability rule (`BackendView::routable`) agrees with it.
+#[track_caller]
+fn check_aggregate(endpoints: &[S], auth: AuthMode, min_pct: Option<u32>, want: Option<S>) {
+    let got = aggregate_status(endpoints.iter().copied(), auth, min_pct);
+    assert_eq!(got, want, "{endpoints:?} {auth:?} min {min_pct:?}");
+}
+
+#[test]
+fn a_backend_reads_its_endpoints() {
+    use AuthMode::{None as NoAuth, PerUser};
+    use S::{Degraded as D, Healthy as H, Unauthenticated as A, Unhealthy as U, Unknown as K};
+    check_aggregate(&[], NoAuth, None, None);
+    // One endpoint: its own status.
+    for s in [H, D, U, K, A] {
+        check_aggregate(&[s], NoAuth, None, Some(s));
+        check_aggregate(&[s], PerUser, None, Some(s));
+    }
+    check_aggregate(&[H, H, H], NoAuth, None, Some(H));
+    // Any endpoint not routable, or degraded, makes the backend DEGRADED while one is routable.
+    check_aggregate(&[H, H, U], NoAuth, None, Some(D));
+    check_aggregate(&[H, D], NoAuth, None, Some(D));
+    check_aggregate(&[H, U, U, U, U, U, U, U, U, U], NoAuth, None, Some(D));
+    check_aggregate(&[U, U], NoAuth, None, Some(U));
+    // A new address not probed yet is neutral.
+    check_aggregate(&[H, H, K], NoAuth, None, Some(H));
+    check_aggregate(&[K, K], NoAuth, None, Some(K));
+    check_aggregate(&[U, K], NoAuth, None, Some(U));
+    // UNAUTHENTICATED: routable for per-user backends only.
+    check_aggregate(&[A, A], PerUser, None, Some(A));
+    check_aggregate(&[A, U], PerUser, None, Some(D));
+    check_aggregate(&[A, A], NoAuth, None, Some(A));
+    check_aggregate(&[A, H], NoAuth, None, Some(D));
+    check_aggregate(&[A, U], NoAuth, None, Some(U));
+    // A required share of the judged endpoints.
+    check_aggregate(&[H, U, U, U], NoAuth, Some(50), Some(U));
+    check_aggregate(&[H, H, U, U], NoAuth, Some(50), Some(D));
+    check_aggregate(&[H, H, U, K], NoAuth, Some(60), Some(D));
+    check_aggregate(&[H, U, K, K], NoAuth, Some(60), Some(U));
+    check_aggregate(&[H, H], NoAuth, Some(100), Some(H));
+    check_aggregate(&[H, D], NoAuth, Some(100), Some(D));
+    check_aggregate(&[H, U], NoAuth, Some(0), Some(D));
+    // The aggregate is routable exactly when the rule says so.
+    for (endpoints, pct) in [(&[H, U][..], None), (&[U, U][..], None), (&[H, U, U][..], Some(50)), (&[K][..], None)] {
+        let status = aggregate_status(endpoints.iter().copied(), NoAuth, pct).unwrap();
+        let view = BackendView {
+            status,
+            auth: NoAuth,
+            draining: false,
+            ejected: false,
+        };
+        let routable = endpoints.iter().filter(|s| is_routable(**s, NoAuth)).count() as u32;
+        let judged = endpoints.iter().filter(|s| **s != K).count() as u32;
+        let want = routable > 0 && pct.is_none_or(|p| routable * 100 >= p * judged);
+        assert_eq!(view.routable(), want, "{endpoints:?} {pct:?}");
+    }
 }

@@ -260,16 +260,24 @@ mod tests {
     #[test]
     fn every_duration_field_takes_every_form() {
         let all = config_duration_fields();
-        // ProbePolicy, its OutlierPolicy and ToolCheck hold them all, so the
-        // `policy` (and its `outlier`) and `checks` walks of `normalize` reach them.
+        // ProbePolicy, its OutlierPolicy, ToolCheck and DnsDiscovery hold them
+        // all, so the `policy` (and its `outlier`), `checks` and `discovery`
+        // walks of `normalize` reach them.
+        let places = [
+            ".mcphealth.v1.ProbePolicy",
+            ".mcphealth.v1.OutlierPolicy",
+            ".mcphealth.v1.ToolCheck",
+            ".mcphealth.v1.DnsDiscovery",
+        ];
         assert!(
-            all.iter().all(|(message, ..)| message == ".mcphealth.v1.ProbePolicy"
-                || message == ".mcphealth.v1.ToolCheck"
-                || message == ".mcphealth.v1.OutlierPolicy"),
-            "a duration field outside ProbePolicy, OutlierPolicy and ToolCheck needs its own place in normalize: {all:?}"
+            all.iter().all(|(message, ..)| places.contains(&message.as_str())),
+            "a duration field outside {places:?} needs its own place in normalize: {all:?}"
         );
         let (outlier, all): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.OutlierPolicy");
+        let (dns, all): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.DnsDiscovery");
         let (checks, fields): (Vec<_>, Vec<_>) = all.into_iter().partition(|(message, ..)| message == ".mcphealth.v1.ToolCheck");
+        let dns_fields: Vec<&str> = dns.iter().map(|(_, proto, _)| proto.as_str()).collect();
+        assert_eq!(dns_fields, ["max_ttl", "min_ttl", "removal_grace"]);
         let check: Vec<&str> = checks.iter().map(|(_, proto, _)| proto.as_str()).collect();
         assert_eq!(check, ["interval", "timeout"]);
         let policy: Vec<&str> = fields.iter().map(|(_, proto, _)| proto.as_str()).collect();
@@ -341,6 +349,30 @@ mod tests {
                 }
             }
         }
+        for (_, proto, json) in &dns {
+            for name in [proto, json] {
+                for (written, want) in forms {
+                    let doc = format!("groups:\n- name: g\n  backends:\n  - {{name: b, url: 'http://h/mcp', discovery: {{dns: {{{name}: {written}}}}}}}\n");
+                    let config = parse(&doc, std::path::Path::new("test.yaml")).unwrap_or_else(|e| panic!("{name}: {written}: {e}"));
+                    let group = serde_json::to_value(&config.groups[0]).unwrap();
+                    let read = |v: &serde_json::Value| serde_json::from_value::<pbjson_types::Duration>(v.clone()).ok();
+                    let want = read(&serde_json::Value::from(want));
+                    assert!(want.is_some(), "{want:?}");
+                    assert_eq!(
+                        read(&group["backends"][0]["discovery"]["dns"][json.as_str()]),
+                        want,
+                        "discovery: {name}: {written}"
+                    );
+                }
+            }
+        }
+        let err = parse(
+            "groups:\n- name: g\n  backends: [{name: b, url: 'http://h/mcp', discovery: {dns: {maxTtl: 5 m}}}]\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("groups[0].backends[0].discovery.dns.maxTtl"), "{err}");
         let err = parse(
             "groups:\n- name: g\n  backends: [{name: b, url: 'http://h/mcp', checks: [{tool: t, timeout: 5 s}]}]\n",
             std::path::Path::new("test.yaml"),

@@ -12,6 +12,8 @@ pub struct Dnsmasq {
     child: Child,
     hosts: PathBuf,
     pub addr: SocketAddr,
+    /// The arguments it was started with, for `restart`.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,6 +41,13 @@ fn free_port() -> u16 {
 impl Dnsmasq {
     /// Starts dnsmasq answering `hosts` (hosts-file lines) with TTL `ttl_secs`.
     pub fn start(hosts: &str, ttl_secs: u32) -> Dnsmasq {
+        Dnsmasq::start_with(hosts, ttl_secs, &[])
+    }
+
+    /// `start` with more dnsmasq options, e.g.
+    /// `--srv-host=_mcp._tcp.pods.test,a.test,8081,10,60` (name, target, port,
+    /// priority, weight; these are read at start only, not at SIGHUP).
+    pub fn start_with(hosts: &str, ttl_secs: u32, extra: &[&str]) -> Dnsmasq {
         let dir = tempfile::tempdir().unwrap();
         // dnsmasq drops privileges to `nobody` when started as root: it must still read the file.
         use std::os::unix::fs::PermissionsExt;
@@ -48,43 +57,60 @@ impl Dnsmasq {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let port = free_port();
-        let child = Command::new(binary())
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                &format!("--port={port}"),
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--no-resolv",
-                "--no-hosts",
-                "--no-negcache",
-                "--local=/test/",
-                &format!("--addn-hosts={}", file.display()),
-                &format!("--local-ttl={ttl_secs}"),
-                "--log-facility=-",
-                "--pid-file=",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start dnsmasq");
+        let mut args: Vec<String> = [
+            "--keep-in-foreground".to_owned(),
+            "--conf-file=/dev/null".to_owned(),
+            format!("--port={port}"),
+            "--listen-address=127.0.0.1".to_owned(),
+            "--bind-interfaces".to_owned(),
+            "--no-resolv".to_owned(),
+            "--no-hosts".to_owned(),
+            "--no-negcache".to_owned(),
+            "--local=/test/".to_owned(),
+            format!("--addn-hosts={}", file.display()),
+            format!("--local-ttl={ttl_secs}"),
+            "--log-facility=-".to_owned(),
+            "--pid-file=".to_owned(),
+        ]
+        .into();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = spawn(&args, log);
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let d = Dnsmasq {
             child,
             hosts: file,
             addr,
+            args,
             _dir: dir,
         };
+        d.wait_ready(1);
+        d
+    }
+
+    fn wait_ready(&self, reads: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "dnsmasq did not start: {}", d.log());
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(Instant::now() < deadline, "dnsmasq did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
         // Ready only once it has read its hosts file: a query before that
         // would not be answered from it.
-        d.wait_reads(1);
-        d
+        self.wait_reads(reads);
+    }
+
+    /// Kills dnsmasq (SIGKILL): queries to its address go unanswered until `restart`.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same address with the same options and the
+    /// hosts file as it is now.
+    pub fn restart(&mut self) {
+        let reads = self.log().matches(&format!("read {}", self.hosts.display())).count();
+        let log = std::fs::OpenOptions::new().append(true).open(self.hosts.with_file_name("log")).unwrap();
+        self.child = spawn(&self.args, log);
+        self.wait_ready(reads + 1);
     }
 
     /// Replaces the hosts file and makes dnsmasq re-read it (SIGHUP).
@@ -134,6 +160,16 @@ impl Dnsmasq {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+fn spawn(args: &[String], log: std::fs::File) -> Child {
+    Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start dnsmasq")
 }
 
 impl Drop for Dnsmasq {

@@ -23,6 +23,7 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::ssrf;
+use mcp_health_core::discovery::{Lookup, Record, RefusedAddr};
 
 /// The longest an answer is trusted, whatever its TTL says.
 pub const MAX_TTL: Duration = Duration::from_secs(300);
@@ -219,12 +220,137 @@ impl Dns {
     }
 }
 
+/// What a discovered backend resolves (issue 23).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoverName<'a> {
+    /// A and AAAA records of the URL's host, each address with the URL's port.
+    Host { name: &'a str, port: u16 },
+    /// An SRV name: each target's addresses with the record's port, priority and weight.
+    Srv(&'a str),
+}
+
+impl Dns {
+    /// Every address `name` resolves to now, with the answer's TTL (the
+    /// smallest of the records it took), for DNS discovery. Not cached (the
+    /// discovery task asks at the TTL), counted in [`Dns::lookups`], through
+    /// the same resolver as probes. Addresses the SSRF rule forbids come back
+    /// as refused, never as records. NXDOMAIN and answers without records are
+    /// an empty answer (with no TTL of their own: the policy's minimum
+    /// applies); anything else is a failed lookup.
+    pub async fn discover(&self, name: DiscoverName<'_>) -> Lookup {
+        let now = Instant::now();
+        let found = match (&self.backend, name) {
+            (Backend::Hickory(r), DiscoverName::Host { name, port }) => self.ips_of(r, name, now).await.map(|(ips, ttl)| {
+                let records = ips
+                    .into_iter()
+                    .map(|ip| Record {
+                        addr: SocketAddr::new(ip, port),
+                        priority: 0,
+                        weight: 0,
+                    })
+                    .collect();
+                (records, ttl)
+            }),
+            (Backend::Hickory(r), DiscoverName::Srv(name)) => self.srv_of(r, name, now).await,
+            (Backend::System, DiscoverName::Host { name, port }) => {
+                self.queries.fetch_add(1, Ordering::Relaxed);
+                match tokio::net::lookup_host((name, port)).await {
+                    Ok(addrs) => Ok((addrs.map(|addr| Record { addr, priority: 0, weight: 0 }).collect(), SYSTEM_TTL)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            (Backend::System, DiscoverName::Srv(_)) => Err("SRV lookups need a readable resolver configuration (or --dns-server)".to_owned()),
+        };
+        match found {
+            Ok((all, ttl)) => {
+                let (records, refused): (Vec<Record>, Vec<Record>) = all.into_iter().partition(|r| self.allow_link_local || !ssrf::is_forbidden(r.addr.ip()));
+                let refused = refused
+                    .into_iter()
+                    .map(|r| RefusedAddr {
+                        addr: r.addr,
+                        reason: format!(
+                            "refused: {} is a link-local or cloud-metadata address; the daemon allows it only with --allow-link-local-backends",
+                            r.addr.ip()
+                        ),
+                    })
+                    .collect();
+                Lookup::Answer { records, refused, ttl }
+            }
+            Err(detail) => Lookup::Failed { detail },
+        }
+    }
+
+    /// One A/AAAA lookup: the addresses and their TTL; no records is an empty answer.
+    async fn ips_of(&self, r: &TokioResolver, name: &str, now: Instant) -> Result<(Vec<IpAddr>, Duration), String> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        match r.lookup_ip(name).await {
+            Ok(lookup) => Ok((lookup.iter().collect(), lookup.valid_until().saturating_duration_since(now))),
+            Err(e) if e.is_no_records_found() => Ok((Vec::new(), Duration::ZERO)),
+            Err(e) => Err(format!("dns lookup of {name} failed: {e}")),
+        }
+    }
+
+    /// An SRV lookup (RFC 2782), then each target's addresses; a target "."
+    /// offers no service. A target that fails to resolve fails the lookup
+    /// (a partial set would make its endpoints leave).
+    async fn srv_of(&self, r: &TokioResolver, name: &str, now: Instant) -> Result<(Vec<Record>, Duration), String> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let srv = match r.srv_lookup(name).await {
+            Ok(srv) => srv,
+            Err(e) if e.is_no_records_found() => return Ok((Vec::new(), Duration::ZERO)),
+            Err(e) => return Err(format!("dns SRV lookup of {name} failed: {e}")),
+        };
+        let mut ttl = srv.as_lookup().valid_until().saturating_duration_since(now);
+        let mut records = Vec::new();
+        for rr in srv.iter() {
+            if rr.target().is_root() {
+                continue;
+            }
+            let target = rr.target().to_ascii();
+            let (ips, target_ttl) = self.ips_of(r, &target, now).await?;
+            ttl = ttl.min(target_ttl);
+            records.extend(ips.into_iter().map(|ip| Record {
+                addr: SocketAddr::new(ip, rr.port()),
+                priority: rr.priority(),
+                weight: rr.weight(),
+            }));
+        }
+        // Lowest priority first, then heaviest: the order RFC 2782 prefers.
+        records.sort_by_key(|r| (r.priority, std::cmp::Reverse(r.weight)));
+        Ok((records, ttl))
+    }
+}
+
+tokio::task_local! {
+    /// The address a discovered endpoint's probe connects to for its host name.
+    static PINNED: (String, SocketAddr);
+}
+
+/// Runs `probe` with `host` resolving to `addr` only: the probe of one
+/// discovered endpoint connects to that address and keeps the name for the
+/// Host header and TLS SNI. Other names (a token endpoint) resolve as ever.
+/// A task-local rather than a client per endpoint: the resolver is asked
+/// while the request's future is polled, inside this scope, and the clients
+/// stay shared by TLS setting (no client, root store or session scope per
+/// endpoint). `HttpProber` checks that the answer came from `addr`.
+pub async fn pinned<F: Future>(host: String, addr: SocketAddr, probe: F) -> F::Output {
+    PINNED.scope((host, addr), probe).await
+}
+
+/// The pinned address of `host` in the current probe, if any.
+pub fn pin_of(host: &str) -> Option<SocketAddr> {
+    PINNED.try_with(|(h, a)| h.eq_ignore_ascii_case(host).then_some(*a)).ok().flatten()
+}
+
 /// `Dns` as reqwest's resolver.
 #[derive(Clone, Debug)]
 pub struct DnsResolver(pub Arc<Dns>);
 
 impl Resolve for DnsResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        if let Some(addr) = pin_of(name.as_str()) {
+            return Box::pin(std::future::ready(Ok(Box::new(std::iter::once(addr)) as Addrs)));
+        }
         let dns = self.0.clone();
         Box::pin(async move {
             let host = name.as_str();

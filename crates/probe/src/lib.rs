@@ -86,6 +86,9 @@ pub struct ProbeTarget {
     /// Alive as long as this target (and its clones): the token cache keeps a
     /// token only while a target that used it lives.
     pub(crate) alive: Arc<()>,
+    /// A discovered endpoint's address (issue 23): every probe connects
+    /// there, with the URL's host name in the Host header and TLS SNI.
+    pub pin: Option<std::net::SocketAddr>,
 }
 
 impl ProbeTarget {
@@ -107,7 +110,19 @@ impl ProbeTarget {
             dns: clients.dns(),
             token_client,
             alive: Arc::new(()),
+            pin: None,
         })
+    }
+
+    /// This target for one discovered endpoint: probes connect to `addr`
+    /// (its port replaces the URL's, for SRV targets) and keep the host name.
+    /// The probe memory stays the caller's to keep per endpoint.
+    pub fn pinned_to(&self, addr: std::net::SocketAddr) -> ProbeTarget {
+        let mut t = self.clone();
+        // Cannot fail: a validated backend URL is http(s) with a host.
+        let _ = t.backend.url.set_port(Some(addr.port()));
+        t.pin = Some(addr);
+        t
     }
 
     /// Takes the clients of the TLS files as they are now (see [`ClientHandle::refresh`]).
@@ -211,7 +226,17 @@ impl Probe for HttpProber {
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
         );
-        Box::pin(run(self, target, memory, deadline).instrument(span))
+        let pin = target.pin.zip(
+            target
+                .backend
+                .url
+                .host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned()),
+        );
+        match pin {
+            Some((addr, host)) => Box::pin(dns::pinned(host, addr, run(self, target, memory, deadline)).instrument(span)),
+            None => Box::pin(run(self, target, memory, deadline).instrument(span)),
+        }
     }
 }
 
@@ -449,6 +474,16 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         }
     };
     outcome.peer = ctx.peer();
+    if let Some(pin) = target.pin
+        && let Some(peer) = outcome.peer.filter(|p| *p != pin)
+    {
+        // Cannot happen while the resolver sees the pin (`dns::pinned`); if it ever
+        // did, the verdict would belong to another endpoint, so it is not taken.
+        outcome = ProbeOutcome::failure(Reason::new(
+            ReasonCode::Connection,
+            format!("the answer came from {peer}, not the endpoint's address {pin}"),
+        ));
+    }
     if matches!(outcome.class, OutcomeClass::Failure | OutcomeClass::RateLimited | OutcomeClass::Throttled) {
         // Only an answer that did not succeed asks the schedule to wait.
         outcome.retry_after = ctx.retry_after.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -460,7 +495,10 @@ async fn run(prober: &HttpProber, target: &ProbeTarget, memory: &mut ProbeMemory
         )
     {
         // The cached address may be stale (the backend moved): ask again next time.
-        if let Some(url::Host::Domain(host)) = target.backend.url.host() {
+        // (A pinned endpoint's probe used no cached answer.)
+        if target.pin.is_none()
+            && let Some(url::Host::Domain(host)) = target.backend.url.host()
+        {
             target.dns.forget(host);
         }
     }

@@ -33,6 +33,8 @@ const POLICY_DURATION_FIELDS: &[&str] = &[
 
 /// The duration fields of an `OutlierPolicy` (a policy's `outlier`).
 const OUTLIER_DURATION_FIELDS: &[&str] = &["baseEjectionTime", "base_ejection_time", "maxEjectionTime", "max_ejection_time"];
+/// The duration fields of a `DnsDiscovery` (a backend's `discovery.dns`).
+const DNS_DURATION_FIELDS: &[&str] = &["minTtl", "min_ttl", "maxTtl", "max_ttl", "removalGrace", "removal_grace"];
 
 /// The duration fields of a `ToolCheck` (each entry of a backend's `checks`).
 const CHECK_DURATION_FIELDS: &[&str] = &["interval", "timeout"];
@@ -124,9 +126,9 @@ pub fn to_proto_json(nanos: Nanos) -> String {
     }
 }
 
-/// Rewrites every policy and check duration in a config document (a
-/// `HealthConfig`, a `GroupSpec` or any tree holding `policy` mappings and
-/// `checks` sequences) to its proto3 JSON form. `path` names the document's root in errors ("" for none).
+/// Rewrites every policy, check and discovery duration in a config document (a
+/// `HealthConfig`, a `GroupSpec` or any tree holding `policy` and `discovery`
+/// mappings and `checks` sequences) to its proto3 JSON form. `path` names the document's root in errors ("" for none).
 pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
     match value {
         Value::Mapping(map) => {
@@ -140,6 +142,12 @@ pub fn normalize(value: &mut Value, path: &str) -> Result<(), DurationError> {
                     {
                         normalize_fields(outlier, &format!("{child_path}.outlier"), OUTLIER_DURATION_FIELDS)?;
                     }
+                }
+                if key == "discovery"
+                    && let Value::Mapping(discovery) = child
+                    && let Some(dns) = discovery.get_mut("dns")
+                {
+                    normalize_fields(dns, &format!("{child_path}.dns"), DNS_DURATION_FIELDS)?;
                 }
                 if key == "checks"
                     && let Value::Sequence(checks) = child

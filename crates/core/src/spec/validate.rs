@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use url::Url;
 
 use super::{FieldViolation, Policy, Violations, join, policy};
-use mcp_health_proto::v1::{AuthMode, AuthSpec, BackendSpec, CatalogOnChange, CatalogPolicy, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source};
+use crate::discovery::{DnsPolicy, MAX_TTL_CEILING, MIN_TTL_FLOOR};
+use mcp_health_proto::v1::{
+    AuthMode, AuthSpec, BackendSpec, CatalogOnChange, CatalogPolicy, DiscoverySpec, GroupSpec, ProbeDepth, TlsSpec, Transport, secret_source,
+};
 
 /// MCP protocol revisions a backend can be pinned to.
 pub const KNOWN_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -43,6 +46,8 @@ pub struct ValidBackend {
     pub depth: ProbeDepth,
     pub pinned_revision: Option<String>,
     pub policy: Policy,
+    /// DNS discovery (issue 23): every address is an endpoint; None: one endpoint.
+    pub discovery: Option<DnsPolicy>,
 }
 
 /// A group whose spec passed validation.
@@ -150,6 +155,18 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
+    let discovery = b.discovery.as_ref().and_then(|d| {
+        let policy = validate_discovery(d, url.as_ref(), &join(path, "discovery"), v)?;
+        if !crate::discovery::SERVED {
+            // Refused rather than accepted and ignored: until the engine holds
+            // endpoint sets, a discovered backend would read as one address.
+            v.add(
+                join(path, "discovery"),
+                "DNS discovery is not served by this build yet (issue 23): the engine probes one address per backend",
+            );
+        }
+        Some(policy)
+    });
     let pinned_revision = (!b.protocol_version.is_empty()).then(|| b.protocol_version.clone());
     if let Some(rev) = &pinned_revision {
         let field = join(path, "protocolVersion");
@@ -167,7 +184,93 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         depth,
         pinned_revision,
         policy,
+        discovery,
     })
+}
+
+/// Longest SRV name (a DNS name: 253 characters, labels of at most 63).
+const MAX_DNS_NAME: usize = 253;
+
+/// DNS discovery: a host name to resolve (a literal address has nothing to
+/// discover, and the name is what the probes' Host and SNI carry), an SRV name
+/// that is a DNS name, TTL bounds in range and in order, a grace and a share in range.
+fn validate_discovery(d: &DiscoverySpec, url: Option<&Url>, path: &str, v: &mut Violations) -> Option<DnsPolicy> {
+    let before = v.0.len();
+    let Some(dns) = &d.dns else {
+        v.add(join(path, "dns"), "is required: the only discovery there is");
+        return None;
+    };
+    let path = join(path, "dns");
+    if let Some(u) = url
+        && !matches!(u.host(), Some(url::Host::Domain(_)))
+    {
+        v.add(
+            path.clone(),
+            format!(
+                "needs a host name in the url, not the literal address {}: a literal address has nothing to discover",
+                u.host_str().unwrap_or_default()
+            ),
+        );
+    }
+    let srv = dns.srv.trim_end_matches('.');
+    if !dns.srv.is_empty() && !is_dns_name(srv) {
+        v.add(
+            join(&path, "srv"),
+            format!(
+                "{:?} is not a DNS name: labels of 1 to 63 letters, digits, '-' or '_', dot-separated, at most {MAX_DNS_NAME} characters",
+                dns.srv
+            ),
+        );
+    }
+    let mut policy = DnsPolicy {
+        srv: (!dns.srv.is_empty()).then(|| srv.to_owned()),
+        ..DnsPolicy::default()
+    };
+    let mut dur = |field: &str, value: &Option<pbjson_types::Duration>, min: std::time::Duration| {
+        let value = value.as_ref()?;
+        match policy::duration(value) {
+            Some(d) if d >= min && d <= MAX_TTL_CEILING => Some(d),
+            _ => {
+                v.add(join(&path, field), format!("must be between {min:?} and {MAX_TTL_CEILING:?}"));
+                None
+            }
+        }
+    };
+    let min_ttl = dur("minTtl", &dns.min_ttl, MIN_TTL_FLOOR);
+    let max_ttl = dur("maxTtl", &dns.max_ttl, MIN_TTL_FLOOR);
+    policy.removal_grace = dur("removalGrace", &dns.removal_grace, std::time::Duration::ZERO);
+    policy.min_ttl = min_ttl.unwrap_or(policy.min_ttl);
+    policy.max_ttl = max_ttl.unwrap_or(policy.max_ttl);
+    if policy.min_ttl > policy.max_ttl {
+        // Named at the field set: both, or the one that leaves the other's default behind.
+        let field = if max_ttl.is_some() { "maxTtl" } else { "minTtl" };
+        v.add(
+            join(&path, field),
+            format!("minTtl ({:?}) must not be longer than maxTtl ({:?})", policy.min_ttl, policy.max_ttl),
+        );
+    }
+    if let Some(pct) = dns.min_healthy_percent {
+        if (1..=100).contains(&pct) {
+            policy.min_healthy_percent = Some(pct);
+        } else {
+            v.add(join(&path, "minHealthyPercent"), "must be between 1 and 100");
+        }
+    }
+    (v.0.len() == before).then_some(policy)
+}
+
+/// Whether `name` is a DNS name an SRV lookup can take (RFC 2782 names have
+/// `_service._proto.` labels, so '_' is allowed).
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_DNS_NAME
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 /// Longest tool name `requiredTools` takes (the MCP spec advises at most 128).
@@ -522,6 +625,161 @@ mod tests {
                     ..BackendSpec::default()
                 })
                 .collect(),
+        }
+    }
+
+    /// One backend's `discovery` at `url`: the fields named (empty: valid)
+    /// and, when valid, the policy validation produced.
+    #[track_caller]
+    fn check_discovery(url: &str, discovery: DiscoverySpec, want_fields: &[&str], want: Option<DnsPolicy>) {
+        let mut v = Violations::default();
+        let got = validate_discovery(&discovery, parse_url(url).ok().as_ref(), "spec.backends[0].discovery", &mut v);
+        let fields: Vec<&str> = v.0.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, want_fields, "{url} {discovery:?}: {:?}", v.0);
+        if want_fields.is_empty() {
+            assert_eq!(got, want, "{url} {discovery:?}");
+        }
+        // Through the whole group: refused as not served yet, unless it is.
+        let mut g = spec(None, 1);
+        g.backends[0].url = url.into();
+        g.backends[0].discovery = Some(discovery.clone());
+        let whole = validate_group(&g, "spec", &Limits::default());
+        match (&whole, crate::discovery::SERVED, want_fields.is_empty()) {
+            (Ok(valid), true, true) => assert_eq!(valid.backends[0].discovery, want),
+            (Err(violations), false, true) => {
+                assert_eq!(violations.len(), 1, "{violations:?}");
+                assert_eq!(violations[0].field, "spec.backends[0].discovery");
+                assert!(violations[0].description.contains("not served by this build yet"), "{violations:?}");
+            }
+            (Err(violations), _, false) => {
+                let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+                assert_eq!(fields, want_fields, "{violations:?}");
+            }
+            _ => panic!("{url} {discovery:?}: {whole:?}"),
+        }
+    }
+
+    #[test]
+    fn dns_discovery_needs_a_name_and_ttls_in_range_and_in_order() {
+        use mcp_health_proto::v1::DnsDiscovery;
+        let d = |dns: DnsDiscovery| DiscoverySpec { dns: Some(dns) };
+        let name = "http://pods.test:8080/mcp";
+        let at = |f: &str| format!("spec.backends[0].discovery.dns{f}");
+        let (dns, srv, min, max, grace, pct) = (at(""), at(".srv"), at(".minTtl"), at(".maxTtl"), at(".removalGrace"), at(".minHealthyPercent"));
+        check_discovery(name, d(DnsDiscovery::default()), &[], Some(DnsPolicy::default()));
+        let full = DnsDiscovery {
+            srv: "_mcp._tcp.pods.test.".into(),
+            min_ttl: dur(2),
+            max_ttl: dur(60),
+            removal_grace: dur(0),
+            min_healthy_percent: Some(50),
+        };
+        let want = DnsPolicy {
+            srv: Some("_mcp._tcp.pods.test".into()),
+            min_ttl: std::time::Duration::from_secs(2),
+            max_ttl: std::time::Duration::from_secs(60),
+            removal_grace: Some(std::time::Duration::ZERO),
+            min_healthy_percent: Some(50),
+        };
+        check_discovery(name, d(full.clone()), &[], Some(want));
+        // The rows: (url, discovery, fields named)
+        let rows: Vec<(&str, DiscoverySpec, Vec<&str>)> = vec![
+            (name, DiscoverySpec { dns: None }, vec!["spec.backends[0].discovery.dns"]),
+            ("http://127.0.0.2:8080/mcp", d(DnsDiscovery::default()), vec![&dns]),
+            ("http://[::1]:8080/mcp", d(full.clone()), vec![&dns]),
+            (
+                name,
+                d(DnsDiscovery {
+                    srv: "_mcp._tcp..test".into(),
+                    ..full.clone()
+                }),
+                vec![&srv],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    srv: "pods test".into(),
+                    ..full.clone()
+                }),
+                vec![&srv],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    srv: "-a.test".into(),
+                    ..full.clone()
+                }),
+                vec![&srv],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    min_ttl: dur(0),
+                    ..full.clone()
+                }),
+                vec![&min],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    max_ttl: dur(90_000),
+                    ..full.clone()
+                }),
+                vec![&max],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    max_ttl: Some(pbjson_types::Duration { seconds: -1, nanos: 0 }),
+                    ..full.clone()
+                }),
+                vec![&max],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    removal_grace: dur(90_000),
+                    ..full.clone()
+                }),
+                vec![&grace],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    min_ttl: dur(120),
+                    max_ttl: dur(60),
+                    ..full.clone()
+                }),
+                vec![&max],
+            ),
+            // minTtl past the default maxTtl (5m): named at minTtl.
+            (
+                name,
+                d(DnsDiscovery {
+                    min_ttl: dur(600),
+                    ..DnsDiscovery::default()
+                }),
+                vec![&min],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    min_healthy_percent: Some(0),
+                    ..full.clone()
+                }),
+                vec![&pct],
+            ),
+            (
+                name,
+                d(DnsDiscovery {
+                    min_healthy_percent: Some(101),
+                    ..full.clone()
+                }),
+                vec![&pct],
+            ),
+        ];
+        for (url, discovery, fields) in rows {
+            check_discovery(url, discovery, &fields, None);
         }
     }
 

@@ -143,9 +143,14 @@ pub fn origin(url: &str) -> String {
     }
 }
 
+/// One backend on the page: its status (a discovered backend's aggregate) and
+/// its first endpoint's facts; a discovered backend's message says how many
+/// endpoints are routable (it may have none).
 pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> BackendView {
-    let e = b.endpoint();
-    let server = [e.observed.facts.server_name.as_str(), e.observed.facts.server_version.as_str()]
+    let first = b.endpoints.first();
+    let observed = first.map(|e| &e.observed);
+    let facts = observed.map(|o| &o.facts);
+    let server = [facts.map_or("", |f| f.server_name.as_str()), facts.map_or("", |f| f.server_version.as_str())]
         .iter()
         .filter(|s| !s.is_empty())
         .copied()
@@ -158,13 +163,17 @@ pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> Backen
         status_badge,
         routable: b.routable(),
         ejected: b.ejection.as_ref().map(|j| j.cause.clone()),
-        reason: reason_name(e.observed.reason.code),
-        message: e.message(),
-        protocol: e.observed.facts.protocol_version.clone(),
+        reason: reason_name(observed.map_or(ReasonCode::Unspecified, |o| o.reason.code)),
+        message: if b.discovered {
+            b.endpoints_message()
+        } else {
+            first.map(|e| e.message()).unwrap_or_default()
+        },
+        protocol: facts.map(|f| f.protocol_version.clone()).unwrap_or_default(),
         server,
         origin: origin(&b.url),
-        latency_ms: e.observed.last_latency.map(ms),
-        last_transition_ms: e.observed.last_transition.map(mcp_health_engine::history::unix_ms),
+        latency_ms: observed.and_then(|o| o.last_latency).map(ms),
+        last_transition_ms: observed.and_then(|o| o.last_transition).map(mcp_health_engine::history::unix_ms),
         spark: spark.map(|s| s.iter().map(|p| ms(p.mean)).collect()).unwrap_or_default(),
     }
 }
@@ -279,5 +288,27 @@ mod tests {
         );
         let view = backend(&b, None);
         assert_eq!((view.status, view.routable, view.reason), ("DEGRADED", true, "RATE_LIMITED"));
+    }
+
+    /// A discovered backend reads its aggregate and its endpoint count, and
+    /// one with no endpoint at all (an empty answer) still renders.
+    #[test]
+    fn a_discovered_backend_reads_its_endpoints_even_none() {
+        use mcp_health_core::snapshot::{BackendSpecShown, CatalogFacts};
+        use mcp_health_proto::v1::{AuthMode, Transport};
+        let spec = BackendSpecShown {
+            name: "pods".into(),
+            url: "http://pods.test:8080/mcp".into(),
+            transport: Transport::StreamableHttp,
+            auth: AuthMode::None,
+            drain: false,
+            catalog: CatalogFacts::default(),
+        };
+        let b = BackendSnapshot::discovered(spec, vec![], None, BackendStatus::Unhealthy);
+        let view = backend(&b, None);
+        assert_eq!(
+            (view.status, view.routable, view.message.as_str(), view.protocol.as_str()),
+            ("UNHEALTHY", false, "no endpoints in DNS", "")
+        );
     }
 }

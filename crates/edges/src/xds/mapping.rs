@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::{Address, HealthStatus, Metadata, SocketAddress, address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
-use envoy_types::pb::google::protobuf::{Struct, Value, value};
+use envoy_types::pb::google::protobuf::{Struct, UInt32Value, Value, value};
 
 use mcp_health_core::snapshot::{BackendSnapshot, EndpointSnapshot, GroupSnapshot};
 use mcp_health_proto::v1::BackendStatus;
@@ -120,8 +120,15 @@ fn metadata(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Metadata 
 /// not probed yet ([`endpoint_health`]), or no probe has reached it, so there
 /// is no address a probe connected to. A named host keeps its name as the
 /// endpoint's `hostname` (for `auto_host_rewrite`).
+///
+/// A discovered endpoint that left DNS is DRAINING (it is still probed, and
+/// never routable); a refused one is withheld (never probed); its SRV weight
+/// (when not 0) is its `load_balancing_weight`.
 pub fn lb_endpoint(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Option<LbEndpoint> {
-    let health = endpoint_health(e.status(), e.routable, b.drain)?;
+    if e.place.refused.is_some() {
+        return None;
+    }
+    let health = endpoint_health(e.status(), e.routable, b.drain || e.place.leaving)?;
     let addr: SocketAddr = e.observed.address?;
     let hostname = match url_host_port(&b.url) {
         Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => host,
@@ -141,28 +148,37 @@ pub fn lb_endpoint(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Op
             hostname,
             ..Default::default()
         })),
-        ..Default::default()
+        load_balancing_weight: (e.place.weight > 0).then(|| UInt32Value {
+            value: u32::from(e.place.weight),
+        }),
     })
 }
 
 /// A group as one `ClusterLoadAssignment` named [`resource_name`], every
-/// endpoint that is not withheld in one locality.
+/// endpoint that is not withheld in one locality per SRV priority: the
+/// distinct priorities in order become Envoy's priorities 0, 1, … (Envoy
+/// wants them contiguous), and an endpoint without SRV has priority 0.
 pub fn cluster_load_assignment(group: &GroupSnapshot) -> ClusterLoadAssignment {
-    let lb_endpoints = group
-        .backends
-        .iter()
-        .flat_map(|b| b.endpoints.iter().filter_map(move |e| lb_endpoint(&group.name, b, e)))
-        .collect::<Vec<_>>();
+    let mut by_priority: std::collections::BTreeMap<u16, Vec<LbEndpoint>> = std::collections::BTreeMap::new();
+    for b in &group.backends {
+        for e in &b.endpoints {
+            if let Some(lb) = lb_endpoint(&group.name, b, e) {
+                by_priority.entry(e.place.priority).or_default().push(lb);
+            }
+        }
+    }
     ClusterLoadAssignment {
         cluster_name: resource_name(&group.name),
-        endpoints: if lb_endpoints.is_empty() {
-            Vec::new()
-        } else {
-            vec![LocalityLbEndpoints {
+        endpoints: by_priority
+            .into_values()
+            .enumerate()
+            .map(|(rank, lb_endpoints)| LocalityLbEndpoints {
                 lb_endpoints,
+                // At most 65,536 distinct SRV priorities.
+                priority: rank as u32,
                 ..Default::default()
-            }]
-        },
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -305,6 +321,110 @@ mod tests {
             },
             None,
         )
+    }
+
+    /// A discovered backend of (address, status, leaving, refused, SRV priority, weight) rows.
+    fn discovered(rows: &[(&str, BackendStatus, bool, bool, u16, u16)]) -> BackendSnapshot {
+        let endpoints = rows
+            .iter()
+            .map(|&(address, status, leaving, refused, priority, weight)| {
+                let b = backend("pods", "http://pods.test:8080/mcp", status, AuthMode::None, false, Some(address));
+                let place = mcp_health_core::snapshot::Place {
+                    leaving,
+                    refused: refused.then(|| "refused: link-local".to_owned()),
+                    priority,
+                    weight,
+                };
+                (b.endpoints.into_iter().next().unwrap().observed, place)
+            })
+            .collect();
+        BackendSnapshot::discovered(
+            BackendSpecShown {
+                name: "pods".into(),
+                url: "http://pods.test:8080/mcp".into(),
+                transport: Transport::StreamableHttp,
+                auth: AuthMode::None,
+                drain: false,
+                catalog: CatalogFacts::default(),
+            },
+            endpoints,
+            None,
+            BackendStatus::Unhealthy,
+        )
+    }
+
+    /// Each discovered endpoint is an `LbEndpoint` with its own health; SRV
+    /// priorities become contiguous Envoy priorities, weights load balancing
+    /// weights; a leaving endpoint drains, a refused one is withheld.
+    #[test]
+    fn discovered_endpoints_keep_their_health_priority_and_weight() {
+        use BackendStatus::{Healthy, Unhealthy};
+        let g = group(
+            "g",
+            vec![discovered(&[
+                ("10.0.0.1:9001", Healthy, false, false, 10, 60),
+                ("10.0.0.2:9001", Unhealthy, false, false, 10, 40),
+                ("10.0.0.3:9002", Healthy, false, false, 20, 0),
+                ("10.0.0.4:9001", Healthy, true, false, 10, 60),
+                ("169.254.169.254:9001", Healthy, false, true, 10, 60),
+            ])],
+        );
+        let cla = cluster_load_assignment(&g);
+        let read = |l: &LocalityLbEndpoints| -> (u32, Vec<(String, HealthStatus, Option<u32>)>) {
+            let endpoints = l
+                .lb_endpoints
+                .iter()
+                .map(|e| {
+                    let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+                        panic!("{e:?}")
+                    };
+                    let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref().and_then(|a| a.address.clone()) else {
+                        panic!("{ep:?}")
+                    };
+                    let Some(socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+                        panic!("{sa:?}")
+                    };
+                    (
+                        format!("{}:{port}", sa.address),
+                        HealthStatus::try_from(e.health_status).unwrap(),
+                        e.load_balancing_weight.as_ref().map(|w| w.value),
+                    )
+                })
+                .collect();
+            (l.priority, endpoints)
+        };
+        let got: Vec<_> = cla.endpoints.iter().map(read).collect();
+        let s = |a: &str| a.to_owned();
+        assert_eq!(
+            got,
+            [
+                (
+                    0,
+                    vec![
+                        (s("10.0.0.1:9001"), HealthStatus::Healthy, Some(60)),
+                        (s("10.0.0.2:9001"), HealthStatus::Unhealthy, Some(40)),
+                        (s("10.0.0.4:9001"), HealthStatus::Draining, Some(60)),
+                    ]
+                ),
+                (1, vec![(s("10.0.0.3:9002"), HealthStatus::Healthy, None)]),
+            ]
+        );
+        // A one-endpoint backend beside it stays at priority 0 with no weight.
+        let mixed = group(
+            "g",
+            vec![
+                backend("one", "http://10.9.9.9:80/mcp", Healthy, AuthMode::None, false, Some("10.9.9.9:80")),
+                discovered(&[("10.0.0.3:9002", Healthy, false, false, 20, 5)]),
+            ],
+        );
+        let got: Vec<_> = cluster_load_assignment(&mixed).endpoints.iter().map(read).collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![(s("10.9.9.9:80"), HealthStatus::Healthy, None)]),
+                (1, vec![(s("10.0.0.3:9002"), HealthStatus::Healthy, Some(5))]),
+            ]
+        );
     }
 
     /// A group of these backends, its verdict from `core::phase`.

@@ -192,7 +192,7 @@ class ToolCheck(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expect: _Optional[_Union[CheckExpectation, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., allow_side_effects: _Optional[bool] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog", "checks")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog", "checks", "discovery")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -205,6 +205,7 @@ class BackendSpec(_message.Message):
     REQUIRED_TOOLS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -217,7 +218,28 @@ class BackendSpec(_message.Message):
     required_tools: _containers.RepeatedScalarFieldContainer[str]
     catalog: CatalogPolicy
     checks: _containers.RepeatedCompositeFieldContainer[ToolCheck]
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ToolCheck, _Mapping]]] = ...) -> None: ...
+    discovery: DiscoverySpec
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ToolCheck, _Mapping]]] = ..., discovery: _Optional[_Union[DiscoverySpec, _Mapping]] = ...) -> None: ...
+
+class DiscoverySpec(_message.Message):
+    __slots__ = ("dns",)
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    dns: DnsDiscovery
+    def __init__(self, dns: _Optional[_Union[DnsDiscovery, _Mapping]] = ...) -> None: ...
+
+class DnsDiscovery(_message.Message):
+    __slots__ = ("srv", "min_ttl", "max_ttl", "removal_grace", "min_healthy_percent")
+    SRV_FIELD_NUMBER: _ClassVar[int]
+    MIN_TTL_FIELD_NUMBER: _ClassVar[int]
+    MAX_TTL_FIELD_NUMBER: _ClassVar[int]
+    REMOVAL_GRACE_FIELD_NUMBER: _ClassVar[int]
+    MIN_HEALTHY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    srv: str
+    min_ttl: _duration_pb2.Duration
+    max_ttl: _duration_pb2.Duration
+    removal_grace: _duration_pb2.Duration
+    min_healthy_percent: int
+    def __init__(self, srv: _Optional[str] = ..., min_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., removal_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_healthy_percent: _Optional[int] = ...) -> None: ...
 
 class GroupSpec(_message.Message):
     __slots__ = ("name", "backends", "policy")

@@ -118,7 +118,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[_Union[ReasonCode, str]] = ..., http_status: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class BackendHealth(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address", "catalog_fingerprint", "catalog_changed_time", "catalog_note", "ejection")
+    __slots__ = ("name", "url", "transport", "auth_mode", "status", "routable", "reason", "message", "consecutive_failures", "consecutive_successes", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_name", "server_version", "tool_count", "resource_metadata", "draining", "address", "catalog_fingerprint", "catalog_changed_time", "catalog_note", "ejection", "endpoints")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,7 @@ class BackendHealth(_message.Message):
     CATALOG_CHANGED_TIME_FIELD_NUMBER: _ClassVar[int]
     CATALOG_NOTE_FIELD_NUMBER: _ClassVar[int]
     EJECTION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: _spec_pb2.Transport
@@ -167,7 +168,8 @@ class BackendHealth(_message.Message):
     catalog_changed_time: _timestamp_pb2.Timestamp
     catalog_note: str
     ejection: Ejection
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ..., catalog_fingerprint: _Optional[str] = ..., catalog_changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog_note: _Optional[str] = ..., ejection: _Optional[_Union[Ejection, _Mapping]] = ...) -> None: ...
+    endpoints: _containers.RepeatedCompositeFieldContainer[EndpointHealth]
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[_spec_pb2.Transport, str]] = ..., auth_mode: _Optional[_Union[_spec_pb2.AuthMode, str]] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., consecutive_failures: _Optional[int] = ..., consecutive_successes: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_name: _Optional[str] = ..., server_version: _Optional[str] = ..., tool_count: _Optional[int] = ..., resource_metadata: _Optional[_Union[ResourceMetadataState, str]] = ..., draining: _Optional[bool] = ..., address: _Optional[str] = ..., catalog_fingerprint: _Optional[str] = ..., catalog_changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., catalog_note: _Optional[str] = ..., ejection: _Optional[_Union[Ejection, _Mapping]] = ..., endpoints: _Optional[_Iterable[_Union[EndpointHealth, _Mapping]]] = ...) -> None: ...
 
 class Ejection(_message.Message):
     __slots__ = ("cause", "since", "until", "count")
@@ -180,6 +182,38 @@ class Ejection(_message.Message):
     until: _timestamp_pb2.Timestamp
     count: int
     def __init__(self, cause: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class EndpointHealth(_message.Message):
+    __slots__ = ("address", "status", "routable", "reason", "message", "leaving", "refused", "priority", "weight", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_version")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROUTABLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    LAST_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROBE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    status: BackendStatus
+    routable: bool
+    reason: Reason
+    message: str
+    leaving: bool
+    refused: str
+    priority: int
+    weight: int
+    last_latency: _duration_pb2.Duration
+    last_probe_time: _timestamp_pb2.Timestamp
+    last_transition_time: _timestamp_pb2.Timestamp
+    protocol_version: str
+    server_version: str
+    def __init__(self, address: _Optional[str] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., leaving: _Optional[bool] = ..., refused: _Optional[str] = ..., priority: _Optional[int] = ..., weight: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_version: _Optional[str] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining", "ejected")
