@@ -245,3 +245,25 @@ fn delta_wildcard_removes_deleted_groups_and_reconnects_with_known_versions() {
     let (_, _) = d.on_request(&delta_req(&[], &["*"], ""), &c, &mut n);
     assert_eq!(d.on_catalog(&catalog(9, &[("a", 2), ("z", 9)]), &mut n), None);
 }
+
+/// Issue 20 §4: the frames of every stream's response are the catalog's own
+/// buffers (one encoded copy per assignment), SotW and delta alike.
+#[test]
+fn every_streams_response_sends_the_catalogs_encoded_buffers() {
+    use super::wire::GrpcFrames;
+    let c = catalog(3, &[("a", 2), ("b", 3)]);
+    let mut n = 0;
+    let mut sent: Vec<Vec<bytes::Bytes>> = Vec::new();
+    for _ in 0..2 {
+        let (_, r) = Sotw::new(EDS_TYPE).on_request(&sotw_req(&[], "", ""), &c, &mut n);
+        sent.push(r.unwrap().grpc_frames());
+        let (_, r) = Delta::new(EDS_TYPE).on_request(&delta_req(&[], &[], ""), &c, &mut n);
+        sent.push(r.unwrap().grpc_frames());
+    }
+    for (name, entry) in &c.resources {
+        let buffer = entry.resource.field().as_ptr();
+        for (stream, frames) in sent.iter().enumerate() {
+            assert!(frames.iter().any(|f| f.as_ptr() == buffer), "response {stream} copied {name}");
+        }
+    }
+}
