@@ -32,8 +32,6 @@ use crate::proto::v1::group_health_service_server::GroupHealthServiceServer;
 use crate::spec::{Limits, ValidGroup};
 use crate::store::{Persist, RedbStore, StoreError};
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::AccessLogServiceServer;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
-use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer;
 
 /// Why the daemon did not start or stopped with an error: one of its stages.
 #[derive(Debug, thiserror::Error)]
@@ -569,9 +567,9 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
         .add_service(reflection_v1alpha)
         .add_optional_service(
             xds.clone()
-                .map(|x| AggregatedDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
+                .map(|x| crate::xds::AdsServer::new(x).max_decoding_message_size(opts.max_message_bytes)),
         )
-        .add_optional_service(xds.map(|x| EndpointDiscoveryServiceServer::new(x).max_decoding_message_size(opts.max_message_bytes)))
+        .add_optional_service(xds.map(|x| crate::xds::EdsServer::new(x).max_decoding_message_size(opts.max_message_bytes)))
         .add_optional_service(opts.access_log_service.then(|| {
             info!("Envoy's Access Log Service on (--access-log-service): HTTP entries are outcomes of real traffic, mapped by (cluster, address, path)");
             AccessLogServiceServer::new(crate::als::AccessLogs::new(engine.clone(), admin.clone(), shutdown.clone()))

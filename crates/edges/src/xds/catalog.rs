@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -16,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::mapping;
+use super::wire::SharedAny;
 use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_engine::{Engine, EventKind, Feed, FeedItem};
 
@@ -25,7 +25,9 @@ pub struct Entry {
     /// The group revision that last changed the encoded resource; 0 for the
     /// empty assignment of a name whose group does not exist.
     pub version: u64,
-    pub resource: Any,
+    /// Encoded once here; every stream's response holds a handle to these
+    /// bytes and sends them as they are (`wire`), never a copy.
+    pub resource: SharedAny,
 }
 
 /// Every resource at one moment.
@@ -48,7 +50,7 @@ impl Catalog {
         mapping::group_of(name)?;
         Some(Arc::new(Entry {
             version: 0,
-            resource: pack_any(mapping::empty_assignment(name)),
+            resource: SharedAny::new(&pack_any(mapping::empty_assignment(name))),
         }))
     }
 
@@ -74,7 +76,7 @@ impl Feeder {
             self.resources.remove(&name);
             return;
         }
-        let resource = pack_any(mapping::cluster_load_assignment(group));
+        let resource = SharedAny::new(&pack_any(mapping::cluster_load_assignment(group)));
         // Progress-only changes of a verdict leave the assignment as it was: no push.
         if self.resources.get(&name).is_some_and(|e| e.resource == resource) {
             return;

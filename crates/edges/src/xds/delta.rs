@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::catalog::Catalog;
 use super::sotw::Kind;
+use super::wire::{DeltaDiscoveryResponse, Resource};
 
 /// One resource type on one delta stream.
 #[derive(Debug)]
@@ -110,8 +111,7 @@ impl Delta {
                         resources.push(Resource {
                             name: name.clone(),
                             version,
-                            resource: Some(entry.resource.clone()),
-                            ..Default::default()
+                            resource: entry.resource.clone(),
                         });
                     }
                 }
@@ -142,7 +142,6 @@ impl Delta {
             type_url: self.type_url.clone(),
             removed_resources: removed,
             nonce: nonces.to_string(),
-            ..Default::default()
         })
     }
 }

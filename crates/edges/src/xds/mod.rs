@@ -11,6 +11,7 @@ pub mod delta;
 pub mod mapping;
 pub mod service;
 pub mod sotw;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ mod tests;
 use std::time::Duration;
 
 pub use catalog::{Catalog, CatalogRx};
-pub use service::{DEFAULT_MAX_XDS_STREAMS, XdsService};
+pub use service::{AdsServer, DEFAULT_MAX_XDS_STREAMS, EdsServer, XdsService};
 
 /// The type URL of EDS resources, the only type served.
 pub const EDS_TYPE: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";

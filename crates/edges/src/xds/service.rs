@@ -3,33 +3,39 @@
 //! and delta. One task per stream drives the per-type protocol state
 //! (`sotw`, `delta`) with the client's requests and each new catalog; streams
 //! are admitted under a cap (`--max-xds-streams`, RESOURCE_EXHAUSTED past it).
+//! The services are hand-written tower glue (`AdsServer`, `EdsServer`, the
+//! paths of envoy-types' generated servers): requests are decoded with tonic,
+//! responses sent as `wire::GrpcBody`, whose resources are the catalog's bytes.
 //! Read only: nothing a client sends changes the engine.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
-use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::codegen::{BoxFuture, Service, StdError};
+use tonic::server::NamedService;
+use tonic::{Request, Status, Streaming};
+use tonic_prost::ProstDecoder;
 use tracing::{debug, info, warn};
 
 use super::EDS_TYPE;
 use super::catalog::{Catalog, CatalogRx};
 use super::delta::Delta;
 use super::sotw::{Kind, Sotw};
+use super::wire::{DeltaDiscoveryResponse, DiscoveryResponse, GrpcBody, GrpcFrames};
 
 /// One protocol variant, as the stream driver sees it.
 trait Variant: Send + 'static {
-    type Req: Send + 'static;
-    type Resp: Send + 'static;
+    type Req: prost::Message + Default + Send + 'static;
+    type Resp: GrpcFrames + Send + 'static;
     fn new(type_url: &str) -> Self;
     fn type_url(req: &Self::Req) -> &str;
     fn node(req: &Self::Req) -> Option<&Node>;
@@ -84,8 +90,6 @@ impl Variant for Delta {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
 /// The default of `--max-xds-streams`: far above a fleet's Envoys, far below
 /// what would exhaust the daemon (each stream is a task, a channel and the
 /// responses in flight).
@@ -114,20 +118,18 @@ impl XdsService {
     /// Starts the task of one stream, or refuses it past the cap. `ads`
     /// streams carry any type (named in every request); the others carry EDS
     /// only (an empty type URL means EDS).
-    fn stream<V: Variant>(&self, rpc: &'static str, ads: bool, req: Request<Streaming<V::Req>>) -> Result<Response<BoxStream<V::Resp>>, Status> {
+    fn stream<V: Variant>(&self, rpc: &'static str, ads: bool, peer: Option<SocketAddr>, inbound: Streaming<V::Req>) -> Result<GrpcBody<V::Resp>, Status> {
         let Ok(permit) = self.streams.clone().try_acquire_owned() else {
-            warn!(rpc, peer = ?req.remote_addr(), max = self.max_streams, "xds stream refused: too many open streams");
+            warn!(rpc, ?peer, max = self.max_streams, "xds stream refused: too many open streams");
             return Err(Status::resource_exhausted(format!(
                 "too many xDS streams: at most {} at once (--max-xds-streams)",
                 self.max_streams
             )));
         };
-        let peer = req.remote_addr();
-        let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let opened = Opened { rpc, ads, peer, permit };
         tokio::spawn(drive::<V>(opened, inbound, self.catalog.clone(), self.shutdown.clone(), tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(GrpcBody::new(rx))
     }
 }
 
@@ -228,39 +230,56 @@ async fn drive<V: Variant>(
     info!(rpc, node = node_id(&node), "xds stream closed");
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for XdsService {
-    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
+/// The client's request messages, decoded as tonic's generated servers do.
+fn inbound<T: prost::Message + Default + Send + 'static, B>(body: B, max_message_bytes: Option<usize>) -> Streaming<T>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    Streaming::new_request(ProstDecoder::<T>::default(), body, None, max_message_bytes)
+}
 
-    async fn stream_aggregated_resources(&self, req: Request<Streaming<DiscoveryRequest>>) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        self.stream::<Sotw>("StreamAggregatedResources", true, req)
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        req: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        self.stream::<Delta>("DeltaAggregatedResources", true, req)
+/// The HTTP response of an RPC: its gRPC body, or a trailers-only error.
+fn grpc_response<R: GrpcFrames + Send + 'static>(body: Result<GrpcBody<R>, Status>) -> http::Response<tonic::body::Body> {
+    match body {
+        Ok(body) => {
+            let mut response = http::Response::new(tonic::body::Body::new(body));
+            response.headers_mut().insert(http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
+            response
+        }
+        Err(status) => status.into_http(),
     }
 }
 
-#[tonic::async_trait]
-impl EndpointDiscoveryService for XdsService {
-    type StreamEndpointsStream = BoxStream<DiscoveryResponse>;
-    type DeltaEndpointsStream = BoxStream<DeltaDiscoveryResponse>;
+fn unimplemented() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::default());
+    let headers = response.headers_mut();
+    headers.insert(Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
+    headers.insert(http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
+    response
+}
 
-    async fn stream_endpoints(&self, req: Request<Streaming<DiscoveryRequest>>) -> Result<Response<Self::StreamEndpointsStream>, Status> {
-        self.stream::<Sotw>("StreamEndpoints", false, req)
-    }
-
-    async fn delta_endpoints(&self, req: Request<Streaming<DeltaDiscoveryRequest>>) -> Result<Response<Self::DeltaEndpointsStream>, Status> {
-        self.stream::<Delta>("DeltaEndpoints", false, req)
+impl XdsService {
+    /// Opens a stream of variant `V` on an HTTP request.
+    fn serve_stream<V: Variant, B>(
+        &self,
+        rpc: &'static str,
+        ads: bool,
+        req: http::Request<B>,
+        max_message_bytes: Option<usize>,
+    ) -> http::Response<tonic::body::Body>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        let req = Request::from_http(req);
+        let peer = req.remote_addr();
+        let body = inbound::<V::Req, B>(req.into_inner(), max_message_bytes);
+        grpc_response(self.stream::<V>(rpc, ads, peer, body))
     }
 
     /// One-shot fetch: the named resources (every group for none) at the current version.
-    async fn fetch_endpoints(&self, req: Request<DiscoveryRequest>) -> Result<Response<DiscoveryResponse>, Status> {
-        let req = req.into_inner();
+    fn fetch_endpoints(&self, req: DiscoveryRequest) -> Result<DiscoveryResponse, Status> {
         if !req.type_url.is_empty() && req.type_url != EDS_TYPE {
             return Err(Status::invalid_argument(format!("type_url: this service serves only {EDS_TYPE}")));
         }
@@ -270,11 +289,143 @@ impl EndpointDiscoveryService for XdsService {
         } else {
             req.resource_names.iter().filter_map(|n| catalog.get(n)).map(|e| e.resource.clone()).collect()
         };
-        Ok(Response::new(DiscoveryResponse {
+        Ok(DiscoveryResponse {
             version_info: catalog.version.to_string(),
             resources,
             type_url: EDS_TYPE.to_owned(),
-            ..Default::default()
-        }))
+            nonce: String::new(),
+        })
+    }
+}
+
+/// `envoy.service.discovery.v3.AggregatedDiscoveryService` (SotW and delta
+/// ADS), glue written by hand instead of envoy-types' generated server so
+/// that responses go out through `GrpcBody` without copying resources.
+#[derive(Clone)]
+pub struct AdsServer {
+    xds: XdsService,
+    max_decoding_message_size: Option<usize>,
+}
+
+impl AdsServer {
+    pub fn new(xds: XdsService) -> Self {
+        AdsServer {
+            xds,
+            max_decoding_message_size: None,
+        }
+    }
+
+    /// The largest request message accepted, as on tonic's generated servers.
+    #[must_use]
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding_message_size = Some(limit);
+        self
+    }
+}
+
+impl NamedService for AdsServer {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+impl<B> Service<http::Request<B>> for AdsServer
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let max = self.max_decoding_message_size;
+        let response = match req.uri().path() {
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources" => {
+                self.xds.serve_stream::<Sotw, B>("StreamAggregatedResources", true, req, max)
+            }
+            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources" => {
+                self.xds.serve_stream::<Delta, B>("DeltaAggregatedResources", true, req, max)
+            }
+            _ => unimplemented(),
+        };
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}
+
+/// `envoy.service.endpoint.v3.EndpointDiscoveryService` (SotW, delta and
+/// fetch), hand-written glue like `AdsServer`.
+#[derive(Clone)]
+pub struct EdsServer {
+    xds: XdsService,
+    max_decoding_message_size: Option<usize>,
+}
+
+impl EdsServer {
+    pub fn new(xds: XdsService) -> Self {
+        EdsServer {
+            xds,
+            max_decoding_message_size: None,
+        }
+    }
+
+    /// The largest request message accepted, as on tonic's generated servers.
+    #[must_use]
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.max_decoding_message_size = Some(limit);
+        self
+    }
+}
+
+impl NamedService for EdsServer {
+    const NAME: &'static str = "envoy.service.endpoint.v3.EndpointDiscoveryService";
+}
+
+impl<B> Service<http::Request<B>> for EdsServer
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let max = self.max_decoding_message_size;
+        match req.uri().path() {
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints" => {
+                let response = self.xds.serve_stream::<Sotw, B>("StreamEndpoints", false, req, max);
+                Box::pin(std::future::ready(Ok(response)))
+            }
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints" => {
+                let response = self.xds.serve_stream::<Delta, B>("DeltaEndpoints", false, req, max);
+                Box::pin(std::future::ready(Ok(response)))
+            }
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/FetchEndpoints" => {
+                let xds = self.xds.clone();
+                Box::pin(async move {
+                    let mut messages = inbound::<DiscoveryRequest, B>(req.into_body(), max);
+                    let request = match messages.message().await {
+                        Ok(Some(request)) => request,
+                        Ok(None) => return Ok(Status::internal("missing request message").into_http()),
+                        Err(status) => return Ok(status.into_http()),
+                    };
+                    let body = xds.fetch_endpoints(request).map(|response| {
+                        let (tx, rx) = mpsc::channel(1);
+                        // A fresh channel of one has room for its one message.
+                        let _ = tx.try_send(Ok(response));
+                        GrpcBody::new(rx)
+                    });
+                    Ok(grpc_response(body))
+                })
+            }
+            _ => Box::pin(std::future::ready(Ok(unimplemented()))),
+        }
     }
 }

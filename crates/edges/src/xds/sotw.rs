@@ -10,9 +10,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::catalog::Catalog;
+use super::wire::DiscoveryResponse;
 
 /// What a request was, for the stream's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +127,6 @@ impl Sotw {
             resources,
             type_url: self.type_url.clone(),
             nonce,
-            ..Default::default()
         })
     }
 }

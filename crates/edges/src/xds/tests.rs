@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use envoy_types::util::pack_any;
 use prost::Message;
@@ -14,6 +14,7 @@ use super::EDS_TYPE;
 use super::catalog::{Catalog, Entry};
 use super::delta::Delta;
 use super::sotw::{Kind, Sotw};
+use super::wire::{DeltaDiscoveryResponse, DiscoveryResponse, SharedAny};
 
 /// A catalog of groups at versions: `[("a", 3)]` is `mcp-health/a` at revision 3.
 fn catalog(version: u64, groups: &[(&str, u64)]) -> Catalog {
@@ -31,7 +32,7 @@ fn catalog(version: u64, groups: &[(&str, u64)]) -> Catalog {
                 name,
                 Arc::new(Entry {
                     version: *v,
-                    resource: pack_any(cla),
+                    resource: SharedAny::new(&pack_any(cla)),
                 }),
             )
         })
@@ -42,7 +43,7 @@ fn catalog(version: u64, groups: &[(&str, u64)]) -> Catalog {
 fn names(r: &DiscoveryResponse) -> Vec<String> {
     r.resources
         .iter()
-        .map(|a| ClusterLoadAssignment::decode(a.value.as_slice()).unwrap().cluster_name)
+        .map(|a| ClusterLoadAssignment::decode(a.value()).unwrap().cluster_name)
         .collect()
 }
 
@@ -132,13 +133,13 @@ fn sotw_a_missing_group_is_an_empty_assignment_and_foreign_names_are_ignored() {
     let (_, r) = s.on_request(&sotw_req(&["mcp-health/gone", "other"], "", ""), &catalog(3, &[("a", 3)]), &mut n);
     let r = r.unwrap();
     assert_eq!(names(&r), ["mcp-health/gone"]);
-    let cla = ClusterLoadAssignment::decode(r.resources[0].value.as_slice()).unwrap();
+    let cla = ClusterLoadAssignment::decode(r.resources[0].value()).unwrap();
     assert!(cla.endpoints.is_empty());
     // The group appears: pushed; deleted again: the empty assignment is pushed.
     let r = s.on_catalog(&catalog(4, &[("a", 3), ("gone", 4)]), &mut n).unwrap();
-    assert_eq!(ClusterLoadAssignment::decode(r.resources[0].value.as_slice()).unwrap().endpoints.len(), 4);
+    assert_eq!(ClusterLoadAssignment::decode(r.resources[0].value()).unwrap().endpoints.len(), 4);
     let r = s.on_catalog(&catalog(5, &[("a", 3)]), &mut n).unwrap();
-    assert!(ClusterLoadAssignment::decode(r.resources[0].value.as_slice()).unwrap().endpoints.is_empty());
+    assert!(ClusterLoadAssignment::decode(r.resources[0].value()).unwrap().endpoints.is_empty());
 }
 
 #[test]
@@ -243,4 +244,26 @@ fn delta_wildcard_removes_deleted_groups_and_reconnects_with_known_versions() {
     // Leaving the wildcard: later groups are not sent.
     let (_, _) = d.on_request(&delta_req(&[], &["*"], ""), &c, &mut n);
     assert_eq!(d.on_catalog(&catalog(9, &[("a", 2), ("z", 9)]), &mut n), None);
+}
+
+/// Issue 20 §4: the frames of every stream's response are the catalog's own
+/// buffers (one encoded copy per assignment), SotW and delta alike.
+#[test]
+fn every_streams_response_sends_the_catalogs_encoded_buffers() {
+    use super::wire::GrpcFrames;
+    let c = catalog(3, &[("a", 2), ("b", 3)]);
+    let mut n = 0;
+    let mut sent: Vec<Vec<bytes::Bytes>> = Vec::new();
+    for _ in 0..2 {
+        let (_, r) = Sotw::new(EDS_TYPE).on_request(&sotw_req(&[], "", ""), &c, &mut n);
+        sent.push(r.unwrap().grpc_frames());
+        let (_, r) = Delta::new(EDS_TYPE).on_request(&delta_req(&[], &[], ""), &c, &mut n);
+        sent.push(r.unwrap().grpc_frames());
+    }
+    for (name, entry) in &c.resources {
+        let buffer = entry.resource.field().as_ptr();
+        for (stream, frames) in sent.iter().enumerate() {
+            assert!(frames.iter().any(|f| f.as_ptr() == buffer), "response {stream} copied {name}");
+        }
+    }
 }
