@@ -3,7 +3,8 @@
 //! INITIALIZE, at depth TOOLS with the default `catalogInterval` (5 min: the
 //! catalog is read at a backend's first probe, then the probes between reads
 //! are what is measured), and at depth TOOLS reading the catalog at every
-//! probe (`catalogInterval` = the interval: the worst case). The modes take
+//! probe due (`catalogInterval` = the interval: the worst case; a probe that
+//! jitter brings before the catalog is due skips it). The modes take
 //! turns within each repeat, so each ratio is of runs made side by side.
 
 use serde_json::{Value, json};
@@ -39,7 +40,7 @@ pub fn catalog(report: &mut Report, sizes: &Sizes) {
             catalog_interval_ms: None,
         },
         Mode {
-            label: "depth TOOLS, catalog read at every probe",
+            label: "depth TOOLS, catalogInterval = the interval (worst case)",
             depth: "tools",
             catalog_interval_ms: Some(interval_ms),
         },
