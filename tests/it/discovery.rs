@@ -5,6 +5,9 @@
 //! addresses without dropping the others, says an unknown name plainly (an
 //! empty answer) and a dead resolver as a failed lookup; a probe pinned to one
 //! endpoint's address connects there and keeps the name (Host, TLS SNI).
+//! Through a daemon (issue 23's tests 1 to 3): every address of a discovered
+//! backend is an endpoint with its own verdict in Get and in EDS, a dead one
+//! alone turns UNHEALTHY, and endpoints follow the records as they change.
 
 use crate::common::pki;
 use crate::probe_support::{assert_failure, assert_success, install_crypto, probe_once};
@@ -12,6 +15,10 @@ use crate::probe_support::{assert_failure, assert_success, install_crypto, probe
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::common::status;
+use crate::xds_push::assignment_until;
+use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use mcp_fixture::dnsmasq::Dnsmasq;
 use mcp_fixture::tls::{TlsFront, server_config};
 use mcp_fixture::{FixtureOptions, FixtureServer};
@@ -19,7 +26,7 @@ use mcp_health::core::discovery::{Lookup, Record};
 use mcp_health::core::outcome::OutcomeClass;
 use mcp_health::probe::dns::DiscoverName;
 use mcp_health::probe::{ClientCache, Dns, DnsSettings, ProbeTarget};
-use mcp_health::proto::v1::{GroupSpec, ReasonCode};
+use mcp_health::proto::v1::{BackendStatus, GroupSpec, ReasonCode};
 use mcp_health::spec::{Limits, validate_group};
 use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::json;
@@ -209,8 +216,7 @@ async fn a_dead_resolver_is_a_failed_lookup_and_a_restarted_one_answers() {
 }
 
 /// A target for a backend at `url` resolving through `dns`, to pin to one
-/// endpoint's address. (Without a `discovery` spec: validation refuses one
-/// until the engine serves it, `core::discovery::SERVED`.)
+/// endpoint's address (without a `discovery` spec: the probe is what counts here).
 fn discovered_target(dns: &Dnsmasq, url: &str, extra: serde_json::Value) -> ProbeTarget {
     install_crypto();
     let mut backend = json!({"name": "b", "url": url});
@@ -302,4 +308,184 @@ async fn a_pinned_https_probe_verifies_the_certificate_of_the_name() {
     let r = probe_once(&t.pinned_to(front.addr())).await;
     assert_success(&r);
     assert_eq!(r.outcome.peer, Some(front.addr()));
+}
+
+/// A daemon resolving through `dns`, serving xDS.
+async fn daemon(dns: &Dnsmasq) -> crate::common::TestDaemon {
+    crate::common::TestDaemon::start(mcp_health::daemon::DaemonOptions {
+        xds: true,
+        xds_debounce: std::time::Duration::from_millis(10),
+        engine: mcp_health::engine::EngineConfig {
+            dns: DnsSettings { server: Some(dns.addr) },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+}
+
+/// MCP servers on 127.0.0.`last` for each of `lasts`, all on one port.
+async fn servers(lasts: &[u8]) -> Vec<FixtureServer> {
+    let first = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, lasts[0]], 0)), FixtureOptions::default())
+        .await
+        .unwrap();
+    let port = first.addr().port();
+    let mut all = vec![first];
+    for last in &lasts[1..] {
+        let s = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, *last], port)), FixtureOptions::default())
+            .await
+            .unwrap();
+        all.push(s);
+    }
+    all
+}
+
+/// dnsmasq's hosts file: `pods.test` at each of 127.0.0.`lasts`.
+fn hosts(lasts: &[u8]) -> String {
+    lasts.iter().map(|l| format!("127.0.0.{l} pods.test\n")).collect()
+}
+
+/// The discovered group: probed every second, one failure to UNHEALTHY,
+/// looked up every second, leaving endpoints kept `grace`.
+fn discovered_group(port: u16, grace: &str) -> GroupSpec {
+    crate::common::group_yaml(&format!(
+        "name: g\npolicy: {{interval: 1s, timeout: 0.5s, unhealthyThreshold: 1}}\nbackends:\n  \
+         - name: pods\n    url: \"http://pods.test:{port}/mcp\"\n    discovery:\n      dns: {{minTtl: 1s, maxTtl: 10s, removalGrace: {grace}}}\n"
+    ))
+}
+
+/// The endpoints in Get: (address, status, leaving), in address order.
+fn endpoints_of(h: &mcp_health::proto::v1::GroupHealth) -> Vec<(String, BackendStatus, bool)> {
+    h.backends[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), BackendStatus::try_from(e.status).unwrap(), e.leaving))
+        .collect()
+}
+
+/// Rows of `endpoints_of` for 127.0.0.`last`:`port`.
+fn rows(port: u16, want: &[(u8, BackendStatus, bool)]) -> Vec<(String, BackendStatus, bool)> {
+    want.iter().map(|(l, s, leaving)| (format!("127.0.0.{l}:{port}"), *s, *leaving)).collect()
+}
+
+/// EDS endpoints: (address, health), in address order.
+fn eds(cla: &ClusterLoadAssignment) -> Vec<(String, HealthStatus)> {
+    let mut got: Vec<(String, HealthStatus)> = crate::xds_push::endpoints(cla).into_iter().map(|(a, _, _, h)| (a, h)).collect();
+    got.sort();
+    got
+}
+
+fn eds_rows(want: &[(u8, HealthStatus)]) -> Vec<(String, HealthStatus)> {
+    want.iter().map(|(l, h)| (format!("127.0.0.{l}"), *h)).collect()
+}
+
+/// Issue 23, tests 1 and 2: a name with three addresses gives three HEALTHY
+/// endpoints in Get and three in EDS; when one server dies only its endpoint
+/// turns UNHEALTHY, and the backend and the group stay routable.
+#[tokio::test]
+async fn three_addresses_are_three_endpoints_and_a_dead_one_alone_turns_unhealthy() {
+    use BackendStatus::{Healthy, Unhealthy};
+    let dns = Dnsmasq::start(&hosts(&[2, 3, 4]), 1);
+    let servers = servers(&[2, 3, 4]).await;
+    let port = servers[0].addr().port();
+    let mut d = daemon(&dns).await;
+    d.apply(discovered_group(port, "10s")).await;
+    let h = d
+        .wait_group("g", "three HEALTHY endpoints", |h| {
+            endpoints_of(h).len() == 3 && endpoints_of(h).iter().all(|e| e.1 == Healthy)
+        })
+        .await;
+    assert_eq!(endpoints_of(&h), rows(port, &[(2, Healthy, false), (3, Healthy, false), (4, Healthy, false)]));
+    assert_eq!(status(&h.backends[0]), Healthy);
+    assert!(h.backends[0].routable);
+    let cla = assignment_until(d.addr, "g", "three endpoints", |c| eds(c).len() == 3).await;
+    assert_eq!(
+        eds(&cla),
+        eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Healthy), (4, HealthStatus::Healthy)])
+    );
+
+    servers[1].stop().await;
+    let h = d
+        .wait_group("g", "127.0.0.3 UNHEALTHY", |h| endpoints_of(h).iter().any(|e| e.1 == Unhealthy))
+        .await;
+    assert_eq!(endpoints_of(&h), rows(port, &[(2, Healthy, false), (3, Unhealthy, false), (4, Healthy, false)]));
+    assert!(h.backends[0].routable, "two of three endpoints still take traffic");
+    assert_eq!(status(&h.backends[0]), BackendStatus::Degraded);
+    assert_eq!(h.phase, mcp_health::proto::v1::GroupPhase::Degraded as i32, "the group stays routable: {h:?}");
+    let cla = assignment_until(d.addr, "g", "127.0.0.3 unhealthy", |c| eds(c).iter().any(|e| e.1 == HealthStatus::Unhealthy)).await;
+    assert_eq!(
+        eds(&cla),
+        eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Unhealthy), (4, HealthStatus::Healthy)])
+    );
+    d.stop().await;
+}
+
+/// Issue 23, test 3: records change from three addresses to five, then two.
+/// New endpoints appear; removed ones turn leaving (DRAINING in EDS); a dead
+/// one is dropped at its first failed probe, live ones after removalGrace;
+/// then they are gone from Get and EDS.
+#[tokio::test]
+async fn endpoints_follow_the_records_from_three_to_five_to_two() {
+    use BackendStatus::Healthy;
+    let dns = Dnsmasq::start(&hosts(&[2, 3, 4]), 1);
+    let servers = servers(&[2, 3, 4, 5, 6]).await;
+    let port = servers[0].addr().port();
+    let mut d = daemon(&dns).await;
+    // Long enough a grace that the dead one's drop comes well before it.
+    d.apply(discovered_group(port, "10s")).await;
+    d.wait_group("g", "three HEALTHY endpoints", |h| {
+        endpoints_of(h) == rows(port, &[(2, Healthy, false), (3, Healthy, false), (4, Healthy, false)])
+    })
+    .await;
+
+    dns.set_hosts(&hosts(&[2, 3, 4, 5, 6]));
+    d.wait_group("g", "five HEALTHY endpoints", |h| {
+        endpoints_of(h)
+            == rows(
+                port,
+                &[
+                    (2, Healthy, false),
+                    (3, Healthy, false),
+                    (4, Healthy, false),
+                    (5, Healthy, false),
+                    (6, Healthy, false),
+                ],
+            )
+    })
+    .await;
+    let cla = assignment_until(d.addr, "g", "five endpoints", |c| eds(c).len() == 5).await;
+    assert!(eds(&cla).iter().all(|e| e.1 == HealthStatus::Healthy), "{cla:?}");
+
+    // 127.0.0.4 dies and leaves DNS with .5 and .6, which live on.
+    servers[2].stop().await;
+    dns.set_hosts(&hosts(&[2, 3]));
+    let h = d
+        .wait_group("g", "the dead one dropped", |h| !endpoints_of(h).iter().any(|e| e.0.starts_with("127.0.0.4:")))
+        .await;
+    assert_eq!(
+        endpoints_of(&h),
+        rows(port, &[(2, Healthy, false), (3, Healthy, false), (5, Healthy, true), (6, Healthy, true)]),
+        "the live ones that left DNS are still probed and draining within the grace"
+    );
+    assert!(h.backends[0].endpoints.iter().filter(|e| e.leaving).all(|e| !e.routable));
+    assert_eq!(status(&h.backends[0]), Healthy, "leaving endpoints are not counted");
+    let cla = assignment_until(d.addr, "g", "two draining", |c| {
+        eds(c).iter().filter(|e| e.1 == HealthStatus::Draining).count() == 2
+    })
+    .await;
+    assert_eq!(
+        eds(&cla),
+        eds_rows(&[
+            (2, HealthStatus::Healthy),
+            (3, HealthStatus::Healthy),
+            (5, HealthStatus::Draining),
+            (6, HealthStatus::Draining)
+        ])
+    );
+
+    let h = d.wait_group("g", "the live ones dropped after the grace", |h| endpoints_of(h).len() == 2).await;
+    assert_eq!(endpoints_of(&h), rows(port, &[(2, Healthy, false), (3, Healthy, false)]));
+    let cla = assignment_until(d.addr, "g", "two endpoints", |c| eds(c).len() == 2).await;
+    assert_eq!(eds(&cla), eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Healthy)]));
+    d.stop().await;
 }

@@ -106,7 +106,7 @@ async fn a_burst_of_changes_is_one_push() {
 }
 
 /// Each endpoint of an assignment: (address, port, hostname, health).
-fn endpoints(cla: &ClusterLoadAssignment) -> Vec<(String, u32, String, HealthStatus)> {
+pub(crate) fn endpoints(cla: &ClusterLoadAssignment) -> Vec<(String, u32, String, HealthStatus)> {
     use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
     use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
     cla.endpoints
@@ -129,7 +129,12 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Vec<(String, u32, String, HealthSta
 
 /// Follows group `group`'s assignment over a real ADS stream, ACKing every
 /// response, until `done` holds for it.
-async fn assignment_until(addr: std::net::SocketAddr, group: &str, what: &str, done: impl Fn(&ClusterLoadAssignment) -> bool) -> ClusterLoadAssignment {
+pub(crate) async fn assignment_until(
+    addr: std::net::SocketAddr,
+    group: &str,
+    what: &str,
+    done: impl Fn(&ClusterLoadAssignment) -> bool,
+) -> ClusterLoadAssignment {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -13,11 +13,6 @@ use std::net::SocketAddr;
 use std::ops::Add;
 use std::time::Duration;
 
-/// Whether the engine serves DNS discovery (holds endpoint sets). Until it
-/// does, validation refuses a `discovery` spec rather than probe the name as
-/// one address while the spec says otherwise.
-pub const SERVED: bool = false;
-
 /// Re-resolved no sooner than this after an answer, by default.
 pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(5);
 /// Re-resolved no later than this after an answer, and a failed lookup keeps

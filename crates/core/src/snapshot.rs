@@ -174,9 +174,9 @@ impl BackendSnapshot {
             transport: spec.transport,
             auth: spec.auth,
             drain: spec.drain,
-            // Discovered backends are not served yet (`discovery::SERVED`); when
-            // the engine serves them, real-traffic ejection applies per backend
-            // as it does to a one-endpoint backend.
+            // The engine refuses real-traffic reports for a discovered
+            // backend (its probes are per endpoint, so none could confirm or
+            // end an ejection of the whole backend).
             ejection: None,
             endpoints,
             status,

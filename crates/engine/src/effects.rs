@@ -15,7 +15,11 @@ use super::Event;
 pub enum Effect {
     /// Start the probe task of one backend incarnation.
     Spawn { epoch: u64, target: Arc<ProbeTarget> },
-    /// Stop the probe task of that incarnation.
+    /// Start the discovery task of a discovered backend's incarnation: it
+    /// looks the name up and hands each answer to the owner
+    /// (`Command::DnsAnswer`), again when the answer says.
+    Discover { epoch: u64, target: Arc<ProbeTarget> },
+    /// Stop the probe (or discovery) task of that incarnation.
     Abort { epoch: u64 },
     /// Set (Some) or remove (None) a group's grpc.health.v1 status.
     Health { group: String, status: Option<ServingStatus> },

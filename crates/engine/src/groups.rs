@@ -1,5 +1,6 @@
 //! What the engine state holds per group and per backend (`GroupState`,
-//! `BackendState`) and the domain snapshot each builds for readers.
+//! `BackendState`, with a discovered backend's endpoints) and the domain
+//! snapshot each builds for readers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,14 +10,15 @@ use tokio::time::Instant;
 
 use super::Origin;
 use mcp_health_core::catalog::KnownCatalog;
+use mcp_health_core::discovery::{DnsState, EndpointSet};
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::outlier::OutlierState;
 use mcp_health_core::phase::{BackendView, GroupVerdict, group_verdict};
-use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, GroupSnapshot, Observed};
+use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, GroupSnapshot, Observed, Place};
 use mcp_health_core::spec::ValidBackend;
 use mcp_health_core::verdict::Verdict;
 use mcp_health_probe::ProbeTarget;
-use mcp_health_proto::v1::{GroupPhase, GroupSource};
+use mcp_health_proto::v1::{BackendStatus, GroupPhase, GroupSource, ReasonCode};
 
 pub(super) struct BackendState {
     pub(super) target: Arc<ProbeTarget>,
@@ -43,6 +45,45 @@ pub(super) struct BackendState {
     pub(super) catalog: KnownCatalog,
     /// Outlier ejection from real traffic (`ReportOutcomes`), beside the verdict.
     pub(super) outlier: OutlierState,
+    /// DNS discovery (issue 23): the endpoint set and each endpoint's own
+    /// verdict; `epoch` is then the discovery task's, `verdict.status` the
+    /// aggregate of the endpoints' (`BackendSnapshot::discovered`), and the
+    /// fields above about probes stay unused. None: one endpoint, probed by
+    /// the task of `epoch`.
+    pub(super) discovered: Option<Discovered>,
+}
+
+/// A discovered backend's endpoints: where each stands in DNS (`set`) and
+/// what its own probes observed (`endpoints`, the same addresses).
+pub(super) struct Discovered {
+    pub(super) set: EndpointSet<Instant>,
+    pub(super) endpoints: BTreeMap<std::net::SocketAddr, EndpointState>,
+}
+
+/// One discovered endpoint: its probe task's epoch and what its probes observed.
+pub(super) struct EndpointState {
+    pub(super) epoch: u64,
+    pub(super) verdict: Verdict,
+    pub(super) reason: Reason,
+    pub(super) facts: ServerFacts,
+    pub(super) last_latency: Option<Duration>,
+    pub(super) last_probe: Option<SystemTime>,
+    pub(super) last_transition: Option<SystemTime>,
+}
+
+impl EndpointState {
+    /// A new endpoint (its probe task spawned as `epoch`): UNKNOWN, not probed yet.
+    pub(super) fn new(epoch: u64) -> EndpointState {
+        EndpointState {
+            epoch,
+            verdict: Verdict::unknown(),
+            reason: Reason::new(ReasonCode::NotProbed, "not probed yet"),
+            facts: ServerFacts::default(),
+            last_latency: None,
+            last_probe: None,
+            last_transition: None,
+        }
+    }
 }
 
 impl BackendState {
@@ -63,22 +104,32 @@ impl BackendState {
         }
     }
 
+    /// Every task epoch of this backend: its own (probe or discovery task)
+    /// and each discovered endpoint's.
+    pub(super) fn epochs(&self) -> Vec<u64> {
+        let endpoints = self.discovered.iter().flat_map(|d| d.endpoints.values().map(|e| e.epoch));
+        std::iter::once(self.epoch).chain(endpoints).collect()
+    }
+
     /// This backend in the domain snapshot: one endpoint, at the address its
-    /// probes connected to.
+    /// probes connected to; or a discovered backend's endpoints.
     pub(super) fn snapshot(&self) -> BackendSnapshot {
         let backend = &self.target.backend;
-        BackendSnapshot::single(
-            BackendSpecShown {
-                name: backend.spec.name.clone(),
-                url: backend.spec.url.clone(),
-                transport: backend.transport,
-                auth: backend.auth_mode,
-                drain: backend.spec.drain,
-                catalog: self.catalog_facts(),
-            },
-            self.observed(),
-            self.outlier.ejection().cloned(),
-        )
+        let spec = BackendSpecShown {
+            name: backend.spec.name.clone(),
+            url: backend.spec.url.clone(),
+            transport: backend.transport,
+            auth: backend.auth_mode,
+            drain: backend.spec.drain,
+            catalog: self.catalog_facts(),
+        };
+        match &self.discovered {
+            None => BackendSnapshot::single(spec, self.observed(), self.outlier.ejection().cloned()),
+            Some(d) => {
+                let min_healthy_percent = backend.discovery.as_ref().and_then(|p| p.min_healthy_percent);
+                d.snapshot(spec, min_healthy_percent)
+            }
+        }
     }
 
     /// What this replica's probes (or a shared verdict) observed of the backend.
@@ -92,6 +143,68 @@ impl BackendState {
             last_probe: self.last_probe,
             last_transition: self.last_transition,
         }
+    }
+}
+
+impl Discovered {
+    /// The backend's snapshot from its endpoints: each with its own verdict,
+    /// every one UNHEALTHY with reason DNS once lookups failed past the TTL
+    /// maximum; refused addresses shown beside them, never probed.
+    fn snapshot(&self, spec: BackendSpecShown, min_healthy_percent: Option<u32>) -> BackendSnapshot {
+        let dns_failure = self.set.dns_failure();
+        let mut endpoints: Vec<(Observed, Place)> = self
+            .set
+            .members
+            .iter()
+            .filter_map(|(addr, member)| {
+                let e = self.endpoints.get(addr)?;
+                let mut observed = Observed {
+                    address: Some(*addr),
+                    verdict: e.verdict.clone(),
+                    reason: e.reason.clone(),
+                    facts: e.facts.clone(),
+                    last_latency: e.last_latency,
+                    last_probe: e.last_probe,
+                    last_transition: e.last_transition,
+                };
+                if let Some(detail) = dns_failure {
+                    observed.verdict = Verdict {
+                        status: BackendStatus::Unhealthy,
+                        ..Verdict::unknown()
+                    };
+                    observed.reason = Reason::new(ReasonCode::Dns, format!("DNS lookups failing past the TTL maximum: {detail}"));
+                }
+                let place = Place {
+                    leaving: member.leaving(),
+                    refused: None,
+                    priority: member.priority,
+                    weight: member.weight,
+                };
+                Some((observed, place))
+            })
+            .collect();
+        endpoints.extend(self.set.refused.iter().map(|r| {
+            let observed = Observed {
+                address: Some(r.addr),
+                verdict: Verdict::unknown(),
+                reason: Reason::new(ReasonCode::NotProbed, r.reason.clone()),
+                facts: ServerFacts::default(),
+                last_latency: None,
+                last_probe: None,
+                last_transition: None,
+            };
+            let place = Place {
+                refused: Some(r.reason.clone()),
+                ..Place::default()
+            };
+            (observed, place)
+        }));
+        // No endpoint: UNKNOWN before the first answer, UNHEALTHY after an empty one.
+        let empty = match self.set.dns {
+            DnsState::Unresolved => BackendStatus::Unknown,
+            _ => BackendStatus::Unhealthy,
+        };
+        BackendSnapshot::discovered(spec, endpoints, min_healthy_percent, empty)
     }
 }
 

@@ -21,6 +21,8 @@ pub mod store;
 mod tee;
 
 #[cfg(test)]
+mod discovery_tests;
+#[cfg(test)]
 mod state_tests;
 #[cfg(test)]
 mod tests;
@@ -193,6 +195,12 @@ pub(crate) enum Command {
         backend: String,
         outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
         reply: oneshot::Sender<Result<ReportSummary, EngineError>>,
+    },
+    /// A discovered backend's lookup (from its discovery task):
+    /// answered with when to look up again (dropped for a gone incarnation).
+    DnsAnswer {
+        answer: state::DnsAnswer,
+        next: oneshot::Sender<Duration>,
     },
     /// A verdict shared by another replica (cluster mode).
     RemoteVerdict {

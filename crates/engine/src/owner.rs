@@ -16,7 +16,7 @@ use tracing::{error, info};
 use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::results::ProbeResult;
 use super::results::SharedMemory;
-use super::scheduler::BackendTask;
+use super::scheduler::{BackendTask, DiscoveryTask};
 use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
@@ -321,6 +321,14 @@ impl Owner {
                 self.execute(fx, None);
                 let _ = reply.send(reported);
             }
+            Command::DnsAnswer { answer, next } => {
+                let mut fx = Effects::default();
+                let after = self.state.dns_answer(answer, Instant::now(), SystemTime::now(), &mut fx);
+                self.execute(fx, None);
+                if let Some(after) = after {
+                    let _ = next.send(after);
+                }
+            }
             Command::RemoteVerdict { group, backend, verdict } => {
                 let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
                 let mut fx = Effects::default();
@@ -403,7 +411,7 @@ impl Owner {
         // or replaced incarnation) drops the sender: its task is aborted anyway.
         if let Some(tx) = pace
             && folded.is_ok()
-            && let Some(p) = self.state.pace(&r.group, &r.backend)
+            && let Some(p) = self.state.pace(&r.group, &r.backend, r.endpoint)
         {
             let _ = tx.send(p);
         }
@@ -440,6 +448,26 @@ impl Owner {
                             handle,
                             memory,
                             wake,
+                            timers: Vec::new(),
+                        },
+                    );
+                }
+                Effect::Discover { epoch, target } => {
+                    let task = DiscoveryTask {
+                        group: target.group.clone(),
+                        backend: target.backend.spec.name.clone(),
+                        epoch,
+                        target,
+                        prober: self.prober.clone(),
+                        owner: self.tx.clone(),
+                    };
+                    let handle = tokio::spawn(task.run()).abort_handle();
+                    self.tasks.insert(
+                        epoch,
+                        Task {
+                            handle,
+                            memory: SharedMemory::default(),
+                            wake: Arc::new(Notify::new()),
                             timers: Vec::new(),
                         },
                     );

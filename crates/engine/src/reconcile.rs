@@ -78,8 +78,8 @@ pub fn backend_action(prev: Option<&ValidBackend>, next: &ValidBackend) -> Backe
 }
 
 /// Whether two specs name the same backend endpoint and credentials, so its
-/// verdict carries over. A change of URL, transport, auth, TLS or revision pin
-/// restarts the backend at UNKNOWN.
+/// verdict carries over. A change of URL, transport, auth, TLS, revision pin
+/// or DNS discovery restarts the backend at UNKNOWN.
 pub fn same_identity(a: &BackendSpec, b: &BackendSpec) -> bool {
-    a.url == b.url && a.transport == b.transport && a.auth == b.auth && a.tls == b.tls && a.protocol_version == b.protocol_version
+    a.url == b.url && a.transport == b.transport && a.auth == b.auth && a.tls == b.tls && a.protocol_version == b.protocol_version && a.discovery == b.discovery
 }

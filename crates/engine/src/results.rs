@@ -31,6 +31,9 @@ pub struct ProbeResult {
     /// Which incarnation of the backend was probed; results for a replaced or
     /// removed backend are dropped, so they can never bring it back.
     pub epoch: u64,
+    /// The discovered endpoint probed (its probe task's pinned address);
+    /// None for a backend's one endpoint.
+    pub endpoint: Option<std::net::SocketAddr>,
     pub outcome: ProbeOutcome,
     pub latency: Duration,
     pub scheduling_lag: Duration,
@@ -62,6 +65,7 @@ impl ProbeTicket {
             group: self.group.clone(),
             backend: self.backend.clone(),
             epoch: self.epoch,
+            endpoint: None,
             outcome: timed.outcome,
             latency: timed.latency,
             scheduling_lag: Duration::ZERO,

@@ -248,6 +248,7 @@ impl BackendTask {
             group: self.group.clone(),
             backend: self.backend.clone(),
             epoch: self.epoch,
+            endpoint: self.target.pin,
             outcome,
             latency: timed.latency,
             scheduling_lag: started.saturating_duration_since(planned),
@@ -263,6 +264,47 @@ impl BackendTask {
         // also feed. Unanswered (result dropped, engine stopping): steady.
         let pace = pace_rx.await.unwrap_or(Pace::Steady);
         Some(Step { pace, answered, retry_after })
+    }
+}
+
+/// One task per discovered backend (issue 23): looks its name up, hands the
+/// lookup to the owner (`Command::DnsAnswer`) and waits as long as the owner
+/// answers (the answer's TTL clamped by the policy, `Change::next_lookup`).
+pub struct DiscoveryTask {
+    pub group: String,
+    pub backend: String,
+    pub epoch: u64,
+    pub target: Arc<ProbeTarget>,
+    pub prober: Arc<dyn Probe>,
+    /// Weak: a discovery task never keeps the engine alive (see `owner.rs`).
+    pub owner: mpsc::WeakSender<Command>,
+}
+
+impl DiscoveryTask {
+    pub async fn run(self) {
+        loop {
+            let lookup = self.prober.discover(&self.target).await;
+            let (next_tx, next_rx) = oneshot::channel();
+            let Some(owner) = self.owner.upgrade() else { return };
+            let sent = owner
+                .send(Command::DnsAnswer {
+                    answer: super::state::DnsAnswer {
+                        group: self.group.clone(),
+                        backend: self.backend.clone(),
+                        epoch: self.epoch,
+                        lookup,
+                    },
+                    next: next_tx,
+                })
+                .await;
+            drop(owner);
+            if sent.is_err() {
+                return;
+            }
+            // Unanswered: the incarnation is gone (its task is being aborted).
+            let Ok(next) = next_rx.await else { return };
+            tokio::time::sleep(next).await;
+        }
     }
 }
 

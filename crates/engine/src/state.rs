@@ -19,9 +19,11 @@ use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace, passes};
 
+mod discovered;
 mod outlier;
 mod remote;
 use crate::health::serving_status;
+pub use discovered::DnsAnswer;
 use mcp_health_core::phase::group_verdict;
 use mcp_health_core::snapshot::GroupSnapshot;
 use mcp_health_core::spec::{FieldViolation, ValidGroup};
@@ -124,6 +126,26 @@ impl EngineState {
         }
     }
 
+    /// Cluster mode does not serve DNS discovery yet: replicas share one
+    /// verdict per backend, not endpoint sets, so a discovered backend is
+    /// refused there rather than shown differently by each replica.
+    fn check_discovery_served(&self, g: &ValidGroup) -> Result<(), EngineError> {
+        if !self.settings.shared {
+            return Ok(());
+        }
+        let refused: Vec<FieldViolation> = g
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.discovery.is_some())
+            .map(|(i, _)| FieldViolation {
+                field: format!("spec.backends[{i}].discovery"),
+                description: "DNS discovery is not served in cluster mode yet: replicas share one verdict per backend".to_owned(),
+            })
+            .collect();
+        if refused.is_empty() { Ok(()) } else { Err(EngineError::Invalid(refused)) }
+    }
+
     /// Where API groups live, as conflict messages say it.
     fn api_groups_kept(&self) -> &'static str {
         match (self.settings.shared, self.settings.durable) {
@@ -147,6 +169,7 @@ impl EngineState {
     pub fn check_apply(&self, groups: Vec<Incoming>, origin: Origin, replace_origin: bool) -> Result<Checked, EngineError> {
         for (g, _) in &groups {
             self.check_origin(&g.spec.name, &origin)?;
+            self.check_discovery_served(g)?;
         }
         let stale: Vec<String> = if replace_origin {
             self.groups
@@ -192,6 +215,7 @@ impl EngineState {
     pub fn check_restore(&self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>) -> Result<Checked, EngineError> {
         for (g, _, _) in &groups {
             self.check_origin(&g.spec.name, &Origin::Api)?;
+            self.check_discovery_served(g)?;
         }
         let added = groups.iter().filter(|(g, _, _)| !self.groups.contains_key(&g.spec.name)).count();
         if self.groups.len() + added > self.settings.max_groups {
@@ -355,7 +379,14 @@ impl EngineState {
     }
 
     fn new_backend(&mut self, group: &str, target: Arc<ProbeTarget>, fx: &mut Effects) -> BackendState {
-        let epoch = self.spawn(&target, fx);
+        // A discovered backend's epoch is its discovery task's; its endpoints
+        // get their own at the first answer.
+        let (epoch, discovered) = if target.backend.discovery.is_some() {
+            let (epoch, d) = self.start_discovery(&target, fx);
+            (epoch, Some(d))
+        } else {
+            (self.spawn(&target, fx), None)
+        };
         self.observe(
             fx,
             Observed::BackendStatus {
@@ -380,6 +411,7 @@ impl EngineState {
             peer: None,
             catalog: KnownCatalog::default(),
             outlier: Default::default(),
+            discovered,
         }
     }
 
@@ -403,6 +435,10 @@ impl EngineState {
                     prev.target = target;
                     prev
                 }
+                (BackendAction::Retime, Some(mut prev)) if prev.discovered.is_some() => {
+                    self.retime_discovered(&mut prev, target, fx);
+                    prev
+                }
                 (BackendAction::Retime, Some(mut prev)) => {
                     // Same endpoint, new timing: keep the verdict, restart the timer.
                     fx.push(Effect::Abort { epoch: prev.epoch });
@@ -411,7 +447,7 @@ impl EngineState {
                     prev
                 }
                 (_, Some(prev)) => {
-                    fx.push(Effect::Abort { epoch: prev.epoch });
+                    prev.epochs().into_iter().for_each(|epoch| fx.push(Effect::Abort { epoch }));
                     info!(group = %name, backend = %bname, "backend changed; restarting at UNKNOWN");
                     self.new_backend(&name, target, fx)
                 }
@@ -420,7 +456,7 @@ impl EngineState {
             backends.insert(bname, state);
         }
         for (bname, removed) in old {
-            fx.push(Effect::Abort { epoch: removed.epoch });
+            removed.epochs().into_iter().for_each(|epoch| fx.push(Effect::Abort { epoch }));
             self.observe(
                 fx,
                 Observed::BackendRemoved {
@@ -452,7 +488,7 @@ impl EngineState {
     fn delete_group(&mut self, name: &str, fx: &mut Effects) {
         let Some(mut g) = self.groups.remove(name) else { return };
         for b in g.backends.values() {
-            fx.push(Effect::Abort { epoch: b.epoch });
+            b.epochs().into_iter().for_each(|epoch| fx.push(Effect::Abort { epoch }));
         }
         self.observe(
             fx,
@@ -482,6 +518,14 @@ impl EngineState {
     /// on-demand probe may simply be asked again.
     /// `at` is the monotonic time (it judges an ejection's end), `now` the wall clock (shown).
     pub fn fold(&mut self, r: &ProbeResult, now: SystemTime, at: Instant, fx: &mut Effects) -> Result<(), EngineError> {
+        let discovered = self
+            .groups
+            .get(&r.group)
+            .and_then(|g| g.backends.get(&r.backend))
+            .is_some_and(|b| b.discovered.is_some());
+        if discovered || r.endpoint.is_some() {
+            return self.fold_endpoint(r, now, at, fx);
+        }
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(&r.group) else {
             return Err(EngineError::GroupNotFound(r.group.clone()));
@@ -619,9 +663,12 @@ impl EngineState {
         })
     }
 
-    /// The pace a backend's verdict asks of its scheduler
-    /// (`core::verdict::pace`); None for a backend that is gone.
-    pub fn pace(&self, group: &str, backend: &str) -> Option<Pace> {
+    /// The pace a backend's (or a discovered endpoint's) verdict asks of its
+    /// scheduler (`core::verdict::pace`); None for one that is gone.
+    pub fn pace(&self, group: &str, backend: &str, endpoint: Option<std::net::SocketAddr>) -> Option<Pace> {
+        if let Some(addr) = endpoint {
+            return self.endpoint_pace(group, backend, addr);
+        }
         let b = self.groups.get(group)?.backends.get(backend)?;
         Some(pace(&b.verdict, b.target.backend.auth_mode))
     }
@@ -703,6 +750,13 @@ impl EngineState {
             group: group.clone(),
             backend: backend.clone(),
         })?;
+        if b.discovered.is_some() {
+            return Err(EngineError::Invalid(vec![FieldViolation {
+                field: "backend".to_owned(),
+                description: "is discovered through DNS: each endpoint is probed on its own schedule, and an on-demand probe of one endpoint is not served yet"
+                    .to_owned(),
+            }]));
+        }
         if let Some(last) = b.last_probe_backend {
             let elapsed = now.saturating_duration_since(last);
             if elapsed < limit {

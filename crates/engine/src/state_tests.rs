@@ -85,6 +85,7 @@ fn success(group: &str, backend: &str, epoch: u64) -> ProbeResult {
         group: group.into(),
         backend: backend.into(),
         epoch,
+        endpoint: None,
         outcome: ProbeOutcome::success(ServerFacts {
             protocol_version: "2025-06-18".into(),
             ..Default::default()
@@ -783,4 +784,142 @@ fn accepting_a_catalog_is_a_stored_spec_edit_that_retimes_and_keeps_the_verdict(
         Origin::ConfigFile("f.yaml".into()),
     );
     assert!(matches!(state.check_accept_catalog("f", "a", &f1), Err(EngineError::ReadOnly { .. })));
+}
+
+/// A discovered backend in the pure state: its discovery task and one probe
+/// task per endpoint (pinned), results of a dropped endpoint or a replaced
+/// task dropped, a re-timing keeping the endpoints' verdicts with new tasks,
+/// a changed discovery spec restarting it at UNKNOWN; cluster mode, on-demand
+/// probes and real-traffic reports refused with the field named.
+#[test]
+fn a_discovered_backend_holds_a_task_and_a_verdict_per_endpoint() {
+    use super::state::DnsAnswer;
+    use mcp_health_core::discovery::{Lookup, Record};
+    use std::net::SocketAddr;
+    let addr = |last: u8| SocketAddr::from(([10, 0, 0, last], 8080));
+    let spec = |interval: &str, min_ttl: &str| {
+        format!(
+            "name: g\npolicy: {{interval: {interval}}}\nbackends:\n  - name: pods\n    url: http://pods.test:8080/mcp\n    discovery:\n      dns: {{minTtl: {min_ttl}}}\n"
+        )
+    };
+    let answer = |lasts: &[u8]| Lookup::Answer {
+        records: lasts
+            .iter()
+            .map(|l| Record {
+                addr: addr(*l),
+                priority: 0,
+                weight: 0,
+            })
+            .collect(),
+        refused: vec![],
+        ttl: Duration::from_secs(30),
+    };
+    // Endpoint tasks spawned: (epoch, pinned address).
+    let pinned = |fx: &Effects| -> Vec<(u64, SocketAddr)> {
+        fx.actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Spawn { epoch, target } => Some((*epoch, target.pin.expect("pinned"))),
+                _ => None,
+            })
+            .collect()
+    };
+    let discover = |fx: &Effects| -> Vec<u64> {
+        fx.actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Discover { epoch, .. } => Some(*epoch),
+                _ => None,
+            })
+            .collect()
+    };
+    let endpoint_result = |epoch: u64, last: u8| ProbeResult {
+        endpoint: Some(addr(last)),
+        ..success("g", "pods", epoch)
+    };
+    let endpoints = |state: &mut EngineState| -> Vec<(SocketAddr, BackendStatus)> {
+        let g = state.group("g").unwrap();
+        g.backends[0].endpoints.iter().map(|e| (e.observed.address.unwrap(), e.status())).collect()
+    };
+
+    // Cluster mode refuses it, naming the field.
+    let shared = EngineState::new(settings(false));
+    let refused = shared.check_apply(vec![incoming(&spec("10s", "5s"))], Origin::Api, false);
+    assert!(
+        matches!(&refused, Err(EngineError::Invalid(v)) if v[0].field == "spec.backends[0].discovery"),
+        "{:?}",
+        refused.err()
+    );
+
+    let mut state = EngineState::new(Settings {
+        shared: false,
+        ..settings(false)
+    });
+    let (_, fx) = apply(&mut state, &spec("10s", "5s"), Origin::Api);
+    assert!(pinned(&fx).is_empty(), "no endpoint before the first answer");
+    let [lookup_epoch] = discover(&fx)[..] else { panic!("{fx:?}") };
+    let lookup = |epoch: u64, lasts: &[u8]| DnsAnswer {
+        group: "g".into(),
+        backend: "pods".into(),
+        epoch,
+        lookup: answer(lasts),
+    };
+    let mut fx = Effects::default();
+    let next = state.dns_answer(lookup(lookup_epoch, &[1, 2]), Instant::now(), SystemTime::UNIX_EPOCH, &mut fx);
+    assert_eq!(next, Some(Duration::from_secs(30)));
+    let tasks = pinned(&fx);
+    assert_eq!(tasks.iter().map(|t| t.1).collect::<Vec<_>>(), [addr(1), addr(2)]);
+    for (epoch, a) in &tasks {
+        let SocketAddr::V4(v4) = a else { unreachable!() };
+        state
+            .fold(&endpoint_result(*epoch, v4.ip().octets()[3]), SystemTime::UNIX_EPOCH, Instant::now(), &mut fx)
+            .unwrap();
+    }
+    assert_eq!(endpoints(&mut state), [(addr(1), BackendStatus::Healthy), (addr(2), BackendStatus::Healthy)]);
+    assert_eq!(statuses(&mut state, "g"), [("pods".to_owned(), BackendStatus::Healthy)]);
+    // A result with another task's epoch, or for an address not in the set: dropped.
+    let seq = state.sequence();
+    let mut fx = Effects::default();
+    for r in [endpoint_result(tasks[1].0, 1), endpoint_result(tasks[0].0, 9)] {
+        assert!(matches!(
+            state.fold(&r, SystemTime::UNIX_EPOCH, Instant::now(), &mut fx),
+            Err(EngineError::BackendRestarted { .. })
+        ));
+    }
+    assert!(fx.actions.is_empty() && state.sequence() == seq);
+    // An answer for a replaced discovery task is not folded, and not answered.
+    assert_eq!(
+        state.dns_answer(lookup(lookup_epoch + 100, &[]), Instant::now(), SystemTime::UNIX_EPOCH, &mut fx),
+        None
+    );
+    assert_eq!(endpoints(&mut state).len(), 2);
+
+    // Refused: an on-demand probe and real-traffic reports.
+    let on_demand = state.probe_backend("g".into(), "pods".into(), Instant::now());
+    assert!(
+        matches!(&on_demand, Err(EngineError::Invalid(v)) if v[0].field == "backend"),
+        "{:?}",
+        on_demand.err()
+    );
+    let reported = state.report_outcomes("g", "pods", &[], Instant::now(), SystemTime::UNIX_EPOCH, &mut fx);
+    assert!(matches!(&reported, Err(EngineError::Invalid(v)) if v[0].field == "backend"), "{reported:?}");
+
+    // A new interval: every task restarts, pinned to the same addresses, and the verdicts stay.
+    let (_, fx) = apply(&mut state, &spec("20s", "5s"), Origin::Api);
+    let (mut aborted, _) = epochs(&fx);
+    aborted.sort_unstable();
+    let mut before = vec![lookup_epoch, tasks[0].0, tasks[1].0];
+    before.sort_unstable();
+    assert_eq!(aborted, before);
+    assert_eq!(discover(&fx).len(), 1);
+    assert_eq!(pinned(&fx).iter().map(|t| t.1).collect::<Vec<_>>(), [addr(1), addr(2)]);
+    assert_eq!(endpoints(&mut state), [(addr(1), BackendStatus::Healthy), (addr(2), BackendStatus::Healthy)]);
+    assert_eq!(statuses(&mut state, "g"), [("pods".to_owned(), BackendStatus::Healthy)]);
+
+    // A new discovery spec: restarted at UNKNOWN, without endpoints until its first answer.
+    let (_, fx) = apply(&mut state, &spec("20s", "6s"), Origin::Api);
+    assert_eq!(epochs(&fx).0.len(), 3, "the discovery task and both endpoint tasks stop");
+    assert!(pinned(&fx).is_empty());
+    assert!(endpoints(&mut state).is_empty());
+    assert_eq!(statuses(&mut state, "g"), [("pods".to_owned(), BackendStatus::Unknown)]);
 }

@@ -125,6 +125,21 @@ impl ProbeTarget {
         t
     }
 
+    /// Looks up every address of this discovered backend now: its policy's
+    /// SRV name, or else the URL's host with the URL's port (`Dns::discover`).
+    pub async fn discover(&self) -> mcp_health_core::discovery::Lookup {
+        let url = &self.backend.url;
+        let name = match self.backend.discovery.as_ref().and_then(|d| d.srv.as_deref()) {
+            Some(srv) => dns::DiscoverName::Srv(srv),
+            None => dns::DiscoverName::Host {
+                // A validated backend URL is http(s) with a host, so both are there.
+                name: url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']'),
+                port: url.port_or_known_default().unwrap_or(80),
+            },
+        };
+        self.dns.discover(name).await
+    }
+
     /// Takes the clients of the TLS files as they are now (see [`ClientHandle::refresh`]).
     async fn refresh_clients(&self) -> Result<(), ClientError> {
         self.client.refresh().await?;
@@ -183,7 +198,16 @@ pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeReport> + Send + 'a>
 pub trait Probe: Send + Sync + 'static {
     /// Probes `target`, finishing by `deadline`.
     fn probe<'a>(&'a self, target: &'a ProbeTarget, memory: &'a mut ProbeMemory, deadline: Instant) -> ProbeFuture<'a>;
+
+    /// Resolves a discovered backend's name now (issue 23): the real prober
+    /// asks the target's resolver ([`ProbeTarget::discover`]); engine tests
+    /// script the answers here, beside the probes.
+    fn discover<'a>(&'a self, target: &'a ProbeTarget) -> DiscoverFuture<'a> {
+        Box::pin(target.discover())
+    }
 }
+
+pub type DiscoverFuture<'a> = Pin<Box<dyn Future<Output = mcp_health_core::discovery::Lookup> + Send + 'a>>;
 
 /// The real prober: MCP over HTTP(S).
 #[derive(Clone, Debug)]

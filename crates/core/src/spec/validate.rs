@@ -155,18 +155,10 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
     if let Some(tls) = &b.tls {
         validate_tls(tls, url.as_ref(), &join(path, "tls"), v);
     }
-    let discovery = b.discovery.as_ref().and_then(|d| {
-        let policy = validate_discovery(d, url.as_ref(), &join(path, "discovery"), v)?;
-        if !crate::discovery::SERVED {
-            // Refused rather than accepted and ignored: until the engine holds
-            // endpoint sets, a discovered backend would read as one address.
-            v.add(
-                join(path, "discovery"),
-                "DNS discovery is not served by this build yet (issue 23): the engine probes one address per backend",
-            );
-        }
-        Some(policy)
-    });
+    let discovery = b
+        .discovery
+        .as_ref()
+        .and_then(|d| validate_discovery(d, url.as_ref(), &join(path, "discovery"), v));
     let pinned_revision = (!b.protocol_version.is_empty()).then(|| b.protocol_version.clone());
     if let Some(rev) = &pinned_revision {
         let field = join(path, "protocolVersion");
@@ -639,19 +631,14 @@ mod tests {
         if want_fields.is_empty() {
             assert_eq!(got, want, "{url} {discovery:?}");
         }
-        // Through the whole group: refused as not served yet, unless it is.
+        // Through the whole group: the same fields, or the same policy.
         let mut g = spec(None, 1);
         g.backends[0].url = url.into();
         g.backends[0].discovery = Some(discovery.clone());
         let whole = validate_group(&g, "spec", &Limits::default());
-        match (&whole, crate::discovery::SERVED, want_fields.is_empty()) {
-            (Ok(valid), true, true) => assert_eq!(valid.backends[0].discovery, want),
-            (Err(violations), false, true) => {
-                assert_eq!(violations.len(), 1, "{violations:?}");
-                assert_eq!(violations[0].field, "spec.backends[0].discovery");
-                assert!(violations[0].description.contains("not served by this build yet"), "{violations:?}");
-            }
-            (Err(violations), _, false) => {
+        match (&whole, want_fields.is_empty()) {
+            (Ok(valid), true) => assert_eq!(valid.backends[0].discovery, want),
+            (Err(violations), false) => {
                 let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
                 assert_eq!(fields, want_fields, "{violations:?}");
             }

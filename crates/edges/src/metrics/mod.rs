@@ -423,6 +423,7 @@ mod tests {
             group: group.into(),
             backend: "b".into(),
             epoch: 1,
+            endpoint: None,
             outcome,
             latency: Duration::from_millis(3),
             scheduling_lag: Duration::ZERO,

@@ -11,6 +11,7 @@ fn result(group: &str, backend: &str, outcome: ProbeOutcome, latency_ms: u64) ->
         group: group.into(),
         backend: backend.into(),
         epoch: 1,
+        endpoint: None,
         outcome,
         latency: Duration::from_millis(latency_ms),
         scheduling_lag: Duration::ZERO,

@@ -43,11 +43,22 @@ impl EngineState {
     ) -> Result<ReportSummary, EngineError> {
         let observed = self.settings.observed;
         let g = self.groups.get_mut(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
-        if !g.backends.contains_key(backend) {
-            return Err(EngineError::BackendNotFound {
-                group: group.to_owned(),
-                backend: backend.to_owned(),
-            });
+        match g.backends.get(backend) {
+            None => {
+                return Err(EngineError::BackendNotFound {
+                    group: group.to_owned(),
+                    backend: backend.to_owned(),
+                });
+            }
+            // Its probes are per endpoint, so no one probe could confirm or
+            // end an ejection of the whole backend: refused, not folded.
+            Some(b) if b.discovered.is_some() => {
+                return Err(EngineError::Invalid(vec![mcp_health_core::spec::FieldViolation {
+                    field: "backend".to_owned(),
+                    description: "is discovered through DNS: outlier ejection from real traffic is not served for discovered backends yet".to_owned(),
+                }]));
+            }
+            Some(_) => {}
         }
         let total = g.backends.len();
         let mut summary = ReportSummary::default();

@@ -18,6 +18,10 @@ impl EngineState {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
+        if b.discovered.is_some() {
+            // Cluster mode refuses discovered backends (`check_discovery_served`).
+            return;
+        }
         let SharedVerdict { observed: remote, catalog } = remote;
         if owned && b.last_probe.is_some() && !b.remote_since_probe {
             if remote.verdict.status != b.verdict.status || remote.verdict.progress != b.verdict.progress || remote.reason.code != b.reason.code {
