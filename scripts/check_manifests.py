@@ -1,6 +1,7 @@
 """Parses the Kubernetes manifests and the Envoy config under clients/ and checks what
 mcp-health relies on: kinds, native gRPC probes (port and service), groups that exist in
-the ConfigMap, and Envoy's gRPC health check. Validates every manifest under clients/kubernetes against
+the ConfigMap, backends with DNS discovery that name a headless Service of the manifests,
+and Envoy's gRPC health check. Validates every manifest under clients/kubernetes against
 the Kubernetes OpenAPI schemas (kubernetes-validate, strict: unknown fields are errors) for
 the oldest and newest Kubernetes versions clients/kubernetes/README.md documents. Writes the
 ConfigMap's groups.yaml to the path given as the second argument, for a dry-run apply
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import urllib.parse
 
 import kubernetes_validate
 import yaml
@@ -62,6 +64,59 @@ def check_schemas(k8s: pathlib.Path) -> int:
     return count
 
 
+def service_of(host: str) -> tuple[str, str] | None:
+    """(name, namespace) of a Service's cluster DNS name: <svc>.<ns>.svc[.cluster.local], or
+    for an SRV name _<port>._<proto>.<svc>.<ns>.svc[...]; None for any other name."""
+    labels = host.rstrip(".").split(".")
+    while labels and labels[0].startswith("_"):
+        labels = labels[1:]
+    if len(labels) >= 3 and labels[2] == "svc" and labels[3:] in ([], ["cluster", "local"]):
+        return labels[0], labels[1]
+    return None
+
+
+def check_discovery(config: dict, docs: list[tuple[str, dict]]) -> int:
+    """A backend with discovery.dns that names a Service of these manifests must name a
+    headless one (a ClusterIP Service resolves to one virtual IP, so every probe would reach
+    one pod chosen by kube-proxy), on a port the Service has, selecting a Deployment's pods.
+    Returns the number of backends with discovery."""
+    services = {(d["metadata"]["name"], d["metadata"].get("namespace", "default")): d for _, d in docs if d["kind"] == "Service"}
+    deployments = [d for _, d in docs if d["kind"] == "Deployment"]
+    count = 0
+    for g in config.get("groups", []):
+        for b in g.get("backends", []):
+            dns = (b.get("discovery") or {}).get("dns")
+            if dns is None:
+                continue
+            count += 1
+            where = f"group {g.get('name')} backend {b.get('name')}"
+            url = urllib.parse.urlsplit(b.get("url", ""))
+            srv = dns.get("srv")
+            name = srv or url.hostname or ""
+            svc_key = service_of(name)
+            if svc_key is None or svc_key not in services:
+                need(svc_key is None, f"{where}: discovery names Service {svc_key[1]}/{svc_key[0]}, which these manifests do not define" if svc_key else "")
+                continue
+            svc = services[svc_key]["spec"]
+            need(svc.get("clusterIP") == "None", f"{where}: discovery through Service {svc_key[1]}/{svc_key[0]}, which is not headless (clusterIP: None): its name resolves to one virtual IP, so the probes would see one pod")
+            ports = svc.get("ports", [])
+            if srv:
+                port_name = srv.split(".")[0].lstrip("_")
+                need(any(p.get("name") == port_name for p in ports), f"{where}: SRV name {srv} needs a Service port named {port_name}")
+            else:
+                port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+                need(any(p.get("port") == port for p in ports), f"{where}: URL port {port} is not a port of Service {svc_key[1]}/{svc_key[0]}")
+            selector = svc.get("selector") or {}
+            pods = [d for d in deployments if d["metadata"].get("namespace", "default") == svc_key[1] and selector and selector.items() <= d["spec"]["template"]["metadata"].get("labels", {}).items()]
+            need(bool(pods), f"{where}: Service {svc_key[1]}/{svc_key[0]} selects no Deployment's pods")
+            for d in pods:
+                cports = {p.get("name"): p.get("containerPort") for c in d["spec"]["template"]["spec"].get("containers", []) for p in c.get("ports", [])}
+                for p in ports:
+                    target = p.get("targetPort", p.get("port"))
+                    need(target in cports or target in cports.values(), f"{where}: Service port {p.get('name')} targets {target!r}, which Deployment {d['metadata']['name']} does not expose")
+    return count
+
+
 def check_cluster_example(path: pathlib.Path) -> None:
     """The cluster example: 3 replicas on etcd, a PodDisruptionBudget over the same pods."""
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -100,6 +155,8 @@ def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
     groups = {g.get("name") for g in config.get("groups", [])}
     need(len(groups) >= 2, f"ConfigMap groups.yaml should define groups, has {groups}")
     groups_out.write_text(groups_text)
+    discovered = check_discovery(config, docs)
+    need(discovered >= 1, "the ConfigMap should have a backend with discovery.dns through a headless Service (mcp-server.yaml)")
 
     daemon = next((d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mcp-healthd"), None)
     if daemon:
@@ -160,7 +217,7 @@ def main(clients: pathlib.Path, groups_out: pathlib.Path) -> int:
 
     for p in problems:
         print(f"manifest problem: {p}")
-    print(f"manifests: {len(docs)} Kubernetes documents, {validated} validated strictly against Kubernetes {' and '.join(K8S_VERSIONS)} (kubernetes-validate {kubernetes_validate.__version__}), envoy.yaml with {len(clusters)} cluster(s): {'FAILED' if problems else 'ok'}")
+    print(f"manifests: {len(docs)} Kubernetes documents ({discovered} backend(s) with DNS discovery), {validated} validated strictly against Kubernetes {' and '.join(K8S_VERSIONS)} (kubernetes-validate {kubernetes_validate.__version__}), envoy.yaml with {len(clusters)} cluster(s): {'FAILED' if problems else 'ok'}")
     return 1 if problems else 0
 
 
