@@ -1,7 +1,9 @@
 //! Tool catalogs against real servers that change their tools at runtime:
 //! the TypeScript SDK 1.x fixture (tests/interop/node/sdk_server.mjs, whose
-//! `PUT /tools` replaces the tools it lists and `--page-size` pages them),
-//! probed by an in-process daemon. Fingerprints, the history's diffs by tool
+//! `PUT /tools` replaces the tools it lists and `--page-size` pages them), the
+//! TypeScript SDK 2.x (sdk2_server.mjs, whose `PUT /tools` goes through the
+//! SDK's `RegisteredTool.update`/`remove`/`registerTool`) and the Python SDK
+//! (FastMCP `add_tool`/`remove_tool`), probed by an in-process daemon. Fingerprints, the history's diffs by tool
 //! name, required tools, and validation of the catalog fields. Fails, never
 //! skips, when node or the SDK is missing (scripts/setup-interop.sh).
 
@@ -53,10 +55,21 @@ impl TsServer {
 
     /// `node sdk_server.mjs --mode MODE EXTRA...` on an OS-chosen port.
     pub(crate) fn start_with(mode: &str, extra: &[String]) -> TsServer {
-        let sdk = node_dir().join("node_modules/@modelcontextprotocol/sdk");
+        Self::spawn("@modelcontextprotocol/sdk", "sdk_server.mjs", mode, extra)
+    }
+
+    /// `node sdk2_server.mjs --mode MODE`: the TypeScript SDK 2.x
+    /// (`@modelcontextprotocol/server`), whose `PUT /tools` changes its tools
+    /// through the SDK's own `RegisteredTool.update`/`remove`/`registerTool`.
+    pub(crate) fn start_sdk2(mode: &str) -> TsServer {
+        Self::spawn("@modelcontextprotocol/server", "sdk2_server.mjs", mode, &[])
+    }
+
+    fn spawn(package: &str, script: &str, mode: &str, extra: &[String]) -> TsServer {
+        let sdk = node_dir().join("node_modules").join(package);
         assert!(sdk.exists(), "{} is missing: run scripts/setup-interop.sh", sdk.display());
         let mut cmd = Command::new("node");
-        cmd.arg(node_dir().join("sdk_server.mjs")).args(["--mode", mode, "--port", "0"]).args(extra);
+        cmd.arg(node_dir().join(script)).args(["--mode", mode, "--port", "0"]).args(extra);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -72,7 +85,7 @@ impl TsServer {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("sdk_server.mjs prints its URLs");
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{script} prints its URLs"));
         let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
         TsServer {
             url: v["url"].as_str().expect("url").to_owned(),
@@ -672,4 +685,75 @@ async fn an_accepted_catalog_survives_kill_9_of_the_daemon() {
     assert!(b.routable, "the stored acceptance holds after kill -9: {b:?}");
     assert_eq!(reason(&b), ReasonCode::Ok);
     d.stop().await;
+}
+
+/// The TypeScript SDK 2.x changing its tools at runtime, in its stateless
+/// (`createMcpHandler`, both eras) and session wirings: a changed
+/// description is caught and named, a removed required tool takes the
+/// backend out naming it, and its return brings it back.
+#[tokio::test]
+async fn the_typescript_sdk_2_changing_its_tools_at_runtime_is_caught_and_judged() {
+    for mode in ["dual", "sessions"] {
+        let server = TsServer::start_sdk2(mode);
+        let mut d = TestDaemon::empty().await;
+        apply(&mut d, &group_yaml("ts2", &[("ts2", &server.url, &["echo", "add"])])).await;
+        let first = wait_backend(&d, "ts2", "ts2", "routable with a fingerprint", |b| {
+            b.routable && !b.catalog_fingerprint.is_empty()
+        })
+        .await;
+        assert_eq!(first.tool_count, Some(2), "{mode}");
+
+        // A description changed (RegisteredTool.update): a new fingerprint, the tool named.
+        server.set_tools(&json!([echo("Echo the given text back, and keep a copy."), add()])).await;
+        let second = wait_backend(&d, "ts2", "ts2", "the changed catalog", |b| {
+            !b.catalog_fingerprint.is_empty() && b.catalog_fingerprint != first.catalog_fingerprint
+        })
+        .await;
+        let c = history(&mut d, "ts2", "ts2").await.last().cloned().expect("a change");
+        assert_eq!(c.to_fingerprint, second.catalog_fingerprint, "{mode}");
+        assert_eq!(
+            (c.added.clone(), c.removed.clone(), c.changed.clone()),
+            (vec![], vec![], names(&["echo"])),
+            "{mode}"
+        );
+        assert!(second.routable, "ALERT only: routing stays ({mode})");
+
+        // A required tool removed (RegisteredTool.remove): out of routing, naming it.
+        server.set_tools(&json!([echo("Echo the given text back, and keep a copy.")])).await;
+        let b = wait_backend(&d, "ts2", "ts2", "out of routing", |b| !b.routable).await;
+        assert_eq!(reason(&b), ReasonCode::RequiredToolMissing, "{mode}: {b:#?}");
+        assert!(b.reason.as_ref().expect("reason").message.ends_with(": add"), "{mode}: {b:#?}");
+
+        // Back (registerTool): routable again.
+        server.set_tools(&json!([echo("Echo the given text back, and keep a copy."), add()])).await;
+        let b = wait_backend(&d, "ts2", "ts2", "back in routing", |b| b.routable).await;
+        assert_eq!(reason(&b), ReasonCode::Ok, "{mode}");
+
+        // BLOCK: a catalog outside `accepted` leaves routing; a pre-approved one does not.
+        let fingerprint = |v: &Value| Catalog::from_tools(v.as_array().expect("tools")).expect("hashable").fingerprint;
+        let now = json!([echo("Echo the given text back, and keep a copy."), add()]);
+        let next = json!([echo("Echo the given text back (v3)."), add()]);
+        let unknown = json!([echo("Echo the given text back (v4)."), add()]);
+        assert_eq!(b.catalog_fingerprint, fingerprint(&now), "{mode}: our hash is the server's catalog");
+        let blocked = |accepted: &[&Value]| {
+            let list: Vec<String> = accepted.iter().map(|v| format!("\"{}\"", fingerprint(v))).collect();
+            format!(
+                "name: ts2\npolicy: {POLICY}\nbackends:\n  - {{name: ts2, url: \"{}\", depth: PROBE_DEPTH_TOOLS, catalog: {{onChange: CATALOG_ON_CHANGE_BLOCK, accepted: [{}]}}}}\n",
+                server.url,
+                list.join(", ")
+            )
+        };
+        apply(&mut d, &blocked(&[&now, &next])).await;
+        server.set_tools(&next).await;
+        wait_backend(&d, "ts2", "ts2", "the pre-approved catalog read", |b| {
+            b.catalog_fingerprint == fingerprint(&next)
+        })
+        .await;
+        let b = wait_backend(&d, "ts2", "ts2", "routable on it", |b| b.routable).await;
+        assert_eq!(reason(&b), ReasonCode::Ok, "{mode}: a pre-approved catalog changes nothing");
+        server.set_tools(&unknown).await;
+        let b = wait_backend(&d, "ts2", "ts2", "blocked", |b| !b.routable).await;
+        assert_eq!(reason(&b), ReasonCode::CatalogChanged, "{mode}: {b:#?}");
+        d.stop().await;
+    }
 }

@@ -16,7 +16,12 @@
 //
 // Every mode serves two tools (echo, add) at POST /mcp on 127.0.0.1 only, behind the
 // SDK's localhost Host/Origin guards. Once listening it prints one JSON line on stdout:
-//   {"url": "http://127.0.0.1:P/mcp"}
+//   {"url": "http://127.0.0.1:P/mcp", "tools": "http://127.0.0.1:P/tools"}
+// PUT /tools with a JSON array of tool definitions ({name, description, inputSchema})
+// changes the tools at runtime through the SDK's own API: every live server (a session's)
+// updates a kept tool's description (RegisteredTool.update), removes a dropped one
+// (remove) and registers a new one (registerTool); a server made per request (modern,
+// dual) is built from the current definitions.
 // Exits on SIGTERM/SIGINT, or when stdin reaches EOF.
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -39,25 +44,57 @@ if (!MODES.includes(mode)) {
   process.exit(2);
 }
 
+// The tool definitions every server serves now (PUT /tools replaces them).
+let toolDefs = [
+  {
+    name: 'echo',
+    description: 'Echo the given text back.',
+    inputSchema: { type: 'object', properties: { text: { type: 'string' } } },
+  },
+  {
+    name: 'add',
+    description: 'Add two integers.',
+    inputSchema: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } } },
+  },
+];
+
+async function call(name, args) {
+  if (name === 'add') return { content: [{ type: 'text', text: String((args.a ?? 0) + (args.b ?? 0)) }] };
+  return { content: [{ type: 'text', text: String(args.text ?? '') }] };
+}
+
+function register(server, def) {
+  return server.registerTool(
+    def.name,
+    { description: def.description, inputSchema: fromJsonSchema(def.inputSchema ?? { type: 'object' }) },
+    async (args) => call(def.name, args ?? {}),
+  );
+}
+
+// Live servers (one per session) and their registered tools by name.
+const live = new Map(); // McpServer -> Map(name -> RegisteredTool)
+
 function newServer() {
   const server = new McpServer({ name: `interop-ts2-${mode}`, version: '1.0.0' });
-  server.registerTool(
-    'echo',
-    {
-      description: 'Echo the given text back.',
-      inputSchema: fromJsonSchema({ type: 'object', properties: { text: { type: 'string' } } }),
-    },
-    async ({ text }) => ({ content: [{ type: 'text', text: String(text ?? '') }] }),
-  );
-  server.registerTool(
-    'add',
-    {
-      description: 'Add two integers.',
-      inputSchema: fromJsonSchema({ type: 'object', properties: { a: { type: 'integer' }, b: { type: 'integer' } } }),
-    },
-    async ({ a, b }) => ({ content: [{ type: 'text', text: String((a ?? 0) + (b ?? 0)) }] }),
-  );
+  live.set(server, new Map(toolDefs.map((d) => [d.name, register(server, d)])));
   return server;
+}
+
+function setTools(defs) {
+  toolDefs = defs;
+  for (const [server, tools] of live) {
+    for (const [name, tool] of tools) {
+      if (!defs.some((d) => d.name === name)) {
+        tool.remove();
+        tools.delete(name);
+      }
+    }
+    for (const d of defs) {
+      const tool = tools.get(d.name);
+      if (tool) tool.update({ description: d.description });
+      else tools.set(d.name, register(server, d));
+    }
+  }
 }
 
 const notFound = (res) => {
@@ -67,7 +104,13 @@ const notFound = (res) => {
 
 let handle;
 if (mode === 'modern' || mode === 'dual') {
-  const mcp = createMcpHandler(() => newServer(), mode === 'modern' ? { legacy: 'reject' } : {});
+  // A server per request: built from the current definitions, never kept.
+  const perRequest = () => {
+    const server = newServer();
+    live.delete(server);
+    return server;
+  };
+  const mcp = createMcpHandler(perRequest, mode === 'modern' ? { legacy: 'reject' } : {});
   handle = toNodeHandler(mcp);
 } else {
   const sessions = new Map(); // session id -> transport
@@ -85,10 +128,12 @@ if (mode === 'modern' || mode === 'dual') {
       enableJsonResponse: mode === 'json',
       onsessioninitialized: (id) => sessions.set(id, transport),
     });
+    const server = newServer();
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
+      live.delete(server);
     };
-    await newServer().connect(transport);
+    await server.connect(transport);
     await transport.handleRequest(req, res);
   };
 }
@@ -97,7 +142,25 @@ const validateHost = localhostHostValidation();
 const validateOrigin = localhostOriginValidation();
 const http = createServer(async (req, res) => {
   if (!validateHost(req, res) || !validateOrigin(req, res)) return;
-  if (new URL(req.url ?? '/', 'http://127.0.0.1').pathname !== '/mcp') {
+  const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
+  if (path === '/tools' && req.method === 'PUT') {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    let defs;
+    try {
+      defs = JSON.parse(body);
+    } catch {
+      defs = null;
+    }
+    if (!Array.isArray(defs)) {
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'a JSON array of tools' }));
+      return;
+    }
+    setTools(defs);
+    res.writeHead(204).end();
+    return;
+  }
+  if (path !== '/mcp') {
     res.writeHead(404).end();
     return;
   }
@@ -109,7 +172,8 @@ const http = createServer(async (req, res) => {
   }
 });
 http.listen(port, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${http.address().port}/mcp` })}\n`);
+  const base = `http://127.0.0.1:${http.address().port}`;
+  process.stdout.write(`${JSON.stringify({ url: `${base}/mcp`, tools: `${base}/tools` })}\n`);
 });
 
 function stop() {
