@@ -96,6 +96,30 @@ pub fn backend_at<'g>(group: &'g GroupSnapshot, upstream: SocketAddr, path: &str
     Some(by_path.name.as_str())
 }
 
+/// For an upstream cluster that names no group (Envoy's own name for the EDS
+/// cluster, e.g. `mcp_tools` in clients/envoy/envoy-eds.yaml): the one
+/// backend of any group at `upstream` serving `path`; None when none or
+/// several are (an entry is never guessed onto a backend).
+pub fn backend_anywhere<'g>(groups: &'g [std::sync::Arc<GroupSnapshot>], upstream: SocketAddr, path: &str) -> Option<(&'g str, &'g str)> {
+    let at: Vec<(&str, &str, bool)> = groups
+        .iter()
+        .flat_map(|g| {
+            g.backends
+                .iter()
+                .filter(|b| b.endpoints.iter().any(|e| e.observed.address == Some(upstream)))
+                .map(|b| (g.name.as_str(), b.name.as_str(), url::Url::parse(&b.url).is_ok_and(|u| u.path() == path)))
+        })
+        .collect();
+    // The one at that address serving that path; else the only one at that address.
+    let by_path: Vec<_> = at.iter().filter(|(.., same_path)| *same_path).collect();
+    let one = match (by_path.as_slice(), at.as_slice()) {
+        ([one], _) => *one,
+        ([], [one]) => one,
+        _ => return None,
+    };
+    Some((one.0, one.1))
+}
+
 pub struct AccessLogs {
     engine: Engine,
     admin: AdminGuard,
@@ -105,6 +129,18 @@ pub struct AccessLogs {
 impl AccessLogs {
     pub fn new(engine: Engine, admin: AdminGuard, shutdown: CancellationToken) -> AccessLogs {
         AccessLogs { engine, admin, shutdown }
+    }
+}
+
+impl AccessLogs {
+    /// The group and backend an entry is for: in the group its cluster names
+    /// when there is one, else the one backend of any group at its address.
+    async fn locate(&self, seen: &Seen) -> Option<(String, String)> {
+        if let Ok(snapshot) = self.engine.get(group_of(&seen.cluster).to_owned()).await {
+            return backend_at(&snapshot, seen.upstream, &seen.path).map(|b| (snapshot.name.clone(), b.to_owned()));
+        }
+        let groups = self.engine.list().await.ok()?;
+        backend_anywhere(&groups, seen.upstream, &seen.path).map(|(g, b)| (g.to_owned(), b.to_owned()))
     }
 }
 
@@ -122,13 +158,8 @@ impl AccessLogService for AccessLogs {
             let Some(LogEntries::HttpLogs(logs)) = message.log_entries else { continue };
             for entry in &logs.log_entry {
                 let Some(seen) = read(entry) else { continue };
-                let group = group_of(&seen.cluster).to_owned();
-                let Ok(snapshot) = self.engine.get(group.clone()).await else {
-                    debug!(cluster = %seen.cluster, "access log entry for no group");
-                    continue;
-                };
-                let Some(backend) = backend_at(&snapshot, seen.upstream, &seen.path).map(str::to_owned) else {
-                    debug!(group, upstream = %seen.upstream, path = %seen.path, "access log entry for no backend");
+                let Some((group, backend)) = self.locate(&seen).await else {
+                    debug!(cluster = %seen.cluster, upstream = %seen.upstream, path = %seen.path, "access log entry for no backend");
                     continue;
                 };
                 // A backend deleted meanwhile: skipped like an unknown one.
@@ -224,5 +255,82 @@ mod tests {
         }
         let q = read(&entry("g", a, "/mcp?session=1", Some(200), none)).unwrap();
         assert_eq!((q.path.as_str(), group_of(&q.cluster), group_of("mcp-health/tools")), ("/mcp", "g", "tools"));
+    }
+
+    /// A group of backends, each (name, URL, the address its probes connected to).
+    fn group(name: &str, backends: &[(&str, &str, &str)]) -> std::sync::Arc<GroupSnapshot> {
+        use mcp_health_core::outcome::{Reason, ServerFacts};
+        use mcp_health_core::phase::group_verdict;
+        use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts, Observed};
+        use mcp_health_core::verdict::Verdict;
+        use mcp_health_proto::v1::{AuthMode, GroupSource, ReasonCode, Transport};
+        let backends: Vec<BackendSnapshot> = backends
+            .iter()
+            .map(|(b, url, addr)| {
+                BackendSnapshot::single(
+                    BackendSpecShown {
+                        name: (*b).into(),
+                        url: (*url).into(),
+                        transport: Transport::StreamableHttp,
+                        auth: AuthMode::None,
+                        drain: false,
+                        catalog: CatalogFacts::default(),
+                    },
+                    Observed {
+                        address: Some(addr.parse().unwrap()),
+                        verdict: Verdict::unknown(),
+                        reason: Reason::new(ReasonCode::Ok, "ok"),
+                        facts: ServerFacts::default(),
+                        last_latency: None,
+                        last_probe: None,
+                        last_transition: None,
+                    },
+                    None,
+                )
+            })
+            .collect();
+        std::sync::Arc::new(GroupSnapshot {
+            name: name.into(),
+            sequence: 1,
+            generation: 1,
+            source: GroupSource::Api,
+            verdict: group_verdict(backends.iter().map(|b| b.view())),
+            backends,
+        })
+    }
+
+    /// A cluster that names no group (Envoy's own name for the EDS cluster)
+    /// finds the one backend at the address and path in any group, and none
+    /// when two groups have one there: an entry is never guessed.
+    #[test]
+    fn an_entry_of_a_cluster_named_otherwise_finds_the_one_backend_at_its_address() {
+        let tools = group(
+            "tools",
+            &[
+                ("a", "http://127.0.0.1:8081/mcp", "127.0.0.1:8081"),
+                ("b", "http://127.0.0.1:8082/mcp", "127.0.0.1:8082"),
+            ],
+        );
+        let other = group(
+            "other",
+            &[
+                ("c", "http://127.0.0.1:8083/mcp", "127.0.0.1:8083"),
+                ("d", "http://127.0.0.1:8081/v2/mcp", "127.0.0.1:8081"),
+            ],
+        );
+        let groups = [tools, other];
+        let at = |addr: &str, path: &str| backend_anywhere(&groups, addr.parse().unwrap(), path);
+        assert_eq!(at("127.0.0.1:8082", "/mcp"), Some(("tools", "b")));
+        assert_eq!(
+            at("127.0.0.1:8083", "/anything"),
+            Some(("other", "c")),
+            "one backend at the address: the path is not needed"
+        );
+        // Two backends at :8081, in two groups: the path tells them apart ...
+        assert_eq!(at("127.0.0.1:8081", "/mcp"), Some(("tools", "a")));
+        assert_eq!(at("127.0.0.1:8081", "/v2/mcp"), Some(("other", "d")));
+        // ... and without a match it is neither.
+        assert_eq!(at("127.0.0.1:8081", "/elsewhere"), None);
+        assert_eq!(at("127.0.0.1:9999", "/mcp"), None);
     }
 }

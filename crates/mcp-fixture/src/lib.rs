@@ -149,6 +149,10 @@ pub enum Behavior {
     /// error -32603 (a tool whose upstream failed: what real traffic sees and
     /// a handshake probe does not).
     ToolsCallError,
+    /// `initialize` and `tools/list` answer, every `tools/call` gets this bare
+    /// HTTP status with a plain-text body (Streamable HTTP only): a gateway or
+    /// upstream in front of the tools failing, which an access log sees.
+    ToolsCallStatus(u16),
     /// Legacy SSE: the endpoint event is sent, POSTs get 202, the reply never arrives.
     /// Streamable HTTP: requests get `202 Accepted` with no body (the reply never arrives).
     EndpointOnly,

@@ -110,6 +110,7 @@ pub(crate) fn shape(shared: &Shared, b: &Behavior, method: &str, id: &Value, out
         Behavior::ToolsListHang if tools => return None,
         Behavior::ToolsListError if tools => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/list failed", None)),
         Behavior::ToolsCallError if method == "tools/call" => json(200, jsonrpc::error(Some(id), INTERNAL_ERROR, "tools/call failed", None)),
+        Behavior::ToolsCallStatus(code) if method == "tools/call" => status(*code),
         Behavior::EndpointOnly => empty(202),
         Behavior::RateLimited {
             http,

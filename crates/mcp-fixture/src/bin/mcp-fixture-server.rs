@@ -1,7 +1,10 @@
 //! One fixture MCP server for tests in other languages (the browser test):
-//! `mcp-fixture-server [--name NAME] [--slow-ms MS]` listens on 127.0.0.1:0,
-//! prints `URL http://127.0.0.1:PORT/mcp` on stdout, and serves until killed.
-//! `--name` sets `serverInfo.name` (any text, e.g. markup a page must escape).
+//! `mcp-fixture-server [--name NAME] [--slow-ms MS] [--tools-call-status CODE]`
+//! listens on 127.0.0.1:0, prints `URL http://127.0.0.1:PORT/mcp` on stdout,
+//! and serves until killed. `--name` sets `serverInfo.name` (any text, e.g.
+//! markup a page must escape); `--tools-call-status` answers every
+//! `tools/call` with that bare HTTP status while the handshake works (real
+//! traffic failing where a probe does not: the Envoy access-log test).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use mcp_fixture::{Behavior, FixtureOptions, FixtureServer};
 fn main() -> ExitCode {
     let mut name = "mcp-fixture".to_owned();
     let mut slow_ms: Option<u64> = None;
+    let mut tools_call_status: Option<u16> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
@@ -22,8 +26,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            ("--tools-call-status", Some(v)) => match v.parse() {
+                Ok(code) if (100..600).contains(&code) => tools_call_status = Some(code),
+                _ => {
+                    eprintln!("mcp-fixture-server: bad --tools-call-status {v:?} (an HTTP status)");
+                    return ExitCode::from(2);
+                }
+            },
             _ => {
-                eprintln!("usage: mcp-fixture-server [--name NAME] [--slow-ms MS]");
+                eprintln!("usage: mcp-fixture-server [--name NAME] [--slow-ms MS] [--tools-call-status CODE]");
                 return ExitCode::from(2);
             }
         }
@@ -49,6 +60,9 @@ fn main() -> ExitCode {
         };
         if let Some(ms) = slow_ms {
             server.set_behavior(Behavior::Slow(Duration::from_millis(ms)));
+        }
+        if let Some(code) = tools_call_status {
+            server.set_behavior(Behavior::ToolsCallStatus(code));
         }
         println!("URL {}", server.url());
         // Serves until killed (or Ctrl-C).
