@@ -489,3 +489,111 @@ async fn endpoints_follow_the_records_from_three_to_five_to_two() {
     assert_eq!(eds(&cla), eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Healthy)]));
     d.stop().await;
 }
+
+/// Issue 23, test 4, through the daemon: an SRV name with two targets on two
+/// ports gives two endpoints on those ports, HEALTHY in Get with their
+/// priority and weight, and in EDS each at its port, the lower SRV priority
+/// first (Envoy's priority 0) with the weight as `load_balancing_weight`.
+#[tokio::test]
+async fn an_srv_name_gives_two_endpoints_on_their_own_ports_in_get_and_eds() {
+    let a = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 2], 0)), FixtureOptions::default())
+        .await
+        .unwrap();
+    let b = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 3], 0)), FixtureOptions::default())
+        .await
+        .unwrap();
+    let (pa, pb) = (a.addr().port(), b.addr().port());
+    let dns = Dnsmasq::start_with(
+        "127.0.0.2 a.test\n127.0.0.3 b.test\n",
+        1,
+        &[
+            &format!("--srv-host=_mcp._tcp.pods.test,b.test,{pb},20,10"),
+            &format!("--srv-host=_mcp._tcp.pods.test,a.test,{pa},10,60"),
+        ],
+    );
+    let mut d = daemon(&dns).await;
+    d.apply(crate::common::group_yaml(
+        "name: g\npolicy: {interval: 1s, timeout: 0.5s, unhealthyThreshold: 1}\nbackends:\n  \
+         - name: pods\n    url: \"http://pods.test/mcp\"\n    discovery:\n      dns: {srv: _mcp._tcp.pods.test, minTtl: 1s, maxTtl: 10s}\n",
+    ))
+    .await;
+    let h = d
+        .wait_group("g", "two HEALTHY endpoints", |h| {
+            endpoints_of(h).len() == 2 && endpoints_of(h).iter().all(|e| e.1 == BackendStatus::Healthy)
+        })
+        .await;
+    let shown: Vec<(String, u32, u32)> = h.backends[0].endpoints.iter().map(|e| (e.address.clone(), e.priority, e.weight)).collect();
+    assert_eq!(shown, vec![(format!("127.0.0.2:{pa}"), 10, 60), (format!("127.0.0.3:{pb}"), 20, 10)]);
+    assert!(h.backends[0].routable);
+    let cla = assignment_until(d.addr, "g", "two endpoints", |c| {
+        crate::xds_push::endpoints(c).iter().filter(|e| e.3 == HealthStatus::Healthy).count() == 2
+    })
+    .await;
+    // (Envoy priority, [(port, weight)]) per locality.
+    let localities: Vec<(u32, Vec<(u32, u32)>)> = cla
+        .endpoints
+        .iter()
+        .map(|l| {
+            let one = |e: &envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint| {
+                let alone = ClusterLoadAssignment {
+                    endpoints: vec![envoy_types::pb::envoy::config::endpoint::v3::LocalityLbEndpoints {
+                        lb_endpoints: vec![e.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                let port = crate::xds_push::endpoints(&alone)[0].1;
+                (port, e.load_balancing_weight.as_ref().map_or(0, |w| w.value))
+            };
+            (l.priority, l.lb_endpoints.iter().map(one).collect())
+        })
+        .collect();
+    assert_eq!(localities, vec![(0, vec![(u32::from(pa), 60)]), (1, vec![(u32::from(pb), 10)])]);
+    d.stop().await;
+}
+
+/// Issue 23, test 6, through the daemon: a name that resolves to one good
+/// address and one cloud-metadata address probes the good one and shows the
+/// other as refused: never routable, withheld from EDS.
+#[tokio::test]
+async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
+    let good = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 5], 0)), FixtureOptions::default())
+        .await
+        .unwrap();
+    let port = good.addr().port();
+    let dns = Dnsmasq::start("169.254.169.254 mixed.test\n127.0.0.5 mixed.test\n", 1);
+    let mut d = daemon(&dns).await;
+    d.apply(crate::common::group_yaml(&format!(
+        "name: g\npolicy: {{interval: 1s, timeout: 0.5s, unhealthyThreshold: 1}}\nbackends:\n  \
+         - name: mixed\n    url: \"http://mixed.test:{port}/mcp\"\n    discovery:\n      dns: {{minTtl: 1s, maxTtl: 10s}}\n"
+    )))
+    .await;
+    let h = d
+        .wait_group("g", "the good endpoint HEALTHY", |h| {
+            h.backends[0].endpoints.iter().any(|e| e.status == BackendStatus::Healthy as i32)
+        })
+        .await;
+    let mut eps = h.backends[0].endpoints.clone();
+    eps.sort_by(|x, y| x.address.cmp(&y.address));
+    assert_eq!(eps.len(), 2, "{eps:#?}");
+    let (good_ep, metadata) = if eps[0].address.starts_with("127.") {
+        (&eps[0], &eps[1])
+    } else {
+        (&eps[1], &eps[0])
+    };
+    assert_eq!(good_ep.address, format!("127.0.0.5:{port}"));
+    assert!(good_ep.routable && good_ep.refused.is_empty(), "{good_ep:#?}");
+    assert_eq!(metadata.address, format!("169.254.169.254:{port}"));
+    assert!(!metadata.routable, "{metadata:#?}");
+    assert!(metadata.refused.contains("--allow-link-local-backends"), "{metadata:#?}");
+    assert!(metadata.last_probe_time.is_none(), "a refused address is never probed: {metadata:#?}");
+    assert_eq!(
+        status(&h.backends[0]),
+        BackendStatus::Healthy,
+        "a refused address does not count against the backend"
+    );
+    let cla = assignment_until(d.addr, "g", "the good endpoint", |c| !crate::xds_push::endpoints(c).is_empty()).await;
+    let shown: Vec<(String, u32)> = crate::xds_push::endpoints(&cla).into_iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(shown, vec![("127.0.0.5".to_owned(), u32::from(port))], "the refused address is withheld");
+    d.stop().await;
+}
