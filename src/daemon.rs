@@ -163,6 +163,9 @@ pub struct DaemonOptions {
     /// Serve Envoy's Access Log Service on the listener (`--access-log-service`):
     /// its HTTP entries are outcomes of real traffic (outlier ejection).
     pub access_log_service: bool,
+    /// Per-address series of DNS-discovered endpoints in the metrics
+    /// (`--metrics-endpoint-series`; 5 series per address).
+    pub metrics_endpoint_series: bool,
     /// Cluster mode: API groups, membership and verdicts in etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
 }
@@ -191,6 +194,7 @@ impl Default for DaemonOptions {
             xds_debounce: crate::xds::DEFAULT_DEBOUNCE,
             max_xds_streams: crate::xds::DEFAULT_MAX_XDS_STREAMS,
             access_log_service: false,
+            metrics_endpoint_series: false,
             cluster: None,
         }
     }
@@ -483,6 +487,9 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
 
     let metrics = held.bound.metrics.as_ref().map(|_| {
         let mut metrics = crate::metrics::Metrics::new();
+        if opts.metrics_endpoint_series {
+            metrics = metrics.with_endpoint_series();
+        }
         if let Some(node) = &held.cluster {
             // Owned backends are counted over the engine's backends, as its history has them.
             let history = engine_config.history.get_or_insert_default().clone();

@@ -30,6 +30,12 @@ struct Args {
     /// Serve Prometheus metrics on http://ADDR/metrics (off by default).
     #[arg(long, env = "MCP_HEALTH_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Add per-address series for DNS-discovered endpoints
+    /// (mcp_health_endpoint_status{group,backend,address,status}): 5 series per
+    /// address. Without it, discovered backends get endpoint counts only
+    /// (mcp_health_backend_endpoints{state}: 4 series per backend).
+    #[arg(long, env = "MCP_HEALTH_METRICS_ENDPOINT_SERIES", value_parser = clap::builder::BoolishValueParser::new())]
+    metrics_endpoint_series: bool,
     /// Serve the read-only status page on http://ADDR/ (off by default). A bare
     /// port means 127.0.0.1:PORT; give another address to expose it beyond loopback.
     #[arg(long, env = "MCP_HEALTH_UI_LISTEN", value_name = "ADDR", value_parser = ui_addr)]
@@ -203,6 +209,7 @@ async fn main() -> ExitCode {
         xds_debounce: std::time::Duration::from_millis(args.xds_debounce_ms),
         max_xds_streams: args.max_xds_streams.max(1),
         access_log_service: args.access_log_service,
+        metrics_endpoint_series: args.metrics_endpoint_series,
         cluster,
     };
     let daemon = match Daemon::start(opts).await {

@@ -312,6 +312,11 @@ async fn a_pinned_https_probe_verifies_the_certificate_of_the_name() {
 
 /// A daemon resolving through `dns`, serving xDS.
 async fn daemon(dns: &Dnsmasq) -> crate::common::TestDaemon {
+    daemon_with(dns, mcp_health::daemon::DaemonOptions::default()).await
+}
+
+/// [`daemon`] with other options (metrics).
+async fn daemon_with(dns: &Dnsmasq, opts: mcp_health::daemon::DaemonOptions) -> crate::common::TestDaemon {
     crate::common::TestDaemon::start(mcp_health::daemon::DaemonOptions {
         xds: true,
         xds_debounce: std::time::Duration::from_millis(10),
@@ -319,7 +324,7 @@ async fn daemon(dns: &Dnsmasq) -> crate::common::TestDaemon {
             dns: DnsSettings { server: Some(dns.addr) },
             ..Default::default()
         },
-        ..Default::default()
+        ..opts
     })
     .await
 }
@@ -554,7 +559,8 @@ async fn an_srv_name_gives_two_endpoints_on_their_own_ports_in_get_and_eds() {
 
 /// Issue 23, test 6, through the daemon: a name that resolves to one good
 /// address and one cloud-metadata address probes the good one and shows the
-/// other as refused: never routable, withheld from EDS.
+/// other as refused: never routable, withheld from EDS, counted as refused in
+/// the metrics (and, opted in, a series per address).
 #[tokio::test]
 async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
     let good = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 5], 0)), FixtureOptions::default())
@@ -562,7 +568,12 @@ async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
         .unwrap();
     let port = good.addr().port();
     let dns = Dnsmasq::start("169.254.169.254 mixed.test\n127.0.0.5 mixed.test\n", 1);
-    let mut d = daemon(&dns).await;
+    let opts = mcp_health::daemon::DaemonOptions {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        metrics_endpoint_series: true,
+        ..Default::default()
+    };
+    let mut d = daemon_with(&dns, opts).await;
     d.apply(crate::common::group_yaml(&format!(
         "name: g\npolicy: {{interval: 1s, timeout: 0.5s, unhealthyThreshold: 1}}\nbackends:\n  \
          - name: mixed\n    url: \"http://mixed.test:{port}/mcp\"\n    discovery:\n      dns: {{minTtl: 1s, maxTtl: 10s}}\n"
@@ -595,5 +606,18 @@ async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
     let cla = assignment_until(d.addr, "g", "the good endpoint", |c| !crate::xds_push::endpoints(c).is_empty()).await;
     let shown: Vec<(String, u32)> = crate::xds_push::endpoints(&cla).into_iter().map(|e| (e.0, e.1)).collect();
     assert_eq!(shown, vec![("127.0.0.5".to_owned(), u32::from(port))], "the refused address is withheld");
+
+    // Metrics: counts by state, and (opted in) each address's status.
+    crate::common::install_crypto();
+    let url = format!("http://{}/metrics", d.daemon.as_ref().unwrap().metrics_addr().expect("metrics"));
+    let count = |text: &str, state: &str| {
+        let series = format!("mcp_health_backend_endpoints{{group=\"g\",backend=\"mixed\",state=\"{state}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(str::to_owned)
+    };
+    let text = reqwest::get(&url).await.expect("scrape").text().await.expect("text");
+    let counts: Vec<Option<String>> = ["routable", "not_routable", "leaving", "refused"].iter().map(|s| count(&text, s)).collect();
+    assert_eq!(counts, ["1", "0", "0", "1"].map(|c| Some(c.to_owned())), "{text}");
+    let healthy = format!("mcp_health_endpoint_status{{group=\"g\",backend=\"mixed\",address=\"127.0.0.5:{port}\",status=\"healthy\"}} 1");
+    assert!(text.contains(&healthy), "{text}");
     d.stop().await;
 }

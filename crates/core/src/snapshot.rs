@@ -236,9 +236,53 @@ pub struct EndpointSnapshot {
     pub place: Place,
 }
 
+/// Where an endpoint stands for routing, as metrics count endpoints: one
+/// value per endpoint, so the counts add up to the endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointState {
+    Routable,
+    /// In DNS, probed, and not routable by its verdict (or drained, ejected).
+    NotRoutable,
+    /// Left DNS: still probed, never routable (DRAINING in EDS).
+    Leaving,
+    /// Refused by the SSRF rule: never probed, never routable.
+    Refused,
+}
+
+impl EndpointState {
+    pub const ALL: [EndpointState; 4] = [
+        EndpointState::Routable,
+        EndpointState::NotRoutable,
+        EndpointState::Leaving,
+        EndpointState::Refused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            EndpointState::Routable => "routable",
+            EndpointState::NotRoutable => "not_routable",
+            EndpointState::Leaving => "leaving",
+            EndpointState::Refused => "refused",
+        }
+    }
+}
+
 impl EndpointSnapshot {
     pub fn status(&self) -> BackendStatus {
         self.observed.verdict.status
+    }
+
+    /// Where it stands for routing (refused before leaving before routable).
+    pub fn state(&self) -> EndpointState {
+        if self.place.refused.is_some() {
+            EndpointState::Refused
+        } else if self.place.leaving {
+            EndpointState::Leaving
+        } else if self.routable {
+            EndpointState::Routable
+        } else {
+            EndpointState::NotRoutable
+        }
     }
 
     /// The reason's message, after the progress toward the next threshold

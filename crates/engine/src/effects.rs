@@ -73,6 +73,12 @@ pub enum Observed {
         ejection: Option<mcp_health_core::outlier::Ejection>,
         at: std::time::SystemTime,
     },
+    /// A discovered backend's endpoints, after a change.
+    Endpoints {
+        group: String,
+        backend: String,
+        endpoints: Vec<crate::EndpointView>,
+    },
     /// A backend's tool catalog moved from one known fingerprint to another.
     CatalogChanged {
         group: String,

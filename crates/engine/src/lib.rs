@@ -210,6 +210,14 @@ pub(crate) enum Command {
     },
 }
 
+/// One endpoint of a discovered backend, as observers see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointView {
+    pub address: std::net::SocketAddr,
+    pub status: mcp_health_proto::v1::BackendStatus,
+    pub state: mcp_health_core::snapshot::EndpointState,
+}
+
 /// Follows the engine without recomputing anything: for metrics (and, with
 /// `probe_finished`, benchmarks). Every method defaults to doing nothing. They
 /// are called from the owner task (and probe tasks, API streams) as things
@@ -236,6 +244,10 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     fn ejection(&self, _group: &str, _backend: &str, _ejection: Option<&mcp_health_core::outlier::Ejection>, _at: std::time::SystemTime) {}
     /// A backend's tool catalog changed (names and fingerprints only).
     fn catalog_changed(&self, _group: &str, _backend: &str, _change: &mcp_health_core::catalog::CatalogChange) {}
+    /// A DNS-discovered backend's endpoints changed (an address came or went,
+    /// or an endpoint's status or routing state moved): every endpoint now,
+    /// as (address, status, state).
+    fn endpoints(&self, _group: &str, _backend: &str, _endpoints: &[EndpointView]) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
     fn probes_in_flight(&self, _delta: i64) {}
     /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].

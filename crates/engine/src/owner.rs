@@ -563,5 +563,6 @@ fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) 
         Observed::GroupDeleted { group, backends } => o.group_deleted(&group, &backends),
         Observed::CatalogChanged { group, backend, change } => o.catalog_changed(&group, &backend, &change),
         Observed::Ejection { group, backend, ejection, at } => o.ejection(&group, &backend, ejection.as_ref(), at),
+        Observed::Endpoints { group, backend, endpoints } => o.endpoints(&group, &backend, &endpoints),
     }
 }

@@ -44,6 +44,9 @@ impl ProbeObserver for Tee {
     fn catalog_changed(&self, group: &str, backend: &str, change: &mcp_health_core::catalog::CatalogChange) {
         self.0.iter().for_each(|o| o.catalog_changed(group, backend, change));
     }
+    fn endpoints(&self, group: &str, backend: &str, endpoints: &[crate::EndpointView]) {
+        self.0.iter().for_each(|o| o.endpoints(group, backend, endpoints));
+    }
     fn probes_in_flight(&self, delta: i64) {
         self.0.iter().for_each(|o| o.probes_in_flight(delta));
     }

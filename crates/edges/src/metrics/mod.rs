@@ -24,7 +24,8 @@ pub use server::{MetricsError, MetricsListener, MetricsServer, ServeError};
 
 use mcp_health_core::outcome::OutcomeClass;
 use mcp_health_core::phase::GroupVerdict;
-use mcp_health_engine::{ProbeObserver, ProbeResult, WatchApi};
+use mcp_health_core::snapshot::EndpointState;
+use mcp_health_engine::{EndpointView, ProbeObserver, ProbeResult, WatchApi};
 use mcp_health_proto::v1::{BackendStatus, GroupPhase, ReasonCode};
 
 /// Every value of the backend status state set, as label values.
@@ -63,6 +64,22 @@ struct BackendLabels {
 struct StatusLabels {
     group: String,
     backend: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointCountLabels {
+    group: String,
+    backend: String,
+    state: &'static str,
+}
+
+/// Per-address series: only with `--metrics-endpoint-series`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    group: String,
+    backend: String,
+    address: String,
     status: &'static str,
 }
 
@@ -130,6 +147,15 @@ pub struct Metrics {
     catalog_changes: Family<BackendLabels, Counter>,
     /// 1 while a backend is ejected from real traffic, 0 after its return.
     backend_ejected: Family<BackendLabels, Gauge>,
+    /// A discovered backend's endpoints by routing state: 4 series per
+    /// backend, whatever its number of addresses.
+    backend_endpoints: Family<EndpointCountLabels, Gauge>,
+    /// With `--metrics-endpoint-series`: each endpoint's status as a state
+    /// set, 5 series per address (`with_endpoint_series`).
+    endpoint_status: Option<Family<EndpointLabels, Gauge>>,
+    /// The addresses each discovered backend has series for, so the series of
+    /// an address that left go with it.
+    endpoint_addresses: Mutex<HashMap<(String, String), Vec<String>>>,
     group_phase: Family<PhaseLabels, Gauge>,
     group_routable: Family<GroupLabels, Gauge>,
     group_draining: Family<GroupLabels, Gauge>,
@@ -158,6 +184,9 @@ impl Metrics {
             transitions: Family::default(),
             rate_limited: Family::default(),
             catalog_changes: Family::default(),
+            backend_endpoints: Family::default(),
+            endpoint_status: None,
+            endpoint_addresses: Mutex::default(),
             backend_ejected: Family::default(),
             group_phase: Family::default(),
             group_routable: Family::default(),
@@ -233,6 +262,11 @@ impl Metrics {
             m.group_draining.clone(),
         );
         r.register("group_backends", "Backends per group", m.group_backends.clone());
+        r.register(
+            "backend_endpoints",
+            "A DNS-discovered backend's endpoints by state: routable, not_routable, leaving (left DNS, still probed) or refused (SSRF rule)",
+            m.backend_endpoints.clone(),
+        );
         r.register("probes_in_flight", "Probes running now", m.probes_in_flight.clone());
         r.register(
             "watch_streams",
@@ -244,6 +278,43 @@ impl Metrics {
             let _series = m.watch_streams.get_or_create(&WatchLabels { api: api.label() });
         }
         m
+    }
+
+    /// Adds `mcp_health_endpoint_status{group,backend,address,status}`: each
+    /// discovered endpoint's status as a state set. Cardinality: 5 series per
+    /// address of every discovered backend (10,000 pods: 50,000 series), which
+    /// is why it is opt-in (`--metrics-endpoint-series`); the default
+    /// `backend_endpoints` counts are 4 series per backend.
+    pub fn with_endpoint_series(mut self) -> Metrics {
+        let family = Family::<EndpointLabels, Gauge>::default();
+        self.registry.register(
+            "endpoint_status",
+            "A DNS-discovered endpoint's status as a state set: 1 for the current status (opt-in: --metrics-endpoint-series)",
+            family.clone(),
+        );
+        self.endpoint_status = Some(family);
+        self
+    }
+
+    fn forget_endpoints(&self, group: &str, backend: &str, keep: &[String]) {
+        let key = (group.to_owned(), backend.to_owned());
+        let mut addresses = self.endpoint_addresses.lock().unwrap_or_else(|p| p.into_inner());
+        let known = addresses.remove(&key).unwrap_or_default();
+        if let Some(family) = &self.endpoint_status {
+            for address in known.iter().filter(|a| !keep.contains(a)) {
+                for s in STATUSES {
+                    family.remove(&EndpointLabels {
+                        group: group.to_owned(),
+                        backend: backend.to_owned(),
+                        address: address.clone(),
+                        status: status_label(s),
+                    });
+                }
+            }
+        }
+        if !keep.is_empty() {
+            addresses.insert(key, keep.to_vec());
+        }
     }
 
     /// Adds series read at scrape time (the cluster's).
@@ -276,6 +347,14 @@ impl Metrics {
         self.probe_interval.remove(&labels);
         self.catalog_changes.remove(&labels);
         self.backend_ejected.remove(&labels);
+        for state in EndpointState::ALL {
+            self.backend_endpoints.remove(&EndpointCountLabels {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                state: state.label(),
+            });
+        }
+        self.forget_endpoints(group, backend, &[]);
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<&'static str>>> {
@@ -360,6 +439,34 @@ impl ProbeObserver for Metrics {
             backend: backend.to_owned(),
         };
         self.catalog_changes.get_or_create(&labels).inc();
+    }
+
+    fn endpoints(&self, group: &str, backend: &str, endpoints: &[EndpointView]) {
+        for state in EndpointState::ALL {
+            let n = endpoints.iter().filter(|e| e.state == state).count();
+            self.backend_endpoints
+                .get_or_create(&EndpointCountLabels {
+                    group: group.to_owned(),
+                    backend: backend.to_owned(),
+                    state: state.label(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let Some(family) = &self.endpoint_status else { return };
+        let now: Vec<String> = endpoints.iter().map(|e| e.address.to_string()).collect();
+        self.forget_endpoints(group, backend, &now);
+        for e in endpoints {
+            for s in STATUSES {
+                family
+                    .get_or_create(&EndpointLabels {
+                        group: group.to_owned(),
+                        backend: backend.to_owned(),
+                        address: e.address.to_string(),
+                        status: status_label(s),
+                    })
+                    .set(i64::from(s == e.status));
+            }
+        }
     }
 
     fn ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, _at: std::time::SystemTime) {
@@ -447,6 +554,56 @@ mod tests {
         assert!(text.contains("mcp_health_catalog_changes_total{group=\"g\",backend=\"b\"} 2\n"), "{text}");
         m.backend_removed("g", "b");
         assert!(!m.encode().unwrap().contains("mcp_health_catalog_changes_total{"));
+    }
+
+    #[test]
+    fn a_discovered_backend_has_endpoint_counts_and_per_address_series_only_when_asked() {
+        let view = |a: &str, status, state| EndpointView {
+            address: a.parse().unwrap(),
+            status,
+            state,
+        };
+        let three = [
+            view("127.0.0.2:80", BackendStatus::Healthy, EndpointState::Routable),
+            view("127.0.0.3:80", BackendStatus::Unhealthy, EndpointState::NotRoutable),
+            view("169.254.169.254:80", BackendStatus::Unknown, EndpointState::Refused),
+        ];
+        let count = |text: &str, state: &str| {
+            let series = format!("mcp_health_backend_endpoints{{group=\"g\",backend=\"b\",state=\"{state}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(str::to_owned)
+        };
+        // By default: counts by state (4 series), no address anywhere.
+        let m = Metrics::new();
+        m.endpoints("g", "b", &three);
+        let text = m.encode().unwrap();
+        let counts: Vec<Option<String>> = ["routable", "not_routable", "leaving", "refused"].iter().map(|s| count(&text, s)).collect();
+        assert_eq!(counts, [Some("1"), Some("1"), Some("0"), Some("1")].map(|c| c.map(str::to_owned)));
+        assert!(!text.contains("127.0.0.2") && !text.contains("mcp_health_endpoint_status"), "{text}");
+
+        // Opted in: each address's status as a state set; an address that
+        // left loses its series, and so do all when the backend goes.
+        let m = Metrics::new().with_endpoint_series();
+        m.endpoints("g", "b", &three);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("mcp_health_endpoint_status{group=\"g\",backend=\"b\",address=\"127.0.0.3:80\",status=\"unhealthy\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mcp_health_endpoint_status{group=\"g\",backend=\"b\",address=\"127.0.0.3:80\",status=\"healthy\"} 0\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("mcp_health_endpoint_status{").count(), 15, "5 per address: {text}");
+        m.endpoints("g", "b", &three[..1]);
+        let text = m.encode().unwrap();
+        assert!(!text.contains("127.0.0.3:80") && text.contains("127.0.0.2:80"), "{text}");
+        assert_eq!(count(&text, "not_routable").as_deref(), Some("0"));
+        m.backend_removed("g", "b");
+        let text = m.encode().unwrap();
+        assert!(
+            !text.contains("mcp_health_endpoint_status{") && !text.contains("mcp_health_backend_endpoints{"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -195,8 +195,27 @@ impl EngineState {
         let observed = self.settings.observed;
         let Some(g) = self.groups.get_mut(group) else { return };
         let Some(b) = g.backends.get_mut(backend) else { return };
-        let status = b.snapshot().status;
+        let snapshot = b.snapshot();
+        let status = snapshot.status;
         let prev = b.verdict.status;
+        if observed {
+            let endpoints = snapshot
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    Some(crate::EndpointView {
+                        address: e.observed.address?,
+                        status: e.status(),
+                        state: e.state(),
+                    })
+                })
+                .collect();
+            fx.push(Effect::Observe(Observed::Endpoints {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                endpoints,
+            }));
+        }
         if status != prev {
             b.verdict = Verdict { status, ..Verdict::unknown() };
             b.last_transition = Some(now);
