@@ -298,20 +298,50 @@ impl XdsService {
     }
 }
 
-/// `envoy.service.discovery.v3.AggregatedDiscoveryService` (SotW and delta
-/// ADS), glue written by hand instead of envoy-types' generated server so
-/// that responses go out through `GrpcBody` without copying resources.
-#[derive(Clone)]
-pub struct AdsServer {
-    xds: XdsService,
-    max_decoding_message_size: Option<usize>,
+/// One xDS gRPC service written by hand instead of envoy-types' generated
+/// server, so that responses go out through `GrpcBody` without copying
+/// resources: its name, and how each of its methods is served.
+pub trait XdsRoutes: Send + Sync + 'static {
+    const NAME: &'static str;
+
+    fn route<B>(xds: &XdsService, req: http::Request<B>, max: Option<usize>) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static;
 }
 
-impl AdsServer {
+/// `envoy.service.discovery.v3.AggregatedDiscoveryService`: SotW and delta ADS.
+pub enum Ads {}
+
+/// `envoy.service.endpoint.v3.EndpointDiscoveryService`: SotW, delta and fetch.
+pub enum Eds {}
+
+/// A hand-written xDS service (`Ads` or `Eds`) over the one `XdsService`.
+pub struct XdsServer<R> {
+    xds: XdsService,
+    max_decoding_message_size: Option<usize>,
+    routes: std::marker::PhantomData<fn() -> R>,
+}
+
+pub type AdsServer = XdsServer<Ads>;
+pub type EdsServer = XdsServer<Eds>;
+
+impl<R> Clone for XdsServer<R> {
+    fn clone(&self) -> Self {
+        XdsServer {
+            xds: self.xds.clone(),
+            max_decoding_message_size: self.max_decoding_message_size,
+            routes: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: XdsRoutes> XdsServer<R> {
     pub fn new(xds: XdsService) -> Self {
-        AdsServer {
+        XdsServer {
             xds,
             max_decoding_message_size: None,
+            routes: std::marker::PhantomData,
         }
     }
 
@@ -323,12 +353,13 @@ impl AdsServer {
     }
 }
 
-impl NamedService for AdsServer {
-    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+impl<R: XdsRoutes> NamedService for XdsServer<R> {
+    const NAME: &'static str = R::NAME;
 }
 
-impl<B> Service<http::Request<B>> for AdsServer
+impl<R, B> Service<http::Request<B>> for XdsServer<R>
 where
+    R: XdsRoutes,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
@@ -341,74 +372,47 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let max = self.max_decoding_message_size;
-        let response = match req.uri().path() {
+        R::route(&self.xds, req, self.max_decoding_message_size)
+    }
+}
+
+fn ready(response: http::Response<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>, Infallible> {
+    Box::pin(std::future::ready(Ok(response)))
+}
+
+impl XdsRoutes for Ads {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+
+    fn route<B>(xds: &XdsService, req: http::Request<B>, max: Option<usize>) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        ready(match req.uri().path() {
             "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources" => {
-                self.xds.serve_stream::<Sotw, B>("StreamAggregatedResources", true, req, max)
+                xds.serve_stream::<Sotw, B>("StreamAggregatedResources", true, req, max)
             }
             "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources" => {
-                self.xds.serve_stream::<Delta, B>("DeltaAggregatedResources", true, req, max)
+                xds.serve_stream::<Delta, B>("DeltaAggregatedResources", true, req, max)
             }
             _ => unimplemented(),
-        };
-        Box::pin(std::future::ready(Ok(response)))
+        })
     }
 }
 
-/// `envoy.service.endpoint.v3.EndpointDiscoveryService` (SotW, delta and
-/// fetch), hand-written glue like `AdsServer`.
-#[derive(Clone)]
-pub struct EdsServer {
-    xds: XdsService,
-    max_decoding_message_size: Option<usize>,
-}
-
-impl EdsServer {
-    pub fn new(xds: XdsService) -> Self {
-        EdsServer {
-            xds,
-            max_decoding_message_size: None,
-        }
-    }
-
-    /// The largest request message accepted, as on tonic's generated servers.
-    #[must_use]
-    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
-        self.max_decoding_message_size = Some(limit);
-        self
-    }
-}
-
-impl NamedService for EdsServer {
+impl XdsRoutes for Eds {
     const NAME: &'static str = "envoy.service.endpoint.v3.EndpointDiscoveryService";
-}
 
-impl<B> Service<http::Request<B>> for EdsServer
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Infallible>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let max = self.max_decoding_message_size;
+    fn route<B>(xds: &XdsService, req: http::Request<B>, max: Option<usize>) -> BoxFuture<http::Response<tonic::body::Body>, Infallible>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
         match req.uri().path() {
-            "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints" => {
-                let response = self.xds.serve_stream::<Sotw, B>("StreamEndpoints", false, req, max);
-                Box::pin(std::future::ready(Ok(response)))
-            }
-            "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints" => {
-                let response = self.xds.serve_stream::<Delta, B>("DeltaEndpoints", false, req, max);
-                Box::pin(std::future::ready(Ok(response)))
-            }
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints" => ready(xds.serve_stream::<Sotw, B>("StreamEndpoints", false, req, max)),
+            "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints" => ready(xds.serve_stream::<Delta, B>("DeltaEndpoints", false, req, max)),
             "/envoy.service.endpoint.v3.EndpointDiscoveryService/FetchEndpoints" => {
-                let xds = self.xds.clone();
+                let xds = xds.clone();
                 Box::pin(async move {
                     let mut messages = inbound::<DiscoveryRequest, B>(req.into_body(), max);
                     let request = match messages.message().await {
@@ -425,7 +429,7 @@ where
                     Ok(grpc_response(body))
                 })
             }
-            _ => Box::pin(std::future::ready(Ok(unimplemented()))),
+            _ => ready(unimplemented()),
         }
     }
 }
