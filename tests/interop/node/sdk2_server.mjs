@@ -32,17 +32,9 @@ import {
   toNodeHandler,
 } from '@modelcontextprotocol/node';
 import { McpServer, createMcpHandler, fromJsonSchema } from '@modelcontextprotocol/server';
+import { serverArgs } from './args.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
-const mode = args.mode ?? 'dual';
-const port = Number(args.port ?? 0);
-const MODES = ['modern', 'dual', 'sessions', 'json'];
-if (!MODES.includes(mode)) {
-  console.error(`unknown mode ${mode}; one of ${MODES.join(', ')}`);
-  process.exit(2);
-}
+const { mode, port } = serverArgs(['modern', 'dual', 'sessions', 'json'], 'dual');
 
 // The tool definitions every server serves now (PUT /tools replaces them).
 let toolDefs = [

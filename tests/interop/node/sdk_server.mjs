@@ -50,17 +50,13 @@ import {
   ListPromptsRequestSchema,
   ListToolsRequestSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { serverArgs } from './args.mjs';
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
-);
-const mode = args.mode ?? 'sse';
-const port = Number(args.port ?? 0);
-const MODES = ['sse', 'eventstore', 'json', 'stateless', 'legacy', 'auth', 'notools'];
-if (!MODES.includes(mode)) {
-  console.error(`unknown mode ${mode}; one of ${MODES.join(', ')}`);
-  process.exit(2);
-}
+const args = serverArgs(['sse', 'eventstore', 'json', 'stateless', 'legacy', 'auth', 'notools'], 'sse', {
+  'page-size': { type: 'string' },
+  'upstream-file': { type: 'string' },
+});
+const { mode, port } = args;
 const TOKEN = 'interop-ts-token';
 const pageSize = Number(args['page-size'] ?? 0);
 let TOOLS = [
