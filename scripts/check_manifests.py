@@ -132,6 +132,9 @@ def check_cluster_example(path: pathlib.Path) -> None:
     need(len(endpoints) == 1 and len(endpoints[0].split(",")) >= 3, f"{path.name}: --etcd-endpoints should list the etcd members")
     need(any(a.startswith("--etcd-prefix=/") for a in args), f"{path.name}: set --etcd-prefix")
     need(not any(a.startswith("--data-dir") for a in args), f"{path.name}: --data-dir and --etcd-endpoints exclude each other")
+    volumes = dep["spec"]["template"]["spec"].get("volumes", [])
+    need(any(v.get("configMap", {}).get("name") == "mcp-health-groups" for v in volumes), f"{path.name}: the cluster reads the one groups ConfigMap (../configmap.yaml), discovered backends included")
+    need(not any(d["kind"] == "ConfigMap" for d in docs), f"{path.name}: no second groups ConfigMap; the cluster serves DNS discovery")
     labels = dep["spec"]["template"]["metadata"]["labels"]
     need(pdb["spec"].get("selector", {}).get("matchLabels", {}).items() <= labels.items(), f"{path.name}: the PodDisruptionBudget must select the replicas")
     need(pdb["spec"].get("minAvailable") == 2, f"{path.name}: keep 2 of 3 replicas through voluntary disruptions")

@@ -12,14 +12,12 @@
 //! only 200 connections at a time, with and without the start-up spread:
 //! peak probes in flight, time to every first verdict, false UNHEALTHY.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use mcp_fixture::dnsmasq::Dnsmasq;
-use mcp_fixture::tls::{TlsFront, server_config};
 use mcp_health::engine::{Engine, EngineConfig, Origin, ProbeObserver, ProbeResult};
 use mcp_health::health::HealthStatuses;
 use mcp_health::probe::{DnsSettings, HttpProber};
@@ -37,30 +35,6 @@ use crate::table::{Report, num};
 
 /// The domain of the benchmark's host names (`b{i}.bench.test`).
 const DOMAIN: &str = "bench.test";
-
-/// Fixture-side commands for TLS fronts (see `roles::fixture`); None when
-/// `cmd` is not one of them.
-pub fn front_command(rt: &tokio::runtime::Runtime, fronts: &mut HashMap<u16, TlsFront>, upstream: SocketAddr, cmd: &str) -> Option<String> {
-    let words: Vec<&str> = cmd.split_whitespace().collect();
-    match words.as_slice() {
-        ["tls", cert, key, max] => {
-            let read = |p: &str| std::fs::read_to_string(p).expect("the parent wrote the PEM files");
-            let config = server_config(&read(cert), &read(key)).expect("a usable certificate");
-            let max = max.parse::<usize>().ok().filter(|m| *m > 0);
-            let front = rt
-                .block_on(TlsFront::start("127.0.0.1:0".parse().expect("literal"), config, upstream, max))
-                .expect("the front listens");
-            let port = front.addr().port();
-            fronts.insert(port, front);
-            Some(port.to_string())
-        }
-        ["tlsstats", port] => {
-            let s = port.parse::<u16>().ok().and_then(|p| fronts.get(&p)).map(|f| f.stats()).unwrap_or_default();
-            Some(format!("{} {} {} {}", s.connections, s.full, s.resumed, s.refused))
-        }
-        _ => None,
-    }
-}
 
 /// A CA and a wildcard leaf for `*.bench.test` and 127.0.0.1, written to a
 /// temporary directory: (dir, ca.pem path, cert path, key path).

@@ -1,4 +1,4 @@
-//! The scale benchmark: one command that measures the ten scenarios of
+//! The scale benchmark: one command that measures the eleven scenarios of
 //! BENCHMARKS.md and prints a Markdown table of medians and same-run ratios.
 //!
 //! `cargo bench --bench scale` runs the full sizes; `BENCH_SMOKE=1` (or
@@ -10,7 +10,9 @@ mod catalog;
 mod check;
 mod child;
 mod cost;
+mod discovery;
 mod fanout;
+mod fronts;
 mod history;
 mod probing;
 mod proc_stats;
@@ -57,6 +59,9 @@ pub struct Sizes {
     /// Scenario 10: backends per mode and their interval.
     pub catalog_backends: usize,
     pub catalog_interval_ms: u64,
+    /// Scenario 11: names with 10 addresses each (at `cost_interval_ms` and
+    /// `dns_ttl_s`), against 10× as many literal backends.
+    pub discovery_names: usize,
 }
 
 impl Sizes {
@@ -86,6 +91,7 @@ impl Sizes {
             startup_cap: 200,
             startup_interval_ms: 10_000,
             startup_rate: 1000,
+            discovery_names: 1_000,
         }
     }
 
@@ -116,6 +122,7 @@ impl Sizes {
             startup_cap: 10,
             startup_interval_ms: 2_000,
             startup_rate: 50,
+            discovery_names: 5,
         }
     }
 }
@@ -184,6 +191,9 @@ fn main() -> ExitCode {
     }
     if wanted(10) {
         catalog::catalog(&mut report, &sizes);
+    }
+    if wanted(11) {
+        discovery::discovery(&mut report, &mut fixture, &fixture_addr, &sizes);
     }
     let fixture_rss = fixture.command("rss");
     drop(fixture);

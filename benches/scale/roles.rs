@@ -10,10 +10,10 @@ use std::time::Duration;
 use mcp_fixture::{Behavior, FixtureOptions, FixtureServer};
 use mcp_health::core::outcome::OutcomeClass;
 use mcp_health::daemon::{Daemon, DaemonOptions};
-use mcp_health::engine::{Engine, EngineConfig, Origin, ProbeObserver, ProbeResult};
+use mcp_health::engine::{EndpointView, Engine, EngineConfig, Origin, ProbeObserver, ProbeResult};
 use mcp_health::health::HealthStatuses;
 use mcp_health::probe::HttpProber;
-use mcp_health::proto::v1::{BackendSpec, GroupSpec, ProbePolicy, TlsSpec};
+use mcp_health::proto::v1::{BackendSpec, DiscoverySpec, GroupSpec, ProbePolicy, TlsSpec};
 use mcp_health::spec::{Limits, validate_group};
 use serde_json::json;
 use tokio::time::Instant;
@@ -60,11 +60,13 @@ pub fn fixture() {
         tools: args()["tools"].as_u64().map_or(opts.tools, |n| n as usize),
         ..opts
     };
-    let server = rt.block_on(FixtureServer::start_with(opts)).expect("fixture listens");
+    let server = rt.block_on(FixtureServer::start_with(opts.clone())).expect("fixture listens");
+    // Scenario 11: the same server on more loopback addresses, same port.
+    let mut more = Vec::new();
     say(&format!("ADDR {}", server.addr()));
     let mut fronts = std::collections::HashMap::new();
     serve_commands(|cmd| {
-        if let Some(reply) = crate::cost::front_command(&rt, &mut fronts, server.addr(), cmd) {
+        if let Some(reply) = crate::fronts::front_command(&rt, &mut fronts, server.addr(), cmd) {
             return reply;
         }
         let mut words = cmd.split_whitespace();
@@ -74,6 +76,15 @@ pub fn fixture() {
                 String::new()
             }
             (Some("rss"), _) => format!("{:.1}", rss_mib()),
+            (Some("also"), _) => {
+                let ip: std::net::IpAddr = cmd["also".len()..].trim().parse().expect("also <loopback ip>");
+                let at = SocketAddr::new(ip, server.addr().port());
+                more.push(
+                    rt.block_on(FixtureServer::start_on(at, opts.clone()))
+                        .expect("fixture listens on one more address"),
+                );
+                String::new()
+            }
             // Scenario 10: what the probes moved so far, as the fixture counts it.
             (Some("io"), _) => {
                 let s = server.stats();
@@ -96,6 +107,9 @@ struct Recorder {
     healthy_successes: AtomicU64,
     /// Successes of hanging (`h…`) backends: any is a harness bug.
     hanging_successes: AtomicU64,
+    /// Scenario 11: how many endpoints backend `b0` has now (discovered
+    /// backends only), as the engine last published them.
+    b0_endpoints: AtomicU64,
 }
 
 impl ProbeObserver for Recorder {
@@ -116,6 +130,12 @@ impl ProbeObserver for Recorder {
                 .push(r.scheduling_lag.as_secs_f64() * 1e3);
         }
     }
+
+    fn endpoints(&self, _group: &str, backend: &str, endpoints: &[EndpointView]) {
+        if backend == "b0" {
+            self.b0_endpoints.store(endpoints.len() as u64, Relaxed);
+        }
+    }
 }
 
 pub fn duration(d: Duration) -> pbjson_types::Duration {
@@ -134,7 +154,10 @@ pub fn groups_with(url: &str, tls: Option<TlsSpec>, n: usize, hanging: usize, po
             let name = if hang { format!("h{i}") } else { format!("b{i}") };
             BackendSpec {
                 name,
-                url: url.replace("{i}", &i.to_string()).replace("{path}", &backend_path(i, hang)),
+                url: url
+                    .replace("{i}", &i.to_string())
+                    .replace("{k}", &(i % 10 + 1).to_string())
+                    .replace("{path}", &backend_path(i, hang)),
                 tls: tls.clone(),
                 ..BackendSpec::default()
             }
@@ -155,7 +178,11 @@ pub fn groups_with(url: &str, tls: Option<TlsSpec>, n: usize, hanging: usize, po
 /// Reports probes/s, CPU, the healthy backends' scheduling lag and RSS.
 /// Optional arguments (scenario 7): `url` (a `groups_with` template), `tls`
 /// (a TlsSpec in proto3 JSON), `dns_server`; the child says `MEASURING` as
-/// the measurement starts.
+/// the measurement starts. Scenario 11: `discovery` (a DiscoverySpec in proto3
+/// JSON, set on every backend), and `change_to` (backend `b0`'s endpoint
+/// count after a record change): after measuring, the child says `CHANGE`,
+/// waits for the parent's `changed` (sent once DNS serves the new records)
+/// and reports how long the engine took to publish `change_to` endpoints.
 pub fn engine_run() {
     install_crypto();
     let a = args();
@@ -203,6 +230,12 @@ pub fn engine_run() {
                 }
             }
         }
+        let discovery: Option<DiscoverySpec> = serde_json::from_value(a["discovery"].clone()).expect("discovery argument");
+        if discovery.is_some() {
+            for b in specs.iter_mut().flat_map(|g| g.backends.iter_mut()) {
+                b.discovery = discovery.clone();
+            }
+        }
         for spec in specs {
             let valid = validate_group(&spec, "", engine.limits()).expect("bench group specs are valid");
             engine.apply(valid, Origin::Api).await.expect("apply");
@@ -223,6 +256,10 @@ pub fn engine_run() {
         let (cpu1, (probes1, hp1, ok1, hung_ok1), elapsed) = (cpu_time(), counts(&recorder), t0.elapsed());
         recorder.recording.store(false, Relaxed);
         let rss = rss_mib();
+        let change_s = match a["change_to"].as_u64() {
+            Some(want) => Some(record_change(&recorder, want).await),
+            None => None,
+        };
         let mut lags = std::mem::take(&mut *recorder.lags_ms.lock().unwrap_or_else(|p| p.into_inner()));
         engine.shutdown().await;
         let probes = (probes1 - probes0) as f64;
@@ -241,9 +278,35 @@ pub fn engine_run() {
             "lag_p99_ms": quantile(&mut lags, 0.99),
             "rss_mib": rss,
             "rss_before_mib": rss_before,
+            "change_s": change_s,
         })
     });
     say(&format!("RESULT {result}"));
+}
+
+/// Scenario 11's record change, from the engine child's side: says `CHANGE`,
+/// waits for the parent's `changed` line, then for backend `b0` to have
+/// `want` endpoints. Returns the seconds that took (NaN past two minutes).
+async fn record_change(recorder: &Recorder, want: u64) -> f64 {
+    say("CHANGE");
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    if !matches!(line, Ok(Ok(ref l)) if l.trim() == "changed") {
+        panic!("the parent did not say `changed`: {line:?}");
+    }
+    let t0 = Instant::now();
+    while recorder.b0_endpoints.load(Relaxed) != want {
+        if t0.elapsed() > Duration::from_secs(120) {
+            say("OK");
+            return f64::NAN;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    say("OK");
+    t0.elapsed().as_secs_f64()
 }
 
 /// The physical ceiling: `concurrency` loops of fresh-connection POST

@@ -75,6 +75,39 @@ struct Args {
     /// Answers are cached for their TTL (at most 5 minutes) either way.
     #[arg(long, env = "MCP_HEALTH_DNS_SERVER", value_name = "IP:PORT")]
     dns_server: Option<std::net::SocketAddr>,
+    /// Self-doubt canary (repeatable, or comma-separated): a HOST:PORT that
+    /// must always accept a TCP connection from here, e.g. a fixture beside
+    /// the fleet, behind the same network path. When no canary accepts one,
+    /// the prober doubts itself and failing probes move no verdict (for at
+    /// most --doubt-max-hold-seconds). Prefer IP literals: a name resolves
+    /// through the system resolver.
+    #[arg(long = "doubt-canary", env = "MCP_HEALTH_DOUBT_CANARIES", value_name = "HOST:PORT", value_delimiter = ',')]
+    doubt_canaries: Vec<String>,
+    /// Self-doubt: a name the probes' resolver (--dns-server or the system's)
+    /// must answer at every check; no answer (timeout, SERVFAIL, no server)
+    /// is doubt. NXDOMAIN is an answer.
+    #[arg(long, env = "MCP_HEALTH_DOUBT_RESOLVE", value_name = "NAME")]
+    doubt_resolve: Option<String>,
+    /// Self-doubt: milliseconds between the end of one check of this node's
+    /// own evidence and the next.
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    doubt_interval_ms: u64,
+    /// Self-doubt: how long a canary connect or the resolver check may take.
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    doubt_timeout_ms: u64,
+    /// Self-doubt: a check whose timer the runtime fired later than this is doubt
+    /// (a starved runtime turns good answers into timeouts).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    doubt_max_lag_ms: u64,
+    /// Self-doubt: consecutive checks without a cause that end a doubt.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    doubt_clear_checks: u32,
+    /// Self-doubt: how long a doubt holds failing probes back at most, from
+    /// its start; past it verdicts move again and the doubt stays shown
+    /// (a canary that is down itself cannot freeze verdicts for longer).
+    /// 0: show doubt, hold nothing.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    doubt_max_hold_seconds: u64,
     /// Most backends one group may have.
     #[arg(long, default_value_t = 1000)]
     max_backends_per_group: usize,
@@ -172,6 +205,17 @@ async fn main() -> ExitCode {
         max_concurrent_probes: args.max_concurrent_probes.max(1),
         initial_probes_per_second: args.initial_probes_per_second.max(1),
         dns: mcp_health::probe::DnsSettings { server: args.dns_server },
+        doubt: mcp_health::core::doubt::DoubtPolicy {
+            max_lag: std::time::Duration::from_millis(args.doubt_max_lag_ms),
+            clear_checks: args.doubt_clear_checks,
+            max_hold: std::time::Duration::from_secs(args.doubt_max_hold_seconds),
+        },
+        doubt_checks: Some(mcp_health::engine::DoubtChecks {
+            interval: std::time::Duration::from_millis(args.doubt_interval_ms),
+            canaries: args.doubt_canaries,
+            resolve: args.doubt_resolve,
+            timeout: std::time::Duration::from_millis(args.doubt_timeout_ms),
+        }),
         ..EngineConfig::default()
     };
     let cluster = match args.etcd.options() {

@@ -82,23 +82,36 @@ pub fn view(h: &GetBackendHistoryResponse, style: &Style) -> String {
         out.push_str("no transitions yet\n");
         return out;
     }
+    // A discovered backend's history holds its endpoints' entries too: then
+    // a column names the endpoint ("-" for the backend's own transitions).
+    let by_endpoint = h.transitions.iter().any(|t| !t.endpoint.is_empty());
     let rows: Vec<_> = h
         .transitions
         .iter()
         .map(|t| {
             let to = BackendStatus::try_from(t.to_status).unwrap_or_default();
             let reason = t.reason.clone().unwrap_or_default();
-            vec![
-                (time(t.time.as_ref()), time(t.time.as_ref())),
+            let mut row = vec![(time(t.time.as_ref()), time(t.time.as_ref()))];
+            if by_endpoint {
+                let endpoint = if t.endpoint.is_empty() { "-".to_owned() } else { t.endpoint.clone() };
+                row.push((endpoint.clone(), endpoint));
+            }
+            row.extend([
                 (status(t.from_status).to_owned(), status(t.from_status).to_owned()),
                 (status_name(to).to_owned(), style.status(to)),
                 (reason_name(reason.code).to_owned(), reason_name(reason.code).to_owned()),
                 (ms_text(t.latency.as_ref()), ms_text(t.latency.as_ref())),
                 (reason.message.clone(), reason.message),
-            ]
+            ]);
+            row
         })
         .collect();
-    out.push_str(&table(&["TIME", "FROM", "TO", "REASON", "LATENCY", "MESSAGE"], &rows, style));
+    let headers: &[&str] = if by_endpoint {
+        &["TIME", "ENDPOINT", "FROM", "TO", "REASON", "LATENCY", "MESSAGE"]
+    } else {
+        &["TIME", "FROM", "TO", "REASON", "LATENCY", "MESSAGE"]
+    };
+    out.push_str(&table(headers, &rows, style));
     if h.dropped_transitions > 0 {
         out.push_str(&format!("({} older transitions no longer kept)\n", h.dropped_transitions));
     }
@@ -128,4 +141,42 @@ pub fn catalog_view(group: &str, b: &BackendHealth, changes: &[CatalogChange]) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{BackendTransition, Reason};
+
+    fn entry(endpoint: &str, message: &str) -> BackendTransition {
+        BackendTransition {
+            from_status: BackendStatus::Healthy as i32,
+            to_status: BackendStatus::Unhealthy as i32,
+            reason: Some(Reason {
+                message: message.to_owned(),
+                ..Reason::default()
+            }),
+            endpoint: endpoint.to_owned(),
+            ..BackendTransition::default()
+        }
+    }
+
+    #[test]
+    fn an_endpoint_column_only_when_an_entry_names_one() {
+        let mut h = GetBackendHistoryResponse {
+            group: "g".into(),
+            backend: "b".into(),
+            transitions: vec![entry("", "backend went down")],
+            ..GetBackendHistoryResponse::default()
+        };
+        let text = view(&h, &Style::plain());
+        assert!(!text.contains("ENDPOINT"), "{text}");
+        h.transitions.push(entry("10.0.0.5:8080", "connection refused"));
+        let text = view(&h, &Style::plain());
+        assert!(text.contains("ENDPOINT"), "{text}");
+        let line = |needle: &str| text.lines().find(|l| l.contains(needle)).unwrap_or_default().to_owned();
+        assert!(line("connection refused").contains("10.0.0.5:8080"), "{text}");
+        let own = line("backend went down");
+        assert!(own.split_whitespace().nth(1) == Some("-"), "the backend's own entry shows no endpoint: {own}");
+    }
 }

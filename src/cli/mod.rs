@@ -83,9 +83,21 @@ pub enum Command {
     History { group: String, backend: String },
     /// Drain a backend: no new traffic (DRAINING in xDS, not routable), still
     /// probed and its verdict still shown (SetBackendDrain; API groups).
-    Drain { group: String, backend: String },
-    /// End a backend's drain (SetBackendDrain).
-    Undrain { group: String, backend: String },
+    Drain {
+        group: String,
+        backend: String,
+        /// Only this endpoint of a discovered backend (IP:port, as `get -o wide` shows it).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// End a backend's drain, or one endpoint's (SetBackendDrain).
+    Undrain {
+        group: String,
+        backend: String,
+        /// Only this endpoint of a discovered backend (IP:port).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
     /// grpc.health.v1 Check of a service ("" is the server, a group name is that group).
     Check {
         #[arg(default_value = "")]
@@ -329,9 +341,18 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
                     "{} accepted, {} for an unknown group or backend, {} invalid\n",
                     resp.accepted, resp.unknown_backend, resp.invalid
                 );
+                if resp.forwarded > 0 {
+                    text.push_str(&format!("{} forwarded to the replica that owns the backend\n", resp.forwarded));
+                }
+                if resp.dropped > 0 {
+                    text.push_str(&format!(
+                        "{} for another replica's backend dropped (the queue to the owners was full)\n",
+                        resp.dropped
+                    ));
+                }
                 if resp.not_owned > 0 {
                     text.push_str(&format!(
-                        "{} for a backend another replica owns (not folded: send reports to its owner)\n",
+                        "{} for a backend another replica owns, not folded (no live owner known)\n",
                         resp.not_owned
                     ));
                 }
@@ -341,8 +362,8 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
                 text
             })
         }
-        Command::Drain { group, backend } => set_drain(&conn, &out, group, backend, true).await,
-        Command::Undrain { group, backend } => set_drain(&conn, &out, group, backend, false).await,
+        Command::Drain { group, backend, endpoint } => set_drain(&conn, &out, group, backend, endpoint, true).await,
+        Command::Undrain { group, backend, endpoint } => set_drain(&conn, &out, group, backend, endpoint, false).await,
         Command::Check { service } => {
             let mut c = conn.health_client().await?;
             let resp = c.check(unary(HealthCheckRequest { service })).await.map_err(CliError::CheckRpc)?.into_inner();
@@ -360,12 +381,13 @@ pub async fn run(cli: Cli, style: Style) -> Result<(), CliError> {
 }
 
 /// `drain` / `undrain`: SetBackendDrain, admin-guarded like apply.
-async fn set_drain(conn: &Connection, out: &Output, group: String, backend: String, drain: bool) -> Result<(), CliError> {
+async fn set_drain(conn: &Connection, out: &Output, group: String, backend: String, endpoint: Option<String>, drain: bool) -> Result<(), CliError> {
     let mut c = conn.group_client().await?;
     let req = SetBackendDrainRequest {
         group: group.clone(),
         backend: backend.clone(),
         drain,
+        endpoint: endpoint.clone().unwrap_or_default(),
     };
     let resp = c.set_backend_drain(conn.authorize(unary(req))?).await?.into_inner();
     let what = match (drain, resp.changed) {
@@ -374,9 +396,11 @@ async fn set_drain(conn: &Connection, out: &Output, group: String, backend: Stri
         (false, true) => "is no longer draining",
         (false, false) => "was not draining",
     };
-    out.print(&resp, |_| {
-        format!("backend {backend} of group {group} {what} (generation {})\n", resp.generation)
-    })
+    let subject = match &endpoint {
+        Some(e) => format!("endpoint {e} of backend {backend}"),
+        None => format!("backend {backend}"),
+    };
+    out.print(&resp, |_| format!("{subject} of group {group} {what} (generation {})\n", resp.generation))
 }
 
 /// Writes to stdout, treating a closed pipe (`| head`) as the end, not an error.

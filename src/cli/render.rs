@@ -334,11 +334,12 @@ pub fn backends_table(backends: &[BackendHealth], style: &Style) -> String {
                 vec![
                     cell(format!("  {}", e.address)),
                     painted(status_name(status), style.status(status)),
-                    cell(match (e.refused.is_empty(), e.leaving, e.routable) {
-                        (false, _, _) => "no (refused)",
-                        (true, true, _) => "no (leaving)",
-                        (true, false, true) => "yes",
-                        (true, false, false) => "no",
+                    cell(match (e.refused.is_empty(), e.leaving, e.drained, e.routable) {
+                        (false, _, _, _) => "no (refused)",
+                        (true, true, _, _) => "no (leaving)",
+                        (true, false, true, _) => "no (drained)",
+                        (true, false, false, true) => "yes",
+                        (true, false, false, false) => "no",
                     }),
                     cell(latency(e.last_latency.as_ref())),
                     cell(if e.protocol_version.is_empty() { "-" } else { &e.protocol_version }),
@@ -446,6 +447,10 @@ mod tests {
                 endpoint("10.0.0.2:8080", BackendStatus::Unhealthy, false, false, ""),
                 endpoint("10.0.0.3:8080", BackendStatus::Healthy, false, true, ""),
                 endpoint("169.254.169.254:8080", BackendStatus::Unknown, false, false, "refused: link-local"),
+                EndpointHealth {
+                    drained: true,
+                    ..endpoint("10.0.0.4:8080", BackendStatus::Healthy, false, false, "")
+                },
             ],
             ..BackendHealth::default()
         };
@@ -453,7 +458,7 @@ mod tests {
         assert_eq!(narrow.lines().count(), 2, "{narrow}");
         let wide = backends_table(&[b], &Style { wide: true, ..Style::plain() });
         let lines: Vec<&str> = wide.lines().map(str::trim_end).collect();
-        assert_eq!(lines.len(), 6, "{wide}");
+        assert_eq!(lines.len(), 7, "{wide}");
         let words = |line: &str| line.split_whitespace().map(str::to_owned).collect::<Vec<_>>().join(" ");
         assert_eq!(words(lines[1]), "pods DEGRADED yes - - - http://pods.test:8080/mcp 1 of 2 endpoints routable");
         assert_eq!(words(lines[2]), "10.0.0.1:8080 HEALTHY yes - - - priority 10 weight 60 ok");
@@ -463,6 +468,7 @@ mod tests {
             words(lines[5]),
             "169.254.169.254:8080 UNKNOWN no (refused) - - - priority 10 weight 60 refused: link-local"
         );
+        assert_eq!(words(lines[6]), "10.0.0.4:8080 HEALTHY no (drained) - - - priority 10 weight 60 ok");
     }
 
     #[test]

@@ -688,6 +688,7 @@ async fn an_identical_re_apply_on_a_degraded_replica_is_unavailable() {
             group: "acked-7".into(),
             backend: "a".into(),
             drain: false,
+            ..Default::default()
         })
         .await
         .expect_err("no drain while degraded, even to the state shown");
@@ -775,5 +776,172 @@ async fn a_catalog_accepted_through_one_replica_survives_kill_9_of_the_owner() {
         let b = ts(&s.clients[i]).await.expect("ts on a survivor");
         assert!(b.routable, "still routable on survivor {i}: {b:?}");
         assert_eq!(reason(&b), Some(ReasonCode::Ok as i32), "{b:?}");
+    }
+}
+
+/// Sends reports over one ReportOutcomes stream to one replica.
+async fn report(client: &GroupHealthServiceClient<Channel>, reports: Vec<OutcomeReport>) -> ReportOutcomesResponse {
+    client
+        .clone()
+        .report_outcomes(tokio_stream::iter(reports))
+        .await
+        .expect("ReportOutcomes")
+        .into_inner()
+}
+
+fn http_503(backend: &str) -> OutcomeReport {
+    OutcomeReport {
+        group: "pool".into(),
+        backend: backend.into(),
+        outcome: OutcomeKind::HttpStatus as i32,
+        http_status: 503,
+        ..Default::default()
+    }
+}
+
+/// (status, ejection cause and count, routable) of one backend, the phase
+/// and the group's grpc.health status, as one replica answers.
+type Shown = (i32, Option<(String, u32)>, bool, i32, i32);
+
+async fn shown(d: &Daemon, client: &GroupHealthServiceClient<Channel>, backend: &str) -> Option<Shown> {
+    use mcp_health::proto::grpc_health_v1::HealthCheckRequest;
+    use mcp_health::proto::grpc_health_v1::health_client::HealthClient;
+    let g = group_health(client, "pool").await?;
+    let b = g.backends.iter().find(|b| b.name == backend)?;
+    let mut health = HealthClient::connect(format!("http://{}", d.addr)).await.ok()?;
+    let serving = health.check(HealthCheckRequest { service: "pool".into() }).await.ok()?.into_inner().status;
+    Some((b.status, b.ejection.as_ref().map(|e| (e.cause.clone(), e.count)), b.routable, g.phase, serving))
+}
+
+/// Issue 21 in a cluster: reports sent to a replica that does not own the
+/// backend are forwarded to its owner through etcd, which ejects it; the
+/// ejection is shared with the verdict, so every replica shows it (Get,
+/// the phase and grpc.health agree) and every replica shows its return
+/// after its time and a passing probe. When the owner dies while the
+/// backend is ejected, the new owner keeps the ejection and ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_sent_to_a_non_owner_eject_the_backend_on_every_replica() {
+    let mut s = Setup::start_with("/t9", 2, "3", "1s").await;
+    // Ejection after 3 failures in a row, for 2 s × its count; probes pass all along.
+    let mut yaml = String::from(
+        "name: pool\npolicy:\n  interval: 1s\n  initialSpread: 0.5s\n  timeout: 0.8s\n  unhealthyThreshold: 1\n  healthyThreshold: 1\n  outlier: {consecutiveFailures: 3, baseEjectionTime: 2s, maxEjectedPercent: 50}\nbackends:\n",
+    );
+    for (i, f) in s.fixtures.iter().enumerate() {
+        yaml.push_str(&format!("- name: b{i}\n  url: {}\n  protocolVersion: \"2025-06-18\"\n", f.url_for("/mcp")));
+    }
+    s.clients[0]
+        .apply_group(apply_request(group_yaml(&yaml)))
+        .await
+        .expect("apply the outlier policy");
+    for c in &s.clients {
+        eventually("generation 2 everywhere", || group_health(c, "pool"), |g| g.generation == 2).await;
+    }
+    let members = s.members().await;
+    assert_eq!(members.len(), 3, "{members:?}");
+    let owner_id = owner_of(&members, "b0");
+    let owner_daemon = members[&owner_id];
+    let sender = (owner_daemon + 1) % 3;
+    println!("b0 is owned by daemon {owner_daemon} ({owner_id}); reporting to daemon {sender}");
+    let urls: Vec<String> = (0..3).map(|i| s.daemons[i].as_ref().unwrap().metrics_url()).collect();
+
+    // Three 503s to the non-owner: forwarded, not folded there.
+    let answer = report(&s.clients[sender], vec![http_503("b0"); 3]).await;
+    assert_eq!(
+        (answer.forwarded, answer.accepted, answer.not_owned, answer.dropped),
+        (3, 0, 0, 0),
+        "{answer:?}"
+    );
+    // The owner ejects it, and every replica shows the ejection: HEALTHY,
+    // ejected with the owner's cause, not routable, the same phase and the
+    // same grpc.health status everywhere.
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let d = s.daemons[i].as_ref().unwrap();
+        let shown = eventually(
+            "every replica shows b0 ejected",
+            || shown(d, &s.clients[i], "b0"),
+            |(_, ejection, routable, ..)| ejection.is_some() && !routable,
+        )
+        .await;
+        seen.push(shown);
+    }
+    println!("every replica shows {:?}", seen[0]);
+    assert!(seen.iter().all(|v| *v == seen[0]), "the replicas answer the same: {seen:?}");
+    let (status, ejection, _, phase, serving) = seen[0].clone();
+    assert_eq!(status, BackendStatus::Healthy as i32, "its handshake works: HEALTHY and ejected");
+    assert_eq!(ejection.as_ref().map(|e| e.1), Some(1));
+    assert!(ejection.unwrap().0.contains("3 consecutive failures in real traffic, the last: HTTP 503"));
+    assert_eq!(phase, GroupPhase::Degraded as i32, "one of two backends routable");
+    assert_ne!(serving, 0, "{serving}");
+    // The ejection is in the owner's record, and the counters say who did what.
+    let record = s.verdicts().await.remove("b0").expect("b0's record");
+    assert_eq!(record.writer, owner_id);
+    assert_eq!(record.verdict.ejection.as_ref().map(|e| e.ejection.count), Some(1), "{record:?}");
+    assert_eq!(metric(&urls[sender], "mcp_health_cluster_reports_forwarded_total").await, Some(3));
+    assert_eq!(metric(&urls[owner_daemon], "mcp_health_cluster_reports_folded_total").await, Some(3));
+    // No batch is left behind in etcd.
+    let etcd = s.etcd.client().await;
+    let keys = Keys::new(&s.prefix);
+    eventually(
+        "the folded batch deleted",
+        || async { Some(etcd.range_prefix(&keys.reports()).await.ok()?.0.len()) },
+        |n| *n == 0,
+    )
+    .await;
+
+    // After its time, the owner's next probe passes: every replica shows it back.
+    for i in 0..3 {
+        let d = s.daemons[i].as_ref().unwrap();
+        eventually(
+            "every replica shows b0 back",
+            || shown(d, &s.clients[i], "b0"),
+            |(status, ejection, routable, phase, _)| {
+                ejection.is_none() && *routable && *status == BackendStatus::Healthy as i32 && *phase == GroupPhase::Ready as i32
+            },
+        )
+        .await;
+    }
+
+    // Ejected again (its second: 4 s), then its owner dies: a survivor owns
+    // b0 now, keeps the ejection from the record, and ends it itself.
+    let sender = (owner_daemon + 1) % 3;
+    let answer = report(&s.clients[sender], vec![http_503("b0"); 3]).await;
+    assert_eq!(answer.forwarded, 3, "{answer:?}");
+    for i in 0..3 {
+        eventually(
+            "every replica shows the second ejection",
+            || group_health(&s.clients[i], "pool"),
+            |g| g.backends.iter().any(|b| b.name == "b0" && b.ejection.as_ref().is_some_and(|e| e.count == 2)),
+        )
+        .await;
+    }
+    s.daemons[owner_daemon].take().unwrap().kill9();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != owner_daemon).collect();
+    // The survivors never show b0 routable before a survivor's record says it returned.
+    let mut returned_by = None;
+    for i in &survivors {
+        let (_, ejection, routable, ..) = shown(s.daemons[*i].as_ref().unwrap(), &s.clients[*i], "b0").await.unwrap();
+        if ejection.is_none() {
+            returned_by = Some(*i);
+        }
+        assert!(ejection.is_some() || routable, "{ejection:?} {routable}");
+    }
+    let record = eventually(
+        "a survivor shares b0's return",
+        || async { s.verdicts().await.remove("b0") },
+        |r| r.writer != owner_id && r.verdict.ejection.is_none(),
+    )
+    .await;
+    let new_owner = s.members().await.get(&record.writer).copied();
+    assert!(new_owner.is_some_and(|i| i != owner_daemon), "{record:?}");
+    println!("b0's return shared by daemon {new_owner:?} after the owner died (earlier: {returned_by:?})");
+    for i in &survivors {
+        let d = s.daemons[*i].as_ref().unwrap();
+        eventually(
+            "every survivor shows b0 back",
+            || shown(d, &s.clients[*i], "b0"),
+            |(_, ejection, routable, ..)| ejection.is_none() && *routable,
+        )
+        .await;
     }
 }

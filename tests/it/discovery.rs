@@ -7,7 +7,9 @@
 //! endpoint's address connects there and keeps the name (Host, TLS SNI).
 //! Through a daemon (issue 23's tests 1 to 3): every address of a discovered
 //! backend is an endpoint with its own verdict in Get and in EDS, a dead one
-//! alone turns UNHEALTHY, and endpoints follow the records as they change.
+//! alone turns UNHEALTHY, endpoints follow the records as they change, and
+//! a dead resolver's last good set is kept until `maxTtl` (then reason DNS)
+//! and recovers when it returns (test 5).
 
 use crate::common::pki;
 use crate::probe_support::{assert_failure, assert_success, install_crypto, probe_once};
@@ -329,18 +331,20 @@ async fn daemon_with(dns: &Dnsmasq, opts: mcp_health::daemon::DaemonOptions) -> 
     .await
 }
 
+/// An MCP server on 127.0.0.`last`:`port` (0: any port).
+async fn server_on(last: u8, port: u16) -> FixtureServer {
+    FixtureServer::start_on(SocketAddr::from(([127, 0, 0, last], port)), FixtureOptions::default())
+        .await
+        .unwrap()
+}
+
 /// MCP servers on 127.0.0.`last` for each of `lasts`, all on one port.
 async fn servers(lasts: &[u8]) -> Vec<FixtureServer> {
-    let first = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, lasts[0]], 0)), FixtureOptions::default())
-        .await
-        .unwrap();
+    let first = server_on(lasts[0], 0).await;
     let port = first.addr().port();
     let mut all = vec![first];
     for last in &lasts[1..] {
-        let s = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, *last], port)), FixtureOptions::default())
-            .await
-            .unwrap();
-        all.push(s);
+        all.push(server_on(*last, port).await);
     }
     all
 }
@@ -351,12 +355,36 @@ fn hosts(lasts: &[u8]) -> String {
 }
 
 /// The discovered group: probed every second, one failure to UNHEALTHY,
-/// looked up every second, leaving endpoints kept `grace`.
-fn discovered_group(port: u16, grace: &str) -> GroupSpec {
+/// looked up every second, the last good set kept `max_ttl` through failed
+/// lookups, leaving endpoints kept `grace`.
+fn discovered_group(port: u16, max_ttl: &str, grace: &str) -> GroupSpec {
     crate::common::group_yaml(&format!(
         "name: g\npolicy: {{interval: 1s, timeout: 0.5s, unhealthyThreshold: 1}}\nbackends:\n  \
-         - name: pods\n    url: \"http://pods.test:{port}/mcp\"\n    discovery:\n      dns: {{minTtl: 1s, maxTtl: 10s, removalGrace: {grace}}}\n"
+         - name: pods\n    url: \"http://pods.test:{port}/mcp\"\n    discovery:\n      dns: {{minTtl: 1s, maxTtl: {max_ttl}, removalGrace: {grace}}}\n"
     ))
+}
+
+/// A daemon probing `pods.test` (dnsmasq, TTL 1 s) at 127.0.0.`in_dns`, with
+/// MCP servers on 127.0.0.`serving` (one port), the discovered group applied
+/// (`discovered_group`), once every address in DNS is a HEALTHY endpoint
+/// (`ready`: the group's health then).
+struct Pods {
+    dns: Dnsmasq,
+    servers: Vec<FixtureServer>,
+    port: u16,
+    d: crate::common::TestDaemon,
+    ready: mcp_health::proto::v1::GroupHealth,
+}
+
+async fn pods(in_dns: &[u8], serving: &[u8], max_ttl: &str, grace: &str) -> Pods {
+    let dns = Dnsmasq::start(&hosts(in_dns), 1);
+    let servers = servers(serving).await;
+    let port = servers[0].addr().port();
+    let mut d = daemon(&dns).await;
+    d.apply(discovered_group(port, max_ttl, grace)).await;
+    let want = rows(port, &in_dns.iter().map(|l| (*l, BackendStatus::Healthy, false)).collect::<Vec<_>>());
+    let ready = d.wait_group("g", "every address in DNS a HEALTHY endpoint", |h| endpoints_of(h) == want).await;
+    Pods { dns, servers, port, d, ready }
 }
 
 /// The endpoints in Get: (address, status, leaving), in address order.
@@ -390,16 +418,9 @@ fn eds_rows(want: &[(u8, HealthStatus)]) -> Vec<(String, HealthStatus)> {
 #[tokio::test]
 async fn three_addresses_are_three_endpoints_and_a_dead_one_alone_turns_unhealthy() {
     use BackendStatus::{Healthy, Unhealthy};
-    let dns = Dnsmasq::start(&hosts(&[2, 3, 4]), 1);
-    let servers = servers(&[2, 3, 4]).await;
-    let port = servers[0].addr().port();
-    let mut d = daemon(&dns).await;
-    d.apply(discovered_group(port, "10s")).await;
-    let h = d
-        .wait_group("g", "three HEALTHY endpoints", |h| {
-            endpoints_of(h).len() == 3 && endpoints_of(h).iter().all(|e| e.1 == Healthy)
-        })
-        .await;
+    let Pods {
+        servers, port, d, ready: h, ..
+    } = pods(&[2, 3, 4], &[2, 3, 4], "10s", "10s").await;
     assert_eq!(endpoints_of(&h), rows(port, &[(2, Healthy, false), (3, Healthy, false), (4, Healthy, false)]));
     assert_eq!(status(&h.backends[0]), Healthy);
     assert!(h.backends[0].routable);
@@ -432,16 +453,8 @@ async fn three_addresses_are_three_endpoints_and_a_dead_one_alone_turns_unhealth
 #[tokio::test]
 async fn endpoints_follow_the_records_from_three_to_five_to_two() {
     use BackendStatus::Healthy;
-    let dns = Dnsmasq::start(&hosts(&[2, 3, 4]), 1);
-    let servers = servers(&[2, 3, 4, 5, 6]).await;
-    let port = servers[0].addr().port();
-    let mut d = daemon(&dns).await;
     // Long enough a grace that the dead one's drop comes well before it.
-    d.apply(discovered_group(port, "10s")).await;
-    d.wait_group("g", "three HEALTHY endpoints", |h| {
-        endpoints_of(h) == rows(port, &[(2, Healthy, false), (3, Healthy, false), (4, Healthy, false)])
-    })
-    .await;
+    let Pods { dns, servers, port, d, .. } = pods(&[2, 3, 4], &[2, 3, 4, 5, 6], "10s", "10s").await;
 
     dns.set_hosts(&hosts(&[2, 3, 4, 5, 6]));
     d.wait_group("g", "five HEALTHY endpoints", |h| {
@@ -495,18 +508,82 @@ async fn endpoints_follow_the_records_from_three_to_five_to_two() {
     d.stop().await;
 }
 
+/// The reason codes of the endpoints in Get, in address order.
+fn endpoint_reasons(h: &mcp_health::proto::v1::GroupHealth) -> Vec<ReasonCode> {
+    h.backends[0]
+        .endpoints
+        .iter()
+        .map(|e| e.reason.as_ref().map_or(ReasonCode::Unspecified, |r| r.code()))
+        .collect()
+}
+
+/// Issue 23, test 5: the resolver dies. The last good set is kept (every
+/// state Get shows until the endpoints read DNS lists the three, HEALTHY);
+/// past `maxTtl` after the last answer they read UNHEALTHY with reason DNS
+/// (the backend too, not routable; UNHEALTHY in EDS); the resolver comes back
+/// on its address and they recover.
+#[tokio::test]
+async fn a_dead_resolver_keeps_the_last_set_until_max_ttl_then_reads_dns_and_recovers() {
+    use BackendStatus::{Healthy, Unhealthy};
+    // The servers are bound: fields left to `..` go with the temporary.
+    let Pods {
+        mut dns,
+        port,
+        d,
+        servers: _servers,
+        ..
+    } = pods(&[2, 3, 4], &[2, 3, 4], "5s", "10s").await;
+    let healthy = rows(port, &[(2, Healthy, false), (3, Healthy, false), (4, Healthy, false)]);
+    let failed = rows(port, &[(2, Unhealthy, false), (3, Unhealthy, false), (4, Unhealthy, false)]);
+
+    dns.stop();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let h = d
+        .wait_group("g", "every endpoint UNHEALTHY with reason DNS", |h| {
+            let expired = endpoint_reasons(h).contains(&ReasonCode::Dns);
+            if !expired {
+                seen.lock().unwrap().push(endpoints_of(h));
+            }
+            expired
+        })
+        .await;
+    let seen = seen.into_inner().unwrap();
+    assert!(!seen.is_empty(), "Get was read before the TTL maximum passed");
+    assert!(seen.iter().all(|e| *e == healthy), "the last good set stands until maxTtl: {seen:#?}");
+    assert_eq!(endpoints_of(&h), failed, "the set is kept, every endpoint UNHEALTHY");
+    assert_eq!(endpoint_reasons(&h), [ReasonCode::Dns; 3]);
+    assert!(h.backends[0].endpoints[0].reason.as_ref().unwrap().message.contains("pods.test"), "{h:#?}");
+    assert_eq!((status(&h.backends[0]), h.backends[0].routable), (Unhealthy, false));
+    assert_eq!(h.phase, mcp_health::proto::v1::GroupPhase::Failed as i32, "{h:#?}");
+    let cla = assignment_until(d.addr, "g", "three unhealthy", |c| {
+        eds(c).len() == 3 && eds(c).iter().all(|e| e.1 == HealthStatus::Unhealthy)
+    })
+    .await;
+    assert_eq!(
+        eds(&cla),
+        eds_rows(&[(2, HealthStatus::Unhealthy), (3, HealthStatus::Unhealthy), (4, HealthStatus::Unhealthy)])
+    );
+
+    dns.restart();
+    let h = d.wait_group("g", "the endpoints recovered", |h| endpoints_of(h) == healthy).await;
+    assert!(!endpoint_reasons(&h).contains(&ReasonCode::Dns), "{h:#?}");
+    assert_eq!((status(&h.backends[0]), h.backends[0].routable), (Healthy, true));
+    assert_eq!(h.phase, mcp_health::proto::v1::GroupPhase::Ready as i32, "{h:#?}");
+    assignment_until(d.addr, "g", "three healthy again", |c| {
+        eds(c) == eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Healthy), (4, HealthStatus::Healthy)])
+    })
+    .await;
+    d.stop().await;
+}
+
 /// Issue 23, test 4, through the daemon: an SRV name with two targets on two
 /// ports gives two endpoints on those ports, HEALTHY in Get with their
 /// priority and weight, and in EDS each at its port, the lower SRV priority
 /// first (Envoy's priority 0) with the weight as `load_balancing_weight`.
 #[tokio::test]
 async fn an_srv_name_gives_two_endpoints_on_their_own_ports_in_get_and_eds() {
-    let a = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 2], 0)), FixtureOptions::default())
-        .await
-        .unwrap();
-    let b = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 3], 0)), FixtureOptions::default())
-        .await
-        .unwrap();
+    let a = server_on(2, 0).await;
+    let b = server_on(3, 0).await;
     let (pa, pb) = (a.addr().port(), b.addr().port());
     let dns = Dnsmasq::start_with(
         "127.0.0.2 a.test\n127.0.0.3 b.test\n",
@@ -563,9 +640,7 @@ async fn an_srv_name_gives_two_endpoints_on_their_own_ports_in_get_and_eds() {
 /// the metrics (and, opted in, a series per address).
 #[tokio::test]
 async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
-    let good = FixtureServer::start_on(SocketAddr::from(([127, 0, 0, 5], 0)), FixtureOptions::default())
-        .await
-        .unwrap();
+    let good = server_on(5, 0).await;
     let port = good.addr().port();
     let dns = Dnsmasq::start("169.254.169.254 mixed.test\n127.0.0.5 mixed.test\n", 1);
     let opts = mcp_health::daemon::DaemonOptions {
@@ -619,5 +694,178 @@ async fn a_refused_address_is_shown_as_refused_and_withheld_from_eds() {
     assert_eq!(counts, ["1", "0", "0", "1"].map(|c| Some(c.to_owned())), "{text}");
     let healthy = format!("mcp_health_endpoint_status{{group=\"g\",backend=\"mixed\",address=\"127.0.0.5:{port}\",status=\"healthy\"}} 1");
     assert!(text.contains(&healthy), "{text}");
+    d.stop().await;
+}
+
+/// Drain one endpoint through the daemon (issue 23): SetBackendDrain with an
+/// endpoint's address drains it alone: still probed and HEALTHY in Get,
+/// `drained` and not routable, DRAINING in EDS, kept in the stored spec; an
+/// address the backend does not have is INVALID_ARGUMENT naming `endpoint`;
+/// the end of the drain makes it HEALTHY in EDS again.
+#[tokio::test]
+async fn one_endpoint_drained_over_the_api_is_draining_in_eds_and_still_probed() {
+    use mcp_health::proto::v1::SetBackendDrainRequest;
+    let Pods {
+        port,
+        mut d,
+        servers,
+        dns: _dns,
+        ..
+    } = pods(&[2, 3], &[2, 3], "10s", "10s").await;
+    let request = |endpoint: String, drain: bool| SetBackendDrainRequest {
+        group: "g".into(),
+        backend: "pods".into(),
+        drain,
+        endpoint,
+    };
+    let three = format!("127.0.0.3:{port}");
+    let resp = d.client.set_backend_drain(request(three.clone(), true)).await.unwrap().into_inner();
+    assert!(resp.changed);
+    assert_eq!(resp.spec.unwrap().backends[0].drained_endpoints, std::slice::from_ref(&three));
+    for bad in [format!("127.0.0.9:{port}"), "pods.test".to_owned()] {
+        let err = d.client.set_backend_drain(request(bad.clone(), true)).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad}: {err:?}");
+        let bad_request = tonic_types::StatusExt::get_details_bad_request(&err).expect("BadRequest details");
+        let fields: Vec<&str> = bad_request.field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["endpoint"], "{bad}: {err:?}");
+    }
+
+    let h = d
+        .wait_group("g", "127.0.0.3 drained", |h| h.backends[0].endpoints.iter().any(|e| e.drained))
+        .await;
+    let shown: Vec<(String, BackendStatus, bool, bool)> = h.backends[0]
+        .endpoints
+        .iter()
+        .map(|e| (e.address.clone(), BackendStatus::try_from(e.status).unwrap(), e.drained, e.routable))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (format!("127.0.0.2:{port}"), BackendStatus::Healthy, false, true),
+            (three.clone(), BackendStatus::Healthy, true, false)
+        ]
+    );
+    assert_eq!((status(&h.backends[0]), h.backends[0].routable), (BackendStatus::Healthy, true));
+    let cla = assignment_until(d.addr, "g", "127.0.0.3 draining", |c| eds(c).iter().any(|e| e.1 == HealthStatus::Draining)).await;
+    assert_eq!(eds(&cla), eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Draining)]));
+    let probed = servers[1].stats().initialize;
+    d.wait_group("g", "127.0.0.3 probed while drained", |_| servers[1].stats().initialize > probed)
+        .await;
+
+    let resp = d.client.set_backend_drain(request(three.clone(), false)).await.unwrap().into_inner();
+    assert!(resp.changed && resp.spec.unwrap().backends[0].drained_endpoints.is_empty());
+    assignment_until(d.addr, "g", "127.0.0.3 healthy again", |c| {
+        eds(c) == eds_rows(&[(2, HealthStatus::Healthy), (3, HealthStatus::Healthy)])
+    })
+    .await;
+    // The backend's history holds the drain and its end, with the address,
+    // though no probe changed the endpoint's status.
+    let history = d
+        .client
+        .get_backend_history(mcp_health::proto::v1::GetBackendHistoryRequest {
+            group: "g".into(),
+            backend: "pods".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let drains: Vec<&str> = history
+        .transitions
+        .iter()
+        .filter(|t| t.endpoint == three)
+        .filter_map(|t| t.reason.as_ref().map(|r| r.message.as_str()))
+        .filter(|m| m.contains("drained"))
+        .collect();
+    assert_eq!(drains, ["endpoint drained", "endpoint no longer drained"], "{history:?}");
+    d.stop().await;
+}
+
+/// Issue 23 (history): a discovered backend's history holds its endpoints'
+/// entries with their addresses: each endpoint added, then the one whose
+/// server died moving HEALTHY to UNHEALTHY with the probe's reason.
+#[tokio::test]
+async fn a_dead_endpoints_transition_is_in_the_backends_history_with_its_address() {
+    use BackendStatus::{Healthy, Unhealthy};
+    let Pods { servers, port, mut d, .. } = pods(&[2, 3], &[2, 3], "10s", "10s").await;
+    servers[1].stop().await;
+    d.wait_group("g", "127.0.0.3 UNHEALTHY", |h| endpoints_of(h).iter().any(|e| e.1 == Unhealthy))
+        .await;
+    let h = d
+        .client
+        .get_backend_history(mcp_health::proto::v1::GetBackendHistoryRequest {
+            group: "g".into(),
+            backend: "pods".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let dead = format!("127.0.0.3:{port}");
+    let of = |addr: &str| -> Vec<(BackendStatus, BackendStatus, ReasonCode, String)> {
+        h.transitions
+            .iter()
+            .filter(|t| t.endpoint == addr)
+            .map(|t| {
+                let r = t.reason.clone().unwrap_or_default();
+                (
+                    BackendStatus::try_from(t.from_status).unwrap(),
+                    BackendStatus::try_from(t.to_status).unwrap(),
+                    ReasonCode::try_from(r.code).unwrap(),
+                    r.message,
+                )
+            })
+            .collect()
+    };
+    let dead_entries = of(&dead);
+    assert!(dead_entries.iter().any(|e| e.3 == "endpoint added"), "{dead} added: {dead_entries:?}");
+    assert_eq!(
+        dead_entries.last().map(|e| (e.0, e.1, e.2)),
+        Some((Healthy, Unhealthy, ReasonCode::ConnectionRefused)),
+        "{h:?}"
+    );
+    let live = of(&format!("127.0.0.2:{port}"));
+    assert!(live.iter().all(|e| e.1 != Unhealthy), "the live endpoint never went down: {live:?}");
+    assert!(
+        h.transitions.iter().any(|t| t.endpoint.is_empty()),
+        "the backend's own transitions stay, without an endpoint: {h:?}"
+    );
+    d.stop().await;
+}
+
+/// Issue 23 (the page): a discovered backend's endpoints are rows under it on
+/// the status page, each with its address and status: one serving, one dead.
+#[tokio::test]
+async fn the_status_page_shows_each_endpoint_under_its_backend() {
+    use BackendStatus::{Healthy, Unhealthy};
+    let dns = Dnsmasq::start(&hosts(&[2, 3]), 1);
+    let servers = servers(&[2]).await;
+    let port = servers[0].addr().port();
+    let mut d = daemon_with(
+        &dns,
+        mcp_health::daemon::DaemonOptions {
+            ui_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
+    )
+    .await;
+    d.apply(discovered_group(port, "10s", "10s")).await;
+    let want = rows(port, &[(2, Healthy, false), (3, Unhealthy, false)]);
+    d.wait_group("g", ".2 HEALTHY and .3 UNHEALTHY", |h| endpoints_of(h) == want).await;
+    let ui = d.daemon.as_ref().and_then(|d| d.ui_addr()).expect("the status page listens");
+    let mut s = tokio::net::TcpStream::connect(ui).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", ui.port()).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let page = String::from_utf8(raw).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let backend = page.find("data-backend=\"g/pods\"").expect("the backend's row");
+    for (last, status) in [(2, "HEALTHY"), (3, "UNHEALTHY")] {
+        let at = page
+            .find(&format!("data-address=\"127.0.0.{last}:{port}\" data-status=\"{status}\""))
+            .unwrap_or_else(|| panic!("127.0.0.{last} {status}: {page}"));
+        assert!(at > backend, "127.0.0.{last} under its backend");
+    }
+    assert_eq!(page.matches("class=\"endpoint ").count(), 2, "{page}");
     d.stop().await;
 }

@@ -23,6 +23,7 @@ fn drain(group: &str, backend: &str, drain: bool) -> SetBackendDrainRequest {
         group: group.into(),
         backend: backend.into(),
         drain,
+        ..Default::default()
     }
 }
 

@@ -253,6 +253,7 @@ async fn a_drained_backend_is_counted_draining_and_keeps_its_status() {
         group: "web".into(),
         backend: "a".into(),
         drain: true,
+        ..Default::default()
     };
     d.client.set_backend_drain(drain).await.unwrap();
     wait_values(

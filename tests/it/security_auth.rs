@@ -65,6 +65,7 @@ async fn mutations_need_the_admin_token_and_reads_stay_open() {
                     group: "g".into(),
                     backend: "a".into(),
                     drain: true,
+                    ..Default::default()
                 },
                 token,
             ))

@@ -73,6 +73,7 @@ async fn a_burst_of_changes_is_one_push() {
             group: "g".into(),
             backend: format!("b{i}"),
             drain: true,
+            ..Default::default()
         };
         d.client.set_backend_drain(req).await.unwrap();
     }
@@ -94,6 +95,7 @@ async fn a_burst_of_changes_is_one_push() {
             group: "g".into(),
             backend: "b4".into(),
             drain: false,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         except grpc.RpcError as err:
             print(f"ReportOutcomes failed: {err.code().name}: {err.details()}", file=sys.stderr)
             return 1
-    print(f"accepted={resp.accepted} unknown_backend={resp.unknown_backend} invalid={resp.invalid} not_owned={resp.not_owned}")
+    print(f"accepted={resp.accepted} unknown_backend={resp.unknown_backend} invalid={resp.invalid} not_owned={resp.not_owned} forwarded={resp.forwarded} dropped={resp.dropped}")
     for b in resp.ejected:
         print(f"ejected {b}")
     return 0

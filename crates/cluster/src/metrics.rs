@@ -1,6 +1,7 @@
 //! The cluster's Prometheus series, read from `ClusterStatus` at each scrape
 //! (a prometheus-client `Collector`): etcd errors, lease renewals, shared
 //! verdicts written and fenced off, on-demand probes forwarded and answered,
+//! real-traffic reports forwarded, dropped and folded,
 //! members, the backends this replica owns, and whether it is degraded
 //! (fail-static).
 
@@ -58,13 +59,13 @@ impl Collector for ClusterMetrics {
         counter(
             e,
             "cluster_verdicts_published",
-            "Verdict changes this replica wrote to etcd",
+            "Verdict changes (of backends and of discovered endpoints) and endpoint sets this replica wrote to etcd",
             c.verdicts_published.load(Ordering::Relaxed),
         )?;
         counter(
             e,
             "cluster_verdicts_fenced",
-            "Verdict writes refused by the fence: this replica's lease was gone, or the group incarnation the verdict was for",
+            "Verdict and endpoint-set writes refused by the fence: this replica's lease was gone, or the group incarnation the write was for",
             c.verdicts_fenced.load(Ordering::Relaxed),
         )?;
         counter(
@@ -79,6 +80,24 @@ impl Collector for ClusterMetrics {
             "On-demand probes this replica made for another replica and answered",
             c.probes_answered.load(Ordering::Relaxed),
         )?;
+        counter(
+            e,
+            "cluster_reports_forwarded",
+            "Real-traffic reports (ReportOutcomes, access logs) this replica forwarded to their backend's owner through etcd",
+            c.reports_forwarded.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_reports_dropped",
+            "Real-traffic reports for another replica's backend dropped: the queue to the owners was full, or etcd refused the batch",
+            c.reports_dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "cluster_reports_folded",
+            "Real-traffic reports other replicas forwarded that this replica folded as the backend's owner",
+            c.reports_folded.load(Ordering::Relaxed),
+        )?;
         // A copy, so the history's lock is never held while waiting on the view's.
         let view = self.status.view();
         let owned = self.backends.count_backends(|g, b| view.owns(g, b));
@@ -87,6 +106,20 @@ impl Collector for ClusterMetrics {
             "cluster_owned_backends",
             "Backends this replica probes now: its share by ownership, or all of them while degraded",
             owned as i64,
+        )?;
+        // Only the sets of backends the engine has: a backend removed from its
+        // group leaves its set in etcd until the group is deleted.
+        let mut present = std::collections::HashSet::new();
+        self.backends.count_backends(|g, b| {
+            present.insert((g.to_owned(), b.to_owned()));
+            false
+        });
+        let endpoints = self.status.endpoint_sets.owned(&view, |g, b| present.contains(&(g.to_owned(), b.to_owned())));
+        gauge(
+            e,
+            "cluster_owned_endpoints",
+            "Endpoints of DNS-discovered backends this replica probes now: its share by ownership (group, backend, address), or all of them while degraded",
+            endpoints as i64,
         )?;
         let (members, degraded) = (view.members.len() as i64, i64::from(view.degraded.is_some()));
         gauge(e, "cluster_members", "Live members as this replica last saw them", members)?;
@@ -188,5 +221,52 @@ mod tests {
         // A removed backend is no longer counted.
         mcp_health_engine::ProbeObserver::group_deleted(&*history, "g0", &[]);
         assert_eq!(statuses.iter().map(owned).sum::<u64>(), 20);
+    }
+
+    #[test]
+    fn owned_endpoints_follow_the_member_view_and_the_shared_sets() {
+        let members = ["m1", "m2", "m3"];
+        let statuses: Vec<ClusterStatus> = members
+            .iter()
+            .map(|me| {
+                let s = ClusterStatus::default();
+                s.update(|v| {
+                    v.me = Some((*me).to_owned());
+                    v.members = members.iter().map(|m| m.to_string()).collect();
+                });
+                // One backend of 9 addresses, as every replica reads it from etcd.
+                s.endpoint_sets
+                    .set("web", "pods", (2..=10).map(|l| std::net::SocketAddr::from(([127, 0, 0, l], 8080))).collect());
+                s
+            })
+            .collect();
+        let history = Arc::new(History::new());
+        history.observe_status("web", "pods", None, mcp_health_proto::v1::BackendStatus::Unknown, 0);
+        // A set in etcd for a backend the engine does not have (removed from its group): not counted.
+        for s in &statuses {
+            s.endpoint_sets.set("web", "gone", vec![std::net::SocketAddr::from(([127, 0, 0, 99], 8080))]);
+        }
+        let owned = |s: &ClusterStatus| {
+            let text = Exposition::of(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("mcp_health_cluster_owned_endpoints "))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let counts: Vec<u64> = statuses.iter().map(owned).collect();
+        // Every endpoint exactly once across the three, spread.
+        assert_eq!(counts.iter().sum::<u64>(), 9, "{counts:?}");
+        assert!(counts.iter().all(|n| *n < 9), "{counts:?}");
+        // A member leaves: the two left own all 9.
+        for s in &statuses[..2] {
+            s.update(|v| v.members = ["m1".to_owned(), "m2".to_owned()].into());
+        }
+        assert_eq!(owned(&statuses[0]) + owned(&statuses[1]), 9);
+        // Degraded: every endpoint; the set gone: none.
+        statuses[0].update(|v| v.degraded = Some("quorum lost".into()));
+        assert_eq!(owned(&statuses[0]), 9);
+        statuses[0].endpoint_sets.remove("web", "pods");
+        assert_eq!(owned(&statuses[0]), 0);
     }
 }

@@ -1,8 +1,8 @@
 //! This replica as a cluster member: connects to etcd, reads the API groups
 //! back (validated under this replica's flags), joins (lease, member key,
 //! member set) before the engine probes anything, then runs the membership,
-//! the member, group, verdict and probe-request followers and the verdict
-//! publisher until stopped.
+//! the member, group, verdict, probe-request and report followers, the verdict
+//! publisher and the report sender until stopped.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::groups::GroupFollower;
 use super::keys::Keys;
 use super::membership::{self, Member};
 use super::probes::ProbeRouter;
+use super::reports::ReportQueue;
 use super::shared::{self, Publisher, Seam};
 use super::status::ClusterStatus;
 use super::store::EtcdStore;
@@ -53,6 +54,8 @@ pub struct ClusterNode {
     membership: Option<JoinHandle<()>>,
     seam: Arc<Seam>,
     publisher: Option<Publisher>,
+    /// Reports for other members' backends, written by `reports::send_reports`.
+    reports: Arc<ReportQueue>,
     /// The lease and member set from `join`.
     joined: Option<Joined>,
 }
@@ -66,7 +69,8 @@ impl ClusterNode {
         let store = EtcdStore::new(etcd.clone(), keys.clone(), status.clone());
         let (stored, revision) = store.load().await.map_err(ClusterError::Load)?;
         let groups = mcp_health_engine::store::validate_stored(stored, limits).map_err(ClusterError::Invalid)?;
-        let (seam, publisher) = shared::seam(status.clone(), store.clone());
+        let reports = Arc::new(ReportQueue::default());
+        let (seam, publisher) = shared::seam(status.clone(), store.clone(), reports.clone());
         let node = ClusterNode {
             etcd,
             keys,
@@ -78,6 +82,7 @@ impl ClusterNode {
             membership: None,
             seam,
             publisher: Some(publisher),
+            reports,
             joined: None,
         };
         Ok((node, groups))
@@ -147,6 +152,21 @@ impl ClusterNode {
             c.clone(),
         ));
         tokio::spawn(super::answers::answer_probes(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            engine.clone(),
+            c.clone(),
+        ));
+        tokio::spawn(super::reports::send_reports(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            self.reports.clone(),
+            engine.clone(),
+            c.clone(),
+        ));
+        tokio::spawn(super::reports::fold_reports(
             self.etcd.clone(),
             self.keys.clone(),
             self.status.clone(),

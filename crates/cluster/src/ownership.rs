@@ -22,6 +22,12 @@ pub fn backend_key(group: &str, backend: &str) -> String {
     format!("{group}/{backend}")
 }
 
+/// The key of one discovered endpoint for ownership: its backend's key and
+/// its address, so one backend's endpoints spread over the members.
+pub fn endpoint_key(group: &str, backend: &str, address: std::net::SocketAddr) -> String {
+    format!("{group}/{backend}/{address}")
+}
+
 /// A stable 64-bit weight of (backend, member): FNV-1a over both with a
 /// separator, then the splitmix64 finalizer for avalanche. Stable across
 /// processes, builds and platforms (unlike `std`'s hasher, whose algorithm
@@ -75,6 +81,38 @@ mod tests {
         assert_eq!(weight("api/y", "m1"), 0x037e_3c44_cc78_04dd);
         assert_ne!(weight("web/a", "m1"), weight("web/a", "m2"));
         assert_ne!(weight("web/a", "m1"), weight("web/am", "1"), "the separator keeps (key, member) pairs apart");
+    }
+
+    #[test]
+    fn endpoint_owner_table() {
+        let a = |last: u8| std::net::SocketAddr::from(([127, 0, 0, last], 8080));
+        // Fixed answers, as for backends: replicas of different builds must agree.
+        let members = ["m1", "m2", "m3"];
+        let got: Vec<(u8, &str)> = (2..=10).map(|l| (l, owner(&endpoint_key("web", "pods", a(l)), members).unwrap())).collect();
+        // One backend's nine pods over three members: every member gets some.
+        let want = [
+            (2, "m2"),
+            (3, "m3"),
+            (4, "m3"),
+            (5, "m1"),
+            (6, "m2"),
+            (7, "m2"),
+            (8, "m2"),
+            (9, "m1"),
+            (10, "m2"),
+        ];
+        assert_eq!(got, want);
+        // The backend itself goes to one member; its endpoints are not all that member's.
+        assert_eq!(owner(&backend_key("web", "pods"), members), Some("m3"));
+        // m3 leaves: only its endpoints move.
+        for (l, before) in want {
+            let after = owner(&endpoint_key("web", "pods", a(l)), ["m1", "m2"]).unwrap();
+            if before != "m3" {
+                assert_eq!(after, before, "{l}");
+            }
+        }
+        assert_eq!(endpoint_key("web", "pods", a(2)), "web/pods/127.0.0.2:8080");
+        assert_eq!(endpoint_key("web", "pods", "[fd00::1]:443".parse().unwrap()), "web/pods/[fd00::1]:443");
     }
 
     #[test]

@@ -20,6 +20,17 @@
 //!   never sees version 2 (below), and a version-2 reader from before the
 //!   field ignores it (unknown fields are skipped).
 //!
+//! - **The owner's outlier ejection** (`ejection`, an optional field of both
+//!   versions, added after them): cause, count, since and until (the
+//!   owner's wall clock, in Unix milliseconds, as every replica shows them)
+//!   and `remainingMs`, the time left when the owner shared it (what a
+//!   replica with another clock counts from when it takes the record).
+//!   Absent when the backend is not ejected. A binary from before the field
+//!   skips it (unknown fields are ignored in both versions), and this
+//!   binary reads a record without it as "not ejected", so adding it needed
+//!   no new version; a mixed cluster shares ejections among the members that
+//!   read it.
+//!
 //! Every binary reads every version it knows. A writer writes the highest
 //! version that every live member advertises (`Member::records`; a member
 //! that advertises none is at version 1), so an old replica never meets a
@@ -32,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use mcp_health_core::outcome::{Reason, ServerFacts};
 use mcp_health_core::verdict::Verdict;
-use mcp_health_engine::seam::{CatalogFacts, Observed, SharedVerdict};
+use mcp_health_engine::seam::{CatalogFacts, Ejection, Observed, SharedEjection, SharedVerdict};
 use mcp_health_engine::{duration, timestamp};
 use mcp_health_proto::v1::{BackendHealth, BackendStatus, Reason as ReasonMessage, ReasonCode, ResourceMetadataState};
 
@@ -89,6 +100,46 @@ struct V1 {
     writer: String,
     progress: String,
     health: BackendHealth,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ejection: Option<EjectionJson>,
+}
+
+/// The owner's ejection, in both versions (optional: absent, not ejected).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct EjectionJson {
+    cause: String,
+    count: u32,
+    since_unix_ms: u64,
+    until_unix_ms: u64,
+    remaining_ms: u64,
+}
+
+impl From<&SharedEjection> for EjectionJson {
+    fn from(e: &SharedEjection) -> EjectionJson {
+        EjectionJson {
+            cause: e.ejection.cause.clone(),
+            count: e.ejection.count,
+            since_unix_ms: unix_ms(e.ejection.since),
+            until_unix_ms: unix_ms(e.ejection.until),
+            remaining_ms: u64::try_from(e.remaining.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl From<EjectionJson> for SharedEjection {
+    fn from(e: EjectionJson) -> SharedEjection {
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        SharedEjection {
+            ejection: Ejection {
+                cause: e.cause,
+                since: at(e.since_unix_ms),
+                until: at(e.until_unix_ms),
+                count: e.count,
+            },
+            remaining: Duration::from_millis(e.remaining_ms),
+        }
+    }
 }
 
 impl From<&VerdictRecord> for V1 {
@@ -124,6 +175,7 @@ impl From<&VerdictRecord> for V1 {
                 catalog_note: catalog.note.clone(),
                 ..Default::default()
             },
+            ejection: r.verdict.ejection.as_ref().map(EjectionJson::from),
         }
     }
 }
@@ -175,6 +227,7 @@ impl From<V1> for VerdictRecord {
                     changed_at: time(h.catalog_changed_time),
                     note: h.catalog_note,
                 },
+                ejection: v.ejection.map(SharedEjection::from),
             },
         }
     }
@@ -205,6 +258,8 @@ struct V2 {
     address: Option<String>,
     #[serde(default, skip_serializing_if = "CatalogV2::is_empty")]
     catalog: CatalogV2,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ejection: Option<EjectionJson>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -287,6 +342,7 @@ impl From<&VerdictRecord> for V2 {
                 changed_unix_ms: catalog.changed_at.map(unix_ms),
                 note: catalog.note.clone(),
             },
+            ejection: r.verdict.ejection.as_ref().map(EjectionJson::from),
         }
     }
 }
@@ -337,6 +393,7 @@ impl TryFrom<V2> for VerdictRecord {
                     changed_at: v.catalog.changed_unix_ms.map(at),
                     note: v.catalog.note,
                 },
+                ejection: v.ejection.map(SharedEjection::from),
             },
         })
     }
@@ -378,6 +435,7 @@ mod tests {
                     address: Some("127.0.0.1:8080".parse().unwrap()),
                 },
                 catalog: CatalogFacts::default(),
+                ejection: None,
             },
         }
     }
@@ -389,6 +447,22 @@ mod tests {
             changed_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_100_000)),
             note: "gave up after 16 pages".into(),
         };
+        r
+    }
+
+    /// Ejected by its owner; times in whole milliseconds, as the record keeps them.
+    fn with_ejection() -> VerdictRecord {
+        let mut r = full();
+        let since = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_500);
+        r.verdict.ejection = Some(SharedEjection {
+            ejection: Ejection {
+                cause: "5 consecutive failures in real traffic, the last: HTTP 503".into(),
+                since,
+                until: since + Duration::from_secs(60),
+                count: 2,
+            },
+            remaining: Duration::from_millis(59_750),
+        });
         r
     }
 
@@ -407,13 +481,14 @@ mod tests {
                     address: None,
                 },
                 catalog: CatalogFacts::default(),
+                ejection: None,
             },
         }
     }
 
     #[test]
     fn every_version_round_trips() {
-        for record in [full(), empty(), with_catalog()] {
+        for record in [full(), empty(), with_catalog(), with_ejection()] {
             for version in [1, 2] {
                 let bytes = record.encode(version);
                 assert_eq!(
@@ -468,6 +543,51 @@ mod tests {
             assert_eq!(ours["health"][field], theirs["health"][field], "{field}");
         }
         assert_eq!((&ours["writer"], &ours["progress"]), (&theirs["writer"], &theirs["progress"]));
+    }
+
+    /// The ejection is an optional field, added without a new version: a
+    /// record without it (any binary from before, or a backend not ejected)
+    /// reads as not ejected, the field is all a record with it adds (so an
+    /// older reader, which skips unknown fields, reads the rest the same),
+    /// and an old version-1 record with it beside its fields reads it.
+    #[test]
+    fn the_ejection_is_an_optional_field_of_both_versions() {
+        for version in [1, 2] {
+            let with: serde_json::Value = serde_json::from_slice(&with_ejection().encode(version)).unwrap();
+            let mut without = with.clone();
+            let ejection = without.as_object_mut().unwrap().remove("ejection").expect("written when ejected");
+            assert_eq!(ejection["remainingMs"], 59_750, "version {version}: {ejection}");
+            assert_eq!(ejection["sinceUnixMs"], 1_764_000_000_500u64, "version {version}: {ejection}");
+            assert_eq!(ejection["count"], 2);
+            // The rest is exactly the record as it was before the field.
+            let plain: serde_json::Value = serde_json::from_slice(&full().encode(version)).unwrap();
+            assert_eq!(without, plain, "version {version}");
+            assert!(plain.get("ejection").is_none(), "not written when not ejected: {plain}");
+            // A record without it (an older writer) reads as not ejected.
+            let read = VerdictRecord::decode(&serde_json::to_vec(&without).unwrap()).unwrap();
+            assert_eq!(read, full(), "version {version}");
+        }
+        // An older binary's reader skips the field: its structs are these
+        // without it, and none denies unknown fields.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct OlderV2 {
+            v: u32,
+            writer: String,
+            status: String,
+            reason: ReasonV2,
+        }
+        let older: OlderV2 = serde_json::from_slice(&with_ejection().encode(2)).expect("an older reader reads it");
+        assert_eq!((older.v, older.status.as_str()), (2, "BACKEND_STATUS_DEGRADED"));
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct OlderV1 {
+            writer: String,
+            progress: String,
+            health: BackendHealth,
+        }
+        let older: OlderV1 = serde_json::from_slice(&with_ejection().encode(1)).expect("an older reader reads it");
+        assert_eq!(older.health.status, BackendStatus::Degraded as i32);
     }
 
     #[test]

@@ -8,27 +8,51 @@
 //! the member view.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::endpoints::EndpointsRecord;
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
 use super::keys::Keys;
 use super::outbox::Outbox;
 use super::record::VerdictRecord;
+use super::reports::ReportQueue;
 use super::status::ClusterStatus;
 use super::store::EtcdStore;
 use super::verdicts::{Published, VerdictWriter};
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_engine::Engine;
-use mcp_health_engine::seam::{ClusterSeam, SharedVerdict};
+use mcp_health_engine::seam::{ClusterSeam, Forwarded, SharedEndpoints, SharedVerdict, TrafficOutcome};
 
-/// Local verdict changes on their way to etcd, by (group, backend), each
+/// What a pending write is about, under its (group, backend).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Subject {
+    /// The backend's verdict.
+    Verdict,
+    /// A discovered endpoint's verdict.
+    Endpoint(SocketAddr),
+    /// A discovered backend's endpoint set.
+    Endpoints,
+}
+
+/// A pending write: a verdict (a backend's or an endpoint's) or an endpoint set.
+#[derive(Clone, Debug)]
+enum Share {
+    /// Boxed: several times the size of a set's handle.
+    Verdict(Box<SharedVerdict>),
+    Endpoints(SharedEndpoints),
+}
+
+type Subjects = (String, String, Subject);
+
+/// Local changes on their way to etcd, by (group, backend, subject), each
 /// with the create revision of its group's incarnation (None: not in etcd).
-type Outgoings = Outbox<(String, String), (SharedVerdict, Option<i64>)>;
+type Outgoings = Outbox<Subjects, (Share, Option<i64>)>;
 
 /// The engine's view of the cluster.
 pub struct Seam {
@@ -36,6 +60,8 @@ pub struct Seam {
     /// Which incarnation of a group the engine holds.
     store: Arc<EtcdStore>,
     outgoing: Arc<Outgoings>,
+    /// Real-traffic reports for other members' backends (`reports::send_reports` writes them).
+    reports: Arc<ReportQueue>,
 }
 
 impl std::fmt::Debug for Seam {
@@ -61,7 +87,45 @@ impl ClusterSeam for Seam {
         // incarnation is the one named now, on the engine's owner task, not
         // when the write is made: by then the group may be another.
         let incarnation = self.store.incarnation(group);
-        self.outgoing.push((group.to_owned(), backend.to_owned()), (verdict.clone(), incarnation));
+        self.outgoing.push(
+            (group.to_owned(), backend.to_owned(), Subject::Verdict),
+            (Share::Verdict(Box::new(verdict.clone())), incarnation),
+        );
+    }
+
+    fn owns_endpoint(&self, group: &str, backend: &str, address: SocketAddr) -> bool {
+        self.status.with_view(|v| v.owns_endpoint(group, backend, address))
+    }
+
+    fn endpoint_verdict_changed(&self, group: &str, backend: &str, address: SocketAddr, verdict: &SharedVerdict) {
+        let incarnation = self.store.incarnation(group);
+        self.outgoing.push(
+            (group.to_owned(), backend.to_owned(), Subject::Endpoint(address)),
+            (Share::Verdict(Box::new(verdict.clone())), incarnation),
+        );
+    }
+
+    fn endpoints_changed(&self, group: &str, backend: &str, endpoints: &SharedEndpoints) {
+        let incarnation = self.store.incarnation(group);
+        self.outgoing.push(
+            (group.to_owned(), backend.to_owned(), Subject::Endpoints),
+            (Share::Endpoints(endpoints.clone()), incarnation),
+        );
+    }
+
+    fn forward_outcomes(&self, group: &str, backend: &str, outcomes: &[TrafficOutcome]) -> Forwarded {
+        if self.status.with_view(|v| v.owner(group, backend).is_none_or(|o| Some(o) == v.me.as_deref())) {
+            return Forwarded::NoOwner;
+        }
+        if self.reports.push(group, backend, outcomes) {
+            Forwarded::Queued
+        } else {
+            self.status
+                .counters
+                .reports_dropped
+                .fetch_add(outcomes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            Forwarded::Dropped
+        }
     }
 }
 
@@ -72,14 +136,16 @@ impl Seam {
     }
 }
 
-/// The seam, and the receiving end `publish` drains.
-pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>) -> (Arc<Seam>, Publisher) {
+/// The seam, and the receiving end `publish` drains; reports for other
+/// members' backends go to `reports`.
+pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>, reports: Arc<ReportQueue>) -> (Arc<Seam>, Publisher) {
     let outgoing = Arc::new(Outgoings::default());
     (
         Arc::new(Seam {
             status,
             store,
             outgoing: outgoing.clone(),
+            reports,
         }),
         Publisher { outgoing },
     )
@@ -103,7 +169,7 @@ impl Publisher {
     /// group that exists.
     pub async fn run(self, writer: VerdictWriter, cancel: CancellationToken) {
         // Bounded like the outbox: one entry per backend.
-        let mut unwritten: BTreeMap<(String, String), (SharedVerdict, Option<i64>)> = BTreeMap::new();
+        let mut unwritten: BTreeMap<Subjects, (Share, Option<i64>)> = BTreeMap::new();
         loop {
             let rewrite = async {
                 if unwritten.is_empty() {
@@ -118,19 +184,29 @@ impl Publisher {
                 }
                 () = rewrite => {}
             }
-            let keys: Vec<(String, String)> = unwritten.keys().cloned().collect();
+            let keys: Vec<Subjects> = unwritten.keys().cloned().collect();
             for key in keys {
-                let Some((verdict, incarnation)) = unwritten.get(&key) else { continue };
-                let (group, backend) = (&key.0, &key.1);
-                // Owned by another member now: its verdict is the one to share.
-                if writer
-                    .status()
-                    .with_view(|v| v.owner(group, backend).is_some_and(|owner| Some(owner) != v.me.as_deref()))
-                {
+                let Some((share, incarnation)) = unwritten.get(&key) else { continue };
+                let (group, backend, subject) = (&key.0, &key.1, key.2);
+                // Owned by another member now: its verdict (or set) is the one to share.
+                if writer.status().with_view(|v| {
+                    let owner = match subject {
+                        Subject::Endpoint(address) => v.endpoint_owner(group, backend, address),
+                        Subject::Verdict | Subject::Endpoints => v.owner(group, backend),
+                    };
+                    owner.is_some_and(|owner| Some(owner) != v.me.as_deref())
+                }) {
                     unwritten.remove(&key);
                     continue;
                 }
-                match writer.publish(group, backend, verdict, *incarnation).await {
+                let published = match (subject, share) {
+                    (Subject::Verdict, Share::Verdict(verdict)) => writer.publish(group, backend, verdict, *incarnation).await,
+                    (Subject::Endpoint(address), Share::Verdict(verdict)) => writer.publish_endpoint(group, backend, address, verdict, *incarnation).await,
+                    (Subject::Endpoints, Share::Endpoints(endpoints)) => writer.publish_endpoints(group, backend, endpoints, *incarnation).await,
+                    // The seam pairs each subject with its kind of value.
+                    _ => Ok(Published::Stale),
+                };
+                match published {
                     // Written, or for a group incarnation that is gone.
                     Ok(Published::Committed | Published::Stale) => {
                         unwritten.remove(&key);
@@ -191,14 +267,41 @@ struct Taker<'a> {
 impl Taker<'_> {
     /// Takes `kv` if it is newer than what was taken for its key (or as
     /// new, with `again`: a read of what the watch may already have given,
-    /// now that the engine may hold what it is for).
-    async fn take_newer(&mut self, kv: &KeyValue, again: bool) {
+    /// now that the engine may hold what it is for). Whether it was taken.
+    async fn take_newer(&mut self, kv: &KeyValue, again: bool) -> bool {
         let last = self.taken.get(&kv.key).copied().unwrap_or(0);
         if kv.mod_revision < last || (kv.mod_revision == last && !again) {
-            return;
+            return false;
         }
         self.taken.insert(kv.key.clone(), kv.mod_revision);
         take(self.keys, self.status, self.store, self.engine, kv).await;
+        true
+    }
+
+    /// Takes a discovered backend's endpoint set `kv` (if newer), then its
+    /// endpoints' verdicts again: a verdict of an endpoint new to this
+    /// replica may have come before the set that added it, and found
+    /// nothing to land on (owners share only changes).
+    async fn take_set(&mut self, etcd: &Etcd, kv: &KeyValue, again: bool) {
+        if !self.take_newer(kv, again).await {
+            return;
+        }
+        let key = String::from_utf8_lossy(&kv.key);
+        let Some((group, backend)) = self.keys.endpoint_set_of(&key) else { return };
+        let prefix = self.keys.endpoint_verdicts(group, backend);
+        if let Err(e) = self.read(etcd, &prefix).await {
+            self.status.etcd_error();
+            warn!(group, backend, error = %e, "cannot read a backend's endpoint verdicts; they arrive with their next change");
+        }
+    }
+
+    /// A deleted endpoint set: forgotten (its group or backend is gone).
+    fn set_deleted(&mut self, kv: &KeyValue) {
+        self.taken.remove(&kv.key);
+        let key = String::from_utf8_lossy(&kv.key);
+        if let Some((group, backend)) = self.keys.endpoint_set_of(&key) {
+            self.status.endpoint_sets.remove(group, backend);
+        }
     }
 
     /// Reads every verdict under `prefix` and takes each, `again`.
@@ -208,6 +311,16 @@ impl Taker<'_> {
             self.take_newer(&kv, true).await;
         }
         Ok(())
+    }
+
+    /// Reads the endpoint sets under `sets` and then the verdicts under
+    /// `verdicts` (so an endpoint's verdict finds its endpoint), taking each `again`.
+    async fn read_all(&mut self, etcd: &Etcd, sets: &str, verdicts: &str) -> Result<(), super::etcd::EtcdError> {
+        let (kvs, _) = etcd.range_prefix(sets).await?;
+        for kv in kvs {
+            self.take_newer(&kv, true).await;
+        }
+        self.read(etcd, verdicts).await
     }
 }
 
@@ -231,7 +344,10 @@ pub async fn follow_verdicts(
     mut seeds: mpsc::UnboundedReceiver<String>,
     cancel: CancellationToken,
 ) {
-    let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel);
+    let mut changes = follow(etcd.clone(), keys.verdicts(), None, status.clone(), cancel.clone());
+    // Discovered backends' endpoint sets, in the same task: a set is taken
+    // before the verdicts of the endpoints it adds are read again.
+    let mut sets = follow(etcd.clone(), keys.endpoints(), None, status.clone(), cancel);
     let mut view = status.subscribe();
     let mut was_degraded = view.borrow_and_update().degraded.is_some();
     let mut taker = Taker {
@@ -251,15 +367,28 @@ pub async fn follow_verdicts(
                         taker.take_newer(&kv, true).await;
                     }
                 }
-                Some(Change::Put(kv)) => taker.take_newer(&kv, false).await,
+                Some(Change::Put(kv)) => {
+                    taker.take_newer(&kv, false).await;
+                }
                 // A group's verdicts go with the group; only forget the revision.
                 Some(Change::Delete(kv)) => {
                     taker.taken.remove(&kv.key);
                 }
             },
+            change = sets.recv() => match change {
+                None => return,
+                Some(Change::Reset(kvs)) => {
+                    status.endpoint_sets.clear();
+                    for kv in kvs {
+                        taker.take_set(&etcd, &kv, true).await;
+                    }
+                }
+                Some(Change::Put(kv)) => taker.take_set(&etcd, &kv, false).await,
+                Some(Change::Delete(kv)) => taker.set_deleted(&kv),
+            },
             group = seeds.recv(), if seeding => match group {
                 Some(group) => {
-                    if let Err(e) = taker.read(&etcd, &keys.group_verdicts(&group)).await {
+                    if let Err(e) = taker.read_all(&etcd, &keys.group_endpoints(&group), &keys.group_verdicts(&group)).await {
                         status.etcd_error();
                         warn!(group, error = %e, "cannot read a group's shared verdicts; they arrive with their next change");
                     }
@@ -272,7 +401,7 @@ pub async fn follow_verdicts(
                 }
                 let degraded = view.borrow_and_update().degraded.is_some();
                 if was_degraded && !degraded
-                    && let Err(e) = taker.read(&etcd, &keys.verdicts()).await
+                    && let Err(e) = taker.read_all(&etcd, &keys.endpoints(), &keys.verdicts()).await
                 {
                     status.etcd_error();
                     warn!(error = %e, "cannot re-read the shared verdicts after a degraded spell; they arrive with their next change");
@@ -299,6 +428,12 @@ fn of_held_incarnation(held: Option<i64>, created: Option<i64>, mod_revision: i6
 
 async fn take(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &Engine, kv: &KeyValue) {
     let key = String::from_utf8_lossy(&kv.key);
+    if let Some((group, backend)) = keys.endpoint_set_of(&key) {
+        return take_set(status, store, engine, group, backend, kv).await;
+    }
+    if let Some((group, backend, address)) = keys.endpoint_verdict_of(&key) {
+        return take_endpoint(status, store, engine, group, backend, address, kv).await;
+    }
     let Some((group, backend)) = keys.verdict_of(&key) else { return };
     let Some(record) = VerdictRecord::decode(&kv.value) else {
         return warn!(key = %key, "ignoring an undecodable shared verdict");
@@ -322,6 +457,45 @@ async fn take(keys: &Keys, status: &ClusterStatus, store: &EtcdStore, engine: &E
         );
     }
     let _ = engine.remote_verdict(group.to_owned(), backend.to_owned(), record.verdict).await;
+}
+
+/// A discovered backend's endpoint set from its owner. Our own comes back
+/// too: the engine passes it over while its own lookups speak for the set.
+async fn take_set(status: &ClusterStatus, store: &EtcdStore, engine: &Engine, group: &str, backend: &str, kv: &KeyValue) {
+    let Some(record) = EndpointsRecord::decode(&kv.value) else {
+        return warn!(group, backend, "ignoring an undecodable endpoint set");
+    };
+    let held = store.incarnation(group);
+    if !of_held_incarnation(held, record.group_created, kv.mod_revision) {
+        return debug!(
+            group,
+            backend,
+            held,
+            of = record.group_created,
+            "ignoring an endpoint set of another incarnation of its group"
+        );
+    }
+    status
+        .endpoint_sets
+        .set(group, backend, record.endpoints.members.iter().map(|m| m.address).collect());
+    let _ = engine.remote_endpoints(group.to_owned(), backend.to_owned(), record.endpoints).await;
+}
+
+/// A discovered endpoint's verdict from its owner, taken like a backend's.
+async fn take_endpoint(status: &ClusterStatus, store: &EtcdStore, engine: &Engine, group: &str, backend: &str, address: SocketAddr, kv: &KeyValue) {
+    let Some(record) = VerdictRecord::decode(&kv.value) else {
+        return warn!(group, backend, endpoint = %address, "ignoring an undecodable endpoint verdict");
+    };
+    if status.with_view(|view| view.me.as_deref() == Some(record.writer.as_str()) && !view.owns_endpoint(group, backend, address)) {
+        return;
+    }
+    let held = store.incarnation(group);
+    if !of_held_incarnation(held, record.group_created, kv.mod_revision) {
+        return;
+    }
+    let _ = engine
+        .remote_endpoint_verdict(group.to_owned(), backend.to_owned(), address, record.verdict)
+        .await;
 }
 
 #[cfg(test)]

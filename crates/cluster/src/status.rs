@@ -60,6 +60,25 @@ impl MemberView {
         let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
         ownership::owner(&key, members)
     }
+
+    /// Whether this replica probes one discovered endpoint: its rendezvous
+    /// owner over (group, backend, address), or every endpoint while degraded
+    /// or not joined yet.
+    pub fn owns_endpoint(&self, group: &str, backend: &str, address: std::net::SocketAddr) -> bool {
+        self.endpoint_owner(group, backend, address).is_none_or(|o| Some(o) == self.me.as_deref())
+    }
+
+    /// The member id that probes one discovered endpoint now, or None while
+    /// this replica is not joined or degraded.
+    pub fn endpoint_owner(&self, group: &str, backend: &str, address: std::net::SocketAddr) -> Option<&str> {
+        let me = self.me.as_ref()?;
+        if self.degraded.is_some() {
+            return None;
+        }
+        let key = ownership::endpoint_key(group, backend, address);
+        let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
+        ownership::owner(&key, members)
+    }
 }
 
 /// Counters for the metrics.
@@ -73,6 +92,13 @@ pub struct Counters {
     pub probes_forwarded: AtomicU64,
     /// On-demand probes this replica made for another member and answered.
     pub probes_answered: AtomicU64,
+    /// Real-traffic reports this replica wrote to etcd for their backend's owner.
+    pub reports_forwarded: AtomicU64,
+    /// Real-traffic reports for another member dropped: the queue was full,
+    /// or etcd refused the batch.
+    pub reports_dropped: AtomicU64,
+    /// Real-traffic reports other members forwarded that this replica folded as the owner.
+    pub reports_folded: AtomicU64,
 }
 
 /// Shared by the membership task, the watchers, the store and the API.
@@ -80,6 +106,8 @@ pub struct Counters {
 pub struct ClusterStatus {
     view: Arc<watch::Sender<MemberView>>,
     pub counters: Arc<Counters>,
+    /// The discovered backends' endpoint sets as etcd has them, for the owned-endpoints gauge.
+    pub endpoint_sets: Arc<EndpointSets>,
 }
 
 impl Default for ClusterStatus {
@@ -87,7 +115,41 @@ impl Default for ClusterStatus {
         ClusterStatus {
             view: Arc::new(watch::Sender::new(MemberView::default())),
             counters: Arc::default(),
+            endpoint_sets: Arc::default(),
         }
+    }
+}
+
+/// Every discovered backend's endpoint addresses, by (group, backend), as
+/// the shared endpoint sets in etcd say (every replica reads the same ones).
+#[derive(Debug, Default)]
+pub struct EndpointSets(std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<std::net::SocketAddr>>>);
+
+impl EndpointSets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), Vec<std::net::SocketAddr>>> {
+        // A poisoned lock only means a panic mid-assignment; the map is still a valid value.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set(&self, group: &str, backend: &str, addresses: Vec<std::net::SocketAddr>) {
+        self.lock().insert((group.to_owned(), backend.to_owned()), addresses);
+    }
+
+    pub fn remove(&self, group: &str, backend: &str) {
+        self.lock().remove(&(group.to_owned(), backend.to_owned()));
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// How many endpoints `view` says this replica probes, of the backends `held` holds.
+    pub fn owned(&self, view: &MemberView, held: impl Fn(&str, &str) -> bool) -> usize {
+        self.lock()
+            .iter()
+            .filter(|((g, b), _)| held(g, b))
+            .map(|((g, b), addresses)| addresses.iter().filter(|a| view.owns_endpoint(g, b, **a)).count())
+            .sum()
     }
 }
 
@@ -176,5 +238,28 @@ mod tests {
             let n = owned(&view(Some(m), &members, false));
             assert!((8..=32).contains(&n), "{m} owns {n} of 60");
         }
+    }
+
+    #[test]
+    fn one_backends_endpoints_spread_over_the_members() {
+        let addresses: Vec<std::net::SocketAddr> = (2..=10).map(|last| std::net::SocketAddr::from(([127, 0, 0, last], 8080))).collect();
+        let owned = |v: &MemberView| addresses.iter().filter(|a| v.owns_endpoint("web", "pods", **a)).count();
+        // Not joined, or degraded: probe every endpoint (fail-static).
+        assert_eq!(owned(&view(None, &["a", "b"], false)), 9);
+        assert_eq!(owned(&view(Some("a"), &["a", "b", "c"], true)), 9);
+        assert_eq!(owned(&view(Some("a"), &[], false)), 9);
+        // Three members: each endpoint exactly once across them, whoever owns the backend.
+        let members = ["a", "b", "c"];
+        for a in &addresses {
+            let owners: Vec<&str> = members
+                .iter()
+                .copied()
+                .filter(|m| view(Some(m), &members, false).owns_endpoint("web", "pods", *a))
+                .collect();
+            assert_eq!(owners.len(), 1, "{a}");
+            assert_eq!(view(Some("a"), &members, false).endpoint_owner("web", "pods", *a), Some(owners[0]), "{a}");
+        }
+        // The 9 endpoints of one backend are not all one member's.
+        assert!(members.iter().all(|m| owned(&view(Some(m), &members, false)) < 9));
     }
 }

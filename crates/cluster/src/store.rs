@@ -6,7 +6,8 @@
 //! engine holds: versions start again at 1 when a group is deleted and
 //! applied again, so a replica whose view is from before the delete must not
 //! find "version 2" on the new incarnation and overwrite it. A delete
-//! compares both too, and also removes the group's shared verdicts.
+//! compares both too, and also removes the group's shared verdicts (its
+//! endpoints' too) and endpoint sets.
 //!
 //! Every group write (create, update, delete) is also fenced like a verdict:
 //! it commits only while this replica's member key exists under its lease.
@@ -180,7 +181,11 @@ impl EtcdStore {
             group: name.to_owned(),
             expected: held.map_or(0, |(_, v)| v as u64),
         };
-        let success = vec![delete_op(&key), delete_prefix_op(&self.keys.group_verdicts(name))];
+        let success = vec![
+            delete_op(&key),
+            delete_prefix_op(&self.keys.group_verdicts(name)),
+            delete_prefix_op(&self.keys.group_endpoints(name)),
+        ];
         let resp = self.fenced_txn(compare, success, conflict).await?;
         let revision = resp.header.map_or(0, |h| h.revision);
         lock(&self.own_writes).insert(name.to_owned(), revision);

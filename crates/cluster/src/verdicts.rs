@@ -14,7 +14,10 @@
 //!   again, and one of an incarnation deleted meanwhile could land on the next).
 //!
 //! Every replica follows the prefix and feeds the verdicts of backends it
-//! does not own into its engine.
+//! does not own into its engine. A discovered backend's endpoints' verdicts
+//! (`{prefix}/verdicts/{group}/{backend}/{address}`, by each endpoint's
+//! owner) and its endpoint set (`{prefix}/endpoints/{group}/{backend}`, by
+//! the backend's owner) are written the same way, under the same two fences.
 
 use std::sync::atomic::Ordering;
 
@@ -25,7 +28,10 @@ use super::keys::Keys;
 use super::record::VerdictRecord;
 use super::status::ClusterStatus;
 use crate::etcd_api::etcdserverpb::TxnRequest;
-use mcp_health_engine::seam::SharedVerdict;
+use std::net::SocketAddr;
+
+use super::endpoints::EndpointsRecord;
+use mcp_health_engine::seam::{SharedEndpoints, SharedVerdict};
 
 /// What became of a publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,30 +85,91 @@ impl VerdictWriter {
     /// is fenced whatever the version: a version-1 record has no place for
     /// it, but the transaction's compare does not need one.
     pub async fn publish_as(&self, me: &str, lease: i64, group: &str, backend: &str, record: &VerdictRecord, version: u32) -> Result<Published, EtcdError> {
+        let key = self.keys.verdict(group, backend);
+        let published = self.fenced_put(me, lease, group, record.group_created, key, record.encode(version)).await?;
+        if published == Published::Committed {
+            debug!(group, backend, status = record.status().as_str_name(), version, "verdict shared");
+        }
+        Ok(published)
+    }
+
+    /// Writes one discovered endpoint's `verdict`, fenced like a backend's
+    /// (`{prefix}/verdicts/{group}/{backend}/{address}`).
+    pub async fn publish_endpoint(
+        &self,
+        group: &str,
+        backend: &str,
+        address: SocketAddr,
+        verdict: &SharedVerdict,
+        group_created: Option<i64>,
+    ) -> Result<Published, EtcdError> {
+        let view = self.status.view();
+        let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
+        if view.degraded.is_some() {
+            return Ok(Published::Skipped);
+        }
+        let record = VerdictRecord {
+            writer: me.clone(),
+            group_created,
+            verdict: verdict.clone(),
+        };
+        let key = self.keys.endpoint_verdict(group, backend, address);
+        let published = self
+            .fenced_put(&me, view.lease, group, group_created, key, record.encode(view.record_version()))
+            .await?;
+        if published == Published::Committed {
+            debug!(group, backend, endpoint = %address, status = record.status().as_str_name(), "endpoint verdict shared");
+        }
+        Ok(published)
+    }
+
+    /// Writes a discovered backend's endpoint set (`{prefix}/endpoints/{group}/{backend}`), fenced like a verdict.
+    pub async fn publish_endpoints(&self, group: &str, backend: &str, endpoints: &SharedEndpoints, group_created: Option<i64>) -> Result<Published, EtcdError> {
+        let view = self.status.view();
+        let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
+        if view.degraded.is_some() {
+            return Ok(Published::Skipped);
+        }
+        let record = EndpointsRecord {
+            writer: me.clone(),
+            group_created,
+            endpoints: endpoints.clone(),
+        };
+        let key = self.keys.endpoint_set(group, backend);
+        let published = self.fenced_put(&me, view.lease, group, group_created, key, record.encode()).await?;
+        if published == Published::Committed {
+            debug!(group, backend, endpoints = endpoints.members.len(), "endpoint set shared");
+        }
+        Ok(published)
+    }
+
+    /// Puts `value` at `key` if `lease({prefix}/members/{me}) == lease` and the
+    /// group is still the incarnation created at `group_created` (None: no
+    /// API group of that name), in one transaction.
+    async fn fenced_put(&self, me: &str, lease: i64, group: &str, group_created: Option<i64>, key: String, value: Vec<u8>) -> Result<Published, EtcdError> {
         let member = self.keys.member(me);
         let group_key = self.keys.group(group);
-        let incarnation = match record.group_created {
+        let incarnation = match group_created {
             Some(created) => created_at(&group_key, created),
             None => version_is(&group_key, 0),
         };
         let req = TxnRequest {
             compare: vec![lease_is(&member, lease), incarnation],
-            success: vec![put_op(&self.keys.verdict(group, backend), record.encode(version), 0)],
+            success: vec![put_op(&key, value, 0)],
             // Why a compare failed: the member key (and its lease), if any.
             failure: vec![get_op(&member)],
         };
         let resp = self.etcd.txn(req).await.inspect_err(|_| self.status.etcd_error())?;
         if resp.succeeded {
             self.status.counters.verdicts_published.fetch_add(1, Ordering::Relaxed);
-            debug!(group, backend, status = record.status().as_str_name(), version, "verdict shared");
             return Ok(Published::Committed);
         }
         self.status.counters.verdicts_fenced.fetch_add(1, Ordering::Relaxed);
         if read_in(&resp, 0).first().is_some_and(|kv| kv.lease == lease) {
-            warn!(group, backend, incarnation = ?record.group_created, "late verdict rejected by the fence: its group incarnation is gone");
+            warn!(key, incarnation = ?group_created, "late write rejected by the fence: its group incarnation is gone");
             Ok(Published::Stale)
         } else {
-            warn!(group, backend, member = me, "late verdict rejected by the fence: this replica's lease is gone");
+            warn!(key, member = me, "late write rejected by the fence: this replica's lease is gone");
             Ok(Published::Fenced)
         }
     }

@@ -1,4 +1,4 @@
-//! The pure core: backend verdicts, outlier ejection from real traffic, the group phase, the domain snapshot every edge maps from, tool catalogs (hashes,
+//! The pure core: backend verdicts, outlier ejection from real traffic, self-doubt, the group phase, the domain snapshot every edge maps from, tool catalogs (hashes,
 //! diffs, required tools), synthetic checks' judgements, spec validation and durations as plain functions
 //! over values. Nothing here does I/O, reads a
 //! clock or spawns a task, and the crate depends on no runtime (no tokio,
@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod check;
 pub mod discovery;
+pub mod doubt;
 pub mod errors;
 pub mod outcome;
 pub mod outlier;
@@ -20,6 +21,8 @@ pub mod verdict;
 mod catalog_tests;
 #[cfg(test)]
 mod check_tests;
+#[cfg(test)]
+mod doubt_tests;
 #[cfg(test)]
 mod outlier_tests;
 #[cfg(test)]

@@ -87,18 +87,24 @@ impl BackendSnapshot {
     }
 
     /// How many of a discovered backend's endpoints still in DNS are
-    /// routable, of how many ("2 of 3 endpoints routable"; leaving and
-    /// refused ones named apart).
+    /// routable, of how many ("2 of 3 endpoints routable"; drained, leaving
+    /// and refused ones named apart).
     pub fn endpoints_message(&self) -> String {
-        let counted = self.endpoints.iter().filter(|e| !e.place.leaving && e.place.refused.is_none()).count();
+        let counted = self.endpoints.iter().filter(|e| e.place.counted()).count();
         let routable = self.endpoints.iter().filter(|e| e.routable).count();
+        let drained = self.endpoints.iter().filter(|e| e.place.drained && !e.place.leaving).count();
         let leaving = self.endpoints.iter().filter(|e| e.place.leaving).count();
         let refused = self.endpoints.iter().filter(|e| e.place.refused.is_some()).count();
-        let mut text = if counted == 0 {
+        let mut text = if counted == 0 && drained > 0 {
+            "every endpoint in DNS is drained".to_owned()
+        } else if counted == 0 {
             "no endpoints in DNS".to_owned()
         } else {
             format!("{routable} of {counted} endpoint{} routable", if counted == 1 { "" } else { "s" })
         };
+        if drained > 0 && counted > 0 {
+            text.push_str(&format!("; {drained} drained"));
+        }
         if leaving > 0 {
             text.push_str(&format!("; {leaving} leaving DNS (draining)"));
         }
@@ -147,15 +153,15 @@ impl BackendSnapshot {
     }
 
     /// A discovered backend: each endpoint routable by `BackendView::routable`
-    /// unless it is leaving DNS or refused; the backend's status aggregated
-    /// over the endpoints still in DNS (`phase::aggregate_status`); with none,
-    /// `empty` (UNKNOWN before the first answer, UNHEALTHY after an empty one).
+    /// unless it is leaving DNS, refused or drained; the backend's status
+    /// aggregated over the endpoints still in DNS and not drained
+    /// (`phase::aggregate_status`); with none, `empty` (UNKNOWN before the
+    /// first answer, else UNHEALTHY: an empty answer, or every endpoint drained).
     pub fn discovered(spec: BackendSpecShown, endpoints: Vec<(Observed, Place)>, min_healthy_percent: Option<u32>, empty: BackendStatus) -> BackendSnapshot {
         let endpoints: Vec<EndpointSnapshot> = endpoints
             .into_iter()
             .map(|(observed, place)| {
-                let counted = !place.leaving && place.refused.is_none();
-                let routable = counted
+                let routable = place.counted()
                     && BackendView {
                         status: observed.verdict.status,
                         auth: spec.auth,
@@ -166,7 +172,7 @@ impl BackendSnapshot {
                 EndpointSnapshot { observed, routable, place }
             })
             .collect();
-        let counted = endpoints.iter().filter(|e| !e.place.leaving && e.place.refused.is_none());
+        let counted = endpoints.iter().filter(|e| e.place.counted());
         let status = aggregate_status(counted.map(EndpointSnapshot::status), spec.auth, min_healthy_percent).unwrap_or(empty);
         BackendSnapshot {
             name: spec.name,
@@ -197,6 +203,17 @@ pub struct Place {
     /// SRV priority and weight (0 for A/AAAA answers).
     pub priority: u16,
     pub weight: u16,
+    /// The operator drains this endpoint (`BackendSpec.drained_endpoints`):
+    /// still probed and shown, never routable (DRAINING in EDS), not counted.
+    pub drained: bool,
+}
+
+impl Place {
+    /// Whether the endpoint counts in its backend's status and may be
+    /// routable: in DNS, not refused, not drained by the operator.
+    pub fn counted(&self) -> bool {
+        !self.leaving && self.refused.is_none() && !self.drained
+    }
 }
 
 /// What a snapshot shows of a backend's spec.
@@ -241,7 +258,8 @@ pub struct EndpointSnapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndpointState {
     Routable,
-    /// In DNS, probed, and not routable by its verdict (or drained, ejected).
+    /// In DNS, probed, and not routable by its verdict (or drained by the
+    /// operator, the backend or this endpoint, or ejected).
     NotRoutable,
     /// Left DNS: still probed, never routable (DRAINING in EDS).
     Leaving,
@@ -470,6 +488,83 @@ mod tests {
             let endpoints = endpoints.into_iter().map(|(s, p)| (observed(s), p)).collect();
             let b = BackendSnapshot::discovered(spec(), endpoints, None, BackendStatus::Unhealthy);
             assert_eq!(b.endpoints_message(), want);
+        }
+    }
+
+    /// An endpoint the operator drains keeps its verdict, is never routable
+    /// and is not counted: the backend reads what the others read; with every
+    /// endpoint in DNS drained it is not routable (UNHEALTHY, said plainly).
+    #[test]
+    fn a_drained_endpoint_keeps_its_verdict_and_is_neither_routable_nor_counted() {
+        use BackendStatus::*;
+        let spec = || BackendSpecShown {
+            name: "a".into(),
+            url: "http://pods.test:8080/mcp".into(),
+            transport: Transport::StreamableHttp,
+            auth: AuthMode::None,
+            drain: false,
+            catalog: CatalogFacts::default(),
+        };
+        // (endpoints as (status, drained, leaving), the backend's (status, routable), endpoints routable, message)
+        type Row = (Vec<(BackendStatus, bool, bool)>, (BackendStatus, bool), Vec<bool>, &'static str);
+        let rows: Vec<Row> = vec![
+            (
+                vec![(Healthy, true, false), (Healthy, false, false)],
+                (Healthy, true),
+                vec![false, true],
+                "1 of 1 endpoint routable; 1 drained",
+            ),
+            (
+                vec![(Healthy, true, false), (Unhealthy, false, false)],
+                (Unhealthy, false),
+                vec![false, false],
+                "0 of 1 endpoint routable; 1 drained",
+            ),
+            (
+                vec![(Unhealthy, true, false), (Healthy, false, false)],
+                (Healthy, true),
+                vec![false, true],
+                "1 of 1 endpoint routable; 1 drained",
+            ),
+            (
+                vec![(Healthy, true, false), (Healthy, true, false)],
+                (Unhealthy, false),
+                vec![false, false],
+                "every endpoint in DNS is drained",
+            ),
+            (
+                vec![(Healthy, true, true), (Healthy, false, false)],
+                (Healthy, true),
+                vec![false, true],
+                "1 of 1 endpoint routable; 1 leaving DNS (draining)",
+            ),
+        ];
+        for (endpoints, want, want_routable, want_message) in rows {
+            let shown = format!("{endpoints:?}");
+            let endpoints = endpoints
+                .into_iter()
+                .map(|(s, drained, leaving)| {
+                    let place = Place {
+                        drained,
+                        leaving,
+                        ..Place::default()
+                    };
+                    (observed(s), place)
+                })
+                .collect();
+            let b = BackendSnapshot::discovered(spec(), endpoints, None, BackendStatus::Unhealthy);
+            assert_eq!((b.status(), b.routable()), want, "{shown}");
+            assert_eq!(b.endpoints.iter().map(|e| e.routable).collect::<Vec<_>>(), want_routable, "{shown}");
+            assert_eq!(b.endpoints_message(), want_message, "{shown}");
+            assert_eq!(b.endpoints[0].status(), b.endpoints[0].observed.verdict.status, "the verdict is kept");
+            assert_eq!(
+                b.endpoints[0].state(),
+                if b.endpoints[0].place.leaving {
+                    EndpointState::Leaving
+                } else {
+                    EndpointState::NotRoutable
+                }
+            );
         }
     }
 

@@ -99,6 +99,7 @@ pub fn endpoint_health(e: &EndpointSnapshot) -> EndpointHealth {
         last_transition_time: o.last_transition.map(timestamp),
         protocol_version: o.facts.protocol_version.clone(),
         server_version: o.facts.server_version.clone(),
+        drained: e.place.drained,
     }
 }
 
@@ -171,6 +172,7 @@ mod tests {
             refused: refused.map(str::to_owned),
             priority,
             weight,
+            drained: false,
         };
         let b = BackendSnapshot::discovered(
             spec(),

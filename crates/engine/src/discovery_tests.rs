@@ -348,3 +348,78 @@ async fn deleting_a_discovered_backend_stops_its_lookups_and_probes() {
     assert_eq!((dns.lookups.lock().unwrap().len(), dns.probes(1), dns.probes(2)), (lookups, p1, p2));
     engine.shutdown().await;
 }
+
+/// Drain one endpoint (issue 23): it keeps being probed and its verdict
+/// shown, is not routable and not counted; an address the backend does not
+/// have is refused (field `endpoint`); the drain is kept per address in the
+/// spec while the backend exists, so an address that leaves DNS and comes
+/// back is drained again; its end makes the endpoint routable again.
+#[tokio::test(start_paused = true)]
+async fn one_endpoint_is_drained_by_address_and_stays_drained_through_dns() {
+    let dns = Dns::answering(vec![answer(&[1, 2, 3], 5)]);
+    let engine = start(dns.clone());
+    engine
+        .apply(
+            discovered(
+                "{interval: 2s, timeout: 1s, unhealthyThreshold: 1}",
+                "{minTtl: 5s, maxTtl: 60s, removalGrace: 0s}",
+            ),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    until(&engine, "three HEALTHY endpoints", |b| {
+        endpoints(b) == rows(&[(1, H, false), (2, H, false), (3, H, false)])
+    })
+    .await;
+    let drained = |b: &BackendSnapshot| -> Vec<(u8, bool, bool)> {
+        b.endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.observed.address.unwrap().ip().to_string().rsplit('.').next().unwrap().parse().unwrap(),
+                    e.place.drained,
+                    e.routable,
+                )
+            })
+            .collect()
+    };
+
+    let applied = engine.set_drain("g".into(), "pods".into(), Some(addr(2)), true).await.unwrap();
+    assert!(applied.changed);
+    assert_eq!(applied.spec.backends[0].drained_endpoints, ["10.0.0.2:8080"]);
+    let b = backend(&engine).await;
+    assert_eq!(drained(&b), [(1, false, true), (2, true, false), (3, false, true)]);
+    assert_eq!(endpoints(&b), rows(&[(1, H, false), (2, H, false), (3, H, false)]), "the verdicts stand");
+    assert_eq!((b.status(), b.routable()), (BackendStatus::Healthy, true));
+    assert_eq!(b.endpoints_message(), "2 of 2 endpoints routable; 1 drained");
+    let probes = dns.probes(2);
+    tokio::time::sleep(10 * S).await;
+    assert!(dns.probes(2) > probes, "a drained endpoint is still probed");
+    let again = engine.set_drain("g".into(), "pods".into(), Some(addr(2)), true).await.unwrap();
+    assert!(!again.changed, "already drained");
+
+    // Addresses the backend does not have.
+    for (endpoint, drain) in [(addr(9), true), (addr(9), false)] {
+        match engine.set_drain("g".into(), "pods".into(), Some(endpoint), drain).await {
+            Err(EngineError::Invalid(v)) => assert_eq!(v[0].field, "endpoint", "{v:?}"),
+            other => panic!("{endpoint} drain={drain}: {other:?}"),
+        }
+    }
+
+    // It leaves DNS and is dropped: the drain is kept with the address.
+    dns.set(answer(&[1, 3], 5));
+    until(&engine, "endpoint 2 gone", |b| endpoints(b).len() == 2).await;
+    let g = engine.get("g".into()).await.unwrap();
+    assert!(g.backend("pods").unwrap().routable());
+    // It comes back: drained again.
+    dns.set(answer(&[1, 2, 3], 5));
+    let b = until(&engine, "endpoint 2 back", |b| endpoints(b).len() == 3).await;
+    assert_eq!(drained(&b), [(1, false, true), (2, true, false), (3, false, true)]);
+
+    let ended = engine.set_drain("g".into(), "pods".into(), Some(addr(2)), false).await.unwrap();
+    assert!(ended.changed && ended.spec.backends[0].drained_endpoints.is_empty());
+    let b = until(&engine, "endpoint 2 routable", |b| b.endpoints.iter().all(|e| e.routable)).await;
+    assert_eq!(drained(&b), [(1, false, true), (2, false, true), (3, false, true)]);
+    engine.shutdown().await;
+}

@@ -41,6 +41,24 @@ pub enum Effect {
         /// Boxed: several times the size of every other effect.
         verdict: Box<crate::seam::SharedVerdict>,
     },
+    /// Cluster mode: share a local verdict change of one discovered endpoint
+    /// (`ClusterSeam::endpoint_verdict_changed`).
+    ShareEndpointVerdict {
+        group: String,
+        backend: String,
+        address: std::net::SocketAddr,
+        verdict: Box<crate::seam::SharedVerdict>,
+    },
+    /// Cluster mode: share a discovered backend's endpoint set, changed by
+    /// this replica's lookups or drops (`ClusterSeam::endpoints_changed`;
+    /// the shell shares it only while this replica owns the backend).
+    ShareEndpoints {
+        group: String,
+        backend: String,
+        endpoints: Box<crate::seam::SharedEndpoints>,
+    },
+    /// Publish the prober's self-doubt (None: it trusts itself again).
+    Doubt(Option<crate::DoubtView>),
 }
 
 /// The observer calls of `ProbeObserver`, as data.
@@ -79,6 +97,13 @@ pub enum Observed {
         backend: String,
         endpoints: Vec<crate::EndpointView>,
     },
+    /// A failing probe of a live backend was held back by self-doubt.
+    ProbeHeld {
+        group: String,
+        backend: String,
+    },
+    /// The prober's self-doubt changed.
+    Doubt(Option<crate::DoubtView>),
     /// A backend's tool catalog moved from one known fingerprint to another.
     CatalogChanged {
         group: String,

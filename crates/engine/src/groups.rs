@@ -58,6 +58,11 @@ pub(super) struct BackendState {
 pub(super) struct Discovered {
     pub(super) set: EndpointSet<Instant>,
     pub(super) endpoints: BTreeMap<std::net::SocketAddr, EndpointState>,
+    /// Cluster mode: the set was last taken from the backend's owner
+    /// (`take_remote_endpoints`), not from this replica's own lookups; the
+    /// owner alone drops leaving endpoints, so a follower keeps them until
+    /// the owner's set says otherwise.
+    pub(super) followed: bool,
 }
 
 /// One discovered endpoint: its probe task's epoch and what its probes observed.
@@ -69,6 +74,9 @@ pub(super) struct EndpointState {
     pub(super) last_latency: Option<Duration>,
     pub(super) last_probe: Option<SystemTime>,
     pub(super) last_transition: Option<SystemTime>,
+    /// Cluster mode: the verdict was last taken from another replica, not
+    /// from a local probe (as `BackendState::remote_since_probe`).
+    pub(super) remote: bool,
 }
 
 impl EndpointState {
@@ -82,16 +90,46 @@ impl EndpointState {
             last_latency: None,
             last_probe: None,
             last_transition: None,
+            remote: false,
+        }
+    }
+
+    /// What this replica's probes (or a shared verdict) observed of the endpoint at `address`.
+    pub(super) fn observed(&self, address: std::net::SocketAddr) -> Observed {
+        Observed {
+            address: Some(address),
+            verdict: self.verdict.clone(),
+            reason: self.reason.clone(),
+            facts: self.facts.clone(),
+            last_latency: self.last_latency,
+            last_probe: self.last_probe,
+            last_transition: self.last_transition,
+        }
+    }
+
+    /// This endpoint's verdict as replicas share it (no catalog and no
+    /// ejection: neither is kept per endpoint; the backend's ejection is
+    /// shared with the backend's own verdict).
+    pub(super) fn shared(&self, address: std::net::SocketAddr) -> crate::seam::SharedVerdict {
+        crate::seam::SharedVerdict {
+            observed: self.observed(address),
+            catalog: CatalogFacts::default(),
+            ejection: None,
         }
     }
 }
 
 impl BackendState {
-    /// This backend's state as replicas share it.
-    pub(super) fn shared(&self) -> crate::seam::SharedVerdict {
+    /// What this replica shares of the backend at `at` (the ejection's time
+    /// left counted from then).
+    pub(super) fn shared(&self, at: Instant) -> crate::seam::SharedVerdict {
         crate::seam::SharedVerdict {
             observed: self.observed(),
             catalog: self.catalog_facts(),
+            ejection: self.outlier.ejection.as_ref().map(|(ejection, ends)| crate::seam::SharedEjection {
+                ejection: ejection.clone(),
+                remaining: ends.saturating_duration_since(at.into_std()),
+            }),
         }
     }
 
@@ -127,7 +165,9 @@ impl BackendState {
             None => BackendSnapshot::single(spec, self.observed(), self.outlier.ejection().cloned()),
             Some(d) => {
                 let min_healthy_percent = backend.discovery.as_ref().and_then(|p| p.min_healthy_percent);
-                d.snapshot(spec, min_healthy_percent)
+                // Validated to parse, written as addresses are shown.
+                let drained: std::collections::BTreeSet<std::net::SocketAddr> = backend.spec.drained_endpoints.iter().filter_map(|a| a.parse().ok()).collect();
+                d.snapshot(spec, min_healthy_percent, &drained)
             }
         }
     }
@@ -149,8 +189,14 @@ impl BackendState {
 impl Discovered {
     /// The backend's snapshot from its endpoints: each with its own verdict,
     /// every one UNHEALTHY with reason DNS once lookups failed past the TTL
-    /// maximum; refused addresses shown beside them, never probed.
-    fn snapshot(&self, spec: BackendSpecShown, min_healthy_percent: Option<u32>) -> BackendSnapshot {
+    /// maximum, the ones the operator drains marked; refused addresses shown
+    /// beside them, never probed.
+    fn snapshot(
+        &self,
+        spec: BackendSpecShown,
+        min_healthy_percent: Option<u32>,
+        drained: &std::collections::BTreeSet<std::net::SocketAddr>,
+    ) -> BackendSnapshot {
         let dns_failure = self.set.dns_failure();
         let mut endpoints: Vec<(Observed, Place)> = self
             .set
@@ -158,15 +204,7 @@ impl Discovered {
             .iter()
             .filter_map(|(addr, member)| {
                 let e = self.endpoints.get(addr)?;
-                let mut observed = Observed {
-                    address: Some(*addr),
-                    verdict: e.verdict.clone(),
-                    reason: e.reason.clone(),
-                    facts: e.facts.clone(),
-                    last_latency: e.last_latency,
-                    last_probe: e.last_probe,
-                    last_transition: e.last_transition,
-                };
+                let mut observed = e.observed(*addr);
                 if let Some(detail) = dns_failure {
                     observed.verdict = Verdict {
                         status: BackendStatus::Unhealthy,
@@ -179,6 +217,7 @@ impl Discovered {
                     refused: None,
                     priority: member.priority,
                     weight: member.weight,
+                    drained: drained.contains(addr),
                 };
                 Some((observed, place))
             })

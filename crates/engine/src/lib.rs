@@ -4,6 +4,7 @@
 
 pub mod api_view;
 pub mod config;
+mod doubt;
 mod effects;
 mod feed;
 mod groups;
@@ -42,6 +43,7 @@ use mcp_health_probe::{ClientCache, DnsSettings, ProbeTarget, SharedProbe};
 use mcp_health_proto::v1::{GroupPhase, GroupSpec};
 
 pub use api_view::{duration, timestamp};
+pub use doubt::{DoubtChecks, DoubtView};
 pub use feed::{Feed, FeedItem};
 pub use observer::{InFlight, WatchApi};
 pub use results::{ProbeResult, ProbeTicket};
@@ -175,10 +177,12 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
-    /// Sets one backend's `drain` in an API group's spec (stored like an apply).
+    /// Sets one backend's `drain` (or one endpoint's, in `drainedEndpoints`)
+    /// in an API group's spec (stored like an apply).
     SetDrain {
         group: String,
         backend: String,
+        endpoint: Option<std::net::SocketAddr>,
         drain: bool,
         reply: oneshot::Sender<Result<Vec<Applied>, EngineError>>,
     },
@@ -194,6 +198,9 @@ pub(crate) enum Command {
         group: String,
         backend: String,
         outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
+        /// Forwarded by another replica (cluster mode): folded if owned
+        /// here, never forwarded again.
+        forwarded: bool,
         reply: oneshot::Sender<Result<ReportSummary, EngineError>>,
     },
     /// A discovered backend's lookup (from its discovery task):
@@ -208,6 +215,21 @@ pub(crate) enum Command {
         backend: String,
         verdict: Box<seam::SharedVerdict>,
     },
+    /// A discovered endpoint's verdict shared by another replica (cluster mode).
+    RemoteEndpointVerdict {
+        group: String,
+        backend: String,
+        address: std::net::SocketAddr,
+        verdict: Box<seam::SharedVerdict>,
+    },
+    /// A discovered backend's endpoint set shared by its owner (cluster mode).
+    RemoteEndpoints {
+        group: String,
+        backend: String,
+        endpoints: Box<seam::SharedEndpoints>,
+    },
+    /// One check of this node's own evidence (the doubt task's).
+    Doubt(mcp_health_core::doubt::Evidence),
 }
 
 /// One endpoint of a discovered backend, as observers see it.
@@ -216,6 +238,10 @@ pub struct EndpointView {
     pub address: std::net::SocketAddr,
     pub status: mcp_health_proto::v1::BackendStatus,
     pub state: mcp_health_core::snapshot::EndpointState,
+    /// The reason of its latest verdict (for a refused endpoint, why).
+    pub reason: mcp_health_core::outcome::Reason,
+    /// The operator drains it (`BackendSpec.drained_endpoints`).
+    pub drained: bool,
 }
 
 /// Follows the engine without recomputing anything: for metrics (and, with
@@ -248,6 +274,12 @@ pub trait ProbeObserver: Send + Sync + std::fmt::Debug + 'static {
     /// or an endpoint's status or routing state moved): every endpoint now,
     /// as (address, status, state).
     fn endpoints(&self, _group: &str, _backend: &str, _endpoints: &[EndpointView]) {}
+    /// A failing probe of a live backend was held back (not folded into its
+    /// verdict) because the prober doubts itself.
+    fn probe_held(&self, _group: &str, _backend: &str) {}
+    /// The prober started doubting itself, its causes changed (Some), or it
+    /// trusts itself again (None).
+    fn doubt(&self, _doubt: Option<&DoubtView>) {}
     /// A probe started (+1) or ended (-1); see [`InFlight`].
     fn probes_in_flight(&self, _delta: i64) {}
     /// A watch stream of `api` opened (+1) or closed (-1); see [`InFlight`].
@@ -276,6 +308,10 @@ pub struct EngineConfig {
     /// The history to keep (given when something outside the engine reads it
     /// from the start, like the cluster's metrics); None: a new one.
     pub history: Option<Arc<History>>,
+    /// When the prober doubts itself, and for how long it holds failing probes back.
+    pub doubt: mcp_health_core::doubt::DoubtPolicy,
+    /// The doubt task's checks; None: no task (nothing is ever doubted).
+    pub doubt_checks: Option<DoubtChecks>,
 }
 
 impl Default for EngineConfig {
@@ -290,6 +326,8 @@ impl Default for EngineConfig {
             initial_probes_per_second: 1000,
             cluster: None,
             history: None,
+            doubt: Default::default(),
+            doubt_checks: None,
         }
     }
 }
@@ -308,6 +346,8 @@ pub struct Engine {
     /// the config file dropped): the config watcher retries a reload that
     /// failed on a name conflict when this moves.
     deletions: watch::Receiver<u64>,
+    /// The prober's self-doubt as the owner last published it.
+    doubt: watch::Receiver<Option<DoubtView>>,
 }
 
 impl Engine {
@@ -326,17 +366,41 @@ impl Engine {
         let limiter = Arc::new(Semaphore::new(config.max_concurrent_probes));
         let (deleted, deletions) = watch::channel(0);
         let owner = owner::Owner::new(config.clone(), tx.downgrade(), prober.clone(), limiter.clone(), health, persist, deleted);
+        let doubt = owner.doubt();
         tokio::spawn(owner.run(rx));
+        let clients = Arc::new(ClientCache::new(config.limits.allow_link_local_backends, &config.dns));
+        if let Some(checks) = config.doubt_checks.clone() {
+            tokio::spawn(
+                doubt::DoubtTask {
+                    checks,
+                    dns: clients.dns(),
+                    owner: tx.downgrade(),
+                }
+                .run(),
+            );
+        }
         Engine {
             tx,
-            clients: Arc::new(ClientCache::new(config.limits.allow_link_local_backends, &config.dns)),
+            clients,
             prober,
             limiter,
             limits: config.limits,
             observer: config.observer,
             history,
             deletions,
+            doubt,
         }
+    }
+
+    /// The prober's self-doubt now (None: it trusts itself), and its changes.
+    pub fn doubt(&self) -> watch::Receiver<Option<DoubtView>> {
+        self.doubt.clone()
+    }
+
+    /// Hands one check of this node's evidence to the owner (what the doubt
+    /// task does at every check; tests drive it directly).
+    pub async fn report_doubt(&self, evidence: mcp_health_core::doubt::Evidence) -> Result<(), EngineError> {
+        self.tx.send(Command::Doubt(evidence)).await.map_err(|_| EngineError::ShuttingDown)
     }
 
     /// Changes whenever a group is deleted (see [`Engine`]'s `deletions`).
@@ -498,9 +562,18 @@ impl Engine {
 
     /// Drains a backend of an API group, or ends its drain: the spec's `drain`,
     /// committed to the store like an apply. The verdict and the probe timer
-    /// carry over (drain is not part of a backend's identity).
-    pub async fn set_drain(&self, group: String, backend: String, drain: bool) -> Result<Applied, EngineError> {
-        let mut applied = self.call(|reply| Command::SetDrain { group, backend, drain, reply }).await??;
+    /// carry over (drain is not part of a backend's identity). With
+    /// `endpoint`, one endpoint of a discovered backend (`drainedEndpoints`).
+    pub async fn set_drain(&self, group: String, backend: String, endpoint: Option<std::net::SocketAddr>, drain: bool) -> Result<Applied, EngineError> {
+        let mut applied = self
+            .call(|reply| Command::SetDrain {
+                group,
+                backend,
+                endpoint,
+                drain,
+                reply,
+            })
+            .await??;
         applied.pop().ok_or(EngineError::ShuttingDown)
     }
 
@@ -521,6 +594,8 @@ impl Engine {
 
     /// Folds outcomes of real traffic to one backend (`ReportOutcomes`):
     /// consecutive failures eject it within its group's cap (`policy.outlier`).
+    /// In cluster mode, reports for a backend another replica owns are
+    /// handed to the cluster for the owner (`ClusterSeam::forward_outcomes`).
     pub async fn report_outcomes(
         &self,
         group: String,
@@ -531,6 +606,27 @@ impl Engine {
             group,
             backend,
             outcomes,
+            forwarded: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Folds outcomes another replica forwarded to this one as the
+    /// backend's owner (cluster mode): as `report_outcomes`, except that
+    /// reports for a backend this replica no longer owns are counted
+    /// (`not_owned`), not forwarded again.
+    pub async fn report_forwarded_outcomes(
+        &self,
+        group: String,
+        backend: String,
+        outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
+    ) -> Result<ReportSummary, EngineError> {
+        self.call(|reply| Command::ReportOutcomes {
+            group,
+            backend,
+            outcomes,
+            forwarded: true,
             reply,
         })
         .await?
@@ -543,6 +639,37 @@ impl Engine {
                 group,
                 backend,
                 verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Takes a discovered endpoint's verdict another replica shared (cluster mode).
+    pub async fn remote_endpoint_verdict(
+        &self,
+        group: String,
+        backend: String,
+        address: std::net::SocketAddr,
+        verdict: seam::SharedVerdict,
+    ) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteEndpointVerdict {
+                group,
+                backend,
+                address,
+                verdict: Box::new(verdict),
+            })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Takes the endpoint set a discovered backend's owner shared (cluster mode).
+    pub async fn remote_endpoints(&self, group: String, backend: String, endpoints: seam::SharedEndpoints) -> Result<(), EngineError> {
+        self.tx
+            .send(Command::RemoteEndpoints {
+                group,
+                backend,
+                endpoints: Box::new(endpoints),
             })
             .await
             .map_err(|_| EngineError::ShuttingDown)

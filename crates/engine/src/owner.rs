@@ -21,6 +21,7 @@ use super::spread::StartPacer;
 use super::state::{Change, Checked, Committed, EngineState, Settings};
 use super::{Applied, Command, EngineConfig, EngineError, Event, EventKind, ProbeObserver, Subscription};
 use crate::health::HealthStatuses;
+use crate::seam::Forwarded;
 use crate::store::{Persist, StoreError, StoreFuture};
 use mcp_health_probe::SharedProbe;
 
@@ -46,6 +47,8 @@ pub struct Owner {
     pacer: Arc<StartPacer>,
     /// Counts deleted groups (`Engine::deletions`).
     deleted: watch::Sender<u64>,
+    /// The prober's self-doubt as readers see it (`Engine::doubt`).
+    doubt: watch::Sender<Option<super::DoubtView>>,
 }
 
 /// One backend incarnation's probe task, what it shares, and the timers that
@@ -135,6 +138,8 @@ impl Command {
                 | Command::AcceptCatalog { .. }
                 | Command::Shutdown { .. }
                 | Command::RemoteVerdict { .. }
+                | Command::RemoteEndpointVerdict { .. }
+                | Command::RemoteEndpoints { .. }
         )
     }
 }
@@ -156,6 +161,7 @@ impl Owner {
             observed: config.observer.is_some(),
             durable: persist.is_some(),
             shared: config.cluster.is_some(),
+            doubt: config.doubt,
         };
         Owner {
             state: EngineState::new(settings),
@@ -171,7 +177,13 @@ impl Owner {
             started: Instant::now(),
             pacer: Arc::new(StartPacer::new(config.initial_probes_per_second)),
             deleted,
+            doubt: watch::Sender::new(None),
         }
+    }
+
+    /// Readers of the self-doubt this owner publishes (`Engine::doubt`).
+    pub fn doubt(&self) -> watch::Receiver<Option<super::DoubtView>> {
+        self.doubt.subscribe()
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -255,8 +267,14 @@ impl Owner {
                 let checked = self.state.check_restore(groups);
                 return self.change(checked, Reply::Apply(reply));
             }
-            Command::SetDrain { group, backend, drain, reply } => {
-                let checked = self.state.check_drain(&group, &backend, drain);
+            Command::SetDrain {
+                group,
+                backend,
+                endpoint,
+                drain,
+                reply,
+            } => {
+                let checked = self.state.check_drain(&group, &backend, endpoint, drain);
                 return self.change(checked, Reply::Apply(reply));
             }
             Command::AcceptCatalog {
@@ -301,17 +319,39 @@ impl Owner {
                 group,
                 backend,
                 outcomes,
+                forwarded,
                 reply,
             } => {
                 // Cluster mode: only the owner probes the backend, so only
                 // it could confirm an ejection or end it; elsewhere one would
-                // never end. Counted, not folded (a missing backend is still NotFound).
-                if self.cluster.as_ref().is_some_and(|c| !c.owns(&group, &backend)) {
-                    let not_owned = super::ReportSummary {
-                        not_owned: u32::try_from(outcomes.len()).unwrap_or(u32::MAX),
-                        ..Default::default()
+                // never end. Handed to the cluster for the owner (never
+                // waiting), or counted when no owner is known or they came
+                // forwarded already (one hop: views that disagree for a
+                // moment never bounce reports). A missing backend is still NotFound.
+                if let Some(c) = self.cluster.as_ref().filter(|c| !c.owns(&group, &backend)) {
+                    let n = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+                    let summary = match self.state.probe_timeout(&group, &backend) {
+                        Err(e) => Err(e),
+                        Ok(_) if forwarded => Ok(super::ReportSummary {
+                            not_owned: n,
+                            ..Default::default()
+                        }),
+                        Ok(_) => Ok(match c.forward_outcomes(&group, &backend, &outcomes) {
+                            Forwarded::Queued => super::ReportSummary {
+                                forwarded: n,
+                                ..Default::default()
+                            },
+                            Forwarded::Dropped => super::ReportSummary {
+                                dropped: n,
+                                ..Default::default()
+                            },
+                            Forwarded::NoOwner => super::ReportSummary {
+                                not_owned: n,
+                                ..Default::default()
+                            },
+                        }),
                     };
-                    let _ = reply.send(self.state.probe_timeout(&group, &backend).map(|_| not_owned));
+                    let _ = reply.send(summary);
                     return Step::Next;
                 }
                 let mut fx = Effects::default();
@@ -332,7 +372,32 @@ impl Owner {
             Command::RemoteVerdict { group, backend, verdict } => {
                 let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
                 let mut fx = Effects::default();
-                self.state.take_remote(&group, &backend, *verdict, owned, &mut fx);
+                self.state
+                    .take_remote(&group, &backend, *verdict, owned, (Instant::now(), SystemTime::now()), &mut fx);
+                self.execute(fx, None);
+            }
+            Command::RemoteEndpointVerdict {
+                group,
+                backend,
+                address,
+                verdict,
+            } => {
+                let owned = self.cluster.as_ref().is_some_and(|c| c.owns_endpoint(&group, &backend, address));
+                let mut fx = Effects::default();
+                self.state
+                    .take_remote_endpoint(&group, &backend, address, *verdict, owned, Instant::now(), SystemTime::now(), &mut fx);
+                self.execute(fx, None);
+            }
+            Command::RemoteEndpoints { group, backend, endpoints } => {
+                let owned = self.cluster.as_ref().is_some_and(|c| c.owns(&group, &backend));
+                let mut fx = Effects::default();
+                self.state
+                    .take_remote_endpoints(&group, &backend, &endpoints, owned, Instant::now(), SystemTime::now(), &mut fx);
+                self.execute(fx, None);
+            }
+            Command::Doubt(evidence) => {
+                let mut fx = Effects::default();
+                self.state.check_doubt(&evidence, Instant::now(), SystemTime::now(), &mut fx);
                 self.execute(fx, None);
             }
             Command::Shutdown { reply } => {
@@ -400,7 +465,11 @@ impl Owner {
         // that verdict here for good, since the owner shares only changes
         // (found by the fault-schedule harness, seed 42, fault 192). Dropped:
         // the scheduler, asked nothing, keeps its steady pace.
-        if reply.is_none() && self.cluster.as_ref().is_some_and(|c| !c.owns(&r.group, &r.backend)) {
+        let owned = |c: &Arc<dyn super::seam::ClusterSeam>| match r.endpoint {
+            Some(address) => c.owns_endpoint(&r.group, &r.backend, address),
+            None => c.owns(&r.group, &r.backend),
+        };
+        if reply.is_none() && self.cluster.as_ref().is_some_and(|c| !owned(c)) {
             return;
         }
         let mut fx = Effects::default();
@@ -460,6 +529,7 @@ impl Owner {
                         target,
                         prober: self.prober.clone(),
                         owner: self.tx.clone(),
+                        cluster: self.cluster.clone(),
                     };
                     let handle = tokio::spawn(task.run()).abort_handle();
                     self.tasks.insert(
@@ -516,6 +586,26 @@ impl Owner {
                         c.verdict_changed(&group, &backend, &verdict);
                     }
                 }
+                Effect::ShareEndpointVerdict {
+                    group,
+                    backend,
+                    address,
+                    verdict,
+                } => {
+                    if let Some(c) = &self.cluster {
+                        c.endpoint_verdict_changed(&group, &backend, address, &verdict);
+                    }
+                }
+                Effect::ShareEndpoints { group, backend, endpoints } => {
+                    // Only the backend's owner speaks for its set; a replica
+                    // that follows it changes its copy only to match.
+                    if let Some(c) = self.cluster.as_ref().filter(|c| c.owns(&group, &backend)) {
+                        c.endpoints_changed(&group, &backend, &endpoints);
+                    }
+                }
+                Effect::Doubt(view) => {
+                    self.doubt.send_replace(view);
+                }
                 Effect::Observe(call) => {
                     if let Some(o) = &self.observer {
                         observe(&**o, call, result);
@@ -564,5 +654,7 @@ fn observe(o: &dyn ProbeObserver, call: Observed, result: Option<&ProbeResult>) 
         Observed::CatalogChanged { group, backend, change } => o.catalog_changed(&group, &backend, &change),
         Observed::Ejection { group, backend, ejection, at } => o.ejection(&group, &backend, ejection.as_ref(), at),
         Observed::Endpoints { group, backend, endpoints } => o.endpoints(&group, &backend, &endpoints),
+        Observed::ProbeHeld { group, backend } => o.probe_held(&group, &backend),
+        Observed::Doubt(view) => o.doubt(view.as_ref()),
     }
 }

@@ -209,7 +209,11 @@ impl BackendTask {
                     }
                 }
             }
-            if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
+            let owned = |c: &Arc<dyn super::seam::ClusterSeam>| match self.target.pin {
+                Some(address) => c.owns_endpoint(&self.group, &self.backend, address),
+                None => c.owns(&self.group, &self.backend),
+            };
+            if self.cluster.as_ref().is_some_and(|c| !owned(c)) {
                 // Another replica probes it; ask again at the next planned time.
                 planned = (planned + self.policy.interval).max(Instant::now());
                 continue;
@@ -278,11 +282,26 @@ pub struct DiscoveryTask {
     pub prober: Arc<dyn Probe>,
     /// Weak: a discovery task never keeps the engine alive (see `owner.rs`).
     pub owner: mpsc::WeakSender<Command>,
+    /// Cluster mode: look up only while this replica owns the backend; the
+    /// others take the set its owner shares (`Command::RemoteEndpoints`).
+    pub cluster: Option<Arc<dyn super::seam::ClusterSeam>>,
 }
 
 impl DiscoveryTask {
     pub async fn run(self) {
+        // How soon a replica that does not own the backend asks again (a
+        // failover starts the new owner's lookups within this).
+        let recheck = self
+            .target
+            .backend
+            .discovery
+            .as_ref()
+            .map_or(mcp_health_core::discovery::DEFAULT_MIN_TTL, |p| p.min_ttl);
         loop {
+            if self.cluster.as_ref().is_some_and(|c| !c.owns(&self.group, &self.backend)) {
+                tokio::time::sleep(recheck).await;
+                continue;
+            }
             let lookup = self.prober.discover(&self.target).await;
             let (next_tx, next_rx) = oneshot::channel();
             let Some(owner) = self.owner.upgrade() else { return };

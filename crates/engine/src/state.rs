@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::effects::{Effect, Effects, Observed, StoreWrite};
 use super::groups::{BackendState, GroupState};
@@ -16,6 +16,7 @@ use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_g
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed};
 use mcp_health_core::catalog::KnownCatalog;
+use mcp_health_core::doubt::{DoubtChange, DoubtPolicy, DoubtState, Evidence};
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace, passes};
 
@@ -43,6 +44,8 @@ pub struct Settings {
     pub durable: bool,
     /// Cluster mode: local verdict changes are shared (`Effect::ShareVerdict`).
     pub shared: bool,
+    /// When the prober doubts itself and how long it holds failing probes back.
+    pub doubt: DoubtPolicy,
 }
 
 /// A group to apply, with its probe targets (built outside, before any change).
@@ -82,6 +85,8 @@ pub struct EngineState {
     /// Whether anyone watches: a change is published with its snapshot only
     /// then (readers that come later build it from the same state).
     watched: bool,
+    /// The prober's self-doubt (fed by the doubt task's checks).
+    doubt: DoubtState,
 }
 
 impl EngineState {
@@ -93,6 +98,7 @@ impl EngineState {
             next_epoch: 1,
             all_verdicts_logged: false,
             watched: true,
+            doubt: DoubtState::default(),
         }
     }
 
@@ -126,26 +132,6 @@ impl EngineState {
         }
     }
 
-    /// Cluster mode does not serve DNS discovery yet: replicas share one
-    /// verdict per backend, not endpoint sets, so a discovered backend is
-    /// refused there rather than shown differently by each replica.
-    fn check_discovery_served(&self, g: &ValidGroup) -> Result<(), EngineError> {
-        if !self.settings.shared {
-            return Ok(());
-        }
-        let refused: Vec<FieldViolation> = g
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.discovery.is_some())
-            .map(|(i, _)| FieldViolation {
-                field: format!("spec.backends[{i}].discovery"),
-                description: "DNS discovery is not served in cluster mode yet: replicas share one verdict per backend".to_owned(),
-            })
-            .collect();
-        if refused.is_empty() { Ok(()) } else { Err(EngineError::Invalid(refused)) }
-    }
-
     /// Where API groups live, as conflict messages say it.
     fn api_groups_kept(&self) -> &'static str {
         match (self.settings.shared, self.settings.durable) {
@@ -169,7 +155,6 @@ impl EngineState {
     pub fn check_apply(&self, groups: Vec<Incoming>, origin: Origin, replace_origin: bool) -> Result<Checked, EngineError> {
         for (g, _) in &groups {
             self.check_origin(&g.spec.name, &origin)?;
-            self.check_discovery_served(g)?;
         }
         let stale: Vec<String> = if replace_origin {
             self.groups
@@ -215,7 +200,6 @@ impl EngineState {
     pub fn check_restore(&self, groups: Vec<(ValidGroup, Vec<Arc<ProbeTarget>>, u64)>) -> Result<Checked, EngineError> {
         for (g, _, _) in &groups {
             self.check_origin(&g.spec.name, &Origin::Api)?;
-            self.check_discovery_served(g)?;
         }
         let added = groups.iter().filter(|(g, _, _)| !self.groups.contains_key(&g.spec.name)).count();
         if self.groups.len() + added > self.settings.max_groups {
@@ -243,16 +227,56 @@ impl EngineState {
     /// the group's spec with that backend's `drain` set, checked like an API
     /// apply (a config-file group is ReadOnly; the same state is "unchanged").
     /// Drain is not part of a backend's identity, so its verdict is kept.
-    pub fn check_drain(&self, group: &str, backend: &str, drain: bool) -> Result<Checked, EngineError> {
+    ///
+    /// With `endpoint`, one endpoint of a discovered backend instead: its
+    /// address added to (or taken from) the spec's `drainedEndpoints`, where
+    /// it stays while the backend exists, in DNS or not. A drain needs an
+    /// endpoint the backend has now (not a refused one); its end, one that
+    /// is drained or that the backend has (INVALID_ARGUMENT, field `endpoint`).
+    pub fn check_drain(&self, group: &str, backend: &str, endpoint: Option<std::net::SocketAddr>, drain: bool) -> Result<Checked, EngineError> {
         let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
-        if !g.backends.contains_key(backend) {
+        let Some(b) = g.backends.get(backend) else {
             return Err(EngineError::BackendNotFound {
                 group: group.to_owned(),
                 backend: backend.to_owned(),
             });
+        };
+        let Some(addr) = endpoint else {
+            // `drain` changes nothing validation checks.
+            return self.check_backend_edit(group, backend, |b| b.drain = drain);
+        };
+        let invalid = |description: String| {
+            EngineError::Invalid(vec![FieldViolation {
+                field: "endpoint".to_owned(),
+                description,
+            }])
+        };
+        let Some(d) = &b.discovered else {
+            return Err(invalid(format!(
+                "backend {backend} is not discovered through DNS: it has one endpoint; drain the backend instead"
+            )));
+        };
+        let shown = addr.to_string();
+        let listed = b.target.backend.spec.drained_endpoints.contains(&shown);
+        let present = d.set.members.contains_key(&addr);
+        // A drain needs the endpoint now; its end, the endpoint or its listed address.
+        let known = present || (listed && !drain);
+        if !known {
+            return Err(invalid(format!("{shown} is not an endpoint of backend {backend}")));
         }
-        // `drain` changes nothing validation checks.
-        self.check_backend_edit(group, backend, |b| b.drain = drain)
+        if drain && !listed && b.target.backend.spec.drained_endpoints.len() >= mcp_health_core::spec::validate::MAX_DRAINED_ENDPOINTS {
+            return Err(invalid(format!(
+                "backend {backend} drains the most endpoints it may ({}); end a drain first",
+                mcp_health_core::spec::validate::MAX_DRAINED_ENDPOINTS
+            )));
+        }
+        // A shown address added once, or taken out: nothing validation refuses.
+        self.check_backend_edit(group, backend, |s| {
+            s.drained_endpoints.retain(|a| *a != shown);
+            if drain {
+                s.drained_endpoints.push(shown.clone());
+            }
+        })
     }
 
     /// Checks the acceptance of a tool catalog for one backend of an API group:
@@ -427,9 +451,18 @@ impl EngineState {
         let name = valid.spec.name.clone();
         let mut old = self.groups.get_mut(&name).map(|g| std::mem::take(&mut g.backends)).unwrap_or_default();
         let mut backends = BTreeMap::new();
+        // Discovered backends kept whose drained endpoints changed: observers
+        // (history, metrics) hear of it now, not at the next probe's change.
+        let mut redrained = Vec::new();
         for target in targets {
             let bname = target.backend.spec.name.clone();
             let prev = old.remove(&bname);
+            if prev
+                .as_ref()
+                .is_some_and(|b| b.discovered.is_some() && b.target.backend.spec.drained_endpoints != target.backend.spec.drained_endpoints)
+            {
+                redrained.push(bname.clone());
+            }
             let state = match (backend_action(prev.as_ref().map(|b| &b.target.backend), &target.backend), prev) {
                 (BackendAction::Keep, Some(mut prev)) => {
                     prev.target = target;
@@ -476,6 +509,9 @@ impl EngineState {
             cached: None,
         };
         let previous_phase = self.groups.insert(name.clone(), group).map(|g| g.verdict.phase);
+        for bname in &redrained {
+            self.observe_endpoints(&name, bname, fx);
+        }
         self.publish(&name, previous_phase, fx);
         info!(group = %name, generation = plan.generation, backends = valid.backends.len(), "group applied");
         Applied {
@@ -546,6 +582,20 @@ impl EngineState {
         }
         if observed {
             fx.push(Effect::Observe(Observed::ProbeApplied));
+        }
+        if self.doubt.holds_back(r.outcome.class, &self.settings.doubt, at.into_std()) {
+            // Fail-static: the prober doubts itself, so this failure is no
+            // evidence against the backend; its verdict and reason stand.
+            b.last_probe = Some(now);
+            b.last_latency = Some(r.latency);
+            g.cached = None;
+            if observed {
+                fx.push(Effect::Observe(Observed::ProbeHeld {
+                    group: r.group.clone(),
+                    backend: r.backend.clone(),
+                }));
+            }
+            return Ok(());
         }
         let backend = &b.target.backend;
         let prev = b.verdict.clone();
@@ -638,7 +688,7 @@ impl EngineState {
             fx.push(Effect::ShareVerdict {
                 group: r.group.clone(),
                 backend: r.backend.clone(),
-                verdict: Box::new(b.shared()),
+                verdict: Box::new(b.shared(at)),
             });
         }
         if changed {
@@ -648,6 +698,35 @@ impl EngineState {
             g.cached = None;
         }
         Ok(())
+    }
+
+    /// Folds one check of this node's own evidence (`core::doubt`): logs a
+    /// warning when a doubt starts and when it ends (never per probe), and
+    /// publishes the doubt to readers and the observer at each change.
+    pub fn check_doubt(&mut self, evidence: &Evidence, at: Instant, now: SystemTime, fx: &mut Effects) {
+        let policy = self.settings.doubt;
+        let change = self.doubt.check(evidence, &policy, at.into_std(), now);
+        let view = self.doubt.doubt().map(|d| crate::DoubtView::of(d, &policy));
+        match change {
+            DoubtChange::None => return,
+            DoubtChange::Entered => warn!(
+                causes = %view.as_ref().map(|v| v.causes.labels()).unwrap_or_default(),
+                max_hold_s = policy.max_hold.as_secs(),
+                lag_ms = evidence.lag.as_millis() as u64,
+                canaries_answered = evidence.canaries_answered,
+                canaries = evidence.canaries,
+                "the prober doubts itself: failing probes move no verdict until it trusts itself again or max_hold passes"
+            ),
+            DoubtChange::Causes => info!(causes = %view.as_ref().map(|v| v.causes.labels()).unwrap_or_default(), "self-doubt goes on with other causes"),
+            DoubtChange::Left { lasted, held } => warn!(
+                lasted_ms = lasted.as_millis() as u64,
+                held, "the prober trusts itself again: failing probes move verdicts"
+            ),
+        }
+        if self.settings.observed {
+            fx.push(Effect::Observe(Observed::Doubt(view.clone())));
+        }
+        fx.push(Effect::Doubt(view));
     }
 
     /// One backend's snapshot and its group's phase (the answer to an on-demand probe).

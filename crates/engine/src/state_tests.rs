@@ -35,6 +35,7 @@ fn settings(durable: bool) -> Settings {
         observed: false,
         durable,
         shared: true,
+        doubt: Default::default(),
     }
 }
 
@@ -453,7 +454,7 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
     // (drain, want: store write generation, or None for unchanged)
     let table: &[(bool, Option<u64>)] = &[(true, Some(2)), (true, None), (false, Some(3)), (false, None)];
     for (drain, want) in table {
-        let mut checked = state.check_drain("g", "a", *drain).unwrap();
+        let mut checked = state.check_drain("g", "a", None, *drain).unwrap();
         let store = checked.store.take();
         assert_eq!(
             store.map(|w| (w.puts[0].0.backends[0].drain, w.puts[0].1)),
@@ -468,14 +469,20 @@ fn drain_is_a_stored_spec_edit_that_keeps_the_verdict() {
         let h = state.group("g").unwrap();
         assert_eq!((h.backends[0].drain, h.backends[1].drain), (*drain, false));
     }
-    assert!(matches!(state.check_drain("g", "zz", true), Err(EngineError::BackendNotFound { .. })));
-    assert!(matches!(state.check_drain("nope", "a", true), Err(EngineError::GroupNotFound(_))));
+    assert!(matches!(state.check_drain("g", "zz", None, true), Err(EngineError::BackendNotFound { .. })));
+    assert!(matches!(state.check_drain("nope", "a", None, true), Err(EngineError::GroupNotFound(_))));
     apply(
         &mut state,
         "name: f\nbackends:\n  - {name: a, url: 'http://127.0.0.1:1/mcp'}\n",
         Origin::ConfigFile("f.yaml".into()),
     );
-    assert!(matches!(state.check_drain("f", "a", true), Err(EngineError::ReadOnly { .. })));
+    assert!(matches!(state.check_drain("f", "a", None, true), Err(EngineError::ReadOnly { .. })));
+    // One endpoint of a backend that is not discovered: refused, the field named.
+    let endpoint = "127.0.0.1:1".parse().ok();
+    match state.check_drain("g", "a", endpoint, true) {
+        Err(EngineError::Invalid(v)) => assert_eq!((v[0].field.as_str(), v.len()), ("endpoint", 1), "{v:?}"),
+        other => panic!("{:?}", other.err()),
+    }
 }
 
 /// Cluster mode, one row per case: (owned, probed locally first, remote
@@ -506,6 +513,7 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
             address: None,
         },
         catalog: Default::default(),
+        ejection: None,
     };
     let (unhealthy, healthy) = (
         (BackendStatus::Unhealthy, ReasonCode::ConnectionRefused),
@@ -536,7 +544,14 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
             assert!(shares(&fx), "a local change is shared");
         }
         let mut fx = Effects::default();
-        state.take_remote("g", "a", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
+        state.take_remote(
+            "g",
+            "a",
+            remote(*incoming_status, *incoming_reason),
+            *owned,
+            (Instant::now(), SystemTime::now()),
+            &mut fx,
+        );
         let status = statuses(&mut state, "g").into_iter().find(|(b, _)| b == "a").unwrap().1;
         let case = format!("owned {owned}, probed {probed}, remote {incoming_status:?}");
         assert_eq!(status, *want, "{case}");
@@ -561,8 +576,22 @@ fn shared_verdicts_replace_state_unless_owned_and_probed_since() {
         }
         // Unknown groups and backends are ignored.
         let mut fx = Effects::default();
-        state.take_remote("nope", "a", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
-        state.take_remote("g", "nope", remote(*incoming_status, *incoming_reason), *owned, &mut fx);
+        state.take_remote(
+            "nope",
+            "a",
+            remote(*incoming_status, *incoming_reason),
+            *owned,
+            (Instant::now(), SystemTime::now()),
+            &mut fx,
+        );
+        state.take_remote(
+            "g",
+            "nope",
+            remote(*incoming_status, *incoming_reason),
+            *owned,
+            (Instant::now(), SystemTime::now()),
+            &mut fx,
+        );
         assert!(fx.actions.is_empty());
     }
 }
@@ -789,8 +818,8 @@ fn accepting_a_catalog_is_a_stored_spec_edit_that_retimes_and_keeps_the_verdict(
 /// A discovered backend in the pure state: its discovery task and one probe
 /// task per endpoint (pinned), results of a dropped endpoint or a replaced
 /// task dropped, a re-timing keeping the endpoints' verdicts with new tasks,
-/// a changed discovery spec restarting it at UNKNOWN; cluster mode, on-demand
-/// probes and real-traffic reports refused with the field named.
+/// a changed discovery spec restarting it at UNKNOWN; on-demand probes and
+/// real-traffic reports refused with the field named.
 #[test]
 fn a_discovered_backend_holds_a_task_and_a_verdict_per_endpoint() {
     use super::state::DnsAnswer;
@@ -841,15 +870,6 @@ fn a_discovered_backend_holds_a_task_and_a_verdict_per_endpoint() {
         let g = state.group("g").unwrap();
         g.backends[0].endpoints.iter().map(|e| (e.observed.address.unwrap(), e.status())).collect()
     };
-
-    // Cluster mode refuses it, naming the field.
-    let shared = EngineState::new(settings(false));
-    let refused = shared.check_apply(vec![incoming(&spec("10s", "5s"))], Origin::Api, false);
-    assert!(
-        matches!(&refused, Err(EngineError::Invalid(v)) if v[0].field == "spec.backends[0].discovery"),
-        "{:?}",
-        refused.err()
-    );
 
     let mut state = EngineState::new(Settings {
         shared: false,
@@ -922,4 +942,186 @@ fn a_discovered_backend_holds_a_task_and_a_verdict_per_endpoint() {
     assert!(pinned(&fx).is_empty());
     assert!(endpoints(&mut state).is_empty());
     assert_eq!(statuses(&mut state, "g"), [("pods".to_owned(), BackendStatus::Unknown)]);
+}
+
+/// A discovered backend in a cluster (issue 23): the replica whose lookups
+/// speak for the set shares it and each endpoint verdict change; a replica
+/// that follows takes the set (a probe task per address) and the endpoints'
+/// verdicts, and so shows the same endpoints and the same aggregate; its own
+/// set coming back is passed over; an owned endpoint probed here keeps its
+/// verdict and shares it again; a leaving endpoint that fails a probe on a
+/// follower is dropped by the set's owner, for every replica.
+#[test]
+fn a_discovered_backend_in_a_cluster_shares_its_set_and_its_endpoints_verdicts() {
+    use super::state::DnsAnswer;
+    use crate::seam::{SharedDns, SharedEndpoints, SharedVerdict};
+    use mcp_health_core::discovery::{Lookup, Record};
+    use mcp_health_core::outcome::Reason;
+    use mcp_health_proto::v1::ReasonCode;
+    use std::net::SocketAddr;
+    let addr = |last: u8| SocketAddr::from(([10, 0, 0, last], 8080));
+    let spec = "name: g\npolicy: {interval: 10s}\nbackends:\n  - name: pods\n    url: http://pods.test:8080/mcp\n    discovery:\n      dns: {minTtl: 5s}\n";
+    let answer = |epoch: u64, lasts: &[u8]| DnsAnswer {
+        group: "g".into(),
+        backend: "pods".into(),
+        epoch,
+        lookup: Lookup::Answer {
+            records: lasts
+                .iter()
+                .map(|l| Record {
+                    addr: addr(*l),
+                    priority: 0,
+                    weight: 0,
+                })
+                .collect(),
+            refused: vec![],
+            ttl: Duration::from_secs(30),
+        },
+    };
+    let shared_sets = |fx: &Effects| -> Vec<SharedEndpoints> {
+        fx.actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ShareEndpoints { endpoints, .. } => Some((**endpoints).clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let shared_verdicts = |fx: &Effects| -> Vec<(SocketAddr, SharedVerdict)> {
+        fx.actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ShareEndpointVerdict { address, verdict, .. } => Some((*address, (**verdict).clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let pinned = |fx: &Effects| -> Vec<(u64, SocketAddr)> {
+        fx.actions
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Spawn { epoch, target } => Some((*epoch, target.pin.expect("pinned"))),
+                _ => None,
+            })
+            .collect()
+    };
+    let endpoints = |state: &mut EngineState| -> Vec<(SocketAddr, BackendStatus, bool)> {
+        let g = state.group("g").unwrap();
+        g.backends[0]
+            .endpoints
+            .iter()
+            .map(|e| (e.observed.address.unwrap(), e.status(), e.place.leaving))
+            .collect()
+    };
+    let result = |epoch: u64, a: SocketAddr, ok: bool| ProbeResult {
+        endpoint: Some(a),
+        outcome: if ok {
+            success("g", "pods", epoch).outcome
+        } else {
+            ProbeOutcome::failure(Reason::new(ReasonCode::Timeout, "no reply"))
+        },
+        ..success("g", "pods", epoch)
+    };
+    let (now, at) = (SystemTime::UNIX_EPOCH, Instant::now());
+
+    // The owner resolves the name: its set is shared.
+    let mut owner = EngineState::new(settings(false));
+    let (_, fx) = apply(&mut owner, spec, Origin::Api);
+    let lookup_epoch = fx
+        .actions
+        .iter()
+        .find_map(|e| match e {
+            Effect::Discover { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .unwrap();
+    let mut fx = Effects::default();
+    owner.dns_answer(answer(lookup_epoch, &[1, 2, 3]), at, now, &mut fx);
+    let [set] = &shared_sets(&fx)[..] else { panic!("{fx:?}") };
+    assert_eq!(
+        set.members.iter().map(|m| (m.address, m.leaving)).collect::<Vec<_>>(),
+        [(addr(1), false), (addr(2), false), (addr(3), false)]
+    );
+    assert_eq!(set.dns, SharedDns::Fresh);
+    let owner_tasks = pinned(&fx);
+
+    // A follower takes it: a probe task per address, UNKNOWN until verdicts come.
+    let mut follower = EngineState::new(settings(false));
+    apply(&mut follower, spec, Origin::Api);
+    let mut fx = Effects::default();
+    follower.take_remote_endpoints("g", "pods", set, false, at, now, &mut fx);
+    let follower_tasks = pinned(&fx);
+    assert_eq!(follower_tasks.iter().map(|t| t.1).collect::<Vec<_>>(), [addr(1), addr(2), addr(3)]);
+    assert!(shared_sets(&fx).is_empty(), "a follower never shares a set it took");
+    assert_eq!(statuses(&mut follower, "g"), [("pods".to_owned(), BackendStatus::Unknown)]);
+
+    // The owner probes every endpoint (as if it owned them all): each change
+    // is shared, and the follower taking them shows what the owner shows.
+    let mut fx = Effects::default();
+    for (epoch, a) in &owner_tasks {
+        owner.fold(&result(*epoch, *a, true), now, at, &mut fx).unwrap();
+    }
+    let verdicts = shared_verdicts(&fx);
+    assert_eq!(verdicts.iter().map(|v| v.0).collect::<Vec<_>>(), [addr(1), addr(2), addr(3)]);
+    let mut fx = Effects::default();
+    for (a, v) in &verdicts {
+        follower.take_remote_endpoint("g", "pods", *a, v.clone(), false, at, now, &mut fx);
+    }
+    assert!(shared_verdicts(&fx).is_empty());
+    assert_eq!(endpoints(&mut follower), endpoints(&mut owner));
+    assert_eq!(statuses(&mut follower, "g"), [("pods".to_owned(), BackendStatus::Healthy)]);
+
+    // The owner's own set coming back through the watch changes nothing.
+    let seq = owner.sequence();
+    let mut fx = Effects::default();
+    owner.take_remote_endpoints("g", "pods", set, true, at, now, &mut fx);
+    assert!(fx.actions.is_empty() && owner.sequence() == seq, "{fx:?}");
+
+    // The follower owns endpoint 2 and probed it: another verdict for it is
+    // not taken, and its own is shared again.
+    let mut fx = Effects::default();
+    let (epoch2, _) = follower_tasks[1];
+    follower.fold(&result(epoch2, addr(2), true), now, at, &mut fx).unwrap();
+    let stale = SharedVerdict {
+        observed: mcp_health_core::snapshot::Observed {
+            verdict: mcp_health_core::verdict::Verdict::unknown(),
+            ..verdicts[1].1.observed.clone()
+        },
+        ..verdicts[1].1.clone()
+    };
+    let mut fx = Effects::default();
+    follower.take_remote_endpoint("g", "pods", addr(2), stale, true, at, now, &mut fx);
+    let again = shared_verdicts(&fx);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.observed.verdict.status, BackendStatus::Healthy);
+    assert_eq!(endpoints(&mut follower)[1].1, BackendStatus::Healthy);
+
+    // Address 3 leaves DNS: DRAINING on both once the follower takes the set.
+    let mut fx = Effects::default();
+    owner.dns_answer(answer(lookup_epoch, &[1, 2]), at, now, &mut fx);
+    let [set] = &shared_sets(&fx)[..] else { panic!("{fx:?}") };
+    let mut fx = Effects::default();
+    follower.take_remote_endpoints("g", "pods", set, false, at, now, &mut fx);
+    assert!(pinned(&fx).is_empty() && epochs(&fx).0.is_empty(), "kept endpoints keep their tasks: {fx:?}");
+    assert_eq!(endpoints(&mut follower)[2], (addr(3), BackendStatus::Healthy, true));
+    // It fails a probe on the follower (its owner): the follower keeps it
+    // (the set is not its own to change) and shares the failure at once...
+    let (epoch3, _) = follower_tasks[2];
+    let mut fx = Effects::default();
+    follower.fold(&result(epoch3, addr(3), false), now, at, &mut fx).unwrap();
+    assert!(epochs(&fx).0.is_empty(), "{fx:?}");
+    let failed = shared_verdicts(&fx);
+    assert_eq!(failed.iter().map(|v| v.0).collect::<Vec<_>>(), [addr(3)]);
+    assert_eq!(endpoints(&mut follower).len(), 3);
+    // ...and the set's owner, taking it, drops the endpoint and shares the set without it.
+    let mut fx = Effects::default();
+    owner.take_remote_endpoint("g", "pods", addr(3), failed[0].1.clone(), false, at, now, &mut fx);
+    assert_eq!(epochs(&fx).0, [owner_tasks[2].0], "its probe task stops");
+    let [set] = &shared_sets(&fx)[..] else { panic!("{fx:?}") };
+    assert_eq!(set.members.iter().map(|m| m.address).collect::<Vec<_>>(), [addr(1), addr(2)]);
+    let mut fx = Effects::default();
+    follower.take_remote_endpoints("g", "pods", set, false, at, now, &mut fx);
+    assert_eq!(epochs(&fx).0, [epoch3]);
+    assert_eq!(endpoints(&mut follower), endpoints(&mut owner));
+    assert_eq!(endpoints(&mut owner).len(), 2);
 }

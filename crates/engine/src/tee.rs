@@ -47,6 +47,12 @@ impl ProbeObserver for Tee {
     fn endpoints(&self, group: &str, backend: &str, endpoints: &[crate::EndpointView]) {
         self.0.iter().for_each(|o| o.endpoints(group, backend, endpoints));
     }
+    fn probe_held(&self, group: &str, backend: &str) {
+        self.0.iter().for_each(|o| o.probe_held(group, backend));
+    }
+    fn doubt(&self, doubt: Option<&crate::DoubtView>) {
+        self.0.iter().for_each(|o| o.doubt(doubt));
+    }
     fn probes_in_flight(&self, delta: i64) {
         self.0.iter().for_each(|o| o.probes_in_flight(delta));
     }

@@ -553,6 +553,7 @@ async fn a_shared_verdict_for_a_group_being_written_lands_after_the_commit() {
             address: None,
         },
         catalog: Default::default(),
+        ejection: None,
     };
     engine.remote_verdict("h".into(), "x".into(), verdict).await.unwrap();
     store.set_closed(false);
@@ -1191,6 +1192,169 @@ async fn real_traffic_ejects_confirms_at_once_and_returns_only_after_its_time_an
     }
 }
 
+/// Cluster mode with ownership the test moves, recording what the engine
+/// hands the cluster: reports for the owner, shared verdicts.
+#[derive(Debug, Default)]
+struct Recording {
+    owns: std::sync::atomic::AtomicBool,
+    queue_full: std::sync::atomic::AtomicBool,
+    forwarded: Mutex<Vec<(String, String, usize)>>,
+    shared: Mutex<Vec<seam::SharedVerdict>>,
+}
+
+impl seam::ClusterSeam for Recording {
+    fn owns(&self, _: &str, _: &str) -> bool {
+        self.owns.load(Ordering::SeqCst)
+    }
+    fn verdict_changed(&self, _: &str, _: &str, verdict: &seam::SharedVerdict) {
+        self.shared.lock().unwrap().push(verdict.clone());
+    }
+    fn forward_outcomes(&self, group: &str, backend: &str, outcomes: &[mcp_health_core::outlier::TrafficOutcome]) -> seam::Forwarded {
+        if self.queue_full.load(Ordering::SeqCst) {
+            return seam::Forwarded::Dropped;
+        }
+        self.forwarded.lock().unwrap().push((group.to_owned(), backend.to_owned(), outcomes.len()));
+        seam::Forwarded::Queued
+    }
+}
+
+fn recording_engine(prober: Arc<Scripted>) -> (Engine, Arc<Recording>) {
+    let seam = Arc::new(Recording::default());
+    seam.owns.store(true, Ordering::SeqCst);
+    let config = EngineConfig {
+        cluster: Some(seam.clone()),
+        ..EngineConfig::default()
+    };
+    (Engine::start(config, prober, HealthStatuses::default()), seam)
+}
+
+/// Cluster mode: reports for a backend another replica owns go to the
+/// cluster for the owner (or are dropped when its queue is full, never
+/// waited for); reports that came forwarded are never forwarded again; the
+/// owner folds them and shares the ejection with its verdict.
+#[tokio::test(start_paused = true)]
+async fn reports_for_a_backend_owned_elsewhere_are_forwarded_and_the_owners_ejection_shared() {
+    use mcp_health_core::outlier::TrafficOutcome as O;
+    let prober = Arc::new(Scripted::default());
+    prober.set("http://a.test/mcp", Script::Up);
+    let (engine, seam) = recording_engine(prober);
+    let policy = "{interval: 60s, outlier: {consecutiveFailures: 2, baseEjectionTime: 30s}}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    seam.owns.store(false, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3]).await.unwrap();
+    assert_eq!((summary.accepted, summary.forwarded, summary.dropped, summary.not_owned), (0, 3, 0, 0));
+    assert_eq!(*seam.forwarded.lock().unwrap(), [("g".to_owned(), "a".to_owned(), 3)]);
+    assert!(
+        engine.get("g".into()).await.unwrap().backend("a").unwrap().ejection.is_none(),
+        "not folded here"
+    );
+    seam.queue_full.store(true, Ordering::SeqCst);
+    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    assert_eq!((summary.accepted, summary.forwarded, summary.dropped), (0, 0, 2));
+    seam.queue_full.store(false, Ordering::SeqCst);
+    // Forwarded already: one hop only, counted as not owned.
+    let summary = engine.report_forwarded_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    assert_eq!((summary.accepted, summary.forwarded, summary.not_owned), (0, 0, 2));
+    assert_eq!(seam.forwarded.lock().unwrap().len(), 1);
+    // Unknown names are still not found, and not forwarded.
+    assert!(matches!(
+        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout]).await,
+        Err(EngineError::BackendNotFound { .. })
+    ));
+    // The owner folds forwarded reports, ejects, and shares the ejection.
+    seam.owns.store(true, Ordering::SeqCst);
+    seam.shared.lock().unwrap().clear();
+    let summary = engine.report_forwarded_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    assert_eq!((summary.accepted, summary.ejected), (2, true));
+    let shared = seam.shared.lock().unwrap().last().cloned().expect("the ejection is shared");
+    let ejection = shared.ejection.expect("with the ejection");
+    assert_eq!((ejection.ejection.count, ejection.remaining), (1, Duration::from_secs(30)));
+    assert!(ejection.ejection.cause.contains("2 consecutive failures"), "{}", ejection.ejection.cause);
+    engine.shutdown().await;
+}
+
+/// Cluster mode: the owner's shared ejection holds the backend out on a
+/// replica that does not own it (not routable, shown with its cause) and
+/// its return brings it back; a replica that takes the backend over keeps
+/// the ejection and ends it itself at the first passing probe once the time
+/// left is over, sharing the return.
+#[tokio::test(start_paused = true)]
+async fn a_shared_ejection_holds_on_every_replica_and_the_next_owner_ends_it() {
+    let prober = Arc::new(Scripted::default());
+    prober.set("http://a.test/mcp", Script::Up);
+    let (engine, seam) = recording_engine(prober.clone());
+    seam.owns.store(false, Ordering::SeqCst);
+    let policy = "{interval: 60s, jitterPercent: 0, outlier: {consecutiveFailures: 2, baseEjectionTime: 5s}}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: a\n    url: http://a.test/mcp\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    let since = std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_000);
+    let verdict = |ejected: Option<u32>| seam::SharedVerdict {
+        observed: mcp_health_core::snapshot::Observed {
+            verdict: mcp_health_core::verdict::Verdict {
+                status: BackendStatus::Healthy,
+                consecutive_successes: 1,
+                ..mcp_health_core::verdict::Verdict::unknown()
+            },
+            reason: Reason::new(ReasonCode::Ok, "ok"),
+            facts: ServerFacts::default(),
+            last_latency: None,
+            last_probe: Some(since),
+            last_transition: None,
+            address: None,
+        },
+        catalog: Default::default(),
+        ejection: ejected.map(|count| seam::SharedEjection {
+            ejection: mcp_health_core::outlier::Ejection {
+                cause: "2 consecutive failures in real traffic, the last: HTTP 503".into(),
+                since,
+                until: since + Duration::from_secs(5),
+                count,
+            },
+            remaining: Duration::from_secs(5),
+        }),
+    };
+    let shown = |engine: Engine| async move {
+        let g = engine.get("g".into()).await.unwrap();
+        let b = g.backend("a").unwrap();
+        (b.status(), b.ejection.as_ref().map(|e| e.count), b.routable())
+    };
+    engine.remote_verdict("g".into(), "a".into(), verdict(Some(1))).await.unwrap();
+    assert_eq!(shown(engine.clone()).await, (BackendStatus::Healthy, Some(1), false), "ejected by its owner");
+    let probes = prober.calls("http://a.test/mcp");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(shown(engine.clone()).await.1, Some(1), "a replica that does not own it never ends it");
+    assert_eq!(prober.calls("http://a.test/mcp"), probes, "nor probes it");
+    engine.remote_verdict("g".into(), "a".into(), verdict(None)).await.unwrap();
+    assert_eq!(shown(engine.clone()).await, (BackendStatus::Healthy, None, true), "returned by its owner");
+    // Ejected again (its second), then the owner dies and this replica takes over.
+    engine.remote_verdict("g".into(), "a".into(), verdict(Some(2))).await.unwrap();
+    seam.owns.store(true, Ordering::SeqCst);
+    seam.shared.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(shown(engine.clone()).await.1, Some(2), "held by the new owner until its time is over");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        shown(engine.clone()).await,
+        (BackendStatus::Healthy, None, true),
+        "ended by the new owner's probe"
+    );
+    assert!(prober.calls("http://a.test/mcp") > probes, "the new owner probed it");
+    let shared = seam.shared.lock().unwrap().clone();
+    assert!(shared.last().is_some_and(|v| v.ejection.is_none()), "the return is shared: {shared:?}");
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn history_records_an_ejection_and_its_return() {
     use mcp_health_core::outlier::TrafficOutcome as O;
@@ -1264,4 +1428,164 @@ async fn reports_for_a_backend_owned_elsewhere_are_counted_not_folded() {
     let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
     assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (2, 0, true));
     engine.shutdown().await;
+}
+
+/// One step of a self-doubt case.
+#[derive(Clone, Debug)]
+enum DoubtStep {
+    /// The doubt task's check with this evidence.
+    Check(mcp_health_core::doubt::Evidence),
+    /// The backend answers so from now on.
+    Set(Script),
+    /// Wait (paused time) until this many more probes of the backend ran.
+    Probes(usize),
+    /// The backend's status, whether a doubt is shown, and the probes held so far.
+    Expect(BackendStatus, bool, u64),
+}
+
+fn no_canary_answers() -> mcp_health_core::doubt::Evidence {
+    mcp_health_core::doubt::Evidence {
+        canaries: 1,
+        ..Default::default()
+    }
+}
+
+fn canary_answers() -> mcp_health_core::doubt::Evidence {
+    mcp_health_core::doubt::Evidence {
+        canaries: 1,
+        canaries_answered: 1,
+        ..Default::default()
+    }
+}
+
+/// Runs a self-doubt case: one backend (interval 10 s, unhealthy threshold
+/// 3, edge 2 s) under `doubt`, the steps in order.
+async fn run_doubting(name: &str, doubt: mcp_health_core::doubt::DoubtPolicy, steps: &[DoubtStep]) {
+    let prober = Arc::new(Scripted::default());
+    let engine = Engine::start(
+        EngineConfig {
+            doubt,
+            ..EngineConfig::default()
+        },
+        prober.clone(),
+        HealthStatuses::default(),
+    );
+    let url = "http://b.test/mcp";
+    let policy = "{interval: 10s, edgeInterval: 2s, jitterPercent: 0, unhealthyThreshold: 3, healthyThreshold: 2}";
+    engine
+        .apply(
+            spec(&format!("name: g\npolicy: {policy}\nbackends:\n  - name: b\n    url: {url}\n")),
+            Origin::Api,
+        )
+        .await
+        .unwrap();
+    while status_of(&engine, "g", "b").await == BackendStatus::Unknown {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doubt_rx = engine.doubt();
+    for (i, step) in steps.iter().enumerate() {
+        match step {
+            DoubtStep::Check(e) => {
+                engine.report_doubt(e.clone()).await.unwrap();
+                // A read after the command: the owner has handled it.
+                engine.get("g".into()).await.unwrap();
+            }
+            DoubtStep::Set(s) => prober.set(url, *s),
+            DoubtStep::Probes(n) => {
+                let until = prober.calls(url) + n;
+                while prober.calls(url) < until {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // The last probe's result is folded before the next read.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            DoubtStep::Expect(status, doubted, held) => {
+                let h = engine.history().backend("g", "b", history::unix_ms(std::time::SystemTime::now())).unwrap();
+                let got = (status_of(&engine, "g", "b").await, doubt_rx.borrow().is_some(), h.held);
+                assert_eq!(got, (*status, *doubted, *held), "{name}: step {i} ({step:?})");
+            }
+        }
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_doubting_prober_holds_failing_verdicts_until_it_trusts_itself_or_max_hold_passes() {
+    use BackendStatus::{Healthy, Unhealthy};
+    use DoubtStep::*;
+    use mcp_health_core::doubt::DoubtPolicy;
+    let policy = DoubtPolicy {
+        max_lag: Duration::from_secs(1),
+        clear_checks: 2,
+        max_hold: Duration::from_secs(300),
+    };
+    let cases: Vec<(&str, DoubtPolicy, Vec<DoubtStep>)> = vec![
+        (
+            "without doubt a dead backend turns UNHEALTHY",
+            policy,
+            vec![Check(canary_answers()), Set(Script::Down), Probes(3), Expect(Unhealthy, false, 0)],
+        ),
+        (
+            "in doubt no failure moves the verdict; trusted again, they do",
+            policy,
+            vec![
+                Check(no_canary_answers()),
+                Expect(Healthy, true, 0),
+                Set(Script::Down),
+                Probes(6),
+                Expect(Healthy, true, 6),
+                Check(canary_answers()),
+                Expect(Healthy, true, 6),
+                Check(canary_answers()),
+                Expect(Healthy, false, 6),
+                Probes(3),
+                Expect(Unhealthy, false, 6),
+            ],
+        ),
+        (
+            "in doubt a passing probe still improves a verdict",
+            policy,
+            vec![
+                Set(Script::Down),
+                Probes(3),
+                Expect(Unhealthy, false, 0),
+                Check(no_canary_answers()),
+                Set(Script::Up),
+                Probes(2),
+                Expect(Healthy, true, 0),
+            ],
+        ),
+        (
+            "past max_hold verdicts move while the doubt is still shown",
+            DoubtPolicy {
+                max_hold: Duration::from_secs(25),
+                ..policy
+            },
+            // Held at +10 s and +20 s (steady pace); from +30 s on they count.
+            vec![
+                Check(no_canary_answers()),
+                Set(Script::Down),
+                Probes(2),
+                Expect(Healthy, true, 2),
+                Probes(3),
+                Expect(Unhealthy, true, 2),
+            ],
+        ),
+        (
+            "a scheduling lag past max_lag is doubt too",
+            policy,
+            vec![
+                Check(mcp_health_core::doubt::Evidence {
+                    lag: Duration::from_secs(3),
+                    ..Default::default()
+                }),
+                Set(Script::Down),
+                Probes(4),
+                Expect(Healthy, true, 4),
+            ],
+        ),
+    ];
+    for (name, doubt, steps) in cases {
+        run_doubting(name, doubt, &steps).await;
+    }
 }

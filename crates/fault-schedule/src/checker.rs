@@ -473,6 +473,7 @@ mod tests {
                     address: None,
                 },
                 catalog: Default::default(),
+                ejection: None,
             },
         }
     }

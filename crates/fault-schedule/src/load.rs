@@ -153,6 +153,7 @@ async fn call(client: &Client, group: &str, kind: &OpKind, fleet: &[(String, Str
                 group: group.to_owned(),
                 backend: backend.clone(),
                 drain: *drain,
+                ..Default::default()
             };
             tokio::time::timeout(Duration::from_secs(4), c.set_backend_drain(authed(req)))
                 .await

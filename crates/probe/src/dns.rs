@@ -29,6 +29,12 @@ use mcp_health_core::discovery::{Lookup, Record, RefusedAddr};
 pub const MAX_TTL: Duration = Duration::from_secs(300);
 /// How long a getaddrinfo answer (which carries no TTL) is trusted.
 pub const SYSTEM_TTL: Duration = Duration::from_secs(5);
+/// How long one discovery lookup may take before it is a failed lookup.
+/// hickory's own retries take 30 s against a resolver that died (timeouts
+/// per attempt, over UDP and TCP); the set's `maxTtl` counts from the last
+/// answer, so a lookup must fail well within it for the endpoints to read
+/// DNS when the policy says.
+pub const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Names cached at once; past it, expired answers are dropped, then new
 /// names are resolved without caching.
 const MAX_NAMES: usize = 65_536;
@@ -236,10 +242,40 @@ impl Dns {
     /// the same resolver as probes. Addresses the SSRF rule forbids come back
     /// as refused, never as records. NXDOMAIN and answers without records are
     /// an empty answer (with no TTL of their own: the policy's minimum
-    /// applies); anything else is a failed lookup.
+    /// applies); anything else, and no answer within [`DISCOVER_TIMEOUT`],
+    /// is a failed lookup.
     pub async fn discover(&self, name: DiscoverName<'_>) -> Lookup {
         let now = Instant::now();
-        let found = match (&self.backend, name) {
+        let found = tokio::time::timeout(DISCOVER_TIMEOUT, self.discover_unbounded(name, now))
+            .await
+            .unwrap_or_else(|_| {
+                let shown = match name {
+                    DiscoverName::Host { name, .. } | DiscoverName::Srv(name) => name,
+                };
+                Err(format!("dns lookup of {shown} timed out after {} s", DISCOVER_TIMEOUT.as_secs()))
+            });
+        match found {
+            Ok((all, ttl)) => {
+                let (records, refused): (Vec<Record>, Vec<Record>) = all.into_iter().partition(|r| self.allow_link_local || !ssrf::is_forbidden(r.addr.ip()));
+                let refused = refused
+                    .into_iter()
+                    .map(|r| RefusedAddr {
+                        addr: r.addr,
+                        reason: format!(
+                            "refused: {} is a link-local or cloud-metadata address; the daemon allows it only with --allow-link-local-backends",
+                            r.addr.ip()
+                        ),
+                    })
+                    .collect();
+                Lookup::Answer { records, refused, ttl }
+            }
+            Err(detail) => Lookup::Failed { detail },
+        }
+    }
+
+    /// The lookup of [`Dns::discover`], unbounded: every record and the answer's TTL.
+    async fn discover_unbounded(&self, name: DiscoverName<'_>, now: Instant) -> Result<(Vec<Record>, Duration), String> {
+        match (&self.backend, name) {
             (Backend::Hickory(r), DiscoverName::Host { name, port }) => self.ips_of(r, name, now).await.map(|(ips, ttl)| {
                 let records = ips
                     .into_iter()
@@ -260,23 +296,6 @@ impl Dns {
                 }
             }
             (Backend::System, DiscoverName::Srv(_)) => Err("SRV lookups need a readable resolver configuration (or --dns-server)".to_owned()),
-        };
-        match found {
-            Ok((all, ttl)) => {
-                let (records, refused): (Vec<Record>, Vec<Record>) = all.into_iter().partition(|r| self.allow_link_local || !ssrf::is_forbidden(r.addr.ip()));
-                let refused = refused
-                    .into_iter()
-                    .map(|r| RefusedAddr {
-                        addr: r.addr,
-                        reason: format!(
-                            "refused: {} is a link-local or cloud-metadata address; the daemon allows it only with --allow-link-local-backends",
-                            r.addr.ip()
-                        ),
-                    })
-                    .collect();
-                Lookup::Answer { records, refused, ttl }
-            }
-            Err(detail) => Lookup::Failed { detail },
         }
     }
 

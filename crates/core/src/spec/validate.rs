@@ -159,6 +159,7 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         .discovery
         .as_ref()
         .and_then(|d| validate_discovery(d, url.as_ref(), &join(path, "discovery"), v));
+    validate_drained_endpoints(b, path, v);
     let pinned_revision = (!b.protocol_version.is_empty()).then(|| b.protocol_version.clone());
     if let Some(rev) = &pinned_revision {
         let field = join(path, "protocolVersion");
@@ -178,6 +179,40 @@ fn validate_backend(b: &BackendSpec, path: &str, policy: Policy, allow_link_loca
         policy,
         discovery,
     })
+}
+
+/// Most entries of `drainedEndpoints`.
+pub const MAX_DRAINED_ENDPOINTS: usize = 1024;
+
+/// `drainedEndpoints`: a discovered backend's endpoints by address, each
+/// written as `EndpointHealth.address` shows it (`IP:port`, an IPv6 address
+/// in brackets), so that the engine matches them as text is shown, once each.
+fn validate_drained_endpoints(b: &BackendSpec, path: &str, v: &mut Violations) {
+    if b.drained_endpoints.is_empty() {
+        return;
+    }
+    let field = join(path, "drainedEndpoints");
+    if b.discovery.is_none() {
+        v.add(
+            field,
+            "needs discovery: a backend without it has one endpoint; drain the backend instead (drain: true)",
+        );
+        return;
+    }
+    if b.drained_endpoints.len() > MAX_DRAINED_ENDPOINTS {
+        v.add(field, format!("at most {MAX_DRAINED_ENDPOINTS} addresses"));
+        return;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, text) in b.drained_endpoints.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.to_string() != *text => v.add(at, format!("write it {addr}, as the endpoint's address is shown")),
+            Ok(addr) if !seen.insert(addr) => v.add(at, "is listed twice"),
+            Ok(_) => {}
+            Err(_) => v.add(at, format!("{text:?} is not an endpoint address: IP:port, an IPv6 address in brackets")),
+        }
+    }
 }
 
 /// Longest SRV name (a DNS name: 253 characters, labels of at most 63).
@@ -818,6 +853,38 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(v) => v.into_iter().map(|fv| fv.field).collect(),
         }
+    }
+
+    /// `drainedEndpoints` needs discovery and takes addresses as the
+    /// endpoints show them, once each.
+    #[test]
+    fn drained_endpoints_need_discovery_and_addresses_as_shown() {
+        let field = "spec.backends[0].drainedEndpoints";
+        let at = |i: usize| format!("{field}[{i}]");
+        // (discovered, addresses, fields named)
+        let rows: Vec<(bool, Vec<&str>, Vec<String>)> = vec![
+            (true, vec![], vec![]),
+            (false, vec![], vec![]),
+            (true, vec!["10.0.0.1:8080", "[fd00::1]:8080"], vec![]),
+            (false, vec!["10.0.0.1:8080"], vec![field.to_owned()]),
+            (true, vec!["10.0.0.1"], vec![at(0)]),
+            (true, vec!["pods.test:8080"], vec![at(0)]),
+            (true, vec!["10.0.0.1:8080", "010.0.0.2:8080"], vec![at(1)]),
+            (true, vec!["[fd00:0::1]:8080"], vec![at(0)]),
+            (true, vec!["10.0.0.1:8080", "10.0.0.1:8080"], vec![at(1)]),
+        ];
+        for (discovered, addresses, want) in rows {
+            let mut s = spec(None, 1);
+            s.backends[0].url = "http://pods.test:8080/mcp".into();
+            s.backends[0].discovery = discovered.then(|| DiscoverySpec { dns: Some(Default::default()) });
+            s.backends[0].drained_endpoints = addresses.iter().map(|a| (*a).to_owned()).collect();
+            assert_eq!(fields(&s), want, "discovered={discovered} {addresses:?}");
+        }
+        let mut s = spec(None, 1);
+        s.backends[0].url = "http://pods.test:8080/mcp".into();
+        s.backends[0].discovery = Some(DiscoverySpec { dns: Some(Default::default()) });
+        s.backends[0].drained_endpoints = (0..=MAX_DRAINED_ENDPOINTS).map(|i| format!("10.0.{}.{}:80", i / 256, i % 256)).collect();
+        assert_eq!(fields(&s), [field]);
     }
 
     #[test]

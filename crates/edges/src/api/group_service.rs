@@ -196,8 +196,17 @@ impl GroupHealthService for GroupService {
                 description: "is required".into(),
             }]));
         }
+        let endpoint = match req.endpoint.as_str() {
+            "" => None,
+            text => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(&[mcp_health_core::spec::FieldViolation {
+                    field: "endpoint".into(),
+                    description: format!("{text:?} is not an endpoint address: IP:port as the endpoint shows it"),
+                }])
+            })?),
+        };
         self.refuse_if_degraded()?;
-        let applied = self.engine.set_drain(group, req.backend, req.drain).await.map_err(to_status)?;
+        let applied = self.engine.set_drain(group, req.backend, endpoint, req.drain).await.map_err(to_status)?;
         Ok(Response::new(SetBackendDrainResponse {
             spec: Some(applied.spec),
             generation: applied.generation,
@@ -225,6 +234,8 @@ impl GroupHealthService for GroupService {
                 Ok(summary) => {
                     answer.accepted += u64::from(summary.accepted);
                     answer.not_owned += u64::from(summary.not_owned);
+                    answer.forwarded += u64::from(summary.forwarded);
+                    answer.dropped += u64::from(summary.dropped);
                     if summary.ejected {
                         answer.ejected.push(format!("{}/{}", report.group, report.backend));
                     }
@@ -273,6 +284,12 @@ impl GroupHealthService for GroupService {
     async fn get_config_status(&self, _: Request<GetConfigStatusRequest>) -> Result<Response<GetConfigStatusResponse>, Status> {
         let mut status = self.config_status.snapshot();
         status.cluster = self.cluster.as_ref().map(|(c, ttl)| c.info(*ttl));
+        status.self_doubt = self.engine.doubt().borrow().as_ref().map(|d| SelfDoubt {
+            causes: d.causes.iter().map(|c| c.label().to_owned()).collect(),
+            since: Some(mcp_health_engine::timestamp(d.since)),
+            holds_until: d.holds_until.map(mcp_health_engine::timestamp),
+            holding: d.holding(std::time::SystemTime::now()),
+        });
         Ok(Response::new(status))
     }
 

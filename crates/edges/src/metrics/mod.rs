@@ -100,6 +100,12 @@ struct GroupLabels {
     group: String,
 }
 
+/// A cause of self-doubt: a closed set (`core::doubt::Cause::ALL`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoubtLabels {
+    cause: &'static str,
+}
+
 fn probe_histogram() -> Histogram {
     // 5 ms to ~10 s: from a loopback handshake to a probe at its timeout.
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
@@ -162,6 +168,10 @@ pub struct Metrics {
     group_backends: Family<GroupLabels, Gauge>,
     probes_in_flight: Gauge,
     watch_streams: Family<WatchLabels, Gauge>,
+    /// 1 per cause while the prober doubts itself for it.
+    self_doubt: Family<DoubtLabels, Gauge>,
+    /// Failing probes held back by self-doubt, per group.
+    held_probes: Family<GroupLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -194,6 +204,8 @@ impl Metrics {
             group_backends: Family::default(),
             probes_in_flight: Gauge::default(),
             watch_streams: Family::default(),
+            self_doubt: Family::default(),
+            held_probes: Family::default(),
         };
         let r = &mut m.registry;
         r.register_with_unit(
@@ -273,9 +285,22 @@ impl Metrics {
             "Open watch streams, by RPC: group_health (WatchGroupHealth) or grpc_health (grpc.health.v1 Watch)",
             m.watch_streams.clone(),
         );
+        r.register(
+            "self_doubt",
+            "1 while the prober doubts its own failing probes for this cause (scheduling_lag, resolver, canaries): they move no verdict for at most --doubt-max-hold-seconds",
+            m.self_doubt.clone(),
+        );
+        r.register(
+            "held_probes",
+            "Failing probes held back (not counted toward a verdict) while the prober doubted itself, per group",
+            m.held_probes.clone(),
+        );
         // Both series exist from the start, at 0, so dashboards need no absent().
         for api in WatchApi::ALL {
             let _series = m.watch_streams.get_or_create(&WatchLabels { api: api.label() });
+        }
+        for cause in mcp_health_core::doubt::Cause::ALL {
+            let _series = m.self_doubt.get_or_create(&DoubtLabels { cause: cause.label() });
         }
         m
     }
@@ -469,6 +494,19 @@ impl ProbeObserver for Metrics {
         }
     }
 
+    fn probe_held(&self, group: &str, _backend: &str) {
+        self.held_probes.get_or_create(&GroupLabels { group: group.to_owned() }).inc();
+    }
+
+    fn doubt(&self, doubt: Option<&mcp_health_engine::DoubtView>) {
+        let causes = doubt.map(|d| d.causes).unwrap_or_default();
+        for cause in mcp_health_core::doubt::Cause::ALL {
+            self.self_doubt
+                .get_or_create(&DoubtLabels { cause: cause.label() })
+                .set(i64::from(causes.contains(cause)));
+        }
+    }
+
     fn ejection(&self, group: &str, backend: &str, ejection: Option<&mcp_health_core::outlier::Ejection>, _at: std::time::SystemTime) {
         let labels = BackendLabels {
             group: group.to_owned(),
@@ -504,6 +542,7 @@ impl ProbeObserver for Metrics {
         self.group_draining.remove(&g);
         self.group_backends.remove(&g);
         self.group_transitions.remove(&g);
+        self.held_probes.remove(&g);
     }
 
     fn probes_in_flight(&self, delta: i64) {
@@ -562,6 +601,8 @@ mod tests {
             address: a.parse().unwrap(),
             status,
             state,
+            reason: mcp_health_core::outcome::Reason::new(mcp_health_proto::v1::ReasonCode::NotProbed, ""),
+            drained: false,
         };
         let three = [
             view("127.0.0.2:80", BackendStatus::Healthy, EndpointState::Routable),
@@ -604,6 +645,33 @@ mod tests {
             !text.contains("mcp_health_endpoint_status{") && !text.contains("mcp_health_backend_endpoints{"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn self_doubt_is_a_gauge_per_cause_and_held_probes_a_counter_per_group() {
+        use mcp_health_core::doubt::{Cause, Causes};
+        let m = Metrics::new();
+        let text = m.encode().unwrap();
+        for cause in ["scheduling_lag", "resolver", "canaries"] {
+            assert!(text.contains(&format!("mcp_health_self_doubt{{cause=\"{cause}\"}} 0\n")), "{text}");
+        }
+        let view = mcp_health_engine::DoubtView {
+            causes: Causes::NONE.with(Cause::Canaries),
+            since: std::time::SystemTime::UNIX_EPOCH,
+            holds_until: None,
+        };
+        m.doubt(Some(&view));
+        m.probe_held("g", "b");
+        m.probe_held("g", "c");
+        let text = m.encode().unwrap();
+        assert!(text.contains("mcp_health_self_doubt{cause=\"canaries\"} 1\n"), "{text}");
+        assert!(text.contains("mcp_health_self_doubt{cause=\"resolver\"} 0\n"), "{text}");
+        assert!(text.contains("mcp_health_held_probes_total{group=\"g\"} 2\n"), "{text}");
+        m.doubt(None);
+        m.group_deleted("g", &["b".into(), "c".into()]);
+        let text = m.encode().unwrap();
+        assert!(text.contains("mcp_health_self_doubt{cause=\"canaries\"} 0\n"), "{text}");
+        assert!(!text.contains("mcp_health_held_probes_total{"), "{text}");
     }
 
     #[test]

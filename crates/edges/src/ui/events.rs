@@ -70,6 +70,7 @@ impl EventStream {
                     groups,
                     deleted,
                     timeline,
+                    doubt: model::doubt(&self.engine, std::time::SystemTime::now()),
                 }
             }
         };

@@ -247,6 +247,7 @@ pub(crate) fn snapshot_of(engine: &Engine, scope: &Scope, sequence: u64, groups:
             groups,
             deleted: Vec::new(),
             timeline,
+            doubt: model::doubt(engine, SystemTime::now()),
         },
         newest,
     )

@@ -37,6 +37,47 @@ pub struct BackendView {
     pub last_transition_ms: Option<u64>,
     /// Mean latency (ms) of each minute of the last hour that had probes.
     pub spark: Vec<f64>,
+    /// A discovered backend's endpoints, one row each under it (empty for a
+    /// backend with one URL).
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// One endpoint of a discovered backend, as a row under its backend.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EndpointView {
+    /// ip:port, or the address the probes reached.
+    pub address: String,
+    pub status: &'static str,
+    pub status_badge: Badge,
+    pub routable: bool,
+    /// Why it is out of routing whatever its verdict: `leaving` (left DNS),
+    /// `refused` (SSRF rule) or `drained` (by the operator); empty otherwise.
+    pub place: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+    pub latency_ms: Option<f64>,
+}
+
+fn endpoint(e: &mcp_health_core::snapshot::EndpointSnapshot) -> EndpointView {
+    let (status, status_badge) = shown(Shown::Status(e.status()));
+    EndpointView {
+        address: e.observed.address.map(|a| a.to_string()).unwrap_or_default(),
+        status,
+        status_badge,
+        routable: e.routable,
+        place: if e.place.refused.is_some() {
+            "refused"
+        } else if e.place.leaving {
+            "leaving"
+        } else if e.place.drained {
+            "drained"
+        } else {
+            ""
+        },
+        reason: reason_name(e.observed.reason.code),
+        message: e.message(),
+        latency_ms: e.observed.last_latency.map(ms),
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -64,6 +105,8 @@ pub struct TimelineView {
     pub latency_ms: Option<f64>,
     pub from_badge: Badge,
     pub to_badge: Badge,
+    /// The discovered endpoint the entry is about; empty for the backend's own.
+    pub endpoint: String,
 }
 
 /// One message to the page: the whole state (`snapshot`), or changed and
@@ -79,6 +122,31 @@ pub struct Update {
     /// Names of deleted groups.
     pub deleted: Vec<String>,
     pub timeline: Vec<TimelineView>,
+    /// Set while the prober doubts itself (the page's banner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doubt: Option<DoubtBanner>,
+}
+
+/// The prober's self-doubt, as the page's banner shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DoubtBanner {
+    /// The causes' labels, comma-separated.
+    pub causes: String,
+    pub since_ms: u64,
+    /// Whether failing probes are held back now.
+    pub holding: bool,
+    /// Until when they are held (None: the hold is off).
+    pub holds_until_ms: Option<u64>,
+}
+
+/// The engine's self-doubt now, for the banner.
+pub fn doubt(engine: &mcp_health_engine::Engine, now: std::time::SystemTime) -> Option<DoubtBanner> {
+    engine.doubt().borrow().as_ref().map(|d| DoubtBanner {
+        causes: d.causes.labels(),
+        since_ms: mcp_health_engine::history::unix_ms(d.since),
+        holding: d.holding(now),
+        holds_until_ms: d.holds_until.map(mcp_health_engine::history::unix_ms),
+    })
 }
 
 /// How the page marks a status or phase beside its word, so it is never
@@ -175,6 +243,11 @@ pub fn backend(b: &BackendSnapshot, spark: Option<&Vec<LatencyPoint>>) -> Backen
         latency_ms: observed.and_then(|o| o.last_latency).map(ms),
         last_transition_ms: observed.and_then(|o| o.last_transition).map(mcp_health_engine::history::unix_ms),
         spark: spark.map(|s| s.iter().map(|p| ms(p.mean)).collect()).unwrap_or_default(),
+        endpoints: if b.discovered {
+            b.endpoints.iter().map(endpoint).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -214,6 +287,7 @@ pub fn timeline(e: &TimelineEntry) -> TimelineView {
         latency_ms: t.latency.map(ms),
         from_badge,
         to_badge,
+        endpoint: t.endpoint.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 
@@ -304,11 +378,83 @@ mod tests {
             drain: false,
             catalog: CatalogFacts::default(),
         };
-        let b = BackendSnapshot::discovered(spec, vec![], None, BackendStatus::Unhealthy);
+        let b = BackendSnapshot::discovered(spec.clone(), vec![], None, BackendStatus::Unhealthy);
         let view = backend(&b, None);
         assert_eq!(
             (view.status, view.routable, view.message.as_str(), view.protocol.as_str()),
             ("UNHEALTHY", false, "no endpoints in DNS", "")
+        );
+        assert!(view.endpoints.is_empty());
+
+        // With endpoints: one row each, in order, with status, place and reason.
+        use mcp_health_core::outcome::{Reason, ServerFacts};
+        use mcp_health_core::snapshot::{Observed, Place};
+        use mcp_health_core::verdict::Verdict;
+        let endpoint = |last: u8, status: BackendStatus, code: ReasonCode, place: Place| {
+            (
+                Observed {
+                    address: Some(std::net::SocketAddr::from(([10, 0, 0, last], 80))),
+                    verdict: Verdict { status, ..Verdict::unknown() },
+                    reason: Reason::new(code, "why"),
+                    facts: ServerFacts::default(),
+                    last_latency: Some(Duration::from_millis(3)),
+                    last_probe: None,
+                    last_transition: None,
+                },
+                place,
+            )
+        };
+        let b = BackendSnapshot::discovered(
+            spec,
+            vec![
+                endpoint(1, BackendStatus::Healthy, ReasonCode::Ok, Place::default()),
+                endpoint(2, BackendStatus::Unhealthy, ReasonCode::ConnectionRefused, Place::default()),
+                endpoint(
+                    3,
+                    BackendStatus::Healthy,
+                    ReasonCode::Ok,
+                    Place {
+                        leaving: true,
+                        ..Place::default()
+                    },
+                ),
+                endpoint(
+                    4,
+                    BackendStatus::Healthy,
+                    ReasonCode::Ok,
+                    Place {
+                        drained: true,
+                        ..Place::default()
+                    },
+                ),
+                endpoint(
+                    5,
+                    BackendStatus::Unknown,
+                    ReasonCode::NotProbed,
+                    Place {
+                        refused: Some("link-local".into()),
+                        ..Place::default()
+                    },
+                ),
+            ],
+            None,
+            BackendStatus::Unhealthy,
+        );
+        let rows: Vec<_> = backend(&b, None)
+            .endpoints
+            .iter()
+            .map(|e| (e.address.clone(), e.status, e.status_badge.icon, e.routable, e.place, e.reason, e.latency_ms))
+            .collect();
+        let row = |last: u8, status, icon, routable, place, reason| (format!("10.0.0.{last}:80"), status, icon, routable, place, reason, Some(3.0));
+        assert_eq!(
+            rows,
+            [
+                row(1, "HEALTHY", "✔", true, "", "OK"),
+                row(2, "UNHEALTHY", "✖", false, "", "CONNECTION_REFUSED"),
+                row(3, "HEALTHY", "✔", false, "leaving", "OK"),
+                row(4, "HEALTHY", "✔", false, "drained", "OK"),
+                row(5, "UNKNOWN", "…", false, "refused", "NOT_PROBED"),
+            ]
         );
     }
 }

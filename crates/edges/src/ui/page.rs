@@ -4,7 +4,7 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use super::model::{BackendView, Badge, GroupView, TimelineView, Update};
+use super::model::{BackendView, Badge, EndpointView, GroupView, TimelineView, Update};
 
 /// Which part of the state a page shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn group_haystack(g: &GroupView) -> String {
 }
 
 fn timeline_haystack(t: &TimelineView) -> String {
-    format!("{}/{} {} {} {} {}", t.group, t.backend, t.from, t.to, t.reason, t.message).to_lowercase()
+    format!("{}/{} {} {} {} {} {}", t.group, t.backend, t.endpoint, t.from, t.to, t.reason, t.message).to_lowercase()
 }
 
 fn matches(filter: &str, haystack: &str) -> bool {
@@ -143,6 +143,36 @@ fn backend_row(g: &GroupView, b: &BackendView, now_ms: u64) -> Markup {
                 }
             }
             td.server { (b.server) }
+        }
+        @for e in &b.endpoints { (endpoint_row(&key, e)) }
+    }
+}
+
+/// One endpoint of a discovered backend, a row under it; `data-endpoint-of`
+/// (not `data-backend`) so a backend stays one `tr[data-backend]`.
+fn endpoint_row(key: &str, e: &EndpointView) -> Markup {
+    html! {
+        tr class={ "endpoint st-" (e.status.to_ascii_lowercase()) } data-endpoint-of=(key) data-address=(e.address) data-status=(e.status) data-tone=(e.status_badge.tone) {
+            th scope="row" { span.endpoint-address { "↳ " (e.address) } }
+            td {
+                (badge("st", e.status, e.status_badge))
+                div.routable {
+                    @if !e.place.is_empty() { (e.place) } @else if e.routable { "routable" } @else { "not routable" }
+                }
+            }
+            td {
+                code { (e.reason) }
+                div.msg { (e.message) }
+            }
+            td { "–" }
+            td.latency {
+                @match e.latency_ms {
+                    Some(ms) => (super::model::ms_text(ms)),
+                    None => "–",
+                }
+            }
+            td { "–" }
+            td.server {}
         }
     }
 }
@@ -185,6 +215,7 @@ fn timeline_item(t: &TimelineView, now_ms: u64) -> Markup {
         li data-group=(t.group) data-backend={ (t.group) "/" (t.backend) } data-seq=(t.seq) {
             (time(now_ms, t.at_ms)) " "
             a href={ "/g/" (t.group) "/b/" (t.backend) } { (t.group) "/" (t.backend) } " "
+            @if !t.endpoint.is_empty() { span.endpoint-address { "endpoint " (t.endpoint) } " " }
             (badge("st", t.from, t.from_badge)) " → " (badge("st", t.to, t.to_badge)) " "
             code { (t.reason) } " "
             span.msg {
@@ -241,6 +272,15 @@ pub fn render(u: &Update, scope: &Scope) -> String {
                         " " button type="submit" { "Apply" }
                     }
                     p #live .live role="status" aria-live="polite" { "Snapshot at " (iso(u.now_ms)) "; reload for newer." }
+                    @if let Some(d) = &u.doubt {
+                        p #doubt .doubt.tone-warn role="alert" {
+                            "⚠ This prober doubts itself (" (d.causes) ") since " (time(u.now_ms, d.since_ms)) ". "
+                            @match (d.holding, d.holds_until_ms) {
+                                (true, Some(until)) => { "Failing probes move no verdict until it trusts itself again, at the latest until " time datetime=(iso(until)) { (iso(until)) } "." }
+                                _ => { "Its hold is over: failing probes move verdicts again." }
+                            }
+                        }
+                    }
                 }
                 main {
                     section aria-labelledby="groups-h" {
@@ -308,6 +348,7 @@ mod tests {
             latency_ms: Some(1.5),
             last_transition_ms: Some(1_000),
             spark: vec![1.0, 2.0],
+            endpoints: vec![],
         };
         Update {
             kind: "snapshot",
@@ -337,8 +378,33 @@ mod tests {
                 latency_ms: None,
                 from_badge: shown(Shown::Status(BackendStatus::Healthy)).1,
                 to_badge: status_badge,
+                endpoint: String::new(),
             }],
+            doubt: None,
         }
+    }
+
+    #[test]
+    fn a_doubting_prober_shows_a_banner_with_its_causes_and_hold() {
+        let plain = render(&view(), &Scope::default());
+        assert!(!plain.contains("id=\"doubt\""), "no banner while it trusts itself");
+        let mut u = view();
+        u.doubt = Some(super::super::model::DoubtBanner {
+            causes: "canaries".into(),
+            since_ms: 1_000,
+            holding: true,
+            holds_until_ms: Some(121_000),
+        });
+        let page = render(&u, &Scope::default());
+        assert!(page.contains("id=\"doubt\""), "{page}");
+        assert!(page.contains("doubts itself (canaries)"), "{page}");
+        assert!(page.contains("move no verdict") && page.contains(&iso(121_000)), "{page}");
+        u.doubt = Some(super::super::model::DoubtBanner {
+            holding: false,
+            ..u.doubt.clone().unwrap()
+        });
+        let page = render(&u, &Scope::default());
+        assert!(page.contains("hold is over"), "{page}");
     }
 
     #[test]
@@ -362,6 +428,66 @@ mod tests {
         assert!(all.contains("data-status=\"UNHEALTHY\""));
         assert!(all.contains("✖</span> UNHEALTHY"), "status has an icon and text, not colour alone");
         assert!(all.contains("a restart starts a fresh history"));
+    }
+
+    /// A discovered backend's endpoints are rows under it (address, status
+    /// with its icon, why it is out of routing, reason), escaped, and carry
+    /// no `data-backend`: the backend stays one row for the filter and links.
+    #[test]
+    fn a_discovered_backends_endpoints_are_rows_under_it_escaped() {
+        let mut u = view();
+        let (status, status_badge) = shown(Shown::Status(BackendStatus::Healthy));
+        let (down, down_badge) = shown(Shown::Status(BackendStatus::Unhealthy));
+        let row = |address: &str, status, status_badge, place: &'static str, message: &str| EndpointView {
+            address: address.into(),
+            status,
+            status_badge,
+            routable: place.is_empty() && status == "HEALTHY",
+            place,
+            reason: "OK",
+            message: message.into(),
+            latency_ms: Some(2.5),
+        };
+        u.groups[0].backends[0].endpoints = vec![
+            row("10.0.0.1:80", status, status_badge, "", "handshake succeeded"),
+            row("10.0.0.2:80", down, down_badge, "drained", HOSTILE),
+            row("169.254.169.254:80", down, down_badge, "refused", "link-local"),
+        ];
+        let all = render(&u, &Scope::default());
+        assert!(!all.contains("<img"), "{all}");
+        assert_eq!(all.matches("<tr class=\"endpoint ").count(), 3, "{all}");
+        assert_eq!(
+            all.matches("data-backend=\"g/b\"").count(),
+            2,
+            "the backend row and its timeline entry only: {all}"
+        );
+        let first = all.find("data-address=\"10.0.0.1:80\"").expect("first endpoint");
+        let second = all.find("data-address=\"10.0.0.2:80\"").expect("second endpoint");
+        let backend = all.find("id=\"b-g/b\"").expect("backend row");
+        assert!(backend < first && first < second, "endpoints under their backend, in order");
+        let drained = &all[second..];
+        assert!(drained.contains("✖</span> UNHEALTHY"), "{drained}");
+        assert!(drained.contains(">drained<"), "{drained}");
+        assert!(drained.contains("&lt;script&gt;alert(1)"), "{drained}");
+        assert!(all[first..second].contains(">routable<"));
+        assert!(all.contains(">refused<"));
+        // A timeline entry about one endpoint names it.
+        u.timeline[0].endpoint = "10.0.0.2:80".into();
+        let with_entry = render(&u, &Scope::default());
+        assert!(
+            with_entry.contains("<span class=\"endpoint-address\">endpoint 10.0.0.2:80</span>"),
+            "{with_entry}"
+        );
+        assert!(!all.contains(">endpoint 10.0.0.2:80<"), "the backend's own entry names none");
+        // Filtered out, the backend's endpoints go with it.
+        let none = render(
+            &u,
+            &Scope {
+                filter: "nothing-matches-this".into(),
+                ..Scope::default()
+            },
+        );
+        assert!(!none.contains("class=\"endpoint "), "{none}");
     }
 
     /// Group and backend names go into text, `href`, `id` and `data-*`

@@ -121,14 +121,14 @@ fn metadata(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Metadata 
 /// is no address a probe connected to. A named host keeps its name as the
 /// endpoint's `hostname` (for `auto_host_rewrite`).
 ///
-/// A discovered endpoint that left DNS is DRAINING (it is still probed, and
-/// never routable); a refused one is withheld (never probed); its SRV weight
+/// A discovered endpoint that left DNS, or that the operator drains, is
+/// DRAINING (it is still probed, and never routable); a refused one is withheld (never probed); its SRV weight
 /// (when not 0) is its `load_balancing_weight`.
 pub fn lb_endpoint(group: &str, b: &BackendSnapshot, e: &EndpointSnapshot) -> Option<LbEndpoint> {
     if e.place.refused.is_some() {
         return None;
     }
-    let health = endpoint_health(e.status(), e.routable, b.drain || e.place.leaving)?;
+    let health = endpoint_health(e.status(), e.routable, b.drain || e.place.leaving || e.place.drained)?;
     let addr: SocketAddr = e.observed.address?;
     let hostname = match url_host_port(&b.url) {
         Some((host, _)) if host.parse::<std::net::IpAddr>().is_err() => host,
@@ -334,6 +334,7 @@ mod tests {
                     refused: refused.then(|| "refused: link-local".to_owned()),
                     priority,
                     weight,
+                    drained: false,
                 };
                 (b.endpoints.into_iter().next().unwrap().observed, place)
             })

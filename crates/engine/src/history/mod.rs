@@ -1,7 +1,7 @@
 //! Transition history and hourly latency of every backend, in memory and
 //! bounded: an engine observer fed by the owner task's own reports (probe
-//! applied, status changed, backend removed, group deleted). A restart starts
-//! a fresh history.
+//! applied, status changed, backend removed, group deleted, a discovered
+//! backend's endpoints changed). A restart starts a fresh history.
 
 mod proto;
 pub mod record;
@@ -41,6 +41,8 @@ pub struct BackendHistory {
     pub latency: Vec<LatencyPoint>,
     pub catalog_changes: Vec<CatalogEvent>,
     pub ejections: Vec<record::EjectionEvent>,
+    /// Failing probes held back while the prober doubted itself.
+    pub held: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -147,12 +149,12 @@ impl History {
         inner.groups.iter().map(|(g, bs)| bs.keys().filter(|b| pred(g, b)).count()).sum()
     }
 
-    fn with_record(&self, group: &str, backend: &str, now: u64, f: impl FnOnce(&mut BackendRecord, bool) -> Option<Transition>) {
+    fn with_record<T: IntoIterator<Item = Transition>>(&self, group: &str, backend: &str, now: u64, f: impl FnOnce(&mut BackendRecord, bool) -> T) {
         let mut inner = self.lock();
         let g = entry(&mut inner.groups, group, HashMap::new);
         let added = !g.contains_key(backend);
         let r = entry(g, backend, || BackendRecord::new(now));
-        if let Some(t) = f(r, added) {
+        for t in f(r, added) {
             let seq = inner.next_seq + 1;
             inner.next_seq = seq;
             if inner.timeline.len() == TIMELINE_LEN {
@@ -189,6 +191,7 @@ fn snapshot(group: &str, backend: &str, r: &BackendRecord, now_ms: u64) -> Backe
         latency: r.latency.points(now_ms),
         catalog_changes: r.catalog_changes.iter().cloned().collect(),
         ejections: r.ejections.iter().cloned().collect(),
+        held: r.held,
     }
 }
 
@@ -240,11 +243,40 @@ impl History {
     }
 }
 
+impl History {
+    /// A discovered backend's endpoints now, at `now_ms`: what changed since
+    /// the last report goes into the backend's history with each endpoint's address.
+    pub fn observe_endpoints(&self, group: &str, backend: &str, endpoints: &[crate::EndpointView], now_ms: u64) {
+        self.with_record(group, backend, now_ms, |rec, _| {
+            let n = rec.endpoints_changed(now_ms, endpoints);
+            rec.transitions.iter().skip(rec.transitions.len() - n).cloned().collect::<Vec<_>>()
+        });
+    }
+}
+
+impl History {
+    /// A failing probe was held back by self-doubt at `now_ms`.
+    pub fn observe_held(&self, group: &str, backend: &str, now_ms: u64) {
+        self.with_record(group, backend, now_ms, |rec, _| {
+            rec.held += 1;
+            None
+        });
+    }
+}
+
 impl ProbeObserver for History {
     fn probe_finished(&self, _: &ProbeResult) {}
 
     fn probe_applied(&self, r: &ProbeResult) {
         self.observe_probe(&r.group, &r.backend, now_ms(), r.latency, &r.outcome.reason);
+    }
+
+    fn endpoints(&self, group: &str, backend: &str, endpoints: &[crate::EndpointView]) {
+        self.observe_endpoints(group, backend, endpoints, now_ms());
+    }
+
+    fn probe_held(&self, group: &str, backend: &str) {
+        self.observe_held(group, backend, now_ms());
     }
 
     fn backend_status(&self, group: &str, backend: &str, from: Option<BackendStatus>, to: BackendStatus) {

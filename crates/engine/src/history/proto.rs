@@ -21,6 +21,7 @@ fn transition(t: &Transition) -> BackendTransition {
         }),
         time: Some(at(t.at_ms)),
         latency: t.latency.map(duration),
+        endpoint: t.endpoint.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 
@@ -67,6 +68,7 @@ impl BackendHistory {
                     count: e.ejected.as_ref().map_or(0, |(_, _, n)| *n),
                 })
                 .collect(),
+            held_probes: self.held,
         }
     }
 }

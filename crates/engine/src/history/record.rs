@@ -2,8 +2,12 @@
 //! ring of per-minute latency buckets covering the last hour. Pure: every
 //! function takes the time it needs; nothing here reads a clock.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::EndpointView;
+use mcp_health_core::snapshot::EndpointState;
 
 use mcp_health_proto::v1::{BackendStatus, ReasonCode};
 
@@ -114,6 +118,29 @@ pub struct Transition {
     pub at_ms: u64,
     /// The latency of the probe that caused it (None: no probe did).
     pub latency: Option<Duration>,
+    /// The discovered endpoint it is about (None: the backend itself). An
+    /// endpoint's entry leaves the backend's status as it is.
+    pub endpoint: Option<SocketAddr>,
+}
+
+/// What history last saw of one discovered endpoint, to tell what changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointMark {
+    pub status: BackendStatus,
+    pub leaving: bool,
+    pub refused: bool,
+    pub drained: bool,
+}
+
+impl EndpointMark {
+    fn of(v: &EndpointView) -> EndpointMark {
+        EndpointMark {
+            status: v.status,
+            leaving: v.state == EndpointState::Leaving,
+            refused: v.state == EndpointState::Refused,
+            drained: v.drained,
+        }
+    }
 }
 
 /// The probes of one minute. Microseconds in u32: one backend probes one at
@@ -210,6 +237,10 @@ pub struct BackendRecord {
     pub catalog_changes: VecDeque<CatalogEvent>,
     /// The last `MAX_EJECTION_EVENTS` ejections and returns, oldest first.
     pub ejections: VecDeque<EjectionEvent>,
+    /// Failing probes held back while the prober doubted itself.
+    pub held: u64,
+    /// A discovered backend's endpoints as last reported, by address.
+    pub endpoints: BTreeMap<SocketAddr, EndpointMark>,
 }
 
 impl BackendRecord {
@@ -223,7 +254,84 @@ impl BackendRecord {
             latency: LatencyRing::default(),
             catalog_changes: VecDeque::new(),
             ejections: VecDeque::new(),
+            held: 0,
+            endpoints: BTreeMap::new(),
         }
+    }
+
+    /// A discovered backend's endpoints now (every one, as the engine reports
+    /// them on any change): one entry per endpoint whose status moved, or that
+    /// was added, refused, left DNS or came back, was drained or undrained, or
+    /// was dropped, in that order of addresses then the dropped ones. Returns
+    /// how many entries were pushed (the newest ones).
+    pub fn endpoints_changed(&mut self, now_ms: u64, views: &[EndpointView]) -> usize {
+        let mut pushed = 0;
+        let mut seen = BTreeMap::new();
+        for v in views {
+            let now = EndpointMark::of(v);
+            seen.insert(v.address, now);
+            let code = v.reason.code;
+            let mut event = |rec: &mut BackendRecord, from: BackendStatus, code: ReasonCode, http: Option<u16>, message: &str| {
+                rec.push(Transition {
+                    from,
+                    to: now.status,
+                    reason: ReasonRecord::new(code, http, message),
+                    at_ms: now_ms,
+                    latency: None,
+                    endpoint: Some(v.address),
+                });
+                pushed += 1;
+            };
+            let Some(was) = self.endpoints.get(&v.address).copied() else {
+                if now.refused {
+                    event(self, now.status, code, None, &format!("endpoint refused: {}", v.reason.message));
+                } else {
+                    event(
+                        self,
+                        now.status,
+                        code,
+                        None,
+                        if now.drained { "endpoint added (drained)" } else { "endpoint added" },
+                    );
+                }
+                continue;
+            };
+            if was.status != now.status {
+                event(self, was.status, code, v.reason.http_status, &v.reason.message);
+            }
+            if was.leaving != now.leaving {
+                event(
+                    self,
+                    now.status,
+                    code,
+                    None,
+                    if now.leaving { "endpoint left DNS" } else { "endpoint back in DNS" },
+                );
+            }
+            if was.drained != now.drained {
+                event(
+                    self,
+                    now.status,
+                    code,
+                    None,
+                    if now.drained { "endpoint drained" } else { "endpoint no longer drained" },
+                );
+            }
+        }
+        let gone: Vec<(SocketAddr, EndpointMark)> = self.endpoints.iter().filter(|(a, _)| !seen.contains_key(a)).map(|(a, m)| (*a, *m)).collect();
+        for (address, was) in gone {
+            self.push(Transition {
+                from: was.status,
+                to: was.status,
+                reason: ReasonRecord::new(ReasonCode::NotProbed, None, "endpoint dropped"),
+                at_ms: now_ms,
+                latency: None,
+                endpoint: Some(address),
+            });
+            pushed += 1;
+        }
+        self.endpoints = seen;
+        pushed.min(MAX_TRANSITIONS)
     }
 
     /// The backend was ejected from real traffic, or returned.
@@ -264,6 +372,7 @@ impl BackendRecord {
             reason,
             at_ms: now_ms,
             latency,
+            endpoint: None,
         })
     }
 
@@ -276,6 +385,7 @@ impl BackendRecord {
             reason: ReasonRecord::new(ReasonCode::NotProbed, None, "spec changed; restarted at UNKNOWN"),
             at_ms: now_ms,
             latency: None,
+            endpoint: None,
         })
     }
 
@@ -284,7 +394,9 @@ impl BackendRecord {
             self.transitions.pop_front();
             self.dropped = self.dropped.saturating_add(1);
         }
-        self.status = t.to;
+        if t.endpoint.is_none() {
+            self.status = t.to;
+        }
         self.transitions.push_back(t);
         // Just pushed, so the deque is not empty.
         self.transitions.back().expect("a transition was just pushed")
@@ -299,6 +411,7 @@ impl BackendRecord {
             + BUCKETS * std::mem::size_of::<Bucket>()
             + self.catalog_changes.capacity() * std::mem::size_of::<CatalogEvent>()
             + self.ejections.capacity() * std::mem::size_of::<EjectionEvent>()
+            + self.endpoints.len() * std::mem::size_of::<(SocketAddr, EndpointMark)>()
     }
 }
 

@@ -107,3 +107,118 @@ fn timeline_is_bounded() {
     assert_eq!(all.len(), TIMELINE_LEN);
     assert_eq!(all.last().map(|e| e.seq), Some(TIMELINE_LEN as u64 + 10));
 }
+
+/// One endpoint as the engine reports it: (last octet of 10.0.0.x:80, status, state, drained).
+type Ep = (u8, BackendStatus, mcp_health_core::snapshot::EndpointState, bool);
+
+fn views(eps: &[Ep]) -> Vec<crate::EndpointView> {
+    eps.iter()
+        .map(|&(n, status, state, drained)| crate::EndpointView {
+            address: std::net::SocketAddr::from(([10, 0, 0, n], 80)),
+            status,
+            state,
+            reason: if state == mcp_health_core::snapshot::EndpointState::Refused {
+                Reason::new(ReasonCode::NotProbed, "link-local address")
+            } else if status == BackendStatus::Unhealthy {
+                Reason::new(ReasonCode::ConnectionRefused, "connection refused")
+            } else {
+                Reason::new(ReasonCode::Ok, "handshake succeeded")
+            },
+            drained,
+        })
+        .collect()
+}
+
+/// Feeds successive endpoint reports of one discovered backend and checks
+/// the entries its history gains, as (address, from, to, message); the
+/// backend's own status is only moved by `backend_status`.
+fn endpoints_case(name: &str, reports: &[&[Ep]], want: &[(&str, BackendStatus, BackendStatus, &str)]) {
+    let h = History::new();
+    h.backend_status("g", "b", None, BackendStatus::Unknown);
+    h.backend_status("g", "b", Some(BackendStatus::Unknown), BackendStatus::Healthy);
+    for r in reports {
+        h.endpoints("g", "b", &views(r));
+    }
+    let b = h.backend("g", "b", 0).unwrap();
+    let got: Vec<_> = b
+        .transitions
+        .iter()
+        .filter_map(|t| Some((t.endpoint?.to_string(), t.from, t.to, t.reason.message.to_string())))
+        .collect();
+    let want: Vec<_> = want.iter().map(|&(a, f, t, m)| (a.to_owned(), f, t, m.to_owned())).collect();
+    assert_eq!(got, want, "{name}");
+    assert_eq!(b.status, BackendStatus::Healthy, "{name}: endpoint entries leave the backend's status alone");
+    let proto = b.to_proto();
+    let shown: Vec<_> = proto.transitions.iter().map(|t| t.endpoint.as_str()).collect();
+    assert_eq!(shown.first(), Some(&""), "{name}: the backend's own transition has no endpoint");
+    assert_eq!(shown.len(), want.len() + 1, "{name}");
+    assert!(shown[1..].iter().zip(&want).all(|(s, w)| *s == w.0), "{name}: {shown:?}");
+    assert_eq!(h.timeline(0, 100).len(), want.len() + 1, "{name}: endpoint entries reach the timeline too");
+}
+
+#[test]
+fn endpoint_transitions_table() {
+    use BackendStatus::*;
+    use mcp_health_core::snapshot::EndpointState::*;
+    endpoints_case("nothing reported", &[], &[]);
+    endpoints_case(
+        "added, then one endpoint's status moves",
+        &[
+            &[(1, Unknown, NotRoutable, false), (2, Unknown, NotRoutable, false)],
+            &[(1, Healthy, Routable, false), (2, Unknown, NotRoutable, false)],
+            &[(1, Healthy, Routable, false), (2, Unhealthy, NotRoutable, false)],
+        ],
+        &[
+            ("10.0.0.1:80", Unknown, Unknown, "endpoint added"),
+            ("10.0.0.2:80", Unknown, Unknown, "endpoint added"),
+            ("10.0.0.1:80", Unknown, Healthy, "handshake succeeded"),
+            ("10.0.0.2:80", Unknown, Unhealthy, "connection refused"),
+        ],
+    );
+    endpoints_case(
+        "a report with nothing new adds nothing",
+        &[&[(1, Healthy, Routable, false)], &[(1, Healthy, Routable, false)]],
+        &[("10.0.0.1:80", Healthy, Healthy, "endpoint added")],
+    );
+    endpoints_case(
+        "leaves DNS, then is dropped",
+        &[&[(1, Healthy, Routable, false)], &[(1, Healthy, Leaving, false)], &[]],
+        &[
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint added"),
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint left DNS"),
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint dropped"),
+        ],
+    );
+    endpoints_case(
+        "drained and undrained",
+        &[
+            &[(1, Healthy, Routable, false)],
+            &[(1, Healthy, NotRoutable, true)],
+            &[(1, Healthy, Routable, false)],
+        ],
+        &[
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint added"),
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint drained"),
+            ("10.0.0.1:80", Healthy, Healthy, "endpoint no longer drained"),
+        ],
+    );
+    endpoints_case(
+        "refused by the SSRF rule",
+        &[&[(9, Unknown, Refused, false)]],
+        &[("10.0.0.9:80", Unknown, Unknown, "endpoint refused: link-local address")],
+    );
+}
+
+#[test]
+fn endpoint_entries_are_bounded_with_the_backend_transitions() {
+    use mcp_health_core::snapshot::EndpointState::*;
+    let h = History::new();
+    for i in 0..(MAX_TRANSITIONS * 2) {
+        let status = if i % 2 == 0 { BackendStatus::Healthy } else { BackendStatus::Unhealthy };
+        h.endpoints("g", "b", &views(&[(1, status, Routable, false)]));
+    }
+    let b = h.backend("g", "b", 0).unwrap();
+    assert_eq!(b.transitions.len(), MAX_TRANSITIONS);
+    assert_eq!(b.dropped as usize, MAX_TRANSITIONS);
+    assert!(b.transitions.iter().all(|t| t.endpoint.is_some()));
+}

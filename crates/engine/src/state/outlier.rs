@@ -3,7 +3,10 @@
 //! group's cap; an ejection republishes the group (the backend is not
 //! routable) and asks for confirmation (`Effect::Confirm`: a probe at once,
 //! and one when its time is over). A probe result that passes ends an
-//! ejection whose time is over (`end_ejection`, called by `fold`).
+//! ejection whose time is over (`end_ejection`, called by `fold`). In
+//! cluster mode the owner folds the reports (the others forward theirs to
+//! it) and shares an ejection and a return like a verdict change
+//! (`Effect::ShareVerdict`); `take_remote` applies it on the other replicas.
 
 use std::time::SystemTime;
 
@@ -25,9 +28,15 @@ pub struct ReportSummary {
     /// Reports that reached the threshold while the group's cap held.
     pub capped: u32,
     /// Cluster mode: reports for a backend another replica owns, not folded
-    /// here (only the owner probes it, so only it could end an ejection;
-    /// forwarding reports to the owner is not built yet).
+    /// here (only the owner probes it, so only it could end an ejection) and
+    /// not forwarded either: no live owner is known (or they came forwarded
+    /// already and this replica no longer owns the backend: no second hop).
     pub not_owned: u32,
+    /// Cluster mode: reports queued for the backend's owner, which folds them.
+    pub forwarded: u32,
+    /// Cluster mode: reports for the owner dropped because the queue to the
+    /// owners was full (etcd slower than the reports); never waited for.
+    pub dropped: u32,
 }
 
 impl EngineState {
@@ -41,7 +50,7 @@ impl EngineState {
         now: SystemTime,
         fx: &mut Effects,
     ) -> Result<ReportSummary, EngineError> {
-        let observed = self.settings.observed;
+        let (observed, shared) = (self.settings.observed, self.settings.shared);
         let g = self.groups.get_mut(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
         match g.backends.get(backend) {
             None => {
@@ -96,6 +105,14 @@ impl EngineState {
                             ejection: Some(ejection),
                             at: now,
                         }));
+                    }
+                    // Shared like a verdict change, so every replica answers the same.
+                    if shared {
+                        fx.push(Effect::ShareVerdict {
+                            group: group.to_owned(),
+                            backend: backend.to_owned(),
+                            verdict: Box::new(b.shared(at)),
+                        });
                     }
                 }
             }

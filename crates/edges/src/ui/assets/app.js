@@ -88,6 +88,20 @@
       el('td', { class: 'server' }, b.server));
   }
 
+  // A discovered backend's endpoints, one row each under it. They carry
+  // data-endpoint-of, not data-backend: the backend stays one row.
+  function endpointRow(g, b, e) {
+    const key = `${g.name}/${b.name}`;
+    return el('tr', { class: `endpoint st-${e.status.toLowerCase()}`, 'data-endpoint-of': key, 'data-address': e.address, 'data-status': e.status, 'data-tone': e.status_badge.tone },
+      el('th', { scope: 'row' }, el('span', { class: 'endpoint-address' }, '↳ ' + e.address)),
+      el('td', {}, badge('st', e.status, e.status_badge), el('div', { class: 'routable' }, e.place ? e.place : e.routable ? 'routable' : 'not routable')),
+      el('td', {}, el('code', {}, e.reason), el('div', { class: 'msg' }, e.message)),
+      el('td', {}, '–'),
+      el('td', { class: 'latency' }, e.latency_ms == null ? '–' : `${e.latency_ms.toFixed(1)} ms`),
+      el('td', {}, '–'),
+      el('td', { class: 'server' }));
+  }
+
   function groupArticle(g) {
     const phase = g.phase.toLowerCase();
     const a = el('article', { class: `group ph-${phase}`, id: `g-${g.name}`, 'data-group': g.name, 'data-phase': g.phase, 'data-tone': g.phase_badge.tone },
@@ -97,7 +111,7 @@
     const backends = g.backends.filter((b) => !scope.backend || b.name === scope.backend);
     if (backends.length) {
       const head = el('tr', {}, ...['Backend', 'Status', 'Reason', 'Protocol', 'Latency', 'Last transition', 'Server'].map((h) => el('th', { scope: 'col' }, h)));
-      a.append(el('table', { class: 'backends' }, el('thead', {}, head), el('tbody', {}, ...backends.map((b) => backendRow(g, b)))));
+      a.append(el('table', { class: 'backends' }, el('thead', {}, head), el('tbody', {}, ...backends.flatMap((b) => [backendRow(g, b), ...(b.endpoints || []).map((e) => endpointRow(g, b, e))]))));
     }
     return a;
   }
@@ -106,6 +120,7 @@
     return el('li', { 'data-group': t.group, 'data-backend': `${t.group}/${t.backend}`, 'data-seq': t.seq },
       time(t.at_ms), ' ',
       el('a', { href: backendHref(t.group, t.backend) }, `${t.group}/${t.backend}`), ' ',
+      t.endpoint ? el('span', { class: 'endpoint-address' }, `endpoint ${t.endpoint}`) : null, t.endpoint ? ' ' : null,
       badge('st', t.from, t.from_badge), ' → ', badge('st', t.to, t.to_badge), ' ',
       el('code', {}, t.reason), ' ',
       el('span', { class: 'msg' }, t.message + (t.latency_ms == null ? '' : ` (${t.latency_ms.toFixed(1)} ms)`)));
@@ -135,10 +150,15 @@
     for (const article of document.querySelectorAll('#groups article.group')) {
       const head = article.querySelector('h3').textContent + ' ' + article.dataset.phase + ' ' + article.querySelector('p.msg').textContent;
       let shown = 0;
-      for (const row of article.querySelectorAll('tr.backend')) {
-        const show = hit(article.dataset.group + ' ' + row.textContent);
-        row.hidden = !show;
-        if (show) shown += 1;
+      let backendShown = false; // endpoint rows follow the backend row above them
+      for (const row of article.querySelectorAll('tr.backend, tr.endpoint')) {
+        if (row.classList.contains('endpoint')) {
+          row.hidden = !backendShown;
+          continue;
+        }
+        backendShown = hit(article.dataset.group + ' ' + row.textContent);
+        row.hidden = !backendShown;
+        if (backendShown) shown += 1;
       }
       article.hidden = !(shown > 0 || hit(head));
     }

@@ -62,18 +62,22 @@ class OutcomeReport(_message.Message):
     def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., outcome: _Optional[_Union[OutcomeKind, str]] = ..., http_status: _Optional[int] = ..., json_rpc_code: _Optional[int] = ..., method: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReportOutcomesResponse(_message.Message):
-    __slots__ = ("accepted", "unknown_backend", "invalid", "ejected", "not_owned")
+    __slots__ = ("accepted", "unknown_backend", "invalid", "ejected", "not_owned", "forwarded", "dropped")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_BACKEND_FIELD_NUMBER: _ClassVar[int]
     INVALID_FIELD_NUMBER: _ClassVar[int]
     EJECTED_FIELD_NUMBER: _ClassVar[int]
     NOT_OWNED_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     unknown_backend: int
     invalid: int
     ejected: _containers.RepeatedScalarFieldContainer[str]
     not_owned: int
-    def __init__(self, accepted: _Optional[int] = ..., unknown_backend: _Optional[int] = ..., invalid: _Optional[int] = ..., ejected: _Optional[_Iterable[str]] = ..., not_owned: _Optional[int] = ...) -> None: ...
+    forwarded: int
+    dropped: int
+    def __init__(self, accepted: _Optional[int] = ..., unknown_backend: _Optional[int] = ..., invalid: _Optional[int] = ..., ejected: _Optional[_Iterable[str]] = ..., not_owned: _Optional[int] = ..., forwarded: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
 
 class ListGroupsRequest(_message.Message):
     __slots__ = ()
@@ -172,14 +176,16 @@ class ProbeBackendResponse(_message.Message):
     def __init__(self, backend: _Optional[_Union[_status_pb2.BackendHealth, _Mapping]] = ..., phase: _Optional[_Union[_status_pb2.GroupPhase, str]] = ...) -> None: ...
 
 class SetBackendDrainRequest(_message.Message):
-    __slots__ = ("group", "backend", "drain")
+    __slots__ = ("group", "backend", "drain", "endpoint")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     group: str
     backend: str
     drain: bool
-    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., drain: _Optional[bool] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., drain: _Optional[bool] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class SetBackendDrainResponse(_message.Message):
     __slots__ = ("spec", "generation", "changed")
@@ -218,20 +224,34 @@ class GetConfigStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetConfigStatusResponse(_message.Message):
-    __slots__ = ("path", "last_good_load_time", "last_error", "last_error_time", "groups", "cluster")
+    __slots__ = ("path", "last_good_load_time", "last_error", "last_error_time", "groups", "cluster", "self_doubt")
     PATH_FIELD_NUMBER: _ClassVar[int]
     LAST_GOOD_LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_TIME_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    SELF_DOUBT_FIELD_NUMBER: _ClassVar[int]
     path: str
     last_good_load_time: _timestamp_pb2.Timestamp
     last_error: str
     last_error_time: _timestamp_pb2.Timestamp
     groups: _containers.RepeatedScalarFieldContainer[str]
     cluster: ClusterInfo
-    def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
+    self_doubt: SelfDoubt
+    def __init__(self, path: _Optional[str] = ..., last_good_load_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., last_error_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ..., self_doubt: _Optional[_Union[SelfDoubt, _Mapping]] = ...) -> None: ...
+
+class SelfDoubt(_message.Message):
+    __slots__ = ("causes", "since", "holds_until", "holding")
+    CAUSES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    HOLDING_FIELD_NUMBER: _ClassVar[int]
+    causes: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    holds_until: _timestamp_pb2.Timestamp
+    holding: bool
+    def __init__(self, causes: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holds_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holding: _Optional[bool] = ...) -> None: ...
 
 class ClusterMember(_message.Message):
     __slots__ = ("id", "name")
@@ -264,18 +284,20 @@ class GetBackendHistoryRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class BackendTransition(_message.Message):
-    __slots__ = ("from_status", "to_status", "reason", "time", "latency")
+    __slots__ = ("from_status", "to_status", "reason", "time", "latency", "endpoint")
     FROM_STATUS_FIELD_NUMBER: _ClassVar[int]
     TO_STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     from_status: _status_pb2.BackendStatus
     to_status: _status_pb2.BackendStatus
     reason: _status_pb2.Reason
     time: _timestamp_pb2.Timestamp
     latency: _duration_pb2.Duration
-    def __init__(self, from_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., to_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., reason: _Optional[_Union[_status_pb2.Reason, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    endpoint: str
+    def __init__(self, from_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., to_status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., reason: _Optional[_Union[_status_pb2.Reason, _Mapping]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class LatencyBucket(_message.Message):
     __slots__ = ("start", "probes", "mean", "max")
@@ -290,7 +312,7 @@ class LatencyBucket(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., probes: _Optional[int] = ..., mean: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetBackendHistoryResponse(_message.Message):
-    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status", "catalog_changes", "ejections")
+    __slots__ = ("group", "backend", "since", "transitions", "dropped_transitions", "latency", "status", "catalog_changes", "ejections", "held_probes")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +322,7 @@ class GetBackendHistoryResponse(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CATALOG_CHANGES_FIELD_NUMBER: _ClassVar[int]
     EJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    HELD_PROBES_FIELD_NUMBER: _ClassVar[int]
     group: str
     backend: str
     since: _timestamp_pb2.Timestamp
@@ -309,7 +332,8 @@ class GetBackendHistoryResponse(_message.Message):
     status: _status_pb2.BackendStatus
     catalog_changes: _containers.RepeatedCompositeFieldContainer[CatalogChange]
     ejections: _containers.RepeatedCompositeFieldContainer[EjectionEvent]
-    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., catalog_changes: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ..., ejections: _Optional[_Iterable[_Union[EjectionEvent, _Mapping]]] = ...) -> None: ...
+    held_probes: int
+    def __init__(self, group: _Optional[str] = ..., backend: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[BackendTransition, _Mapping]]] = ..., dropped_transitions: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[LatencyBucket, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.BackendStatus, str]] = ..., catalog_changes: _Optional[_Iterable[_Union[CatalogChange, _Mapping]]] = ..., ejections: _Optional[_Iterable[_Union[EjectionEvent, _Mapping]]] = ..., held_probes: _Optional[int] = ...) -> None: ...
 
 class EjectionEvent(_message.Message):
     __slots__ = ("time", "ejected", "cause", "until", "count")

@@ -186,9 +186,10 @@ class GroupHealthServiceServicer:
         backend this daemon does not have (deleted meanwhile, a typo) is counted
         in the response, never an error that ends the stream; an invalid one
         (no outcome, an HTTP status outside 100-599) too. Requires the admin
-        token when one is configured. In a cluster, only the backend's owner
-        folds its reports; other replicas count them as not_owned (forwarding to
-        the owner and sharing the ejection are not built yet).
+        token when one is configured. In a cluster, any replica takes reports:
+        only the backend's owner folds them (it alone probes the backend), so
+        another replica forwards them to the owner through etcd (forwarded), and
+        the owner's ejection is shared with its verdict, so every replica shows it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

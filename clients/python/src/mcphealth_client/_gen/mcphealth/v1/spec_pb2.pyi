@@ -192,7 +192,7 @@ class ToolCheck(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., expect: _Optional[_Union[CheckExpectation, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., allow_side_effects: _Optional[bool] = ...) -> None: ...
 
 class BackendSpec(_message.Message):
-    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog", "checks", "discovery")
+    __slots__ = ("name", "url", "transport", "auth", "tls", "policy", "depth", "protocol_version", "drain", "required_tools", "catalog", "checks", "discovery", "drained_endpoints")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +206,7 @@ class BackendSpec(_message.Message):
     CATALOG_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     DISCOVERY_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     transport: Transport
@@ -219,7 +220,8 @@ class BackendSpec(_message.Message):
     catalog: CatalogPolicy
     checks: _containers.RepeatedCompositeFieldContainer[ToolCheck]
     discovery: DiscoverySpec
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ToolCheck, _Mapping]]] = ..., discovery: _Optional[_Union[DiscoverySpec, _Mapping]] = ...) -> None: ...
+    drained_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., transport: _Optional[_Union[Transport, str]] = ..., auth: _Optional[_Union[AuthSpec, _Mapping]] = ..., tls: _Optional[_Union[TlsSpec, _Mapping]] = ..., policy: _Optional[_Union[ProbePolicy, _Mapping]] = ..., depth: _Optional[_Union[ProbeDepth, str]] = ..., protocol_version: _Optional[str] = ..., drain: _Optional[bool] = ..., required_tools: _Optional[_Iterable[str]] = ..., catalog: _Optional[_Union[CatalogPolicy, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ToolCheck, _Mapping]]] = ..., discovery: _Optional[_Union[DiscoverySpec, _Mapping]] = ..., drained_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DiscoverySpec(_message.Message):
     __slots__ = ("dns",)

@@ -184,7 +184,7 @@ class Ejection(_message.Message):
     def __init__(self, cause: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class EndpointHealth(_message.Message):
-    __slots__ = ("address", "status", "routable", "reason", "message", "leaving", "refused", "priority", "weight", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_version")
+    __slots__ = ("address", "status", "routable", "reason", "message", "leaving", "refused", "priority", "weight", "last_latency", "last_probe_time", "last_transition_time", "protocol_version", "server_version", "drained")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ROUTABLE_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +199,7 @@ class EndpointHealth(_message.Message):
     LAST_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
     address: str
     status: BackendStatus
     routable: bool
@@ -213,7 +214,8 @@ class EndpointHealth(_message.Message):
     last_transition_time: _timestamp_pb2.Timestamp
     protocol_version: str
     server_version: str
-    def __init__(self, address: _Optional[str] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., leaving: _Optional[bool] = ..., refused: _Optional[str] = ..., priority: _Optional[int] = ..., weight: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_version: _Optional[str] = ...) -> None: ...
+    drained: bool
+    def __init__(self, address: _Optional[str] = ..., status: _Optional[_Union[BackendStatus, str]] = ..., routable: _Optional[bool] = ..., reason: _Optional[_Union[Reason, _Mapping]] = ..., message: _Optional[str] = ..., leaving: _Optional[bool] = ..., refused: _Optional[str] = ..., priority: _Optional[int] = ..., weight: _Optional[int] = ..., last_latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., last_probe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., protocol_version: _Optional[str] = ..., server_version: _Optional[str] = ..., drained: _Optional[bool] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("total", "routable", "unknown", "healthy", "degraded", "unhealthy", "unauthenticated", "draining", "ejected")
