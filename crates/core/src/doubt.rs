@@ -10,8 +10,14 @@
 //!   doubt when none of them does (one canary down among several that answer
 //!   is that canary's own problem).
 //!
+//! - in a cluster, other replicas reaching backends this one cannot (the
+//!   indirect probes a burst starts, `burst`): the burst is this replica's own.
+//!
 //! A burst of backend failures alone is not evidence: a shared ingress that
 //! really died looks the same, and hiding that would be worse than showing it.
+//! While the other replicas are asked about a burst, failing probes are held
+//! back (`suspect`), for at most the policy's `suspect_for`: a real outage is
+//! seen that much later, a false one never.
 //!
 //! Doubt starts at the first check with a cause and ends after
 //! `clear_checks` consecutive checks without one. While in doubt, a probe
@@ -37,10 +43,12 @@ pub enum Cause {
     Resolver,
     /// No configured canary accepted a connection.
     Canaries,
+    /// Other replicas reached backends this one saw failing (cluster mode).
+    PeersReach,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 3] = [Cause::SchedulingLag, Cause::Resolver, Cause::Canaries];
+    pub const ALL: [Cause; 4] = [Cause::SchedulingLag, Cause::Resolver, Cause::Canaries, Cause::PeersReach];
 
     /// The name shown in the API, the metrics' `cause` label and the log.
     pub fn label(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Cause {
             Cause::SchedulingLag => "scheduling_lag",
             Cause::Resolver => "resolver",
             Cause::Canaries => "canaries",
+            Cause::PeersReach => "peers_reach",
         }
     }
 
@@ -56,6 +65,7 @@ impl Cause {
             Cause::SchedulingLag => 1,
             Cause::Resolver => 2,
             Cause::Canaries => 4,
+            Cause::PeersReach => 8,
         }
     }
 }
@@ -123,6 +133,9 @@ pub struct Evidence {
     /// Canaries configured, and how many accepted a connection.
     pub canaries: usize,
     pub canaries_answered: usize,
+    /// Whether other replicas reached backends this one saw failing (their
+    /// indirect probes); None outside a cluster or before any were asked.
+    pub peers_reach: Option<bool>,
 }
 
 impl Evidence {
@@ -137,6 +150,9 @@ impl Evidence {
         }
         if self.canaries > 0 && self.canaries_answered == 0 {
             causes = causes.with(Cause::Canaries);
+        }
+        if self.peers_reach == Some(true) {
+            causes = causes.with(Cause::PeersReach);
         }
         causes
     }
@@ -183,6 +199,11 @@ pub struct DoubtState {
     doubt: Option<Doubt>,
     /// Consecutive checks without a cause while in doubt.
     clean: u32,
+    /// Until when failing probes are held while other replicas are asked
+    /// about a burst (`suspect`); not a doubt, and not shown as one.
+    suspect_until: Option<Instant>,
+    /// Failing probes held back while suspecting, since the last `suspect`.
+    suspect_held: u64,
 }
 
 impl DoubtState {
@@ -240,13 +261,43 @@ impl DoubtState {
     }
 
     /// Whether a probe of outcome `class` is held back at `now` (counted if so):
-    /// only a probe that reached no usable answer, while `hold` is `Holding`.
-    /// Passing probes and answers that prove the path works always fold.
+    /// only a probe that reached no usable answer, while `hold` is `Holding`
+    /// or a burst is being asked about (`suspect`). Passing probes and
+    /// answers that prove the path works always fold.
     pub fn holds_back(&mut self, class: OutcomeClass, policy: &DoubtPolicy, now: Instant) -> bool {
-        let held = class == OutcomeClass::Failure && self.hold(policy, now) == Hold::Holding;
-        if let (true, Some(d)) = (held, self.doubt.as_mut()) {
-            d.held += 1;
+        if class != OutcomeClass::Failure {
+            return false;
         }
-        held
+        if self.hold(policy, now) == Hold::Holding {
+            if let Some(d) = self.doubt.as_mut() {
+                d.held += 1;
+            }
+            return true;
+        }
+        if self.suspect_until.is_some_and(|until| now < until) {
+            self.suspect_held += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Holds failing probes back until `until` while other replicas are
+    /// asked whether they reach the backends of a burst. A doubt already
+    /// holding needs no suspicion.
+    pub fn suspect(&mut self, until: Instant) {
+        self.suspect_until = Some(until);
+        self.suspect_held = 0;
+    }
+
+    /// The others answered (or could not be asked): failing probes fold
+    /// again unless a doubt holds them. How many the suspicion held.
+    pub fn end_suspicion(&mut self) -> u64 {
+        self.suspect_until = None;
+        std::mem::take(&mut self.suspect_held)
+    }
+
+    /// Whether a burst is being asked about at `now`.
+    pub fn suspecting(&self, now: Instant) -> bool {
+        self.suspect_until.is_some_and(|until| now < until)
     }
 }

@@ -11,6 +11,10 @@ use super::outcome::OutcomeClass;
 enum Step {
     Check(Evidence),
     Probe(OutcomeClass),
+    /// A burst is asked about until this second.
+    Suspect(u64),
+    /// The others answered: how many probes the suspicion held.
+    EndSuspicion(u64),
 }
 
 /// What a step must leave.
@@ -81,6 +85,14 @@ fn check_steps(name: &str, policy: DoubtPolicy, steps: &[(u64, Step, Want)]) {
                 let held = s.holds_back(*class, &policy, now);
                 Want::Probed(held, s.hold(&policy, now))
             }
+            Step::Suspect(until) => {
+                s.suspect(t0 + Duration::from_secs(*until));
+                Want::Probed(false, s.hold(&policy, now))
+            }
+            Step::EndSuspicion(held) => {
+                assert_eq!(s.end_suspicion(), *held, "{name}: step {i}: probes the suspicion held");
+                Want::Probed(false, s.hold(&policy, now))
+            }
         };
         assert_eq!(got, *want, "{name}: step {i} ({step:?} at {at} s)");
     }
@@ -98,6 +110,23 @@ fn evidence_gives_causes() {
         ("every canary answered", canaries(2, 2), NONE),
         ("one canary of two is down: its own problem", canaries(2, 1), NONE),
         ("no canary answered", canaries(2, 0), only(Cause::Canaries)),
+        ("no peer was asked", Evidence::default(), NONE),
+        (
+            "the peers fail too: a real outage",
+            Evidence {
+                peers_reach: Some(false),
+                ..Evidence::default()
+            },
+            NONE,
+        ),
+        (
+            "the peers reach what this replica cannot",
+            Evidence {
+                peers_reach: Some(true),
+                ..Evidence::default()
+            },
+            only(Cause::PeersReach),
+        ),
         (
             "every cause at once",
             Evidence {
@@ -105,14 +134,16 @@ fn evidence_gives_causes() {
                 resolver_answered: Some(false),
                 canaries: 1,
                 canaries_answered: 0,
+                peers_reach: Some(true),
             },
-            only(Cause::SchedulingLag).with(Cause::Resolver).with(Cause::Canaries),
+            only(Cause::SchedulingLag).with(Cause::Resolver).with(Cause::Canaries).with(Cause::PeersReach),
         ),
     ];
     for (name, evidence, want) in cases {
         assert_eq!(evidence.causes(&P), *want, "{name}");
     }
     assert_eq!(only(Cause::SchedulingLag).with(Cause::Canaries).labels(), "scheduling_lag,canaries");
+    assert_eq!(only(Cause::PeersReach).labels(), "peers_reach");
 }
 
 #[test]
@@ -267,5 +298,56 @@ fn failing_probes_are_held_within_max_hold_only() {
     ];
     for (name, policy, steps) in cases {
         check_steps(name, policy, &steps);
+    }
+}
+
+#[test]
+fn a_burst_asked_about_holds_failures_until_the_others_answer_or_it_expires() {
+    use Hold::*;
+    use OutcomeClass as O;
+    use Step::{Check as C, EndSuspicion as End, Probe as Pr, Suspect as S};
+    use Want::{Checked as W, Probed as Got};
+    let peers = only(Cause::PeersReach);
+    let reach = |r: bool| Evidence {
+        peers_reach: Some(r),
+        ..Evidence::default()
+    };
+    let cases: Vec<(&str, Steps)> = vec![
+        (
+            "held while asking; the others fail too: failures fold again",
+            vec![
+                (0, S(5), Got(false, Trusted)),
+                (1, Pr(O::Failure), Got(true, Trusted)),
+                (2, Pr(O::Failure), Got(true, Trusted)),
+                // Passing probes and proving answers fold even while asking.
+                (2, Pr(O::Success), Got(false, Trusted)),
+                (2, Pr(O::AuthRequired), Got(false, Trusted)),
+                (3, End(2), Got(false, Trusted)),
+                (3, C(reach(false)), W(DoubtChange::None, NONE)),
+                (4, Pr(O::Failure), Got(false, Trusted)),
+            ],
+        ),
+        (
+            "the others reach them: a doubt holds from then on",
+            vec![
+                (0, S(5), Got(false, Trusted)),
+                (1, Pr(O::Failure), Got(true, Trusted)),
+                (2, End(1), Got(false, Trusted)),
+                (2, C(reach(true)), W(DoubtChange::Entered, peers)),
+                (9, Pr(O::Failure), Got(true, Holding)),
+            ],
+        ),
+        (
+            "nobody answers: the suspicion ends by itself",
+            vec![
+                (0, S(5), Got(false, Trusted)),
+                (4, Pr(O::Failure), Got(true, Trusted)),
+                (5, Pr(O::Failure), Got(false, Trusted)),
+                (6, End(1), Got(false, Trusted)),
+            ],
+        ),
+    ];
+    for (name, steps) in cases {
+        check_steps(name, P, &steps);
     }
 }

@@ -115,6 +115,8 @@ impl DoubtTask {
             resolver_answered,
             canaries: self.checks.canaries.len(),
             canaries_answered,
+            // The other replicas' answers join in the state (`peers_answered`).
+            peers_reach: None,
         }
     }
 }

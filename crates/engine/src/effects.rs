@@ -59,6 +59,10 @@ pub enum Effect {
     },
     /// Publish the prober's self-doubt (None: it trusts itself again).
     Doubt(Option<crate::DoubtView>),
+    /// Cluster mode: many backends started failing at once; ask the other
+    /// replicas whether they reach these (group, backend) pairs
+    /// (`ClusterSeam::burst`). Failing probes are held back meanwhile.
+    Burst(Vec<(String, String)>),
 }
 
 /// The observer calls of `ProbeObserver`, as data.

@@ -22,6 +22,8 @@ pub mod store;
 mod tee;
 
 #[cfg(test)]
+mod burst_tests;
+#[cfg(test)]
 mod discovery_tests;
 #[cfg(test)]
 mod state_tests;
@@ -230,6 +232,29 @@ pub(crate) enum Command {
     },
     /// One check of this node's own evidence (the doubt task's).
     Doubt(mcp_health_core::doubt::Evidence),
+    /// What the other replicas answered about a burst (cluster mode).
+    PeersAnswered(Option<bool>),
+    /// A probe of one backend that folds into nothing (`Engine::check_backend`).
+    CheckTicket {
+        group: String,
+        backend: String,
+        reply: oneshot::Sender<Result<ProbeTicket, EngineError>>,
+    },
+}
+
+/// What a probe that folds into nothing found (`Engine::check_backend`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    pub class: mcp_health_core::outcome::OutcomeClass,
+    pub reason: mcp_health_core::outcome::Reason,
+}
+
+impl Checked {
+    /// Whether the backend was reached: any answer but `Failure` proves
+    /// the path works (a refusal or a 401 too), as self-doubt counts it.
+    pub fn reached(&self) -> bool {
+        self.class != mcp_health_core::outcome::OutcomeClass::Failure
+    }
 }
 
 /// One endpoint of a discovered backend, as observers see it.
@@ -312,6 +337,9 @@ pub struct EngineConfig {
     pub doubt: mcp_health_core::doubt::DoubtPolicy,
     /// The doubt task's checks; None: no task (nothing is ever doubted).
     pub doubt_checks: Option<DoubtChecks>,
+    /// Cluster mode: when failing probes make a burst the other replicas are
+    /// asked about (`ClusterSeam::burst`); None: bursts are not looked for.
+    pub burst: Option<mcp_health_core::burst::BurstPolicy>,
 }
 
 impl Default for EngineConfig {
@@ -328,6 +356,7 @@ impl Default for EngineConfig {
             history: None,
             doubt: Default::default(),
             doubt_checks: None,
+            burst: None,
         }
     }
 }
@@ -553,6 +582,27 @@ impl Engine {
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Probes one backend now and returns what it found, folding nothing:
+    /// no verdict moves and no rate limit is spent (another replica asks
+    /// whether this one reaches a backend it saw failing: indirect probes).
+    /// Within the global concurrency limit.
+    pub async fn check_backend(&self, group: String, backend: String) -> Result<Checked, EngineError> {
+        let ticket = self.call(|reply| Command::CheckTicket { group, backend, reply }).await??;
+        let _permit = self.limiter.acquire().await.map_err(|_| EngineError::ShuttingDown)?;
+        let _in_flight = InFlight::probe(self.observer.as_ref());
+        let timed = scheduler::probe_shared(&*self.prober, &ticket.target, &ticket.memory, ticket.policy).await;
+        Ok(Checked {
+            class: timed.outcome.class,
+            reason: timed.outcome.reason,
+        })
+    }
+
+    /// Hands the other replicas' answer about a burst to the owner (cluster
+    /// mode): Some(true) when they reach backends this replica saw failing.
+    pub async fn peers_answered(&self, reach: Option<bool>) -> Result<(), EngineError> {
+        self.tx.send(Command::PeersAnswered(reach)).await.map_err(|_| EngineError::ShuttingDown)
     }
 
     /// How long a probe of one backend may take (its policy's timeout).

@@ -162,6 +162,7 @@ impl Owner {
             durable: persist.is_some(),
             shared: config.cluster.is_some(),
             doubt: config.doubt,
+            burst: config.burst.filter(|_| config.cluster.is_some()),
         };
         Owner {
             state: EngineState::new(settings),
@@ -395,6 +396,20 @@ impl Owner {
                     .take_remote_endpoints(&group, &backend, &endpoints, owned, Instant::now(), SystemTime::now(), &mut fx);
                 self.execute(fx, None);
             }
+            Command::PeersAnswered(reach) => {
+                let mut fx = Effects::default();
+                self.state.peers_answered(reach, Instant::now(), SystemTime::now(), &mut fx);
+                self.execute(fx, None);
+            }
+            Command::CheckTicket { group, backend, reply } => {
+                let ticket = self.state.check_ticket(group, backend).map(|mut ticket| {
+                    if let Some(task) = self.tasks.get(&ticket.epoch) {
+                        ticket.memory = task.memory.clone();
+                    }
+                    ticket
+                });
+                let _ = reply.send(ticket);
+            }
             Command::Doubt(evidence) => {
                 let mut fx = Effects::default();
                 self.state.check_doubt(&evidence, Instant::now(), SystemTime::now(), &mut fx);
@@ -605,6 +620,12 @@ impl Owner {
                 }
                 Effect::Doubt(view) => {
                     self.doubt.send_replace(view);
+                }
+                Effect::Burst(sample) => {
+                    // Nobody to ask: hold nothing (a single replica's burst is no evidence).
+                    if !self.cluster.as_ref().is_some_and(|c| c.burst(&sample)) {
+                        self.state.end_suspicion();
+                    }
                 }
                 Effect::Observe(call) => {
                     if let Some(o) = &self.observer {

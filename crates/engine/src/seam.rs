@@ -1,7 +1,8 @@
 //! The seam between the engine and cluster mode (`mcp_health_cluster`): which
 //! backends (and which discovered endpoints) this replica probes, the
 //! verdicts and endpoint sets it shares, and those it receives from the
-//! others. None (single node): every backend is probed here and nothing is shared.
+//! others, and the bursts of failures it asks the others about. None (single
+//! node): every backend is probed here and nothing is shared.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +39,15 @@ pub trait ClusterSeam: Send + Sync + std::fmt::Debug + 'static {
     fn forward_outcomes(&self, group: &str, backend: &str, outcomes: &[TrafficOutcome]) -> Forwarded {
         let _ = (group, backend, outcomes);
         Forwarded::NoOwner
+    }
+    /// Many backends this replica probes started failing at once (`core::burst`):
+    /// ask other replicas whether they reach `sample`, (group, backend)
+    /// pairs, and answer with `Engine::peers_answered`. Failing probes are
+    /// held back until then (or the burst policy's `suspect_for`). Called on
+    /// the owner task; must never block. Returns false when nobody can be
+    /// asked (no other trusted member): nothing is held then.
+    fn burst(&self, _sample: &[(String, String)]) -> bool {
+        false
     }
 }
 

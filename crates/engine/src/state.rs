@@ -15,6 +15,7 @@ use super::groups::{BackendState, GroupState};
 use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed};
+use mcp_health_core::burst::{BurstPolicy, BurstState};
 use mcp_health_core::catalog::KnownCatalog;
 use mcp_health_core::doubt::{DoubtChange, DoubtPolicy, DoubtState, Evidence};
 use mcp_health_core::outcome::{OutcomeClass, Reason, ServerFacts, is_refusal};
@@ -46,6 +47,9 @@ pub struct Settings {
     pub shared: bool,
     /// When the prober doubts itself and how long it holds failing probes back.
     pub doubt: DoubtPolicy,
+    /// Cluster mode with other replicas to ask: when failing probes make a
+    /// burst (`core::burst`); None: bursts are not looked for.
+    pub burst: Option<BurstPolicy>,
 }
 
 /// A group to apply, with its probe targets (built outside, before any change).
@@ -85,8 +89,15 @@ pub struct EngineState {
     /// Whether anyone watches: a change is published with its snapshot only
     /// then (readers that come later build it from the same state).
     watched: bool,
-    /// The prober's self-doubt (fed by the doubt task's checks).
+    /// The prober's self-doubt (fed by the doubt task's checks and the
+    /// other replicas' answers about a burst).
     doubt: DoubtState,
+    /// The doubt task's last evidence, which the other replicas' answers join.
+    local_evidence: Evidence,
+    /// What the other replicas last answered about a burst (`peers_answered`).
+    peers_reach: Option<bool>,
+    /// Recent probe results, for bursts of failures (only with `settings.burst`).
+    burst: BurstState<(String, String)>,
 }
 
 impl EngineState {
@@ -99,6 +110,9 @@ impl EngineState {
             all_verdicts_logged: false,
             watched: true,
             doubt: DoubtState::default(),
+            local_evidence: Evidence::default(),
+            peers_reach: None,
+            burst: BurstState::default(),
         }
     }
 
@@ -583,9 +597,22 @@ impl EngineState {
         if observed {
             fx.push(Effect::Observe(Observed::ProbeApplied));
         }
-        if self.doubt.holds_back(r.outcome.class, &self.settings.doubt, at.into_std()) {
-            // Fail-static: the prober doubts itself, so this failure is no
-            // evidence against the backend; its verdict and reason stand.
+        let held = self.doubt.holds_back(r.outcome.class, &self.settings.doubt, at.into_std());
+        if let Some(policy) = &self.settings.burst {
+            // A failure of a backend not yet UNHEALTHY is news; one of a backend long dead is not.
+            let new_failure = r.outcome.class == OutcomeClass::Failure && b.verdict.status != BackendStatus::Unhealthy;
+            let started = self.burst.note((r.group.clone(), r.backend.clone()), new_failure, at.into_std(), policy);
+            if let Some(sample) = started.filter(|_| self.doubt.doubt().is_none()) {
+                // Later failures are held back until the others answer, at most `suspect_for`
+                // (the owner ends it at once if nobody can be asked).
+                self.doubt.suspect(at.into_std() + policy.suspect_for);
+                fx.push(Effect::Burst(sample));
+            }
+        }
+        if held {
+            // Fail-static: the prober doubts itself (or asks the others
+            // about a burst), so this failure is no evidence against the
+            // backend; its verdict and reason stand.
             b.last_probe = Some(now);
             b.last_latency = Some(r.latency);
             g.cached = None;
@@ -704,6 +731,33 @@ impl EngineState {
     /// warning when a doubt starts and when it ends (never per probe), and
     /// publishes the doubt to readers and the observer at each change.
     pub fn check_doubt(&mut self, evidence: &Evidence, at: Instant, now: SystemTime, fx: &mut Effects) {
+        self.local_evidence = evidence.clone();
+        self.fold_evidence(at, now, fx);
+    }
+
+    /// The other replicas answered about a burst (Some(true): they reach
+    /// what this replica cannot; Some(false): they fail too; None: nobody
+    /// could be asked or answered). Ends the suspicion, and folds as a check
+    /// with the doubt task's last evidence: while they reach what this
+    /// replica cannot, it doubts itself (cause `peers_reach`).
+    pub fn peers_answered(&mut self, reach: Option<bool>, at: Instant, now: SystemTime, fx: &mut Effects) {
+        let held = self.doubt.end_suspicion();
+        info!(reach = ?reach, held, "the other replicas answered about a burst of failing probes");
+        self.peers_reach = reach;
+        self.fold_evidence(at, now, fx);
+    }
+
+    /// Ends a suspicion nobody will answer (no other replica to ask).
+    pub fn end_suspicion(&mut self) {
+        self.doubt.end_suspicion();
+    }
+
+    fn fold_evidence(&mut self, at: Instant, now: SystemTime, fx: &mut Effects) {
+        let evidence = Evidence {
+            peers_reach: self.peers_reach,
+            ..self.local_evidence.clone()
+        };
+        let evidence = &evidence;
         let policy = self.settings.doubt;
         let change = self.doubt.check(evidence, &policy, at.into_std(), now);
         let view = self.doubt.doubt().map(|d| crate::DoubtView::of(d, &policy));
@@ -847,14 +901,38 @@ impl EngineState {
             }
         }
         b.last_probe_backend = Some(now);
-        Ok(ProbeTicket {
-            target: b.target.clone(),
-            policy: b.target.backend.policy,
-            group,
-            backend,
-            epoch: b.epoch,
-            // The owner shell replaces it with the epoch's own (it holds the tasks).
-            memory: Default::default(),
-        })
+        Ok(ticket(b, group, backend))
+    }
+
+    /// A probe of one backend whose result folds into nothing: another
+    /// replica asks whether this one reaches it (indirect probes). Not rate
+    /// limited here (the asking replica's burst policy bounds them) and not
+    /// served for a discovered backend (a burst samples plain backends).
+    pub fn check_ticket(&self, group: String, backend: String) -> Result<ProbeTicket, EngineError> {
+        let g = self.groups.get(&group).ok_or_else(|| EngineError::GroupNotFound(group.clone()))?;
+        let b = g.backends.get(&backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.clone(),
+            backend: backend.clone(),
+        })?;
+        if b.discovered.is_some() {
+            return Err(EngineError::Invalid(vec![FieldViolation {
+                field: "backend".to_owned(),
+                description: "is discovered through DNS: its endpoints are checked one by one".to_owned(),
+            }]));
+        }
+        Ok(ticket(b, group, backend))
+    }
+}
+
+/// A probe of `b`'s current incarnation, with its target and policy.
+fn ticket(b: &BackendState, group: String, backend: String) -> ProbeTicket {
+    ProbeTicket {
+        target: b.target.clone(),
+        policy: b.target.backend.policy,
+        group,
+        backend,
+        epoch: b.epoch,
+        // The owner shell replaces it with the epoch's own (it holds the tasks).
+        memory: Default::default(),
     }
 }

@@ -36,6 +36,7 @@ fn settings(durable: bool) -> Settings {
         durable,
         shared: true,
         doubt: Default::default(),
+        burst: None,
     }
 }
 

@@ -17,7 +17,7 @@ use mcp_health_proto::grpc_health_v1::health_check_response::ServingStatus;
 use mcp_health_proto::v1::{BackendStatus, ReasonCode};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Script {
+pub(crate) enum Script {
     Up,
     Down,
     /// Never answers, ignoring its deadline, to exercise the scheduler's own bound.
@@ -34,7 +34,7 @@ enum Script {
 
 /// A prober whose answer per backend URL is set by the test.
 #[derive(Default)]
-struct Scripted {
+pub(crate) struct Scripted {
     scripts: Mutex<HashMap<String, Script>>,
     calls: Mutex<HashMap<String, usize>>,
     /// When each backend was probed (tokio's clock).
@@ -48,10 +48,10 @@ struct Scripted {
 }
 
 impl Scripted {
-    fn set(&self, url: &str, s: Script) {
+    pub(crate) fn set(&self, url: &str, s: Script) {
         self.scripts.lock().unwrap().insert(url.to_owned(), s);
     }
-    fn calls(&self, url: &str) -> usize {
+    pub(crate) fn calls(&self, url: &str) -> usize {
         self.calls.lock().unwrap().get(url).copied().unwrap_or(0)
     }
     /// The gaps between consecutive probes of `url`.
@@ -105,7 +105,7 @@ impl Probe for Scripted {
     }
 }
 
-fn spec(yaml: &str) -> ValidGroup {
+pub(crate) fn spec(yaml: &str) -> ValidGroup {
     let spec: mcp_health_proto::v1::GroupSpec = serde_yaml_ng::from_str(yaml).unwrap();
     validate_group(&spec, "spec", &Default::default()).unwrap()
 }
@@ -118,7 +118,7 @@ fn start(prober: Arc<Scripted>, watch_buffer: usize) -> Engine {
     Engine::start(config, prober, HealthStatuses::default())
 }
 
-async fn status_of(engine: &Engine, group: &str, backend: &str) -> BackendStatus {
+pub(crate) async fn status_of(engine: &Engine, group: &str, backend: &str) -> BackendStatus {
     let h = engine.get(group.into()).await.unwrap();
     h.backend(backend).unwrap().status()
 }
