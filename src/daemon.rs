@@ -483,6 +483,10 @@ async fn acquire(plan: &Plan, opts: &DaemonOptions, held: &mut Held) -> Result<A
         // Joins before the engine's first probe, so ownership is known.
         node.join(addr.to_string()).await?;
         engine_config.cluster = Some(node.seam());
+        // A replica in doubt over a burst looks at it again as often as it checks itself.
+        if let Some(checks) = &engine_config.doubt_checks {
+            node.doubt_recheck = checks.interval;
+        }
     }
 
     let metrics = held.bound.metrics.as_ref().map(|_| {

@@ -108,6 +108,22 @@ struct Args {
     /// 0: show doubt, hold nothing.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     doubt_max_hold_seconds: u64,
+    /// Self-doubt in a cluster: new failures (of backends not yet UNHEALTHY)
+    /// within --doubt-burst-window-ms that make a burst, at least. A burst
+    /// asks other replicas to probe the same backends; if they reach them,
+    /// this replica doubts itself (cause peers_reach) and hands its backends
+    /// to them. While they are asked, failing probes are held back (a real
+    /// outage is seen that much later). 0: no bursts, no indirect probes.
+    #[arg(long, default_value_t = 3, value_name = "BACKENDS")]
+    doubt_burst_backends: usize,
+    /// Self-doubt in a cluster: the share of the backends probed in the
+    /// window (percent) whose new failures a burst needs, too.
+    #[arg(long, default_value_t = 50, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    doubt_burst_percent: u8,
+    /// Self-doubt in a cluster: how far back failures count toward a burst
+    /// (at least one probe interval), and the least time between two bursts.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    doubt_burst_window_ms: u64,
     /// Most backends one group may have.
     #[arg(long, default_value_t = 1000)]
     max_backends_per_group: usize,
@@ -215,6 +231,12 @@ async fn main() -> ExitCode {
             canaries: args.doubt_canaries,
             resolve: args.doubt_resolve,
             timeout: std::time::Duration::from_millis(args.doubt_timeout_ms),
+        }),
+        burst: (args.doubt_burst_backends > 0).then(|| mcp_health::core::burst::BurstPolicy {
+            window: std::time::Duration::from_millis(args.doubt_burst_window_ms),
+            min_backends: args.doubt_burst_backends,
+            min_percent: args.doubt_burst_percent,
+            ..Default::default()
         }),
         ..EngineConfig::default()
     };

@@ -41,7 +41,7 @@ fn daemons(etcd: &EtcdCluster, prefix: &str, n: usize, ttl: &str) -> Vec<Daemon>
 }
 
 /// One series' value in a scrape of `url` (a series without labels).
-async fn metric(url: &str, series: &str) -> Option<u64> {
+pub(crate) async fn metric(url: &str, series: &str) -> Option<u64> {
     common::install_crypto();
     let text = reqwest::get(url).await.ok()?.text().await.ok()?;
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -434,7 +434,7 @@ async fn a_verdict_of_a_deleted_incarnation_never_lands_on_the_new_one() {
         async move { store.put(&s, 1).await }
     };
     put(spec("web", "http://127.0.0.1:1/1")).await.expect("create");
-    let (seam, publisher) = shared::seam(status.clone(), store.clone(), Default::default());
+    let (seam, publisher) = shared::seam(status.clone(), store.clone(), Default::default(), Default::default());
     // The owner's verdict of the first incarnation is on its way to etcd...
     seam.verdict_changed("web", "a", &shared_verdict(BackendStatus::Unhealthy));
     // ... when the group is deleted and applied again.
@@ -484,7 +484,7 @@ async fn a_verdict_changed_while_degraded_is_written_after_the_spell() {
         let store = store.clone();
         store.put(&spec("web", "http://127.0.0.1:1/1"), 1).await.expect("create");
     }
-    let (seam, publisher) = shared::seam(status.clone(), store.clone(), Default::default());
+    let (seam, publisher) = shared::seam(status.clone(), store.clone(), Default::default(), Default::default());
     let cancel = CancellationToken::new();
     tokio::spawn(publisher.run(VerdictWriter::new(client.clone(), keys.clone(), status.clone()), cancel.clone()));
     status.update(|v| v.degraded = Some("etcd unreachable (test)".into()));

@@ -31,11 +31,11 @@ use tonic::transport::Channel;
 
 type Client = GroupHealthServiceClient<Channel>;
 
-async fn config_status(client: &Client) -> Option<ClusterInfo> {
+pub(crate) async fn config_status(client: &Client) -> Option<ClusterInfo> {
     client.clone().get_config_status(GetConfigStatusRequest {}).await.ok()?.into_inner().cluster
 }
 
-fn all_healthy(g: &GroupHealth) -> bool {
+pub(crate) fn all_healthy(g: &GroupHealth) -> bool {
     g.phase == GroupPhase::Ready as i32 && g.backends.iter().all(|b| b.status == BackendStatus::Healthy as i32)
 }
 
@@ -69,7 +69,7 @@ async fn run_until_exit(args: &[String]) -> (std::process::ExitStatus, String) {
 // ---------------------------------------------------------------------------
 // 1. etcd with client TLS (mTLS) and authentication.
 
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("write test file");
     path
@@ -262,7 +262,7 @@ const ADMIN_TOKEN: &str = "partition-test-admin-token";
 
 /// `per` backends owned by each member id in `members` (rendezvous over the
 /// real member ids), so every replica owns some: names in member order.
-fn names_owned(group: &str, members: &[String], per: usize) -> Vec<(String, usize)> {
+pub(crate) fn names_owned(group: &str, members: &[String], per: usize) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for (m, id) in members.iter().enumerate() {
         let mine = (0..)
@@ -284,7 +284,7 @@ async fn probe_rate(fixtures: &[FixtureServer], intervals: u64) -> Vec<u64> {
     probes(fixtures).iter().zip(&before).map(|(a, b)| a - b).collect()
 }
 
-async fn scrape(addr: SocketAddr) -> String {
+pub(crate) async fn scrape(addr: SocketAddr) -> String {
     reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("scrape")

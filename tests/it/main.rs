@@ -14,6 +14,7 @@ mod checks;
 mod cli_commands;
 mod cluster_daemons;
 mod cluster_discovery;
+mod cluster_doubt;
 mod cluster_etcd;
 mod cluster_more;
 mod cluster_versions;

@@ -1,6 +1,8 @@
 //! The owner's side of forwarded on-demand probes: follows
 //! `{prefix}/probes/`, probes each request addressed to this member with its
-//! engine (rate limit and all; a changed verdict is shared as usual), and
+//! engine (rate limit and all; a changed verdict is shared as usual; an
+//! indirect probe, a check that folds nothing, for a replica asking about a
+//! burst of its own failures), and
 //! writes the answer fenced like a verdict: it commits only while this
 //! member's key is still under the lease it held when it took the request,
 //! and only while the request is still there, so a requester that gave up
@@ -87,8 +89,14 @@ impl Owner {
     }
 
     async fn answer(self, group: String, backend: String, id: String, request_key: String, request: ProbeRequest, lease: i64) {
-        let probed = self.engine.probe_backend(group.clone(), backend.clone()).await;
-        let answer = ProbeAnswer::new(&request.owner, &probed);
+        let (answer, ok) = if request.indirect {
+            // Another replica saw it fail in a burst: does this one reach it? Nothing folds here.
+            let checked = self.engine.check_backend(group.clone(), backend.clone()).await;
+            (ProbeAnswer::checked(&request.owner, &checked), checked.is_ok())
+        } else {
+            let probed = self.engine.probe_backend(group.clone(), backend.clone()).await;
+            (ProbeAnswer::new(&request.owner, &probed), probed.is_ok())
+        };
         let txn = TxnRequest {
             compare: vec![lease_is(&self.keys.member(&request.owner), lease), exists(&request_key)],
             success: vec![put_op(&self.keys.probe_answer(&id), encode(&answer), lease)],
@@ -102,7 +110,8 @@ impl Owner {
                     backend,
                     request = id,
                     requester = request.requester,
-                    ok = probed.is_ok(),
+                    indirect = request.indirect,
+                    ok,
                     "probe answered"
                 );
             }

@@ -56,9 +56,16 @@ pub fn answer_wait(probe_timeout: Option<Duration>) -> Duration {
 pub struct ProbeRequest {
     /// The member id that asks (and waits for the answer).
     pub requester: String,
-    /// The member id asked: the owner in the requester's view. Only it
-    /// answers, so a request is answered once even while views differ.
+    /// The member id asked: the owner in the requester's view (for an
+    /// indirect probe, any other member). Only it answers, so a request is
+    /// answered once even while views differ.
     pub owner: String,
+    /// An indirect probe (issue 21 §3): the requester saw the backend fail
+    /// in a burst and asks whether this member reaches it. The answer is
+    /// `Answered::Checked`; nothing is folded and no rate limit is spent.
+    /// Absent in older binaries' requests; they are never sent one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub indirect: bool,
 }
 
 /// `{prefix}/probe-answers/{request}`: what the owner's probe produced.
@@ -76,6 +83,12 @@ pub enum Answered {
     Probed {
         backend: Box<BackendHealth>,
         phase: GroupPhase,
+    },
+    /// An indirect probe's finding: whether the member reached the backend
+    /// (any answer but a failure to reach it) and why not.
+    Checked {
+        reached: bool,
+        reason: String,
     },
     Error(OwnerError),
 }
@@ -161,6 +174,21 @@ impl From<&Probed> for ProbeReply {
 }
 
 impl ProbeAnswer {
+    /// An indirect probe's answer.
+    pub fn checked(owner: &str, checked: &Result<mcp_health_engine::Checked, EngineError>) -> ProbeAnswer {
+        let result = match checked {
+            Ok(c) => Answered::Checked {
+                reached: c.reached(),
+                reason: c.reason.message.clone(),
+            },
+            Err(e) => Answered::Error(e.into()),
+        };
+        ProbeAnswer {
+            owner: owner.to_owned(),
+            result,
+        }
+    }
+
     pub fn new(owner: &str, probed: &Result<Probed, EngineError>) -> ProbeAnswer {
         let result = match probed {
             Ok(p) => {
@@ -200,8 +228,7 @@ mod tests {
             lease: 7,
             members: members.iter().map(|m| m.to_string()).collect(),
             degraded: degraded.then(|| "quorum lost".to_owned()),
-            names: Default::default(),
-            records: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -325,8 +352,21 @@ mod tests {
         let req = ProbeRequest {
             requester: "m1".into(),
             owner: "m2".into(),
+            indirect: false,
         };
-        assert_eq!(decode::<ProbeRequest>(&encode(&req)), Some(req));
+        assert_eq!(decode::<ProbeRequest>(&encode(&req)), Some(req.clone()));
+        // A plain request reads as before (older binaries write and read it so).
+        assert_eq!(String::from_utf8(encode(&req)).unwrap(), r#"{"requester":"m1","owner":"m2"}"#);
+        let indirect = ProbeRequest { indirect: true, ..req };
+        assert_eq!(decode::<ProbeRequest>(&encode(&indirect)), Some(indirect));
+        let checked = ProbeAnswer {
+            owner: "m3".into(),
+            result: Answered::Checked {
+                reached: false,
+                reason: "connection refused".into(),
+            },
+        };
+        assert_eq!(decode::<ProbeAnswer>(&encode(&checked)), Some(checked));
         assert_eq!(decode::<ProbeAnswer>(b"{not json"), None);
     }
 }

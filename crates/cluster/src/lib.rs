@@ -4,7 +4,9 @@
 //! replica's backends move within one lease; an on-demand probe asked of any
 //! replica is made by the owner (`probes`, `answers`), and real-traffic reports
 //! sent to any replica are folded by the owner (`reports`), whose ejection is
-//! shared with its verdict (`record`). Absent `--etcd-endpoints`,
+//! shared with its verdict (`record`); a burst of one replica's failures is
+//! put to the others, and a replica that doubts itself hands its backends
+//! over (`indirect`). Absent `--etcd-endpoints`,
 //! nothing here runs and the daemon is the single node it always was.
 
 pub mod answers;
@@ -15,6 +17,7 @@ pub mod flags;
 pub mod follow;
 pub mod forward;
 pub mod groups;
+pub mod indirect;
 pub mod keys;
 pub mod membership;
 pub mod metrics;

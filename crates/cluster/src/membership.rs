@@ -25,6 +25,12 @@ pub struct Member {
     /// the keys of binaries from before versioning, which read version 1.
     #[serde(default = "record_version_1")]
     pub records: u32,
+    /// It doubts itself and hands its backends to the others (issue 21 §3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub doubting: bool,
+    /// It answers indirect probes; absent in older binaries' keys.
+    #[serde(default)]
+    pub indirect: bool,
 }
 
 fn record_version_1() -> u32 {
@@ -37,6 +43,8 @@ impl Member {
         Member {
             name: name.into(),
             records: RECORD_VERSION,
+            doubting: false,
+            indirect: true,
         }
     }
 }
@@ -125,6 +133,8 @@ fn member(kv: &crate::etcd_api::mvccpb::KeyValue) -> Member {
     serde_json::from_slice::<Member>(&kv.value).unwrap_or(Member {
         name: String::new(),
         records: 1,
+        doubting: false,
+        indirect: false,
     })
 }
 
@@ -143,6 +153,8 @@ pub fn set_members(view: &mut MemberView, members: &BTreeMap<String, Member>) {
     view.members = members.keys().cloned().collect();
     view.names = members.iter().map(|(id, m)| (id.clone(), m.name.clone())).collect();
     view.records = members.iter().map(|(id, m)| (id.clone(), m.records)).collect();
+    view.doubting = members.iter().filter(|(_, m)| m.doubting).map(|(id, _)| id.clone()).collect();
+    view.indirect = members.iter().filter(|(_, m)| m.indirect).map(|(id, _)| id.clone()).collect();
 }
 
 /// Keeps `status`' member set equal to the member keys in etcd until

@@ -98,6 +98,12 @@ impl Collector for ClusterMetrics {
             "Real-traffic reports other replicas forwarded that this replica folded as the backend's owner",
             c.reports_folded.load(Ordering::Relaxed),
         )?;
+        counter(
+            e,
+            "cluster_indirect_probes_asked",
+            "Indirect probes this replica asked other replicas to make about a burst of its failing probes (one per replica and backend asked)",
+            c.indirect_probes_asked.load(Ordering::Relaxed),
+        )?;
         // A copy, so the history's lock is never held while waiting on the view's.
         let view = self.status.view();
         let owned = self.backends.count_backends(|g, b| view.owns(g, b));

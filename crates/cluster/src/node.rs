@@ -2,7 +2,8 @@
 //! back (validated under this replica's flags), joins (lease, member key,
 //! member set) before the engine probes anything, then runs the membership,
 //! the member, group, verdict, probe-request and report followers, the verdict
-//! publisher and the report sender until stopped.
+//! publisher, the report sender, and the burst asker and doubt hand-off
+//! (`indirect`) until stopped.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::etcd::{Etcd, EtcdError};
 use super::flags::ClusterOptions;
 use super::groups::GroupFollower;
+use super::indirect::Bursts;
 use super::keys::Keys;
 use super::membership::{self, Member};
 use super::probes::ProbeRouter;
@@ -58,6 +60,10 @@ pub struct ClusterNode {
     reports: Arc<ReportQueue>,
     /// The lease and member set from `join`.
     joined: Option<Joined>,
+    /// Bursts of this replica's failures, asked about by `indirect`.
+    bursts: Arc<Bursts>,
+    /// How often a replica in doubt over a burst looks at it again.
+    pub doubt_recheck: std::time::Duration,
 }
 
 impl ClusterNode {
@@ -70,7 +76,8 @@ impl ClusterNode {
         let (stored, revision) = store.load().await.map_err(ClusterError::Load)?;
         let groups = mcp_health_engine::store::validate_stored(stored, limits).map_err(ClusterError::Invalid)?;
         let reports = Arc::new(ReportQueue::default());
-        let (seam, publisher) = shared::seam(status.clone(), store.clone(), reports.clone());
+        let bursts = Arc::new(Bursts::default());
+        let (seam, publisher) = shared::seam(status.clone(), store.clone(), reports.clone(), bursts.clone());
         let node = ClusterNode {
             etcd,
             keys,
@@ -84,6 +91,8 @@ impl ClusterNode {
             publisher: Some(publisher),
             reports,
             joined: None,
+            bursts,
+            doubt_recheck: std::time::Duration::from_secs(1),
         };
         Ok((node, groups))
     }
@@ -126,11 +135,27 @@ impl ClusterNode {
             self.etcd.clone(),
             self.keys.clone(),
             self.opts.lease_ttl,
-            Member::new(name),
+            Member::new(name.clone()),
             self.status.clone(),
             lease,
             c.clone(),
         )));
+        tokio::spawn(super::indirect::hand_off(
+            self.etcd.clone(),
+            self.keys.clone(),
+            self.status.clone(),
+            engine.clone(),
+            name,
+            c.clone(),
+        ));
+        tokio::spawn(super::indirect::ask_about_bursts(
+            self.probe_router(),
+            engine.clone(),
+            self.status.clone(),
+            self.bursts.clone(),
+            self.doubt_recheck,
+            c.clone(),
+        ));
         tokio::spawn(membership::follow_members(
             self.etcd.clone(),
             self.keys.clone(),

@@ -78,6 +78,8 @@ struct Ask {
     owner: Owner,
     /// How long to wait for the answer.
     wait: Duration,
+    /// An indirect probe (`ProbeRequest::indirect`).
+    indirect: bool,
 }
 
 /// What the wait for an answer ended with.
@@ -126,15 +128,63 @@ impl ProbeRouter {
             lease,
             owner,
             wait,
+            indirect: false,
         };
-        // Its own task, so a client that hangs up still leaves no keys behind.
+        let (owner, named, answer) = self.spawn_forward(ask).await?;
+        match answer.result {
+            Answered::Probed { backend, phase } => Ok(ProbeReply { backend: *backend, phase }),
+            Answered::Checked { .. } => Err(ProbeError::Owner {
+                owner,
+                backend: named,
+                message: "it answered a check, not a probe".into(),
+            }),
+            Answered::Error(e) => Err(owner_error(owner, named, e)),
+        }
+    }
+
+    /// An indirect probe (issue 21 §3): asks member `peer` whether it
+    /// reaches `group/backend`, a backend this replica saw failing in a
+    /// burst. True when it reached it. The peer folds nothing.
+    pub async fn check_via(&self, engine: &Engine, peer: Owner, group: String, backend: String) -> Result<bool, ProbeError> {
+        let Some((me, lease)) = self.status.with_view(|v| v.me.clone().map(|me| (me, v.lease))) else {
+            return Err(ProbeError::Engine(EngineError::ShuttingDown));
+        };
+        let wait = answer_wait(engine.probe_timeout(group.clone(), backend.clone()).await.ok());
+        let ask = Ask {
+            id: request_id(&me, self.next.fetch_add(1, Ordering::Relaxed)),
+            group,
+            backend,
+            me,
+            lease,
+            owner: peer,
+            wait,
+            indirect: true,
+        };
+        let (owner, named, answer) = self.spawn_forward(ask).await?;
+        match answer.result {
+            Answered::Checked { reached, .. } => Ok(reached),
+            Answered::Probed { .. } => Err(ProbeError::Owner {
+                owner,
+                backend: named,
+                message: "it answered a probe, not a check".into(),
+            }),
+            Answered::Error(e) => Err(owner_error(owner, named, e)),
+        }
+    }
+
+    /// Runs `forward` in its own task, so a caller that goes away (a client
+    /// that hangs up) still leaves no keys behind.
+    async fn spawn_forward(&self, ask: Ask) -> Result<(Owner, String, ProbeAnswer), ProbeError> {
         let router = self.clone();
         let forward = tokio::spawn(async move { router.forward(ask).await });
         // The task does not panic; a join error means the runtime is shutting down.
         forward.await.map_err(|_| ProbeError::Engine(EngineError::ShuttingDown))?
     }
 
-    async fn forward(self, ask: Ask) -> Result<ProbeReply, ProbeError> {
+    /// Puts the request, waits for the answer (or the deadline, or the
+    /// member leaving) and removes both keys: the answer read, with who was
+    /// asked and the backend as errors name it.
+    async fn forward(self, ask: Ask) -> Result<(Owner, String, ProbeAnswer), ProbeError> {
         let Ask {
             id,
             group,
@@ -143,6 +193,7 @@ impl ProbeRouter {
             lease,
             owner,
             wait,
+            indirect,
         } = ask;
         let request_key = self.keys.probe_request(&group, &backend, &id);
         let answer_key = self.keys.probe_answer(&id);
@@ -150,6 +201,7 @@ impl ProbeRouter {
         let request = ProbeRequest {
             requester: me,
             owner: owner.id.clone(),
+            indirect,
         };
         let revision = match self.etcd.put(&request_key, encode(&request), lease).await {
             Ok(r) => r,
@@ -193,17 +245,7 @@ impl ProbeRouter {
                 message: "its answer cannot be read".into(),
             });
         };
-        match answer.result {
-            Answered::Probed { backend, phase } => Ok(ProbeReply { backend: *backend, phase }),
-            Answered::Error(e) => Err(match e.into_engine() {
-                Ok(e) => ProbeError::Engine(e),
-                Err(message) => ProbeError::Owner {
-                    owner,
-                    backend: named,
-                    message,
-                },
-            }),
-        }
+        Ok((owner, named, answer))
     }
 
     /// The answer written at `key` after `revision` (when the request was
@@ -243,6 +285,14 @@ impl ProbeRouter {
             }
         }
         Err(EtcdError::WatchEnded("stream ended".into()))
+    }
+}
+
+/// The error an asked member answered with, as this replica's own would read.
+fn owner_error(owner: Owner, backend: String, e: super::forward::OwnerError) -> ProbeError {
+    match e.into_engine() {
+        Ok(e) => ProbeError::Engine(e),
+        Err(message) => ProbeError::Owner { owner, backend, message },
     }
 }
 

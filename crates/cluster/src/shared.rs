@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::endpoints::EndpointsRecord;
 use super::etcd::Etcd;
 use super::follow::{Change, follow};
+use super::indirect::Bursts;
 use super::keys::Keys;
 use super::outbox::Outbox;
 use super::record::VerdictRecord;
@@ -62,6 +63,8 @@ pub struct Seam {
     outgoing: Arc<Outgoings>,
     /// Real-traffic reports for other members' backends (`reports::send_reports` writes them).
     reports: Arc<ReportQueue>,
+    /// Bursts of this replica's failures to ask the others about (`indirect`).
+    bursts: Arc<Bursts>,
 }
 
 impl std::fmt::Debug for Seam {
@@ -127,6 +130,15 @@ impl ClusterSeam for Seam {
             Forwarded::Dropped
         }
     }
+
+    fn burst(&self, sample: &[(String, String)]) -> bool {
+        // Degraded (etcd unreachable) nobody can be asked, and nothing is handed off.
+        if self.status.with_view(|v| v.degraded.is_some() || v.askable().is_empty()) {
+            return false;
+        }
+        self.bursts.push(sample.to_vec());
+        true
+    }
 }
 
 impl Seam {
@@ -137,8 +149,8 @@ impl Seam {
 }
 
 /// The seam, and the receiving end `publish` drains; reports for other
-/// members' backends go to `reports`.
-pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>, reports: Arc<ReportQueue>) -> (Arc<Seam>, Publisher) {
+/// members' backends go to `reports`, bursts to ask about to `bursts`.
+pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>, reports: Arc<ReportQueue>, bursts: Arc<Bursts>) -> (Arc<Seam>, Publisher) {
     let outgoing = Arc::new(Outgoings::default());
     (
         Arc::new(Seam {
@@ -146,6 +158,7 @@ pub fn seam(status: ClusterStatus, store: Arc<EtcdStore>, reports: Arc<ReportQue
             store,
             outgoing: outgoing.clone(),
             reports,
+            bursts,
         }),
         Publisher { outgoing },
     )

@@ -23,6 +23,12 @@ pub struct MemberView {
     pub names: std::collections::BTreeMap<String, String>,
     /// Member id -> the newest verdict record version it reads.
     pub records: std::collections::BTreeMap<String, u32>,
+    /// Members that doubt themselves and hand their backends to the others
+    /// (issue 21 §3): ownership skips them while any member does not doubt.
+    pub doubting: BTreeSet<String>,
+    /// Members that answer indirect probes (a check that folds nothing);
+    /// older binaries do not, and are never asked.
+    pub indirect: BTreeSet<String>,
     /// Why the cluster is degraded; None when this replica holds its lease
     /// and follows etcd. Degraded means fail-static: keep the last view,
     /// probe every backend locally, refuse mutations.
@@ -55,10 +61,27 @@ impl MemberView {
         if self.degraded.is_some() {
             return None;
         }
-        let key = ownership::backend_key(group, backend);
-        // Our own key may not have come back through the watch yet.
-        let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
-        ownership::owner(&key, members)
+        ownership::owner(&ownership::backend_key(group, backend), self.owning(me))
+    }
+
+    /// The members ownership is spread over: every live member (our own key
+    /// may not have come back through the watch yet) but those that doubt
+    /// themselves, unless every one does: then none hands off.
+    fn owning<'a>(&'a self, me: &'a String) -> impl Iterator<Item = &'a String> + Clone + 'a {
+        let all = self.members.iter().chain((!self.members.contains(me)).then_some(me));
+        let everyone_doubts = all.clone().all(|m| self.doubting.contains(m));
+        all.filter(move |m| everyone_doubts || !self.doubting.contains(*m))
+    }
+
+    /// Other live members that trust themselves and answer indirect probes:
+    /// who may be asked about a burst of this replica's failures.
+    pub fn askable(&self) -> Vec<String> {
+        let me = self.me.as_deref();
+        self.members
+            .iter()
+            .filter(|m| Some(m.as_str()) != me && !self.doubting.contains(*m) && self.indirect.contains(*m))
+            .cloned()
+            .collect()
     }
 
     /// Whether this replica probes one discovered endpoint: its rendezvous
@@ -75,9 +98,7 @@ impl MemberView {
         if self.degraded.is_some() {
             return None;
         }
-        let key = ownership::endpoint_key(group, backend, address);
-        let members = self.members.iter().chain((!self.members.contains(me)).then_some(me));
-        ownership::owner(&key, members)
+        ownership::owner(&ownership::endpoint_key(group, backend, address), self.owning(me))
     }
 }
 
@@ -99,6 +120,9 @@ pub struct Counters {
     pub reports_dropped: AtomicU64,
     /// Real-traffic reports other members forwarded that this replica folded as the owner.
     pub reports_folded: AtomicU64,
+    /// Indirect probes this replica asked other members to make about a
+    /// burst of its failures (one per member and backend asked).
+    pub indirect_probes_asked: AtomicU64,
 }
 
 /// Shared by the membership task, the watchers, the store and the API.
@@ -190,6 +214,7 @@ impl ClusterStatus {
                 .map(|id| mcp_health_proto::v1::ClusterMember {
                     id: id.clone(),
                     name: v.names.get(id).cloned().unwrap_or_default(),
+                    doubting: v.doubting.contains(id),
                 })
                 .collect(),
             degraded: v.degraded.is_some(),
@@ -213,8 +238,7 @@ mod tests {
             lease: 1,
             members: members.iter().map(|m| m.to_string()).collect(),
             degraded: degraded.then(|| "quorum lost".to_owned()),
-            names: Default::default(),
-            records: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -261,5 +285,53 @@ mod tests {
         }
         // The 9 endpoints of one backend are not all one member's.
         assert!(members.iter().all(|m| owned(&view(Some(m), &members, false)) < 9));
+    }
+
+    #[test]
+    fn a_doubting_member_hands_its_backends_to_the_others_unless_every_member_doubts() {
+        let keys: Vec<(String, String)> = (0..60).map(|i| (format!("g{}", i % 4), format!("b{i}"))).collect();
+        let members = ["a", "b", "c"];
+        let with = |me: &str, doubting: &[&str]| MemberView {
+            doubting: doubting.iter().map(|m| m.to_string()).collect(),
+            indirect: members.iter().map(|m| m.to_string()).collect(),
+            ..view(Some(me), &members, false)
+        };
+        let owned = |v: &MemberView| keys.iter().filter(|(g, b)| v.owns(g, b)).count();
+        let cases: &[(&[&str], [usize; 3])] = &[
+            // Nobody doubts: each owns a share (checked per backend below).
+            (&[], [0, 0, 0]),
+            // "a" doubts: it owns nothing, b and c own everything between them.
+            (&["a"], [0, 60, 60]),
+            (&["a", "b"], [0, 0, 60]),
+            // Everyone doubts: nobody hands off, ownership is as if nobody did.
+            (&["a", "b", "c"], [0, 0, 0]),
+        ];
+        for (doubting, want) in cases {
+            for (g, b) in &keys {
+                let owners: Vec<&str> = members.iter().copied().filter(|m| with(m, doubting).owns(g, b)).collect();
+                assert_eq!(owners.len(), 1, "{doubting:?}: {g}/{b} owned by {owners:?}");
+                assert!(
+                    doubting.len() == 3 || !doubting.contains(&owners[0]),
+                    "{doubting:?}: {g}/{b} owned by a doubter"
+                );
+            }
+            if doubting.len() == 1 {
+                assert_eq!(owned(&with("a", doubting)), want[0]);
+                assert_eq!(owned(&with("b", doubting)) + owned(&with("c", doubting)), want[1]);
+            }
+            if doubting.len() == 2 {
+                assert_eq!(owned(&with("c", doubting)), want[2]);
+            }
+            if doubting.len() == 3 || doubting.is_empty() {
+                let mine: Vec<usize> = members.iter().map(|m| owned(&with(m, doubting))).collect();
+                let plain: Vec<usize> = members.iter().map(|m| owned(&view(Some(m), &members, false))).collect();
+                assert_eq!(mine, plain, "{doubting:?}");
+            }
+        }
+        // Who may be asked: the others that trust themselves and answer.
+        let mut v = with("a", &["c"]);
+        assert_eq!(v.askable(), ["b"]);
+        v.indirect.remove("b");
+        assert!(v.askable().is_empty(), "an older binary is never asked");
     }
 }

@@ -41,7 +41,8 @@ impl Default for BurstPolicy {
             min_backends: 3,
             min_percent: 50,
             sample: 3,
-            suspect_for: Duration::from_secs(5),
+            // Covers an indirect probe's wait (the probe timeout, 5 s by default, and the etcd trips).
+            suspect_for: Duration::from_secs(10),
         }
     }
 }

@@ -99,6 +99,14 @@ impl NetNs {
         ip_ok(&["-n", &self.name, "route", "add", &format!("{dest}/32"), "via", &self.host_side(k).to_string()]);
     }
 
+    /// Makes `dest` (a host address) unreachable from inside (or reachable
+    /// again): a route of its own that answers "no route to host" at once,
+    /// while the link and every other address on it stay up.
+    pub fn set_unreachable(&self, dest: IpAddr, unreachable: bool) {
+        let route = format!("{dest}/32");
+        ip_ok(&["-n", &self.name, "route", if unreachable { "add" } else { "del" }, "unreachable", &route]);
+    }
+
     /// Cuts (or restores) link `k`.
     pub fn set_link(&self, k: usize, up: bool) {
         ip_ok(&["link", "set", &self.links[k], if up { "up" } else { "down" }]);

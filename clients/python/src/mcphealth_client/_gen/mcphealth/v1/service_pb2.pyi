@@ -254,12 +254,14 @@ class SelfDoubt(_message.Message):
     def __init__(self, causes: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holds_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holding: _Optional[bool] = ...) -> None: ...
 
 class ClusterMember(_message.Message):
-    __slots__ = ("id", "name")
+    __slots__ = ("id", "name", "doubting")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    DOUBTING_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    doubting: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., doubting: _Optional[bool] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
     __slots__ = ("member", "members", "degraded", "degraded_reason", "lease_ttl_seconds")
