@@ -30,7 +30,7 @@ use super::status::{ClusterStatus, MemberView};
 use crate::etcd_api::etcdserverpb::TxnRequest;
 use crate::etcd_api::mvccpb::KeyValue;
 use mcp_health_core::outlier::TrafficOutcome;
-use mcp_health_engine::Engine;
+use mcp_health_engine::{Engine, ReportOrigin};
 
 /// How long reports gather before they are written: one etcd write per
 /// owner per period, however many reports came.
@@ -216,7 +216,7 @@ pub async fn send_reports(etcd: Etcd, keys: Keys, status: ClusterStatus, queue: 
                 (Destination::Owner(owner), Some(me)) => (owner, me),
                 _ => {
                     for ((group, backend), outcomes) in reports {
-                        let _ = engine.report_forwarded_outcomes(group, backend, outcomes).await;
+                        let _ = engine.report_outcomes(group, backend, outcomes, ReportOrigin::Forwarded).await;
                     }
                     continue;
                 }
@@ -287,7 +287,11 @@ impl Folder {
                 for r in batch.reports {
                     let outcomes: Vec<TrafficOutcome> = r.outcomes.iter().filter_map(|o| outcome_of(o)).collect();
                     let n = outcomes.len() as u64;
-                    match self.engine.report_forwarded_outcomes(r.group.clone(), r.backend.clone(), outcomes).await {
+                    match self
+                        .engine
+                        .report_outcomes(r.group.clone(), r.backend.clone(), outcomes, ReportOrigin::Forwarded)
+                        .await
+                    {
                         Ok(summary) => {
                             self.status.counters.reports_folded.fetch_add(u64::from(summary.accepted), Ordering::Relaxed);
                         }

@@ -47,6 +47,13 @@ pub enum Published {
 }
 
 /// Writes this replica's verdicts, fenced by its lease.
+/// Who writes a record now (`VerdictWriter::writer`).
+struct Writer {
+    me: String,
+    lease: i64,
+    version: u32,
+}
+
 #[derive(Clone)]
 pub struct VerdictWriter {
     etcd: Etcd,
@@ -66,18 +73,27 @@ impl VerdictWriter {
     /// Writes `verdict`, computed for the incarnation of `group` created at
     /// etcd revision `group_created` (None: a group not in etcd).
     pub async fn publish(&self, group: &str, backend: &str, verdict: &SharedVerdict, group_created: Option<i64>) -> Result<Published, EtcdError> {
-        let view = self.status.view();
-        let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
-        if view.degraded.is_some() {
-            return Ok(Published::Skipped);
-        }
+        let Some(w) = self.writer() else { return Ok(Published::Skipped) };
         let record = VerdictRecord {
-            writer: me.clone(),
+            writer: w.me.clone(),
             group_created,
             verdict: verdict.clone(),
         };
-        // The newest format every live member reads (see `record`).
-        self.publish_as(&me, view.lease, group, backend, &record, view.record_version()).await
+        self.publish_as(&w.me, w.lease, group, backend, &record, w.version).await
+    }
+
+    /// Who writes now, and in which record version: None while this
+    /// replica has not joined or is degraded (fail-static: it writes nothing).
+    fn writer(&self) -> Option<Writer> {
+        self.status.with_view(|view| {
+            let me = view.me.clone()?;
+            view.degraded.is_none().then(|| Writer {
+                me,
+                lease: view.lease,
+                // The newest format every live member reads (see `record`).
+                version: view.record_version(),
+            })
+        })
     }
 
     /// The fenced write itself, as member `me` holding `lease`, in record
@@ -103,20 +119,14 @@ impl VerdictWriter {
         verdict: &SharedVerdict,
         group_created: Option<i64>,
     ) -> Result<Published, EtcdError> {
-        let view = self.status.view();
-        let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
-        if view.degraded.is_some() {
-            return Ok(Published::Skipped);
-        }
+        let Some(w) = self.writer() else { return Ok(Published::Skipped) };
         let record = VerdictRecord {
-            writer: me.clone(),
+            writer: w.me.clone(),
             group_created,
             verdict: verdict.clone(),
         };
         let key = self.keys.endpoint_verdict(group, backend, address);
-        let published = self
-            .fenced_put(&me, view.lease, group, group_created, key, record.encode(view.record_version()))
-            .await?;
+        let published = self.fenced_put(&w.me, w.lease, group, group_created, key, record.encode(w.version)).await?;
         if published == Published::Committed {
             debug!(group, backend, endpoint = %address, status = record.status().as_str_name(), "endpoint verdict shared");
         }
@@ -125,18 +135,14 @@ impl VerdictWriter {
 
     /// Writes a discovered backend's endpoint set (`{prefix}/endpoints/{group}/{backend}`), fenced like a verdict.
     pub async fn publish_endpoints(&self, group: &str, backend: &str, endpoints: &SharedEndpoints, group_created: Option<i64>) -> Result<Published, EtcdError> {
-        let view = self.status.view();
-        let Some(me) = view.me.clone() else { return Ok(Published::Skipped) };
-        if view.degraded.is_some() {
-            return Ok(Published::Skipped);
-        }
+        let Some(w) = self.writer() else { return Ok(Published::Skipped) };
         let record = EndpointsRecord {
-            writer: me.clone(),
+            writer: w.me.clone(),
             group_created,
             endpoints: endpoints.clone(),
         };
         let key = self.keys.endpoint_set(group, backend);
-        let published = self.fenced_put(&me, view.lease, group, group_created, key, record.encode()).await?;
+        let published = self.fenced_put(&w.me, w.lease, group, group_created, key, record.encode()).await?;
         if published == Published::Committed {
             debug!(group, backend, endpoints = endpoints.members.len(), "endpoint set shared");
         }

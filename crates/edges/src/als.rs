@@ -23,7 +23,7 @@ use tracing::debug;
 use crate::api::auth::AdminGuard;
 use mcp_health_core::outlier::TrafficOutcome;
 use mcp_health_core::snapshot::GroupSnapshot;
-use mcp_health_engine::Engine;
+use mcp_health_engine::{Engine, ReportOrigin};
 
 /// One HTTP entry as the outlier detector reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,7 +163,7 @@ impl AccessLogService for AccessLogs {
                     continue;
                 };
                 // A backend deleted meanwhile: skipped like an unknown one.
-                let _ = self.engine.report_outcomes(group, backend, vec![seen.outcome]).await;
+                let _ = self.engine.report_outcomes(group, backend, vec![seen.outcome], ReportOrigin::Traffic).await;
             }
         }
         Ok(Response::new(StreamAccessLogsResponse {}))

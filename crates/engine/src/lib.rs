@@ -242,6 +242,15 @@ pub(crate) enum Command {
     },
 }
 
+/// Where reports of real traffic come from (`Engine::report_outcomes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportOrigin {
+    /// A gateway's `ReportOutcomes` or an access log, received here.
+    Traffic,
+    /// Forwarded by another replica to this one as the backend's owner.
+    Forwarded,
+}
+
 /// What a probe that folds into nothing found (`Engine::check_backend`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checked {
@@ -645,38 +654,22 @@ impl Engine {
     /// Folds outcomes of real traffic to one backend (`ReportOutcomes`):
     /// consecutive failures eject it within its group's cap (`policy.outlier`).
     /// In cluster mode, reports for a backend another replica owns are
-    /// handed to the cluster for the owner (`ClusterSeam::forward_outcomes`).
+    /// handed to the cluster for the owner (`ClusterSeam::forward_outcomes`);
+    /// reports another replica forwarded here (`ReportOrigin::Forwarded`)
+    /// for a backend this one no longer owns are counted (`not_owned`), never
+    /// forwarded again.
     pub async fn report_outcomes(
         &self,
         group: String,
         backend: String,
         outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
+        origin: ReportOrigin,
     ) -> Result<ReportSummary, EngineError> {
         self.call(|reply| Command::ReportOutcomes {
             group,
             backend,
             outcomes,
-            forwarded: false,
-            reply,
-        })
-        .await?
-    }
-
-    /// Folds outcomes another replica forwarded to this one as the
-    /// backend's owner (cluster mode): as `report_outcomes`, except that
-    /// reports for a backend this replica no longer owns are counted
-    /// (`not_owned`), not forwarded again.
-    pub async fn report_forwarded_outcomes(
-        &self,
-        group: String,
-        backend: String,
-        outcomes: Vec<mcp_health_core::outlier::TrafficOutcome>,
-    ) -> Result<ReportSummary, EngineError> {
-        self.call(|reply| Command::ReportOutcomes {
-            group,
-            backend,
-            outcomes,
-            forwarded: true,
+            forwarded: origin == ReportOrigin::Forwarded,
             reply,
         })
         .await?

@@ -1053,7 +1053,10 @@ async fn run_ejecting(case: &Ejecting) {
         match step {
             At::Script(i, s) => prober.set(&url(i), s),
             At::Report(i, outcome, n) => {
-                let summary = engine.report_outcomes("g".into(), format!("b{i}"), vec![outcome; n as usize]).await.unwrap();
+                let summary = engine
+                    .report_outcomes("g".into(), format!("b{i}"), vec![outcome; n as usize], ReportOrigin::Traffic)
+                    .await
+                    .unwrap();
                 assert_eq!(summary.accepted, n, "{name} at {at} ms");
             }
             At::Shows(i, status, count) => {
@@ -1247,7 +1250,10 @@ async fn reports_for_a_backend_owned_elsewhere_are_forwarded_and_the_owners_ejec
         .await
         .unwrap();
     seam.owns.store(false, Ordering::SeqCst);
-    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3], ReportOrigin::Traffic)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.forwarded, summary.dropped, summary.not_owned), (0, 3, 0, 0));
     assert_eq!(*seam.forwarded.lock().unwrap(), [("g".to_owned(), "a".to_owned(), 3)]);
     assert!(
@@ -1255,22 +1261,31 @@ async fn reports_for_a_backend_owned_elsewhere_are_forwarded_and_the_owners_ejec
         "not folded here"
     );
     seam.queue_full.store(true, Ordering::SeqCst);
-    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2], ReportOrigin::Traffic)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.forwarded, summary.dropped), (0, 0, 2));
     seam.queue_full.store(false, Ordering::SeqCst);
     // Forwarded already: one hop only, counted as not owned.
-    let summary = engine.report_forwarded_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2], ReportOrigin::Forwarded)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.forwarded, summary.not_owned), (0, 0, 2));
     assert_eq!(seam.forwarded.lock().unwrap().len(), 1);
     // Unknown names are still not found, and not forwarded.
     assert!(matches!(
-        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout]).await,
+        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout], ReportOrigin::Traffic).await,
         Err(EngineError::BackendNotFound { .. })
     ));
     // The owner folds forwarded reports, ejects, and shares the ejection.
     seam.owns.store(true, Ordering::SeqCst);
     seam.shared.lock().unwrap().clear();
-    let summary = engine.report_forwarded_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2], ReportOrigin::Forwarded)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.ejected), (2, true));
     let shared = seam.shared.lock().unwrap().last().cloned().expect("the ejection is shared");
     let ejection = shared.ejection.expect("with the ejection");
@@ -1368,7 +1383,10 @@ async fn history_records_an_ejection_and_its_return() {
         )
         .await
         .unwrap();
-    let summary = engine.report_outcomes("g".into(), "b".into(), vec![O::Timeout, O::Timeout]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "b".into(), vec![O::Timeout, O::Timeout], ReportOrigin::Traffic)
+        .await
+        .unwrap();
     assert!(summary.ejected);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let h = engine.history().backend("g", "b", history::unix_ms(std::time::SystemTime::now())).unwrap();
@@ -1415,17 +1433,23 @@ async fn reports_for_a_backend_owned_elsewhere_are_counted_not_folded() {
         .await
         .unwrap();
     owns.0.store(false, Ordering::SeqCst);
-    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 3], ReportOrigin::Traffic)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (0, 3, false));
     assert!(engine.get("g".into()).await.unwrap().backend("a").unwrap().ejection.is_none());
     // A backend that does not exist is still not found.
     assert!(matches!(
-        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout]).await,
+        engine.report_outcomes("g".into(), "zzz".into(), vec![O::Timeout], ReportOrigin::Traffic).await,
         Err(EngineError::BackendNotFound { .. })
     ));
     // The owner folds them.
     owns.0.store(true, Ordering::SeqCst);
-    let summary = engine.report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2]).await.unwrap();
+    let summary = engine
+        .report_outcomes("g".into(), "a".into(), vec![O::Timeout; 2], ReportOrigin::Traffic)
+        .await
+        .unwrap();
     assert_eq!((summary.accepted, summary.not_owned, summary.ejected), (2, 0, true));
     engine.shutdown().await;
 }

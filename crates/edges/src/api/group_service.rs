@@ -13,7 +13,7 @@ use super::status::{invalid, probe_status, to_status};
 use crate::rpc::v1::group_health_service_server::GroupHealthService;
 use mcp_health_cluster::probes::ProbeReply;
 use mcp_health_core::spec::validate_group;
-use mcp_health_engine::{Engine, EngineError, EventKind, Feed, FeedItem, Origin, api_view};
+use mcp_health_engine::{Engine, EngineError, EventKind, Feed, FeedItem, Origin, ReportOrigin, api_view};
 use mcp_health_proto::v1::*;
 
 pub struct GroupService {
@@ -230,7 +230,11 @@ impl GroupHealthService for GroupService {
             };
             // One engine step per report: an ejection takes effect at the
             // report that reached the threshold, however long the stream stays open.
-            match self.engine.report_outcomes(report.group.clone(), report.backend.clone(), vec![outcome]).await {
+            match self
+                .engine
+                .report_outcomes(report.group.clone(), report.backend.clone(), vec![outcome], ReportOrigin::Traffic)
+                .await
+            {
                 Ok(summary) => {
                     answer.accepted += u64::from(summary.accepted);
                     answer.not_owned += u64::from(summary.not_owned);
