@@ -330,6 +330,49 @@ async fn a_backend_reads_unknown_before_an_answer_unhealthy_after_an_empty_one_a
     engine.shutdown().await;
 }
 
+/// Self-doubt holds DNS expiry too: lookups that fail while the prober
+/// doubts itself (its resolver gives no answer) keep the last good set past
+/// the TTL maximum; trusted again, the same failures expire it.
+#[tokio::test(start_paused = true)]
+async fn a_doubting_prober_keeps_the_last_set_through_failed_lookups() {
+    let dns = Dns::answering(vec![answer(&[1], 10)]);
+    let config = EngineConfig {
+        doubt: mcp_health_core::doubt::DoubtPolicy {
+            clear_checks: 1,
+            ..Default::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, dns.clone(), HealthStatuses::default());
+    engine
+        .apply(discovered("{interval: 2s, timeout: 1s}", "{minTtl: 5s, maxTtl: 20s}"), Origin::Api)
+        .await
+        .unwrap();
+    until(&engine, "one HEALTHY endpoint", |b| b.status() == BackendStatus::Healthy).await;
+    let no_resolver = mcp_health_core::doubt::Evidence {
+        resolver_answered: Some(false),
+        ..Default::default()
+    };
+    engine.report_doubt(no_resolver).await.unwrap();
+    dns.set(Lookup::Failed { detail: "SERVFAIL".into() });
+    // Three times the TTL maximum: still the last good set, still HEALTHY.
+    tokio::time::sleep(60 * S).await;
+    let b = backend(&engine).await;
+    assert_eq!(endpoints(&b), rows(&[(1, H, false)]), "{b:#?}");
+    assert!(engine.doubt().borrow().is_some());
+    // The resolver check answers again: trusted, the failed lookups expire the set.
+    engine
+        .report_doubt(mcp_health_core::doubt::Evidence {
+            resolver_answered: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b = until(&engine, "UNHEALTHY with reason DNS", |b| b.status() == BackendStatus::Unhealthy).await;
+    assert_eq!(b.endpoints[0].observed.reason.code, ReasonCode::Dns);
+    engine.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn deleting_a_discovered_backend_stops_its_lookups_and_probes() {
     let dns = Dns::answering(vec![answer(&[1, 2], 5)]);

@@ -610,18 +610,8 @@ impl EngineState {
             }
         }
         if held {
-            // Fail-static: the prober doubts itself (or asks the others
-            // about a burst), so this failure is no evidence against the
-            // backend; its verdict and reason stand.
-            b.last_probe = Some(now);
-            b.last_latency = Some(r.latency);
+            hold_result(&mut b.last_probe, &mut b.last_latency, r, now, observed, fx);
             g.cached = None;
-            if observed {
-                fx.push(Effect::Observe(Observed::ProbeHeld {
-                    group: r.group.clone(),
-                    backend: r.backend.clone(),
-                }));
-            }
             return Ok(());
         }
         let backend = &b.target.backend;
@@ -921,6 +911,21 @@ impl EngineState {
             }]));
         }
         Ok(ticket(b, group, backend))
+    }
+}
+
+/// A failing result held back (fail-static: the prober doubts itself, or
+/// asks the other replicas about a burst): no evidence against the backend
+/// or endpoint, so its verdict and reason stand; only when it was probed, and
+/// how long that took, are kept. Counted (`Observed::ProbeHeld`).
+fn hold_result(last_probe: &mut Option<SystemTime>, last_latency: &mut Option<Duration>, r: &ProbeResult, now: SystemTime, observed: bool, fx: &mut Effects) {
+    *last_probe = Some(now);
+    *last_latency = Some(r.latency);
+    if observed {
+        fx.push(Effect::Observe(Observed::ProbeHeld {
+            group: r.group.clone(),
+            backend: r.backend.clone(),
+        }));
     }
 }
 

@@ -19,6 +19,7 @@ use crate::groups::{BackendState, Discovered, EndpointState};
 use crate::results::ProbeResult;
 use crate::seam::{SharedDns, SharedEndpoints, SharedMember, SharedVerdict};
 use mcp_health_core::discovery::{DnsState, EndpointSet, Lookup, Member, Presence};
+use mcp_health_core::doubt::Hold;
 use mcp_health_core::outcome::{OutcomeClass, ServerFacts, is_refusal};
 use mcp_health_core::verdict::{Pace, Verdict, observe, pace, passes};
 use mcp_health_probe::ProbeTarget;
@@ -84,6 +85,12 @@ impl EngineState {
         }
         let target = b.target.clone();
         let policy = target.backend.discovery.clone().unwrap_or_default();
+        if matches!(lookup, Lookup::Failed { .. }) && self.doubt.hold(&self.settings.doubt, at.into_std()) == Hold::Holding {
+            // Fail-static, as for probes: a lookup that failed while the
+            // prober doubts itself (its resolver, say) is no evidence against
+            // the name. The set and its DNS state stand; asked again soon.
+            return Some(policy.min_ttl);
+        }
         let d = b.discovered.as_mut()?;
         let before = d.set.clone();
         // A lookup of our own: this replica speaks for the set now (it owns the backend).
@@ -150,16 +157,8 @@ impl EngineState {
             fx.push(Effect::Observe(Observed::ProbeApplied));
         }
         if self.doubt.holds_back(r.outcome.class, &self.settings.doubt, at.into_std()) {
-            // Fail-static, as for a one-endpoint backend (`EngineState::fold`).
-            e.last_probe = Some(now);
-            e.last_latency = Some(r.latency);
+            super::hold_result(&mut e.last_probe, &mut e.last_latency, r, now, observed, fx);
             g.cached = None;
-            if observed {
-                fx.push(Effect::Observe(Observed::ProbeHeld {
-                    group: r.group.clone(),
-                    backend: r.backend.clone(),
-                }));
-            }
             return Ok(());
         }
         let prev = e.verdict.clone();
