@@ -13,14 +13,13 @@ use std::net::SocketAddr;
 
 use crate::cluster_daemons::metric;
 use crate::cluster_more::{all_healthy, config_status, names_owned, write};
-use crate::common::{self, apply_request, eventually, group_health, group_yaml};
+use crate::common::{self, apply_request, eventually, group_health, group_yaml, watch_statuses};
 use crate::etcd_support::{EtcdCluster, EtcdConfig};
 use crate::lifecycle_bin::Daemon;
 use crate::netns_support::NetNs;
 use mcp_fixture::{FixtureOptions, FixtureServer};
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 type Client = GroupHealthServiceClient<Channel>;
@@ -52,31 +51,6 @@ async fn owned_backends(urls: &[String]) -> Option<Vec<u64>> {
         owned.push(metric(url, "mcp_health_cluster_owned_backends").await?);
     }
     Some(owned)
-}
-
-/// Records every backend status a replica's watch shows until stopped.
-fn watch_statuses(client: &Client) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<(String, i32)>>) {
-    let client = client.clone();
-    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut stream = client
-            .clone()
-            .watch_group_health(WatchGroupHealthRequest { group: "fleet".into() })
-            .await
-            .expect("watch")
-            .into_inner();
-        let mut seen = Vec::new();
-        loop {
-            tokio::select! {
-                _ = &mut stop => return seen,
-                m = stream.next() => match m {
-                    Some(Ok(m)) => seen.extend(m.groups.iter().flat_map(|g| g.backends.iter().map(|b| (b.name.clone(), b.status)))),
-                    other => panic!("a watch ended: {other:?}"),
-                },
-            }
-        }
-    });
-    (stop_tx, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +126,7 @@ async fn a_replica_cut_off_from_the_fleet_hands_its_backends_over_and_a_dead_fle
         eventually("every replica sees the fleet READY", || group_health(c, "fleet"), all_healthy).await;
     }
     eventually("each replica owns its share", || owned_backends(&metrics), |n| *n == [PER as u64; 3]).await;
-    let watches: Vec<_> = clients.iter().map(watch_statuses).collect();
+    let watches: Vec<_> = clients.iter().map(|c| watch_statuses(c, "fleet")).collect();
 
     // The cut: the namespace has no route to the fleet; etcd and the API stay.
     ns.set_unreachable(fleet_ip, true);

@@ -6,15 +6,14 @@
 //! (network namespaces).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 
-use crate::common::{apply_request, eventually, group_health, group_yaml};
+use crate::cluster_more::{scrape, write};
+use crate::common::{apply_request, eventually, group_health, group_yaml, watch_statuses};
 use crate::lifecycle_bin::Daemon;
 use crate::netns_support::NetNs;
 use mcp_fixture::{FixtureOptions, FixtureServer};
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 type Client = GroupHealthServiceClient<Channel>;
@@ -26,12 +25,6 @@ const SERVICE_LINK: usize = 0;
 const FLEET_LINK: usize = 1;
 const BACKENDS: [&str; 3] = ["a", "b", "c"];
 const UNHEALTHY_THRESHOLD: u64 = 3;
-
-fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write");
-    path
-}
 
 fn authorized<T>(message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
@@ -60,44 +53,6 @@ async fn held(client: &Client) -> Option<Vec<u64>> {
         out.push(h.held_probes);
     }
     Some(out)
-}
-
-fn statuses(g: &GroupHealth) -> Vec<i32> {
-    g.backends.iter().map(|b| b.status).collect()
-}
-
-/// Records every backend status a watch shows until stopped.
-fn watch_statuses(client: &Client) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<i32>>) {
-    let client = client.clone();
-    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut stream = client
-            .clone()
-            .watch_group_health(WatchGroupHealthRequest { group: "fleet".into() })
-            .await
-            .expect("watch")
-            .into_inner();
-        let mut seen = Vec::new();
-        loop {
-            tokio::select! {
-                _ = &mut stop => return seen,
-                m = stream.next() => match m {
-                    Some(Ok(m)) => seen.extend(m.groups.iter().flat_map(statuses)),
-                    other => panic!("the watch ended: {other:?}"),
-                },
-            }
-        }
-    });
-    (stop_tx, task)
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("exposition")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +106,7 @@ async fn a_daemon_cut_off_from_its_fleet_doubts_itself_with_a_canary_and_blames_
         .await;
     }
     assert_eq!(self_doubt(&doubting_client).await, Some(None), "no doubt while the canary answers");
-    let (stop_watch, watch) = watch_statuses(&doubting_client);
+    let (stop_watch, watch) = watch_statuses(&doubting_client, "fleet");
     let before = held(&doubting_client).await.expect("history");
 
     ns.set_link(FLEET_LINK, false);
@@ -192,7 +147,10 @@ async fn a_daemon_cut_off_from_its_fleet_doubts_itself_with_a_canary_and_blames_
     eventually("the doubt ends", || self_doubt(&doubting_client), Option::is_none).await;
     let _ = stop_watch.send(());
     let seen = watch.await.expect("watch task");
-    assert!(!seen.contains(&(BackendStatus::Unhealthy as i32)), "a backend turned UNHEALTHY: {seen:?}");
+    assert!(
+        seen.iter().all(|(_, s)| *s != BackendStatus::Unhealthy as i32),
+        "a backend turned UNHEALTHY: {seen:?}"
+    );
     let log = doubting.drain_log();
     assert_eq!(log.iter().filter(|l| l.contains("the prober trusts itself again")).count(), 1, "{log:?}");
     drop(fixtures);

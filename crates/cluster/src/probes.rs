@@ -117,20 +117,7 @@ impl ProbeRouter {
             return Ok(ProbeReply::from(&engine.probe_backend(group, backend).await?));
         };
         let owner = Owner { id: owner, name };
-        // An unknown backend here may be known to the owner (a group applied
-        // a moment ago elsewhere): ask anyway, for the default wait.
-        let wait = answer_wait(engine.probe_timeout(group.clone(), backend.clone()).await.ok());
-        let ask = Ask {
-            id: request_id(&me, self.next.fetch_add(1, Ordering::Relaxed)),
-            group,
-            backend,
-            me,
-            lease,
-            owner,
-            wait,
-            indirect: false,
-        };
-        let (owner, named, answer) = self.spawn_forward(ask).await?;
+        let (owner, named, answer) = self.ask(engine, (me, lease), owner, group, backend, false).await?;
         match answer.result {
             Answered::Probed { backend, phase } => Ok(ProbeReply { backend: *backend, phase }),
             Answered::Checked { .. } => Err(ProbeError::Owner {
@@ -146,21 +133,10 @@ impl ProbeRouter {
     /// reaches `group/backend`, a backend this replica saw failing in a
     /// burst. True when it reached it. The peer folds nothing.
     pub async fn check_via(&self, engine: &Engine, peer: Owner, group: String, backend: String) -> Result<bool, ProbeError> {
-        let Some((me, lease)) = self.status.with_view(|v| v.me.clone().map(|me| (me, v.lease))) else {
+        let Some(me) = self.status.with_view(|v| v.me.clone().map(|me| (me, v.lease))) else {
             return Err(ProbeError::Engine(EngineError::ShuttingDown));
         };
-        let wait = answer_wait(engine.probe_timeout(group.clone(), backend.clone()).await.ok());
-        let ask = Ask {
-            id: request_id(&me, self.next.fetch_add(1, Ordering::Relaxed)),
-            group,
-            backend,
-            me,
-            lease,
-            owner: peer,
-            wait,
-            indirect: true,
-        };
-        let (owner, named, answer) = self.spawn_forward(ask).await?;
+        let (owner, named, answer) = self.ask(engine, me, peer, group, backend, true).await?;
         match answer.result {
             Answered::Checked { reached, .. } => Ok(reached),
             Answered::Probed { .. } => Err(ProbeError::Owner {
@@ -172,9 +148,33 @@ impl ProbeRouter {
         }
     }
 
-    /// Runs `forward` in its own task, so a caller that goes away (a client
-    /// that hangs up) still leaves no keys behind.
-    async fn spawn_forward(&self, ask: Ask) -> Result<(Owner, String, ProbeAnswer), ProbeError> {
+    /// Asks `owner`, as member `me` holding its lease, to probe (or, for an
+    /// indirect probe, check) `group/backend`, waiting as long as the
+    /// backend's probe may take plus the etcd trips. In its own task
+    /// (`forward`), so a caller that goes away (a client that hangs up)
+    /// still leaves no keys behind.
+    async fn ask(
+        &self,
+        engine: &Engine,
+        (me, lease): (String, i64),
+        owner: Owner,
+        group: String,
+        backend: String,
+        indirect: bool,
+    ) -> Result<(Owner, String, ProbeAnswer), ProbeError> {
+        // An unknown backend here may be known to the owner (a group applied
+        // a moment ago elsewhere): ask anyway, for the default wait.
+        let wait = answer_wait(engine.probe_timeout(group.clone(), backend.clone()).await.ok());
+        let ask = Ask {
+            id: request_id(&me, self.next.fetch_add(1, Ordering::Relaxed)),
+            group,
+            backend,
+            me,
+            lease,
+            owner,
+            wait,
+            indirect,
+        };
         let router = self.clone();
         let forward = tokio::spawn(async move { router.forward(ask).await });
         // The task does not panic; a join error means the runtime is shutting down.

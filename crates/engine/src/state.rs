@@ -776,10 +776,7 @@ impl EngineState {
     /// One backend's snapshot and its group's phase (the answer to an on-demand probe).
     pub fn probed(&self, group: &str, backend: &str) -> Result<Probed, EngineError> {
         let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
-        let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
-            group: group.to_owned(),
-            backend: backend.to_owned(),
-        })?;
+        let b = self.backend(group, backend)?;
         Ok(Probed {
             backend: b.snapshot(),
             phase: g.verdict.phase,
@@ -856,12 +853,7 @@ impl EngineState {
 
     /// How long a probe of one backend may take (its policy's timeout).
     pub fn probe_timeout(&self, group: &str, backend: &str) -> Result<Duration, EngineError> {
-        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
-        let b = g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
-            group: group.to_owned(),
-            backend: backend.to_owned(),
-        })?;
-        Ok(b.target.backend.policy.timeout)
+        Ok(self.backend(group, backend)?.target.backend.policy.timeout)
     }
 
     /// Grants an on-demand probe of one backend, at most one per
@@ -894,16 +886,21 @@ impl EngineState {
         Ok(ticket(b, group, backend))
     }
 
+    /// One backend, or the error naming what is missing.
+    fn backend(&self, group: &str, backend: &str) -> Result<&BackendState, EngineError> {
+        let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
+        g.backends.get(backend).ok_or_else(|| EngineError::BackendNotFound {
+            group: group.to_owned(),
+            backend: backend.to_owned(),
+        })
+    }
+
     /// A probe of one backend whose result folds into nothing: another
     /// replica asks whether this one reaches it (indirect probes). Not rate
     /// limited here (the asking replica's burst policy bounds them) and not
     /// served for a discovered backend (a burst samples plain backends).
     pub fn check_ticket(&self, group: String, backend: String) -> Result<ProbeTicket, EngineError> {
-        let g = self.groups.get(&group).ok_or_else(|| EngineError::GroupNotFound(group.clone()))?;
-        let b = g.backends.get(&backend).ok_or_else(|| EngineError::BackendNotFound {
-            group: group.clone(),
-            backend: backend.clone(),
-        })?;
+        let b = self.backend(&group, &backend)?;
         if b.discovered.is_some() {
             return Err(EngineError::Invalid(vec![FieldViolation {
                 field: "backend".to_owned(),

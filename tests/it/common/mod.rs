@@ -98,6 +98,36 @@ impl TestDaemon {
     }
 }
 
+/// Records every (backend, status) a watch of `group` shows until stopped
+/// (through the sender); panics if the watch ends first.
+pub fn watch_statuses(
+    client: &GroupHealthServiceClient<Channel>,
+    group: &str,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Vec<(String, i32)>>) {
+    use tokio_stream::StreamExt;
+    let (client, group) = (client.clone(), group.to_owned());
+    let (stop_tx, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut stream = client
+            .clone()
+            .watch_group_health(WatchGroupHealthRequest { group })
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut seen = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stop => return seen,
+                m = stream.next() => match m {
+                    Some(Ok(m)) => seen.extend(m.groups.iter().flat_map(|g| g.backends.iter().map(|b| (b.name.clone(), b.status)))),
+                    other => panic!("a watch ended: {other:?}"),
+                },
+            }
+        }
+    });
+    (stop_tx, task)
+}
+
 /// An ApplyGroup request that really applies (not `validate_only`).
 /// A group's health as `GetGroupHealth` answers it, None on any error
 /// (not there yet, or a replica that is down): for `eventually`.

@@ -24,14 +24,27 @@ pub fn ip_ok(args: &[&str]) {
     );
 }
 
-/// A free 10.213.N.0/24 (no interface has an address in it), searched from a
-/// start that differs per process, so parallel runs rarely collide.
+/// Subnets this process handed out and has not released: tests in one
+/// process create namespaces in parallel, and a subnet chosen by one is not
+/// on any interface until its addresses are added.
+static TAKEN: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+/// A free 10.213.N.0/24 (no interface has an address in it, and this process
+/// has not handed it out), searched from a start that differs per process,
+/// so parallel runs rarely collide. Taken until `release_subnet`.
 fn free_subnet(skip: &[u8]) -> u8 {
+    let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let start = std::process::id() % 250;
-    (0..250)
+    let n = (0..250)
         .map(|k| ((start + k) % 250 + 1) as u8)
-        .find(|n| !skip.contains(n) && ip(&["-o", "addr", "show", "to", &format!("10.213.{n}.0/24")]).stdout.is_empty())
-        .expect("a free 10.213.N.0/24")
+        .find(|n| !skip.contains(n) && !taken.contains(n) && ip(&["-o", "addr", "show", "to", &format!("10.213.{n}.0/24")]).stdout.is_empty())
+        .expect("a free 10.213.N.0/24");
+    taken.push(n);
+    n
+}
+
+fn release_subnet(n: u8) {
+    TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|t| *t != n);
 }
 
 /// A network namespace of its own with `links` veth pairs to the host; link
@@ -121,5 +134,6 @@ impl Drop for NetNs {
         for l in &self.links {
             let _ = ip(&["link", "del", l]);
         }
+        release_subnet(self.subnet);
     }
 }
