@@ -13,6 +13,8 @@
 #   xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server   dnsmasq
 #   cluster_daemons:: cluster_etcd:: cluster_more::    etcd (and root, for the network partition)
 #   cluster_versions::                                 etcd and the previous release (scripts/build-previous.sh)
+#   cluster_doubt::                                    etcd and root (a replica in a network namespace)
+#   self_doubt::                                       root (a daemon in a network namespace)
 #   interop:: interop_matrix:: catalog:: checks::      the Python and TypeScript SDKs (.venv, npm)
 #   conformance::                                      the MCP conformance suite and its Node.js 22 (npm)
 #   alerts:: metrics_prometheus::                      prometheus and promtool
@@ -31,6 +33,7 @@ cargo test --test it -- \
   --skip probe_cost:: --skip discovery:: \
   --skip xds_push::envoy_gets_the_address_the_probe_connected_to_through_dns_server \
   --skip cluster_daemons:: --skip cluster_etcd:: --skip cluster_more:: --skip cluster_versions:: \
+  --skip cluster_doubt:: --skip self_doubt:: \
   --skip interop:: --skip interop_matrix:: --skip catalog:: --skip checks:: --skip conformance:: \
   --skip alerts:: --skip metrics_prometheus:: \
   --skip security_validation:: \
