@@ -9,7 +9,9 @@
 //! those of them whose latest result is a *new* failure (a failure of a
 //! backend that was not already UNHEALTHY: a backend long dead is no news).
 //! A burst starts when the new failures reach both `min_backends` and
-//! `min_percent` of the backends seen, at most once per window.
+//! `min_percent` of the backends seen, at most once per window, and only at
+//! a result that starts a backend's run of failures: a steady fleet costs a
+//! map update per result, never a scan.
 //!
 //! Time is an argument; nothing here reads a clock.
 
@@ -60,6 +62,10 @@ pub struct BurstState<K> {
     seen: HashMap<K, Seen>,
     last_burst: Option<Instant>,
     last_prune: Option<Instant>,
+    /// Entries whose latest result is a new failure, recent or not yet
+    /// pruned: at least the recent ones, so below `min_backends` no burst
+    /// can start and nothing is scanned.
+    failing: usize,
 }
 
 impl<K> Default for BurstState<K> {
@@ -68,6 +74,7 @@ impl<K> Default for BurstState<K> {
             seen: HashMap::new(),
             last_burst: None,
             last_prune: None,
+            failing: 0,
         }
     }
 }
@@ -83,8 +90,24 @@ impl<K: Clone + Eq + Hash + Ord> BurstState<K> {
             (true, Some(Seen { failing_since: Some(t), at })) if now.saturating_duration_since(*at) <= policy.window => Some(*t),
             (true, _) => Some(now),
         };
-        self.seen.insert(key, Seen { at: now, failing_since });
+        let was_failing = self
+            .seen
+            .insert(key, Seen { at: now, failing_since })
+            .is_some_and(|s| s.failing_since.is_some());
+        match (was_failing, failing_since.is_some()) {
+            (false, true) => self.failing += 1,
+            (true, false) => self.failing -= 1,
+            _ => {}
+        }
         self.prune(now, policy.window);
+        // Only a failing run that starts now can start a burst, and only
+        // with enough failures counted: so a result costs O(1) but for the
+        // scan below, which runs at most once per backend that starts
+        // failing (and never while a burst's window lasts).
+        let starts = failing_since == Some(now);
+        if !starts || self.failing < policy.min_backends.max(1) {
+            return None;
+        }
         let recent = |s: &&Seen| now.saturating_duration_since(s.at) <= policy.window;
         if self.last_burst.is_some_and(|t| now.saturating_duration_since(t) < policy.window) {
             return None;
@@ -110,7 +133,9 @@ impl<K: Clone + Eq + Hash + Ord> BurstState<K> {
 
     /// Forgets a key (its backend was removed).
     pub fn forget(&mut self, key: &K) {
-        self.seen.remove(key);
+        if self.seen.remove(key).is_some_and(|s| s.failing_since.is_some()) {
+            self.failing -= 1;
+        }
     }
 
     /// Backends with a result in the window or not pruned yet.
@@ -129,6 +154,13 @@ impl<K: Clone + Eq + Hash + Ord> BurstState<K> {
             return;
         }
         self.last_prune = Some(now);
-        self.seen.retain(|_, s| now.saturating_duration_since(s.at) <= window);
+        let failing = &mut self.failing;
+        self.seen.retain(|_, s| {
+            let keep = now.saturating_duration_since(s.at) <= window;
+            if !keep && s.failing_since.is_some() {
+                *failing -= 1;
+            }
+            keep
+        });
     }
 }

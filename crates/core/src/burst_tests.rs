@@ -56,8 +56,11 @@ fn bursts_start_on_enough_new_failures_once_per_window() {
                 (30, "a", true, None),
                 (9_000, "c", true, None),
                 // A window later, it may start again.
-                // d fell out of the window; a has been failing since 30 ms.
-                (10_020, "a", true, Some(vec!["b", "a"])),
+                // A backend failing on is no news: only a run that starts does.
+                (10_020, "a", true, None),
+                // d's earlier run fell out of the window: its run starts again
+                // now. Recent: a (failing since 30 ms), c (9 s), d.
+                (10_030, "d", true, Some(vec!["a", "c"])),
             ],
         ),
         (
@@ -116,4 +119,19 @@ fn old_results_are_pruned() {
     assert_eq!(s.len(), 1, "a window later only the newest result is left");
     s.forget(&1000);
     assert!(s.is_empty());
+}
+
+#[test]
+fn the_failing_count_follows_every_change() {
+    // Checked through its effect: below min_backends nothing starts, at it a burst does.
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let p = BurstPolicy { min_percent: 1, ..P };
+    let mut s = BurstState::default();
+    assert_eq!(s.note("a", true, at(0), &p), None);
+    assert_eq!(s.note("a", false, at(1), &p), None, "a passes: no longer failing");
+    assert_eq!(s.note("b", true, at(2), &p), None, "one failing, not two");
+    s.forget(&"b");
+    assert_eq!(s.note("c", true, at(3), &p), None, "b forgotten: one failing again");
+    assert_eq!(s.note("d", true, at(4), &p), Some(vec!["c", "d"]));
 }
