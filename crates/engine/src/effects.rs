@@ -139,4 +139,24 @@ impl Effects {
     pub fn push(&mut self, e: Effect) {
         self.actions.push(e);
     }
+
+    /// Tells the observer (when there is one: `observed`) that the backend
+    /// was ejected at `at`, or that its ejection ended (`ejection` None).
+    pub(crate) fn observe_ejection(
+        &mut self,
+        observed: bool,
+        group: &str,
+        backend: &str,
+        ejection: Option<mcp_health_core::outlier::Ejection>,
+        at: std::time::SystemTime,
+    ) {
+        if observed {
+            self.push(Effect::Observe(Observed::Ejection {
+                group: group.to_owned(),
+                backend: backend.to_owned(),
+                ejection,
+                at,
+            }));
+        }
+    }
 }

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::EngineState;
 use crate::EngineError;
-use crate::effects::{Effect, Effects, Observed};
+use crate::effects::{Effect, Effects};
 use mcp_health_core::outlier::{GroupEjections, Reported, TrafficOutcome};
 
 /// What a batch of reports for one backend did.
@@ -98,14 +98,7 @@ impl EngineState {
                             at: Some(ends),
                         });
                     }
-                    if observed {
-                        fx.push(Effect::Observe(Observed::Ejection {
-                            group: group.to_owned(),
-                            backend: backend.to_owned(),
-                            ejection: Some(ejection),
-                            at: now,
-                        }));
-                    }
+                    fx.observe_ejection(observed, group, backend, Some(ejection), now);
                     // Shared like a verdict change, so every replica answers the same.
                     if shared {
                         fx.push(Effect::ShareVerdict {
@@ -139,13 +132,6 @@ pub(super) fn end_ejection(
 ) -> bool {
     let Some(ended) = b.outlier.probe_passed(at.into_std()) else { return false };
     info!(group, backend, cause = %ended.cause, count = ended.count, "backend returned from ejection");
-    if observed {
-        fx.push(Effect::Observe(Observed::Ejection {
-            group: group.to_owned(),
-            backend: backend.to_owned(),
-            ejection: None,
-            at: now,
-        }));
-    }
+    fx.observe_ejection(observed, group, backend, None, now);
     true
 }

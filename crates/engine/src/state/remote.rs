@@ -101,14 +101,7 @@ fn take_ejection(
             let Some(ended) = b.outlier.ejection.take() else { return false };
             b.outlier.returned_at = Some(at.into_std());
             info!(group, backend, cause = %ended.0.cause, "backend returned from ejection (shared by its owner)");
-            if observed {
-                fx.push(Effect::Observe(Observed::Ejection {
-                    group: group.to_owned(),
-                    backend: backend.to_owned(),
-                    ejection: None,
-                    at: now,
-                }));
-            }
+            fx.observe_ejection(observed, group, backend, None, now);
             true
         }
         Some(SharedEjection { ejection, remaining }) => {
@@ -129,14 +122,8 @@ fn take_ejection(
                 epoch: b.epoch,
                 at: Some(ends),
             });
-            if observed {
-                fx.push(Effect::Observe(Observed::Ejection {
-                    group: group.to_owned(),
-                    backend: backend.to_owned(),
-                    at: ejection.since,
-                    ejection: Some(ejection),
-                }));
-            }
+            let since = ejection.since;
+            fx.observe_ejection(observed, group, backend, Some(ejection), since);
             true
         }
     }
