@@ -183,16 +183,10 @@ mod tests {
         assert!(metrics.encode().unwrap().lines().any(|l| l == "mcp_health_cluster_degraded 0"));
     }
 
-    #[test]
-    fn owned_backends_follow_the_member_view_and_the_engines_backends() {
-        use mcp_health_proto::v1::BackendStatus;
-        let history = Arc::new(History::new());
-        // 30 backends in three groups, as the engine reports them added.
-        for i in 0..30 {
-            history.observe_status(&format!("g{}", i % 3), &format!("b{i}"), None, BackendStatus::Unknown, 0);
-        }
+    /// Three members' statuses, each joined as itself and seeing all three.
+    fn member_statuses() -> Vec<ClusterStatus> {
         let members = ["m1", "m2", "m3"];
-        let statuses: Vec<ClusterStatus> = members
+        members
             .iter()
             .map(|me| {
                 let s = ClusterStatus::default();
@@ -202,16 +196,25 @@ mod tests {
                 });
                 s
             })
-            .collect();
-        let owned = |s: &ClusterStatus| {
-            let text = Exposition::of(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
-            let line = text
-                .lines()
-                .find_map(|l| l.strip_prefix("mcp_health_cluster_owned_backends "))
-                .unwrap()
-                .to_owned();
-            line.parse::<u64>().unwrap()
-        };
+            .collect()
+    }
+
+    /// The value of `series` (its name and a space) in the replica's scrape.
+    fn owned(s: &ClusterStatus, history: &Arc<History>, series: &str) -> u64 {
+        let text = Exposition::of(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
+        text.lines().find_map(|l| l.strip_prefix(series)).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn owned_backends_follow_the_member_view_and_the_engines_backends() {
+        use mcp_health_proto::v1::BackendStatus;
+        let history = Arc::new(History::new());
+        // 30 backends in three groups, as the engine reports them added.
+        for i in 0..30 {
+            history.observe_status(&format!("g{}", i % 3), &format!("b{i}"), None, BackendStatus::Unknown, 0);
+        }
+        let statuses = member_statuses();
+        let owned = |s: &ClusterStatus| owned(s, &history, "mcp_health_cluster_owned_backends ");
         let counts: Vec<u64> = statuses.iter().map(owned).collect();
         // (replica, owned): every backend exactly once across the three.
         assert_eq!(counts.iter().sum::<u64>(), 30, "{counts:?}");
@@ -231,35 +234,19 @@ mod tests {
 
     #[test]
     fn owned_endpoints_follow_the_member_view_and_the_shared_sets() {
-        let members = ["m1", "m2", "m3"];
-        let statuses: Vec<ClusterStatus> = members
-            .iter()
-            .map(|me| {
-                let s = ClusterStatus::default();
-                s.update(|v| {
-                    v.me = Some((*me).to_owned());
-                    v.members = members.iter().map(|m| m.to_string()).collect();
-                });
-                // One backend of 9 addresses, as every replica reads it from etcd.
-                s.endpoint_sets
-                    .set("web", "pods", (2..=10).map(|l| std::net::SocketAddr::from(([127, 0, 0, l], 8080))).collect());
-                s
-            })
-            .collect();
+        let statuses = member_statuses();
+        // One backend of 9 addresses, as every replica reads it from etcd.
+        for s in &statuses {
+            s.endpoint_sets
+                .set("web", "pods", (2..=10).map(|l| std::net::SocketAddr::from(([127, 0, 0, l], 8080))).collect());
+        }
         let history = Arc::new(History::new());
         history.observe_status("web", "pods", None, mcp_health_proto::v1::BackendStatus::Unknown, 0);
         // A set in etcd for a backend the engine does not have (removed from its group): not counted.
         for s in &statuses {
             s.endpoint_sets.set("web", "gone", vec![std::net::SocketAddr::from(([127, 0, 0, 99], 8080))]);
         }
-        let owned = |s: &ClusterStatus| {
-            let text = Exposition::of(ClusterMetrics::new(s.clone(), history.clone())).encode().unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix("mcp_health_cluster_owned_endpoints "))
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        };
+        let owned = |s: &ClusterStatus| owned(s, &history, "mcp_health_cluster_owned_endpoints ");
         let counts: Vec<u64> = statuses.iter().map(owned).collect();
         // Every endpoint exactly once across the three, spread.
         assert_eq!(counts.iter().sum::<u64>(), 9, "{counts:?}");
