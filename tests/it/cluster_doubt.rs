@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use crate::cluster_daemons::metric;
 use crate::cluster_more::{all_healthy, config_status, names_owned, write};
 use crate::common::{self, apply_request, eventually, group_health, group_yaml, watch_statuses};
-use crate::etcd_support::{EtcdCluster, EtcdConfig};
+use crate::etcd_support::EtcdCluster;
 use crate::lifecycle_bin::Daemon;
 use crate::netns_support::NetNs;
 use mcp_fixture::{FixtureOptions, FixtureServer};
@@ -57,14 +57,7 @@ async fn owned_backends(urls: &[String]) -> Option<Vec<u64>> {
 async fn a_replica_cut_off_from_the_fleet_hands_its_backends_over_and_a_dead_fleet_is_seen_by_every_replica() {
     common::install_crypto();
     let ns = NetNs::create(2);
-    let etcd = EtcdCluster::start_with(
-        1,
-        EtcdConfig {
-            tls: None,
-            also_listen: Some(ns.host_side(ETCD_LINK)),
-        },
-    )
-    .await;
+    let etcd = EtcdCluster::start_also_on(1, ns.host_side(ETCD_LINK)).await;
     let doubt_flags = [
         "--etcd-prefix",
         "/doubt",

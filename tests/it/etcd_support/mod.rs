@@ -61,6 +61,19 @@ impl EtcdCluster {
         Self::start_with(n, EtcdConfig::default()).await
     }
 
+    /// [`EtcdCluster::start`], listening also on `addr` (a network
+    /// namespace's link, for a replica inside it), without TLS.
+    pub async fn start_also_on(n: usize, addr: IpAddr) -> EtcdCluster {
+        Self::start_with(
+            n,
+            EtcdConfig {
+                tls: None,
+                also_listen: Some(addr),
+            },
+        )
+        .await
+    }
+
     /// [`EtcdCluster::start`] with TLS and/or another listen address.
     pub async fn start_with(n: usize, config: EtcdConfig) -> EtcdCluster {
         let dir = tempfile::tempdir().expect("temp dir");
