@@ -18,7 +18,7 @@ use mcp_health_core::snapshot::{BackendSnapshot, BackendSpecShown, CatalogFacts,
 use mcp_health_core::spec::ValidBackend;
 use mcp_health_core::verdict::Verdict;
 use mcp_health_probe::ProbeTarget;
-use mcp_health_proto::v1::{BackendStatus, GroupPhase, GroupSource, ReasonCode};
+use mcp_health_proto::v1::{BackendStatus, GroupPhase, GroupSource, GroupSpec, ProbePolicy, ReasonCode};
 
 pub(super) struct BackendState {
     pub(super) target: Arc<ProbeTarget>,
@@ -248,7 +248,12 @@ impl Discovered {
 }
 
 pub(super) struct GroupState {
-    pub(super) spec: mcp_health_proto::v1::GroupSpec,
+    /// The spec's group policy. The rest of the spec as applied is not kept
+    /// twice: each backend's is its probe target's (`spec`, `has_spec`).
+    pub(super) policy: Option<ProbePolicy>,
+    /// The spec's backend order (`spec_order`): its i-th backend is the
+    /// `order[i]`-th of `backends`, which are sorted by name.
+    pub(super) order: Vec<u32>,
     pub(super) generation: u64,
     pub(super) origin: Origin,
     /// The engine sequence number of this group's last published change.
@@ -260,6 +265,28 @@ pub(super) struct GroupState {
 }
 
 impl GroupState {
+    /// The backends in the spec's order.
+    fn in_spec_order(&self) -> impl Iterator<Item = &BackendState> {
+        let sorted: Vec<&BackendState> = self.backends.values().collect();
+        self.order.iter().map(move |i| sorted[*i as usize])
+    }
+
+    /// Whether `spec` is the spec this group was applied with (its name aside).
+    pub(super) fn has_spec(&self, spec: &GroupSpec) -> bool {
+        spec.policy == self.policy
+            && spec.backends.len() == self.order.len()
+            && self.in_spec_order().zip(&spec.backends).all(|(b, s)| b.target.backend.spec == *s)
+    }
+
+    /// The spec this group (named `name`) was applied with.
+    pub(super) fn spec(&self, name: &str) -> GroupSpec {
+        GroupSpec {
+            name: name.to_owned(),
+            backends: self.in_spec_order().map(|b| b.target.backend.spec.clone()).collect(),
+            policy: self.policy.clone(),
+        }
+    }
+
     pub(super) fn source(&self) -> GroupSource {
         match self.origin {
             Origin::Api => GroupSource::Api,
@@ -290,6 +317,19 @@ impl GroupState {
         self.cached = None;
         previous
     }
+}
+
+/// Where each of `spec`'s backends stands among them sorted by name (as a
+/// group's `backends` map holds them). Validation refused duplicate names.
+pub(super) fn spec_order(spec: &GroupSpec) -> Vec<u32> {
+    let mut by_name: Vec<usize> = (0..spec.backends.len()).collect();
+    by_name.sort_by(|a, b| spec.backends[*a].name.cmp(&spec.backends[*b].name));
+    let mut order = vec![0; by_name.len()];
+    for (rank, i) in by_name.into_iter().enumerate() {
+        // At most `max_backends_per_group` backends, far below u32::MAX.
+        order[i] = rank as u32;
+    }
+    order
 }
 
 /// A backend as the phase counts it, from its spec, verdict and ejection.

@@ -3,7 +3,7 @@
 //! what happens to each backend when a group's spec changes.
 
 use mcp_health_core::spec::ValidBackend;
-use mcp_health_proto::v1::{BackendSpec, GroupSpec};
+use mcp_health_proto::v1::BackendSpec;
 
 use super::Origin;
 
@@ -17,18 +17,19 @@ pub struct GroupPlan {
 
 /// The group as it is now, as far as planning needs it.
 pub struct Current<'a> {
-    pub spec: &'a GroupSpec,
+    /// Whether the applied spec is the one the group already has.
+    pub same_spec: bool,
     pub origin: &'a Origin,
     pub generation: u64,
 }
 
-/// Plans an apply of `spec` from `origin` over `current`. An identical spec
+/// Plans an apply from `origin` over `current`. An identical spec
 /// from the same origin is unchanged and keeps its generation; anything else
 /// is generation + 1 (1 for a new group), or `restored` for a group read back
 /// from the store.
-pub fn plan_group(current: Option<Current<'_>>, spec: &GroupSpec, origin: &Origin, restored: Option<u64>) -> GroupPlan {
+pub fn plan_group(current: Option<Current<'_>>, origin: &Origin, restored: Option<u64>) -> GroupPlan {
     match current {
-        Some(c) if c.spec == spec && c.origin == origin => GroupPlan {
+        Some(c) if c.same_spec && c.origin == origin => GroupPlan {
             generation: c.generation,
             changed: false,
         },

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::effects::{Effect, Effects, Observed, StoreWrite};
-use super::groups::{BackendState, GroupState};
+use super::groups::{BackendState, GroupState, spec_order};
 use super::reconcile::{BackendAction, Current, GroupPlan, backend_action, plan_group};
 use super::results::{ProbeResult, ProbeTicket};
 use super::{Applied, EngineError, Event, EventKind, Origin, Probed};
@@ -157,11 +157,11 @@ impl EngineState {
 
     fn plan(&self, valid: &ValidGroup, origin: &Origin, restored: Option<u64>) -> GroupPlan {
         let current = self.groups.get(&valid.spec.name).map(|g| Current {
-            spec: &g.spec,
+            same_spec: g.has_spec(&valid.spec),
             origin: &g.origin,
             generation: g.generation,
         });
-        plan_group(current, &valid.spec, origin, restored)
+        plan_group(current, origin, restored)
     }
 
     /// Checks an apply, all or nothing: origins, the group limit, and (with
@@ -341,7 +341,7 @@ impl EngineState {
     /// is not validated again; each backend's probe target keeps its client.
     fn check_backend_edit(&self, group: &str, backend: &str, edit: impl Fn(&mut mcp_health_proto::v1::BackendSpec)) -> Result<Checked, EngineError> {
         let g = self.groups.get(group).ok_or_else(|| EngineError::GroupNotFound(group.to_owned()))?;
-        let mut spec = g.spec.clone();
+        let mut spec = g.spec(group);
         spec.backends.iter_mut().filter(|s| s.name == backend).for_each(&edit);
         let targets: Vec<Arc<ProbeTarget>> = spec
             .backends
@@ -514,7 +514,8 @@ impl EngineState {
             info!(group = %name, backend = %bname, "backend removed");
         }
         let group = GroupState {
-            spec: valid.spec.clone(),
+            policy: valid.spec.policy.clone(),
+            order: spec_order(&valid.spec),
             generation: plan.generation,
             origin,
             sequence: 0,

@@ -1126,3 +1126,40 @@ fn a_discovered_backend_in_a_cluster_shares_its_set_and_its_endpoints_verdicts()
     assert_eq!(endpoints(&mut follower), endpoints(&mut owner));
     assert_eq!(endpoints(&mut owner).len(), 2);
 }
+
+/// A group keeps no spec of its own beside its backends' (each probe target
+/// holds its own): the spec an edit writes and the one "unchanged" compares
+/// with keep the applied backend order, which is not the names' order.
+#[test]
+fn the_applied_spec_keeps_its_backend_order() {
+    let backends = |names: &[&str], drained: &str| {
+        let mut yaml = String::from("name: g\nbackends:\n");
+        for n in names {
+            yaml.push_str(&format!("  - name: {n}\n    url: http://{n}.test/mcp\n"));
+            if *n == drained {
+                yaml.push_str("    drain: true\n");
+            }
+        }
+        yaml
+    };
+    let applied = backends(&["b10", "b2", "a"], "");
+    let mut state = EngineState::new(settings(true));
+    apply(&mut state, &applied, Origin::Api);
+    let again = |state: &EngineState, yaml: &str| state.check_apply(vec![incoming(yaml)], Origin::Api, false).unwrap().store;
+    assert_eq!(again(&state, &applied), None, "the same spec is unchanged");
+    let reordered = backends(&["a", "b10", "b2"], "");
+    let put = |yaml: &str, generation| {
+        Some(StoreWrite {
+            puts: vec![(valid(yaml).spec, generation)],
+            removes: vec![],
+        })
+    };
+    assert_eq!(again(&state, &reordered), put(&reordered, 2), "another order is another spec");
+    // A drain edits the applied spec in place, in its order.
+    let drained = backends(&["b10", "b2", "a"], "b2");
+    let checked = state.check_drain("g", "b2", None, true).unwrap();
+    assert_eq!(checked.store, put(&drained, 2));
+    commit(&mut state, checked);
+    assert_eq!(again(&state, &drained), None, "the drained spec is now the group's");
+    assert_eq!(again(&state, &applied), put(&applied, 3));
+}
