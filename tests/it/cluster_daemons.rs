@@ -8,6 +8,7 @@ use crate::lifecycle_bin;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::probers::{one_prober_each, wait_probers};
 use common::{PATIENCE, apply_request, eventually, group_health, group_yaml};
 use etcd_support::EtcdCluster;
 use lifecycle_bin::Daemon;
@@ -195,6 +196,16 @@ impl Setup {
         self.fixtures.iter().map(|f| f.stats().initialize).collect()
     }
 
+    /// The pool's backend names, in the fixtures' order.
+    fn backends(&self) -> Vec<String> {
+        (0..self.fixtures.len()).map(|i| format!("b{i}")).collect()
+    }
+
+    /// Each running daemon's /metrics URL, in the daemons' order.
+    fn metrics_urls(&self) -> Vec<String> {
+        self.daemons.iter().flatten().map(Daemon::metrics_url).collect()
+    }
+
     /// member id -> daemon index, from the member keys' names.
     async fn members(&self) -> HashMap<String, usize> {
         let etcd = self.etcd.client().await;
@@ -227,19 +238,16 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_backend_is_probed_once_per_interval_across_three_replicas() {
+async fn each_backend_is_probed_by_one_of_three_replicas() {
     let s = Setup::start("/t2", 6, "5").await;
-    // Let start-up settle, then count over a window.
-    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
-    let before = s.probes();
-    let window = Duration::from_millis(8 * INTERVAL_MS);
-    tokio::time::sleep(window).await;
-    let after = s.probes();
-    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-    println!("probes per backend over {window:?} at a {INTERVAL_MS} ms interval, 3 replicas: {per_backend:?}");
-    // One prober: at most 8 intervals (+10% jitter, +1 at the edges); three would be ~24.
-    for (i, n) in per_backend.iter().enumerate() {
-        assert!((1..=10).contains(n), "backend b{i} probed {n} times in 8 intervals: {per_backend:?}");
+    // Over 4 probes of every backend (counted at its fixture), each was
+    // probed by one replica alone, once ownership settled after start-up.
+    let probers = one_prober_each(&s.metrics_urls(), "pool", &s.backends(), || s.probes(), 4).await;
+    println!("the replica probing each backend, over 4 probes of each: {probers:?}");
+    // ...and that replica is the backend's owner by the member keys.
+    let members = s.members().await;
+    for (b, replica) in &probers {
+        assert_eq!(members.get(&owner_of(&members, b)), Some(replica), "{b} is probed by its owner: {probers:?}");
     }
     // Every replica still shows every backend (shared verdicts), and the work is shared out.
     for i in 0..3 {
@@ -499,16 +507,9 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
     // ...probes on demand itself (no owner can answer through etcd now)...
     let probed = probe(&s.clients[non_owner], "pool", "b0").await.expect("a local probe while degraded");
     assert_eq!(probed.backend.expect("verdict").status, BackendStatus::Healthy as i32);
-    // ...and probes every backend itself (fail-static): about three probes per interval now.
-    let before = s.probes();
-    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
-    let after = s.probes();
-    let per_backend: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-    println!("degraded: probes per backend over 5 intervals: {per_backend:?}");
-    assert!(
-        per_backend.iter().all(|n| *n >= 8),
-        "every replica probes every backend while degraded: {per_backend:?}"
-    );
+    // ...and probes every backend itself (fail-static).
+    let seen = wait_probers(&s.metrics_urls(), "pool", &s.backends(), "every replica probes every backend", |r| r.len() == 3).await;
+    println!("degraded: the replicas probing each backend: {seen:?}");
     for d in s.daemons.iter_mut().flatten() {
         assert!(d.drain_log().iter().any(|l| l.contains("cluster degraded")), "the log says degraded");
     }
@@ -536,11 +537,8 @@ async fn losing_etcd_quorum_is_fail_static_and_loses_nothing_acknowledged() {
         s.wait_serving(i, "READY after the outage").await;
     }
     // Back to one prober per backend.
-    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
-    let before = s.probes();
-    tokio::time::sleep(Duration::from_millis(5 * INTERVAL_MS)).await;
-    let per_backend: Vec<u64> = s.probes().iter().zip(&before).map(|(a, b)| a - b).collect();
-    assert!(per_backend.iter().all(|n| *n <= 7), "one prober per backend again: {per_backend:?}");
+    let probers = one_prober_each(&s.metrics_urls(), "pool", &s.backends(), || s.probes(), 3).await;
+    println!("after the outage, the replica probing each backend: {probers:?}");
 }
 
 /// The member id of daemon `i`, and the owner of backend `b` of the pool.

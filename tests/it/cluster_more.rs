@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pki;
+use common::probers::{one_prober_each, wait_probers};
 use common::{PATIENCE, apply_request, eventually, group_health, group_yaml};
 use etcd_support::{EtcdCluster, EtcdConfig, EtcdTls};
 use lifecycle_bin::Daemon;
@@ -277,13 +278,6 @@ fn probes(fixtures: &[FixtureServer]) -> Vec<u64> {
     fixtures.iter().map(|f| f.stats().initialize).collect()
 }
 
-/// Probes per backend over `intervals` probe intervals.
-async fn probe_rate(fixtures: &[FixtureServer], intervals: u64) -> Vec<u64> {
-    let before = probes(fixtures);
-    tokio::time::sleep(Duration::from_millis(intervals * INTERVAL_MS)).await;
-    probes(fixtures).iter().zip(&before).map(|(a, b)| a - b).collect()
-}
-
 pub(crate) async fn scrape(addr: SocketAddr) -> String {
     reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -310,14 +304,7 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     common::install_crypto();
     // Needs root (CAP_NET_ADMIN): without it `ip netns add` fails and says so.
     let ns = NetNs::create(2);
-    let etcd = EtcdCluster::start_with(
-        3,
-        EtcdConfig {
-            tls: None,
-            also_listen: Some(ns.host_side(ETCD_LINK)),
-        },
-    )
-    .await;
+    let etcd = EtcdCluster::start_also_on(3, ns.host_side(ETCD_LINK)).await;
     let prefix = "/partition";
     let ttl = TTL_S.to_string();
     let cluster_args = |endpoints: String| -> Vec<String> {
@@ -325,7 +312,8 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
             .map(str::to_owned)
             .to_vec()
     };
-    let host_args = cluster_args(etcd.endpoints_arg());
+    let mut host_args = cluster_args(etcd.endpoints_arg());
+    host_args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
     let host_refs: Vec<&str> = host_args.iter().map(String::as_str).collect();
     let hosts = [Daemon::spawn(&host_refs), Daemon::spawn(&host_refs)];
     // The cut-off one reaches etcd only through the etcd link.
@@ -363,6 +351,12 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
         fixtures.push(f);
     }
     clients[0].clone().apply_group(apply_request(group_yaml(&yaml))).await.expect("apply");
+    let backends: Vec<String> = owned.iter().map(|(b, _)| b.clone()).collect();
+    let metrics_urls: Vec<String> = hosts
+        .iter()
+        .map(Daemon::metrics_url)
+        .chain([format!("http://{inner_metrics}/metrics")])
+        .collect();
     for c in &clients {
         eventually("every replica sees the pool READY", || group_health(c, "pool"), all_healthy).await;
     }
@@ -468,9 +462,11 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     // Fail-static: the cut-off replica probes every backend itself, so each
     // backend now has two probers (its survivor owner and the cut-off one),
     // including those the cut-off replica never owned.
-    let rate = probe_rate(&fixtures, 6).await;
-    println!("cut off: probes per backend over 6 intervals: {rate:?}");
-    assert!(rate.iter().all(|n| *n >= 9), "two probers per backend while cut off: {rate:?}");
+    let seen = wait_probers(&metrics_urls, "pool", &backends, "two probers per backend, one the cut-off replica", |r| {
+        r.len() == 2 && r.contains(&CUT)
+    })
+    .await;
+    println!("cut off: the replicas probing each backend: {seen:?}");
     // Its own probes keep its view live: a backend failing now shows there.
     let (flip_name, _) = &owned[0];
     fixtures[0].set_behavior(Behavior::Status(500));
@@ -504,26 +500,35 @@ async fn a_replica_cut_off_from_etcd_is_fail_static_fenced_and_rejoins() {
     for c in &clients[..2] {
         eventually("the survivors see it again", || config_status(c), |i| i.members.len() == 3).await;
     }
+    // Back to one prober per backend: it stopped probing what it does not own.
+    let probers = one_prober_each(&metrics_urls, "pool", &backends, || probes(&fixtures), 3).await;
+    println!("rejoined: the replica probing each backend: {probers:?}");
     // Fenced: nothing was written under its old member id since the cut,
     // though its verdicts changed meanwhile (the flip above) and it is back.
-    tokio::time::sleep(Duration::from_millis(3 * INTERVAL_MS)).await;
+    // Read once it probes only its share again, so any late write it had
+    // queued has been tried: every verdict write from the cut to the latest.
+    let (now, _) = etcd_client.range_prefix(&keys.verdicts()).await.expect("verdicts");
+    let latest = now.iter().map(|kv| kv.mod_revision).max().expect("verdicts exist");
     let mut writes = std::pin::pin!(etcd_client.watch_prefix(&keys.verdicts(), cut_revision + 1).await.expect("watch"));
     let mut seen = 0;
-    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(500), writes.next()).await {
-        for e in item.expect("watch").1 {
-            let v = VerdictRecord::decode(&e.kv.expect("kv").value).expect("verdict");
-            assert_ne!(v.writer, ids[CUT], "a late verdict from the expired lease landed: {v:?}");
-            seen += 1;
+    let read = tokio::time::timeout(PATIENCE, async {
+        while let Some(item) = writes.next().await {
+            for e in item.expect("watch").1 {
+                let kv = e.kv.expect("kv");
+                let v = VerdictRecord::decode(&kv.value).expect("verdict");
+                assert_ne!(v.writer, ids[CUT], "a late verdict from the expired lease landed: {v:?}");
+                seen += 1;
+                if kv.mod_revision >= latest {
+                    return;
+                }
+            }
         }
-    }
+    })
+    .await;
+    assert!(read.is_ok(), "the watch replays every write since the cut ({seen} read)");
     assert!(seen >= 2, "the survivors' writes since the cut are there ({seen})");
     assert!(inner.drain_log().iter().any(|l| l.contains("cluster degraded")), "the log says degraded");
 
-    // Back to one prober per backend: it stopped probing what it does not own.
-    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
-    let rate = probe_rate(&fixtures, 6).await;
-    println!("rejoined: probes per backend over 6 intervals: {rate:?}");
-    assert!(rate.iter().all(|n| (1..=7).contains(n)), "one prober per backend again: {rate:?}");
     // And every replica answers Get the same.
     let mut answers = Vec::new();
     for c in &clients {

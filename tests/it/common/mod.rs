@@ -12,6 +12,7 @@ use mcp_health::proto::v1::*;
 use tonic::transport::Channel;
 
 pub mod pki;
+pub mod probers;
 
 /// Generous bound for conditions that depend on real probes; tests assert on
 /// outcomes, never on how long they took.
