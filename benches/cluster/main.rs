@@ -128,27 +128,38 @@ async fn measure(pids: &[u32], window: Duration) -> Vec<(f64, f64)> {
         .collect()
 }
 
-async fn scale(n: usize, window: Duration) {
-    let fixture = FixtureServer::start().await.expect("fixture");
+/// `n` backends of the fixture, in groups of at most 1,000, probed every 10 s.
+fn groups_of(fixture: &FixtureServer, n: usize) -> Vec<GroupSpec> {
     let per_group = 1000.min(n);
-    let groups: Vec<GroupSpec> = (0..n.div_ceil(per_group))
+    (0..n.div_ceil(per_group))
         .map(|g| {
             let urls: Vec<String> = (g * per_group..((g + 1) * per_group).min(n))
                 .map(|i| fixture.url_for(&format!("/s{i}")))
                 .collect();
             spec(&format!("g{g}"), &urls, 10.0)
         })
-        .collect();
-    // Single node.
+        .collect()
+}
+
+/// A single node's CPU (cores) and RSS probing `groups`, at steady state.
+async fn single_node(groups: &[GroupSpec], window: Duration) -> (f64, f64) {
     let single = Daemon::spawn(&["--max-groups", "100"]);
     let c = single.client().await;
-    for g in &groups {
+    for g in groups {
         apply(&c, g.clone()).await;
     }
     wait_all_probed(&c, groups.len()).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (single_cpu, single_rss) = measure(&[single.child.id()], window).await[0];
-    drop(single);
+    measure(&[single.child.id()], window).await[0]
+}
+
+async fn scale(n: usize, window: Duration) {
+    let fixture = FixtureServer::start().await.expect("fixture");
+    let groups = groups_of(&fixture, n);
+    let (single_cpu, single_rss) = single_node(&groups, window).await;
+    // A single node probing a replica's share (a third), at a replica's probe
+    // rate: what a replica would cost with no cluster work at all.
+    let (third_cpu, third_rss) = single_node(&groups_of(&fixture, n.div_ceil(3)), window).await;
     // Three replicas.
     let etcd = EtcdCluster::start(3).await;
     let ds = cluster_daemons(&etcd, "/bench-scale", 3);
@@ -166,11 +177,22 @@ async fn scale(n: usize, window: Duration) {
     let replicas = measure(&pids, window).await;
     let (_, rev1) = client.range_prefix("/bench-scale/none").await.unwrap();
     println!("\nscale: {n} backends at a 10 s interval, window {window:?}");
-    println!("| process | CPU (cores) | RSS (MiB) | CPU / single | RSS / single |");
-    println!("|---|---|---|---|---|");
-    println!("| single node | {single_cpu:.3} | {single_rss:.1} | 1.00 | 1.00 |");
+    println!("| process | CPU (cores) | RSS (MiB) | CPU / single | RSS / single | CPU / single at a third |");
+    println!("|---|---|---|---|---|---|");
+    println!("| single node | {single_cpu:.3} | {single_rss:.1} | 1.00 | 1.00 | |");
+    println!(
+        "| single node, {} backends | {third_cpu:.3} | {third_rss:.1} | {:.2} | {:.2} | 1.00 |",
+        n.div_ceil(3),
+        third_cpu / single_cpu,
+        third_rss / single_rss
+    );
     for (i, (cpu, rss)) in replicas.iter().enumerate() {
-        println!("| replica {i} | {cpu:.3} | {rss:.1} | {:.2} | {:.2} |", cpu / single_cpu, rss / single_rss);
+        println!(
+            "| replica {i} | {cpu:.3} | {rss:.1} | {:.2} | {:.2} | {:.2} |",
+            cpu / single_cpu,
+            rss / single_rss,
+            cpu / third_cpu
+        );
     }
     println!(
         "etcd writes at steady state: {} in {window:?} ({:.2}/s)",
