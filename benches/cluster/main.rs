@@ -25,6 +25,7 @@ use lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureServer};
 use mcp_health::cluster::keys::Keys;
 use mcp_health::cluster::membership::Member;
+use mcp_health::cluster::ownership::{backend_key, owner};
 use mcp_health::cluster::record::VerdictRecord;
 use mcp_health::proto::v1::group_health_service_client::GroupHealthServiceClient;
 use mcp_health::proto::v1::*;
@@ -280,10 +281,16 @@ async fn failover(kills: usize) {
     let mut samples = Vec::new();
     for _ in 0..kills {
         let deadline = Instant::now() + Duration::from_secs(60);
+        // The backend's owner by the member keys, once its verdict is its own:
+        // after a replica joins, the verdict may still be a former owner's
+        // until the new owner's first probe, and killing that one is no failover.
         let (writer, owner) = loop {
             if let Some(v) = verdict(&etcd, prefix).await {
                 let m = members(&etcd, prefix).await;
-                if let Some(i) = m.get(&v.writer).and_then(|n| ds.iter().position(|d| d.addr.to_string() == *n)) {
+                let owns = owner(&backend_key("p", "b0"), m.keys()) == Some(v.writer.as_str());
+                if let Some(i) = m.get(&v.writer).and_then(|n| ds.iter().position(|d| d.addr.to_string() == *n))
+                    && owns
+                {
                     break (v.writer, i);
                 }
             }
