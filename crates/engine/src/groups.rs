@@ -283,7 +283,7 @@ impl GroupState {
         GroupSpec {
             name: name.to_owned(),
             backends: self.in_spec_order().map(|b| b.target.backend.spec.clone()).collect(),
-            policy: self.policy.clone(),
+            policy: self.policy,
         }
     }
 

@@ -514,7 +514,7 @@ impl EngineState {
             info!(group = %name, backend = %bname, "backend removed");
         }
         let group = GroupState {
-            policy: valid.spec.policy.clone(),
+            policy: valid.spec.policy,
             order: spec_order(&valid.spec),
             generation: plan.generation,
             origin,
