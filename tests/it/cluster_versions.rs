@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::probers;
 use crate::etcd_support::EtcdCluster;
 use crate::lifecycle_bin::Daemon;
 use mcp_fixture::{Behavior, FixtureServer};
@@ -160,13 +161,8 @@ async fn an_old_and_a_new_replica_share_verdicts_both_ways() {
 
 /// The backends a replica probed: those with a last-probe time in its /metrics.
 async fn probed(d: &Daemon) -> Vec<String> {
-    crate::common::install_crypto();
-    let text = reqwest::get(d.metrics_url()).await.unwrap().text().await.unwrap();
-    let mut backends: Vec<String> = text
-        .lines()
-        .filter(|l| l.starts_with("mcp_health_backend_last_probe_timestamp"))
-        .filter_map(|l| l.split("backend=\"").nth(1)?.split('"').next().map(str::to_owned))
-        .collect();
+    let mut scraped = probers::last_probes(&[d.metrics_url()], "pool").await;
+    let mut backends: Vec<String> = scraped.remove(0).into_keys().collect();
     backends.sort_by_key(|b| b[1..].parse::<usize>().unwrap_or(usize::MAX));
     backends
 }
