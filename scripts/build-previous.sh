@@ -32,6 +32,9 @@ if [ -d target/debug/deps ]; then
       -exec cp -al {} "$out/debug/$d/" \;
   done
 fi
-(cd "$src" && CARGO_TARGET_DIR="$PWD/../" cargo build --bin mcp-healthd)
+# The old manifest predates the line-tables-only debug info of dependencies
+# (Cargo.toml): the same setting here keeps the hard-linked builds fresh.
+(cd "$src" && CARGO_TARGET_DIR="$PWD/../" cargo build --bin mcp-healthd \
+  --config 'profile.dev.package."*".debug="line-tables-only"')
 echo "$rev" > "$out/rev"
 echo "[build-previous] $out/debug/mcp-healthd built from $rev"

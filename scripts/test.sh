@@ -9,7 +9,9 @@
 # target (scripts/fuzz-smoke.sh) and of the benchmark harness.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's heading also gives the free disk space, so that a run that
+# fills the disk shows where.
+step() { printf '\n==> %s [free: %s]\n' "$*" "$(df -h --output=avail . | tail -1 | tr -d ' ')"; }
 
 step "system packages (dnsmasq: the DNS server of the DNS tests and benchmarks)"
 bash scripts/setup-system.sh
