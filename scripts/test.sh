@@ -13,6 +13,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # fills the disk shows where.
 step() { printf '\n==> %s [free: %s]\n' "$*" "$(df -h --output=avail . | tail -1 | tr -d ' ')"; }
 
+# A run from a fresh clone writes about 12 GB (target/, fuzz/target, the
+# installs; BENCHMARKS.md, "Fresh-clone CI runs"). With less free it would fail
+# late, in whichever step fills the disk, so say so at the start.
+need_gb=15
+free_gb=$(df -BG --output=avail . | tail -1 | tr -dc '0-9')
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "warning: ${free_gb} GB free here; a run from a fresh clone needs about ${need_gb} GB (target/, fuzz/target, the installs)" >&2
+fi
+
 step "system packages (dnsmasq: the DNS server of the DNS tests and benchmarks)"
 bash scripts/setup-system.sh
 
