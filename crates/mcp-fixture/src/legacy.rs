@@ -9,8 +9,7 @@
 //! `WrongId`, `InvalidJson`, `InvalidUtf8`, `MissingProtocolVersion`, `ToolsList*`) shape the
 //! `event: message` payload. POSTs follow the behaviour of the path that opened the stream.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -21,52 +20,11 @@ use tokio::sync::mpsc;
 
 use crate::Behavior;
 use crate::body::{Body, sse_message};
+use crate::exchange::{count, handshake, pre_gate};
 use crate::jsonrpc::{self, INTERNAL_ERROR, Outcome};
 use crate::reply::{self, NOT_UTF8, Resp};
-use crate::router::{count, handshake, pre_gate};
+use crate::sessions::Session;
 use crate::state::{Shared, inc};
-
-type Map = Arc<Mutex<HashMap<String, Session>>>;
-
-/// Open legacy streams by session id. Not on any hot path, so a plain mutex is fine.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    map: Map,
-}
-
-#[derive(Clone)]
-struct Session {
-    tx: mpsc::Sender<Bytes>,
-    /// Path of the GET that opened the stream: POSTs follow its behaviour.
-    path: String,
-    /// False for `EndpointOnly`/`EndlessStream`: replies are swallowed.
-    deliver: bool,
-}
-
-/// Lives inside the stream body; unregisters the session when the client goes away.
-struct Unregister {
-    map: Map,
-    id: String,
-}
-
-impl Drop for Unregister {
-    fn drop(&mut self) {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(&self.id);
-    }
-}
-
-impl Sessions {
-    fn get(&self, id: &str) -> Option<Session> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
-    }
-
-    fn insert(&self, id: String, s: Session) -> Unregister {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), s);
-        Unregister { map: self.map.clone(), id }
-    }
-}
 
 pub(crate) async fn handle(shared: &Shared, parts: Parts, body: Incoming) -> Resp {
     match parts.method {

@@ -6,11 +6,14 @@
 //!
 //! Module map (one concern each):
 //! - `server`: the public handle, listener, accept loop, stop/resume.
-//! - `router`: per-request dispatch (methods, paths, auth, Accept, sessions).
+//! - `router`: per-request dispatch for Streamable HTTP (methods, paths, Accept).
+//! - `exchange`: what every transport's request shares (delay, hang and auth gates; the
+//!   handshake-era methods; the method counters).
 //! - `jsonrpc`: request parsing and pre-rendered JSON-RPC replies.
 //! - `reply`: HTTP responses and the reply-shaping behaviours.
 //! - `modern`: the 2026-07-28 stateless flavour (`server/discover`, `_meta` envelope).
 //! - `legacy`: the 2024-11-05 HTTP+SSE flavour (`GET /sse` + `POST /messages`).
+//! - `sessions`: the legacy flavour's open streams by session id.
 //! - `body`: the response body type (full, streamed, drip, huge, endless, channel).
 //! - `state`: shared state, behaviour table and atomic stats.
 //! - `dnsmasq`: a real DNS server (dnsmasq) on loopback, answering from a hosts file.
@@ -20,6 +23,7 @@
 
 mod body;
 pub mod dnsmasq;
+mod exchange;
 mod jsonrpc;
 mod legacy;
 mod modern;
@@ -27,6 +31,7 @@ mod oauth;
 mod reply;
 mod router;
 mod server;
+mod sessions;
 mod state;
 pub mod tls;
 

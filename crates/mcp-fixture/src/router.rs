@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use http::header::{ACCEPT, HeaderValue};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, Method, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::jsonrpc::{self, INVALID_REQUEST, METHOD_NOT_FOUND, Outcome, PARSE_ERROR};
+use crate::exchange::{count, handshake, pre_gate};
+use crate::jsonrpc::{self, INVALID_REQUEST, Outcome, PARSE_ERROR};
 use crate::reply::{self, Resp};
 use crate::state::{METADATA_PATH, Shared, inc};
 use crate::{Behavior, Flavor, legacy, modern};
@@ -55,32 +56,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         }
         _ => reply::status(405),
     }
-}
-
-/// Gates every MCP request passes before JSON-RPC: Slow, Hang, HTTP-level behaviours, bearer.
-pub(crate) async fn pre_gate(shared: &Shared, b: &Behavior, uri: &Uri, headers: &HeaderMap) -> Option<Resp> {
-    match b {
-        Behavior::Slow(d) => tokio::time::sleep(*d).await,
-        Behavior::Hang => std::future::pending::<()>().await,
-        _ => {}
-    }
-    if let Some(r) = reply::http_gate(shared, b, uri.path(), uri.query()) {
-        return Some(r);
-    }
-    if !authorized(shared, headers) {
-        return Some(reply::unauthorized(shared, true));
-    }
-    None
-}
-
-fn authorized(shared: &Shared, h: &HeaderMap) -> bool {
-    let Some(expected) = &shared.expected_auth else {
-        return true;
-    };
-    let Some(got) = h.get(AUTHORIZATION).map(HeaderValue::as_bytes) else {
-        return false;
-    };
-    got.len() == expected.len() && got[..7].eq_ignore_ascii_case(&expected[..7]) && got[7..] == expected[7..]
 }
 
 /// True if some `Accept` value admits JSON or SSE (wildcards included).
@@ -157,30 +132,6 @@ async fn post(shared: &Shared, behavior: Behavior, mut parts: Parts, body: Incom
             r
         }
         None => std::future::pending().await,
-    }
-}
-
-pub(crate) fn count(shared: &Shared, method: &str) {
-    match method {
-        "initialize" => inc(&shared.stats.initialize),
-        "tools/list" => inc(&shared.stats.tools_list),
-        m => modern::count(shared, m),
-    }
-}
-
-/// Handshake-era methods. Returns the outcome and the "missing protocolVersion" variant.
-pub(crate) fn handshake<'s>(shared: &'s Shared, req: &jsonrpc::Request<'_>) -> (Outcome, Option<&'s bytes::Bytes>) {
-    let p = &shared.prebuilt;
-    match req.method() {
-        "initialize" => (Outcome::Result(p.init_for(req.requested_version()).clone()), Some(&p.init_missing_version)),
-        "tools/list" => (Outcome::Result(p.tools.clone()), None),
-        "ping" => (Outcome::Result(p.empty.clone()), None),
-        // Any tool answers with one line of text (`ToolsCallError` makes it fail).
-        "tools/call" => (
-            Outcome::Result(bytes::Bytes::from_static(br#"{"content":[{"type":"text","text":"ok"}],"isError":false}"#)),
-            None,
-        ),
-        _ => (Outcome::error(200, METHOD_NOT_FOUND, "Method not found"), None),
     }
 }
 

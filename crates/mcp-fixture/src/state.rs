@@ -9,7 +9,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{HeaderMap, HeaderValue};
 
 use crate::jsonrpc::Prebuilt;
-use crate::legacy::Sessions;
+use crate::sessions::Sessions;
 use crate::{Behavior, FixtureOptions, Flavor, ReplyFormat, RequestRecord, Stats};
 
 /// Path prefix of the RFC 9728 protected-resource metadata document.
